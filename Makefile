@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: MIT
+# Front door for newcomers and CI. Every target installs what is missing
+# first (scripts/install-deps), then drives CMake presets.
+#   make run    build (release) and start utxoiq-api on 127.0.0.1:8080
+#   make test   build with ASan+UBSan, run every test; then TSan concurrency tests
+#   make bench  benchmarks with side-by-side reference runs
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS ?=
+
+.PHONY: all deps release asan tsan test test-asan test-tsan run bench clean install fuzz
+
+all: release
+
+deps:
+	@scripts/install-deps
+
+release: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS)
+
+asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build build/asan -j $(JOBS)
+
+tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build build/tsan -j $(JOBS)
+
+test: test-asan test-tsan
+
+test-asan: asan
+	cd build/asan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-tsan: tsan
+	cd build/tsan && ctest --output-on-failure -L concurrency $(CTEST_ARGS)
+
+run: release
+	@scripts/run-service
+
+bench: release
+	@build/release/bench/uc-bench
+
+install: release
+	cmake --install build/release $(if $(PREFIX),--prefix $(PREFIX),)
+
+clean:
+	rm -rf build

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cache handle: one backend (Redis through a bounded connection pool and a
+ * circuit breaker, or an in-process LRU store) behind one set of operations.
+ *
+ * Ownership: arguments are borrowed for the duration of the call; a value
+ * returned through `char **val` belongs to the caller and is freed with
+ * uc_free(). Outputs are written only when the call returns UC_OK.
+ *
+ * Thread safety: a uc_cache_t is thread-safe; any number of threads may share
+ * one handle. uc_cache_destroy() must not race with other calls.
+ *
+ * Keys given here are logical keys: the configured key prefix is prepended
+ * by the library. Keys are binary-safe and at most UC_KEY_MAX bytes.
+ */
+#ifndef UTXOCACHE_CACHE_H
+#define UTXOCACHE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UC_KEY_MAX 1024
+#define UC_VALUE_MAX (64u * 1024u * 1024u)
+
+typedef struct uc_cache uc_cache_t;
+
+/* One answer of a multi-get: status is UC_OK (data/len set) or UC_MISS, or a
+ * negative code when that key could not be read. */
+typedef struct {
+    int status;
+    char *data;
+    size_t len;
+} uc_value_t;
+
+/*
+ * Creates a cache from `cfg` (copied). For Redis no connection is made here:
+ * the pool connects lazily, so a cache can be created while Redis is down.
+ * Returns UC_OK and sets *out, or UC_ECONFIG/UC_ENOMEM with a message in
+ * `err` (may be NULL).
+ */
+int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
+                    size_t errlen);
+
+/* Closes every connection and frees the handle. Accepts NULL. */
+void uc_cache_destroy(uc_cache_t *cache);
+
+/* "redis" or "memory". */
+const char *uc_cache_backend_name(const uc_cache_t *cache);
+
+/* Frees memory returned by the library. Accepts NULL. */
+void uc_free(void *p);
+
+/* Frees the data of `n` multi-get answers (not the array itself). */
+void uc_values_release(uc_value_t *vals, size_t n);
+
+/*
+ * Reads a key. Returns UC_OK with a copy of the value in *val / *len (NUL
+ * terminated for convenience, the NUL not counted), UC_MISS when absent, or a
+ * negative code (UC_EUNAVAILABLE while the breaker is open, UC_ETIMEDOUT, ...).
+ */
+int uc_cache_get(uc_cache_t *cache, const char *key, size_t klen, char **val,
+                 size_t *len);
+
+/* Stores a value that expires after ttl_ms (0: never). */
+int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
+                 const char *val, size_t len, uint64_t ttl_ms);
+
+/* Deletes a key; *existed (may be NULL) tells whether it was there. */
+int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen,
+                 int *existed);
+
+/* Returns UC_OK if the key exists, UC_MISS if not, or a negative code. */
+int uc_cache_exists(uc_cache_t *cache, const char *key, size_t klen);
+
+/*
+ * Remaining time to live: UC_OK with *ttl_ms >= 0, or -1 for a key that never
+ * expires; UC_MISS when the key does not exist.
+ */
+int uc_cache_ttl(uc_cache_t *cache, const char *key, size_t klen,
+                 int64_t *ttl_ms);
+
+/*
+ * Reads n keys in one round trip (pipelined). Fills out[0..n-1] and returns
+ * UC_OK when the round trip worked (each answer has its own status), or a
+ * negative code with every out[i] left untouched.
+ */
+int uc_cache_mget(uc_cache_t *cache, size_t n, const char *const *keys,
+                  const size_t *klens, uc_value_t *out);
+
+/* Stores n values with one TTL in one round trip (pipelined). */
+int uc_cache_mset(uc_cache_t *cache, size_t n, const char *const *keys,
+                  const size_t *klens, const char *const *vals,
+                  const size_t *vlens, uint64_t ttl_ms);
+
+/*
+ * Deletes every key matching a Redis glob pattern (below the key prefix):
+ * SCAN with MATCH and UNLINK in batches of scan_batch keys, never KEYS and
+ * never one unbounded DEL. *removed (may be NULL) is the number of keys
+ * removed. A pattern is an operator's tool: callers that build patterns from
+ * user data use uc_keyspace_invalidate() instead.
+ */
+int uc_cache_delete_pattern(uc_cache_t *cache, const char *pattern,
+                            size_t *removed);
+
+/* Counts the keys matching a glob pattern (below the prefix), by SCAN. */
+int uc_cache_count_pattern(uc_cache_t *cache, const char *pattern,
+                           uint64_t *count);
+
+/* Round trip to the backend; *rtt_us (may be NULL) is its duration. */
+int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
+
+/* ---- statistics ---------------------------------------------------------- */
+
+/*
+ * Latency histograms have UC_HIST_BUCKETS buckets; bucket i counts operations
+ * that took less than 2^i microseconds (and at least 2^(i-1)); the last bucket
+ * also takes everything slower.
+ */
+#define UC_HIST_BUCKETS 26
+
+typedef struct {
+    uint64_t hits;      /* reads answered by the cache */
+    uint64_t misses;    /* reads the cache did not have */
+    uint64_t errors;    /* cache operations that failed */
+    uint64_t fallbacks; /* get-or-load calls served by the loader because the
+                           cache failed or was unavailable */
+    uint64_t loads;     /* loader calls */
+    uint64_t load_errors;
+    uint64_t corrupt;   /* values rejected by a validator and deleted */
+    uint64_t sets;
+    uint64_t set_errors;
+    uint64_t stale_rejects; /* loads not stored: a write came in between */
+    uint64_t invalidations;
+    uint64_t invalidation_retries;
+    uint64_t invalidation_failures;
+    uint64_t get_us[UC_HIST_BUCKETS];
+    uint64_t set_us[UC_HIST_BUCKETS];
+} uc_stats_t;
+
+/* hits / (hits + misses), 0 when there were no reads. */
+double uc_stats_hit_rate(const uc_stats_t *st);
+
+/*
+ * Upper bound in microseconds of the p-quantile (0 < p <= 1) of a latency
+ * histogram; 0 when it is empty.
+ */
+uint64_t uc_stats_percentile_us(const uint64_t *buckets, double p);
+
+/* Totals over every operation of the handle, keyspaced or not. */
+void uc_cache_stats(const uc_cache_t *cache, uc_stats_t *out);
+
+typedef enum {
+    UC_BREAKER_CLOSED = 0,
+    UC_BREAKER_OPEN = 1,
+    UC_BREAKER_HALF_OPEN = 2,
+} uc_breaker_state_t;
+
+typedef struct {
+    unsigned max;              /* max connections */
+    unsigned in_use;           /* borrowed right now */
+    unsigned idle;             /* connected and waiting in the pool */
+    uint64_t connects;         /* connections opened */
+    uint64_t connect_failures; /* connection attempts that failed */
+    uint64_t discarded;        /* connections closed after an error/timeout */
+    uint64_t idle_closed;      /* connections closed for idleness */
+    uint64_t waits;            /* acquires that had to wait */
+    uint64_t acquire_timeouts; /* acquires that gave up */
+    uc_breaker_state_t breaker;
+    uint64_t breaker_opens;    /* times the breaker opened */
+    uint64_t breaker_rejects;  /* calls answered "unavailable" at once */
+} uc_pool_stats_t;
+
+/* Pool and breaker figures (all zero for the memory backend). */
+void uc_cache_pool_stats(const uc_cache_t *cache, uc_pool_stats_t *out);
+
+typedef struct {
+    uint64_t used_memory;   /* bytes */
+    uint64_t max_memory;    /* bytes; 0: unlimited */
+    uint64_t keys;          /* keys in the selected database / store */
+    uint64_t evicted_keys;
+    uint64_t expired_keys;
+    uint64_t server_hits;   /* the server's own keyspace_hits */
+    uint64_t server_misses;
+    char version[32];       /* server version, or "memory" */
+} uc_server_info_t;
+
+/* Figures reported by the server (Redis INFO) or the memory store. */
+int uc_cache_server_info(uc_cache_t *cache, uc_server_info_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UTXOCACHE_CACHE_H */

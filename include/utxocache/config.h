@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Configuration of a cache handle: which backend, where Redis is, how long
+ * each wait may last, how large the in-process cache may grow, and how the
+ * library logs. A uc_config_t is a plain value: it owns no heap memory, can
+ * be copied with '=', and needs no release. It is not shared between threads
+ * by the library; uc_cache_create() copies what it needs.
+ *
+ * A zero field means "the default" (given next to each field), so
+ * `uc_config_t cfg = UC_CONFIG_INIT;` is a valid configuration: the memory
+ * backend with default limits.
+ */
+#ifndef UTXOCACHE_CONFIG_H
+#define UTXOCACHE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    UC_LOG_DEBUG = 0,
+    UC_LOG_INFO = 1,
+    UC_LOG_WARN = 2,
+    UC_LOG_ERROR = 3,
+} uc_log_level_t;
+
+/*
+ * Log callback. `msg` is one line without a trailing newline, valid only
+ * during the call. It may be called from any thread that uses the cache, never
+ * while the library holds a lock, and must not call back into the same cache.
+ * Passwords never appear in messages.
+ */
+typedef void (*uc_log_fn)(void *arg, uc_log_level_t level, const char *msg);
+
+/*
+ * Monotonic clock in microseconds. Tests replace it to drive TTLs, backoff
+ * and the circuit breaker without sleeping; must be thread-safe.
+ */
+typedef uint64_t (*uc_clock_fn)(void *arg);
+
+typedef enum {
+    UC_BACKEND_AUTO = 0, /* redis when a host is set, memory otherwise */
+    UC_BACKEND_MEMORY = 1,
+    UC_BACKEND_REDIS = 2,
+} uc_backend_kind_t;
+
+#define UC_HOST_MAX 256
+#define UC_USER_MAX 128
+#define UC_PASSWORD_MAX 256
+#define UC_PREFIX_MAX 64
+#define UC_KEYSPACE_NAME_MAX 32
+#define UC_TTL_OVERRIDES_MAX 16
+
+typedef struct {
+    char keyspace[UC_KEYSPACE_NAME_MAX];
+    uint32_t ttl_s;
+} uc_ttl_override_t;
+
+typedef struct uc_config {
+    uc_backend_kind_t backend;
+
+    /* Redis. Empty host: no Redis configured. */
+    char host[UC_HOST_MAX];
+    int port;                       /* 6379 */
+    char username[UC_USER_MAX];     /* ACL user; empty: "default" */
+    char password[UC_PASSWORD_MAX]; /* never logged */
+    int db;                         /* 0; negative is invalid */
+
+    /* Pool and timeouts. */
+    int max_connections;     /* 50 */
+    int connect_timeout_ms;  /* 250 */
+    int command_timeout_ms;  /* 250 */
+    int acquire_timeout_ms;  /* 100 */
+    int idle_timeout_ms;     /* 60000: idle connections closed after this */
+    int backoff_base_ms;     /* 25: first reconnect delay, doubled, jittered */
+    int backoff_max_ms;      /* 2000 */
+    int breaker_threshold;   /* 5 consecutive failures open the breaker */
+    int breaker_cooldown_ms; /* 1000 before one probe may close it */
+    int scan_batch;          /* 500: SCAN COUNT and UNLINK batch size */
+
+    /* Memory backend. */
+    size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
+
+    /* Prepended to every key; [A-Za-z0-9._:-] only. Empty: none. */
+    char key_prefix[UC_PREFIX_MAX];
+
+    /* Keyspace TTLs that replace the declared ones, by keyspace name. */
+    uc_ttl_override_t ttl_overrides[UC_TTL_OVERRIDES_MAX];
+    size_t n_ttl_overrides;
+
+    uc_log_fn log_fn; /* NULL: no logging */
+    void *log_arg;
+    uc_log_level_t log_level; /* lowest level passed to log_fn */
+
+    uc_clock_fn clock_fn; /* NULL: CLOCK_MONOTONIC */
+    void *clock_arg;
+} uc_config_t;
+
+#define UC_CONFIG_INIT {0}
+
+/* Resets every field to zero, that is, to the defaults. */
+void uc_config_init(uc_config_t *cfg);
+
+/*
+ * Reads a configuration from a variable lookup function (getenv's shape; it
+ * returns NULL for an unset variable). Recognised variables:
+ *
+ *   REDIS_URL  redis://[user[:password]@]host[:port][/db], percent-decoded;
+ *              wins over REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/REDIS_USERNAME/
+ *              REDIS_DB when set
+ *   REDIS_HOST REDIS_PORT REDIS_PASSWORD REDIS_USERNAME REDIS_DB
+ *   REDIS_MAX_CONNECTIONS REDIS_CONNECT_TIMEOUT_MS REDIS_COMMAND_TIMEOUT_MS
+ *   UTXOCACHE_BACKEND (memory|redis) UTXOCACHE_KEY_PREFIX
+ *   UTXOCACHE_ACQUIRE_TIMEOUT_MS UTXOCACHE_IDLE_TIMEOUT_MS
+ *   UTXOCACHE_BREAKER_THRESHOLD UTXOCACHE_BREAKER_COOLDOWN_MS
+ *   UTXOCACHE_MEMORY_MAX_BYTES UTXOCACHE_SCAN_BATCH
+ *   UTXOCACHE_TTL_<KEYSPACE> (e.g. UTXOCACHE_TTL_FEEDBACK_STATS=600) for
+ *              each keyspace in `keyspace_names` (may be NULL, n = 0)
+ *
+ * Fields whose variable is unset are left as they are, so a caller can fill
+ * defaults first. Returns UC_OK, or UC_ECONFIG with a one-line message in
+ * `err` that names the variable (and never contains a password); on failure
+ * `cfg` may be partly written.
+ */
+int uc_config_from_lookup(uc_config_t *cfg,
+                          const char *(*lookup)(void *arg, const char *name),
+                          void *arg, const char *const *keyspace_names,
+                          size_t n_keyspaces, char *err, size_t errlen);
+
+/* uc_config_from_lookup() over the process environment (getenv). */
+int uc_config_from_env(uc_config_t *cfg, const char *const *keyspace_names,
+                       size_t n_keyspaces, char *err, size_t errlen);
+
+/*
+ * Parses a redis:// URL into cfg's host, port, username, password and db.
+ * Returns UC_OK or UC_ECONFIG with a message in `err` (which quotes the URL
+ * with its password masked as "***").
+ */
+int uc_config_parse_url(uc_config_t *cfg, const char *url, char *err,
+                        size_t errlen);
+
+/*
+ * Writes a one-line description of where the cache points, for logs:
+ * "redis://user:***@host:port/db" or "memory". Never includes a password.
+ */
+void uc_config_describe(const uc_config_t *cfg, char *buf, size_t buflen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UTXOCACHE_CONFIG_H */

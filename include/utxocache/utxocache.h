@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libutxocache umbrella header: include this one. The library is a cache for
+ * C services that sit in front of a database: Redis (through hiredis, with a
+ * bounded connection pool and a circuit breaker) or an in-process LRU store,
+ * typed keyspaces with TTLs, cache-aside get-or-load, and statistics.
+ * Every module header states its ownership and thread-safety rules.
+ */
+#ifndef UTXOCACHE_H
+#define UTXOCACHE_H
+
+#include "cache.h"
+#include "config.h"
+#include "error.h"
+#include "keyspace.h"
+
+#define UC_VERSION_MAJOR 0
+#define UC_VERSION_MINOR 1
+#define UC_VERSION_PATCH 0
+#define UC_VERSION_STRING "0.1.0"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library's version string, for checking the runtime against headers. */
+const char *uc_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UTXOCACHE_H */

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Keyspaces: patterns compiled into literal and field parts, key building
+ * with field escaping, and the shape check that keeps an invalidation inside
+ * its own keyspace.
+ *
+ * Why escaping is safe: a field value is written with every byte outside
+ * [A-Za-z0-9._-] as %XX. So a built field never holds ':' (the separator),
+ * '%'-free raw bytes can't be confused with escapes (the '%' itself is
+ * escaped), and no glob metacharacter (* ? [ ] \) ever reaches Redis from a
+ * value. Patterns require each field to stand between separators, so a key
+ * parses back into its fields in exactly one way.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cache_int.h"
+
+static const uc_keyspace_def_t builtin[] = {
+    {"feedback_stats", "feedback:stats:{insight_id}", 3600},
+    {"backfill_job", "backfill:job:{job_id}", 300},
+    {"recent_metrics", "metrics:{service}:{metric_type}:recent", 300},
+    {"aggregated_metrics",
+     "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}", 3600},
+};
+
+const uc_keyspace_def_t *uc_keyspaces_utxoiq(size_t *n)
+{
+    *n = sizeof(builtin) / sizeof(builtin[0]);
+    return builtin;
+}
+
+static int safe_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+int uc_key_escape_field(const char *val, size_t vlen, char *buf, size_t cap,
+                        size_t *len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    if (val == NULL || vlen == 0 || vlen > UC_FIELD_MAX) {
+        return UC_EINVAL;
+    }
+    for (size_t i = 0; i < vlen; i++) {
+        unsigned char c = (unsigned char)val[i];
+        if (c < 0x20 || c == 0x7f) {
+            return UC_EINVAL;
+        }
+        if (safe_byte(c)) {
+            if (o + 1 >= cap) {
+                return UC_ETOOBIG;
+            }
+            buf[o++] = (char)c;
+        } else {
+            if (o + 3 >= cap) {
+                return UC_ETOOBIG;
+            }
+            buf[o++] = '%';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        }
+    }
+    buf[o] = '\0';
+    *len = o;
+    return UC_OK;
+}
+
+static int fail(char *err, size_t errlen, const char *what, const char *name)
+{
+    if (err != NULL && errlen > 0) {
+        snprintf(err, errlen, "keyspace '%s': %s", name != NULL ? name : "",
+                 what);
+    }
+    return UC_EINVAL;
+}
+
+int uc__keyspace_compile(uc_keyspace_t *ks, const uc_keyspace_def_t *def,
+                         char *err, size_t errlen)
+{
+    const char *p;
+    size_t n;
+
+    if (def->name == NULL || def->pattern == NULL) {
+        return fail(err, errlen, "name and pattern are required", def->name);
+    }
+    n = strlen(def->name);
+    if (n == 0 || n >= sizeof(ks->name)) {
+        return fail(err, errlen, "name must be 1-31 bytes", def->name);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = def->name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return fail(err, errlen, "name must be [a-z0-9_]", def->name);
+        }
+    }
+    if (def->ttl_s == 0) {
+        return fail(err, errlen, "ttl must be at least 1 s", def->name);
+    }
+    if (strncmp(def->pattern, "uc:", 3) == 0) {
+        return fail(err, errlen, "patterns starting 'uc:' are reserved",
+                    def->name);
+    }
+    memcpy(ks->name, def->name, n + 1);
+    ks->pattern = def->pattern;
+    ks->ttl_s = def->ttl_s;
+    ks->nfields = 0;
+    ks->nparts = 0;
+
+    p = def->pattern;
+    while (*p != '\0') {
+        if (ks->nparts == sizeof(ks->parts) / sizeof(ks->parts[0])) {
+            return fail(err, errlen, "pattern has too many parts", def->name);
+        }
+        uc__part_t *part = &ks->parts[ks->nparts];
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            size_t flen;
+            if (close == NULL) {
+                return fail(err, errlen, "unclosed '{' in pattern", def->name);
+            }
+            flen = (size_t)(close - p - 1);
+            if (flen == 0 || flen >= UC_KEYSPACE_NAME_MAX) {
+                return fail(err, errlen, "field name must be 1-31 bytes",
+                            def->name);
+            }
+            if (ks->nfields == UC_KEYSPACE_FIELDS_MAX) {
+                return fail(err, errlen, "too many fields", def->name);
+            }
+            /* A field must stand between separators (or the ends). */
+            if (p != def->pattern && p[-1] != ':') {
+                return fail(err, errlen, "a field must follow ':'", def->name);
+            }
+            if (close[1] != '\0' && close[1] != ':') {
+                return fail(err, errlen, "a field must be followed by ':'",
+                            def->name);
+            }
+            for (size_t j = 0; j < flen; j++) {
+                char c = p[1 + j];
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '_')) {
+                    return fail(err, errlen, "field names must be [a-z0-9_]",
+                                def->name);
+                }
+            }
+            memcpy(ks->fields[ks->nfields], p + 1, flen);
+            ks->fields[ks->nfields][flen] = '\0';
+            part->lit = NULL;
+            part->len = 0;
+            part->field = ks->nfields++;
+            p = close + 1;
+        } else {
+            const char *start = p;
+            while (*p != '\0' && *p != '{') {
+                unsigned char c = (unsigned char)*p;
+                if (!safe_byte(c) && c != ':') {
+                    return fail(err, errlen,
+                                "literal text must be [A-Za-z0-9._:-]",
+                                def->name);
+                }
+                p++;
+            }
+            part->lit = start;
+            part->len = (size_t)(p - start);
+            part->field = 0;
+        }
+        ks->nparts++;
+    }
+    return UC_OK;
+}
+
+int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
+                       size_t nfields, int glob, char *buf, size_t cap,
+                       size_t *len)
+{
+    size_t o = 0, flen;
+    int rc;
+
+    if (nfields != ks->nfields || (nfields > 0 && fields == NULL)) {
+        return UC_EINVAL;
+    }
+    for (size_t i = 0; i < ks->nparts; i++) {
+        const uc__part_t *part = &ks->parts[i];
+        if (part->lit != NULL) {
+            if (o + part->len >= cap) {
+                return UC_ETOOBIG;
+            }
+            memcpy(buf + o, part->lit, part->len);
+            o += part->len;
+            continue;
+        }
+        const char *v = fields[part->field];
+        if (v == NULL) {
+            if (!glob) {
+                return UC_EINVAL;
+            }
+            if (o + 1 >= cap) {
+                return UC_ETOOBIG;
+            }
+            buf[o++] = '*';
+            continue;
+        }
+        rc = uc_key_escape_field(v, strlen(v), buf + o, cap - o, &flen);
+        if (rc != UC_OK) {
+            return rc;
+        }
+        o += flen;
+    }
+    if (o >= cap) {
+        return UC_ETOOBIG;
+    }
+    buf[o] = '\0';
+    *len = o;
+    return UC_OK;
+}
+
+int uc_keyspace_key(const uc_keyspace_t *ks, const char *const *fields,
+                    size_t nfields, char *buf, size_t cap, size_t *len)
+{
+    return uc__keyspace_build(ks, fields, nfields, 0, buf, cap, len);
+}
+
+int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key,
+                         size_t klen, const char *const *escaped)
+{
+    size_t pos = 0;
+
+    for (size_t i = 0; i < ks->nparts; i++) {
+        const uc__part_t *part = &ks->parts[i];
+        if (part->lit != NULL) {
+            if (klen - pos < part->len ||
+                memcmp(key + pos, part->lit, part->len) != 0) {
+                return 0;
+            }
+            pos += part->len;
+            continue;
+        }
+        /* An escaped field: one or more bytes of [A-Za-z0-9._-%]. */
+        size_t start = pos;
+        while (pos < klen && (safe_byte((unsigned char)key[pos]) ||
+                              key[pos] == '%')) {
+            pos++;
+        }
+        if (pos == start) {
+            return 0;
+        }
+        const char *want = escaped != NULL ? escaped[part->field] : NULL;
+        if (want != NULL &&
+            (strlen(want) != pos - start ||
+             memcmp(key + start, want, pos - start) != 0)) {
+            return 0;
+        }
+    }
+    return pos == klen;
+}
+
+const char *uc_keyspace_name(const uc_keyspace_t *ks)
+{
+    return ks->name;
+}
+
+uint32_t uc_keyspace_ttl(const uc_keyspace_t *ks)
+{
+    return ks->ttl_s;
+}
+
+size_t uc_keyspace_nfields(const uc_keyspace_t *ks)
+{
+    return ks->nfields;
+}
+
+const char *uc_keyspace_field(const uc_keyspace_t *ks, size_t i)
+{
+    return i < ks->nfields ? ks->fields[i] : NULL;
+}

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The backend-neutral half of the database interface: choosing a backend
+ * from a URL, building that URL from the environment, the uc_db_* wrappers
+ * that dispatch through a handle's method table, and the helpers that free
+ * what the methods hand back.
+ */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *uc_db_strerror(int status)
+{
+    switch (status) {
+    case UC_DB_OK:
+        return "success";
+    case UC_DB_NOTFOUND:
+        return "not found";
+    case UC_DB_ENOMEM:
+        return "out of memory";
+    case UC_DB_EINVAL:
+        return "invalid argument";
+    case UC_DB_ECONSTRAINT:
+        return "constraint violated";
+    case UC_DB_EUNAVAILABLE:
+        return "database unavailable";
+    case UC_DB_EBUSY:
+        return "database busy";
+    case UC_DB_EIO:
+        return "database error";
+    case UC_DB_ECONFIG:
+        return "invalid database configuration";
+    default:
+        return "unknown status";
+    }
+}
+
+int64_t uc_db_interval_width_us(uc_db_interval_t iv)
+{
+    switch (iv) {
+    case UC_DB_DAY:
+        return INT64_C(86400) * 1000000;
+    case UC_DB_WEEK:
+        return INT64_C(604800) * 1000000;
+    case UC_DB_HOUR:
+    default:
+        return INT64_C(3600) * 1000000;
+    }
+}
+
+int64_t uc_db_interval_origin_us(uc_db_interval_t iv)
+{
+    return iv == UC_DB_WEEK ? INT64_C(345600) * 1000000 : 0;
+}
+
+/* Appends s percent-encoded (all but unreserved bytes) to buf at *pos. */
+static int put_encoded(char *buf, size_t cap, size_t *pos, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+                    *p == '_' || *p == '~';
+        size_t need = plain ? 1 : 3;
+        if (*pos + need >= cap) {
+            return -1;
+        }
+        if (plain) {
+            buf[(*pos)++] = (char)*p;
+        } else {
+            buf[(*pos)++] = '%';
+            buf[(*pos)++] = hex[*p >> 4];
+            buf[(*pos)++] = hex[*p & 15];
+        }
+    }
+    buf[*pos] = '\0';
+    return 0;
+}
+
+static int put_raw(char *buf, size_t cap, size_t *pos, const char *s)
+{
+    size_t len = strlen(s);
+    if (*pos + len >= cap) {
+        return -1;
+    }
+    memcpy(buf + *pos, s, len + 1);
+    *pos += len;
+    return 0;
+}
+
+int uc_db_url_from_env(char *buf, size_t cap, const char *fallback)
+{
+    const char *url = getenv("DATABASE_URL");
+    const char *host = getenv("DB_HOST");
+    size_t pos = 0;
+
+    if (cap == 0) {
+        return UC_DB_ECONFIG;
+    }
+    buf[0] = '\0';
+    if (url != NULL && url[0] != '\0') {
+        return put_raw(buf, cap, &pos, url) == 0 ? UC_DB_OK : UC_DB_ECONFIG;
+    }
+    if (host == NULL || host[0] == '\0') {
+        return put_raw(buf, cap, &pos, fallback) == 0 ? UC_DB_OK
+                                                      : UC_DB_ECONFIG;
+    }
+    const char *port = getenv("DB_PORT");
+    const char *user = getenv("DB_USER");
+    const char *pass = getenv("DB_PASSWORD");
+    const char *name = getenv("DB_NAME");
+    int bad = put_raw(buf, cap, &pos, "postgresql://");
+    if (user != NULL && user[0] != '\0') {
+        bad |= put_encoded(buf, cap, &pos, user);
+        if (pass != NULL && pass[0] != '\0') {
+            bad |= put_raw(buf, cap, &pos, ":");
+            bad |= put_encoded(buf, cap, &pos, pass);
+        }
+        bad |= put_raw(buf, cap, &pos, "@");
+    }
+    bad |= put_encoded(buf, cap, &pos, host);
+    bad |= put_raw(buf, cap, &pos, ":");
+    bad |= put_encoded(buf, cap, &pos,
+                       port != NULL && port[0] != '\0' ? port : "5432");
+    bad |= put_raw(buf, cap, &pos, "/");
+    bad |= put_encoded(buf, cap, &pos,
+                       name != NULL && name[0] != '\0' ? name : "utxoiq");
+    if (bad != 0) {
+        buf[0] = '\0';
+        return UC_DB_ECONFIG;
+    }
+    return UC_DB_OK;
+}
+
+void uc_db_url_describe(const char *url, char *buf, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *at = NULL;
+    const char *colon = NULL;
+
+    if (cap == 0) {
+        return;
+    }
+    if (scheme_end != NULL) {
+        const char *auth = scheme_end + 3;
+        at = strchr(auth, '@');
+        if (at != NULL) {
+            colon = memchr(auth, ':', (size_t)(at - auth));
+        }
+    }
+    if (colon == NULL) {
+        snprintf(buf, cap, "%s", url);
+        return;
+    }
+    snprintf(buf, cap, "%.*s:***%s", (int)(colon - url), url, at);
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+               size_t errlen)
+{
+    const char *url = opt != NULL ? opt->url : NULL;
+
+    if (url == NULL || url[0] == '\0') {
+        snprintf(err, errlen, "open database: empty DATABASE_URL");
+        return UC_DB_ECONFIG;
+    }
+    if (has_prefix(url, "postgresql://") || has_prefix(url, "postgres://")) {
+#ifdef UC_HAVE_PG
+        return uc_db_pg_open(opt, out, err, errlen);
+#else
+        snprintf(err, errlen,
+                 "open database: this build has no PostgreSQL backend");
+        return UC_DB_ECONFIG;
+#endif
+    }
+    if (has_prefix(url, "sqlite:") || strstr(url, "://") == NULL) {
+        return uc_db_sqlite_open(opt, out, err, errlen);
+    }
+    snprintf(err, errlen, "open database: unknown scheme in DATABASE_URL");
+    return UC_DB_ECONFIG;
+}
+
+void uc_db_close(uc_db_t *db)
+{
+    if (db != NULL) {
+        db->methods->close(db);
+    }
+}
+
+const char *uc_db_backend_name(const uc_db_t *db)
+{
+    return db->methods->name;
+}
+
+int uc_db_migrate(uc_db_t *db, int *applied)
+{
+    return db->methods->migrate(db, applied);
+}
+
+int uc_db_ping(uc_db_t *db)
+{
+    return db->methods->ping(db);
+}
+
+int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
+                          uc_db_feedback_t *out)
+{
+    return db->methods->feedback_upsert(db, w, out);
+}
+
+int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
+                         uc_db_feedback_stats_t *out)
+{
+    return db->methods->feedback_stats(db, insight_id, out);
+}
+
+int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
+                            int offset, uc_db_feedback_t **rows, size_t *n,
+                            int64_t *total)
+{
+    return db->methods->feedback_comments(db, insight_id, limit, offset, rows,
+                                          n, total);
+}
+
+int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
+                           int offset, uc_db_feedback_t **rows, size_t *n,
+                           int64_t *total)
+{
+    return db->methods->feedback_by_user(db, user_id, limit, offset, rows, n,
+                                         total);
+}
+
+int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job)
+{
+    return db->methods->job_create(db, job);
+}
+
+int uc_db_job_progress(uc_db_t *db, const char *job_id,
+                       const uc_db_job_progress_t *p, uc_db_job_t *out)
+{
+    return db->methods->job_progress(db, job_id, p, out);
+}
+
+int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
+{
+    return db->methods->job_get(db, job_id, out);
+}
+
+int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
+                   int limit, int offset, uc_db_job_t **rows, size_t *n,
+                   int64_t *total)
+{
+    return db->methods->job_list(db, status, job_type, limit, offset, rows, n,
+                                 total);
+}
+
+int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
+                         uc_db_metric_t *out)
+{
+    return db->methods->metrics_insert(db, in, n, out);
+}
+
+int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
+                       int offset, uc_db_metric_t **rows, size_t *n)
+{
+    return db->methods->metrics_list(db, f, limit, offset, rows, n);
+}
+
+int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
+                            const char *metric_type, uc_db_interval_t iv,
+                            int64_t start, int64_t end, uc_db_bucket_t **rows,
+                            size_t *n)
+{
+    return db->methods->metrics_aggregate(db, service_name, metric_type, iv,
+                                          start, end, rows, n);
+}
+
+int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
+                        uc_db_retention_t *out)
+{
+    return db->methods->retention_run(db, c, out);
+}
+
+int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
+{
+    return db->methods->api_key_create(db, key);
+}
+
+int uc_db_api_key_lookup(uc_db_t *db, const char *prefix,
+                         uc_db_api_key_t *out)
+{
+    return db->methods->api_key_lookup(db, prefix, out);
+}
+
+void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array)
+{
+    if (rows == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].metadata);
+        rows[i].metadata = NULL;
+    }
+    if (free_array) {
+        free(rows);
+    }
+}
+
+void uc_db_retention_release(uc_db_retention_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    free(r->job_ids);
+    free(r->insight_ids);
+    free(r->series);
+    memset(r, 0, sizeof(*r));
+}
+
+int uc_db_copy_field(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (cap == 0) {
+        return -1;
+    }
+    if (src == NULL || len >= cap) {
+        dst[0] = '\0';
+        return src == NULL ? 0 : -1;
+    }
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return 0;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test support: a real redis-server of the test's own, on a free loopback
+ * port in a temporary directory, started and stopped by the test. A test
+ * never touches a server it did not start.
+ */
+#ifndef UC_TEST_REDIS_SERVER_H
+#define UC_TEST_REDIS_SERVER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;     /* 0 when not running */
+    int port;
+    char dir[512]; /* temporary directory holding config, log, dump */
+    char extra[2048]; /* extra config lines given at start, kept for restart */
+} uc_test_redis_t;
+
+/*
+ * Starts redis-server on 127.0.0.1 at a free port with no persistence and
+ * `extra_conf` (may be NULL) appended to its config file ("requirepass x\n").
+ * Waits (bounded, 5 s) until it answers PING. Returns 0 or -1 (and prints why
+ * to stderr).
+ */
+int uc_test_redis_start(uc_test_redis_t *r, const char *extra_conf);
+
+/* Stops the server (SIGTERM, then SIGKILL after 2 s) and removes its dir. */
+void uc_test_redis_stop(uc_test_redis_t *r);
+
+/* Sends a signal to the server (SIGSTOP, SIGCONT, SIGKILL...). */
+int uc_test_redis_signal(uc_test_redis_t *r, int sig);
+
+/* Kills the server (SIGKILL) and waits for it to go. Port stays reserved. */
+void uc_test_redis_kill(uc_test_redis_t *r);
+
+/* Starts the server again on the same port with the same config, empty. */
+int uc_test_redis_restart(uc_test_redis_t *r);
+
+/*
+ * Runs one command through redis-cli against the server (args as for
+ * redis-cli, e.g. "CONFIG SET maxmemory 1mb"); returns its exit status and
+ * writes its first output line (trimmed) to out if out != NULL.
+ */
+int uc_test_redis_cli(uc_test_redis_t *r, const char *auth_args,
+                      const char *command, char *out, size_t outlen);
+
+#endif
