@@ -528,7 +528,36 @@ static void print_rows(const char *section, const stat_row_t *rows, size_t n,
     }
     printf("\n%s\n", section);
     for (size_t i = 0; i < n; i++) {
-        printf("  %-22s %20" PRIu64 "\n", rows[i].name, rows[i].value);
+        printf("  %-22s %11" PRIu64 "\n", rows[i].name, rows[i].value);
+    }
+}
+
+/*
+ * Per keyspace: the keys it has in the backend and its TTL after
+ * UTXOCACHE_TTL_* overrides, so an operator can check both at once.
+ */
+static void print_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
+                            const uint64_t *counts, size_t n, int json)
+{
+    if (json) {
+        printf(",\n  \"keyspaces\": {");
+    } else {
+        printf("\n%-24s %11s %8s\n", "keyspaces", "keys", "ttl s");
+    }
+    for (size_t i = 0; i < n; i++) {
+        uc_keyspace_t *ks = uc_cache_keyspace(cache, defs[i].name);
+        uint32_t ttl = ks != NULL ? uc_keyspace_ttl(ks) : 0;
+        if (json) {
+            printf("%s\n    \"%s\": {\"keys\": %" PRIu64 ", \"ttl_s\": %" PRIu32
+                   "}",
+                   i == 0 ? "" : ",", defs[i].name, counts[i], ttl);
+        } else {
+            printf("  %-22s %11" PRIu64 " %8" PRIu32 "\n", defs[i].name,
+                   counts[i], ttl);
+        }
+    }
+    if (json) {
+        printf("\n  }");
     }
 }
 
@@ -590,11 +619,6 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
         {"breaker_opens", ps.breaker_opens},
         {"breaker_rejects", ps.breaker_rejects},
     };
-    stat_row_t keyspaces[16];
-    for (size_t i = 0; i < nks; i++) {
-        keyspaces[i].name = defs[i].name;
-        keyspaces[i].value = counts[i];
-    }
 
     if (json) {
         printf("{\n  \"backend\": ");
@@ -613,7 +637,7 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
     }
     print_rows("server", server, sizeof(server) / sizeof(server[0]), json);
     print_rows("pool", pool, sizeof(pool) / sizeof(pool[0]), json);
-    print_rows("keyspaces", keyspaces, nks, json);
+    print_keyspaces(cache, defs, counts, nks, json);
     if (json) {
         printf("\n}\n");
     }

@@ -1,0 +1,1480 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite backend of the database interface (db.h): the embedded default.
+ * One file in WAL mode, shared by a small pool of connections so that readers
+ * run in parallel while SQLite serialises writers (busy_timeout makes a
+ * writer wait for the lock instead of failing). Each connection keeps its
+ * prepared statements for its whole life; every value is bound, never
+ * spliced into SQL. Timestamps are INTEGER microseconds since the epoch, UTC.
+ * Versioned migrations live in this file as SQLite SQL and are recorded in
+ * schema_migrations.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- migrations ---------------------------------------------------------- */
+
+typedef struct {
+    int version;
+    const char *name;
+    const char *sql;
+} migration_t;
+
+static const migration_t migrations[] = {
+    {1, "initial schema",
+     "CREATE TABLE backfill_jobs ("
+     " id TEXT PRIMARY KEY CHECK (length(id) = 36),"
+     " job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
+     " start_block INTEGER NOT NULL CHECK (start_block >= 0),"
+     " end_block INTEGER NOT NULL CHECK (end_block >= start_block),"
+     " current_block INTEGER NOT NULL CHECK (current_block >= 0),"
+     " status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
+     "  ('running', 'completed', 'failed', 'paused')),"
+     " progress_percentage REAL NOT NULL DEFAULT 0"
+     "  CHECK (progress_percentage BETWEEN 0 AND 100),"
+     " estimated_completion INTEGER,"
+     " error_message TEXT CHECK (error_message IS NULL OR"
+     "  length(error_message) <= 1000),"
+     " started_at INTEGER NOT NULL,"
+     " completed_at INTEGER,"
+     " created_by TEXT CHECK (created_by IS NULL OR"
+     "  length(created_by) BETWEEN 1 AND 128));"
+     "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id);"
+     "CREATE INDEX backfill_jobs_status ON backfill_jobs (status, started_at);"
+     "CREATE TABLE insight_feedback ("
+     " id INTEGER PRIMARY KEY,"
+     " insight_id TEXT NOT NULL CHECK (length(insight_id) BETWEEN 1 AND 128),"
+     " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+     " rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),"
+     " comment TEXT CHECK (comment IS NULL OR"
+     "  length(comment) BETWEEN 1 AND 1000),"
+     " flag_type TEXT CHECK (flag_type IS NULL OR flag_type IN"
+     "  ('inaccurate', 'misleading', 'spam')),"
+     " flag_reason TEXT CHECK (flag_reason IS NULL OR"
+     "  length(flag_reason) <= 500),"
+     " created_at INTEGER NOT NULL,"
+     " updated_at INTEGER NOT NULL,"
+     " UNIQUE (insight_id, user_id));"
+     "CREATE INDEX insight_feedback_user ON insight_feedback"
+     " (user_id, updated_at);"
+     "CREATE INDEX insight_feedback_updated ON insight_feedback (updated_at);"
+     "CREATE TABLE system_metrics ("
+     " id INTEGER PRIMARY KEY,"
+     " service_name TEXT NOT NULL CHECK (length(service_name)"
+     "  BETWEEN 1 AND 128),"
+     " metric_type TEXT NOT NULL CHECK (length(metric_type)"
+     "  BETWEEN 1 AND 128),"
+     " metric_value REAL NOT NULL,"
+     " unit TEXT NOT NULL CHECK (length(unit) BETWEEN 1 AND 32),"
+     " timestamp INTEGER NOT NULL,"
+     " metric_metadata TEXT CHECK (metric_metadata IS NULL OR"
+     "  json_valid(metric_metadata)));"
+     "CREATE INDEX system_metrics_series ON system_metrics"
+     " (service_name, metric_type, timestamp);"
+     "CREATE INDEX system_metrics_time ON system_metrics (timestamp);"
+     "CREATE TABLE api_keys ("
+     " id INTEGER PRIMARY KEY,"
+     " prefix TEXT NOT NULL UNIQUE,"
+     " key_hash TEXT NOT NULL CHECK (length(key_hash) = 64),"
+     " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+     " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+     " created_at INTEGER NOT NULL);"},
+};
+
+/* ---- statements ---------------------------------------------------------- */
+
+#define FB_COLS                                                                \
+    "id, insight_id, user_id, rating, comment, flag_type, flag_reason, "       \
+    "created_at, updated_at"
+#define JOB_COLS                                                               \
+    "id, job_type, start_block, end_block, current_block, status, "            \
+    "progress_percentage, estimated_completion, error_message, started_at, "   \
+    "completed_at, created_by"
+#define METRIC_COLS                                                            \
+    "id, service_name, metric_type, metric_value, unit, timestamp, "           \
+    "metric_metadata"
+
+enum {
+    ST_PING,
+    ST_FB_RATE,
+    ST_FB_COMMENT,
+    ST_FB_FLAG,
+    ST_FB_STATS,
+    ST_FB_COMMENTS,
+    ST_FB_COMMENTS_COUNT,
+    ST_FB_USER,
+    ST_FB_USER_COUNT,
+    ST_JOB_CREATE,
+    ST_JOB_PROGRESS,
+    ST_JOB_GET,
+    ST_JOB_LIST,
+    ST_JOB_COUNT,
+    ST_METRIC_INSERT,
+    ST_METRIC_LIST,
+    ST_METRIC_AGG,
+    ST_RET_JOBS,
+    ST_RET_FB_IDS,
+    ST_RET_FB_DEL,
+    ST_RET_METRIC_SERIES,
+    ST_RET_METRIC_DEL,
+    ST_KEY_CREATE,
+    ST_KEY_LOOKUP,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_PING] = "SELECT 1",
+    [ST_FB_RATE] =
+        "INSERT INTO insight_feedback (insight_id, user_id, rating, comment,"
+        " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+        " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
+        " rating = excluded.rating,"
+        " comment = coalesce(excluded.comment, insight_feedback.comment),"
+        " updated_at = excluded.updated_at RETURNING " FB_COLS,
+    [ST_FB_COMMENT] =
+        "INSERT INTO insight_feedback (insight_id, user_id, comment,"
+        " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
+        " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
+        " comment = excluded.comment,"
+        " updated_at = excluded.updated_at RETURNING " FB_COLS,
+    [ST_FB_FLAG] =
+        "INSERT INTO insight_feedback (insight_id, user_id, flag_type,"
+        " flag_reason, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+        " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
+        " flag_type = excluded.flag_type,"
+        " flag_reason = excluded.flag_reason,"
+        " updated_at = excluded.updated_at RETURNING " FB_COLS,
+    [ST_FB_STATS] =
+        "SELECT count(rating), coalesce(avg(rating), 0),"
+        " count(CASE WHEN rating = 1 THEN 1 END),"
+        " count(CASE WHEN rating = 2 THEN 1 END),"
+        " count(CASE WHEN rating = 3 THEN 1 END),"
+        " count(CASE WHEN rating = 4 THEN 1 END),"
+        " count(CASE WHEN rating = 5 THEN 1 END),"
+        " count(comment), count(flag_type),"
+        " count(CASE WHEN flag_type = 'inaccurate' THEN 1 END),"
+        " count(CASE WHEN flag_type = 'misleading' THEN 1 END),"
+        " count(CASE WHEN flag_type = 'spam' THEN 1 END)"
+        " FROM insight_feedback WHERE insight_id = ?1",
+    [ST_FB_COMMENTS] = "SELECT " FB_COLS " FROM insight_feedback"
+                       " WHERE insight_id = ?1 AND comment IS NOT NULL"
+                       " ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+    [ST_FB_COMMENTS_COUNT] = "SELECT count(*) FROM insight_feedback"
+                             " WHERE insight_id = ?1 AND comment IS NOT NULL",
+    [ST_FB_USER] = "SELECT " FB_COLS " FROM insight_feedback"
+                   " WHERE user_id = ?1"
+                   " ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+    [ST_FB_USER_COUNT] =
+        "SELECT count(*) FROM insight_feedback WHERE user_id = ?1",
+    [ST_JOB_CREATE] = "INSERT INTO backfill_jobs (" JOB_COLS ") VALUES"
+                      " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_JOB_PROGRESS] =
+        "UPDATE backfill_jobs SET current_block = ?2,"
+        " progress_percentage = ?3, status = coalesce(?4, status),"
+        " estimated_completion = coalesce(?5, estimated_completion),"
+        " error_message = coalesce(?6, error_message),"
+        " completed_at = CASE WHEN coalesce(?4, status) IN"
+        " ('completed', 'failed') AND completed_at IS NULL THEN ?7"
+        " ELSE completed_at END WHERE id = ?1 RETURNING " JOB_COLS,
+    [ST_JOB_GET] = "SELECT " JOB_COLS " FROM backfill_jobs WHERE id = ?1",
+    [ST_JOB_LIST] = "SELECT " JOB_COLS " FROM backfill_jobs"
+                    " WHERE (?1 IS NULL OR status = ?1)"
+                    " AND (?2 IS NULL OR job_type = ?2)"
+                    " ORDER BY started_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+    [ST_JOB_COUNT] = "SELECT count(*) FROM backfill_jobs"
+                     " WHERE (?1 IS NULL OR status = ?1)"
+                     " AND (?2 IS NULL OR job_type = ?2)",
+    [ST_METRIC_INSERT] =
+        "INSERT INTO system_metrics (service_name, metric_type, metric_value,"
+        " unit, timestamp, metric_metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        " RETURNING " METRIC_COLS,
+    [ST_METRIC_LIST] = "SELECT " METRIC_COLS " FROM system_metrics"
+                       " WHERE (?1 IS NULL OR service_name = ?1)"
+                       " AND (?2 IS NULL OR metric_type = ?2)"
+                       " AND (?3 IS NULL OR timestamp >= ?3)"
+                       " AND (?4 IS NULL OR timestamp < ?4)"
+                       " ORDER BY timestamp DESC, id DESC LIMIT ?5 OFFSET ?6",
+    [ST_METRIC_AGG] =
+        "SELECT ((timestamp - ?3) / ?4) * ?4 + ?3 AS bucket,"
+        " avg(metric_value), min(metric_value), max(metric_value), count(*)"
+        " FROM system_metrics WHERE service_name = ?1 AND metric_type = ?2"
+        " AND timestamp >= ?5 AND timestamp < ?6"
+        " GROUP BY bucket ORDER BY bucket",
+    [ST_RET_JOBS] =
+        "DELETE FROM backfill_jobs WHERE started_at < ?1 RETURNING id",
+    [ST_RET_FB_IDS] = "SELECT DISTINCT insight_id FROM insight_feedback"
+                      " WHERE updated_at < ?1",
+    [ST_RET_FB_DEL] = "DELETE FROM insight_feedback WHERE updated_at < ?1",
+    [ST_RET_METRIC_SERIES] =
+        "SELECT DISTINCT service_name, metric_type FROM system_metrics"
+        " WHERE timestamp < ?1",
+    [ST_RET_METRIC_DEL] = "DELETE FROM system_metrics WHERE timestamp < ?1",
+    [ST_KEY_CREATE] =
+        "INSERT INTO api_keys (prefix, key_hash, user_id, role, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_KEY_LOOKUP] = "SELECT id, prefix, key_hash, user_id, role, created_at"
+                      " FROM api_keys WHERE prefix = ?1",
+};
+
+/* ---- handle and pool ----------------------------------------------------- */
+
+typedef struct {
+    sqlite3 *h;
+    sqlite3_stmt *st[ST_COUNT];
+    int busy;
+} conn_t;
+
+typedef struct {
+    uc_db_t base;
+    char *path;
+    int timeout_ms;
+    uc_db_log_fn log;
+    void *log_arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_t *conns;
+    int nconns;
+} sqlite_db_t;
+
+static void logf_db(sqlite_db_t *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void logf_db(sqlite_db_t *d, int level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    if (d->log == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    d->log(d->log_arg, level, msg);
+}
+
+/* Maps an SQLite result code to a db status, logging real errors. */
+static int status_of(sqlite_db_t *d, conn_t *c, int rc, const char *what)
+{
+    int prim = rc & 0xff;
+    switch (prim) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return UC_DB_OK;
+    case SQLITE_CONSTRAINT:
+        logf_db(d, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UC_DB_ECONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        logf_db(d, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UC_DB_EBUSY;
+    case SQLITE_NOMEM:
+        return UC_DB_ENOMEM;
+    default:
+        logf_db(d, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UC_DB_EIO;
+    }
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void wait_deadline(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Borrows a free connection, waiting at most timeout_ms; NULL on timeout. */
+static conn_t *acquire(sqlite_db_t *d)
+{
+    struct timespec dl;
+    conn_t *c = NULL;
+    wait_deadline(&dl, d->timeout_ms);
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        for (int i = 0; i < d->nconns; i++) {
+            if (!d->conns[i].busy) {
+                c = &d->conns[i];
+                c->busy = 1;
+                break;
+            }
+        }
+        if (c != NULL) {
+            break;
+        }
+        if (pthread_cond_timedwait(&d->cv, &d->mu, &dl) == ETIMEDOUT) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (c == NULL) {
+        logf_db(d, 2, "sqlite: no connection free within %d ms",
+                d->timeout_ms);
+    }
+    return c;
+}
+
+static void release(sqlite_db_t *d, conn_t *c)
+{
+    pthread_mutex_lock(&d->mu);
+    c->busy = 0;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/*
+ * Returns the connection's prepared statement `idx`, preparing it on first
+ * use; NULL on failure (logged). The statement is reset and unbound.
+ */
+static sqlite3_stmt *stmt(sqlite_db_t *d, conn_t *c, int idx)
+{
+    if (c->st[idx] == NULL) {
+        int rc = sqlite3_prepare_v3(c->h, stmt_sql[idx], -1,
+                                    SQLITE_PREPARE_PERSISTENT, &c->st[idx],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            logf_db(d, 3, "sqlite prepare %d: %s", idx, sqlite3_errmsg(c->h));
+            c->st[idx] = NULL;
+            return NULL;
+        }
+    }
+    return c->st[idx];
+}
+
+static void done(sqlite3_stmt *s)
+{
+    if (s != NULL) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v == NULL) {
+        return sqlite3_bind_null(s, i);
+    }
+    return sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+static int bind_time(sqlite3_stmt *s, int i, int64_t t)
+{
+    if (t == UC_DB_NULL_TIME) {
+        return sqlite3_bind_null(s, i);
+    }
+    return sqlite3_bind_int64(s, i, t);
+}
+
+static int exec(sqlite_db_t *d, conn_t *c, const char *sql)
+{
+    int rc = sqlite3_exec(c->h, sql, NULL, NULL, NULL);
+    return status_of(d, c, rc, sql);
+}
+
+static void col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    size_t len = (size_t)sqlite3_column_bytes(s, i);
+    if (t == NULL) {
+        dst[0] = '\0';
+        return;
+    }
+    if (len >= cap) {
+        len = cap - 1;
+    }
+    memcpy(dst, t, len);
+    dst[len] = '\0';
+}
+
+static int64_t col_time(sqlite3_stmt *s, int i)
+{
+    if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+        return UC_DB_NULL_TIME;
+    }
+    return sqlite3_column_int64(s, i);
+}
+
+static void read_feedback(sqlite3_stmt *s, uc_db_feedback_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(s, 0);
+    col_text(s, 1, r->insight_id, sizeof(r->insight_id));
+    col_text(s, 2, r->user_id, sizeof(r->user_id));
+    r->rating = sqlite3_column_int(s, 3);
+    r->has_comment = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    col_text(s, 4, r->comment, sizeof(r->comment));
+    col_text(s, 5, r->flag_type, sizeof(r->flag_type));
+    r->has_flag_reason = sqlite3_column_type(s, 6) != SQLITE_NULL;
+    col_text(s, 6, r->flag_reason, sizeof(r->flag_reason));
+    r->created_at = sqlite3_column_int64(s, 7);
+    r->updated_at = sqlite3_column_int64(s, 8);
+}
+
+static void read_job(sqlite3_stmt *s, uc_db_job_t *j)
+{
+    memset(j, 0, sizeof(*j));
+    col_text(s, 0, j->id, sizeof(j->id));
+    col_text(s, 1, j->job_type, sizeof(j->job_type));
+    j->start_block = sqlite3_column_int64(s, 2);
+    j->end_block = sqlite3_column_int64(s, 3);
+    j->current_block = sqlite3_column_int64(s, 4);
+    col_text(s, 5, j->status, sizeof(j->status));
+    j->progress_percentage = sqlite3_column_double(s, 6);
+    j->estimated_completion = col_time(s, 7);
+    j->has_error_message = sqlite3_column_type(s, 8) != SQLITE_NULL;
+    col_text(s, 8, j->error_message, sizeof(j->error_message));
+    j->started_at = sqlite3_column_int64(s, 9);
+    j->completed_at = col_time(s, 10);
+    j->has_created_by = sqlite3_column_type(s, 11) != SQLITE_NULL;
+    col_text(s, 11, j->created_by, sizeof(j->created_by));
+}
+
+/* Reads a metric row; UC_DB_ENOMEM when its metadata cannot be copied. */
+static int read_metric(sqlite3_stmt *s, uc_db_metric_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = sqlite3_column_int64(s, 0);
+    col_text(s, 1, m->service_name, sizeof(m->service_name));
+    col_text(s, 2, m->metric_type, sizeof(m->metric_type));
+    m->metric_value = sqlite3_column_double(s, 3);
+    col_text(s, 4, m->unit, sizeof(m->unit));
+    m->timestamp = sqlite3_column_int64(s, 5);
+    if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
+        const unsigned char *t = sqlite3_column_text(s, 6);
+        size_t len = (size_t)sqlite3_column_bytes(s, 6);
+        m->metadata = malloc(len + 1);
+        if (m->metadata == NULL) {
+            return UC_DB_ENOMEM;
+        }
+        memcpy(m->metadata, t, len);
+        m->metadata[len] = '\0';
+    }
+    return UC_DB_OK;
+}
+
+/* Grows a row array to hold at least want elements of size sz. */
+static int grow(void **arr, size_t *cap, size_t want, size_t sz)
+{
+    if (want <= *cap) {
+        return 0;
+    }
+    size_t ncap = *cap == 0 ? 16 : *cap * 2;
+    while (ncap < want) {
+        ncap *= 2;
+    }
+    void *p = realloc(*arr, ncap * sz);
+    if (p == NULL) {
+        return -1;
+    }
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* Runs a one-row count statement (already bound); result in *out. */
+static int step_count(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s,
+                      int64_t *out)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(s, 0);
+        return UC_DB_OK;
+    }
+    return rc == SQLITE_DONE ? UC_DB_EIO : status_of(d, c, rc, "count");
+}
+
+/* ---- opening and closing ------------------------------------------------- */
+
+static void close_conn(conn_t *c)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(c->st[i]);
+        c->st[i] = NULL;
+    }
+    sqlite3_close_v2(c->h);
+    c->h = NULL;
+}
+
+static void sq_close(uc_db_t *db)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    for (int i = 0; i < d->nconns; i++) {
+        close_conn(&d->conns[i]);
+    }
+    free(d->conns);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    free(d->path);
+    free(d);
+}
+
+static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
+{
+    int rc = sqlite3_open_v2(d->path, &c->h,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "open sqlite '%s': %s", d->path,
+                 c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
+        return UC_DB_EUNAVAILABLE;
+    }
+    sqlite3_busy_timeout(c->h, d->timeout_ms);
+    sqlite3_extended_result_codes(c->h, 1);
+    /* WAL lets readers run beside the one writer; NORMAL sync is durable
+     * across application crashes, which is what a cache-fronted API needs. */
+    rc = sqlite3_exec(c->h,
+                      "PRAGMA journal_mode = WAL;"
+                      "PRAGMA synchronous = NORMAL;"
+                      "PRAGMA foreign_keys = ON;",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "configure sqlite '%s': %s", d->path,
+                 sqlite3_errmsg(c->h));
+        return UC_DB_EUNAVAILABLE;
+    }
+    return UC_DB_OK;
+}
+
+/* ---- methods ------------------------------------------------------------- */
+
+static int sq_migrate(uc_db_t *db, int *applied)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    int st = UC_DB_OK;
+    int count = 0;
+    sqlite3_stmt *chk = NULL;
+    sqlite3_stmt *rec = NULL;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+        const migration_t *m = &migrations[i];
+        int present = 0;
+        /* IMMEDIATE takes the write lock first, so two processes migrating
+         * at once run one after the other and the second finds it done. */
+        st = exec(d, c, "BEGIN IMMEDIATE");
+        if (st != UC_DB_OK) {
+            goto cleanup;
+        }
+        st = exec(d, c,
+                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                  " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                  " applied_at INTEGER NOT NULL)");
+        if (st != UC_DB_OK) {
+            goto rollback;
+        }
+        if (sqlite3_prepare_v2(c->h,
+                               "SELECT 1 FROM schema_migrations"
+                               " WHERE version = ?1",
+                               -1, &chk, NULL) != SQLITE_OK) {
+            st = status_of(d, c, sqlite3_errcode(c->h), "migrate");
+            goto rollback;
+        }
+        sqlite3_bind_int(chk, 1, m->version);
+        present = sqlite3_step(chk) == SQLITE_ROW;
+        sqlite3_finalize(chk);
+        chk = NULL;
+        if (!present) {
+            st = exec(d, c, m->sql);
+            if (st != UC_DB_OK) {
+                goto rollback;
+            }
+            if (sqlite3_prepare_v2(c->h,
+                                   "INSERT INTO schema_migrations"
+                                   " (version, name, applied_at)"
+                                   " VALUES (?1, ?2, ?3)",
+                                   -1, &rec, NULL) != SQLITE_OK) {
+                st = status_of(d, c, sqlite3_errcode(c->h), "migrate");
+                goto rollback;
+            }
+            sqlite3_bind_int(rec, 1, m->version);
+            sqlite3_bind_text(rec, 2, m->name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(rec, 3, now_us());
+            int rc = sqlite3_step(rec);
+            sqlite3_finalize(rec);
+            rec = NULL;
+            if (rc != SQLITE_DONE) {
+                st = status_of(d, c, rc, "record migration");
+                goto rollback;
+            }
+            count++;
+            logf_db(d, 1, "sqlite: applied migration %d (%s)", m->version,
+                    m->name);
+        }
+        st = exec(d, c, "COMMIT");
+        if (st != UC_DB_OK) {
+            goto rollback;
+        }
+    }
+    if (applied != NULL) {
+        *applied = count;
+    }
+    goto cleanup;
+
+rollback:
+    sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+cleanup:
+    release(d, c);
+    return st;
+}
+
+static int sq_ping(uc_db_t *db)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_PING);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+    } else {
+        int rc = sqlite3_step(s);
+        st = rc == SQLITE_ROW ? UC_DB_OK : status_of(d, c, rc, "ping");
+    }
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
+                              uc_db_feedback_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c;
+    sqlite3_stmt *s = NULL;
+    int st = UC_DB_OK;
+    int rc;
+
+    if (w->fields != UC_DB_FB_RATING && w->fields != UC_DB_FB_COMMENT &&
+        w->fields != UC_DB_FB_FLAG) {
+        return UC_DB_EINVAL;
+    }
+    c = acquire(d);
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    if (w->fields == UC_DB_FB_RATING) {
+        s = stmt(d, c, ST_FB_RATE);
+        if (s != NULL) {
+            bind_text(s, 1, w->insight_id);
+            bind_text(s, 2, w->user_id);
+            sqlite3_bind_int(s, 3, w->rating);
+            bind_text(s, 4, w->has_comment ? w->comment : NULL);
+            sqlite3_bind_int64(s, 5, w->now);
+        }
+    } else if (w->fields == UC_DB_FB_COMMENT) {
+        s = stmt(d, c, ST_FB_COMMENT);
+        if (s != NULL) {
+            bind_text(s, 1, w->insight_id);
+            bind_text(s, 2, w->user_id);
+            bind_text(s, 3, w->comment);
+            sqlite3_bind_int64(s, 4, w->now);
+        }
+    } else {
+        s = stmt(d, c, ST_FB_FLAG);
+        if (s != NULL) {
+            bind_text(s, 1, w->insight_id);
+            bind_text(s, 2, w->user_id);
+            bind_text(s, 3, w->flag_type);
+            bind_text(s, 4, w->has_flag_reason ? w->flag_reason : NULL);
+            sqlite3_bind_int64(s, 5, w->now);
+        }
+    }
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        st = status_of(d, c, rc, "feedback upsert");
+        if (st == UC_DB_OK) {
+            st = UC_DB_EIO;
+        }
+        goto cleanup;
+    }
+    read_feedback(s, out);
+    /* Stepping to the end finishes the statement, which commits it. */
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "feedback upsert");
+    }
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_feedback_stats(uc_db_t *db, const char *insight_id,
+                             uc_db_feedback_stats_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_FB_STATS);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, insight_id);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        st = rc == SQLITE_DONE ? UC_DB_EIO : status_of(d, c, rc, "stats");
+        goto cleanup;
+    }
+    uc_db_feedback_stats_t r;
+    memset(&r, 0, sizeof(r));
+    r.total_ratings = sqlite3_column_int64(s, 0);
+    r.average_rating = sqlite3_column_double(s, 1);
+    for (int i = 0; i < 5; i++) {
+        r.rating_distribution[i] = sqlite3_column_int64(s, 2 + i);
+    }
+    r.total_comments = sqlite3_column_int64(s, 7);
+    r.total_flags = sqlite3_column_int64(s, 8);
+    r.flag_inaccurate = sqlite3_column_int64(s, 9);
+    r.flag_misleading = sqlite3_column_int64(s, 10);
+    r.flag_spam = sqlite3_column_int64(s, 11);
+    *out = r;
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+/*
+ * Runs a feedback page query (ST_FB_COMMENTS / ST_FB_USER) and its count
+ * on one connection; the two run in one read transaction, so the total
+ * matches the page.
+ */
+static int feedback_page(sqlite_db_t *d, int page_idx, int count_idx,
+                         const char *key, int limit, int offset,
+                         uc_db_feedback_t **rows, size_t *n, int64_t *total)
+{
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s = NULL;
+    sqlite3_stmt *cs = NULL;
+    uc_db_feedback_t *arr = NULL;
+    size_t cap = 0;
+    size_t cnt = 0;
+    int64_t tot = 0;
+    int st;
+    int rc;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    st = exec(d, c, "BEGIN");
+    if (st != UC_DB_OK) {
+        release(d, c);
+        return st;
+    }
+    s = stmt(d, c, page_idx);
+    cs = stmt(d, c, count_idx);
+    if (s == NULL || cs == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, key);
+    sqlite3_bind_int(s, 2, limit);
+    sqlite3_bind_int(s, 3, offset);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
+            st = UC_DB_ENOMEM;
+            goto cleanup;
+        }
+        read_feedback(s, &arr[cnt++]);
+    }
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "feedback page");
+        goto cleanup;
+    }
+    bind_text(cs, 1, key);
+    st = step_count(d, c, cs, &tot);
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    *rows = arr;
+    *n = cnt;
+    *total = tot;
+    arr = NULL;
+cleanup:
+    done(s);
+    done(cs);
+    sqlite3_exec(c->h, "COMMIT", NULL, NULL, NULL);
+    release(d, c);
+    free(arr);
+    return st;
+}
+
+static int sq_feedback_comments(uc_db_t *db, const char *insight_id,
+                                int limit, int offset,
+                                uc_db_feedback_t **rows, size_t *n,
+                                int64_t *total)
+{
+    return feedback_page((sqlite_db_t *)db, ST_FB_COMMENTS,
+                         ST_FB_COMMENTS_COUNT, insight_id, limit, offset, rows,
+                         n, total);
+}
+
+static int sq_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
+                               int offset, uc_db_feedback_t **rows, size_t *n,
+                               int64_t *total)
+{
+    return feedback_page((sqlite_db_t *)db, ST_FB_USER, ST_FB_USER_COUNT,
+                         user_id, limit, offset, rows, n, total);
+}
+
+static int sq_job_create(uc_db_t *db, const uc_db_job_t *j)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_JOB_CREATE);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, j->id);
+    bind_text(s, 2, j->job_type);
+    sqlite3_bind_int64(s, 3, j->start_block);
+    sqlite3_bind_int64(s, 4, j->end_block);
+    sqlite3_bind_int64(s, 5, j->current_block);
+    bind_text(s, 6, j->status);
+    sqlite3_bind_double(s, 7, j->progress_percentage);
+    bind_time(s, 8, j->estimated_completion);
+    bind_text(s, 9, j->has_error_message ? j->error_message : NULL);
+    sqlite3_bind_int64(s, 10, j->started_at);
+    bind_time(s, 11, j->completed_at);
+    bind_text(s, 12, j->has_created_by ? j->created_by : NULL);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "job create");
+        if (st == UC_DB_OK) {
+            st = UC_DB_EIO;
+        }
+    }
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_job_progress(uc_db_t *db, const char *job_id,
+                           const uc_db_job_progress_t *p, uc_db_job_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    int rc;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_JOB_PROGRESS);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, job_id);
+    sqlite3_bind_int64(s, 2, p->current_block);
+    sqlite3_bind_double(s, 3, p->progress_percentage);
+    bind_text(s, 4, p->status);
+    bind_time(s, 5, p->estimated_completion);
+    bind_text(s, 6, p->error_message);
+    sqlite3_bind_int64(s, 7, p->now);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        st = UC_DB_NOTFOUND;
+        goto cleanup;
+    }
+    if (rc != SQLITE_ROW) {
+        st = status_of(d, c, rc, "job progress");
+        goto cleanup;
+    }
+    uc_db_job_t j;
+    read_job(s, &j);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "job progress");
+        goto cleanup;
+    }
+    *out = j;
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_JOB_GET);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, job_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        read_job(s, out);
+    } else if (rc == SQLITE_DONE) {
+        st = UC_DB_NOTFOUND;
+    } else {
+        st = status_of(d, c, rc, "job get");
+    }
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_job_list(uc_db_t *db, const char *status, const char *job_type,
+                       int limit, int offset, uc_db_job_t **rows, size_t *n,
+                       int64_t *total)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s = NULL;
+    sqlite3_stmt *cs = NULL;
+    uc_db_job_t *arr = NULL;
+    size_t cap = 0;
+    size_t cnt = 0;
+    int64_t tot = 0;
+    int st;
+    int rc;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    st = exec(d, c, "BEGIN");
+    if (st != UC_DB_OK) {
+        release(d, c);
+        return st;
+    }
+    s = stmt(d, c, ST_JOB_LIST);
+    cs = stmt(d, c, ST_JOB_COUNT);
+    if (s == NULL || cs == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, status);
+    bind_text(s, 2, job_type);
+    sqlite3_bind_int(s, 3, limit);
+    sqlite3_bind_int(s, 4, offset);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
+            st = UC_DB_ENOMEM;
+            goto cleanup;
+        }
+        read_job(s, &arr[cnt++]);
+    }
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "job list");
+        goto cleanup;
+    }
+    bind_text(cs, 1, status);
+    bind_text(cs, 2, job_type);
+    st = step_count(d, c, cs, &tot);
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    *rows = arr;
+    *n = cnt;
+    *total = tot;
+    arr = NULL;
+cleanup:
+    done(s);
+    done(cs);
+    sqlite3_exec(c->h, "COMMIT", NULL, NULL, NULL);
+    release(d, c);
+    free(arr);
+    return st;
+}
+
+static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
+                             size_t n, uc_db_metric_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c;
+    sqlite3_stmt *s = NULL;
+    uc_db_metric_t *tmp;
+    size_t got = 0;
+    int st;
+
+    if (n == 0) {
+        return UC_DB_EINVAL;
+    }
+    tmp = calloc(n, sizeof(*tmp));
+    if (tmp == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    c = acquire(d);
+    if (c == NULL) {
+        free(tmp);
+        return UC_DB_EBUSY;
+    }
+    st = exec(d, c, "BEGIN IMMEDIATE");
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    s = stmt(d, c, ST_METRIC_INSERT);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto rollback;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bind_text(s, 1, in[i].service_name);
+        bind_text(s, 2, in[i].metric_type);
+        sqlite3_bind_double(s, 3, in[i].metric_value);
+        bind_text(s, 4, in[i].unit);
+        sqlite3_bind_int64(s, 5, in[i].timestamp);
+        bind_text(s, 6, in[i].metadata);
+        int rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+            st = status_of(d, c, rc, "metric insert");
+            if (st == UC_DB_OK) {
+                st = UC_DB_EIO;
+            }
+            goto rollback;
+        }
+        st = read_metric(s, &tmp[i]);
+        got = i + 1;
+        if (st != UC_DB_OK) {
+            goto rollback;
+        }
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+            st = status_of(d, c, rc, "metric insert");
+            goto rollback;
+        }
+        done(s);
+    }
+    st = exec(d, c, "COMMIT");
+    if (st != UC_DB_OK) {
+        goto rollback;
+    }
+    memcpy(out, tmp, n * sizeof(*tmp));
+    free(tmp);
+    tmp = NULL;
+    goto cleanup;
+
+rollback:
+    done(s);
+    sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+cleanup:
+    release(d, c);
+    uc_db_metrics_free(tmp, got, 1);
+    return st;
+}
+
+static int sq_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
+                           int limit, int offset, uc_db_metric_t **rows,
+                           size_t *n)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    uc_db_metric_t *arr = NULL;
+    size_t cap = 0;
+    size_t cnt = 0;
+    int st = UC_DB_OK;
+    int rc;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_METRIC_LIST);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, f->service_name);
+    bind_text(s, 2, f->metric_type);
+    bind_time(s, 3, f->start);
+    bind_time(s, 4, f->end);
+    sqlite3_bind_int(s, 5, limit);
+    sqlite3_bind_int(s, 6, offset);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
+            st = UC_DB_ENOMEM;
+            goto cleanup;
+        }
+        st = read_metric(s, &arr[cnt++]);
+        if (st != UC_DB_OK) {
+            goto cleanup;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "metrics list");
+        goto cleanup;
+    }
+    *rows = arr;
+    *n = cnt;
+    arr = NULL;
+cleanup:
+    done(s);
+    release(d, c);
+    uc_db_metrics_free(arr, cnt, 1);
+    return st;
+}
+
+static int sq_metrics_aggregate(uc_db_t *db, const char *service_name,
+                                const char *metric_type, uc_db_interval_t iv,
+                                int64_t start, int64_t end,
+                                uc_db_bucket_t **rows, size_t *n)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    uc_db_bucket_t *arr = NULL;
+    size_t cap = 0;
+    size_t cnt = 0;
+    int st = UC_DB_OK;
+    int rc;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_METRIC_AGG);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, service_name);
+    bind_text(s, 2, metric_type);
+    sqlite3_bind_int64(s, 3, uc_db_interval_origin_us(iv));
+    sqlite3_bind_int64(s, 4, uc_db_interval_width_us(iv));
+    sqlite3_bind_int64(s, 5, start);
+    sqlite3_bind_int64(s, 6, end);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
+            st = UC_DB_ENOMEM;
+            goto cleanup;
+        }
+        uc_db_bucket_t *b = &arr[cnt++];
+        b->bucket = sqlite3_column_int64(s, 0);
+        b->avg_value = sqlite3_column_double(s, 1);
+        b->min_value = sqlite3_column_double(s, 2);
+        b->max_value = sqlite3_column_double(s, 3);
+        b->count = sqlite3_column_int64(s, 4);
+    }
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "metrics aggregate");
+        goto cleanup;
+    }
+    *rows = arr;
+    *n = cnt;
+    arr = NULL;
+cleanup:
+    done(s);
+    release(d, c);
+    free(arr);
+    return st;
+}
+
+/* Runs the retention statements on c inside an open transaction. */
+static int retention_steps(sqlite_db_t *d, conn_t *c,
+                           const uc_db_retention_cutoffs_t *cut,
+                           uc_db_retention_t *r)
+{
+    size_t cap = 0;
+    sqlite3_stmt *s;
+    int rc;
+
+    s = stmt(d, c, ST_RET_JOBS);
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, cut->jobs_before);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&r->job_ids, &cap, r->n_job_ids + 1,
+                 sizeof(*r->job_ids)) != 0) {
+            done(s);
+            return UC_DB_ENOMEM;
+        }
+        col_text(s, 0, r->job_ids[r->n_job_ids], sizeof(r->job_ids[0]));
+        r->n_job_ids++;
+    }
+    done(s);
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, "retention jobs");
+    }
+    r->jobs_deleted = (int64_t)r->n_job_ids;
+
+    cap = 0;
+    s = stmt(d, c, ST_RET_FB_IDS);
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, cut->feedback_before);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&r->insight_ids, &cap, r->n_insight_ids + 1,
+                 sizeof(*r->insight_ids)) != 0) {
+            done(s);
+            return UC_DB_ENOMEM;
+        }
+        col_text(s, 0, r->insight_ids[r->n_insight_ids],
+                 sizeof(r->insight_ids[0]));
+        r->n_insight_ids++;
+    }
+    done(s);
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, "retention feedback");
+    }
+    s = stmt(d, c, ST_RET_FB_DEL);
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, cut->feedback_before);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, "retention feedback");
+    }
+    r->feedback_deleted = sqlite3_changes64(c->h);
+
+    cap = 0;
+    s = stmt(d, c, ST_RET_METRIC_SERIES);
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, cut->metrics_before);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow((void **)&r->series, &cap, r->n_series + 1,
+                 sizeof(*r->series)) != 0) {
+            done(s);
+            return UC_DB_ENOMEM;
+        }
+        uc_db_series_t *se = &r->series[r->n_series++];
+        col_text(s, 0, se->service_name, sizeof(se->service_name));
+        col_text(s, 1, se->metric_type, sizeof(se->metric_type));
+    }
+    done(s);
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, "retention metrics");
+    }
+    s = stmt(d, c, ST_RET_METRIC_DEL);
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, cut->metrics_before);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, "retention metrics");
+    }
+    r->metrics_deleted = sqlite3_changes64(c->h);
+    return UC_DB_OK;
+}
+
+static int sq_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *cut,
+                            uc_db_retention_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    uc_db_retention_t r;
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    memset(&r, 0, sizeof(r));
+    st = exec(d, c, "BEGIN IMMEDIATE");
+    if (st != UC_DB_OK) {
+        release(d, c);
+        return st;
+    }
+    st = retention_steps(d, c, cut, &r);
+    if (st == UC_DB_OK) {
+        st = exec(d, c, "COMMIT");
+    }
+    if (st != UC_DB_OK) {
+        sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+        uc_db_retention_release(&r);
+    } else {
+        *out = r;
+    }
+    release(d, c);
+    return st;
+}
+
+static int sq_api_key_create(uc_db_t *db, const uc_db_api_key_t *k)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_KEY_CREATE);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, k->prefix);
+    bind_text(s, 2, k->hash_hex);
+    bind_text(s, 3, k->user_id);
+    bind_text(s, 4, k->role);
+    sqlite3_bind_int64(s, 5, k->created_at);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        st = status_of(d, c, rc, "api key create");
+        if (st == UC_DB_OK) {
+            st = UC_DB_EIO;
+        }
+    }
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_api_key_lookup(uc_db_t *db, const char *prefix,
+                             uc_db_api_key_t *out)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_KEY_LOOKUP);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind_text(s, 1, prefix);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        uc_db_api_key_t k;
+        memset(&k, 0, sizeof(k));
+        k.id = sqlite3_column_int64(s, 0);
+        col_text(s, 1, k.prefix, sizeof(k.prefix));
+        col_text(s, 2, k.hash_hex, sizeof(k.hash_hex));
+        col_text(s, 3, k.user_id, sizeof(k.user_id));
+        col_text(s, 4, k.role, sizeof(k.role));
+        k.created_at = sqlite3_column_int64(s, 5);
+        *out = k;
+    } else if (rc == SQLITE_DONE) {
+        st = UC_DB_NOTFOUND;
+    } else {
+        st = status_of(d, c, rc, "api key lookup");
+    }
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static const uc_db_methods_t sqlite_methods = {
+    .name = "sqlite",
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .ping = sq_ping,
+    .feedback_upsert = sq_feedback_upsert,
+    .feedback_stats = sq_feedback_stats,
+    .feedback_comments = sq_feedback_comments,
+    .feedback_by_user = sq_feedback_by_user,
+    .job_create = sq_job_create,
+    .job_progress = sq_job_progress,
+    .job_get = sq_job_get,
+    .job_list = sq_job_list,
+    .metrics_insert = sq_metrics_insert,
+    .metrics_list = sq_metrics_list,
+    .metrics_aggregate = sq_metrics_aggregate,
+    .retention_run = sq_retention_run,
+    .api_key_create = sq_api_key_create,
+    .api_key_lookup = sq_api_key_lookup,
+};
+
+int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+                      size_t errlen)
+{
+    const char *path = opt->url;
+    sqlite_db_t *d;
+    int st = UC_DB_OK;
+
+    if (strncmp(path, "sqlite:", 7) == 0) {
+        path += 7;
+        /* sqlite:///abs/path and sqlite://rel both name a file. */
+        if (strncmp(path, "//", 2) == 0) {
+            path += 2;
+        }
+    }
+    if (path[0] == '\0' || strcmp(path, ":memory:") == 0) {
+        snprintf(err, errlen,
+                 "open sqlite: a file path is required (pool of connections)");
+        return UC_DB_ECONFIG;
+    }
+    d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        snprintf(err, errlen, "open sqlite: out of memory");
+        return UC_DB_ENOMEM;
+    }
+    d->base.methods = &sqlite_methods;
+    d->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 5000;
+    d->log = opt->log;
+    d->log_arg = opt->log_arg;
+    d->nconns = opt->pool_size > 0 ? opt->pool_size : 8;
+    d->path = strdup(path);
+    d->conns = calloc((size_t)d->nconns, sizeof(*d->conns));
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    if (d->path == NULL || d->conns == NULL) {
+        snprintf(err, errlen, "open sqlite: out of memory");
+        st = UC_DB_ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < d->nconns; i++) {
+        st = open_conn(d, &d->conns[i], err, errlen);
+        if (st != UC_DB_OK) {
+            goto fail;
+        }
+    }
+    *out = &d->base;
+    return UC_DB_OK;
+fail:
+    if (d->conns == NULL) {
+        d->nconns = 0;
+    }
+    sq_close(&d->base);
+    return st;
+}
