@@ -300,7 +300,9 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         if (rc != UC_OK) {
             /* Name the variable, keep the (masked) reason. */
             char reason[400];
-            snprintf(reason, sizeof(reason), "%s", err != NULL ? err : "");
+            /* With errlen 0 the parser wrote nothing there to keep. */
+            snprintf(reason, sizeof(reason), "%s",
+                     err != NULL && errlen > 0 ? err : "");
             return fail(err, errlen, "REDIS_URL: %s", reason);
         }
     } else {

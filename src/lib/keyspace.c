@@ -100,6 +100,16 @@ int uc__keyspace_compile(uc_keyspace_t *ks, const uc_keyspace_def_t *def,
     if (def->ttl_s == 0) {
         return fail(err, errlen, "ttl must be at least 1 s", def->name);
     }
+    if (def->pattern[0] == '\0') {
+        /* An empty key is one the raw get/set refuse. */
+        return fail(err, errlen, "pattern must not be empty", def->name);
+    }
+    if (def->pattern[0] == '{') {
+        /* A leading field could spell "uc:" and reach the reserved space;
+         * its invalidation glob would then match generation counters. */
+        return fail(err, errlen, "pattern must start with literal text",
+                    def->name);
+    }
     if (strncmp(def->pattern, "uc:", 3) == 0) {
         return fail(err, errlen, "patterns starting 'uc:' are reserved",
                     def->name);

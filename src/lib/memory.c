@@ -8,13 +8,12 @@
  * shard comes from the top bits of a keyed SipHash of the key, its bucket from
  * the low bits; the random hash key keeps callers from aiming many keys at one
  * chain. Expired entries are never returned: they are dropped when touched, by
- * a small sweep on every write, and before live entries when a shard must
- * evict. Generation counters live in the same store as decimal values (what
- * Redis INCR would leave) but on their own LRU list, evicted only after every
- * plain value of their shard, because losing a counter can let a stale load be
- * written back.
+ * a small sweep of a few buckets on every write, and by eviction (counted as
+ * expired, not evicted). Generation counters live in the same store as decimal
+ * values (what Redis INCR would leave) but on their own LRU list, evicted only
+ * after every plain value of their shard, because losing a counter can let a
+ * stale load be written back.
  */
-#include <errno.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -318,8 +317,7 @@ static void detach(mem_shard_t *s, mem_entry_t *e, mem_entry_t **dead)
  * counted, so it is never returned. Does not touch the LRU order.
  */
 static mem_entry_t *find_live(mem_shard_t *s, uint64_t now, uint64_t hash,
-                              const char *key, size_t klen,
-                              mem_entry_t **dead)
+                              const char *key, size_t klen, mem_entry_t **dead)
 {
     mem_entry_t **pp = slot_of(s, hash, key, klen);
     if (pp == NULL) {
@@ -523,8 +521,8 @@ static char *copy_value(const mem_entry_t *e)
  * Reads one key into a fresh copy and refreshes its LRU position. Returns
  * UC_OK, UC_MISS or UC_ENOMEM (the store is unchanged but for the order).
  */
-static int get_one(mem_backend_t *m, uint64_t now, const char *key,
-                   size_t klen, char **val, size_t *len)
+static int get_one(mem_backend_t *m, uint64_t now, const char *key, size_t klen,
+                   char **val, size_t *len)
 {
     uint64_t h = key_hash(m, key, klen);
     mem_shard_t *s = &m->shards[shard_index(m, h)];
@@ -588,8 +586,7 @@ static int mem_set(uc__backend_t *b, const char *key, size_t klen,
     return UC_OK;
 }
 
-static int mem_del(uc__backend_t *b, const char *key, size_t klen,
-                   int *existed)
+static int mem_del(uc__backend_t *b, const char *key, size_t klen, int *existed)
 {
     mem_backend_t *m = mem_of(b);
     uint64_t now;
@@ -749,8 +746,7 @@ static int mem_mset(uc__backend_t *b, size_t n, const char *const *keys,
     now = uc__now_us(b->env);
     exp = expiry_for(now, ttl_ms);
     for (i = 0; i < n; i++) {
-        rc = entry_new(m, keys[i], klens[i], vals[i], vlens[i], exp, 0,
-                       &es[i]);
+        rc = entry_new(m, keys[i], klens[i], vals[i], vlens[i], exp, 0, &es[i]);
         if (rc != UC_OK) {
             goto cleanup;
         }
@@ -1101,8 +1097,8 @@ static void seed(mem_backend_t *m)
     if (getrandom(k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^
-               (uint64_t)ts.tv_sec;
+        k[0] =
+            (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec;
         k[1] = (uint64_t)(uintptr_t)m * 0xc2b2ae3d27d4eb4fULL ^ k[0];
     }
     m->k0 = k[0];
@@ -1118,8 +1114,12 @@ static void set_err(char *err, size_t errlen, const char *msg)
 
 /*
  * Creates a memory backend with env->cfg.memory_max_bytes (0: 64 MiB) as its
- * budget. `env` is borrowed and must outlive the backend. Returns UC_OK and
- * sets *out, or UC_EINVAL/UC_ENOMEM with a message in err (may be NULL).
+ * budget, split evenly over 16 shards (fewer when a shard would get under
+ * 1 MiB; budgets under 2 MiB use one). One entry (key, value and overhead)
+ * may use at most one shard's share: 4 MiB of the default 64 MiB; larger
+ * ones get UC_ETOOBIG. `env` is borrowed and must outlive the backend.
+ * Returns UC_OK and sets *out, or UC_EINVAL/UC_ENOMEM with a message in err
+ * (may be NULL).
  */
 int uc__memory_create(const uc__env_t *env, uc__backend_t **out, char *err,
                       size_t errlen)
@@ -1150,8 +1150,7 @@ int uc__memory_create(const uc__env_t *env, uc__backend_t **out, char *err,
     for (i = 0; i < m->nshards; i++) {
         mem_shard_t *s = &m->shards[i];
         s->buckets = calloc(MEM_INITIAL_BUCKETS, sizeof(*s->buckets));
-        if (s->buckets == NULL ||
-            pthread_mutex_init(&s->lock, NULL) != 0) {
+        if (s->buckets == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
             free(s->buckets);
             release(m, i);
             goto nomem;
