@@ -399,8 +399,8 @@ struct run {
 typedef struct {
     int ok;
     double rate; /* ops/s, or keys/s for multi-get */
-    double p50_ms;
-    double p99_ms;
+    double p50_us;
+    double p99_us;
     uint64_t errors;
     uint64_t misses;
     int first_error;
@@ -546,8 +546,8 @@ static int run_library(uc_cache_t *cache, op_t op, int threads, double secs,
     if (end > r.start_ns && keys > 0) {
         res->ok = 1;
         res->rate = (double)keys / ((double)(end - r.start_ns) / 1e9);
-        res->p50_ms = (double)hist_quantile(all, 0.50) / 1e6;
-        res->p99_ms = (double)hist_quantile(all, 0.99) / 1e6;
+        res->p50_us = (double)hist_quantile(all, 0.50) / 1e3;
+        res->p99_us = (double)hist_quantile(all, 0.99) / 1e3;
     }
     rc = 0;
 cleanup:
@@ -745,8 +745,8 @@ static int parse_rb_csv(const char *out, const char *test, result_t *res)
             continue;
         }
         res->rate = strtod(f[i_rps], NULL);
-        res->p50_ms = strtod(f[i_p50], NULL);
-        res->p99_ms = strtod(f[i_p99], NULL);
+        res->p50_us = strtod(f[i_p50], NULL) * 1e3;
+        res->p99_us = strtod(f[i_p99], NULL) * 1e3;
         res->ok = res->rate > 0;
         return res->ok ? 0 : -1;
     }
@@ -808,6 +808,7 @@ typedef struct {
     double secs;
     unsigned nkeys;
     size_t vlen;
+    int repeat;
     int check;
     int skip_rb;
     const char *server_exe;
@@ -820,7 +821,7 @@ static void print_result(const result_t *r)
         printf(" %12s %8s %8s", "failed", "-", "-");
         return;
     }
-    printf(" %12.0f %8.3f %8.3f", r->rate, r->p50_ms, r->p99_ms);
+    printf(" %12.0f %8.1f %8.1f", r->rate, r->p50_us, r->p99_us);
 }
 
 /* Prints one comparison line; returns 1 when the ratio misses its target. */
@@ -832,7 +833,7 @@ static int print_line(const char *name, const result_t *lib,
     printf("%-18s", name);
     print_result(lib);
     if (ref == NULL) {
-        printf("   | %12s %8s %8s |\n", "(no reference)", "", "");
+        printf("   | %30s |\n", "no reference");
     } else {
         double ratio = lib->ok && ref->ok ? lib->rate / ref->rate : 0.0;
         printf("   |");
@@ -857,8 +858,8 @@ static int print_line(const char *name, const result_t *lib,
 }
 
 static const char usage_text[] =
-    "usage: uc-bench [--threads N] [--duration SECONDS] [--keys N]\n"
-    "                [--value-size BYTES] [--redis-server PATH]\n"
+    "usage: uc-bench [--threads N] [--duration SECONDS] [--repeat N]\n"
+    "                [--keys N] [--value-size BYTES] [--redis-server PATH]\n"
     "                [--redis-benchmark PATH] [--no-redis-benchmark] "
     "[--check]\n"
     "\n"
@@ -866,6 +867,8 @@ static const char usage_text[] =
     "                       redis-benchmark (default 50)\n"
     "  --duration SECONDS   length of each library run (default 3);\n"
     "                       redis-benchmark runs are sized to about as long\n"
+    "  --repeat N           rounds; each figure is the best of them\n"
+    "                       (default 2)\n"
     "  --keys N             distinct keys read and written (default 10000)\n"
     "  --value-size BYTES   value size (default 200)\n"
     "  --no-redis-benchmark library figures only\n"
@@ -877,6 +880,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     o->secs = 3.0;
     o->nkeys = 10000;
     o->vlen = 200;
+    o->repeat = 2;
     o->server_exe = "redis-server";
     o->rb_exe = "redis-benchmark";
     for (int i = 1; i < argc; i++) {
@@ -897,6 +901,10 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         } else if (strcmp(a, "--duration") == 0 &&
                    parse_long(v, 1, 60, &n) == 0) {
             o->secs = (double)n;
+            i++;
+        } else if (strcmp(a, "--repeat") == 0 &&
+                   parse_long(v, 1, 10, &n) == 0) {
+            o->repeat = (int)n;
             i++;
         } else if (strcmp(a, "--keys") == 0 &&
                    parse_long(v, MGET_KEYS, 1000000, &n) == 0) {
@@ -931,17 +939,69 @@ static long rb_count(const result_t *lib, double secs)
     return n > 1e8 ? 100000000L : (long)n;
 }
 
+/* Keeps the faster of two runs of the same thing; failures add up. */
+static void keep_best(result_t *best, const result_t *cur)
+{
+    uint64_t errors = best->errors + cur->errors;
+    uint64_t misses = best->misses + cur->misses;
+    int first_error = best->errors > 0 ? best->first_error : cur->first_error;
+
+    if (cur->ok && (!best->ok || cur->rate > best->rate)) {
+        *best = *cur;
+    }
+    best->errors = errors;
+    best->misses = misses;
+    best->first_error = first_error;
+}
+
+enum { R_GET, R_SET, R_MGET, RB_SET, RB_GET, RB_MGET, R_COUNT };
+
+/*
+ * One round of the Redis comparisons, library then reference for each, so
+ * that the two sides of a ratio run back to back under the same load.
+ */
+static int redis_round(const opts_t *o, uc_cache_t *cache, int port,
+                       const char *value, result_t *res)
+{
+    const char *const getset[] = {"SET", "GET"};
+    const char *const get[] = {"GET"};
+    double rb_timeout = o->secs * 10.0 + 30.0;
+
+    memset(res, 0, sizeof(*res) * R_COUNT);
+    if (run_library(cache, OP_GET, o->threads, o->secs, o->nkeys, value,
+                    o->vlen, &res[R_GET]) != 0 ||
+        run_library(cache, OP_SET, o->threads, o->secs, o->nkeys, value,
+                    o->vlen, &res[R_SET]) != 0) {
+        return -1;
+    }
+    if (!o->skip_rb) {
+        const result_t *faster =
+            res[R_GET].rate > res[R_SET].rate ? &res[R_GET] : &res[R_SET];
+        run_rb(o->rb_exe, port, o->threads, 1, "set,get",
+               rb_count(faster, o->secs), o->nkeys, o->vlen, rb_timeout, getset,
+               &res[RB_SET], 2);
+    }
+    /* redis-benchmark's SETs rewrote the values with others of the same
+     * size: every key is still present. */
+    if (run_library(cache, OP_MGET, o->threads, o->secs, o->nkeys, value,
+                    o->vlen, &res[R_MGET]) != 0) {
+        return -1;
+    }
+    if (!o->skip_rb) {
+        run_rb(o->rb_exe, port, o->threads, MGET_KEYS, "get",
+               rb_count(&res[R_MGET], o->secs), o->nkeys, o->vlen, rb_timeout,
+               get, &res[RB_MGET], 1);
+    }
+    return 0;
+}
+
 static int bench_redis(const opts_t *o, const char *value, int *below)
 {
     server_t srv;
     uc_cache_t *cache = NULL;
     uc_server_info_t info;
-    result_t lget, lset, lmget;
-    result_t rb[2];
-    result_t rbm;
-    const char *const getset[] = {"SET", "GET"};
-    const char *const get[] = {"GET"};
-    double rb_timeout = o->secs * 10.0 + 30.0;
+    result_t best[R_COUNT];
+    result_t cur[R_COUNT];
     int rc = -1;
 
     if (server_start(&srv, o->server_exe) != 0) {
@@ -954,46 +1014,32 @@ static int bench_redis(const opts_t *o, const char *value, int *below)
     uc_cache_server_info(cache, &info);
     info.version[sizeof(info.version) - 1] = '\0';
     printf("redis-server %s on 127.0.0.1:%d (no persistence), %d threads "
-           "and %d clients, %zu-byte values, %u keys, %.0f s per library "
-           "run\n\n",
+           "and %d clients,\n%zu-byte values, %u keys, %.0f s per library "
+           "run, best of %d rounds\n\n",
            info.version, srv.port, o->threads, o->threads, o->vlen, o->nkeys,
-           o->secs);
-    printf("%-18s %12s %8s %8s   | %12s %8s %8s | %6s %7s\n", "", "library",
-           "p50 ms", "p99 ms", "reference", "p50 ms", "p99 ms", "ratio",
-           "target");
+           o->secs, o->repeat);
     fflush(stdout);
     if (populate(cache, o->nkeys, value, o->vlen) != UC_OK) {
         goto cleanup;
     }
-    if (run_library(cache, OP_GET, o->threads, o->secs, o->nkeys, value,
-                    o->vlen, &lget) != 0 ||
-        run_library(cache, OP_SET, o->threads, o->secs, o->nkeys, value,
-                    o->vlen, &lset) != 0) {
-        goto cleanup;
+    memset(best, 0, sizeof(best));
+    for (int i = 0; i < o->repeat; i++) {
+        if (redis_round(o, cache, srv.port, value, cur) != 0) {
+            goto cleanup;
+        }
+        for (int k = 0; k < R_COUNT; k++) {
+            keep_best(&best[k], &cur[k]);
+        }
     }
-    memset(rb, 0, sizeof(rb));
-    if (!o->skip_rb) {
-        long n = rb_count(lget.rate > lset.rate ? &lget : &lset, o->secs);
-        run_rb(o->rb_exe, srv.port, o->threads, 1, "set,get", n, o->nkeys,
-               o->vlen, rb_timeout, getset, rb, 2);
-    }
-    *below += print_line("GET ops/s", &lget, o->skip_rb ? NULL : &rb[1]);
-    *below += print_line("SET ops/s", &lset, o->skip_rb ? NULL : &rb[0]);
-    fflush(stdout);
-
-    /* redis-benchmark's SETs above rewrote the values: same size, still
-     * every key present. */
-    if (run_library(cache, OP_MGET, o->threads, o->secs, o->nkeys, value,
-                    o->vlen, &lmget) != 0) {
-        goto cleanup;
-    }
-    memset(&rbm, 0, sizeof(rbm));
-    if (!o->skip_rb) {
-        run_rb(o->rb_exe, srv.port, o->threads, MGET_KEYS, "get",
-               rb_count(&lmget, o->secs), o->nkeys, o->vlen, rb_timeout, get,
-               &rbm, 1);
-    }
-    *below += print_line("MGET16 keys/s", &lmget, o->skip_rb ? NULL : &rbm);
+    printf("%-18s %12s %8s %8s   | %12s %8s %8s | %6s %7s\n", "", "library",
+           "p50 us", "p99 us", "reference", "p50 us", "p99 us", "ratio",
+           "target");
+    *below += print_line("GET ops/s", &best[R_GET],
+                         o->skip_rb ? NULL : &best[RB_GET]);
+    *below += print_line("SET ops/s", &best[R_SET],
+                         o->skip_rb ? NULL : &best[RB_SET]);
+    *below += print_line("MGET16 keys/s", &best[R_MGET],
+                         o->skip_rb ? NULL : &best[RB_MGET]);
     printf("%-18s   (library: uc_cache_mget of 16 keys per call; reference:"
            " GET pipelined -P 16;\n%-18s    keys per second on both sides,"
            " latency per call / per request)\n",
@@ -1021,12 +1067,21 @@ static int bench_memory(const opts_t *o, const char *value)
         return -1;
     }
     rc = -1;
-    if (populate(cache, o->nkeys, value, o->vlen) != UC_OK ||
-        run_library(cache, OP_GET, o->threads, o->secs, o->nkeys, value,
-                    o->vlen, &mget) != 0 ||
-        run_library(cache, OP_SET, o->threads, o->secs, o->nkeys, value,
-                    o->vlen, &mset) != 0) {
+    memset(&mget, 0, sizeof(mget));
+    memset(&mset, 0, sizeof(mset));
+    if (populate(cache, o->nkeys, value, o->vlen) != UC_OK) {
         goto cleanup;
+    }
+    for (int i = 0; i < o->repeat; i++) {
+        result_t g, st;
+        if (run_library(cache, OP_GET, o->threads, o->secs, o->nkeys, value,
+                        o->vlen, &g) != 0 ||
+            run_library(cache, OP_SET, o->threads, o->secs, o->nkeys, value,
+                        o->vlen, &st) != 0) {
+            goto cleanup;
+        }
+        keep_best(&mget, &g);
+        keep_best(&mset, &st);
     }
     printf("\n");
     print_line("memory GET ops/s", &mget, NULL);
@@ -1035,6 +1090,14 @@ static int bench_memory(const opts_t *o, const char *value)
 cleanup:
     uc_cache_destroy(cache);
     return rc;
+}
+
+/* One-minute load average, to tell a quiet machine from a busy one. */
+static double load1(void)
+{
+    double l[1] = {0.0};
+
+    return getloadavg(l, 1) == 1 ? l[0] : -1.0;
 }
 
 int main(int argc, char **argv)
@@ -1056,14 +1119,18 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(value, 'x', o.vlen);
-    printf("uc-bench: libutxocache %s, %ld online cpus\n", uc_version(),
-           sysconf(_SC_NPROCESSORS_ONLN));
+    printf("uc-bench: libutxocache %s, %ld online cpus, load %.2f\n",
+           uc_version(), sysconf(_SC_NPROCESSORS_ONLN), load1());
     rc = bench_redis(&o, value, &below);
     if (rc == 0) {
         rc = bench_memory(&o, value);
     }
     free(value);
-    printf("\nwhole run: %.1f s\n", (double)(now_ns() - t0) / 1e9);
+    printf("\nwhole run: %.1f s, load %.2f at the end%s\n",
+           (double)(now_ns() - t0) / 1e9, load1(),
+           load1() > (double)sysconf(_SC_NPROCESSORS_ONLN) + 2.0
+               ? " (other work ran too: figures are noisy)"
+               : "");
     if (rc != 0) {
         return 2;
     }

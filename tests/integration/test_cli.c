@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration tests of the utxocache command line: the real binary, run as
+ * a child process with its own environment, against a real redis-server the
+ * test starts (and against the memory backend where one process is enough
+ * to show the behaviour). Each test checks exit status, stdout and stderr,
+ * and, where it matters, what Redis itself holds afterwards.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "util.h"
+
+#ifndef UC_CLI_PATH
+#error "UC_CLI_PATH must name the utxocache binary"
+#endif
+
+#define OUT_MAX (256 * 1024)
+#define ERR_MAX 4096
+#define ENV_MAX 8
+
+/* What one run of the CLI produced. */
+typedef struct {
+    int status; /* exit status, or -1 if it did not exit normally */
+    char out[OUT_MAX];
+    size_t outlen;
+    char err[ERR_MAX];
+    size_t errlen;
+} cli_run_t;
+
+/* One run's output is large; a static buffer also leaves nothing to free
+ * when an assertion ends a test early. */
+static cli_run_t g_run;
+static uc_test_redis_t g_redis;
+static char g_url[64];
+
+/* Variables of the library that the parent's environment must not leak
+ * into a run. */
+static const char *const cleared_vars[] = {
+    "REDIS_URL",         "REDIS_HOST",           "REDIS_PORT",
+    "REDIS_PASSWORD",    "REDIS_USERNAME",       "REDIS_DB",
+    "UTXOCACHE_BACKEND", "UTXOCACHE_KEY_PREFIX", NULL};
+
+static void child_exec(char *const *argv, const char *const *env, int in,
+                       int out, int err)
+{
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    for (const char *const *v = cleared_vars; *v != NULL; v++) {
+        unsetenv(*v);
+    }
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+        putenv((char *)env[i]);
+    }
+    execv(UC_CLI_PATH, argv);
+    _exit(127);
+}
+
+/* Appends what is readable on fd to buf (capped); 0 at EOF, 1 otherwise. */
+static int drain(int fd, char *buf, size_t cap, size_t *len)
+{
+    char tmp[4096];
+    ssize_t n = read(fd, tmp, sizeof(tmp));
+
+    if (n < 0 && errno == EINTR) {
+        return 1;
+    }
+    if (n <= 0) {
+        return 0;
+    }
+    if (*len + (size_t)n < cap) {
+        memcpy(buf + *len, tmp, (size_t)n);
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return 1;
+}
+
+/*
+ * Runs the CLI with `env` ("NAME=value" strings, NULL-terminated; the
+ * library's variables are cleared first), `input` on stdin (inlen bytes) and
+ * the NULL-terminated arguments after argv[0]. Bounded: a run that takes
+ * more than 10 s is killed and fails the test.
+ */
+static void run_cli(cli_run_t *r, const char *const *env, const char *input,
+                    size_t inlen, ...)
+{
+    char *argv[16];
+    int pin[2], pout[2], perr[2];
+    int open_out = 1, open_err = 1;
+    uint64_t deadline = uc_test_now_ms() + 10000;
+    size_t argc = 1;
+    va_list ap;
+    pid_t pid;
+    int st = 0;
+
+    memset(r, 0, sizeof(*r));
+    argv[0] = "utxocache";
+    va_start(ap, inlen);
+    for (char *a = va_arg(ap, char *); a != NULL; a = va_arg(ap, char *)) {
+        assert_true(argc < 15);
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+
+    assert_int_equal(pipe(pin), 0);
+    assert_int_equal(pipe(pout), 0);
+    assert_int_equal(pipe(perr), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        child_exec(argv, env, pin[0], pout[1], perr[1]);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    /* Inputs are small (well under a pipe buffer), so one write cannot
+     * block on a child that does not read. */
+    if (input != NULL && inlen > 0) {
+        assert_int_equal(write(pin[1], input, inlen), (ssize_t)inlen);
+    }
+    close(pin[1]);
+    while (open_out || open_err) {
+        struct pollfd fds[2] = {
+            {.fd = open_out ? pout[0] : -1, .events = POLLIN},
+            {.fd = open_err ? perr[0] : -1, .events = POLLIN}};
+        uint64_t now = uc_test_now_ms();
+        if (now >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("utxocache %s did not finish within 10 s", argv[1]);
+        }
+        if (poll(fds, 2, (int)(deadline - now)) < 0 && errno != EINTR) {
+            break;
+        }
+        if (fds[0].revents != 0) {
+            open_out = drain(pout[0], r->out, sizeof(r->out), &r->outlen);
+        }
+        if (fds[1].revents != 0) {
+            open_err = drain(perr[0], r->err, sizeof(r->err), &r->errlen);
+        }
+    }
+    close(pout[0]);
+    close(perr[0]);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The environment pointing at the test's Redis. */
+static const char *const *redis_env(void)
+{
+    static char url[80];
+    static const char *env[2];
+
+    snprintf(url, sizeof(url), "REDIS_URL=%s", g_url);
+    env[0] = url;
+    env[1] = NULL;
+    return env;
+}
+
+static const char *const memory_env[] = {"UTXOCACHE_BACKEND=memory", NULL};
+
+/* Asserts an error run: status 2 and exactly one line on stderr. */
+static void assert_one_line_error(const cli_run_t *r, const char *prefix)
+{
+    assert_int_equal(r->status, 2);
+    assert_true(r->errlen > 0);
+    assert_int_equal(r->err[r->errlen - 1], '\n');
+    assert_null(memchr(r->err, '\n', r->errlen - 1));
+    assert_int_equal(strncmp(r->err, prefix, strlen(prefix)), 0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (uc_test_redis_start(&g_redis, NULL) != 0) {
+        return -1;
+    }
+    snprintf(g_url, sizeof(g_url), "redis://127.0.0.1:%d/0", g_redis.port);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    uc_test_redis_stop(&g_redis);
+    return 0;
+}
+
+/* Every test starts from an empty database. */
+static int flush(void **state)
+{
+    char out[64];
+
+    (void)state;
+    if (uc_test_redis_cli(&g_redis, NULL, "FLUSHALL", out, sizeof(out)) != 0) {
+        return -1;
+    }
+    return strcmp(out, "OK") == 0 ? 0 : -1;
+}
+
+static void test_set_get_roundtrip(void **state)
+{
+    cli_run_t *r = &g_run;
+    char out[64];
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "greeting", "hello world", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->errlen, 0);
+
+    run_cli(r, redis_env(), NULL, 0, "get", "greeting", NULL);
+    assert_int_equal(r->status, 0);
+    /* Raw value, no newline added. */
+    assert_int_equal(r->outlen, 11);
+    assert_memory_equal(r->out, "hello world", 11);
+
+    /* What the CLI stored is what Redis holds. */
+    assert_int_equal(
+        uc_test_redis_cli(&g_redis, NULL, "GET greeting", out, sizeof(out)), 0);
+    assert_string_equal(out, "hello world");
+}
+
+static void test_get_miss(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "get", "absent", NULL);
+    assert_int_equal(r->status, 1);
+    assert_int_equal(r->outlen, 0);
+    assert_int_equal(r->errlen, 0);
+}
+
+static void test_set_from_stdin_binary(void **state)
+{
+    static const char value[] = "line one\nline\0two\r\n\xff\x01";
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), value, sizeof(value) - 1, "set", "bin", "-", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "get", "bin", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->outlen, sizeof(value) - 1);
+    assert_memory_equal(r->out, value, sizeof(value) - 1);
+}
+
+static long parse_out_long(const cli_run_t *r)
+{
+    char *end = NULL;
+    long v;
+
+    assert_true(r->outlen > 0);
+    errno = 0;
+    v = strtol(r->out, &end, 10);
+    assert_int_equal(errno, 0);
+    assert_string_equal(end, "\n");
+    return v;
+}
+
+static void test_ttl(void **state)
+{
+    cli_run_t *r = &g_run;
+    long ttl;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "k1", "v", "--px", "60000", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "ttl", "k1", NULL);
+    assert_int_equal(r->status, 0);
+    ttl = parse_out_long(r);
+    assert_true(ttl > 0 && ttl <= 60000);
+
+    run_cli(r, redis_env(), NULL, 0, "set", "--ttl", "100", "k2", "v", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "ttl", "k2", NULL);
+    ttl = parse_out_long(r);
+    assert_true(ttl > 60000 && ttl <= 100000);
+
+    run_cli(r, redis_env(), NULL, 0, "set", "k3", "v", NULL);
+    run_cli(r, redis_env(), NULL, 0, "ttl", "k3", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(parse_out_long(r), -1);
+
+    run_cli(r, redis_env(), NULL, 0, "ttl", "absent", NULL);
+    assert_int_equal(r->status, 1);
+    assert_int_equal(r->outlen, 0);
+}
+
+static void test_short_px_expires(void **state)
+{
+    cli_run_t *r = &g_run;
+    uint64_t deadline;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "brief", "v", "--px", "50", NULL);
+    assert_int_equal(r->status, 0);
+    /* Bounded wait for the expiry to be visible through the CLI. */
+    deadline = uc_test_now_ms() + 3000;
+    do {
+        run_cli(r, redis_env(), NULL, 0, "get", "brief", NULL);
+        if (r->status == 1) {
+            break;
+        }
+        uc_test_sleep_ms(20);
+    } while (uc_test_now_ms() < deadline);
+    assert_int_equal(r->status, 1);
+}
+
+static void test_exists_and_del(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "exists", "k", NULL);
+    assert_int_equal(r->status, 1);
+    assert_string_equal(r->out, "0\n");
+
+    run_cli(r, redis_env(), NULL, 0, "set", "k", "v", NULL);
+    run_cli(r, redis_env(), NULL, 0, "exists", "k", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "1\n");
+
+    run_cli(r, redis_env(), NULL, 0, "del", "k", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "1\n");
+    run_cli(r, redis_env(), NULL, 0, "del", "k", NULL);
+    assert_int_equal(r->status, 1);
+    assert_string_equal(r->out, "0\n");
+    run_cli(r, redis_env(), NULL, 0, "exists", "k", NULL);
+    assert_int_equal(r->status, 1);
+}
+
+static void test_key_prefix(void **state)
+{
+    static char url[80];
+    const char *env[3];
+    cli_run_t *r = &g_run;
+    char out[64];
+
+    (void)state;
+    snprintf(url, sizeof(url), "REDIS_URL=%s", g_url);
+    env[0] = url;
+    env[1] = "UTXOCACHE_KEY_PREFIX=app:";
+    env[2] = NULL;
+    run_cli(r, env, NULL, 0, "set", "k", "prefixed", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(
+        uc_test_redis_cli(&g_redis, NULL, "GET app:k", out, sizeof(out)), 0);
+    assert_string_equal(out, "prefixed");
+    /* Without the prefix the CLI does not see the key. */
+    run_cli(r, redis_env(), NULL, 0, "get", "k", NULL);
+    assert_int_equal(r->status, 1);
+    run_cli(r, env, NULL, 0, "get", "k", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "prefixed");
+}
+
+static void test_invalidate_pattern(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "a:1", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "a:2", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "b:1", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "invalidate", "a:*", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "2\n");
+    run_cli(r, redis_env(), NULL, 0, "exists", "a:1", NULL);
+    assert_int_equal(r->status, 1);
+    run_cli(r, redis_env(), NULL, 0, "exists", "b:1", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "invalidate", "a:*", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "0\n");
+}
+
+static void test_invalidate_keyspace(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:i1", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:i2", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:i3", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "backfill:job:j1", "x", NULL);
+
+    run_cli(r, redis_env(), NULL, 0, "invalidate", "--keyspace",
+            "feedback_stats", "insight_id=i1", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "1\n");
+    run_cli(r, redis_env(), NULL, 0, "exists", "feedback:stats:i1", NULL);
+    assert_int_equal(r->status, 1);
+    run_cli(r, redis_env(), NULL, 0, "exists", "feedback:stats:i2", NULL);
+    assert_int_equal(r->status, 0);
+
+    /* No field: the whole keyspace, and nothing of another one. */
+    run_cli(r, redis_env(), NULL, 0, "invalidate", "--keyspace",
+            "feedback_stats", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "2\n");
+    run_cli(r, redis_env(), NULL, 0, "exists", "backfill:job:j1", NULL);
+    assert_int_equal(r->status, 0);
+
+    run_cli(r, redis_env(), NULL, 0, "invalidate", "--keyspace", "nosuch",
+            NULL);
+    assert_one_line_error(r, "utxocache: invalidate 'nosuch': ");
+    run_cli(r, redis_env(), NULL, 0, "invalidate", "--keyspace",
+            "feedback_stats", "job_id=1", NULL);
+    assert_one_line_error(r, "utxocache: invalidate 'job_id=1': ");
+}
+
+static void test_stats(void **state)
+{
+    static char ttl_env[] = "UTXOCACHE_TTL_FEEDBACK_STATS=77";
+    const char *env[3];
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:a", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:b", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "backfill:job:c", "x", NULL);
+    env[0] = redis_env()[0];
+    env[1] = ttl_env;
+    env[2] = NULL;
+    run_cli(r, env, NULL, 0, "stats", NULL);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "backend                  redis\n"));
+    assert_non_null(strstr(r->out, "version                  7."));
+    assert_non_null(strstr(r->out, "\n  keys                             3\n"));
+    /* Key count and TTL after the UTXOCACHE_TTL_* override. */
+    assert_non_null(strstr(r->out, "\n  feedback_stats                   2"
+                                   "       77\n"));
+    assert_non_null(strstr(r->out, "\n  backfill_job                     1"
+                                   "      300\n"));
+
+    run_cli(r, env, NULL, 0, "stats", "--json", NULL);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "\"backend\": \"redis\""));
+    assert_non_null(
+        strstr(r->out, "\"feedback_stats\": {\"keys\": 2, \"ttl_s\": 77}"));
+    assert_int_equal(r->out[0], '{');
+    assert_string_equal(r->out + r->outlen - 2, "}\n");
+}
+
+static void test_ping(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "ping", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(strncmp(r->out, "pong ", 5), 0);
+    assert_non_null(strstr(r->out, " ms\n"));
+}
+
+static void test_bad_ttl_override(void **state)
+{
+    const char *env[3];
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    env[0] = redis_env()[0];
+    env[1] = "UTXOCACHE_TTL_BACKFILL_JOB=soon";
+    env[2] = NULL;
+    run_cli(r, env, NULL, 0, "ping", NULL);
+    assert_one_line_error(r, "utxocache: config: ");
+    assert_non_null(strstr(r->err, "UTXOCACHE_TTL_BACKFILL_JOB"));
+}
+
+/* Nothing listens on the port: every command fails with status 2, one
+ * line, and the password in the URL never shows. */
+static void test_connection_refused(void **state)
+{
+    static char url[96];
+    const char *env[2];
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    snprintf(url, sizeof(url),
+             "REDIS_URL=redis://op:hunter2secret@127.0.0.1:%d/0",
+             uc_test_free_port());
+    env[0] = url;
+    env[1] = NULL;
+    run_cli(r, env, NULL, 0, "get", "k", NULL);
+    assert_one_line_error(r, "utxocache: get 'k': ");
+    assert_null(strstr(r->err, "hunter2secret"));
+    assert_int_equal(r->outlen, 0);
+
+    run_cli(r, env, NULL, 0, "set", "k", "v", NULL);
+    assert_one_line_error(r, "utxocache: set 'k': ");
+    run_cli(r, env, NULL, 0, "exists", "k", NULL);
+    assert_one_line_error(r, "utxocache: exists 'k': ");
+    run_cli(r, env, NULL, 0, "ping", NULL);
+    assert_one_line_error(r, "utxocache: ping: ");
+    run_cli(r, env, NULL, 0, "stats", NULL);
+    assert_one_line_error(r, "utxocache: stats: ");
+    assert_null(strstr(r->err, "hunter2secret"));
+}
+
+static void test_auth(void **state)
+{
+    uc_test_redis_t auth;
+    static char good[96], bad[96];
+    const char *env[2] = {NULL, NULL};
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    assert_int_equal(uc_test_redis_start(&auth, "requirepass s3cr3t-pw\n"), 0);
+    snprintf(good, sizeof(good), "REDIS_URL=redis://:s3cr3t-pw@127.0.0.1:%d",
+             auth.port);
+    snprintf(bad, sizeof(bad), "REDIS_URL=redis://:wr0ng-pw@127.0.0.1:%d",
+             auth.port);
+    env[0] = bad;
+    run_cli(r, env, NULL, 0, "get", "k", NULL);
+    assert_one_line_error(r, "utxocache: get 'k': ");
+    assert_null(strstr(r->err, "wr0ng-pw"));
+
+    env[0] = good;
+    run_cli(r, env, NULL, 0, "set", "k", "v", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, env, NULL, 0, "get", "k", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "v");
+    uc_test_redis_stop(&auth);
+}
+
+static void test_usage_errors(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, memory_env, NULL, 0, NULL);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "usage: utxocache"));
+    run_cli(r, memory_env, NULL, 0, "get", NULL);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "usage: utxocache"));
+    run_cli(r, memory_env, NULL, 0, "get", "a", "b", NULL);
+    assert_int_equal(r->status, 2);
+    run_cli(r, memory_env, NULL, 0, "set", "k", NULL);
+    assert_int_equal(r->status, 2);
+    run_cli(r, memory_env, NULL, 0, "frobnicate", NULL);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "unknown command 'frobnicate'"));
+    run_cli(r, memory_env, NULL, 0, "get", "k", "--ttl", "5", NULL);
+    assert_int_equal(r->status, 2);
+    run_cli(r, memory_env, NULL, 0, "set", "k", "v", "--ttl", "-1", NULL);
+    assert_int_equal(r->status, 2);
+    run_cli(r, memory_env, NULL, 0, "set", "k", "v", "--ttl", "1", "--px", "1",
+            NULL);
+    assert_int_equal(r->status, 2);
+    run_cli(r, memory_env, NULL, 0, "stats", "--bogus", NULL);
+    assert_int_equal(r->status, 2);
+    run_cli(r, memory_env, NULL, 0, "invalidate", NULL);
+    assert_int_equal(r->status, 2);
+    /* Bad usage never reaches stdout. */
+    assert_int_equal(r->outlen, 0);
+
+    run_cli(r, memory_env, NULL, 0, "--help", NULL);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "usage: utxocache"));
+    run_cli(r, memory_env, NULL, 0, "--version", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(strncmp(r->out, "utxocache 0.", 12), 0);
+}
+
+/* A key starting with '-' is reachable after "--". */
+static void test_dash_key(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "--", "-odd", "v", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "get", "--", "-odd", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "v");
+}
+
+/*
+ * The memory backend lives in the CLI process, so each run starts empty:
+ * only what one run can show is checked here.
+ */
+static void test_memory_backend(void **state)
+{
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    run_cli(r, memory_env, NULL, 0, "ping", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, memory_env, NULL, 0, "set", "k", "v", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, memory_env, NULL, 0, "get", "k", NULL);
+    assert_int_equal(r->status, 1);
+    run_cli(r, memory_env, NULL, 0, "invalidate", "*", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "0\n");
+    run_cli(r, memory_env, NULL, 0, "stats", NULL);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "backend                  memory\n"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest redis_tests[] = {
+        cmocka_unit_test_setup(test_set_get_roundtrip, flush),
+        cmocka_unit_test_setup(test_get_miss, flush),
+        cmocka_unit_test_setup(test_set_from_stdin_binary, flush),
+        cmocka_unit_test_setup(test_ttl, flush),
+        cmocka_unit_test_setup(test_short_px_expires, flush),
+        cmocka_unit_test_setup(test_exists_and_del, flush),
+        cmocka_unit_test_setup(test_key_prefix, flush),
+        cmocka_unit_test_setup(test_invalidate_pattern, flush),
+        cmocka_unit_test_setup(test_invalidate_keyspace, flush),
+        cmocka_unit_test_setup(test_stats, flush),
+        cmocka_unit_test_setup(test_ping, flush),
+        cmocka_unit_test_setup(test_bad_ttl_override, flush),
+        cmocka_unit_test_setup(test_dash_key, flush),
+        cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_memory_backend),
+    };
+
+    return cmocka_run_group_tests_name("cli", redis_tests, group_setup,
+                                       group_teardown);
+}
