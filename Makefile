@@ -40,6 +40,9 @@ run: release
 bench: release
 	@build/release/bench/uc-bench
 
+fuzz: deps
+	@scripts/fuzz
+
 install: release
 	cmake --install build/release $(if $(PREFIX),--prefix $(PREFIX),)
 

@@ -19,6 +19,17 @@
 
 #include "pg_server.h"
 
+/* The server of the running test; stopped by the teardown even when an
+ * assertion ended the test early. */
+static uc_test_pg_t pg;
+
+static int stop_server(void **state)
+{
+    (void)state;
+    uc_test_pg_stop(&pg);
+    return 0;
+}
+
 /* Connects with a short timeout; returns the connection status. */
 static ConnStatusType try_connect(const char *url)
 {
@@ -35,7 +46,6 @@ static ConnStatusType try_connect(const char *url)
 
 static void start_login_stop(void **state)
 {
-    uc_test_pg_t pg;
     char out[128], bad[512], dir[256];
     struct stat st;
     PGconn *c;
@@ -63,8 +73,8 @@ static void start_login_stop(void **state)
     PQfinish(c);
 
     /* A wrong password is refused: the server really checks it. */
-    snprintf(bad, sizeof(bad), "postgresql://%s:wrong@127.0.0.1:%d/%s",
-             pg.user, pg.port, pg.dbname);
+    snprintf(bad, sizeof(bad), "postgresql://%s:wrong@127.0.0.1:%d/%s", pg.user,
+             pg.port, pg.dbname);
     assert_int_equal(try_connect(bad), CONNECTION_BAD);
 
     /* The superuser helper reaches the same database. */
@@ -80,7 +90,6 @@ static void start_login_stop(void **state)
 
 static void down_and_up_keeps_port_and_data(void **state)
 {
-    uc_test_pg_t pg;
     char out[64];
     int port;
 
@@ -91,8 +100,9 @@ static void down_and_up_keeps_port_and_data(void **state)
     assert_int_equal(uc_test_pg_start(&pg), 0);
     port = pg.port;
     assert_int_equal(
-        uc_test_pg_psql(&pg, "CREATE TABLE kept (v int); INSERT INTO kept "
-                             "VALUES (7)",
+        uc_test_pg_psql(&pg,
+                        "CREATE TABLE kept (v int); INSERT INTO kept "
+                        "VALUES (7)",
                         NULL, 0),
         0);
 
@@ -102,16 +112,14 @@ static void down_and_up_keeps_port_and_data(void **state)
     assert_int_equal(uc_test_pg_up(&pg), 0);
     assert_int_equal(pg.port, port);
     assert_int_equal(try_connect(pg.url), CONNECTION_OK);
-    assert_int_equal(uc_test_pg_psql(&pg, "SELECT v FROM kept", out,
-                                     sizeof(out)),
-                     0);
+    assert_int_equal(
+        uc_test_pg_psql(&pg, "SELECT v FROM kept", out, sizeof(out)), 0);
     assert_string_equal(out, "7");
     uc_test_pg_stop(&pg);
 }
 
 static void freeze_and_thaw(void **state)
 {
-    uc_test_pg_t pg;
     char out[64];
 
     (void)state;
@@ -129,12 +137,42 @@ static void freeze_and_thaw(void **state)
     uc_test_pg_stop(&pg);
 }
 
+/* Fresh databases on the shared server: distinct, empty, the role's own. */
+static void fresh_databases(void **state)
+{
+    char a[256], b[256];
+    PGconn *c;
+    PGresult *r;
+
+    (void)state;
+    if (!uc_test_pg_available()) {
+        skip();
+    }
+    assert_int_equal(uc_test_pg_fresh_db(a, sizeof(a)), 0);
+    assert_int_equal(uc_test_pg_fresh_db(b, sizeof(b)), 0);
+    assert_string_not_equal(a, b);
+    c = PQconnectdb(a);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    r = PQexec(c, "CREATE TABLE mine (v int)");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    c = PQconnectdb(b);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    r = PQexec(c, "SELECT count(*) FROM pg_tables WHERE tablename = 'mine'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+    PQfinish(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(start_login_stop),
-        cmocka_unit_test(down_and_up_keeps_port_and_data),
-        cmocka_unit_test(freeze_and_thaw),
+        cmocka_unit_test_teardown(start_login_stop, stop_server),
+        cmocka_unit_test_teardown(down_and_up_keeps_port_and_data, stop_server),
+        cmocka_unit_test_teardown(freeze_and_thaw, stop_server),
+        cmocka_unit_test(fresh_databases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdint.h>
@@ -350,13 +351,14 @@ static int ctl(uc_test_pg_t *pg, const char *action)
     }
     snprintf(opts, sizeof(opts), "-p %d", pg->port);
     if (strcmp(action, "start") == 0) {
-        char *argv[] = {pg_ctl, "-D",   data, "-l", log, "-o", opts,
-                        "-w",   "-t",   PG_START_TIMEOUT_S,
+        char *argv[] = {pg_ctl, "-D",    data, "-l", log,
+                        "-o",   opts,    "-w", "-t", PG_START_TIMEOUT_S,
                         "-s",   "start", NULL};
         rc = run(argv, 1, pg->dir, ctl_log, NULL, 0);
     } else {
-        char *argv[] = {pg_ctl, "-D", data, "-m", "immediate", "-w", "-t",
-                        PG_STOP_TIMEOUT_S, "-s", "stop", NULL};
+        char *argv[] = {pg_ctl,      "-D",   data, "-m",
+                        "immediate", "-w",   "-t", PG_STOP_TIMEOUT_S,
+                        "-s",        "stop", NULL};
         rc = run(argv, 1, pg->dir, ctl_log, NULL, 0);
     }
     return rc == 0 ? 0 : -1;
@@ -454,9 +456,23 @@ int uc_test_pg_psql(const uc_test_pg_t *pg, const char *sql, char *out,
                     size_t outlen)
 {
     char psql[300], sock[300], port[16];
-    char *argv[] = {psql, "-X",  "-q",   "-t",    "-A",         "-v",
-                    "ON_ERROR_STOP=1", "-h", sock, "-p", port, "-U",
-                    "postgres", "-d", (char *)pg->dbname, "-c", (char *)sql,
+    char *argv[] = {psql,
+                    "-X",
+                    "-q",
+                    "-t",
+                    "-A",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    sock,
+                    "-p",
+                    port,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    (char *)pg->dbname,
+                    "-c",
+                    (char *)sql,
                     NULL};
     char log[300];
 
@@ -499,9 +515,8 @@ static int create_role_and_db(uc_test_pg_t *pg)
     /* Connect to the maintenance db while the test db does not exist. */
     snprintf(dbname, sizeof(dbname), "%s", pg->dbname);
     snprintf(pg->dbname, sizeof(pg->dbname), "postgres");
-    n = snprintf(sql, sizeof(sql),
-                 "CREATE ROLE %s LOGIN PASSWORD '%s'", pg->user,
-                 pg->password);
+    n = snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN PASSWORD '%s'",
+                 pg->user, pg->password);
     if (n < 0 || (size_t)n >= sizeof(sql) ||
         uc_test_pg_psql(pg, sql, NULL, 0) != 0) {
         return -1;
@@ -653,4 +668,54 @@ void uc_test_pg_stop(uc_test_pg_t *pg)
         uc_test_rmtree(pg->dir);
         pg->dir[0] = '\0';
     }
+}
+
+/* The shared server of uc_test_pg_fresh_db and who started it: a forked
+ * child that calls exit() must not stop its parent's server. */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static uc_test_pg_t shared_pg;
+static pid_t shared_owner;
+static unsigned shared_count;
+
+static void stop_shared(void)
+{
+    if (shared_owner == getpid()) {
+        uc_test_pg_stop(&shared_pg);
+    }
+}
+
+int uc_test_pg_fresh_db(char *url, size_t cap)
+{
+    char name[64], sql[160];
+    int rc = -1, n;
+
+    pthread_mutex_lock(&shared_mu);
+    if (shared_owner == 0) {
+        if (uc_test_pg_start(&shared_pg) != 0) {
+            goto out;
+        }
+        shared_owner = getpid();
+        atexit(stop_shared);
+    }
+    snprintf(name, sizeof(name), "%s_%u", shared_pg.dbname, ++shared_count);
+    n = snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER %s", name,
+                 shared_pg.user);
+    if (n < 0 || (size_t)n >= sizeof(sql) ||
+        uc_test_pg_psql(&shared_pg, sql, NULL, 0) != 0) {
+        fprintf(stderr, "pg_server: cannot create database '%s'\n", name);
+        goto out;
+    }
+    n = snprintf(url, cap, "postgresql://%s:%s@127.0.0.1:%d/%s", shared_pg.user,
+                 shared_pg.password, shared_pg.port, name);
+    rc = n > 0 && (size_t)n < cap ? 0 : -1;
+out:
+    pthread_mutex_unlock(&shared_mu);
+    return rc;
+}
+
+int uc_test_pg_selected(void)
+{
+    const char *v = getenv("UC_TEST_DB");
+    return v != NULL && (strcmp(v, "postgresql") == 0 ||
+                         strcmp(v, "postgres") == 0 || strcmp(v, "pg") == 0);
 }

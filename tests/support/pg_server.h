@@ -16,12 +16,12 @@
 
 typedef struct {
     int port;
-    int running;        /* 1 between a successful start/up and stop/down */
-    char dir[256];      /* temporary directory: data/, sock/, server.log */
-    char user[32];      /* role the tests connect as (not a superuser) */
-    char password[32];  /* random per server */
-    char dbname[32];    /* database owned by `user` */
-    char url[256];      /* postgresql://user:password@127.0.0.1:port/dbname */
+    int running;       /* 1 between a successful start/up and stop/down */
+    char dir[256];     /* temporary directory: data/, sock/, server.log */
+    char user[32];     /* role the tests connect as (not a superuser) */
+    char password[32]; /* random per server */
+    char dbname[32];   /* database owned by `user` */
+    char url[256];     /* postgresql://user:password@127.0.0.1:port/dbname */
 } uc_test_pg_t;
 
 /* 1 when the PostgreSQL binaries are installed (UC_PG_BINDIR or the Debian
@@ -67,5 +67,18 @@ int uc_test_pg_signal(uc_test_pg_t *pg, int sig);
  */
 int uc_test_pg_psql(const uc_test_pg_t *pg, const char *sql, char *out,
                     size_t outlen);
+
+/*
+ * For tests that need many empty databases (one per service started by
+ * api_server.c): a server shared by the whole test process, started on the
+ * first call and stopped when the process exits, and a new database on it
+ * owned by the test role for every call. Writes the new database's URL to
+ * url. Returns 0, or -1 after printing why. Safe to call from any thread.
+ */
+int uc_test_pg_fresh_db(char *url, size_t cap);
+
+/* 1 when the environment asks the HTTP tests to run on PostgreSQL instead
+ * of SQLite (UC_TEST_DB=postgresql, set by the *_pg CTest entries). */
+int uc_test_pg_selected(void);
 
 #endif

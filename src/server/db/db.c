@@ -293,8 +293,7 @@ int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
     return db->methods->api_key_create(db, key);
 }
 
-int uc_db_api_key_lookup(uc_db_t *db, const char *prefix,
-                         uc_db_api_key_t *out)
+int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out)
 {
     return db->methods->api_key_lookup(db, prefix, out);
 }

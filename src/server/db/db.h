@@ -7,7 +7,7 @@
  *   src/server/db/sqlite.c   SQLite (embedded default), uc_db_sqlite_open()
  *   src/server/db/pg.c       PostgreSQL through libpq, uc_db_pg_open(); it is
  *                            compiled only when the build defines UC_HAVE_PG
- *                            (src/server/CMakeLists.txt, UC_SERVER_PG)
+ *                            (src/server/CMakeLists.txt, UC_SERVER_POSTGRES)
  *
  * uc_db_open() picks the backend from the URL: "sqlite:PATH" (or a bare
  * path) for SQLite, "postgresql://..." / "postgres://..." for PostgreSQL.
@@ -99,7 +99,7 @@ typedef struct {
 enum {
     UC_DB_FB_RATING = (1 << 0),  /* rating (and comment when has_comment) */
     UC_DB_FB_COMMENT = (1 << 1), /* comment */
-    UC_DB_FB_FLAG = (1 << 2),    /* flag_type and flag_reason (NULL if absent) */
+    UC_DB_FB_FLAG = (1 << 2), /* flag_type and flag_reason (NULL if absent) */
 };
 
 /*
@@ -357,16 +357,15 @@ typedef struct uc_db_methods {
                           uc_db_metric_t *out);
 
     /* Metrics newest timestamp first, one page. */
-    int (*metrics_list)(uc_db_t *db, const uc_db_metric_filter_t *f,
-                        int limit, int offset, uc_db_metric_t **rows,
-                        size_t *n);
+    int (*metrics_list)(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
+                        int offset, uc_db_metric_t **rows, size_t *n);
 
     /* Buckets of one series in [start, end), oldest first; empty buckets
      * are absent. service_name and metric_type are required. */
     int (*metrics_aggregate)(uc_db_t *db, const char *service_name,
                              const char *metric_type, uc_db_interval_t iv,
-                             int64_t start, int64_t end,
-                             uc_db_bucket_t **rows, size_t *n);
+                             int64_t start, int64_t end, uc_db_bucket_t **rows,
+                             size_t *n);
 
     /* Deletes rows past the cut-offs in one transaction (see above). */
     int (*retention_run)(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
@@ -454,8 +453,7 @@ int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
 int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
                         uc_db_retention_t *out);
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key);
-int uc_db_api_key_lookup(uc_db_t *db, const char *prefix,
-                         uc_db_api_key_t *out);
+int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out);
 
 /* ---- helpers for backends and callers ------------------------------------ */
 

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,18 +152,17 @@ static const char *const stmt_sql[ST_COUNT] = {
         " flag_type = excluded.flag_type,"
         " flag_reason = excluded.flag_reason,"
         " updated_at = excluded.updated_at RETURNING " FB_COLS,
-    [ST_FB_STATS] =
-        "SELECT count(rating), coalesce(avg(rating), 0),"
-        " count(CASE WHEN rating = 1 THEN 1 END),"
-        " count(CASE WHEN rating = 2 THEN 1 END),"
-        " count(CASE WHEN rating = 3 THEN 1 END),"
-        " count(CASE WHEN rating = 4 THEN 1 END),"
-        " count(CASE WHEN rating = 5 THEN 1 END),"
-        " count(comment), count(flag_type),"
-        " count(CASE WHEN flag_type = 'inaccurate' THEN 1 END),"
-        " count(CASE WHEN flag_type = 'misleading' THEN 1 END),"
-        " count(CASE WHEN flag_type = 'spam' THEN 1 END)"
-        " FROM insight_feedback WHERE insight_id = ?1",
+    [ST_FB_STATS] = "SELECT count(rating), coalesce(avg(rating), 0),"
+                    " count(CASE WHEN rating = 1 THEN 1 END),"
+                    " count(CASE WHEN rating = 2 THEN 1 END),"
+                    " count(CASE WHEN rating = 3 THEN 1 END),"
+                    " count(CASE WHEN rating = 4 THEN 1 END),"
+                    " count(CASE WHEN rating = 5 THEN 1 END),"
+                    " count(comment), count(flag_type),"
+                    " count(CASE WHEN flag_type = 'inaccurate' THEN 1 END),"
+                    " count(CASE WHEN flag_type = 'misleading' THEN 1 END),"
+                    " count(CASE WHEN flag_type = 'spam' THEN 1 END)"
+                    " FROM insight_feedback WHERE insight_id = ?1",
     [ST_FB_COMMENTS] = "SELECT " FB_COLS " FROM insight_feedback"
                        " WHERE insight_id = ?1 AND comment IS NOT NULL"
                        " ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3",
@@ -325,8 +325,7 @@ static conn_t *acquire(sqlite_db_t *d)
     }
     pthread_mutex_unlock(&d->mu);
     if (c == NULL) {
-        logf_db(d, 2, "sqlite: no connection free within %d ms",
-                d->timeout_ms);
+        logf_db(d, 2, "sqlite: no connection free within %d ms", d->timeout_ms);
     }
     return c;
 }
@@ -346,9 +345,9 @@ static void release(sqlite_db_t *d, conn_t *c)
 static sqlite3_stmt *stmt(sqlite_db_t *d, conn_t *c, int idx)
 {
     if (c->st[idx] == NULL) {
-        int rc = sqlite3_prepare_v3(c->h, stmt_sql[idx], -1,
-                                    SQLITE_PREPARE_PERSISTENT, &c->st[idx],
-                                    NULL);
+        int rc =
+            sqlite3_prepare_v3(c->h, stmt_sql[idx], -1,
+                               SQLITE_PREPARE_PERSISTENT, &c->st[idx], NULL);
         if (rc != SQLITE_OK) {
             logf_db(d, 3, "sqlite prepare %d: %s", idx, sqlite3_errmsg(c->h));
             c->st[idx] = NULL;
@@ -489,8 +488,7 @@ static int grow(void **arr, size_t *cap, size_t want, size_t sz)
 }
 
 /* Runs a one-row count statement (already bound); result in *out. */
-static int step_count(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s,
-                      int64_t *out)
+static int step_count(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s, int64_t *out)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
@@ -527,10 +525,9 @@ static void sq_close(uc_db_t *db)
 
 static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
 {
-    int rc = sqlite3_open_v2(d->path, &c->h,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        d->path, &c->h,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "open sqlite '%s': %s", d->path,
                  c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
@@ -832,9 +829,8 @@ cleanup:
     return st;
 }
 
-static int sq_feedback_comments(uc_db_t *db, const char *insight_id,
-                                int limit, int offset,
-                                uc_db_feedback_t **rows, size_t *n,
+static int sq_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
+                                int offset, uc_db_feedback_t **rows, size_t *n,
                                 int64_t *total)
 {
     return feedback_page((sqlite_db_t *)db, ST_FB_COMMENTS,

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared declarations of utxoiq-api: the application handle every handler
+ * receives, the request/response types the HTTP layer and the handlers
+ * exchange, and the helpers (time, validation, logging, auth) they share.
+ *
+ * Ownership: a uc_app_t is created by main and outlives the HTTP daemon;
+ * handlers borrow it. A uc_resp_t owns its body (freed with body_free).
+ * Thread safety: every function here may be called from any HTTP thread;
+ * mutable state lives in the app behind atomics or its own mutex.
+ */
+#ifndef UC_SERVER_APP_H
+#define UC_SERVER_APP_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <utxocache/utxocache.h>
+
+#include "db/db.h"
+
+#define UC_API_BODY_MAX (64u * 1024u)
+/* The metrics batch takes up to 1000 metrics, which do not fit in 64 KiB. */
+#define UC_API_BATCH_BODY_MAX (1024u * 1024u)
+
+/* ---- metrics of the HTTP layer ------------------------------------------- */
+
+#define UC_LAT_BUCKETS 14
+#define UC_STATUS_SLOTS 16
+
+typedef struct {
+    atomic_uint_fast64_t by_status[UC_STATUS_SLOTS];
+    atomic_uint_fast64_t lat[UC_LAT_BUCKETS]; /* cumulative in the output */
+    atomic_uint_fast64_t lat_sum_us;
+    atomic_uint_fast64_t count;
+} uc_route_metrics_t;
+
+#define UC_ROUTES_MAX 32
+
+/* ---- invalidations that failed and wait for a retry ---------------------- */
+
+#define UC_PENDING_MAX 4096
+
+typedef struct {
+    int ks; /* index into app->ks */
+    size_t nfields;
+    int set[UC_KEYSPACE_FIELDS_MAX];
+    char fields[UC_KEYSPACE_FIELDS_MAX][UC_DB_ID_MAX * 3 + 1];
+} uc_pending_t;
+
+enum {
+    UC_KS_FEEDBACK_STATS = 0,
+    UC_KS_BACKFILL_JOB,
+    UC_KS_RECENT_METRICS,
+    UC_KS_AGG_METRICS,
+    UC_KS_COUNT
+};
+
+typedef struct uc_app {
+    uc_db_t *db;
+    uc_cache_t *cache;
+    uc_keyspace_t *ks[UC_KS_COUNT];
+    int64_t clock_skew_us; /* UTXOIQ_CLOCK_SKEW_S, a testing aid */
+    int access_log;
+
+    /* Invalidations to retry: a fixed ring, plus "flush the keyspace" bits
+     * once it overflowed, so nothing is ever dropped. */
+    pthread_mutex_t pending_mu;
+    uc_pending_t *pending;
+    size_t n_pending;
+    unsigned flush_all; /* bit per keyspace */
+    atomic_int has_pending;
+    atomic_uint_fast64_t inval_failed;  /* failures seen by a write */
+    atomic_uint_fast64_t inval_retried; /* later retries that succeeded */
+
+    uc_route_metrics_t routes[UC_ROUTES_MAX];
+    atomic_int inflight;
+    atomic_int draining;
+    int64_t started_at;
+} uc_app_t;
+
+/* ---- requests and responses ---------------------------------------------- */
+
+struct MHD_Connection;
+
+typedef struct {
+    const char *method;
+    const char *path;
+    const char *param; /* path parameter ({job_id}, {insight_id}) or NULL */
+    const char *body;
+    size_t body_len;
+    struct MHD_Connection *conn;
+    /* Filled by auth for protected routes. */
+    char user_id[UC_DB_ID_MAX + 1];
+    char role[16];
+} uc_req_t;
+
+typedef enum {
+    UC_CACHE_NONE = 0, /* not a cached endpoint */
+    UC_CACHE_HIT,
+    UC_CACHE_MISS,
+} uc_cache_mark_t;
+
+typedef struct {
+    int status;
+    char *body; /* malloc()ed, or from the cache (body_free says how) */
+    size_t len;
+    void (*body_free)(void *);
+    uc_cache_mark_t cache;
+    const char *cache_control; /* static; NULL: "no-store" */
+    int etag;                  /* send an ETag and honour If-None-Match */
+    const char *content_type;  /* static; NULL: application/json */
+} uc_resp_t;
+
+typedef void (*uc_handler_fn)(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+
+/* Roles a route accepts. */
+enum {
+    UC_ROLE_PUBLIC = 0,
+    UC_ROLE_USER = (1 << 0),
+    UC_ROLE_SERVICE = (1 << 1),
+    UC_ROLE_ADMIN = (1 << 2),
+};
+
+typedef struct {
+    const char *method;
+    const char *pattern; /* exact path, or ending in "{}" for one segment */
+    unsigned roles;      /* 0: public */
+    uc_handler_fn fn;
+    const char *name; /* route label for /metrics */
+    size_t body_max;  /* 0: UC_API_BODY_MAX */
+} uc_route_t;
+
+/* The route table (handlers.c) and its length. */
+const uc_route_t *uc_api_routes(size_t *n);
+
+/* ---- response helpers (handlers.c) --------------------------------------- */
+
+/* Sets res to a JSON error {"detail": "..."} with that status. */
+void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sets res to the compact serialisation of j (stolen: j is decref'd). */
+void uc_resp_json(uc_resp_t *res, int status, json_t *j);
+
+/* ---- HTTP daemon (http.c) ------------------------------------------------ */
+
+typedef struct {
+    const char *listen_addr;
+    int port;
+    int threads;
+    unsigned conn_timeout_s;
+} uc_http_opts_t;
+
+/*
+ * Serves until SIGTERM/SIGINT, then stops accepting, lets in-flight requests
+ * finish (bounded) and returns 0; returns 1 when the daemon cannot start.
+ */
+int uc_http_serve(uc_app_t *app, const uc_http_opts_t *opts);
+
+/* Prometheus text of the HTTP metrics appended to a jansson-free buffer. */
+char *uc_http_metrics_text(uc_app_t *app, size_t *len);
+
+/* ---- auth (auth.c) ------------------------------------------------------- */
+
+/*
+ * Checks the request's Bearer / X-API-Key credential. Returns 0 and fills
+ * req->user_id / req->role, or sets res to 401/403/503 and returns -1.
+ */
+int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res);
+
+/* Creates a key for user/role; writes it (NUL-terminated) to key. */
+int uc_auth_create_key(uc_app_t *app, const char *user, const char *role,
+                       char *key, size_t cap, char *err, size_t errlen);
+
+/* ---- helpers (util.c) ---------------------------------------------------- */
+
+/* Wall clock in µs since the epoch (UTC), plus the app's skew. */
+int64_t uc_now_us(const uc_app_t *app);
+
+/* Formats µs since epoch as 2024-01-02T03:04:05.000006Z. */
+void uc_time_format(int64_t us, char *buf, size_t cap);
+
+/* Parses ISO-8601 (date 'T' time [.fraction] [Z | +HH:MM | -HH:MM]);
+ * returns 0 and *us, or -1. */
+int uc_time_parse(const char *s, int64_t *us);
+
+/* 0 when s (len bytes) is valid UTF-8 without control bytes (allow_nl lets
+ * \n \r \t pass) and holds min..max characters; -1 otherwise. */
+int uc_text_check(const char *s, size_t len, size_t min_chars, size_t max_chars,
+                  int allow_nl);
+
+/* 0 when s is a canonical UUID (any case); writes it lower-cased. */
+int uc_uuid_check(const char *s, char out[UC_DB_UUID_LEN + 1]);
+/* A random (version 4) UUID. */
+int uc_uuid_new(char out[UC_DB_UUID_LEN + 1]);
+
+/* Parses a decimal integer in [min, max]; -1 on any junk. */
+int uc_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* 64-bit FNV-1a of the bytes, for strong ETags. */
+uint64_t uc_hash64(const char *p, size_t len);
+
+/* Structured log line to stderr: level, msg, then key=value pairs (NULL
+ * terminated, values escaped). */
+void uc_log(const char *level, const char *msg, ...);
+
+/* Log callbacks for the library and the database. */
+void uc_log_cache(void *arg, uc_log_level_t level, const char *msg);
+void uc_log_db(void *arg, int level, const char *msg);
+
+/* ---- cache glue (handlers.c) --------------------------------------------- */
+
+/* Invalidates a keyspace entry (NULL fields: any); failures go to the retry
+ * queue. Returns 0 when it went through now. */
+int uc_app_invalidate(uc_app_t *app, int ks, const char *const *fields,
+                      size_t nfields);
+
+/* Retries queued invalidations once; returns how many are still pending. */
+size_t uc_app_retry_pending(uc_app_t *app);
+
+/* ---- seed (seed.c) ------------------------------------------------------- */
+
+int uc_seed(uc_app_t *app, int insights, FILE *out);
+
+#endif /* UC_SERVER_APP_H */

@@ -1,0 +1,1829 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The PostgreSQL backend of the database interface (db.h), through libpq.
+ * A bounded pool of connections: a caller borrows one for one method call,
+ * waiting at most timeout_ms for a free slot; connections are made lazily,
+ * so the service starts serving again on its own once the database is back.
+ * A connection that failed, timed out or was left inside a transaction is
+ * closed instead of returned, and an idle one is checked for a hang-up from
+ * the server before it is lent out (a restarted server closes every socket).
+ * Each query runs through the asynchronous libpq calls with a client-side
+ * deadline, because statement_timeout cannot help when the server itself is
+ * frozen. Every value is a bound parameter of PQsendQueryParams in text
+ * form; SQL text is constant. Timestamps are timestamptz and cross the wire
+ * as bigint microseconds since the epoch, so no time zone is ever involved.
+ * The connection string holds the password: it lives only in the parameter
+ * arrays given to libpq, and logs and errors show the URL with "***".
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+/* Time granted past statement_timeout before the client gives up on a
+ * reply: the server's own timeout should fire first and say so. */
+#define PG_GRACE_MS 1000
+#define PG_MAX_PARAMS 16
+
+/* ---- migrations ---------------------------------------------------------- */
+
+/*
+ * The same versions as the SQLite backend, in PostgreSQL's dialect: identity
+ * ids, timestamptz, a real uuid type, and json (not jsonb) for metadata so
+ * that the text given is the text returned, byte for byte, as on SQLite.
+ * Each statement runs on its own (PQsendQueryParams takes one statement).
+ */
+static const char *const migration_1[] = {
+    "CREATE TABLE backfill_jobs ("
+    " id uuid PRIMARY KEY,"
+    " job_type text NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
+    " start_block bigint NOT NULL CHECK (start_block >= 0),"
+    " end_block bigint NOT NULL CHECK (end_block >= start_block),"
+    " current_block bigint NOT NULL CHECK (current_block >= 0),"
+    " status text NOT NULL DEFAULT 'running' CHECK (status IN"
+    "  ('running', 'completed', 'failed', 'paused')),"
+    " progress_percentage double precision NOT NULL DEFAULT 0"
+    "  CHECK (progress_percentage BETWEEN 0 AND 100),"
+    " estimated_completion timestamptz,"
+    " error_message text CHECK (error_message IS NULL OR"
+    "  length(error_message) <= 1000),"
+    " started_at timestamptz NOT NULL,"
+    " completed_at timestamptz,"
+    " created_by text CHECK (created_by IS NULL OR"
+    "  length(created_by) BETWEEN 1 AND 128))",
+    "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id)",
+    "CREATE INDEX backfill_jobs_status ON backfill_jobs (status, started_at)",
+    "CREATE TABLE insight_feedback ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " insight_id text NOT NULL CHECK (length(insight_id) BETWEEN 1 AND 128),"
+    " user_id text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+    " rating smallint CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),"
+    " comment text CHECK (comment IS NULL OR"
+    "  length(comment) BETWEEN 1 AND 1000),"
+    " flag_type text CHECK (flag_type IS NULL OR flag_type IN"
+    "  ('inaccurate', 'misleading', 'spam')),"
+    " flag_reason text CHECK (flag_reason IS NULL OR"
+    "  length(flag_reason) <= 500),"
+    " created_at timestamptz NOT NULL,"
+    " updated_at timestamptz NOT NULL,"
+    " CONSTRAINT insight_feedback_one_per_user UNIQUE (insight_id, user_id))",
+    "CREATE INDEX insight_feedback_user ON insight_feedback"
+    " (user_id, updated_at)",
+    "CREATE INDEX insight_feedback_updated ON insight_feedback (updated_at)",
+    "CREATE TABLE system_metrics ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " service_name text NOT NULL CHECK (length(service_name)"
+    "  BETWEEN 1 AND 128),"
+    " metric_type text NOT NULL CHECK (length(metric_type)"
+    "  BETWEEN 1 AND 128),"
+    " metric_value double precision NOT NULL,"
+    " unit text NOT NULL CHECK (length(unit) BETWEEN 1 AND 32),"
+    " \"timestamp\" timestamptz NOT NULL,"
+    " metric_metadata json)",
+    "CREATE INDEX system_metrics_series ON system_metrics"
+    " (service_name, metric_type, \"timestamp\")",
+    "CREATE INDEX system_metrics_time ON system_metrics (\"timestamp\")",
+    "CREATE TABLE api_keys ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " prefix text NOT NULL UNIQUE,"
+    " key_hash text NOT NULL CHECK (key_hash ~ '^[0-9a-f]{64}$'),"
+    " user_id text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+    " role text NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+    " created_at timestamptz NOT NULL)",
+    NULL,
+};
+
+typedef struct {
+    int version;
+    const char *name;
+    const char *const *sql;
+} migration_t;
+
+static const migration_t migrations[] = {
+    {1, "initial schema", migration_1},
+};
+
+/* Any constant will do; it only has to be the same in every process. */
+#define PG_MIGRATION_LOCK "7561746f69712d6d"
+
+/* ---- SQL ----------------------------------------------------------------- */
+
+/* bigint µs <-> timestamptz, exactly (integer arithmetic, no time zone). */
+#define TS_IN(n)                                                               \
+    "(timestamptz 'epoch' + $" n "::bigint * interval '1 microsecond')"
+#define TS_OUT(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+#define FB_COLS                                                                \
+    "id, insight_id, user_id, coalesce(rating, 0), comment,"                   \
+    " coalesce(flag_type, ''), flag_reason, " TS_OUT(                          \
+        "created_at") ", " TS_OUT("updated_at")
+#define FB_NCOLS 9
+#define JOB_COLS                                                                  \
+    "id::text, job_type, start_block, end_block, current_block, status,"          \
+    " progress_percentage, " TS_OUT(                                              \
+        "estimated_completion") ","                                               \
+                                " error_message, " TS_OUT(                        \
+                                    "started_at") ", " TS_OUT("completed_at") "," \
+                                                                              " created_by"
+#define JOB_NCOLS 12
+#define METRIC_COLS                                                            \
+    "id, service_name, metric_type, metric_value, unit, " TS_OUT(              \
+        "\"timestamp\"") ", metric_metadata"
+#define METRIC_NCOLS 7
+#define KEY_COLS "id, prefix, key_hash, user_id, role, " TS_OUT("created_at")
+#define KEY_NCOLS 6
+
+/*
+ * One statement for every kind of feedback write: the parts not being set
+ * go in as NULL on insert and keep their old value on conflict; $8..$10 say
+ * which parts this write sets. ON CONFLICT DO UPDATE is atomic under READ
+ * COMMITTED, so two first writes for one (insight, user) never fail.
+ */
+static const char SQL_FB_UPSERT[] =
+    "INSERT INTO insight_feedback AS f (insight_id, user_id, rating, comment,"
+    " flag_type, flag_reason, created_at, updated_at)"
+    " VALUES ($1, $2, $3::smallint, $4, $5, $6, " TS_IN("7") ", " TS_IN(
+        "7") ")"
+             " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
+             " rating = CASE WHEN $8::boolean THEN excluded.rating ELSE "
+             "f.rating END,"
+             " comment = CASE WHEN $9::boolean THEN excluded.comment"
+             "  ELSE f.comment END,"
+             " flag_type = CASE WHEN $10::boolean THEN excluded.flag_type"
+             "  ELSE f.flag_type END,"
+             " flag_reason = CASE WHEN $10::boolean THEN excluded.flag_reason"
+             "  ELSE f.flag_reason END,"
+             " updated_at = excluded.updated_at"
+             " RETURNING " FB_COLS;
+
+/* The statistics of one insight: one aggregate, one row, always. */
+static const char SQL_FB_STATS[] =
+    "SELECT count(rating), coalesce(avg(rating), 0)::float8,"
+    " count(*) FILTER (WHERE rating = 1), count(*) FILTER (WHERE rating = 2),"
+    " count(*) FILTER (WHERE rating = 3), count(*) FILTER (WHERE rating = 4),"
+    " count(*) FILTER (WHERE rating = 5),"
+    " count(comment), count(flag_type),"
+    " count(*) FILTER (WHERE flag_type = 'inaccurate'),"
+    " count(*) FILTER (WHERE flag_type = 'misleading'),"
+    " count(*) FILTER (WHERE flag_type = 'spam')"
+    " FROM insight_feedback WHERE insight_id = $1";
+
+/*
+ * A page and the total in one statement and one snapshot: the count is the
+ * left side, so it comes back even when the page is empty (a row of NULLs).
+ */
+static const char SQL_FB_COMMENTS[] =
+    "SELECT p.*, t.total FROM"
+    " (SELECT count(*) AS total FROM insight_feedback"
+    "  WHERE insight_id = $1 AND comment IS NOT NULL) t"
+    " LEFT JOIN LATERAL (SELECT " FB_COLS " FROM insight_feedback"
+    "  WHERE insight_id = $1 AND comment IS NOT NULL"
+    "  ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
+
+static const char SQL_FB_USER[] =
+    "SELECT p.*, t.total FROM"
+    " (SELECT count(*) AS total FROM insight_feedback WHERE user_id = $1) t"
+    " LEFT JOIN LATERAL (SELECT " FB_COLS " FROM insight_feedback"
+    "  WHERE user_id = $1"
+    "  ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
+
+static const char SQL_JOB_CREATE[] =
+    "INSERT INTO backfill_jobs (id, job_type, start_block, end_block,"
+    " current_block, status, progress_percentage, estimated_completion,"
+    " error_message, started_at, completed_at, created_by)"
+    " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, " TS_IN("8") ", $9, " TS_IN(
+        "10") ", " TS_IN("11") ", $12)";
+
+static const char SQL_JOB_PROGRESS[] =
+    "UPDATE backfill_jobs SET current_block = $2,"
+    " progress_percentage = $3, status = coalesce($4, status),"
+    " estimated_completion = coalesce(" TS_IN(
+        "5") ", estimated_completion),"
+             " error_message = coalesce($6, error_message),"
+             " completed_at = CASE WHEN coalesce($4, status) IN"
+             "  ('completed', 'failed') AND completed_at IS NULL THEN " TS_IN(
+                 "7") "  ELSE completed_at END"
+                      " WHERE id = $1::uuid RETURNING " JOB_COLS;
+
+static const char SQL_JOB_GET[] =
+    "SELECT " JOB_COLS " FROM backfill_jobs WHERE id = $1::uuid";
+
+static const char SQL_JOB_LIST[] =
+    "SELECT p.*, t.total FROM"
+    " (SELECT count(*) AS total FROM backfill_jobs"
+    "  WHERE ($1::text IS NULL OR status = $1)"
+    "  AND ($2::text IS NULL OR job_type = $2)) t"
+    " LEFT JOIN LATERAL (SELECT " JOB_COLS " FROM backfill_jobs"
+    "  WHERE ($1::text IS NULL OR status = $1)"
+    "  AND ($2::text IS NULL OR job_type = $2)"
+    "  ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4) p ON true";
+
+static const char SQL_METRIC_INSERT[] =
+    "INSERT INTO system_metrics (service_name, metric_type, metric_value,"
+    " unit, \"timestamp\", metric_metadata)"
+    " VALUES ($1, $2, $3, $4, " TS_IN("5") ", $6::json) RETURNING " METRIC_COLS;
+
+static const char SQL_METRIC_LIST[] =
+    "SELECT " METRIC_COLS " FROM system_metrics"
+    " WHERE ($1::text IS NULL OR service_name = $1)"
+    " AND ($2::text IS NULL OR metric_type = $2)"
+    " AND ($3::bigint IS NULL OR \"timestamp\" >= " TS_IN(
+        "3") ")"
+             " AND ($4::bigint IS NULL OR \"timestamp\" < " TS_IN(
+                 "4") ")"
+                      " ORDER BY \"timestamp\" DESC, id DESC LIMIT $5 OFFSET "
+                      "$6";
+
+/*
+ * Buckets by date_bin: origin + floor((t - origin) / width) * width on the
+ * absolute timeline, the rule db.h states (weeks from Monday 1970-01-05),
+ * which is date_trunc('hour' | 'day' | 'week') in UTC. The range filter is
+ * on the bare column so the series index serves it.
+ */
+static const char SQL_METRIC_AGG[] = "SELECT " TS_OUT(
+    "b") ", avg(metric_value), min(metric_value),"
+         " max(metric_value), count(*) FROM (SELECT date_bin("
+         "  $3::bigint * interval '1 microsecond', \"timestamp\", " TS_IN(
+             "4") "  ) AS b, metric_value FROM system_metrics"
+                  "  WHERE service_name = $1 AND metric_type = $2"
+                  "  AND \"timestamp\" >= " TS_IN(
+                      "5") " AND \"timestamp\" < " TS_IN("6") " ) s GROUP BY b "
+                                                              "ORDER BY b";
+
+static const char SQL_RET_JOBS[] =
+    "DELETE FROM backfill_jobs WHERE started_at < " TS_IN(
+        "1") " RETURNING id::text";
+static const char SQL_RET_FB[] =
+    "WITH d AS (DELETE FROM insight_feedback WHERE updated_at < " TS_IN(
+        "1") " RETURNING insight_id) SELECT insight_id, count(*) FROM d"
+             " GROUP BY insight_id";
+static const char SQL_RET_METRICS[] =
+    "WITH d AS (DELETE FROM system_metrics WHERE \"timestamp\" < " TS_IN(
+        "1") " RETURNING service_name, metric_type)"
+             " SELECT service_name, metric_type, count(*) FROM d"
+             " GROUP BY service_name, metric_type";
+
+static const char SQL_KEY_CREATE[] =
+    "INSERT INTO api_keys (prefix, key_hash, user_id, role, created_at)"
+    " VALUES ($1, $2, $3, $4, " TS_IN("5") ")";
+static const char SQL_KEY_LOOKUP[] =
+    "SELECT " KEY_COLS " FROM api_keys WHERE prefix = $1";
+
+/* ---- handle -------------------------------------------------------------- */
+
+/*
+ * Connection keywords given to libpq: our defaults first, then the URL
+ * (expanded by libpq, so its own query parameters win over the defaults),
+ * then the settings the pool depends on, which nothing may override.
+ */
+enum { KW_MAX = 12 };
+
+typedef struct {
+    uc_db_t base;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a connection came back or a slot freed */
+    PGconn **idle;     /* max entries; idle[0..n_idle-1] are free to lend */
+    int n_idle;
+    int n_open; /* idle + lent + being connected; never above max */
+    int max;
+
+    int timeout_ms;
+    const char *kw[KW_MAX];
+    const char *val[KW_MAX];
+    char *url;          /* holds the password: only for libpq */
+    char connect_s[16]; /* connect_timeout, seconds */
+    char options[128];  /* -c statement_timeout=... */
+    char where[256];    /* the URL with its password as "***" */
+    uc_db_log_fn log;
+    void *log_arg;
+} pg_db_t;
+
+static void logf_db(pg_db_t *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void logf_db(pg_db_t *d, int level, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+
+    if (d->log == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    d->log(d->log_arg, level, msg);
+}
+
+/* libpq messages end in newlines and may span lines; a log wants one line. */
+static void one_line(const char *in, char *out, size_t cap)
+{
+    size_t j = 0;
+
+    if (cap == 0) {
+        return;
+    }
+    for (size_t i = 0; in != NULL && in[i] != '\0' && j + 1 < cap; i++) {
+        char ch = in[i];
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            ch = ' ';
+        }
+        if (ch == ' ' && (j == 0 || out[j - 1] == ' ')) {
+            continue;
+        }
+        out[j++] = ch;
+    }
+    while (j > 0 && out[j - 1] == ' ') {
+        j--;
+    }
+    out[j] = '\0';
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Waits until fd is ready for `events` or deadline (mono_ms) passes.
+ * Returns 1 when ready, 0 on timeout, -1 on error.
+ */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = mono_ms();
+        struct pollfd p = {fd, events, 0};
+        int rc;
+        if (now >= deadline) {
+            return 0;
+        }
+        rc = poll(&p, 1, (int)(deadline - now));
+        if (rc > 0) {
+            return 1;
+        }
+        if (rc == 0) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+/*
+ * Server notices (NOTICE, WARNING) would go to stderr by libpq's default;
+ * the service prints nothing itself, so they go to the log callback.
+ */
+static void on_notice(void *arg, const PGresult *res)
+{
+    pg_db_t *d = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    char msg[512];
+    int level = sev != NULL && strcmp(sev, "WARNING") == 0 ? 2 : 0;
+
+    one_line(PQresultErrorMessage(res), msg, sizeof(msg));
+    logf_db(d, level, "postgresql '%s': server says: %s", d->where, msg);
+}
+
+/*
+ * Makes one connection within timeout_ms (libpq's own connect_timeout works
+ * in whole seconds and only per address, so the poll loop keeps the bound).
+ * Returns the connection in non-blocking mode, or NULL after logging why.
+ */
+static PGconn *connect_one(pg_db_t *d, char *err, size_t errlen)
+{
+    uint64_t deadline = mono_ms() + (uint64_t)d->timeout_ms;
+    PGconn *c = PQconnectStartParams(d->kw, d->val, 1);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    char why[512];
+
+    if (c == NULL) {
+        snprintf(err, errlen, "connect '%s': out of memory", d->where);
+        return NULL;
+    }
+    while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        int rc;
+        if (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+            rc = wait_fd(PQsocket(c),
+                         st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                         deadline);
+            if (rc == 0) {
+                snprintf(err, errlen, "connect '%s': timed out after %d ms",
+                         d->where, d->timeout_ms);
+                PQfinish(c);
+                return NULL;
+            }
+            if (rc < 0) {
+                break;
+            }
+        }
+        st = PQconnectPoll(c);
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        one_line(PQerrorMessage(c), why, sizeof(why));
+        snprintf(err, errlen, "connect '%s': %s", d->where,
+                 why[0] != '\0' ? why : "failed");
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeReceiver(c, on_notice, d);
+    if (PQsetnonblocking(c, 1) != 0) {
+        snprintf(err, errlen, "connect '%s': cannot make non-blocking",
+                 d->where);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/*
+ * True when an idle connection still looks usable without a round trip: no
+ * hang-up or error has arrived on its socket since it was returned. A server
+ * that restarted closed the socket, so this catches the common case of a
+ * pool full of connections to a server that is gone.
+ */
+static int idle_alive(PGconn *c)
+{
+    struct pollfd p;
+    PGnotify *n;
+
+    if (PQstatus(c) != CONNECTION_OK ||
+        PQtransactionStatus(c) != PQTRANS_IDLE) {
+        return 0;
+    }
+    /* A dying backend first sends a notice, then closes: read until the
+     * socket is quiet (a few rounds at most) so the close is seen too. */
+    for (int round = 0; round < 4; round++) {
+        p.fd = PQsocket(c);
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, 0) == 0) {
+            return 1;
+        }
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+            return 0;
+        }
+        while ((n = PQnotifies(c)) != NULL) {
+            PQfreemem(n);
+        }
+    }
+    return 0; /* still chattering while idle: not to be trusted */
+}
+
+/*
+ * Borrows a connection: an idle one when there is one, a new one when the
+ * pool is below its size, else waits up to timeout_ms for one to come back.
+ * Returns UC_DB_OK and *out, UC_DB_EBUSY when the wait ran out, or
+ * UC_DB_EUNAVAILABLE when a new connection could not be made (logged).
+ */
+static int acquire(pg_db_t *d, PGconn **out)
+{
+    uint64_t deadline = mono_ms() + (uint64_t)d->timeout_ms;
+    struct timespec abs;
+    PGconn *c = NULL;
+    int make = 0;
+    char err[640];
+
+    clock_gettime(CLOCK_MONOTONIC, &abs);
+    abs.tv_sec += d->timeout_ms / 1000;
+    abs.tv_nsec += (long)(d->timeout_ms % 1000) * 1000000L;
+    if (abs.tv_nsec >= 1000000000L) {
+        abs.tv_sec++;
+        abs.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (d->n_idle > 0) {
+            c = d->idle[--d->n_idle];
+            if (idle_alive(c)) {
+                break;
+            }
+            /* Dead: free its slot and look at the next one. */
+            PQfinish(c);
+            c = NULL;
+            d->n_open--;
+        }
+        if (c != NULL) {
+            break;
+        }
+        if (d->n_open < d->max) {
+            d->n_open++;
+            make = 1;
+            break;
+        }
+        if (pthread_cond_timedwait(&d->cv, &d->mu, &abs) == ETIMEDOUT ||
+            mono_ms() >= deadline) {
+            if (d->n_idle == 0 && d->n_open >= d->max) {
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (c != NULL) {
+        *out = c;
+        return UC_DB_OK;
+    }
+    if (!make) {
+        logf_db(d, 2, "postgresql '%s': no connection free within %d ms",
+                d->where, d->timeout_ms);
+        return UC_DB_EBUSY;
+    }
+    c = connect_one(d, err, sizeof(err));
+    if (c == NULL) {
+        logf_db(d, 3, "%s", err);
+        pthread_mutex_lock(&d->mu);
+        d->n_open--;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        return UC_DB_EUNAVAILABLE;
+    }
+    *out = c;
+    return UC_DB_OK;
+}
+
+/*
+ * Returns a borrowed connection. It goes back to the pool only when it is
+ * healthy, outside any transaction and not marked broken; otherwise it is
+ * closed and its slot freed, so the next borrower connects afresh.
+ */
+static void release(pg_db_t *d, PGconn *c, int broken)
+{
+    int keep = !broken && PQstatus(c) == CONNECTION_OK &&
+               PQtransactionStatus(c) == PQTRANS_IDLE;
+
+    if (!keep) {
+        PQfinish(c);
+    }
+    pthread_mutex_lock(&d->mu);
+    if (keep) {
+        d->idle[d->n_idle++] = c;
+    } else {
+        d->n_open--;
+    }
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* A borrowed connection for the length of one method call. */
+typedef struct {
+    pg_db_t *d;
+    PGconn *c;
+    int broken; /* set when the connection must not be reused */
+} sess_t;
+
+static int sess_open(pg_db_t *d, sess_t *s)
+{
+    s->d = d;
+    s->c = NULL;
+    s->broken = 0;
+    return acquire(d, &s->c);
+}
+
+static void sess_close(sess_t *s)
+{
+    if (s->c != NULL) {
+        release(s->d, s->c, s->broken);
+        s->c = NULL;
+    }
+}
+
+/* Maps a failed result to a status by its SQLSTATE class. */
+static int status_of_state(const char *state)
+{
+    if (state == NULL || strlen(state) != 5) {
+        return UC_DB_EIO;
+    }
+    if (strncmp(state, "23", 2) == 0) {
+        return UC_DB_ECONSTRAINT; /* integrity constraint violation */
+    }
+    if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+        strcmp(state, "53300") == 0) {
+        return UC_DB_EUNAVAILABLE; /* connection, shutdown, too many */
+    }
+    if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0 ||
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
+        return UC_DB_EBUSY; /* statement/lock timeout, serialization */
+    }
+    if (strncmp(state, "22", 2) == 0) {
+        return UC_DB_EINVAL; /* data exception: bad uuid, bad json, ... */
+    }
+    if (strcmp(state, "53200") == 0) {
+        return UC_DB_ENOMEM;
+    }
+    return UC_DB_EIO;
+}
+
+/*
+ * Runs one statement with text parameters and waits for its result until
+ * timeout_ms plus a grace period. Returns UC_DB_OK with *res (the caller
+ * PQclear()s it) when the statement succeeded, or a status after logging
+ * what failed (`what` names the operation). A connection that broke or
+ * timed out is marked broken and later closed: a late reply must never
+ * answer the next statement.
+ */
+static int sess_exec(sess_t *s, const char *what, const char *sql, int n,
+                     const char *const *vals, PGresult **res)
+{
+    pg_db_t *d = s->d;
+    uint64_t deadline =
+        mono_ms() + (uint64_t)d->timeout_ms + (uint64_t)PG_GRACE_MS;
+    PGresult *keep = NULL;
+    PGresult *r;
+    char why[512];
+    int st;
+
+    if (s->broken) {
+        return UC_DB_EUNAVAILABLE;
+    }
+    if (!PQsendQueryParams(s->c, sql, n, NULL, vals, NULL, NULL, 0)) {
+        goto conn_error;
+    }
+    for (;;) {
+        int f = PQflush(s->c);
+        if (f == 0) {
+            break;
+        }
+        if (f < 0) {
+            goto conn_error;
+        }
+        f = wait_fd(PQsocket(s->c), POLLIN | POLLOUT, deadline);
+        if (f == 0) {
+            goto timed_out;
+        }
+        if (f < 0 || !PQconsumeInput(s->c)) {
+            goto conn_error;
+        }
+    }
+    for (;;) {
+        while (PQisBusy(s->c)) {
+            int w = wait_fd(PQsocket(s->c), POLLIN, deadline);
+            if (w == 0) {
+                PQclear(keep);
+                goto timed_out;
+            }
+            if (w < 0 || !PQconsumeInput(s->c)) {
+                PQclear(keep);
+                goto conn_error;
+            }
+        }
+        r = PQgetResult(s->c);
+        if (r == NULL) {
+            break;
+        }
+        /* Keep the first error, else the last result. */
+        if (keep == NULL || PQresultStatus(keep) == PGRES_TUPLES_OK ||
+            PQresultStatus(keep) == PGRES_COMMAND_OK) {
+            PQclear(keep);
+            keep = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    if (keep == NULL) {
+        goto conn_error;
+    }
+    if (PQresultStatus(keep) == PGRES_TUPLES_OK ||
+        PQresultStatus(keep) == PGRES_COMMAND_OK) {
+        *res = keep;
+        return UC_DB_OK;
+    }
+    st = status_of_state(PQresultErrorField(keep, PG_DIAG_SQLSTATE));
+    if (PQstatus(s->c) != CONNECTION_OK) {
+        s->broken = 1;
+        st = UC_DB_EUNAVAILABLE;
+    }
+    one_line(PQresultErrorMessage(keep), why, sizeof(why));
+    logf_db(d, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
+            "postgresql %s: %s", what, why);
+    PQclear(keep);
+    return st;
+
+timed_out:
+    s->broken = 1;
+    logf_db(d, 3, "postgresql %s on '%s': no reply within %d ms", what,
+            d->where, d->timeout_ms + PG_GRACE_MS);
+    return UC_DB_EUNAVAILABLE;
+
+conn_error:
+    s->broken = 1;
+    one_line(PQerrorMessage(s->c), why, sizeof(why));
+    logf_db(d, 3, "postgresql %s on '%s': %s", what, d->where,
+            why[0] != '\0' ? why : "connection lost");
+    return UC_DB_EUNAVAILABLE;
+}
+
+/* Runs a statement whose result is not needed. */
+static int sess_run(sess_t *s, const char *what, const char *sql, int n,
+                    const char *const *vals)
+{
+    PGresult *r = NULL;
+    int st = sess_exec(s, what, sql, n, vals, &r);
+    PQclear(r);
+    return st;
+}
+
+/* Ends a transaction after a failure; a connection that cannot roll back
+ * is closed (release() refuses one left inside a transaction anyway). */
+static void sess_rollback(sess_t *s)
+{
+    if (!s->broken && PQtransactionStatus(s->c) != PQTRANS_IDLE &&
+        sess_run(s, "rollback", "ROLLBACK", 0, NULL) != UC_DB_OK) {
+        s->broken = 1;
+    }
+}
+
+/* ---- parameters and values ----------------------------------------------- */
+
+/* Text parameters of one statement; numbers are formatted into slots. */
+typedef struct {
+    const char *v[PG_MAX_PARAMS];
+    char num[PG_MAX_PARAMS][40];
+    int n;
+} params_t;
+
+static void p_str(params_t *p, const char *s)
+{
+    p->v[p->n++] = s;
+}
+
+static void p_i64(params_t *p, int64_t x)
+{
+    snprintf(p->num[p->n], sizeof(p->num[p->n]), "%" PRId64, x);
+    p->v[p->n] = p->num[p->n];
+    p->n++;
+}
+
+/* %.17g round-trips every double; PostgreSQL reads it back exactly. */
+static void p_f64(params_t *p, double x)
+{
+    snprintf(p->num[p->n], sizeof(p->num[p->n]), "%.17g", x);
+    p->v[p->n] = p->num[p->n];
+    p->n++;
+}
+
+static void p_bool(params_t *p, int b)
+{
+    p->v[p->n++] = b ? "t" : "f";
+}
+
+/* UC_DB_NULL_TIME becomes SQL NULL. */
+static void p_time(params_t *p, int64_t t)
+{
+    if (t == UC_DB_NULL_TIME) {
+        p->v[p->n++] = NULL;
+    } else {
+        p_i64(p, t);
+    }
+}
+
+static int64_t v_i64(const PGresult *r, int row, int col, int64_t if_null)
+{
+    const char *s;
+    char *end;
+    long long v;
+
+    if (PQgetisnull(r, row, col)) {
+        return if_null;
+    }
+    s = PQgetvalue(r, row, col);
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s) {
+        return if_null;
+    }
+    return (int64_t)v;
+}
+
+static double v_f64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) {
+        return 0.0;
+    }
+    return strtod(PQgetvalue(r, row, col), NULL);
+}
+
+/* Copies a text value into a fixed field; NULL gives "". 0 or -1 (too long:
+ * a schema/field mismatch, reported rather than truncated silently). */
+static int v_str(const PGresult *r, int row, int col, char *dst, size_t cap)
+{
+    if (PQgetisnull(r, row, col)) {
+        dst[0] = '\0';
+        return 0;
+    }
+    return uc_db_copy_field(dst, cap, PQgetvalue(r, row, col),
+                            (size_t)PQgetlength(r, row, col));
+}
+
+static int read_feedback(const PGresult *r, int row, uc_db_feedback_t *f)
+{
+    int bad = 0;
+
+    memset(f, 0, sizeof(*f));
+    f->id = v_i64(r, row, 0, 0);
+    bad |= v_str(r, row, 1, f->insight_id, sizeof(f->insight_id));
+    bad |= v_str(r, row, 2, f->user_id, sizeof(f->user_id));
+    f->rating = (int)v_i64(r, row, 3, 0);
+    f->has_comment = !PQgetisnull(r, row, 4);
+    bad |= v_str(r, row, 4, f->comment, sizeof(f->comment));
+    bad |= v_str(r, row, 5, f->flag_type, sizeof(f->flag_type));
+    f->has_flag_reason = !PQgetisnull(r, row, 6);
+    bad |= v_str(r, row, 6, f->flag_reason, sizeof(f->flag_reason));
+    f->created_at = v_i64(r, row, 7, 0);
+    f->updated_at = v_i64(r, row, 8, 0);
+    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+}
+
+static int read_job(const PGresult *r, int row, uc_db_job_t *j)
+{
+    int bad = 0;
+
+    memset(j, 0, sizeof(*j));
+    bad |= v_str(r, row, 0, j->id, sizeof(j->id));
+    bad |= v_str(r, row, 1, j->job_type, sizeof(j->job_type));
+    j->start_block = v_i64(r, row, 2, 0);
+    j->end_block = v_i64(r, row, 3, 0);
+    j->current_block = v_i64(r, row, 4, 0);
+    bad |= v_str(r, row, 5, j->status, sizeof(j->status));
+    j->progress_percentage = v_f64(r, row, 6);
+    j->estimated_completion = v_i64(r, row, 7, UC_DB_NULL_TIME);
+    j->has_error_message = !PQgetisnull(r, row, 8);
+    bad |= v_str(r, row, 8, j->error_message, sizeof(j->error_message));
+    j->started_at = v_i64(r, row, 9, 0);
+    j->completed_at = v_i64(r, row, 10, UC_DB_NULL_TIME);
+    j->has_created_by = !PQgetisnull(r, row, 11);
+    bad |= v_str(r, row, 11, j->created_by, sizeof(j->created_by));
+    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+}
+
+/* Reads a metric row; its metadata is heap text (UC_DB_ENOMEM if not). */
+static int read_metric(const PGresult *r, int row, uc_db_metric_t *m)
+{
+    int bad = 0;
+
+    memset(m, 0, sizeof(*m));
+    m->id = v_i64(r, row, 0, 0);
+    bad |= v_str(r, row, 1, m->service_name, sizeof(m->service_name));
+    bad |= v_str(r, row, 2, m->metric_type, sizeof(m->metric_type));
+    m->metric_value = v_f64(r, row, 3);
+    bad |= v_str(r, row, 4, m->unit, sizeof(m->unit));
+    m->timestamp = v_i64(r, row, 5, 0);
+    if (bad != 0) {
+        return UC_DB_EIO;
+    }
+    if (!PQgetisnull(r, row, 6)) {
+        size_t len = (size_t)PQgetlength(r, row, 6);
+        m->metadata = malloc(len + 1);
+        if (m->metadata == NULL) {
+            return UC_DB_ENOMEM;
+        }
+        memcpy(m->metadata, PQgetvalue(r, row, 6), len);
+        m->metadata[len] = '\0';
+    }
+    return UC_DB_OK;
+}
+
+static int read_key(const PGresult *r, int row, uc_db_api_key_t *k)
+{
+    int bad = 0;
+
+    memset(k, 0, sizeof(*k));
+    k->id = v_i64(r, row, 0, 0);
+    bad |= v_str(r, row, 1, k->prefix, sizeof(k->prefix));
+    bad |= v_str(r, row, 2, k->hash_hex, sizeof(k->hash_hex));
+    bad |= v_str(r, row, 3, k->user_id, sizeof(k->user_id));
+    bad |= v_str(r, row, 4, k->role, sizeof(k->role));
+    k->created_at = v_i64(r, row, 5, 0);
+    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+}
+
+/* ---- methods ------------------------------------------------------------- */
+
+static void pg_close(uc_db_t *db)
+{
+    pg_db_t *d = (pg_db_t *)db;
+
+    for (int i = 0; i < d->n_idle; i++) {
+        PQfinish(d->idle[i]);
+    }
+    free(d->idle);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    if (d->url != NULL) {
+        /* The URL holds the password: do not leave it in freed memory. */
+        volatile char *p = d->url;
+        while (*p != '\0') {
+            *p++ = '\0';
+        }
+        free(d->url);
+    }
+    free(d);
+}
+
+/*
+ * Each migration in its own transaction under a transaction-scoped advisory
+ * lock, so that two processes starting at once apply it exactly once: the
+ * second waits for the lock, then finds the version recorded.
+ */
+static int pg_migrate(uc_db_t *db, int *applied)
+{
+    pg_db_t *d = (pg_db_t *)db;
+    size_t nmig = sizeof(migrations) / sizeof(migrations[0]);
+    int count = 0;
+    sess_t s;
+    int st;
+
+    st = sess_open(d, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    for (size_t i = 0; i < nmig && st == UC_DB_OK; i++) {
+        const migration_t *m = &migrations[i];
+        params_t p = {0};
+        PGresult *r = NULL;
+        int done;
+
+        p_i64(&p, m->version);
+        st = sess_run(&s, "migrate", "BEGIN", 0, NULL);
+        if (st == UC_DB_OK) {
+            st = sess_run(&s, "migrate",
+                          "SELECT pg_advisory_xact_lock(x'" PG_MIGRATION_LOCK
+                          "'::bigint)",
+                          0, NULL);
+        }
+        if (st == UC_DB_OK) {
+            /* "already exists, skipping" on every start is noise. */
+            st = sess_run(&s, "migrate",
+                          "SET LOCAL client_min_messages = warning", 0, NULL);
+        }
+        if (st == UC_DB_OK) {
+            st = sess_run(&s, "migrate",
+                          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                          " version integer PRIMARY KEY,"
+                          " name text NOT NULL,"
+                          " applied_at timestamptz NOT NULL DEFAULT now())",
+                          0, NULL);
+        }
+        if (st == UC_DB_OK) {
+            st = sess_exec(&s, "migrate",
+                           "SELECT 1 FROM schema_migrations"
+                           " WHERE version = $1",
+                           p.n, p.v, &r);
+        }
+        done = st == UC_DB_OK && PQntuples(r) > 0;
+        PQclear(r);
+        for (size_t k = 0; st == UC_DB_OK && !done && m->sql[k] != NULL; k++) {
+            st = sess_run(&s, "migrate", m->sql[k], 0, NULL);
+        }
+        if (st == UC_DB_OK && !done) {
+            p_str(&p, m->name);
+            st = sess_run(&s, "migrate",
+                          "INSERT INTO schema_migrations (version, name)"
+                          " VALUES ($1, $2)",
+                          p.n, p.v);
+        }
+        if (st == UC_DB_OK) {
+            st = sess_run(&s, "migrate", "COMMIT", 0, NULL);
+        }
+        if (st != UC_DB_OK) {
+            sess_rollback(&s);
+            logf_db(d, 3, "postgresql: migration %d (%s) failed: %s",
+                    m->version, m->name, uc_db_strerror(st));
+            break;
+        }
+        if (!done) {
+            count++;
+            logf_db(d, 1, "postgresql: applied migration %d (%s)", m->version,
+                    m->name);
+        }
+    }
+    sess_close(&s);
+    if (st == UC_DB_OK && applied != NULL) {
+        *applied = count;
+    }
+    return st;
+}
+
+static int pg_ping(uc_db_t *db)
+{
+    sess_t s;
+    int st = sess_open((pg_db_t *)db, &s);
+
+    if (st == UC_DB_OK) {
+        st = sess_run(&s, "ping", "SELECT 1", 0, NULL);
+        sess_close(&s);
+    }
+    return st;
+}
+
+static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
+                              uc_db_feedback_t *out)
+{
+    int set_rating = (w->fields & UC_DB_FB_RATING) != 0;
+    int set_comment =
+        (w->fields & UC_DB_FB_COMMENT) != 0 || (set_rating && w->has_comment);
+    int set_flag = (w->fields & UC_DB_FB_FLAG) != 0;
+    params_t p = {0};
+    PGresult *r = NULL;
+    uc_db_feedback_t row;
+    sess_t s;
+    int st;
+
+    if (w->fields == 0 ||
+        (w->fields & ~(unsigned)(UC_DB_FB_RATING | UC_DB_FB_COMMENT |
+                                 UC_DB_FB_FLAG)) != 0 ||
+        w->insight_id == NULL || w->user_id == NULL ||
+        (set_comment && w->comment == NULL) ||
+        (set_flag && w->flag_type == NULL)) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, w->insight_id);
+    p_str(&p, w->user_id);
+    if (set_rating) {
+        p_i64(&p, w->rating);
+    } else {
+        p_str(&p, NULL);
+    }
+    p_str(&p, set_comment ? w->comment : NULL);
+    p_str(&p, set_flag ? w->flag_type : NULL);
+    p_str(&p, set_flag && w->has_flag_reason ? w->flag_reason : NULL);
+    p_i64(&p, w->now);
+    p_bool(&p, set_rating);
+    p_bool(&p, set_comment);
+    p_bool(&p, set_flag);
+
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, "feedback upsert", SQL_FB_UPSERT, p.n, p.v, &r);
+    if (st == UC_DB_OK) {
+        st = PQntuples(r) == 1 ? read_feedback(r, 0, &row) : UC_DB_EIO;
+    }
+    PQclear(r);
+    sess_close(&s);
+    if (st == UC_DB_OK) {
+        *out = row;
+    }
+    return st;
+}
+
+static int pg_feedback_stats(uc_db_t *db, const char *insight_id,
+                             uc_db_feedback_stats_t *out)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    sess_t s;
+    int st;
+
+    if (insight_id == NULL) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, insight_id);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, "feedback stats", SQL_FB_STATS, p.n, p.v, &r);
+    if (st == UC_DB_OK && PQntuples(r) != 1) {
+        st = UC_DB_EIO;
+    }
+    if (st == UC_DB_OK) {
+        uc_db_feedback_stats_t v;
+        memset(&v, 0, sizeof(v));
+        v.total_ratings = v_i64(r, 0, 0, 0);
+        v.average_rating = v_f64(r, 0, 1);
+        for (int i = 0; i < 5; i++) {
+            v.rating_distribution[i] = v_i64(r, 0, 2 + i, 0);
+        }
+        v.total_comments = v_i64(r, 0, 7, 0);
+        v.total_flags = v_i64(r, 0, 8, 0);
+        v.flag_inaccurate = v_i64(r, 0, 9, 0);
+        v.flag_misleading = v_i64(r, 0, 10, 0);
+        v.flag_spam = v_i64(r, 0, 11, 0);
+        *out = v;
+    }
+    PQclear(r);
+    sess_close(&s);
+    return st;
+}
+
+/*
+ * Runs a "page plus total" statement (SQL_FB_COMMENTS / SQL_FB_USER shape:
+ * the row columns, then the total; an empty page is one row of NULLs) and
+ * hands back the page as a malloc()ed array.
+ */
+static int feedback_page(pg_db_t *d, const char *what, const char *sql,
+                         const char *key, int limit, int offset,
+                         uc_db_feedback_t **rows, size_t *n, int64_t *total)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    uc_db_feedback_t *arr = NULL;
+    size_t count = 0;
+    int64_t tot = 0;
+    sess_t s;
+    int st;
+
+    if (key == NULL || limit < 1 || offset < 0) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, key);
+    p_i64(&p, limit);
+    p_i64(&p, offset);
+    st = sess_open(d, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, what, sql, p.n, p.v, &r);
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    if (PQntuples(r) < 1 || PQnfields(r) != FB_NCOLS + 1) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    tot = v_i64(r, 0, FB_NCOLS, 0);
+    if (!PQgetisnull(r, 0, 0)) {
+        int nt = PQntuples(r);
+        arr = calloc((size_t)nt, sizeof(*arr));
+        if (arr == NULL) {
+            st = UC_DB_ENOMEM;
+            goto cleanup;
+        }
+        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
+            st = read_feedback(r, i, &arr[count++]);
+        }
+    }
+cleanup:
+    PQclear(r);
+    sess_close(&s);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
+    }
+    *rows = arr;
+    *n = count;
+    *total = tot;
+    return UC_DB_OK;
+}
+
+static int pg_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
+                                int offset, uc_db_feedback_t **rows, size_t *n,
+                                int64_t *total)
+{
+    return feedback_page((pg_db_t *)db, "feedback comments", SQL_FB_COMMENTS,
+                         insight_id, limit, offset, rows, n, total);
+}
+
+static int pg_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
+                               int offset, uc_db_feedback_t **rows, size_t *n,
+                               int64_t *total)
+{
+    return feedback_page((pg_db_t *)db, "feedback by user", SQL_FB_USER,
+                         user_id, limit, offset, rows, n, total);
+}
+
+static int pg_job_create(uc_db_t *db, const uc_db_job_t *j)
+{
+    params_t p = {0};
+    sess_t s;
+    int st;
+
+    p_str(&p, j->id);
+    p_str(&p, j->job_type);
+    p_i64(&p, j->start_block);
+    p_i64(&p, j->end_block);
+    p_i64(&p, j->current_block);
+    p_str(&p, j->status[0] != '\0' ? j->status : "running");
+    p_f64(&p, j->progress_percentage);
+    p_time(&p, j->estimated_completion);
+    p_str(&p, j->has_error_message ? j->error_message : NULL);
+    p_time(&p, j->started_at);
+    p_time(&p, j->completed_at);
+    p_str(&p, j->has_created_by ? j->created_by : NULL);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_run(&s, "job create", SQL_JOB_CREATE, p.n, p.v);
+    sess_close(&s);
+    return st;
+}
+
+/* Runs a statement that returns zero or one job row. */
+static int job_one(pg_db_t *d, const char *what, const char *sql,
+                   const params_t *p, uc_db_job_t *out)
+{
+    PGresult *r = NULL;
+    uc_db_job_t row;
+    sess_t s;
+    int st = sess_open(d, &s);
+
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, what, sql, p->n, p->v, &r);
+    if (st == UC_DB_OK) {
+        st = PQntuples(r) == 0 ? UC_DB_NOTFOUND : read_job(r, 0, &row);
+    }
+    PQclear(r);
+    sess_close(&s);
+    if (st == UC_DB_OK) {
+        *out = row;
+    }
+    return st;
+}
+
+static int pg_job_progress(uc_db_t *db, const char *job_id,
+                           const uc_db_job_progress_t *pr, uc_db_job_t *out)
+{
+    params_t p = {0};
+
+    if (job_id == NULL) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, job_id);
+    p_i64(&p, pr->current_block);
+    p_f64(&p, pr->progress_percentage);
+    p_str(&p, pr->status);
+    p_time(&p, pr->estimated_completion);
+    p_str(&p, pr->error_message);
+    p_i64(&p, pr->now);
+    return job_one((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS, &p, out);
+}
+
+static int pg_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
+{
+    params_t p = {0};
+
+    if (job_id == NULL) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, job_id);
+    return job_one((pg_db_t *)db, "job get", SQL_JOB_GET, &p, out);
+}
+
+static int pg_job_list(uc_db_t *db, const char *status, const char *job_type,
+                       int limit, int offset, uc_db_job_t **rows, size_t *n,
+                       int64_t *total)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    uc_db_job_t *arr = NULL;
+    size_t count = 0;
+    int64_t tot = 0;
+    sess_t s;
+    int st;
+
+    if (limit < 1 || offset < 0) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, status);
+    p_str(&p, job_type);
+    p_i64(&p, limit);
+    p_i64(&p, offset);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, "job list", SQL_JOB_LIST, p.n, p.v, &r);
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    if (PQntuples(r) < 1 || PQnfields(r) != JOB_NCOLS + 1) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    tot = v_i64(r, 0, JOB_NCOLS, 0);
+    if (!PQgetisnull(r, 0, 0)) {
+        int nt = PQntuples(r);
+        arr = calloc((size_t)nt, sizeof(*arr));
+        if (arr == NULL) {
+            st = UC_DB_ENOMEM;
+            goto cleanup;
+        }
+        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
+            st = read_job(r, i, &arr[count++]);
+        }
+    }
+cleanup:
+    PQclear(r);
+    sess_close(&s);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
+    }
+    *rows = arr;
+    *n = count;
+    *total = tot;
+    return UC_DB_OK;
+}
+
+static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
+                             size_t n, uc_db_metric_t *out)
+{
+    uc_db_metric_t *tmp;
+    size_t done = 0;
+    sess_t s;
+    int st;
+
+    if (n == 0 || in == NULL || out == NULL) {
+        return UC_DB_EINVAL;
+    }
+    tmp = calloc(n, sizeof(*tmp));
+    if (tmp == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        free(tmp);
+        return st;
+    }
+    st = sess_run(&s, "metrics insert", "BEGIN", 0, NULL);
+    for (size_t i = 0; i < n && st == UC_DB_OK; i++) {
+        params_t p = {0};
+        PGresult *r = NULL;
+        p_str(&p, in[i].service_name);
+        p_str(&p, in[i].metric_type);
+        p_f64(&p, in[i].metric_value);
+        p_str(&p, in[i].unit);
+        p_i64(&p, in[i].timestamp);
+        p_str(&p, in[i].metadata);
+        st = sess_exec(&s, "metrics insert", SQL_METRIC_INSERT, p.n, p.v, &r);
+        if (st == UC_DB_OK) {
+            st = PQntuples(r) == 1 ? read_metric(r, 0, &tmp[i]) : UC_DB_EIO;
+            done = i + 1;
+        }
+        PQclear(r);
+    }
+    if (st == UC_DB_OK) {
+        st = sess_run(&s, "metrics insert", "COMMIT", 0, NULL);
+    }
+    if (st != UC_DB_OK) {
+        sess_rollback(&s);
+    }
+    sess_close(&s);
+    if (st != UC_DB_OK) {
+        uc_db_metrics_free(tmp, done, 1);
+        return st;
+    }
+    memcpy(out, tmp, n * sizeof(*tmp));
+    free(tmp);
+    return UC_DB_OK;
+}
+
+static int pg_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
+                           int limit, int offset, uc_db_metric_t **rows,
+                           size_t *n)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    uc_db_metric_t *arr = NULL;
+    size_t count = 0;
+    sess_t s;
+    int st;
+
+    if (f == NULL || limit < 1 || offset < 0) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, f->service_name);
+    p_str(&p, f->metric_type);
+    p_time(&p, f->start);
+    p_time(&p, f->end);
+    p_i64(&p, limit);
+    p_i64(&p, offset);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, "metrics list", SQL_METRIC_LIST, p.n, p.v, &r);
+    if (st == UC_DB_OK && PQntuples(r) > 0) {
+        int nt = PQntuples(r);
+        arr = calloc((size_t)nt, sizeof(*arr));
+        if (arr == NULL) {
+            st = UC_DB_ENOMEM;
+        }
+        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
+            st = read_metric(r, i, &arr[count++]);
+        }
+    }
+    PQclear(r);
+    sess_close(&s);
+    if (st != UC_DB_OK) {
+        uc_db_metrics_free(arr, count, 1);
+        return st;
+    }
+    *rows = arr;
+    *n = count;
+    return UC_DB_OK;
+}
+
+static int pg_metrics_aggregate(uc_db_t *db, const char *service_name,
+                                const char *metric_type, uc_db_interval_t iv,
+                                int64_t start, int64_t end,
+                                uc_db_bucket_t **rows, size_t *n)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    uc_db_bucket_t *arr = NULL;
+    size_t count = 0;
+    sess_t s;
+    int st;
+
+    if (service_name == NULL || metric_type == NULL ||
+        (iv != UC_DB_HOUR && iv != UC_DB_DAY && iv != UC_DB_WEEK)) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, service_name);
+    p_str(&p, metric_type);
+    p_i64(&p, uc_db_interval_width_us(iv));
+    p_i64(&p, uc_db_interval_origin_us(iv));
+    p_i64(&p, start);
+    p_i64(&p, end);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, "metrics aggregate", SQL_METRIC_AGG, p.n, p.v, &r);
+    if (st == UC_DB_OK && PQntuples(r) > 0) {
+        int nt = PQntuples(r);
+        arr = calloc((size_t)nt, sizeof(*arr));
+        if (arr == NULL) {
+            st = UC_DB_ENOMEM;
+        }
+        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
+            arr[i].bucket = v_i64(r, i, 0, 0);
+            arr[i].avg_value = v_f64(r, i, 1);
+            arr[i].min_value = v_f64(r, i, 2);
+            arr[i].max_value = v_f64(r, i, 3);
+            arr[i].count = v_i64(r, i, 4, 0);
+            count++;
+        }
+    }
+    PQclear(r);
+    sess_close(&s);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
+    }
+    *rows = arr;
+    *n = count;
+    return UC_DB_OK;
+}
+
+/* The three deletes of a retention run, inside the caller's transaction. */
+static int retention_steps(sess_t *s, const uc_db_retention_cutoffs_t *c,
+                           uc_db_retention_t *out)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    int st, nt;
+
+    p_i64(&p, c->jobs_before);
+    st = sess_exec(s, "retention jobs", SQL_RET_JOBS, p.n, p.v, &r);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    nt = PQntuples(r);
+    if (nt > 0) {
+        out->job_ids = calloc((size_t)nt, sizeof(*out->job_ids));
+        if (out->job_ids == NULL) {
+            PQclear(r);
+            return UC_DB_ENOMEM;
+        }
+    }
+    for (int i = 0; i < nt; i++) {
+        v_str(r, i, 0, out->job_ids[i], sizeof(out->job_ids[i]));
+    }
+    out->n_job_ids = (size_t)nt;
+    out->jobs_deleted = nt;
+    PQclear(r);
+    r = NULL;
+
+    p.n = 0;
+    p_i64(&p, c->feedback_before);
+    st = sess_exec(s, "retention feedback", SQL_RET_FB, p.n, p.v, &r);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    nt = PQntuples(r);
+    if (nt > 0) {
+        out->insight_ids = calloc((size_t)nt, sizeof(*out->insight_ids));
+        if (out->insight_ids == NULL) {
+            PQclear(r);
+            return UC_DB_ENOMEM;
+        }
+    }
+    for (int i = 0; i < nt; i++) {
+        v_str(r, i, 0, out->insight_ids[i], sizeof(out->insight_ids[i]));
+        out->feedback_deleted += v_i64(r, i, 1, 0);
+    }
+    out->n_insight_ids = (size_t)nt;
+    PQclear(r);
+    r = NULL;
+
+    p.n = 0;
+    p_i64(&p, c->metrics_before);
+    st = sess_exec(s, "retention metrics", SQL_RET_METRICS, p.n, p.v, &r);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    nt = PQntuples(r);
+    if (nt > 0) {
+        out->series = calloc((size_t)nt, sizeof(*out->series));
+        if (out->series == NULL) {
+            PQclear(r);
+            return UC_DB_ENOMEM;
+        }
+    }
+    for (int i = 0; i < nt; i++) {
+        v_str(r, i, 0, out->series[i].service_name,
+              sizeof(out->series[i].service_name));
+        v_str(r, i, 1, out->series[i].metric_type,
+              sizeof(out->series[i].metric_type));
+        out->metrics_deleted += v_i64(r, i, 2, 0);
+    }
+    out->n_series = (size_t)nt;
+    PQclear(r);
+    return UC_DB_OK;
+}
+
+static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
+                            uc_db_retention_t *out)
+{
+    uc_db_retention_t res;
+    sess_t s;
+    int st;
+
+    if (c == NULL || out == NULL) {
+        return UC_DB_EINVAL;
+    }
+    memset(&res, 0, sizeof(res));
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_run(&s, "retention", "BEGIN", 0, NULL);
+    if (st == UC_DB_OK) {
+        st = retention_steps(&s, c, &res);
+    }
+    if (st == UC_DB_OK) {
+        st = sess_run(&s, "retention", "COMMIT", 0, NULL);
+    }
+    if (st != UC_DB_OK) {
+        sess_rollback(&s);
+    }
+    sess_close(&s);
+    if (st != UC_DB_OK) {
+        uc_db_retention_release(&res);
+        return st;
+    }
+    *out = res;
+    return UC_DB_OK;
+}
+
+static int pg_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
+{
+    params_t p = {0};
+    sess_t s;
+    int st;
+
+    p_str(&p, key->prefix);
+    p_str(&p, key->hash_hex);
+    p_str(&p, key->user_id);
+    p_str(&p, key->role);
+    p_i64(&p, key->created_at);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_run(&s, "api key create", SQL_KEY_CREATE, p.n, p.v);
+    sess_close(&s);
+    return st;
+}
+
+static int pg_api_key_lookup(uc_db_t *db, const char *prefix,
+                             uc_db_api_key_t *out)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    uc_db_api_key_t row;
+    sess_t s;
+    int st;
+
+    if (prefix == NULL) {
+        return UC_DB_EINVAL;
+    }
+    p_str(&p, prefix);
+    st = sess_open((pg_db_t *)db, &s);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, "api key lookup", SQL_KEY_LOOKUP, p.n, p.v, &r);
+    if (st == UC_DB_OK) {
+        st = PQntuples(r) == 0 ? UC_DB_NOTFOUND : read_key(r, 0, &row);
+    }
+    PQclear(r);
+    sess_close(&s);
+    if (st == UC_DB_OK) {
+        *out = row;
+    }
+    return st;
+}
+
+static const uc_db_methods_t pg_methods = {
+    .name = "postgresql",
+    .close = pg_close,
+    .migrate = pg_migrate,
+    .ping = pg_ping,
+    .feedback_upsert = pg_feedback_upsert,
+    .feedback_stats = pg_feedback_stats,
+    .feedback_comments = pg_feedback_comments,
+    .feedback_by_user = pg_feedback_by_user,
+    .job_create = pg_job_create,
+    .job_progress = pg_job_progress,
+    .job_get = pg_job_get,
+    .job_list = pg_job_list,
+    .metrics_insert = pg_metrics_insert,
+    .metrics_list = pg_metrics_list,
+    .metrics_aggregate = pg_metrics_aggregate,
+    .retention_run = pg_retention_run,
+    .api_key_create = pg_api_key_create,
+    .api_key_lookup = pg_api_key_lookup,
+};
+
+/* ---- opening ------------------------------------------------------------- */
+
+/*
+ * Fills the keyword arrays. Defaults that the URL may override come before
+ * "dbname" (the expanded URL); what the pool's correctness depends on comes
+ * after it, so a URL cannot switch off the statement timeout.
+ */
+static void set_keywords(pg_db_t *d)
+{
+    int i = 0;
+    int secs = (d->timeout_ms + 999) / 1000;
+
+    /* libpq treats 1 s as 2 s; our poll loop is the real bound anyway. */
+    snprintf(d->connect_s, sizeof(d->connect_s), "%d", secs < 2 ? 2 : secs);
+    snprintf(d->options, sizeof(d->options),
+             "-c statement_timeout=%d -c lock_timeout=%d"
+             " -c idle_in_transaction_session_timeout=%d -c TimeZone=UTC",
+             d->timeout_ms, d->timeout_ms, d->timeout_ms * 4);
+    d->kw[i] = "connect_timeout";
+    d->val[i++] = d->connect_s;
+    d->kw[i] = "application_name";
+    d->val[i++] = "utxoiq-api";
+    d->kw[i] = "keepalives";
+    d->val[i++] = "1";
+    d->kw[i] = "keepalives_idle";
+    d->val[i++] = "30";
+    d->kw[i] = "keepalives_interval";
+    d->val[i++] = "10";
+    d->kw[i] = "keepalives_count";
+    d->val[i++] = "3";
+    d->kw[i] = "dbname";
+    d->val[i++] = d->url;
+    d->kw[i] = "options";
+    d->val[i++] = d->options;
+    d->kw[i] = "client_encoding";
+    d->val[i++] = "UTF8";
+    d->kw[i] = NULL;
+    d->val[i] = NULL;
+}
+
+/*
+ * libpq accepts any port text when parsing and fails only when connecting,
+ * which would look like an outage; a typo in the port is a configuration
+ * error. Ports are a comma-separated list of 1..65535 (or empty: default).
+ */
+static int ports_valid(const PQconninfoOption *info)
+{
+    for (const PQconninfoOption *o = info; o->keyword != NULL; o++) {
+        long v = 0;
+        int digits = 0;
+        if (strcmp(o->keyword, "port") != 0 || o->val == NULL) {
+            continue;
+        }
+        for (const char *p = o->val;; p++) {
+            if (*p >= '0' && *p <= '9' && digits < 6) {
+                v = v * 10 + (*p - '0');
+                digits++;
+            } else if (*p == ',' || *p == '\0') {
+                if (digits > 0 && (v < 1 || v > 65535)) {
+                    return 0;
+                }
+                if (*p == '\0') {
+                    break;
+                }
+                v = 0;
+                digits = 0;
+            } else {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+                  size_t errlen)
+{
+    PQconninfoOption *info = NULL;
+    char *perr = NULL;
+    pg_db_t *d = NULL;
+    PGconn *first = NULL;
+    char where[256];
+    char cerr[640];
+    pthread_condattr_t ca;
+    size_t len;
+
+    if (opt == NULL || opt->url == NULL || out == NULL) {
+        snprintf(err, errlen, "open postgresql: no URL");
+        return UC_DB_ECONFIG;
+    }
+    uc_db_url_describe(opt->url, where, sizeof(where));
+    len = strlen(opt->url);
+    if (len > 4096) {
+        snprintf(err, errlen, "open postgresql: URL too long");
+        return UC_DB_ECONFIG;
+    }
+    /* Validate the URL up front; libpq's message may quote the URL, so
+     * only our own, password-free description is reported. */
+    info = PQconninfoParse(opt->url, &perr);
+    if (info == NULL || !ports_valid(info)) {
+        PQfreemem(perr);
+        PQconninfoFree(info);
+        snprintf(err, errlen, "open postgresql '%s': invalid connection URL",
+                 where);
+        return UC_DB_ECONFIG;
+    }
+    PQconninfoFree(info);
+    if (opt->pool_size < 0 || opt->pool_size > 1000 || opt->timeout_ms < 0) {
+        snprintf(err, errlen, "open postgresql '%s': bad pool options", where);
+        return UC_DB_ECONFIG;
+    }
+
+    d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        goto nomem;
+    }
+    d->base.methods = &pg_methods;
+    d->max = opt->pool_size > 0 ? opt->pool_size : 8;
+    d->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 5000;
+    if (d->timeout_ms > INT_MAX / 8) {
+        d->timeout_ms = INT_MAX / 8;
+    }
+    d->log = opt->log;
+    d->log_arg = opt->log_arg;
+    snprintf(d->where, sizeof(d->where), "%s", where);
+    d->url = malloc(len + 1);
+    d->idle = calloc((size_t)d->max, sizeof(*d->idle));
+    if (d->url == NULL || d->idle == NULL) {
+        free(d->url);
+        free(d->idle);
+        free(d);
+        goto nomem;
+    }
+    memcpy(d->url, opt->url, len + 1);
+    set_keywords(d);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    /* One connection now, so that a wrong host or password is reported at
+     * start; it stays in the pool. Later outages are survived, not fatal. */
+    first = connect_one(d, cerr, sizeof(cerr));
+    if (first == NULL) {
+        snprintf(err, errlen, "%s", cerr);
+        pg_close(&d->base);
+        return UC_DB_EUNAVAILABLE;
+    }
+    d->idle[d->n_idle++] = first;
+    d->n_open = 1;
+    logf_db(d, 1, "postgresql: connected to '%s' (pool %d, timeout %d ms)",
+            d->where, d->max, d->timeout_ms);
+    *out = &d->base;
+    return UC_DB_OK;
+
+nomem:
+    snprintf(err, errlen, "open postgresql '%s': out of memory", where);
+    return UC_DB_ENOMEM;
+}

@@ -1,0 +1,1462 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The endpoints of utxoiq-api: input validation, the database calls, the
+ * JSON shapes, and the cache rules. Cached reads go through
+ * uc_keyspace_get_or_load() with a loader that runs the query and returns
+ * the final JSON bytes, so a hit serves the stored bytes untouched. Every
+ * write commits to the database first and then invalidates every entry it
+ * made stale; an invalidation that fails is queued and retried (and, until
+ * it succeeds, reads of the affected entries bypass the cache), so it is
+ * never dropped.
+ */
+#include "app.h"
+
+#include <math.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+/* Status returned by loaders when the row does not exist (never cached). */
+#define LOAD_NOTFOUND (-1001)
+#define LOAD_DBERR (-1002)
+#define LOAD_NOMEM (-1003)
+
+static const char CC_PUBLIC[] = "public, no-cache";
+static const char CC_PRIVATE[] = "private, no-store";
+
+/* ---- responses ----------------------------------------------------------- */
+
+void uc_resp_json(uc_resp_t *res, int status, json_t *j)
+{
+    char *s = j != NULL ? json_dumps(j, DUMP_FLAGS) : NULL;
+    json_decref(j);
+    if (s == NULL) {
+        static const char oom[] = "{\"detail\":\"out of memory\"}";
+        res->status = 500;
+        res->body = strdup(oom);
+        res->len = res->body != NULL ? sizeof(oom) - 1 : 0;
+        res->body_free = free;
+        return;
+    }
+    res->status = status;
+    res->body = s;
+    res->len = strlen(s);
+    res->body_free = free;
+}
+
+void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (res->body != NULL && res->body_free != NULL) {
+        res->body_free(res->body);
+    }
+    res->body = NULL;
+    res->cache = UC_CACHE_NONE;
+    res->etag = 0;
+    res->cache_control = NULL;
+    uc_resp_json(res, status, json_pack("{s:s}", "detail", msg));
+}
+
+static void resp_db_error(uc_resp_t *res, int st)
+{
+    if (st == UC_DB_EUNAVAILABLE || st == UC_DB_EBUSY) {
+        uc_resp_error(res, 503, "database unavailable");
+    } else {
+        uc_resp_error(res, 500, "internal error");
+    }
+}
+
+/* ---- JSON of rows -------------------------------------------------------- */
+
+static json_t *time_json(int64_t us)
+{
+    char buf[40];
+    if (us == UC_DB_NULL_TIME) {
+        return json_null();
+    }
+    uc_time_format(us, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *str_or_null(int has, const char *s)
+{
+    return has && s[0] != '\0' ? json_string(s) : json_null();
+}
+
+static json_t *feedback_json(const uc_db_feedback_t *f)
+{
+    return json_pack(
+        "{s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id,
+        "insight_id", f->insight_id, "user_id", f->user_id, "rating",
+        f->rating > 0 ? json_integer(f->rating) : json_null(), "comment",
+        str_or_null(f->has_comment, f->comment), "flag_type",
+        str_or_null(1, f->flag_type), "flag_reason",
+        str_or_null(f->has_flag_reason, f->flag_reason), "created_at",
+        time_json(f->created_at), "updated_at", time_json(f->updated_at));
+}
+
+static json_t *job_json(const uc_db_job_t *j)
+{
+    return json_pack(
+        "{s:s,s:s,s:I,s:I,s:I,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "id", j->id,
+        "job_type", j->job_type, "start_block", (json_int_t)j->start_block,
+        "end_block", (json_int_t)j->end_block, "current_block",
+        (json_int_t)j->current_block, "status", j->status,
+        "progress_percentage", j->progress_percentage, "estimated_completion",
+        time_json(j->estimated_completion), "error_message",
+        str_or_null(j->has_error_message, j->error_message), "started_at",
+        time_json(j->started_at), "completed_at", time_json(j->completed_at),
+        "created_by", str_or_null(j->has_created_by, j->created_by));
+}
+
+static json_t *metric_json(const uc_db_metric_t *m)
+{
+    json_t *meta = json_null();
+    if (m->metadata != NULL) {
+        json_t *parsed = json_loads(m->metadata, JSON_DECODE_ANY, NULL);
+        if (parsed != NULL) {
+            json_decref(meta);
+            meta = parsed;
+        }
+    }
+    return json_pack("{s:I,s:s,s:s,s:f,s:s,s:o,s:o}", "id", (json_int_t)m->id,
+                     "service_name", m->service_name, "metric_type",
+                     m->metric_type, "metric_value", m->metric_value, "unit",
+                     m->unit, "timestamp", time_json(m->timestamp),
+                     "metric_metadata", meta);
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static const char *qparam(uc_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Parses the body as a JSON value of the wanted type (JSON_OBJECT/ARRAY). */
+static json_t *parse_body(uc_req_t *req, json_type want, uc_resp_t *res)
+{
+    json_error_t jerr;
+    json_t *j;
+    if (req->body_len == 0) {
+        uc_resp_error(res, 400, "body: a JSON %s is required",
+                      want == JSON_ARRAY ? "array" : "object");
+        return NULL;
+    }
+    /* NUL is let through so that the field check can name the field. */
+    j = json_loadb(req->body, req->body_len,
+                   JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (j == NULL) {
+        uc_resp_error(res, 400, "body: malformed JSON at line %d: %s",
+                      jerr.line, jerr.text);
+        return NULL;
+    }
+    if (json_typeof(j) != want) {
+        json_decref(j);
+        uc_resp_error(res, 422, "body: must be a JSON %s",
+                      want == JSON_ARRAY ? "array" : "object");
+        return NULL;
+    }
+    return j;
+}
+
+/*
+ * Reads a string field. *out is NULL when absent or null and not required.
+ * Returns 0, or -1 with res set to 422 naming the field.
+ */
+static int get_str(json_t *o, const char *name, const char *label, int required,
+                   size_t minc, size_t maxc, int allow_nl, const char **out,
+                   uc_resp_t *res)
+{
+    json_t *v = json_object_get(o, name);
+    const char *lab = label != NULL ? label : name;
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            uc_resp_error(res, 422, "%s: field required", lab);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        uc_resp_error(res, 422, "%s: must be a string", lab);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (strlen(s) != len || uc_text_check(s, len, minc, maxc, allow_nl) != 0) {
+        uc_resp_error(res, 422,
+                      "%s: must be %zu to %zu characters without control "
+                      "characters",
+                      lab, minc, maxc);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static int get_int(json_t *o, const char *name, const char *label, int required,
+                   long long min, long long max, long long *out, int *present,
+                   uc_resp_t *res)
+{
+    json_t *v = json_object_get(o, name);
+    const char *lab = label != NULL ? label : name;
+    if (present != NULL) {
+        *present = 0;
+    }
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            uc_resp_error(res, 422, "%s: field required", lab);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        uc_resp_error(res, 422, "%s: must be an integer", lab);
+        return -1;
+    }
+    long long x = json_integer_value(v);
+    if (x < min || x > max) {
+        uc_resp_error(res, 422, "%s: must be from %lld to %lld", lab, min, max);
+        return -1;
+    }
+    *out = x;
+    if (present != NULL) {
+        *present = 1;
+    }
+    return 0;
+}
+
+static int get_num(json_t *o, const char *name, const char *label, int required,
+                   double min, double max, double *out, uc_resp_t *res)
+{
+    json_t *v = json_object_get(o, name);
+    const char *lab = label != NULL ? label : name;
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            uc_resp_error(res, 422, "%s: field required", lab);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_number(v)) {
+        uc_resp_error(res, 422, "%s: must be a number", lab);
+        return -1;
+    }
+    double x = json_number_value(v);
+    if (!isfinite(x) || x < min || x > max) {
+        uc_resp_error(res, 422, "%s: must be a number from %g to %g", lab, min,
+                      max);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int get_enum(json_t *o, const char *name, int required,
+                    const char *const *allowed, const char **out,
+                    uc_resp_t *res)
+{
+    if (get_str(o, name, NULL, required, 1, 32, 0, out, res) != 0) {
+        return -1;
+    }
+    if (*out == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(*out, allowed[i]) == 0) {
+            return 0;
+        }
+    }
+    uc_resp_error(res, 422, "%s: unknown value '%s'", name, *out);
+    return -1;
+}
+
+static int get_time(json_t *o, const char *name, int64_t *out, uc_resp_t *res)
+{
+    const char *s;
+    *out = UC_DB_NULL_TIME;
+    if (get_str(o, name, NULL, 0, 1, 40, 0, &s, res) != 0) {
+        return -1;
+    }
+    if (s != NULL && uc_time_parse(s, out) != 0) {
+        uc_resp_error(res, 422, "%s: not an ISO-8601 timestamp", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Validates an id given in the query or the path. */
+static int check_id(const char *name, const char *v, int required,
+                    uc_resp_t *res)
+{
+    if (v == NULL) {
+        if (required) {
+            uc_resp_error(res, 422, "%s: query parameter required", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (uc_text_check(v, strlen(v), 1, UC_DB_ID_MAX, 0) != 0 ||
+        strlen(v) > UC_DB_ID_MAX) {
+        uc_resp_error(res, 422,
+                      "%s: must be 1 to %d bytes without control characters",
+                      name, UC_DB_ID_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int q_int(uc_req_t *req, const char *name, long long def, long long min,
+                 long long max, long long *out, uc_resp_t *res)
+{
+    const char *v = qparam(req, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (uc_parse_int(v, min, max, out) != 0) {
+        uc_resp_error(res, 422, "%s: must be an integer from %lld to %lld",
+                      name, min, max);
+        return -1;
+    }
+    return 0;
+}
+
+static int q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res)
+{
+    const char *v = qparam(req, name);
+    *out = UC_DB_NULL_TIME;
+    if (v == NULL) {
+        return 0;
+    }
+    if (uc_time_parse(v, out) != 0) {
+        uc_resp_error(res, 422, "%s: not an ISO-8601 timestamp", name);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const FLAG_TYPES[] = {"inaccurate", "misleading", "spam",
+                                         NULL};
+static const char *const JOB_STATUSES[] = {"running", "completed", "failed",
+                                           "paused", NULL};
+
+static int q_enum(uc_req_t *req, const char *name, const char *const *allowed,
+                  const char **out, uc_resp_t *res)
+{
+    const char *v = qparam(req, name);
+    *out = NULL;
+    if (v == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(v, allowed[i]) == 0) {
+            *out = allowed[i];
+            return 0;
+        }
+    }
+    uc_resp_error(res, 422, "%s: unknown value", name);
+    return -1;
+}
+
+/* ---- cache glue ---------------------------------------------------------- */
+
+/* Does a queued invalidation cover this entry? Then reads bypass the cache
+ * until the retry went through. */
+static int pending_covers(uc_app_t *app, int ks, const char *const *fields,
+                          size_t n)
+{
+    int covered = 0;
+    if (!atomic_load(&app->has_pending)) {
+        return 0;
+    }
+    pthread_mutex_lock(&app->pending_mu);
+    if (app->flush_all & (1u << ks)) {
+        covered = 1;
+    }
+    for (size_t i = 0; i < app->n_pending && !covered; i++) {
+        const uc_pending_t *p = &app->pending[i];
+        if (p->ks != ks || p->nfields != n) {
+            continue;
+        }
+        int match = 1;
+        for (size_t f = 0; f < n && match; f++) {
+            if (p->set[f] && strcmp(p->fields[f], fields[f]) != 0) {
+                match = 0;
+            }
+        }
+        covered = match;
+    }
+    pthread_mutex_unlock(&app->pending_mu);
+    return covered;
+}
+
+static void enqueue_pending(uc_app_t *app, int ks, const char *const *fields,
+                            size_t n)
+{
+    pthread_mutex_lock(&app->pending_mu);
+    if (app->n_pending >= UC_PENDING_MAX || n > UC_KEYSPACE_FIELDS_MAX) {
+        app->flush_all |= 1u << ks;
+    } else {
+        uc_pending_t *p = &app->pending[app->n_pending++];
+        memset(p, 0, sizeof(*p));
+        p->ks = ks;
+        p->nfields = n;
+        for (size_t i = 0; i < n; i++) {
+            p->set[i] = fields[i] != NULL;
+            if (fields[i] != NULL) {
+                snprintf(p->fields[i], sizeof(p->fields[i]), "%s", fields[i]);
+            }
+        }
+    }
+    atomic_store(&app->has_pending, 1);
+    pthread_mutex_unlock(&app->pending_mu);
+}
+
+int uc_app_invalidate(uc_app_t *app, int ks, const char *const *fields,
+                      size_t nfields)
+{
+    size_t removed = 0;
+    int rc = uc_keyspace_invalidate(app->ks[ks], fields, nfields, &removed);
+    if (rc >= 0) {
+        return 0;
+    }
+    atomic_fetch_add(&app->inval_failed, 1);
+    uc_log("warn", "invalidation failed, queued for retry", "keyspace",
+           uc_keyspace_name(app->ks[ks]), "error", uc_strerror(rc), NULL);
+    enqueue_pending(app, ks, fields, nfields);
+    return -1;
+}
+
+size_t uc_app_retry_pending(uc_app_t *app)
+{
+    uc_pending_t *work;
+    size_t n;
+    unsigned flush;
+    size_t left = 0;
+
+    if (!atomic_load(&app->has_pending)) {
+        return 0;
+    }
+    /* Take the queue, run it without the lock, put back what still fails. */
+    pthread_mutex_lock(&app->pending_mu);
+    n = app->n_pending;
+    flush = app->flush_all;
+    work = malloc((n > 0 ? n : 1) * sizeof(*work));
+    if (work != NULL) {
+        memcpy(work, app->pending, n * sizeof(*work));
+    }
+    pthread_mutex_unlock(&app->pending_mu);
+    if (work == NULL) {
+        return 1;
+    }
+
+    unsigned flushed = 0;
+    for (int ks = 0; ks < UC_KS_COUNT; ks++) {
+        if (flush & (1u << ks)) {
+            const char *all[UC_KEYSPACE_FIELDS_MAX] = {0};
+            size_t nf = uc_keyspace_nfields(app->ks[ks]);
+            if (uc_keyspace_invalidate(app->ks[ks], all, nf, NULL) >= 0) {
+                flushed |= 1u << ks;
+                atomic_fetch_add(&app->inval_retried, 1);
+            }
+        }
+    }
+    size_t done_upto = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *f[UC_KEYSPACE_FIELDS_MAX];
+        for (size_t k = 0; k < work[i].nfields; k++) {
+            f[k] = work[i].set[k] ? work[i].fields[k] : NULL;
+        }
+        if (uc_keyspace_invalidate(app->ks[work[i].ks], f, work[i].nfields,
+                                   NULL) < 0) {
+            break;
+        }
+        atomic_fetch_add(&app->inval_retried, 1);
+        done_upto = i + 1;
+    }
+    pthread_mutex_lock(&app->pending_mu);
+    /* Entries queued while we worked sit after the first n. */
+    memmove(app->pending, app->pending + done_upto,
+            (app->n_pending - done_upto) * sizeof(*app->pending));
+    app->n_pending -= done_upto;
+    app->flush_all &= ~flushed;
+    left = app->n_pending + (app->flush_all != 0);
+    atomic_store(&app->has_pending, left > 0);
+    pthread_mutex_unlock(&app->pending_mu);
+    free(work);
+    return left;
+}
+
+typedef json_t *(*build_fn)(uc_app_t *app, void *arg, int *st);
+
+typedef struct {
+    uc_app_t *app;
+    build_fn build;
+    void *arg;
+    int st; /* db status of the last build */
+} loader_t;
+
+static int run_loader(void *arg, char **val, size_t *len)
+{
+    loader_t *l = arg;
+    json_t *j;
+    char *s;
+    l->st = UC_DB_OK;
+    j = l->build(l->app, l->arg, &l->st);
+    if (j == NULL) {
+        if (l->st == UC_DB_NOTFOUND) {
+            return LOAD_NOTFOUND;
+        }
+        return l->st == UC_DB_ENOMEM ? LOAD_NOMEM : LOAD_DBERR;
+    }
+    s = json_dumps(j, DUMP_FLAGS);
+    json_decref(j);
+    if (s == NULL) {
+        return LOAD_NOMEM;
+    }
+    *val = s;
+    *len = strlen(s);
+    return UC_OK;
+}
+
+/* Answers a cacheable GET from the keyspace entry `fields`. */
+static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
+                         size_t n, build_fn build, void *arg, uc_resp_t *res)
+{
+    loader_t l = {app, build, arg, UC_DB_OK};
+    char *val = NULL;
+    size_t len = 0;
+    uc_source_t src = UC_FROM_LOADER;
+    int rc;
+
+    if (pending_covers(app, ks, fields, n)) {
+        rc = run_loader(&l, &val, &len);
+        if (rc == UC_OK) {
+            res->body = val;
+            res->len = len;
+            res->body_free = free;
+        }
+        src = UC_FROM_FALLBACK;
+    } else {
+        rc = uc_keyspace_get_or_load(app->ks[ks], fields, n, run_loader, &l,
+                                     NULL, NULL, &val, &len, &src);
+        if (rc == UC_OK) {
+            res->body = val;
+            res->len = len;
+            res->body_free = uc_free;
+        }
+    }
+    if (rc == LOAD_NOTFOUND) {
+        uc_resp_error(res, 404, "not found");
+        return;
+    }
+    if (rc == LOAD_DBERR) {
+        resp_db_error(res, l.st);
+        return;
+    }
+    if (rc != UC_OK) {
+        uc_resp_error(res, rc == LOAD_NOMEM || rc == UC_ENOMEM ? 500 : 422,
+                      "%s",
+                      rc == UC_EINVAL ? "invalid key field" : "internal error");
+        return;
+    }
+    res->status = 200;
+    res->cache = src == UC_FROM_CACHE ? UC_CACHE_HIT : UC_CACHE_MISS;
+    res->cache_control = CC_PUBLIC;
+    res->etag = 1;
+}
+
+/* ---- feedback ------------------------------------------------------------ */
+
+static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
+                           unsigned kind)
+{
+    json_t *body = parse_body(req, JSON_OBJECT, res);
+    uc_db_feedback_write_t w;
+    uc_db_feedback_t row;
+    const char *s = NULL;
+    long long rating = 0;
+    int st;
+
+    if (body == NULL) {
+        return;
+    }
+    memset(&w, 0, sizeof(w));
+    w.fields = kind;
+    w.user_id = req->user_id;
+    if (get_str(body, "insight_id", NULL, 1, 1, UC_DB_ID_MAX, 0, &w.insight_id,
+                res) != 0 ||
+        strlen(w.insight_id) > UC_DB_ID_MAX) {
+        if (res->status == 0) {
+            uc_resp_error(res, 422, "insight_id: at most %d bytes",
+                          UC_DB_ID_MAX);
+        }
+        goto cleanup;
+    }
+    if (kind == UC_DB_FB_RATING) {
+        if (get_int(body, "rating", NULL, 1, 1, 5, &rating, NULL, res) != 0 ||
+            get_str(body, "comment", NULL, 0, 1, 1000, 1, &s, res) != 0) {
+            goto cleanup;
+        }
+        w.rating = (int)rating;
+        w.has_comment = s != NULL;
+        w.comment = s;
+    } else if (kind == UC_DB_FB_COMMENT) {
+        if (get_str(body, "comment", NULL, 1, 1, 1000, 1, &s, res) != 0) {
+            goto cleanup;
+        }
+        w.has_comment = 1;
+        w.comment = s;
+    } else {
+        if (get_enum(body, "flag_type", 1, FLAG_TYPES, &w.flag_type, res) !=
+                0 ||
+            get_str(body, "flag_reason", NULL, 0, 0, 500, 1, &s, res) != 0) {
+            goto cleanup;
+        }
+        w.has_flag_reason = s != NULL && s[0] != '\0';
+        w.flag_reason = s;
+    }
+    w.now = uc_now_us(app);
+    st = uc_db_feedback_upsert(app->db, &w, &row);
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "feedback: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        goto cleanup;
+    }
+    const char *f[1] = {row.insight_id};
+    uc_app_invalidate(app, UC_KS_FEEDBACK_STATS, f, 1);
+    uc_resp_json(res, 200, feedback_json(&row));
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    json_decref(body);
+}
+
+static void h_rate(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    feedback_write(app, req, res, UC_DB_FB_RATING);
+}
+
+static void h_comment(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    feedback_write(app, req, res, UC_DB_FB_COMMENT);
+}
+
+static void h_flag(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    feedback_write(app, req, res, UC_DB_FB_FLAG);
+}
+
+static json_t *build_stats(uc_app_t *app, void *arg, int *st)
+{
+    const char *insight_id = arg;
+    uc_db_feedback_stats_t s;
+    json_t *flags;
+    *st = uc_db_feedback_stats(app->db, insight_id, &s);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    flags = json_object();
+    if (s.flag_inaccurate > 0) {
+        json_object_set_new(flags, "inaccurate",
+                            json_integer(s.flag_inaccurate));
+    }
+    if (s.flag_misleading > 0) {
+        json_object_set_new(flags, "misleading",
+                            json_integer(s.flag_misleading));
+    }
+    if (s.flag_spam > 0) {
+        json_object_set_new(flags, "spam", json_integer(s.flag_spam));
+    }
+    return json_pack(
+        "{s:s,s:I,s:f,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:o}", "insight_id",
+        insight_id, "total_ratings", (json_int_t)s.total_ratings,
+        "average_rating", round(s.average_rating * 100.0) / 100.0,
+        "rating_distribution", "1", (json_int_t)s.rating_distribution[0], "2",
+        (json_int_t)s.rating_distribution[1], "3",
+        (json_int_t)s.rating_distribution[2], "4",
+        (json_int_t)s.rating_distribution[3], "5",
+        (json_int_t)s.rating_distribution[4], "total_comments",
+        (json_int_t)s.total_comments, "total_flags", (json_int_t)s.total_flags,
+        "flag_types", flags);
+}
+
+static void h_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    const char *id =
+        req->param != NULL ? req->param : qparam(req, "insight_id");
+    if (check_id("insight_id", id, 1, res) != 0) {
+        return;
+    }
+    const char *f[1] = {id};
+    serve_cached(app, UC_KS_FEEDBACK_STATS, f, 1, build_stats, (void *)id, res);
+}
+
+static json_t *page_json(const char *list_name, json_t *items, int64_t total,
+                         long long limit, long long offset)
+{
+    return json_pack("{s:o,s:I,s:I,s:I}", list_name, items, "total",
+                     (json_int_t)total, "limit", (json_int_t)limit, "offset",
+                     (json_int_t)offset);
+}
+
+static void h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    const char *id = qparam(req, "insight_id");
+    long long limit, offset;
+    uc_db_feedback_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    if (check_id("insight_id", id, 1, res) != 0 ||
+        q_int(req, "limit", 50, 1, 100, &limit, res) != 0 ||
+        q_int(req, "offset", 0, 0, 1000000, &offset, res) != 0) {
+        return;
+    }
+    int st = uc_db_feedback_comments(app->db, id, (int)limit, (int)offset,
+                                     &rows, &n, &total);
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(items, feedback_json(&rows[i]));
+    }
+    free(rows);
+    json_t *j = page_json("comments", items, total, limit, offset);
+    json_object_set_new(j, "insight_id", json_string(id));
+    uc_resp_json(res, 200, j);
+    res->cache_control = CC_PUBLIC;
+    res->etag = 1;
+}
+
+static void h_user_feedback(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    long long limit, offset;
+    uc_db_feedback_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    if (q_int(req, "limit", 50, 1, 100, &limit, res) != 0 ||
+        q_int(req, "offset", 0, 0, 1000000, &offset, res) != 0) {
+        return;
+    }
+    int st = uc_db_feedback_by_user(app->db, req->user_id, (int)limit,
+                                    (int)offset, &rows, &n, &total);
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(items, feedback_json(&rows[i]));
+    }
+    free(rows);
+    json_t *j = page_json("feedback", items, total, limit, offset);
+    json_object_set_new(j, "user_id", json_string(req->user_id));
+    uc_resp_json(res, 200, j);
+    res->cache_control = CC_PRIVATE;
+}
+
+/* ---- backfill ------------------------------------------------------------ */
+
+static void h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    json_t *body = parse_body(req, JSON_OBJECT, res);
+    const char *job_type = NULL;
+    const char *created_by = NULL;
+    long long start = 0, end = 0;
+    uc_db_job_t j;
+    if (body == NULL) {
+        return;
+    }
+    if (get_str(body, "job_type", NULL, 1, 1, UC_DB_NAME_MAX, 0, &job_type,
+                res) != 0 ||
+        get_int(body, "start_block", NULL, 1, 0, 100000000, &start, NULL,
+                res) != 0 ||
+        get_int(body, "end_block", NULL, 1, 0, 100000000, &end, NULL, res) !=
+            0 ||
+        get_str(body, "created_by", NULL, 0, 1, UC_DB_ID_MAX, 0, &created_by,
+                res) != 0) {
+        goto cleanup;
+    }
+    if (strlen(job_type) > UC_DB_NAME_MAX ||
+        (created_by != NULL && strlen(created_by) > UC_DB_ID_MAX)) {
+        uc_resp_error(res, 422, "%s: too long",
+                      strlen(job_type) > UC_DB_NAME_MAX ? "job_type"
+                                                        : "created_by");
+        goto cleanup;
+    }
+    if (end < start) {
+        uc_resp_error(res, 422, "end_block: must not be below start_block");
+        goto cleanup;
+    }
+    memset(&j, 0, sizeof(j));
+    if (uc_uuid_new(j.id) != 0) {
+        uc_resp_error(res, 500, "internal error");
+        goto cleanup;
+    }
+    snprintf(j.job_type, sizeof(j.job_type), "%s", job_type);
+    j.start_block = start;
+    j.end_block = end;
+    j.current_block = start;
+    snprintf(j.status, sizeof(j.status), "running");
+    j.estimated_completion = UC_DB_NULL_TIME;
+    j.started_at = uc_now_us(app);
+    j.completed_at = UC_DB_NULL_TIME;
+    j.has_created_by = 1;
+    snprintf(j.created_by, sizeof(j.created_by), "%s",
+             created_by != NULL ? created_by : req->user_id);
+    int st = uc_db_job_create(app->db, &j);
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "job: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        goto cleanup;
+    }
+    /* A new id cannot be cached yet, but a 404 for it must not be either:
+     * loaders never store not-found, so nothing to invalidate. */
+    uc_resp_json(res, 201, job_json(&j));
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    json_decref(body);
+}
+
+static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    char id[UC_DB_UUID_LEN + 1];
+    const char *qid = qparam(req, "job_id");
+    json_t *body;
+    uc_db_job_progress_t p;
+    long long cur = 0;
+    uc_db_job_t j;
+
+    if (qid == NULL) {
+        uc_resp_error(res, 422, "job_id: query parameter required");
+        return;
+    }
+    if (uc_uuid_check(qid, id) != 0) {
+        uc_resp_error(res, 422, "job_id: not a UUID");
+        return;
+    }
+    body = parse_body(req, JSON_OBJECT, res);
+    if (body == NULL) {
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    if (get_int(body, "current_block", NULL, 1, 0, 100000000, &cur, NULL,
+                res) != 0 ||
+        get_num(body, "progress_percentage", NULL, 1, 0.0, 100.0,
+                &p.progress_percentage, res) != 0 ||
+        get_time(body, "estimated_completion", &p.estimated_completion, res) !=
+            0 ||
+        get_enum(body, "status", 0, JOB_STATUSES, &p.status, res) != 0 ||
+        get_str(body, "error_message", NULL, 0, 1, 1000, 1, &p.error_message,
+                res) != 0) {
+        goto cleanup;
+    }
+    p.current_block = cur;
+    p.now = uc_now_us(app);
+    int st = uc_db_job_progress(app->db, id, &p, &j);
+    if (st == UC_DB_NOTFOUND) {
+        uc_resp_error(res, 404, "job '%s' not found", id);
+        goto cleanup;
+    }
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "progress: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        goto cleanup;
+    }
+    const char *f[1] = {id};
+    uc_app_invalidate(app, UC_KS_BACKFILL_JOB, f, 1);
+    uc_resp_json(res, 200, job_json(&j));
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    json_decref(body);
+}
+
+static json_t *build_job(uc_app_t *app, void *arg, int *st)
+{
+    uc_db_job_t j;
+    *st = uc_db_job_get(app->db, arg, &j);
+    return *st == UC_DB_OK ? job_json(&j) : NULL;
+}
+
+static void h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    char id[UC_DB_UUID_LEN + 1];
+    if (uc_uuid_check(req->param, id) != 0) {
+        uc_resp_error(res, 422, "job_id: not a UUID");
+        return;
+    }
+    const char *f[1] = {id};
+    serve_cached(app, UC_KS_BACKFILL_JOB, f, 1, build_job, id, res);
+}
+
+static void h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    const char *status;
+    const char *job_type = qparam(req, "job_type");
+    long long limit, offset;
+    uc_db_job_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    if (q_enum(req, "status", JOB_STATUSES, &status, res) != 0 ||
+        check_id("job_type", job_type, 0, res) != 0 ||
+        q_int(req, "limit", 50, 1, 100, &limit, res) != 0 ||
+        q_int(req, "offset", 0, 0, 1000000, &offset, res) != 0) {
+        return;
+    }
+    int st = uc_db_job_list(app->db, status, job_type, (int)limit, (int)offset,
+                            &rows, &n, &total);
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(items, job_json(&rows[i]));
+    }
+    free(rows);
+    uc_resp_json(res, 200, page_json("jobs", items, total, limit, offset));
+    res->cache_control = CC_PUBLIC;
+    res->etag = 1;
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+/* Validates one metric object; label prefixes field names ("[3]."). */
+static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
+                            char **meta, uc_resp_t *res)
+{
+    char lab[4][48];
+    snprintf(lab[0], sizeof(lab[0]), "%sservice_name", pfx);
+    snprintf(lab[1], sizeof(lab[1]), "%smetric_type", pfx);
+    snprintf(lab[2], sizeof(lab[2]), "%smetric_value", pfx);
+    snprintf(lab[3], sizeof(lab[3]), "%sunit", pfx);
+    *meta = NULL;
+    if (!json_is_object(o)) {
+        uc_resp_error(res, 422, "%sbody: must be a JSON object", pfx);
+        return -1;
+    }
+    if (get_str(o, "service_name", lab[0], 1, 1, UC_DB_NAME_MAX, 0,
+                &m->service_name, res) != 0 ||
+        get_str(o, "metric_type", lab[1], 1, 1, UC_DB_NAME_MAX, 0,
+                &m->metric_type, res) != 0 ||
+        get_num(o, "metric_value", lab[2], 1, -1e300, 1e300, &m->metric_value,
+                res) != 0 ||
+        get_str(o, "unit", lab[3], 1, 1, UC_DB_UNIT_MAX, 0, &m->unit, res) !=
+            0) {
+        return -1;
+    }
+    if (strlen(m->service_name) > UC_DB_NAME_MAX ||
+        strlen(m->metric_type) > UC_DB_NAME_MAX ||
+        strlen(m->unit) > UC_DB_UNIT_MAX) {
+        uc_resp_error(res, 422, "%sservice_name/metric_type/unit: too long",
+                      pfx);
+        return -1;
+    }
+    json_t *md = json_object_get(o, "metric_metadata");
+    if (md != NULL && !json_is_null(md)) {
+        if (!json_is_object(md)) {
+            uc_resp_error(res, 422, "%smetric_metadata: must be an object",
+                          pfx);
+            return -1;
+        }
+        *meta = json_dumps(md, DUMP_FLAGS | JSON_SORT_KEYS);
+        if (*meta == NULL || strlen(*meta) > UC_DB_METADATA_MAX) {
+            free(*meta);
+            *meta = NULL;
+            uc_resp_error(res, 422, "%smetric_metadata: at most %d bytes", pfx,
+                          UC_DB_METADATA_MAX);
+            return -1;
+        }
+    }
+    m->metadata = *meta;
+    return 0;
+}
+
+/* After new metrics of a series: its recent pages and aggregates go. */
+static void invalidate_series(uc_app_t *app, const char *svc, const char *typ)
+{
+    const char *rf[5] = {svc, typ, NULL, NULL, NULL};
+    const char *af[5] = {svc, typ, NULL, NULL, NULL};
+    uc_app_invalidate(app, UC_KS_RECENT_METRICS, rf,
+                      uc_keyspace_nfields(app->ks[UC_KS_RECENT_METRICS]));
+    uc_app_invalidate(app, UC_KS_AGG_METRICS, af,
+                      uc_keyspace_nfields(app->ks[UC_KS_AGG_METRICS]));
+}
+
+static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
+                         int batch)
+{
+    json_t *body = parse_body(req, batch ? JSON_ARRAY : JSON_OBJECT, res);
+    size_t n;
+    uc_db_metric_new_t *in = NULL;
+    char **metas = NULL;
+    uc_db_metric_t *out = NULL;
+    int64_t now;
+
+    if (body == NULL) {
+        return;
+    }
+    n = batch ? json_array_size(body) : 1;
+    if (n == 0 || n > 1000) {
+        uc_resp_error(res, 422, "body: 1 to 1000 metrics");
+        goto cleanup;
+    }
+    in = calloc(n, sizeof(*in));
+    metas = calloc(n, sizeof(*metas));
+    out = calloc(n, sizeof(*out));
+    if (in == NULL || metas == NULL || out == NULL) {
+        uc_resp_error(res, 500, "out of memory");
+        goto cleanup;
+    }
+    now = uc_now_us(app);
+    for (size_t i = 0; i < n; i++) {
+        char pfx[24] = "";
+        if (batch) {
+            snprintf(pfx, sizeof(pfx), "[%zu].", i);
+        }
+        if (metric_from_json(batch ? json_array_get(body, i) : body, pfx,
+                             &in[i], &metas[i], res) != 0) {
+            goto cleanup;
+        }
+        in[i].timestamp = now;
+    }
+    int st = uc_db_metrics_insert(app->db, in, n, out);
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "metrics: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        goto cleanup;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++) {
+            seen = strcmp(in[k].service_name, in[i].service_name) == 0 &&
+                   strcmp(in[k].metric_type, in[i].metric_type) == 0;
+        }
+        if (!seen) {
+            invalidate_series(app, in[i].service_name, in[i].metric_type);
+        }
+        json_array_append_new(arr, metric_json(&out[i]));
+    }
+    uc_db_metrics_free(out, n, 0);
+    if (batch) {
+        uc_resp_json(res, 201, arr);
+    } else {
+        uc_resp_json(res, 201, json_incref(json_array_get(arr, 0)));
+        json_decref(arr);
+    }
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    if (metas != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            free(metas[i]);
+        }
+    }
+    free(metas);
+    free(in);
+    free(out);
+    json_decref(body);
+}
+
+static void h_metric(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    metrics_post(app, req, res, 0);
+}
+
+static void h_metric_batch(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    metrics_post(app, req, res, 1);
+}
+
+typedef struct {
+    uc_db_metric_filter_t f;
+    long long limit;
+    long long offset;
+} metric_query_t;
+
+static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
+{
+    metric_query_t *q = arg;
+    uc_db_metric_t *rows = NULL;
+    size_t n = 0;
+    *st = uc_db_metrics_list(app->db, &q->f, (int)q->limit, (int)q->offset,
+                             &rows, &n);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(items, metric_json(&rows[i]));
+    }
+    uc_db_metrics_free(rows, n, 1);
+    return json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I}", "metrics", items, "service_name",
+        q->f.service_name != NULL ? json_string(q->f.service_name)
+                                  : json_null(),
+        "metric_type",
+        q->f.metric_type != NULL ? json_string(q->f.metric_type) : json_null(),
+        "start_time", time_json(q->f.start), "end_time", time_json(q->f.end),
+        "count", (json_int_t)n, "limit", (json_int_t)q->limit, "offset",
+        (json_int_t)q->offset);
+}
+
+static void h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    metric_query_t q;
+    memset(&q, 0, sizeof(q));
+    q.f.service_name = qparam(req, "service_name");
+    q.f.metric_type = qparam(req, "metric_type");
+    if (check_id("service_name", q.f.service_name, 0, res) != 0 ||
+        check_id("metric_type", q.f.metric_type, 0, res) != 0 ||
+        q_time(req, "start_time", &q.f.start, res) != 0 ||
+        q_time(req, "end_time", &q.f.end, res) != 0 ||
+        q_int(req, "limit", 100, 1, 1000, &q.limit, res) != 0 ||
+        q_int(req, "offset", 0, 0, 1000000, &q.offset, res) != 0) {
+        return;
+    }
+    if (q.f.start != UC_DB_NULL_TIME && q.f.end != UC_DB_NULL_TIME &&
+        q.f.end <= q.f.start) {
+        uc_resp_error(res, 422, "end_time: must be after start_time");
+        return;
+    }
+    int recent = q.f.start == UC_DB_NULL_TIME && q.f.end == UC_DB_NULL_TIME;
+    if (recent) {
+        /* The recent hour starts at a whole minute, so one cache entry
+         * answers every request of that minute exactly. */
+        int64_t minute = INT64_C(60000000);
+        q.f.start = (uc_now_us(app) / minute) * minute - 60 * minute;
+    }
+    if (!recent || q.f.service_name == NULL || q.f.metric_type == NULL) {
+        int st = UC_DB_OK;
+        json_t *j = build_metrics(app, &q, &st);
+        if (j == NULL) {
+            resp_db_error(res, st);
+            return;
+        }
+        uc_resp_json(res, 200, j);
+        res->cache_control = CC_PUBLIC;
+        res->etag = 1;
+        return;
+    }
+    char win[24], lim[24], off[24];
+    snprintf(win, sizeof(win), "%lld", (long long)(q.f.start / 1000000));
+    snprintf(lim, sizeof(lim), "%lld", q.limit);
+    snprintf(off, sizeof(off), "%lld", q.offset);
+    const char *f[5] = {q.f.service_name, q.f.metric_type, win, lim, off};
+    serve_cached(app, UC_KS_RECENT_METRICS, f, 5, build_metrics, &q, res);
+}
+
+typedef struct {
+    const char *service;
+    const char *type;
+    uc_db_interval_t iv;
+    const char *iv_name;
+    int64_t start;
+    int64_t end;
+} agg_query_t;
+
+static json_t *build_agg(uc_app_t *app, void *arg, int *st)
+{
+    agg_query_t *q = arg;
+    uc_db_bucket_t *rows = NULL;
+    size_t n = 0;
+    *st = uc_db_metrics_aggregate(app->db, q->service, q->type, q->iv, q->start,
+                                  q->end, &rows, &n);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(
+            data,
+            json_pack("{s:o,s:f,s:f,s:f,s:I}", "timestamp",
+                      time_json(rows[i].bucket), "avg_value", rows[i].avg_value,
+                      "min_value", rows[i].min_value, "max_value",
+                      rows[i].max_value, "count", (json_int_t)rows[i].count));
+    }
+    free(rows);
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "service_name", q->service,
+                     "metric_type", q->type, "interval", q->iv_name,
+                     "start_time", time_json(q->start), "end_time",
+                     time_json(q->end), "data", data);
+}
+
+static void h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    static const char *const IVS[] = {"hour", "day", "week", NULL};
+    static const int64_t DEFAULT_SPAN[] = {24, 30 * 24, 12 * 7 * 24};
+    agg_query_t q;
+    const char *iv = NULL;
+    int64_t start, end;
+
+    memset(&q, 0, sizeof(q));
+    q.service = qparam(req, "service_name");
+    q.type = qparam(req, "metric_type");
+    if (check_id("service_name", q.service, 1, res) != 0 ||
+        check_id("metric_type", q.type, 1, res) != 0 ||
+        q_enum(req, "interval", IVS, &iv, res) != 0 ||
+        q_time(req, "start_time", &start, res) != 0 ||
+        q_time(req, "end_time", &end, res) != 0) {
+        return;
+    }
+    if (iv == NULL) {
+        iv = "hour";
+    }
+    q.iv = strcmp(iv, "day") == 0    ? UC_DB_DAY
+           : strcmp(iv, "week") == 0 ? UC_DB_WEEK
+                                     : UC_DB_HOUR;
+    q.iv_name = iv;
+    int64_t w = uc_db_interval_width_us(q.iv);
+    int64_t o = uc_db_interval_origin_us(q.iv);
+    if (end == UC_DB_NULL_TIME) {
+        end = uc_now_us(app);
+    }
+    if (start == UC_DB_NULL_TIME) {
+        start = end - DEFAULT_SPAN[q.iv] * INT64_C(3600000000);
+    }
+    if (end <= start) {
+        uc_resp_error(res, 422, "end_time: must be after start_time");
+        return;
+    }
+    /* Round outwards to whole buckets so rolling windows share entries. */
+    q.start = start < o ? o : o + ((start - o) / w) * w;
+    q.end = o + ((end - o + w - 1) / w) * w;
+    if ((q.end - q.start) / w > 10000) {
+        uc_resp_error(res, 422, "start_time: at most 10000 %ss per query", iv);
+        return;
+    }
+    char s1[24], s2[24];
+    snprintf(s1, sizeof(s1), "%lld", (long long)(q.start / 1000000));
+    snprintf(s2, sizeof(s2), "%lld", (long long)(q.end / 1000000));
+    const char *f[5] = {q.service, q.type, iv, s1, s2};
+    serve_cached(app, UC_KS_AGG_METRICS, f, 5, build_agg, &q, res);
+}
+
+/* ---- retention ----------------------------------------------------------- */
+
+static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    const int64_t day = INT64_C(86400000000);
+    int64_t now = uc_now_us(app);
+    uc_db_retention_cutoffs_t c = {now - 180 * day, now - 730 * day,
+                                   now - 90 * day};
+    uc_db_retention_t r;
+    size_t failed = 0;
+    (void)req;
+
+    int st = uc_db_retention_run(app->db, &c, &r);
+    if (st != UC_DB_OK) {
+        resp_db_error(res, st);
+        return;
+    }
+    for (size_t i = 0; i < r.n_job_ids; i++) {
+        const char *f[1] = {r.job_ids[i]};
+        failed += uc_app_invalidate(app, UC_KS_BACKFILL_JOB, f, 1) != 0;
+    }
+    for (size_t i = 0; i < r.n_insight_ids; i++) {
+        const char *f[1] = {r.insight_ids[i]};
+        failed += uc_app_invalidate(app, UC_KS_FEEDBACK_STATS, f, 1) != 0;
+    }
+    for (size_t i = 0; i < r.n_series; i++) {
+        invalidate_series(app, r.series[i].service_name,
+                          r.series[i].metric_type);
+    }
+    uc_resp_json(res, 200,
+                 json_pack("{s:I,s:I,s:I,s:{s:I,s:I,s:I},s:I}",
+                           "backfill_jobs_deleted", (json_int_t)r.jobs_deleted,
+                           "feedback_deleted", (json_int_t)r.feedback_deleted,
+                           "metrics_deleted", (json_int_t)r.metrics_deleted,
+                           "invalidated", "backfill_jobs",
+                           (json_int_t)r.n_job_ids, "insights",
+                           (json_int_t)r.n_insight_ids, "metric_series",
+                           (json_int_t)r.n_series, "invalidation_failures",
+                           (json_int_t)failed));
+    res->cache_control = CC_PRIVATE;
+    uc_db_retention_release(&r);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static json_t *stats_json(const uc_stats_t *s)
+{
+    return json_pack(
+        "{s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "hit_rate",
+        uc_stats_hit_rate(s), "hits", (json_int_t)s->hits, "misses",
+        (json_int_t)s->misses, "errors", (json_int_t)s->errors, "fallbacks",
+        (json_int_t)s->fallbacks, "loads", (json_int_t)s->loads, "load_errors",
+        (json_int_t)s->load_errors, "sets", (json_int_t)s->sets, "set_errors",
+        (json_int_t)s->set_errors, "stale_rejects",
+        (json_int_t)s->stale_rejects, "invalidations",
+        (json_int_t)s->invalidations, "invalidation_retries",
+        (json_int_t)s->invalidation_retries, "invalidation_failures",
+        (json_int_t)s->invalidation_failures);
+}
+
+static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    int redis = strcmp(uc_cache_backend_name(app->cache), "redis") == 0;
+    json_t *kss = json_object();
+    uc_stats_t tot;
+    uc_pool_stats_t ps;
+    uc_server_info_t si;
+    (void)req;
+
+    for (int i = 0; i < UC_KS_COUNT; i++) {
+        uc_stats_t s;
+        uc_keyspace_stats(app->ks[i], &s);
+        json_t *o = stats_json(&s);
+        json_object_set_new(o, "ttl_s",
+                            json_integer(uc_keyspace_ttl(app->ks[i])));
+        if (redis) {
+            uint64_t keys = 0;
+            if (uc_keyspace_count(app->ks[i], &keys) == UC_OK) {
+                json_object_set_new(o, "keys", json_integer((json_int_t)keys));
+            } else {
+                json_object_set_new(o, "keys", json_null());
+            }
+        }
+        json_object_set_new(kss, uc_keyspace_name(app->ks[i]), o);
+    }
+    uc_cache_stats(app->cache, &tot);
+    uc_cache_pool_stats(app->cache, &ps);
+    static const char *const BREAKER[] = {"closed", "open", "half_open"};
+    pthread_mutex_lock(&app->pending_mu);
+    size_t pending = app->n_pending + (app->flush_all != 0);
+    pthread_mutex_unlock(&app->pending_mu);
+    json_t *j = json_pack(
+        "{s:s,s:o,s:o,s:{s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I},"
+        "s:{s:I,s:I,s:I}}",
+        "backend", uc_cache_backend_name(app->cache), "totals",
+        stats_json(&tot), "keyspaces", kss, "pool", "max", (int)ps.max,
+        "in_use", (int)ps.in_use, "idle", (int)ps.idle, "connects",
+        (json_int_t)ps.connects, "connect_failures",
+        (json_int_t)ps.connect_failures, "discarded", (json_int_t)ps.discarded,
+        "waits", (json_int_t)ps.waits, "acquire_timeouts",
+        (json_int_t)ps.acquire_timeouts, "breaker",
+        BREAKER[ps.breaker <= UC_BREAKER_HALF_OPEN ? ps.breaker : 0],
+        "breaker_opens", (json_int_t)ps.breaker_opens, "breaker_rejects",
+        (json_int_t)ps.breaker_rejects, "invalidation_queue", "pending",
+        (json_int_t)pending, "failed",
+        (json_int_t)atomic_load(&app->inval_failed), "retried",
+        (json_int_t)atomic_load(&app->inval_retried));
+    if (redis) {
+        if (uc_cache_server_info(app->cache, &si) == UC_OK) {
+            json_object_set_new(
+                j, "redis",
+                json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "version", si.version,
+                          "used_memory", (json_int_t)si.used_memory,
+                          "max_memory", (json_int_t)si.max_memory, "keys",
+                          (json_int_t)si.keys, "evicted_keys",
+                          (json_int_t)si.evicted_keys, "expired_keys",
+                          (json_int_t)si.expired_keys));
+        } else {
+            json_object_set_new(j, "redis", json_null());
+        }
+    }
+    uc_resp_json(res, 200, j);
+}
+
+static void h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    (void)req;
+    uc_resp_json(
+        res, 200,
+        json_pack("{s:s,s:I}", "status", "ok", "uptime_s",
+                  (json_int_t)((uc_now_us(app) - app->started_at) / 1000000)));
+}
+
+static void h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    uint64_t rtt = 0;
+    (void)req;
+    int dbst = uc_db_ping(app->db);
+    int cst = uc_cache_ping(app->cache, &rtt);
+    int ready = dbst == UC_DB_OK && !atomic_load(&app->draining);
+    uc_resp_json(res, ready ? 200 : 503,
+                 json_pack("{s:s,s:{s:s,s:s},s:{s:s,s:s,s:I}}", "status",
+                           ready ? "ready" : "not ready", "database", "backend",
+                           uc_db_backend_name(app->db), "status",
+                           dbst == UC_DB_OK ? "ok" : uc_db_strerror(dbst),
+                           "cache", "backend",
+                           uc_cache_backend_name(app->cache), "status",
+                           cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us",
+                           (json_int_t)rtt));
+}
+
+static void h_prometheus(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    size_t len = 0;
+    char *text = uc_http_metrics_text(app, &len);
+    (void)req;
+    if (text == NULL) {
+        uc_resp_error(res, 500, "out of memory");
+        return;
+    }
+    res->status = 200;
+    res->body = text;
+    res->len = len;
+    res->body_free = free;
+    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static const uc_route_t routes[] = {
+    {"POST", "/api/v1/feedback/rate", UC_ROLE_USER, h_rate, "feedback_rate", 0},
+    {"POST", "/api/v1/feedback/comment", UC_ROLE_USER, h_comment,
+     "feedback_comment", 0},
+    {"POST", "/api/v1/feedback/flag", UC_ROLE_USER, h_flag, "feedback_flag", 0},
+    {"GET", "/api/v1/feedback/stats", 0, h_stats, "feedback_stats", 0},
+    {"GET", "/api/v1/feedback/stats/{}", 0, h_stats, "feedback_stats_path", 0},
+    {"GET", "/api/v1/feedback/comments", 0, h_comments, "feedback_comments", 0},
+    {"GET", "/api/v1/feedback/user", UC_ROLE_USER, h_user_feedback,
+     "feedback_user", 0},
+    {"POST", "/api/v1/monitoring/backfill/start", UC_ROLE_ADMIN,
+     h_backfill_start, "backfill_start", 0},
+    {"POST", "/api/v1/monitoring/backfill/progress", UC_ROLE_SERVICE,
+     h_backfill_progress, "backfill_progress", 0},
+    {"GET", "/api/v1/monitoring/backfill/status", 0, h_backfill_list,
+     "backfill_status", 0},
+    {"GET", "/api/v1/monitoring/backfill/{}", 0, h_backfill_get, "backfill_job",
+     0},
+    {"POST", "/api/v1/monitoring/metrics", UC_ROLE_SERVICE, h_metric,
+     "metrics_post", 0},
+    {"POST", "/api/v1/monitoring/metrics/batch", UC_ROLE_SERVICE,
+     h_metric_batch, "metrics_batch", UC_API_BATCH_BODY_MAX},
+    {"GET", "/api/v1/monitoring/metrics", 0, h_metrics_list, "metrics_list", 0},
+    {"GET", "/api/v1/monitoring/metrics/aggregate", 0, h_metrics_agg,
+     "metrics_aggregate", 0},
+    {"POST", "/api/v1/monitoring/retention/run", UC_ROLE_ADMIN, h_retention,
+     "retention_run", 0},
+    {"GET", "/api/v1/monitoring/cache/stats", 0, h_cache_stats, "cache_stats",
+     0},
+    {"GET", "/healthz", 0, h_healthz, "healthz", 0},
+    {"GET", "/readyz", 0, h_readyz, "readyz", 0},
+    {"GET", "/metrics", 0, h_prometheus, "metrics", 0},
+};
+
+const uc_route_t *uc_api_routes(size_t *n)
+{
+    *n = sizeof(routes) / sizeof(routes[0]);
+    return routes;
+}

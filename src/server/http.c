@@ -1,0 +1,637 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The HTTP layer of utxoiq-api over libmicrohttpd: the daemon (epoll, turbo,
+ * a thread pool, connection timeout and memory limit), request bodies capped
+ * at 64 KiB, the table-driven router with 404/405, auth before protected
+ * handlers, strong ETags with If-None-Match, the per-route request metrics
+ * and their Prometheus text, the access log, and the SIGTERM drain.
+ *
+ * libmicrohttpd calls the access handler at least twice per request: once
+ * when the headers are in (we only allocate the request context), then with
+ * body chunks, then once more with no data. The response is queued on that
+ * last call, never the first; queuing on the first call would make MHD treat
+ * it as an early response and close the connection, losing keep-alive.
+ */
+#include "app.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Past this many bytes an oversized body is no longer drained. */
+#define UC_API_DRAIN_MAX (2u * 1024u * 1024u)
+
+typedef struct {
+    uint64_t start_us;
+    char *body;
+    size_t len;
+    size_t max; /* body limit of the route */
+    int too_big;
+    int route; /* index, or -1: 404 / 405 */
+    int known; /* the path exists under another method */
+    const char *param;
+} req_ctx_t;
+
+static const int status_codes[UC_STATUS_SLOTS] = {
+    200, 201, 304, 400, 401, 403, 404, 405, 413, 422, 500, 503, 0};
+#define STATUS_OTHER 12
+
+static const uint64_t lat_bounds_us[UC_LAT_BUCKETS - 1] = {
+    100,   250,   500,    1000,   2500,   5000,   10000,
+    25000, 50000, 100000, 250000, 500000, 1000000};
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int status_slot(int status)
+{
+    for (int i = 0; i < STATUS_OTHER; i++) {
+        if (status_codes[i] == status) {
+            return i;
+        }
+    }
+    return STATUS_OTHER;
+}
+
+static void record(uc_app_t *app, size_t route, int status, uint64_t us)
+{
+    uc_route_metrics_t *m = &app->routes[route];
+    int b = UC_LAT_BUCKETS - 1;
+    for (int i = 0; i < UC_LAT_BUCKETS - 1; i++) {
+        if (us <= lat_bounds_us[i]) {
+            b = i;
+            break;
+        }
+    }
+    atomic_fetch_add(&m->by_status[status_slot(status)], 1);
+    atomic_fetch_add(&m->lat[b], 1);
+    atomic_fetch_add(&m->lat_sum_us, us);
+    atomic_fetch_add(&m->count, 1);
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+/*
+ * Finds the route of (method, path). Exact paths win over "{}" patterns, so
+ * /backfill/status is never read as a job id. Returns the route index, or
+ * -1 with *known set when the path exists under another method (405).
+ */
+static int find_route(const char *method, const char *path, const char **param,
+                      int *known)
+{
+    size_t n;
+    const uc_route_t *rt = uc_api_routes(&n);
+    *known = 0;
+    *param = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rt[i].pattern, path) == 0) {
+            if (strcmp(rt[i].method, method) == 0) {
+                return (int)i;
+            }
+            *known = 1;
+        }
+    }
+    if (*known) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t pl = strlen(rt[i].pattern);
+        if (pl < 2 || strcmp(rt[i].pattern + pl - 2, "{}") != 0) {
+            continue;
+        }
+        pl -= 2;
+        if (strncmp(rt[i].pattern, path, pl) != 0 || path[pl] == '\0' ||
+            strchr(path + pl, '/') != NULL) {
+            continue;
+        }
+        if (strcmp(rt[i].method, method) == 0) {
+            *param = path + pl;
+            return (int)i;
+        }
+        *known = 1;
+    }
+    return -1;
+}
+
+/* Allowed methods of a path, for the Allow header of a 405. */
+static void allowed_methods(const char *path, char *buf, size_t cap)
+{
+    size_t n;
+    const uc_route_t *rt = uc_api_routes(&n);
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t pl = strlen(rt[i].pattern);
+        int match = strcmp(rt[i].pattern, path) == 0;
+        if (!match && pl >= 2 && strcmp(rt[i].pattern + pl - 2, "{}") == 0) {
+            match = strncmp(rt[i].pattern, path, pl - 2) == 0 &&
+                    path[pl - 2] != '\0' && strchr(path + pl - 2, '/') == NULL;
+        }
+        if (match && strstr(buf, rt[i].method) == NULL) {
+            int w = snprintf(buf + pos, cap - pos, "%s%s", pos > 0 ? ", " : "",
+                             rt[i].method);
+            if (w < 0 || (size_t)w >= cap - pos) {
+                break;
+            }
+            pos += (size_t)w;
+        }
+    }
+}
+
+/* ---- ETag ---------------------------------------------------------------- */
+
+/* Does If-None-Match (a list of entity tags, or "*") match etag? Weak
+ * comparison, as RFC 9110 asks for If-None-Match. */
+static int etag_matches(const char *inm, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = inm;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == ',' || *p == '\t') {
+            p++;
+        }
+        if (*p == '*') {
+            return 1;
+        }
+        if (strncmp(p, "W/", 2) == 0) {
+            p += 2;
+        }
+        if (*p != '"') {
+            return 0;
+        }
+        const char *end = strchr(p + 1, '"');
+        if (end == NULL) {
+            return 0;
+        }
+        if ((size_t)(end + 1 - p) == elen && strncmp(p, etag, elen) == 0) {
+            return 1;
+        }
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* ---- request handling ---------------------------------------------------- */
+
+static void body_free_default(uc_resp_t *res)
+{
+    if (res->body != NULL && res->body_free != NULL) {
+        res->body_free(res->body);
+    }
+    res->body = NULL;
+}
+
+static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
+                             const char *method, const char *path,
+                             size_t route_idx, uc_resp_t *res,
+                             uint64_t start_us, const char *allow)
+{
+    struct MHD_Response *r;
+    char etag[24] = "";
+    int status = res->status != 0 ? res->status : 500;
+    enum MHD_Result ret;
+
+    if (res->etag && status == 200 && res->body != NULL) {
+        snprintf(etag, sizeof(etag), "\"%016llx\"",
+                 (unsigned long long)uc_hash64(res->body, res->len));
+        const char *inm =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
+        if (inm != NULL && etag_matches(inm, etag)) {
+            status = 304;
+        }
+    }
+    if (status == 304 || res->body == NULL) {
+        body_free_default(res);
+        r = MHD_create_response_from_buffer(0, (void *)"",
+                                            MHD_RESPMEM_PERSISTENT);
+    } else {
+        r = MHD_create_response_from_buffer_with_free_callback(
+            res->len, res->body, res->body_free);
+        if (r != NULL) {
+            res->body = NULL;
+        }
+    }
+    if (r == NULL) {
+        body_free_default(res);
+        return MHD_NO;
+    }
+    if (status != 304) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                res->content_type != NULL ? res->content_type
+                                                          : "application/json");
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            res->cache_control != NULL ? res->cache_control
+                                                       : "no-store");
+    if (etag[0] != '\0') {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+    }
+    if (res->cache != UC_CACHE_NONE) {
+        MHD_add_response_header(r, "X-Cache",
+                                res->cache == UC_CACHE_HIT ? "HIT" : "MISS");
+    }
+    if (allow != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    if (atomic_load(&app->draining)) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+
+    uint64_t dur = mono_us() - start_us;
+    record(app, route_idx, status, dur);
+    if (app->access_log) {
+        char st[8], du[24];
+        snprintf(st, sizeof(st), "%d", status);
+        snprintf(du, sizeof(du), "%llu", (unsigned long long)dur);
+        uc_log("info", "request", "method", method, "path", path, "status", st,
+               "duration_us", du, "cache",
+               res->cache == UC_CACHE_HIT    ? "HIT"
+               : res->cache == UC_CACHE_MISS ? "MISS"
+                                             : "-",
+               NULL);
+    }
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    uc_app_t *app = cls;
+    req_ctx_t *c = *con_cls;
+    size_t nroutes;
+    const uc_route_t *rt = uc_api_routes(&nroutes);
+    uc_resp_t res;
+    (void)version;
+
+    if (c == NULL) {
+        /* First call: headers only. Never queue a response here. */
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            return MHD_NO;
+        }
+        c->start_us = mono_us();
+        c->route = find_route(method, url, &c->param, &c->known);
+        c->max = c->route >= 0 && rt[c->route].body_max > 0
+                     ? rt[c->route].body_max
+                     : UC_API_BODY_MAX;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "Content-Length");
+        long long clen = 0;
+        if (cl != NULL && (uc_parse_int(cl, 0, INT64_MAX, &clen) != 0 ||
+                           clen > (long long)c->max)) {
+            c->too_big = 1;
+        }
+        atomic_fetch_add(&app->inflight, 1);
+        *con_cls = c;
+        const char *expect =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+        if (c->too_big && expect != NULL) {
+            /* The client waits for "100 Continue" before sending the body:
+             * refusing now costs the connection but sends no body at all. */
+            memset(&res, 0, sizeof(res));
+            uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
+            return queue(app, conn, method, url, nroutes, &res, c->start_us,
+                         NULL);
+        }
+        return MHD_YES;
+    }
+    memset(&res, 0, sizeof(res));
+    if (c->too_big && (*upload_size == 0 || c->len > UC_API_DRAIN_MAX)) {
+        /* Bodies up to UC_API_DRAIN_MAX are read and dropped so the answer
+         * arrives on a healthy keep-alive connection; past that, answer at
+         * once and let MHD close it. */
+        uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
+        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL);
+    }
+    if (*upload_size > 0) {
+        if (c->too_big || c->len + *upload_size > c->max) {
+            free(c->body);
+            c->body = NULL;
+            c->too_big = 1;
+            c->len += *upload_size;
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        char *nb = realloc(c->body, c->len + *upload_size + 1);
+        if (nb == NULL) {
+            return MHD_NO;
+        }
+        memcpy(nb + c->len, upload, *upload_size);
+        c->body = nb;
+        c->len += *upload_size;
+        c->body[c->len] = '\0';
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    uc_req_t req;
+    memset(&req, 0, sizeof(req));
+    int idx = c->route;
+    req.param = c->param;
+    if (idx < 0) {
+        if (c->known) {
+            char allow[64];
+            allowed_methods(url, allow, sizeof(allow));
+            uc_resp_error(&res, 405, "method %s not allowed", method);
+            return queue(app, conn, method, url, nroutes, &res, c->start_us,
+                         allow);
+        }
+        uc_resp_error(&res, 404, "not found");
+        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL);
+    }
+    req.method = method;
+    req.path = url;
+    req.body = c->body != NULL ? c->body : "";
+    req.body_len = c->len;
+    req.conn = conn;
+    if (rt[idx].roles == 0 ||
+        uc_auth_check(app, &req, rt[idx].roles, &res) == 0) {
+        rt[idx].fn(app, &req, &res);
+    }
+    return queue(app, conn, method, url, (size_t)idx, &res, c->start_us, NULL);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    uc_app_t *app = cls;
+    req_ctx_t *c = *con_cls;
+    (void)conn;
+    (void)toe;
+    if (c == NULL) {
+        return;
+    }
+    free(c->body);
+    free(c);
+    *con_cls = NULL;
+    atomic_fetch_sub(&app->inflight, 1);
+}
+
+/* ---- Prometheus text ----------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t len;
+    size_t cap;
+    int failed;
+} sbuf_t;
+
+static void sb_printf(sbuf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(sbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    if (b->failed) {
+        return;
+    }
+    for (;;) {
+        va_start(ap, fmt);
+        int w = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (w < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)w < b->cap - b->len) {
+            b->len += (size_t)w;
+            return;
+        }
+        size_t ncap = b->cap * 2 + (size_t)w;
+        char *np = realloc(b->p, ncap);
+        if (np == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+static void prom_stats(sbuf_t *b, const char *ks, const uc_stats_t *s)
+{
+    sb_printf(b, "utxoiq_cache_hits_total{keyspace=\"%s\"} %llu\n", ks,
+              (unsigned long long)s->hits);
+    sb_printf(b, "utxoiq_cache_misses_total{keyspace=\"%s\"} %llu\n", ks,
+              (unsigned long long)s->misses);
+    sb_printf(b, "utxoiq_cache_errors_total{keyspace=\"%s\"} %llu\n", ks,
+              (unsigned long long)s->errors);
+    sb_printf(b, "utxoiq_cache_fallbacks_total{keyspace=\"%s\"} %llu\n", ks,
+              (unsigned long long)s->fallbacks);
+    sb_printf(b, "utxoiq_cache_loads_total{keyspace=\"%s\"} %llu\n", ks,
+              (unsigned long long)s->loads);
+    sb_printf(b, "utxoiq_cache_invalidations_total{keyspace=\"%s\"} %llu\n", ks,
+              (unsigned long long)s->invalidations);
+    sb_printf(b,
+              "utxoiq_cache_invalidation_failures_total{keyspace=\"%s\"} "
+              "%llu\n",
+              ks, (unsigned long long)s->invalidation_failures);
+    sb_printf(b, "utxoiq_cache_hit_ratio{keyspace=\"%s\"} %.4f\n", ks,
+              uc_stats_hit_rate(s));
+}
+
+char *uc_http_metrics_text(uc_app_t *app, size_t *len)
+{
+    sbuf_t b = {malloc(8192), 0, 8192, 0};
+    size_t n;
+    const uc_route_t *rt = uc_api_routes(&n);
+    if (b.p == NULL) {
+        return NULL;
+    }
+    sb_printf(&b, "# HELP utxoiq_http_requests_total HTTP requests by route "
+                  "and status.\n# TYPE utxoiq_http_requests_total counter\n");
+    for (size_t i = 0; i <= n; i++) {
+        const char *name = i < n ? rt[i].name : "unmatched";
+        for (int s = 0; s < UC_STATUS_SLOTS; s++) {
+            uint64_t v = atomic_load(&app->routes[i].by_status[s]);
+            if (v == 0) {
+                continue;
+            }
+            if (s == STATUS_OTHER) {
+                sb_printf(&b,
+                          "utxoiq_http_requests_total{route=\"%s\",status="
+                          "\"other\"} %llu\n",
+                          name, (unsigned long long)v);
+            } else {
+                sb_printf(&b,
+                          "utxoiq_http_requests_total{route=\"%s\",status="
+                          "\"%d\"} %llu\n",
+                          name, status_codes[s], (unsigned long long)v);
+            }
+        }
+    }
+    sb_printf(&b, "# HELP utxoiq_http_request_duration_seconds Time to the "
+                  "queued response.\n# TYPE "
+                  "utxoiq_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i <= n; i++) {
+        const uc_route_metrics_t *m = &app->routes[i];
+        const char *name = i < n ? rt[i].name : "unmatched";
+        uint64_t count = atomic_load(&m->count);
+        if (count == 0) {
+            continue;
+        }
+        const char *label = name;
+        uint64_t cum = 0;
+        for (int k = 0; k < UC_LAT_BUCKETS; k++) {
+            cum += atomic_load(&m->lat[k]);
+            if (k < UC_LAT_BUCKETS - 1) {
+                sb_printf(&b,
+                          "utxoiq_http_request_duration_seconds_bucket{route="
+                          "\"%s\",le=\"%g\"} %llu\n",
+                          label, (double)lat_bounds_us[k] / 1e6,
+                          (unsigned long long)cum);
+            } else {
+                sb_printf(&b,
+                          "utxoiq_http_request_duration_seconds_bucket{route="
+                          "\"%s\",le=\"+Inf\"} %llu\n",
+                          label, (unsigned long long)cum);
+            }
+        }
+        sb_printf(&b,
+                  "utxoiq_http_request_duration_seconds_sum{route=\"%s\"} "
+                  "%.6f\n",
+                  label, (double)atomic_load(&m->lat_sum_us) / 1e6);
+        sb_printf(&b,
+                  "utxoiq_http_request_duration_seconds_count{route=\"%s\"} "
+                  "%llu\n",
+                  label, (unsigned long long)count);
+    }
+    sb_printf(&b,
+              "# TYPE utxoiq_http_inflight gauge\nutxoiq_http_inflight "
+              "%d\n",
+              atomic_load(&app->inflight));
+    sb_printf(&b, "# TYPE utxoiq_cache_hits_total counter\n");
+    for (int i = 0; i < UC_KS_COUNT; i++) {
+        uc_stats_t s;
+        uc_keyspace_stats(app->ks[i], &s);
+        prom_stats(&b, uc_keyspace_name(app->ks[i]), &s);
+    }
+    uc_pool_stats_t ps;
+    uc_cache_pool_stats(app->cache, &ps);
+    sb_printf(&b,
+              "# TYPE utxoiq_cache_pool_connections gauge\n"
+              "utxoiq_cache_pool_connections{state=\"in_use\"} %u\n"
+              "utxoiq_cache_pool_connections{state=\"idle\"} %u\n"
+              "utxoiq_cache_pool_connections{state=\"max\"} %u\n"
+              "utxoiq_cache_pool_connects_total %llu\n"
+              "utxoiq_cache_pool_connect_failures_total %llu\n"
+              "utxoiq_cache_pool_acquire_timeouts_total %llu\n"
+              "utxoiq_cache_breaker_state %d\n"
+              "utxoiq_cache_breaker_opens_total %llu\n",
+              ps.in_use, ps.idle, ps.max, (unsigned long long)ps.connects,
+              (unsigned long long)ps.connect_failures,
+              (unsigned long long)ps.acquire_timeouts, (int)ps.breaker,
+              (unsigned long long)ps.breaker_opens);
+    sb_printf(&b,
+              "utxoiq_invalidation_failures_total %llu\n"
+              "utxoiq_invalidation_retries_succeeded_total %llu\n",
+              (unsigned long long)atomic_load(&app->inval_failed),
+              (unsigned long long)atomic_load(&app->inval_retried));
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+/* ---- the daemon ---------------------------------------------------------- */
+
+int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
+{
+    struct sockaddr_in sa4;
+    struct sockaddr_in6 sa6;
+    struct sockaddr *sa;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ITC;
+    sigset_t set;
+    struct MHD_Daemon *d;
+
+    memset(&sa4, 0, sizeof(sa4));
+    memset(&sa6, 0, sizeof(sa6));
+    if (inet_pton(AF_INET, o->listen_addr, &sa4.sin_addr) == 1) {
+        sa4.sin_family = AF_INET;
+        sa4.sin_port = htons((uint16_t)o->port);
+        sa = (struct sockaddr *)&sa4;
+    } else if (inet_pton(AF_INET6, o->listen_addr, &sa6.sin6_addr) == 1) {
+        sa6.sin6_family = AF_INET6;
+        sa6.sin6_port = htons((uint16_t)o->port);
+        sa = (struct sockaddr *)&sa6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        uc_log("error", "LISTEN_ADDR is not an IP address", "listen_addr",
+               o->listen_addr, NULL);
+        return 1;
+    }
+
+    /* The signals are taken by sigtimedwait below; the MHD threads inherit
+     * the mask, so no handler ever runs inside a request. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, app,
+                         MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)o->threads, MHD_OPTION_CONNECTION_TIMEOUT,
+                         o->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                         (size_t)(32 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                         1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+                         MHD_OPTION_END);
+    if (d == NULL) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", o->port);
+        uc_log("error", "cannot start HTTP daemon", "listen_addr",
+               o->listen_addr, "port", port, NULL);
+        return 1;
+    }
+    {
+        char url[128], th[16];
+        snprintf(url, sizeof(url), "http://%s:%d/", o->listen_addr, o->port);
+        snprintf(th, sizeof(th), "%d", o->threads);
+        uc_log("info", "listening", "url", url, "threads", th, "database",
+               uc_db_backend_name(app->db), "cache",
+               uc_cache_backend_name(app->cache), NULL);
+    }
+
+    for (;;) {
+        struct timespec tick = {0, 250 * 1000000L};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            uc_log("info", "draining", "signal",
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+            break;
+        }
+        uc_app_retry_pending(app);
+    }
+
+    atomic_store(&app->draining, 1);
+    MHD_quiesce_daemon(d);
+    /* In-flight requests finish (bounded); idle keep-alive connections are
+     * closed by MHD_stop_daemon. */
+    uint64_t deadline = mono_us() + 10u * 1000000u;
+    while (atomic_load(&app->inflight) > 0 && mono_us() < deadline) {
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(d);
+    uc_app_retry_pending(app);
+    uc_log("info", "stopped", NULL);
+    return 0;
+}

@@ -1,0 +1,1149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * utxoiq-api end to end: the real binary over HTTP (libcurl) against a real
+ * database (a fresh SQLite file, or a fresh PostgreSQL database under
+ * UC_TEST_DB=postgresql, the *_pg CTest entries) and the in-process memory
+ * cache. Every endpoint, every error status, invalidation after each kind of
+ * write (read, write, read again shows the new value), ETag / If-None-Match,
+ * X-Cache, retention, and a clean exit on SIGTERM.
+ */
+#include "api_test.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+static uc_test_api_t api;
+static char admin_key[128];
+static char user_key[128];
+static char user2_key[128];
+static char service_key[128];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (uc_test_api_start(&api, NULL, NULL) != 0) {
+        return -1;
+    }
+    if (uc_test_api_key(&api, "root-admin", "admin", admin_key,
+                        sizeof(admin_key)) != 0 ||
+        uc_test_api_key(&api, "alice", "user", user_key, sizeof(user_key)) !=
+            0 ||
+        uc_test_api_key(&api, "bob", "user", user2_key, sizeof(user2_key)) !=
+            0 ||
+        uc_test_api_key(&api, "ingestor", "service", service_key,
+                        sizeof(service_key)) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    uc_test_api_destroy(&api);
+    return 0;
+}
+
+/* POSTs a rating and expects 200. */
+static void rate(const char *key, const char *insight, int rating)
+{
+    char body[512];
+    api_res_t r;
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":%d}", insight,
+        rating);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static void test_health_ready_metrics(void **state)
+{
+    api_res_t r;
+    (void)state;
+    api_req(&api, &r, "GET", "/healthz", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "ok");
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/readyz", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "ready");
+    assert_string_equal(jstr(jget(r.j, "database"), "status"), "ok");
+    assert_string_equal(jstr(jget(r.j, "cache"), "backend"), "memory");
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/metrics", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_null(r.j);
+    assert_non_null(strstr(r.h.content_type, "text/plain"));
+    assert_non_null(strstr(r.h.body, "utxoiq_http_requests_total{route="
+                                     "\"readyz\",status=\"200\"} "));
+    assert_non_null(strstr(r.h.body, "utxoiq_http_request_duration_seconds_"
+                                     "bucket{route=\"healthz\",le=\"+Inf\"}"));
+    assert_non_null(strstr(
+        r.h.body, "utxoiq_cache_hits_total{keyspace=\"feedback_stats\"}"));
+    assert_non_null(strstr(r.h.body, "utxoiq_cache_pool_connections"));
+    api_free(&r);
+}
+
+static void test_cache_stats(void **state)
+{
+    api_res_t r;
+    char path[256], id[64];
+    (void)state;
+    uniq(id, sizeof(id), "cs");
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "backend"), "memory");
+    json_t *fs = jget(jget(r.j, "keyspaces"), "feedback_stats");
+    assert_true(jint(fs, "hits") >= 1);
+    assert_true(jint(fs, "misses") >= 1);
+    assert_true(jnum(fs, "hit_rate") > 0.0);
+    jint(fs, "errors");
+    jint(fs, "fallbacks");
+    jget(jget(r.j, "keyspaces"), "backfill_job");
+    jget(jget(r.j, "keyspaces"), "aggregated_metrics");
+    jget(jget(r.j, "keyspaces"), "recent_metrics_page");
+    jint(jget(r.j, "pool"), "in_use");
+    api_free(&r);
+}
+
+/* ---- routing and auth ---------------------------------------------------- */
+
+static void test_404_405(void **state)
+{
+    api_res_t r;
+    (void)state;
+    api_req(&api, &r, "GET", "/api/v1/nope", NULL, NULL, NULL);
+    assert_status(&r, 404);
+    jstr(r.j, "detail");
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/api/v1/feedback/rate", NULL, NULL, NULL);
+    assert_status(&r, 405);
+    assert_string_equal(r.h.allow, "POST");
+    api_free(&r);
+
+    api_req(&api, &r, "DELETE", "/healthz", NULL, NULL, NULL);
+    assert_status(&r, 405);
+    api_free(&r);
+
+    /* An exact path is never read as a job id. */
+    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/start", NULL, NULL,
+            NULL);
+    assert_status(&r, 405);
+    api_free(&r);
+
+    api_req(&api, &r, "POST", "/api/v1/feedback/stats/x", admin_key, "{}",
+            NULL);
+    assert_status(&r, 405);
+    api_free(&r);
+}
+
+static void test_auth(void **state)
+{
+    api_res_t r;
+    char key[160];
+    const char *body = "{\"insight_id\":\"auth-1\",\"rating\":3}";
+    (void)state;
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", NULL, body, NULL);
+    assert_status(&r, 401);
+    jstr(r.j, "detail");
+    api_free(&r);
+
+    /* Right shape, wrong secret: still 401. */
+    snprintf(key, sizeof(key), "%s", user_key);
+    key[strlen(key) - 1] = key[strlen(key) - 1] == '0' ? '1' : '0';
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", key, body, NULL);
+    assert_status(&r, 401);
+    api_free(&r);
+
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", "garbage", body, NULL);
+    assert_status(&r, 401);
+    api_free(&r);
+
+    /* X-API-Key works like Bearer. */
+    snprintf(key, sizeof(key), "X:%s", user_key);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", key, body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "user_id"), "alice");
+    api_free(&r);
+
+    /* Wrong role: 403. */
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", user_key,
+            "{\"job_type\":\"blocks\",\"start_block\":1,\"end_block\":2}",
+            NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics", user_key,
+            "{\"service_name\":\"s\",\"metric_type\":\"t\","
+            "\"metric_value\":1,\"unit\":\"ms\"}",
+            NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", service_key, body, NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/retention/run", service_key,
+            "", NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/feedback/user", NULL, NULL, NULL);
+    assert_status(&r, 401);
+    api_free(&r);
+}
+
+/* ---- feedback ------------------------------------------------------------ */
+
+static void test_stats_etag_and_invalidation(void **state)
+{
+    api_res_t r;
+    char id[64], path[256], etag[80], inm[128];
+    (void)state;
+    uniq(id, sizeof(id), "ins");
+    fmt(path, sizeof(path), "/api/v1/feedback/stats?insight_id=%s", id);
+
+    /* Empty insight: zeros, MISS, then HIT with the same ETag. */
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "total_ratings"), 0);
+    assert_true(jnum(r.j, "average_rating") == 0.0);
+    assert_int_equal(json_object_size(jget(r.j, "flag_types")), 0);
+    assert_true(r.h.etag[0] == '"');
+    assert_non_null(strstr(r.h.cache_control, "no-cache"));
+    snprintf(etag, sizeof(etag), "%s", r.h.etag);
+    api_free(&r);
+
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "HIT");
+    assert_string_equal(r.h.etag, etag);
+    api_free(&r);
+
+    fmt(inm, sizeof(inm), "If-None-Match: %s", etag);
+    api_req(&api, &r, "GET", path, NULL, NULL, inm);
+    assert_status(&r, 304);
+    assert_int_equal(r.h.len, 0);
+    assert_string_equal(r.h.etag, etag);
+    api_free(&r);
+
+    /* A list that contains it, and a weak form, also match. */
+    fmt(inm, sizeof(inm), "If-None-Match: \"nope\", W/%s", etag);
+    api_req(&api, &r, "GET", path, NULL, NULL, inm);
+    assert_status(&r, 304);
+    api_free(&r);
+
+    /* Write, then the next read is a MISS with the new value. */
+    rate(user_key, id, 4);
+    rate(user2_key, id, 5);
+    api_req(&api, &r, "GET", path, NULL, NULL, inm);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_string_not_equal(r.h.etag, etag);
+    assert_int_equal(jint(r.j, "total_ratings"), 2);
+    assert_true(jnum(r.j, "average_rating") == 4.5);
+    json_t *dist = jget(r.j, "rating_distribution");
+    assert_int_equal(jint(dist, "4"), 1);
+    assert_int_equal(jint(dist, "5"), 1);
+    assert_int_equal(jint(dist, "1"), 0);
+    api_free(&r);
+
+    /* Same path form: /stats/{id}. */
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "HIT");
+    assert_int_equal(jint(r.j, "total_ratings"), 2);
+    api_free(&r);
+
+    /* A re-rating merges into the same row: still two ratings. */
+    rate(user_key, id, 1);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "total_ratings"), 2);
+    assert_true(jnum(r.j, "average_rating") == 3.0);
+    api_free(&r);
+}
+
+static void test_average_two_decimals(void **state)
+{
+    api_res_t r;
+    char id[64], path[256], key[128];
+    (void)state;
+    uniq(id, sizeof(id), "avg");
+    rate(user_key, id, 1);
+    rate(user2_key, id, 1);
+    assert_int_equal(uc_test_api_key(&api, "carol", "user", key, sizeof(key)),
+                     0);
+    rate(key, id, 2);
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_true(jnum(r.j, "average_rating") == 1.33);
+    assert_non_null(strstr(r.h.body, "\"average_rating\":1.33,"));
+    api_free(&r);
+}
+
+static void test_comment_flag_and_pages(void **state)
+{
+    api_res_t r;
+    char id[64], path[256], body[512];
+    (void)state;
+    uniq(id, sizeof(id), "cmt");
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_int_equal(jint(r.j, "total_comments"), 0);
+    api_free(&r);
+
+    fmt(body, sizeof(body),
+        "{\"insight_id\":\"%s\",\"comment\":\"first \\u00e9 line\\nsecond\"}",
+        id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "comment"), "first \xc3\xa9 line\nsecond");
+    assert_true(json_is_null(jget(r.j, "rating")));
+    const char *created = jstr(r.j, "created_at");
+    assert_int_equal(created[strlen(created) - 1], 'Z');
+    api_free(&r);
+
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "total_comments"), 1);
+    api_free(&r);
+
+    fmt(body, sizeof(body),
+        "{\"insight_id\":\"%s\",\"flag_type\":\"spam\","
+        "\"flag_reason\":\"ads\"}",
+        id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/flag", user2_key, body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "flag_type"), "spam");
+    assert_string_equal(jstr(r.j, "flag_reason"), "ads");
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "total_flags"), 1);
+    assert_int_equal(jint(jget(r.j, "flag_types"), "spam"), 1);
+    api_free(&r);
+
+    /* The second comment of bob; the page shows newest first and the total
+     * counts every comment, not the page. */
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"comment\":\"later\"}",
+        id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user2_key, body,
+            NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    fmt(path, sizeof(path),
+        "/api/v1/feedback/comments?insight_id=%s&limit=1&offset=0", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "total"), 2);
+    assert_int_equal(jint(r.j, "limit"), 1);
+    assert_int_equal(json_array_size(jget(r.j, "comments")), 1);
+    assert_string_equal(
+        jstr(json_array_get(jget(r.j, "comments"), 0), "comment"), "later");
+    assert_string_equal(jstr(r.j, "insight_id"), id);
+    api_free(&r);
+    fmt(path, sizeof(path),
+        "/api/v1/feedback/comments?insight_id=%s&limit=1&offset=1", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(
+        jstr(json_array_get(jget(r.j, "comments"), 0), "user_id"), "alice");
+    api_free(&r);
+
+    /* Bob's one row holds both his flag and his comment. */
+    api_req(&api, &r, "GET", "/api/v1/feedback/user?limit=100", user2_key, NULL,
+            NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "user_id"), "bob");
+    json_t *items = jget(r.j, "feedback");
+    int found = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        if (strcmp(jstr(it, "insight_id"), id) == 0) {
+            found++;
+            assert_string_equal(jstr(it, "comment"), "later");
+            assert_string_equal(jstr(it, "flag_type"), "spam");
+        }
+    }
+    assert_int_equal(found, 1);
+    assert_true(jint(r.j, "total") >= 1);
+    api_free(&r);
+
+    /* A rating with a comment keeps it; one without keeps the old one. */
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":2}", id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user2_key, body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "comment"), "later");
+    assert_int_equal(jint(r.j, "rating"), 2);
+    api_free(&r);
+}
+
+static void test_feedback_validation(void **state)
+{
+    static const struct {
+        const char *path;
+        const char *body;
+        int status;
+        const char *field;
+    } cases[] = {
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",", 400, "body"},
+        {"/api/v1/feedback/rate", "", 400, "body"},
+        {"/api/v1/feedback/rate", "[1]", 422, "body"},
+        {"/api/v1/feedback/rate", "{\"rating\":3}", 422, "insight_id"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":6}", 422,
+         "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":0}", 422,
+         "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":\"5\"}",
+         422, "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":4.5}", 422,
+         "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":7,\"rating\":4}", 422,
+         "insight_id"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"\",\"rating\":4}", 422,
+         "insight_id"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\\u0001b\",\"rating\":4}",
+         422, "insight_id"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\\u0000b\",\"rating\":4}",
+         422, "insight_id"},
+        {"/api/v1/feedback/comment", "{\"insight_id\":\"a\"}", 422, "comment"},
+        {"/api/v1/feedback/comment", "{\"insight_id\":\"a\",\"comment\":\"\"}",
+         422, "comment"},
+        {"/api/v1/feedback/flag", "{\"insight_id\":\"a\",\"flag_type\":\"x\"}",
+         422, "flag_type"},
+        {"/api/v1/feedback/flag", "{\"insight_id\":\"a\"}", 422, "flag_type"},
+    };
+    api_res_t r;
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        api_req(&api, &r, "POST", cases[i].path, user_key, cases[i].body, NULL);
+        if (r.h.status != cases[i].status) {
+            fprintf(stderr, "case %zu: %s\n", i, cases[i].body);
+        }
+        assert_status(&r, cases[i].status);
+        assert_detail_names(&r, cases[i].field);
+        api_free(&r);
+    }
+
+    /* Lengths: 1000 characters pass, 1001 do not; 129-byte ids do not. */
+    char *body = malloc(8000);
+    char *s = malloc(4000);
+    assert_non_null(body);
+    assert_non_null(s);
+    memset(s, 'x', 1001);
+    s[1001] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"len\",\"comment\":\"%s\"}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "comment");
+    api_free(&r);
+    s[1000] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"len\",\"comment\":\"%s\"}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    /* 1000 two-byte characters are 1000 characters. */
+    for (int i = 0; i < 1000; i++) {
+        memcpy(s + 2 * i, "\xc3\xa9", 2);
+    }
+    s[2000] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"len\",\"comment\":\"%s\"}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    memset(s, 'r', 501);
+    s[501] = '\0';
+    fmt(body, 8000,
+        "{\"insight_id\":\"len\",\"flag_type\":\"spam\",\"flag_reason\":"
+        "\"%s\"}",
+        s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/flag", user_key, body, NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "flag_reason");
+    api_free(&r);
+    memset(s, 'i', 129);
+    s[129] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"%s\",\"rating\":3}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "insight_id");
+    api_free(&r);
+    fmt(body, 8000, "/api/v1/feedback/stats?insight_id=%s", s);
+    api_req(&api, &r, "GET", body, NULL, NULL, NULL);
+    assert_status(&r, 422);
+    api_free(&r);
+    free(s);
+    free(body);
+
+    /* Query validation. */
+    static const struct {
+        const char *path;
+        const char *field;
+    } q[] = {
+        {"/api/v1/feedback/stats", "insight_id"},
+        {"/api/v1/feedback/stats?insight_id=a%01b", "insight_id"},
+        {"/api/v1/feedback/comments", "insight_id"},
+        {"/api/v1/feedback/comments?insight_id=a&limit=0", "limit"},
+        {"/api/v1/feedback/comments?insight_id=a&limit=101", "limit"},
+        {"/api/v1/feedback/comments?insight_id=a&limit=abc", "limit"},
+        {"/api/v1/feedback/comments?insight_id=a&offset=-1", "offset"},
+    };
+    for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+        api_req(&api, &r, "GET", q[i].path, NULL, NULL, NULL);
+        assert_status(&r, 422);
+        assert_detail_names(&r, q[i].field);
+        api_free(&r);
+    }
+}
+
+static void test_body_limit(void **state)
+{
+    api_res_t r;
+    size_t n = 64 * 1024 + 10;
+    char *big = malloc(n + 1);
+    (void)state;
+    assert_non_null(big);
+    memset(big, ' ', n);
+    memcpy(big, "{\"insight_id\":\"big\",\"rating\":3", 30);
+    big[n - 1] = '}';
+    big[n] = '\0';
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, big, NULL);
+    assert_status(&r, 413);
+    jstr(r.j, "detail");
+    api_free(&r);
+    /* The same shape under the limit is fine. */
+    big[60 * 1024] = '}';
+    big[60 * 1024 + 1] = '\0';
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, big, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    free(big);
+}
+
+static void test_keep_alive(void **state)
+{
+    api_res_t r;
+    (void)state;
+    api_req(&api, &r, "GET", "/healthz", NULL, NULL, NULL);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/feedback/stats/ka", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(r.h.connects, 0);
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key,
+            "{\"insight_id\":\"ka\",\"rating\":2}", NULL);
+    assert_status(&r, 200);
+    assert_int_equal(r.h.connects, 0);
+    api_free(&r);
+}
+
+/* ---- backfill ------------------------------------------------------------ */
+
+static void start_job(const char *type, char *id, size_t cap)
+{
+    api_res_t r;
+    char body[256];
+    fmt(body, sizeof(body),
+        "{\"job_type\":\"%s\",\"start_block\":100,\"end_block\":200}", type);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            body, NULL);
+    assert_status(&r, 201);
+    snprintf(id, cap, "%s", jstr(r.j, "id"));
+    api_free(&r);
+}
+
+static void test_backfill(void **state)
+{
+    api_res_t r;
+    char id[64], path[256], type[64], etag[80], inm[128];
+    (void)state;
+    uniq(type, sizeof(type), "blocks");
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            "{\"job_type\":\"x\",\"start_block\":100,\"end_block\":200,"
+            "\"created_by\":\"ops\"}",
+            NULL);
+    assert_status(&r, 201);
+    assert_string_equal(jstr(r.j, "status"), "running");
+    assert_int_equal(jint(r.j, "current_block"), 100);
+    assert_string_equal(jstr(r.j, "created_by"), "ops");
+    assert_int_equal(strlen(jstr(r.j, "id")), 36);
+    assert_true(json_is_null(jget(r.j, "completed_at")));
+    api_free(&r);
+
+    start_job(type, id, sizeof(id));
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_string_equal(jstr(r.j, "created_by"), "root-admin");
+    snprintf(etag, sizeof(etag), "%s", r.h.etag);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    api_free(&r);
+    fmt(inm, sizeof(inm), "If-None-Match: %s", etag);
+    api_req(&api, &r, "GET", path, NULL, NULL, inm);
+    assert_status(&r, 304);
+    api_free(&r);
+
+    /* Progress (service role), then the job reads the new figures. */
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/progress?job_id=%s",
+        id);
+    api_req(&api, &r, "POST", path, service_key,
+            "{\"current_block\":150,\"progress_percentage\":50.5,"
+            "\"estimated_completion\":\"2030-01-02T03:04:05Z\"}",
+            NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "current_block"), 150);
+    assert_string_equal(jstr(r.j, "estimated_completion"),
+                        "2030-01-02T03:04:05.000000Z");
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, inm);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "current_block"), 150);
+    assert_true(jnum(r.j, "progress_percentage") == 50.5);
+    assert_true(json_is_null(jget(r.j, "completed_at")));
+    api_free(&r);
+
+    /* Completing sets completed_at. */
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/progress?job_id=%s",
+        id);
+    api_req(&api, &r, "POST", path, admin_key,
+            "{\"current_block\":200,\"progress_percentage\":100,"
+            "\"status\":\"completed\"}",
+            NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "completed");
+    jstr(r.j, "completed_at");
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_string_equal(jstr(r.j, "status"), "completed");
+    jstr(r.j, "completed_at");
+    api_free(&r);
+
+    /* A failed job records its error and completion. */
+    char id2[64];
+    start_job(type, id2, sizeof(id2));
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/progress?job_id=%s",
+        id2);
+    api_req(&api, &r, "POST", path, service_key,
+            "{\"current_block\":120,\"progress_percentage\":20,"
+            "\"status\":\"failed\",\"error_message\":\"rpc down\"}",
+            NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "error_message"), "rpc down");
+    jstr(r.j, "completed_at");
+    api_free(&r);
+
+    /* The list: filtered by type, newest first, total. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/backfill/status?job_type=%s&limit=10", type);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "total"), 2);
+    json_t *jobs = jget(r.j, "jobs");
+    assert_int_equal(json_array_size(jobs), 2);
+    assert_string_equal(jstr(json_array_get(jobs, 0), "id"), id2);
+    assert_string_equal(jstr(json_array_get(jobs, 1), "id"), id);
+    api_free(&r);
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/backfill/status?job_type=%s&status=failed", type);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_int_equal(jint(r.j, "total"), 1);
+    api_free(&r);
+}
+
+static void test_backfill_errors(void **state)
+{
+    static const struct {
+        const char *path;
+        const char *body;
+        int status;
+        const char *field;
+    } cases[] = {
+        {"/api/v1/monitoring/backfill/start",
+         "{\"start_block\":1,\"end_block\":2}", 422, "job_type"},
+        {"/api/v1/monitoring/backfill/start",
+         "{\"job_type\":\"b\",\"start_block\":-1,\"end_block\":2}", 422,
+         "start_block"},
+        {"/api/v1/monitoring/backfill/start",
+         "{\"job_type\":\"b\",\"start_block\":5,\"end_block\":2}", 422,
+         "end_block"},
+        {"/api/v1/monitoring/backfill/start",
+         "{\"job_type\":\"b\",\"start_block\":\"1\",\"end_block\":2}", 422,
+         "start_block"},
+        {"/api/v1/monitoring/backfill/progress", "{}", 422, "job_id"},
+        {"/api/v1/monitoring/backfill/progress?job_id=not-a-uuid",
+         "{\"current_block\":1,\"progress_percentage\":1}", 422, "job_id"},
+        {"/api/v1/monitoring/backfill/progress?job_id="
+         "00000000-0000-4000-8000-000000000000",
+         "{\"current_block\":1,\"progress_percentage\":1}", 404, "not found"},
+        {"/api/v1/monitoring/backfill/progress?job_id="
+         "00000000-0000-4000-8000-000000000000",
+         "{\"current_block\":1,\"progress_percentage\":101}", 422,
+         "progress_percentage"},
+        {"/api/v1/monitoring/backfill/progress?job_id="
+         "00000000-0000-4000-8000-000000000000",
+         "{\"current_block\":1,\"progress_percentage\":1,\"status\":\"done\"}",
+         422, "status"},
+        {"/api/v1/monitoring/backfill/progress?job_id="
+         "00000000-0000-4000-8000-000000000000",
+         "{\"current_block\":1,\"progress_percentage\":1,"
+         "\"estimated_completion\":\"2024-13-01T00:00:00Z\"}",
+         422, "estimated_completion"},
+        {"/api/v1/monitoring/backfill/progress?job_id="
+         "00000000-0000-4000-8000-000000000000",
+         "{\"current_block\":1,\"progress_percentage\":1,"
+         "\"estimated_completion\":\"yesterday\"}",
+         422, "estimated_completion"},
+    };
+    api_res_t r;
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        api_req(&api, &r, "POST", cases[i].path, admin_key, cases[i].body,
+                NULL);
+        if (r.h.status != cases[i].status) {
+            fprintf(stderr, "case %zu\n", i);
+        }
+        assert_status(&r, cases[i].status);
+        assert_detail_names(&r, cases[i].field);
+        api_free(&r);
+    }
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/backfill/00000000-0000-4000-8000-000000000000",
+            NULL, NULL, NULL);
+    assert_status(&r, 404);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/zzz", NULL, NULL,
+            NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "job_id");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/status?status=x",
+            NULL, NULL, NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "status");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/status?limit=1000",
+            NULL, NULL, NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "limit");
+    api_free(&r);
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+static void post_metric(const char *svc, const char *type, double v)
+{
+    api_res_t r;
+    char body[512];
+    fmt(body, sizeof(body),
+        "{\"service_name\":\"%s\",\"metric_type\":\"%s\","
+        "\"metric_value\":%g,\"unit\":\"ms\"}",
+        svc, type, v);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics", service_key, body,
+            NULL);
+    assert_status(&r, 201);
+    api_free(&r);
+}
+
+static void test_metrics(void **state)
+{
+    api_res_t r;
+    char svc[64], path[512], body[1024];
+    (void)state;
+    uniq(svc, sizeof(svc), "svc");
+
+    fmt(body, sizeof(body),
+        "{\"service_name\":\"%s\",\"metric_type\":\"latency\","
+        "\"metric_value\":12.5,\"unit\":\"ms\","
+        "\"metric_metadata\":{\"host\":\"a\",\"n\":[1,2]},"
+        "\"timestamp\":\"1999-01-01T00:00:00Z\"}",
+        svc);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics", service_key, body,
+            NULL);
+    assert_status(&r, 201);
+    assert_true(jnum(r.j, "metric_value") == 12.5);
+    assert_string_equal(jstr(jget(r.j, "metric_metadata"), "host"), "a");
+    /* The server sets the timestamp, not the client. */
+    assert_null(strstr(jstr(r.j, "timestamp"), "1999"));
+    jint(r.j, "id");
+    api_free(&r);
+
+    /* Recent list: MISS, HIT, then a new metric shows up at once. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=latency", svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(json_array_size(jget(r.j, "metrics")), 1);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    api_free(&r);
+    post_metric(svc, "latency", 20);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    json_t *ms = jget(r.j, "metrics");
+    assert_int_equal(json_array_size(ms), 2);
+    /* Newest first. */
+    assert_true(jnum(json_array_get(ms, 0), "metric_value") == 20.0);
+    api_free(&r);
+    /* limit and offset are part of the key. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=latency"
+        "&limit=1&offset=1",
+        svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(json_array_size(jget(r.j, "metrics")), 1);
+    assert_true(jnum(json_array_get(jget(r.j, "metrics"), 0), "metric_value") ==
+                12.5);
+    api_free(&r);
+
+    /* Batch: one transaction, array back; then aggregates. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics/aggregate?service_name=%s"
+        "&metric_type=cpu&interval=hour",
+        svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(json_array_size(jget(r.j, "data")), 0);
+    assert_string_equal(jstr(r.j, "interval"), "hour");
+    /* Rounded to whole hours. */
+    assert_non_null(strstr(jstr(r.j, "start_time"), ":00:00.000000Z"));
+    assert_non_null(strstr(jstr(r.j, "end_time"), ":00:00.000000Z"));
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    api_free(&r);
+
+    fmt(body, sizeof(body),
+        "[{\"service_name\":\"%s\",\"metric_type\":\"cpu\","
+        "\"metric_value\":10,\"unit\":\"percent\"},"
+        "{\"service_name\":\"%s\",\"metric_type\":\"cpu\","
+        "\"metric_value\":30,\"unit\":\"percent\"}]",
+        svc, svc);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics/batch", service_key,
+            body, NULL);
+    assert_status(&r, 201);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 2);
+    api_free(&r);
+
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    json_t *data = jget(r.j, "data");
+    assert_int_equal(json_array_size(data), 1);
+    json_t *b = json_array_get(data, 0);
+    assert_int_equal(jint(b, "count"), 2);
+    assert_true(jnum(b, "avg_value") == 20.0);
+    assert_true(jnum(b, "min_value") == 10.0);
+    assert_true(jnum(b, "max_value") == 30.0);
+    api_free(&r);
+
+    /* day and week buckets hold the same two points. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics/aggregate?service_name=%s"
+        "&metric_type=cpu&interval=week",
+        svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(json_array_get(jget(r.j, "data"), 0), "count"), 2);
+    api_free(&r);
+
+    /* An explicit window (Z and offsets are valid) is not the recent one. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics?service_name=%s"
+        "&start_time=2000-01-01T00:00:00Z&end_time=2100-01-01T00:00:00%%2B00:"
+        "00",
+        svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "");
+    assert_int_equal(json_array_size(jget(r.j, "metrics")), 4);
+    api_free(&r);
+}
+
+static void test_metrics_errors(void **state)
+{
+    static const struct {
+        const char *path;
+        const char *body;
+        const char *field;
+    } posts[] = {
+        {"/api/v1/monitoring/metrics",
+         "{\"metric_type\":\"t\",\"metric_value\":1,\"unit\":\"ms\"}",
+         "service_name"},
+        {"/api/v1/monitoring/metrics",
+         "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":"
+         "\"x\",\"unit\":\"ms\"}",
+         "metric_value"},
+        {"/api/v1/monitoring/metrics",
+         "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1}",
+         "unit"},
+        {"/api/v1/monitoring/metrics",
+         "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
+         "\"unit\":\"ms\",\"metric_metadata\":[1]}",
+         "metric_metadata"},
+        {"/api/v1/monitoring/metrics/batch", "[]", "body"},
+        {"/api/v1/monitoring/metrics/batch", "{}", "body"},
+        {"/api/v1/monitoring/metrics/batch",
+         "[{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
+         "\"unit\":\"ms\"},{\"service_name\":\"s\",\"metric_type\":\"t\","
+         "\"metric_value\":true,\"unit\":\"ms\"}]",
+         "[1].metric_value"},
+    };
+    api_res_t r;
+    (void)state;
+    for (size_t i = 0; i < sizeof(posts) / sizeof(posts[0]); i++) {
+        api_req(&api, &r, "POST", posts[i].path, service_key, posts[i].body,
+                NULL);
+        assert_status(&r, 422);
+        assert_detail_names(&r, posts[i].field);
+        api_free(&r);
+    }
+    /* Nothing of a refused batch was stored. */
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/metrics?service_name=s&metric_type=t", NULL,
+            NULL, NULL);
+    assert_int_equal(json_array_size(jget(r.j, "metrics")), 0);
+    api_free(&r);
+
+    /* 1001 metrics: refused; 1000 (over 64 KiB) pass. */
+    const char *one = "{\"service_name\":\"s\",\"metric_type\":\"big\","
+                      "\"metric_value\":1,\"unit\":\"u\"}";
+    size_t cap = 1001 * (strlen(one) + 1) + 3;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    for (int count = 1001; count >= 1000; count--) {
+        size_t pos = 0;
+        big[pos++] = '[';
+        for (int i = 0; i < count; i++) {
+            if (i > 0) {
+                big[pos++] = ',';
+            }
+            memcpy(big + pos, one, strlen(one));
+            pos += strlen(one);
+        }
+        big[pos++] = ']';
+        big[pos] = '\0';
+        assert_true(pos > 64 * 1024);
+        api_req(&api, &r, "POST", "/api/v1/monitoring/metrics/batch",
+                service_key, big, NULL);
+        if (count == 1001) {
+            assert_status(&r, 422);
+            assert_detail_names(&r, "body");
+        } else {
+            assert_status(&r, 201);
+            assert_int_equal(json_array_size(r.j), 1000);
+        }
+        api_free(&r);
+    }
+    free(big);
+
+    static const struct {
+        const char *path;
+        const char *field;
+    } gets[] = {
+        {"/api/v1/monitoring/metrics?start_time=2024-02-30T00:00:00Z",
+         "start_time"},
+        {"/api/v1/monitoring/metrics?end_time=12", "end_time"},
+        {"/api/v1/monitoring/metrics?limit=1001", "limit"},
+        {"/api/v1/monitoring/metrics?start_time=2024-01-02T00:00:00Z"
+         "&end_time=2024-01-01T00:00:00Z",
+         "end_time"},
+        {"/api/v1/monitoring/metrics/aggregate?metric_type=t", "service_name"},
+        {"/api/v1/monitoring/metrics/aggregate?service_name=s", "metric_type"},
+        {"/api/v1/monitoring/metrics/aggregate?service_name=s&metric_type=t"
+         "&interval=month",
+         "interval"},
+    };
+    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
+        api_req(&api, &r, "GET", gets[i].path, NULL, NULL, NULL);
+        assert_status(&r, 422);
+        assert_detail_names(&r, gets[i].field);
+        api_free(&r);
+    }
+}
+
+/* ---- concurrent first writes --------------------------------------------- */
+
+typedef struct {
+    const char *insight;
+    const char *key;
+    int rating;
+    long status;
+} racer_t;
+
+static void *race_rate(void *arg)
+{
+    racer_t *rc = arg;
+    uc_test_api_t mine = api; /* same server, a connection of its own */
+    uc_test_http_t h;
+    char body[256];
+    mine.curl = NULL;
+    snprintf(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":%d}",
+             rc->insight, rc->rating);
+    if (uc_test_http(&mine, "POST", "/api/v1/feedback/rate", rc->key, body,
+                     strlen(body), NULL, &h) == 0) {
+        rc->status = h.status;
+        uc_test_http_release(&h);
+    }
+    if (mine.curl != NULL) {
+        curl_easy_cleanup(mine.curl);
+    }
+    return NULL;
+}
+
+static void test_concurrent_first_writes(void **state)
+{
+    enum { N = 8 };
+    pthread_t th[N];
+    racer_t rc[N];
+    char id[64], path[256];
+    api_res_t r;
+    (void)state;
+    uniq(id, sizeof(id), "race");
+    /* Two users, four simultaneous first writes each: every one succeeds and
+     * each user ends with exactly one row. */
+    for (int i = 0; i < N; i++) {
+        rc[i].insight = id;
+        rc[i].key = i % 2 == 0 ? user_key : user2_key;
+        rc[i].rating = i % 2 == 0 ? 5 : 1;
+        rc[i].status = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, race_rate, &rc[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rc[i].status, 200);
+    }
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "total_ratings"), 2);
+    assert_true(jnum(r.j, "average_rating") == 3.0);
+    api_free(&r);
+}
+
+/* ---- retention ----------------------------------------------------------- */
+
+static void test_retention(void **state)
+{
+    api_res_t r;
+    char id[64], path[256], job[64], body[256], svc[64];
+    char skew[64];
+    (void)state;
+    uniq(id, sizeof(id), "old");
+    uniq(svc, sizeof(svc), "oldsvc");
+
+    /* Write from a server whose clock is 800 days behind... */
+    fmt(skew, sizeof(skew), "UTXOIQ_CLOCK_SKEW_S=%d", -800 * 86400);
+    const char *env_old[] = {skew, NULL};
+    assert_int_equal(uc_test_api_restart(&api, env_old), 0);
+    rate(user_key, id, 2);
+    start_job("ancient", job, sizeof(job));
+    post_metric(svc, "old", 1);
+
+    /* ...then, back in the present, read (and cache) what it wrote. */
+    const char *env_now[] = {NULL};
+    assert_int_equal(uc_test_api_restart(&api, env_now), 0);
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_int_equal(jint(r.j, "total_ratings"), 1);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    api_free(&r);
+    fmt(body, sizeof(body), "/api/v1/monitoring/backfill/%s", job);
+    api_req(&api, &r, "GET", body, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    api_req(&api, &r, "GET", body, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    api_free(&r);
+
+    api_req(&api, &r, "POST", "/api/v1/monitoring/retention/run", user_key,
+            NULL, NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/retention/run", admin_key,
+            NULL, NULL);
+    assert_status(&r, 200);
+    assert_true(jint(r.j, "feedback_deleted") >= 1);
+    assert_true(jint(r.j, "backfill_jobs_deleted") >= 1);
+    assert_true(jint(r.j, "metrics_deleted") >= 1);
+    assert_int_equal(jint(r.j, "invalidation_failures"), 0);
+    api_free(&r);
+
+    /* What it deleted is gone from the cache too. */
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "total_ratings"), 0);
+    api_free(&r);
+    api_req(&api, &r, "GET", body, NULL, NULL, NULL);
+    assert_status(&r, 404);
+    api_free(&r);
+
+    /* Recent rows survive. */
+    api_req(&api, &r, "GET", "/api/v1/feedback/stats/ka", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+static void test_sigterm_exits_zero(void **state)
+{
+    (void)state;
+    assert_int_equal(uc_test_api_stop(&api), 0);
+    assert_int_equal(uc_test_api_restart(&api, NULL), 0);
+    api_res_t r;
+    api_req(&api, &r, "GET", "/healthz", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_ready_metrics),
+        cmocka_unit_test(test_404_405),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_stats_etag_and_invalidation),
+        cmocka_unit_test(test_average_two_decimals),
+        cmocka_unit_test(test_comment_flag_and_pages),
+        cmocka_unit_test(test_feedback_validation),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_concurrent_first_writes),
+        cmocka_unit_test(test_backfill),
+        cmocka_unit_test(test_backfill_errors),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_metrics_errors),
+        cmocka_unit_test(test_cache_stats),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_sigterm_exits_zero),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * utxoiq-api over a real redis-server of the test's own: the cache rules
+ * through Redis (MISS, HIT, invalidation after each kind of write, ETag),
+ * the Redis figures of the cache statistics, and the faults: Redis killed in
+ * the middle of a run (every read still 200 from the database, writes still
+ * commit), Redis hung while a write invalidates (the invalidation is queued
+ * and retried, so the old value is never served afterwards), and Redis back
+ * again (hits return).
+ */
+#include "api_test.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include "redis_server.h"
+#include "util.h"
+
+static uc_test_api_t api;
+static uc_test_redis_t redis;
+static char admin_key[128];
+static char user_key[128];
+static char service_key[128];
+
+static int group_setup(void **state)
+{
+    static char redis_url[64];
+    (void)state;
+    if (uc_test_redis_start(&redis, NULL) != 0) {
+        return -1;
+    }
+    snprintf(redis_url, sizeof(redis_url), "REDIS_URL=redis://127.0.0.1:%d/0",
+             redis.port);
+    /* Short Redis waits and a quick breaker keep the fault tests brief. */
+    const char *env[] = {redis_url,
+                         "REDIS_COMMAND_TIMEOUT_MS=150",
+                         "REDIS_CONNECT_TIMEOUT_MS=150",
+                         "UTXOCACHE_BREAKER_THRESHOLD=2",
+                         "UTXOCACHE_BREAKER_COOLDOWN_MS=200",
+                         "UTXOCACHE_KEY_PREFIX=utxoiq-test:",
+                         NULL};
+    if (uc_test_api_start(&api, NULL, env) != 0) {
+        return -1;
+    }
+    if (uc_test_api_key(&api, "admin", "admin", admin_key, sizeof(admin_key)) !=
+            0 ||
+        uc_test_api_key(&api, "alice", "user", user_key, sizeof(user_key)) !=
+            0 ||
+        uc_test_api_key(&api, "svc", "service", service_key,
+                        sizeof(service_key)) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    int rc = uc_test_api_stop(&api);
+    if (rc != 0) {
+        fprintf(stderr, "utxoiq-api exit status %d\n", rc);
+    }
+    uc_test_api_destroy(&api);
+    uc_test_redis_stop(&redis);
+    return 0;
+}
+
+static void rate(const char *insight, int rating)
+{
+    char body[256];
+    api_res_t r;
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":%d}", insight,
+        rating);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+}
+
+/* GET that must answer 200; returns the X-Cache value in xc. */
+static long long stats_ratings(const char *insight, char *xc, size_t cap)
+{
+    char path[256];
+    api_res_t r;
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", insight);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    long long n = jint(r.j, "total_ratings");
+    if (xc != NULL) {
+        snprintf(xc, cap, "%s", r.h.x_cache);
+    }
+    api_free(&r);
+    return n;
+}
+
+static void test_redis_hit_miss_invalidate(void **state)
+{
+    char id[64], xc[16], path[256], etag[80], inm[128];
+    api_res_t r;
+    (void)state;
+    uniq(id, sizeof(id), "r");
+    assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 0);
+    assert_string_equal(xc, "MISS");
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    snprintf(etag, sizeof(etag), "%s", r.h.etag);
+    api_free(&r);
+    fmt(inm, sizeof(inm), "If-None-Match: %s", etag);
+    api_req(&api, &r, "GET", path, NULL, NULL, inm);
+    assert_status(&r, 304);
+    api_free(&r);
+
+    /* The entry really is in Redis, under the prefix. */
+    char out[64];
+    char cmd[256];
+    fmt(cmd, sizeof(cmd), "EXISTS utxoiq-test:feedback:stats:%s", id);
+    assert_int_equal(uc_test_redis_cli(&redis, NULL, cmd, out, sizeof(out)), 0);
+    assert_string_equal(out, "1");
+
+    rate(id, 5);
+    assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 1);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 1);
+    assert_string_equal(xc, "HIT");
+}
+
+static void test_redis_job_and_metrics_invalidate(void **state)
+{
+    api_res_t r;
+    char job[64], path[256], svc[64], body[512];
+    (void)state;
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            "{\"job_type\":\"blocks\",\"start_block\":0,\"end_block\":10}",
+            NULL);
+    assert_status(&r, 201);
+    snprintf(job, sizeof(job), "%s", jstr(r.j, "id"));
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", job);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    api_free(&r);
+    fmt(body, sizeof(body), "/api/v1/monitoring/backfill/progress?job_id=%s",
+        job);
+    api_req(&api, &r, "POST", body, service_key,
+            "{\"current_block\":7,\"progress_percentage\":70}", NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(jint(r.j, "current_block"), 7);
+    api_free(&r);
+
+    uniq(svc, sizeof(svc), "rsvc");
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics/aggregate?service_name=%s"
+        "&metric_type=q&interval=day",
+        svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
+    assert_int_equal(json_array_size(jget(r.j, "data")), 0);
+    api_free(&r);
+    fmt(body, sizeof(body),
+        "{\"service_name\":\"%s\",\"metric_type\":\"q\",\"metric_value\":3,"
+        "\"unit\":\"n\"}",
+        svc);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics", service_key, body,
+            NULL);
+    assert_status(&r, 201);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(json_array_size(jget(r.j, "data")), 1);
+    api_free(&r);
+}
+
+static void test_redis_cache_stats(void **state)
+{
+    api_res_t r;
+    (void)state;
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "backend"), "redis");
+    json_t *rd = jget(r.j, "redis");
+    assert_true(json_is_object(rd));
+    assert_true(jint(rd, "used_memory") > 0);
+    jint(rd, "evicted_keys");
+    json_t *fs = jget(jget(r.j, "keyspaces"), "feedback_stats");
+    assert_true(jint(fs, "keys") >= 1);
+    assert_true(jint(fs, "hits") >= 1);
+    assert_true(jint(jget(r.j, "pool"), "connects") >= 1);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/readyz", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(jget(r.j, "cache"), "status"), "ok");
+    api_free(&r);
+}
+
+/* Polls (bounded) until a stats read of insight is a HIT. */
+static int wait_for_hit(const char *insight)
+{
+    char xc[16];
+    uint64_t deadline = uc_test_now_ms() + 8000;
+    while (uc_test_now_ms() < deadline) {
+        stats_ratings(insight, xc, sizeof(xc));
+        if (strcmp(xc, "HIT") == 0) {
+            return 1;
+        }
+        uc_test_sleep_ms(50);
+    }
+    return 0;
+}
+
+static void test_redis_killed_mid_run(void **state)
+{
+    char id[64], xc[16];
+    api_res_t r;
+    (void)state;
+    uniq(id, sizeof(id), "kill");
+    rate(id, 3);
+    stats_ratings(id, NULL, 0);
+    assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 1);
+    assert_string_equal(xc, "HIT");
+
+    uc_test_redis_kill(&redis);
+    /* Reads keep answering 200 from the database, and writes commit. */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 1);
+        assert_string_equal(xc, "MISS");
+    }
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key,
+            "{\"insight_id\":\"kill-other\",\"rating\":4}", NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    assert_int_equal(stats_ratings("kill-other", NULL, 0), 1);
+    api_req(&api, &r, "GET", "/readyz", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_not_equal(jstr(jget(r.j, "cache"), "status"), "ok");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    assert_true(
+        jint(jget(jget(r.j, "keyspaces"), "feedback_stats"), "fallbacks") >= 1);
+    api_free(&r);
+
+    /* Redis back (empty): hits return, with the current value. */
+    assert_int_equal(uc_test_redis_restart(&redis), 0);
+    rate(id, 1);
+    assert_true(wait_for_hit(id));
+    assert_int_equal(stats_ratings(id, NULL, 0), 1);
+    api_req(&api, &r, "GET", "/api/v1/feedback/stats/kill-other", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+}
+
+static void test_redis_hung_write_is_not_lost(void **state)
+{
+    char id[64], xc[16];
+    api_res_t r;
+    (void)state;
+    uniq(id, sizeof(id), "hung");
+    rate(id, 2);
+    stats_ratings(id, NULL, 0);
+    assert_true(wait_for_hit(id));
+
+    /* Freeze Redis: the write's invalidation times out and is queued. */
+    assert_int_equal(uc_test_redis_signal(&redis, SIGSTOP), 0);
+    char body[256];
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":5}", id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    assert_true(jint(jget(r.j, "invalidation_queue"), "failed") >= 1);
+    api_free(&r);
+    /* While frozen, reads are still answered, with the new value. */
+    for (int i = 0; i < 5; i++) {
+        char path[256];
+        fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+        api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+        assert_status(&r, 200);
+        assert_true(jnum(r.j, "average_rating") == 5.0);
+        api_free(&r);
+    }
+    assert_int_equal(uc_test_redis_signal(&redis, SIGCONT), 0);
+    /* Once Redis answers again, the stale entry is gone: never 2.0 again. */
+    uint64_t deadline = uc_test_now_ms() + 8000;
+    int hit = 0;
+    while (uc_test_now_ms() < deadline && !hit) {
+        char path[256];
+        fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+        api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+        assert_status(&r, 200);
+        assert_true(jnum(r.j, "average_rating") == 5.0);
+        hit = strcmp(r.h.x_cache, "HIT") == 0;
+        api_free(&r);
+        if (!hit) {
+            uc_test_sleep_ms(50);
+        }
+    }
+    assert_true(hit);
+    (void)xc;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redis_hit_miss_invalidate),
+        cmocka_unit_test(test_redis_job_and_metrics_invalidate),
+        cmocka_unit_test(test_redis_cache_stats),
+        cmocka_unit_test(test_redis_killed_mid_run),
+        cmocka_unit_test(test_redis_hung_write_is_not_lost),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

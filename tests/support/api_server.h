@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test support: the real utxoiq-api binary as a child process, on a free
+ * loopback port, with a database URL of the test's choice (a fresh SQLite
+ * file in a temporary directory by default, or a PostgreSQL URL from
+ * pg_server.h) and extra environment (REDIS_URL, ...). It is started, waited
+ * for on /healthz (bounded) and stopped with SIGTERM, whose exit status the
+ * test can check. HTTP goes through libcurl, one easy handle per server so
+ * that keep-alive is exercised. Nothing here is shared between threads.
+ */
+#ifndef UC_TEST_API_SERVER_H
+#define UC_TEST_API_SERVER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define UC_TEST_API_ENV_MAX 16
+
+typedef struct {
+    pid_t pid; /* 0 when not running */
+    int port;
+    char dir[512];     /* temporary directory: database file, server log */
+    char db_url[1024]; /* what DATABASE_URL is set to */
+    char log[600];     /* the server's stderr */
+    char env[UC_TEST_API_ENV_MAX][512]; /* "NAME=value" given at start */
+    size_t nenv;
+    void *curl; /* CURL *, reused for keep-alive */
+} uc_test_api_t;
+
+/*
+ * Starts the server. db_url NULL: a fresh SQLite file in the temporary
+ * directory, or, when UC_TEST_DB=postgresql (uc_test_pg_selected()), a
+ * fresh database on the test process's PostgreSQL. env: NULL-terminated
+ * "NAME=value" strings set for the child (may be NULL). Waits up to 10 s for
+ * /healthz. Returns 0, or -1 after printing why (and the server log) to stderr.
+ */
+int uc_test_api_start(uc_test_api_t *a, const char *db_url,
+                      const char *const *env);
+
+/*
+ * Stops the server with SIGTERM (SIGKILL after 10 s) and returns its exit
+ * status (0 after a clean drain), or -1 when it was killed or not running.
+ * Keeps the directory and the database, so uc_test_api_restart() can follow.
+ */
+int uc_test_api_stop(uc_test_api_t *a);
+
+/* Starts it again on a new port with the same database; env replaces the
+ * environment given before when not NULL. */
+int uc_test_api_restart(uc_test_api_t *a, const char *const *env);
+
+/* Stops the server if it runs and removes its directory. */
+void uc_test_api_destroy(uc_test_api_t *a);
+
+/*
+ * Runs `utxoiq-api keys create --user U --role R` against the server's
+ * database and writes the printed key to key. Returns 0 or -1.
+ */
+int uc_test_api_key(uc_test_api_t *a, const char *user, const char *role,
+                    char *key, size_t cap);
+
+typedef struct {
+    long status;
+    char *body; /* NUL-terminated, malloc()ed */
+    size_t len;
+    char etag[80];
+    char x_cache[16];
+    char cache_control[80];
+    char allow[80];
+    char content_type[80];
+    long connects; /* new connections opened by this request */
+} uc_test_http_t;
+
+/*
+ * One request. key: sent as "Authorization: Bearer <key>" when it does not
+ * start with "X:"; "X:<key>" sends it as X-API-Key instead; NULL sends none.
+ * body: sent as-is with Content-Type: application/json when not NULL.
+ * extra_header: one "Name: value" line or NULL. Returns 0 when an HTTP answer
+ * arrived (status in out->status), -1 otherwise. Release with
+ * uc_test_http_release().
+ */
+int uc_test_http(uc_test_api_t *a, const char *method, const char *path,
+                 const char *key, const char *body, size_t body_len,
+                 const char *extra_header, uc_test_http_t *out);
+
+void uc_test_http_release(uc_test_http_t *r);
+
+#endif
