@@ -145,7 +145,9 @@ int uc_time_parse(const char *s, int64_t *us)
     }
     int64_t secs =
         days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
-    if (secs < 0) {
+    /* An offset can push a valid local time past 9999-12-31T23:59:59Z,
+     * which could not be written back as a four-digit year. */
+    if (secs < 0 || secs > 253402300799) {
         return -1;
     }
     *us = secs * 1000000 + frac;
