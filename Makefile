@@ -4,10 +4,11 @@
 #   make run    build (release) and start utxoiq-api on 127.0.0.1:8080
 #   make test   build with ASan+UBSan, run every test; then TSan concurrency tests
 #   make bench  benchmarks with side-by-side reference runs
+#   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps release asan tsan test test-asan test-tsan run bench clean install fuzz
+.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api clean install fuzz
 
 all: release
 
@@ -39,6 +40,9 @@ run: release
 
 bench: release
 	@build/release/bench/uc-bench
+
+bench-api: release
+	@bench/api-bench
 
 fuzz: deps
 	@scripts/fuzz

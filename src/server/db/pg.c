@@ -435,7 +435,9 @@ static PGconn *connect_one(pg_db_t *d, char *err, size_t errlen)
     }
     if (PQstatus(c) != CONNECTION_OK) {
         one_line(PQerrorMessage(c), why, sizeof(why));
-        snprintf(err, errlen, "connect '%s': %s", d->where,
+        /* Messages are cut rather than overflow; precision keeps the
+         * compiler's truncation check quiet at -O2. */
+        snprintf(err, errlen, "connect '%.200s': %.200s", d->where,
                  why[0] != '\0' ? why : "failed");
         PQfinish(c);
         return NULL;
