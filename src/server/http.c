@@ -25,6 +25,28 @@
 #include <sys/socket.h>
 #include <time.h>
 
+/*
+ * The request deadline. MHD's connection timeout only counts idle time, so a
+ * client sending one byte a second would hold a connection (and its memory)
+ * forever. Every open connection is tracked with the time it began waiting
+ * for a request; the main loop shuts down any that has not delivered a whole
+ * request (headers and body) within the connection timeout. The entry is
+ * removed in MHD's "closed" notification under the same mutex the sweep
+ * holds, and MHD closes the socket only after that notification, so the
+ * sweep never touches a descriptor that was closed and reused.
+ */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    atomic_uint_fast64_t wait_since_us; /* 0: a request is being handled */
+} conn_track_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    conn_track_t *head;
+    uint64_t timeout_us;
+} conn_list_t;
+
 /* Past this many bytes an oversized body is no longer drained. */
 #define UC_API_DRAIN_MAX (2u * 1024u * 1024u)
 
@@ -40,8 +62,8 @@ typedef struct {
 } req_ctx_t;
 
 static const int status_codes[UC_STATUS_SLOTS] = {
-    200, 201, 304, 400, 401, 403, 404, 405, 413, 422, 500, 503, 0};
-#define STATUS_OTHER 12
+    200, 201, 304, 400, 401, 403, 404, 405, 413, 415, 422, 500, 503, 0};
+#define STATUS_OTHER 13
 
 static const uint64_t lat_bounds_us[UC_LAT_BUCKETS - 1] = {
     100,   250,   500,    1000,   2500,   5000,   10000,
@@ -266,6 +288,74 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     return ret;
 }
 
+/* The tracking entry of a connection, or NULL. */
+static conn_track_t *conn_track_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    conn_list_t *l = cls;
+    conn_track_t *t = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t = calloc(1, sizeof(*t));
+        if (t == NULL || ci == NULL) {
+            /* Untracked: MHD's idle timeout still applies. */
+            free(t);
+            return;
+        }
+        t->fd = ci->connect_fd;
+        atomic_store(&t->wait_since_us, mono_us());
+        pthread_mutex_lock(&l->mu);
+        t->next = l->head;
+        if (l->head != NULL) {
+            l->head->prev = t;
+        }
+        l->head = t;
+        pthread_mutex_unlock(&l->mu);
+        *socket_context = t;
+        return;
+    }
+    if (t == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&l->mu);
+    if (t->prev != NULL) {
+        t->prev->next = t->next;
+    } else {
+        l->head = t->next;
+    }
+    if (t->next != NULL) {
+        t->next->prev = t->prev;
+    }
+    pthread_mutex_unlock(&l->mu);
+    free(t);
+    *socket_context = NULL;
+}
+
+/* Shuts down connections past the request deadline; MHD then sees the end
+ * of the stream and closes them. */
+static void sweep_slow(conn_list_t *l)
+{
+    uint64_t now = mono_us();
+    pthread_mutex_lock(&l->mu);
+    for (conn_track_t *t = l->head; t != NULL; t = t->next) {
+        uint64_t since = atomic_load(&t->wait_since_us);
+        if (since != 0 && now > since && now - since > l->timeout_us) {
+            atomic_store(&t->wait_since_us, 0);
+            shutdown(t->fd, SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -339,6 +429,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
 
+    conn_track_t *track = conn_track_of(conn);
+    if (track != NULL) {
+        /* The whole request is in: the deadline stops while it is served. */
+        atomic_store(&track->wait_since_us, 0);
+    }
     uc_req_t req;
     memset(&req, 0, sizeof(req));
     int idx = c->route;
@@ -371,8 +466,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     uc_app_t *app = cls;
     req_ctx_t *c = *con_cls;
-    (void)conn;
+    conn_track_t *track = conn_track_of(conn);
     (void)toe;
+    if (track != NULL) {
+        atomic_store(&track->wait_since_us, mono_us());
+    }
     if (c == NULL) {
         return;
     }
@@ -561,6 +659,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ITC;
     sigset_t set;
     struct MHD_Daemon *d;
+    conn_list_t conns;
 
     memset(&sa4, 0, sizeof(sa4));
     memset(&sa6, 0, sizeof(sa6));
@@ -586,6 +685,9 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    memset(&conns, 0, sizeof(conns));
+    pthread_mutex_init(&conns.mu, NULL);
+    conns.timeout_us = (uint64_t)o->conn_timeout_s * 1000000u;
 
     d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, app,
                          MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
@@ -593,12 +695,14 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
                          o->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                          (size_t)(32 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE,
                          1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, &conns,
                          MHD_OPTION_END);
     if (d == NULL) {
         char port[16];
         snprintf(port, sizeof(port), "%d", o->port);
         uc_log("error", "cannot start HTTP daemon", "listen_addr",
                o->listen_addr, "port", port, NULL);
+        pthread_mutex_destroy(&conns.mu);
         return 1;
     }
     {
@@ -619,6 +723,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
             break;
         }
         uc_app_retry_pending(app);
+        sweep_slow(&conns);
     }
 
     atomic_store(&app->draining, 1);
@@ -631,6 +736,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(d);
+    pthread_mutex_destroy(&conns.mu);
     uc_app_retry_pending(app);
     uc_log("info", "stopped", NULL);
     return 0;
