@@ -5,10 +5,13 @@
 #   make test   build with ASan+UBSan, run every test; then TSan concurrency tests
 #   make bench  benchmarks with side-by-side reference runs
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
+#   make faults the long service fault runs (release build); prints FIGURE lines
+#   make valgrind  integration tests (and the service they start) under memcheck
+#   make soak   the service under load while Redis restarts; RSS and fds
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api clean install fuzz
+.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api clean install fuzz faults valgrind soak
 
 all: release
 
@@ -30,10 +33,15 @@ tsan: deps
 test: test-asan test-tsan
 
 test-asan: asan
-	cd build/asan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	cd build/asan && ctest --output-on-failure -j $(JOBS) -LE faults $(CTEST_ARGS)
 
 test-tsan: tsan
 	cd build/tsan && ctest --output-on-failure -L concurrency $(CTEST_ARGS)
+
+# Long fault runs (label `faults`, excluded from `make test`), one at a time
+# so that their figures are not skewed by each other; see docs/reliability.md.
+faults: release
+	cd build/release && ctest --output-on-failure -V -L faults $(CTEST_ARGS)
 
 run: release
 	@scripts/run-service
@@ -46,6 +54,13 @@ bench-api: release
 
 fuzz: deps
 	@scripts/fuzz
+
+# Non-sanitized build (preset `valgrind`); see docs/operations.md.
+valgrind: deps
+	@scripts/valgrind-tests
+
+soak: deps
+	@scripts/soak
 
 install: release
 	cmake --install build/release $(if $(PREFIX),--prefix $(PREFIX),)
