@@ -137,7 +137,7 @@ typedef struct {
 /* The route table (handlers.c) and its length. */
 const uc_route_t *uc_api_routes(size_t *n);
 
-/* ---- response helpers (handlers.c) --------------------------------------- */
+/* ---- response helpers (request.c) ---------------------------------------- */
 
 /* Sets res to a JSON error {"detail": "..."} with that status. */
 void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)

@@ -73,7 +73,53 @@ static char **child_env(uc_test_api_t *a, char own[4][1100])
     return env;
 }
 
-/* fork + exec of the binary with args; stdout to out_fd (or the log). */
+#define WRAPPER_MAX_WORDS 16
+#define WRAPPER_MAX_LEN 1024
+
+/*
+ * UC_TEST_SERVER_WRAPPER, e.g. "valgrind --error-exitcode=99 --quiet", runs
+ * the server under a tool: its words are put before the binary's argv, and
+ * its first word is executed (looked up in PATH). The wrapper keeps the
+ * server's PID (valgrind runs the program in its own process), so signals
+ * and the exit status still belong to the server. Splits the variable into
+ * words (at spaces; no quoting) in buf and fills words; returns how many,
+ * 0 when unset, empty or too long.
+ */
+static size_t wrapper_words(char buf[WRAPPER_MAX_LEN],
+                            char *words[WRAPPER_MAX_WORDS])
+{
+    const char *w = getenv("UC_TEST_SERVER_WRAPPER");
+    size_t n = 0;
+    if (w == NULL || strlen(w) >= WRAPPER_MAX_LEN) {
+        return 0;
+    }
+    snprintf(buf, WRAPPER_MAX_LEN, "%s", w);
+    for (char *p = buf; *p != '\0' && n < WRAPPER_MAX_WORDS;) {
+        while (*p == ' ') {
+            *p++ = '\0';
+        }
+        if (*p == '\0') {
+            break;
+        }
+        words[n++] = p;
+        while (*p != '\0' && *p != ' ') {
+            p++;
+        }
+    }
+    return n;
+}
+
+/* How long a started server may take to answer /healthz: far longer under a
+ * wrapper such as valgrind, which runs the program many times slower. */
+static uint64_t start_budget_ms(void)
+{
+    char buf[WRAPPER_MAX_LEN];
+    char *words[WRAPPER_MAX_WORDS];
+    return wrapper_words(buf, words) > 0 ? 60000 : 10000;
+}
+
+/* fork + exec of the binary with args (under UC_TEST_SERVER_WRAPPER when
+ * set); stdout to out_fd (or the log). */
 static pid_t spawn(uc_test_api_t *a, char *const *argv, int out_fd)
 {
     char own[4][1100];
@@ -84,10 +130,25 @@ static pid_t spawn(uc_test_api_t *a, char *const *argv, int out_fd)
     }
     pid = fork();
     if (pid == 0) {
+        char buf[WRAPPER_MAX_LEN];
+        char *words[WRAPPER_MAX_WORDS + 16];
+        size_t n = wrapper_words(buf, words);
         int log = open(a->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (log >= 0) {
             dup2(log, 2);
             dup2(out_fd >= 0 ? out_fd : log, 1);
+        }
+        if (n > 0) {
+            words[n++] = (char *)binary();
+            for (size_t i = 1; argv[i] != NULL && n < WRAPPER_MAX_WORDS + 15;
+                 i++) {
+                words[n++] = argv[i];
+            }
+            words[n] = NULL;
+            environ = env;
+            execvp(words[0], words);
+            fprintf(stderr, "exec %s: %s\n", words[0], strerror(errno));
+            _exit(127);
         }
         execve(binary(), argv, env);
         fprintf(stderr, "exec %s: %s\n", binary(), strerror(errno));
@@ -150,7 +211,7 @@ static int launch(uc_test_api_t *a)
             a->pid = 0;
             return -1;
         }
-        uint64_t deadline = uc_test_now_ms() + 10000;
+        uint64_t deadline = uc_test_now_ms() + start_budget_ms();
         int status;
         while (uc_test_now_ms() < deadline) {
             if (waitpid(a->pid, &status, WNOHANG) == a->pid) {
@@ -219,7 +280,7 @@ int uc_test_api_stop(uc_test_api_t *a)
         return -1;
     }
     kill(a->pid, SIGTERM);
-    uint64_t deadline = uc_test_now_ms() + 10000;
+    uint64_t deadline = uc_test_now_ms() + start_budget_ms();
     for (;;) {
         pid_t w = waitpid(a->pid, &status, WNOHANG);
         if (w == a->pid) {

@@ -7,6 +7,8 @@
  * for on /healthz (bounded) and stopped with SIGTERM, whose exit status the
  * test can check. HTTP goes through libcurl, one easy handle per server so
  * that keep-alive is exercised. Nothing here is shared between threads.
+ * UC_TEST_SERVER_WRAPPER (e.g. "valgrind --error-exitcode=99") runs the
+ * binary under that command, with longer start and stop deadlines.
  */
 #ifndef UC_TEST_API_SERVER_H
 #define UC_TEST_API_SERVER_H
