@@ -141,8 +141,8 @@ void uc__breaker_report(uc__breaker_t *b, int probe,
                 "for %llu ms",
                 b->name, (unsigned long long)(b->cooldown_us / 1000u));
     } else {
-        uc__log(b->env, UC_LOG_INFO, "%s circuit breaker closed: probe succeeded",
-                b->name);
+        uc__log(b->env, UC_LOG_INFO,
+                "%s circuit breaker closed: probe succeeded", b->name);
     }
 }
 

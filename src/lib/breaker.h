@@ -50,8 +50,7 @@ typedef struct uc__breaker {
  * taken as 1). `name` (static) tags its log lines. Returns UC_OK or
  * UC_ENOMEM when the mutex cannot be created.
  */
-int uc__breaker_init(uc__breaker_t *b, const uc__env_t *env,
-                     const char *name);
+int uc__breaker_init(uc__breaker_t *b, const uc__env_t *env, const char *name);
 
 /* Destroys the mutex. The breaker must not be in use. */
 void uc__breaker_release(uc__breaker_t *b);

@@ -32,14 +32,14 @@ struct uc__pool {
     const uc__env_t *env;
     uc__pool_conn_ops_t ops;
     unsigned max;
-    uint64_t idle_us;        /* 0: never close for idleness */
+    uint64_t idle_us; /* 0: never close for idleness */
     uint64_t acquire_ms;
     uint64_t backoff_base_ms;
     uint64_t backoff_max_ms;
     /* Guarded by mu. */
     idle_t *idle; /* stack of nidle, capacity max */
     unsigned nidle;
-    unsigned total;  /* idle + in use + being made or closed */
+    unsigned total; /* idle + in use + being made or closed */
     unsigned in_use;
     unsigned streak; /* consecutive connect failures */
     uint64_t backoff_until_us;
@@ -61,16 +61,14 @@ int uc__pool_create(const uc__env_t *env, const uc__pool_conn_ops_t *ops,
     p->env = env;
     p->ops = *ops;
     p->max = cfg->max_connections > 0 ? (unsigned)cfg->max_connections : 1u;
-    p->idle_us = cfg->idle_timeout_ms > 0
-                     ? (uint64_t)cfg->idle_timeout_ms * 1000u
-                     : 0u;
+    p->idle_us =
+        cfg->idle_timeout_ms > 0 ? (uint64_t)cfg->idle_timeout_ms * 1000u : 0u;
     p->acquire_ms =
         cfg->acquire_timeout_ms > 0 ? (uint64_t)cfg->acquire_timeout_ms : 0u;
     p->backoff_base_ms =
         cfg->backoff_base_ms > 0 ? (uint64_t)cfg->backoff_base_ms : 0u;
-    p->backoff_max_ms = cfg->backoff_max_ms > 0
-                            ? (uint64_t)cfg->backoff_max_ms
-                            : p->backoff_base_ms;
+    p->backoff_max_ms = cfg->backoff_max_ms > 0 ? (uint64_t)cfg->backoff_max_ms
+                                                : p->backoff_base_ms;
     if (p->backoff_max_ms < p->backoff_base_ms) {
         p->backoff_max_ms = p->backoff_base_ms;
     }

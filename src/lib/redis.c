@@ -1,9 +1,1552 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder until the redis backend lands. */
+/*
+ * The redis backend: every operation of uc__backend_ops_t over hiredis
+ * (0.14, blocking contexts) borrowed from a bounded pool, behind a circuit
+ * breaker. An operation is one "session": ask the breaker, borrow a
+ * connection (made lazily: connect with cfg.connect_timeout_ms, then
+ * SO_RCVTIMEO/SO_SNDTIMEO of cfg.command_timeout_ms, then AUTH and SELECT
+ * pipelined in one round trip), send its commands pipelined, read every
+ * reply, give the connection back and tell the breaker how it went.
+ *
+ * Failure rules:
+ *   - A connection that failed in any way (I/O error, timeout, EOF, a reply
+ *     of the wrong shape) is closed, never reused: after a timeout its late
+ *     reply would otherwise answer the next command. An EOF or reset also
+ *     drops the idle connections, which died with the same server.
+ *   - A server error reply (-OOM, -WRONGTYPE, ...) is an answer: the
+ *     connection stays, the breaker counts a success. -LOADING, -BUSY and
+ *     -MASTERDOWN are answers too (the connection stays) but count as
+ *     breaker failures: the server cannot serve for a while, and failing
+ *     fast beats sending every call to it.
+ *   - Connect failures, timeouts and broken connections feed the breaker; a
+ *     full pool or the pool's reconnect backoff says nothing about the
+ *     server and neither opens nor closes it.
+ *
+ * SIGPIPE: hiredis writes with write(), so a peer that went away raises
+ * SIGPIPE. The library must not change the host's signal dispositions, so
+ * each session blocks SIGPIPE in the calling thread only (pthread_sigmask),
+ * and before restoring the mask consumes a SIGPIPE that became pending
+ * during the session (one already pending belonged to the host and is
+ * left alone).
+ *
+ * Every wait is bounded: acquire by cfg.acquire_timeout_ms, connect by
+ * cfg.connect_timeout_ms, each round trip by cfg.command_timeout_ms. Host
+ * names are resolved by the system resolver (getaddrinfo), which hiredis
+ * calls and which is bounded by the resolver's own configuration.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
 #include "backend.h"
+#include "breaker.h"
+#include "pool.h"
+#include "redis_info.h"
+
+/* One connection-failure line per interval; the rest are counted. */
+#define LOG_INTERVAL_US 1000000u
+#define CURSOR_MAX 32
+#define DETAIL_MAX 120
+#define INFO_MAX (1024u * 1024u)
+
+/*
+ * Stores val under KEYS[1] with TTL ARGV[2] ms (0: none) only if every
+ * generation counter KEYS[i+1] still holds ARGV[i+2] (absent counts as 0).
+ * Returns 1 when stored, 0 when a counter moved.
+ */
+static const char set_if_gens_lua[] =
+    "for i = 2, #KEYS do\n"
+    "  local v = redis.call('GET', KEYS[i])\n"
+    "  if not v then v = '0' end\n"
+    "  if v ~= ARGV[i + 1] then return 0 end\n"
+    "end\n"
+    "if ARGV[2] ~= '0' then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "else\n"
+    "  redis.call('SET', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "return 1\n";
+
+typedef struct {
+    uc__backend_t base;
+    uc__pool_t *pool;
+    uc__breaker_t breaker;
+    char where[UC_HOST_MAX + 16]; /* "host:port", for messages */
+    size_t scan_batch;
+    pthread_mutex_t sha_mu;
+    char sha[41]; /* of set_if_gens_lua once SCRIPT LOAD answered; "" before */
+    _Atomic uint64_t log_next_us;
+    _Atomic uint64_t log_suppressed;
+} rb_t;
+
+/* One operation's hold on the breaker, a connection and the signal mask. */
+typedef struct {
+    redisContext *c;
+    int probe;
+    int broken;      /* the connection failed: close it */
+    int server_gone; /* EOF/reset: the idle ones are suspect too */
+    int server_busy; /* -LOADING and the like: a breaker failure */
+    int pipe_blocked_before;
+    int pipe_pending_before;
+    sigset_t oldmask;
+} sess_t;
+
+/* A command as argv/argvlen, the shape hiredis takes. */
+typedef struct {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+} cmd_t;
+
+static rb_t *rb_of(uc__backend_t *b)
+{
+    return (rb_t *)b;
+}
+
+/* ---- logging --------------------------------------------------------------
+ */
+
+/*
+ * Logs a failure of the connection to the server at most once per
+ * LOG_INTERVAL_US, with the number of lines held back since the last one.
+ * `detail` comes from hiredis or from the server's error reply, neither of
+ * which ever contains the password.
+ */
+static void log_failure(rb_t *rb, const char *what, int rc, const char *detail)
+{
+    uint64_t now = uc__now_us(rb->base.env);
+    uint64_t next = atomic_load(&rb->log_next_us);
+    uint64_t held = 0;
+
+    if (now < next || !atomic_compare_exchange_strong(&rb->log_next_us, &next,
+                                                      now + LOG_INTERVAL_US)) {
+        atomic_fetch_add(&rb->log_suppressed, 1);
+        return;
+    }
+    held = atomic_exchange(&rb->log_suppressed, 0);
+    uc__log(rb->base.env, UC_LOG_WARN,
+            "%s '%s': %s%s%.*s (%llu similar held back)", what, rb->where,
+            uc_strerror(rc), detail != NULL && detail[0] != '\0' ? ": " : "",
+            DETAIL_MAX, detail != NULL ? detail : "", (unsigned long long)held);
+}
+
+/* ---- error mapping ---------------------------------------------------------
+ */
+
+static int starts_with(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    return s != NULL && len >= n && memcmp(s, prefix, n) == 0;
+}
+
+/* The status for an error reply. */
+static int error_reply_status(const redisReply *r)
+{
+    if (starts_with(r->str, r->len, "WRONGPASS") ||
+        starts_with(r->str, r->len, "NOAUTH") ||
+        starts_with(r->str, r->len, "NOPERM")) {
+        return UC_EAUTH;
+    }
+    return UC_ESERVER;
+}
+
+/* Whether an error reply says the server cannot serve for a while. */
+static int error_reply_busy(const redisReply *r)
+{
+    return starts_with(r->str, r->len, "LOADING") ||
+           starts_with(r->str, r->len, "BUSY") ||
+           starts_with(r->str, r->len, "MASTERDOWN");
+}
+
+/* Whether hiredis' message is one of getaddrinfo's "no such name" ones. */
+static int is_resolve_error(const char *msg)
+{
+    static const int codes[] = {
+        EAI_NONAME,     EAI_AGAIN, EAI_FAIL,
+#ifdef EAI_NODATA
+        EAI_NODATA,
+#endif
+#ifdef EAI_ADDRFAMILY
+        EAI_ADDRFAMILY,
+#endif
+    };
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (strcmp(msg, gai_strerror(codes[i])) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The status for a failed hiredis context. `saved_errno` is errno right
+ * after the failing call: a blocking read or write that hit SO_RCVTIMEO or
+ * SO_SNDTIMEO fails with EAGAIN, which is how hiredis reports a timeout.
+ */
+static int context_status(const redisContext *c, int saved_errno)
+{
+    switch (c->err) {
+    case REDIS_ERR_IO:
+        if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK ||
+            saved_errno == ETIMEDOUT || saved_errno == EINPROGRESS ||
+            strstr(c->errstr, "timed out") != NULL ||
+            strstr(c->errstr, "temporarily unavailable") != NULL) {
+            return UC_ETIMEDOUT;
+        }
+        if (saved_errno == ECONNREFUSED ||
+            strstr(c->errstr, "refused") != NULL) {
+            return UC_ECONNREFUSED;
+        }
+        return UC_EIO;
+    case REDIS_ERR_EOF:
+        return UC_EIO;
+    case REDIS_ERR_PROTOCOL:
+        return UC_EPROTO;
+    case REDIS_ERR_OOM:
+        return UC_ENOMEM;
+    case REDIS_ERR_OTHER:
+    default:
+        return is_resolve_error(c->errstr) ? UC_ERESOLVE : UC_EIO;
+    }
+}
+
+static struct timeval ms_to_tv(int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    return tv;
+}
+
+/* ---- connections (pool callbacks) -----------------------------------------
+ */
+
+/*
+ * Sends AUTH (with the username when one is set) and SELECT (when db is not
+ * 0) in one round trip and checks both answers. Returns UC_OK or a status,
+ * with a detail for the log in `detail`.
+ */
+static int handshake(rb_t *rb, redisContext *c, char *detail, size_t dlen)
+{
+    const uc_config_t *cfg = &rb->base.env->cfg;
+    const char *auth[3];
+    size_t auth_len[3];
+    int auth_argc = 0;
+    char dbs[16];
+    const char *sel[2] = {"SELECT", dbs};
+    size_t sel_len[2] = {6, 0};
+    int nreplies = 0;
+    int rc = UC_OK;
+
+    if (cfg->password[0] != '\0') {
+        auth[auth_argc] = "AUTH";
+        auth_len[auth_argc++] = 4;
+        if (cfg->username[0] != '\0') {
+            auth[auth_argc] = cfg->username;
+            auth_len[auth_argc++] = strlen(cfg->username);
+        }
+        auth[auth_argc] = cfg->password;
+        auth_len[auth_argc++] = strlen(cfg->password);
+        if (redisAppendCommandArgv(c, auth_argc, auth, auth_len) != REDIS_OK) {
+            return UC_ENOMEM;
+        }
+        nreplies++;
+    }
+    if (cfg->db != 0) {
+        snprintf(dbs, sizeof(dbs), "%d", cfg->db);
+        sel_len[1] = strlen(dbs);
+        if (redisAppendCommandArgv(c, 2, sel, sel_len) != REDIS_OK) {
+            return UC_ENOMEM;
+        }
+        nreplies++;
+    }
+    for (int i = 0; i < nreplies; i++) {
+        void *v = NULL;
+        redisReply *r = NULL;
+        int is_auth = i == 0 && auth_argc > 0;
+
+        if (redisGetReply(c, &v) != REDIS_OK) {
+            int saved = errno;
+
+            snprintf(detail, dlen, "%s", c->errstr);
+            return context_status(c, saved);
+        }
+        r = v;
+        if (rc == UC_OK && r->type == REDIS_REPLY_ERROR) {
+            /*
+             * "ERR ... without any password configured" and the like: the
+             * server refused our credentials, whatever the wording.
+             */
+            rc = is_auth ? UC_EAUTH : error_reply_status(r);
+            snprintf(detail, dlen, "%.*s", (int)(r->len < 100 ? r->len : 100),
+                     r->str);
+        } else if (rc == UC_OK && r->type != REDIS_REPLY_STATUS) {
+            rc = UC_EPROTO;
+            snprintf(detail, dlen, "unexpected reply to %s",
+                     is_auth ? "AUTH" : "SELECT");
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static int conn_open(void *arg, void **conn)
+{
+    rb_t *rb = arg;
+    const uc_config_t *cfg = &rb->base.env->cfg;
+    char detail[160] = "";
+    redisContext *c = NULL;
+    int rc = UC_OK;
+    int saved = 0;
+
+    errno = 0;
+    c = redisConnectWithTimeout(cfg->host, cfg->port,
+                                ms_to_tv(cfg->connect_timeout_ms));
+    saved = errno;
+    if (c == NULL) {
+        rc = UC_ENOMEM;
+        goto fail;
+    }
+    if (c->err != 0) {
+        snprintf(detail, sizeof(detail), "%s", c->errstr);
+        rc = context_status(c, saved);
+        goto fail;
+    }
+    if (redisSetTimeout(c, ms_to_tv(cfg->command_timeout_ms)) != REDIS_OK) {
+        snprintf(detail, sizeof(detail), "%s", c->errstr);
+        rc = UC_EIO;
+        goto fail;
+    }
+    rc = handshake(rb, c, detail, sizeof(detail));
+    if (rc != UC_OK) {
+        goto fail;
+    }
+    *conn = c;
+    return UC_OK;
+
+fail:
+    redisFree(c);
+    log_failure(rb, "connect", rc, detail);
+    return rc;
+}
+
+static void conn_close(void *arg, void *conn)
+{
+    (void)arg;
+    redisFree(conn);
+}
+
+/*
+ * An idle connection is usable when nothing can be read from it: with no
+ * request outstanding, readable means the server closed it (or sent
+ * something unasked). This catches connections a restarted server left
+ * behind before a request is wasted on them.
+ */
+static int conn_check(void *arg, void *conn)
+{
+    redisContext *c = conn;
+    struct pollfd pfd;
+
+    (void)arg;
+    if (c->err != 0) {
+        return 0;
+    }
+    pfd.fd = c->fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) == 0;
+}
+
+/* ---- sessions --------------------------------------------------------------
+ */
+
+static void block_sigpipe(sess_t *s)
+{
+    sigset_t pipe;
+    sigset_t pending;
+
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &s->oldmask);
+    s->pipe_blocked_before = sigismember(&s->oldmask, SIGPIPE) == 1;
+    /* Unblocked, it could not have been pending: it would have fired. */
+    s->pipe_pending_before = 0;
+    if (s->pipe_blocked_before && sigpending(&pending) == 0) {
+        s->pipe_pending_before = sigismember(&pending, SIGPIPE) == 1;
+    }
+}
+
+static void restore_sigpipe(sess_t *s)
+{
+    sigset_t pipe;
+    sigset_t pending;
+    struct timespec zero = {0, 0};
+
+    if (!s->pipe_pending_before && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE) == 1) {
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        /* Ours: a write to a closed socket during this session. */
+        while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    if (!s->pipe_blocked_before) {
+        pthread_sigmask(SIG_SETMASK, &s->oldmask, NULL);
+    }
+}
+
+/* Whether a failed acquire says something about the server. */
+static uc__breaker_outcome_t acquire_outcome(int rc)
+{
+    switch (rc) {
+    case UC_EPOOL:        /* our own pool is busy */
+    case UC_EUNAVAILABLE: /* reconnect backoff: already counted */
+    case UC_ENOMEM:
+        return UC__BREAKER_NEUTRAL;
+    default:
+        return UC__BREAKER_FAILURE;
+    }
+}
+
+/*
+ * Starts an operation: breaker, SIGPIPE mask, connection. Returns UC_OK
+ * (then sess_end() must follow) or the status to return at once.
+ */
+static int sess_begin(rb_t *rb, sess_t *s)
+{
+    void *conn = NULL;
+    int rc = UC_OK;
+
+    memset(s, 0, sizeof(*s));
+    rc = uc__breaker_allow(&rb->breaker, &s->probe);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    block_sigpipe(s);
+    rc = uc__pool_acquire(rb->pool, &conn);
+    if (rc != UC_OK) {
+        uc__breaker_report(&rb->breaker, s->probe, acquire_outcome(rc));
+        restore_sigpipe(s);
+        return rc;
+    }
+    s->c = conn;
+    return UC_OK;
+}
+
+/* Ends an operation: returns or closes the connection, tells the breaker. */
+static void sess_end(rb_t *rb, sess_t *s)
+{
+    uc__breaker_outcome_t outcome = UC__BREAKER_SUCCESS;
+
+    if (s->broken) {
+        uc__pool_release(rb->pool, s->c, 0);
+        if (s->server_gone) {
+            uc__pool_discard_idle(rb->pool);
+        }
+        outcome = UC__BREAKER_FAILURE;
+    } else {
+        uc__pool_release(rb->pool, s->c, 1);
+        if (s->server_busy) {
+            outcome = UC__BREAKER_FAILURE;
+        }
+    }
+    s->c = NULL;
+    uc__breaker_report(&rb->breaker, s->probe, outcome);
+    restore_sigpipe(s);
+}
+
+/* Marks the connection broken after a reply of a shape we did not ask for. */
+static int bad_reply(rb_t *rb, sess_t *s)
+{
+    s->broken = 1;
+    log_failure(rb, "redis", UC_EPROTO, "unexpected reply type");
+    return UC_EPROTO;
+}
+
+/*
+ * Sends n commands in one write and reads their n replies into rep[]
+ * (the caller frees them with free_replies()). Returns UC_OK, or a status
+ * with the connection marked broken and rep[] all NULL.
+ */
+static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
+                redisReply **rep)
+{
+    redisContext *c = s->c;
+    int rc = UC_OK;
+    size_t got = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        rep[i] = NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv,
+                                   cmds[i].lens) != REDIS_OK) {
+            /* Part of the pipeline may be buffered: the context is spoilt. */
+            s->broken = 1;
+            return UC_ENOMEM;
+        }
+    }
+    for (got = 0; got < n; got++) {
+        void *v = NULL;
+
+        if (redisGetReply(c, &v) != REDIS_OK) {
+            int saved = errno;
+
+            rc = context_status(c, saved);
+            break;
+        }
+        rep[got] = v;
+        if (rep[got]->type == REDIS_REPLY_ERROR && error_reply_busy(rep[got])) {
+            s->server_busy = 1;
+        }
+    }
+    if (rc == UC_OK) {
+        return UC_OK;
+    }
+    s->broken = 1;
+    s->server_gone =
+        c->err == REDIS_ERR_EOF || (rc == UC_EIO && c->err == REDIS_ERR_IO);
+    log_failure(rb, "redis", rc, c->errstr);
+    for (size_t i = 0; i < got; i++) {
+        freeReplyObject(rep[i]);
+        rep[i] = NULL;
+    }
+    return rc;
+}
+
+static void free_replies(redisReply **rep, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rep[i] != NULL) {
+            freeReplyObject(rep[i]);
+        }
+    }
+}
+
+/* Runs one command in its own session; *out is the caller's on UC_OK. */
+static int run1(rb_t *rb, sess_t *s, int argc, const char **argv,
+                const size_t *lens, redisReply **out)
+{
+    cmd_t cmd = {argc, argv, lens};
+
+    return exec(rb, s, 1, &cmd, out);
+}
+
+/* UC_OK for +OK, the error's status for an error reply, else UC_EPROTO. */
+static int expect_ok(rb_t *rb, sess_t *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_STATUS) {
+        return UC_OK;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        return error_reply_status(r);
+    }
+    return bad_reply(rb, s);
+}
+
+static int expect_integer(rb_t *rb, sess_t *s, const redisReply *r,
+                          long long *v)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *v = r->integer;
+        return UC_OK;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        return error_reply_status(r);
+    }
+    return bad_reply(rb, s);
+}
+
+/* A malloc()ed, NUL-terminated copy of a bulk string. */
+static int copy_bulk(const redisReply *r, char **val, size_t *len)
+{
+    char *p = NULL;
+
+    if (r->len > UC_VALUE_MAX) {
+        return UC_ETOOBIG;
+    }
+    p = malloc(r->len + 1);
+    if (p == NULL) {
+        return UC_ENOMEM;
+    }
+    memcpy(p, r->str, r->len);
+    p[r->len] = '\0';
+    *val = p;
+    *len = r->len;
+    return UC_OK;
+}
+
+/* Parses a whole decimal string into *out; 0 when it is not one. */
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (len == 0 || len > 20) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint64_t d = 0;
+
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+        d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10u) {
+            return 0;
+        }
+        v = v * 10u + d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* ---- single-key operations ------------------------------------------------
+ */
+
+static int r_get(uc__backend_t *b, const char *key, size_t klen, char **val,
+                 size_t *len)
+{
+    rb_t *rb = rb_of(b);
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, klen};
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = sess_begin(rb, &s);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, &s, 2, argv, lens, &r);
+    if (rc == UC_OK) {
+        if (r->type == REDIS_REPLY_NIL) {
+            rc = UC_MISS;
+        } else if (r->type == REDIS_REPLY_STRING) {
+            rc = copy_bulk(r, val, len);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            rc = error_reply_status(r);
+        } else {
+            rc = bad_reply(rb, &s);
+        }
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+/* Fills a SET argv (5 slots) for key/val with an optional PX; returns argc. */
+static int set_argv(const char **argv, size_t *lens, char *ttlbuf,
+                    size_t ttlcap, const char *key, size_t klen,
+                    const char *val, size_t len, uint64_t ttl_ms)
+{
+    argv[0] = "SET";
+    lens[0] = 3;
+    argv[1] = key;
+    lens[1] = klen;
+    argv[2] = val;
+    lens[2] = len;
+    if (ttl_ms == 0) {
+        return 3;
+    }
+    snprintf(ttlbuf, ttlcap, "%llu", (unsigned long long)ttl_ms);
+    argv[3] = "PX";
+    lens[3] = 2;
+    argv[4] = ttlbuf;
+    lens[4] = strlen(ttlbuf);
+    return 5;
+}
+
+static int r_set(uc__backend_t *b, const char *key, size_t klen,
+                 const char *val, size_t len, uint64_t ttl_ms)
+{
+    rb_t *rb = rb_of(b);
+    const char *argv[5];
+    size_t lens[5];
+    char ttlbuf[24];
+    int argc = 0;
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = UC_OK;
+
+    if (len > UC_VALUE_MAX) {
+        return UC_ETOOBIG;
+    }
+    argc = set_argv(argv, lens, ttlbuf, sizeof(ttlbuf), key, klen, val, len,
+                    ttl_ms);
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, &s, argc, argv, lens, &r);
+    if (rc == UC_OK) {
+        rc = expect_ok(rb, &s, r);
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+/* Runs a one-key command answered by an integer. */
+static int int_command(rb_t *rb, const char *cmd, const char *key, size_t klen,
+                       long long *v)
+{
+    const char *argv[2] = {cmd, key};
+    size_t lens[2] = {strlen(cmd), klen};
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = sess_begin(rb, &s);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, &s, 2, argv, lens, &r);
+    if (rc == UC_OK) {
+        rc = expect_integer(rb, &s, r, v);
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+static int r_del(uc__backend_t *b, const char *key, size_t klen, int *existed)
+{
+    long long n = 0;
+    /* UNLINK frees a large value off the server's main thread. */
+    int rc = int_command(rb_of(b), "UNLINK", key, klen, &n);
+
+    if (rc == UC_OK && existed != NULL) {
+        *existed = n > 0;
+    }
+    return rc;
+}
+
+static int r_exists(uc__backend_t *b, const char *key, size_t klen)
+{
+    long long n = 0;
+    int rc = int_command(rb_of(b), "EXISTS", key, klen, &n);
+
+    if (rc == UC_OK && n == 0) {
+        rc = UC_MISS;
+    }
+    return rc;
+}
+
+static int r_ttl(uc__backend_t *b, const char *key, size_t klen,
+                 int64_t *ttl_ms)
+{
+    long long n = 0;
+    int rc = int_command(rb_of(b), "PTTL", key, klen, &n);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    if (n == -2) {
+        return UC_MISS;
+    }
+    *ttl_ms = n < 0 ? -1 : (int64_t)n;
+    return UC_OK;
+}
+
+static int r_ping(uc__backend_t *b)
+{
+    rb_t *rb = rb_of(b);
+    const char *argv[1] = {"PING"};
+    size_t lens[1] = {4};
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = sess_begin(rb, &s);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, &s, 1, argv, lens, &r);
+    if (rc == UC_OK) {
+        rc = expect_ok(rb, &s, r);
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+/* ---- multi-key operations -------------------------------------------------
+ */
+
+/*
+ * argv/lens for `cmd k1 .. kn` in one allocation (freed with free(*argv)).
+ * Returns UC_OK, UC_EINVAL when n does not fit an int, or UC_ENOMEM.
+ */
+static int keys_argv(const char *cmd, size_t n, const char *const *keys,
+                     const size_t *klens, const char ***argv, size_t **lens)
+{
+    const char **a = NULL;
+    size_t *l = NULL;
+
+    if (n >= (size_t)INT_MAX - 1) {
+        return UC_EINVAL;
+    }
+    a = malloc((n + 1) * (sizeof(*a) + sizeof(*l)));
+    if (a == NULL) {
+        return UC_ENOMEM;
+    }
+    l = (size_t *)(void *)(a + n + 1);
+    a[0] = cmd;
+    l[0] = strlen(cmd);
+    for (size_t i = 0; i < n; i++) {
+        a[i + 1] = keys[i];
+        l[i + 1] = klens[i];
+    }
+    *argv = a;
+    *lens = l;
+    return UC_OK;
+}
+
+/* Runs MGET over n keys; *out (an array of n) is the caller's on UC_OK. */
+static int mget_reply(rb_t *rb, sess_t *s, size_t n, const char *const *keys,
+                      const size_t *klens, redisReply **out)
+{
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    redisReply *r = NULL;
+    int rc = keys_argv("MGET", n, keys, klens, &argv, &lens);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, s, (int)n + 1, argv, lens, &r);
+    free(argv);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = error_reply_status(r);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        rc = bad_reply(rb, s);
+    }
+    if (rc != UC_OK) {
+        freeReplyObject(r);
+        return rc;
+    }
+    *out = r;
+    return UC_OK;
+}
+
+static int r_mget(uc__backend_t *b, size_t n, const char *const *keys,
+                  const size_t *klens, uc_value_t *out)
+{
+    rb_t *rb = rb_of(b);
+    uc_value_t *tmp = NULL;
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = UC_OK;
+
+    if (n == 0) {
+        return UC_OK;
+    }
+    tmp = calloc(n, sizeof(*tmp));
+    if (tmp == NULL) {
+        return UC_ENOMEM;
+    }
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        free(tmp);
+        return rc;
+    }
+    rc = mget_reply(rb, &s, n, keys, klens, &r);
+    for (size_t i = 0; rc == UC_OK && i < n; i++) {
+        const redisReply *e = r->element[i];
+
+        if (e->type == REDIS_REPLY_NIL) {
+            tmp[i].status = UC_MISS;
+        } else if (e->type == REDIS_REPLY_STRING) {
+            tmp[i].status = copy_bulk(e, &tmp[i].data, &tmp[i].len);
+            if (tmp[i].status == UC_ENOMEM) {
+                rc = UC_ENOMEM;
+            }
+        } else {
+            rc = bad_reply(rb, &s);
+        }
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    if (rc != UC_OK) {
+        for (size_t i = 0; i < n; i++) {
+            free(tmp[i].data);
+        }
+        free(tmp);
+        return rc;
+    }
+    memcpy(out, tmp, n * sizeof(*tmp));
+    free(tmp);
+    return UC_OK;
+}
+
+static int r_mset(uc__backend_t *b, size_t n, const char *const *keys,
+                  const size_t *klens, const char *const *vals,
+                  const size_t *vlens, uint64_t ttl_ms)
+{
+    rb_t *rb = rb_of(b);
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    cmd_t *cmds = NULL;
+    redisReply **rep = NULL;
+    char ttlbuf[24];
+    sess_t s;
+    int rc = UC_OK;
+
+    if (n == 0) {
+        return UC_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (vlens[i] > UC_VALUE_MAX) {
+            return UC_ETOOBIG;
+        }
+    }
+    if (n > SIZE_MAX / (5 * (sizeof(*argv) + sizeof(*lens)) + sizeof(*cmds) +
+                        sizeof(*rep))) {
+        return UC_EINVAL;
+    }
+    argv = malloc(5 * n * sizeof(*argv));
+    lens = malloc(5 * n * sizeof(*lens));
+    cmds = malloc(n * sizeof(*cmds));
+    rep = malloc(n * sizeof(*rep));
+    if (argv == NULL || lens == NULL || cmds == NULL || rep == NULL) {
+        rc = UC_ENOMEM;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cmds[i].argv = argv + 5 * i;
+        cmds[i].lens = lens + 5 * i;
+        cmds[i].argc =
+            set_argv(argv + 5 * i, lens + 5 * i, ttlbuf, sizeof(ttlbuf),
+                     keys[i], klens[i], vals[i], vlens[i], ttl_ms);
+    }
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        goto cleanup;
+    }
+    /* One write and one read pass: a single round trip for all n. */
+    rc = exec(rb, &s, n, cmds, rep);
+    if (rc == UC_OK) {
+        for (size_t i = 0; i < n && rc == UC_OK; i++) {
+            rc = expect_ok(rb, &s, rep[i]);
+        }
+        free_replies(rep, n);
+    }
+    sess_end(rb, &s);
+
+cleanup:
+    free(argv);
+    free(lens);
+    free(cmds);
+    free(rep);
+    return rc;
+}
+
+/* ---- SCAN-based operations ------------------------------------------------
+ */
+
+/* Collects accepted keys of one SCAN page and UNLINKs them in batches. */
+typedef struct {
+    rb_t *rb;
+    sess_t *s;
+    int unlink;
+    const char **argv; /* "UNLINK" + up to scan_batch keys */
+    size_t *lens;
+    size_t n;
+    uint64_t done; /* keys removed (unlink) or counted */
+} batch_t;
+
+static int batch_flush(batch_t *bt)
+{
+    redisReply *r = NULL;
+    long long removed = 0;
+    int rc = UC_OK;
+
+    if (bt->n == 0) {
+        return UC_OK;
+    }
+    rc = run1(bt->rb, bt->s, (int)bt->n + 1, bt->argv, bt->lens, &r);
+    bt->n = 0;
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = expect_integer(bt->rb, bt->s, r, &removed);
+    freeReplyObject(r);
+    if (rc == UC_OK && removed > 0) {
+        bt->done += (uint64_t)removed;
+    }
+    return rc;
+}
+
+static int batch_add(batch_t *bt, const char *key, size_t klen)
+{
+    if (!bt->unlink) {
+        bt->done++;
+        return UC_OK;
+    }
+    bt->argv[bt->n + 1] = key;
+    bt->lens[bt->n + 1] = klen;
+    bt->n++;
+    return bt->n >= bt->rb->scan_batch ? batch_flush(bt) : UC_OK;
+}
+
+/*
+ * How it works: SCAN walks the keyspace with a cursor, COUNT scan_batch
+ * keys of work per call, so the server is never blocked for long; MATCH
+ * filters on the server. Each page's keys go through `filter` and, when
+ * deleting, into UNLINK batches of at most scan_batch keys, sent before the
+ * page is freed. A key added or removed during the walk may or may not be
+ * seen, as SCAN guarantees only keys present for the whole walk.
+ */
+static int scan_walk(rb_t *rb, const char *glob, uc__key_filter_fn filter,
+                     void *farg, int unlink, uint64_t *done)
+{
+    char cursor[CURSOR_MAX + 1] = "0";
+    char count[24];
+    const char *argv[6] = {"SCAN", cursor, "MATCH", glob, "COUNT", count};
+    size_t lens[6] = {4, 1, 5, strlen(glob), 5, 0};
+    batch_t bt;
+    sess_t s;
+    int rc = UC_OK;
+
+    memset(&bt, 0, sizeof(bt));
+    snprintf(count, sizeof(count), "%zu", rb->scan_batch);
+    lens[5] = strlen(count);
+    if (unlink) {
+        bt.argv = malloc((rb->scan_batch + 1) * sizeof(*bt.argv));
+        bt.lens = malloc((rb->scan_batch + 1) * sizeof(*bt.lens));
+        if (bt.argv == NULL || bt.lens == NULL) {
+            rc = UC_ENOMEM;
+            goto cleanup;
+        }
+        bt.argv[0] = "UNLINK";
+        bt.lens[0] = 6;
+    }
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        goto cleanup;
+    }
+    bt.rb = rb;
+    bt.s = &s;
+    bt.unlink = unlink;
+    do {
+        redisReply *r = NULL;
+        const redisReply *cur = NULL;
+        const redisReply *page = NULL;
+
+        rc = run1(rb, &s, 6, argv, lens, &r);
+        if (rc != UC_OK) {
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = error_reply_status(r);
+            freeReplyObject(r);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[0]->len == 0 || r->element[0]->len > CURSOR_MAX ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            rc = bad_reply(rb, &s);
+            freeReplyObject(r);
+            break;
+        }
+        cur = r->element[0];
+        page = r->element[1];
+        for (size_t i = 0; i < page->elements && rc == UC_OK; i++) {
+            const redisReply *k = page->element[i];
+
+            if (k->type != REDIS_REPLY_STRING) {
+                rc = bad_reply(rb, &s);
+            } else if (filter == NULL || filter(farg, k->str, k->len)) {
+                rc = batch_add(&bt, k->str, k->len);
+            }
+        }
+        if (rc == UC_OK) {
+            rc = batch_flush(&bt);
+        }
+        memcpy(cursor, cur->str, cur->len);
+        cursor[cur->len] = '\0';
+        lens[1] = cur->len;
+        freeReplyObject(r);
+    } while (rc == UC_OK && strcmp(cursor, "0") != 0);
+    sess_end(rb, &s);
+    if (rc == UC_OK) {
+        *done = bt.done;
+    }
+
+cleanup:
+    free(bt.argv);
+    free(bt.lens);
+    return rc;
+}
+
+static int r_delete_pattern(uc__backend_t *b, const char *glob,
+                            uc__key_filter_fn filter, void *farg,
+                            size_t *removed)
+{
+    uint64_t n = 0;
+    int rc = scan_walk(rb_of(b), glob, filter, farg, 1, &n);
+
+    if (rc == UC_OK && removed != NULL) {
+        *removed = (size_t)n;
+    }
+    return rc;
+}
+
+static int r_count_pattern(uc__backend_t *b, const char *glob,
+                           uc__key_filter_fn filter, void *farg,
+                           uint64_t *count)
+{
+    uint64_t n = 0;
+    int rc = scan_walk(rb_of(b), glob, filter, farg, 0, &n);
+
+    if (rc == UC_OK && count != NULL) {
+        *count = n;
+    }
+    return rc;
+}
+
+/* ---- generations ----------------------------------------------------------
+ */
+
+static int r_gen_read(uc__backend_t *b, size_t n, const char *const *keys,
+                      const size_t *klens, uint64_t *gens)
+{
+    rb_t *rb = rb_of(b);
+    uint64_t *tmp = NULL;
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = UC_OK;
+
+    if (n == 0) {
+        return UC_OK;
+    }
+    tmp = calloc(n, sizeof(*tmp));
+    if (tmp == NULL) {
+        return UC_ENOMEM;
+    }
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        free(tmp);
+        return rc;
+    }
+    rc = mget_reply(rb, &s, n, keys, klens, &r);
+    for (size_t i = 0; rc == UC_OK && i < n; i++) {
+        const redisReply *e = r->element[i];
+
+        if (e->type == REDIS_REPLY_NIL) {
+            tmp[i] = 0;
+        } else if (e->type != REDIS_REPLY_STRING ||
+                   !parse_u64(e->str, e->len, &tmp[i])) {
+            /* Someone wrote a non-counter there: an answer, but unusable. */
+            rc = UC_EPROTO;
+        }
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    if (rc == UC_OK) {
+        memcpy(gens, tmp, n * sizeof(*gens));
+    }
+    free(tmp);
+    return rc;
+}
+
+static int r_gen_bump(uc__backend_t *b, const char *key, size_t klen,
+                      uint64_t keep_ms)
+{
+    rb_t *rb = rb_of(b);
+    char keep[24];
+    const char *incr[2] = {"INCR", key};
+    size_t incr_len[2] = {4, klen};
+    const char *exp[3] = {"PEXPIRE", key, keep};
+    size_t exp_len[3] = {7, klen, 0};
+    cmd_t cmds[2] = {{2, incr, incr_len}, {3, exp, exp_len}};
+    redisReply *rep[2] = {NULL, NULL};
+    size_t n = keep_ms > 0 ? 2 : 1;
+    long long v = 0;
+    sess_t s;
+    int rc = UC_OK;
+
+    snprintf(keep, sizeof(keep), "%llu", (unsigned long long)keep_ms);
+    exp_len[2] = strlen(keep);
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = exec(rb, &s, n, cmds, rep);
+    if (rc == UC_OK) {
+        rc = expect_integer(rb, &s, rep[0], &v);
+        if (rc == UC_OK && n == 2) {
+            rc = expect_integer(rb, &s, rep[1], &v);
+        }
+        free_replies(rep, n);
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+/* Whether an error reply is Redis saying it does not know the script. */
+static int is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR &&
+           starts_with(r->str, r->len, "NOSCRIPT");
+}
+
+/*
+ * Reads the script's answer: 1 stored, 0 a generation moved. A SCRIPT LOAD
+ * answer (when sent first) gives the SHA1 to use from then on.
+ */
+static int script_answer(rb_t *rb, sess_t *s, const redisReply *r)
+{
+    long long v = 0;
+    int rc = expect_integer(rb, s, r, &v);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    return v == 1 ? UC_OK : UC_ESTALE;
+}
+
+static void remember_sha(rb_t *rb, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        return;
+    }
+    pthread_mutex_lock(&rb->sha_mu);
+    memcpy(rb->sha, r->str, 40);
+    rb->sha[40] = '\0';
+    pthread_mutex_unlock(&rb->sha_mu);
+}
+
+static int r_set_if_gens(uc__backend_t *b, const char *key, size_t klen,
+                         const char *val, size_t len, uint64_t ttl_ms, size_t n,
+                         const char *const *gkeys, const size_t *gklens,
+                         const uint64_t *gens)
+{
+    rb_t *rb = rb_of(b);
+    /* EVAL[SHA] script numkeys key gkeys.. val ttl gens.. */
+    size_t argc = 3 + (1 + n) + 2 + n;
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    char *nums = NULL; /* numkeys, ttl and the n gens, 24 bytes each */
+    const char *load[3] = {"SCRIPT", "LOAD", set_if_gens_lua};
+    size_t load_len[3] = {6, 4, sizeof(set_if_gens_lua) - 1};
+    char sha[41];
+    cmd_t cmds[2];
+    redisReply *rep[2] = {NULL, NULL};
+    sess_t s;
+    int rc = UC_OK;
+
+    if (len > UC_VALUE_MAX) {
+        return UC_ETOOBIG;
+    }
+    if (n > (size_t)INT_MAX / 4) {
+        return UC_EINVAL;
+    }
+    argv = malloc(argc * sizeof(*argv));
+    lens = malloc(argc * sizeof(*lens));
+    nums = malloc((n + 2) * 24);
+    if (argv == NULL || lens == NULL || nums == NULL) {
+        rc = UC_ENOMEM;
+        goto cleanup;
+    }
+    pthread_mutex_lock(&rb->sha_mu);
+    memcpy(sha, rb->sha, sizeof(sha));
+    pthread_mutex_unlock(&rb->sha_mu);
+
+    snprintf(nums, 24, "%zu", n + 1);
+    argv[2] = nums;
+    argv[3] = key;
+    lens[3] = klen;
+    for (size_t i = 0; i < n; i++) {
+        argv[4 + i] = gkeys[i];
+        lens[4 + i] = gklens[i];
+    }
+    argv[4 + n] = val;
+    lens[4 + n] = len;
+    snprintf(nums + 24, 24, "%llu", (unsigned long long)ttl_ms);
+    argv[5 + n] = nums + 24;
+    for (size_t i = 0; i < n; i++) {
+        char *g = nums + 24 * (i + 2);
+
+        snprintf(g, 24, "%llu", (unsigned long long)gens[i]);
+        argv[6 + n + i] = g;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        if (i == 2 || i == 5 + n || i >= 6 + n) {
+            lens[i] = strlen(argv[i]);
+        }
+    }
+
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        goto cleanup;
+    }
+    if (sha[0] != '\0') {
+        argv[0] = "EVALSHA";
+        lens[0] = 7;
+        argv[1] = sha;
+        lens[1] = 40;
+        rc = run1(rb, &s, (int)argc, argv, lens, &rep[0]);
+        if (rc == UC_OK && !is_noscript(rep[0])) {
+            rc = script_answer(rb, &s, rep[0]);
+            goto end;
+        }
+        free_replies(rep, 1);
+        rep[0] = NULL;
+        if (rc != UC_OK) {
+            goto end;
+        }
+    }
+    /*
+     * First use, or the server lost its script cache (restart, SCRIPT
+     * FLUSH): load it and run it with EVAL in one round trip.
+     */
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = set_if_gens_lua;
+    lens[1] = sizeof(set_if_gens_lua) - 1;
+    cmds[0] = (cmd_t){3, load, load_len};
+    cmds[1] = (cmd_t){(int)argc, argv, lens};
+    rc = exec(rb, &s, 2, cmds, rep);
+    if (rc == UC_OK) {
+        remember_sha(rb, rep[0]);
+        rc = script_answer(rb, &s, rep[1]);
+    }
+
+end:
+    free_replies(rep, 2);
+    sess_end(rb, &s);
+
+cleanup:
+    free(argv);
+    free(lens);
+    free(nums);
+    return rc;
+}
+
+/* ---- INFO ------------------------------------------------------------------
+ */
+
+/* Declared in redis_info.h, where the contract is. */
+void uc__redis_parse_info(const char *text, size_t len, int db,
+                          uc_server_info_t *out)
+{
+    char dbname[24];
+    size_t dblen = 0;
+    const char *p = text;
+    const char *end = text + len;
+
+    snprintf(dbname, sizeof(dbname), "db%d:keys=", db);
+    dblen = strlen(dbname);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl != NULL ? nl : end;
+        size_t n = (size_t)(eol - p);
+        const char *colon = memchr(p, ':', n);
+        uint64_t v = 0;
+
+        if (n > 0 && p[n - 1] == '\r') {
+            n--;
+        }
+        if (colon != NULL && n > dblen && memcmp(p, dbname, dblen) == 0) {
+            const char *num = p + dblen;
+            const char *comma = memchr(num, ',', n - dblen);
+            size_t nlen = comma != NULL ? (size_t)(comma - num) : n - dblen;
+
+            if (parse_u64(num, nlen, &v)) {
+                out->keys = v;
+            }
+        } else if (colon != NULL) {
+            size_t klen = (size_t)(colon - p);
+            const char *val = colon + 1;
+            size_t vlen = n - klen - 1;
+
+#define FIELD(name, dst)                                                       \
+    if (klen == sizeof(name) - 1 && memcmp(p, name, klen) == 0 &&              \
+        parse_u64(val, vlen, &v)) {                                            \
+        out->dst = v;                                                          \
+    }
+            FIELD("used_memory", used_memory)
+            FIELD("maxmemory", max_memory)
+            FIELD("evicted_keys", evicted_keys)
+            FIELD("expired_keys", expired_keys)
+            FIELD("keyspace_hits", server_hits)
+            FIELD("keyspace_misses", server_misses)
+#undef FIELD
+            if (klen == 13 && memcmp(p, "redis_version", 13) == 0) {
+                size_t cp = vlen < sizeof(out->version) - 1
+                                ? vlen
+                                : sizeof(out->version) - 1;
+
+                memcpy(out->version, val, cp);
+                out->version[cp] = '\0';
+            }
+        }
+        p = eol + 1;
+    }
+}
+
+static int r_info(uc__backend_t *b, uc_server_info_t *out)
+{
+    static const char *const sections[4] = {"server", "memory", "stats",
+                                            "keyspace"};
+    rb_t *rb = rb_of(b);
+    const char *argv[4][2];
+    size_t lens[4][2];
+    cmd_t cmds[4];
+    redisReply *rep[4] = {NULL, NULL, NULL, NULL};
+    uc_server_info_t info;
+    sess_t s;
+    int rc = UC_OK;
+
+    for (size_t i = 0; i < 4; i++) {
+        argv[i][0] = "INFO";
+        lens[i][0] = 4;
+        argv[i][1] = sections[i];
+        lens[i][1] = strlen(sections[i]);
+        cmds[i] = (cmd_t){2, argv[i], lens[i]};
+    }
+    memset(&info, 0, sizeof(info));
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = exec(rb, &s, 4, cmds, rep);
+    for (size_t i = 0; rc == UC_OK && i < 4; i++) {
+        if (rep[i]->type == REDIS_REPLY_ERROR) {
+            rc = error_reply_status(rep[i]);
+        } else if (rep[i]->type != REDIS_REPLY_STRING ||
+                   rep[i]->len > INFO_MAX) {
+            rc = bad_reply(rb, &s);
+        } else {
+            uc__redis_parse_info(rep[i]->str, rep[i]->len, rb->base.env->cfg.db,
+                                 &info);
+        }
+    }
+    free_replies(rep, 4);
+    sess_end(rb, &s);
+    if (rc == UC_OK) {
+        *out = info;
+    }
+    return rc;
+}
+
+/* ---- figures and lifecycle ------------------------------------------------
+ */
+
+static void r_pool_stats(uc__backend_t *b, uc_pool_stats_t *out)
+{
+    rb_t *rb = rb_of(b);
+
+    memset(out, 0, sizeof(*out));
+    uc__pool_stats(rb->pool, out);
+    uc__breaker_figures(&rb->breaker, &out->breaker, &out->breaker_opens,
+                        &out->breaker_rejects);
+}
+
+static void r_destroy(uc__backend_t *b)
+{
+    rb_t *rb = rb_of(b);
+
+    if (rb == NULL) {
+        return;
+    }
+    uc__pool_destroy(rb->pool);
+    uc__breaker_release(&rb->breaker);
+    pthread_mutex_destroy(&rb->sha_mu);
+    free(rb);
+}
+
+static const uc__backend_ops_t redis_ops = {
+    .name = "redis",
+    .get = r_get,
+    .set = r_set,
+    .del = r_del,
+    .exists = r_exists,
+    .ttl = r_ttl,
+    .mget = r_mget,
+    .mset = r_mset,
+    .delete_pattern = r_delete_pattern,
+    .count_pattern = r_count_pattern,
+    .gen_read = r_gen_read,
+    .gen_bump = r_gen_bump,
+    .set_if_gens = r_set_if_gens,
+    .ping = r_ping,
+    .info = r_info,
+    .pool_stats = r_pool_stats,
+    .destroy = r_destroy,
+};
+
 int uc__redis_create(const uc__env_t *env, uc__backend_t **out, char *err,
                      size_t errlen)
 {
-    (void)env; (void)out; (void)err; (void)errlen;
-    return UC_ENOTSUP;
+    const uc_config_t *cfg = &env->cfg;
+    uc__pool_conn_ops_t pops = {conn_open, conn_close, conn_check, NULL};
+    rb_t *rb = NULL;
+    int rc = UC_ENOMEM;
+
+    if (cfg->host[0] == '\0' || cfg->port < 1 || cfg->port > 65535 ||
+        cfg->db < 0) {
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "redis backend: host, port or db invalid");
+        }
+        return UC_ECONFIG;
+    }
+    rb = calloc(1, sizeof(*rb));
+    if (rb == NULL) {
+        goto fail;
+    }
+    rb->base.ops = &redis_ops;
+    rb->base.env = env;
+    rb->scan_batch = cfg->scan_batch > 0 ? (size_t)cfg->scan_batch : 500u;
+    snprintf(rb->where, sizeof(rb->where), "%s:%d", cfg->host, cfg->port);
+    atomic_init(&rb->log_next_us, 0);
+    atomic_init(&rb->log_suppressed, 0);
+    if (pthread_mutex_init(&rb->sha_mu, NULL) != 0) {
+        free(rb);
+        rb = NULL;
+        goto fail;
+    }
+    if (uc__breaker_init(&rb->breaker, env, "redis") != UC_OK) {
+        pthread_mutex_destroy(&rb->sha_mu);
+        free(rb);
+        rb = NULL;
+        goto fail;
+    }
+    pops.arg = rb;
+    rc = uc__pool_create(env, &pops, &rb->pool);
+    if (rc != UC_OK) {
+        uc__breaker_release(&rb->breaker);
+        pthread_mutex_destroy(&rb->sha_mu);
+        free(rb);
+        rb = NULL;
+        goto fail;
+    }
+    *out = &rb->base;
+    return UC_OK;
+
+fail:
+    if (err != NULL && errlen > 0) {
+        snprintf(err, errlen, "redis backend: out of memory");
+    }
+    return UC_ENOMEM;
 }

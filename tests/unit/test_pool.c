@@ -32,7 +32,7 @@ typedef struct {
     uc__env_t env;
     uc__pool_t *pool;
     conn_t conns[CONNS_MAX];
-    _Atomic int nconns;     /* connect calls that succeeded */
+    _Atomic int nconns; /* connect calls that succeeded */
     _Atomic int connect_calls;
     _Atomic int close_calls;
     _Atomic int fail_connect; /* nonzero: connect returns this code */

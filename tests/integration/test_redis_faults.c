@@ -1,0 +1,880 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The redis backend against a real redis-server that each test starts on a
+ * free loopback port: every operation round-trips (binary values too), and
+ * the faults a cache meets in production behave as specified: nothing
+ * listening, a name that does not resolve, a hung server (SIGSTOP) that must
+ * open the breaker without any call waiting past its timeouts, a late reply
+ * that must never answer another request, a restart, authentication with a
+ * password and with an ACL user (the password never logged), pattern delete
+ * in batches smaller than the match, and many threads on one handle.
+ *
+ * Timing: calls are measured only to assert upper bounds derived from the
+ * configured timeouts (plus generous slack for a loaded machine), never a
+ * speed target.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "redis_server.h"
+#include "util.h"
+#include "utxocache/utxocache.h"
+
+#define CONNECT_MS 200
+#define COMMAND_MS 200
+#define ACQUIRE_MS 100
+#define COOLDOWN_MS 400
+#define BACKOFF_MAX_MS 200
+/* Slack for a loaded 2-core machine under sanitizers. */
+#define SLACK_MS 1500
+#define CALL_BOUND_MS (CONNECT_MS + COMMAND_MS + ACQUIRE_MS + SLACK_MS)
+
+/* ---- log capture ----------------------------------------------------------
+ */
+
+typedef struct {
+    pthread_mutex_t mu;
+    char text[65536];
+    size_t len;
+    unsigned lines;
+} logbuf_t;
+
+static void capture_log(void *arg, uc_log_level_t level, const char *msg)
+{
+    logbuf_t *lb = arg;
+    size_t n = strlen(msg);
+
+    (void)level;
+    pthread_mutex_lock(&lb->mu);
+    if (lb->len + n + 2 < sizeof(lb->text)) {
+        memcpy(lb->text + lb->len, msg, n);
+        lb->len += n;
+        lb->text[lb->len++] = '\n';
+        lb->text[lb->len] = '\0';
+    }
+    lb->lines++;
+    pthread_mutex_unlock(&lb->mu);
+}
+
+/* ---- fixtures -------------------------------------------------------------
+ */
+
+static void base_config(uc_config_t *cfg, int port)
+{
+    uc_config_init(cfg);
+    cfg->backend = UC_BACKEND_REDIS;
+    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+    cfg->port = port;
+    cfg->connect_timeout_ms = CONNECT_MS;
+    cfg->command_timeout_ms = COMMAND_MS;
+    cfg->acquire_timeout_ms = ACQUIRE_MS;
+    cfg->breaker_threshold = 3;
+    cfg->breaker_cooldown_ms = COOLDOWN_MS;
+    cfg->backoff_base_ms = 20;
+    cfg->backoff_max_ms = BACKOFF_MAX_MS;
+    cfg->max_connections = 4;
+}
+
+static uc_cache_t *open_cache(const uc_config_t *cfg)
+{
+    uc_cache_t *c = NULL;
+    char err[256] = "";
+    int rc = uc_cache_create(cfg, &c, err, sizeof(err));
+
+    if (rc != UC_OK) {
+        fail_msg("uc_cache_create: %s: %s", uc_err_name(rc), err);
+    }
+    return c;
+}
+
+/*
+ * Each test's server lives in its fixture, so that the teardown stops it
+ * (and resumes it first, if it was left stopped) even when an assertion
+ * failed half-way.
+ */
+typedef struct {
+    uc_test_redis_t r;
+    int started;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+
+    *state = f;
+    return f != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    if (f->started) {
+        uc_test_redis_stop(&f->r);
+    }
+    free(f);
+    return 0;
+}
+
+static void start_redis(fixture_t *f, const char *extra)
+{
+    if (uc_test_redis_start(&f->r, extra) != 0) {
+        fail_msg("could not start redis-server");
+    }
+    f->started = 1;
+}
+
+static uc_pool_stats_t pool_stats(uc_cache_t *c)
+{
+    uc_pool_stats_t st;
+
+    memset(&st, 0, sizeof(st));
+    uc_cache_pool_stats(c, &st);
+    return st;
+}
+
+/* A key's value as redis-cli sees it, or "" (first line only). */
+static void cli_get(uc_test_redis_t *r, const char *args, const char *cmd,
+                    char *out, size_t outlen)
+{
+    assert_int_equal(uc_test_redis_cli(r, args, cmd, out, outlen), 0);
+}
+
+/* Sets key=val through the cache and reads it back. */
+static void assert_roundtrip(uc_cache_t *c, const char *key, const char *val)
+{
+    char *got = NULL;
+    size_t len = 0;
+
+    assert_int_equal(uc_cache_set(c, key, strlen(key), val, strlen(val), 0),
+                     UC_OK);
+    assert_int_equal(uc_cache_get(c, key, strlen(key), &got, &len), UC_OK);
+    assert_int_equal(len, strlen(val));
+    assert_memory_equal(got, val, len);
+    uc_free(got);
+}
+
+/* ---- every operation ------------------------------------------------------
+ */
+
+static void all_ops_round_trip(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    static const char bin[] = {'a', '\0', 'b', '\xff', '\r', '\n', '\0'};
+    char *val = NULL;
+    size_t len = 0;
+    int64_t ttl = 0;
+    int existed = -1;
+    uint64_t count = 0;
+    size_t removed = 0;
+    uint64_t rtt = 0;
+    uc_server_info_t info;
+    char out[256];
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    cfg.db = 3;
+    snprintf(cfg.key_prefix, sizeof(cfg.key_prefix), "t:");
+    c = open_cache(&cfg);
+    assert_string_equal(uc_cache_backend_name(c), "redis");
+
+    /* Binary value, binary key. */
+    assert_int_equal(uc_cache_set(c, "k\0bin", 5, bin, sizeof(bin), 0), UC_OK);
+    assert_int_equal(uc_cache_get(c, "k\0bin", 5, &val, &len), UC_OK);
+    assert_int_equal(len, sizeof(bin));
+    assert_memory_equal(val, bin, sizeof(bin));
+    assert_int_equal(val[len], '\0');
+    uc_free(val);
+    val = NULL;
+    /* Empty value is a value, not a miss. */
+    assert_int_equal(uc_cache_set(c, "empty", 5, "", 0, 0), UC_OK);
+    assert_int_equal(uc_cache_get(c, "empty", 5, &val, &len), UC_OK);
+    assert_int_equal(len, 0);
+    uc_free(val);
+    val = NULL;
+    assert_int_equal(uc_cache_get(c, "absent", 6, &val, &len), UC_MISS);
+    assert_null(val);
+
+    /* The prefix and SELECT reach the server. */
+    cli_get(&f->r, "-n 3", "GET t:empty", out, sizeof(out));
+    assert_string_equal(out, "");
+    cli_get(&f->r, "-n 3", "EXISTS t:empty", out, sizeof(out));
+    assert_string_equal(out, "1");
+    cli_get(&f->r, "-n 0", "EXISTS t:empty", out, sizeof(out));
+    assert_string_equal(out, "0");
+
+    /* TTLs: PX, none, missing. */
+    assert_int_equal(uc_cache_set(c, "ttl", 3, "v", 1, 60000), UC_OK);
+    assert_int_equal(uc_cache_ttl(c, "ttl", 3, &ttl), UC_OK);
+    assert_true(ttl > 0 && ttl <= 60000);
+    assert_int_equal(uc_cache_ttl(c, "empty", 5, &ttl), UC_OK);
+    assert_int_equal(ttl, -1);
+    assert_int_equal(uc_cache_ttl(c, "absent", 6, &ttl), UC_MISS);
+
+    assert_int_equal(uc_cache_exists(c, "ttl", 3), UC_OK);
+    assert_int_equal(uc_cache_exists(c, "absent", 6), UC_MISS);
+    assert_int_equal(uc_cache_del(c, "ttl", 3, &existed), UC_OK);
+    assert_int_equal(existed, 1);
+    assert_int_equal(uc_cache_del(c, "ttl", 3, &existed), UC_OK);
+    assert_int_equal(existed, 0);
+    assert_int_equal(uc_cache_exists(c, "ttl", 3), UC_MISS);
+
+    /* mset then mget with a miss in the middle. */
+    {
+        const char *keys[3] = {"m:1", "m:absent", "m:2"};
+        size_t klens[3] = {3, 8, 3};
+        const char *mk[2] = {"m:1", "m:2"};
+        size_t mkl[2] = {3, 3};
+        const char *mv[2] = {"one", "t\0o"};
+        size_t mvl[2] = {3, 3};
+        uc_value_t vals[3];
+
+        assert_int_equal(uc_cache_mset(c, 2, mk, mkl, mv, mvl, 30000), UC_OK);
+        memset(vals, 0, sizeof(vals));
+        assert_int_equal(uc_cache_mget(c, 3, keys, klens, vals), UC_OK);
+        assert_int_equal(vals[0].status, UC_OK);
+        assert_int_equal(vals[0].len, 3);
+        assert_memory_equal(vals[0].data, "one", 3);
+        assert_int_equal(vals[1].status, UC_MISS);
+        assert_int_equal(vals[2].status, UC_OK);
+        assert_memory_equal(vals[2].data, "t\0o", 3);
+        uc_values_release(vals, 3);
+        assert_int_equal(uc_cache_ttl(c, "m:2", 3, &ttl), UC_OK);
+        assert_true(ttl > 0 && ttl <= 30000);
+    }
+
+    assert_int_equal(uc_cache_count_pattern(c, "m:*", &count), UC_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(uc_cache_delete_pattern(c, "m:*", &removed), UC_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(uc_cache_exists(c, "m:1", 3), UC_MISS);
+    assert_int_equal(uc_cache_exists(c, "empty", 5), UC_OK);
+
+    assert_int_equal(uc_cache_ping(c, &rtt), UC_OK);
+    memset(&info, 0, sizeof(info));
+    assert_int_equal(uc_cache_server_info(c, &info), UC_OK);
+    assert_memory_equal(info.version, "7.", 2);
+    assert_int_equal(info.keys, 2); /* t:empty and t:k\0bin in db 3 */
+    assert_true(info.used_memory > 0);
+    assert_true(info.server_hits > 0);
+    assert_true(info.server_misses > 0);
+
+    /* Sequential calls reuse one connection. */
+    assert_int_equal(pool_stats(c).connects, 1);
+    assert_int_equal(pool_stats(c).breaker, UC_BREAKER_CLOSED);
+    uc_cache_destroy(c);
+}
+
+/* ---- generations, through the backend table ------------------------------ */
+
+static void generations_guard_stores(void **state)
+{
+    fixture_t *f = *state;
+    uc__env_t env;
+    uc__backend_t *b = NULL;
+    char err[256] = "";
+    const char *g[2] = {"g:entry", "g:space"};
+    size_t gl[2] = {7, 7};
+    uint64_t gens[2] = {99, 99};
+    char *val = NULL;
+    size_t len = 0;
+    int64_t ttl = 0;
+    char out[64];
+
+    start_redis(f, NULL);
+    memset(&env, 0, sizeof(env));
+    base_config(&env.cfg, f->r.port);
+    env.cfg.idle_timeout_ms = 60000;
+    env.cfg.scan_batch = 500;
+    assert_int_equal(uc__redis_create(&env, &b, err, sizeof(err)), UC_OK);
+
+    assert_int_equal(b->ops->gen_read(b, 2, g, gl, gens), UC_OK);
+    assert_int_equal(gens[0], 0);
+    assert_int_equal(gens[1], 0);
+    /* Nothing moved: stored, with its TTL. */
+    assert_int_equal(
+        b->ops->set_if_gens(b, "v", 1, "old", 3, 50000, 2, g, gl, gens), UC_OK);
+    assert_int_equal(b->ops->ttl(b, "v", 1, &ttl), UC_OK);
+    assert_true(ttl > 0 && ttl <= 50000);
+
+    /* An invalidation in between: the late store is refused. */
+    assert_int_equal(b->ops->gen_bump(b, g[1], gl[1], 10000), UC_OK);
+    assert_int_equal(
+        b->ops->set_if_gens(b, "v", 1, "stale", 5, 50000, 2, g, gl, gens),
+        UC_ESTALE);
+    assert_int_equal(b->ops->get(b, "v", 1, &val, &len), UC_OK);
+    assert_memory_equal(val, "old", 3);
+    free(val);
+    val = NULL;
+    cli_get(&f->r, NULL, "PTTL g:space", out, sizeof(out));
+    assert_true(strtol(out, NULL, 10) > 0);
+
+    /* Reading again gives the new counters, and the store goes through. */
+    assert_int_equal(b->ops->gen_read(b, 2, g, gl, gens), UC_OK);
+    assert_int_equal(gens[0], 0);
+    assert_int_equal(gens[1], 1);
+    /* The server forgot the script: EVALSHA falls back to EVAL. */
+    cli_get(&f->r, NULL, "SCRIPT FLUSH", out, sizeof(out));
+    assert_int_equal(
+        b->ops->set_if_gens(b, "v", 1, "new", 3, 0, 2, g, gl, gens), UC_OK);
+    assert_int_equal(b->ops->ttl(b, "v", 1, &ttl), UC_OK);
+    assert_int_equal(ttl, -1);
+    assert_int_equal(b->ops->get(b, "v", 1, &val, &len), UC_OK);
+    assert_memory_equal(val, "new", 3);
+    free(val);
+    /* And again through EVALSHA, now that the script is known. */
+    assert_int_equal(b->ops->gen_bump(b, g[0], gl[0], 0), UC_OK);
+    assert_int_equal(b->ops->set_if_gens(b, "v", 1, "x", 1, 0, 2, g, gl, gens),
+                     UC_ESTALE);
+    assert_int_equal(b->ops->ping(b), UC_OK);
+    b->ops->destroy(b);
+}
+
+/* ---- nothing there --------------------------------------------------------
+ */
+
+static void refused_fails_fast(void **state)
+{
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    logbuf_t lb;
+    char *val = NULL;
+    size_t len = 0;
+    int rc = 0;
+
+    (void)state;
+    memset(&lb, 0, sizeof(lb));
+    pthread_mutex_init(&lb.mu, NULL);
+    base_config(&cfg, uc_test_free_port());
+    cfg.log_fn = capture_log;
+    cfg.log_arg = &lb;
+    c = open_cache(&cfg);
+    for (int i = 0; i < 10; i++) {
+        uint64_t t0 = uc_test_now_ms();
+
+        rc = uc_cache_get(c, "k", 1, &val, &len);
+        assert_true(uc_test_now_ms() - t0 < CALL_BOUND_MS);
+        if (i == 0) {
+            assert_int_equal(rc, UC_ECONNREFUSED);
+        } else if (rc != UC_ECONNREFUSED) {
+            assert_int_equal(rc, UC_EUNAVAILABLE);
+        }
+    }
+    assert_null(val);
+    assert_true(pool_stats(c).connect_failures >= 1);
+    /* Connection failures are logged, and rate limited. */
+    pthread_mutex_lock(&lb.mu);
+    assert_non_null(strstr(lb.text, "connection refused"));
+    assert_true(lb.lines < 10);
+    pthread_mutex_unlock(&lb.mu);
+    uc_cache_destroy(c);
+    pthread_mutex_destroy(&lb.mu);
+}
+
+static void unresolvable_host(void **state)
+{
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+
+    (void)state;
+    base_config(&cfg, 6379);
+    snprintf(cfg.host, sizeof(cfg.host), "nonexistent.invalid");
+    c = open_cache(&cfg);
+    assert_int_equal(uc_cache_set(c, "k", 1, "v", 1, 0), UC_ERESOLVE);
+    assert_int_equal(pool_stats(c).connect_failures, 1);
+    uc_cache_destroy(c);
+}
+
+/* ---- a hung server --------------------------------------------------------
+ */
+
+/* Calls until one succeeds, within `bound_ms`; returns the calls it took. */
+static int until_ok(uc_cache_t *c, unsigned bound_ms)
+{
+    uint64_t until = uc_test_now_ms() + bound_ms;
+    int calls = 0;
+
+    for (;;) {
+        calls++;
+        if (uc_cache_ping(c, NULL) == UC_OK) {
+            return calls;
+        }
+        if (uc_test_now_ms() >= until) {
+            fail_msg("no successful call within %u ms", bound_ms);
+        }
+        uc_test_sleep_ms(10);
+    }
+}
+
+static void hung_server_opens_breaker(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    uc_pool_stats_t st;
+    int timeouts = 0;
+    int calls = 0;
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    c = open_cache(&cfg);
+    assert_roundtrip(c, "k", "v");
+
+    assert_int_equal(uc_test_redis_signal(&f->r, SIGSTOP), 0);
+    /* Every call is answered within the configured waits. */
+    while (pool_stats(c).breaker != UC_BREAKER_OPEN && calls < 20) {
+        char *val = NULL;
+        size_t len = 0;
+        uint64_t t0 = uc_test_now_ms();
+        int rc = uc_cache_get(c, "k", 1, &val, &len);
+
+        assert_true(uc_test_now_ms() - t0 < CALL_BOUND_MS);
+        assert_true(rc == UC_ETIMEDOUT || rc == UC_EUNAVAILABLE);
+        timeouts += rc == UC_ETIMEDOUT;
+        calls++;
+    }
+    st = pool_stats(c);
+    assert_int_equal(st.breaker, UC_BREAKER_OPEN);
+    assert_int_equal(st.breaker_opens, 1);
+    assert_int_equal(timeouts, cfg.breaker_threshold);
+    assert_true(st.discarded >= (uint64_t)timeouts);
+
+    /* Open: refused at once, without waiting for any timeout. */
+    for (int i = 0; i < 5; i++) {
+        uint64_t t0 = uc_test_now_ms();
+
+        assert_int_equal(uc_cache_set(c, "k", 1, "w", 1, 0), UC_EUNAVAILABLE);
+        assert_true(uc_test_now_ms() - t0 < COMMAND_MS);
+    }
+    assert_true(pool_stats(c).breaker_rejects >= 5);
+
+    /* Back: after the cooldown a probe closes it again. */
+    assert_int_equal(uc_test_redis_signal(&f->r, SIGCONT), 0);
+    until_ok(c, COOLDOWN_MS + BACKOFF_MAX_MS + COMMAND_MS + SLACK_MS);
+    assert_int_equal(pool_stats(c).breaker, UC_BREAKER_CLOSED);
+    assert_roundtrip(c, "k", "after");
+    uc_cache_destroy(c);
+}
+
+/* A reply that arrives after its request timed out answers nobody else. */
+static void late_reply_never_answers_another_request(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    char *val = NULL;
+    size_t len = 0;
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    cfg.max_connections = 1;
+    cfg.breaker_threshold = 100;
+    c = open_cache(&cfg);
+    assert_roundtrip(c, "k1", "value-one");
+    assert_roundtrip(c, "k2", "value-two");
+
+    /*
+     * A stopped server leaves our GET of k1 unanswered past the command
+     * timeout; once it runs again it answers "value-one" on that connection.
+     * Repeated so that a reused connection could not slip through by luck.
+     */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int rc = 0;
+
+        assert_int_equal(uc_test_redis_signal(&f->r, SIGSTOP), 0);
+        rc = uc_cache_get(c, "k1", 2, &val, &len);
+        assert_int_equal(uc_test_redis_signal(&f->r, SIGCONT), 0);
+        assert_int_equal(rc, UC_ETIMEDOUT);
+        rc = uc_cache_get(c, "k2", 2, &val, &len);
+        assert_int_equal(rc, UC_OK);
+        assert_int_equal(len, 9);
+        assert_memory_equal(val, "value-two", 9);
+        uc_free(val);
+        val = NULL;
+    }
+    assert_true(pool_stats(c).discarded >= 5);
+    uc_cache_destroy(c);
+}
+
+typedef struct {
+    uc_test_redis_t *r;
+    int rc;
+} sleeper_t;
+
+static void *sleeper_main(void *arg)
+{
+    sleeper_t *s = arg;
+    char out[64];
+
+    s->rc = uc_test_redis_cli(s->r, NULL, "DEBUG SLEEP 0.8", out, sizeof(out));
+    return NULL;
+}
+
+static void debug_sleep_times_out_and_next_get_is_its_own(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    sleeper_t sl;
+    pthread_t th;
+    char *val = NULL;
+    size_t len = 0;
+    int rc = UC_OK;
+    uint64_t until = 0;
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    cfg.max_connections = 1;
+    cfg.breaker_threshold = 100;
+    c = open_cache(&cfg);
+    assert_roundtrip(c, "k1", "value-one");
+    assert_roundtrip(c, "k2", "value-two");
+
+    sl.r = &f->r;
+    sl.rc = -1;
+    assert_int_equal(pthread_create(&th, NULL, sleeper_main, &sl), 0);
+    /* Once the server sleeps, GET k1 times out (bounded retry until then). */
+    until = uc_test_now_ms() + 5000;
+    do {
+        rc = uc_cache_get(c, "k1", 2, &val, &len);
+        if (rc == UC_OK) {
+            uc_free(val);
+            val = NULL;
+            uc_test_sleep_ms(5);
+        }
+    } while (rc == UC_OK && uc_test_now_ms() < until);
+    assert_int_equal(rc, UC_ETIMEDOUT);
+    pthread_join(th, NULL);
+    assert_int_equal(sl.rc, 0);
+    /* The sleep is over: k1's reply was sent to a connection we dropped. */
+    assert_int_equal(uc_cache_get(c, "k2", 2, &val, &len), UC_OK);
+    assert_int_equal(len, 9);
+    assert_memory_equal(val, "value-two", 9);
+    uc_free(val);
+    uc_cache_destroy(c);
+}
+
+/* ---- restart --------------------------------------------------------------
+ */
+
+static void restart_recovers_without_double_failure(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    int failed_before = 0;
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    c = open_cache(&cfg);
+    assert_roundtrip(c, "k", "v");
+
+    /* Restart with idle connections left over from the old server. */
+    assert_int_equal(uc_test_redis_restart(&f->r), 0);
+    for (int i = 0; i < 30; i++) {
+        int rc = uc_cache_set(c, "k", 1, "v2", 2, 0);
+
+        assert_false(rc != UC_OK && failed_before);
+        failed_before = rc != UC_OK;
+    }
+    assert_false(failed_before);
+
+    /* Calls while it is down fail fast; once it is back, it recovers. */
+    uc_test_redis_kill(&f->r);
+    for (int i = 0; i < 10; i++) {
+        uint64_t t0 = uc_test_now_ms();
+        int rc = uc_cache_ping(c, NULL);
+
+        assert_true(rc == UC_ECONNREFUSED || rc == UC_EUNAVAILABLE ||
+                    rc == UC_EIO);
+        assert_true(uc_test_now_ms() - t0 < CALL_BOUND_MS);
+    }
+    assert_int_equal(uc_test_redis_restart(&f->r), 0);
+    until_ok(c, COOLDOWN_MS + BACKOFF_MAX_MS + SLACK_MS);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(uc_cache_set(c, "k", 1, "v3", 2, 0), UC_OK);
+    }
+    assert_roundtrip(c, "k", "v4");
+    assert_int_equal(pool_stats(c).breaker, UC_BREAKER_CLOSED);
+    uc_cache_destroy(c);
+}
+
+/* ---- authentication -------------------------------------------------------
+ */
+
+static void assert_not_logged(logbuf_t *lb, const char *secret)
+{
+    pthread_mutex_lock(&lb->mu);
+    assert_null(strstr(lb->text, secret));
+    pthread_mutex_unlock(&lb->mu);
+}
+
+static void auth_requirepass(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    logbuf_t lb;
+
+    memset(&lb, 0, sizeof(lb));
+    pthread_mutex_init(&lb.mu, NULL);
+    start_redis(f, "requirepass Right-Pass-42\n");
+    base_config(&cfg, f->r.port);
+    cfg.log_fn = capture_log;
+    cfg.log_arg = &lb;
+    cfg.log_level = UC_LOG_DEBUG;
+
+    snprintf(cfg.password, sizeof(cfg.password), "Right-Pass-42");
+    c = open_cache(&cfg);
+    assert_roundtrip(c, "k", "v");
+    uc_cache_destroy(c);
+
+    snprintf(cfg.password, sizeof(cfg.password), "Wrong-Pass-17");
+    c = open_cache(&cfg);
+    assert_int_equal(uc_cache_set(c, "k", 1, "v", 1, 0), UC_EAUTH);
+    uc_cache_destroy(c);
+
+    cfg.password[0] = '\0';
+    c = open_cache(&cfg);
+    assert_int_equal(uc_cache_set(c, "k", 1, "v", 1, 0), UC_EAUTH);
+    uc_cache_destroy(c);
+
+    pthread_mutex_lock(&lb.mu);
+    assert_true(lb.lines >= 1);
+    pthread_mutex_unlock(&lb.mu);
+    assert_not_logged(&lb, "Right-Pass-42");
+    assert_not_logged(&lb, "Wrong-Pass-17");
+    pthread_mutex_destroy(&lb.mu);
+}
+
+static void auth_acl_user(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    logbuf_t lb;
+    char out[64];
+
+    memset(&lb, 0, sizeof(lb));
+    pthread_mutex_init(&lb.mu, NULL);
+    start_redis(f, "user app on >Acl-Secret-9 ~* +@all\n"
+                   "user default off\n");
+    base_config(&cfg, f->r.port);
+    cfg.log_fn = capture_log;
+    cfg.log_arg = &lb;
+    snprintf(cfg.username, sizeof(cfg.username), "app");
+    snprintf(cfg.password, sizeof(cfg.password), "Acl-Secret-9");
+    c = open_cache(&cfg);
+    assert_roundtrip(c, "acl", "yes");
+    uc_cache_destroy(c);
+    cli_get(&f->r, "--user app --pass Acl-Secret-9 --no-auth-warning",
+            "GET acl", out, sizeof(out));
+    assert_string_equal(out, "yes");
+
+    snprintf(cfg.password, sizeof(cfg.password), "Not-The-Secret");
+    c = open_cache(&cfg);
+    assert_int_equal(uc_cache_ping(c, NULL), UC_EAUTH);
+    uc_cache_destroy(c);
+    assert_not_logged(&lb, "Acl-Secret-9");
+    assert_not_logged(&lb, "Not-The-Secret");
+    pthread_mutex_destroy(&lb.mu);
+}
+
+/* ---- pattern delete -------------------------------------------------------
+ */
+
+static int accept_even(void *arg, const char *key, size_t klen)
+{
+    (void)arg;
+    return klen > 0 && (key[klen - 1] - '0') % 2 == 0;
+}
+
+static void pattern_delete_in_small_batches(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    uc__env_t env;
+    uc__backend_t *b = NULL;
+    char key[64];
+    char err[128];
+    size_t removed = 0;
+    uint64_t count = 0;
+    char out[64];
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    cfg.scan_batch = 7;
+    c = open_cache(&cfg);
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(key, sizeof(key), "match:%d", i);
+        assert_int_equal(uc_cache_set(c, key, (size_t)n, "x", 1, 0), UC_OK);
+    }
+    for (int i = 0; i < 30; i++) {
+        int n = snprintf(key, sizeof(key), "other:%d", i);
+        assert_int_equal(uc_cache_set(c, key, (size_t)n, "x", 1, 0), UC_OK);
+    }
+    /* A key that a too-wide pattern would also take. */
+    assert_int_equal(uc_cache_set(c, "matchless", 9, "x", 1, 0), UC_OK);
+
+    assert_int_equal(uc_cache_count_pattern(c, "match:*", &count), UC_OK);
+    assert_int_equal(count, 100);
+    assert_int_equal(uc_cache_delete_pattern(c, "match:*", &removed), UC_OK);
+    assert_int_equal(removed, 100);
+    assert_int_equal(uc_cache_count_pattern(c, "match:*", &count), UC_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(uc_cache_count_pattern(c, "other:*", &count), UC_OK);
+    assert_int_equal(count, 30);
+    assert_int_equal(uc_cache_exists(c, "matchless", 9), UC_OK);
+    cli_get(&f->r, NULL, "DBSIZE", out, sizeof(out));
+    assert_string_equal(out, "31");
+    uc_cache_destroy(c);
+
+    /* The backend's filter decides key by key. */
+    memset(&env, 0, sizeof(env));
+    base_config(&env.cfg, f->r.port);
+    env.cfg.scan_batch = 4;
+    env.cfg.idle_timeout_ms = 60000;
+    assert_int_equal(uc__redis_create(&env, &b, err, sizeof(err)), UC_OK);
+    assert_int_equal(
+        b->ops->count_pattern(b, "other:*", accept_even, NULL, &count), UC_OK);
+    assert_int_equal(count, 15);
+    assert_int_equal(
+        b->ops->delete_pattern(b, "other:*", accept_even, NULL, &removed),
+        UC_OK);
+    assert_int_equal(removed, 15);
+    assert_int_equal(b->ops->count_pattern(b, "other:*", NULL, NULL, &count),
+                     UC_OK);
+    assert_int_equal(count, 15);
+    assert_int_equal(b->ops->exists(b, "other:1", 7), UC_OK);
+    assert_int_equal(b->ops->exists(b, "other:2", 7), UC_MISS);
+    b->ops->destroy(b);
+}
+
+/* ---- many threads ---------------------------------------------------------
+ */
+
+#define THREADS 8
+#define ROUNDS 150
+
+typedef struct {
+    uc_cache_t *c;
+    int id;
+    int errors;
+} worker_t;
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    char key[32];
+    char val[64];
+
+    for (int i = 0; i < ROUNDS; i++) {
+        int kn = snprintf(key, sizeof(key), "w%d:%d", w->id, i % 10);
+        int vn = snprintf(val, sizeof(val), "v-%d-%d", w->id, i);
+        char *got = NULL;
+        size_t len = 0;
+        int existed = 0;
+
+        if (uc_cache_set(w->c, key, (size_t)kn, val, (size_t)vn, 60000) !=
+            UC_OK) {
+            w->errors++;
+            continue;
+        }
+        if (uc_cache_get(w->c, key, (size_t)kn, &got, &len) != UC_OK ||
+            len != (size_t)vn || memcmp(got, val, len) != 0) {
+            w->errors++;
+        }
+        uc_free(got);
+        if (i % 5 == 0) {
+            const char *keys[2] = {key, "absent"};
+            size_t klens[2] = {(size_t)kn, 6};
+            uc_value_t vals[2];
+
+            if (uc_cache_mget(w->c, 2, keys, klens, vals) != UC_OK ||
+                vals[0].status != UC_OK || vals[1].status != UC_MISS ||
+                vals[0].len != (size_t)vn) {
+                w->errors++;
+            } else {
+                uc_values_release(vals, 2);
+            }
+        }
+        if (i % 7 == 0 &&
+            (uc_cache_del(w->c, key, (size_t)kn, &existed) != UC_OK ||
+             existed != 1 ||
+             uc_cache_exists(w->c, key, (size_t)kn) != UC_MISS)) {
+            w->errors++;
+        }
+    }
+    return NULL;
+}
+
+static void threads_share_one_handle(void **state)
+{
+    fixture_t *f = *state;
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    pthread_t th[THREADS];
+    worker_t w[THREADS];
+    uc_pool_stats_t st;
+
+    start_redis(f, NULL);
+    base_config(&cfg, f->r.port);
+    cfg.acquire_timeout_ms = 5000;
+    cfg.command_timeout_ms = 5000;
+    c = open_cache(&cfg);
+    for (int i = 0; i < THREADS; i++) {
+        w[i].c = c;
+        w[i].id = i;
+        w[i].errors = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    st = pool_stats(c);
+    assert_int_equal(st.in_use, 0);
+    assert_true(st.connects <= (uint64_t)cfg.max_connections);
+    assert_true(st.idle <= (unsigned)cfg.max_connections);
+    assert_int_equal(st.discarded, 0);
+    uc_cache_destroy(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(all_ops_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(generations_guard_stores, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(refused_fails_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(unresolvable_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(hung_server_opens_breaker, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            late_reply_never_answers_another_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            debug_sleep_times_out_and_next_get_is_its_own, setup, teardown),
+        cmocka_unit_test_setup_teardown(restart_recovers_without_double_failure,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(auth_requirepass, setup, teardown),
+        cmocka_unit_test_setup_teardown(auth_acl_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(pattern_delete_in_small_batches, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(threads_share_one_handle, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
