@@ -43,7 +43,11 @@ test-tsan: tsan
 faults: release
 	cd build/release && ctest --output-on-failure -V -L faults $(CTEST_ARGS)
 
-run: release
+# Only the service is built here, so the first start does not wait for the
+# tests and benchmarks to compile.
+run: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS) --target utxoiq-api
 	@scripts/run-service
 
 bench: release

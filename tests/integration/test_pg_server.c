@@ -37,7 +37,7 @@ static ConnStatusType try_connect(const char *url)
     PGconn *c;
     ConnStatusType st;
 
-    snprintf(conninfo, sizeof(conninfo), "%s?connect_timeout=3", url);
+    snprintf(conninfo, sizeof(conninfo), "%.480s?connect_timeout=3", url);
     c = PQconnectdb(conninfo);
     st = PQstatus(c);
     PQfinish(c);
