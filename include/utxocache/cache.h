@@ -73,8 +73,7 @@ int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
                  const char *val, size_t len, uint64_t ttl_ms);
 
 /* Deletes a key; *existed (may be NULL) tells whether it was there. */
-int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen,
-                 int *existed);
+int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen, int *existed);
 
 /* Returns UC_OK if the key exists, UC_MISS if not, or a negative code. */
 int uc_cache_exists(uc_cache_t *cache, const char *key, size_t klen);
@@ -133,7 +132,7 @@ typedef struct {
                            cache failed or was unavailable */
     uint64_t loads;     /* loader calls */
     uint64_t load_errors;
-    uint64_t corrupt;   /* values rejected by a validator and deleted */
+    uint64_t corrupt; /* values rejected by a validator and deleted */
     uint64_t sets;
     uint64_t set_errors;
     uint64_t stale_rejects; /* loads not stored: a write came in between */
@@ -173,22 +172,22 @@ typedef struct {
     uint64_t waits;            /* acquires that had to wait */
     uint64_t acquire_timeouts; /* acquires that gave up */
     uc_breaker_state_t breaker;
-    uint64_t breaker_opens;    /* times the breaker opened */
-    uint64_t breaker_rejects;  /* calls answered "unavailable" at once */
+    uint64_t breaker_opens;   /* times the breaker opened */
+    uint64_t breaker_rejects; /* calls answered "unavailable" at once */
 } uc_pool_stats_t;
 
 /* Pool and breaker figures (all zero for the memory backend). */
 void uc_cache_pool_stats(const uc_cache_t *cache, uc_pool_stats_t *out);
 
 typedef struct {
-    uint64_t used_memory;   /* bytes */
-    uint64_t max_memory;    /* bytes; 0: unlimited */
-    uint64_t keys;          /* keys in the selected database / store */
+    uint64_t used_memory; /* bytes */
+    uint64_t max_memory;  /* bytes; 0: unlimited */
+    uint64_t keys;        /* keys in the selected database / store */
     uint64_t evicted_keys;
     uint64_t expired_keys;
-    uint64_t server_hits;   /* the server's own keyspace_hits */
+    uint64_t server_hits; /* the server's own keyspace_hits */
     uint64_t server_misses;
-    char version[32];       /* server version, or "memory" */
+    char version[32]; /* server version, or "memory" */
 } uc_server_info_t;
 
 /* Figures reported by the server (Redis INFO) or the memory store. */

@@ -101,7 +101,10 @@ typedef struct uc_config {
     void *clock_arg;
 } uc_config_t;
 
-#define UC_CONFIG_INIT {0}
+#define UC_CONFIG_INIT                                                         \
+    {                                                                          \
+        0                                                                      \
+    }
 
 /* Resets every field to zero, that is, to the defaults. */
 void uc_config_init(uc_config_t *cfg);

@@ -27,12 +27,11 @@ typedef struct uc__backend_ops {
     const char *name;
     int (*get)(uc__backend_t *b, const char *key, size_t klen, char **val,
                size_t *len);
-    int (*set)(uc__backend_t *b, const char *key, size_t klen,
-               const char *val, size_t len, uint64_t ttl_ms);
+    int (*set)(uc__backend_t *b, const char *key, size_t klen, const char *val,
+               size_t len, uint64_t ttl_ms);
     int (*del)(uc__backend_t *b, const char *key, size_t klen, int *existed);
     int (*exists)(uc__backend_t *b, const char *key, size_t klen);
-    int (*ttl)(uc__backend_t *b, const char *key, size_t klen,
-               int64_t *ttl_ms);
+    int (*ttl)(uc__backend_t *b, const char *key, size_t klen, int64_t *ttl_ms);
     int (*mget)(uc__backend_t *b, size_t n, const char *const *keys,
                 const size_t *klens, uc_value_t *out);
     int (*mset)(uc__backend_t *b, size_t n, const char *const *keys,
@@ -46,8 +45,7 @@ typedef struct uc__backend_ops {
                           uc__key_filter_fn filter, void *farg,
                           size_t *removed);
     int (*count_pattern)(uc__backend_t *b, const char *glob,
-                         uc__key_filter_fn filter, void *farg,
-                         uint64_t *count);
+                         uc__key_filter_fn filter, void *farg, uint64_t *count);
     /*
      * Generations guard get-or-load against writing back a value read before
      * an invalidation. gen_read reads n counters (0 when absent); gen_bump

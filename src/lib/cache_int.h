@@ -62,7 +62,7 @@ int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
  * Nonzero when key[0..klen) (without prefix) has exactly ks's shape and
  * agrees with every non-NULL field (already escaped in `escaped`).
  */
-int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key,
-                         size_t klen, const char *const *escaped);
+int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key, size_t klen,
+                         const char *const *escaped);
 
 #endif

@@ -229,8 +229,8 @@ int uc_config_parse_url(uc_config_t *cfg, const char *url, char *err,
         memcpy(num, portstart, n);
         num[n] = '\0';
         if (parse_int(num, 1, 65535, &v) != 0) {
-            return fail(err, errlen,
-                        "redis url '%s': port must be 1-65535", shown);
+            return fail(err, errlen, "redis url '%s': port must be 1-65535",
+                        shown);
         }
         out.port = (int)v;
     }
@@ -268,9 +268,8 @@ static int copy_str(char *dst, size_t cap, const char *val, const char *name,
     return UC_OK;
 }
 
-static int env_int(lookup_fn lookup, void *arg, const char *name,
-                   long long min, long long max, int *dst, char *err,
-                   size_t errlen)
+static int env_int(lookup_fn lookup, void *arg, const char *name, long long min,
+                   long long max, int *dst, char *err, size_t errlen)
 {
     const char *s = lookup(arg, name);
     long long v;
@@ -279,16 +278,17 @@ static int env_int(lookup_fn lookup, void *arg, const char *name,
         return UC_OK;
     }
     if (parse_int(s, min, max, &v) != 0) {
-        return fail(err, errlen, "%s: '%.40s' is not a whole number in %lld-%lld",
-                    name, s, min, max);
+        return fail(err, errlen,
+                    "%s: '%.40s' is not a whole number in %lld-%lld", name, s,
+                    min, max);
     }
     *dst = (int)v;
     return UC_OK;
 }
 
 int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
-                          const char *const *keyspace_names,
-                          size_t n_keyspaces, char *err, size_t errlen)
+                          const char *const *keyspace_names, size_t n_keyspaces,
+                          char *err, size_t errlen)
 {
     const char *s;
     int rc;
@@ -311,8 +311,8 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
                            err, errlen)) != UC_OK) {
             return rc;
         }
-        if ((rc = env_int(lookup, arg, "REDIS_PORT", 1, 65535, &cfg->port,
-                          err, errlen)) != UC_OK) {
+        if ((rc = env_int(lookup, arg, "REDIS_PORT", 1, 65535, &cfg->port, err,
+                          errlen)) != UC_OK) {
             return rc;
         }
         if ((s = lookup(arg, "REDIS_USERNAME")) != NULL &&
@@ -344,14 +344,14 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
          1, 600000},
         {"UTXOCACHE_ACQUIRE_TIMEOUT_MS",
          offsetof(uc_config_t, acquire_timeout_ms), 1, 600000},
-        {"UTXOCACHE_IDLE_TIMEOUT_MS", offsetof(uc_config_t, idle_timeout_ms),
-         1, 86400000},
+        {"UTXOCACHE_IDLE_TIMEOUT_MS", offsetof(uc_config_t, idle_timeout_ms), 1,
+         86400000},
         {"UTXOCACHE_BREAKER_THRESHOLD",
          offsetof(uc_config_t, breaker_threshold), 1, 1000000},
         {"UTXOCACHE_BREAKER_COOLDOWN_MS",
          offsetof(uc_config_t, breaker_cooldown_ms), 1, 3600000},
-        {"UTXOCACHE_BACKOFF_BASE_MS", offsetof(uc_config_t, backoff_base_ms),
-         1, 600000},
+        {"UTXOCACHE_BACKOFF_BASE_MS", offsetof(uc_config_t, backoff_base_ms), 1,
+         600000},
         {"UTXOCACHE_BACKOFF_MAX_MS", offsetof(uc_config_t, backoff_max_ms), 1,
          3600000},
         {"UTXOCACHE_SCAN_BATCH", offsetof(uc_config_t, scan_batch), 1, 100000},

@@ -233,8 +233,8 @@ int uc_keyspace_key(const uc_keyspace_t *ks, const char *const *fields,
     return uc__keyspace_build(ks, fields, nfields, 0, buf, cap, len);
 }
 
-int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key,
-                         size_t klen, const char *const *escaped)
+int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key, size_t klen,
+                         const char *const *escaped)
 {
     size_t pos = 0;
 
@@ -250,17 +250,16 @@ int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key,
         }
         /* An escaped field: one or more bytes of [A-Za-z0-9._-%]. */
         size_t start = pos;
-        while (pos < klen && (safe_byte((unsigned char)key[pos]) ||
-                              key[pos] == '%')) {
+        while (pos < klen &&
+               (safe_byte((unsigned char)key[pos]) || key[pos] == '%')) {
             pos++;
         }
         if (pos == start) {
             return 0;
         }
         const char *want = escaped != NULL ? escaped[part->field] : NULL;
-        if (want != NULL &&
-            (strlen(want) != pos - start ||
-             memcmp(key + start, want, pos - start) != 0)) {
+        if (want != NULL && (strlen(want) != pos - start ||
+                             memcmp(key + start, want, pos - start) != 0)) {
             return 0;
         }
     }

@@ -21,8 +21,8 @@ typedef struct {
     _Atomic uint64_t set_us[UC_HIST_BUCKETS];
 } uc__stats_t;
 
-#define UC__COUNT(st, field) atomic_fetch_add_explicit(&(st)->field, 1, \
-                                                       memory_order_relaxed)
+#define UC__COUNT(st, field)                                                   \
+    atomic_fetch_add_explicit(&(st)->field, 1, memory_order_relaxed)
 
 /* Index of the histogram bucket for a duration in µs. */
 unsigned uc__hist_bucket(uint64_t us);

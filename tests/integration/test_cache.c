@@ -199,8 +199,7 @@ static void feedback_stats(void **state)
                        "{\"insight_id\":\"insight-123\",\"total_ratings\":3}");
     /* The key has the existing service's shape and its TTL (1 h). */
     uc_keyspace_t *ks = uc_cache_keyspace(fx.cache, "feedback_stats");
-    assert_int_equal(uc_keyspace_key(ks, f, 1, key, sizeof(key), &klen),
-                     UC_OK);
+    assert_int_equal(uc_keyspace_key(ks, f, 1, key, sizeof(key), &klen), UC_OK);
     assert_string_equal(key, "feedback:stats:insight-123");
     assert_int_equal(uc_keyspace_set(ks, f, 1, K("{}")), UC_OK);
     assert_int_equal(uc_cache_ttl(fx.cache, key, klen, &ttl), UC_OK);
@@ -217,8 +216,7 @@ static void backfill_job(void **state)
     keyspace_roundtrip("backfill_job", f, 1, "{\"status\":\"running\"}");
     uc_keyspace_t *ks = uc_cache_keyspace(fx.cache, "backfill_job");
     assert_int_equal(uc_keyspace_set(ks, f, 1, K("{}")), UC_OK);
-    assert_int_equal(uc_keyspace_key(ks, f, 1, key, sizeof(key), &klen),
-                     UC_OK);
+    assert_int_equal(uc_keyspace_key(ks, f, 1, key, sizeof(key), &klen), UC_OK);
     assert_int_equal(uc_cache_ttl(fx.cache, key, klen, &ttl), UC_OK);
     assert_true(ttl > 290000 && ttl <= 300000);
 }
@@ -302,9 +300,9 @@ static void get_or_load_hit_and_miss(void **state)
     (void)state;
 
     /* Miss: loader called once, value written back with the TTL. */
-    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                             &v, &len, &src),
-                     UC_OK);
+    assert_int_equal(
+        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+        UC_OK);
     assert_int_equal(l.calls, 1);
     assert_int_equal(src, UC_FROM_LOADER);
     assert_string_equal(v, "{\"from\":\"db\"}");
@@ -315,9 +313,9 @@ static void get_or_load_hit_and_miss(void **state)
 
     /* Hit: loader not called. */
     l.value = "{\"from\":\"changed\"}";
-    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                             &v, &len, &src),
-                     UC_OK);
+    assert_int_equal(
+        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+        UC_OK);
     assert_int_equal(l.calls, 1);
     assert_int_equal(src, UC_FROM_CACHE);
     assert_string_equal(v, "{\"from\":\"db\"}");
@@ -333,9 +331,9 @@ static void get_or_load_loader_error(void **state)
     size_t len;
     uc_stats_t st;
     (void)state;
-    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                             &v, &len, NULL),
-                     -1234);
+    assert_int_equal(
+        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, NULL),
+        -1234);
     assert_null(v);
     uc_keyspace_stats(ks, &st);
     assert_int_equal(st.load_errors, 1);
@@ -387,9 +385,9 @@ static void stale_write_back_refused(void **state)
     (void)state;
     /* The loader returns the old row, but the entry was invalidated while it
      * ran: the caller gets the value, the cache does not keep it. */
-    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                             &v, &len, &src),
-                     UC_OK);
+    assert_int_equal(
+        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+        UC_OK);
     assert_string_equal(v, "{\"old\":true}");
     uc_free(v);
     assert_int_equal(uc_keyspace_get(ks, f, 1, &v, &len), UC_MISS);
@@ -431,9 +429,8 @@ static void pattern_delete_exact(void **state)
         snprintf(key, sizeof(key), "other:%d", i);
         assert_int_equal(uc_cache_set(fx.cache, K(key), K("o"), 60000), UC_OK);
     }
-    assert_int_equal(uc_cache_delete_pattern(fx.cache, "user:1*:profile",
-                                             &removed),
-                     UC_OK);
+    assert_int_equal(
+        uc_cache_delete_pattern(fx.cache, "user:1*:profile", &removed), UC_OK);
     /* user:1, user:10-19, user:100-199, user:1000-1199 */
     assert_int_equal(removed, 1 + 10 + 100 + 200);
     assert_int_equal(uc_cache_count_pattern(fx.cache, "user:*", &count), UC_OK);
@@ -451,9 +448,8 @@ static void hostile_fields_stay_in_their_entry(void **state)
     uc_keyspace_t *ks = uc_cache_keyspace(fx.cache, "feedback_stats");
     uc_keyspace_t *bks = uc_cache_keyspace(fx.cache, "backfill_job");
     char longv[UC_FIELD_MAX + 1];
-    const char *hostile[] = {"*",    "?",    "[",  "]",  "\\", ":",
-                             "a b",  "a*",   "a?", "[a]", "x:*", "stats:*",
-                             "%2A",  longv};
+    const char *hostile[] = {"*",  "?",  "[",   "]",   "\\",      ":",   "a b",
+                             "a*", "a?", "[a]", "x:*", "stats:*", "%2A", longv};
     const char *victims[] = {"a", "ab", "abc", "x", "x:y"};
     size_t nh = sizeof(hostile) / sizeof(hostile[0]);
     size_t nv = sizeof(victims) / sizeof(victims[0]);
@@ -518,8 +514,8 @@ static void hit_rate_accounting(void **state)
         size_t len;
         snprintf(id, sizeof(id), "h%d", i);
         const char *f[] = {id};
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL,
-                                                 NULL, &v, &len, NULL),
+        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
+                                                 &v, &len, NULL),
                          UC_OK);
         uc_free(v);
     }
@@ -535,8 +531,8 @@ static void hit_rate_accounting(void **state)
         size_t len;
         snprintf(id, sizeof(id), "h%d", i);
         const char *f[] = {id};
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL,
-                                                 NULL, &v, &len, NULL),
+        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
+                                                 &v, &len, NULL),
                          UC_OK);
         uc_free(v);
     }
@@ -558,9 +554,8 @@ static void multi_get_set(void **state)
     size_t vlens[] = {3, 3};
     uc_value_t out[4];
     (void)state;
-    assert_int_equal(uc_cache_mset(fx.cache, 2, keys, klens, vals, vlens,
-                                   60000),
-                     UC_OK);
+    assert_int_equal(
+        uc_cache_mset(fx.cache, 2, keys, klens, vals, vlens, 60000), UC_OK);
     assert_int_equal(uc_cache_set(fx.cache, K("m4"), K("four"), 0), UC_OK);
     assert_int_equal(uc_cache_mget(fx.cache, 4, keys, klens, out), UC_OK);
     assert_int_equal(out[0].status, UC_OK);
@@ -693,8 +688,8 @@ static void unreachable_redis_falls_back(void **state)
         uc_source_t src;
         char *v;
         size_t len;
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL,
-                                                 NULL, &v, &len, &src),
+        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
+                                                 &v, &len, &src),
                          UC_OK);
         assert_int_equal(src, UC_FROM_FALLBACK);
         assert_int_equal(l.calls, 1);

@@ -11,9 +11,9 @@
 #include <sys/types.h>
 
 typedef struct {
-    pid_t pid;     /* 0 when not running */
+    pid_t pid; /* 0 when not running */
     int port;
-    char dir[512]; /* temporary directory holding config, log, dump */
+    char dir[512];    /* temporary directory holding config, log, dump */
     char extra[2048]; /* extra config lines given at start, kept for restart */
 } uc_test_redis_t;
 

@@ -35,8 +35,7 @@ static int parse(const var_t *vars, uc_config_t *cfg, char *err)
     static const char *names[] = {"feedback_stats", "backfill_job"};
     uc_config_init(cfg);
     err[0] = '\0';
-    return uc_config_from_lookup(cfg, lookup, (void *)vars, names, 2, err,
-                                 256);
+    return uc_config_from_lookup(cfg, lookup, (void *)vars, names, 2, err, 256);
 }
 
 static void url_full(void **state)
@@ -63,9 +62,9 @@ static void url_minimal_and_v6(void **state)
     char err[256];
     (void)state;
     uc_config_init(&cfg);
-    assert_int_equal(uc_config_parse_url(&cfg, "redis://localhost", err,
-                                         sizeof(err)),
-                     UC_OK);
+    assert_int_equal(
+        uc_config_parse_url(&cfg, "redis://localhost", err, sizeof(err)),
+        UC_OK);
     assert_string_equal(cfg.host, "localhost");
     assert_int_equal(cfg.port, 6379);
     assert_int_equal(cfg.db, 0);
@@ -82,11 +81,11 @@ static void url_minimal_and_v6(void **state)
 static void url_errors_mask_password(void **state)
 {
     static const char *bad[] = {
-        "http://u:hunter2@h",         "redis://u:hunter2@h:0",
-        "redis://u:hunter2@h:99999",  "redis://u:hunter2@h:12ab",
-        "redis://u:hunter2@h/x",      "redis://u:hunter2@",
-        "redis://u:hunter2%4@h",      "redis://u:hunter2@[::1",
-        "redis://u:hunter2%0a@h",     "redis://u:hunter2@h:6379/-1",
+        "http://u:hunter2@h",        "redis://u:hunter2@h:0",
+        "redis://u:hunter2@h:99999", "redis://u:hunter2@h:12ab",
+        "redis://u:hunter2@h/x",     "redis://u:hunter2@",
+        "redis://u:hunter2%4@h",     "redis://u:hunter2@[::1",
+        "redis://u:hunter2%0a@h",    "redis://u:hunter2@h:6379/-1",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -199,9 +198,9 @@ static void describe_never_shows_password(void **state)
     uc_config_init(&cfg);
     uc_config_describe(&cfg, buf, sizeof(buf));
     assert_string_equal(buf, "memory");
-    assert_int_equal(uc_config_parse_url(&cfg, "redis://u:pw123@h:1/2", err,
-                                         sizeof(err)),
-                     UC_OK);
+    assert_int_equal(
+        uc_config_parse_url(&cfg, "redis://u:pw123@h:1/2", err, sizeof(err)),
+        UC_OK);
     uc_config_describe(&cfg, buf, sizeof(buf));
     assert_string_equal(buf, "redis://u:***@h:1/2");
 }

@@ -60,7 +60,8 @@ static void build_keys(void **state)
         {"100%", "feedback:stats:100%25"},
         {"caf\xc3\xa9", "feedback:stats:caf%C3%A9"},
     };
-    uc_keyspace_t *ks = compile("feedback_stats", "feedback:stats:{insight_id}");
+    uc_keyspace_t *ks =
+        compile("feedback_stats", "feedback:stats:{insight_id}");
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char buf[1100];
@@ -127,14 +128,14 @@ static void escaping_is_injective(void **state)
 static void patterns_validated(void **state)
 {
     static const char *bad[] = {
-        "a:{id",        /* unclosed */
-        "a:{}",         /* empty name */
-        "a{id}",        /* field not after ':' */
-        "a:{id}b",      /* field not followed by ':' */
-        "a:{x}:{x-y}",  /* bad field name */
-        "a b:{id}",     /* bad literal */
-        "a*:{id}",      /* glob in literal */
-        "uc:g:{id}",    /* reserved */
+        "a:{id",       /* unclosed */
+        "a:{}",        /* empty name */
+        "a{id}",       /* field not after ':' */
+        "a:{id}b",     /* field not followed by ':' */
+        "a:{x}:{x-y}", /* bad field name */
+        "a b:{id}",    /* bad literal */
+        "a*:{id}",     /* glob in literal */
+        "uc:g:{id}",   /* reserved */
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -159,9 +160,9 @@ static void shape_check(void **state)
 {
     uc_keyspace_t *recent =
         compile("recent_metrics", "metrics:{service}:{metric_type}:recent");
-    uc_keyspace_t *agg = compile(
-        "aggregated_metrics",
-        "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}");
+    uc_keyspace_t *agg =
+        compile("aggregated_metrics",
+                "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}");
     const char *any[] = {NULL, NULL, NULL, NULL, NULL};
     const char *svc[] = {"api", NULL};
     (void)state;
@@ -190,9 +191,8 @@ static void glob_build(void **state)
     char buf[200];
     size_t len;
     (void)state;
-    assert_int_equal(uc__keyspace_build(recent, f, 2, 1, buf, sizeof(buf),
-                                        &len),
-                     UC_OK);
+    assert_int_equal(
+        uc__keyspace_build(recent, f, 2, 1, buf, sizeof(buf), &len), UC_OK);
     /* The value's '*' is escaped; only the NULL field is a wildcard. */
     assert_string_equal(buf, "metrics:a%2A:*:recent");
     free(recent);
