@@ -26,8 +26,9 @@
  * SIGPIPE. The library must not change the host's signal dispositions, so
  * each session blocks SIGPIPE in the calling thread only (pthread_sigmask),
  * and before restoring the mask consumes a SIGPIPE that became pending
- * during the session (one already pending belonged to the host and is
- * left alone).
+ * during a session in which a write failed (one already pending belonged
+ * to the host and is left alone; a session without a failed write raised
+ * none).
  *
  * Every wait is bounded: acquire by cfg.acquire_timeout_ms, connect by
  * cfg.connect_timeout_ms, each round trip by cfg.command_timeout_ms. Host
@@ -112,6 +113,65 @@ typedef struct {
 static rb_t *rb_of(uc__backend_t *b)
 {
     return (rb_t *)b;
+}
+
+/* Commands up to this many bytes of protocol are formatted on the stack. */
+#define CMD_STACK 512
+
+/* Writes v in decimal at p (room for 20 digits); returns the digit count. */
+static size_t put_dec(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+/*
+ * Appends one command to the context's output buffer; REDIS_OK, or
+ * REDIS_ERR with c->err set (out of memory), like redisAppendCommandArgv.
+ * hiredis' formatter grows an sds string several times and runs a
+ * printf-style pass per argument, which on a cache hit costs more than the
+ * rest of the GET; a command whose protocol text fits CMD_STACK bytes is
+ * written here in the same RESP form in one pass, larger ones (values) go
+ * through hiredis.
+ */
+static int append_cmd(redisContext *c, const cmd_t *cmd)
+{
+    char buf[CMD_STACK];
+    size_t need = 16; /* "*<argc>\r\n" */
+    size_t pos = 0;
+
+    for (int i = 0; i < cmd->argc; i++) {
+        /* "$<len>\r\n<arg>\r\n": at most 25 bytes besides the argument. */
+        if (cmd->lens[i] > sizeof(buf) ||
+            need + cmd->lens[i] + 26 > sizeof(buf)) {
+            return redisAppendCommandArgv(c, cmd->argc, cmd->argv, cmd->lens);
+        }
+        need += cmd->lens[i] + 26;
+    }
+    buf[pos++] = '*';
+    pos += put_dec(buf + pos, (size_t)cmd->argc);
+    buf[pos++] = '\r';
+    buf[pos++] = '\n';
+    for (int i = 0; i < cmd->argc; i++) {
+        buf[pos++] = '$';
+        pos += put_dec(buf + pos, cmd->lens[i]);
+        buf[pos++] = '\r';
+        buf[pos++] = '\n';
+        memcpy(buf + pos, cmd->argv[i], cmd->lens[i]);
+        pos += cmd->lens[i];
+        buf[pos++] = '\r';
+        buf[pos++] = '\n';
+    }
+    return redisAppendFormattedCommand(c, buf, pos);
 }
 
 /* ---- logging --------------------------------------------------------------
@@ -390,13 +450,19 @@ static void block_sigpipe(sess_t *s)
     }
 }
 
-static void restore_sigpipe(sess_t *s)
+/*
+ * Restores the mask of block_sigpipe(). write_failed says whether a write
+ * of the session may have failed: SIGPIPE comes only with a write that
+ * fails with EPIPE, and any failed write leaves the session broken (or the
+ * acquire failed), so a session that went well skips the sigpending() call.
+ */
+static void restore_sigpipe(sess_t *s, int write_failed)
 {
     sigset_t pipe;
     sigset_t pending;
     struct timespec zero = {0, 0};
 
-    if (!s->pipe_pending_before && sigpending(&pending) == 0 &&
+    if (write_failed && !s->pipe_pending_before && sigpending(&pending) == 0 &&
         sigismember(&pending, SIGPIPE) == 1) {
         sigemptyset(&pipe);
         sigaddset(&pipe, SIGPIPE);
@@ -440,7 +506,7 @@ static int sess_begin(rb_t *rb, sess_t *s)
     rc = uc__pool_acquire(rb->pool, &conn);
     if (rc != UC_OK) {
         uc__breaker_report(&rb->breaker, s->probe, acquire_outcome(rc));
-        restore_sigpipe(s);
+        restore_sigpipe(s, 1);
         return rc;
     }
     s->c = conn;
@@ -466,7 +532,7 @@ static void sess_end(rb_t *rb, sess_t *s)
     }
     s->c = NULL;
     uc__breaker_report(&rb->breaker, s->probe, outcome);
-    restore_sigpipe(s);
+    restore_sigpipe(s, s->broken);
 }
 
 /* Marks the connection broken after a reply of a shape we did not ask for. */
@@ -493,8 +559,7 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
         rep[i] = NULL;
     }
     for (size_t i = 0; i < n; i++) {
-        if (redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv,
-                                   cmds[i].lens) != REDIS_OK) {
+        if (append_cmd(c, &cmds[i]) != REDIS_OK) {
             /* Part of the pipeline may be buffered: the context is spoilt. */
             s->broken = 1;
             return UC_ENOMEM;

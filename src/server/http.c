@@ -204,6 +204,20 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
+/* Writes the strong ETag of hash h, "\"%016llx\"" and its NUL (19 bytes),
+ * to etag without a printf pass: it is built for every cacheable 200. */
+static void etag_format(uint64_t h, char *etag)
+{
+    static const char hex[] = "0123456789abcdef";
+    etag[0] = '"';
+    for (int i = 0; i < 16; i++) {
+        etag[16 - i] = hex[h & 0xfu];
+        h >>= 4;
+    }
+    etag[17] = '"';
+    etag[18] = '\0';
+}
+
 /* ---- request handling ---------------------------------------------------- */
 
 static void body_free_default(uc_resp_t *res)
@@ -225,8 +239,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     enum MHD_Result ret;
 
     if (res->etag && status == 200 && res->body != NULL) {
-        snprintf(etag, sizeof(etag), "\"%016llx\"",
-                 (unsigned long long)uc_hash64(res->body, res->len));
+        etag_format(uc_hash64(res->body, res->len), etag);
         const char *inm =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
         if (inm != NULL && etag_matches(inm, etag)) {
