@@ -314,8 +314,7 @@ int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
     return do_set(cache, NULL, fk, n, val, len, ttl_ms);
 }
 
-int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen,
-                 int *existed)
+int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen, int *existed)
 {
     char fk[FULLKEY_MAX];
     size_t n = full_key(cache, NULL, key, klen, fk);
@@ -639,8 +638,8 @@ static int entry_key(const uc_keyspace_t *ks, const char *const *fields,
 {
     char key[UC_KEY_MAX + 1];
     size_t klen;
-    int rc = uc__keyspace_build(ks, fields, nfields, 0, key, sizeof(key),
-                                &klen);
+    int rc =
+        uc__keyspace_build(ks, fields, nfields, 0, key, sizeof(key), &klen);
 
     if (rc != UC_OK) {
         return rc == UC_ETOOBIG ? UC_EINVAL : rc;
@@ -654,7 +653,8 @@ static uint64_t ttl_ms(const uc_keyspace_t *ks)
     return (uint64_t)ks->ttl_s * 1000u;
 }
 
-/* Generations must outlive any load in flight; a lost one only costs a store. */
+/* Generations must outlive any load in flight; a lost one only costs a store.
+ */
 static uint64_t gen_keep_ms(const uc_keyspace_t *ks)
 {
     uint64_t keep = 2 * ttl_ms(ks);
@@ -818,8 +818,8 @@ int uc_keyspace_count(uc_keyspace_t *ks, uint64_t *count)
     size_t klen, fklen;
     uint64_t n = 0;
     shape_filter_t f = {ks, c->plen, NULL};
-    int rc = uc__keyspace_build(ks, any, ks->nfields, 1, key, sizeof(key),
-                                &klen);
+    int rc =
+        uc__keyspace_build(ks, any, ks->nfields, 1, key, sizeof(key), &klen);
 
     if (rc != UC_OK || count == NULL) {
         return rc != UC_OK ? rc : UC_EINVAL;
@@ -930,8 +930,8 @@ int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
     }
     if (can_store && vlen <= UC_VALUE_MAX) {
         uint64_t t0 = uc__now_us(&c->env);
-        int src = c->be->ops->set_if_gens(c->be, fk, fklen, v, vlen,
-                                          ttl_ms(ks), 2, gkeys, gklens, gens);
+        int src = c->be->ops->set_if_gens(c->be, fk, fklen, v, vlen, ttl_ms(ks),
+                                          2, gkeys, gklens, gens);
         count_set(c, ks, src, t0);
         if (src == UC_ESTALE) {
             UC__COUNT(&c->totals, stale_rejects);
