@@ -6,7 +6,9 @@
  * what the methods hand back.
  */
 #include "db.h"
+#include "db_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,4 +337,19 @@ int uc_db_copy_field(char *dst, size_t cap, const char *src, size_t len)
     memcpy(dst, src, len);
     dst[len] = '\0';
     return 0;
+}
+
+void uc__db_logf(const uc__db_logger_t *lg, int level, const char *fmt, ...)
+{
+    /* Big enough for a libpq error with its context on one line. */
+    char msg[768];
+    va_list ap;
+
+    if (lg->fn == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    lg->fn(lg->arg, level, msg);
 }

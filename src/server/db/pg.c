@@ -16,13 +16,13 @@
  * arrays given to libpq, and logs and errors show the URL with "***".
  */
 #include "db.h"
+#include "db_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,26 +305,8 @@ typedef struct {
     char connect_s[16]; /* connect_timeout, seconds */
     char options[128];  /* -c statement_timeout=... */
     char where[256];    /* the URL with its password as "***" */
-    uc_db_log_fn log;
-    void *log_arg;
+    uc__db_logger_t log;
 } pg_db_t;
-
-static void logf_db(pg_db_t *d, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void logf_db(pg_db_t *d, int level, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-
-    if (d->log == NULL) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    d->log(d->log_arg, level, msg);
-}
 
 /* libpq messages end in newlines and may span lines; a log wants one line. */
 static void one_line(const char *in, char *out, size_t cap)
@@ -395,7 +377,8 @@ static void on_notice(void *arg, const PGresult *res)
     int level = sev != NULL && strcmp(sev, "WARNING") == 0 ? 2 : 0;
 
     one_line(PQresultErrorMessage(res), msg, sizeof(msg));
-    logf_db(d, level, "postgresql '%s': server says: %s", d->where, msg);
+    uc__db_logf(&d->log, level, "postgresql '%s': server says: %s", d->where,
+                msg);
 }
 
 /*
@@ -540,13 +523,14 @@ static int acquire(pg_db_t *d, PGconn **out)
         return UC_DB_OK;
     }
     if (!make) {
-        logf_db(d, 2, "postgresql '%s': no connection free within %d ms",
-                d->where, d->timeout_ms);
+        uc__db_logf(&d->log, 2,
+                    "postgresql '%s': no connection free within %d ms",
+                    d->where, d->timeout_ms);
         return UC_DB_EBUSY;
     }
     c = connect_one(d, err, sizeof(err));
     if (c == NULL) {
-        logf_db(d, 3, "%s", err);
+        uc__db_logf(&d->log, 3, "%s", err);
         pthread_mutex_lock(&d->mu);
         d->n_open--;
         pthread_cond_signal(&d->cv);
@@ -710,22 +694,22 @@ static int sess_exec(sess_t *s, const char *what, const char *sql, int n,
         st = UC_DB_EUNAVAILABLE;
     }
     one_line(PQresultErrorMessage(keep), why, sizeof(why));
-    logf_db(d, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
-            "postgresql %s: %s", what, why);
+    uc__db_logf(&d->log, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
+                "postgresql %s: %s", what, why);
     PQclear(keep);
     return st;
 
 timed_out:
     s->broken = 1;
-    logf_db(d, 3, "postgresql %s on '%s': no reply within %d ms", what,
-            d->where, d->timeout_ms + PG_GRACE_MS);
+    uc__db_logf(&d->log, 3, "postgresql %s on '%s': no reply within %d ms",
+                what, d->where, d->timeout_ms + PG_GRACE_MS);
     return UC_DB_EUNAVAILABLE;
 
 conn_error:
     s->broken = 1;
     one_line(PQerrorMessage(s->c), why, sizeof(why));
-    logf_db(d, 3, "postgresql %s on '%s': %s", what, d->where,
-            why[0] != '\0' ? why : "connection lost");
+    uc__db_logf(&d->log, 3, "postgresql %s on '%s': %s", what, d->where,
+                why[0] != '\0' ? why : "connection lost");
     return UC_DB_EUNAVAILABLE;
 }
 
@@ -831,8 +815,9 @@ static int v_str(const PGresult *r, int row, int col, char *dst, size_t cap)
                             (size_t)PQgetlength(r, row, col));
 }
 
-static int read_feedback(const PGresult *r, int row, uc_db_feedback_t *f)
+static int read_feedback(const PGresult *r, int row, void *dst)
 {
+    uc_db_feedback_t *f = dst;
     int bad = 0;
 
     memset(f, 0, sizeof(*f));
@@ -850,8 +835,9 @@ static int read_feedback(const PGresult *r, int row, uc_db_feedback_t *f)
     return bad != 0 ? UC_DB_EIO : UC_DB_OK;
 }
 
-static int read_job(const PGresult *r, int row, uc_db_job_t *j)
+static int read_job(const PGresult *r, int row, void *dst)
 {
+    uc_db_job_t *j = dst;
     int bad = 0;
 
     memset(j, 0, sizeof(*j));
@@ -873,8 +859,9 @@ static int read_job(const PGresult *r, int row, uc_db_job_t *j)
 }
 
 /* Reads a metric row; its metadata is heap text (UC_DB_ENOMEM if not). */
-static int read_metric(const PGresult *r, int row, uc_db_metric_t *m)
+static int read_metric(const PGresult *r, int row, void *dst)
 {
+    uc_db_metric_t *m = dst;
     int bad = 0;
 
     memset(m, 0, sizeof(*m));
@@ -899,8 +886,9 @@ static int read_metric(const PGresult *r, int row, uc_db_metric_t *m)
     return UC_DB_OK;
 }
 
-static int read_key(const PGresult *r, int row, uc_db_api_key_t *k)
+static int read_key(const PGresult *r, int row, void *dst)
 {
+    uc_db_api_key_t *k = dst;
     int bad = 0;
 
     memset(k, 0, sizeof(*k));
@@ -911,6 +899,159 @@ static int read_key(const PGresult *r, int row, uc_db_api_key_t *k)
     bad |= v_str(r, row, 4, k->role, sizeof(k->role));
     k->created_at = v_i64(r, row, 5, 0);
     return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+}
+
+static int read_stats(const PGresult *r, int row, void *dst)
+{
+    uc_db_feedback_stats_t *v = dst;
+
+    memset(v, 0, sizeof(*v));
+    v->total_ratings = v_i64(r, row, 0, 0);
+    v->average_rating = v_f64(r, row, 1);
+    for (int i = 0; i < 5; i++) {
+        v->rating_distribution[i] = v_i64(r, row, 2 + i, 0);
+    }
+    v->total_comments = v_i64(r, row, 7, 0);
+    v->total_flags = v_i64(r, row, 8, 0);
+    v->flag_inaccurate = v_i64(r, row, 9, 0);
+    v->flag_misleading = v_i64(r, row, 10, 0);
+    v->flag_spam = v_i64(r, row, 11, 0);
+    return UC_DB_OK;
+}
+
+static int read_bucket(const PGresult *r, int row, void *dst)
+{
+    uc_db_bucket_t *b = dst;
+
+    b->bucket = v_i64(r, row, 0, 0);
+    b->avg_value = v_f64(r, row, 1);
+    b->min_value = v_f64(r, row, 2);
+    b->max_value = v_f64(r, row, 3);
+    b->count = v_i64(r, row, 4, 0);
+    return UC_DB_OK;
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+/* Copies row `row` of r into dst; one type for every row so that the query
+ * runners below serve all the methods. Returns a db status. */
+typedef int (*row_reader_fn)(const PGresult *r, int row, void *dst);
+
+/*
+ * Runs one statement on a borrowed connection, outside any transaction.
+ * On UC_DB_OK *res is the result (the caller PQclear()s it); on failure
+ * *res is untouched and the status says why (logged by sess_exec()).
+ */
+static int query(pg_db_t *d, const char *what, const char *sql,
+                 const params_t *p, PGresult **res)
+{
+    sess_t s;
+    int st = sess_open(d, &s);
+
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_exec(&s, what, sql, p->n, p->v, res);
+    sess_close(&s);
+    return st;
+}
+
+/* Runs a statement whose result is not needed. */
+static int query_run(pg_db_t *d, const char *what, const char *sql,
+                     const params_t *p)
+{
+    PGresult *r = NULL;
+    int st = query(d, what, sql, p, &r);
+
+    PQclear(r);
+    return st;
+}
+
+/*
+ * Runs a statement that returns at most one row and reads it into row
+ * (which may be written even on failure: callers pass a local). No row
+ * gives if_none: UC_DB_NOTFOUND for a lookup, UC_DB_EIO where a row is
+ * certain (an aggregate, an upsert's RETURNING).
+ */
+static int query_row(pg_db_t *d, const char *what, const char *sql,
+                     const params_t *p, row_reader_fn read, void *row,
+                     int if_none)
+{
+    PGresult *r = NULL;
+    int st = query(d, what, sql, p, &r);
+
+    if (st == UC_DB_OK) {
+        int nt = PQntuples(r);
+        st = nt == 0 ? if_none : nt != 1 ? UC_DB_EIO : read(r, 0, row);
+    }
+    PQclear(r);
+    return st;
+}
+
+/*
+ * Reads rows [first, first + nt) of r into a calloc()ed array of sz-byte
+ * elements. The array and the count of rows started (a half-read one
+ * included) come back even on failure, so that the caller frees them as
+ * its row type needs; an empty range gives NULL and 0.
+ */
+static int read_rows(const PGresult *r, int nt, size_t sz, row_reader_fn read,
+                     void **arr, size_t *count)
+{
+    int st = UC_DB_OK;
+
+    *arr = NULL;
+    *count = 0;
+    if (nt <= 0) {
+        return UC_DB_OK;
+    }
+    *arr = calloc((size_t)nt, sz);
+    if (*arr == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    for (int i = 0; i < nt && st == UC_DB_OK; i++) {
+        st = read(r, i, (char *)*arr + (size_t)i * sz);
+        (*count)++;
+    }
+    return st;
+}
+
+/*
+ * Runs a "page plus total" statement (SQL_FB_COMMENTS / SQL_JOB_LIST
+ * shape: ncols row columns, then the total; an empty page is one row of
+ * NULLs, so the total still arrives) and hands back the page as a
+ * malloc()ed array of sz-byte rows. Rows must own no heap memory, since a
+ * failed page is released with free() alone. Outputs are written only on
+ * UC_DB_OK.
+ */
+static int paged_query(pg_db_t *d, const char *what, const char *sql,
+                       const params_t *p, int ncols, size_t sz,
+                       row_reader_fn read, void **rows, size_t *n,
+                       int64_t *total)
+{
+    PGresult *r = NULL;
+    void *arr = NULL;
+    size_t count = 0;
+    int64_t tot = 0;
+    int st = query(d, what, sql, p, &r);
+
+    if (st == UC_DB_OK && (PQntuples(r) < 1 || PQnfields(r) != ncols + 1)) {
+        st = UC_DB_EIO;
+    }
+    if (st == UC_DB_OK) {
+        tot = v_i64(r, 0, ncols, 0);
+        if (!PQgetisnull(r, 0, 0)) {
+            st = read_rows(r, PQntuples(r), sz, read, &arr, &count);
+        }
+    }
+    PQclear(r);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
+    }
+    *rows = arr;
+    *n = count;
+    *total = tot;
+    return UC_DB_OK;
 }
 
 /* ---- methods ------------------------------------------------------------- */
@@ -1003,14 +1144,14 @@ static int pg_migrate(uc_db_t *db, int *applied)
         }
         if (st != UC_DB_OK) {
             sess_rollback(&s);
-            logf_db(d, 3, "postgresql: migration %d (%s) failed: %s",
-                    m->version, m->name, uc_db_strerror(st));
+            uc__db_logf(&d->log, 3, "postgresql: migration %d (%s) failed: %s",
+                        m->version, m->name, uc_db_strerror(st));
             break;
         }
         if (!done) {
             count++;
-            logf_db(d, 1, "postgresql: applied migration %d (%s)", m->version,
-                    m->name);
+            uc__db_logf(&d->log, 1, "postgresql: applied migration %d (%s)",
+                        m->version, m->name);
         }
     }
     sess_close(&s);
@@ -1022,14 +1163,9 @@ static int pg_migrate(uc_db_t *db, int *applied)
 
 static int pg_ping(uc_db_t *db)
 {
-    sess_t s;
-    int st = sess_open((pg_db_t *)db, &s);
+    params_t p = {0};
 
-    if (st == UC_DB_OK) {
-        st = sess_run(&s, "ping", "SELECT 1", 0, NULL);
-        sess_close(&s);
-    }
-    return st;
+    return query_run((pg_db_t *)db, "ping", "SELECT 1", &p);
 }
 
 static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
@@ -1040,9 +1176,7 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
         (w->fields & UC_DB_FB_COMMENT) != 0 || (set_rating && w->has_comment);
     int set_flag = (w->fields & UC_DB_FB_FLAG) != 0;
     params_t p = {0};
-    PGresult *r = NULL;
     uc_db_feedback_t row;
-    sess_t s;
     int st;
 
     if (w->fields == 0 ||
@@ -1068,16 +1202,8 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     p_bool(&p, set_comment);
     p_bool(&p, set_flag);
 
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, "feedback upsert", SQL_FB_UPSERT, p.n, p.v, &r);
-    if (st == UC_DB_OK) {
-        st = PQntuples(r) == 1 ? read_feedback(r, 0, &row) : UC_DB_EIO;
-    }
-    PQclear(r);
-    sess_close(&s);
+    st = query_row((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT, &p,
+                   read_feedback, &row, UC_DB_EIO);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1088,58 +1214,27 @@ static int pg_feedback_stats(uc_db_t *db, const char *insight_id,
                              uc_db_feedback_stats_t *out)
 {
     params_t p = {0};
-    PGresult *r = NULL;
-    sess_t s;
+    uc_db_feedback_stats_t row;
     int st;
 
     if (insight_id == NULL) {
         return UC_DB_EINVAL;
     }
     p_str(&p, insight_id);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, "feedback stats", SQL_FB_STATS, p.n, p.v, &r);
-    if (st == UC_DB_OK && PQntuples(r) != 1) {
-        st = UC_DB_EIO;
-    }
+    st = query_row((pg_db_t *)db, "feedback stats", SQL_FB_STATS, &p,
+                   read_stats, &row, UC_DB_EIO);
     if (st == UC_DB_OK) {
-        uc_db_feedback_stats_t v;
-        memset(&v, 0, sizeof(v));
-        v.total_ratings = v_i64(r, 0, 0, 0);
-        v.average_rating = v_f64(r, 0, 1);
-        for (int i = 0; i < 5; i++) {
-            v.rating_distribution[i] = v_i64(r, 0, 2 + i, 0);
-        }
-        v.total_comments = v_i64(r, 0, 7, 0);
-        v.total_flags = v_i64(r, 0, 8, 0);
-        v.flag_inaccurate = v_i64(r, 0, 9, 0);
-        v.flag_misleading = v_i64(r, 0, 10, 0);
-        v.flag_spam = v_i64(r, 0, 11, 0);
-        *out = v;
+        *out = row;
     }
-    PQclear(r);
-    sess_close(&s);
     return st;
 }
 
-/*
- * Runs a "page plus total" statement (SQL_FB_COMMENTS / SQL_FB_USER shape:
- * the row columns, then the total; an empty page is one row of NULLs) and
- * hands back the page as a malloc()ed array.
- */
+/* The two feedback pages differ only in their statement and key. */
 static int feedback_page(pg_db_t *d, const char *what, const char *sql,
                          const char *key, int limit, int offset,
                          uc_db_feedback_t **rows, size_t *n, int64_t *total)
 {
     params_t p = {0};
-    PGresult *r = NULL;
-    uc_db_feedback_t *arr = NULL;
-    size_t count = 0;
-    int64_t tot = 0;
-    sess_t s;
-    int st;
 
     if (key == NULL || limit < 1 || offset < 0) {
         return UC_DB_EINVAL;
@@ -1147,41 +1242,8 @@ static int feedback_page(pg_db_t *d, const char *what, const char *sql,
     p_str(&p, key);
     p_i64(&p, limit);
     p_i64(&p, offset);
-    st = sess_open(d, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, what, sql, p.n, p.v, &r);
-    if (st != UC_DB_OK) {
-        goto cleanup;
-    }
-    if (PQntuples(r) < 1 || PQnfields(r) != FB_NCOLS + 1) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    tot = v_i64(r, 0, FB_NCOLS, 0);
-    if (!PQgetisnull(r, 0, 0)) {
-        int nt = PQntuples(r);
-        arr = calloc((size_t)nt, sizeof(*arr));
-        if (arr == NULL) {
-            st = UC_DB_ENOMEM;
-            goto cleanup;
-        }
-        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
-            st = read_feedback(r, i, &arr[count++]);
-        }
-    }
-cleanup:
-    PQclear(r);
-    sess_close(&s);
-    if (st != UC_DB_OK) {
-        free(arr);
-        return st;
-    }
-    *rows = arr;
-    *n = count;
-    *total = tot;
-    return UC_DB_OK;
+    return paged_query(d, what, sql, &p, FB_NCOLS, sizeof(**rows),
+                       read_feedback, (void **)rows, n, total);
 }
 
 static int pg_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
@@ -1203,8 +1265,6 @@ static int pg_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
 static int pg_job_create(uc_db_t *db, const uc_db_job_t *j)
 {
     params_t p = {0};
-    sess_t s;
-    int st;
 
     p_str(&p, j->id);
     p_str(&p, j->job_type);
@@ -1218,33 +1278,16 @@ static int pg_job_create(uc_db_t *db, const uc_db_job_t *j)
     p_time(&p, j->started_at);
     p_time(&p, j->completed_at);
     p_str(&p, j->has_created_by ? j->created_by : NULL);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_run(&s, "job create", SQL_JOB_CREATE, p.n, p.v);
-    sess_close(&s);
-    return st;
+    return query_run((pg_db_t *)db, "job create", SQL_JOB_CREATE, &p);
 }
 
 /* Runs a statement that returns zero or one job row. */
 static int job_one(pg_db_t *d, const char *what, const char *sql,
                    const params_t *p, uc_db_job_t *out)
 {
-    PGresult *r = NULL;
     uc_db_job_t row;
-    sess_t s;
-    int st = sess_open(d, &s);
+    int st = query_row(d, what, sql, p, read_job, &row, UC_DB_NOTFOUND);
 
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, what, sql, p->n, p->v, &r);
-    if (st == UC_DB_OK) {
-        st = PQntuples(r) == 0 ? UC_DB_NOTFOUND : read_job(r, 0, &row);
-    }
-    PQclear(r);
-    sess_close(&s);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1285,12 +1328,6 @@ static int pg_job_list(uc_db_t *db, const char *status, const char *job_type,
                        int64_t *total)
 {
     params_t p = {0};
-    PGresult *r = NULL;
-    uc_db_job_t *arr = NULL;
-    size_t count = 0;
-    int64_t tot = 0;
-    sess_t s;
-    int st;
 
     if (limit < 1 || offset < 0) {
         return UC_DB_EINVAL;
@@ -1299,41 +1336,8 @@ static int pg_job_list(uc_db_t *db, const char *status, const char *job_type,
     p_str(&p, job_type);
     p_i64(&p, limit);
     p_i64(&p, offset);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, "job list", SQL_JOB_LIST, p.n, p.v, &r);
-    if (st != UC_DB_OK) {
-        goto cleanup;
-    }
-    if (PQntuples(r) < 1 || PQnfields(r) != JOB_NCOLS + 1) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    tot = v_i64(r, 0, JOB_NCOLS, 0);
-    if (!PQgetisnull(r, 0, 0)) {
-        int nt = PQntuples(r);
-        arr = calloc((size_t)nt, sizeof(*arr));
-        if (arr == NULL) {
-            st = UC_DB_ENOMEM;
-            goto cleanup;
-        }
-        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
-            st = read_job(r, i, &arr[count++]);
-        }
-    }
-cleanup:
-    PQclear(r);
-    sess_close(&s);
-    if (st != UC_DB_OK) {
-        free(arr);
-        return st;
-    }
-    *rows = arr;
-    *n = count;
-    *total = tot;
-    return UC_DB_OK;
+    return paged_query((pg_db_t *)db, "job list", SQL_JOB_LIST, &p, JOB_NCOLS,
+                       sizeof(**rows), read_job, (void **)rows, n, total);
 }
 
 static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
@@ -1397,7 +1401,6 @@ static int pg_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
     PGresult *r = NULL;
     uc_db_metric_t *arr = NULL;
     size_t count = 0;
-    sess_t s;
     int st;
 
     if (f == NULL || limit < 1 || offset < 0) {
@@ -1409,23 +1412,12 @@ static int pg_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
     p_time(&p, f->end);
     p_i64(&p, limit);
     p_i64(&p, offset);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, "metrics list", SQL_METRIC_LIST, p.n, p.v, &r);
-    if (st == UC_DB_OK && PQntuples(r) > 0) {
-        int nt = PQntuples(r);
-        arr = calloc((size_t)nt, sizeof(*arr));
-        if (arr == NULL) {
-            st = UC_DB_ENOMEM;
-        }
-        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
-            st = read_metric(r, i, &arr[count++]);
-        }
+    st = query((pg_db_t *)db, "metrics list", SQL_METRIC_LIST, &p, &r);
+    if (st == UC_DB_OK) {
+        st = read_rows(r, PQntuples(r), sizeof(*arr), read_metric,
+                       (void **)&arr, &count);
     }
     PQclear(r);
-    sess_close(&s);
     if (st != UC_DB_OK) {
         uc_db_metrics_free(arr, count, 1);
         return st;
@@ -1444,7 +1436,6 @@ static int pg_metrics_aggregate(uc_db_t *db, const char *service_name,
     PGresult *r = NULL;
     uc_db_bucket_t *arr = NULL;
     size_t count = 0;
-    sess_t s;
     int st;
 
     if (service_name == NULL || metric_type == NULL ||
@@ -1457,28 +1448,12 @@ static int pg_metrics_aggregate(uc_db_t *db, const char *service_name,
     p_i64(&p, uc_db_interval_origin_us(iv));
     p_i64(&p, start);
     p_i64(&p, end);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, "metrics aggregate", SQL_METRIC_AGG, p.n, p.v, &r);
-    if (st == UC_DB_OK && PQntuples(r) > 0) {
-        int nt = PQntuples(r);
-        arr = calloc((size_t)nt, sizeof(*arr));
-        if (arr == NULL) {
-            st = UC_DB_ENOMEM;
-        }
-        for (int i = 0; i < nt && st == UC_DB_OK; i++) {
-            arr[i].bucket = v_i64(r, i, 0, 0);
-            arr[i].avg_value = v_f64(r, i, 1);
-            arr[i].min_value = v_f64(r, i, 2);
-            arr[i].max_value = v_f64(r, i, 3);
-            arr[i].count = v_i64(r, i, 4, 0);
-            count++;
-        }
+    st = query((pg_db_t *)db, "metrics aggregate", SQL_METRIC_AGG, &p, &r);
+    if (st == UC_DB_OK) {
+        st = read_rows(r, PQntuples(r), sizeof(*arr), read_bucket,
+                       (void **)&arr, &count);
     }
     PQclear(r);
-    sess_close(&s);
     if (st != UC_DB_OK) {
         free(arr);
         return st;
@@ -1488,81 +1463,79 @@ static int pg_metrics_aggregate(uc_db_t *db, const char *service_name,
     return UC_DB_OK;
 }
 
+/* Row readers of the retention statements: what each delete took away. A
+ * value too long for its field cannot come from our own schema, so it is
+ * kept truncated rather than failing the run after the rows are gone. */
+static int read_job_id(const PGresult *r, int row, void *dst)
+{
+    v_str(r, row, 0, dst, UC_DB_UUID_LEN + 1);
+    return UC_DB_OK;
+}
+
+static int read_insight_id(const PGresult *r, int row, void *dst)
+{
+    v_str(r, row, 0, dst, UC_DB_ID_MAX + 1);
+    return UC_DB_OK;
+}
+
+static int read_series(const PGresult *r, int row, void *dst)
+{
+    uc_db_series_t *se = dst;
+
+    v_str(r, row, 0, se->service_name, sizeof(se->service_name));
+    v_str(r, row, 1, se->metric_type, sizeof(se->metric_type));
+    return UC_DB_OK;
+}
+
+/*
+ * Runs one retention delete for the cutoff `before` inside the caller's
+ * transaction and reads what it returns, one row per id or series gone,
+ * into a new array at *arr. Column count_col of each row says how many
+ * rows it stood for (summed into *deleted); count_col < 0 means one each.
+ */
+static int retention_step(sess_t *s, const char *what, const char *sql,
+                          int64_t before, size_t sz, row_reader_fn read,
+                          void **arr, size_t *n, int count_col,
+                          int64_t *deleted)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    int st;
+
+    p_i64(&p, before);
+    st = sess_exec(s, what, sql, p.n, p.v, &r);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = read_rows(r, PQntuples(r), sz, read, arr, n);
+    for (int i = 0; st == UC_DB_OK && i < PQntuples(r); i++) {
+        *deleted += count_col < 0 ? 1 : v_i64(r, i, count_col, 0);
+    }
+    PQclear(r);
+    return st;
+}
+
 /* The three deletes of a retention run, inside the caller's transaction. */
 static int retention_steps(sess_t *s, const uc_db_retention_cutoffs_t *c,
                            uc_db_retention_t *out)
 {
-    params_t p = {0};
-    PGresult *r = NULL;
-    int st, nt;
-
-    p_i64(&p, c->jobs_before);
-    st = sess_exec(s, "retention jobs", SQL_RET_JOBS, p.n, p.v, &r);
-    if (st != UC_DB_OK) {
-        return st;
+    int st = retention_step(s, "retention jobs", SQL_RET_JOBS, c->jobs_before,
+                            sizeof(*out->job_ids), read_job_id,
+                            (void **)&out->job_ids, &out->n_job_ids, -1,
+                            &out->jobs_deleted);
+    if (st == UC_DB_OK) {
+        st = retention_step(s, "retention feedback", SQL_RET_FB,
+                            c->feedback_before, sizeof(*out->insight_ids),
+                            read_insight_id, (void **)&out->insight_ids,
+                            &out->n_insight_ids, 1, &out->feedback_deleted);
     }
-    nt = PQntuples(r);
-    if (nt > 0) {
-        out->job_ids = calloc((size_t)nt, sizeof(*out->job_ids));
-        if (out->job_ids == NULL) {
-            PQclear(r);
-            return UC_DB_ENOMEM;
-        }
+    if (st == UC_DB_OK) {
+        st = retention_step(s, "retention metrics", SQL_RET_METRICS,
+                            c->metrics_before, sizeof(*out->series),
+                            read_series, (void **)&out->series, &out->n_series,
+                            2, &out->metrics_deleted);
     }
-    for (int i = 0; i < nt; i++) {
-        v_str(r, i, 0, out->job_ids[i], sizeof(out->job_ids[i]));
-    }
-    out->n_job_ids = (size_t)nt;
-    out->jobs_deleted = nt;
-    PQclear(r);
-    r = NULL;
-
-    p.n = 0;
-    p_i64(&p, c->feedback_before);
-    st = sess_exec(s, "retention feedback", SQL_RET_FB, p.n, p.v, &r);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    nt = PQntuples(r);
-    if (nt > 0) {
-        out->insight_ids = calloc((size_t)nt, sizeof(*out->insight_ids));
-        if (out->insight_ids == NULL) {
-            PQclear(r);
-            return UC_DB_ENOMEM;
-        }
-    }
-    for (int i = 0; i < nt; i++) {
-        v_str(r, i, 0, out->insight_ids[i], sizeof(out->insight_ids[i]));
-        out->feedback_deleted += v_i64(r, i, 1, 0);
-    }
-    out->n_insight_ids = (size_t)nt;
-    PQclear(r);
-    r = NULL;
-
-    p.n = 0;
-    p_i64(&p, c->metrics_before);
-    st = sess_exec(s, "retention metrics", SQL_RET_METRICS, p.n, p.v, &r);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    nt = PQntuples(r);
-    if (nt > 0) {
-        out->series = calloc((size_t)nt, sizeof(*out->series));
-        if (out->series == NULL) {
-            PQclear(r);
-            return UC_DB_ENOMEM;
-        }
-    }
-    for (int i = 0; i < nt; i++) {
-        v_str(r, i, 0, out->series[i].service_name,
-              sizeof(out->series[i].service_name));
-        v_str(r, i, 1, out->series[i].metric_type,
-              sizeof(out->series[i].metric_type));
-        out->metrics_deleted += v_i64(r, i, 2, 0);
-    }
-    out->n_series = (size_t)nt;
-    PQclear(r);
-    return UC_DB_OK;
+    return st;
 }
 
 static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
@@ -1602,46 +1575,28 @@ static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
 static int pg_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
 {
     params_t p = {0};
-    sess_t s;
-    int st;
 
     p_str(&p, key->prefix);
     p_str(&p, key->hash_hex);
     p_str(&p, key->user_id);
     p_str(&p, key->role);
     p_i64(&p, key->created_at);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_run(&s, "api key create", SQL_KEY_CREATE, p.n, p.v);
-    sess_close(&s);
-    return st;
+    return query_run((pg_db_t *)db, "api key create", SQL_KEY_CREATE, &p);
 }
 
 static int pg_api_key_lookup(uc_db_t *db, const char *prefix,
                              uc_db_api_key_t *out)
 {
     params_t p = {0};
-    PGresult *r = NULL;
     uc_db_api_key_t row;
-    sess_t s;
     int st;
 
     if (prefix == NULL) {
         return UC_DB_EINVAL;
     }
     p_str(&p, prefix);
-    st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
-        return st;
-    }
-    st = sess_exec(&s, "api key lookup", SQL_KEY_LOOKUP, p.n, p.v, &r);
-    if (st == UC_DB_OK) {
-        st = PQntuples(r) == 0 ? UC_DB_NOTFOUND : read_key(r, 0, &row);
-    }
-    PQclear(r);
-    sess_close(&s);
+    st = query_row((pg_db_t *)db, "api key lookup", SQL_KEY_LOOKUP, &p,
+                   read_key, &row, UC_DB_NOTFOUND);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1791,8 +1746,8 @@ int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     if (d->timeout_ms > INT_MAX / 8) {
         d->timeout_ms = INT_MAX / 8;
     }
-    d->log = opt->log;
-    d->log_arg = opt->log_arg;
+    d->log.fn = opt->log;
+    d->log.arg = opt->log_arg;
     snprintf(d->where, sizeof(d->where), "%s", where);
     d->url = malloc(len + 1);
     d->idle = calloc((size_t)d->max, sizeof(*d->idle));
@@ -1820,8 +1775,9 @@ int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     }
     d->idle[d->n_idle++] = first;
     d->n_open = 1;
-    logf_db(d, 1, "postgresql: connected to '%s' (pool %d, timeout %d ms)",
-            d->where, d->max, d->timeout_ms);
+    uc__db_logf(&d->log, 1,
+                "postgresql: connected to '%s' (pool %d, timeout %d ms)",
+                d->where, d->max, d->timeout_ms);
     *out = &d->base;
     return UC_DB_OK;
 

@@ -10,11 +10,11 @@
  * schema_migrations.
  */
 #include "db.h"
+#include "db_int.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,29 +235,12 @@ typedef struct {
     uc_db_t base;
     char *path;
     int timeout_ms;
-    uc_db_log_fn log;
-    void *log_arg;
+    uc__db_logger_t log;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     conn_t *conns;
     int nconns;
 } sqlite_db_t;
-
-static void logf_db(sqlite_db_t *d, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void logf_db(sqlite_db_t *d, int level, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    if (d->log == NULL) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    d->log(d->log_arg, level, msg);
-}
 
 /* Maps an SQLite result code to a db status, logging real errors. */
 static int status_of(sqlite_db_t *d, conn_t *c, int rc, const char *what)
@@ -269,16 +252,16 @@ static int status_of(sqlite_db_t *d, conn_t *c, int rc, const char *what)
     case SQLITE_ROW:
         return UC_DB_OK;
     case SQLITE_CONSTRAINT:
-        logf_db(d, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        uc__db_logf(&d->log, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
         return UC_DB_ECONSTRAINT;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        logf_db(d, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        uc__db_logf(&d->log, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
         return UC_DB_EBUSY;
     case SQLITE_NOMEM:
         return UC_DB_ENOMEM;
     default:
-        logf_db(d, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        uc__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
         return UC_DB_EIO;
     }
 }
@@ -325,7 +308,8 @@ static conn_t *acquire(sqlite_db_t *d)
     }
     pthread_mutex_unlock(&d->mu);
     if (c == NULL) {
-        logf_db(d, 2, "sqlite: no connection free within %d ms", d->timeout_ms);
+        uc__db_logf(&d->log, 2, "sqlite: no connection free within %d ms",
+                    d->timeout_ms);
     }
     return c;
 }
@@ -349,7 +333,8 @@ static sqlite3_stmt *stmt(sqlite_db_t *d, conn_t *c, int idx)
             sqlite3_prepare_v3(c->h, stmt_sql[idx], -1,
                                SQLITE_PREPARE_PERSISTENT, &c->st[idx], NULL);
         if (rc != SQLITE_OK) {
-            logf_db(d, 3, "sqlite prepare %d: %s", idx, sqlite3_errmsg(c->h));
+            uc__db_logf(&d->log, 3, "sqlite prepare %d: %s", idx,
+                        sqlite3_errmsg(c->h));
             c->st[idx] = NULL;
             return NULL;
         }
@@ -498,6 +483,362 @@ static int step_count(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s, int64_t *out)
     return rc == SQLITE_DONE ? UC_DB_EIO : status_of(d, c, rc, "count");
 }
 
+/*
+ * Copies the current row of s into the array element at row; returns a db
+ * status (UC_DB_ENOMEM when the row holds heap text that cannot be copied).
+ * One reader per row type lets every list query share step_rows().
+ */
+typedef int (*row_reader_fn)(sqlite3_stmt *s, void *row);
+
+/*
+ * Steps s to its end, appending each row to *arr (elements of sz bytes,
+ * capacity *cap, *cnt in use) through read. Returns UC_DB_OK at the end of
+ * the rows, else a status (`what` names the operation in the log). On
+ * failure the rows read so far, a half-read one included, stay in *arr and
+ * are counted in *cnt, so that the caller frees them as its row type needs.
+ */
+static int step_rows(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s,
+                     const char *what, size_t sz, row_reader_fn read,
+                     void **arr, size_t *cap, size_t *cnt)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow(arr, cap, *cnt + 1, sz) != 0) {
+            return UC_DB_ENOMEM;
+        }
+        int st = read(s, (char *)*arr + *cnt * sz);
+        (*cnt)++;
+        if (st != UC_DB_OK) {
+            return st;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, what);
+    }
+    return UC_DB_OK;
+}
+
+/*
+ * Binds the filter of a paged query from ?1 on, the same way on the page
+ * statement and on its count; returns how many parameters it bound, because
+ * the page's LIMIT and OFFSET are the two that follow.
+ */
+typedef int (*filter_binder_fn)(sqlite3_stmt *s, const void *arg);
+
+/*
+ * Runs a page statement and its count statement, both filtered by
+ * bind(arg), in one read transaction so that the total matches the page.
+ * On UC_DB_OK *rows (malloc()ed, the caller free()s it), *n and *total are
+ * written; on failure nothing is written and nothing leaks. Rows must own
+ * no heap memory, since a failed page is released with free() alone.
+ */
+static int paged_query(sqlite_db_t *d, int page_idx, int count_idx,
+                       const char *what, filter_binder_fn bind, const void *arg,
+                       int limit, int offset, size_t sz, row_reader_fn read,
+                       void **rows, size_t *n, int64_t *total)
+{
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s = NULL;
+    sqlite3_stmt *cs = NULL;
+    void *arr = NULL;
+    size_t cap = 0;
+    size_t cnt = 0;
+    int64_t tot = 0;
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    st = exec(d, c, "BEGIN");
+    if (st != UC_DB_OK) {
+        release(d, c);
+        return st;
+    }
+    s = stmt(d, c, page_idx);
+    cs = stmt(d, c, count_idx);
+    if (s == NULL || cs == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    int nfilter = bind(s, arg);
+    sqlite3_bind_int(s, nfilter + 1, limit);
+    sqlite3_bind_int(s, nfilter + 2, offset);
+    st = step_rows(d, c, s, what, sz, read, &arr, &cap, &cnt);
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    bind(cs, arg);
+    st = step_count(d, c, cs, &tot);
+    if (st != UC_DB_OK) {
+        goto cleanup;
+    }
+    *rows = arr;
+    *n = cnt;
+    *total = tot;
+    arr = NULL;
+cleanup:
+    done(s);
+    done(cs);
+    sqlite3_exec(c->h, "COMMIT", NULL, NULL, NULL);
+    release(d, c);
+    free(arr);
+    return st;
+}
+
+/*
+ * Runs statement idx once on a borrowed connection, bound by bind(arg).
+ * With read == NULL the statement must finish without a row (a plain
+ * write). Otherwise its first row goes through read into row, and no row
+ * at all gives if_none (UC_DB_NOTFOUND, or UC_DB_EIO where a row is
+ * certain). A write with RETURNING is stepped on to its end after the row,
+ * because only that finishes, and so commits, the statement. Returns a db
+ * status; row may be written even on failure, so callers pass a local.
+ */
+static int run_one(sqlite_db_t *d, int idx, const char *what,
+                   filter_binder_fn bind, const void *arg, row_reader_fn read,
+                   void *row, int if_none)
+{
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st = UC_DB_OK;
+    int rc;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, idx);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+        goto cleanup;
+    }
+    bind(s, arg);
+    rc = sqlite3_step(s);
+    if (read == NULL) {
+        if (rc != SQLITE_DONE) {
+            st = status_of(d, c, rc, what);
+            if (st == UC_DB_OK) {
+                st = UC_DB_EIO;
+            }
+        }
+    } else if (rc == SQLITE_DONE) {
+        st = if_none;
+    } else if (rc != SQLITE_ROW) {
+        st = status_of(d, c, rc, what);
+    } else {
+        st = read(s, row);
+        if (st == UC_DB_OK && !sqlite3_stmt_readonly(s)) {
+            rc = sqlite3_step(s);
+            if (rc != SQLITE_DONE) {
+                st = status_of(d, c, rc, what);
+            }
+        }
+    }
+cleanup:
+    done(s);
+    release(d, c);
+    return st;
+}
+
+/*
+ * Runs statement idx, bound by bind(arg), on a borrowed connection and
+ * collects all its rows. The rows read come back in *arr and *cnt whatever
+ * the status, so that the caller frees a failed list as its row type needs.
+ */
+static int list_query(sqlite_db_t *d, int idx, const char *what,
+                      filter_binder_fn bind, const void *arg, size_t sz,
+                      row_reader_fn read, void **arr, size_t *cnt)
+{
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, idx);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+    } else {
+        bind(s, arg);
+        st = step_rows(d, c, s, what, sz, read, arr, &cap, cnt);
+    }
+    done(s);
+    release(d, c);
+    return st;
+}
+
+/* Row readers and filter binders for the queries above. */
+
+static int feedback_row(sqlite3_stmt *s, void *row)
+{
+    read_feedback(s, row);
+    return UC_DB_OK;
+}
+
+static int job_row(sqlite3_stmt *s, void *row)
+{
+    read_job(s, row);
+    return UC_DB_OK;
+}
+
+static int metric_row(sqlite3_stmt *s, void *row)
+{
+    return read_metric(s, row);
+}
+
+static int bucket_row(sqlite3_stmt *s, void *row)
+{
+    uc_db_bucket_t *b = row;
+    b->bucket = sqlite3_column_int64(s, 0);
+    b->avg_value = sqlite3_column_double(s, 1);
+    b->min_value = sqlite3_column_double(s, 2);
+    b->max_value = sqlite3_column_double(s, 3);
+    b->count = sqlite3_column_int64(s, 4);
+    return UC_DB_OK;
+}
+
+static int job_id_row(sqlite3_stmt *s, void *row)
+{
+    col_text(s, 0, row, UC_DB_UUID_LEN + 1);
+    return UC_DB_OK;
+}
+
+static int insight_id_row(sqlite3_stmt *s, void *row)
+{
+    col_text(s, 0, row, UC_DB_ID_MAX + 1);
+    return UC_DB_OK;
+}
+
+static int series_row(sqlite3_stmt *s, void *row)
+{
+    uc_db_series_t *se = row;
+    col_text(s, 0, se->service_name, sizeof(se->service_name));
+    col_text(s, 1, se->metric_type, sizeof(se->metric_type));
+    return UC_DB_OK;
+}
+
+static int bind_key(sqlite3_stmt *s, const void *arg)
+{
+    bind_text(s, 1, arg);
+    return 1;
+}
+
+typedef struct {
+    const char *status;
+    const char *job_type;
+} job_filter_t;
+
+static int bind_job_filter(sqlite3_stmt *s, const void *arg)
+{
+    const job_filter_t *f = arg;
+    bind_text(s, 1, f->status);
+    bind_text(s, 2, f->job_type);
+    return 2;
+}
+
+static int stats_row(sqlite3_stmt *s, void *row)
+{
+    uc_db_feedback_stats_t *r = row;
+    memset(r, 0, sizeof(*r));
+    r->total_ratings = sqlite3_column_int64(s, 0);
+    r->average_rating = sqlite3_column_double(s, 1);
+    for (int i = 0; i < 5; i++) {
+        r->rating_distribution[i] = sqlite3_column_int64(s, 2 + i);
+    }
+    r->total_comments = sqlite3_column_int64(s, 7);
+    r->total_flags = sqlite3_column_int64(s, 8);
+    r->flag_inaccurate = sqlite3_column_int64(s, 9);
+    r->flag_misleading = sqlite3_column_int64(s, 10);
+    r->flag_spam = sqlite3_column_int64(s, 11);
+    return UC_DB_OK;
+}
+
+static int key_row(sqlite3_stmt *s, void *row)
+{
+    uc_db_api_key_t *k = row;
+    memset(k, 0, sizeof(*k));
+    k->id = sqlite3_column_int64(s, 0);
+    col_text(s, 1, k->prefix, sizeof(k->prefix));
+    col_text(s, 2, k->hash_hex, sizeof(k->hash_hex));
+    col_text(s, 3, k->user_id, sizeof(k->user_id));
+    col_text(s, 4, k->role, sizeof(k->role));
+    k->created_at = sqlite3_column_int64(s, 5);
+    return UC_DB_OK;
+}
+
+/*
+ * Binds a feedback write to the statement its single field selects
+ * (ST_FB_RATE, ST_FB_COMMENT or ST_FB_FLAG): the pair first, the time last.
+ */
+static int bind_feedback_write(sqlite3_stmt *s, const void *arg)
+{
+    const uc_db_feedback_write_t *w = arg;
+    int i = 3;
+
+    bind_text(s, 1, w->insight_id);
+    bind_text(s, 2, w->user_id);
+    if (w->fields == UC_DB_FB_RATING) {
+        sqlite3_bind_int(s, i++, w->rating);
+        bind_text(s, i++, w->has_comment ? w->comment : NULL);
+    } else if (w->fields == UC_DB_FB_COMMENT) {
+        bind_text(s, i++, w->comment);
+    } else {
+        bind_text(s, i++, w->flag_type);
+        bind_text(s, i++, w->has_flag_reason ? w->flag_reason : NULL);
+    }
+    sqlite3_bind_int64(s, i, w->now);
+    return i;
+}
+
+static int bind_job(sqlite3_stmt *s, const void *arg)
+{
+    const uc_db_job_t *j = arg;
+    bind_text(s, 1, j->id);
+    bind_text(s, 2, j->job_type);
+    sqlite3_bind_int64(s, 3, j->start_block);
+    sqlite3_bind_int64(s, 4, j->end_block);
+    sqlite3_bind_int64(s, 5, j->current_block);
+    bind_text(s, 6, j->status);
+    sqlite3_bind_double(s, 7, j->progress_percentage);
+    bind_time(s, 8, j->estimated_completion);
+    bind_text(s, 9, j->has_error_message ? j->error_message : NULL);
+    sqlite3_bind_int64(s, 10, j->started_at);
+    bind_time(s, 11, j->completed_at);
+    bind_text(s, 12, j->has_created_by ? j->created_by : NULL);
+    return 12;
+}
+
+typedef struct {
+    const char *job_id;
+    const uc_db_job_progress_t *p;
+} job_update_t;
+
+static int bind_progress(sqlite3_stmt *s, const void *arg)
+{
+    const job_update_t *u = arg;
+    bind_text(s, 1, u->job_id);
+    sqlite3_bind_int64(s, 2, u->p->current_block);
+    sqlite3_bind_double(s, 3, u->p->progress_percentage);
+    bind_text(s, 4, u->p->status);
+    bind_time(s, 5, u->p->estimated_completion);
+    bind_text(s, 6, u->p->error_message);
+    sqlite3_bind_int64(s, 7, u->p->now);
+    return 7;
+}
+
+static int bind_api_key(sqlite3_stmt *s, const void *arg)
+{
+    const uc_db_api_key_t *k = arg;
+    bind_text(s, 1, k->prefix);
+    bind_text(s, 2, k->hash_hex);
+    bind_text(s, 3, k->user_id);
+    bind_text(s, 4, k->role);
+    sqlite3_bind_int64(s, 5, k->created_at);
+    return 5;
+}
+
 /* ---- opening and closing ------------------------------------------------- */
 
 static void close_conn(conn_t *c)
@@ -615,8 +956,8 @@ static int sq_migrate(uc_db_t *db, int *applied)
                 goto rollback;
             }
             count++;
-            logf_db(d, 1, "sqlite: applied migration %d (%s)", m->version,
-                    m->name);
+            uc__db_logf(&d->log, 1, "sqlite: applied migration %d (%s)",
+                        m->version, m->name);
         }
         st = exec(d, c, "COMMIT");
         if (st != UC_DB_OK) {
@@ -659,173 +1000,36 @@ static int sq_ping(uc_db_t *db)
 static int sq_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
                               uc_db_feedback_t *out)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c;
-    sqlite3_stmt *s = NULL;
-    int st = UC_DB_OK;
-    int rc;
+    uc_db_feedback_t row;
+    int idx;
+    int st;
 
-    if (w->fields != UC_DB_FB_RATING && w->fields != UC_DB_FB_COMMENT &&
-        w->fields != UC_DB_FB_FLAG) {
+    if (w->fields == UC_DB_FB_RATING) {
+        idx = ST_FB_RATE;
+    } else if (w->fields == UC_DB_FB_COMMENT) {
+        idx = ST_FB_COMMENT;
+    } else if (w->fields == UC_DB_FB_FLAG) {
+        idx = ST_FB_FLAG;
+    } else {
         return UC_DB_EINVAL;
     }
-    c = acquire(d);
-    if (c == NULL) {
-        return UC_DB_EBUSY;
+    st = run_one((sqlite_db_t *)db, idx, "feedback upsert", bind_feedback_write,
+                 w, feedback_row, &row, UC_DB_EIO);
+    if (st == UC_DB_OK) {
+        *out = row;
     }
-    if (w->fields == UC_DB_FB_RATING) {
-        s = stmt(d, c, ST_FB_RATE);
-        if (s != NULL) {
-            bind_text(s, 1, w->insight_id);
-            bind_text(s, 2, w->user_id);
-            sqlite3_bind_int(s, 3, w->rating);
-            bind_text(s, 4, w->has_comment ? w->comment : NULL);
-            sqlite3_bind_int64(s, 5, w->now);
-        }
-    } else if (w->fields == UC_DB_FB_COMMENT) {
-        s = stmt(d, c, ST_FB_COMMENT);
-        if (s != NULL) {
-            bind_text(s, 1, w->insight_id);
-            bind_text(s, 2, w->user_id);
-            bind_text(s, 3, w->comment);
-            sqlite3_bind_int64(s, 4, w->now);
-        }
-    } else {
-        s = stmt(d, c, ST_FB_FLAG);
-        if (s != NULL) {
-            bind_text(s, 1, w->insight_id);
-            bind_text(s, 2, w->user_id);
-            bind_text(s, 3, w->flag_type);
-            bind_text(s, 4, w->has_flag_reason ? w->flag_reason : NULL);
-            sqlite3_bind_int64(s, 5, w->now);
-        }
-    }
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        st = status_of(d, c, rc, "feedback upsert");
-        if (st == UC_DB_OK) {
-            st = UC_DB_EIO;
-        }
-        goto cleanup;
-    }
-    read_feedback(s, out);
-    /* Stepping to the end finishes the statement, which commits it. */
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "feedback upsert");
-    }
-cleanup:
-    done(s);
-    release(d, c);
     return st;
 }
 
 static int sq_feedback_stats(uc_db_t *db, const char *insight_id,
                              uc_db_feedback_stats_t *out)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    int st = UC_DB_OK;
-    if (c == NULL) {
-        return UC_DB_EBUSY;
+    uc_db_feedback_stats_t row;
+    int st = run_one((sqlite_db_t *)db, ST_FB_STATS, "stats", bind_key,
+                     insight_id, stats_row, &row, UC_DB_EIO);
+    if (st == UC_DB_OK) {
+        *out = row;
     }
-    s = stmt(d, c, ST_FB_STATS);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, insight_id);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        st = rc == SQLITE_DONE ? UC_DB_EIO : status_of(d, c, rc, "stats");
-        goto cleanup;
-    }
-    uc_db_feedback_stats_t r;
-    memset(&r, 0, sizeof(r));
-    r.total_ratings = sqlite3_column_int64(s, 0);
-    r.average_rating = sqlite3_column_double(s, 1);
-    for (int i = 0; i < 5; i++) {
-        r.rating_distribution[i] = sqlite3_column_int64(s, 2 + i);
-    }
-    r.total_comments = sqlite3_column_int64(s, 7);
-    r.total_flags = sqlite3_column_int64(s, 8);
-    r.flag_inaccurate = sqlite3_column_int64(s, 9);
-    r.flag_misleading = sqlite3_column_int64(s, 10);
-    r.flag_spam = sqlite3_column_int64(s, 11);
-    *out = r;
-cleanup:
-    done(s);
-    release(d, c);
-    return st;
-}
-
-/*
- * Runs a feedback page query (ST_FB_COMMENTS / ST_FB_USER) and its count
- * on one connection; the two run in one read transaction, so the total
- * matches the page.
- */
-static int feedback_page(sqlite_db_t *d, int page_idx, int count_idx,
-                         const char *key, int limit, int offset,
-                         uc_db_feedback_t **rows, size_t *n, int64_t *total)
-{
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s = NULL;
-    sqlite3_stmt *cs = NULL;
-    uc_db_feedback_t *arr = NULL;
-    size_t cap = 0;
-    size_t cnt = 0;
-    int64_t tot = 0;
-    int st;
-    int rc;
-
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
-    st = exec(d, c, "BEGIN");
-    if (st != UC_DB_OK) {
-        release(d, c);
-        return st;
-    }
-    s = stmt(d, c, page_idx);
-    cs = stmt(d, c, count_idx);
-    if (s == NULL || cs == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, key);
-    sqlite3_bind_int(s, 2, limit);
-    sqlite3_bind_int(s, 3, offset);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
-            st = UC_DB_ENOMEM;
-            goto cleanup;
-        }
-        read_feedback(s, &arr[cnt++]);
-    }
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "feedback page");
-        goto cleanup;
-    }
-    bind_text(cs, 1, key);
-    st = step_count(d, c, cs, &tot);
-    if (st != UC_DB_OK) {
-        goto cleanup;
-    }
-    *rows = arr;
-    *n = cnt;
-    *total = tot;
-    arr = NULL;
-cleanup:
-    done(s);
-    done(cs);
-    sqlite3_exec(c->h, "COMMIT", NULL, NULL, NULL);
-    release(d, c);
-    free(arr);
     return st;
 }
 
@@ -833,130 +1037,47 @@ static int sq_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
                                 int offset, uc_db_feedback_t **rows, size_t *n,
                                 int64_t *total)
 {
-    return feedback_page((sqlite_db_t *)db, ST_FB_COMMENTS,
-                         ST_FB_COMMENTS_COUNT, insight_id, limit, offset, rows,
-                         n, total);
+    return paged_query((sqlite_db_t *)db, ST_FB_COMMENTS, ST_FB_COMMENTS_COUNT,
+                       "feedback page", bind_key, insight_id, limit, offset,
+                       sizeof(**rows), feedback_row, (void **)rows, n, total);
 }
 
 static int sq_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                                int offset, uc_db_feedback_t **rows, size_t *n,
                                int64_t *total)
 {
-    return feedback_page((sqlite_db_t *)db, ST_FB_USER, ST_FB_USER_COUNT,
-                         user_id, limit, offset, rows, n, total);
+    return paged_query((sqlite_db_t *)db, ST_FB_USER, ST_FB_USER_COUNT,
+                       "feedback page", bind_key, user_id, limit, offset,
+                       sizeof(**rows), feedback_row, (void **)rows, n, total);
 }
 
 static int sq_job_create(uc_db_t *db, const uc_db_job_t *j)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    int st = UC_DB_OK;
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
-    s = stmt(d, c, ST_JOB_CREATE);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, j->id);
-    bind_text(s, 2, j->job_type);
-    sqlite3_bind_int64(s, 3, j->start_block);
-    sqlite3_bind_int64(s, 4, j->end_block);
-    sqlite3_bind_int64(s, 5, j->current_block);
-    bind_text(s, 6, j->status);
-    sqlite3_bind_double(s, 7, j->progress_percentage);
-    bind_time(s, 8, j->estimated_completion);
-    bind_text(s, 9, j->has_error_message ? j->error_message : NULL);
-    sqlite3_bind_int64(s, 10, j->started_at);
-    bind_time(s, 11, j->completed_at);
-    bind_text(s, 12, j->has_created_by ? j->created_by : NULL);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "job create");
-        if (st == UC_DB_OK) {
-            st = UC_DB_EIO;
-        }
-    }
-cleanup:
-    done(s);
-    release(d, c);
-    return st;
+    return run_one((sqlite_db_t *)db, ST_JOB_CREATE, "job create", bind_job, j,
+                   NULL, NULL, UC_DB_OK);
 }
 
 static int sq_job_progress(uc_db_t *db, const char *job_id,
                            const uc_db_job_progress_t *p, uc_db_job_t *out)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    int st = UC_DB_OK;
-    int rc;
-    if (c == NULL) {
-        return UC_DB_EBUSY;
+    job_update_t u = {job_id, p};
+    uc_db_job_t row;
+    int st = run_one((sqlite_db_t *)db, ST_JOB_PROGRESS, "job progress",
+                     bind_progress, &u, job_row, &row, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK) {
+        *out = row;
     }
-    s = stmt(d, c, ST_JOB_PROGRESS);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, job_id);
-    sqlite3_bind_int64(s, 2, p->current_block);
-    sqlite3_bind_double(s, 3, p->progress_percentage);
-    bind_text(s, 4, p->status);
-    bind_time(s, 5, p->estimated_completion);
-    bind_text(s, 6, p->error_message);
-    sqlite3_bind_int64(s, 7, p->now);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        st = UC_DB_NOTFOUND;
-        goto cleanup;
-    }
-    if (rc != SQLITE_ROW) {
-        st = status_of(d, c, rc, "job progress");
-        goto cleanup;
-    }
-    uc_db_job_t j;
-    read_job(s, &j);
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "job progress");
-        goto cleanup;
-    }
-    *out = j;
-cleanup:
-    done(s);
-    release(d, c);
     return st;
 }
 
 static int sq_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    int st = UC_DB_OK;
-    if (c == NULL) {
-        return UC_DB_EBUSY;
+    uc_db_job_t row;
+    int st = run_one((sqlite_db_t *)db, ST_JOB_GET, "job get", bind_key, job_id,
+                     job_row, &row, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK) {
+        *out = row;
     }
-    s = stmt(d, c, ST_JOB_GET);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, job_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        read_job(s, out);
-    } else if (rc == SQLITE_DONE) {
-        st = UC_DB_NOTFOUND;
-    } else {
-        st = status_of(d, c, rc, "job get");
-    }
-cleanup:
-    done(s);
-    release(d, c);
     return st;
 }
 
@@ -964,63 +1085,10 @@ static int sq_job_list(uc_db_t *db, const char *status, const char *job_type,
                        int limit, int offset, uc_db_job_t **rows, size_t *n,
                        int64_t *total)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s = NULL;
-    sqlite3_stmt *cs = NULL;
-    uc_db_job_t *arr = NULL;
-    size_t cap = 0;
-    size_t cnt = 0;
-    int64_t tot = 0;
-    int st;
-    int rc;
-
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
-    st = exec(d, c, "BEGIN");
-    if (st != UC_DB_OK) {
-        release(d, c);
-        return st;
-    }
-    s = stmt(d, c, ST_JOB_LIST);
-    cs = stmt(d, c, ST_JOB_COUNT);
-    if (s == NULL || cs == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, status);
-    bind_text(s, 2, job_type);
-    sqlite3_bind_int(s, 3, limit);
-    sqlite3_bind_int(s, 4, offset);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
-            st = UC_DB_ENOMEM;
-            goto cleanup;
-        }
-        read_job(s, &arr[cnt++]);
-    }
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "job list");
-        goto cleanup;
-    }
-    bind_text(cs, 1, status);
-    bind_text(cs, 2, job_type);
-    st = step_count(d, c, cs, &tot);
-    if (st != UC_DB_OK) {
-        goto cleanup;
-    }
-    *rows = arr;
-    *n = cnt;
-    *total = tot;
-    arr = NULL;
-cleanup:
-    done(s);
-    done(cs);
-    sqlite3_exec(c->h, "COMMIT", NULL, NULL, NULL);
-    release(d, c);
-    free(arr);
-    return st;
+    job_filter_t f = {status, job_type};
+    return paged_query((sqlite_db_t *)db, ST_JOB_LIST, ST_JOB_COUNT, "job list",
+                       bind_job_filter, &f, limit, offset, sizeof(**rows),
+                       job_row, (void **)rows, n, total);
 }
 
 static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
@@ -1099,55 +1167,61 @@ cleanup:
     return st;
 }
 
+typedef struct {
+    const uc_db_metric_filter_t *f;
+    int limit;
+    int offset;
+} metric_page_t;
+
+static int bind_metric_page(sqlite3_stmt *s, const void *arg)
+{
+    const metric_page_t *q = arg;
+    bind_text(s, 1, q->f->service_name);
+    bind_text(s, 2, q->f->metric_type);
+    bind_time(s, 3, q->f->start);
+    bind_time(s, 4, q->f->end);
+    sqlite3_bind_int(s, 5, q->limit);
+    sqlite3_bind_int(s, 6, q->offset);
+    return 6;
+}
+
 static int sq_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
                            int limit, int offset, uc_db_metric_t **rows,
                            size_t *n)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    uc_db_metric_t *arr = NULL;
-    size_t cap = 0;
+    metric_page_t q = {f, limit, offset};
+    void *arr = NULL;
     size_t cnt = 0;
-    int st = UC_DB_OK;
-    int rc;
-
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
-    s = stmt(d, c, ST_METRIC_LIST);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, f->service_name);
-    bind_text(s, 2, f->metric_type);
-    bind_time(s, 3, f->start);
-    bind_time(s, 4, f->end);
-    sqlite3_bind_int(s, 5, limit);
-    sqlite3_bind_int(s, 6, offset);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
-            st = UC_DB_ENOMEM;
-            goto cleanup;
-        }
-        st = read_metric(s, &arr[cnt++]);
-        if (st != UC_DB_OK) {
-            goto cleanup;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "metrics list");
-        goto cleanup;
+    int st = list_query((sqlite_db_t *)db, ST_METRIC_LIST, "metrics list",
+                        bind_metric_page, &q, sizeof(**rows), metric_row, &arr,
+                        &cnt);
+    if (st != UC_DB_OK) {
+        uc_db_metrics_free(arr, cnt, 1);
+        return st;
     }
     *rows = arr;
     *n = cnt;
-    arr = NULL;
-cleanup:
-    done(s);
-    release(d, c);
-    uc_db_metrics_free(arr, cnt, 1);
-    return st;
+    return UC_DB_OK;
+}
+
+typedef struct {
+    const char *service_name;
+    const char *metric_type;
+    uc_db_interval_t iv;
+    int64_t start;
+    int64_t end;
+} bucket_query_t;
+
+static int bind_bucket_query(sqlite3_stmt *s, const void *arg)
+{
+    const bucket_query_t *q = arg;
+    bind_text(s, 1, q->service_name);
+    bind_text(s, 2, q->metric_type);
+    sqlite3_bind_int64(s, 3, uc_db_interval_origin_us(q->iv));
+    sqlite3_bind_int64(s, 4, uc_db_interval_width_us(q->iv));
+    sqlite3_bind_int64(s, 5, q->start);
+    sqlite3_bind_int64(s, 6, q->end);
+    return 6;
 }
 
 static int sq_metrics_aggregate(uc_db_t *db, const char *service_name,
@@ -1155,148 +1229,99 @@ static int sq_metrics_aggregate(uc_db_t *db, const char *service_name,
                                 int64_t start, int64_t end,
                                 uc_db_bucket_t **rows, size_t *n)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    uc_db_bucket_t *arr = NULL;
-    size_t cap = 0;
+    bucket_query_t q = {service_name, metric_type, iv, start, end};
+    void *arr = NULL;
     size_t cnt = 0;
-    int st = UC_DB_OK;
-    int rc;
-
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
-    s = stmt(d, c, ST_METRIC_AGG);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, service_name);
-    bind_text(s, 2, metric_type);
-    sqlite3_bind_int64(s, 3, uc_db_interval_origin_us(iv));
-    sqlite3_bind_int64(s, 4, uc_db_interval_width_us(iv));
-    sqlite3_bind_int64(s, 5, start);
-    sqlite3_bind_int64(s, 6, end);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr)) != 0) {
-            st = UC_DB_ENOMEM;
-            goto cleanup;
-        }
-        uc_db_bucket_t *b = &arr[cnt++];
-        b->bucket = sqlite3_column_int64(s, 0);
-        b->avg_value = sqlite3_column_double(s, 1);
-        b->min_value = sqlite3_column_double(s, 2);
-        b->max_value = sqlite3_column_double(s, 3);
-        b->count = sqlite3_column_int64(s, 4);
-    }
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "metrics aggregate");
-        goto cleanup;
+    int st = list_query((sqlite_db_t *)db, ST_METRIC_AGG, "metrics aggregate",
+                        bind_bucket_query, &q, sizeof(**rows), bucket_row, &arr,
+                        &cnt);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
     }
     *rows = arr;
     *n = cnt;
-    arr = NULL;
-cleanup:
+    return UC_DB_OK;
+}
+
+/*
+ * Collects the rows of retention statement idx (bound to the cutoff
+ * `before`) into a new array at *arr, counted in *cnt; what is already
+ * there on failure is the caller's to release with the retention result.
+ */
+static int collect_before(sqlite_db_t *d, conn_t *c, int idx, int64_t before,
+                          const char *what, size_t sz, row_reader_fn read,
+                          void **arr, size_t *cnt)
+{
+    size_t cap = 0;
+    sqlite3_stmt *s = stmt(d, c, idx);
+    int st;
+
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, before);
+    st = step_rows(d, c, s, what, sz, read, arr, &cap, cnt);
     done(s);
-    release(d, c);
-    free(arr);
     return st;
 }
 
-/* Runs the retention statements on c inside an open transaction. */
+/* Runs retention delete idx for the cutoff `before`; rows gone in *deleted. */
+static int delete_before(sqlite_db_t *d, conn_t *c, int idx, int64_t before,
+                         const char *what, int64_t *deleted)
+{
+    sqlite3_stmt *s = stmt(d, c, idx);
+    int rc;
+
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    sqlite3_bind_int64(s, 1, before);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) {
+        return status_of(d, c, rc, what);
+    }
+    *deleted = sqlite3_changes64(c->h);
+    return UC_DB_OK;
+}
+
+/*
+ * Runs the retention statements on c inside an open transaction. The ids
+ * and series are read before their rows go, so the caller can drop the
+ * cache entries that described them.
+ */
 static int retention_steps(sqlite_db_t *d, conn_t *c,
                            const uc_db_retention_cutoffs_t *cut,
                            uc_db_retention_t *r)
 {
-    size_t cap = 0;
-    sqlite3_stmt *s;
-    int rc;
+    int st;
 
-    s = stmt(d, c, ST_RET_JOBS);
-    if (s == NULL) {
-        return UC_DB_EIO;
-    }
-    sqlite3_bind_int64(s, 1, cut->jobs_before);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&r->job_ids, &cap, r->n_job_ids + 1,
-                 sizeof(*r->job_ids)) != 0) {
-            done(s);
-            return UC_DB_ENOMEM;
-        }
-        col_text(s, 0, r->job_ids[r->n_job_ids], sizeof(r->job_ids[0]));
-        r->n_job_ids++;
-    }
-    done(s);
-    if (rc != SQLITE_DONE) {
-        return status_of(d, c, rc, "retention jobs");
+    st = collect_before(d, c, ST_RET_JOBS, cut->jobs_before, "retention jobs",
+                        sizeof(*r->job_ids), job_id_row, (void **)&r->job_ids,
+                        &r->n_job_ids);
+    if (st != UC_DB_OK) {
+        return st;
     }
     r->jobs_deleted = (int64_t)r->n_job_ids;
-
-    cap = 0;
-    s = stmt(d, c, ST_RET_FB_IDS);
-    if (s == NULL) {
-        return UC_DB_EIO;
+    st = collect_before(d, c, ST_RET_FB_IDS, cut->feedback_before,
+                        "retention feedback", sizeof(*r->insight_ids),
+                        insight_id_row, (void **)&r->insight_ids,
+                        &r->n_insight_ids);
+    if (st == UC_DB_OK) {
+        st = delete_before(d, c, ST_RET_FB_DEL, cut->feedback_before,
+                           "retention feedback", &r->feedback_deleted);
     }
-    sqlite3_bind_int64(s, 1, cut->feedback_before);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&r->insight_ids, &cap, r->n_insight_ids + 1,
-                 sizeof(*r->insight_ids)) != 0) {
-            done(s);
-            return UC_DB_ENOMEM;
-        }
-        col_text(s, 0, r->insight_ids[r->n_insight_ids],
-                 sizeof(r->insight_ids[0]));
-        r->n_insight_ids++;
+    if (st == UC_DB_OK) {
+        st = collect_before(d, c, ST_RET_METRIC_SERIES, cut->metrics_before,
+                            "retention metrics", sizeof(*r->series), series_row,
+                            (void **)&r->series, &r->n_series);
     }
-    done(s);
-    if (rc != SQLITE_DONE) {
-        return status_of(d, c, rc, "retention feedback");
+    if (st == UC_DB_OK) {
+        st = delete_before(d, c, ST_RET_METRIC_DEL, cut->metrics_before,
+                           "retention metrics", &r->metrics_deleted);
     }
-    s = stmt(d, c, ST_RET_FB_DEL);
-    if (s == NULL) {
-        return UC_DB_EIO;
-    }
-    sqlite3_bind_int64(s, 1, cut->feedback_before);
-    rc = sqlite3_step(s);
-    done(s);
-    if (rc != SQLITE_DONE) {
-        return status_of(d, c, rc, "retention feedback");
-    }
-    r->feedback_deleted = sqlite3_changes64(c->h);
-
-    cap = 0;
-    s = stmt(d, c, ST_RET_METRIC_SERIES);
-    if (s == NULL) {
-        return UC_DB_EIO;
-    }
-    sqlite3_bind_int64(s, 1, cut->metrics_before);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&r->series, &cap, r->n_series + 1,
-                 sizeof(*r->series)) != 0) {
-            done(s);
-            return UC_DB_ENOMEM;
-        }
-        uc_db_series_t *se = &r->series[r->n_series++];
-        col_text(s, 0, se->service_name, sizeof(se->service_name));
-        col_text(s, 1, se->metric_type, sizeof(se->metric_type));
-    }
-    done(s);
-    if (rc != SQLITE_DONE) {
-        return status_of(d, c, rc, "retention metrics");
-    }
-    s = stmt(d, c, ST_RET_METRIC_DEL);
-    if (s == NULL) {
-        return UC_DB_EIO;
-    }
-    sqlite3_bind_int64(s, 1, cut->metrics_before);
-    rc = sqlite3_step(s);
-    done(s);
-    if (rc != SQLITE_DONE) {
-        return status_of(d, c, rc, "retention metrics");
-    }
-    r->metrics_deleted = sqlite3_changes64(c->h);
-    return UC_DB_OK;
+    return st;
 }
 
 static int sq_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *cut,
@@ -1332,71 +1357,19 @@ static int sq_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *cut,
 
 static int sq_api_key_create(uc_db_t *db, const uc_db_api_key_t *k)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    int st = UC_DB_OK;
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
-    s = stmt(d, c, ST_KEY_CREATE);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, k->prefix);
-    bind_text(s, 2, k->hash_hex);
-    bind_text(s, 3, k->user_id);
-    bind_text(s, 4, k->role);
-    sqlite3_bind_int64(s, 5, k->created_at);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        st = status_of(d, c, rc, "api key create");
-        if (st == UC_DB_OK) {
-            st = UC_DB_EIO;
-        }
-    }
-cleanup:
-    done(s);
-    release(d, c);
-    return st;
+    return run_one((sqlite_db_t *)db, ST_KEY_CREATE, "api key create",
+                   bind_api_key, k, NULL, NULL, UC_DB_OK);
 }
 
 static int sq_api_key_lookup(uc_db_t *db, const char *prefix,
                              uc_db_api_key_t *out)
 {
-    sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    sqlite3_stmt *s;
-    int st = UC_DB_OK;
-    if (c == NULL) {
-        return UC_DB_EBUSY;
+    uc_db_api_key_t row;
+    int st = run_one((sqlite_db_t *)db, ST_KEY_LOOKUP, "api key lookup",
+                     bind_key, prefix, key_row, &row, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK) {
+        *out = row;
     }
-    s = stmt(d, c, ST_KEY_LOOKUP);
-    if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
-    }
-    bind_text(s, 1, prefix);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        uc_db_api_key_t k;
-        memset(&k, 0, sizeof(k));
-        k.id = sqlite3_column_int64(s, 0);
-        col_text(s, 1, k.prefix, sizeof(k.prefix));
-        col_text(s, 2, k.hash_hex, sizeof(k.hash_hex));
-        col_text(s, 3, k.user_id, sizeof(k.user_id));
-        col_text(s, 4, k.role, sizeof(k.role));
-        k.created_at = sqlite3_column_int64(s, 5);
-        *out = k;
-    } else if (rc == SQLITE_DONE) {
-        st = UC_DB_NOTFOUND;
-    } else {
-        st = status_of(d, c, rc, "api key lookup");
-    }
-cleanup:
-    done(s);
-    release(d, c);
     return st;
 }
 
@@ -1447,8 +1420,8 @@ int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     }
     d->base.methods = &sqlite_methods;
     d->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 5000;
-    d->log = opt->log;
-    d->log_arg = opt->log_arg;
+    d->log.fn = opt->log;
+    d->log.arg = opt->log_arg;
     d->nconns = opt->pool_size > 0 ? opt->pool_size : 8;
     d->path = strdup(path);
     d->conns = calloc((size_t)d->nconns, sizeof(*d->conns));
