@@ -14,7 +14,6 @@
  * never waits on a lock. A failed GET answers 503 and drops the connection;
  * the next request reconnects. The process runs until SIGTERM or SIGINT.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +25,8 @@
 #include <hiredis/hiredis.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+
+#include "bench_util.h"
 
 #define KEY_MAX 512
 #define HOST_MAX 256
@@ -43,25 +44,6 @@ static void usage(void)
 {
     fprintf(stderr, "usage: uc-minimal-server --port P --redis-port R "
                     "[--redis-host 127.0.0.1] [--key K] [--threads N]\n");
-}
-
-/* Parses a whole decimal integer in [lo, hi]; returns 0 and writes *out, or
- * -1 leaving *out untouched. */
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end = NULL;
-    long v;
-
-    if (s == NULL || *s == '\0') {
-        return -1;
-    }
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 /* Copies src into dst (capacity cap) when it fits; returns 0, or -1 with dst
@@ -194,13 +176,14 @@ static int parse_args(int argc, char **argv, ms_server_t *s, long *port,
             return -1;
         }
         i++;
-        if (strcmp(a, "--port") == 0 && parse_int(v, 1, 65535, &x) == 0) {
+        if (strcmp(a, "--port") == 0 &&
+            uc_bench_parse_long(v, 1, 65535, &x) == 0) {
             *port = x;
         } else if (strcmp(a, "--redis-port") == 0 &&
-                   parse_int(v, 1, 65535, &x) == 0) {
+                   uc_bench_parse_long(v, 1, 65535, &x) == 0) {
             s->redis_port = (int)x;
         } else if (strcmp(a, "--threads") == 0 &&
-                   parse_int(v, 1, 256, &x) == 0) {
+                   uc_bench_parse_long(v, 1, 256, &x) == 0) {
             *threads = x;
         } else if (strcmp(a, "--redis-host") == 0 &&
                    copy_str(s->redis_host, sizeof(s->redis_host), v) == 0) {

@@ -38,6 +38,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include "bench_util.h"
 #include "utxocache/utxocache.h"
 
 #define MGET_KEYS 16
@@ -187,24 +188,6 @@ static void key_name(unsigned i, char *buf)
         i /= 10u;
     }
     buf[16] = '\0';
-}
-
-/* Parses a whole decimal number in [lo, hi]; 0 on success. */
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end = NULL;
-    long v;
-
-    if (s == NULL || *s == '\0') {
-        return -1;
-    }
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi) {
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 /* ---- redis-server of our own -------------------------------------------- */
@@ -895,23 +878,23 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         } else if (strcmp(a, "--no-redis-benchmark") == 0) {
             o->skip_rb = 1;
         } else if (strcmp(a, "--threads") == 0 &&
-                   parse_long(v, 1, THREADS_MAX, &n) == 0) {
+                   uc_bench_parse_long(v, 1, THREADS_MAX, &n) == 0) {
             o->threads = (int)n;
             i++;
         } else if (strcmp(a, "--duration") == 0 &&
-                   parse_long(v, 1, 60, &n) == 0) {
+                   uc_bench_parse_long(v, 1, 60, &n) == 0) {
             o->secs = (double)n;
             i++;
         } else if (strcmp(a, "--repeat") == 0 &&
-                   parse_long(v, 1, 10, &n) == 0) {
+                   uc_bench_parse_long(v, 1, 10, &n) == 0) {
             o->repeat = (int)n;
             i++;
         } else if (strcmp(a, "--keys") == 0 &&
-                   parse_long(v, MGET_KEYS, 1000000, &n) == 0) {
+                   uc_bench_parse_long(v, MGET_KEYS, 1000000, &n) == 0) {
             o->nkeys = (unsigned)n;
             i++;
         } else if (strcmp(a, "--value-size") == 0 &&
-                   parse_long(v, 1, 1024 * 1024, &n) == 0) {
+                   uc_bench_parse_long(v, 1, 1024 * 1024, &n) == 0) {
             o->vlen = (size_t)n;
             i++;
         } else if (strcmp(a, "--redis-server") == 0 && v != NULL) {

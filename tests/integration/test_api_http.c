@@ -14,6 +14,9 @@
 #include <stdlib.h>
 
 static uc_test_api_t api;
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 static char admin_key[128];
 static char user_key[128];
 static char user2_key[128];
@@ -25,17 +28,13 @@ static int group_setup(void **state)
     if (uc_test_api_start(&api, NULL, NULL) != 0) {
         return -1;
     }
-    if (uc_test_api_key(&api, "root-admin", "admin", admin_key,
-                        sizeof(admin_key)) != 0 ||
-        uc_test_api_key(&api, "alice", "user", user_key, sizeof(user_key)) !=
-            0 ||
-        uc_test_api_key(&api, "bob", "user", user2_key, sizeof(user2_key)) !=
-            0 ||
-        uc_test_api_key(&api, "ingestor", "service", service_key,
-                        sizeof(service_key)) != 0) {
-        return -1;
-    }
-    return 0;
+    const uc_test_api_user_t users[] = {
+        {"root-admin", "admin", admin_key, sizeof(admin_key)},
+        {"alice", "user", user_key, sizeof(user_key)},
+        {"bob", "user", user2_key, sizeof(user2_key)},
+        {"ingestor", "service", service_key, sizeof(service_key)},
+    };
+    return uc_test_api_keys(&api, users, ARRAY_LEN(users));
 }
 
 static int group_teardown(void **state)
@@ -55,6 +54,36 @@ static void rate(const char *key, const char *insight, int rating)
     api_req(&api, &r, "POST", "/api/v1/feedback/rate", key, body, NULL);
     assert_status(&r, 200);
     api_free(&r);
+}
+
+/* A request the API must refuse: its status and the field the detail names. */
+typedef struct {
+    const char *path;
+    const char *body; /* NULL: no body */
+    int status;
+    const char *field;
+} refusal_t;
+
+/*
+ * Sends each case with method and key (NULL: anonymous) and asserts its
+ * status and the field its error detail names; prints the failing case
+ * first, since cmocka only reports the line of the assertion.
+ */
+static void check_refusals(const char *method, const char *key,
+                           const refusal_t *cases, size_t n)
+{
+    api_res_t r;
+
+    for (size_t i = 0; i < n; i++) {
+        api_req(&api, &r, method, cases[i].path, key, cases[i].body, NULL);
+        if (r.h.status != cases[i].status) {
+            fprintf(stderr, "case %zu: %s %s %s\n", i, method, cases[i].path,
+                    cases[i].body != NULL ? cases[i].body : "");
+        }
+        assert_status(&r, cases[i].status);
+        assert_detail_names(&r, cases[i].field);
+        api_free(&r);
+    }
 }
 
 /* ---- operations ---------------------------------------------------------- */
@@ -393,12 +422,7 @@ static void test_comment_flag_and_pages(void **state)
 
 static void test_feedback_validation(void **state)
 {
-    static const struct {
-        const char *path;
-        const char *body;
-        int status;
-        const char *field;
-    } cases[] = {
+    static const refusal_t cases[] = {
         {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",", 400, "body"},
         {"/api/v1/feedback/rate", "", 400, "body"},
         {"/api/v1/feedback/rate", "[1]", 422, "body"},
@@ -428,15 +452,7 @@ static void test_feedback_validation(void **state)
     };
     api_res_t r;
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        api_req(&api, &r, "POST", cases[i].path, user_key, cases[i].body, NULL);
-        if (r.h.status != cases[i].status) {
-            fprintf(stderr, "case %zu: %s\n", i, cases[i].body);
-        }
-        assert_status(&r, cases[i].status);
-        assert_detail_names(&r, cases[i].field);
-        api_free(&r);
-    }
+    check_refusals("POST", user_key, cases, ARRAY_LEN(cases));
 
     /* Lengths: 1000 characters pass, 1001 do not; 129-byte ids do not. */
     char *body = malloc(8000);
@@ -489,24 +505,19 @@ static void test_feedback_validation(void **state)
     free(body);
 
     /* Query validation. */
-    static const struct {
-        const char *path;
-        const char *field;
-    } q[] = {
-        {"/api/v1/feedback/stats", "insight_id"},
-        {"/api/v1/feedback/stats?insight_id=a%01b", "insight_id"},
-        {"/api/v1/feedback/comments", "insight_id"},
-        {"/api/v1/feedback/comments?insight_id=a&limit=0", "limit"},
-        {"/api/v1/feedback/comments?insight_id=a&limit=101", "limit"},
-        {"/api/v1/feedback/comments?insight_id=a&limit=abc", "limit"},
-        {"/api/v1/feedback/comments?insight_id=a&offset=-1", "offset"},
+    static const refusal_t q[] = {
+        {"/api/v1/feedback/stats", NULL, 422, "insight_id"},
+        {"/api/v1/feedback/stats?insight_id=a%01b", NULL, 422, "insight_id"},
+        {"/api/v1/feedback/comments", NULL, 422, "insight_id"},
+        {"/api/v1/feedback/comments?insight_id=a&limit=0", NULL, 422, "limit"},
+        {"/api/v1/feedback/comments?insight_id=a&limit=101", NULL, 422,
+         "limit"},
+        {"/api/v1/feedback/comments?insight_id=a&limit=abc", NULL, 422,
+         "limit"},
+        {"/api/v1/feedback/comments?insight_id=a&offset=-1", NULL, 422,
+         "offset"},
     };
-    for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
-        api_req(&api, &r, "GET", q[i].path, NULL, NULL, NULL);
-        assert_status(&r, 422);
-        assert_detail_names(&r, q[i].field);
-        api_free(&r);
-    }
+    check_refusals("GET", NULL, q, ARRAY_LEN(q));
 }
 
 static void test_body_limit(void **state)
@@ -672,12 +683,7 @@ static void test_backfill(void **state)
 
 static void test_backfill_errors(void **state)
 {
-    static const struct {
-        const char *path;
-        const char *body;
-        int status;
-        const char *field;
-    } cases[] = {
+    static const refusal_t cases[] = {
         {"/api/v1/monitoring/backfill/start",
          "{\"start_block\":1,\"end_block\":2}", 422, "job_type"},
         {"/api/v1/monitoring/backfill/start",
@@ -716,16 +722,7 @@ static void test_backfill_errors(void **state)
     };
     api_res_t r;
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        api_req(&api, &r, "POST", cases[i].path, admin_key, cases[i].body,
-                NULL);
-        if (r.h.status != cases[i].status) {
-            fprintf(stderr, "case %zu\n", i);
-        }
-        assert_status(&r, cases[i].status);
-        assert_detail_names(&r, cases[i].field);
-        api_free(&r);
-    }
+    check_refusals("POST", admin_key, cases, ARRAY_LEN(cases));
     api_req(&api, &r, "GET",
             "/api/v1/monitoring/backfill/00000000-0000-4000-8000-000000000000",
             NULL, NULL, NULL);
@@ -885,42 +882,32 @@ static void test_metrics(void **state)
 
 static void test_metrics_errors(void **state)
 {
-    static const struct {
-        const char *path;
-        const char *body;
-        const char *field;
-    } posts[] = {
+    static const refusal_t posts[] = {
         {"/api/v1/monitoring/metrics",
-         "{\"metric_type\":\"t\",\"metric_value\":1,\"unit\":\"ms\"}",
+         "{\"metric_type\":\"t\",\"metric_value\":1,\"unit\":\"ms\"}", 422,
          "service_name"},
         {"/api/v1/monitoring/metrics",
          "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":"
          "\"x\",\"unit\":\"ms\"}",
-         "metric_value"},
+         422, "metric_value"},
         {"/api/v1/monitoring/metrics",
          "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1}",
-         "unit"},
+         422, "unit"},
         {"/api/v1/monitoring/metrics",
          "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
          "\"unit\":\"ms\",\"metric_metadata\":[1]}",
-         "metric_metadata"},
-        {"/api/v1/monitoring/metrics/batch", "[]", "body"},
-        {"/api/v1/monitoring/metrics/batch", "{}", "body"},
+         422, "metric_metadata"},
+        {"/api/v1/monitoring/metrics/batch", "[]", 422, "body"},
+        {"/api/v1/monitoring/metrics/batch", "{}", 422, "body"},
         {"/api/v1/monitoring/metrics/batch",
          "[{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
          "\"unit\":\"ms\"},{\"service_name\":\"s\",\"metric_type\":\"t\","
          "\"metric_value\":true,\"unit\":\"ms\"}]",
-         "[1].metric_value"},
+         422, "[1].metric_value"},
     };
     api_res_t r;
     (void)state;
-    for (size_t i = 0; i < sizeof(posts) / sizeof(posts[0]); i++) {
-        api_req(&api, &r, "POST", posts[i].path, service_key, posts[i].body,
-                NULL);
-        assert_status(&r, 422);
-        assert_detail_names(&r, posts[i].field);
-        api_free(&r);
-    }
+    check_refusals("POST", service_key, posts, ARRAY_LEN(posts));
     /* Nothing of a refused batch was stored. */
     api_req(&api, &r, "GET",
             "/api/v1/monitoring/metrics?service_name=s&metric_type=t", NULL,
@@ -960,29 +947,23 @@ static void test_metrics_errors(void **state)
     }
     free(big);
 
-    static const struct {
-        const char *path;
-        const char *field;
-    } gets[] = {
-        {"/api/v1/monitoring/metrics?start_time=2024-02-30T00:00:00Z",
-         "start_time"},
-        {"/api/v1/monitoring/metrics?end_time=12", "end_time"},
-        {"/api/v1/monitoring/metrics?limit=1001", "limit"},
+    static const refusal_t gets[] = {
+        {"/api/v1/monitoring/metrics?start_time=2024-02-30T00:00:00Z", NULL,
+         422, "start_time"},
+        {"/api/v1/monitoring/metrics?end_time=12", NULL, 422, "end_time"},
+        {"/api/v1/monitoring/metrics?limit=1001", NULL, 422, "limit"},
         {"/api/v1/monitoring/metrics?start_time=2024-01-02T00:00:00Z"
          "&end_time=2024-01-01T00:00:00Z",
-         "end_time"},
-        {"/api/v1/monitoring/metrics/aggregate?metric_type=t", "service_name"},
-        {"/api/v1/monitoring/metrics/aggregate?service_name=s", "metric_type"},
+         NULL, 422, "end_time"},
+        {"/api/v1/monitoring/metrics/aggregate?metric_type=t", NULL, 422,
+         "service_name"},
+        {"/api/v1/monitoring/metrics/aggregate?service_name=s", NULL, 422,
+         "metric_type"},
         {"/api/v1/monitoring/metrics/aggregate?service_name=s&metric_type=t"
          "&interval=month",
-         "interval"},
+         NULL, 422, "interval"},
     };
-    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
-        api_req(&api, &r, "GET", gets[i].path, NULL, NULL, NULL);
-        assert_status(&r, 422);
-        assert_detail_names(&r, gets[i].field);
-        api_free(&r);
-    }
+    check_refusals("GET", NULL, gets, ARRAY_LEN(gets));
 }
 
 /* ---- concurrent first writes --------------------------------------------- */

@@ -42,15 +42,12 @@ static int group_setup(void **state)
     if (uc_test_api_start(&api, NULL, env) != 0) {
         return -1;
     }
-    if (uc_test_api_key(&api, "admin", "admin", admin_key, sizeof(admin_key)) !=
-            0 ||
-        uc_test_api_key(&api, "alice", "user", user_key, sizeof(user_key)) !=
-            0 ||
-        uc_test_api_key(&api, "svc", "service", service_key,
-                        sizeof(service_key)) != 0) {
-        return -1;
-    }
-    return 0;
+    const uc_test_api_user_t users[] = {
+        {"admin", "admin", admin_key, sizeof(admin_key)},
+        {"alice", "user", user_key, sizeof(user_key)},
+        {"svc", "service", service_key, sizeof(service_key)},
+    };
+    return uc_test_api_keys(&api, users, sizeof(users) / sizeof(users[0]));
 }
 
 static int group_teardown(void **state)

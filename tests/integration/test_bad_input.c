@@ -45,16 +45,15 @@ static int group_setup(void **state)
              redis.port);
     const char *env[] = {redis_url, "UTXOIQ_CONNECTION_TIMEOUT_S=2",
                          "UTXOIQ_ACCESS_LOG=0", NULL};
-    if (uc_test_api_start(&api, NULL, env) != 0 ||
-        uc_test_api_key(&api, "tbl-user", "user", user_key, sizeof(user_key)) !=
-            0 ||
-        uc_test_api_key(&api, "ops", "admin", admin_key, sizeof(admin_key)) !=
-            0 ||
-        uc_test_api_key(&api, "svc", "service", svc_key, sizeof(svc_key)) !=
-            0) {
+    const uc_test_api_user_t users[] = {
+        {"tbl-user", "user", user_key, sizeof(user_key)},
+        {"ops", "admin", admin_key, sizeof(admin_key)},
+        {"svc", "service", svc_key, sizeof(svc_key)},
+    };
+    if (uc_test_api_start(&api, NULL, env) != 0) {
         return -1;
     }
-    return 0;
+    return uc_test_api_keys(&api, users, sizeof(users) / sizeof(users[0]));
 }
 
 static int group_teardown(void **state)

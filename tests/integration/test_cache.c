@@ -497,6 +497,23 @@ static void hostile_fields_stay_in_their_entry(void **state)
     assert_int_equal(uc_keyspace_invalidate(ks, ctl, 1, &removed), UC_EINVAL);
 }
 
+/* Reads "h0".."h<n-1>" through the loader; every read must succeed. */
+static void read_h_keys(uc_keyspace_t *ks, loader_t *l, int n)
+{
+    char id[16];
+
+    for (int i = 0; i < n; i++) {
+        char *v;
+        size_t len;
+        snprintf(id, sizeof(id), "h%d", i);
+        const char *f[] = {id};
+        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, l, NULL, NULL,
+                                                 &v, &len, NULL),
+                         UC_OK);
+        uc_free(v);
+    }
+}
+
 static void hit_rate_accounting(void **state)
 {
     uc_keyspace_t *ks = uc_cache_keyspace(fx.cache, "feedback_stats");
@@ -509,16 +526,7 @@ static void hit_rate_accounting(void **state)
         const char *f[] = {id};
         assert_int_equal(uc_keyspace_set(ks, f, 1, K("{}")), UC_OK);
     }
-    for (int i = 0; i < 10; i++) {
-        char *v;
-        size_t len;
-        snprintf(id, sizeof(id), "h%d", i);
-        const char *f[] = {id};
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                                 &v, &len, NULL),
-                         UC_OK);
-        uc_free(v);
-    }
+    read_h_keys(ks, &l, 10);
     uc_keyspace_stats(ks, &st);
     assert_int_equal(st.hits, 5);
     assert_int_equal(st.misses, 5);
@@ -526,16 +534,7 @@ static void hit_rate_accounting(void **state)
     assert_true(uc_stats_hit_rate(&st) > 0.4999 &&
                 uc_stats_hit_rate(&st) < 0.5001);
     /* The misses were written back: a second pass is all hits. */
-    for (int i = 0; i < 10; i++) {
-        char *v;
-        size_t len;
-        snprintf(id, sizeof(id), "h%d", i);
-        const char *f[] = {id};
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                                 &v, &len, NULL),
-                         UC_OK);
-        uc_free(v);
-    }
+    read_h_keys(ks, &l, 10);
     uc_stats_t st2;
     uc_keyspace_stats(ks, &st2);
     assert_int_equal(st2.hits - st.hits, 10);

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "redis_fixture.h"
 #include "redis_server.h"
 #include "util.h"
 #include "utxocache/utxocache.h"
@@ -71,10 +72,7 @@ static void capture_log(void *arg, uc_log_level_t level, const char *msg)
 
 static void base_config(uc_config_t *cfg, int port)
 {
-    uc_config_init(cfg);
-    cfg->backend = UC_BACKEND_REDIS;
-    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
-    cfg->port = port;
+    uc_test_redis_config(cfg, port);
     cfg->connect_timeout_ms = CONNECT_MS;
     cfg->command_timeout_ms = COMMAND_MS;
     cfg->acquire_timeout_ms = ACQUIRE_MS;
@@ -83,64 +81,6 @@ static void base_config(uc_config_t *cfg, int port)
     cfg->backoff_base_ms = 20;
     cfg->backoff_max_ms = BACKOFF_MAX_MS;
     cfg->max_connections = 4;
-}
-
-static uc_cache_t *open_cache(const uc_config_t *cfg)
-{
-    uc_cache_t *c = NULL;
-    char err[256] = "";
-    int rc = uc_cache_create(cfg, &c, err, sizeof(err));
-
-    if (rc != UC_OK) {
-        fail_msg("uc_cache_create: %s: %s", uc_err_name(rc), err);
-    }
-    return c;
-}
-
-/*
- * Each test's server lives in its fixture, so that the teardown stops it
- * (and resumes it first, if it was left stopped) even when an assertion
- * failed half-way.
- */
-typedef struct {
-    uc_test_redis_t r;
-    int started;
-} fixture_t;
-
-static int setup(void **state)
-{
-    fixture_t *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    return f != NULL ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-
-    if (f->started) {
-        uc_test_redis_stop(&f->r);
-    }
-    free(f);
-    return 0;
-}
-
-static void start_redis(fixture_t *f, const char *extra)
-{
-    if (uc_test_redis_start(&f->r, extra) != 0) {
-        fail_msg("could not start redis-server");
-    }
-    f->started = 1;
-}
-
-static uc_pool_stats_t pool_stats(uc_cache_t *c)
-{
-    uc_pool_stats_t st;
-
-    memset(&st, 0, sizeof(st));
-    uc_cache_pool_stats(c, &st);
-    return st;
 }
 
 /* A key's value as redis-cli sees it, or "" (first line only). */
@@ -169,7 +109,7 @@ static void assert_roundtrip(uc_cache_t *c, const char *key, const char *val)
 
 static void all_ops_round_trip(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     static const char bin[] = {'a', '\0', 'b', '\xff', '\r', '\n', '\0'};
@@ -183,11 +123,11 @@ static void all_ops_round_trip(void **state)
     uc_server_info_t info;
     char out[256];
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port);
     cfg.db = 3;
     snprintf(cfg.key_prefix, sizeof(cfg.key_prefix), "t:");
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_string_equal(uc_cache_backend_name(c), "redis");
 
     /* Binary value, binary key. */
@@ -272,8 +212,8 @@ static void all_ops_round_trip(void **state)
     assert_true(info.server_misses > 0);
 
     /* Sequential calls reuse one connection. */
-    assert_int_equal(pool_stats(c).connects, 1);
-    assert_int_equal(pool_stats(c).breaker, UC_BREAKER_CLOSED);
+    assert_int_equal(uc_test_pool_stats(c).connects, 1);
+    assert_int_equal(uc_test_pool_stats(c).breaker, UC_BREAKER_CLOSED);
     uc_cache_destroy(c);
 }
 
@@ -281,7 +221,7 @@ static void all_ops_round_trip(void **state)
 
 static void generations_guard_stores(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc__env_t env;
     uc__backend_t *b = NULL;
     char err[256] = "";
@@ -293,7 +233,7 @@ static void generations_guard_stores(void **state)
     int64_t ttl = 0;
     char out[64];
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     memset(&env, 0, sizeof(env));
     base_config(&env.cfg, f->r.port);
     env.cfg.idle_timeout_ms = 60000;
@@ -360,7 +300,7 @@ static void refused_fails_fast(void **state)
     base_config(&cfg, uc_test_free_port());
     cfg.log_fn = capture_log;
     cfg.log_arg = &lb;
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     for (int i = 0; i < 10; i++) {
         uint64_t t0 = uc_test_now_ms();
 
@@ -373,7 +313,7 @@ static void refused_fails_fast(void **state)
         }
     }
     assert_null(val);
-    assert_true(pool_stats(c).connect_failures >= 1);
+    assert_true(uc_test_pool_stats(c).connect_failures >= 1);
     /* Connection failures are logged, and rate limited. */
     pthread_mutex_lock(&lb.mu);
     assert_non_null(strstr(lb.text, "connection refused"));
@@ -391,9 +331,9 @@ static void unresolvable_host(void **state)
     (void)state;
     base_config(&cfg, 6379);
     snprintf(cfg.host, sizeof(cfg.host), "nonexistent.invalid");
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_int_equal(uc_cache_set(c, "k", 1, "v", 1, 0), UC_ERESOLVE);
-    assert_int_equal(pool_stats(c).connect_failures, 1);
+    assert_int_equal(uc_test_pool_stats(c).connect_failures, 1);
     uc_cache_destroy(c);
 }
 
@@ -420,21 +360,21 @@ static int until_ok(uc_cache_t *c, unsigned bound_ms)
 
 static void hung_server_opens_breaker(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     uc_pool_stats_t st;
     int timeouts = 0;
     int calls = 0;
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port);
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_roundtrip(c, "k", "v");
 
     assert_int_equal(uc_test_redis_signal(&f->r, SIGSTOP), 0);
     /* Every call is answered within the configured waits. */
-    while (pool_stats(c).breaker != UC_BREAKER_OPEN && calls < 20) {
+    while (uc_test_pool_stats(c).breaker != UC_BREAKER_OPEN && calls < 20) {
         char *val = NULL;
         size_t len = 0;
         uint64_t t0 = uc_test_now_ms();
@@ -445,7 +385,7 @@ static void hung_server_opens_breaker(void **state)
         timeouts += rc == UC_ETIMEDOUT;
         calls++;
     }
-    st = pool_stats(c);
+    st = uc_test_pool_stats(c);
     assert_int_equal(st.breaker, UC_BREAKER_OPEN);
     assert_int_equal(st.breaker_opens, 1);
     assert_int_equal(timeouts, cfg.breaker_threshold);
@@ -458,32 +398,45 @@ static void hung_server_opens_breaker(void **state)
         assert_int_equal(uc_cache_set(c, "k", 1, "w", 1, 0), UC_EUNAVAILABLE);
         assert_true(uc_test_now_ms() - t0 < COMMAND_MS);
     }
-    assert_true(pool_stats(c).breaker_rejects >= 5);
+    assert_true(uc_test_pool_stats(c).breaker_rejects >= 5);
 
     /* Back: after the cooldown a probe closes it again. */
     assert_int_equal(uc_test_redis_signal(&f->r, SIGCONT), 0);
     until_ok(c, COOLDOWN_MS + BACKOFF_MAX_MS + COMMAND_MS + SLACK_MS);
-    assert_int_equal(pool_stats(c).breaker, UC_BREAKER_CLOSED);
+    assert_int_equal(uc_test_pool_stats(c).breaker, UC_BREAKER_CLOSED);
     assert_roundtrip(c, "k", "after");
     uc_cache_destroy(c);
+}
+
+/*
+ * Starts the fixture's server and opens a cache with one pooled connection
+ * (so a later request must reuse the connection a timed-out one used) and a
+ * breaker that does not open; k1 and k2 round-trip before it is returned.
+ */
+static uc_cache_t *open_one_connection(uc_test_fixture_t *f)
+{
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+
+    uc_test_fixture_start(f, NULL);
+    base_config(&cfg, f->r.port);
+    cfg.max_connections = 1;
+    cfg.breaker_threshold = 100;
+    c = uc_test_open_cache(&cfg);
+    assert_roundtrip(c, "k1", "value-one");
+    assert_roundtrip(c, "k2", "value-two");
+    return c;
 }
 
 /* A reply that arrives after its request timed out answers nobody else. */
 static void late_reply_never_answers_another_request(void **state)
 {
-    fixture_t *f = *state;
-    uc_config_t cfg;
+    uc_test_fixture_t *f = *state;
     uc_cache_t *c = NULL;
     char *val = NULL;
     size_t len = 0;
 
-    start_redis(f, NULL);
-    base_config(&cfg, f->r.port);
-    cfg.max_connections = 1;
-    cfg.breaker_threshold = 100;
-    c = open_cache(&cfg);
-    assert_roundtrip(c, "k1", "value-one");
-    assert_roundtrip(c, "k2", "value-two");
+    c = open_one_connection(f);
 
     /*
      * A stopped server leaves our GET of k1 unanswered past the command
@@ -504,7 +457,7 @@ static void late_reply_never_answers_another_request(void **state)
         uc_free(val);
         val = NULL;
     }
-    assert_true(pool_stats(c).discarded >= 5);
+    assert_true(uc_test_pool_stats(c).discarded >= 5);
     uc_cache_destroy(c);
 }
 
@@ -524,8 +477,7 @@ static void *sleeper_main(void *arg)
 
 static void debug_sleep_times_out_and_next_get_is_its_own(void **state)
 {
-    fixture_t *f = *state;
-    uc_config_t cfg;
+    uc_test_fixture_t *f = *state;
     uc_cache_t *c = NULL;
     sleeper_t sl;
     pthread_t th;
@@ -534,13 +486,7 @@ static void debug_sleep_times_out_and_next_get_is_its_own(void **state)
     int rc = UC_OK;
     uint64_t until = 0;
 
-    start_redis(f, NULL);
-    base_config(&cfg, f->r.port);
-    cfg.max_connections = 1;
-    cfg.breaker_threshold = 100;
-    c = open_cache(&cfg);
-    assert_roundtrip(c, "k1", "value-one");
-    assert_roundtrip(c, "k2", "value-two");
+    c = open_one_connection(f);
 
     sl.r = &f->r;
     sl.rc = -1;
@@ -571,14 +517,14 @@ static void debug_sleep_times_out_and_next_get_is_its_own(void **state)
 
 static void restart_recovers_without_double_failure(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     int failed_before = 0;
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port);
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_roundtrip(c, "k", "v");
 
     /* Restart with idle connections left over from the old server. */
@@ -607,7 +553,7 @@ static void restart_recovers_without_double_failure(void **state)
         assert_int_equal(uc_cache_set(c, "k", 1, "v3", 2, 0), UC_OK);
     }
     assert_roundtrip(c, "k", "v4");
-    assert_int_equal(pool_stats(c).breaker, UC_BREAKER_CLOSED);
+    assert_int_equal(uc_test_pool_stats(c).breaker, UC_BREAKER_CLOSED);
     uc_cache_destroy(c);
 }
 
@@ -623,31 +569,31 @@ static void assert_not_logged(logbuf_t *lb, const char *secret)
 
 static void auth_requirepass(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     logbuf_t lb;
 
     memset(&lb, 0, sizeof(lb));
     pthread_mutex_init(&lb.mu, NULL);
-    start_redis(f, "requirepass Right-Pass-42\n");
+    uc_test_fixture_start(f, "requirepass Right-Pass-42\n");
     base_config(&cfg, f->r.port);
     cfg.log_fn = capture_log;
     cfg.log_arg = &lb;
     cfg.log_level = UC_LOG_DEBUG;
 
     snprintf(cfg.password, sizeof(cfg.password), "Right-Pass-42");
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_roundtrip(c, "k", "v");
     uc_cache_destroy(c);
 
     snprintf(cfg.password, sizeof(cfg.password), "Wrong-Pass-17");
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_int_equal(uc_cache_set(c, "k", 1, "v", 1, 0), UC_EAUTH);
     uc_cache_destroy(c);
 
     cfg.password[0] = '\0';
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_int_equal(uc_cache_set(c, "k", 1, "v", 1, 0), UC_EAUTH);
     uc_cache_destroy(c);
 
@@ -661,7 +607,7 @@ static void auth_requirepass(void **state)
 
 static void auth_acl_user(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     logbuf_t lb;
@@ -669,14 +615,14 @@ static void auth_acl_user(void **state)
 
     memset(&lb, 0, sizeof(lb));
     pthread_mutex_init(&lb.mu, NULL);
-    start_redis(f, "user app on >Acl-Secret-9 ~* +@all\n"
-                   "user default off\n");
+    uc_test_fixture_start(f, "user app on >Acl-Secret-9 ~* +@all\n"
+                             "user default off\n");
     base_config(&cfg, f->r.port);
     cfg.log_fn = capture_log;
     cfg.log_arg = &lb;
     snprintf(cfg.username, sizeof(cfg.username), "app");
     snprintf(cfg.password, sizeof(cfg.password), "Acl-Secret-9");
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_roundtrip(c, "acl", "yes");
     uc_cache_destroy(c);
     cli_get(&f->r, "--user app --pass Acl-Secret-9 --no-auth-warning",
@@ -684,7 +630,7 @@ static void auth_acl_user(void **state)
     assert_string_equal(out, "yes");
 
     snprintf(cfg.password, sizeof(cfg.password), "Not-The-Secret");
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     assert_int_equal(uc_cache_ping(c, NULL), UC_EAUTH);
     uc_cache_destroy(c);
     assert_not_logged(&lb, "Acl-Secret-9");
@@ -703,7 +649,7 @@ static int accept_even(void *arg, const char *key, size_t klen)
 
 static void pattern_delete_in_small_batches(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     uc__env_t env;
@@ -714,10 +660,10 @@ static void pattern_delete_in_small_batches(void **state)
     uint64_t count = 0;
     char out[64];
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port);
     cfg.scan_batch = 7;
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     for (int i = 0; i < 100; i++) {
         int n = snprintf(key, sizeof(key), "match:%d", i);
         assert_int_equal(uc_cache_set(c, key, (size_t)n, "x", 1, 0), UC_OK);
@@ -823,18 +769,18 @@ static void *worker_main(void *arg)
 
 static void threads_share_one_handle(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     pthread_t th[THREADS];
     worker_t w[THREADS];
     uc_pool_stats_t st;
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port);
     cfg.acquire_timeout_ms = 5000;
     cfg.command_timeout_ms = 5000;
-    c = open_cache(&cfg);
+    c = uc_test_open_cache(&cfg);
     for (int i = 0; i < THREADS; i++) {
         w[i].c = c;
         w[i].id = i;
@@ -845,7 +791,7 @@ static void threads_share_one_handle(void **state)
         pthread_join(th[i], NULL);
         assert_int_equal(w[i].errors, 0);
     }
-    st = pool_stats(c);
+    st = uc_test_pool_stats(c);
     assert_int_equal(st.in_use, 0);
     assert_true(st.connects <= (uint64_t)cfg.max_connections);
     assert_true(st.idle <= (unsigned)cfg.max_connections);
@@ -856,25 +802,39 @@ static void threads_share_one_handle(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(all_ops_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(generations_guard_stores, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(refused_fails_fast, setup, teardown),
-        cmocka_unit_test_setup_teardown(unresolvable_host, setup, teardown),
-        cmocka_unit_test_setup_teardown(hung_server_opens_breaker, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(all_ops_round_trip,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(generations_guard_stores,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(refused_fails_fast,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            late_reply_never_answers_another_request, setup, teardown),
+            unresolvable_host, uc_test_fixture_setup, uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(hung_server_opens_breaker,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
         cmocka_unit_test_setup_teardown(
-            debug_sleep_times_out_and_next_get_is_its_own, setup, teardown),
+            late_reply_never_answers_another_request, uc_test_fixture_setup,
+            uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(
+            debug_sleep_times_out_and_next_get_is_its_own,
+            uc_test_fixture_setup, uc_test_fixture_teardown),
         cmocka_unit_test_setup_teardown(restart_recovers_without_double_failure,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(auth_requirepass, setup, teardown),
-        cmocka_unit_test_setup_teardown(auth_acl_user, setup, teardown),
-        cmocka_unit_test_setup_teardown(pattern_delete_in_small_batches, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(threads_share_one_handle, setup,
-                                        teardown),
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(auth_requirepass, uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(auth_acl_user, uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(pattern_delete_in_small_batches,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(threads_share_one_handle,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

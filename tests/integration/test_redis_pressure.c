@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "redis_fixture.h"
 #include "redis_server.h"
 #include "util.h"
 #include "utxocache/utxocache.h"
@@ -43,49 +44,13 @@
 /* ---- fixtures -------------------------------------------------------------
  */
 
-typedef struct {
-    uc_test_redis_t r;
-    int started;
-} fixture_t;
-
-static int setup(void **state)
-{
-    fixture_t *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    return f != NULL ? 0 : -1;
-}
-
-/* Stops the server even after a failed assertion (resuming it first). */
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-
-    if (f->started) {
-        uc_test_redis_stop(&f->r);
-    }
-    free(f);
-    return 0;
-}
-
-static void start_redis(fixture_t *f, const char *extra)
-{
-    if (uc_test_redis_start(&f->r, extra) != 0) {
-        fail_msg("could not start redis-server");
-    }
-    f->started = 1;
-}
-
 static const uc_keyspace_def_t pressure_defs[1] = {
     {"pressure", "pressure:{id}", 60},
 };
 
 static void base_config(uc_config_t *cfg, int port, int max_connections)
 {
-    uc_config_init(cfg);
-    cfg->backend = UC_BACKEND_REDIS;
-    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
-    cfg->port = port;
+    uc_test_redis_config(cfg, port);
     cfg->connect_timeout_ms = CONNECT_MS;
     cfg->command_timeout_ms = COMMAND_MS;
     cfg->acquire_timeout_ms = ACQUIRE_MS;
@@ -98,27 +63,14 @@ static void base_config(uc_config_t *cfg, int port, int max_connections)
 
 static uc_cache_t *open_cache(const uc_config_t *cfg, uc_keyspace_t **ks)
 {
-    uc_cache_t *c = NULL;
+    uc_cache_t *c = uc_test_open_cache(cfg);
     char err[256] = "";
-    int rc = uc_cache_create(cfg, &c, err, sizeof(err));
 
-    if (rc != UC_OK) {
-        fail_msg("uc_cache_create: %s: %s", uc_err_name(rc), err);
-    }
     assert_int_equal(
         uc_cache_add_keyspaces(c, pressure_defs, 1, err, sizeof(err)), UC_OK);
     *ks = uc_cache_keyspace(c, "pressure");
     assert_non_null(*ks);
     return c;
-}
-
-static uc_pool_stats_t pool_stats(uc_cache_t *c)
-{
-    uc_pool_stats_t st;
-
-    memset(&st, 0, sizeof(st));
-    uc_cache_pool_stats(c, &st);
-    return st;
 }
 
 static uc_stats_t ks_stats(uc_keyspace_t *ks)
@@ -140,7 +92,7 @@ static uc_stats_t cache_stats(uc_cache_t *c)
 }
 
 /* Runs a redis-cli command that must succeed; its first line goes to out. */
-static void cli(fixture_t *f, const char *cmd, char *out, size_t outlen)
+static void cli(uc_test_fixture_t *f, const char *cmd, char *out, size_t outlen)
 {
     char line[256] = "";
 
@@ -153,7 +105,8 @@ static void cli(fixture_t *f, const char *cmd, char *out, size_t outlen)
 }
 
 /* An unsigned figure of INFO (e.g. "clients", "connected_clients"), or -1. */
-static long server_info(fixture_t *f, const char *section, const char *field)
+static long server_info(uc_test_fixture_t *f, const char *section,
+                        const char *field)
 {
     char cmd[160];
     char line[256] = "";
@@ -174,13 +127,13 @@ static long server_info(fixture_t *f, const char *section, const char *field)
 }
 
 /* The server's connected_clients (redis-cli's own included), or -1. */
-static long server_clients(fixture_t *f)
+static long server_clients(uc_test_fixture_t *f)
 {
     return server_info(f, "clients", "connected_clients");
 }
 
 /* Waits (bounded) until the server has exactly `want` clients. */
-static int wait_server_clients(fixture_t *f, long want)
+static int wait_server_clients(uc_test_fixture_t *f, long want)
 {
     uint64_t deadline = uc_test_now_ms() + BOUND_MS;
 
@@ -297,7 +250,7 @@ static void *filler_main(void *arg)
  * SIGCONT (n concurrent calls on a running server could share fewer), so
  * the pool is known to hold n once they are done.
  */
-static void fill_pool(fixture_t *f, uc_cache_t *c, int n)
+static void fill_pool(uc_test_fixture_t *f, uc_cache_t *c, int n)
 {
     pthread_t th[16];
     filler_t w[16];
@@ -314,7 +267,7 @@ static void fill_pool(fixture_t *f, uc_cache_t *c, int n)
     }
     deadline = uc_test_now_ms() + BOUND_MS;
     while (held < (unsigned)n && uc_test_now_ms() < deadline) {
-        held = pool_stats(c).in_use;
+        held = uc_test_pool_stats(c).in_use;
         uc_test_sleep_ms(2);
     }
     assert_int_equal(uc_test_redis_signal(&f->r, SIGCONT), 0);
@@ -325,7 +278,7 @@ static void fill_pool(fixture_t *f, uc_cache_t *c, int n)
     for (int i = 0; i < n; i++) {
         assert_int_equal(w[i].rc, UC_OK);
     }
-    assert_int_equal(pool_stats(c).idle, (unsigned)n);
+    assert_int_equal(uc_test_pool_stats(c).idle, (unsigned)n);
 }
 
 /* ---- 3: the server closes pooled connections --------------------------------
@@ -405,6 +358,19 @@ static int run_round(uc_cache_t *c, uc_keyspace_t *ks, int round)
 }
 
 /*
+ * Between before and after the pool noticed dead idle connections and made
+ * new ones, without a failed connect or an opened breaker.
+ */
+static void assert_dead_replaced(const uc_pool_stats_t *before,
+                                 const uc_pool_stats_t *after)
+{
+    assert_true(after->discarded > before->discarded);
+    assert_true(after->connects > before->connects);
+    assert_int_equal(after->connect_failures, before->connect_failures);
+    assert_int_equal(after->breaker_opens, before->breaker_opens);
+}
+
+/*
  * "Nothing lost": after the server has closed every pooled connection (idle
  * timeout, then CLIENT KILL), every following call of every thread returns
  * UC_OK with its own value: the dead connections are noticed and replaced
@@ -413,7 +379,7 @@ static int run_round(uc_cache_t *c, uc_keyspace_t *ks, int round)
  */
 static void server_closes_pooled_connections(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_keyspace_t *ks = NULL;
     uc_cache_t *c = NULL;
@@ -423,26 +389,23 @@ static void server_closes_pooled_connections(void **state)
     char *end = NULL;
     long killed = 0;
 
-    start_redis(f, "timeout 1\n");
+    uc_test_fixture_start(f, "timeout 1\n");
     base_config(&cfg, f->r.port, NCONN);
     c = open_cache(&cfg, &ks);
 
     /* Idle timeout: the server drops the idle pool after about 1 s. */
     fill_pool(f, c, NCONN);
     assert_true(wait_server_clients(f, 1)); /* only redis-cli is left */
-    before = pool_stats(c);
+    before = uc_test_pool_stats(c);
     assert_int_equal(before.idle, NCONN);
     assert_int_equal(run_round(c, ks, 1), 0);
-    after = pool_stats(c);
+    after = uc_test_pool_stats(c);
     printf("FIGURE idle_timeout: %d calls, 0 failed; pool discarded %llu "
            "dead idle, reconnected %llu\n",
            NCONN * ROUND_ITERS * 3,
            (unsigned long long)(after.discarded - before.discarded),
            (unsigned long long)(after.connects - before.connects));
-    assert_true(after.discarded > before.discarded);
-    assert_true(after.connects > before.connects);
-    assert_int_equal(after.connect_failures, before.connect_failures);
-    assert_int_equal(after.breaker_opens, before.breaker_opens);
+    assert_dead_replaced(&before, &after);
     assert_int_equal(after.in_use, 0);
 
     /* CLIENT KILL: now the kill, not the timeout, must be what closes. */
@@ -453,19 +416,16 @@ static void server_closes_pooled_connections(void **state)
     assert_true(end != out);
     assert_int_equal(killed, NCONN); /* redis-cli itself is skipped */
     assert_true(wait_server_clients(f, 1));
-    before = pool_stats(c);
+    before = uc_test_pool_stats(c);
     assert_int_equal(before.idle, NCONN);
     assert_int_equal(run_round(c, ks, 2), 0);
-    after = pool_stats(c);
+    after = uc_test_pool_stats(c);
     printf("FIGURE client_kill: %ld killed; %d calls, 0 failed; pool "
            "discarded %llu dead idle, reconnected %llu\n",
            killed, NCONN * ROUND_ITERS * 3,
            (unsigned long long)(after.discarded - before.discarded),
            (unsigned long long)(after.connects - before.connects));
-    assert_true(after.discarded > before.discarded);
-    assert_true(after.connects > before.connects);
-    assert_int_equal(after.connect_failures, before.connect_failures);
-    assert_int_equal(after.breaker_opens, before.breaker_opens);
+    assert_dead_replaced(&before, &after);
     uc_cache_destroy(c);
 }
 
@@ -526,6 +486,27 @@ static void put_raw_values(uc_cache_t *c)
 }
 
 /*
+ * Starts EX_THREADS threads running fn on w[0..EX_THREADS), each on c and
+ * ks with its own id, the shared start barrier and done counter, and rc
+ * preset to rc (what a thread that never gets to report leaves behind).
+ */
+static void start_exers(exer_t *w, pthread_t *th, uc_cache_t *c,
+                        uc_keyspace_t *ks, pthread_barrier_t *start,
+                        atomic_int *done, void *(*fn)(void *), int rc)
+{
+    for (int i = 0; i < EX_THREADS; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].c = c;
+        w[i].ks = ks;
+        w[i].start = start;
+        w[i].done = done;
+        w[i].id = i;
+        w[i].rc = rc;
+        assert_int_equal(pthread_create(&th[i], NULL, fn, &w[i]), 0);
+    }
+}
+
+/*
  * "Nothing lost": with 2 connections held by calls to a stopped server and
  * 14 more threads asking, each of the 14 waits the acquire timeout and
  * then gets an answer: a read through the keyspace gets its own value from
@@ -536,7 +517,7 @@ static void put_raw_values(uc_cache_t *c)
  */
 static void pool_exhausted_callers_fall_back(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_keyspace_t *ks = NULL;
     uc_cache_t *c = NULL;
@@ -554,32 +535,23 @@ static void pool_exhausted_callers_fall_back(void **state)
     int n_fallback = 0, n_loader = 0, n_epool = 0, n_raw_ok = 0;
     int finished = 0;
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port, EX_MAX);
     c = open_cache(&cfg, &ks);
     put_raw_values(c);
     fill_pool(f, c, EX_MAX);
-    before = pool_stats(c);
+    before = uc_test_pool_stats(c);
     ks0 = ks_stats(ks);
 
     atomic_init(&done, 0);
     assert_int_equal(pthread_barrier_init(&start, NULL, EX_THREADS + 1), 0);
     assert_int_equal(uc_test_redis_signal(&f->r, SIGSTOP), 0);
-    for (int i = 0; i < EX_THREADS; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].c = c;
-        w[i].ks = ks;
-        w[i].start = &start;
-        w[i].done = &done;
-        w[i].id = i;
-        w[i].rc = UC_EIO;
-        assert_int_equal(pthread_create(&th[i], NULL, exer_main, &w[i]), 0);
-    }
+    start_exers(w, th, c, ks, &start, &done, exer_main, UC_EIO);
     pthread_barrier_wait(&start);
     /* Resume only once every thread without a connection has given up. */
     deadline = uc_test_now_ms() + BOUND_MS;
     while (uc_test_now_ms() < deadline) {
-        st = pool_stats(c);
+        st = uc_test_pool_stats(c);
         if (st.in_use > max_in_use) {
             max_in_use = st.in_use;
         }
@@ -618,7 +590,7 @@ static void pool_exhausted_callers_fall_back(void **state)
             n_raw_ok++;
         }
     }
-    st = pool_stats(c);
+    st = uc_test_pool_stats(c);
     ks1 = ks_stats(ks);
     printf("FIGURE pool_exhausted: %d threads, %d connections: %d fell back "
            "(keyspace), %d UC_EPOOL (raw), %d served by Redis; "
@@ -679,7 +651,7 @@ static void *loader_main(void *arg)
 }
 
 typedef struct {
-    fixture_t *f;
+    uc_test_fixture_t *f;
     int rc;
 } sleeper_t;
 
@@ -707,7 +679,7 @@ static void *sleeper_main(void *arg)
  */
 static void pool_exhausted_under_sustained_load(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_keyspace_t *ks = NULL;
     uc_cache_t *c = NULL;
@@ -723,30 +695,22 @@ static void pool_exhausted_under_sustained_load(void **state)
     unsigned max_in_use = 0;
     int wrong = 0, other = 0, epool = 0, fallbacks = 0;
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port, EX_MAX);
     c = open_cache(&cfg, &ks);
     put_raw_values(c);
-    before = pool_stats(c);
+    before = uc_test_pool_stats(c);
 
     atomic_init(&done, 0);
     assert_int_equal(pthread_barrier_init(&start, NULL, EX_THREADS + 1), 0);
-    for (int i = 0; i < EX_THREADS; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].c = c;
-        w[i].ks = ks;
-        w[i].start = &start;
-        w[i].done = &done;
-        w[i].id = i;
-        assert_int_equal(pthread_create(&th[i], NULL, loader_main, &w[i]), 0);
-    }
+    start_exers(w, th, c, ks, &start, &done, loader_main, UC_OK);
     sleeper.f = f;
     sleeper.rc = 0;
     assert_int_equal(pthread_create(&sl, NULL, sleeper_main, &sleeper), 0);
     pthread_barrier_wait(&start);
     deadline = uc_test_now_ms() + BOUND_MS;
     while (atomic_load(&done) < EX_THREADS && uc_test_now_ms() < deadline) {
-        st = pool_stats(c);
+        st = uc_test_pool_stats(c);
         if (st.in_use > max_in_use) {
             max_in_use = st.in_use;
         }
@@ -765,7 +729,7 @@ static void pool_exhausted_under_sustained_load(void **state)
     }
     pthread_join(sl, NULL);
     pthread_barrier_destroy(&start);
-    st = pool_stats(c);
+    st = uc_test_pool_stats(c);
     printf("FIGURE pool_sustained: %d threads x %d x 2 reads over %d "
            "connections: wrong values %d, other errors %d, keyspace "
            "fallbacks %d, raw UC_EPOOL %d, acquire_timeouts %llu, max in_use "
@@ -798,7 +762,7 @@ static void pool_exhausted_under_sustained_load(void **state)
  */
 static void oom_reads_served_writes_counted(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_keyspace_t *ks = NULL;
     uc_cache_t *c = NULL;
@@ -814,7 +778,7 @@ static void oom_reads_served_writes_counted(void **state)
     char id[16];
     long used = 0;
 
-    start_redis(f, "maxmemory-policy noeviction\n");
+    uc_test_fixture_start(f, "maxmemory-policy noeviction\n");
     base_config(&cfg, f->r.port, 2);
     c = open_cache(&cfg, &ks);
     assert_int_equal(read_own(ks, "before", &src), UC_OK);
@@ -835,7 +799,7 @@ static void oom_reads_served_writes_counted(void **state)
     cli(f, "SET probe x", out, sizeof(out));
     assert_non_null(strstr(out, "OOM"));
 
-    p0 = pool_stats(c);
+    p0 = uc_test_pool_stats(c);
     k0 = ks_stats(ks);
     t0 = cache_stats(c);
     for (int i = 0; i < 3; i++) {
@@ -851,7 +815,7 @@ static void oom_reads_served_writes_counted(void **state)
     /* Not stored: the loader answers again. */
     assert_int_equal(read_own(ks, "o0", &src), UC_OK);
     assert_int_equal(src, UC_FROM_LOADER);
-    p1 = pool_stats(c);
+    p1 = uc_test_pool_stats(c);
     k1 = ks_stats(ks);
     t1 = cache_stats(c);
     printf("FIGURE oom: 3 raw SET -> UC_ESERVER; 6 reads stored nothing, "
@@ -882,12 +846,12 @@ static void oom_reads_served_writes_counted(void **state)
     assert_int_equal(src, UC_FROM_CACHE);
     k1 = ks_stats(ks);
     assert_int_equal(k1.sets, k0.sets + 1);
-    assert_int_equal(pool_stats(c).discarded, p0.discarded);
+    assert_int_equal(uc_test_pool_stats(c).discarded, p0.discarded);
     uc_cache_destroy(c);
 }
 
 typedef struct {
-    fixture_t *f;
+    uc_test_fixture_t *f;
     atomic_int done;
     int rc;
     char out[128];
@@ -905,7 +869,7 @@ static void *reloader_main(void *arg)
 }
 
 /* Whether the server answers -LOADING right now (asked by redis-cli). */
-static int server_loading(fixture_t *f)
+static int server_loading(uc_test_fixture_t *f)
 {
     char out[128] = "";
 
@@ -929,7 +893,7 @@ static int server_loading(fixture_t *f)
  */
 static void loading_reads_fall_back(void **state)
 {
-    fixture_t *f = *state;
+    uc_test_fixture_t *f = *state;
     uc_config_t cfg;
     uc_keyspace_t *ks = NULL;
     uc_cache_t *c = NULL;
@@ -948,7 +912,7 @@ static void loading_reads_fall_back(void **state)
     int recovered = 0;
     char id[16];
 
-    start_redis(f, NULL);
+    uc_test_fixture_start(f, NULL);
     base_config(&cfg, f->r.port, 2);
     c = open_cache(&cfg, &ks);
     assert_int_equal(read_own(ks, "warm", &src), UC_OK);
@@ -975,7 +939,7 @@ static void loading_reads_fall_back(void **state)
         fail_msg("the server never answered -LOADING");
     }
 
-    p0 = pool_stats(c);
+    p0 = uc_test_pool_stats(c);
     k0 = ks_stats(ks);
     t0 = cache_stats(c);
     /* The first call reaches the server: the breaker is closed. */
@@ -995,7 +959,7 @@ static void loading_reads_fall_back(void **state)
     assert_true(rc == UC_ESERVER || rc == UC_EUNAVAILABLE);
     /* Still loading: every call above met a loading server. */
     assert_true(server_loading(f));
-    p1 = pool_stats(c);
+    p1 = uc_test_pool_stats(c);
     k1 = ks_stats(ks);
     t1 = cache_stats(c);
 
@@ -1038,23 +1002,28 @@ static void loading_reads_fall_back(void **state)
     assert_int_equal(src, UC_FROM_CACHE);
     assert_int_equal(uc_cache_set(c, "raw", 3, "v", 1, 60000), UC_OK);
     assert_int_equal(get_own(c, "raw", "v"), UC_OK);
-    assert_int_equal(pool_stats(c).discarded, p0.discarded);
+    assert_int_equal(uc_test_pool_stats(c).discarded, p0.discarded);
     uc_cache_destroy(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(server_closes_pooled_connections, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(pool_exhausted_callers_fall_back, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(server_closes_pooled_connections,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(pool_exhausted_callers_fall_back,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
         cmocka_unit_test_setup_teardown(pool_exhausted_under_sustained_load,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(oom_reads_served_writes_counted, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(loading_reads_fall_back, setup,
-                                        teardown),
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(oom_reads_served_writes_counted,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(loading_reads_fall_back,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

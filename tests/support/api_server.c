@@ -376,6 +376,18 @@ int uc_test_api_key(uc_test_api_t *a, const char *user, const char *role,
     return 0;
 }
 
+int uc_test_api_keys(uc_test_api_t *a, const uc_test_api_user_t *users,
+                     size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (uc_test_api_key(a, users[i].user, users[i].role, users[i].key,
+                            users[i].cap) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 typedef struct {
     char *p;
     size_t len;

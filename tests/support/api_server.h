@@ -60,6 +60,19 @@ void uc_test_api_destroy(uc_test_api_t *a);
 int uc_test_api_key(uc_test_api_t *a, const char *user, const char *role,
                     char *key, size_t cap);
 
+/* One key a test group needs: who, with which role, and where it goes. */
+typedef struct {
+    const char *user;
+    const char *role;
+    char *key;
+    size_t cap;
+} uc_test_api_user_t;
+
+/* uc_test_api_key for each of users[0..n); stops at the first failure.
+ * Returns 0 or -1. */
+int uc_test_api_keys(uc_test_api_t *a, const uc_test_api_user_t *users,
+                     size_t n);
+
 typedef struct {
     long status;
     char *body; /* NUL-terminated, malloc()ed */
