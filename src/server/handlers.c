@@ -42,6 +42,17 @@ static void resp_db_error(uc_resp_t *res, int st)
     }
 }
 
+/* 0 when a database call succeeded; otherwise writes its error response
+ * (503 when the database is away, 500 else) and returns -1. */
+static int db_failed(uc_resp_t *res, int st)
+{
+    if (st == UC_DB_OK) {
+        return 0;
+    }
+    resp_db_error(res, st);
+    return -1;
+}
+
 /* ---- JSON of rows -------------------------------------------------------- */
 
 static json_t *time_json(int64_t us)
@@ -59,8 +70,16 @@ static json_t *str_or_null(int has, const char *s)
     return has && s[0] != '\0' ? json_string(s) : json_null();
 }
 
-static json_t *feedback_json(const uc_db_feedback_t *f)
+/*
+ * Converts one row to a new JSON object, or NULL when out of memory. The
+ * row converters take `const void *` so that rows_json() can walk an array
+ * of any row type.
+ */
+typedef json_t *(*row_json_fn)(const void *row);
+
+static json_t *feedback_json(const void *row)
 {
+    const uc_db_feedback_t *f = row;
     return json_pack(
         "{s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id,
         "insight_id", f->insight_id, "user_id", f->user_id, "rating",
@@ -71,8 +90,9 @@ static json_t *feedback_json(const uc_db_feedback_t *f)
         time_json(f->created_at), "updated_at", time_json(f->updated_at));
 }
 
-static json_t *job_json(const uc_db_job_t *j)
+static json_t *job_json(const void *row)
 {
+    const uc_db_job_t *j = row;
     return json_pack(
         "{s:s,s:s,s:I,s:I,s:I,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "id", j->id,
         "job_type", j->job_type, "start_block", (json_int_t)j->start_block,
@@ -85,8 +105,9 @@ static json_t *job_json(const uc_db_job_t *j)
         "created_by", str_or_null(j->has_created_by, j->created_by));
 }
 
-static json_t *metric_json(const uc_db_metric_t *m)
+static json_t *metric_json(const void *row)
 {
+    const uc_db_metric_t *m = row;
     json_t *meta = json_null();
     if (m->metadata != NULL) {
         json_t *parsed = json_loads(m->metadata, JSON_DECODE_ANY, NULL);
@@ -100,6 +121,31 @@ static json_t *metric_json(const uc_db_metric_t *m)
                      m->metric_type, "metric_value", m->metric_value, "unit",
                      m->unit, "timestamp", time_json(m->timestamp),
                      "metric_metadata", meta);
+}
+
+static json_t *bucket_json(const void *row)
+{
+    const uc_db_bucket_t *b = row;
+    return json_pack("{s:o,s:f,s:f,s:f,s:I}", "timestamp", time_json(b->bucket),
+                     "avg_value", b->avg_value, "min_value", b->min_value,
+                     "max_value", b->max_value, "count", (json_int_t)b->count);
+}
+
+/*
+ * A new JSON array of conv() applied to each of the n rows of `size` bytes
+ * at `rows`; the rows stay the caller's. A row that fails to convert is left
+ * out (as json_array_append_new() does with NULL), and NULL comes back only
+ * when the array itself cannot be allocated.
+ */
+static json_t *rows_json(const void *rows, size_t n, size_t size,
+                         row_json_fn conv)
+{
+    const unsigned char *p = rows;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, conv(p + i * size));
+    }
+    return arr;
 }
 
 /* ---- input --------------------------------------------------------------- */
@@ -161,6 +207,27 @@ static int q_int(uc_req_t *req, const char *name, long long def, long long min,
     if (uc_parse_int(v, min, max, out) != 0) {
         uc_resp_error(res, 422, "%s: must be an integer from %lld to %lld",
                       name, min, max);
+        return -1;
+    }
+    return 0;
+}
+
+/* The limit and offset of a list request. */
+typedef struct {
+    long long limit;
+    long long offset;
+} page_t;
+
+/*
+ * Reads the query parameters limit (default def_limit, 1 to max_limit) and
+ * offset (default 0, at most 1000000) into *pg. On a bad value writes a 422
+ * naming the parameter and returns -1; *pg may then be partly written.
+ */
+static int q_page(uc_req_t *req, long long def_limit, long long max_limit,
+                  page_t *pg, uc_resp_t *res)
+{
+    if (q_int(req, "limit", def_limit, 1, max_limit, &pg->limit, res) != 0 ||
+        q_int(req, "offset", 0, 0, 1000000, &pg->offset, res) != 0) {
         return -1;
     }
     return 0;
@@ -467,8 +534,7 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         uc_resp_error(res, 422, "feedback: rejected by a database constraint");
         goto cleanup;
     }
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    if (db_failed(res, st) != 0) {
         goto cleanup;
     }
     const char *f[1] = {row.insight_id};
@@ -539,38 +605,35 @@ static void h_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     serve_cached(app, UC_KS_FEEDBACK_STATS, f, 1, build_stats, (void *)id, res);
 }
 
+/* {list_name: items, total, limit, offset}; takes items (even on failure)
+ * and returns NULL when out of memory. */
 static json_t *page_json(const char *list_name, json_t *items, int64_t total,
-                         long long limit, long long offset)
+                         const page_t *pg)
 {
     return json_pack("{s:o,s:I,s:I,s:I}", list_name, items, "total",
-                     (json_int_t)total, "limit", (json_int_t)limit, "offset",
-                     (json_int_t)offset);
+                     (json_int_t)total, "limit", (json_int_t)pg->limit,
+                     "offset", (json_int_t)pg->offset);
 }
 
 static void h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     const char *id = qparam(req, "insight_id");
-    long long limit, offset;
+    page_t pg;
     uc_db_feedback_t *rows = NULL;
     size_t n = 0;
     int64_t total = 0;
     if (check_id("insight_id", id, 1, res) != 0 ||
-        q_int(req, "limit", 50, 1, 100, &limit, res) != 0 ||
-        q_int(req, "offset", 0, 0, 1000000, &offset, res) != 0) {
+        q_page(req, 50, 100, &pg, res) != 0) {
         return;
     }
-    int st = uc_db_feedback_comments(app->db, id, (int)limit, (int)offset,
+    int st = uc_db_feedback_comments(app->db, id, (int)pg.limit, (int)pg.offset,
                                      &rows, &n, &total);
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    if (db_failed(res, st) != 0) {
         return;
     }
-    json_t *items = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(items, feedback_json(&rows[i]));
-    }
+    json_t *items = rows_json(rows, n, sizeof(*rows), feedback_json);
     free(rows);
-    json_t *j = page_json("comments", items, total, limit, offset);
+    json_t *j = page_json("comments", items, total, &pg);
     json_object_set_new(j, "insight_id", json_string(id));
     uc_resp_json(res, 200, j);
     res->cache_control = CC_PUBLIC;
@@ -579,26 +642,21 @@ static void h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 
 static void h_user_feedback(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
-    long long limit, offset;
+    page_t pg;
     uc_db_feedback_t *rows = NULL;
     size_t n = 0;
     int64_t total = 0;
-    if (q_int(req, "limit", 50, 1, 100, &limit, res) != 0 ||
-        q_int(req, "offset", 0, 0, 1000000, &offset, res) != 0) {
+    if (q_page(req, 50, 100, &pg, res) != 0) {
         return;
     }
-    int st = uc_db_feedback_by_user(app->db, req->user_id, (int)limit,
-                                    (int)offset, &rows, &n, &total);
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    int st = uc_db_feedback_by_user(app->db, req->user_id, (int)pg.limit,
+                                    (int)pg.offset, &rows, &n, &total);
+    if (db_failed(res, st) != 0) {
         return;
     }
-    json_t *items = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(items, feedback_json(&rows[i]));
-    }
+    json_t *items = rows_json(rows, n, sizeof(*rows), feedback_json);
     free(rows);
-    json_t *j = page_json("feedback", items, total, limit, offset);
+    json_t *j = page_json("feedback", items, total, &pg);
     json_object_set_new(j, "user_id", json_string(req->user_id));
     uc_resp_json(res, 200, j);
     res->cache_control = CC_PRIVATE;
@@ -658,8 +716,7 @@ static void h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         uc_resp_error(res, 422, "job: rejected by a database constraint");
         goto cleanup;
     }
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    if (db_failed(res, st) != 0) {
         goto cleanup;
     }
     /* A new id cannot be cached yet, but a 404 for it must not be either:
@@ -714,8 +771,7 @@ static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         uc_resp_error(res, 422, "progress: rejected by a database constraint");
         goto cleanup;
     }
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    if (db_failed(res, st) != 0) {
         goto cleanup;
     }
     const char *f[1] = {id};
@@ -748,28 +804,23 @@ static void h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     const char *status;
     const char *job_type = qparam(req, "job_type");
-    long long limit, offset;
+    page_t pg;
     uc_db_job_t *rows = NULL;
     size_t n = 0;
     int64_t total = 0;
     if (q_enum(req, "status", JOB_STATUSES, &status, res) != 0 ||
         check_id("job_type", job_type, 0, res) != 0 ||
-        q_int(req, "limit", 50, 1, 100, &limit, res) != 0 ||
-        q_int(req, "offset", 0, 0, 1000000, &offset, res) != 0) {
+        q_page(req, 50, 100, &pg, res) != 0) {
         return;
     }
-    int st = uc_db_job_list(app->db, status, job_type, (int)limit, (int)offset,
-                            &rows, &n, &total);
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    int st = uc_db_job_list(app->db, status, job_type, (int)pg.limit,
+                            (int)pg.offset, &rows, &n, &total);
+    if (db_failed(res, st) != 0) {
         return;
     }
-    json_t *items = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(items, job_json(&rows[i]));
-    }
+    json_t *items = rows_json(rows, n, sizeof(*rows), job_json);
     free(rows);
-    uc_resp_json(res, 200, page_json("jobs", items, total, limit, offset));
+    uc_resp_json(res, 200, page_json("jobs", items, total, &pg));
     res->cache_control = CC_PUBLIC;
     res->etag = 1;
 }
@@ -913,8 +964,7 @@ static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         uc_resp_error(res, 422, "metrics: rejected by a database constraint");
         goto cleanup;
     }
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    if (db_failed(res, st) != 0) {
         goto cleanup;
     }
     json_t *arr = json_array();
@@ -961,8 +1011,7 @@ static void h_metric_batch(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 
 typedef struct {
     uc_db_metric_filter_t f;
-    long long limit;
-    long long offset;
+    page_t pg;
 } metric_query_t;
 
 static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
@@ -970,15 +1019,12 @@ static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
     metric_query_t *q = arg;
     uc_db_metric_t *rows = NULL;
     size_t n = 0;
-    *st = uc_db_metrics_list(app->db, &q->f, (int)q->limit, (int)q->offset,
-                             &rows, &n);
+    *st = uc_db_metrics_list(app->db, &q->f, (int)q->pg.limit,
+                             (int)q->pg.offset, &rows, &n);
     if (*st != UC_DB_OK) {
         return NULL;
     }
-    json_t *items = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(items, metric_json(&rows[i]));
-    }
+    json_t *items = rows_json(rows, n, sizeof(*rows), metric_json);
     uc_db_metrics_free(rows, n, 1);
     return json_pack(
         "{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I}", "metrics", items, "service_name",
@@ -987,8 +1033,8 @@ static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
         "metric_type",
         q->f.metric_type != NULL ? json_string(q->f.metric_type) : json_null(),
         "start_time", time_json(q->f.start), "end_time", time_json(q->f.end),
-        "count", (json_int_t)n, "limit", (json_int_t)q->limit, "offset",
-        (json_int_t)q->offset);
+        "count", (json_int_t)n, "limit", (json_int_t)q->pg.limit, "offset",
+        (json_int_t)q->pg.offset);
 }
 
 static void h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
@@ -1001,8 +1047,7 @@ static void h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         check_id("metric_type", q.f.metric_type, 0, res) != 0 ||
         q_time(req, "start_time", &q.f.start, res) != 0 ||
         q_time(req, "end_time", &q.f.end, res) != 0 ||
-        q_int(req, "limit", 100, 1, 1000, &q.limit, res) != 0 ||
-        q_int(req, "offset", 0, 0, 1000000, &q.offset, res) != 0) {
+        q_page(req, 100, 1000, &q.pg, res) != 0) {
         return;
     }
     if (q.f.start != UC_DB_NULL_TIME && q.f.end != UC_DB_NULL_TIME &&
@@ -1031,8 +1076,8 @@ static void h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     char win[24], lim[24], off[24];
     snprintf(win, sizeof(win), "%lld", (long long)(q.f.start / 1000000));
-    snprintf(lim, sizeof(lim), "%lld", q.limit);
-    snprintf(off, sizeof(off), "%lld", q.offset);
+    snprintf(lim, sizeof(lim), "%lld", q.pg.limit);
+    snprintf(off, sizeof(off), "%lld", q.pg.offset);
     const char *f[5] = {q.f.service_name, q.f.metric_type, win, lim, off};
     serve_cached(app, UC_KS_RECENT_METRICS, f, 5, build_metrics, &q, res);
 }
@@ -1056,15 +1101,7 @@ static json_t *build_agg(uc_app_t *app, void *arg, int *st)
     if (*st != UC_DB_OK) {
         return NULL;
     }
-    json_t *data = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(
-            data,
-            json_pack("{s:o,s:f,s:f,s:f,s:I}", "timestamp",
-                      time_json(rows[i].bucket), "avg_value", rows[i].avg_value,
-                      "min_value", rows[i].min_value, "max_value",
-                      rows[i].max_value, "count", (json_int_t)rows[i].count));
-    }
+    json_t *data = rows_json(rows, n, sizeof(*rows), bucket_json);
     free(rows);
     return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "service_name", q->service,
                      "metric_type", q->type, "interval", q->iv_name,
@@ -1136,8 +1173,7 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     (void)req;
 
     int st = uc_db_retention_run(app->db, &c, &r);
-    if (st != UC_DB_OK) {
-        resp_db_error(res, st);
+    if (db_failed(res, st) != 0) {
         return;
     }
     for (size_t i = 0; i < r.n_job_ids; i++) {

@@ -120,15 +120,22 @@ json_t *uc__request_body(const char *body, size_t len, const char *ct,
     return j;
 }
 
-/* A field that is present but NUL-bearing is refused here, because the
- * database and the key builder see C strings. */
-int uc__json_get_str(json_t *o, const char *name, const char *label,
-                     int required, size_t minc, size_t maxc, int allow_nl,
-                     const char **out, uc_resp_t *res)
+/* The JSON types a field may be required to have. */
+typedef enum { FIELD_STRING, FIELD_INTEGER, FIELD_NUMBER } field_kind_t;
+
+/*
+ * Looks up field `name` of object o, shared by the typed getters below; lab
+ * is the name used in messages. Returns 1 with *out set when the field is
+ * present with the wanted type, 0 when it is absent or null and not
+ * required, and -1 after writing a 422 when it is missing but required or
+ * has another type.
+ */
+static int get_field(json_t *o, const char *name, const char *lab, int required,
+                     field_kind_t kind, json_t **out, uc_resp_t *res)
 {
+    static const char *const what[] = {"a string", "an integer", "a number"};
     json_t *v = json_object_get(o, name);
-    const char *lab = label != NULL ? label : name;
-    *out = NULL;
+    int ok;
     if (v == NULL || json_is_null(v)) {
         if (required) {
             uc_resp_error(res, 422, "%s: field required", lab);
@@ -136,9 +143,37 @@ int uc__json_get_str(json_t *o, const char *name, const char *label,
         }
         return 0;
     }
-    if (!json_is_string(v)) {
-        uc_resp_error(res, 422, "%s: must be a string", lab);
+    switch (kind) {
+    case FIELD_STRING:
+        ok = json_is_string(v);
+        break;
+    case FIELD_INTEGER:
+        ok = json_is_integer(v);
+        break;
+    default:
+        ok = json_is_number(v);
+        break;
+    }
+    if (!ok) {
+        uc_resp_error(res, 422, "%s: must be %s", lab, what[kind]);
         return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A field that is present but NUL-bearing is refused here, because the
+ * database and the key builder see C strings. */
+int uc__json_get_str(json_t *o, const char *name, const char *label,
+                     int required, size_t minc, size_t maxc, int allow_nl,
+                     const char **out, uc_resp_t *res)
+{
+    const char *lab = label != NULL ? label : name;
+    json_t *v = NULL;
+    *out = NULL;
+    int rc = get_field(o, name, lab, required, FIELD_STRING, &v, res);
+    if (rc <= 0) {
+        return rc;
     }
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
@@ -157,21 +192,14 @@ int uc__json_get_int(json_t *o, const char *name, const char *label,
                      int required, long long min, long long max, long long *out,
                      int *present, uc_resp_t *res)
 {
-    json_t *v = json_object_get(o, name);
     const char *lab = label != NULL ? label : name;
+    json_t *v = NULL;
     if (present != NULL) {
         *present = 0;
     }
-    if (v == NULL || json_is_null(v)) {
-        if (required) {
-            uc_resp_error(res, 422, "%s: field required", lab);
-            return -1;
-        }
-        return 0;
-    }
-    if (!json_is_integer(v)) {
-        uc_resp_error(res, 422, "%s: must be an integer", lab);
-        return -1;
+    int rc = get_field(o, name, lab, required, FIELD_INTEGER, &v, res);
+    if (rc <= 0) {
+        return rc;
     }
     long long x = json_integer_value(v);
     if (x < min || x > max) {
@@ -189,18 +217,11 @@ int uc__json_get_num(json_t *o, const char *name, const char *label,
                      int required, double min, double max, double *out,
                      uc_resp_t *res)
 {
-    json_t *v = json_object_get(o, name);
     const char *lab = label != NULL ? label : name;
-    if (v == NULL || json_is_null(v)) {
-        if (required) {
-            uc_resp_error(res, 422, "%s: field required", lab);
-            return -1;
-        }
-        return 0;
-    }
-    if (!json_is_number(v)) {
-        uc_resp_error(res, 422, "%s: must be a number", lab);
-        return -1;
+    json_t *v = NULL;
+    int rc = get_field(o, name, lab, required, FIELD_NUMBER, &v, res);
+    if (rc <= 0) {
+        return rc;
     }
     double x = json_number_value(v);
     if (!isfinite(x) || x < min || x > max) {
