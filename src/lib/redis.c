@@ -878,68 +878,45 @@ static int keys_argv(const char *cmd, size_t n, const char *const *keys,
     return UC_OK;
 }
 
-/* Runs MGET over n keys; *out (an array of n) is the caller's on UC_OK. */
-static int mget_reply(rb_t *rb, sess_t *s, size_t n, const char *const *keys,
-                      const size_t *klens, redisReply **out)
+/* Called for element i of an MGET reply: a nil or a string. */
+typedef int (*mget_elem_fn)(void *arg, size_t i, const redisReply *e);
+
+/*
+ * Runs MGET over n keys in one session and hands each element to `elem`,
+ * stopping at the first status it returns other than UC_OK. An element that
+ * is neither nil nor a string breaks the session: MGET never answers so.
+ */
+static int mget_each(rb_t *rb, size_t n, const char *const *keys,
+                     const size_t *klens, mget_elem_fn elem, void *arg)
 {
     const char **argv = NULL;
     size_t *lens = NULL;
     redisReply *r = NULL;
+    sess_t s;
     int rc = keys_argv("MGET", n, keys, klens, &argv, &lens);
 
     if (rc != UC_OK) {
         return rc;
     }
-    rc = run1(rb, s, (int)n + 1, argv, lens, &r);
-    free(argv);
-    if (rc != UC_OK) {
-        return rc;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = error_reply_status(r);
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
-        rc = bad_reply(rb, s);
-    }
-    if (rc != UC_OK) {
-        freeReplyObject(r);
-        return rc;
-    }
-    *out = r;
-    return UC_OK;
-}
-
-static int r_mget(uc__backend_t *b, size_t n, const char *const *keys,
-                  const size_t *klens, uc_value_t *out)
-{
-    rb_t *rb = rb_of(b);
-    uc_value_t *tmp = NULL;
-    redisReply *r = NULL;
-    sess_t s;
-    int rc = UC_OK;
-
-    if (n == 0) {
-        return UC_OK;
-    }
-    tmp = calloc(n, sizeof(*tmp));
-    if (tmp == NULL) {
-        return UC_ENOMEM;
-    }
     rc = sess_begin(rb, &s);
     if (rc != UC_OK) {
-        free(tmp);
+        free(argv);
         return rc;
     }
-    rc = mget_reply(rb, &s, n, keys, klens, &r);
+    rc = run1(rb, &s, (int)n + 1, argv, lens, &r);
+    free(argv);
+    if (rc == UC_OK) {
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = error_reply_status(r);
+        } else if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+            rc = bad_reply(rb, &s);
+        }
+    }
     for (size_t i = 0; rc == UC_OK && i < n; i++) {
         const redisReply *e = r->element[i];
 
-        if (e->type == REDIS_REPLY_NIL) {
-            tmp[i].status = UC_MISS;
-        } else if (e->type == REDIS_REPLY_STRING) {
-            tmp[i].status = copy_bulk(e, &tmp[i].data, &tmp[i].len);
-            if (tmp[i].status == UC_ENOMEM) {
-                rc = UC_ENOMEM;
-            }
+        if (e->type == REDIS_REPLY_NIL || e->type == REDIS_REPLY_STRING) {
+            rc = elem(arg, i, e);
         } else {
             rc = bad_reply(rb, &s);
         }
@@ -948,6 +925,37 @@ static int r_mget(uc__backend_t *b, size_t n, const char *const *keys,
         freeReplyObject(r);
     }
     sess_end(rb, &s);
+    return rc;
+}
+
+static int mget_value(void *arg, size_t i, const redisReply *e)
+{
+    uc_value_t *v = (uc_value_t *)arg + i;
+
+    if (e->type == REDIS_REPLY_NIL) {
+        v->status = UC_MISS;
+        return UC_OK;
+    }
+    /* A value too large is that key's answer; out of memory ends the call. */
+    v->status = copy_bulk(e, &v->data, &v->len);
+    return v->status == UC_ENOMEM ? UC_ENOMEM : UC_OK;
+}
+
+static int r_mget(uc__backend_t *b, size_t n, const char *const *keys,
+                  const size_t *klens, uc_value_t *out)
+{
+    uc_value_t *tmp;
+    int rc;
+
+    if (n == 0) {
+        return UC_OK;
+    }
+    /* Answers go to a scratch array so that `out` is untouched on failure. */
+    tmp = calloc(n, sizeof(*tmp));
+    if (tmp == NULL) {
+        return UC_ENOMEM;
+    }
+    rc = mget_each(rb_of(b), n, keys, klens, mget_value, tmp);
     if (rc != UC_OK) {
         for (size_t i = 0; i < n; i++) {
             free(tmp[i].data);
@@ -1190,14 +1198,23 @@ static int r_count_pattern(uc__backend_t *b, const char *glob,
 /* ---- generations ----------------------------------------------------------
  */
 
+static int mget_counter(void *arg, size_t i, const redisReply *e)
+{
+    uint64_t *gens = arg;
+
+    if (e->type == REDIS_REPLY_NIL) {
+        gens[i] = 0; /* never bumped */
+        return UC_OK;
+    }
+    /* Someone wrote a non-counter there: an answer, but unusable. */
+    return parse_u64(e->str, e->len, &gens[i]) ? UC_OK : UC_EPROTO;
+}
+
 static int r_gen_read(uc__backend_t *b, size_t n, const char *const *keys,
                       const size_t *klens, uint64_t *gens)
 {
-    rb_t *rb = rb_of(b);
-    uint64_t *tmp = NULL;
-    redisReply *r = NULL;
-    sess_t s;
-    int rc = UC_OK;
+    uint64_t *tmp;
+    int rc;
 
     if (n == 0) {
         return UC_OK;
@@ -1206,27 +1223,7 @@ static int r_gen_read(uc__backend_t *b, size_t n, const char *const *keys,
     if (tmp == NULL) {
         return UC_ENOMEM;
     }
-    rc = sess_begin(rb, &s);
-    if (rc != UC_OK) {
-        free(tmp);
-        return rc;
-    }
-    rc = mget_reply(rb, &s, n, keys, klens, &r);
-    for (size_t i = 0; rc == UC_OK && i < n; i++) {
-        const redisReply *e = r->element[i];
-
-        if (e->type == REDIS_REPLY_NIL) {
-            tmp[i] = 0;
-        } else if (e->type != REDIS_REPLY_STRING ||
-                   !parse_u64(e->str, e->len, &tmp[i])) {
-            /* Someone wrote a non-counter there: an answer, but unusable. */
-            rc = UC_EPROTO;
-        }
-    }
-    if (r != NULL) {
-        freeReplyObject(r);
-    }
-    sess_end(rb, &s);
+    rc = mget_each(rb_of(b), n, keys, klens, mget_counter, tmp);
     if (rc == UC_OK) {
         memcpy(gens, tmp, n * sizeof(*gens));
     }
