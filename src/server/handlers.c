@@ -529,7 +529,7 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         w.flag_reason = s;
     }
     w.now = uc_now_us(app);
-    st = uc_db_feedback_upsert(app->db, &w, &row);
+    st = uc_db_feedback_upsert(app->db, &w, &row, NULL, 0, NULL);
     if (st == UC_DB_ECONSTRAINT) {
         uc_resp_error(res, 422, "feedback: rejected by a database constraint");
         goto cleanup;
@@ -711,7 +711,7 @@ static void h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     j.has_created_by = 1;
     snprintf(j.created_by, sizeof(j.created_by), "%s",
              created_by != NULL ? created_by : req->user_id);
-    int st = uc_db_job_create(app->db, &j);
+    int st = uc_db_job_create(app->db, &j, NULL, 0, NULL);
     if (st == UC_DB_ECONSTRAINT) {
         uc_resp_error(res, 422, "job: rejected by a database constraint");
         goto cleanup;
@@ -762,7 +762,7 @@ static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     p.current_block = cur;
     p.now = uc_now_us(app);
-    int st = uc_db_job_progress(app->db, id, &p, &j);
+    int st = uc_db_job_progress(app->db, id, &p, &j, NULL, 0, NULL);
     if (st == UC_DB_NOTFOUND) {
         uc_resp_error(res, 404, "job '%s' not found", id);
         goto cleanup;
@@ -959,7 +959,7 @@ static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         }
         in[i].timestamp = now;
     }
-    int st = uc_db_metrics_insert(app->db, in, n, out);
+    int st = uc_db_metrics_insert(app->db, in, n, out, NULL, 0, NULL);
     if (st == UC_DB_ECONSTRAINT) {
         uc_resp_error(res, 422, "metrics: rejected by a database constraint");
         goto cleanup;
@@ -1172,7 +1172,7 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     size_t failed = 0;
     (void)req;
 
-    int st = uc_db_retention_run(app->db, &c, &r);
+    int st = uc_db_retention_run(app->db, &c, &r, NULL, 0, NULL);
     if (db_failed(res, st) != 0) {
         return;
     }

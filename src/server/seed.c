@@ -51,7 +51,8 @@ static int seed_feedback(uc_app_t *app, int insights, uint64_t *rng, long *rows)
                 w.has_comment = 1;
                 w.comment = comments[(r >> 8) % 5];
             }
-            if (uc_db_feedback_upsert(app->db, &w, &out) != UC_DB_OK) {
+            if (uc_db_feedback_upsert(app->db, &w, &out, NULL, 0, NULL) !=
+                UC_DB_OK) {
                 return -1;
             }
             (*rows)++;
@@ -62,7 +63,8 @@ static int seed_feedback(uc_app_t *app, int insights, uint64_t *rng, long *rows)
                 w.user_id = user;
                 w.flag_type = flags[(r >> 16) % 3];
                 w.now = now;
-                if (uc_db_feedback_upsert(app->db, &w, &out) != UC_DB_OK) {
+                if (uc_db_feedback_upsert(app->db, &w, &out, NULL, 0, NULL) !=
+                    UC_DB_OK) {
                     return -1;
                 }
             }
@@ -105,7 +107,7 @@ static int seed_jobs(uc_app_t *app)
         }
         j.has_created_by = 1;
         snprintf(j.created_by, sizeof(j.created_by), "demo-admin");
-        if (uc_db_job_create(app->db, &j) != UC_DB_OK) {
+        if (uc_db_job_create(app->db, &j, NULL, 0, NULL) != UC_DB_OK) {
             return -1;
         }
     }
@@ -136,7 +138,8 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
                 in[n].timestamp = now - (int64_t)t * 1000000;
                 in[n].metadata = k == 0 ? "{\"region\":\"eu-west\"}" : NULL;
                 if (++n == BATCH) {
-                    if (uc_db_metrics_insert(app->db, in, n, out) != UC_DB_OK) {
+                    if (uc_db_metrics_insert(app->db, in, n, out, NULL, 0,
+                                             NULL) != UC_DB_OK) {
                         return -1;
                     }
                     uc_db_metrics_free(out, n, 0);
@@ -147,7 +150,8 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
         }
     }
     if (n > 0) {
-        if (uc_db_metrics_insert(app->db, in, n, out) != UC_DB_OK) {
+        if (uc_db_metrics_insert(app->db, in, n, out, NULL, 0, NULL) !=
+            UC_DB_OK) {
             return -1;
         }
         uc_db_metrics_free(out, n, 0);

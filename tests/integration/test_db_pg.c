@@ -164,13 +164,13 @@ static void migrations_apply_once(void **state)
         skip();
     }
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
-    assert_int_equal(applied, 1);
+    assert_int_equal(applied, 2);
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 1);
+    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 2);
     assert_int_equal(psql_int("SELECT count(*) FROM information_schema.tables"
                               " WHERE table_schema = 'public'"),
-                     5);
+                     6);
     /* The constraints live in the database, not only in the service. */
     assert_int_equal(
         psql_int("SELECT count(*) FROM pg_constraint c JOIN pg_class t"
@@ -195,7 +195,8 @@ static void migrations_apply_once(void **state)
         pthread_join(th[i], NULL);
         assert_int_equal(a[i].status, UC_DB_OK);
     }
-    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 1);
+    /* Both migrations, each applied exactly once, whoever applied it. */
+    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 2);
 }
 
 /* ---- feedback ------------------------------------------------------------ */
@@ -222,7 +223,8 @@ static void feedback_upsert_merges(void **state)
     need_db();
     w = fb_write(UC_DB_FB_RATING, "ins-merge", "alice", t1);
     w.rating = 3;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &first), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &first, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_true(first.id > 0);
     assert_string_equal(first.insight_id, "ins-merge");
     assert_string_equal(first.user_id, "alice");
@@ -233,7 +235,8 @@ static void feedback_upsert_merges(void **state)
 
     w = fb_write(UC_DB_FB_COMMENT, "ins-merge", "alice", t2);
     w.comment = "très utile \xe2\x9c\x93 'quoted' ; DROP TABLE x; --";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_true(row.id == first.id);
     assert_int_equal(row.rating, 3);
     assert_true(row.has_comment);
@@ -243,7 +246,8 @@ static void feedback_upsert_merges(void **state)
     /* A rating without a comment keeps the comment. */
     w = fb_write(UC_DB_FB_RATING, "ins-merge", "alice", t3);
     w.rating = 5;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_int_equal(row.rating, 5);
     assert_true(row.has_comment);
     assert_string_equal(row.comment,
@@ -252,14 +256,16 @@ static void feedback_upsert_merges(void **state)
     /* A rating with a comment replaces it. */
     w.has_comment = 1;
     w.comment = "changed";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_string_equal(row.comment, "changed");
 
     w = fb_write(UC_DB_FB_FLAG, "ins-merge", "alice", t3);
     w.flag_type = "spam";
     w.has_flag_reason = 1;
     w.flag_reason = "ads";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_string_equal(row.flag_type, "spam");
     assert_true(row.has_flag_reason);
     assert_string_equal(row.flag_reason, "ads");
@@ -269,7 +275,8 @@ static void feedback_upsert_merges(void **state)
     w.flag_type = "misleading";
     w.has_flag_reason = 0;
     w.flag_reason = NULL;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_string_equal(row.flag_type, "misleading");
     assert_false(row.has_flag_reason);
     assert_true(row.created_at == t1);
@@ -287,14 +294,18 @@ static void feedback_constraints_refuse(void **state)
     need_db();
     w = fb_write(UC_DB_FB_RATING, "ins-bad", "bob", T0);
     w.rating = 6;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_ECONSTRAINT);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_ECONSTRAINT);
     w.rating = 0;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_ECONSTRAINT);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_ECONSTRAINT);
     w = fb_write(UC_DB_FB_FLAG, "ins-bad", "bob", T0);
     w.flag_type = "boring";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_ECONSTRAINT);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_ECONSTRAINT);
     w = fb_write(0, "ins-bad", "bob", T0);
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_EINVAL);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_EINVAL);
     assert_int_equal(psql_int("SELECT count(*) FROM insight_feedback"
                               " WHERE insight_id = 'ins-bad'"),
                      0);
@@ -311,17 +322,20 @@ static void put(const char *insight, const char *user, int rating,
     if (rating != 0) {
         w = fb_write(UC_DB_FB_RATING, insight, user, now);
         w.rating = rating;
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                         UC_DB_OK);
     }
     if (comment != NULL) {
         w = fb_write(UC_DB_FB_COMMENT, insight, user, now);
         w.comment = comment;
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                         UC_DB_OK);
     }
     if (flag != NULL) {
         w = fb_write(UC_DB_FB_FLAG, insight, user, now);
         w.flag_type = flag;
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                         UC_DB_OK);
     }
 }
 
@@ -461,7 +475,7 @@ static void *race_thread(void *p)
             w.flag_type = "spam";
             break;
         }
-        if (uc_db_feedback_upsert(g_db, &w, &row) != UC_DB_OK ||
+        if (uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL) != UC_DB_OK ||
             strcmp(row.insight_id, insight) != 0) {
             a->failures++;
         }
@@ -535,8 +549,9 @@ static void jobs_lifecycle(void **state)
     need_db();
     j.has_created_by = 1;
     snprintf(j.created_by, sizeof(j.created_by), "admin-1");
-    assert_int_equal(uc_db_job_create(g_db, &j), UC_DB_OK);
-    assert_int_equal(uc_db_job_create(g_db, &j), UC_DB_ECONSTRAINT);
+    assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL), UC_DB_OK);
+    assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL),
+                     UC_DB_ECONSTRAINT);
 
     assert_int_equal(uc_db_job_get(g_db, j.id, &got), UC_DB_OK);
     assert_string_equal(got.id, j.id);
@@ -555,7 +570,8 @@ static void jobs_lifecycle(void **state)
     p.progress_percentage = 50.25;
     p.estimated_completion = T0 + HOUR;
     p.now = T0 + 60 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got), UC_DB_OK);
+    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_true(got.current_block == 150);
     assert_true(got.progress_percentage == 50.25);
     assert_string_equal(got.status, "running");
@@ -567,7 +583,8 @@ static void jobs_lifecycle(void **state)
     p.status = "completed";
     p.estimated_completion = UC_DB_NULL_TIME; /* keeps the old one */
     p.now = T0 + 120 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got), UC_DB_OK);
+    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_string_equal(got.status, "completed");
     assert_true(got.completed_at == T0 + 120 * SEC);
     assert_true(got.estimated_completion == T0 + HOUR);
@@ -576,19 +593,20 @@ static void jobs_lifecycle(void **state)
     p.status = "failed";
     p.error_message = "disk full";
     p.now = T0 + 180 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got), UC_DB_OK);
+    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_string_equal(got.status, "failed");
     assert_true(got.completed_at == T0 + 120 * SEC);
     assert_true(got.has_error_message);
     assert_string_equal(got.error_message, "disk full");
 
     p.status = "exploded";
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got),
+    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
                      UC_DB_ECONSTRAINT);
     p.status = NULL;
     assert_int_equal(uc_db_job_progress(g_db,
                                         "0b0e6b6c-5a1e-4c3e-9d7a-00000000ffff",
-                                        &p, &got),
+                                        &p, &got, NULL, 0, NULL),
                      UC_DB_NOTFOUND);
     assert_int_equal(
         uc_db_job_get(g_db, "0b0e6b6c-5a1e-4c3e-9d7a-00000000ffff", &got),
@@ -614,7 +632,7 @@ static void jobs_list_filters_and_pages(void **state)
         if (i == 4) {
             snprintf(j.status, sizeof(j.status), "paused");
         }
-        assert_int_equal(uc_db_job_create(g_db, &j), UC_DB_OK);
+        assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL), UC_DB_OK);
     }
     assert_int_equal(
         uc_db_job_list(g_db, NULL, "list-even", 2, 0, &rows, &n, &total),
@@ -671,7 +689,8 @@ static void metrics_insert_and_list(void **state)
     in[0] = metric("svc-list", "latency", 1.5, T0 + 1, meta);
     in[1] = metric("svc-list", "latency", 0.1, T0 + 2, NULL);
     in[2] = metric("svc-list", "errors", 3, T0 + 3, NULL);
-    assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out), UC_DB_OK);
+    assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_true(out[0].id > 0 && out[1].id > out[0].id);
     /* The metadata text comes back byte for byte (json, not jsonb). */
     assert_string_equal(out[0].metadata, meta);
@@ -704,7 +723,8 @@ static void metrics_insert_and_list(void **state)
      * batch is rolled back. */
     in[0] = metric("svc-batch", "x", 1, T0, NULL);
     in[1] = metric("svc-batch", "x", 2, T0, "{not json");
-    assert_int_not_equal(uc_db_metrics_insert(g_db, in, 2, out), UC_DB_OK);
+    assert_int_not_equal(uc_db_metrics_insert(g_db, in, 2, out, NULL, 0, NULL),
+                         UC_DB_OK);
     assert_int_equal(psql_int("SELECT count(*) FROM system_metrics"
                               " WHERE service_name = 'svc-batch'"),
                      0);
@@ -741,7 +761,8 @@ static void metrics_aggregate_buckets(void **state)
     for (int i = 0; i < 5; i++) {
         in[i] = metric("svc-agg", "cpu", vs[i], ts[i], NULL);
     }
-    assert_int_equal(uc_db_metrics_insert(g_db, in, 5, out), UC_DB_OK);
+    assert_int_equal(uc_db_metrics_insert(g_db, in, 5, out, NULL, 0, NULL),
+                     UC_DB_OK);
     uc_db_metrics_free(out, 5, 0);
 
     assert_int_equal(uc_db_metrics_aggregate(g_db, "svc-agg", "cpu", UC_DB_HOUR,
@@ -803,17 +824,19 @@ static void retention_deletes_and_reports(void **state)
 
     (void)state;
     need_db();
-    assert_int_equal(uc_db_job_create(g_db, &j), UC_DB_OK);
+    assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL), UC_DB_OK);
     put("ins-ret-a", "old1", 2, NULL, NULL, old);
     put("ins-ret-a", "old2", 3, NULL, NULL, old);
     put("ins-ret-b", "new1", 4, NULL, NULL, T0);
     in[0] = metric("svc-ret", "a", 1, old, NULL);
     in[1] = metric("svc-ret", "a", 1, old + 1, NULL);
     in[2] = metric("svc-ret", "b", 1, T0, NULL);
-    assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out), UC_DB_OK);
+    assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
+                     UC_DB_OK);
     uc_db_metrics_free(out, 3, 0);
 
-    assert_int_equal(uc_db_retention_run(g_db, &c, &r), UC_DB_OK);
+    assert_int_equal(uc_db_retention_run(g_db, &c, &r, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_int_equal(r.jobs_deleted, 1);
     assert_int_equal(r.n_job_ids, 1);
     assert_string_equal(r.job_ids[0], j.id);
@@ -835,7 +858,8 @@ static void retention_deletes_and_reports(void **state)
                      1);
 
     /* Nothing left to delete: a run that reports nothing. */
-    assert_int_equal(uc_db_retention_run(g_db, &c, &r), UC_DB_OK);
+    assert_int_equal(uc_db_retention_run(g_db, &c, &r, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_true(r.jobs_deleted == 0 && r.feedback_deleted == 0 &&
                 r.metrics_deleted == 0 && r.n_series == 0);
     uc_db_retention_release(&r);
@@ -1008,13 +1032,15 @@ static void database_down_then_back(void **state)
     assert_int_equal(uc_db_feedback_stats(g_db, "ins-stats", &s), UC_DB_OK);
     w = fb_write(UC_DB_FB_RATING, "ins-outage", "carol", T0);
     w.rating = 2;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
 
     assert_int_equal(uc_test_pg_down(&g_pg), 0);
     assert_int_equal(uc_db_ping(g_db), UC_DB_EUNAVAILABLE);
     assert_int_equal(uc_db_feedback_stats(g_db, "ins-stats", &s),
                      UC_DB_EUNAVAILABLE);
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_EUNAVAILABLE);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_EUNAVAILABLE);
     assert_int_equal(
         uc_db_job_get(g_db, "0b0e6b6c-5a1e-4c3e-9d7a-000000000001", &got),
         UC_DB_EUNAVAILABLE);
@@ -1027,7 +1053,8 @@ static void database_down_then_back(void **state)
     assert_int_equal(uc_db_feedback_stats(g_db, "ins-outage", &s), UC_DB_OK);
     assert_int_equal(s.total_ratings, 1);
     w.rating = 4;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row), UC_DB_OK);
+    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
     assert_int_equal(row.rating, 4);
     assert_int_equal(uc_db_ping(g_db), UC_DB_OK);
 

@@ -211,10 +211,53 @@ int uc_db_ping(uc_db_t *db)
     return db->methods->ping(db);
 }
 
-int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                          uc_db_feedback_t *out)
+/* 1 when s is 1..max bytes of printable ASCII. */
+static int printable(const char *s, size_t max)
 {
-    return db->methods->feedback_upsert(db, w, out);
+    size_t i = 0;
+
+    if (s == NULL) {
+        return 0;
+    }
+    for (; s[i] != '\0'; i++) {
+        if (i >= max || s[i] < 0x20 || s[i] > 0x7e) {
+            return 0;
+        }
+    }
+    return i > 0;
+}
+
+/*
+ * Checks the records a write or an append would insert, so that a bad one
+ * is refused before any SQL runs (the schema's CHECKs are the second line).
+ * Returns UC_DB_OK or UC_DB_EINVAL.
+ */
+static int inval_check(const uc_db_inval_t *inv, size_t n)
+{
+    if (n == 0) {
+        return UC_DB_OK;
+    }
+    if (inv == NULL || n > UC_DB_INVAL_BATCH_MAX) {
+        return UC_DB_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!printable(inv[i].keyspace, UC_DB_INVAL_KEYSPACE_MAX - 1) ||
+            !printable(inv[i].target, UC_DB_INVAL_TARGET_MAX - 1)) {
+            return UC_DB_EINVAL;
+        }
+    }
+    return UC_DB_OK;
+}
+
+int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
+                          uc_db_feedback_t *out, const uc_db_inval_t *inv,
+                          size_t ninv, int64_t *inv_ids)
+{
+    int st = inval_check(inv, ninv);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    return db->methods->feedback_upsert(db, w, out, inv, ninv, inv_ids);
 }
 
 int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
@@ -239,15 +282,25 @@ int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                                          total);
 }
 
-int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job)
+int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
+                     const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids)
 {
-    return db->methods->job_create(db, job);
+    int st = inval_check(inv, ninv);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    return db->methods->job_create(db, job, inv, ninv, inv_ids);
 }
 
 int uc_db_job_progress(uc_db_t *db, const char *job_id,
-                       const uc_db_job_progress_t *p, uc_db_job_t *out)
+                       const uc_db_job_progress_t *p, uc_db_job_t *out,
+                       const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids)
 {
-    return db->methods->job_progress(db, job_id, p, out);
+    int st = inval_check(inv, ninv);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    return db->methods->job_progress(db, job_id, p, out, inv, ninv, inv_ids);
 }
 
 int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
@@ -264,9 +317,14 @@ int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
 }
 
 int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
-                         uc_db_metric_t *out)
+                         uc_db_metric_t *out, const uc_db_inval_t *inv,
+                         size_t ninv, int64_t *inv_ids)
 {
-    return db->methods->metrics_insert(db, in, n, out);
+    int st = inval_check(inv, ninv);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    return db->methods->metrics_insert(db, in, n, out, inv, ninv, inv_ids);
 }
 
 int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
@@ -285,9 +343,14 @@ int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
 }
 
 int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                        uc_db_retention_t *out)
+                        uc_db_retention_t *out, const uc_db_inval_t *inv,
+                        size_t ninv, int64_t *inv_ids)
 {
-    return db->methods->retention_run(db, c, out);
+    int st = inval_check(inv, ninv);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    return db->methods->retention_run(db, c, out, inv, ninv, inv_ids);
 }
 
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
@@ -298,6 +361,77 @@ int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
 int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out)
 {
     return db->methods->api_key_lookup(db, prefix, out);
+}
+
+int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+                      size_t cap, size_t *n)
+{
+    if (n == NULL || (out == NULL && cap > 0)) {
+        return UC_DB_EINVAL;
+    }
+    if (cap == 0) {
+        *n = 0;
+        return UC_DB_OK;
+    }
+    return db->methods->inval_after(db, after_id, out, cap, n);
+}
+
+int uc_db_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+                        size_t *n)
+{
+    if (n == NULL || (out == NULL && cap > 0)) {
+        return UC_DB_EINVAL;
+    }
+    if (cap == 0) {
+        *n = 0;
+        return UC_DB_OK;
+    }
+    return db->methods->inval_pending(db, out, cap, n);
+}
+
+int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+                             int64_t now_us)
+{
+    if (n == 0) {
+        return UC_DB_OK;
+    }
+    if (ids == NULL) {
+        return UC_DB_EINVAL;
+    }
+    /* Batches keep each statement's parameters bounded; the call is
+     * idempotent, so a failure half way loses nothing on a retry. */
+    for (size_t off = 0; off < n; off += UC_DB_INVAL_BATCH_MAX) {
+        size_t k =
+            n - off < UC_DB_INVAL_BATCH_MAX ? n - off : UC_DB_INVAL_BATCH_MAX;
+        int st = db->methods->inval_mark_applied(db, ids + off, k, now_us);
+        if (st != UC_DB_OK) {
+            return st;
+        }
+    }
+    return UC_DB_OK;
+}
+
+int uc_db_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
+{
+    return db->methods->inval_prune(db, before_us, removed);
+}
+
+int uc_db_inval_last_id(uc_db_t *db, int64_t *id)
+{
+    if (id == NULL) {
+        return UC_DB_EINVAL;
+    }
+    return db->methods->inval_last_id(db, id);
+}
+
+int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                       int64_t now_us, int64_t *ids)
+{
+    int st = inval_check(inv, n);
+    if (st != UC_DB_OK || n == 0) {
+        return st;
+    }
+    return db->methods->inval_append(db, inv, n, now_us, ids);
 }
 
 void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array)

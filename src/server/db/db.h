@@ -34,6 +34,14 @@
  *
  * Every value reaches SQL as a bound parameter; no backend ever splices input
  * into SQL text.
+ *
+ * Cache invalidation log: every write method takes `inv, ninv, inv_ids`, the
+ * cache entries that the write makes stale. Those records go into the table
+ * cache_invalidations in the same transaction as the write, so a committed
+ * write always leaves its records behind and a failed one never does, even
+ * when the process dies before it could touch the cache. The cache library
+ * tails the table (uc_db_inval_after / _pending), applies the records, marks
+ * them applied and prunes them later.
  */
 #ifndef UC_SERVER_DB_H
 #define UC_SERVER_DB_H
@@ -278,6 +286,36 @@ typedef struct {
     int64_t created_at;
 } uc_db_api_key_t;
 
+/* ---- cache invalidation log ---------------------------------------------- */
+
+#define UC_DB_INVAL_KEYSPACE_MAX 32 /* with NUL */
+#define UC_DB_INVAL_TARGET_MAX 1025 /* with NUL */
+/* Records one call may insert; a write that stales more wants a glob. */
+#define UC_DB_INVAL_BATCH_MAX 1024
+/* Rows one uc_db_inval_prune() call deletes at most, so that it never holds
+ * the table (or SQLite's single write lock) for long. */
+#define UC_DB_INVAL_PRUNE_MAX 10000
+
+/*
+ * What one write makes stale: a cache keyspace and a key or glob in it.
+ * keyspace is 1..31 bytes and target 1..1024 bytes, both printable ASCII
+ * (0x20..0x7e); anything else is refused with UC_DB_EINVAL before any SQL
+ * runs, and CHECK constraints hold the same lengths in the database.
+ */
+typedef struct {
+    const char *keyspace;
+    const char *target;
+} uc_db_inval_t;
+
+/* One record of the log as read back. */
+typedef struct {
+    int64_t id;
+    char keyspace[UC_DB_INVAL_KEYSPACE_MAX];
+    char target[UC_DB_INVAL_TARGET_MAX];
+    int64_t created_at; /* us since the epoch */
+    int applied;        /* nonzero once applied_at is set */
+} uc_db_inval_row_t;
+
 /* ---- the handle and its methods ------------------------------------------ */
 
 typedef struct uc_db uc_db_t;
@@ -297,6 +335,17 @@ typedef struct {
  * Paging: limit >= 1, offset >= 0 (validated by the service). Lists are
  * ordered newest first (ties broken by id descending), except the aggregate
  * (oldest bucket first).
+ *
+ * Writes take three trailing arguments: inv[0..ninv-1] are inserted into
+ * the invalidation log in the write's own transaction (all or nothing: a
+ * write that fails leaves no record, a record that fails rolls the write
+ * back and its status is returned), and on UC_DB_OK inv_ids[i] receives the
+ * id given to inv[i]. inv and inv_ids may be NULL when ninv is 0; inv_ids
+ * may also be NULL when the caller does not need the ids. A record's
+ * created_at is the write's own `now` where it has one (feedback, progress),
+ * else the clock. ninv above UC_DB_INVAL_BATCH_MAX is UC_DB_EINVAL. The
+ * wrappers validate the records before dispatching, so backends can rely on
+ * valid records.
  */
 typedef struct uc_db_methods {
     const char *name; /* "sqlite" | "postgresql" */
@@ -317,7 +366,8 @@ typedef struct uc_db_methods {
 
     /* Upserts one feedback row and returns the stored row in *out. */
     int (*feedback_upsert)(uc_db_t *db, const uc_db_feedback_write_t *w,
-                           uc_db_feedback_t *out);
+                           uc_db_feedback_t *out, const uc_db_inval_t *inv,
+                           size_t ninv, int64_t *inv_ids);
 
     /* Statistics of one insight (all zero when it has no feedback). */
     int (*feedback_stats)(uc_db_t *db, const char *insight_id,
@@ -337,11 +387,15 @@ typedef struct uc_db_methods {
                             int64_t *total);
 
     /* Inserts a job as given (the service fills id, status, timestamps). */
-    int (*job_create)(uc_db_t *db, const uc_db_job_t *job);
+    int (*job_create)(uc_db_t *db, const uc_db_job_t *job,
+                      const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
 
-    /* Applies a progress report; UC_DB_NOTFOUND for an unknown id. */
+    /* Applies a progress report; UC_DB_NOTFOUND for an unknown id (and then
+     * no record is written either). */
     int (*job_progress)(uc_db_t *db, const char *job_id,
-                        const uc_db_job_progress_t *p, uc_db_job_t *out);
+                        const uc_db_job_progress_t *p, uc_db_job_t *out,
+                        const uc_db_inval_t *inv, size_t ninv,
+                        int64_t *inv_ids);
 
     int (*job_get)(uc_db_t *db, const char *job_id, uc_db_job_t *out);
 
@@ -354,7 +408,8 @@ typedef struct uc_db_methods {
      * the stored row of in[i] (caller's array of n, filled only on success;
      * release its metadata with uc_db_metrics_free(out, n, 0)). */
     int (*metrics_insert)(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
-                          uc_db_metric_t *out);
+                          uc_db_metric_t *out, const uc_db_inval_t *inv,
+                          size_t ninv, int64_t *inv_ids);
 
     /* Metrics newest timestamp first, one page. */
     int (*metrics_list)(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
@@ -367,9 +422,11 @@ typedef struct uc_db_methods {
                              int64_t start, int64_t end, uc_db_bucket_t **rows,
                              size_t *n);
 
-    /* Deletes rows past the cut-offs in one transaction (see above). */
+    /* Deletes rows past the cut-offs in one transaction (see above); the
+     * records are inserted in it whether or not any row went. */
     int (*retention_run)(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                         uc_db_retention_t *out);
+                         uc_db_retention_t *out, const uc_db_inval_t *inv,
+                         size_t ninv, int64_t *inv_ids);
 
     /* Stores a key (prefix unique); key->id and created_at as given except
      * id, which the database assigns. */
@@ -379,6 +436,18 @@ typedef struct uc_db_methods {
      * the hash in constant time. */
     int (*api_key_lookup)(uc_db_t *db, const char *prefix,
                           uc_db_api_key_t *out);
+
+    /* The invalidation log; contracts at the uc_db_inval_* wrappers. */
+    int (*inval_after)(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+                       size_t cap, size_t *n);
+    int (*inval_pending)(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+                         size_t *n);
+    int (*inval_mark_applied)(uc_db_t *db, const int64_t *ids, size_t n,
+                              int64_t now_us);
+    int (*inval_prune)(uc_db_t *db, int64_t before_us, int64_t *removed);
+    int (*inval_last_id)(uc_db_t *db, int64_t *id);
+    int (*inval_append)(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                        int64_t now_us, int64_t *ids);
 } uc_db_methods_t;
 
 /*
@@ -426,7 +495,8 @@ const char *uc_db_backend_name(const uc_db_t *db);
 int uc_db_migrate(uc_db_t *db, int *applied);
 int uc_db_ping(uc_db_t *db);
 int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                          uc_db_feedback_t *out);
+                          uc_db_feedback_t *out, const uc_db_inval_t *inv,
+                          size_t ninv, int64_t *inv_ids);
 int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
                          uc_db_feedback_stats_t *out);
 int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
@@ -435,15 +505,18 @@ int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
 int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                            int offset, uc_db_feedback_t **rows, size_t *n,
                            int64_t *total);
-int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job);
+int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
+                     const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
 int uc_db_job_progress(uc_db_t *db, const char *job_id,
-                       const uc_db_job_progress_t *p, uc_db_job_t *out);
+                       const uc_db_job_progress_t *p, uc_db_job_t *out,
+                       const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
 int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out);
 int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
                    int limit, int offset, uc_db_job_t **rows, size_t *n,
                    int64_t *total);
 int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
-                         uc_db_metric_t *out);
+                         uc_db_metric_t *out, const uc_db_inval_t *inv,
+                         size_t ninv, int64_t *inv_ids);
 int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
                        int offset, uc_db_metric_t **rows, size_t *n);
 int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
@@ -451,9 +524,56 @@ int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
                             int64_t start, int64_t end, uc_db_bucket_t **rows,
                             size_t *n);
 int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                        uc_db_retention_t *out);
+                        uc_db_retention_t *out, const uc_db_inval_t *inv,
+                        size_t ninv, int64_t *inv_ids);
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key);
 int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out);
+
+/*
+ * The invalidation log. Reads fill the caller's out[0..cap-1] and *n, only
+ * on UC_DB_OK; cap 0 gives *n = 0 without a query. Ids only grow: SQLite's
+ * AUTOINCREMENT and PostgreSQL's identity never hand out an id twice, even
+ * after the newest rows were pruned.
+ */
+
+/*
+ * Records with id > after_id, oldest (lowest id) first, at most cap; *n set.
+ * Served by the primary key. On PostgreSQL an id is taken when its row is
+ * inserted, not when it commits, so a reader may see id 11 committed while
+ * id 10 is still in flight (or was rolled back and will never appear): a
+ * tail that moves after_id past a gap at once can skip a record. The cache
+ * library holds its position at a gap for a short while before moving on,
+ * and the pending query below catches whatever it still skips. SQLite has
+ * one writer at a time, so there ids commit in order.
+ */
+int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+                      size_t cap, size_t *n);
+
+/* Pending records (applied_at IS NULL), oldest first, at most cap; *n set.
+ * A partial index holds only pending rows, so this stays cheap however
+ * many applied rows the table keeps. */
+int uc_db_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+                        size_t *n);
+
+/* Sets applied_at = now_us on those of ids[0..n-1] still pending; applied
+ * and unknown ids are left alone, so repeating a call is harmless. Any n
+ * (ids are sent in batches of UC_DB_INVAL_BATCH_MAX). */
+int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+                             int64_t now_us);
+
+/* Deletes at most UC_DB_INVAL_PRUNE_MAX applied records with applied_at <
+ * before_us (pending ones never); *removed (may be NULL) counts them. Call
+ * again while it removes the maximum to catch up. */
+int uc_db_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed);
+
+/* The highest id in the log, 0 when it is empty. */
+int uc_db_inval_last_id(uc_db_t *db, int64_t *id);
+
+/* Appends inv[0..n-1] (n <= UC_DB_INVAL_BATCH_MAX) in a transaction of their
+ * own, created_at = now_us; ids (may be NULL) receive their ids. For writes
+ * that have no row of their own, and for tests. */
+int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                       int64_t now_us, int64_t *ids);
 
 /* ---- helpers for backends and callers ------------------------------------ */
 

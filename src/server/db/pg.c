@@ -14,6 +14,10 @@
  * as bigint microseconds since the epoch, so no time zone is ever involved.
  * The connection string holds the password: it lives only in the parameter
  * arrays given to libpq, and logs and errors show the URL with "***".
+ * A single-statement write that carries invalidation records becomes one
+ * statement still: the write in a data-modifying CTE and the records
+ * inserted beside it from two text arrays, so the pair commits or fails
+ * together in one round trip.
  */
 #include "db.h"
 #include "db_int.h"
@@ -109,8 +113,29 @@ typedef struct {
     const char *const *sql;
 } migration_t;
 
+/*
+ * The invalidation log. Times are bigint microseconds here (not timestamptz)
+ * because nothing but the cache library reads them. Lengths are bytes. The
+ * partial indexes hold only pending rows (the tail's pending query) and only
+ * applied rows (the pruner), so neither grows with the other's rows.
+ */
+static const char *const migration_2[] = {
+    "CREATE TABLE cache_invalidations ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " keyspace text NOT NULL CHECK (octet_length(keyspace) BETWEEN 1 AND 31),"
+    " target text NOT NULL CHECK (octet_length(target) BETWEEN 1 AND 1024),"
+    " created_at bigint NOT NULL,"
+    " applied_at bigint)",
+    "CREATE INDEX cache_invalidations_pending ON cache_invalidations (id)"
+    " WHERE applied_at IS NULL",
+    "CREATE INDEX cache_invalidations_applied ON cache_invalidations"
+    " (applied_at) WHERE applied_at IS NOT NULL",
+    NULL,
+};
+
 static const migration_t migrations[] = {
     {1, "initial schema", migration_1},
+    {2, "cache invalidation log", migration_2},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -144,27 +169,76 @@ static const migration_t migrations[] = {
 #define KEY_NCOLS 6
 
 /*
+ * Inserts invalidation records from two text arrays ($ks keyspaces, $tg
+ * targets, in step) with created_at $at, in array order, so that ids taken
+ * in one statement rise with the array index (a sequence only grows).
+ */
+#define INV_ROWS(ks, tg, at)                                                   \
+    "INSERT INTO cache_invalidations (keyspace, target, created_at)"           \
+    " SELECT k, t, $" at "::bigint FROM unnest($" ks "::text[], $" tg          \
+    "::text[]) WITH ORDINALITY AS u(k, t, o)"
+
+/*
+ * A write and its records as one statement: the write's rows, then one more
+ * column with the records' ids as a bigint array in id order. The records
+ * go in only when the write produced a row (an update of an unknown id
+ * writes none), and any error in either undoes both.
+ */
+#define WITH_INV(write, ks, tg, at)                                            \
+    "WITH w AS (" write "), i AS (" INV_ROWS(                                  \
+        ks, tg, at) " WHERE EXISTS (SELECT 1 FROM w) ORDER BY o RETURNING id)" \
+                    " SELECT w.*, (SELECT array_agg(id ORDER BY id) FROM "     \
+                    "i)::text FROM w"
+
+/* Records on their own: one row, the ids array. */
+static const char SQL_INV_APPEND[] = "WITH i AS (" INV_ROWS(
+    "1", "2", "3") " ORDER BY o RETURNING id)"
+                   " SELECT array_agg(id ORDER BY id)::text FROM i";
+
+#define INV_COLS "id, keyspace, target, created_at, applied_at IS NOT NULL"
+#define INV_NCOLS 5
+
+static const char SQL_INV_AFTER[] =
+    "SELECT " INV_COLS " FROM cache_invalidations"
+    " WHERE id > $1 ORDER BY id LIMIT $2";
+static const char SQL_INV_PENDING[] =
+    "SELECT " INV_COLS " FROM cache_invalidations"
+    " WHERE applied_at IS NULL ORDER BY id LIMIT $1";
+static const char SQL_INV_MARK[] =
+    "UPDATE cache_invalidations SET applied_at = $2"
+    " WHERE id = ANY ($1::bigint[]) AND applied_at IS NULL";
+static const char SQL_INV_PRUNE[] =
+    "DELETE FROM cache_invalidations WHERE id IN"
+    " (SELECT id FROM cache_invalidations WHERE applied_at < $1 LIMIT $2)";
+static const char SQL_INV_LAST[] =
+    "SELECT coalesce(max(id), 0) FROM cache_invalidations";
+
+/*
  * One statement for every kind of feedback write: the parts not being set
  * go in as NULL on insert and keep their old value on conflict; $8..$10 say
  * which parts this write sets. ON CONFLICT DO UPDATE is atomic under READ
  * COMMITTED, so two first writes for one (insight, user) never fail.
  */
-static const char SQL_FB_UPSERT[] =
-    "INSERT INTO insight_feedback AS f (insight_id, user_id, rating, comment,"
-    " flag_type, flag_reason, created_at, updated_at)"
-    " VALUES ($1, $2, $3::smallint, $4, $5, $6, " TS_IN("7") ", " TS_IN(
-        "7") ")"
-             " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
-             " rating = CASE WHEN $8::boolean THEN excluded.rating ELSE "
-             "f.rating END,"
-             " comment = CASE WHEN $9::boolean THEN excluded.comment"
-             "  ELSE f.comment END,"
-             " flag_type = CASE WHEN $10::boolean THEN excluded.flag_type"
-             "  ELSE f.flag_type END,"
-             " flag_reason = CASE WHEN $10::boolean THEN excluded.flag_reason"
-             "  ELSE f.flag_reason END,"
-             " updated_at = excluded.updated_at"
-             " RETURNING " FB_COLS;
+#define FB_UPSERT_SQL                                                          \
+    "INSERT INTO insight_feedback AS f (insight_id, user_id, rating, comment," \
+    " flag_type, flag_reason, created_at, updated_at)"                         \
+    " VALUES ($1, $2, $3::smallint, $4, $5, $6, " TS_IN("7") ", " TS_IN(       \
+        "7") ")"                                                               \
+             " ON CONFLICT (insight_id, user_id) DO UPDATE SET"                \
+             " rating = CASE WHEN $8::boolean THEN excluded.rating ELSE "      \
+             "f.rating END,"                                                   \
+             " comment = CASE WHEN $9::boolean THEN excluded.comment"          \
+             "  ELSE f.comment END,"                                           \
+             " flag_type = CASE WHEN $10::boolean THEN excluded.flag_type"     \
+             "  ELSE f.flag_type END,"                                         \
+             " flag_reason = CASE WHEN $10::boolean THEN excluded.flag_reason" \
+             "  ELSE f.flag_reason END,"                                       \
+             " updated_at = excluded.updated_at"                               \
+             " RETURNING " FB_COLS
+
+static const char SQL_FB_UPSERT[] = FB_UPSERT_SQL;
+static const char SQL_FB_UPSERT_INV[] =
+    WITH_INV(FB_UPSERT_SQL, "11", "12", "13");
 
 /* The statistics of one insight: one aggregate, one row, always. */
 static const char SQL_FB_STATS[] =
@@ -197,23 +271,31 @@ static const char SQL_FB_USER[] =
     "  WHERE user_id = $1"
     "  ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
 
-static const char SQL_JOB_CREATE[] =
-    "INSERT INTO backfill_jobs (id, job_type, start_block, end_block,"
-    " current_block, status, progress_percentage, estimated_completion,"
-    " error_message, started_at, completed_at, created_by)"
-    " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, " TS_IN("8") ", $9, " TS_IN(
-        "10") ", " TS_IN("11") ", $12)";
+#define JOB_CREATE_SQL                                                         \
+    "INSERT INTO backfill_jobs (id, job_type, start_block, end_block,"         \
+    " current_block, status, progress_percentage, estimated_completion,"       \
+    " error_message, started_at, completed_at, created_by)"                    \
+    " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, " TS_IN("8") ", $9, " TS_IN(   \
+        "10") ", " TS_IN("11") ", $12)"
 
-static const char SQL_JOB_PROGRESS[] =
-    "UPDATE backfill_jobs SET current_block = $2,"
-    " progress_percentage = $3, status = coalesce($4, status),"
-    " estimated_completion = coalesce(" TS_IN(
-        "5") ", estimated_completion),"
-             " error_message = coalesce($6, error_message),"
-             " completed_at = CASE WHEN coalesce($4, status) IN"
-             "  ('completed', 'failed') AND completed_at IS NULL THEN " TS_IN(
-                 "7") "  ELSE completed_at END"
-                      " WHERE id = $1::uuid RETURNING " JOB_COLS;
+static const char SQL_JOB_CREATE[] = JOB_CREATE_SQL;
+static const char SQL_JOB_CREATE_INV[] =
+    WITH_INV(JOB_CREATE_SQL " RETURNING id", "13", "14", "15");
+
+#define JOB_PROGRESS_SQL                                                       \
+    "UPDATE backfill_jobs SET current_block = $2,"                             \
+    " progress_percentage = $3, status = coalesce($4, status),"                \
+    " estimated_completion = coalesce(" TS_IN(                                 \
+        "5") ", estimated_completion),"                                        \
+             " error_message = coalesce($6, error_message),"                   \
+             " completed_at = CASE WHEN coalesce($4, status) IN"               \
+             "  ('completed', 'failed') AND completed_at IS NULL THEN " TS_IN( \
+                 "7") "  ELSE completed_at END"                                \
+                      " WHERE id = $1::uuid RETURNING " JOB_COLS
+
+static const char SQL_JOB_PROGRESS[] = JOB_PROGRESS_SQL;
+static const char SQL_JOB_PROGRESS_INV[] =
+    WITH_INV(JOB_PROGRESS_SQL, "8", "9", "10");
 
 static const char SQL_JOB_GET[] =
     "SELECT " JOB_COLS " FROM backfill_jobs WHERE id = $1::uuid";
@@ -1054,6 +1136,207 @@ static int paged_query(pg_db_t *d, const char *what, const char *sql,
     return UC_DB_OK;
 }
 
+/* ---- invalidation records ------------------------------------------------ */
+
+/* The keyspaces and targets of a batch as two PostgreSQL text-array
+ * literals (heap strings, freed with inv_arrays_free()). */
+typedef struct {
+    char *ks;
+    char *tg;
+} inv_arrays_t;
+
+/* Writes s as one quoted array element at *pos: only '"' and '\\' need a
+ * backslash inside quotes, whatever else a glob holds ({, }, commas). */
+static void put_element(char *buf, size_t *pos, const char *s)
+{
+    buf[(*pos)++] = '"';
+    for (; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\') {
+            buf[(*pos)++] = '\\';
+        }
+        buf[(*pos)++] = *s;
+    }
+    buf[(*pos)++] = '"';
+}
+
+/* One array literal of field `target` (0: keyspace, 1: target) of inv. */
+static char *array_of(const uc_db_inval_t *inv, size_t n, int target)
+{
+    size_t cap = 3;
+    size_t pos = 0;
+    char *buf;
+
+    for (size_t i = 0; i < n; i++) {
+        cap += 3 + 2 * strlen(target ? inv[i].target : inv[i].keyspace);
+    }
+    buf = malloc(cap);
+    if (buf == NULL) {
+        return NULL;
+    }
+    buf[pos++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            buf[pos++] = ',';
+        }
+        put_element(buf, &pos, target ? inv[i].target : inv[i].keyspace);
+    }
+    buf[pos++] = '}';
+    buf[pos] = '\0';
+    return buf;
+}
+
+static void inv_arrays_free(inv_arrays_t *a)
+{
+    free(a->ks);
+    free(a->tg);
+    a->ks = NULL;
+    a->tg = NULL;
+}
+
+/* Builds both arrays of n >= 1 records; UC_DB_ENOMEM leaves none. */
+static int inv_arrays(const uc_db_inval_t *inv, size_t n, inv_arrays_t *a)
+{
+    a->ks = array_of(inv, n, 0);
+    a->tg = array_of(inv, n, 1);
+    if (a->ks == NULL || a->tg == NULL) {
+        inv_arrays_free(a);
+        return UC_DB_ENOMEM;
+    }
+    return UC_DB_OK;
+}
+
+/*
+ * Reads the bigint array text "{1,2,3}" (array_agg's output) of exactly n
+ * ids into ids (may be NULL: checked only). Returns 0, or -1 when the text
+ * is not n ids, and then ids is untouched.
+ */
+static int parse_ids(const char *text, size_t n, int64_t *ids)
+{
+    for (int pass = 0; pass < (ids != NULL ? 2 : 1); pass++) {
+        const char *p = text;
+        size_t k = 0;
+        if (p == NULL || *p++ != '{') {
+            return -1;
+        }
+        while (*p != '}') {
+            char *end;
+            long long v;
+            errno = 0;
+            v = strtoll(p, &end, 10);
+            if (errno != 0 || end == p || k >= n) {
+                return -1;
+            }
+            if (pass == 1) {
+                ids[k] = (int64_t)v;
+            }
+            k++;
+            p = *end == ',' ? end + 1 : end;
+        }
+        if (k != n || p[1] != '\0') {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Runs a write with its n records on a borrowed connection: plain_sql when
+ * n is 0 (the write as it always was), else inv_sql (a WITH_INV statement)
+ * with the record arrays and created_at appended to p. The write's row, if
+ * read != NULL, goes through read into row (callers pass a local); no row
+ * gives if_none. The ids, in column ncols, reach ids only on UC_DB_OK.
+ */
+static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
+                     const char *inv_sql, params_t *p, row_reader_fn read,
+                     void *row, int if_none, int ncols,
+                     const uc_db_inval_t *inv, size_t n, int64_t created_at,
+                     int64_t *ids)
+{
+    inv_arrays_t a = {NULL, NULL};
+    PGresult *r = NULL;
+    int st;
+
+    if (n == 0) {
+        if (read == NULL) {
+            return query_run(d, what, plain_sql, p);
+        }
+        return query_row(d, what, plain_sql, p, read, row, if_none);
+    }
+    st = inv_arrays(inv, n, &a);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    p_str(p, a.ks);
+    p_str(p, a.tg);
+    p_i64(p, created_at);
+    st = query(d, what, inv_sql, p, &r);
+    if (st == UC_DB_OK) {
+        int nt = PQntuples(r);
+        if (nt == 0) {
+            st = if_none;
+        } else if (nt != 1 || PQnfields(r) != ncols + 1) {
+            st = UC_DB_EIO;
+        } else {
+            st = read != NULL ? read(r, 0, row) : UC_DB_OK;
+        }
+        if (st == UC_DB_OK &&
+            parse_ids(PQgetvalue(r, 0, ncols), n, NULL) != 0) {
+            uc__db_logf(&d->log, 3, "postgresql %s: bad record ids", what);
+            st = UC_DB_EIO;
+        }
+        if (st == UC_DB_OK) {
+            parse_ids(PQgetvalue(r, 0, ncols), n, ids);
+        }
+    }
+    PQclear(r);
+    inv_arrays_free(&a);
+    return st;
+}
+
+/*
+ * Inserts n records inside the session's open transaction (or as a
+ * statement of their own outside one); their ids go to ids, which may be
+ * NULL, only on UC_DB_OK. Nothing happens for n == 0.
+ */
+static int sess_records(sess_t *s, const char *what, const uc_db_inval_t *inv,
+                        size_t n, int64_t created_at, int64_t *ids)
+{
+    inv_arrays_t a = {NULL, NULL};
+    params_t p = {0};
+    PGresult *r = NULL;
+    int st;
+
+    if (n == 0) {
+        return UC_DB_OK;
+    }
+    st = inv_arrays(inv, n, &a);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    p_str(&p, a.ks);
+    p_str(&p, a.tg);
+    p_i64(&p, created_at);
+    st = sess_exec(s, what, SQL_INV_APPEND, p.n, p.v, &r);
+    if (st == UC_DB_OK &&
+        (PQntuples(r) != 1 || parse_ids(PQgetvalue(r, 0, 0), n, NULL) != 0)) {
+        uc__db_logf(&s->d->log, 3, "postgresql %s: bad record ids", what);
+        st = UC_DB_EIO;
+    }
+    if (st == UC_DB_OK) {
+        parse_ids(PQgetvalue(r, 0, 0), n, ids);
+    }
+    PQclear(r);
+    inv_arrays_free(&a);
+    return st;
+}
+
+static int64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---- methods ------------------------------------------------------------- */
 
 static void pg_close(uc_db_t *db)
@@ -1169,7 +1452,8 @@ static int pg_ping(uc_db_t *db)
 }
 
 static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                              uc_db_feedback_t *out)
+                              uc_db_feedback_t *out, const uc_db_inval_t *inv,
+                              size_t ninv, int64_t *inv_ids)
 {
     int set_rating = (w->fields & UC_DB_FB_RATING) != 0;
     int set_comment =
@@ -1202,8 +1486,9 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     p_bool(&p, set_comment);
     p_bool(&p, set_flag);
 
-    st = query_row((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT, &p,
-                   read_feedback, &row, UC_DB_EIO);
+    st = run_write((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT,
+                   SQL_FB_UPSERT_INV, &p, read_feedback, &row, UC_DB_EIO,
+                   FB_NCOLS, inv, ninv, w->now, inv_ids);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1262,7 +1547,9 @@ static int pg_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                          user_id, limit, offset, rows, n, total);
 }
 
-static int pg_job_create(uc_db_t *db, const uc_db_job_t *j)
+static int pg_job_create(uc_db_t *db, const uc_db_job_t *j,
+                         const uc_db_inval_t *inv, size_t ninv,
+                         int64_t *inv_ids)
 {
     params_t p = {0};
 
@@ -1278,7 +1565,9 @@ static int pg_job_create(uc_db_t *db, const uc_db_job_t *j)
     p_time(&p, j->started_at);
     p_time(&p, j->completed_at);
     p_str(&p, j->has_created_by ? j->created_by : NULL);
-    return query_run((pg_db_t *)db, "job create", SQL_JOB_CREATE, &p);
+    return run_write((pg_db_t *)db, "job create", SQL_JOB_CREATE,
+                     SQL_JOB_CREATE_INV, &p, NULL, NULL, UC_DB_EIO, 1, inv,
+                     ninv, ninv > 0 ? clock_us() : 0, inv_ids);
 }
 
 /* Runs a statement that returns zero or one job row. */
@@ -1295,9 +1584,13 @@ static int job_one(pg_db_t *d, const char *what, const char *sql,
 }
 
 static int pg_job_progress(uc_db_t *db, const char *job_id,
-                           const uc_db_job_progress_t *pr, uc_db_job_t *out)
+                           const uc_db_job_progress_t *pr, uc_db_job_t *out,
+                           const uc_db_inval_t *inv, size_t ninv,
+                           int64_t *inv_ids)
 {
     params_t p = {0};
+    uc_db_job_t row;
+    int st;
 
     if (job_id == NULL) {
         return UC_DB_EINVAL;
@@ -1309,7 +1602,13 @@ static int pg_job_progress(uc_db_t *db, const char *job_id,
     p_time(&p, pr->estimated_completion);
     p_str(&p, pr->error_message);
     p_i64(&p, pr->now);
-    return job_one((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS, &p, out);
+    st = run_write((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS,
+                   SQL_JOB_PROGRESS_INV, &p, read_job, &row, UC_DB_NOTFOUND,
+                   JOB_NCOLS, inv, ninv, pr->now, inv_ids);
+    if (st == UC_DB_OK) {
+        *out = row;
+    }
+    return st;
 }
 
 static int pg_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
@@ -1341,9 +1640,12 @@ static int pg_job_list(uc_db_t *db, const char *status, const char *job_type,
 }
 
 static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
-                             size_t n, uc_db_metric_t *out)
+                             size_t n, uc_db_metric_t *out,
+                             const uc_db_inval_t *inv, size_t ninv,
+                             int64_t *inv_ids)
 {
     uc_db_metric_t *tmp;
+    int64_t *ids;
     size_t done = 0;
     sess_t s;
     int st;
@@ -1352,12 +1654,16 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         return UC_DB_EINVAL;
     }
     tmp = calloc(n, sizeof(*tmp));
-    if (tmp == NULL) {
+    ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
+    if (tmp == NULL || ids == NULL) {
+        free(tmp);
+        free(ids);
         return UC_DB_ENOMEM;
     }
     st = sess_open((pg_db_t *)db, &s);
     if (st != UC_DB_OK) {
         free(tmp);
+        free(ids);
         return st;
     }
     st = sess_run(&s, "metrics insert", "BEGIN", 0, NULL);
@@ -1378,6 +1684,9 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         PQclear(r);
     }
     if (st == UC_DB_OK) {
+        st = sess_records(&s, "metrics insert", inv, ninv, clock_us(), ids);
+    }
+    if (st == UC_DB_OK) {
         st = sess_run(&s, "metrics insert", "COMMIT", 0, NULL);
     }
     if (st != UC_DB_OK) {
@@ -1386,10 +1695,15 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
     sess_close(&s);
     if (st != UC_DB_OK) {
         uc_db_metrics_free(tmp, done, 1);
+        free(ids);
         return st;
     }
     memcpy(out, tmp, n * sizeof(*tmp));
+    if (inv_ids != NULL && ninv > 0) {
+        memcpy(inv_ids, ids, ninv * sizeof(*ids));
+    }
     free(tmp);
+    free(ids);
     return UC_DB_OK;
 }
 
@@ -1539,23 +1853,33 @@ static int retention_steps(sess_t *s, const uc_db_retention_cutoffs_t *c,
 }
 
 static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                            uc_db_retention_t *out)
+                            uc_db_retention_t *out, const uc_db_inval_t *inv,
+                            size_t ninv, int64_t *inv_ids)
 {
     uc_db_retention_t res;
+    int64_t *ids;
     sess_t s;
     int st;
 
     if (c == NULL || out == NULL) {
         return UC_DB_EINVAL;
     }
+    ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
+    if (ids == NULL) {
+        return UC_DB_ENOMEM;
+    }
     memset(&res, 0, sizeof(res));
     st = sess_open((pg_db_t *)db, &s);
     if (st != UC_DB_OK) {
+        free(ids);
         return st;
     }
     st = sess_run(&s, "retention", "BEGIN", 0, NULL);
     if (st == UC_DB_OK) {
         st = retention_steps(&s, c, &res);
+    }
+    if (st == UC_DB_OK) {
+        st = sess_records(&s, "retention", inv, ninv, clock_us(), ids);
     }
     if (st == UC_DB_OK) {
         st = sess_run(&s, "retention", "COMMIT", 0, NULL);
@@ -1566,9 +1890,14 @@ static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
     sess_close(&s);
     if (st != UC_DB_OK) {
         uc_db_retention_release(&res);
+        free(ids);
         return st;
     }
     *out = res;
+    if (inv_ids != NULL && ninv > 0) {
+        memcpy(inv_ids, ids, ninv * sizeof(*ids));
+    }
+    free(ids);
     return UC_DB_OK;
 }
 
@@ -1603,6 +1932,159 @@ static int pg_api_key_lookup(uc_db_t *db, const char *prefix,
     return st;
 }
 
+/* ---- invalidation log ---------------------------------------------------- */
+
+static int read_inval(const PGresult *r, int row, void *dst)
+{
+    uc_db_inval_row_t *v = dst;
+    int bad = 0;
+
+    memset(v, 0, sizeof(*v));
+    v->id = v_i64(r, row, 0, 0);
+    bad |= v_str(r, row, 1, v->keyspace, sizeof(v->keyspace));
+    bad |= v_str(r, row, 2, v->target, sizeof(v->target));
+    v->created_at = v_i64(r, row, 3, 0);
+    v->applied = strcmp(PQgetvalue(r, row, 4), "t") == 0;
+    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+}
+
+/* Runs a log read and copies its rows to out only when all of them were
+ * read; more rows than cap (impossible with LIMIT) is an error. */
+static int inval_read(pg_db_t *d, const char *what, const char *sql,
+                      const params_t *p, uc_db_inval_row_t *out, size_t cap,
+                      size_t *n)
+{
+    PGresult *r = NULL;
+    void *arr = NULL;
+    size_t count = 0;
+    int st = query(d, what, sql, p, &r);
+
+    if (st == UC_DB_OK &&
+        (PQnfields(r) != INV_NCOLS || (size_t)PQntuples(r) > cap)) {
+        st = UC_DB_EIO;
+    }
+    if (st == UC_DB_OK) {
+        st = read_rows(r, PQntuples(r), sizeof(*out), read_inval, &arr, &count);
+    }
+    PQclear(r);
+    if (st == UC_DB_OK) {
+        if (count > 0) {
+            memcpy(out, arr, count * sizeof(*out));
+        }
+        *n = count;
+    }
+    free(arr);
+    return st;
+}
+
+static int64_t cap_limit(size_t cap)
+{
+    return cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap;
+}
+
+static int pg_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+                          size_t cap, size_t *n)
+{
+    params_t p = {0};
+
+    p_i64(&p, after_id);
+    p_i64(&p, cap_limit(cap));
+    return inval_read((pg_db_t *)db, "invalidations after", SQL_INV_AFTER, &p,
+                      out, cap, n);
+}
+
+static int pg_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+                            size_t *n)
+{
+    params_t p = {0};
+
+    p_i64(&p, cap_limit(cap));
+    return inval_read((pg_db_t *)db, "invalidations pending", SQL_INV_PENDING,
+                      &p, out, cap, n);
+}
+
+static int pg_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+                                 int64_t now)
+{
+    /* "{" + n ids of at most 20 characters with a comma each + "}". */
+    size_t cap = 3 + n * 21;
+    char *arr = malloc(cap);
+    size_t pos = 0;
+    params_t p = {0};
+    int st;
+
+    if (arr == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    arr[pos++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(arr + pos, cap - pos, "%s%" PRId64, i > 0 ? "," : "",
+                         ids[i]);
+        if (k < 0 || (size_t)k >= cap - pos) {
+            free(arr);
+            return UC_DB_EINVAL;
+        }
+        pos += (size_t)k;
+    }
+    arr[pos++] = '}';
+    arr[pos] = '\0';
+    p_str(&p, arr);
+    p_i64(&p, now);
+    st = query_run((pg_db_t *)db, "invalidations applied", SQL_INV_MARK, &p);
+    free(arr);
+    return st;
+}
+
+static int pg_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    int st;
+
+    p_i64(&p, before_us);
+    p_i64(&p, UC_DB_INVAL_PRUNE_MAX);
+    st = query((pg_db_t *)db, "invalidations prune", SQL_INV_PRUNE, &p, &r);
+    if (st == UC_DB_OK && removed != NULL) {
+        *removed = strtoll(PQcmdTuples(r), NULL, 10);
+    }
+    PQclear(r);
+    return st;
+}
+
+static int read_int64(const PGresult *r, int row, void *dst)
+{
+    *(int64_t *)dst = v_i64(r, row, 0, 0);
+    return UC_DB_OK;
+}
+
+static int pg_inval_last_id(uc_db_t *db, int64_t *id)
+{
+    params_t p = {0};
+    int64_t v = 0;
+    int st = query_row((pg_db_t *)db, "invalidations last id", SQL_INV_LAST, &p,
+                       read_int64, &v, UC_DB_EIO);
+
+    if (st == UC_DB_OK) {
+        *id = v;
+    }
+    return st;
+}
+
+static int pg_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                           int64_t now, int64_t *ids)
+{
+    sess_t s;
+    int st = sess_open((pg_db_t *)db, &s);
+
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    /* One statement, so autocommit makes it all or nothing. */
+    st = sess_records(&s, "invalidations append", inv, n, now, ids);
+    sess_close(&s);
+    return st;
+}
+
 static const uc_db_methods_t pg_methods = {
     .name = "postgresql",
     .close = pg_close,
@@ -1622,6 +2104,12 @@ static const uc_db_methods_t pg_methods = {
     .retention_run = pg_retention_run,
     .api_key_create = pg_api_key_create,
     .api_key_lookup = pg_api_key_lookup,
+    .inval_after = pg_inval_after,
+    .inval_pending = pg_inval_pending,
+    .inval_mark_applied = pg_inval_mark_applied,
+    .inval_prune = pg_inval_prune,
+    .inval_last_id = pg_inval_last_id,
+    .inval_append = pg_inval_append,
 };
 
 /* ---- opening ------------------------------------------------------------- */

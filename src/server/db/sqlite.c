@@ -7,7 +7,9 @@
  * prepared statements for its whole life; every value is bound, never
  * spliced into SQL. Timestamps are INTEGER microseconds since the epoch, UTC.
  * Versioned migrations live in this file as SQLite SQL and are recorded in
- * schema_migrations.
+ * schema_migrations. A write that carries invalidation records runs in one
+ * IMMEDIATE transaction with their inserts; a write without any stays the
+ * single autocommit statement it always was.
  */
 #include "db.h"
 #include "db_int.h"
@@ -87,6 +89,24 @@ static const migration_t migrations[] = {
      " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
      " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
      " created_at INTEGER NOT NULL);"},
+    /* AUTOINCREMENT because readers tail by id: without it, pruning the
+     * newest rows would let SQLite hand their ids out again. Lengths are
+     * bytes (a BLOB's length), as db.h states them. The partial indexes
+     * hold only pending rows and only applied rows, so the tail's pending
+     * query and the pruner each read just what they need. */
+    {2, "cache invalidation log",
+     "CREATE TABLE cache_invalidations ("
+     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     " keyspace TEXT NOT NULL CHECK (length(CAST(keyspace AS BLOB))"
+     "  BETWEEN 1 AND 31),"
+     " target TEXT NOT NULL CHECK (length(CAST(target AS BLOB))"
+     "  BETWEEN 1 AND 1024),"
+     " created_at INTEGER NOT NULL,"
+     " applied_at INTEGER);"
+     "CREATE INDEX cache_invalidations_pending ON cache_invalidations (id)"
+     " WHERE applied_at IS NULL;"
+     "CREATE INDEX cache_invalidations_applied ON cache_invalidations"
+     " (applied_at) WHERE applied_at IS NOT NULL;"},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -127,8 +147,18 @@ enum {
     ST_RET_METRIC_DEL,
     ST_KEY_CREATE,
     ST_KEY_LOOKUP,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_INV_INSERT,
+    ST_INV_AFTER,
+    ST_INV_PENDING,
+    ST_INV_MARK,
+    ST_INV_PRUNE,
+    ST_INV_LAST,
     ST_COUNT
 };
+
+#define INV_COLS "id, keyspace, target, created_at, applied_at IS NOT NULL"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_PING] = "SELECT 1",
@@ -221,6 +251,24 @@ static const char *const stmt_sql[ST_COUNT] = {
         " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_KEY_LOOKUP] = "SELECT id, prefix, key_hash, user_id, role, created_at"
                       " FROM api_keys WHERE prefix = ?1",
+    /* Prepared once per connection like the rest: parsing BEGIN and COMMIT
+     * on every write would cost more than the record insert itself. */
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_INV_INSERT] = "INSERT INTO cache_invalidations (keyspace, target,"
+                      " created_at) VALUES (?1, ?2, ?3)",
+    [ST_INV_AFTER] = "SELECT " INV_COLS " FROM cache_invalidations"
+                     " WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_INV_PENDING] = "SELECT " INV_COLS " FROM cache_invalidations"
+                       " INDEXED BY cache_invalidations_pending"
+                       " WHERE applied_at IS NULL ORDER BY id LIMIT ?1",
+    [ST_INV_MARK] = "UPDATE cache_invalidations SET applied_at = ?2"
+                    " WHERE id = ?1 AND applied_at IS NULL",
+    [ST_INV_PRUNE] = "DELETE FROM cache_invalidations WHERE id IN"
+                     " (SELECT id FROM cache_invalidations"
+                     "  INDEXED BY cache_invalidations_applied"
+                     "  WHERE applied_at < ?1 LIMIT ?2)",
+    [ST_INV_LAST] = "SELECT coalesce(max(id), 0) FROM cache_invalidations",
 };
 
 /* ---- handle and pool ----------------------------------------------------- */
@@ -587,7 +635,7 @@ cleanup:
 }
 
 /*
- * Runs statement idx once on a borrowed connection, bound by bind(arg).
+ * Runs statement idx once on connection c, bound by bind(arg).
  * With read == NULL the statement must finish without a row (a plain
  * write). Otherwise its first row goes through read into row, and no row
  * at all gives if_none (UC_DB_NOTFOUND, or UC_DB_EIO where a row is
@@ -595,22 +643,17 @@ cleanup:
  * because only that finishes, and so commits, the statement. Returns a db
  * status; row may be written even on failure, so callers pass a local.
  */
-static int run_one(sqlite_db_t *d, int idx, const char *what,
-                   filter_binder_fn bind, const void *arg, row_reader_fn read,
-                   void *row, int if_none)
+static int step_one(sqlite_db_t *d, conn_t *c, int idx, const char *what,
+                    filter_binder_fn bind, const void *arg, row_reader_fn read,
+                    void *row, int if_none)
 {
-    conn_t *c = acquire(d);
     sqlite3_stmt *s;
     int st = UC_DB_OK;
     int rc;
 
-    if (c == NULL) {
-        return UC_DB_EBUSY;
-    }
     s = stmt(d, c, idx);
     if (s == NULL) {
-        st = UC_DB_EIO;
-        goto cleanup;
+        return UC_DB_EIO;
     }
     bind(s, arg);
     rc = sqlite3_step(s);
@@ -634,9 +677,133 @@ static int run_one(sqlite_db_t *d, int idx, const char *what,
             }
         }
     }
-cleanup:
     done(s);
+    return st;
+}
+
+/* step_one() on a connection borrowed for the call. */
+static int run_one(sqlite_db_t *d, int idx, const char *what,
+                   filter_binder_fn bind, const void *arg, row_reader_fn read,
+                   void *row, int if_none)
+{
+    conn_t *c = acquire(d);
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    st = step_one(d, c, idx, what, bind, arg, read, row, if_none);
     release(d, c);
+    return st;
+}
+
+/* Runs one of the prepared transaction statements (ST_BEGIN, ST_COMMIT). */
+static int tx_step(sqlite_db_t *d, conn_t *c, int idx, const char *what)
+{
+    sqlite3_stmt *s = stmt(d, c, idx);
+    int st;
+
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    st = status_of(d, c, sqlite3_step(s), what);
+    done(s);
+    return st;
+}
+
+/* Ends a failed transaction; harmless when none is open. */
+static void tx_rollback(conn_t *c)
+{
+    if (!sqlite3_get_autocommit(c->h)) {
+        sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+/* The invalidation records that ride along with one write. */
+typedef struct {
+    const uc_db_inval_t *inv;
+    size_t n;
+    int64_t created_at;
+    int64_t *ids; /* the caller's, may be NULL: written only on success */
+} inval_batch_t;
+
+/*
+ * Inserts b's records on c inside the caller's open transaction, writing
+ * their ids to ids[0..b->n-1]. Returns a db status; a failed insert leaves
+ * the transaction for the caller to roll back.
+ */
+static int insert_records(sqlite_db_t *d, conn_t *c, const inval_batch_t *b,
+                          int64_t *ids)
+{
+    sqlite3_stmt *s;
+
+    if (b->n == 0) {
+        return UC_DB_OK;
+    }
+    s = stmt(d, c, ST_INV_INSERT);
+    if (s == NULL) {
+        return UC_DB_EIO;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        bind_text(s, 1, b->inv[i].keyspace);
+        bind_text(s, 2, b->inv[i].target);
+        sqlite3_bind_int64(s, 3, b->created_at);
+        int rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+            int st = status_of(d, c, rc, "invalidation insert");
+            done(s);
+            return st != UC_DB_OK ? st : UC_DB_EIO;
+        }
+        ids[i] = sqlite3_last_insert_rowid(c->h);
+        done(s);
+    }
+    return UC_DB_OK;
+}
+
+/*
+ * run_one() for a write that carries the records of b: the statement and
+ * the record inserts in one IMMEDIATE transaction, committed only when all
+ * succeeded. Without records it is run_one() itself, so that such writes
+ * cost what they always did. The ids reach b->ids only on UC_DB_OK.
+ */
+static int run_write(sqlite_db_t *d, int idx, const char *what,
+                     filter_binder_fn bind, const void *arg, row_reader_fn read,
+                     void *row, int if_none, const inval_batch_t *b)
+{
+    int64_t *ids;
+    conn_t *c;
+    int st;
+
+    if (b->n == 0) {
+        return run_one(d, idx, what, bind, arg, read, row, if_none);
+    }
+    ids = malloc(b->n * sizeof(*ids));
+    if (ids == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    c = acquire(d);
+    if (c == NULL) {
+        free(ids);
+        return UC_DB_EBUSY;
+    }
+    st = tx_step(d, c, ST_BEGIN, what);
+    if (st == UC_DB_OK) {
+        st = step_one(d, c, idx, what, bind, arg, read, row, if_none);
+    }
+    if (st == UC_DB_OK) {
+        st = insert_records(d, c, b, ids);
+    }
+    if (st == UC_DB_OK) {
+        st = tx_step(d, c, ST_COMMIT, what);
+    }
+    if (st != UC_DB_OK) {
+        tx_rollback(c);
+    }
+    release(d, c);
+    if (st == UC_DB_OK && b->ids != NULL) {
+        memcpy(b->ids, ids, b->n * sizeof(*ids));
+    }
+    free(ids);
     return st;
 }
 
@@ -998,8 +1165,10 @@ static int sq_ping(uc_db_t *db)
 }
 
 static int sq_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                              uc_db_feedback_t *out)
+                              uc_db_feedback_t *out, const uc_db_inval_t *inv,
+                              size_t ninv, int64_t *inv_ids)
 {
+    inval_batch_t b = {inv, ninv, w->now, inv_ids};
     uc_db_feedback_t row;
     int idx;
     int st;
@@ -1013,8 +1182,8 @@ static int sq_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     } else {
         return UC_DB_EINVAL;
     }
-    st = run_one((sqlite_db_t *)db, idx, "feedback upsert", bind_feedback_write,
-                 w, feedback_row, &row, UC_DB_EIO);
+    st = run_write((sqlite_db_t *)db, idx, "feedback upsert",
+                   bind_feedback_write, w, feedback_row, &row, UC_DB_EIO, &b);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1051,19 +1220,25 @@ static int sq_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                        sizeof(**rows), feedback_row, (void **)rows, n, total);
 }
 
-static int sq_job_create(uc_db_t *db, const uc_db_job_t *j)
+static int sq_job_create(uc_db_t *db, const uc_db_job_t *j,
+                         const uc_db_inval_t *inv, size_t ninv,
+                         int64_t *inv_ids)
 {
-    return run_one((sqlite_db_t *)db, ST_JOB_CREATE, "job create", bind_job, j,
-                   NULL, NULL, UC_DB_OK);
+    inval_batch_t b = {inv, ninv, ninv > 0 ? now_us() : 0, inv_ids};
+    return run_write((sqlite_db_t *)db, ST_JOB_CREATE, "job create", bind_job,
+                     j, NULL, NULL, UC_DB_OK, &b);
 }
 
 static int sq_job_progress(uc_db_t *db, const char *job_id,
-                           const uc_db_job_progress_t *p, uc_db_job_t *out)
+                           const uc_db_job_progress_t *p, uc_db_job_t *out,
+                           const uc_db_inval_t *inv, size_t ninv,
+                           int64_t *inv_ids)
 {
+    inval_batch_t b = {inv, ninv, p->now, inv_ids};
     job_update_t u = {job_id, p};
     uc_db_job_t row;
-    int st = run_one((sqlite_db_t *)db, ST_JOB_PROGRESS, "job progress",
-                     bind_progress, &u, job_row, &row, UC_DB_NOTFOUND);
+    int st = run_write((sqlite_db_t *)db, ST_JOB_PROGRESS, "job progress",
+                       bind_progress, &u, job_row, &row, UC_DB_NOTFOUND, &b);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1092,12 +1267,16 @@ static int sq_job_list(uc_db_t *db, const char *status, const char *job_type,
 }
 
 static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
-                             size_t n, uc_db_metric_t *out)
+                             size_t n, uc_db_metric_t *out,
+                             const uc_db_inval_t *inv, size_t ninv,
+                             int64_t *inv_ids)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
+    inval_batch_t b = {inv, ninv, ninv > 0 ? now_us() : 0, inv_ids};
     conn_t *c;
     sqlite3_stmt *s = NULL;
     uc_db_metric_t *tmp;
+    int64_t *ids = NULL;
     size_t got = 0;
     int st;
 
@@ -1105,15 +1284,19 @@ static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         return UC_DB_EINVAL;
     }
     tmp = calloc(n, sizeof(*tmp));
-    if (tmp == NULL) {
+    ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
+    if (tmp == NULL || ids == NULL) {
+        free(tmp);
+        free(ids);
         return UC_DB_ENOMEM;
     }
     c = acquire(d);
     if (c == NULL) {
         free(tmp);
+        free(ids);
         return UC_DB_EBUSY;
     }
-    st = exec(d, c, "BEGIN IMMEDIATE");
+    st = tx_step(d, c, ST_BEGIN, "metric insert");
     if (st != UC_DB_OK) {
         goto cleanup;
     }
@@ -1149,21 +1332,29 @@ static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         }
         done(s);
     }
-    st = exec(d, c, "COMMIT");
+    st = insert_records(d, c, &b, ids);
+    if (st != UC_DB_OK) {
+        goto rollback;
+    }
+    st = tx_step(d, c, ST_COMMIT, "metric insert");
     if (st != UC_DB_OK) {
         goto rollback;
     }
     memcpy(out, tmp, n * sizeof(*tmp));
+    if (inv_ids != NULL && ninv > 0) {
+        memcpy(inv_ids, ids, ninv * sizeof(*ids));
+    }
     free(tmp);
     tmp = NULL;
     goto cleanup;
 
 rollback:
     done(s);
-    sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+    tx_rollback(c);
 cleanup:
     release(d, c);
     uc_db_metrics_free(tmp, got, 1);
+    free(ids);
     return st;
 }
 
@@ -1325,33 +1516,49 @@ static int retention_steps(sqlite_db_t *d, conn_t *c,
 }
 
 static int sq_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *cut,
-                            uc_db_retention_t *out)
+                            uc_db_retention_t *out, const uc_db_inval_t *inv,
+                            size_t ninv, int64_t *inv_ids)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
+    inval_batch_t b = {inv, ninv, ninv > 0 ? now_us() : 0, inv_ids};
+    int64_t *ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
     uc_db_retention_t r;
+    conn_t *c;
     int st;
 
+    if (ids == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    c = acquire(d);
     if (c == NULL) {
+        free(ids);
         return UC_DB_EBUSY;
     }
     memset(&r, 0, sizeof(r));
-    st = exec(d, c, "BEGIN IMMEDIATE");
+    st = tx_step(d, c, ST_BEGIN, "retention");
     if (st != UC_DB_OK) {
         release(d, c);
+        free(ids);
         return st;
     }
     st = retention_steps(d, c, cut, &r);
     if (st == UC_DB_OK) {
-        st = exec(d, c, "COMMIT");
+        st = insert_records(d, c, &b, ids);
+    }
+    if (st == UC_DB_OK) {
+        st = tx_step(d, c, ST_COMMIT, "retention");
     }
     if (st != UC_DB_OK) {
-        sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+        tx_rollback(c);
         uc_db_retention_release(&r);
     } else {
         *out = r;
+        if (inv_ids != NULL && ninv > 0) {
+            memcpy(inv_ids, ids, ninv * sizeof(*ids));
+        }
     }
     release(d, c);
+    free(ids);
     return st;
 }
 
@@ -1370,6 +1577,204 @@ static int sq_api_key_lookup(uc_db_t *db, const char *prefix,
     if (st == UC_DB_OK) {
         *out = row;
     }
+    return st;
+}
+
+/* ---- invalidation log ---------------------------------------------------- */
+
+static int inval_row(sqlite3_stmt *s, void *row)
+{
+    uc_db_inval_row_t *r = row;
+    r->id = sqlite3_column_int64(s, 0);
+    col_text(s, 1, r->keyspace, sizeof(r->keyspace));
+    col_text(s, 2, r->target, sizeof(r->target));
+    r->created_at = sqlite3_column_int64(s, 3);
+    r->applied = sqlite3_column_int(s, 4) != 0;
+    return UC_DB_OK;
+}
+
+typedef struct {
+    int64_t after;
+    int64_t limit;
+} inval_page_t;
+
+static int bind_inval_after(sqlite3_stmt *s, const void *arg)
+{
+    const inval_page_t *q = arg;
+    sqlite3_bind_int64(s, 1, q->after);
+    sqlite3_bind_int64(s, 2, q->limit);
+    return 2;
+}
+
+static int bind_inval_pending(sqlite3_stmt *s, const void *arg)
+{
+    const inval_page_t *q = arg;
+    sqlite3_bind_int64(s, 1, q->limit);
+    return 1;
+}
+
+/* Runs a log read into a scratch array and copies it to out only when the
+ * whole read succeeded. */
+static int inval_read(sqlite_db_t *d, int idx, const char *what,
+                      filter_binder_fn bind, int64_t after,
+                      uc_db_inval_row_t *out, size_t cap, size_t *n)
+{
+    inval_page_t q = {after,
+                      cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap};
+    void *arr = NULL;
+    size_t cnt = 0;
+    int st =
+        list_query(d, idx, what, bind, &q, sizeof(*out), inval_row, &arr, &cnt);
+
+    if (st == UC_DB_OK) {
+        if (cnt > cap) {
+            cnt = cap;
+        }
+        if (cnt > 0) {
+            memcpy(out, arr, cnt * sizeof(*out));
+        }
+        *n = cnt;
+    }
+    free(arr);
+    return st;
+}
+
+static int sq_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+                          size_t cap, size_t *n)
+{
+    return inval_read((sqlite_db_t *)db, ST_INV_AFTER, "invalidations after",
+                      bind_inval_after, after_id, out, cap, n);
+}
+
+static int sq_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+                            size_t *n)
+{
+    return inval_read((sqlite_db_t *)db, ST_INV_PENDING,
+                      "invalidations pending", bind_inval_pending, 0, out, cap,
+                      n);
+}
+
+static int sq_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+                                 int64_t now)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    /* One transaction: one commit for the batch instead of one per id. */
+    st = tx_step(d, c, ST_BEGIN, "invalidations applied");
+    s = st == UC_DB_OK ? stmt(d, c, ST_INV_MARK) : NULL;
+    if (st == UC_DB_OK && s == NULL) {
+        st = UC_DB_EIO;
+    }
+    for (size_t i = 0; st == UC_DB_OK && i < n; i++) {
+        sqlite3_bind_int64(s, 1, ids[i]);
+        sqlite3_bind_int64(s, 2, now);
+        st = status_of(d, c, sqlite3_step(s), "invalidations applied");
+        done(s);
+    }
+    if (st == UC_DB_OK) {
+        st = tx_step(d, c, ST_COMMIT, "invalidations applied");
+    }
+    if (st != UC_DB_OK) {
+        tx_rollback(c);
+    }
+    release(d, c);
+    return st;
+}
+
+static int sq_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_INV_PRUNE);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+    } else {
+        sqlite3_bind_int64(s, 1, before_us);
+        sqlite3_bind_int64(s, 2, UC_DB_INVAL_PRUNE_MAX);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE) {
+            st = UC_DB_OK;
+            if (removed != NULL) {
+                *removed = sqlite3_changes64(c->h);
+            }
+        } else {
+            st = status_of(d, c, rc, "invalidations prune");
+            st = st != UC_DB_OK ? st : UC_DB_EIO;
+        }
+    }
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int int64_row(sqlite3_stmt *s, void *row)
+{
+    *(int64_t *)row = sqlite3_column_int64(s, 0);
+    return UC_DB_OK;
+}
+
+static int bind_nothing(sqlite3_stmt *s, const void *arg)
+{
+    (void)s;
+    (void)arg;
+    return 0;
+}
+
+static int sq_inval_last_id(uc_db_t *db, int64_t *id)
+{
+    int64_t v = 0;
+    int st = run_one((sqlite_db_t *)db, ST_INV_LAST, "invalidations last id",
+                     bind_nothing, NULL, int64_row, &v, UC_DB_EIO);
+    if (st == UC_DB_OK) {
+        *id = v;
+    }
+    return st;
+}
+
+static int sq_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                           int64_t now, int64_t *ids)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    inval_batch_t b = {inv, n, now, ids};
+    int64_t *tmp = malloc(n * sizeof(*tmp));
+    conn_t *c;
+    int st;
+
+    if (tmp == NULL) {
+        return UC_DB_ENOMEM;
+    }
+    c = acquire(d);
+    if (c == NULL) {
+        free(tmp);
+        return UC_DB_EBUSY;
+    }
+    st = tx_step(d, c, ST_BEGIN, "invalidations append");
+    if (st == UC_DB_OK) {
+        st = insert_records(d, c, &b, tmp);
+    }
+    if (st == UC_DB_OK) {
+        st = tx_step(d, c, ST_COMMIT, "invalidations append");
+    }
+    if (st != UC_DB_OK) {
+        tx_rollback(c);
+    }
+    release(d, c);
+    if (st == UC_DB_OK && ids != NULL) {
+        memcpy(ids, tmp, n * sizeof(*tmp));
+    }
+    free(tmp);
     return st;
 }
 
@@ -1392,6 +1797,12 @@ static const uc_db_methods_t sqlite_methods = {
     .retention_run = sq_retention_run,
     .api_key_create = sq_api_key_create,
     .api_key_lookup = sq_api_key_lookup,
+    .inval_after = sq_inval_after,
+    .inval_pending = sq_inval_pending,
+    .inval_mark_applied = sq_inval_mark_applied,
+    .inval_prune = sq_inval_prune,
+    .inval_last_id = sq_inval_last_id,
+    .inval_append = sq_inval_append,
 };
 
 int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
