@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <pthread.h>
@@ -33,6 +34,10 @@
 
 static uc_test_pg_t g_pg;
 static uc_db_t *g_db;
+/* The same interface on SQLite, in a directory of this test's own, for the
+ * tests that run on both backends. */
+static uc_db_t *g_sq;
+static char g_sq_dir[256];
 
 /* Every log line of every handle: kept for log_contains(), and each one
  * checked for the password as it arrives. */
@@ -86,7 +91,16 @@ static int open_db(const char *url, int pool, int timeout_ms, uc_db_t **out,
 static int group_setup(void **state)
 {
     char err[512];
+    char url[320];
     (void)state;
+    if (uc_test_mkdtemp(g_sq_dir, sizeof(g_sq_dir), "invlog") != 0) {
+        return -1;
+    }
+    snprintf(url, sizeof(url), "sqlite:%s/db.sqlite", g_sq_dir);
+    if (open_db(url, 4, 5000, &g_sq, err, sizeof(err)) != UC_DB_OK) {
+        fprintf(stderr, "open sqlite: %s\n", err);
+        return -1;
+    }
     if (!uc_test_pg_available()) {
         return 0; /* every test skips */
     }
@@ -107,6 +121,11 @@ static int group_teardown(void **state)
     uc_db_close(g_db);
     g_db = NULL;
     uc_test_pg_stop(&g_pg);
+    uc_db_close(g_sq);
+    g_sq = NULL;
+    if (g_sq_dir[0] != '\0') {
+        uc_test_rmtree(g_sq_dir);
+    }
     if (g_password_leaked) {
         fprintf(stderr, "a log line contained the database password\n");
         return -1;
@@ -896,6 +915,805 @@ static void api_keys_store_and_find(void **state)
     assert_int_equal(uc_db_api_key_create(g_db, &k), UC_DB_ECONSTRAINT);
 }
 
+/* ---- cache invalidation log ---------------------------------------------- */
+
+/*
+ * Every test of the log runs on both backends, one after the other: SQLite
+ * in a file of the test's own, and the PostgreSQL above when it is
+ * installed. Each starts from an empty log (emptied through the interface
+ * itself), so counts are exact.
+ */
+typedef struct {
+    const char *name;
+    uc_db_t **db;
+} backend_t;
+
+static const backend_t g_backends[] = {
+    {"sqlite", &g_sq},
+    {"postgresql", &g_db},
+};
+
+#define NBACKENDS (sizeof(g_backends) / sizeof(g_backends[0]))
+#define ROWS_CAP 64
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Marks everything applied and prunes it all, leaving an empty log. */
+static void reset_log(uc_db_t *db)
+{
+    uc_db_inval_row_t *rows = calloc(256, sizeof(*rows));
+    int64_t ids[256];
+    int64_t removed = 0;
+    size_t n = 0;
+
+    assert_non_null(rows);
+    for (;;) {
+        assert_int_equal(uc_db_inval_pending(db, rows, 256, &n), UC_DB_OK);
+        if (n == 0) {
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = rows[i].id;
+        }
+        assert_int_equal(uc_db_inval_mark_applied(db, ids, n, 1), UC_DB_OK);
+    }
+    do {
+        assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    } while (removed > 0);
+    assert_int_equal(uc_db_inval_after(db, 0, rows, 1, &n), UC_DB_OK);
+    assert_int_equal(n, 0);
+    free(rows);
+}
+
+static size_t count_pending(uc_db_t *db)
+{
+    uc_db_inval_row_t *rows = calloc(ROWS_CAP, sizeof(*rows));
+    size_t n = 0;
+
+    assert_non_null(rows);
+    assert_int_equal(uc_db_inval_pending(db, rows, ROWS_CAP, &n), UC_DB_OK);
+    free(rows);
+    return n;
+}
+
+static int64_t last_id(uc_db_t *db)
+{
+    int64_t id = -1;
+    assert_int_equal(uc_db_inval_last_id(db, &id), UC_DB_OK);
+    return id;
+}
+
+/* Runs fn once per backend that is there; skips when none is. */
+static void each_backend(void (*fn)(uc_db_t *db, const char *name))
+{
+    int ran = 0;
+
+    for (size_t i = 0; i < NBACKENDS; i++) {
+        uc_db_t *db = *g_backends[i].db;
+        if (db == NULL) {
+            continue;
+        }
+        assert_int_equal(uc_db_migrate(db, NULL), UC_DB_OK);
+        reset_log(db);
+        fn(db, g_backends[i].name);
+        ran++;
+    }
+    if (ran == 0) {
+        skip();
+    }
+}
+
+/* A fresh job id for each call, so that cases never collide. */
+static void next_job_id(char *buf, size_t cap)
+{
+    static int seq;
+    snprintf(buf, cap, "4d1e6b6c-5a1e-4c3e-9d7a-%012d", ++seq);
+}
+
+/*
+ * One kind of write carrying records: returns the write's status and sets
+ * *at to the created_at its records must have (UC_DB_NULL_TIME: the clock
+ * at the time of the call).
+ */
+typedef int (*inval_write_fn)(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                              int64_t *ids, int64_t *at);
+
+static int w_feedback(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                      int64_t *ids, int64_t *at)
+{
+    uc_db_feedback_write_t w =
+        fb_write(UC_DB_FB_RATING, "ins-inv-write", "dora", T0 + 11);
+    uc_db_feedback_t row;
+    w.rating = 4;
+    *at = w.now;
+    return uc_db_feedback_upsert(db, &w, &row, inv, n, ids);
+}
+
+static int w_job_create(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                        int64_t *ids, int64_t *at)
+{
+    uc_db_job_t j = make_job("", "inv", T0);
+    next_job_id(j.id, sizeof(j.id));
+    *at = UC_DB_NULL_TIME;
+    return uc_db_job_create(db, &j, inv, n, ids);
+}
+
+static int w_job_progress(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                          int64_t *ids, int64_t *at)
+{
+    uc_db_job_t j = make_job("", "inv", T0);
+    uc_db_job_progress_t p;
+    uc_db_job_t got;
+    int st;
+
+    next_job_id(j.id, sizeof(j.id));
+    st = uc_db_job_create(db, &j, NULL, 0, NULL);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    memset(&p, 0, sizeof(p));
+    p.current_block = 120;
+    p.progress_percentage = 20;
+    p.estimated_completion = UC_DB_NULL_TIME;
+    p.now = T0 + 22;
+    *at = p.now;
+    return uc_db_job_progress(db, j.id, &p, &got, inv, n, ids);
+}
+
+static int w_metrics(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                     int64_t *ids, int64_t *at)
+{
+    uc_db_metric_new_t in[2] = {metric("svc-inv", "a", 1, T0, NULL),
+                                metric("svc-inv", "b", 2, T0, NULL)};
+    uc_db_metric_t out[2];
+    int st = uc_db_metrics_insert(db, in, 2, out, inv, n, ids);
+    if (st == UC_DB_OK) {
+        uc_db_metrics_free(out, 2, 0);
+    }
+    *at = UC_DB_NULL_TIME;
+    return st;
+}
+
+static int w_retention(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                       int64_t *ids, int64_t *at)
+{
+    /* Cut-offs before anything the tests write: nothing goes, and the
+     * records are still written. */
+    uc_db_retention_cutoffs_t c = {1, 1, 1};
+    uc_db_retention_t r;
+    int st = uc_db_retention_run(db, &c, &r, inv, n, ids);
+    if (st == UC_DB_OK) {
+        uc_db_retention_release(&r);
+    }
+    *at = UC_DB_NULL_TIME;
+    return st;
+}
+
+static int w_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                    int64_t *ids, int64_t *at)
+{
+    *at = T0 + 33;
+    return uc_db_inval_append(db, inv, n, *at, ids);
+}
+
+static const struct {
+    const char *name;
+    inval_write_fn fn;
+} g_inval_writes[] = {
+    {"feedback upsert", w_feedback},  {"job create", w_job_create},
+    {"job progress", w_job_progress}, {"metrics insert", w_metrics},
+    {"retention", w_retention},       {"append", w_append},
+};
+
+#define NWRITES (sizeof(g_inval_writes) / sizeof(g_inval_writes[0]))
+
+static void check_row(const uc_db_inval_row_t *r, int64_t id,
+                      const uc_db_inval_t *want, int64_t at, int64_t lo,
+                      int64_t hi)
+{
+    assert_true(r->id == id);
+    assert_string_equal(r->keyspace, want->keyspace);
+    assert_string_equal(r->target, want->target);
+    if (at != UC_DB_NULL_TIME) {
+        assert_true(r->created_at == at);
+    } else {
+        assert_true(r->created_at >= lo && r->created_at <= hi);
+    }
+}
+
+static void records_ride_with_writes_on(uc_db_t *db, const char *name)
+{
+    /* Targets as the library writes them: keys, globs, and the characters
+     * that SQL, LIKE and array literals treat specially. */
+    const uc_db_inval_t inv[2] = {
+        {"feedback", "insight:{ins-inv-write}:*"},
+        {"stats", "50%_off \"quoted\" back\\slash, {x}; DROP TABLE y; --"},
+    };
+    uc_db_inval_row_t *rows = calloc(ROWS_CAP, sizeof(*rows));
+    int64_t all_ids[2 * NWRITES];
+    int64_t at[NWRITES], lo[NWRITES], hi[NWRITES];
+    int64_t last = last_id(db);
+    size_t n = 0;
+
+    assert_non_null(rows);
+    for (size_t k = 0; k < NWRITES; k++) {
+        int64_t ids[2] = {-7, -7};
+        lo[k] = wall_us();
+        int st = g_inval_writes[k].fn(db, inv, 2, ids, &at[k]);
+        hi[k] = wall_us();
+        if (st != UC_DB_OK) {
+            fail_msg("%s: %s: %s", name, g_inval_writes[k].name,
+                     uc_db_strerror(st));
+        }
+        assert_true(ids[0] > last && ids[1] > ids[0]);
+        /* The tail sees exactly this write's records, in order. */
+        assert_int_equal(uc_db_inval_after(db, last, rows, ROWS_CAP, &n),
+                         UC_DB_OK);
+        assert_int_equal(n, 2);
+        for (int i = 0; i < 2; i++) {
+            check_row(&rows[i], ids[i], &inv[i], at[k], lo[k], hi[k]);
+            assert_false(rows[i].applied);
+        }
+        all_ids[2 * k] = ids[0];
+        all_ids[2 * k + 1] = ids[1];
+        last = ids[1];
+    }
+    assert_true(last_id(db) == last);
+
+    /* All of them pending, oldest first; cap bounds both reads. */
+    assert_int_equal(uc_db_inval_pending(db, rows, ROWS_CAP, &n), UC_DB_OK);
+    assert_int_equal(n, 2 * NWRITES);
+    for (size_t i = 0; i < n; i++) {
+        check_row(&rows[i], all_ids[i], &inv[i % 2], at[i / 2], lo[i / 2],
+                  hi[i / 2]);
+    }
+    assert_int_equal(uc_db_inval_pending(db, rows, 3, &n), UC_DB_OK);
+    assert_int_equal(n, 3);
+    assert_true(rows[2].id == all_ids[2]);
+    assert_int_equal(uc_db_inval_after(db, all_ids[0], rows, 2, &n), UC_DB_OK);
+    assert_int_equal(n, 2);
+    assert_true(rows[0].id == all_ids[1] && rows[1].id == all_ids[2]);
+    n = 99;
+    assert_int_equal(uc_db_inval_after(db, 0, rows, 0, &n), UC_DB_OK);
+    assert_int_equal(n, 0);
+
+    /* Without records a write adds nothing. */
+    int64_t unused;
+    assert_int_equal(w_feedback(db, NULL, 0, NULL, &unused), UC_DB_OK);
+    assert_true(last_id(db) == last);
+    free(rows);
+}
+
+static void inval_records_ride_with_writes(void **state)
+{
+    (void)state;
+    each_backend(records_ride_with_writes_on);
+}
+
+/* ---- writes that fail leave no record ------------------------------------ */
+
+static char g_long_target[UC_DB_INVAL_TARGET_MAX + 1];
+
+static int f_rating(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                    int64_t *ids)
+{
+    uc_db_feedback_write_t w =
+        fb_write(UC_DB_FB_RATING, "ins-inv-fail", "erin", T0);
+    uc_db_feedback_t row;
+    w.rating = 6;
+    return uc_db_feedback_upsert(db, &w, &row, inv, n, ids);
+}
+
+static int f_job_taken(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                       int64_t *ids)
+{
+    uc_db_job_t j = make_job("", "inv", T0);
+    next_job_id(j.id, sizeof(j.id));
+    if (uc_db_job_create(db, &j, NULL, 0, NULL) != UC_DB_OK) {
+        return -100;
+    }
+    return uc_db_job_create(db, &j, inv, n, ids);
+}
+
+static int f_progress_unknown(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                              int64_t *ids)
+{
+    uc_db_job_progress_t p;
+    uc_db_job_t got;
+    char id[UC_DB_UUID_LEN + 1];
+
+    next_job_id(id, sizeof(id));
+    memset(&p, 0, sizeof(p));
+    p.estimated_completion = UC_DB_NULL_TIME;
+    p.now = T0;
+    return uc_db_job_progress(db, id, &p, &got, inv, n, ids);
+}
+
+static int f_metrics_bad(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                         int64_t *ids)
+{
+    uc_db_metric_new_t in[2] = {metric("svc-inv-fail", "a", 1, T0, NULL),
+                                metric("svc-inv-fail", "a", 1, T0, "{no")};
+    uc_db_metric_t out[2];
+    return uc_db_metrics_insert(db, in, 2, out, inv, n, ids);
+}
+
+/*
+ * The cases below call the method table past the wrappers' checks, so that
+ * the database's CHECK refuses the record itself: the write it rode with
+ * must be rolled back.
+ */
+static int f_record_refused_upsert(uc_db_t *db, const uc_db_inval_t *inv,
+                                   size_t n, int64_t *ids)
+{
+    uc_db_feedback_write_t w =
+        fb_write(UC_DB_FB_RATING, "ins-inv-refused", "finn", T0);
+    uc_db_feedback_t row;
+    uc_db_inval_t bad[2] = {inv[0], {"feedback", g_long_target}};
+    (void)n;
+    w.rating = 3;
+    return db->methods->feedback_upsert(db, &w, &row, bad, 2, ids);
+}
+
+static int f_record_refused_metrics(uc_db_t *db, const uc_db_inval_t *inv,
+                                    size_t n, int64_t *ids)
+{
+    uc_db_metric_new_t in[1] = {metric("svc-inv-refused", "a", 1, T0, NULL)};
+    uc_db_metric_t out[1];
+    uc_db_inval_t bad[2] = {inv[0], {"feedback", g_long_target}};
+    (void)n;
+    return db->methods->metrics_insert(db, in, 1, out, bad, 2, ids);
+}
+
+static int f_record_refused_retention(uc_db_t *db, const uc_db_inval_t *inv,
+                                      size_t n, int64_t *ids)
+{
+    /* A job old enough to go, then a retention run whose record fails:
+     * the job must still be there afterwards. */
+    uc_db_job_t j = make_job("", "inv-ret", 1000);
+    uc_db_retention_cutoffs_t c = {2000, 1, 1};
+    uc_db_retention_t r;
+    uc_db_inval_t bad[2] = {inv[0], {"jobs", g_long_target}};
+    (void)n;
+    next_job_id(j.id, sizeof(j.id));
+    if (uc_db_job_create(db, &j, NULL, 0, NULL) != UC_DB_OK) {
+        return -100;
+    }
+    return db->methods->retention_run(db, &c, &r, bad, 2, ids);
+}
+
+#define ANY_ERROR 100
+
+typedef int (*inval_fail_fn)(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+                             int64_t *ids);
+
+static const struct {
+    const char *name;
+    inval_fail_fn fn;
+    int want; /* a status, or ANY_ERROR (backends differ in the class) */
+} g_inval_failures[] = {
+    {"rating out of range", f_rating, UC_DB_ECONSTRAINT},
+    {"job id taken", f_job_taken, UC_DB_ECONSTRAINT},
+    {"progress of an unknown job", f_progress_unknown, UC_DB_NOTFOUND},
+    {"metrics batch with bad metadata", f_metrics_bad, ANY_ERROR},
+    {"record refused beside an upsert", f_record_refused_upsert,
+     UC_DB_ECONSTRAINT},
+    {"record refused beside metrics", f_record_refused_metrics,
+     UC_DB_ECONSTRAINT},
+    {"record refused beside retention", f_record_refused_retention,
+     UC_DB_ECONSTRAINT},
+};
+
+static void failed_writes_leave_nothing_on(uc_db_t *db, const char *name)
+{
+    const uc_db_inval_t inv[1] = {{"feedback", "insight:ins-inv-fail"}};
+    uc_db_feedback_stats_t s;
+    uc_db_metric_filter_t f;
+    uc_db_metric_t *mrows = NULL;
+    size_t mn = 0;
+    int64_t before = last_id(db);
+
+    memset(g_long_target, 'x', UC_DB_INVAL_TARGET_MAX);
+    g_long_target[UC_DB_INVAL_TARGET_MAX] = '\0';
+    for (size_t k = 0;
+         k < sizeof(g_inval_failures) / sizeof(g_inval_failures[0]); k++) {
+        int64_t ids[2] = {-7, -7};
+        int st = g_inval_failures[k].fn(db, inv, 1, ids);
+        int want = g_inval_failures[k].want;
+        if (want == ANY_ERROR ? st >= 0 : st != want) {
+            fail_msg("%s: %s: got %d (%s)", name, g_inval_failures[k].name, st,
+                     uc_db_strerror(st));
+        }
+        /* No record, and the ids are untouched. */
+        assert_true(ids[0] == -7 && ids[1] == -7);
+        assert_int_equal(count_pending(db), 0);
+    }
+    /* The writes themselves were undone with their records. */
+    assert_int_equal(uc_db_feedback_stats(db, "ins-inv-refused", &s), UC_DB_OK);
+    assert_int_equal(s.total_ratings, 0);
+    memset(&f, 0, sizeof(f));
+    f.service_name = "svc-inv-refused";
+    f.start = UC_DB_NULL_TIME;
+    f.end = UC_DB_NULL_TIME;
+    assert_int_equal(uc_db_metrics_list(db, &f, 10, 0, &mrows, &mn), UC_DB_OK);
+    assert_int_equal(mn, 0);
+    uc_db_metrics_free(mrows, mn, 1);
+    uc_db_job_t *jrows = NULL;
+    size_t jn = 0;
+    int64_t jtotal = 0;
+    assert_int_equal(
+        uc_db_job_list(db, NULL, "inv-ret", 10, 0, &jrows, &jn, &jtotal),
+        UC_DB_OK);
+    assert_int_equal(jtotal, 1);
+    free(jrows);
+    /* PostgreSQL may have spent ids on rolled-back rows; none is visible. */
+    assert_true(last_id(db) == before);
+    assert_int_equal(uc_db_ping(db), UC_DB_OK);
+}
+
+static void inval_failed_writes_leave_nothing(void **state)
+{
+    (void)state;
+    each_backend(failed_writes_leave_nothing_on);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+static void refusals_on(uc_db_t *db, const char *name)
+{
+    static char ks32[UC_DB_INVAL_KEYSPACE_MAX + 1];
+    static char ks31[UC_DB_INVAL_KEYSPACE_MAX];
+    static char tg1024[UC_DB_INVAL_TARGET_MAX];
+    static uc_db_inval_t many[UC_DB_INVAL_BATCH_MAX + 1];
+    uc_db_inval_row_t *rows = calloc(4, sizeof(*rows));
+    const struct {
+        const char *keyspace;
+        const char *target;
+        size_t n;
+    } bad[] = {
+        {ks32, "k", 1},                 /* keyspace one byte too long */
+        {"", "k", 1},                   /* empty keyspace */
+        {NULL, "k", 1},                 /* no keyspace */
+        {"feedback", NULL, 1},          /* no target */
+        {"feedback", "", 1},            /* empty target */
+        {"feedback", g_long_target, 1}, /* target one byte too long */
+        {"feedback", "line\nbreak", 1}, /* not printable */
+        {"feedback", "caf\xc3\xa9", 1}, /* not ASCII */
+        {"feedback", "k", UC_DB_INVAL_BATCH_MAX + 1}, /* too many */
+    };
+    int64_t before = last_id(db);
+    size_t n = 0;
+
+    assert_non_null(rows);
+    memset(ks32, 'k', UC_DB_INVAL_KEYSPACE_MAX);
+    memset(ks31, 'k', UC_DB_INVAL_KEYSPACE_MAX - 1);
+    memset(tg1024, '*', UC_DB_INVAL_TARGET_MAX - 1);
+    memset(g_long_target, 'x', UC_DB_INVAL_TARGET_MAX);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t ids[1] = {-7};
+        int64_t at;
+        for (size_t k = 0; k < bad[i].n; k++) {
+            many[k].keyspace = k == 0 ? bad[i].keyspace : "feedback";
+            many[k].target = k == 0 ? bad[i].target : "k";
+        }
+        if (uc_db_inval_append(db, many, bad[i].n, T0, ids) != UC_DB_EINVAL ||
+            w_feedback(db, many, bad[i].n, ids, &at) != UC_DB_EINVAL) {
+            fail_msg("%s: bad record %zu was not refused", name, i);
+        }
+        assert_true(ids[0] == -7);
+    }
+    assert_int_equal(uc_db_inval_append(db, NULL, 1, T0, NULL), UC_DB_EINVAL);
+    assert_true(last_id(db) == before);
+    assert_int_equal(count_pending(db), 0);
+
+    /* The limits themselves are fine, and come back byte for byte. */
+    many[0].keyspace = ks31;
+    many[0].target = tg1024;
+    int64_t id = 0;
+    assert_int_equal(uc_db_inval_append(db, many, 1, T0, &id), UC_DB_OK);
+    assert_int_equal(uc_db_inval_after(db, before, rows, 4, &n), UC_DB_OK);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].id == id);
+    assert_string_equal(rows[0].keyspace, ks31);
+    assert_string_equal(rows[0].target, tg1024);
+    free(rows);
+}
+
+static void inval_refuses_bad_records(void **state)
+{
+    (void)state;
+    each_backend(refusals_on);
+}
+
+/* ---- applying and pruning ------------------------------------------------ */
+
+static void append_n(uc_db_t *db, size_t n, int64_t at, int64_t *ids)
+{
+    static uc_db_inval_t batch[UC_DB_INVAL_BATCH_MAX];
+
+    for (size_t i = 0; i < UC_DB_INVAL_BATCH_MAX; i++) {
+        batch[i].keyspace = "metrics";
+        batch[i].target = "series:*";
+    }
+    for (size_t off = 0; off < n; off += UC_DB_INVAL_BATCH_MAX) {
+        size_t k =
+            n - off < UC_DB_INVAL_BATCH_MAX ? n - off : UC_DB_INVAL_BATCH_MAX;
+        assert_int_equal(uc_db_inval_append(db, batch, k, at, ids + off),
+                         UC_DB_OK);
+    }
+}
+
+static void mark_applied_on(uc_db_t *db, const char *name)
+{
+    uc_db_inval_row_t *rows = calloc(8, sizeof(*rows));
+    int64_t ids[4];
+    int64_t removed = -1;
+    size_t n = 0;
+
+    (void)name;
+    assert_non_null(rows);
+    append_n(db, 4, T0, ids);
+    /* Two applied at t=100, plus an unknown id that is ignored. */
+    int64_t first[3] = {ids[0], ids[2], ids[3] + 1000000};
+    assert_int_equal(uc_db_inval_mark_applied(db, first, 3, 100), UC_DB_OK);
+    assert_int_equal(uc_db_inval_pending(db, rows, 8, &n), UC_DB_OK);
+    assert_int_equal(n, 2);
+    assert_true(rows[0].id == ids[1] && rows[1].id == ids[3]);
+    assert_int_equal(uc_db_inval_after(db, 0, rows, 8, &n), UC_DB_OK);
+    assert_int_equal(n, 4);
+    assert_true(rows[0].applied && !rows[1].applied && rows[2].applied &&
+                !rows[3].applied);
+
+    /* Again, later: nothing changes, not even applied_at (pruning before
+     * t=200 still finds both). */
+    assert_int_equal(uc_db_inval_mark_applied(db, first, 3, 500), UC_DB_OK);
+    assert_int_equal(uc_db_inval_mark_applied(db, NULL, 0, 500), UC_DB_OK);
+    assert_int_equal(count_pending(db), 2);
+    assert_int_equal(uc_db_inval_prune(db, 200, &removed), UC_DB_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_pending(db), 2);
+    free(rows);
+}
+
+static void inval_mark_applied_is_idempotent(void **state)
+{
+    (void)state;
+    each_backend(mark_applied_on);
+}
+
+#define PRUNE_ROWS (UC_DB_INVAL_PRUNE_MAX + 5)
+
+static void prune_on(uc_db_t *db, const char *name)
+{
+    int64_t *ids = calloc(PRUNE_ROWS, sizeof(*ids));
+    int64_t pending[3], old[2], recent[2];
+    int64_t removed = -1;
+
+    (void)name;
+    assert_non_null(ids);
+    append_n(db, 3, T0, pending);
+    append_n(db, 2, T0, old);
+    append_n(db, 2, T0, recent);
+    assert_int_equal(uc_db_inval_mark_applied(db, old, 2, 1000), UC_DB_OK);
+    assert_int_equal(uc_db_inval_mark_applied(db, recent, 2, 3000), UC_DB_OK);
+
+    /* Only applied ones older than the cut-off go; pending ones never. */
+    assert_int_equal(uc_db_inval_prune(db, 1000, &removed), UC_DB_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(uc_db_inval_prune(db, 2000, &removed), UC_DB_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(uc_db_inval_prune(db, 2000, NULL), UC_DB_OK);
+    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_pending(db), 3);
+
+    /* Bounded: a backlog larger than one call's share takes two calls. */
+    append_n(db, PRUNE_ROWS, T0, ids);
+    assert_int_equal(uc_db_inval_mark_applied(db, ids, PRUNE_ROWS, 5000),
+                     UC_DB_OK);
+    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    assert_int_equal(removed, UC_DB_INVAL_PRUNE_MAX);
+    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    assert_int_equal(removed, PRUNE_ROWS - UC_DB_INVAL_PRUNE_MAX);
+    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(count_pending(db), 3);
+    free(ids);
+}
+
+static void inval_prune_is_bounded(void **state)
+{
+    (void)state;
+    each_backend(prune_on);
+}
+
+static void last_id_on(uc_db_t *db, const char *name)
+{
+    const uc_db_inval_t inv[1] = {{"jobs", "job:*"}};
+    int64_t id = 0, seen;
+
+    (void)name;
+    assert_int_equal(uc_db_inval_append(db, inv, 1, T0, &id), UC_DB_OK);
+    assert_true(last_id(db) == id);
+    seen = id;
+    /* Emptied, the log reports 0, and still never hands out an old id. */
+    reset_log(db);
+    assert_true(last_id(db) == 0);
+    assert_int_equal(uc_db_inval_append(db, inv, 1, T0, &id), UC_DB_OK);
+    assert_true(id > seen);
+    assert_true(last_id(db) == id);
+}
+
+static void inval_last_id_and_no_reuse(void **state)
+{
+    (void)state;
+    each_backend(last_id_on);
+}
+
+/* ---- concurrent writers -------------------------------------------------- */
+
+#define INV_THREADS 4
+#define INV_WRITES 40
+
+typedef struct {
+    uc_db_t *db;
+    pthread_barrier_t *start;
+    int idx;
+    int failures;
+    int64_t ids[INV_WRITES];
+    char targets[INV_WRITES][48];
+} inv_writer_t;
+
+/* No assertions here: results are collected and checked by the main
+ * thread. */
+static void *inv_writer(void *p)
+{
+    inv_writer_t *a = p;
+    char user[32];
+
+    snprintf(user, sizeof(user), "writer-%d", a->idx);
+    pthread_barrier_wait(a->start);
+    for (int k = 0; k < INV_WRITES; k++) {
+        uc_db_feedback_write_t w;
+        uc_db_feedback_t row;
+        uc_db_inval_t inv;
+        snprintf(a->targets[k], sizeof(a->targets[k]), "t%d:k%d", a->idx, k);
+        inv.keyspace = "feedback";
+        inv.target = a->targets[k];
+        w = fb_write(UC_DB_FB_RATING, "ins-inv-race", user, T0 + k);
+        w.rating = 1 + k % 5;
+        a->ids[k] = -1;
+        if (uc_db_feedback_upsert(a->db, &w, &row, &inv, 1, &a->ids[k]) !=
+            UC_DB_OK) {
+            a->failures++;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void concurrent_on(uc_db_t *db, const char *name)
+{
+    static inv_writer_t args[INV_THREADS];
+    pthread_t th[INV_THREADS];
+    pthread_barrier_t start;
+    int64_t all[INV_THREADS * INV_WRITES];
+    uc_db_inval_row_t *rows =
+        calloc(INV_THREADS * INV_WRITES + 1, sizeof(*rows));
+    int64_t before = last_id(db);
+    size_t n = 0;
+
+    assert_non_null(rows);
+    pthread_barrier_init(&start, NULL, INV_THREADS);
+    for (int i = 0; i < INV_THREADS; i++) {
+        memset(&args[i], 0, sizeof(args[i]));
+        args[i].db = db;
+        args[i].start = &start;
+        args[i].idx = i;
+        assert_int_equal(pthread_create(&th[i], NULL, inv_writer, &args[i]), 0);
+    }
+    for (int i = 0; i < INV_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < INV_THREADS; i++) {
+        if (args[i].failures != 0) {
+            fail_msg("%s: writer %d: %d writes failed", name, i,
+                     args[i].failures);
+        }
+        memcpy(all + i * INV_WRITES, args[i].ids, sizeof(args[i].ids));
+    }
+    /* Distinct ids, all above where the log stood. */
+    qsort(all, INV_THREADS * INV_WRITES, sizeof(all[0]), cmp_i64);
+    assert_true(all[0] > before);
+    for (int i = 1; i < INV_THREADS * INV_WRITES; i++) {
+        assert_true(all[i] > all[i - 1]);
+    }
+    /* None lost: the log holds exactly those, each with its own target. */
+    assert_int_equal(
+        uc_db_inval_after(db, before, rows, INV_THREADS * INV_WRITES + 1, &n),
+        UC_DB_OK);
+    assert_int_equal(n, INV_THREADS * INV_WRITES);
+    for (size_t r = 0; r < n; r++) {
+        int found = 0;
+        assert_true(rows[r].id == all[r]);
+        for (int i = 0; i < INV_THREADS && !found; i++) {
+            for (int k = 0; k < INV_WRITES && !found; k++) {
+                found = args[i].ids[k] == rows[r].id &&
+                        strcmp(args[i].targets[k], rows[r].target) == 0;
+            }
+        }
+        assert_true(found);
+    }
+    free(rows);
+}
+
+static void inval_concurrent_writers(void **state)
+{
+    (void)state;
+    each_backend(concurrent_on);
+}
+
+/* ---- cost of a record ---------------------------------------------------- */
+
+#define FIG_WRITES 2000
+#define FIG_ROUNDS 4
+
+/*
+ * The rate endpoint's write with and without one record, interleaved in
+ * rounds so that drift (cache warmth, WAL growth) falls on both alike.
+ * Prints FIGURE lines; asserts only that the writes succeed.
+ */
+static void figures_on(uc_db_t *db, const char *name)
+{
+    double secs[2] = {0, 0};
+    char insight[32], user[32], target[64];
+
+    for (int round = 0; round < FIG_ROUNDS; round++) {
+        for (int with = 0; with < 2; with++) {
+            int64_t t0 = wall_us();
+            for (int i = 0; i < FIG_WRITES / FIG_ROUNDS; i++) {
+                uc_db_feedback_write_t w;
+                uc_db_feedback_t row;
+                uc_db_inval_t inv;
+                int64_t id;
+                snprintf(insight, sizeof(insight), "ins-fig-%d", i % 50);
+                snprintf(user, sizeof(user), "fig-%d-%d-%d", with, round, i);
+                snprintf(target, sizeof(target), "insight:%s:*", insight);
+                inv.keyspace = "feedback";
+                inv.target = target;
+                w = fb_write(UC_DB_FB_RATING, insight, user, T0 + i);
+                w.rating = 1 + i % 5;
+                assert_int_equal(uc_db_feedback_upsert(db, &w, &row, &inv,
+                                                       with ? 1 : 0, &id),
+                                 UC_DB_OK);
+            }
+            secs[with] += (double)(wall_us() - t0) / 1e6;
+        }
+    }
+    printf("FIGURE inval_upsert_%s_plain_per_s %.0f\n", name,
+           FIG_WRITES / secs[0]);
+    printf("FIGURE inval_upsert_%s_with_record_per_s %.0f\n", name,
+           FIG_WRITES / secs[1]);
+    printf("FIGURE inval_upsert_%s_ratio %.2f\n", name, secs[0] / secs[1]);
+}
+
+static void inval_write_cost_figures(void **state)
+{
+    (void)state;
+    each_backend(figures_on);
+}
+
 /* ---- opening and configuration ------------------------------------------- */
 
 static void open_errors_hide_the_password(void **state)
@@ -1085,6 +1903,14 @@ int main(void)
         cmocka_unit_test(metrics_aggregate_buckets),
         cmocka_unit_test(retention_deletes_and_reports),
         cmocka_unit_test(api_keys_store_and_find),
+        cmocka_unit_test(inval_records_ride_with_writes),
+        cmocka_unit_test(inval_failed_writes_leave_nothing),
+        cmocka_unit_test(inval_refuses_bad_records),
+        cmocka_unit_test(inval_mark_applied_is_idempotent),
+        cmocka_unit_test(inval_prune_is_bounded),
+        cmocka_unit_test(inval_last_id_and_no_reuse),
+        cmocka_unit_test(inval_concurrent_writers),
+        cmocka_unit_test(inval_write_cost_figures),
         cmocka_unit_test(open_errors_hide_the_password),
         cmocka_unit_test(open_from_db_env),
         cmocka_unit_test(frozen_server_times_out_then_recovers),
