@@ -1886,6 +1886,15 @@ static void database_down_then_back(void **state)
                          UC_DB_OK);
         assert_int_equal(s.rating_distribution[3], 1);
     }
+    /* The restarted server has none of the statements the pool prepared:
+     * a write with a record prepares its statement again, unnoticed. */
+    const uc_db_inval_t inv = {"feedback", "insight:ins-outage:*"};
+    int64_t id = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, &inv, 1, &id),
+                         UC_DB_OK);
+        assert_true(id > 0);
+    }
 }
 
 int main(void)

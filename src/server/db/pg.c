@@ -704,21 +704,37 @@ static int status_of_state(const char *state)
  * timed out is marked broken and later closed: a late reply must never
  * answer the next statement.
  */
-static int sess_exec(sess_t *s, const char *what, const char *sql, int n,
-                     const char *const *vals, PGresult **res)
+/* How sess_send() hands a statement to libpq. */
+enum {
+    OP_PARAMS,   /* PQsendQueryParams: parsed and planned on every call */
+    OP_PREPARE,  /* PQsendPrepare of `name` on this connection */
+    OP_PREPARED, /* PQsendQueryPrepared of `name` */
+};
+
+/* Not a db status: the connection has no statement of that name yet
+ * (SQLSTATE 26000). Only sess_exec_named() ever sees it. */
+#define PG_NO_SUCH_STATEMENT 100
+
+static int sess_send(sess_t *s, const char *what, int op, const char *name,
+                     const char *sql, int n, const char *const *vals,
+                     PGresult **res)
 {
     pg_db_t *d = s->d;
     uint64_t deadline =
         mono_ms() + (uint64_t)d->timeout_ms + (uint64_t)PG_GRACE_MS;
     PGresult *keep = NULL;
     PGresult *r;
+    const char *state;
     char why[512];
     int st;
 
     if (s->broken) {
         return UC_DB_EUNAVAILABLE;
     }
-    if (!PQsendQueryParams(s->c, sql, n, NULL, vals, NULL, NULL, 0)) {
+    if (!(op == OP_PREPARE ? PQsendPrepare(s->c, name, sql, 0, NULL)
+          : op == OP_PREPARED
+              ? PQsendQueryPrepared(s->c, name, n, vals, NULL, NULL, 0)
+              : PQsendQueryParams(s->c, sql, n, NULL, vals, NULL, NULL, 0))) {
         goto conn_error;
     }
     for (;;) {
@@ -770,7 +786,13 @@ static int sess_exec(sess_t *s, const char *what, const char *sql, int n,
         *res = keep;
         return UC_DB_OK;
     }
-    st = status_of_state(PQresultErrorField(keep, PG_DIAG_SQLSTATE));
+    state = PQresultErrorField(keep, PG_DIAG_SQLSTATE);
+    st = status_of_state(state);
+    if (op == OP_PREPARED && PQstatus(s->c) == CONNECTION_OK && state != NULL &&
+        strcmp(state, "26000") == 0) {
+        PQclear(keep);
+        return PG_NO_SUCH_STATEMENT;
+    }
     if (PQstatus(s->c) != CONNECTION_OK) {
         s->broken = 1;
         st = UC_DB_EUNAVAILABLE;
@@ -793,6 +815,39 @@ conn_error:
     uc__db_logf(&d->log, 3, "postgresql %s on '%s': %s", what, d->where,
                 why[0] != '\0' ? why : "connection lost");
     return UC_DB_EUNAVAILABLE;
+}
+
+static int sess_exec(sess_t *s, const char *what, const char *sql, int n,
+                     const char *const *vals, PGresult **res)
+{
+    return sess_send(s, what, OP_PARAMS, NULL, sql, n, vals, res);
+}
+
+/*
+ * sess_exec() of a statement kept prepared on the connection under `name`:
+ * planning the write-with-records statements costs more than running them,
+ * so they are parsed once per connection. A connection that lacks the
+ * statement (new, or to a restarted server) prepares it and runs it again;
+ * each of those steps has the usual deadline. Only for statements outside
+ * a transaction, since the failed first try would abort one.
+ */
+static int sess_exec_named(sess_t *s, const char *what, const char *name,
+                           const char *sql, int n, const char *const *vals,
+                           PGresult **res)
+{
+    PGresult *r = NULL;
+    int st = sess_send(s, what, OP_PREPARED, name, sql, n, vals, res);
+
+    if (st != PG_NO_SUCH_STATEMENT) {
+        return st;
+    }
+    st = sess_send(s, what, OP_PREPARE, name, sql, 0, NULL, &r);
+    PQclear(r);
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_send(s, what, OP_PREPARED, name, sql, n, vals, res);
+    return st == PG_NO_SUCH_STATEMENT ? UC_DB_EIO : st;
 }
 
 /* Runs a statement whose result is not needed. */
@@ -1241,19 +1296,21 @@ static int parse_ids(const char *text, size_t n, int64_t *ids)
 
 /*
  * Runs a write with its n records on a borrowed connection: plain_sql when
- * n is 0 (the write as it always was), else inv_sql (a WITH_INV statement)
- * with the record arrays and created_at appended to p. The write's row, if
+ * n is 0 (the write as it always was), else inv_sql (a WITH_INV statement,
+ * kept prepared as inv_name) with the record arrays and created_at appended
+ * to p. The write's row, if
  * read != NULL, goes through read into row (callers pass a local); no row
  * gives if_none. The ids, in column ncols, reach ids only on UC_DB_OK.
  */
 static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
-                     const char *inv_sql, params_t *p, row_reader_fn read,
-                     void *row, int if_none, int ncols,
+                     const char *inv_name, const char *inv_sql, params_t *p,
+                     row_reader_fn read, void *row, int if_none, int ncols,
                      const uc_db_inval_t *inv, size_t n, int64_t created_at,
                      int64_t *ids)
 {
     inv_arrays_t a = {NULL, NULL};
     PGresult *r = NULL;
+    sess_t s;
     int st;
 
     if (n == 0) {
@@ -1269,7 +1326,11 @@ static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
     p_str(p, a.ks);
     p_str(p, a.tg);
     p_i64(p, created_at);
-    st = query(d, what, inv_sql, p, &r);
+    st = sess_open(d, &s);
+    if (st == UC_DB_OK) {
+        st = sess_exec_named(&s, what, inv_name, inv_sql, p->n, p->v, &r);
+        sess_close(&s);
+    }
     if (st == UC_DB_OK) {
         int nt = PQntuples(r);
         if (nt == 0) {
@@ -1294,12 +1355,13 @@ static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
 }
 
 /*
- * Inserts n records inside the session's open transaction (or as a
- * statement of their own outside one); their ids go to ids, which may be
- * NULL, only on UC_DB_OK. Nothing happens for n == 0.
+ * Inserts n records inside the session's open transaction (in_tx), or as a
+ * prepared statement of their own outside one; their ids go to ids, which
+ * may be NULL, only on UC_DB_OK. Nothing happens for n == 0.
  */
-static int sess_records(sess_t *s, const char *what, const uc_db_inval_t *inv,
-                        size_t n, int64_t created_at, int64_t *ids)
+static int sess_records(sess_t *s, const char *what, int in_tx,
+                        const uc_db_inval_t *inv, size_t n, int64_t created_at,
+                        int64_t *ids)
 {
     inv_arrays_t a = {NULL, NULL};
     params_t p = {0};
@@ -1316,7 +1378,9 @@ static int sess_records(sess_t *s, const char *what, const uc_db_inval_t *inv,
     p_str(&p, a.ks);
     p_str(&p, a.tg);
     p_i64(&p, created_at);
-    st = sess_exec(s, what, SQL_INV_APPEND, p.n, p.v, &r);
+    st = in_tx ? sess_exec(s, what, SQL_INV_APPEND, p.n, p.v, &r)
+               : sess_exec_named(s, what, "uc_inval_append", SQL_INV_APPEND,
+                                 p.n, p.v, &r);
     if (st == UC_DB_OK &&
         (PQntuples(r) != 1 || parse_ids(PQgetvalue(r, 0, 0), n, NULL) != 0)) {
         uc__db_logf(&s->d->log, 3, "postgresql %s: bad record ids", what);
@@ -1487,8 +1551,9 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     p_bool(&p, set_flag);
 
     st = run_write((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT,
-                   SQL_FB_UPSERT_INV, &p, read_feedback, &row, UC_DB_EIO,
-                   FB_NCOLS, inv, ninv, w->now, inv_ids);
+                   "uc_feedback_upsert_inval", SQL_FB_UPSERT_INV, &p,
+                   read_feedback, &row, UC_DB_EIO, FB_NCOLS, inv, ninv, w->now,
+                   inv_ids);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1566,8 +1631,9 @@ static int pg_job_create(uc_db_t *db, const uc_db_job_t *j,
     p_time(&p, j->completed_at);
     p_str(&p, j->has_created_by ? j->created_by : NULL);
     return run_write((pg_db_t *)db, "job create", SQL_JOB_CREATE,
-                     SQL_JOB_CREATE_INV, &p, NULL, NULL, UC_DB_EIO, 1, inv,
-                     ninv, ninv > 0 ? clock_us() : 0, inv_ids);
+                     "uc_job_create_inval", SQL_JOB_CREATE_INV, &p, NULL, NULL,
+                     UC_DB_EIO, 1, inv, ninv, ninv > 0 ? clock_us() : 0,
+                     inv_ids);
 }
 
 /* Runs a statement that returns zero or one job row. */
@@ -1602,9 +1668,10 @@ static int pg_job_progress(uc_db_t *db, const char *job_id,
     p_time(&p, pr->estimated_completion);
     p_str(&p, pr->error_message);
     p_i64(&p, pr->now);
-    st = run_write((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS,
-                   SQL_JOB_PROGRESS_INV, &p, read_job, &row, UC_DB_NOTFOUND,
-                   JOB_NCOLS, inv, ninv, pr->now, inv_ids);
+    st =
+        run_write((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS,
+                  "uc_job_progress_inval", SQL_JOB_PROGRESS_INV, &p, read_job,
+                  &row, UC_DB_NOTFOUND, JOB_NCOLS, inv, ninv, pr->now, inv_ids);
     if (st == UC_DB_OK) {
         *out = row;
     }
@@ -1684,7 +1751,7 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         PQclear(r);
     }
     if (st == UC_DB_OK) {
-        st = sess_records(&s, "metrics insert", inv, ninv, clock_us(), ids);
+        st = sess_records(&s, "metrics insert", 1, inv, ninv, clock_us(), ids);
     }
     if (st == UC_DB_OK) {
         st = sess_run(&s, "metrics insert", "COMMIT", 0, NULL);
@@ -1879,7 +1946,7 @@ static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
         st = retention_steps(&s, c, &res);
     }
     if (st == UC_DB_OK) {
-        st = sess_records(&s, "retention", inv, ninv, clock_us(), ids);
+        st = sess_records(&s, "retention", 1, inv, ninv, clock_us(), ids);
     }
     if (st == UC_DB_OK) {
         st = sess_run(&s, "retention", "COMMIT", 0, NULL);
@@ -2080,7 +2147,7 @@ static int pg_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
         return st;
     }
     /* One statement, so autocommit makes it all or nothing. */
-    st = sess_records(&s, "invalidations append", inv, n, now, ids);
+    st = sess_records(&s, "invalidations append", 0, inv, n, now, ids);
     sess_close(&s);
     return st;
 }
