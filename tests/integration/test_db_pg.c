@@ -7,7 +7,9 @@
  * the pool across a database that goes away, freezes and comes back. Every
  * log line the backend writes is collected and checked never to contain the
  * password. The server is shared by the tests of this file (one group);
- * each test uses its own ids so that none depends on another's rows.
+ * each test uses its own ids so that none depends on another's rows. The
+ * cache-invalidation log is tested on SQLite as well (a file in a directory
+ * of the test's own), table-driven over both backends.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -105,14 +107,20 @@ static int group_setup(void **state)
         return 0; /* every test skips */
     }
     if (uc_test_pg_start(&g_pg) != 0) {
-        return -1;
+        goto fail;
     }
     if (open_db(g_pg.url, 4, 5000, &g_db, err, sizeof(err)) != UC_DB_OK) {
         fprintf(stderr, "open: %s\n", err);
         uc_test_pg_stop(&g_pg);
-        return -1;
+        goto fail;
     }
     return 0;
+fail:
+    /* cmocka runs no teardown after a failed setup. */
+    uc_db_close(g_sq);
+    g_sq = NULL;
+    uc_test_rmtree(g_sq_dir);
+    return -1;
 }
 
 static int group_teardown(void **state)
