@@ -3,6 +3,8 @@
 # first (scripts/install-deps), then drives CMake presets.
 #   make run    build (release) and start utxoiq-api on 127.0.0.1:8080
 #   make test   build with ASan+UBSan, run every test; then TSan concurrency tests
+#               (the service included); fails on a skipped test unless
+#               UC_TEST_ALLOW_SKIP=1
 #   make bench  benchmarks with side-by-side reference runs
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
 #   make faults the long service fault runs (release build); prints FIGURE lines
@@ -32,11 +34,20 @@ tsan: deps
 
 test: test-asan test-tsan
 
+# ctest counts a skipped test as no failure; scripts/ctest-verdict reads the
+# JUnit file (with each test's whole output) and fails the run on a skip
+# unless UC_TEST_ALLOW_SKIP=1. The TSan pass includes the service suites,
+# whose utxoiq-api children are the TSan build and stop at the first report.
+CTEST_JUNIT = --output-junit junit.xml --test-output-size-passed 4194304 \
+	--test-output-size-failed 4194304
+
 test-asan: asan
-	cd build/asan && ctest --output-on-failure -j $(JOBS) -LE faults $(CTEST_ARGS)
+	cd build/asan && ctest --output-on-failure -j $(JOBS) -LE faults $(CTEST_JUNIT) $(CTEST_ARGS)
+	@scripts/ctest-verdict build/asan/junit.xml
 
 test-tsan: tsan
-	cd build/tsan && ctest --output-on-failure -L concurrency $(CTEST_ARGS)
+	cd build/tsan && ctest --output-on-failure -L concurrency $(CTEST_JUNIT) $(CTEST_ARGS)
+	@scripts/ctest-verdict build/tsan/junit.xml
 
 # Long fault runs (label `faults`, excluded from `make test`), one at a time
 # so that their figures are not skewed by each other; see docs/reliability.md.

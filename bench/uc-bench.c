@@ -942,9 +942,12 @@ enum { R_GET, R_SET, R_MGET, RB_SET, RB_GET, RB_MGET, R_COUNT };
 /*
  * One round of the Redis comparisons, library then reference for each, so
  * that the two sides of a ratio run back to back under the same load.
+ * Returns -1 when a library run failed; a failed redis-benchmark run is
+ * counted in *rb_failed (the round goes on, and the whole run exits
+ * non-zero), since keeping the best of the rounds would otherwise hide it.
  */
 static int redis_round(const opts_t *o, uc_cache_t *cache, int port,
-                       const char *value, result_t *res)
+                       const char *value, result_t *res, int *rb_failed)
 {
     const char *const getset[] = {"SET", "GET"};
     const char *const get[] = {"GET"};
@@ -960,9 +963,12 @@ static int redis_round(const opts_t *o, uc_cache_t *cache, int port,
     if (!o->skip_rb) {
         const result_t *faster =
             res[R_GET].rate > res[R_SET].rate ? &res[R_GET] : &res[R_SET];
-        run_rb(o->rb_exe, port, o->threads, 1, "set,get",
-               rb_count(faster, o->secs), o->nkeys, o->vlen, rb_timeout, getset,
-               &res[RB_SET], 2);
+        if (run_rb(o->rb_exe, port, o->threads, 1, "set,get",
+                   rb_count(faster, o->secs), o->nkeys, o->vlen, rb_timeout,
+                   getset, &res[RB_SET], 2) != 0) {
+            complain("redis-benchmark SET/GET run failed");
+            (*rb_failed)++;
+        }
     }
     /* redis-benchmark's SETs rewrote the values with others of the same
      * size: every key is still present. */
@@ -971,13 +977,17 @@ static int redis_round(const opts_t *o, uc_cache_t *cache, int port,
         return -1;
     }
     if (!o->skip_rb) {
-        run_rb(o->rb_exe, port, o->threads, MGET_KEYS, "get",
-               rb_count(&res[R_MGET], o->secs), o->nkeys, o->vlen, rb_timeout,
-               get, &res[RB_MGET], 1);
+        if (run_rb(o->rb_exe, port, o->threads, MGET_KEYS, "get",
+                   rb_count(&res[R_MGET], o->secs), o->nkeys, o->vlen,
+                   rb_timeout, get, &res[RB_MGET], 1) != 0) {
+            complain("redis-benchmark pipelined GET run failed");
+            (*rb_failed)++;
+        }
     }
     return 0;
 }
 
+/* Returns 0, or -1 when a run failed (any redis-benchmark run included). */
 static int bench_redis(const opts_t *o, const char *value, int *below)
 {
     server_t srv;
@@ -985,6 +995,7 @@ static int bench_redis(const opts_t *o, const char *value, int *below)
     uc_server_info_t info;
     result_t best[R_COUNT];
     result_t cur[R_COUNT];
+    int rb_failed = 0;
     int rc = -1;
 
     if (server_start(&srv, o->server_exe) != 0) {
@@ -1007,7 +1018,7 @@ static int bench_redis(const opts_t *o, const char *value, int *below)
     }
     memset(best, 0, sizeof(best));
     for (int i = 0; i < o->repeat; i++) {
-        if (redis_round(o, cache, srv.port, value, cur) != 0) {
+        if (redis_round(o, cache, srv.port, value, cur, &rb_failed) != 0) {
             goto cleanup;
         }
         for (int k = 0; k < R_COUNT; k++) {
@@ -1027,6 +1038,12 @@ static int bench_redis(const opts_t *o, const char *value, int *below)
            " GET pipelined -P 16;\n%-18s    keys per second on both sides,"
            " latency per call / per request)\n",
            "", "");
+    if (rb_failed > 0) {
+        printf("%d redis-benchmark run(s) FAILED: this run is not a "
+               "result\n",
+               rb_failed);
+        goto cleanup;
+    }
     rc = 0;
 cleanup:
     uc_cache_destroy(cache);

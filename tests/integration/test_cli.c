@@ -54,9 +54,23 @@ static const char *const cleared_vars[] = {
     "REDIS_PASSWORD",    "REDIS_USERNAME",       "REDIS_DB",
     "UTXOCACHE_BACKEND", "UTXOCACHE_KEY_PREFIX", NULL};
 
+#define WRAPPER_WORDS 16
+
+/*
+ * In the child: runs the CLI with argv. Under UC_TEST_SERVER_WRAPPER (the
+ * variable scripts/valgrind-tests sets for every binary of ours a test
+ * starts, e.g. "valgrind --error-exitcode=99 ...") the wrapper's words,
+ * split at spaces, come first, so that the CLI runs under memcheck as the
+ * service does; a memory error then shows as an unexpected exit status.
+ */
 static void child_exec(char *const *argv, const char *const *env, int in,
                        int out, int err)
 {
+    static char wrap[1024];
+    char *words[WRAPPER_WORDS + 16];
+    const char *w = getenv("UC_TEST_SERVER_WRAPPER");
+    size_t n = 0;
+
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
@@ -65,6 +79,30 @@ static void child_exec(char *const *argv, const char *const *env, int in,
     }
     for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
         putenv((char *)env[i]);
+    }
+    if (w != NULL && w[0] != '\0' && strlen(w) < sizeof(wrap)) {
+        memcpy(wrap, w, strlen(w) + 1);
+        for (char *p = wrap; *p != '\0' && n < WRAPPER_WORDS;) {
+            while (*p == ' ') {
+                *p++ = '\0';
+            }
+            if (*p == '\0') {
+                break;
+            }
+            words[n++] = p;
+            while (*p != '\0' && *p != ' ') {
+                p++;
+            }
+        }
+    }
+    if (n > 0) {
+        words[n++] = (char *)UC_CLI_PATH;
+        for (size_t i = 1; argv[i] != NULL && n < WRAPPER_WORDS + 15; i++) {
+            words[n++] = argv[i];
+        }
+        words[n] = NULL;
+        execvp(words[0], words);
+        _exit(127);
     }
     execv(UC_CLI_PATH, argv);
     _exit(127);

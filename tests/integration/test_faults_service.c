@@ -225,7 +225,6 @@ static double wait_hit_with(uc_test_api_t *a, const uc_fault_load_t *l,
     return (double)(first - since_us) / 1000.0;
 }
 
-/* Reads that started in [from, to) and how many of them were answered 200. */
 /* Reads that started in [from, to): how many, how many answered 200, how
  * many were cache hits, and how many took at least slow_ms. */
 typedef struct {
@@ -248,6 +247,44 @@ static window_t window_reads(const uc_fault_load_t *l, uint64_t from,
         }
     }
     return w;
+}
+
+/* The slowest read, in ms, of those in flight at any time in [from, to):
+ * started before `to` and ended after `from`. Unlike the window above it
+ * includes the reads already waiting on Redis when the fault began, which
+ * only the service's own timeouts bound (the client waits far longer). */
+static double overlap_max_ms(const uc_fault_load_t *l, uint64_t from,
+                             uint64_t to)
+{
+    size_t n;
+    uint64_t worst = 0;
+    const uc_fault_op_t *ops = uc_fault_ops(l, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].kind == UC_FAULT_READ && ops[i].start_us < to &&
+            ops[i].end_us > from &&
+            ops[i].end_us - ops[i].start_us > worst) {
+            worst = ops[i].end_us - ops[i].start_us;
+        }
+    }
+    return (double)worst / 1000.0;
+}
+
+/* The service's own count of what a Redis fault does to it. */
+typedef struct {
+    long long errors, fallbacks, breaker_opens;
+} felt_t;
+
+static felt_t felt(uc_test_api_t *a)
+{
+    api_res_t r;
+    felt_t f;
+    api_req(a, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    f.errors = jint(jget(r.j, "totals"), "errors");
+    f.fallbacks = jint(jget(r.j, "totals"), "fallbacks");
+    f.breaker_opens = jint(jget(r.j, "pool"), "breaker_opens");
+    api_free(&r);
+    return f;
 }
 
 /* UC_FAULTS_SEED repeats a run's interleaving pauses; otherwise the time
@@ -312,6 +349,8 @@ static void test_redis_killed_under_load(void **state)
     until(l, LOAD_MS / 4);
     uint64_t t_kill = uc_fault_now(l);
     uc_test_redis_kill(&redis);
+    /* Reaped: no read that starts from here on can be a hit. */
+    uint64_t t_dead = uc_fault_now(l);
     until(l, LOAD_MS / 2);
     uint64_t t_restart = uc_fault_now(l);
     assert_int_equal(uc_test_redis_restart(&redis), 0);
@@ -333,6 +372,21 @@ static void test_redis_killed_under_load(void **state)
            (double)(t_restart - t_kill) / 1000.0, started, ok, p99, rec);
     assert_true(started > 0);
     assert_int_equal(ok, started);
+    /* The fault was felt, not only survived: the cache served before the
+     * kill, served nothing while Redis was gone, and the service counted
+     * the failed cache calls. */
+    felt_t f = felt(&api);
+    FIGURE("redis_kill", "hits_before_kill=%zu hits_while_down=%zu "
+           "cache_errors=%lld fallbacks=%lld",
+           window_reads(l, 0, t_kill, REDIS_COMMAND_MS).hits,
+           window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).hits,
+           f.errors, f.fallbacks);
+    assert_true(window_reads(l, 0, t_kill, REDIS_COMMAND_MS).hits > 0);
+    assert_true(window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).started >
+                0);
+    assert_int_equal(
+        window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).hits, 0);
+    assert_true(f.errors > 0);
 
     uc_fault_free(l);
     keys_free(&k);
@@ -341,10 +395,15 @@ static void test_redis_killed_under_load(void **state)
     uc_test_redis_stop(&redis);
 }
 
+/* What a hang run expects of the breaker: to open, to stay closed (a
+ * threshold that never trips), or either (the mixed run). */
+enum { BREAKER_ANY, BREAKER_OPENS, BREAKER_NEVER };
+
 /* One hang of Redis under load; extra: environment for the service (the
  * breaker and backoff settings), NULL for the defaults. Prints and returns
  * the p99 during the hang. */
-static double hang_run(const char *label, int writers, const char *const *extra)
+static double hang_run(const char *label, int writers, int breaker,
+                       const char *const *extra)
 {
     uc_test_redis_t redis;
     uc_test_api_t api;
@@ -383,10 +442,26 @@ static double hang_run(const char *label, int writers, const char *const *extra)
            "recovery_to_hit_ms=%.1f bound_ms=%d",
            HANG_MS, n_hang, w.hits, w.slow, p50, p99, max, p99_before, rec,
            REDIS_BOUND_MS);
+    double in_flight = overlap_max_ms(l, t_stop, t_cont);
+    felt_t f = felt(&api);
+    FIGURE(label, "max_in_flight_ms=%.1f cache_errors=%lld breaker_opens=%lld",
+           in_flight, f.errors, f.breaker_opens);
     assert_true(n_hang > 0);
     /* Every read of the hang, not only the 99th percentile, stays within
-     * the bound the Redis timeouts give. */
+     * the bound the Redis timeouts give; so does every read that was
+     * already waiting on Redis when it stopped. */
     assert_true(max <= (double)REDIS_BOUND_MS);
+    assert_true(in_flight <= (double)REDIS_BOUND_MS);
+    /* The hang was felt: some read waited out a Redis timeout, the service
+     * counted the failed calls, and the breaker did what this run set it
+     * up to do. */
+    assert_true(w.slow > 0);
+    assert_true(f.errors > 0);
+    if (breaker == BREAKER_OPENS) {
+        assert_true(f.breaker_opens > 0);
+    } else if (breaker == BREAKER_NEVER) {
+        assert_int_equal(f.breaker_opens, 0);
+    }
 
     uc_fault_free(l);
     keys_free(&k);
@@ -408,9 +483,10 @@ static void test_redis_hung_under_load(void **state)
     static const char *const no_breaker[] = {
         "UTXOCACHE_BREAKER_THRESHOLD=1000000", NULL};
     (void)state;
-    hang_run("redis_hang_mixed", 1, NULL);
-    double with = hang_run("redis_hang_reads_breaker", 0, NULL);
-    double without = hang_run("redis_hang_reads_no_breaker", 0, no_breaker);
+    hang_run("redis_hang_mixed", 1, BREAKER_ANY, NULL);
+    double with = hang_run("redis_hang_reads_breaker", 0, BREAKER_OPENS, NULL);
+    double without =
+        hang_run("redis_hang_reads_no_breaker", 0, BREAKER_NEVER, no_breaker);
     FIGURE("redis_hang",
            "reads_only_p99_with_breaker_ms=%.1f "
            "p99_without_ms=%.1f",
@@ -422,7 +498,8 @@ static void test_redis_hung_under_load(void **state)
         "UTXOCACHE_BREAKER_THRESHOLD=1000000", "UTXOCACHE_BACKOFF_BASE_MS=1",
         "UTXOCACHE_BACKOFF_MAX_MS=1", NULL};
     double bare =
-        hang_run("redis_hang_reads_no_breaker_no_backoff", 0, unprotected);
+        hang_run("redis_hang_reads_no_breaker_no_backoff", 0, BREAKER_NEVER,
+                 unprotected);
     FIGURE("redis_hang", "reads_only_p99_no_breaker_no_backoff_ms=%.1f", bare);
 #endif
 }

@@ -530,7 +530,8 @@ static void app_denied(const char *command)
 {
     char out[512];
 
-    uc_test_redis_cli(&acl.server, acl.app_args, command, out, sizeof(out));
+    uc_test_redis_cli_reply(&acl.server, acl.app_args, command, out,
+                            sizeof(out));
     if (strncmp(out, "NOPERM", 6) != 0) {
         fail_msg("'%s' as " APP_USER " answered '%s', not NOPERM", command,
                  out);
@@ -554,8 +555,9 @@ static void redis_refuses_everything_else(void **state)
                                        "SET " PREFIX "cli 1", out, sizeof(out)),
                      0);
     assert_string_equal(out, "OK");
-    uc_test_redis_cli(&acl.server, acl.app_args, "GET " PREFIX "cli", out,
-                      sizeof(out));
+    assert_int_equal(uc_test_redis_cli(&acl.server, acl.app_args,
+                                       "GET " PREFIX "cli", out, sizeof(out)),
+                     0);
     assert_string_equal(out, "1");
 
     app_denied("SET outside:k 1");
@@ -573,12 +575,14 @@ static void redis_refuses_everything_else(void **state)
     app_denied("SHUTDOWN NOSAVE");
     app_denied("PUBLISH chan x");
     /* A script may not reach outside the prefix either. */
-    uc_test_redis_cli(&acl.server, acl.app_args,
-                      "EVAL \"return redis.call('SET','outside:e','1')\" 0",
-                      out, sizeof(out));
+    uc_test_redis_cli_reply(
+        &acl.server, acl.app_args,
+        "EVAL \"return redis.call('SET','outside:e','1')\" 0", out,
+        sizeof(out));
     assert_non_null(strstr(out, "user executing the script can't access"));
     /* Nobody gets in without a user: the default user is off. */
-    uc_test_redis_cli(&acl.server, NULL, "GET " PREFIX "cli", out, sizeof(out));
+    uc_test_redis_cli_reply(&acl.server, NULL, "GET " PREFIX "cli", out,
+                            sizeof(out));
     assert_int_equal(strncmp(out, "NOAUTH", 6), 0);
 
     /* Through the library: a cache with another prefix is refused too, and
@@ -913,7 +917,7 @@ static void tls_admin_cli(const site_t *s, const char *command, char *out,
              "--tls --cacert %s/%s.crt --no-auth-warning --user admin "
              "--pass %s",
              tls.dir, s->ca, ADMIN_PASSWORD);
-    uc_test_redis_cli(&r, args, command, out, outlen);
+    assert_int_equal(uc_test_redis_cli(&r, args, command, out, outlen), 0);
 }
 
 static void round_trip_through_the_tunnel(void **state)

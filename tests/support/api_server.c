@@ -303,13 +303,22 @@ int uc_test_api_stop(uc_test_api_t *a)
 
 int uc_test_api_restart(uc_test_api_t *a, const char *const *env)
 {
+    int stopped = 0;
     if (a->pid > 0) {
-        uc_test_api_stop(a);
+        stopped = uc_test_api_stop(a);
+        if (stopped != 0) {
+            fprintf(stderr, "utxoiq-api exited with status %d, not 0\n",
+                    stopped);
+            print_log(a);
+        }
     }
     if (env != NULL) {
         set_env(a, env);
     }
-    return launch(a);
+    if (launch(a) != 0) {
+        return -1;
+    }
+    return stopped == 0 ? 0 : -1;
 }
 
 void uc_test_api_destroy(uc_test_api_t *a)

@@ -46,8 +46,10 @@ int uc_test_api_start(uc_test_api_t *a, const char *db_url,
  */
 int uc_test_api_stop(uc_test_api_t *a);
 
-/* Starts it again on a new port with the same database; env replaces the
- * environment given before when not NULL. */
+/* Stops the running server, if any, and starts it again on a new port with
+ * the same database; env replaces the environment given before when not
+ * NULL. Returns 0 when the new server is healthy and the one stopped exited
+ * 0, -1 otherwise (the new one still runs when only the old one failed). */
 int uc_test_api_restart(uc_test_api_t *a, const char *const *env);
 
 /* Stops the server if it runs and removes its directory. */

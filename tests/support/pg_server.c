@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Test support: runs a real PostgreSQL 15 of the test's own. Every tool
+ * Test support: runs a real PostgreSQL of the test's own (the installed
+ * major version, found as bindir() says). Every tool
  * (initdb, pg_ctl, psql) runs as a child process with an argv array, never
  * through a shell, and every wait on a child is bounded. When the test runs
  * as root the server-side tools drop to the `postgres` user in the child,
@@ -12,6 +13,7 @@
 #include "pg_server.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -31,24 +33,9 @@
 
 #include "util.h"
 
-#define PG_DEFAULT_BINDIR "/usr/lib/postgresql/15/bin"
 #define PG_TOOL_TIMEOUT_MS 60000u
 #define PG_START_TIMEOUT_S "30"
 #define PG_STOP_TIMEOUT_S "15"
-
-/* Where the PostgreSQL binaries are; UC_PG_BINDIR overrides the Debian path
- * so that another major version can be tried without a rebuild. */
-static const char *bindir(void)
-{
-    const char *d = getenv("UC_PG_BINDIR");
-    return d != NULL && d[0] != '\0' ? d : PG_DEFAULT_BINDIR;
-}
-
-static int tool_path(char *buf, size_t len, const char *tool)
-{
-    int n = snprintf(buf, len, "%s/%s", bindir(), tool);
-    return n > 0 && (size_t)n < len ? 0 : -1;
-}
 
 static int join(char *buf, size_t len, const char *dir, const char *name)
 {
@@ -56,11 +43,89 @@ static int join(char *buf, size_t len, const char *dir, const char *name)
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
+static int run(char *const argv[], int as_postgres, const char *cwd,
+               const char *log, char *out, size_t outlen);
+
+/* 1 when dir holds an executable initdb: the one tool only a server
+ * installation has (client packages bring psql and pg_config alone). */
+static int has_initdb(const char *dir)
+{
+    char p[PATH_MAX];
+    return dir[0] != '\0' && join(p, sizeof(p), dir, "initdb") == 0 &&
+           access(p, X_OK) == 0;
+}
+
+/* The first executable `tool` in PATH, written to buf; 0 or -1. */
+static int find_on_path(const char *tool, char *buf, size_t len)
+{
+    const char *path = getenv("PATH");
+    char dir[PATH_MAX];
+
+    while (path != NULL && *path != '\0') {
+        size_t n = strcspn(path, ":");
+        if (n > 0 && n < sizeof(dir)) {
+            memcpy(dir, path, n);
+            dir[n] = '\0';
+            if (join(buf, len, dir, tool) == 0 && access(buf, X_OK) == 0) {
+                return 0;
+            }
+        }
+        path += n;
+        path += *path == ':' ? 1 : 0;
+    }
+    return -1;
+}
+
+/*
+ * The directory of the PostgreSQL server binaries, looked up once and
+ * whichever major version is installed: UC_PG_BINDIR when set; else where
+ * the pg_ctl found in PATH really lives (distributions put symlinks or
+ * wrappers in PATH, next to which there is no initdb); else what
+ * `pg_config --bindir` says. "" when none of them holds initdb.
+ */
+static const char *bindir(void)
+{
+    static char dir[PATH_MAX];
+    static int looked;
+    const char *env = getenv("UC_PG_BINDIR");
+    char tool[PATH_MAX];
+    char real[PATH_MAX];
+
+    if (env != NULL && env[0] != '\0') {
+        return env;
+    }
+    if (looked) {
+        return dir;
+    }
+    looked = 1;
+    if (find_on_path("pg_ctl", tool, sizeof(tool)) == 0 &&
+        realpath(tool, real) != NULL && strrchr(real, '/') != NULL) {
+        *strrchr(real, '/') = '\0';
+        if (has_initdb(real)) {
+            snprintf(dir, sizeof(dir), "%s", real);
+            return dir;
+        }
+    }
+    if (find_on_path("pg_config", tool, sizeof(tool)) == 0) {
+        char *argv[] = {tool, (char *)"--bindir", NULL};
+        if (run(argv, 0, NULL, "/dev/null", real, sizeof(real)) == 0 &&
+            has_initdb(real)) {
+            snprintf(dir, sizeof(dir), "%s", real);
+            return dir;
+        }
+    }
+    return dir;
+}
+
+static int tool_path(char *buf, size_t len, const char *tool)
+{
+    const char *dir = bindir();
+    return dir[0] != '\0' ? join(buf, len, dir, tool) : -1;
+}
+
 int uc_test_pg_available(void)
 {
-    char initdb[300];
-    return tool_path(initdb, sizeof(initdb), "initdb") == 0 &&
-           access(initdb, X_OK) == 0;
+    return has_initdb(bindir());
 }
 
 /* Only root has to switch users; anyone else runs the server as itself. */

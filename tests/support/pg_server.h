@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Test support: a real PostgreSQL 15 of the test's own. initdb into a fresh
+ * Test support: a real PostgreSQL of the test's own. initdb into a fresh
  * temporary directory (as the `postgres` user when the test runs as root,
  * since initdb refuses root), a postmaster on a free 127.0.0.1 port with its
  * unix socket inside that directory, and one role with a password plus a
@@ -24,15 +24,16 @@ typedef struct {
     char url[256];     /* postgresql://user:password@127.0.0.1:port/dbname */
 } uc_test_pg_t;
 
-/* 1 when the PostgreSQL binaries are installed (UC_PG_BINDIR or the Debian
- * PostgreSQL 15 path), 0 otherwise: tests skip rather than fail on 0. */
+/* 1 when the PostgreSQL server binaries are installed (UC_PG_BINDIR, or
+ * found through pg_ctl in PATH or `pg_config --bindir`), 0 otherwise: tests
+ * skip on 0, and `make test` fails on the skip unless UC_TEST_ALLOW_SKIP=1. */
 int uc_test_pg_available(void);
 
 /*
  * Creates a cluster and starts it: initdb, config (fsync off, loopback only),
  * pg_ctl start -w with a bounded wait, then the role and the database. Fills
  * every field of *pg. Returns 0, or -1 after printing why to stderr and
- * removing whatever it created. When PostgreSQL 15 is not installed it
+ * removing whatever it created. When PostgreSQL is not installed it
  * returns -1 as well; tests skip on that.
  */
 int uc_test_pg_start(uc_test_pg_t *pg);

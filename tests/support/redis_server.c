@@ -180,8 +180,8 @@ int uc_test_redis_restart(uc_test_redis_t *r)
     return spawn(r);
 }
 
-int uc_test_redis_cli(uc_test_redis_t *r, const char *auth_args,
-                      const char *command, char *out, size_t outlen)
+int uc_test_redis_cli_reply(uc_test_redis_t *r, const char *auth_args,
+                            const char *command, char *out, size_t outlen)
 {
     char cmd[4096];
     char line[1024] = "";
@@ -209,4 +209,51 @@ int uc_test_redis_cli(uc_test_redis_t *r, const char *auth_args,
         snprintf(out, outlen, "%s", line);
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * 1 when line is an error reply as redis-cli prints it without a terminal:
+ * the error code (an upper-case word Redis puts first) and then a space or
+ * nothing. "AUTH failed:" is redis-cli's own line for a refused --pass.
+ */
+static int is_error_reply(const char *line)
+{
+    static const char *const codes[] = {
+        "ERR",        "WRONGTYPE",   "NOAUTH",     "WRONGPASS", "NOPERM",
+        "LOADING",    "OOM",         "BUSY",       "BUSYKEY",   "NOSCRIPT",
+        "READONLY",   "MISCONF",     "MASTERDOWN", "EXECABORT", "NOREPLICAS",
+        "NOTBUSY",    "UNKILLABLE",  "NOPROTO",    "CROSSSLOT", "CLUSTERDOWN",
+        "TRYAGAIN",   "MOVED",       "ASK",        "UNBLOCKED", "NOGOODSLAVE",
+    };
+    if (strncmp(line, "AUTH failed", 11) == 0) {
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        size_t n = strlen(codes[i]);
+        if (strncmp(line, codes[i], n) == 0 &&
+            (line[n] == ' ' || line[n] == '\0')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int uc_test_redis_cli(uc_test_redis_t *r, const char *auth_args,
+                      const char *command, char *out, size_t outlen)
+{
+    char line[1024] = "";
+    int rc = uc_test_redis_cli_reply(r, auth_args, command, line, sizeof(line));
+
+    if (out != NULL && outlen > 0) {
+        snprintf(out, outlen, "%s", line);
+    }
+    if (rc == 0 && is_error_reply(line)) {
+        fprintf(stderr, "redis-cli %s: %s\n", command, line);
+        return 1;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "redis-cli %s: exit status %d: %s\n", command, rc,
+                line);
+    }
+    return rc;
 }

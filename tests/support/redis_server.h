@@ -39,10 +39,21 @@ int uc_test_redis_restart(uc_test_redis_t *r);
 
 /*
  * Runs one command through redis-cli against the server (args as for
- * redis-cli, e.g. "CONFIG SET maxmemory 1mb"); returns its exit status and
- * writes its first output line (trimmed) to out if out != NULL.
+ * redis-cli, e.g. "CONFIG SET maxmemory 1mb") and writes its first output
+ * line (trimmed) to out if out != NULL. Returns 0 only when redis-cli exited
+ * 0 and that line is not an error reply (ERR, WRONGTYPE, NOAUTH, OOM,
+ * LOADING, NOPERM, BUSY, ...), which redis-cli also exits 0 on; non-zero
+ * otherwise, saying why on stderr.
  */
 int uc_test_redis_cli(uc_test_redis_t *r, const char *auth_args,
                       const char *command, char *out, size_t outlen);
+
+/*
+ * The same for a command whose error reply is the expected outcome (a
+ * refused command, the OOM probe): returns redis-cli's exit status alone,
+ * and the caller checks the line written to out.
+ */
+int uc_test_redis_cli_reply(uc_test_redis_t *r, const char *auth_args,
+                            const char *command, char *out, size_t outlen);
 
 #endif

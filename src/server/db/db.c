@@ -136,27 +136,85 @@ int uc_db_url_from_env(char *buf, size_t cap, const char *fallback)
     return UC_DB_OK;
 }
 
+/* Appends len bytes of s at *pos, cut to what cap leaves room for; buf
+ * stays NUL-terminated. A description may be cut short, never unmasked. */
+static void put_cut(char *buf, size_t cap, size_t *pos, const char *s,
+                    size_t len)
+{
+    size_t room = cap - 1 - *pos;
+    if (len > room) {
+        len = room;
+    }
+    memcpy(buf + *pos, s, len);
+    *pos += len;
+    buf[*pos] = '\0';
+}
+
+/*
+ * How the mask finds the password. The userinfo runs from after "://" to
+ * the LAST '@' before the query ('?') or fragment ('#'): a password may
+ * hold an unencoded '@', '/' or ':' (libpq would split at the first '@' and
+ * treat the rest as the host, so a log line cut there would print the tail
+ * of the password), while the host, port and database name never hold an
+ * '@'. The password is everything after the first ':' of the userinfo.
+ * Then every "password=" parameter of the query is masked up to its '&' or
+ * '#'. Anything without "://" (a SQLite path) is copied as it is. A '?' or
+ * '#' inside a password ends the userinfo early, as it would for any URL
+ * reader; such a password must be percent-encoded.
+ */
 void uc_db_url_describe(const char *url, char *buf, size_t cap)
 {
-    const char *scheme_end = strstr(url, "://");
+    const char *auth = strstr(url, "://");
+    const char *p = url;
     const char *at = NULL;
     const char *colon = NULL;
+    size_t pos = 0;
 
     if (cap == 0) {
         return;
     }
-    if (scheme_end != NULL) {
-        const char *auth = scheme_end + 3;
-        at = strchr(auth, '@');
-        if (at != NULL) {
-            colon = memchr(auth, ':', (size_t)(at - auth));
-        }
-    }
-    if (colon == NULL) {
-        snprintf(buf, cap, "%s", url);
+    buf[0] = '\0';
+    if (auth == NULL) {
+        put_cut(buf, cap, &pos, url, strlen(url));
         return;
     }
-    snprintf(buf, cap, "%.*s:***%s", (int)(colon - url), url, at);
+    auth += 3;
+    const char *stop = auth + strcspn(auth, "?#");
+    for (const char *q = auth; q < stop; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+    if (at != NULL) {
+        colon = memchr(auth, ':', (size_t)(at - auth));
+    }
+    if (colon != NULL) {
+        put_cut(buf, cap, &pos, url, (size_t)(colon + 1 - url));
+        put_cut(buf, cap, &pos, "***", 3);
+        p = at;
+    }
+    /* Up to and including the '?' that starts the query, if any. */
+    const char *query = *stop == '?' ? stop : NULL;
+    if (query == NULL) {
+        put_cut(buf, cap, &pos, p, strlen(p));
+        return;
+    }
+    put_cut(buf, cap, &pos, p, (size_t)(query + 1 - p));
+    p = query + 1;
+    while (*p != '\0' && *p != '#') {
+        size_t n = strcspn(p, "&#");
+        if (n >= 9 && strncmp(p, "password=", 9) == 0) {
+            put_cut(buf, cap, &pos, "password=***", 12);
+        } else {
+            put_cut(buf, cap, &pos, p, n);
+        }
+        p += n;
+        if (*p == '&') {
+            put_cut(buf, cap, &pos, "&", 1);
+            p++;
+        }
+    }
+    put_cut(buf, cap, &pos, p, strlen(p));
 }
 
 static int has_prefix(const char *s, const char *p)

@@ -469,7 +469,9 @@ struct uc_db {
  */
 int uc_db_url_from_env(char *buf, size_t cap, const char *fallback);
 
-/* Copies url into buf with any password replaced by "***" (for logs). */
+/* Copies url into buf with any password replaced by "***" (for logs): the
+ * userinfo's (which ends at the last '@' before the query) and any
+ * password= query parameter's. The copy is cut to cap, never unmasked. */
 void uc_db_url_describe(const char *url, char *buf, size_t cap);
 
 /*
