@@ -14,9 +14,12 @@
 #include <utxocache/utxocache.h>
 
 /* Stands in for a database query: hands over a malloc()ed JSON body. */
-static int load_stats(void *arg, char **val, size_t *len)
+static int load_stats(void *arg, const char *const *fields, size_t nfields,
+                      char **val, size_t *len)
 {
     const char *body = arg;
+    (void)fields;
+    (void)nfields;
     size_t n = strlen(body);
     char *copy = malloc(n + 1);
 
@@ -38,25 +41,34 @@ static const char *source_name(uc_source_t s)
         return "loader";
     case UC_FROM_FALLBACK:
         return "fallback";
+    case UC_FROM_BYPASS:
+        return "database (invalidation pending)";
     }
     return "?";
 }
+
+/* The program's one keyspace, declared with its loader. */
+static const uc_keyspace_def_t defs[] = {
+    {.name = "feedback_stats",
+     .pattern = "feedback:stats:{insight_id}",
+     .ttl_s = 3600,
+     .loader = load_stats,
+     .loader_arg = "{\"total_ratings\":3}"},
+};
 
 int main(void)
 {
     uc_config_t cfg = UC_CONFIG_INIT;
     uc_cache_t *cache = NULL;
-    const uc_keyspace_def_t *defs;
     uc_keyspace_t *ks;
     const char *fields[] = {"insight-42"};
     char err[256] = "";
     char *val = NULL;
     size_t len = 0;
-    size_t nks = 0;
+    size_t nks = sizeof(defs) / sizeof(defs[0]);
     int status = 1;
     int rc;
 
-    defs = uc_keyspaces_utxoiq(&nks);
     rc = uc_config_from_env(&cfg, NULL, 0, err, sizeof(err));
     if (rc == UC_OK) {
         rc = uc_cache_create(&cfg, &cache, err, sizeof(err));
@@ -86,18 +98,15 @@ int main(void)
     /* The first read loads and stores; the second is served by the cache. */
     ks = uc_cache_keyspace(cache, "feedback_stats");
     for (int i = 0; i < 2 && ks != NULL; i++) {
-        uc_source_t src = 0;
-        rc = uc_keyspace_get_or_load(ks, fields, 1, load_stats,
-                                     "{\"total_ratings\":3}", NULL, NULL, &val,
-                                     &len, &src);
+        uc_load_result_t r;
+        rc = uc_keyspace_get_or_load(ks, fields, 1, NULL, &r);
         if (rc != UC_OK) {
             fprintf(stderr, "hello: feedback_stats: %s\n", uc_strerror(rc));
             goto cleanup;
         }
         printf("hello: feedback_stats 'insight-42' from %s: %.*s\n",
-               source_name(src), (int)len, val);
-        uc_free(val);
-        val = NULL;
+               source_name(r.source), (int)r.len, r.data);
+        uc_free(r.data);
     }
     status = ks != NULL ? 0 : 1;
 cleanup:

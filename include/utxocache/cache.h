@@ -124,23 +124,57 @@ int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
  */
 #define UC_HIST_BUCKETS 26
 
+/*
+ * The counters of uc_stats_t, as X(name, help): one table from which the
+ * struct, the library's atomic copy and any exporter (JSON, Prometheus) are
+ * generated, so a new counter is one line here.
+ */
+#define UC_STATS_COUNTERS(X)                                                   \
+    X(hits, "reads answered by the cache")                                     \
+    X(misses, "reads the cache did not have")                                  \
+    X(errors, "cache operations that failed")                                  \
+    X(fallbacks, "get-or-load calls served by the loader because the cache "   \
+                 "failed or was unavailable")                                  \
+    X(bypasses, "get-or-load calls that read the database because an "         \
+                "invalidation of the entry was pending or the dataset was "    \
+                "not trusted")                                                 \
+    X(loads, "loader calls")                                                   \
+    X(load_errors, "loader calls that failed")                                 \
+    X(corrupt, "cached values rejected (envelope, key, size or validator) "    \
+               "and deleted")                                                  \
+    X(too_big, "values not stored or not read: over the keyspace's cap")       \
+    X(sets, "values stored")                                                   \
+    X(set_errors, "stores that failed")                                        \
+    X(stale_rejects, "loads not stored: an invalidation removed their lease")  \
+    X(lease_conflicts, "loads not stored: another caller held the lease")      \
+    X(invalidations, "invalidations asked for")                                \
+    X(invalidation_retries, "invalidation attempts after a failure")           \
+    X(invalidation_failures, "invalidations that failed and were left "        \
+                             "pending")                                        \
+    X(invalidations_applied_late, "pending invalidations applied by the "      \
+                                  "worker")                                    \
+    X(invalidation_overflows, "times the pending set overflowed and whole "    \
+                              "keyspaces were invalidated")                    \
+    X(dataset_flushes, "times the Redis dataset was not the one being "        \
+                       "invalidated and the prefix was dropped")
+
+/* Counter slots the struct reserves: new counters are appended to the end of
+ * UC_STATS_COUNTERS and take a slot, so the struct's size and every older
+ * field's offset stay as they were. */
+#define UC_STATS_SLOTS 48
+#define UC__STATS_ONE(name, help) +1
+enum { UC_STATS_NCOUNTERS = 0 UC_STATS_COUNTERS(UC__STATS_ONE) };
+#undef UC__STATS_ONE
+
 typedef struct {
-    uint64_t hits;      /* reads answered by the cache */
-    uint64_t misses;    /* reads the cache did not have */
-    uint64_t errors;    /* cache operations that failed */
-    uint64_t fallbacks; /* get-or-load calls served by the loader because the
-                           cache failed or was unavailable */
-    uint64_t loads;     /* loader calls */
-    uint64_t load_errors;
-    uint64_t corrupt; /* values rejected by a validator and deleted */
-    uint64_t sets;
-    uint64_t set_errors;
-    uint64_t stale_rejects; /* loads not stored: a write came in between */
-    uint64_t invalidations;
-    uint64_t invalidation_retries;
-    uint64_t invalidation_failures;
     uint64_t get_us[UC_HIST_BUCKETS];
     uint64_t set_us[UC_HIST_BUCKETS];
+    /* Gauge: invalidations not yet applied (totals only; 0 per keyspace). */
+    uint64_t pending_invalidations;
+#define UC__STATS_FIELD(name, help) uint64_t name;
+    UC_STATS_COUNTERS(UC__STATS_FIELD)
+#undef UC__STATS_FIELD
+    uint64_t reserved[UC_STATS_SLOTS - UC_STATS_NCOUNTERS];
 } uc_stats_t;
 
 /* hits / (hits + misses), 0 when there were no reads. */

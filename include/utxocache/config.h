@@ -83,6 +83,15 @@ typedef struct uc_config {
     int breaker_cooldown_ms; /* 1000 before one probe may close it */
     int scan_batch;          /* 500: SCAN COUNT and UNLINK batch size */
 
+    /* Coherence. */
+    int log_tail_ms;    /* 200: the worker's tick: log tail, retries */
+    int lease_ms;       /* 10000: how long a fill's lease lives */
+    int trust_check_ms; /* 1000: how often the dataset marker is checked
+                           besides every new connection */
+    int observer;       /* nonzero: an operator's tool (the CLI), which
+                           never drops or adopts a Redis dataset; the
+                           services that fill the cache do */
+
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
 
@@ -122,6 +131,7 @@ void uc_config_init(uc_config_t *cfg);
  *   UTXOCACHE_ACQUIRE_TIMEOUT_MS UTXOCACHE_IDLE_TIMEOUT_MS
  *   UTXOCACHE_BREAKER_THRESHOLD UTXOCACHE_BREAKER_COOLDOWN_MS
  *   UTXOCACHE_MEMORY_MAX_BYTES UTXOCACHE_SCAN_BATCH
+ *   UTXOCACHE_LOG_TAIL_MS UTXOCACHE_LEASE_MS UTXOCACHE_TRUST_CHECK_MS
  *   UTXOCACHE_TTL_<KEYSPACE> (e.g. UTXOCACHE_TTL_FEEDBACK_STATS=600) for
  *              each keyspace in `keyspace_names` (may be NULL, n = 0)
  *

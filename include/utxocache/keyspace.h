@@ -31,23 +31,41 @@ extern "C" {
 #define UC_FIELD_MAX 256
 #define UC_KEYSPACE_FIELDS_MAX 8
 
-/* A keyspace declaration. Strings must outlive the cache (static data). */
+/*
+ * Loader for get-or-load: produces the value of the entry whose fields (in
+ * pattern order) are fields[0..nfields-1], typically from the database. On
+ * success returns UC_OK and hands over a malloc()ed buffer in *val and *len,
+ * which the library takes and frees with free(). On failure returns any
+ * negative code of the caller's choosing; get-or-load returns that code
+ * unchanged. Called without any library lock held, from the calling thread.
+ */
+typedef int (*uc_loader_fn)(void *arg, const char *const *fields,
+                            size_t nfields, char **val, size_t *len);
+
+/* Validator: returns nonzero when a cached value is usable. */
+typedef int (*uc_validator_fn)(void *arg, const char *val, size_t len);
+
+/* Default cap on one value of a keyspace (envelope excluded). */
+#define UC_KEYSPACE_VALUE_MAX_DEFAULT (1024u * 1024u)
+
+/*
+ * A keyspace declaration. Strings must outlive the cache (static data). A
+ * zero field means its default.
+ */
 typedef struct {
     const char *name;    /* [a-z0-9_], at most UC_KEYSPACE_NAME_MAX - 1 */
     const char *pattern; /* literal text [A-Za-z0-9._:-] and {field} names */
     uint32_t ttl_s;      /* default TTL; UTXOCACHE_TTL_<NAME> overrides */
+    /* Values larger than this are neither stored nor read back (a read of
+     * one counts as corrupt and deletes it). 0: 1 MiB. */
+    size_t max_value_bytes;
+    /* The keyspace's own loader and validator, used by get-or-load when its
+     * options name none (may be NULL). */
+    uc_loader_fn loader;
+    void *loader_arg;
+    uc_validator_fn validator;
+    void *validator_arg;
 } uc_keyspace_def_t;
-
-/*
- * The utxoIQ web-api's keyspaces, with the existing service's TTLs:
- *   feedback_stats     feedback:stats:{insight_id}                   3600 s
- *   backfill_job       backfill:job:{job_id}                          300 s
- *   recent_metrics     metrics:{service}:{metric_type}:recent         300 s
- *   aggregated_metrics metrics:{service}:{metric_type}:agg:{interval}:
- *                      {start}:{end}                                 3600 s
- * Returns the static table and sets *n to its length.
- */
-const uc_keyspace_def_t *uc_keyspaces_utxoiq(size_t *n);
 
 typedef struct uc_keyspace uc_keyspace_t;
 
@@ -81,11 +99,20 @@ int uc_keyspace_key(const uc_keyspace_t *ks, const char *const *fields,
 int uc_key_escape_field(const char *val, size_t vlen, char *buf, size_t cap,
                         size_t *len);
 
-/* get / set (with the keyspace TTL) / del of one entry. */
+/*
+ * get / set (with the keyspace TTL) of one entry. Values are stored in the
+ * library's envelope (see entry.c), so uc_keyspace_get() returns UC_MISS for
+ * a key that holds anything else, or a value over the keyspace's cap.
+ * uc_keyspace_set() refuses a value over the cap with UC_ETOOBIG. A set is
+ * unconditional: use get-or-load for fills that must not race writes.
+ */
 int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
                     size_t nfields, char **val, size_t *len);
 int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
                     size_t nfields, const char *val, size_t len);
+
+/* uc_keyspace_invalidate() of one entry; *existed (may be NULL) tells
+ * whether the key was there (a value or a lease). */
 int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
                     size_t nfields, int *existed);
 
@@ -94,53 +121,89 @@ int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
  * NULL removes every key of the keyspace; fields[i] set selects the entries
  * whose field i has that value. Only keys with exactly this keyspace's shape
  * are removed, even when another keyspace's keys would match the glob. All
- * fields set is one delete. A failed delete is retried (twice, counted in
- * invalidation_retries) before UC_E* is returned and counted in
- * invalidation_failures. Invalidation also bumps the keyspace's generation
- * so that a get-or-load which started before it never stores what it read.
+ * fields set is one UNLINK; otherwise SCAN+UNLINK in batches. Deleting a key
+ * also deletes any lease in it, which is what keeps a fill that read the
+ * database before the write from storing.
+ *
+ * A delete that fails is retried at once (twice, counted in
+ * invalidation_retries); if it still fails the invalidation stays pending
+ * in the library: every get-or-load of a matching entry reads the loader
+ * instead of the cache until the library's worker has applied it. Returns
+ * UC_OK when applied now, or the cache's error (the invalidation is then
+ * pending, not lost). Writers with a durable log use
+ * uc_cache_apply_invalidations() (invlog.h) instead.
  */
 int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
                            size_t nfields, size_t *removed);
 
+/*
+ * The invalidation target of an entry, or of a set of entries (NULL fields
+ * as in uc_keyspace_invalidate()): the text a writer records in its durable
+ * invalidation log (invlog.h) together with the keyspace's name. Writes it
+ * NUL-terminated into buf. UC_EINVAL for bad fields, UC_ETOOBIG when buf is
+ * too small (UC_KEY_MAX + 1 is always enough).
+ */
+int uc_keyspace_target(const uc_keyspace_t *ks, const char *const *fields,
+                       size_t nfields, char *buf, size_t cap, size_t *len);
+
 /* Counts the keys of the keyspace in the backend (SCAN; for operators). */
 int uc_keyspace_count(uc_keyspace_t *ks, uint64_t *count);
-
-/*
- * Loader for get-or-load: produces the value for the entry (typically from
- * the database). On success returns UC_OK and hands over a malloc()ed
- * buffer in *val and *len, which the library takes and frees with free(). On
- * failure returns any negative code of the caller's choosing; get-or-load
- * returns that code unchanged.
- */
-typedef int (*uc_loader_fn)(void *arg, char **val, size_t *len);
-
-/* Validator: returns nonzero when a cached value is usable. */
-typedef int (*uc_validator_fn)(void *arg, const char *val, size_t len);
 
 /* How get-or-load answered (for X-Cache headers and logs). */
 typedef enum {
     UC_FROM_CACHE = 1,    /* hit */
     UC_FROM_LOADER = 2,   /* miss, loaded, stored */
     UC_FROM_FALLBACK = 3, /* cache failed or unavailable, loaded */
+    UC_FROM_BYPASS = 4,   /* an invalidation of the entry is pending (or the
+                             Redis dataset is being dropped): loaded, not
+                             stored, the cache not read */
 } uc_source_t;
 
+/* Options of one get-or-load call; zero fields take the keyspace's own. */
+typedef struct {
+    uc_loader_fn loader; /* NULL: the keyspace's loader */
+    void *loader_arg;    /* with loader; ignored when loader is NULL */
+    uc_validator_fn validator; /* NULL: the keyspace's validator, if any */
+    void *validator_arg;
+    uint32_t flags;     /* none defined yet; 0 */
+    uint32_t reserved_; /* 0 */
+} uc_load_opts_t;
+
+#define UC_LOAD_OPTS_INIT                                                      \
+    {                                                                          \
+        0                                                                      \
+    }
+
+/* What get-or-load hands back; data is the caller's (uc_free()). */
+typedef struct {
+    char *data;         /* NUL-terminated, the NUL not counted in len */
+    size_t len;
+    uc_source_t source;
+    uint64_t produced_ms; /* wall clock (ms since the epoch) of the load
+                             that made this value; 0 when unknown */
+} uc_load_result_t;
+
 /*
- * Cache-aside read. Looks the entry up; on a hit returns it. On a miss, or
- * when the cache fails, calls loader(loader_arg) (never holding a lock),
- * stores its result with the keyspace TTL (best effort: a failed store is
- * counted, not returned) unless an invalidation of that entry happened since
- * the lookup, and returns it. A value that validator (may be NULL) rejects
- * is deleted and treated as a miss.
- *
- * Returns UC_OK with the value in *val and *len (the caller's, uc_free()) and
- * *source (may be NULL); a cache failure never fails the call; a loader
- * failure is returned as the loader's own code.
+ * Cache-aside read, as explicit steps (see load.c):
+ *   1. an invalidation of this entry pending anywhere (the durable log, a
+ *      failed delete): load, do not read or store the cache (BYPASS);
+ *   2. read the entry; a value whose envelope is missing, corrupt, names
+ *      another key, or exceeds the keyspace's cap is deleted and counted as
+ *      corrupt, as is one the validator rejects; a hit is returned;
+ *   3. on a miss, take a lease in the entry's own key (a random token, set
+ *      only if the key is absent), call the loader, then store its value
+ *      only while the lease is still there. An invalidation deletes the key
+ *      and the lease with it, so a load that read the database before a
+ *      write can never store its old value. A lease held by another caller
+ *      means a fill in progress: the value is loaded but not stored.
+ *   4. when the cache fails (or its breaker is open) the loader's value is
+ *      returned without storing (FALLBACK).
+ * A cache failure never fails the call; a loader failure is returned as the
+ * loader's own code; UC_EINVAL for bad fields or no loader at all.
  */
 int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
-                            size_t nfields, uc_loader_fn loader,
-                            void *loader_arg, uc_validator_fn validator,
-                            void *validator_arg, char **val, size_t *len,
-                            uc_source_t *source);
+                            size_t nfields, const uc_load_opts_t *opts,
+                            uc_load_result_t *out);
 
 /* Statistics of this keyspace (a copy). */
 void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out);

@@ -12,6 +12,7 @@
 #include "cache.h"
 #include "config.h"
 #include "error.h"
+#include "invlog.h"
 #include "keyspace.h"
 
 #define UC_VERSION_MAJOR 0

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keyspaces.h"
 #include "utxocache/utxocache.h"
 
 enum {
@@ -586,7 +587,7 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
     if (rc != UC_OK) {
         return fail("stats", NULL, uc_strerror(rc));
     }
-    defs = uc_keyspaces_utxoiq(&nks);
+    defs = uc_utxoiq_keyspaces(&nks);
     if (nks > sizeof(counts) / sizeof(counts[0])) {
         nks = sizeof(counts) / sizeof(counts[0]);
     }
@@ -687,7 +688,7 @@ static int open_cache(const cli_t *cli, uc_config_t *cfg, uc_cache_t **out)
     uc_cache_t *cache = NULL;
     int rc;
 
-    defs = uc_keyspaces_utxoiq(&nks);
+    defs = uc_utxoiq_keyspaces(&nks);
     if (nks > sizeof(names) / sizeof(names[0])) {
         return fail("config", NULL, "too many built-in keyspaces");
     }
@@ -704,6 +705,9 @@ static int open_cache(const cli_t *cli, uc_config_t *cfg, uc_cache_t **out)
         cfg->log_fn = log_stderr;
         cfg->log_level = UC_LOG_DEBUG;
     }
+    /* The service drops and adopts a changed dataset; an operator's
+     * command only looks. */
+    cfg->observer = 1;
     /* One short-lived process needs at most one connection. */
     if (cfg->max_connections == 0) {
         cfg->max_connections = 1;

@@ -20,7 +20,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "env.h"
+#include "utxocache/cache.h"
 
 /* How a call that the breaker let through ended. */
 typedef enum {

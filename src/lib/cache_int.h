@@ -1,19 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internals shared by cache.c and keyspace.c: the handle and keyspace
- * structs, and the compiled form of a key pattern.
+ * Internals shared by the core's files: the handle and keyspace structs, the
+ * compiled form of a key pattern, and the functions each core file offers the
+ * others. Layering, bottom up: env -> store (memory.c, redis.c, pool,
+ * breaker) -> keys, entry -> invalidate, load -> worker -> cache (the
+ * handle). No file calls a layer above its own.
  */
 #ifndef UC_LIB_CACHE_INT_H
 #define UC_LIB_CACHE_INT_H
 
-#include "backend.h"
+#include <pthread.h>
+
 #include "stats.h"
+#include "store.h"
+#include "utxocache/invlog.h"
 #include "utxocache/keyspace.h"
 
 #define UC__KEYSPACES_MAX 64
-/* Reserved for generation counters; no keyspace pattern may start so. */
-#define UC__GEN_ENTRY "uc:g:"
-#define UC__GEN_SPACE "uc:G:"
+/* Room for prefix + logical key. */
+#define UC__FULLKEY_MAX (UC_PREFIX_MAX + UC_KEY_MAX + 16)
 
 /* One piece of a compiled pattern: literal text or a field slot. */
 typedef struct {
@@ -27,26 +32,70 @@ struct uc_keyspace {
     char name[UC_KEYSPACE_NAME_MAX];
     const char *pattern;
     uint32_t ttl_s;
+    size_t max_value; /* payload cap, bytes */
+    uc_loader_fn loader;
+    void *loader_arg;
+    uc_validator_fn validator;
+    void *validator_arg;
     size_t nfields;
     char fields[UC_KEYSPACE_FIELDS_MAX][UC_KEYSPACE_NAME_MAX];
     size_t nparts;
     uc__part_t parts[2 * UC_KEYSPACE_FIELDS_MAX + 1];
+    /* Nonzero while the whole keyspace is to be treated as invalidated
+     * (pending-set overflow): reads bypass it until the worker cleared it. */
+    _Atomic int all_pending;
     uc__stats_t stats;
 };
+
+/* An invalidation not yet applied: from the log (id > 0) or local (id 0). */
+typedef struct {
+    int64_t id;
+    uc_keyspace_t *ks;
+    char target[UC_KEY_MAX + 1];
+    uint64_t since_us; /* when this process first saw it pending */
+} uc__pending_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    uc__pending_t *items; /* UC_INVLOG_PENDING_MAX of them */
+    size_t n;
+    _Atomic size_t count; /* == n, read without the lock on every get */
+} uc__pendset_t;
 
 struct uc_cache {
     uc__env_t env;
     uc__backend_t *be;
+    int local; /* the store is process-local (memory backend) */
     size_t plen; /* strlen(env.cfg.key_prefix) */
     uc__stats_t totals;
     size_t nks;
     uc_keyspace_t *ks[UC__KEYSPACES_MAX];
+
+    uc__pendset_t pending;
+    uint64_t lease_seed; /* random, drawn at create */
+    uc__ratelog_t inval_log, corrupt_log, trust_log;
+    _Atomic uint64_t lease_counter;
+
+    /* The durable log, when attached. */
+    _Atomic int has_log; /* set last, after the fields below */
+    uc_invlog_ops_t log;
+    void *log_arg;
+    int64_t tail_pos;      /* every record <= this has been seen */
+    uint64_t gap_since_us; /* a gap after tail_pos seen since then; 0 none */
+
+    /* The worker thread. */
+    pthread_t worker;
+    int worker_running;
+    pthread_mutex_t worker_mu;
+    pthread_cond_t worker_cv;
+    int worker_stop;
+    pthread_mutex_t trust_mu; /* one dataset restore at a time */
+    uint64_t seen_epoch;      /* distrust epoch last flushed (trust_mu) */
+    uint64_t next_trust_us, next_prune_us;
 };
 
-/*
- * Compiles def into ks (name, fields, parts). Returns UC_OK or UC_EINVAL with
- * a message in err.
- */
+/* ---- keyspace.c ---- */
+
 int uc__keyspace_compile(uc_keyspace_t *ks, const uc_keyspace_def_t *def,
                          char *err, size_t errlen);
 
@@ -64,5 +113,113 @@ int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
  */
 int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key, size_t klen,
                          const char *const *escaped);
+
+/* ---- keys.c: every key shape the library writes ---- */
+
+/* prefix + key[0..klen) into buf (UC__FULLKEY_MAX); its length, 0 if bad. */
+size_t uc__full_key(const uc_cache_t *c, const char *key, size_t klen,
+                    char *buf);
+
+/* The full key of one entry of ks; UC_EINVAL on bad fields. */
+int uc__entry_key(const uc_keyspace_t *ks, const char *const *fields,
+                  size_t nfields, char *fk, size_t *fklen);
+
+/*
+ * Nonzero when the logical key (no prefix) is covered by target, a key of
+ * ks's shape in which '*' stands for any one field value.
+ */
+int uc__target_covers(const char *target, const char *key, size_t klen);
+
+/* Nonzero when a full key found by a scan has ks's shape and agrees with
+ * target's set fields. */
+int uc__target_filter(void *arg, const char *key, size_t klen);
+
+/* ---- entry.c: the envelope ---- */
+
+/* Bytes the envelope adds in front of a value. */
+#define UC__ENV_HEADER 36
+/* Bytes of a lease value. */
+#define UC__LEASE_LEN 20
+
+typedef struct {
+    uint64_t produced_ms; /* wall clock */
+    uint32_t load_us;     /* how long the load took (for early refresh) */
+    uint64_t expires_ms;  /* logical expiry (for serve-stale) */
+} uc__meta_t;
+
+/* Writes the envelope of (fk, val) to a fresh buffer *out of *outlen. */
+int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,
+                      size_t len, const uc__meta_t *meta, char **out,
+                      size_t *outlen);
+
+typedef enum {
+    UC__ENV_OK = 0,
+    UC__ENV_LEASE = 1,   /* a fill in progress, not a value */
+    UC__ENV_CORRUPT = 2, /* no envelope, a broken one, or another key's */
+} uc__env_verdict_t;
+
+/*
+ * Judges a stored buffer for full key fk. On UC__ENV_OK moves the payload
+ * to the front of buf (NUL-terminated), sets *len and *meta.
+ */
+uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
+                                    size_t *len, uc__meta_t *meta);
+
+/* A new random lease value (UC__LEASE_LEN bytes, not NUL-terminated). */
+void uc__lease_new(uc_cache_t *c, char *out);
+
+/* ---- invalidate.c ---- */
+
+int uc__pending_init(uc__pendset_t *p);
+void uc__pending_release(uc__pendset_t *p);
+
+/* Nonzero when an invalidation covering this entry is pending. */
+int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
+                       const char *key, size_t klen);
+
+/*
+ * Deletes what a target names, now: one UNLINK or SCAN+UNLINK in ks's shape.
+ * *removed (may be NULL) counts the keys.
+ */
+int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
+                     size_t *removed);
+
+/* The worker's pass over the pending set: retries, marks applied. */
+void uc__pending_retry(uc_cache_t *c);
+
+/* Replaces the log-sourced part of the pending set with what the log holds
+ * (local entries stay). `overflow` when the log had more than fit. */
+void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
+                          size_t n, int overflow, uint64_t asked_us);
+
+uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name);
+
+/* ---- worker.c ---- */
+
+int uc__worker_start(uc_cache_t *c);
+void uc__worker_stop(uc_cache_t *c);
+/*
+ * Drops every key of the declared keyspaces and adopts the dataset when the
+ * store distrusts it. UC_OK when trusted afterwards; UC_EUNAVAILABLE when
+ * another thread is at it; else the store's error.
+ */
+int uc__trust_restore(uc_cache_t *c);
+/* Runs one tick synchronously (tests drive the worker with it). */
+void uc__worker_tick(uc_cache_t *c);
+
+/* ---- cache.c: counting ---- */
+
+void uc__count_get(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0);
+void uc__count_set(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0);
+void uc__count_error(uc_cache_t *c, uc_keyspace_t *ks);
+
+/* Counts one event in the totals and in ks (may be NULL). */
+#define UC__COUNT2(c, ks, field)                                               \
+    do {                                                                       \
+        UC__COUNT(&(c)->totals, field);                                        \
+        if ((ks) != NULL) {                                                    \
+            UC__COUNT(&(ks)->stats, field);                                    \
+        }                                                                      \
+    } while (0)
 
 #endif

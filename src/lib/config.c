@@ -355,6 +355,11 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         {"UTXOCACHE_BACKOFF_MAX_MS", offsetof(uc_config_t, backoff_max_ms), 1,
          3600000},
         {"UTXOCACHE_SCAN_BATCH", offsetof(uc_config_t, scan_batch), 1, 100000},
+        {"UTXOCACHE_LOG_TAIL_MS", offsetof(uc_config_t, log_tail_ms), 10,
+         60000},
+        {"UTXOCACHE_LEASE_MS", offsetof(uc_config_t, lease_ms), 100, 600000},
+        {"UTXOCACHE_TRUST_CHECK_MS", offsetof(uc_config_t, trust_check_ms), 50,
+         600000},
     };
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
         rc = env_int(lookup, arg, ints[i].name, ints[i].min, ints[i].max,

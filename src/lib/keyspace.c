@@ -16,20 +16,6 @@
 
 #include "cache_int.h"
 
-static const uc_keyspace_def_t builtin[] = {
-    {"feedback_stats", "feedback:stats:{insight_id}", 3600},
-    {"backfill_job", "backfill:job:{job_id}", 300},
-    {"recent_metrics", "metrics:{service}:{metric_type}:recent", 300},
-    {"aggregated_metrics",
-     "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}", 3600},
-};
-
-const uc_keyspace_def_t *uc_keyspaces_utxoiq(size_t *n)
-{
-    *n = sizeof(builtin) / sizeof(builtin[0]);
-    return builtin;
-}
-
 static int safe_byte(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -106,7 +92,7 @@ int uc__keyspace_compile(uc_keyspace_t *ks, const uc_keyspace_def_t *def,
     }
     if (def->pattern[0] == '{') {
         /* A leading field could spell "uc:" and reach the reserved space;
-         * its invalidation glob would then match generation counters. */
+         * its invalidation glob would then match the dataset marker. */
         return fail(err, errlen, "pattern must start with literal text",
                     def->name);
     }

@@ -9,10 +9,10 @@
  * the low bits; the random hash key keeps callers from aiming many keys at one
  * chain. Expired entries are never returned: they are dropped when touched, by
  * a small sweep of a few buckets on every write, and by eviction (counted as
- * expired, not evicted). Generation counters live in the same store as decimal
- * values (what Redis INCR would leave) but on their own LRU list, evicted only
- * after every plain value of their shard, because losing a counter can let a
- * stale load be written back.
+ * expired, not evicted). The conditional stores (add, cas) compare and store
+ * under the shard's lock, which is what makes the core's leases atomic here.
+ * A second LRU list, evicted only after the first, is kept for entries that
+ * must outlive plain values (none are stored so today).
  */
 #include <fnmatch.h>
 #include <pthread.h>
@@ -23,7 +23,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "backend.h"
+#include "store.h"
 
 #define MEM_SHARDS_MAX 16
 /* Budgets below MEM_SHARDS_MAX * this use fewer shards (down to one), so a
@@ -35,8 +35,6 @@
 #define MEM_MAX_BUCKETS ((size_t)1 << 30)
 /* Buckets examined for expired entries on each write to a shard. */
 #define MEM_SWEEP_BUCKETS 4
-/* gen_read keeps up to this many counters on the stack before it mallocs. */
-#define MEM_GEN_STACK 16
 
 enum { LRU_VALUES = 0, LRU_COUNTERS = 1 };
 
@@ -430,49 +428,6 @@ static void store(mem_backend_t *m, mem_shard_t *s, uint64_t now,
     maybe_grow(s);
 }
 
-/*
- * Parses a counter value: decimal digits only, no sign, no overflow.
- * Returns 0 and sets *out, or -1.
- */
-static int parse_counter(const char *p, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 20) {
-        return -1;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned d;
-        if (p[i] < '0' || p[i] > '9') {
-            return -1;
-        }
-        d = (unsigned)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) {
-            return -1;
-        }
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Reads one counter (0 when absent or expired). Returns UC_OK, or UC_EINVAL
- * when the key holds something that is not a counter. */
-static int read_counter(mem_backend_t *m, mem_shard_t *s, uint64_t now,
-                        const char *key, size_t klen, uint64_t *out,
-                        mem_entry_t **dead)
-{
-    mem_entry_t *e = find_live(s, now, key_hash(m, key, klen), key, klen, dead);
-    if (e == NULL) {
-        *out = 0;
-        return UC_OK;
-    }
-    lru_touch(s, e);
-    if (parse_counter(entry_value(e), e->vlen, out) != 0) {
-        return UC_EINVAL;
-    }
-    return UC_OK;
-}
-
 /* ---- locking ------------------------------------------------------------ */
 
 static mem_backend_t *mem_of(uc__backend_t *b)
@@ -480,30 +435,6 @@ static mem_backend_t *mem_of(uc__backend_t *b)
     return (mem_backend_t *)b;
 }
 
-static mem_shard_t *shard_for(mem_backend_t *m, const char *key, size_t klen)
-{
-    return &m->shards[shard_index(m, key_hash(m, key, klen))];
-}
-
-/* Locks every shard in `mask` in ascending order, the one order every
- * multi-shard operation uses, so two of them cannot deadlock. */
-static void lock_mask(mem_backend_t *m, uint32_t mask)
-{
-    for (unsigned i = 0; i < m->nshards; i++) {
-        if ((mask & (1u << i)) != 0) {
-            pthread_mutex_lock(&m->shards[i].lock);
-        }
-    }
-}
-
-static void unlock_mask(mem_backend_t *m, uint32_t mask)
-{
-    for (unsigned i = m->nshards; i-- > 0;) {
-        if ((mask & (1u << i)) != 0) {
-            pthread_mutex_unlock(&m->shards[i].lock);
-        }
-    }
-}
 
 /* ---- operations --------------------------------------------------------- */
 
@@ -846,166 +777,100 @@ static int mem_count_pattern(uc__backend_t *b, const char *glob,
     return rc;
 }
 
-/* Shards touched by n keys, as a bit mask. */
-static uint32_t mask_of(mem_backend_t *m, size_t n, const char *const *keys,
-                        const size_t *klens)
-{
-    uint32_t mask = 0;
-    for (size_t i = 0; i < n; i++) {
-        mask |= 1u << shard_index(m, key_hash(m, keys[i], klens[i]));
-    }
-    return mask;
-}
-
-/*
- * Reads n counters (0 when absent) under the locks of all their shards at
- * once, so the set is one consistent snapshot. UC_EINVAL when a key holds
- * something else; `gens` is written only on success.
- */
-static int mem_gen_read(uc__backend_t *b, size_t n, const char *const *keys,
-                        const size_t *klens, uint64_t *gens)
+static int mem_get_max(uc__backend_t *b, const char *key, size_t klen,
+                       size_t max, char **val, size_t *len)
 {
     mem_backend_t *m = mem_of(b);
-    uint64_t stack[MEM_GEN_STACK];
-    uint64_t *tmp = stack;
-    mem_entry_t *dead = NULL;
-    uint64_t now;
-    uint32_t mask;
-    int rc = UC_OK;
-
-    if (n == 0) {
-        return UC_OK;
-    }
-    if (keys == NULL || klens == NULL || gens == NULL) {
-        return UC_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (keys[i] == NULL) {
-            return UC_EINVAL;
-        }
-    }
-    if (n > MEM_GEN_STACK) {
-        tmp = calloc(n, sizeof(*tmp));
-        if (tmp == NULL) {
-            return UC_ENOMEM;
-        }
-    }
-    now = uc__now_us(b->env);
-    mask = mask_of(m, n, keys, klens);
-    lock_mask(m, mask);
-    for (size_t i = 0; i < n && rc == UC_OK; i++) {
-        rc = read_counter(m, shard_for(m, keys[i], klens[i]), now, keys[i],
-                          klens[i], &tmp[i], &dead);
-    }
-    unlock_mask(m, mask);
-    free_chain(dead);
-    if (rc == UC_OK) {
-        memcpy(gens, tmp, n * sizeof(*tmp));
-    }
-    if (tmp != stack) {
-        free(tmp);
-    }
-    return rc;
-}
-
-/*
- * Increments a counter (an absent one becomes 1) and keeps it for keep_ms
- * (0: forever). UC_EINVAL when the key holds a value that is not a counter
- * or the counter would overflow; UC_ENOMEM leaves the old counter in place.
- */
-static int mem_gen_bump(uc__backend_t *b, const char *key, size_t klen,
-                        uint64_t keep_ms)
-{
-    mem_backend_t *m = mem_of(b);
-    mem_entry_t *dead = NULL;
-    mem_entry_t *e = NULL;
+    uint64_t h;
     mem_shard_t *s;
-    uint64_t now, cur = 0;
-    char buf[24];
-    int rc, len;
+    mem_entry_t *dead = NULL;
+    mem_entry_t *e;
+    int rc = UC_MISS;
 
-    if (key == NULL) {
+    if (key == NULL || val == NULL || len == NULL) {
         return UC_EINVAL;
     }
-    now = uc__now_us(b->env);
-    s = shard_for(m, key, klen);
+    h = key_hash(m, key, klen);
+    s = &m->shards[shard_index(m, h)];
     pthread_mutex_lock(&s->lock);
-    rc = read_counter(m, s, now, key, klen, &cur, &dead);
-    if (rc == UC_OK && cur == UINT64_MAX) {
-        rc = UC_EINVAL;
+    e = find_live(s, uc__now_us(b->env), h, key, klen, &dead);
+    if (e == NULL || e->vlen == 0) {
+        s->misses++;
+    } else if (e->vlen > max) {
+        rc = UC_ETOOBIG;
+    } else {
+        char *v = copy_value(e);
+        if (v == NULL) {
+            rc = UC_ENOMEM;
+        } else {
+            lru_touch(s, e);
+            s->hits++;
+            *val = v;
+            *len = e->vlen;
+            rc = UC_OK;
+        }
     }
-    if (rc != UC_OK) {
-        goto cleanup;
-    }
-    len = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)(cur + 1));
-    if (len <= 0 || (size_t)len >= sizeof(buf)) {
-        rc = UC_EINVAL;
-        goto cleanup;
-    }
-    rc = entry_new(m, key, klen, buf, (size_t)len, expiry_for(now, keep_ms), 1,
-                   &e);
-    if (rc == UC_OK) {
-        store(m, s, now, e, &dead);
-    }
-
-cleanup:
     pthread_mutex_unlock(&s->lock);
     free_chain(dead);
     return rc;
 }
 
 /*
- * Stores (key, val) only if every counter still holds the value in `gens`.
- * The counters' shards and the key's shard are locked together for the
- * comparison and the store, so no bump can fall between them. Returns
- * UC_OK, UC_ESTALE (nothing stored), UC_ETOOBIG or UC_ENOMEM.
+ * The conditional store behind add and cas: under the shard's lock, stores
+ * (key, val) when the key is absent (expect == NULL) or holds exactly
+ * expect. Returns UC_OK, UC_ESTALE (nothing stored), UC_ETOOBIG, UC_ENOMEM.
  */
-static int mem_set_if_gens(uc__backend_t *b, const char *key, size_t klen,
-                           const char *val, size_t len, uint64_t ttl_ms,
-                           size_t n, const char *const *gkeys,
-                           const size_t *gklens, const uint64_t *gens)
+static int store_if(uc__backend_t *b, const char *key, size_t klen,
+                    const char *expect, size_t elen, const char *val,
+                    size_t len, uint64_t ttl_ms)
 {
     mem_backend_t *m = mem_of(b);
     mem_entry_t *dead = NULL;
     mem_entry_t *e = NULL;
+    mem_entry_t *cur;
+    mem_shard_t *s;
     uint64_t now;
-    uint32_t mask;
-    int rc = UC_OK;
+    int rc;
 
-    if (key == NULL || (val == NULL && len > 0) ||
-        (n > 0 && (gkeys == NULL || gklens == NULL || gens == NULL))) {
+    if (key == NULL || (val == NULL && len > 0)) {
         return UC_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (gkeys[i] == NULL) {
-            return UC_EINVAL;
-        }
     }
     now = uc__now_us(b->env);
     rc = entry_new(m, key, klen, val, len, expiry_for(now, ttl_ms), 0, &e);
     if (rc != UC_OK) {
         return rc;
     }
-    mask = mask_of(m, n, gkeys, gklens) | (1u << shard_index(m, e->hash));
-    lock_mask(m, mask);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t cur;
-        /* A key that no longer holds a counter has changed too. */
-        if (read_counter(m, shard_for(m, gkeys[i], gklens[i]), now, gkeys[i],
-                         gklens[i], &cur, &dead) != UC_OK ||
-            cur != gens[i]) {
-            rc = UC_ESTALE;
-            break;
-        }
-    }
-    if (rc == UC_OK) {
-        store(m, &m->shards[shard_index(m, e->hash)], now, e, &dead);
+    s = &m->shards[shard_index(m, e->hash)];
+    pthread_mutex_lock(&s->lock);
+    cur = find_live(s, now, e->hash, key, klen, &dead);
+    if (expect == NULL ? cur != NULL
+                       : (cur == NULL || cur->vlen != elen ||
+                          memcmp(entry_value(cur), expect, elen) != 0)) {
+        rc = UC_ESTALE;
+    } else {
+        store(m, s, now, e, &dead);
         e = NULL;
     }
-    unlock_mask(m, mask);
+    pthread_mutex_unlock(&s->lock);
     free_chain(dead);
     free(e);
     return rc;
+}
+
+static int mem_add(uc__backend_t *b, const char *key, size_t klen,
+                   const char *val, size_t len, uint64_t ttl_ms)
+{
+    return store_if(b, key, klen, NULL, 0, val, len, ttl_ms);
+}
+
+static int mem_cas(uc__backend_t *b, const char *key, size_t klen,
+                   const char *expect, size_t elen, const char *val, size_t len,
+                   uint64_t ttl_ms)
+{
+    if (expect == NULL) {
+        return UC_EINVAL;
+    }
+    return store_if(b, key, klen, expect, elen, val, len, ttl_ms);
 }
 
 static int mem_ping(uc__backend_t *b)
@@ -1080,9 +945,10 @@ static const uc__backend_ops_t mem_ops = {
     .mset = mem_mset,
     .delete_pattern = mem_delete_pattern,
     .count_pattern = mem_count_pattern,
-    .gen_read = mem_gen_read,
-    .gen_bump = mem_gen_bump,
-    .set_if_gens = mem_set_if_gens,
+    .get_max = mem_get_max,
+    .put = mem_set,
+    .add = mem_add,
+    .cas = mem_cas,
     .ping = mem_ping,
     .info = mem_info,
     .pool_stats = mem_pool_stats,

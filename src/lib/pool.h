@@ -29,7 +29,8 @@
 
 #include <stdint.h>
 
-#include "backend.h"
+#include "env.h"
+#include "utxocache/cache.h"
 
 typedef struct uc__pool uc__pool_t;
 

@@ -50,7 +50,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "backend.h"
+#include "store.h"
 #include "breaker.h"
 #include "pool.h"
 #include "redis_info.h"
@@ -62,22 +62,22 @@
 #define INFO_MAX (1024u * 1024u)
 
 /*
- * Stores val under KEYS[1] with TTL ARGV[2] ms (0: none) only if every
- * generation counter KEYS[i+1] still holds ARGV[i+2] (absent counts as 0).
- * Returns 1 when stored, 0 when a counter moved.
+ * Compare-and-set on one key: replaces KEYS[1] with ARGV[2] (TTL ARGV[3]
+ * ms, 0: none) only while it holds exactly ARGV[1]. Returns 1 when stored,
+ * 0 otherwise. One key, so one Cluster slot.
  */
-static const char set_if_gens_lua[] =
-    "for i = 2, #KEYS do\n"
-    "  local v = redis.call('GET', KEYS[i])\n"
-    "  if not v then v = '0' end\n"
-    "  if v ~= ARGV[i + 1] then return 0 end\n"
-    "end\n"
-    "if ARGV[2] ~= '0' then\n"
-    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+static const char cas_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "if ARGV[3] ~= '0' then\n"
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
     "else\n"
-    "  redis.call('SET', KEYS[1], ARGV[1])\n"
+    "  redis.call('SET', KEYS[1], ARGV[2])\n"
     "end\n"
     "return 1\n";
+
+/* Below the prefix; no keyspace pattern may start with "uc:". */
+#define MARKER_SUFFIX "uc:dataset"
+#define RUN_ID_MAX 64
 
 typedef struct {
     uc__backend_t base;
@@ -86,14 +86,33 @@ typedef struct {
     char where[UC_HOST_MAX + 16]; /* "host:port", for messages */
     size_t scan_batch;
     pthread_mutex_t sha_mu;
-    char sha[41]; /* of set_if_gens_lua once SCRIPT LOAD answered; "" before */
+    char sha[41]; /* of cas_lua once SCRIPT LOAD answered; "" before */
+    char marker[UC_PREFIX_MAX + sizeof(MARKER_SUFFIX)];
+    size_t marker_len;
+    pthread_mutex_t id_mu;
+    char raised_by[RUN_ID_MAX]; /* run_id seen when distrust was raised */
+    /* Set once a dataset was found or made trusted: from then on the
+     * worker re-checks it periodically. */
+    _Atomic int checked;
     _Atomic uint64_t log_next_us;
     _Atomic uint64_t log_suppressed;
 } rb_t;
 
-/* One operation's hold on the breaker, a connection and the signal mask. */
+/*
+ * A pooled connection: the hiredis context and whether its dataset identity
+ * has been checked. The check rides on the connection's first pipeline
+ * (see exec), so it costs no round trip of its own.
+ */
 typedef struct {
     redisContext *c;
+    int verified;
+} rconn_t;
+
+/* One operation's hold on the breaker, a connection and the signal mask. */
+typedef struct {
+    rconn_t *conn;
+    redisContext *c;
+    int data; /* reads or writes entries: refused on a distrusted dataset */
     int probe;
     int broken;      /* the connection failed: close it */
     int server_gone; /* EOF/reset: the idle ones are suspect too */
@@ -395,7 +414,14 @@ static int conn_open(void *arg, void **conn)
     if (rc != UC_OK) {
         goto fail;
     }
-    *conn = c;
+    rconn_t *rc_conn = malloc(sizeof(*rc_conn));
+    if (rc_conn == NULL) {
+        rc = UC_ENOMEM;
+        goto fail;
+    }
+    rc_conn->c = c;
+    rc_conn->verified = 0;
+    *conn = rc_conn;
     return UC_OK;
 
 fail:
@@ -406,8 +432,11 @@ fail:
 
 static void conn_close(void *arg, void *conn)
 {
+    rconn_t *rc = conn;
+
     (void)arg;
-    redisFree(conn);
+    redisFree(rc->c);
+    free(rc);
 }
 
 /*
@@ -418,7 +447,7 @@ static void conn_close(void *arg, void *conn)
  */
 static int conn_check(void *arg, void *conn)
 {
-    redisContext *c = conn;
+    redisContext *c = ((rconn_t *)conn)->c;
     struct pollfd pfd;
 
     (void)arg;
@@ -509,8 +538,29 @@ static int sess_begin(rb_t *rb, sess_t *s)
         restore_sigpipe(s, 1);
         return rc;
     }
-    s->c = conn;
+    s->conn = conn;
+    s->c = s->conn->c;
     return UC_OK;
+}
+
+static void sess_end(rb_t *rb, sess_t *s);
+
+/*
+ * sess_begin() for commands that read or write entries: refused with
+ * UC_EUNAVAILABLE while the dataset is not trusted. The check comes after
+ * the connection is acquired, because a new connection is where a changed
+ * dataset is first seen.
+ */
+static int sess_begin_data(rb_t *rb, sess_t *s)
+{
+    int rc = sess_begin(rb, s);
+
+    if (rc == UC_OK && atomic_load(&rb->base.distrust) != 0) {
+        sess_end(rb, s);
+        return UC_EUNAVAILABLE;
+    }
+    s->data = 1;
+    return rc;
 }
 
 /* Ends an operation: returns or closes the connection, tells the breaker. */
@@ -519,18 +569,19 @@ static void sess_end(rb_t *rb, sess_t *s)
     uc__breaker_outcome_t outcome = UC__BREAKER_SUCCESS;
 
     if (s->broken) {
-        uc__pool_release(rb->pool, s->c, 0);
+        uc__pool_release(rb->pool, s->conn, 0);
         if (s->server_gone) {
             uc__pool_discard_idle(rb->pool);
         }
         outcome = UC__BREAKER_FAILURE;
     } else {
-        uc__pool_release(rb->pool, s->c, 1);
+        uc__pool_release(rb->pool, s->conn, 1);
         if (s->server_busy) {
             outcome = UC__BREAKER_FAILURE;
         }
     }
     s->c = NULL;
+    s->conn = NULL;
     uc__breaker_report(&rb->breaker, s->probe, outcome);
     restore_sigpipe(s, s->broken);
 }
@@ -548,15 +599,44 @@ static int bad_reply(rb_t *rb, sess_t *s)
  * (the caller frees them with free_replies()). Returns UC_OK, or a status
  * with the connection marked broken and rep[] all NULL.
  */
+static void judge_identity(rb_t *rb, sess_t *s, redisReply *info,
+                           redisReply *marker);
+
+/*
+ * Sends n commands in one write and reads their n replies into rep[]
+ * (the caller frees them with free_replies()). Returns UC_OK, or a status
+ * with the connection marked broken and rep[] all NULL. On a connection's
+ * first use the dataset identity (INFO server, GET marker) goes first in the
+ * same write; when it shows a changed dataset, a data session's replies are
+ * dropped and UC_EUNAVAILABLE returned, before any of them is used.
+ */
 static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
                 redisReply **rep)
 {
     redisContext *c = s->c;
     int rc = UC_OK;
     size_t got = 0;
+    /* Only entry reads and writes need the check; raw commands are an
+     * operator's and leave the connection to be checked on its first
+     * entry command. */
+    size_t pre = s->conn->verified || !s->data ? 0 : 2;
+    redisReply *id[2] = {NULL, NULL};
 
     for (size_t i = 0; i < n; i++) {
         rep[i] = NULL;
+    }
+    if (pre > 0) {
+        const char *info[2] = {"INFO", "server"};
+        size_t info_len[2] = {4, 6};
+        const char *get[2] = {"GET", rb->marker};
+        size_t get_len[2] = {3, rb->marker_len};
+        cmd_t idc[2] = {{2, info, info_len}, {2, get, get_len}};
+        for (size_t i = 0; i < 2; i++) {
+            if (append_cmd(c, &idc[i]) != REDIS_OK) {
+                s->broken = 1;
+                return UC_ENOMEM;
+            }
+        }
     }
     for (size_t i = 0; i < n; i++) {
         if (append_cmd(c, &cmds[i]) != REDIS_OK) {
@@ -565,7 +645,7 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             return UC_ENOMEM;
         }
     }
-    for (got = 0; got < n; got++) {
+    for (got = 0; got < pre + n; got++) {
         void *v = NULL;
 
         if (redisGetReply(c, &v) != REDIS_OK) {
@@ -574,10 +654,30 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             rc = context_status(c, saved);
             break;
         }
-        rep[got] = v;
-        if (rep[got]->type == REDIS_REPLY_ERROR && error_reply_busy(rep[got])) {
+        if (got < pre) {
+            id[got] = v;
+            continue;
+        }
+        rep[got - pre] = v;
+        if (rep[got - pre]->type == REDIS_REPLY_ERROR &&
+            error_reply_busy(rep[got - pre])) {
             s->server_busy = 1;
         }
+    }
+    if (rc == UC_OK && pre > 0) {
+        judge_identity(rb, s, id[0], id[1]);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        if (id[i] != NULL) {
+            freeReplyObject(id[i]);
+        }
+    }
+    if (rc == UC_OK && s->data && atomic_load(&rb->base.distrust) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            freeReplyObject(rep[i]);
+            rep[i] = NULL;
+        }
+        return UC_EUNAVAILABLE;
     }
     if (rc == UC_OK) {
         return UC_OK;
@@ -586,7 +686,7 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
     s->server_gone =
         c->err == REDIS_ERR_EOF || (rc == UC_EIO && c->err == REDIS_ERR_IO);
     log_failure(rb, "redis", rc, c->errstr);
-    for (size_t i = 0; i < got; i++) {
+    for (size_t i = 0; i + pre < got; i++) {
         freeReplyObject(rep[i]);
         rep[i] = NULL;
     }
@@ -682,27 +782,49 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
 /* ---- single-key operations ------------------------------------------------
  */
 
-static int r_get(uc__backend_t *b, const char *key, size_t klen, char **val,
-                 size_t *len)
+/*
+ * GET, or GETRANGE key 0 max when a cap is given: then a value longer than
+ * max arrives cut to max + 1 bytes and is refused without a bigger copy.
+ */
+static int get_common(uc__backend_t *b, const char *key, size_t klen,
+                      size_t max, char **val, size_t *len)
 {
     rb_t *rb = rb_of(b);
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, klen};
+    char endbuf[24];
+    const char *argv[4] = {"GET", key, "0", endbuf};
+    size_t lens[4] = {3, klen, 1, 0};
+    int argc = 2;
     redisReply *r = NULL;
     sess_t s;
-    int rc = sess_begin(rb, &s);
+    int rc = UC_OK;
 
+    if (max > 0) {
+        argv[0] = "GETRANGE";
+        lens[0] = 8;
+        lens[3] = (size_t)snprintf(endbuf, sizeof(endbuf), "%zu", max);
+        argc = 4;
+    }
+    /* Bounded reads are the keyspace path, which trust guards; raw GETs
+     * are an operator's and go through whatever the dataset. */
+    rc = max > 0 ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
     if (rc != UC_OK) {
         return rc;
     }
-    rc = run1(rb, &s, 2, argv, lens, &r);
+    rc = run1(rb, &s, argc, argv, lens, &r);
     if (rc == UC_OK) {
-        if (r->type == REDIS_REPLY_NIL) {
+        if (r->type == REDIS_REPLY_NIL || (max > 0 && r->type ==
+                                                          REDIS_REPLY_STRING &&
+                                           r->len == 0)) {
             rc = UC_MISS;
         } else if (r->type == REDIS_REPLY_STRING) {
-            rc = copy_bulk(r, val, len);
+            rc = max > 0 && r->len > max ? UC_ETOOBIG
+                                         : copy_bulk(r, val, len);
         } else if (r->type == REDIS_REPLY_ERROR) {
-            rc = error_reply_status(r);
+            /* A key of another type where an entry should be is a value
+             * that is not one: the caller deletes it. */
+            rc = max > 0 && starts_with(r->str, r->len, "WRONGTYPE")
+                     ? UC_ECORRUPT
+                     : error_reply_status(r);
         } else {
             rc = bad_reply(rb, &s);
         }
@@ -710,6 +832,18 @@ static int r_get(uc__backend_t *b, const char *key, size_t klen, char **val,
     }
     sess_end(rb, &s);
     return rc;
+}
+
+static int r_get(uc__backend_t *b, const char *key, size_t klen, char **val,
+                 size_t *len)
+{
+    return get_common(b, key, klen, 0, val, len);
+}
+
+static int r_get_max(uc__backend_t *b, const char *key, size_t klen,
+                     size_t max, char **val, size_t *len)
+{
+    return get_common(b, key, klen, max > 0 ? max : 1, val, len);
 }
 
 /* Fills a SET argv (5 slots) for key/val with an optional PX; returns argc. */
@@ -734,8 +868,8 @@ static int set_argv(const char **argv, size_t *lens, char *ttlbuf,
     return 5;
 }
 
-static int r_set(uc__backend_t *b, const char *key, size_t klen,
-                 const char *val, size_t len, uint64_t ttl_ms)
+static int set_common(uc__backend_t *b, const char *key, size_t klen,
+                      const char *val, size_t len, uint64_t ttl_ms, int data)
 {
     rb_t *rb = rb_of(b);
     const char *argv[5];
@@ -751,7 +885,7 @@ static int r_set(uc__backend_t *b, const char *key, size_t klen,
     }
     argc = set_argv(argv, lens, ttlbuf, sizeof(ttlbuf), key, klen, val, len,
                     ttl_ms);
-    rc = sess_begin(rb, &s);
+    rc = data ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
     if (rc != UC_OK) {
         return rc;
     }
@@ -762,6 +896,18 @@ static int r_set(uc__backend_t *b, const char *key, size_t klen,
     }
     sess_end(rb, &s);
     return rc;
+}
+
+static int r_set(uc__backend_t *b, const char *key, size_t klen,
+                 const char *val, size_t len, uint64_t ttl_ms)
+{
+    return set_common(b, key, klen, val, len, ttl_ms, 0);
+}
+
+static int r_put(uc__backend_t *b, const char *key, size_t klen,
+                 const char *val, size_t len, uint64_t ttl_ms)
+{
+    return set_common(b, key, klen, val, len, ttl_ms, 1);
 }
 
 /* Runs a one-key command answered by an integer. */
@@ -1198,73 +1344,6 @@ static int r_count_pattern(uc__backend_t *b, const char *glob,
 /* ---- generations ----------------------------------------------------------
  */
 
-static int mget_counter(void *arg, size_t i, const redisReply *e)
-{
-    uint64_t *gens = arg;
-
-    if (e->type == REDIS_REPLY_NIL) {
-        gens[i] = 0; /* never bumped */
-        return UC_OK;
-    }
-    /* Someone wrote a non-counter there: an answer, but unusable. */
-    return parse_u64(e->str, e->len, &gens[i]) ? UC_OK : UC_EPROTO;
-}
-
-static int r_gen_read(uc__backend_t *b, size_t n, const char *const *keys,
-                      const size_t *klens, uint64_t *gens)
-{
-    uint64_t *tmp;
-    int rc;
-
-    if (n == 0) {
-        return UC_OK;
-    }
-    tmp = calloc(n, sizeof(*tmp));
-    if (tmp == NULL) {
-        return UC_ENOMEM;
-    }
-    rc = mget_each(rb_of(b), n, keys, klens, mget_counter, tmp);
-    if (rc == UC_OK) {
-        memcpy(gens, tmp, n * sizeof(*gens));
-    }
-    free(tmp);
-    return rc;
-}
-
-static int r_gen_bump(uc__backend_t *b, const char *key, size_t klen,
-                      uint64_t keep_ms)
-{
-    rb_t *rb = rb_of(b);
-    char keep[24];
-    const char *incr[2] = {"INCR", key};
-    size_t incr_len[2] = {4, klen};
-    const char *exp[3] = {"PEXPIRE", key, keep};
-    size_t exp_len[3] = {7, klen, 0};
-    cmd_t cmds[2] = {{2, incr, incr_len}, {3, exp, exp_len}};
-    redisReply *rep[2] = {NULL, NULL};
-    size_t n = keep_ms > 0 ? 2 : 1;
-    long long v = 0;
-    sess_t s;
-    int rc = UC_OK;
-
-    snprintf(keep, sizeof(keep), "%llu", (unsigned long long)keep_ms);
-    exp_len[2] = strlen(keep);
-    rc = sess_begin(rb, &s);
-    if (rc != UC_OK) {
-        return rc;
-    }
-    rc = exec(rb, &s, n, cmds, rep);
-    if (rc == UC_OK) {
-        rc = expect_integer(rb, &s, rep[0], &v);
-        if (rc == UC_OK && n == 2) {
-            rc = expect_integer(rb, &s, rep[1], &v);
-        }
-        free_replies(rep, n);
-    }
-    sess_end(rb, &s);
-    return rc;
-}
-
 /* Whether an error reply is Redis saying it does not know the script. */
 static int is_noscript(const redisReply *r)
 {
@@ -1273,7 +1352,7 @@ static int is_noscript(const redisReply *r)
 }
 
 /*
- * Reads the script's answer: 1 stored, 0 a generation moved. A SCRIPT LOAD
+ * Reads the script's answer: 1 stored, 0 the key held something else. A SCRIPT LOAD
  * answer (when sent first) gives the SHA1 to use from then on.
  */
 static int script_answer(rb_t *rb, sess_t *s, const redisReply *r)
@@ -1298,20 +1377,17 @@ static void remember_sha(rb_t *rb, const redisReply *r)
     pthread_mutex_unlock(&rb->sha_mu);
 }
 
-static int r_set_if_gens(uc__backend_t *b, const char *key, size_t klen,
-                         const char *val, size_t len, uint64_t ttl_ms, size_t n,
-                         const char *const *gkeys, const size_t *gklens,
-                         const uint64_t *gens)
+static int r_cas(uc__backend_t *b, const char *key, size_t klen,
+                 const char *expect, size_t elen, const char *val, size_t len,
+                 uint64_t ttl_ms)
 {
     rb_t *rb = rb_of(b);
-    /* EVAL[SHA] script numkeys key gkeys.. val ttl gens.. */
-    size_t argc = 3 + (1 + n) + 2 + n;
-    const char **argv = NULL;
-    size_t *lens = NULL;
-    char *nums = NULL; /* numkeys, ttl and the n gens, 24 bytes each */
-    const char *load[3] = {"SCRIPT", "LOAD", set_if_gens_lua};
-    size_t load_len[3] = {6, 4, sizeof(set_if_gens_lua) - 1};
-    char sha[41];
+    /* EVAL[SHA] script 1 key expect val ttl */
+    const char *argv[7];
+    size_t lens[7];
+    char ttlbuf[24], sha[41];
+    const char *load[3] = {"SCRIPT", "LOAD", cas_lua};
+    size_t load_len[3] = {6, 4, sizeof(cas_lua) - 1};
     cmd_t cmds[2];
     redisReply *rep[2] = {NULL, NULL};
     sess_t s;
@@ -1320,54 +1396,31 @@ static int r_set_if_gens(uc__backend_t *b, const char *key, size_t klen,
     if (len > UC_VALUE_MAX) {
         return UC_ETOOBIG;
     }
-    if (n > (size_t)INT_MAX / 4) {
-        return UC_EINVAL;
-    }
-    argv = malloc(argc * sizeof(*argv));
-    lens = malloc(argc * sizeof(*lens));
-    nums = malloc((n + 2) * 24);
-    if (argv == NULL || lens == NULL || nums == NULL) {
-        rc = UC_ENOMEM;
-        goto cleanup;
-    }
+    snprintf(ttlbuf, sizeof(ttlbuf), "%llu", (unsigned long long)ttl_ms);
+    argv[2] = "1";
+    lens[2] = 1;
+    argv[3] = key;
+    lens[3] = klen;
+    argv[4] = expect;
+    lens[4] = elen;
+    argv[5] = val;
+    lens[5] = len;
+    argv[6] = ttlbuf;
+    lens[6] = strlen(ttlbuf);
     pthread_mutex_lock(&rb->sha_mu);
     memcpy(sha, rb->sha, sizeof(sha));
     pthread_mutex_unlock(&rb->sha_mu);
 
-    snprintf(nums, 24, "%zu", n + 1);
-    argv[2] = nums;
-    argv[3] = key;
-    lens[3] = klen;
-    for (size_t i = 0; i < n; i++) {
-        argv[4 + i] = gkeys[i];
-        lens[4 + i] = gklens[i];
-    }
-    argv[4 + n] = val;
-    lens[4 + n] = len;
-    snprintf(nums + 24, 24, "%llu", (unsigned long long)ttl_ms);
-    argv[5 + n] = nums + 24;
-    for (size_t i = 0; i < n; i++) {
-        char *g = nums + 24 * (i + 2);
-
-        snprintf(g, 24, "%llu", (unsigned long long)gens[i]);
-        argv[6 + n + i] = g;
-    }
-    for (size_t i = 0; i < argc; i++) {
-        if (i == 2 || i == 5 + n || i >= 6 + n) {
-            lens[i] = strlen(argv[i]);
-        }
-    }
-
-    rc = sess_begin(rb, &s);
+    rc = sess_begin_data(rb, &s);
     if (rc != UC_OK) {
-        goto cleanup;
+        return rc;
     }
     if (sha[0] != '\0') {
         argv[0] = "EVALSHA";
         lens[0] = 7;
         argv[1] = sha;
         lens[1] = 40;
-        rc = run1(rb, &s, (int)argc, argv, lens, &rep[0]);
+        rc = run1(rb, &s, 7, argv, lens, &rep[0]);
         if (rc == UC_OK && !is_noscript(rep[0])) {
             rc = script_answer(rb, &s, rep[0]);
             goto end;
@@ -1384,10 +1437,10 @@ static int r_set_if_gens(uc__backend_t *b, const char *key, size_t klen,
      */
     argv[0] = "EVAL";
     lens[0] = 4;
-    argv[1] = set_if_gens_lua;
-    lens[1] = sizeof(set_if_gens_lua) - 1;
+    argv[1] = cas_lua;
+    lens[1] = sizeof(cas_lua) - 1;
     cmds[0] = (cmd_t){3, load, load_len};
-    cmds[1] = (cmd_t){(int)argc, argv, lens};
+    cmds[1] = (cmd_t){7, argv, lens};
     rc = exec(rb, &s, 2, cmds, rep);
     if (rc == UC_OK) {
         remember_sha(rb, rep[0]);
@@ -1397,11 +1450,237 @@ static int r_set_if_gens(uc__backend_t *b, const char *key, size_t klen,
 end:
     free_replies(rep, 2);
     sess_end(rb, &s);
+    return rc;
+}
 
-cleanup:
-    free(argv);
-    free(lens);
-    free(nums);
+static int r_add(uc__backend_t *b, const char *key, size_t klen,
+                 const char *val, size_t len, uint64_t ttl_ms)
+{
+    rb_t *rb = rb_of(b);
+    const char *argv[6];
+    size_t lens[6];
+    char ttlbuf[24];
+    int argc = 0;
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = UC_OK;
+
+    if (len > UC_VALUE_MAX) {
+        return UC_ETOOBIG;
+    }
+    argc = set_argv(argv, lens, ttlbuf, sizeof(ttlbuf), key, klen, val, len,
+                    ttl_ms);
+    argv[argc] = "NX";
+    lens[argc++] = 2;
+    rc = sess_begin_data(rb, &s);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, &s, argc, argv, lens, &r);
+    if (rc == UC_OK) {
+        /* NX answers nil when the key exists. */
+        rc = r->type == REDIS_REPLY_NIL ? UC_ESTALE : expect_ok(rb, &s, r);
+        freeReplyObject(r);
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+/* ---- dataset trust ----------------------------------------------------------
+ *
+ * A marker key under the prefix holds the run_id of the server whose
+ * dataset this cache has been invalidating. A server that restarted (empty,
+ * or restored from RDB/AOF with entries whose invalidations it never saw),
+ * a replica promoted in its place, or a FLUSHALL, leaves a marker that is
+ * missing or names another run_id. Every new connection compares the two
+ * in its first pipeline (exec), and a data command's reply is used only
+ * after that, so no read reaches a new dataset unchecked; the
+ * worker also checks periodically (FLUSHALL keeps the connections). While
+ * distrusted, data commands answer UC_EUNAVAILABLE (the core then reads the
+ * loader) until the core has dropped the keyspaces' keys and called adopt;
+ * raw key commands (an operator's) are not held back. Where
+ * INFO is not allowed (a narrow ACL), only a missing marker is seen.
+ */
+
+static void raise_distrust(rb_t *rb, const char *run_id)
+{
+    pthread_mutex_lock(&rb->id_mu);
+    snprintf(rb->raised_by, sizeof(rb->raised_by), "%s", run_id);
+    pthread_mutex_unlock(&rb->id_mu);
+    if (atomic_exchange(&rb->base.distrust, 1) == 0) {
+        atomic_fetch_add(&rb->base.distrust_epoch, 1);
+    }
+}
+
+/* Copies the run_id field of an INFO server reply; "" when absent. */
+static void parse_run_id(const redisReply *r, char *out, size_t cap)
+{
+    const char *p;
+    size_t n = 0;
+
+    out[0] = '\0';
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    p = strstr(r->str, "run_id:");
+    if (p == NULL) {
+        return;
+    }
+    p += 7;
+    while (n + 1 < cap && ((p[n] >= '0' && p[n] <= '9') ||
+                           (p[n] >= 'a' && p[n] <= 'f'))) {
+        out[n] = p[n];
+        n++;
+    }
+    out[n] = '\0';
+}
+
+/*
+ * Compares an INFO server reply with the marker's GET reply: *match is set
+ * (nonzero: the marker names this server) and run_id gets the server's (""
+ * when INFO was refused). Returns 0, or -1 when the marker's reply is an
+ * error (-LOADING and the like): then nothing can be concluded.
+ */
+static int compare_identity(const redisReply *info, const redisReply *m,
+                            char *run_id, size_t cap, int *match)
+{
+    parse_run_id(info, run_id, cap);
+    if (m == NULL || m->type == REDIS_REPLY_ERROR) {
+        return -1;
+    }
+    if (m->type == REDIS_REPLY_STRING) {
+        *match = run_id[0] == '\0' || (strlen(run_id) == m->len &&
+                                        memcmp(run_id, m->str, m->len) == 0);
+    } else {
+        *match = 0;
+    }
+    return 0;
+}
+
+static void judge_identity(rb_t *rb, sess_t *s, redisReply *info,
+                           redisReply *marker)
+{
+    char run_id[RUN_ID_MAX];
+    int match = 0;
+
+    if (compare_identity(info, marker, run_id, sizeof(run_id), &match) != 0) {
+        return; /* checked again on the next use */
+    }
+    s->conn->verified = 1;
+    if (!match) {
+        raise_distrust(rb, run_id);
+    } else {
+        atomic_store(&rb->checked, 1);
+    }
+}
+
+/* Asks the server for its identity on connection c (see compare_identity). */
+static int read_identity(rb_t *rb, redisContext *c, char *run_id, size_t cap,
+                         int *match)
+{
+    const char *info[2] = {"INFO", "server"};
+    size_t info_len[2] = {4, 6};
+    const char *get[2] = {"GET", rb->marker};
+    size_t get_len[2] = {3, rb->marker_len};
+    void *v[2] = {NULL, NULL};
+    int rc = UC_OK;
+
+    if (redisAppendCommandArgv(c, 2, info, info_len) != REDIS_OK ||
+        redisAppendCommandArgv(c, 2, get, get_len) != REDIS_OK) {
+        return UC_ENOMEM;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (redisGetReply(c, &v[i]) != REDIS_OK) {
+            rc = context_status(c, errno);
+            break;
+        }
+    }
+    if (rc == UC_OK &&
+        compare_identity(v[0], v[1], run_id, cap, match) != 0) {
+        rc = UC_EUNAVAILABLE;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (v[i] != NULL) {
+            freeReplyObject(v[i]);
+        }
+    }
+    return rc;
+}
+
+static int r_verify(uc__backend_t *b)
+{
+    rb_t *rb = rb_of(b);
+    char run_id[RUN_ID_MAX];
+    int match = 0;
+    sess_t s;
+    int rc;
+
+    if (atomic_load(&rb->checked) == 0) {
+        /* Nothing trusted yet: the first entry command checks. */
+        return UC_OK;
+    }
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = read_identity(rb, s.c, run_id, sizeof(run_id), &match);
+    if (rc == UC_OK && !match) {
+        raise_distrust(rb, run_id);
+    } else if (rc != UC_OK && rc != UC_EUNAVAILABLE) {
+        s.broken = 1;
+    }
+    sess_end(rb, &s);
+    return rc;
+}
+
+static int r_adopt(uc__backend_t *b)
+{
+    rb_t *rb = rb_of(b);
+    char run_id[RUN_ID_MAX], raised[RUN_ID_MAX];
+    int match = 0;
+    const char *set[3] = {"SET", rb->marker, run_id};
+    size_t set_len[3] = {3, rb->marker_len, 0};
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = sess_begin(rb, &s);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = read_identity(rb, s.c, run_id, sizeof(run_id), &match);
+    if (rc != UC_OK) {
+        s.broken = rc != UC_EUNAVAILABLE;
+        goto end;
+    }
+    pthread_mutex_lock(&rb->id_mu);
+    memcpy(raised, rb->raised_by, sizeof(raised));
+    pthread_mutex_unlock(&rb->id_mu);
+    if (run_id[0] != '\0' && strcmp(run_id, raised) != 0) {
+        /* Another server took over while the prefix was being dropped:
+         * what was dropped was not this dataset. Start again. */
+        raise_distrust(rb, run_id);
+        rc = UC_ESTALE;
+        goto end;
+    }
+    if (run_id[0] == '\0') {
+        /* No INFO: a random token still tells a flushed dataset apart. */
+        snprintf(run_id, sizeof(run_id), "t%016llx",
+                 (unsigned long long)(uc__now_us(rb->base.env) ^
+                                      (uint64_t)(uintptr_t)rb));
+    }
+    set_len[2] = strlen(run_id);
+    rc = run1(rb, &s, 3, set, set_len, &r);
+    if (rc == UC_OK) {
+        rc = expect_ok(rb, &s, r);
+        freeReplyObject(r);
+    }
+    if (rc == UC_OK) {
+        atomic_store(&rb->checked, 1);
+        atomic_store(&rb->base.distrust, 0);
+    }
+
+end:
+    sess_end(rb, &s);
     return rc;
 }
 
@@ -1535,6 +1814,7 @@ static void r_destroy(uc__backend_t *b)
     uc__pool_destroy(rb->pool);
     uc__breaker_release(&rb->breaker);
     pthread_mutex_destroy(&rb->sha_mu);
+    pthread_mutex_destroy(&rb->id_mu);
     free(rb);
 }
 
@@ -1549,9 +1829,12 @@ static const uc__backend_ops_t redis_ops = {
     .mset = r_mset,
     .delete_pattern = r_delete_pattern,
     .count_pattern = r_count_pattern,
-    .gen_read = r_gen_read,
-    .gen_bump = r_gen_bump,
-    .set_if_gens = r_set_if_gens,
+    .get_max = r_get_max,
+    .put = r_put,
+    .add = r_add,
+    .cas = r_cas,
+    .verify = r_verify,
+    .adopt = r_adopt,
     .ping = r_ping,
     .info = r_info,
     .pool_stats = r_pool_stats,
@@ -1583,13 +1866,22 @@ int uc__redis_create(const uc__env_t *env, uc__backend_t **out, char *err,
     snprintf(rb->where, sizeof(rb->where), "%s:%d", cfg->host, cfg->port);
     atomic_init(&rb->log_next_us, 0);
     atomic_init(&rb->log_suppressed, 0);
+    rb->marker_len = (size_t)snprintf(rb->marker, sizeof(rb->marker), "%s%s",
+                                      cfg->key_prefix, MARKER_SUFFIX);
+    if (pthread_mutex_init(&rb->id_mu, NULL) != 0) {
+        free(rb);
+        rb = NULL;
+        goto fail;
+    }
     if (pthread_mutex_init(&rb->sha_mu, NULL) != 0) {
+        pthread_mutex_destroy(&rb->id_mu);
         free(rb);
         rb = NULL;
         goto fail;
     }
     if (uc__breaker_init(&rb->breaker, env, "redis") != UC_OK) {
         pthread_mutex_destroy(&rb->sha_mu);
+        pthread_mutex_destroy(&rb->id_mu);
         free(rb);
         rb = NULL;
         goto fail;
@@ -1599,6 +1891,7 @@ int uc__redis_create(const uc__env_t *env, uc__backend_t **out, char *err,
     if (rc != UC_OK) {
         uc__breaker_release(&rb->breaker);
         pthread_mutex_destroy(&rb->sha_mu);
+        pthread_mutex_destroy(&rb->id_mu);
         free(rb);
         rb = NULL;
         goto fail;

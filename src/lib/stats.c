@@ -25,19 +25,9 @@ void uc__stats_copy(const uc__stats_t *st, uc_stats_t *out)
     uc__stats_t *s = (uc__stats_t *)st; /* atomic_load takes non-const */
 
     memset(out, 0, sizeof(*out));
-    out->hits = LOAD(s->hits);
-    out->misses = LOAD(s->misses);
-    out->errors = LOAD(s->errors);
-    out->fallbacks = LOAD(s->fallbacks);
-    out->loads = LOAD(s->loads);
-    out->load_errors = LOAD(s->load_errors);
-    out->corrupt = LOAD(s->corrupt);
-    out->sets = LOAD(s->sets);
-    out->set_errors = LOAD(s->set_errors);
-    out->stale_rejects = LOAD(s->stale_rejects);
-    out->invalidations = LOAD(s->invalidations);
-    out->invalidation_retries = LOAD(s->invalidation_retries);
-    out->invalidation_failures = LOAD(s->invalidation_failures);
+#define COPY(name, help) out->name = LOAD(s->name);
+    UC_STATS_COUNTERS(COPY)
+#undef COPY
     for (unsigned i = 0; i < UC_HIST_BUCKETS; i++) {
         out->get_us[i] = LOAD(s->get_us[i]);
         out->set_us[i] = LOAD(s->set_us[i]);

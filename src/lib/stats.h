@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Lock-free statistics: the same counters as uc_stats_t, as C11 atomics, so
- * that every thread can count without a lock and readers get a copy.
- * Counters are relaxed: a copy is a consistent-enough snapshot for
- * monitoring, not a transaction.
+ * Lock-free statistics: the same counters as uc_stats_t (generated from the
+ * one table in cache.h), as C11 atomics, so that every thread can count
+ * without a lock and readers get a copy. Counters are relaxed: a copy is a
+ * consistent-enough snapshot for monitoring, not a transaction.
  */
 #ifndef UC_LIB_STATS_H
 #define UC_LIB_STATS_H
@@ -14,9 +14,9 @@
 #include "utxocache/cache.h"
 
 typedef struct {
-    _Atomic uint64_t hits, misses, errors, fallbacks, loads, load_errors,
-        corrupt, sets, set_errors, stale_rejects, invalidations,
-        invalidation_retries, invalidation_failures;
+#define UC__ATOMIC_FIELD(name, help) _Atomic uint64_t name;
+    UC_STATS_COUNTERS(UC__ATOMIC_FIELD)
+#undef UC__ATOMIC_FIELD
     _Atomic uint64_t get_us[UC_HIST_BUCKETS];
     _Atomic uint64_t set_us[UC_HIST_BUCKETS];
 } uc__stats_t;

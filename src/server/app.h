@@ -21,6 +21,7 @@
 #include <utxocache/utxocache.h>
 
 #include "db/db.h"
+#include "keyspaces.h"
 
 #define UC_API_BODY_MAX (64u * 1024u)
 /* The metrics batch takes up to 1000 metrics, which do not fit in 64 KiB. */
@@ -40,25 +41,6 @@ typedef struct {
 
 #define UC_ROUTES_MAX 32
 
-/* ---- invalidations that failed and wait for a retry ---------------------- */
-
-#define UC_PENDING_MAX 4096
-
-typedef struct {
-    int ks; /* index into app->ks */
-    size_t nfields;
-    int set[UC_KEYSPACE_FIELDS_MAX];
-    char fields[UC_KEYSPACE_FIELDS_MAX][UC_DB_ID_MAX * 3 + 1];
-} uc_pending_t;
-
-enum {
-    UC_KS_FEEDBACK_STATS = 0,
-    UC_KS_BACKFILL_JOB,
-    UC_KS_RECENT_METRICS,
-    UC_KS_AGG_METRICS,
-    UC_KS_COUNT
-};
-
 typedef struct uc_app {
     uc_db_t *db;
     uc_cache_t *cache;
@@ -66,15 +48,7 @@ typedef struct uc_app {
     int64_t clock_skew_us; /* UTXOIQ_CLOCK_SKEW_S, a testing aid */
     int access_log;
 
-    /* Invalidations to retry: a fixed ring, plus "flush the keyspace" bits
-     * once it overflowed, so nothing is ever dropped. */
-    pthread_mutex_t pending_mu;
-    uc_pending_t *pending;
-    size_t n_pending;
-    unsigned flush_all; /* bit per keyspace */
-    atomic_int has_pending;
-    atomic_uint_fast64_t inval_failed;  /* failures seen by a write */
-    atomic_uint_fast64_t inval_retried; /* later retries that succeeded */
+    int cache_local; /* the memory backend: the cache is per-process */
 
     uc_route_metrics_t routes[UC_ROUTES_MAX];
     atomic_int inflight;
@@ -102,6 +76,7 @@ typedef enum {
     UC_CACHE_NONE = 0, /* not a cached endpoint */
     UC_CACHE_HIT,
     UC_CACHE_MISS,
+    UC_CACHE_BYPASS, /* an invalidation is pending: read the database */
 } uc_cache_mark_t;
 
 typedef struct {
@@ -214,13 +189,40 @@ void uc_log_db(void *arg, int level, const char *msg);
 
 /* ---- cache glue (handlers.c) --------------------------------------------- */
 
-/* Invalidates a keyspace entry (NULL fields: any); failures go to the retry
- * queue. Returns 0 when it went through now. */
-int uc_app_invalidate(uc_app_t *app, int ks, const char *const *fields,
-                      size_t nfields);
+/* ---- invalidation (invalidation.c) --------------------------------------- */
 
-/* Retries queued invalidations once; returns how many are still pending. */
-size_t uc_app_retry_pending(uc_app_t *app);
+/* Records one write may carry; past this a write records whole keyspaces. */
+#define UC_STALE_MAX 64
+
+/*
+ * What one write makes stale: the records its transaction appends to the
+ * database's invalidation log (inv[0..n-1], ids filled by the write), with
+ * the keyspace index of each. Heap-allocated (uc_stale_new), as its targets
+ * take about 64 KiB.
+ */
+typedef struct {
+    size_t n;
+    int ks[UC_STALE_MAX];
+    uc_db_inval_t inv[UC_STALE_MAX];
+    int64_t ids[UC_STALE_MAX];
+    char target[UC_STALE_MAX][UC_KEY_MAX + 1];
+} uc_stale_t;
+
+uc_stale_t *uc_stale_new(void); /* NULL when out of memory */
+void uc_stale_free(uc_stale_t *s);
+
+/* Adds the entries of keyspace ks matching fields (NULL: any value);
+ * duplicates are dropped. Returns 0, or -1 when full or a field is bad. */
+int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
+                 const char *const *fields);
+
+/* After the commit: applies the records (the library deletes the keys and
+ * marks them applied); returns how many are left pending. */
+size_t uc_stale_apply(uc_app_t *app, uc_stale_t *s);
+
+/* Attaches the database's invalidation log to the cache (pending records
+ * are loaded before this returns). Returns 0 or -1 with a message. */
+int uc_app_attach_log(uc_app_t *app, char *err, size_t errlen);
 
 /* ---- seed (seed.c) ------------------------------------------------------- */
 

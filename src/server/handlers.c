@@ -272,132 +272,16 @@ static int q_enum(uc_req_t *req, const char *name, const char *const *allowed,
 
 /* ---- cache glue ---------------------------------------------------------- */
 
-/* Does a queued invalidation cover this entry? Then reads bypass the cache
- * until the retry went through. */
-static int pending_covers(uc_app_t *app, int ks, const char *const *fields,
-                          size_t n)
-{
-    int covered = 0;
-    if (!atomic_load(&app->has_pending)) {
-        return 0;
-    }
-    pthread_mutex_lock(&app->pending_mu);
-    if (app->flush_all & (1u << ks)) {
-        covered = 1;
-    }
-    for (size_t i = 0; i < app->n_pending && !covered; i++) {
-        const uc_pending_t *p = &app->pending[i];
-        if (p->ks != ks || p->nfields != n) {
-            continue;
-        }
-        int match = 1;
-        for (size_t f = 0; f < n && match; f++) {
-            if (p->set[f] && strcmp(p->fields[f], fields[f]) != 0) {
-                match = 0;
-            }
-        }
-        covered = match;
-    }
-    pthread_mutex_unlock(&app->pending_mu);
-    return covered;
-}
-
-static void enqueue_pending(uc_app_t *app, int ks, const char *const *fields,
-                            size_t n)
-{
-    pthread_mutex_lock(&app->pending_mu);
-    if (app->n_pending >= UC_PENDING_MAX || n > UC_KEYSPACE_FIELDS_MAX) {
-        app->flush_all |= 1u << ks;
-    } else {
-        uc_pending_t *p = &app->pending[app->n_pending++];
-        memset(p, 0, sizeof(*p));
-        p->ks = ks;
-        p->nfields = n;
-        for (size_t i = 0; i < n; i++) {
-            p->set[i] = fields[i] != NULL;
-            if (fields[i] != NULL) {
-                snprintf(p->fields[i], sizeof(p->fields[i]), "%s", fields[i]);
-            }
-        }
-    }
-    atomic_store(&app->has_pending, 1);
-    pthread_mutex_unlock(&app->pending_mu);
-}
-
-int uc_app_invalidate(uc_app_t *app, int ks, const char *const *fields,
-                      size_t nfields)
-{
-    size_t removed = 0;
-    int rc = uc_keyspace_invalidate(app->ks[ks], fields, nfields, &removed);
-    if (rc >= 0) {
-        return 0;
-    }
-    atomic_fetch_add(&app->inval_failed, 1);
-    uc_log("warn", "invalidation failed, queued for retry", "keyspace",
-           uc_keyspace_name(app->ks[ks]), "error", uc_strerror(rc), NULL);
-    enqueue_pending(app, ks, fields, nfields);
-    return -1;
-}
-
-size_t uc_app_retry_pending(uc_app_t *app)
-{
-    uc_pending_t *work;
-    size_t n;
-    unsigned flush;
-    size_t left = 0;
-
-    if (!atomic_load(&app->has_pending)) {
-        return 0;
-    }
-    /* Take the queue, run it without the lock, put back what still fails. */
-    pthread_mutex_lock(&app->pending_mu);
-    n = app->n_pending;
-    flush = app->flush_all;
-    work = malloc((n > 0 ? n : 1) * sizeof(*work));
-    if (work != NULL) {
-        memcpy(work, app->pending, n * sizeof(*work));
-    }
-    pthread_mutex_unlock(&app->pending_mu);
-    if (work == NULL) {
-        return 1;
-    }
-
-    unsigned flushed = 0;
-    for (int ks = 0; ks < UC_KS_COUNT; ks++) {
-        if (flush & (1u << ks)) {
-            const char *all[UC_KEYSPACE_FIELDS_MAX] = {0};
-            size_t nf = uc_keyspace_nfields(app->ks[ks]);
-            if (uc_keyspace_invalidate(app->ks[ks], all, nf, NULL) >= 0) {
-                flushed |= 1u << ks;
-                atomic_fetch_add(&app->inval_retried, 1);
-            }
-        }
-    }
-    size_t done_upto = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *f[UC_KEYSPACE_FIELDS_MAX];
-        for (size_t k = 0; k < work[i].nfields; k++) {
-            f[k] = work[i].set[k] ? work[i].fields[k] : NULL;
-        }
-        if (uc_keyspace_invalidate(app->ks[work[i].ks], f, work[i].nfields,
-                                   NULL) < 0) {
-            break;
-        }
-        atomic_fetch_add(&app->inval_retried, 1);
-        done_upto = i + 1;
-    }
-    pthread_mutex_lock(&app->pending_mu);
-    /* Entries queued while we worked sit after the first n. */
-    memmove(app->pending, app->pending + done_upto,
-            (app->n_pending - done_upto) * sizeof(*app->pending));
-    app->n_pending -= done_upto;
-    app->flush_all &= ~flushed;
-    left = app->n_pending + (app->flush_all != 0);
-    atomic_store(&app->has_pending, left > 0);
-    pthread_mutex_unlock(&app->pending_mu);
-    free(work);
-    return left;
-}
+/*
+ * The status of a write that carries the records of what it makes stale
+ * (uc_stale_t) into its own transaction: the write runs only when the
+ * records could be allocated. After the commit the handler applies them
+ * (uc_stale_apply) before it answers, so the healthy path stays
+ * synchronous: a read that starts after the answer never sees the old
+ * value.
+ */
+#define STALE_WRITE(app, stale, call)                                          \
+    ((stale) == NULL ? UC_DB_ENOMEM : (call))
 
 typedef json_t *(*build_fn)(uc_app_t *app, void *arg, int *st);
 
@@ -408,9 +292,12 @@ typedef struct {
     int st; /* db status of the last build */
 } loader_t;
 
-static int run_loader(void *arg, char **val, size_t *len)
+static int run_loader(void *arg, const char *const *fields, size_t nfields,
+                      char **val, size_t *len)
 {
     loader_t *l = arg;
+    (void)fields;
+    (void)nfields;
     json_t *j;
     char *s;
     l->st = UC_DB_OK;
@@ -436,27 +323,17 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
                          size_t n, build_fn build, void *arg, uc_resp_t *res)
 {
     loader_t l = {app, build, arg, UC_DB_OK};
-    char *val = NULL;
-    size_t len = 0;
-    uc_source_t src = UC_FROM_LOADER;
+    uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
+    uc_load_result_t r;
     int rc;
 
-    if (pending_covers(app, ks, fields, n)) {
-        rc = run_loader(&l, &val, &len);
-        if (rc == UC_OK) {
-            res->body = val;
-            res->len = len;
-            res->body_free = free;
-        }
-        src = UC_FROM_FALLBACK;
-    } else {
-        rc = uc_keyspace_get_or_load(app->ks[ks], fields, n, run_loader, &l,
-                                     NULL, NULL, &val, &len, &src);
-        if (rc == UC_OK) {
-            res->body = val;
-            res->len = len;
-            res->body_free = uc_free;
-        }
+    opts.loader = run_loader;
+    opts.loader_arg = &l;
+    rc = uc_keyspace_get_or_load(app->ks[ks], fields, n, &opts, &r);
+    if (rc == UC_OK) {
+        res->body = r.data;
+        res->len = r.len;
+        res->body_free = uc_free;
     }
     if (rc == LOAD_NOTFOUND) {
         uc_resp_error(res, 404, "not found");
@@ -473,7 +350,9 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
         return;
     }
     res->status = 200;
-    res->cache = src == UC_FROM_CACHE ? UC_CACHE_HIT : UC_CACHE_MISS;
+    res->cache = r.source == UC_FROM_CACHE    ? UC_CACHE_HIT
+                 : r.source == UC_FROM_BYPASS ? UC_CACHE_BYPASS
+                                              : UC_CACHE_MISS;
     res->cache_control = CC_PUBLIC;
     res->etag = 1;
 }
@@ -488,6 +367,7 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     uc_db_feedback_t row;
     const char *s = NULL;
     long long rating = 0;
+    uc_stale_t *stale = NULL;
     int st;
 
     if (body == NULL) {
@@ -529,7 +409,15 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         w.flag_reason = s;
     }
     w.now = uc_now_us(app);
-    st = uc_db_feedback_upsert(app->db, &w, &row, NULL, 0, NULL);
+    stale = uc_stale_new();
+    const char *sf[1] = {w.insight_id};
+    if (stale != NULL && uc_stale_add(app, stale, UC_KS_FEEDBACK_STATS, sf) != 0) {
+        uc_resp_error(res, 422, "insight_id: not a valid key field");
+        goto cleanup;
+    }
+    st = STALE_WRITE(app, stale,
+                     uc_db_feedback_upsert(app->db, &w, &row, stale->inv,
+                                           stale->n, stale->ids));
     if (st == UC_DB_ECONSTRAINT) {
         uc_resp_error(res, 422, "feedback: rejected by a database constraint");
         goto cleanup;
@@ -537,11 +425,11 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     if (db_failed(res, st) != 0) {
         goto cleanup;
     }
-    const char *f[1] = {row.insight_id};
-    uc_app_invalidate(app, UC_KS_FEEDBACK_STATS, f, 1);
+    uc_stale_apply(app, stale);
     uc_resp_json(res, 200, feedback_json(&row));
     res->cache_control = CC_PRIVATE;
 cleanup:
+    uc_stale_free(stale);
     json_decref(body);
 }
 
@@ -735,6 +623,7 @@ static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     uc_db_job_progress_t p;
     long long cur = 0;
     uc_db_job_t j;
+    uc_stale_t *stale = NULL;
 
     if (qid == NULL) {
         uc_resp_error(res, 422, "job_id: query parameter required");
@@ -762,7 +651,14 @@ static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     p.current_block = cur;
     p.now = uc_now_us(app);
-    int st = uc_db_job_progress(app->db, id, &p, &j, NULL, 0, NULL);
+    stale = uc_stale_new();
+    const char *sf[1] = {id};
+    if (stale != NULL) {
+        (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
+    }
+    int st = STALE_WRITE(app, stale,
+                         uc_db_job_progress(app->db, id, &p, &j, stale->inv,
+                                            stale->n, stale->ids));
     if (st == UC_DB_NOTFOUND) {
         uc_resp_error(res, 404, "job '%s' not found", id);
         goto cleanup;
@@ -774,11 +670,11 @@ static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     if (db_failed(res, st) != 0) {
         goto cleanup;
     }
-    const char *f[1] = {id};
-    uc_app_invalidate(app, UC_KS_BACKFILL_JOB, f, 1);
+    uc_stale_apply(app, stale);
     uc_resp_json(res, 200, job_json(&j));
     res->cache_control = CC_PRIVATE;
 cleanup:
+    uc_stale_free(stale);
     json_decref(body);
 }
 
@@ -911,15 +807,24 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
     return 0;
 }
 
-/* After new metrics of a series: its recent pages and aggregates go. */
-static void invalidate_series(uc_app_t *app, const char *svc, const char *typ)
+/*
+ * After new metrics of a series: its recent pages and aggregates go. Past
+ * UC_STALE_MAX records (a batch of many series) the two keyspaces are
+ * recorded whole instead, which costs hits, never coherence.
+ */
+static void stale_series(uc_app_t *app, uc_stale_t *s, const char *svc,
+                         const char *typ)
 {
-    const char *rf[5] = {svc, typ, NULL, NULL, NULL};
-    const char *af[5] = {svc, typ, NULL, NULL, NULL};
-    uc_app_invalidate(app, UC_KS_RECENT_METRICS, rf,
-                      uc_keyspace_nfields(app->ks[UC_KS_RECENT_METRICS]));
-    uc_app_invalidate(app, UC_KS_AGG_METRICS, af,
-                      uc_keyspace_nfields(app->ks[UC_KS_AGG_METRICS]));
+    const char *f[5] = {svc, typ, NULL, NULL, NULL};
+    const char *any[5] = {NULL, NULL, NULL, NULL, NULL};
+
+    if (s->n + 2 <= UC_STALE_MAX - 2 &&
+        uc_stale_add(app, s, UC_KS_RECENT_METRICS, f) == 0 &&
+        uc_stale_add(app, s, UC_KS_AGG_METRICS, f) == 0) {
+        return;
+    }
+    (void)uc_stale_add(app, s, UC_KS_RECENT_METRICS, any);
+    (void)uc_stale_add(app, s, UC_KS_AGG_METRICS, any);
 }
 
 static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
@@ -930,6 +835,7 @@ static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     uc_db_metric_new_t *in = NULL;
     char **metas = NULL;
     uc_db_metric_t *out = NULL;
+    uc_stale_t *stale = NULL;
     int64_t now;
 
     if (body == NULL) {
@@ -959,7 +865,13 @@ static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         }
         in[i].timestamp = now;
     }
-    int st = uc_db_metrics_insert(app->db, in, n, out, NULL, 0, NULL);
+    stale = uc_stale_new();
+    for (size_t i = 0; i < n && stale != NULL; i++) {
+        stale_series(app, stale, in[i].service_name, in[i].metric_type);
+    }
+    int st = STALE_WRITE(app, stale,
+                         uc_db_metrics_insert(app->db, in, n, out, stale->inv,
+                                              stale->n, stale->ids));
     if (st == UC_DB_ECONSTRAINT) {
         uc_resp_error(res, 422, "metrics: rejected by a database constraint");
         goto cleanup;
@@ -967,16 +879,9 @@ static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     if (db_failed(res, st) != 0) {
         goto cleanup;
     }
+    uc_stale_apply(app, stale);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        int seen = 0;
-        for (size_t k = 0; k < i && !seen; k++) {
-            seen = strcmp(in[k].service_name, in[i].service_name) == 0 &&
-                   strcmp(in[k].metric_type, in[i].metric_type) == 0;
-        }
-        if (!seen) {
-            invalidate_series(app, in[i].service_name, in[i].metric_type);
-        }
         json_array_append_new(arr, metric_json(&out[i]));
     }
     uc_db_metrics_free(out, n, 0);
@@ -996,6 +901,7 @@ cleanup:
     free(metas);
     free(in);
     free(out);
+    uc_stale_free(stale);
     json_decref(body);
 }
 
@@ -1172,22 +1078,23 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     size_t failed = 0;
     (void)req;
 
-    int st = uc_db_retention_run(app->db, &c, &r, NULL, 0, NULL);
+    /* Which rows go is known only inside the transaction, so the records
+     * name the keyspaces whole: a rare, operator-run call that costs hits
+     * once and keeps the invalidation durable. */
+    uc_stale_t *stale = uc_stale_new();
+    const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
+    for (int k = 0; k < UC_KS_COUNT && stale != NULL; k++) {
+        (void)uc_stale_add(app, stale, k, any);
+    }
+    int st = STALE_WRITE(app, stale,
+                         uc_db_retention_run(app->db, &c, &r, stale->inv,
+                                             stale->n, stale->ids));
     if (db_failed(res, st) != 0) {
+        uc_stale_free(stale);
         return;
     }
-    for (size_t i = 0; i < r.n_job_ids; i++) {
-        const char *f[1] = {r.job_ids[i]};
-        failed += uc_app_invalidate(app, UC_KS_BACKFILL_JOB, f, 1) != 0;
-    }
-    for (size_t i = 0; i < r.n_insight_ids; i++) {
-        const char *f[1] = {r.insight_ids[i]};
-        failed += uc_app_invalidate(app, UC_KS_FEEDBACK_STATS, f, 1) != 0;
-    }
-    for (size_t i = 0; i < r.n_series; i++) {
-        invalidate_series(app, r.series[i].service_name,
-                          r.series[i].metric_type);
-    }
+    failed = uc_stale_apply(app, stale);
+    uc_stale_free(stale);
     uc_resp_json(res, 200,
                  json_pack("{s:I,s:I,s:I,s:{s:I,s:I,s:I},s:I}",
                            "backfill_jobs_deleted", (json_int_t)r.jobs_deleted,
@@ -1204,19 +1111,17 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 
 /* ---- operations ---------------------------------------------------------- */
 
+/* Every counter of the library's table, by its own name. */
 static json_t *stats_json(const uc_stats_t *s)
 {
-    return json_pack(
-        "{s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "hit_rate",
-        uc_stats_hit_rate(s), "hits", (json_int_t)s->hits, "misses",
-        (json_int_t)s->misses, "errors", (json_int_t)s->errors, "fallbacks",
-        (json_int_t)s->fallbacks, "loads", (json_int_t)s->loads, "load_errors",
-        (json_int_t)s->load_errors, "sets", (json_int_t)s->sets, "set_errors",
-        (json_int_t)s->set_errors, "stale_rejects",
-        (json_int_t)s->stale_rejects, "invalidations",
-        (json_int_t)s->invalidations, "invalidation_retries",
-        (json_int_t)s->invalidation_retries, "invalidation_failures",
-        (json_int_t)s->invalidation_failures);
+    json_t *o = json_object();
+
+    json_object_set_new(o, "hit_rate", json_real(uc_stats_hit_rate(s)));
+#define FIELD(name, help)                                                      \
+    json_object_set_new(o, #name, json_integer((json_int_t)s->name));
+    UC_STATS_COUNTERS(FIELD)
+#undef FIELD
+    return o;
 }
 
 static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
@@ -1247,14 +1152,14 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     uc_cache_stats(app->cache, &tot);
     uc_cache_pool_stats(app->cache, &ps);
     static const char *const BREAKER[] = {"closed", "open", "half_open"};
-    pthread_mutex_lock(&app->pending_mu);
-    size_t pending = app->n_pending + (app->flush_all != 0);
-    pthread_mutex_unlock(&app->pending_mu);
+    json_t *totals = stats_json(&tot);
+    json_object_set_new(totals, "pending_invalidations",
+                        json_integer((json_int_t)tot.pending_invalidations));
     json_t *j = json_pack(
         "{s:s,s:o,s:o,s:{s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I},"
         "s:{s:I,s:I,s:I}}",
-        "backend", uc_cache_backend_name(app->cache), "totals",
-        stats_json(&tot), "keyspaces", kss, "pool", "max", (int)ps.max,
+        "backend", uc_cache_backend_name(app->cache), "totals", totals,
+        "keyspaces", kss, "pool", "max", (int)ps.max,
         "in_use", (int)ps.in_use, "idle", (int)ps.idle, "connects",
         (json_int_t)ps.connects, "connect_failures",
         (json_int_t)ps.connect_failures, "discarded", (json_int_t)ps.discarded,
@@ -1263,9 +1168,11 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         BREAKER[ps.breaker <= UC_BREAKER_HALF_OPEN ? ps.breaker : 0],
         "breaker_opens", (json_int_t)ps.breaker_opens, "breaker_rejects",
         (json_int_t)ps.breaker_rejects, "invalidation_queue", "pending",
-        (json_int_t)pending, "failed",
-        (json_int_t)atomic_load(&app->inval_failed), "retried",
-        (json_int_t)atomic_load(&app->inval_retried));
+        (json_int_t)tot.pending_invalidations, "failed",
+        (json_int_t)tot.invalidation_failures, "retried",
+        (json_int_t)tot.invalidations_applied_late);
+    json_object_set_new(j, "scope",
+                        json_string(app->cache_local ? "process" : "shared"));
     if (redis) {
         if (uc_cache_server_info(app->cache, &si) == UC_OK) {
             json_object_set_new(
@@ -1299,15 +1206,22 @@ static void h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     int dbst = uc_db_ping(app->db);
     int cst = uc_cache_ping(app->cache, &rtt);
     int ready = dbst == UC_DB_OK && !atomic_load(&app->draining);
-    uc_resp_json(res, ready ? 200 : 503,
-                 json_pack("{s:s,s:{s:s,s:s},s:{s:s,s:s,s:I}}", "status",
-                           ready ? "ready" : "not ready", "database", "backend",
-                           uc_db_backend_name(app->db), "status",
-                           dbst == UC_DB_OK ? "ok" : uc_db_strerror(dbst),
-                           "cache", "backend",
-                           uc_cache_backend_name(app->cache), "status",
-                           cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us",
-                           (json_int_t)rtt));
+    json_t *j = json_pack(
+        "{s:s,s:{s:s,s:s},s:{s:s,s:s,s:I,s:s}}", "status",
+        ready ? "ready" : "not ready", "database", "backend",
+        uc_db_backend_name(app->db), "status",
+        dbst == UC_DB_OK ? "ok" : uc_db_strerror(dbst), "cache", "backend",
+        uc_cache_backend_name(app->cache), "status",
+        cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us", (json_int_t)rtt,
+        "scope", app->cache_local ? "process" : "shared");
+    if (app->cache_local && j != NULL) {
+        json_object_set_new(
+            json_object_get(j, "cache"), "warning",
+            json_string("the memory backend is per-process: instances share "
+                        "no entries and see each other's writes only through "
+                        "the invalidation log, within its tail interval"));
+    }
+    uc_resp_json(res, ready ? 200 : 503, j);
 }
 
 static void h_prometheus(uc_app_t *app, uc_req_t *req, uc_resp_t *res)

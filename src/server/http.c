@@ -274,7 +274,9 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     }
     if (res->cache != UC_CACHE_NONE) {
         MHD_add_response_header(r, "X-Cache",
-                                res->cache == UC_CACHE_HIT ? "HIT" : "MISS");
+                                res->cache == UC_CACHE_HIT      ? "HIT"
+                                : res->cache == UC_CACHE_BYPASS ? "BYPASS"
+                                                                : "MISS");
     }
     if (allow != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
@@ -293,9 +295,10 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         snprintf(du, sizeof(du), "%llu", (unsigned long long)dur);
         uc_log("info", "request", "method", method, "path", path, "status", st,
                "duration_us", du, "cache",
-               res->cache == UC_CACHE_HIT    ? "HIT"
-               : res->cache == UC_CACHE_MISS ? "MISS"
-                                             : "-",
+               res->cache == UC_CACHE_HIT      ? "HIT"
+               : res->cache == UC_CACHE_MISS   ? "MISS"
+               : res->cache == UC_CACHE_BYPASS ? "BYPASS"
+                                               : "-",
                NULL);
     }
     return ret;
@@ -534,26 +537,38 @@ static void sb_printf(sbuf_t *b, const char *fmt, ...)
     }
 }
 
-static void prom_stats(sbuf_t *b, const char *ks, const uc_stats_t *s)
+/* Each library counter as one family, its lines together, by keyspace. */
+static void prom_cache(sbuf_t *b, uc_app_t *app)
 {
-    sb_printf(b, "utxoiq_cache_hits_total{keyspace=\"%s\"} %llu\n", ks,
-              (unsigned long long)s->hits);
-    sb_printf(b, "utxoiq_cache_misses_total{keyspace=\"%s\"} %llu\n", ks,
-              (unsigned long long)s->misses);
-    sb_printf(b, "utxoiq_cache_errors_total{keyspace=\"%s\"} %llu\n", ks,
-              (unsigned long long)s->errors);
-    sb_printf(b, "utxoiq_cache_fallbacks_total{keyspace=\"%s\"} %llu\n", ks,
-              (unsigned long long)s->fallbacks);
-    sb_printf(b, "utxoiq_cache_loads_total{keyspace=\"%s\"} %llu\n", ks,
-              (unsigned long long)s->loads);
-    sb_printf(b, "utxoiq_cache_invalidations_total{keyspace=\"%s\"} %llu\n", ks,
-              (unsigned long long)s->invalidations);
+    uc_stats_t s[UC_KS_COUNT], tot;
+
+    for (int i = 0; i < UC_KS_COUNT; i++) {
+        uc_keyspace_stats(app->ks[i], &s[i]);
+    }
+#define FAMILY(name, help)                                                     \
+    sb_printf(b,                                                               \
+              "# HELP utxoiq_cache_" #name "_total " help ".\n"                \
+              "# TYPE utxoiq_cache_" #name "_total counter\n");                \
+    for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
+        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",  \
+                  uc_keyspace_name(app->ks[i]),                                \
+                  (unsigned long long)s[i].name);                              \
+    }
+    UC_STATS_COUNTERS(FAMILY)
+#undef FAMILY
+    sb_printf(b, "# HELP utxoiq_cache_hit_ratio hits / (hits + misses).\n"
+                 "# TYPE utxoiq_cache_hit_ratio gauge\n");
+    for (int i = 0; i < UC_KS_COUNT; i++) {
+        sb_printf(b, "utxoiq_cache_hit_ratio{keyspace=\"%s\"} %.4f\n",
+                  uc_keyspace_name(app->ks[i]), uc_stats_hit_rate(&s[i]));
+    }
+    uc_cache_stats(app->cache, &tot);
     sb_printf(b,
-              "utxoiq_cache_invalidation_failures_total{keyspace=\"%s\"} "
-              "%llu\n",
-              ks, (unsigned long long)s->invalidation_failures);
-    sb_printf(b, "utxoiq_cache_hit_ratio{keyspace=\"%s\"} %.4f\n", ks,
-              uc_stats_hit_rate(s));
+              "# HELP utxoiq_cache_pending_invalidations Invalidations not "
+              "applied yet; their entries are read from the database.\n"
+              "# TYPE utxoiq_cache_pending_invalidations gauge\n"
+              "utxoiq_cache_pending_invalidations %llu\n",
+              (unsigned long long)tot.pending_invalidations);
 }
 
 char *uc_http_metrics_text(uc_app_t *app, size_t *len)
@@ -626,12 +641,7 @@ char *uc_http_metrics_text(uc_app_t *app, size_t *len)
               "# TYPE utxoiq_http_inflight gauge\nutxoiq_http_inflight "
               "%d\n",
               atomic_load(&app->inflight));
-    sb_printf(&b, "# TYPE utxoiq_cache_hits_total counter\n");
-    for (int i = 0; i < UC_KS_COUNT; i++) {
-        uc_stats_t s;
-        uc_keyspace_stats(app->ks[i], &s);
-        prom_stats(&b, uc_keyspace_name(app->ks[i]), &s);
-    }
+    prom_cache(&b, app);
     uc_pool_stats_t ps;
     uc_cache_pool_stats(app->cache, &ps);
     sb_printf(&b,
@@ -648,11 +658,6 @@ char *uc_http_metrics_text(uc_app_t *app, size_t *len)
               (unsigned long long)ps.connect_failures,
               (unsigned long long)ps.acquire_timeouts, (int)ps.breaker,
               (unsigned long long)ps.breaker_opens);
-    sb_printf(&b,
-              "utxoiq_invalidation_failures_total %llu\n"
-              "utxoiq_invalidation_retries_succeeded_total %llu\n",
-              (unsigned long long)atomic_load(&app->inval_failed),
-              (unsigned long long)atomic_load(&app->inval_retried));
     if (b.failed) {
         free(b.p);
         return NULL;
@@ -735,7 +740,6 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
                    sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
             break;
         }
-        uc_app_retry_pending(app);
         sweep_slow(&conns);
     }
 
@@ -750,7 +754,6 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     }
     MHD_stop_daemon(d);
     pthread_mutex_destroy(&conns.mu);
-    uc_app_retry_pending(app);
     uc_log("info", "stopped", NULL);
     return 0;
 }

@@ -16,16 +16,6 @@
 
 #define DEFAULT_DB_URL "sqlite:./var/utxoiq.db"
 
-/*
- * The recent-metrics pages: one entry per series, window start (a whole
- * minute), limit and offset, so an entry holds exactly the answer of that
- * query. The library's recent_metrics pattern has no room for those.
- */
-static const uc_keyspace_def_t server_keyspaces[] = {
-    {"recent_metrics_page",
-     "metrics:{service}:{metric_type}:recent:{window}:{limit}:{offset}", 120},
-};
-
 typedef struct {
     const char *cmd;
     const char *db_url;
@@ -163,7 +153,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
 static int open_cache(uc_app_t *app)
 {
     size_t n;
-    const uc_keyspace_def_t *defs = uc_keyspaces_utxoiq(&n);
+    const uc_keyspace_def_t *defs = uc_utxoiq_keyspaces(&n);
     const char *names[16];
     size_t nn = 0;
     uc_config_t cfg;
@@ -173,7 +163,6 @@ static int open_cache(uc_app_t *app)
     for (size_t i = 0; i < n && nn < 15; i++) {
         names[nn++] = defs[i].name;
     }
-    names[nn++] = server_keyspaces[0].name;
     uc_config_init(&cfg);
     if (uc_config_from_env(&cfg, names, nn, err, sizeof(err)) != UC_OK) {
         uc_log("error", "cache configuration", "error", err, NULL);
@@ -186,21 +175,27 @@ static int open_cache(uc_app_t *app)
         return -1;
     }
     if (uc_cache_add_keyspaces(app->cache, defs, n, err, sizeof(err)) !=
-            UC_OK ||
-        uc_cache_add_keyspaces(app->cache, server_keyspaces, 1, err,
-                               sizeof(err)) != UC_OK) {
+        UC_OK) {
         uc_log("error", "cannot declare keyspaces", "error", err, NULL);
         return -1;
     }
-    static const char *const want[UC_KS_COUNT] = {
-        "feedback_stats", "backfill_job", "recent_metrics_page",
-        "aggregated_metrics"};
     for (int i = 0; i < UC_KS_COUNT; i++) {
-        app->ks[i] = uc_cache_keyspace(app->cache, want[i]);
-        if (app->ks[i] == NULL) {
-            uc_log("error", "keyspace missing", "keyspace", want[i], NULL);
-            return -1;
-        }
+        app->ks[i] = uc_cache_keyspace(app->cache, defs[i].name);
+    }
+    /* Pending invalidations are loaded before the first request. */
+    if (uc_app_attach_log(app, err, sizeof(err)) != 0) {
+        uc_log("error", "cannot read the invalidation log", "error", err,
+               NULL);
+        return -1;
+    }
+    app->cache_local = strcmp(uc_cache_backend_name(app->cache), "memory") == 0;
+    if (app->cache_local) {
+        uc_log("warn",
+               "cache backend is per-process memory: instances share no "
+               "entries and learn of each other's writes only through the "
+               "invalidation log (UTXOCACHE_LOG_TAIL_MS); set REDIS_URL to "
+               "share a cache",
+               NULL);
     }
     uc_config_describe(&cfg, where, sizeof(where));
     uc_log("info", "cache ready", "backend", uc_cache_backend_name(app->cache),
@@ -245,12 +240,6 @@ int main(int argc, char **argv)
         (int64_t)env_int("UTXOIQ_CLOCK_SKEW_S", -100000000, 100000000, 0) *
         1000000;
     app.access_log = env_int("UTXOIQ_ACCESS_LOG", 0, 1, 1);
-    pthread_mutex_init(&app.pending_mu, NULL);
-    app.pending = calloc(UC_PENDING_MAX, sizeof(*app.pending));
-    if (app.pending == NULL) {
-        fprintf(stderr, "utxoiq-api: out of memory\n");
-        return 1;
-    }
     app.started_at = uc_now_us(&app);
 
     uc_db_options_t dbo = {0};
@@ -323,7 +312,5 @@ int main(int argc, char **argv)
 cleanup:
     uc_cache_destroy(app.cache);
     uc_db_close(app.db);
-    free(app.pending);
-    pthread_mutex_destroy(&app.pending_mu);
     return rc;
 }

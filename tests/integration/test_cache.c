@@ -36,7 +36,7 @@ static uc_cache_t *make_cache(const char *prefix)
     uc_cache_t *c = NULL;
     char err[256];
     size_t n;
-    const uc_keyspace_def_t *defs = uc_keyspaces_utxoiq(&n);
+    const uc_keyspace_def_t *defs = uc_test_keyspaces(&n);
 
     if (fx.redis) {
         cfg.backend = UC_BACKEND_REDIS;
@@ -304,7 +304,7 @@ static void get_or_load_hit_and_miss(void **state)
 
     /* Miss: loader called once, value written back with the TTL. */
     assert_int_equal(
-        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+        uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
         UC_OK);
     assert_int_equal(l.calls, 1);
     assert_int_equal(src, UC_FROM_LOADER);
@@ -317,7 +317,7 @@ static void get_or_load_hit_and_miss(void **state)
     /* Hit: loader not called. */
     l.value = "{\"from\":\"changed\"}";
     assert_int_equal(
-        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+        uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
         UC_OK);
     assert_int_equal(l.calls, 1);
     assert_int_equal(src, UC_FROM_CACHE);
@@ -335,7 +335,7 @@ static void get_or_load_loader_error(void **state)
     uc_stats_t st;
     (void)state;
     assert_int_equal(
-        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, NULL),
+        uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, NULL),
         -1234);
     assert_null(v);
     uc_keyspace_stats(ks, &st);
@@ -359,7 +359,7 @@ static void get_or_load_corrupt_value(void **state)
     uc_stats_t st;
     (void)state;
     assert_int_equal(uc_keyspace_set(ks, f, 1, K("{trunc")), UC_OK);
-    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l,
+    assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l,
                                              valid_json_object, NULL, &v, &len,
                                              &src),
                      UC_OK);
@@ -389,7 +389,7 @@ static void stale_write_back_refused(void **state)
     /* The loader returns the old row, but the entry was invalidated while it
      * ran: the caller gets the value, the cache does not keep it. */
     assert_int_equal(
-        uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+        uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
         UC_OK);
     assert_int_equal(l.inv_rc, UC_OK);
     assert_string_equal(v, "{\"old\":true}");
@@ -402,7 +402,7 @@ static void stale_write_back_refused(void **state)
     const char *rf[] = {"svc", "cpu"};
     const char *any[] = {"svc", NULL};
     loader_t l2 = {0, "[old]", 0, rks, any, 2, 0};
-    assert_int_equal(uc_keyspace_get_or_load(rks, rf, 2, load, &l2, NULL, NULL,
+    assert_int_equal(uc_test_get_or_load(rks, rf, 2, load, &l2, NULL, NULL,
                                              &v, &len, &src),
                      UC_OK);
     assert_int_equal(l2.inv_rc, UC_OK);
@@ -411,7 +411,7 @@ static void stale_write_back_refused(void **state)
 
     /* Without a write in between, the next load is stored. */
     loader_t l3 = {0, "{\"new\":true}", 0, NULL, NULL, 0, 0};
-    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l3, NULL, NULL,
+    assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l3, NULL, NULL,
                                              &v, &len, &src),
                      UC_OK);
     uc_free(v);
@@ -512,7 +512,7 @@ static void read_h_keys(uc_keyspace_t *ks, loader_t *l, int n)
         size_t len;
         snprintf(id, sizeof(id), "h%d", i);
         const char *f[] = {id};
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, l, NULL, NULL,
+        assert_int_equal(uc_test_get_or_load(ks, f, 1, load, l, NULL, NULL,
                                                  &v, &len, NULL),
                          UC_OK);
         uc_free(v);
@@ -614,7 +614,7 @@ static void *worker(void *arg)
             }
             continue;
         }
-        if (uc_keyspace_get_or_load(ks, f, 1, load_for_id, id, NULL, NULL, &v,
+        if (uc_test_get_or_load(ks, f, 1, load_for_id, id, NULL, NULL, &v,
                                     &len, NULL) != UC_OK) {
             w->errors++;
             continue;
@@ -676,7 +676,7 @@ static void unreachable_redis_falls_back(void **state)
     uc_cache_t *c;
     char err[256];
     size_t n;
-    const uc_keyspace_def_t *defs = uc_keyspaces_utxoiq(&n);
+    const uc_keyspace_def_t *defs = uc_test_keyspaces(&n);
     (void)state;
     cfg.backend = UC_BACKEND_REDIS;
     snprintf(cfg.host, sizeof(cfg.host), "127.0.0.1");
@@ -692,7 +692,7 @@ static void unreachable_redis_falls_back(void **state)
         uc_source_t src;
         char *v;
         size_t len;
-        assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, load, &l, NULL, NULL,
+        assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL,
                                                  &v, &len, &src),
                          UC_OK);
         assert_int_equal(src, UC_FROM_FALLBACK);

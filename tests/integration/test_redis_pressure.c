@@ -45,7 +45,7 @@
  */
 
 static const uc_keyspace_def_t pressure_defs[1] = {
-    {"pressure", "pressure:{id}", 60},
+    {.name = "pressure", .pattern = "pressure:{id}", .ttl_s = 60},
 };
 
 static void base_config(uc_config_t *cfg, int port, int max_connections)
@@ -194,7 +194,7 @@ static int read_own(uc_keyspace_t *ks, const char *id, uc_source_t *source)
     int rc = 0;
 
     snprintf(want, sizeof(want), "loaded-%s", id);
-    rc = uc_keyspace_get_or_load(ks, fields, 1, load_id, (void *)id, NULL, NULL,
+    rc = uc_test_get_or_load(ks, fields, 1, load_id, (void *)id, NULL, NULL,
                                  &got, &len, &src);
     if (rc == UC_OK && (len != strlen(want) || memcmp(got, want, len) != 0)) {
         rc = WRONG_VALUE;

@@ -101,3 +101,61 @@ uint64_t uc_test_manual_clock(void *arg)
 {
     return atomic_load((_Atomic uint64_t *)arg);
 }
+
+static const uc_keyspace_def_t test_keyspaces[] = {
+    {.name = "feedback_stats",
+     .pattern = "feedback:stats:{insight_id}",
+     .ttl_s = 3600},
+    {.name = "backfill_job", .pattern = "backfill:job:{job_id}", .ttl_s = 300},
+    {.name = "recent_metrics",
+     .pattern = "metrics:{service}:{metric_type}:recent",
+     .ttl_s = 300},
+    {.name = "aggregated_metrics",
+     .pattern = "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}",
+     .ttl_s = 3600},
+};
+
+const uc_keyspace_def_t *uc_test_keyspaces(size_t *n)
+{
+    *n = sizeof(test_keyspaces) / sizeof(test_keyspaces[0]);
+    return test_keyspaces;
+}
+
+typedef struct {
+    uc_test_loader_fn fn;
+    void *arg;
+} shim_t;
+
+static int shim_load(void *arg, const char *const *fields, size_t nfields,
+                     char **val, size_t *len)
+{
+    const shim_t *sh = arg;
+    (void)fields;
+    (void)nfields;
+    return sh->fn(sh->arg, val, len);
+}
+
+int uc_test_get_or_load(uc_keyspace_t *ks, const char *const *fields,
+                        size_t nfields, uc_test_loader_fn loader, void *arg,
+                        uc_validator_fn validator, void *validator_arg,
+                        char **val, size_t *len, uc_source_t *src)
+{
+    shim_t sh = {loader, arg};
+    uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
+    uc_load_result_t r;
+    int rc;
+
+    opts.loader = loader != NULL ? shim_load : NULL;
+    opts.loader_arg = &sh;
+    opts.validator = validator;
+    opts.validator_arg = validator_arg;
+    rc = uc_keyspace_get_or_load(ks, fields, nfields, &opts, &r);
+    if (rc == UC_OK) {
+        *val = r.data;
+        *len = r.len;
+        if (src != NULL) {
+            *src = r.source;
+        }
+    }
+    return rc;
+}

@@ -6,8 +6,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utxocache/utxocache.h"
+
 /* A loopback TCP port that nothing listens on right now (bind to port 0). */
 int uc_test_free_port(void);
+
+/*
+ * Four keyspaces of the web-api's shapes (feedback_stats, backfill_job,
+ * recent_metrics, aggregated_metrics) for the library's own tests, which
+ * do not link the service. Sets *n.
+ */
+const uc_keyspace_def_t *uc_test_keyspaces(size_t *n);
+
+/* A loader that does not look at the entry's fields. */
+typedef int (*uc_test_loader_fn)(void *arg, char **val, size_t *len);
+
+/*
+ * uc_keyspace_get_or_load() with the loader and validator given per call
+ * and the result spread over out-parameters (*val is the caller's; src may
+ * be NULL), which keeps the older suites' calls one line each.
+ */
+int uc_test_get_or_load(uc_keyspace_t *ks, const char *const *fields,
+                        size_t nfields, uc_test_loader_fn loader, void *arg,
+                        uc_validator_fn validator, void *validator_arg,
+                        char **val, size_t *len, uc_source_t *src);
 
 /* Creates a fresh temporary directory under $UC_TEST_TMPDIR or /tmp. */
 int uc_test_mkdtemp(char *buf, size_t len, const char *tag);

@@ -13,11 +13,12 @@
 #include <cmocka.h>
 
 #include "cache_int.h"
+#include "keyspaces.h"
 #include "utxocache/utxocache.h"
 
 static uc_keyspace_t *compile(const char *name, const char *pattern)
 {
-    uc_keyspace_def_t def = {name, pattern, 60};
+    uc_keyspace_def_t def = {.name = name, .pattern = pattern, .ttl_s = 60};
     uc_keyspace_t *ks = calloc(1, sizeof(*ks));
     char err[200];
     assert_non_null(ks);
@@ -25,23 +26,31 @@ static uc_keyspace_t *compile(const char *name, const char *pattern)
     return ks;
 }
 
-static void builtin_keyspaces(void **state)
+/* The service's one declaration (src/server/keyspaces.c, shared with the
+ * CLI) compiles, with the existing service's patterns and TTLs. */
+static void service_keyspaces(void **state)
 {
     size_t n;
-    const uc_keyspace_def_t *d = uc_keyspaces_utxoiq(&n);
+    const uc_keyspace_def_t *d = uc_utxoiq_keyspaces(&n);
     (void)state;
-    assert_int_equal(n, 4);
-    assert_string_equal(d[0].name, "feedback_stats");
-    assert_string_equal(d[0].pattern, "feedback:stats:{insight_id}");
-    assert_int_equal(d[0].ttl_s, 3600);
-    assert_string_equal(d[1].pattern, "backfill:job:{job_id}");
-    assert_int_equal(d[1].ttl_s, 300);
-    assert_string_equal(d[2].pattern, "metrics:{service}:{metric_type}:recent");
-    assert_int_equal(d[2].ttl_s, 300);
+    assert_int_equal(n, UC_KS_COUNT);
+    assert_string_equal(d[UC_KS_FEEDBACK_STATS].name, "feedback_stats");
+    assert_string_equal(d[UC_KS_FEEDBACK_STATS].pattern,
+                        "feedback:stats:{insight_id}");
+    assert_int_equal(d[UC_KS_FEEDBACK_STATS].ttl_s, 3600);
+    assert_string_equal(d[UC_KS_BACKFILL_JOB].pattern, "backfill:job:{job_id}");
+    assert_int_equal(d[UC_KS_BACKFILL_JOB].ttl_s, 300);
     assert_string_equal(
-        d[3].pattern,
+        d[UC_KS_AGG_METRICS].pattern,
         "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}");
-    assert_int_equal(d[3].ttl_s, 3600);
+    assert_int_equal(d[UC_KS_AGG_METRICS].ttl_s, 3600);
+    for (size_t i = 0; i < n; i++) {
+        uc_keyspace_t ks;
+        char err[200];
+        memset(&ks, 0, sizeof(ks));
+        assert_int_equal(uc__keyspace_compile(&ks, &d[i], err, sizeof(err)),
+                         UC_OK);
+    }
 }
 
 static void build_keys(void **state)
@@ -139,15 +148,15 @@ static void patterns_validated(void **state)
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        uc_keyspace_def_t def = {"ks", bad[i], 60};
+        uc_keyspace_def_t def = {.name = "ks", .pattern = bad[i], .ttl_s = 60};
         uc_keyspace_t ks;
         char err[200];
         assert_int_equal(uc__keyspace_compile(&ks, &def, err, sizeof(err)),
                          UC_EINVAL);
         assert_non_null(strstr(err, "keyspace 'ks'"));
     }
-    uc_keyspace_def_t badname = {"Bad-Name", "a:{id}", 60};
-    uc_keyspace_def_t zero_ttl = {"ok", "a:{id}", 0};
+    uc_keyspace_def_t badname = {.name = "Bad-Name", .pattern = "a:{id}", .ttl_s = 60};
+    uc_keyspace_def_t zero_ttl = {.name = "ok", .pattern = "a:{id}", .ttl_s = 0};
     uc_keyspace_t ks;
     char err[200];
     assert_int_equal(uc__keyspace_compile(&ks, &badname, err, sizeof(err)),
@@ -201,7 +210,7 @@ static void glob_build(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(builtin_keyspaces),
+        cmocka_unit_test(service_keyspaces),
         cmocka_unit_test(build_keys),
         cmocka_unit_test(bad_fields_rejected),
         cmocka_unit_test(escaping_is_injective),

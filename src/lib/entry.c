@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The envelope every keyspace value is stored in, and the lease values that
+ * stand in an entry's key while it is being filled.
+ *
+ * Layout (little endian), UC__ENV_HEADER bytes, then the payload:
+ *   0  4  magic "UCE" and the format version (1)
+ *   4  8  FNV-1a 64 of the entry's full key
+ *  12  8  produced: wall clock, ms since the epoch
+ *  20  4  how long the load took, µs (saturated)
+ *  24  8  logical expiry, ms since the epoch
+ *  32  4  payload length
+ * A value proves what it is: the magic and the length reject anything
+ * written by another program or cut short, and the key hash rejects another
+ * entry's value copied to this key. A lease is "UCL" 0x01 and 16 hex digits.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_int.h"
+
+static const char MAGIC[4] = {'U', 'C', 'E', 1};
+static const char LEASE_MAGIC[4] = {'U', 'C', 'L', 1};
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3u;
+    }
+    return h;
+}
+
+static void put64(char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (char)(v >> (8 * i));
+    }
+}
+
+static void put32(char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (char)(v >> (8 * i));
+    }
+}
+
+static uint64_t get64(const char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | (unsigned char)p[i];
+    }
+    return v;
+}
+
+static uint32_t get32(const char *p)
+{
+    uint32_t v = 0;
+
+    for (int i = 3; i >= 0; i--) {
+        v = (v << 8) | (unsigned char)p[i];
+    }
+    return v;
+}
+
+int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,
+                      size_t len, const uc__meta_t *meta, char **out,
+                      size_t *outlen)
+{
+    char *buf;
+
+    if (len > UINT32_MAX || len > UC_VALUE_MAX - UC__ENV_HEADER) {
+        return UC_ETOOBIG;
+    }
+    buf = malloc(UC__ENV_HEADER + len + 1);
+    if (buf == NULL) {
+        return UC_ENOMEM;
+    }
+    memcpy(buf, MAGIC, 4);
+    put64(buf + 4, fnv1a(fk, fklen));
+    put64(buf + 12, meta->produced_ms);
+    put32(buf + 20, meta->load_us);
+    put64(buf + 24, meta->expires_ms);
+    put32(buf + 32, (uint32_t)len);
+    if (len > 0) {
+        memcpy(buf + UC__ENV_HEADER, val, len);
+    }
+    buf[UC__ENV_HEADER + len] = '\0';
+    *out = buf;
+    *outlen = UC__ENV_HEADER + len;
+    return UC_OK;
+}
+
+uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
+                                    size_t *len, uc__meta_t *meta)
+{
+    size_t n = *len;
+    uint32_t plen;
+
+    if (n == UC__LEASE_LEN && memcmp(buf, LEASE_MAGIC, 4) == 0) {
+        return UC__ENV_LEASE;
+    }
+    if (n < UC__ENV_HEADER || memcmp(buf, MAGIC, 4) != 0) {
+        return UC__ENV_CORRUPT;
+    }
+    plen = get32(buf + 32);
+    if ((size_t)plen != n - UC__ENV_HEADER ||
+        get64(buf + 4) != fnv1a(fk, fklen)) {
+        return UC__ENV_CORRUPT;
+    }
+    meta->produced_ms = get64(buf + 12);
+    meta->load_us = get32(buf + 20);
+    meta->expires_ms = get64(buf + 24);
+    memmove(buf, buf + UC__ENV_HEADER, plen);
+    buf[plen] = '\0';
+    *len = plen;
+    return UC__ENV_OK;
+}
+
+void uc__lease_new(uc_cache_t *c, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* splitmix64 of seed + counter: distinct inputs give distinct outputs,
+     * so leases are unique within the process by the counter and across
+     * processes by the seed drawn at create. */
+    uint64_t v = c->lease_seed +
+                 0x9e3779b97f4a7c15u * (atomic_fetch_add(&c->lease_counter, 1) +
+                                        1);
+
+    v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9u;
+    v = (v ^ (v >> 27)) * 0x94d049bb133111ebu;
+    v ^= v >> 31;
+    memcpy(out, LEASE_MAGIC, 4);
+    for (int i = 0; i < 16; i++) {
+        out[4 + i] = hex[(v >> (4 * i)) & 15];
+    }
+}

@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Invalidation: deleting what a write made stale, and keeping what could not
+ * be deleted pending until it is.
+ *
+ * A target (keys.c) names one entry or, with '*' fields, a set of entries of
+ * one keyspace. Applying it is one UNLINK, or SCAN+UNLINK filtered by the
+ * keyspace's exact shape. Deleting the key also deletes a lease in it, so a
+ * fill that read the database before the write cannot store afterwards
+ * (load.c). Why a fill racing a pattern invalidation cannot store old data:
+ * SCAN returns every key that exists for the whole of the iteration, so a
+ * lease taken before the invalidation began is found and deleted; a lease
+ * taken after it began was taken after the write committed, and its loader
+ * reads the committed row.
+ *
+ * The pending set holds the targets not yet applied: this process's failed
+ * deletes (id 0, or the log record's id) and, when a durable log is
+ * attached, every record the log says is pending in any process. While a
+ * target is pending, get-or-load serves the entries it covers from the
+ * loader. The worker retries the set each tick; one target's failure never
+ * stops the others; identical targets are applied once. The set is bounded:
+ * past UC_INVLOG_PENDING_MAX the keyspace is marked wholly pending and is
+ * invalidated as a whole instead (counted, logged).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_int.h"
+
+#define APPLY_TRIES 3
+
+int uc__pending_init(uc__pendset_t *p)
+{
+    p->items = calloc(UC_INVLOG_PENDING_MAX, sizeof(*p->items));
+    if (p->items == NULL) {
+        return UC_ENOMEM;
+    }
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p->items);
+        p->items = NULL;
+        return UC_ENOMEM;
+    }
+    p->n = 0;
+    atomic_init(&p->count, 0);
+    return UC_OK;
+}
+
+void uc__pending_release(uc__pendset_t *p)
+{
+    if (p->items != NULL) {
+        pthread_mutex_destroy(&p->mu);
+        free(p->items);
+        p->items = NULL;
+    }
+}
+
+uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nks; i++) {
+        if (strcmp(c->ks[i]->name, name) == 0) {
+            return c->ks[i];
+        }
+    }
+    return NULL;
+}
+
+int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
+                       const char *key, size_t klen)
+{
+    int covered = 0;
+
+    if (atomic_load_explicit(&ks->all_pending, memory_order_acquire) != 0) {
+        return 1;
+    }
+    if (atomic_load_explicit(&c->pending.count, memory_order_acquire) == 0) {
+        return 0;
+    }
+    pthread_mutex_lock(&c->pending.mu);
+    for (size_t i = 0; i < c->pending.n && !covered; i++) {
+        const uc__pending_t *p = &c->pending.items[i];
+        covered = p->ks == ks && uc__target_covers(p->target, key, klen);
+    }
+    pthread_mutex_unlock(&c->pending.mu);
+    return covered;
+}
+
+static void set_count(uc__pendset_t *p)
+{
+    atomic_store_explicit(&p->count, p->n, memory_order_release);
+}
+
+static void overflow(uc_cache_t *c, uc_keyspace_t *ks)
+{
+    if (atomic_exchange(&ks->all_pending, 1) == 0) {
+        UC__COUNT2(c, ks, invalidation_overflows);
+        uc__log(&c->env, UC_LOG_WARN,
+                "invalidations: more than %d pending; keyspace '%s' is "
+                "invalidated as a whole",
+                UC_INVLOG_PENDING_MAX, ks->name);
+    }
+}
+
+/* Adds a target under the lock; the caller holds c->pending.mu. */
+static void add_locked(uc_cache_t *c, int64_t id, uc_keyspace_t *ks,
+                       const char *target, uint64_t now)
+{
+    uc__pendset_t *p = &c->pending;
+
+    for (size_t i = 0; i < p->n; i++) {
+        const uc__pending_t *q = &p->items[i];
+        if (q->id == id && q->ks == ks && strcmp(q->target, target) == 0) {
+            return;
+        }
+    }
+    if (p->n == UC_INVLOG_PENDING_MAX) {
+        overflow(c, ks);
+        return;
+    }
+    uc__pending_t *q = &p->items[p->n++];
+    q->id = id;
+    q->ks = ks;
+    snprintf(q->target, sizeof(q->target), "%s", target);
+    q->since_us = now;
+}
+
+static void add_pending(uc_cache_t *c, int64_t id, uc_keyspace_t *ks,
+                        const char *target)
+{
+    uint64_t now = uc__now_us(&c->env);
+
+    pthread_mutex_lock(&c->pending.mu);
+    add_locked(c, id, ks, target, now);
+    set_count(&c->pending);
+    pthread_mutex_unlock(&c->pending.mu);
+}
+
+void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
+                          size_t n, int overflowed, uint64_t asked_us)
+{
+    uc__pendset_t *p = &c->pending;
+    uint64_t now = uc__now_us(&c->env);
+    size_t w = 0;
+
+    pthread_mutex_lock(&p->mu);
+    /* Log records seen pending before the query was sent and not in its
+     * answer were applied meanwhile (here or elsewhere). Newer ones stay:
+     * the query may have been answered before their write committed. */
+    for (size_t i = 0; i < p->n; i++) {
+        int keep = p->items[i].id == 0 || p->items[i].since_us >= asked_us;
+        for (size_t j = 0; j < n && !keep; j++) {
+            keep = recs[j].id == p->items[i].id;
+        }
+        if (keep) {
+            p->items[w++] = p->items[i];
+        }
+    }
+    p->n = w;
+    for (size_t j = 0; j < n; j++) {
+        uc_keyspace_t *ks = uc__keyspace_by_name(c, recs[j].keyspace);
+        if (ks != NULL && !recs[j].applied) {
+            add_locked(c, recs[j].id, ks, recs[j].target, now);
+        }
+    }
+    if (overflowed) {
+        for (size_t i = 0; i < c->nks; i++) {
+            overflow(c, c->ks[i]);
+        }
+    }
+    set_count(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
+                     size_t *removed)
+{
+    char fk[UC__FULLKEY_MAX];
+    size_t tlen = strlen(target);
+    size_t fklen = uc__full_key(c, target, tlen, fk);
+    size_t r = 0;
+    int rc;
+
+    if (fklen == 0) {
+        return UC_EINVAL;
+    }
+    if (memchr(target, '*', tlen) == NULL) {
+        int existed = 0;
+        rc = c->be->ops->del(c->be, fk, fklen, &existed);
+        r = existed ? 1 : 0;
+    } else {
+        const void *farg[2] = {ks, target};
+        rc = c->be->ops->delete_pattern(c->be, fk, uc__target_filter,
+                                        (void *)farg, &r);
+    }
+    if (rc == UC_OK && removed != NULL) {
+        *removed = r;
+    }
+    return rc;
+}
+
+/* Applies a target now, with quick retries; counts the attempts. */
+static int apply_now(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
+                     size_t *removed)
+{
+    int rc = UC_OK;
+
+    UC__COUNT2(c, ks, invalidations);
+    for (int attempt = 0; attempt < APPLY_TRIES; attempt++) {
+        if (attempt > 0) {
+            UC__COUNT2(c, ks, invalidation_retries);
+        }
+        rc = uc__apply_target(c, ks, target, removed);
+        if (rc == UC_OK || rc == UC_EINVAL) {
+            break;
+        }
+    }
+    return rc;
+}
+
+static void note_failure(uc_cache_t *c, uc_keyspace_t *ks, int rc)
+{
+    UC__COUNT2(c, ks, invalidation_failures);
+    UC__COUNT2(c, ks, errors);
+    uc__log_limited(&c->env, &c->inval_log, UC_LOG_WARN,
+                    "invalidate keyspace '%s': %s; pending, retried in the "
+                    "background",
+                    ks->name, uc_strerror(rc));
+}
+
+int uc_keyspace_target(const uc_keyspace_t *ks, const char *const *fields,
+                       size_t nfields, char *buf, size_t cap, size_t *len)
+{
+    int all_set = 1;
+
+    if (nfields != ks->nfields || (nfields > 0 && fields == NULL) ||
+        buf == NULL || len == NULL) {
+        return UC_EINVAL;
+    }
+    for (size_t i = 0; i < nfields; i++) {
+        all_set &= fields[i] != NULL;
+    }
+    return uc__keyspace_build(ks, fields, nfields, !all_set, buf, cap, len);
+}
+
+int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
+                           size_t nfields, size_t *removed)
+{
+    uc_cache_t *c = ks->cache;
+    char target[UC_KEY_MAX + 1];
+    size_t tlen, r = 0;
+    int rc = uc_keyspace_target(ks, fields, nfields, target, sizeof(target),
+                                &tlen);
+
+    if (rc != UC_OK) {
+        return UC_EINVAL;
+    }
+    rc = apply_now(c, ks, target, &r);
+    if (rc != UC_OK) {
+        add_pending(c, 0, ks, target);
+        note_failure(c, ks, rc);
+        return rc;
+    }
+    if (removed != NULL) {
+        *removed = r;
+    }
+    return UC_OK;
+}
+
+int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
+                    size_t nfields, int *existed)
+{
+    size_t r = 0;
+    int rc;
+
+    for (size_t i = 0; i < nfields && fields != NULL; i++) {
+        if (fields[i] == NULL) {
+            return UC_EINVAL;
+        }
+    }
+    rc = uc_keyspace_invalidate(ks, fields, nfields, &r);
+    if (rc == UC_OK && existed != NULL) {
+        *existed = r > 0;
+    }
+    return rc;
+}
+
+int uc_cache_apply_invalidations(uc_cache_t *cache,
+                                 const uc_inval_record_t *recs, size_t n,
+                                 size_t *applied)
+{
+    int64_t ids[64];
+    size_t nids = 0, done = 0;
+    int first = UC_OK;
+
+    if (n > 0 && recs == NULL) {
+        return UC_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uc_keyspace_t *ks = uc__keyspace_by_name(cache, recs[i].keyspace);
+        int rc;
+
+        if (ks == NULL) {
+            if (first == UC_OK) {
+                first = UC_EINVAL;
+            }
+            continue;
+        }
+        rc = apply_now(cache, ks, recs[i].target, NULL);
+        if (rc != UC_OK) {
+            add_pending(cache, recs[i].id, ks, recs[i].target);
+            note_failure(cache, ks, rc);
+            if (first == UC_OK) {
+                first = rc;
+            }
+            continue;
+        }
+        done++;
+        if (recs[i].id > 0 && cache->has_log) {
+            ids[nids++] = recs[i].id;
+            if (nids == sizeof(ids) / sizeof(ids[0])) {
+                (void)cache->log.mark_applied(cache->log_arg, ids, nids,
+                                              uc__wall_ms());
+                nids = 0;
+            }
+        }
+    }
+    if (nids > 0) {
+        /* A failed mark leaves the record pending in the log: the worker
+         * applies it again (a delete is idempotent) and marks it then. */
+        (void)cache->log.mark_applied(cache->log_arg, ids, nids,
+                                      uc__wall_ms());
+    }
+    if (applied != NULL) {
+        *applied = done;
+    }
+    return first;
+}
+
+/* One target of the retry pass, and the ids it stands for. */
+typedef struct {
+    uc_keyspace_t *ks;
+    const char *target;
+    int ok;
+} retry_t;
+
+void uc__pending_retry(uc_cache_t *c)
+{
+    uc__pendset_t *p = &c->pending;
+    uc__pending_t *snap = NULL;
+    retry_t *uniq = NULL;
+    int64_t *ids = NULL;
+    size_t n = 0, nu = 0, nids = 0;
+
+    /* Whole keyspaces first: they cover everything else of theirs. */
+    for (size_t i = 0; i < c->nks; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        if (atomic_load(&ks->all_pending) == 0) {
+            continue;
+        }
+        const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
+        char target[UC_KEY_MAX + 1];
+        size_t tlen;
+        if (uc_keyspace_target(ks, any, ks->nfields, target, sizeof(target),
+                               &tlen) == UC_OK &&
+            uc__apply_target(c, ks, target, NULL) == UC_OK) {
+            atomic_store(&ks->all_pending, 0);
+            UC__COUNT2(c, ks, invalidations_applied_late);
+        }
+    }
+    if (atomic_load(&p->count) == 0) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    n = p->n;
+    snap = malloc(n * sizeof(*snap) + 1);
+    if (snap != NULL) {
+        memcpy(snap, p->items, n * sizeof(*snap));
+    }
+    pthread_mutex_unlock(&p->mu);
+    uniq = calloc(n + 1, sizeof(*uniq));
+    ids = calloc(n + 1, sizeof(*ids));
+    if (snap == NULL || uniq == NULL || ids == NULL) {
+        goto cleanup;
+    }
+    /* De-duplicate: the same target pending several times is one delete. */
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < nu && !(uniq[j].ks == snap[i].ks &&
+                           strcmp(uniq[j].target, snap[i].target) == 0)) {
+            j++;
+        }
+        if (j == nu) {
+            uniq[nu].ks = snap[i].ks;
+            uniq[nu].target = snap[i].target;
+            uniq[nu].ok = 0;
+            nu++;
+        }
+    }
+    for (size_t j = 0; j < nu; j++) {
+        int rc = uc__apply_target(c, uniq[j].ks, uniq[j].target, NULL);
+        if (rc == UC_OK) {
+            uniq[j].ok = 1;
+            UC__COUNT2(c, uniq[j].ks, invalidations_applied_late);
+        } else {
+            UC__COUNT2(c, uniq[j].ks, invalidation_retries);
+        }
+    }
+    /* Drop what was applied, by identity, from the live set (which may have
+     * changed meanwhile), and collect the log ids to mark. */
+    pthread_mutex_lock(&p->mu);
+    size_t w = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        uc__pending_t *q = &p->items[i];
+        int done = 0;
+        for (size_t j = 0; j < nu && !done; j++) {
+            done = uniq[j].ok && uniq[j].ks == q->ks &&
+                   strcmp(uniq[j].target, q->target) == 0;
+        }
+        /* Only what the snapshot held: a newer record of the same target
+         * may belong to a write that committed after our delete. */
+        if (done) {
+            int in_snap = 0;
+            for (size_t k = 0; k < n && !in_snap; k++) {
+                in_snap = snap[k].id == q->id && snap[k].ks == q->ks &&
+                          snap[k].since_us == q->since_us &&
+                          strcmp(snap[k].target, q->target) == 0;
+            }
+            done = in_snap;
+        }
+        if (done) {
+            if (q->id > 0) {
+                ids[nids++] = q->id;
+            }
+        } else {
+            p->items[w++] = *q;
+        }
+    }
+    p->n = w;
+    set_count(p);
+    pthread_mutex_unlock(&p->mu);
+    if (nids > 0 && c->has_log) {
+        (void)c->log.mark_applied(c->log_arg, ids, nids, uc__wall_ms());
+    }
+
+cleanup:
+    free(snap);
+    free(uniq);
+    free(ids);
+}

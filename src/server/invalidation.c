@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The service's side of the durable invalidation log: what a write makes
+ * stale goes into the write's own transaction (uc_stale_t, handed to the
+ * uc_db_* write), and after the commit the library applies it
+ * (uc_cache_apply_invalidations). The log itself is the database's
+ * cache_invalidations table; the functions below adapt the db layer to the
+ * library's uc_invlog_ops_t, which the cache's worker calls to tail it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+/* ---- the log, for the library ------------------------------------------- */
+
+static int to_uc(int st)
+{
+    switch (st) {
+    case UC_DB_OK:
+        return UC_OK;
+    case UC_DB_ENOMEM:
+        return UC_ENOMEM;
+    case UC_DB_EINVAL:
+        return UC_EINVAL;
+    default:
+        return UC_EUNAVAILABLE;
+    }
+}
+
+/* Reads rows into the library's records through a scratch array. */
+static int read_rows(uc_app_t *app, int pending, int64_t after,
+                     uc_inval_record_t *out, size_t cap, size_t *n)
+{
+    uc_db_inval_row_t *rows = malloc(cap * sizeof(*rows) + 1);
+    size_t got = 0;
+    int st;
+
+    if (rows == NULL) {
+        return UC_ENOMEM;
+    }
+    st = pending ? uc_db_inval_pending(app->db, rows, cap, &got)
+                 : uc_db_inval_after(app->db, after, rows, cap, &got);
+    if (st == UC_DB_OK) {
+        for (size_t i = 0; i < got; i++) {
+            out[i].id = rows[i].id;
+            snprintf(out[i].keyspace, sizeof(out[i].keyspace), "%s",
+                     rows[i].keyspace);
+            snprintf(out[i].target, sizeof(out[i].target), "%s",
+                     rows[i].target);
+            out[i].applied = rows[i].applied;
+        }
+        *n = got;
+    }
+    free(rows);
+    return to_uc(st);
+}
+
+static int log_after(void *arg, int64_t after, uc_inval_record_t *out,
+                     size_t cap, size_t *n)
+{
+    return read_rows(arg, 0, after, out, cap, n);
+}
+
+static int log_pending(void *arg, uc_inval_record_t *out, size_t cap,
+                       size_t *n)
+{
+    return read_rows(arg, 1, 0, out, cap, n);
+}
+
+static int log_mark(void *arg, const int64_t *ids, size_t n, uint64_t now_ms)
+{
+    uc_app_t *app = arg;
+
+    return to_uc(
+        uc_db_inval_mark_applied(app->db, ids, n, (int64_t)now_ms * 1000));
+}
+
+static int log_prune(void *arg, uint64_t before_ms)
+{
+    uc_app_t *app = arg;
+    int64_t removed = 0;
+    int st;
+
+    /* Catch up in bounded steps, a few at most per call. */
+    for (int i = 0; i < 8; i++) {
+        st = uc_db_inval_prune(app->db, (int64_t)before_ms * 1000, &removed);
+        if (st != UC_DB_OK || removed < UC_DB_INVAL_PRUNE_MAX) {
+            break;
+        }
+    }
+    return to_uc(st);
+}
+
+static int log_last(void *arg, int64_t *id)
+{
+    uc_app_t *app = arg;
+
+    return to_uc(uc_db_inval_last_id(app->db, id));
+}
+
+int uc_app_attach_log(uc_app_t *app, char *err, size_t errlen)
+{
+    static const uc_invlog_ops_t ops = {log_after, log_pending, log_mark,
+                                        log_prune, log_last};
+
+    return uc_cache_attach_log(app->cache, &ops, app, err, errlen) == UC_OK
+               ? 0
+               : -1;
+}
+
+/* ---- what a write makes stale ------------------------------------------- */
+
+uc_stale_t *uc_stale_new(void)
+{
+    /* Not zeroed: 64 KiB per write would cost more than the write's JSON. */
+    uc_stale_t *s = malloc(sizeof(*s));
+
+    if (s != NULL) {
+        s->n = 0;
+    }
+    return s;
+}
+
+void uc_stale_free(uc_stale_t *s)
+{
+    free(s);
+}
+
+int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
+                 const char *const *fields)
+{
+    uc_keyspace_t *k = app->ks[ks];
+    size_t len;
+
+    if (s->n == UC_STALE_MAX) {
+        return -1;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        char t[UC_KEY_MAX + 1];
+        if (s->ks[i] == ks &&
+            uc_keyspace_target(k, fields, uc_keyspace_nfields(k), t,
+                               sizeof(t), &len) == UC_OK &&
+            strcmp(t, s->target[i]) == 0) {
+            return 0;
+        }
+    }
+    if (uc_keyspace_target(k, fields, uc_keyspace_nfields(k), s->target[s->n],
+                           sizeof(s->target[s->n]), &len) != UC_OK) {
+        return -1;
+    }
+    s->ks[s->n] = ks;
+    s->inv[s->n].keyspace = uc_keyspace_name(k);
+    s->inv[s->n].target = s->target[s->n];
+    s->n++;
+    return 0;
+}
+
+size_t uc_stale_apply(uc_app_t *app, uc_stale_t *s)
+{
+    uc_inval_record_t *recs;
+    size_t applied = 0;
+
+    if (s->n == 0) {
+        return 0;
+    }
+    recs = calloc(s->n, sizeof(*recs));
+    if (recs == NULL) {
+        /* The records are in the log: the worker applies them. */
+        return s->n;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        recs[i].id = s->ids[i];
+        snprintf(recs[i].keyspace, sizeof(recs[i].keyspace), "%s",
+                 s->inv[i].keyspace);
+        snprintf(recs[i].target, sizeof(recs[i].target), "%s", s->target[i]);
+    }
+    /* A failure is logged by the library (rate-limited) and stays
+     * pending in the log, which every instance reads. */
+    (void)uc_cache_apply_invalidations(app->cache, recs, s->n, &applied);
+    free(recs);
+    return s->n - applied;
+}

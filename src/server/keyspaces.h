@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The utxoIQ web-api's cache keyspaces: declared once, here, and used by
+ * both the service (utxoiq-api) and the operator's command line (utxocache),
+ * so that `utxocache invalidate --keyspace NAME` reaches exactly the entries
+ * the service caches. The library itself knows no application keyspace.
+ */
+#ifndef UC_SERVER_KEYSPACES_H
+#define UC_SERVER_KEYSPACES_H
+
+#include <stddef.h>
+
+#include <utxocache/utxocache.h>
+
+enum {
+    UC_KS_FEEDBACK_STATS = 0,
+    UC_KS_BACKFILL_JOB,
+    UC_KS_RECENT_METRICS,
+    UC_KS_AGG_METRICS,
+    UC_KS_COUNT
+};
+
+/*
+ * The table, indexed by the UC_KS_* values, with the existing service's
+ * TTLs:
+ *   feedback_stats       feedback:stats:{insight_id}                 3600 s
+ *   backfill_job         backfill:job:{job_id}                        300 s
+ *   recent_metrics_page  metrics:{service}:{metric_type}:recent:
+ *                        {window}:{limit}:{offset}                    120 s
+ *   aggregated_metrics   metrics:{service}:{metric_type}:agg:{interval}:
+ *                        {start}:{end}                               3600 s
+ * Sets *n to UC_KS_COUNT.
+ */
+const uc_keyspace_def_t *uc_utxoiq_keyspaces(size_t *n);
+
+#endif
