@@ -54,6 +54,12 @@
 #define REDIS_CONNECT_MS 150
 #define REDIS_COMMAND_MS 150
 #define REDIS_ACQUIRE_MS 100 /* the library's default */
+/* Reconnect backoff cap and breaker cooldown: how soon an instance uses a
+ * Redis that answers again. The library's defaults, set explicitly so that
+ * the window derived from them stays right if the defaults move. */
+#define BACKOFF_MAX_MS 2000
+#define BREAKER_COOLDOWN_MS 1000
+#define RECOVERY_MS (BACKOFF_MAX_MS + BREAKER_COOLDOWN_MS)
 /* The promise: under a single fault, stale for at most this long. */
 #define STALE_BOUND_MS 1000
 /* Reads after a fault ended must be fresh once the writer's instance and
@@ -75,13 +81,17 @@
 #define RSS_GROWTH_MAX_KB (20L * 1024L) /* over 8 reads of it */
 #define BIG_READS 8
 
+/* Redis is killed at RW_KILL_PCT % of the randomized run and restarted at
+ * RW_UP_PCT %; the rest after the recovery window is healthy again. */
+#define RW_KILL_PCT 20
+#define RW_UP_PCT 37
 #if UC_FAULTS_LONG
 #define RW_MS 30000
 #define RW_WRITERS 4
 #define RW_READERS 4
 #define RW_KEYS_PER_WRITER 60
 #else
-#define RW_MS 10000
+#define RW_MS 12000
 #define RW_WRITERS 3
 #define RW_READERS 3
 #define RW_KEYS_PER_WRITER 25
@@ -165,8 +175,9 @@ static void world_redis(world_t *w, const char *extra_conf)
  * with_redis); returns its index. */
 static int instance(world_t *w, int with_redis)
 {
-    char redis_url[80], tail[64], cmd_to[64], conn_to[64];
-    const char *env[8];
+    char redis_url[80], tail[64], cmd_to[64], conn_to[64], backoff[64];
+    char cooldown[64];
+    const char *env[10];
     size_t n = 0;
     assert_true(w->napi < MAX_INSTANCES);
     if (with_redis) {
@@ -179,9 +190,15 @@ static int instance(world_t *w, int with_redis)
         REDIS_COMMAND_MS);
     fmt(conn_to, sizeof(conn_to), "REDIS_CONNECT_TIMEOUT_MS=%d",
         REDIS_CONNECT_MS);
+    fmt(backoff, sizeof(backoff), "UTXOCACHE_BACKOFF_MAX_MS=%d",
+        BACKOFF_MAX_MS);
+    fmt(cooldown, sizeof(cooldown), "UTXOCACHE_BREAKER_COOLDOWN_MS=%d",
+        BREAKER_COOLDOWN_MS);
     env[n++] = tail;
     env[n++] = cmd_to;
     env[n++] = conn_to;
+    env[n++] = backoff;
+    env[n++] = cooldown;
     env[n++] = "UTXOIQ_ACCESS_LOG=0";
     env[n] = NULL;
     int i = w->napi++;
@@ -702,11 +719,17 @@ static void test_redis_rdb_restart(void **state)
 
     wr_t wr = rate_as(w, a, k2, id, 4);
     assert_int_equal(wr.status, 200);
+    /* The service is frozen while Redis restarts and the test looks at the
+     * reloaded dataset, so that what it finds is what the snapshot held,
+     * not what the service did about it. */
+    assert_int_equal(kill(w->api[a].pid, SIGSTOP), 0);
     uc_test_redis_kill(&w->redis);
-    assert_int_equal(uc_test_redis_restart(&w->redis), 0);
+    int restarted = uc_test_redis_restart(&w->redis);
     fmt(cmd, sizeof(cmd), "EXISTS '%s'", key);
-    assert_int_equal(uc_test_redis_cli(&w->redis, NULL, cmd, out, sizeof(out)),
-                     0);
+    int cli_rc = uc_test_redis_cli(&w->redis, NULL, cmd, out, sizeof(out));
+    assert_int_equal(kill(w->api[a].pid, SIGCONT), 0);
+    assert_int_equal(restarted, 0);
+    assert_int_equal(cli_rc, 0);
     FIGURE("redis_rdb_restart", "old_entry_reloaded=%s", out);
     /* The restarted server really holds the entry from before the write. */
     assert_string_equal(out, "1");
@@ -732,8 +755,8 @@ static void assert_bounded(const tally_t *t, const wr_t *wr,
 {
     assert_int_equal(wr->status, 200);
     assert_true(ms_between(wr->start_us, wr->end_us) <= (double)REDIS_BOUND_MS);
-    /* The write was answered during the fault, so its invalidation through
-     * Redis could not have succeeded: the scenario tests the fault. */
+    /* The write was answered while the fault lasted: the scenario tests
+     * the fault, not the recovery from it. */
     assert_true(wr->end_us < fault_end_us);
     assert_int_equal(t->ok, t->reads);
     assert_int_equal(t->wrong, 0);
@@ -841,10 +864,13 @@ static void test_poisoned_entry(void **state)
     assert_int_equal(rate_as(w, a, k1, id, 4).status, 200);
     warm(w, a, id, 1);
     entry_key(w, id, key, sizeof(key));
-    fmt(cmd, sizeof(cmd), "DEL '%s'", key);
-    cli_expect(w, cmd, "1");
-    fmt(cmd, sizeof(cmd), "LPUSH '%s' a", key);
-    cli_expect(w, cmd, "1");
+    /* In one step, so nothing can refill the key in between. */
+    redisContext *c = rconnect(w);
+    freeReplyObject(rcmd(c, REDIS_REPLY_INTEGER,
+                         "EVAL %s 1 %s", "redis.call('DEL', KEYS[1]); "
+                         "return redis.call('LPUSH', KEYS[1], 'a')",
+                         key));
+    redisFree(c);
 
     /* Answered from the database, and the poisoned key replaced: a later
      * read is a HIT again (bounded wait). */
@@ -1119,23 +1145,32 @@ static void test_randomized_two_instances(void **state)
         free(kp);
     }
     assert_int_equal(started, 0);
-    until(l, RW_MS * 35 / 100);
+    until(l, RW_MS * RW_KILL_PCT / 100);
     uint64_t t_kill = uc_fault_now(l);
     uc_test_redis_kill(&w->redis);
-    until(l, RW_MS * 55 / 100);
+    until(l, RW_MS * RW_UP_PCT / 100);
     int restarted = uc_test_redis_restart(&w->redis);
     uint64_t t_up = uc_fault_now(l);
     uc_fault_wait(l);
     uc_fault_check(l, &c);
-    size_t outside =
-        stale_outside(l, t_kill, t_up + (uint64_t)STALE_BOUND_MS * 1000u);
+    /* The fault window: Redis away, then the time an instance may take to
+     * use it again, then the staleness bound. */
+    uint64_t t_end =
+        t_up + (uint64_t)(RECOVERY_MS + STALE_BOUND_MS) * 1000u;
+    size_t outside = stale_outside(l, t_kill, t_end);
+    size_t before_kill = stale_outside(l, t_kill, UINT64_MAX);
+    size_t since_up = stale_outside(l, 0, t_up);
     FIGURE("randomized_two_instances",
            "reads=%zu reads_200=%zu writes=%zu writes_200=%zu 5xx=%zu "
            "no_answer=%zu stale_reads=%zu max_staleness_ms=%.1f "
-           "stale_outside_fault=%zu impossible=%zu hits=%zu down_ms=%.0f",
+           "stale_outside_fault=%zu stale_before_kill=%zu "
+           "stale_while_down=%zu stale_since_restart=%zu impossible=%zu "
+           "hits=%zu down_ms=%.0f window_after_restart_ms=%d",
            c.reads, c.reads_ok, c.writes, c.writes_ok, c.status_5xx,
            c.no_answer, c.stale_reads, c.max_staleness_ms, outside,
-           c.impossible_reads, c.hits, ms_between(t_kill, t_up));
+           before_kill, c.stale_reads - before_kill - since_up, since_up,
+           c.impossible_reads, c.hits, ms_between(t_kill, t_up),
+           RECOVERY_MS + STALE_BOUND_MS);
     uc_fault_free(l);
     free(keys);
     free(kp);
