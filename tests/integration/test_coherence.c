@@ -108,6 +108,16 @@
         fflush(stdout);                                                        \
     } while (0)
 
+/* A count that must be zero; names it and its value when it is not. */
+#define assert_none(what, v)                                                   \
+    do {                                                                       \
+        size_t n_ = (size_t)(v);                                               \
+        if (n_ != 0) {                                                         \
+            fprintf(stderr, "%s: %zu, want 0\n", what, n_);                    \
+        }                                                                      \
+        assert_int_equal(n_, 0);                                               \
+    } while (0)
+
 /* ---- the world a scenario runs in ---------------------------------------- */
 
 /*
@@ -159,10 +169,12 @@ static void world_db(world_t *w)
             skip();
         }
         assert_int_equal(uc_test_pg_fresh_db(w->db_url, sizeof(w->db_url)), 0);
+        FIGURE("database", "%s", "postgresql");
         return;
     }
     assert_int_equal(uc_test_mkdtemp(w->dbdir, sizeof(w->dbdir), "coh"), 0);
     fmt(w->db_url, sizeof(w->db_url), "sqlite:%s/shared.db", w->dbdir);
+    FIGURE("database", "%s", "sqlite");
 }
 
 static void world_redis(world_t *w, const char *extra_conf)
@@ -359,8 +371,8 @@ static rd_t stats_read(world_t *w, int i, const char *insight)
     r.hit = rep.hit;
     r.json_ct = rep.json_ct;
     r.len = rep.len;
-    json_t *j = rep.len == rep.kept ? json_loadb(rep.p, rep.kept, 0, NULL)
-                                    : NULL;
+    json_t *j =
+        rep.len == rep.kept ? json_loadb(rep.p, rep.kept, 0, NULL) : NULL;
     json_t *t = json_object_get(j, "total_ratings");
     json_t *id = json_object_get(j, "insight_id");
     if (json_is_integer(t)) {
@@ -433,7 +445,7 @@ static void warm(world_t *w, int i, const char *insight, long long total)
              i, WARM_WAIT_MS);
 }
 
-/* ---- judging reads around one write --------------------------------------- */
+/* ---- judging reads around one write -------------------------------------- */
 
 /*
  * Reads of an insight that had `before` ratings until a write acknowledged
@@ -450,8 +462,8 @@ typedef struct {
     uint64_t first_fresh_us; /* start of the first fresh read after the ack */
 } tally_t;
 
-static void judge(tally_t *t, const rd_t *r, long long before,
-                  long long after, uint64_t ack_us, uint64_t after_fault_us)
+static void judge(tally_t *t, const rd_t *r, long long before, long long after,
+                  uint64_t ack_us, uint64_t after_fault_us)
 {
     t->reads++;
     if (r->status != 200) {
@@ -495,9 +507,8 @@ static void read_until(world_t *w, int i, const char *insight,
 static void tally_figure(const char *scenario, const tally_t *t,
                          const wr_t *write, uint64_t ack_us)
 {
-    double converge = t->first_fresh_us != 0
-                          ? ms_between(ack_us, t->first_fresh_us)
-                          : -1.0;
+    double converge =
+        t->first_fresh_us != 0 ? ms_between(ack_us, t->first_fresh_us) : -1.0;
     FIGURE(scenario,
            "reads=%zu reads_200=%zu stale_reads=%zu max_staleness_ms=%.1f "
            "stale_beyond_%dms=%zu stale_after_fault=%zu wrong=%zu hits=%zu "
@@ -600,14 +611,14 @@ static redisReply *rcmd(redisContext *c, int type, const char *f, ...)
     va_end(ap);
     if (r == NULL || r->type != type) {
         fail_msg("redis %s: %s", f,
-                 r == NULL                         ? c->errstr
+                 r == NULL                      ? c->errstr
                  : r->type == REDIS_REPLY_ERROR ? r->str
-                                                   : "unexpected reply type");
+                                                : "unexpected reply type");
     }
     return r;
 }
 
-/* ---- processes ------------------------------------------------------------ */
+/* ---- processes ----------------------------------------------------------- */
 
 /* VmRSS of a process in kB, or -1. */
 static long rss_kb(pid_t pid)
@@ -690,8 +701,8 @@ static void test_restart_with_pending(void **state)
     assert_true(wr.end_us < paused_us + RESTART_PAUSE_MS * 1000u);
     assert_true(ms_between(wr.start_us, wr.end_us) <= (double)REDIS_BOUND_MS);
     assert_int_equal(t.ok, t.reads);
-    assert_int_equal(t.wrong, 0);
-    assert_int_equal(t.stale, 0);
+    assert_none("wrong", t.wrong);
+    assert_none("stale_reads", t.stale);
     assert_int_equal(exit_b, 0);
 }
 
@@ -742,12 +753,12 @@ static void test_redis_rdb_restart(void **state)
     tally_figure("redis_rdb_restart", &t, &wr, wr.end_us);
     int exit_a = stop_instance(w, a, "redis_rdb_restart");
     assert_int_equal(t.ok, t.reads);
-    assert_int_equal(t.wrong, 0);
-    assert_int_equal(t.stale, 0);
+    assert_none("wrong", t.wrong);
+    assert_none("stale_reads", t.stale);
     assert_int_equal(exit_a, 0);
 }
 
-/* ---- 3 and 4. two instances, one Redis refusing writes -------------------- */
+/* ---- 3 and 4. two instances, one Redis refusing writes ------------------- */
 
 /* The assertions shared by the two-instance fault scenarios. */
 static void assert_bounded(const tally_t *t, const wr_t *wr,
@@ -759,9 +770,9 @@ static void assert_bounded(const tally_t *t, const wr_t *wr,
      * the fault, not the recovery from it. */
     assert_true(wr->end_us < fault_end_us);
     assert_int_equal(t->ok, t->reads);
-    assert_int_equal(t->wrong, 0);
-    assert_int_equal(t->stale_beyond, 0);
-    assert_int_equal(t->stale_after_fault, 0);
+    assert_none("wrong", t->wrong);
+    assert_none("stale_beyond_bound", t->stale_beyond);
+    assert_none("stale_after_fault", t->stale_after_fault);
 }
 
 static void test_two_instances_pause(void **state)
@@ -822,9 +833,9 @@ static void test_two_instances_oom(void **state)
     fmt(cmd, sizeof(cmd), "CONFIG SET maxmemory %lld", used + 1048576LL);
     cli_expect(w, cmd, "OK");
     cli_expect(w, "DEBUG POPULATE 20000 filler 100", "OK");
-    assert_int_equal(uc_test_redis_cli(&w->redis, NULL, "SET cohprobe x", out,
-                                       sizeof(out)),
-                     0);
+    assert_int_equal(
+        uc_test_redis_cli(&w->redis, NULL, "SET cohprobe x", out, sizeof(out)),
+        0);
     if (strstr(out, "OOM") == NULL) {
         fail_msg("redis not out of memory: SET answered '%s'", out);
     }
@@ -866,8 +877,8 @@ static void test_poisoned_entry(void **state)
     entry_key(w, id, key, sizeof(key));
     /* In one step, so nothing can refill the key in between. */
     redisContext *c = rconnect(w);
-    freeReplyObject(rcmd(c, REDIS_REPLY_INTEGER,
-                         "EVAL %s 1 %s", "redis.call('DEL', KEYS[1]); "
+    freeReplyObject(rcmd(c, REDIS_REPLY_INTEGER, "EVAL %s 1 %s",
+                         "redis.call('DEL', KEYS[1]); "
                          "return redis.call('LPUSH', KEYS[1], 'a')",
                          key));
     redisFree(c);
@@ -908,12 +919,12 @@ static void test_poisoned_entry(void **state)
     assert_true(hit_us != 0);
     assert_int_equal(wr.status, 200);
     assert_int_equal(t.ok, t.reads);
-    assert_int_equal(t.wrong, 0);
-    assert_int_equal(t.stale, 0);
+    assert_none("wrong", t.wrong);
+    assert_none("stale_reads", t.stale);
     assert_int_equal(exit_a, 0);
 }
 
-/* ---- 6. another entry's bytes, garbage, a huge value ---------------------- */
+/* ---- 6. another entry's bytes, garbage, a huge value --------------------- */
 
 static void test_foreign_and_garbage_values(void **state)
 {
@@ -984,26 +995,26 @@ static void test_foreign_and_garbage_values(void **state)
            big_len, BIG_READS, wrong_big, max_body, rss0, rss_max - rss0,
            RSS_GROWTH_MAX_KB);
     int exit_a = stop_instance(w, a, "foreign_and_garbage_values");
-    assert_int_equal(foreign, 0);
-    assert_int_equal(wrong_foreign, 0);
-    assert_int_equal(not_json, 0);
-    assert_int_equal(wrong_garbage, 0);
+    assert_none("foreign", foreign);
+    assert_none("wrong_foreign", wrong_foreign);
+    assert_none("not_json", not_json);
+    assert_none("wrong_garbage", wrong_garbage);
     assert_int_equal(big_len, BIG_VALUE_OFFSET + 1);
-    assert_int_equal(wrong_big, 0);
+    assert_none("wrong_big", wrong_big);
     assert_true(rss0 > 0);
     assert_true(rss_max - rss0 <= RSS_GROWTH_MAX_KB);
     assert_int_equal(exit_a, 0);
 }
 
-/* ---- 7. the memory backend on two instances ------------------------------- */
+/* ---- 7. the memory backend on two instances ------------------------------ */
 
 /* The "scope" string of obj (or of obj's member `member`), or "absent". */
 static void scope_of(json_t *obj, const char *member, char *out, size_t cap)
 {
     json_t *o = member != NULL ? json_object_get(obj, member) : obj;
     json_t *s = json_object_get(o, "scope");
-    snprintf(out, cap, "%s", json_is_string(s) ? json_string_value(s)
-                                               : "absent");
+    snprintf(out, cap, "%s",
+             json_is_string(s) ? json_string_value(s) : "absent");
 }
 
 static void test_memory_two_instances(void **state)
@@ -1024,8 +1035,8 @@ static void test_memory_two_instances(void **state)
     warm(w, b, id, 1);
 
     wr_t wr = rate_as(w, a, k2, id, 4);
-    read_until(w, b, id, wr.end_us + (STALE_BOUND_MS + AFTER_MS) * 1000u, &t,
-               1, 2, wr.end_us, UINT64_MAX);
+    read_until(w, b, id, wr.end_us + (STALE_BOUND_MS + AFTER_MS) * 1000u, &t, 1,
+               2, wr.end_us, UINT64_MAX);
 
     api_req(&w->api[b], &res, "GET", "/readyz", NULL, NULL, NULL);
     long ready_status = res.h.status;
@@ -1047,9 +1058,9 @@ static void test_memory_two_instances(void **state)
     int exit_b = stop_instance(w, b, "memory_two_instances");
     assert_int_equal(wr.status, 200);
     assert_int_equal(t.ok, t.reads);
-    assert_int_equal(t.wrong, 0);
+    assert_none("wrong", t.wrong);
     /* New total within the bound after the write's answer, then always. */
-    assert_int_equal(t.stale_beyond, 0);
+    assert_none("stale_beyond_bound", t.stale_beyond);
     assert_true(t.first_fresh_us != 0);
     assert_int_equal(ready_status, 200);
     assert_string_equal(scope_ready, "process");
@@ -1060,7 +1071,7 @@ static void test_memory_two_instances(void **state)
     assert_int_equal(exit_b, 0);
 }
 
-/* ---- 8. randomized: writers on one instance, readers on the other --------- */
+/* ---- 8. randomized: writers on one instance, readers on the other -------- */
 
 /* UC_FAULTS_SEED repeats a run's pauses; printed so a failure replays. */
 static unsigned seed(void)
@@ -1155,8 +1166,7 @@ static void test_randomized_two_instances(void **state)
     uc_fault_check(l, &c);
     /* The fault window: Redis away, then the time an instance may take to
      * use it again, then the staleness bound. */
-    uint64_t t_end =
-        t_up + (uint64_t)(RECOVERY_MS + STALE_BOUND_MS) * 1000u;
+    uint64_t t_end = t_up + (uint64_t)(RECOVERY_MS + STALE_BOUND_MS) * 1000u;
     size_t outside = stale_outside(l, t_kill, t_end);
     size_t before_kill = stale_outside(l, t_kill, UINT64_MAX);
     size_t since_up = stale_outside(l, 0, t_up);
@@ -1167,10 +1177,9 @@ static void test_randomized_two_instances(void **state)
            "stale_while_down=%zu stale_since_restart=%zu impossible=%zu "
            "hits=%zu down_ms=%.0f window_after_restart_ms=%d",
            c.reads, c.reads_ok, c.writes, c.writes_ok, c.status_5xx,
-           c.no_answer, c.stale_reads, c.max_staleness_ms, outside,
-           before_kill, c.stale_reads - before_kill - since_up, since_up,
-           c.impossible_reads, c.hits, ms_between(t_kill, t_up),
-           RECOVERY_MS + STALE_BOUND_MS);
+           c.no_answer, c.stale_reads, c.max_staleness_ms, outside, before_kill,
+           c.stale_reads - before_kill - since_up, since_up, c.impossible_reads,
+           c.hits, ms_between(t_kill, t_up), RECOVERY_MS + STALE_BOUND_MS);
     uc_fault_free(l);
     free(keys);
     free(kp);
@@ -1179,16 +1188,17 @@ static void test_randomized_two_instances(void **state)
     assert_int_equal(restarted, 0);
     assert_true(c.reads > 0);
     assert_true(c.writes_ok > 0);
-    assert_int_equal(c.no_answer, 0);
-    assert_int_equal(c.status_5xx, 0);
-    assert_int_equal(c.impossible_reads, 0);
+    assert_none("no_answer", c.no_answer);
+    assert_none("status_5xx", c.status_5xx);
+    assert_none("impossible_reads", c.impossible_reads);
     assert_true(c.max_staleness_ms <= (double)STALE_BOUND_MS);
-    assert_int_equal(outside, 0);
+    assert_none("stale_outside_fault", outside);
     assert_int_equal(exit_a, 0);
     assert_int_equal(exit_b, 0);
 }
 
-#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+#define WORLD_TEST(f)                                                          \
+    cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
