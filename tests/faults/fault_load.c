@@ -117,8 +117,10 @@ static void request(CURL *c, const uc_fault_load_t *l, const char *key,
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     } else {
+        /* Readers may target another instance on the same database. */
+        int port = l->o.read_port > 0 ? l->o.read_port : l->o.port;
         snprintf(url, sizeof(url),
-                 "http://127.0.0.1:%d/api/v1/feedback/stats/%s", l->o.port,
+                 "http://127.0.0.1:%d/api/v1/feedback/stats/%s", port,
                  l->o.insight);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);

@@ -10,6 +10,9 @@
  * acknowledged before that read started. The run is bounded both by a
  * duration and by a per-thread request cap. A load handle belongs to the
  * thread that started it; its worker threads only touch their own slots.
+ * Readers may target a second instance on the same database (read_port),
+ * so that one checker judges reads on one instance against writes acked by
+ * another, on one clock.
  */
 #ifndef UC_TEST_FAULT_LOAD_H
 #define UC_TEST_FAULT_LOAD_H
@@ -33,6 +36,7 @@ typedef struct {
 
 typedef struct {
     int port;                /* utxoiq-api on 127.0.0.1 */
+    int read_port;           /* readers' utxoiq-api; 0: the same as port */
     const char *insight;     /* the one insight everything targets */
     int readers;             /* reader threads */
     int writers;             /* writer threads */
