@@ -599,16 +599,15 @@ static int bad_reply(rb_t *rb, sess_t *s)
  * (the caller frees them with free_replies()). Returns UC_OK, or a status
  * with the connection marked broken and rep[] all NULL.
  */
-static void judge_identity(rb_t *rb, sess_t *s, redisReply *info,
-                           redisReply *marker);
+static int check_identity(rb_t *rb, sess_t *s);
 
 /*
  * Sends n commands in one write and reads their n replies into rep[]
  * (the caller frees them with free_replies()). Returns UC_OK, or a status
- * with the connection marked broken and rep[] all NULL. On a connection's
- * first use the dataset identity (INFO server, GET marker) goes first in the
- * same write; when it shows a changed dataset, a data session's replies are
- * dropped and UC_EUNAVAILABLE returned, before any of them is used.
+ * with the connection marked broken and rep[] all NULL. A data session on a
+ * connection not checked yet checks the dataset identity (INFO server, GET
+ * marker) first, and answers UC_EUNAVAILABLE, sending nothing, when it
+ * shows a changed dataset.
  */
 static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
                 redisReply **rep)
@@ -616,26 +615,24 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
     redisContext *c = s->c;
     int rc = UC_OK;
     size_t got = 0;
-    /* Only entry reads and writes need the check; raw commands are an
-     * operator's and leave the connection to be checked on its first
-     * entry command. */
-    size_t pre = s->conn->verified || !s->data ? 0 : 2;
-    redisReply *id[2] = {NULL, NULL};
 
     for (size_t i = 0; i < n; i++) {
         rep[i] = NULL;
     }
-    if (pre > 0) {
-        const char *info[2] = {"INFO", "server"};
-        size_t info_len[2] = {4, 6};
-        const char *get[2] = {"GET", rb->marker};
-        size_t get_len[2] = {3, rb->marker_len};
-        cmd_t idc[2] = {{2, info, info_len}, {2, get, get_len}};
-        for (size_t i = 0; i < 2; i++) {
-            if (append_cmd(c, &idc[i]) != REDIS_OK) {
-                s->broken = 1;
-                return UC_ENOMEM;
-            }
+    /* Only entry reads and writes need the check; raw commands are an
+     * operator's and leave the connection to be checked by its first entry
+     * command. The check is its own round trip, once per connection, so
+     * that nothing is written to a dataset before it is judged. */
+    if (s->data && !s->conn->verified) {
+        rc = check_identity(rb, s);
+        if (rc == UC_EAUTH) {
+            return rc; /* a refusal, not a broken connection */
+        }
+        if (rc != UC_OK) {
+            goto failed;
+        }
+        if (atomic_load(&rb->base.distrust) != 0) {
+            return UC_EUNAVAILABLE;
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -645,7 +642,7 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             return UC_ENOMEM;
         }
     }
-    for (got = 0; got < pre + n; got++) {
+    for (got = 0; got < n; got++) {
         void *v = NULL;
 
         if (redisGetReply(c, &v) != REDIS_OK) {
@@ -654,39 +651,21 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             rc = context_status(c, saved);
             break;
         }
-        if (got < pre) {
-            id[got] = v;
-            continue;
-        }
-        rep[got - pre] = v;
-        if (rep[got - pre]->type == REDIS_REPLY_ERROR &&
-            error_reply_busy(rep[got - pre])) {
+        rep[got] = v;
+        if (rep[got]->type == REDIS_REPLY_ERROR && error_reply_busy(rep[got])) {
             s->server_busy = 1;
         }
-    }
-    if (rc == UC_OK && pre > 0) {
-        judge_identity(rb, s, id[0], id[1]);
-    }
-    for (size_t i = 0; i < 2; i++) {
-        if (id[i] != NULL) {
-            freeReplyObject(id[i]);
-        }
-    }
-    if (rc == UC_OK && s->data && atomic_load(&rb->base.distrust) != 0) {
-        for (size_t i = 0; i < n; i++) {
-            freeReplyObject(rep[i]);
-            rep[i] = NULL;
-        }
-        return UC_EUNAVAILABLE;
     }
     if (rc == UC_OK) {
         return UC_OK;
     }
+
+failed:
     s->broken = 1;
     s->server_gone =
         c->err == REDIS_ERR_EOF || (rc == UC_EIO && c->err == REDIS_ERR_IO);
     log_failure(rb, "redis", rc, c->errstr);
-    for (size_t i = 0; i + pre < got; i++) {
+    for (size_t i = 0; i < got; i++) {
         freeReplyObject(rep[i]);
         rep[i] = NULL;
     }
@@ -787,7 +766,7 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
  * max arrives cut to max + 1 bytes and is refused without a bigger copy.
  */
 static int get_common(uc__backend_t *b, const char *key, size_t klen,
-                      size_t max, char **val, size_t *len)
+                      int bounded, size_t max, char **val, size_t *len)
 {
     rb_t *rb = rb_of(b);
     char endbuf[24];
@@ -798,7 +777,7 @@ static int get_common(uc__backend_t *b, const char *key, size_t klen,
     sess_t s;
     int rc = UC_OK;
 
-    if (max > 0) {
+    if (bounded) {
         argv[0] = "GETRANGE";
         lens[0] = 8;
         lens[3] = (size_t)snprintf(endbuf, sizeof(endbuf), "%zu", max);
@@ -806,23 +785,21 @@ static int get_common(uc__backend_t *b, const char *key, size_t klen,
     }
     /* Bounded reads are the keyspace path, which trust guards; raw GETs
      * are an operator's and go through whatever the dataset. */
-    rc = max > 0 ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
+    rc = bounded ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
     if (rc != UC_OK) {
         return rc;
     }
     rc = run1(rb, &s, argc, argv, lens, &r);
     if (rc == UC_OK) {
-        if (r->type == REDIS_REPLY_NIL || (max > 0 && r->type ==
-                                                          REDIS_REPLY_STRING &&
-                                           r->len == 0)) {
+        if (r->type == REDIS_REPLY_NIL ||
+            (bounded && r->type == REDIS_REPLY_STRING && r->len == 0)) {
             rc = UC_MISS;
         } else if (r->type == REDIS_REPLY_STRING) {
-            rc = max > 0 && r->len > max ? UC_ETOOBIG
-                                         : copy_bulk(r, val, len);
+            rc = bounded && r->len > max ? UC_ETOOBIG : copy_bulk(r, val, len);
         } else if (r->type == REDIS_REPLY_ERROR) {
             /* A key of another type where an entry should be is a value
              * that is not one: the caller deletes it. */
-            rc = max > 0 && starts_with(r->str, r->len, "WRONGTYPE")
+            rc = bounded && starts_with(r->str, r->len, "WRONGTYPE")
                      ? UC_ECORRUPT
                      : error_reply_status(r);
         } else {
@@ -837,13 +814,13 @@ static int get_common(uc__backend_t *b, const char *key, size_t klen,
 static int r_get(uc__backend_t *b, const char *key, size_t klen, char **val,
                  size_t *len)
 {
-    return get_common(b, key, klen, 0, val, len);
+    return get_common(b, key, klen, 0, 0, val, len);
 }
 
 static int r_get_max(uc__backend_t *b, const char *key, size_t klen,
                      size_t max, char **val, size_t *len)
 {
-    return get_common(b, key, klen, max > 0 ? max : 1, val, len);
+    return get_common(b, key, klen, 1, max, val, len);
 }
 
 /* Fills a SET argv (5 slots) for key/val with an optional PX; returns argc. */
@@ -1504,10 +1481,15 @@ static int r_add(uc__backend_t *b, const char *key, size_t klen,
 
 static void raise_distrust(rb_t *rb, const char *run_id)
 {
+    int other;
+
     pthread_mutex_lock(&rb->id_mu);
+    other = strcmp(rb->raised_by, run_id) != 0;
     snprintf(rb->raised_by, sizeof(rb->raised_by), "%s", run_id);
     pthread_mutex_unlock(&rb->id_mu);
-    if (atomic_exchange(&rb->base.distrust, 1) == 0) {
+    /* A new epoch for each server seen: a drop done for one does not
+     * count for the next (the core re-checks the epoch before adopting). */
+    if (atomic_exchange(&rb->base.distrust, 1) == 0 || other) {
         atomic_fetch_add(&rb->base.distrust_epoch, 1);
     }
 }
@@ -1538,15 +1520,21 @@ static void parse_run_id(const redisReply *r, char *out, size_t cap)
 /*
  * Compares an INFO server reply with the marker's GET reply: *match is set
  * (nonzero: the marker names this server) and run_id gets the server's (""
- * when INFO was refused). Returns 0, or -1 when the marker's reply is an
- * error (-LOADING and the like): then nothing can be concluded.
+ * when INFO was refused). Returns 0, or -1 when the server is busy
+ * (-LOADING and the like): then nothing can be concluded; -2 when the ACL
+ * refuses the marker (the cache then fails as any refused call). Any other answer
+ * that is not this server's run_id (a marker of another type included) is
+ * a mismatch.
  */
 static int compare_identity(const redisReply *info, const redisReply *m,
                             char *run_id, size_t cap, int *match)
 {
     parse_run_id(info, run_id, cap);
-    if (m == NULL || m->type == REDIS_REPLY_ERROR) {
+    if (m == NULL || (m->type == REDIS_REPLY_ERROR && error_reply_busy(m))) {
         return -1;
+    }
+    if (m->type == REDIS_REPLY_ERROR && error_reply_status(m) == UC_EAUTH) {
+        return -2; /* the marker is out of our reach: the cache fails */
     }
     if (m->type == REDIS_REPLY_STRING) {
         *match = run_id[0] == '\0' || (strlen(run_id) == m->len &&
@@ -1555,23 +1543,6 @@ static int compare_identity(const redisReply *info, const redisReply *m,
         *match = 0;
     }
     return 0;
-}
-
-static void judge_identity(rb_t *rb, sess_t *s, redisReply *info,
-                           redisReply *marker)
-{
-    char run_id[RUN_ID_MAX];
-    int match = 0;
-
-    if (compare_identity(info, marker, run_id, sizeof(run_id), &match) != 0) {
-        return; /* checked again on the next use */
-    }
-    s->conn->verified = 1;
-    if (!match) {
-        raise_distrust(rb, run_id);
-    } else {
-        atomic_store(&rb->checked, 1);
-    }
 }
 
 /* Asks the server for its identity on connection c (see compare_identity). */
@@ -1595,9 +1566,9 @@ static int read_identity(rb_t *rb, redisContext *c, char *run_id, size_t cap,
             break;
         }
     }
-    if (rc == UC_OK &&
-        compare_identity(v[0], v[1], run_id, cap, match) != 0) {
-        rc = UC_EUNAVAILABLE;
+    if (rc == UC_OK) {
+        int cmp = compare_identity(v[0], v[1], run_id, cap, match);
+        rc = cmp == 0 ? UC_OK : cmp == -2 ? UC_EAUTH : UC_EUNAVAILABLE;
     }
     for (int i = 0; i < 2; i++) {
         if (v[i] != NULL) {
@@ -1605,6 +1576,29 @@ static int read_identity(rb_t *rb, redisContext *c, char *run_id, size_t cap,
         }
     }
     return rc;
+}
+
+/* The once-per-connection check of exec(): UC_OK (the verdict is in the
+ * distrust flag) or the connection's error. */
+static int check_identity(rb_t *rb, sess_t *s)
+{
+    char run_id[RUN_ID_MAX];
+    int match = 0;
+    int rc = read_identity(rb, s->c, run_id, sizeof(run_id), &match);
+
+    if (rc == UC_EUNAVAILABLE) {
+        return UC_OK; /* busy: checked again on the next use */
+    }
+    if (rc != UC_OK) {
+        return rc;
+    }
+    s->conn->verified = 1;
+    if (!match) {
+        raise_distrust(rb, run_id);
+    } else {
+        atomic_store(&rb->checked, 1);
+    }
+    return UC_OK;
 }
 
 static int r_verify(uc__backend_t *b)
@@ -1655,7 +1649,7 @@ static int r_adopt(uc__backend_t *b)
     pthread_mutex_lock(&rb->id_mu);
     memcpy(raised, rb->raised_by, sizeof(raised));
     pthread_mutex_unlock(&rb->id_mu);
-    if (run_id[0] != '\0' && strcmp(run_id, raised) != 0) {
+    if (run_id[0] != '\0' && raised[0] != '\0' && strcmp(run_id, raised) != 0) {
         /* Another server took over while the prefix was being dropped:
          * what was dropped was not this dataset. Start again. */
         raise_distrust(rb, run_id);

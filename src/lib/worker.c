@@ -80,6 +80,10 @@ int uc__trust_restore(uc_cache_t *c)
     epoch = atomic_load(&be->distrust_epoch);
     uc__full_key(c, "*", 1, glob);
     rc = be->ops->delete_pattern(be, glob, any_keyspace, c, &removed);
+    if (rc == UC_OK && atomic_load(&be->distrust_epoch) != epoch) {
+        /* Yet another server appeared while this one was being dropped. */
+        rc = UC_EUNAVAILABLE;
+    }
     if (rc == UC_OK) {
         rc = be->ops->adopt(be);
     }

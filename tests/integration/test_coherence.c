@@ -834,7 +834,8 @@ static void test_two_instances_oom(void **state)
     cli_expect(w, cmd, "OK");
     cli_expect(w, "DEBUG POPULATE 20000 filler 100", "OK");
     assert_int_equal(
-        uc_test_redis_cli(&w->redis, NULL, "SET cohprobe x", out, sizeof(out)),
+        uc_test_redis_cli_reply(&w->redis, NULL, "SET cohprobe x", out,
+                                sizeof(out)),
         0);
     if (strstr(out, "OOM") == NULL) {
         fail_msg("redis not out of memory: SET answered '%s'", out);

@@ -2,8 +2,10 @@
 /*
  * The memory backend through its ops table, as the cache core drives it:
  * values, TTLs on a manual clock, multi-key calls, glob deletes and counts,
- * the byte budget and LRU order, generations, store figures, and threads
- * hammering overlapping keys (also run under TSan).
+ * the byte budget and LRU order, capped reads (get_max) and the conditional
+ * stores (add, cas) table by table, store figures, threads racing add and
+ * cas for one key, and threads hammering overlapping keys (also run under
+ * TSan).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "store.h"
 
 #define MIB ((size_t)1 << 20)
 #define START_US 1000000000ULL
@@ -532,9 +534,12 @@ static void too_big(void **state)
     assert_int_equal(fx->b->ops->mset(fx->b, 2, keys, klens, vals, vlens, 0),
                      UC_ETOOBIG);
     check_miss(fx, "small");
-    assert_int_equal(fx->b->ops->set_if_gens(fx->b, "big", 3, big, 1000, 0, 0,
-                                             NULL, NULL, NULL),
+    /* The conditional stores refuse it too, whatever the key holds. */
+    assert_int_equal(fx->b->ops->add(fx->b, "big", 3, big, 1000, 0),
                      UC_ETOOBIG);
+    assert_int_equal(fx->b->ops->cas(fx->b, "keep", 4, "kept", 4, big, 1000, 0),
+                     UC_ETOOBIG);
+    check_value(fx, "keep", "kept");
 
     /* A value that uses the whole budget fits, alone. */
     assert_int_equal(fx->b->ops->set(fx->b, "big", 3, big, 1000 - ov - 3, 0),
@@ -620,168 +625,483 @@ static void many_keys(void **state)
     fx_free(fx);
 }
 
-static void gen_read2(fx_t *fx, const char *k1, const char *k2, uint64_t *g)
+/* ---- capped reads and conditional stores ----------------------------------
+ */
+
+/* A byte string with its length, so tables can hold values with NULs. */
+#define BYTES(s) (s), (sizeof(s) - 1)
+
+/* How a table case leaves the key before the call under test. */
+enum { PRE_ABSENT, PRE_LIVE, PRE_EXPIRED, PRE_DELETED };
+
+/* Stores (cur, clen) under key as the case's precondition says. */
+static void prepare(fx_t *fx, const char *key, int pre, const char *cur,
+                    size_t clen)
 {
-    const char *keys[] = {k1, k2};
-    const size_t klens[] = {strlen(k1), strlen(k2)};
-    assert_int_equal(fx->b->ops->gen_read(fx->b, 2, keys, klens, g), UC_OK);
+    switch (pre) {
+    case PRE_ABSENT:
+        return;
+    case PRE_LIVE:
+        assert_int_equal(fx->b->ops->set(fx->b, key, strlen(key), cur, clen, 0),
+                         UC_OK);
+        return;
+    case PRE_EXPIRED:
+        assert_int_equal(
+            fx->b->ops->set(fx->b, key, strlen(key), cur, clen, 10), UC_OK);
+        advance_ms(fx, 10);
+        return;
+    default:
+        assert_int_equal(fx->b->ops->set(fx->b, key, strlen(key), cur, clen, 0),
+                         UC_OK);
+        assert_int_equal(fx->b->ops->del(fx->b, key, strlen(key), NULL), UC_OK);
+        return;
+    }
 }
 
-static int set_if2(fx_t *fx, const char *key, const char *val,
-                   const uint64_t *g)
+/* Checks that key holds exactly (want, wlen) through a plain get. */
+static void check_bytes(fx_t *fx, const char *key, const char *want,
+                        size_t wlen)
 {
-    const char *keys[] = {"g:a", "g:b"};
-    const size_t klens[] = {3, 3};
-    return fx->b->ops->set_if_gens(fx->b, key, strlen(key), val, strlen(val), 0,
-                                   2, keys, klens, g);
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(fx->b->ops->get(fx->b, key, strlen(key), &v, &len), UC_OK);
+    assert_int_equal(len, wlen);
+    assert_memory_equal(v, want, wlen);
+    assert_int_equal(v[len], '\0');
+    free(v);
 }
 
-static void generations(void **state)
+static void get_max_table(void **state)
 {
-    fx_t *fx = fx_new(0);
-    uint64_t g[2] = {7, 7};
-    const char *xk[] = {"g:x"};
-    const size_t xkl[] = {3};
-    uint64_t x = 77;
+    static const struct {
+        const char *name;
+        int pre;
+        const char *cur;
+        size_t clen;
+        size_t max;
+        int want;
+    } cases[] = {
+        {"absent", PRE_ABSENT, BYTES(""), 100, UC_MISS},
+        {"absent, cap 0", PRE_ABSENT, BYTES(""), 0, UC_MISS},
+        {"deleted", PRE_DELETED, BYTES("gone"), 100, UC_MISS},
+        {"expired", PRE_EXPIRED, BYTES("old"), 100, UC_MISS},
+        {"empty", PRE_LIVE, BYTES(""), 100, UC_MISS},
+        {"empty, cap 0", PRE_LIVE, BYTES(""), 0, UC_MISS},
+        {"len == max", PRE_LIVE, BYTES("12345"), 5, UC_OK},
+        {"len == max - 1", PRE_LIVE, BYTES("12345"), 6, UC_OK},
+        {"len == max + 1", PRE_LIVE, BYTES("12345"), 4, UC_ETOOBIG},
+        {"far over", PRE_LIVE, BYTES("12345"), 1, UC_ETOOBIG},
+        {"one byte, cap 0", PRE_LIVE, BYTES("x"), 0, UC_ETOOBIG},
+        {"one byte, cap 1", PRE_LIVE, BYTES("x"), 1, UC_OK},
+        {"binary at cap", PRE_LIVE, BYTES("a\0b\0"), 4, UC_OK},
+        {"binary over cap", PRE_LIVE, BYTES("a\0b\0"), 3, UC_ETOOBIG},
+        {"no cap to speak of", PRE_LIVE, BYTES("abc"), SIZE_MAX, UC_OK},
+    };
     (void)state;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        fx_t *fx = fx_new(0);
+        char *v = (char *)"untouched";
+        size_t len = 12345;
+        int rc;
 
-    gen_read2(fx, "g:a", "g:b", g);
-    assert_int_equal(g[0], 0);
-    assert_int_equal(g[1], 0);
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:a", 3, 60000), UC_OK);
-    gen_read2(fx, "g:a", "g:b", g);
-    assert_int_equal(g[0], 1);
-    assert_int_equal(g[1], 0);
+        prepare(fx, "gm", cases[c].pre, cases[c].cur, cases[c].clen);
+        rc = fx->b->ops->get_max(fx->b, "gm", 2, cases[c].max, &v, &len);
+        if (rc != cases[c].want) {
+            fail_msg("case '%s': get_max -> %s, want %s", cases[c].name,
+                     uc_err_name(rc), uc_err_name(cases[c].want));
+        }
+        if (rc == UC_OK) {
+            assert_int_equal(len, cases[c].clen);
+            assert_true(len <= cases[c].max);
+            assert_memory_equal(v, cases[c].cur, len);
+            assert_int_equal(v[len], '\0');
+            free(v);
+        } else {
+            /* Outputs are written only on success. */
+            assert_string_equal(v, "untouched");
+            assert_int_equal(len, 12345);
+        }
+        if (rc == UC_ETOOBIG) {
+            /* Refusing to read a value does not drop it. */
+            check_bytes(fx, "gm", cases[c].cur, cases[c].clen);
+        }
+        fx_free(fx);
+    }
+}
 
-    /* Unchanged counters: stored. */
-    assert_int_equal(set_if2(fx, "v", "one", g), UC_OK);
-    check_value(fx, "v", "one");
-
-    /* A bump in between: refused, the old value stays. */
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:b", 3, 60000), UC_OK);
-    assert_int_equal(set_if2(fx, "v", "two", g), UC_ESTALE);
-    check_value(fx, "v", "one");
-    gen_read2(fx, "g:a", "g:b", g);
-    assert_int_equal(g[0], 1);
-    assert_int_equal(g[1], 1);
-    assert_int_equal(set_if2(fx, "v", "two", g), UC_OK);
-    check_value(fx, "v", "two");
-
-    /* Counters are plain decimal values of the same store. */
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:a", 3, 60000), UC_OK);
-    check_value(fx, "g:a", "2");
-
-    /* Bumping an absent counter creates it at 1: a reader that saw 0
-     * (absent) is stale afterwards. */
-    gen_read2(fx, "g:new", "g:a", g);
-    assert_int_equal(g[0], 0);
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:new", 5, 60000), UC_OK);
-    gen_read2(fx, "g:new", "g:a", g);
-    assert_int_equal(g[0], 1);
-    assert_int_equal(g[1], 2);
-
-    /* No counters: an unconditional store. */
-    assert_int_equal(
-        fx->b->ops->set_if_gens(fx->b, "w", 1, "w", 1, 0, 0, NULL, NULL, NULL),
-        UC_OK);
-    check_value(fx, "w", "w");
-
-    /* A key that holds something else is not a counter. */
-    assert_int_equal(set_s(fx, "g:x", "abc", 0), UC_OK);
-    assert_int_equal(fx->b->ops->gen_read(fx->b, 1, xk, xkl, &x), UC_EINVAL);
-    assert_int_equal(x, 77);
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:x", 3, 0), UC_EINVAL);
-    x = 0;
-    assert_int_equal(
-        fx->b->ops->set_if_gens(fx->b, "v", 1, "bad", 3, 0, 1, xk, xkl, &x),
-        UC_ESTALE);
-    check_value(fx, "v", "two");
+static void get_max_large_boundary(void **state)
+{
+    enum { N = 100000 };
+    fx_t *fx = fx_new(0);
+    char *big = malloc(N);
+    char *v = NULL;
+    size_t len = 0;
+    (void)state;
+    assert_non_null(big);
+    for (size_t i = 0; i < N; i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    assert_int_equal(fx->b->ops->set(fx->b, "big", 3, big, N, 0), UC_OK);
+    assert_int_equal(fx->b->ops->get_max(fx->b, "big", 3, N - 1, &v, &len),
+                     UC_ETOOBIG);
+    assert_null(v);
+    assert_int_equal(fx->b->ops->get_max(fx->b, "big", 3, N, &v, &len), UC_OK);
+    assert_int_equal(len, N);
+    assert_memory_equal(v, big, N);
+    free(v);
+    free(big);
     fx_free(fx);
 }
 
-static void generations_keep_and_ttl(void **state)
+static void add_table(void **state)
+{
+    static const struct {
+        const char *name;
+        int pre;
+        const char *cur;
+        size_t clen;
+        int want;
+    } cases[] = {
+        {"absent", PRE_ABSENT, BYTES(""), UC_OK},
+        {"deleted", PRE_DELETED, BYTES("old"), UC_OK},
+        {"expired", PRE_EXPIRED, BYTES("old"), UC_OK},
+        {"live", PRE_LIVE, BYTES("old"), UC_ESTALE},
+        {"live, same value", PRE_LIVE, BYTES("new\0v"), UC_ESTALE},
+        {"live, empty", PRE_LIVE, BYTES(""), UC_ESTALE},
+    };
+    static const char val[] = "new\0v";
+    (void)state;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        fx_t *fx = fx_new(0);
+        int64_t ttl = 0;
+        int rc;
+
+        prepare(fx, "ad", cases[c].pre, cases[c].cur, cases[c].clen);
+        rc = fx->b->ops->add(fx->b, "ad", 2, val, sizeof(val) - 1, 0);
+        if (rc != cases[c].want) {
+            fail_msg("case '%s': add -> %s, want %s", cases[c].name,
+                     uc_err_name(rc), uc_err_name(cases[c].want));
+        }
+        if (rc == UC_OK) {
+            check_bytes(fx, "ad", val, sizeof(val) - 1);
+        } else {
+            check_bytes(fx, "ad", cases[c].cur, cases[c].clen);
+        }
+        /* Without a TTL the key does not expire, whoever stored it. */
+        assert_int_equal(fx->b->ops->ttl(fx->b, "ad", 2, &ttl), UC_OK);
+        assert_int_equal(ttl, -1);
+        assert_int_equal(info_of(fx).keys, 1);
+        fx_free(fx);
+    }
+}
+
+static void add_ttl(void **state)
 {
     fx_t *fx = fx_new(0);
-    uint64_t g[2];
     int64_t ttl = 0;
     (void)state;
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:a", 3, 100), UC_OK);
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:b", 3, 0), UC_OK);
-    assert_int_equal(fx->b->ops->ttl(fx->b, "g:a", 3, &ttl), UC_OK);
+    assert_int_equal(fx->b->ops->add(fx->b, "lk", 2, "one", 3, 100), UC_OK);
+    assert_int_equal(fx->b->ops->ttl(fx->b, "lk", 2, &ttl), UC_OK);
     assert_int_equal(ttl, 100);
-    assert_int_equal(fx->b->ops->ttl(fx->b, "g:b", 3, &ttl), UC_OK);
-    assert_int_equal(ttl, -1);
-    advance_ms(fx, 60);
-    /* Each bump restarts the keep time. */
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "g:a", 3, 100), UC_OK);
-    advance_ms(fx, 60);
-    gen_read2(fx, "g:a", "g:b", g);
-    assert_int_equal(g[0], 2);
-    advance_ms(fx, 40);
-    gen_read2(fx, "g:a", "g:b", g);
-    assert_int_equal(g[0], 0);
-    assert_int_equal(g[1], 1);
-
-    /* The stored value's own TTL applies as usual. */
-    assert_int_equal(set_if2(fx, "v", "x", g), UC_OK);
-    assert_int_equal(
-        fx->b->ops->set_if_gens(fx->b, "t", 1, "t", 1, 30, 0, NULL, NULL, NULL),
-        UC_OK);
-    assert_int_equal(fx->b->ops->ttl(fx->b, "t", 1, &ttl), UC_OK);
-    assert_int_equal(ttl, 30);
+    advance_ms(fx, 99);
+    /* Still held: a second add is refused and leaves the TTL alone. */
+    assert_int_equal(fx->b->ops->add(fx->b, "lk", 2, "two", 3, 5000),
+                     UC_ESTALE);
+    assert_int_equal(fx->b->ops->ttl(fx->b, "lk", 2, &ttl), UC_OK);
+    assert_int_equal(ttl, 1);
+    check_value(fx, "lk", "one");
+    /* At its expiry the key is absent again, to get and to add alike. */
+    advance_ms(fx, 1);
+    check_miss(fx, "lk");
+    assert_int_equal(fx->b->ops->add(fx->b, "lk", 2, "two", 3, 5000), UC_OK);
+    check_value(fx, "lk", "two");
+    assert_int_equal(fx->b->ops->ttl(fx->b, "lk", 2, &ttl), UC_OK);
+    assert_int_equal(ttl, 5000);
+    /* Expiry is checked on the add itself, not only by a get before it. */
+    advance_ms(fx, 5000);
+    assert_int_equal(fx->b->ops->add(fx->b, "lk", 2, "three", 5, 0), UC_OK);
+    check_value(fx, "lk", "three");
+    assert_int_equal(info_of(fx).keys, 1);
+    assert_int_equal(info_of(fx).expired_keys, 2);
     fx_free(fx);
 }
 
-static void generations_across_shards(void **state)
+static void cas_table(void **state)
 {
-    enum { N = 40 };
-    fx_t *fx = fx_new(0); /* 16 shards */
-    char names[N][16];
-    const char *keys[N];
-    size_t klens[N];
-    uint64_t g[N];
+    static const struct {
+        const char *name;
+        int pre;
+        const char *cur;
+        size_t clen;
+        const char *expect;
+        size_t elen;
+        int want;
+    } cases[] = {
+        {"match", PRE_LIVE, BYTES("abc"), BYTES("abc"), UC_OK},
+        {"match, binary", PRE_LIVE, BYTES("a\0b"), BYTES("a\0b"), UC_OK},
+        {"match, empty", PRE_LIVE, BYTES(""), BYTES(""), UC_OK},
+        {"other value", PRE_LIVE, BYTES("abc"), BYTES("abd"), UC_ESTALE},
+        {"other, binary", PRE_LIVE, BYTES("a\0b"), BYTES("a\0c"), UC_ESTALE},
+        {"expect shorter", PRE_LIVE, BYTES("abc"), BYTES("ab"), UC_ESTALE},
+        {"expect longer", PRE_LIVE, BYTES("abc"), BYTES("abcd"), UC_ESTALE},
+        {"expect empty", PRE_LIVE, BYTES("abc"), BYTES(""), UC_ESTALE},
+        {"value empty", PRE_LIVE, BYTES(""), BYTES("abc"), UC_ESTALE},
+        {"absent", PRE_ABSENT, BYTES(""), BYTES("abc"), UC_ESTALE},
+        {"absent, expect empty", PRE_ABSENT, BYTES(""), BYTES(""), UC_ESTALE},
+        {"deleted", PRE_DELETED, BYTES("abc"), BYTES("abc"), UC_ESTALE},
+        {"expired", PRE_EXPIRED, BYTES("abc"), BYTES("abc"), UC_ESTALE},
+    };
     (void)state;
-    for (int i = 0; i < N; i++) {
-        snprintf(names[i], sizeof(names[i]), "gen:%d", i);
-        keys[i] = names[i];
-        klens[i] = strlen(names[i]);
-        for (int j = 0; j <= i % 3; j++) {
-            assert_int_equal(fx->b->ops->gen_bump(fx->b, keys[i], klens[i], 0),
-                             UC_OK);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        fx_t *fx = fx_new(0);
+        int64_t ttl = 0;
+        int rc;
+
+        prepare(fx, "cs", cases[c].pre, cases[c].cur, cases[c].clen);
+        rc = fx->b->ops->cas(fx->b, "cs", 2, cases[c].expect, cases[c].elen,
+                             "next", 4, 250);
+        if (rc != cases[c].want) {
+            fail_msg("case '%s': cas -> %s, want %s", cases[c].name,
+                     uc_err_name(rc), uc_err_name(cases[c].want));
+        }
+        if (rc == UC_OK) {
+            check_value(fx, "cs", "next");
+            assert_int_equal(fx->b->ops->ttl(fx->b, "cs", 2, &ttl), UC_OK);
+            assert_int_equal(ttl, 250);
+            advance_ms(fx, 250);
+            check_miss(fx, "cs");
+        } else if (cases[c].pre == PRE_LIVE) {
+            /* Refused: the value and its "never" expiry are as they were. */
+            check_bytes(fx, "cs", cases[c].cur, cases[c].clen);
+            assert_int_equal(fx->b->ops->ttl(fx->b, "cs", 2, &ttl), UC_OK);
+            assert_int_equal(ttl, -1);
+        } else {
+            /* Refused on nothing: nothing is created either. */
+            check_miss(fx, "cs");
+            assert_int_equal(info_of(fx).keys, 0);
+        }
+        fx_free(fx);
+    }
+}
+
+static void cas_ttl_and_chain(void **state)
+{
+    fx_t *fx = fx_new(0);
+    int64_t ttl = 0;
+    (void)state;
+    assert_int_equal(set_s(fx, "c", "v1", 50), UC_OK);
+    /* A TTL of 0 on the new value means none, not "keep the old one". */
+    assert_int_equal(fx->b->ops->cas(fx->b, "c", 1, "v1", 2, "v2", 2, 0),
+                     UC_OK);
+    assert_int_equal(fx->b->ops->ttl(fx->b, "c", 1, &ttl), UC_OK);
+    assert_int_equal(ttl, -1);
+    advance_ms(fx, 100);
+    check_value(fx, "c", "v2");
+    /* The value just written is the one to expect next; the old one is
+     * stale. */
+    assert_int_equal(fx->b->ops->cas(fx->b, "c", 1, "v1", 2, "v3", 2, 0),
+                     UC_ESTALE);
+    assert_int_equal(fx->b->ops->cas(fx->b, "c", 1, "v2", 2, "v3", 2, 30),
+                     UC_OK);
+    assert_int_equal(fx->b->ops->ttl(fx->b, "c", 1, &ttl), UC_OK);
+    assert_int_equal(ttl, 30);
+    /* A cas can empty a key's value, and one can match that. */
+    assert_int_equal(fx->b->ops->cas(fx->b, "c", 1, "v3", 2, "", 0, 0), UC_OK);
+    check_value(fx, "c", "");
+    assert_int_equal(fx->b->ops->cas(fx->b, "c", 1, "", 0, "v4", 2, 0), UC_OK);
+    check_value(fx, "c", "v4");
+    /* No expected value at all is a programmer error, not "absent". */
+    assert_int_equal(fx->b->ops->cas(fx->b, "c", 1, NULL, 0, "v5", 2, 0),
+                     UC_EINVAL);
+    check_value(fx, "c", "v4");
+    assert_int_equal(info_of(fx).keys, 1);
+    fx_free(fx);
+}
+
+/* ---- racing conditional stores ------------------------------------------- */
+
+#define RACE_THREADS 8
+#define RACE_ROUNDS 200
+#define RACE_INCREMENTS 300
+
+enum { RACE_ADD, RACE_CAS };
+
+typedef struct {
+    fx_t *fx;
+    pthread_barrier_t *start;
+    unsigned id;
+    int kind;
+    int rc[RACE_ROUNDS]; /* each round's answer, checked by the main thread */
+} race_arg_t;
+
+static void race_key(char *buf, size_t n, unsigned round)
+{
+    snprintf(buf, n, "race:%u", round);
+}
+
+static void race_val(char *buf, size_t n, unsigned id)
+{
+    snprintf(buf, n, "thread-%u", id);
+}
+
+/* One add or one cas per round on that round's key, all threads released
+ * together by the barrier; answers go to rc[] for the main thread. */
+static void *race_worker(void *p)
+{
+    race_arg_t *a = p;
+    uc__backend_t *b = a->fx->b;
+    char key[32], val[32];
+
+    race_val(val, sizeof(val), a->id);
+    for (unsigned r = 0; r < RACE_ROUNDS; r++) {
+        race_key(key, sizeof(key), r);
+        pthread_barrier_wait(a->start);
+        if (a->kind == RACE_ADD) {
+            a->rc[r] = b->ops->add(b, key, strlen(key), val, strlen(val), 0);
+        } else {
+            a->rc[r] = b->ops->cas(b, key, strlen(key), "seed", 4, val,
+                                   strlen(val), 0);
         }
     }
-    assert_int_equal(fx->b->ops->gen_read(fx->b, N, keys, klens, g), UC_OK);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(g[i], (uint64_t)(i % 3 + 1));
+    return NULL;
+}
+
+static void run_race(size_t max_bytes, int kind)
+{
+    fx_t *fx = fx_new(max_bytes);
+    pthread_barrier_t start;
+    pthread_t th[RACE_THREADS];
+    race_arg_t *args = calloc(RACE_THREADS, sizeof(*args));
+    char key[32], val[32];
+
+    assert_non_null(args);
+    if (kind == RACE_CAS) {
+        for (unsigned r = 0; r < RACE_ROUNDS; r++) {
+            race_key(key, sizeof(key), r);
+            assert_int_equal(set_s(fx, key, "seed", 0), UC_OK);
+        }
     }
-    assert_int_equal(
-        fx->b->ops->set_if_gens(fx->b, "val", 3, "1", 1, 0, N, keys, klens, g),
-        UC_OK);
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, keys[N - 1], klens[N - 1], 0),
-                     UC_OK);
-    assert_int_equal(
-        fx->b->ops->set_if_gens(fx->b, "val", 3, "2", 1, 0, N, keys, klens, g),
-        UC_ESTALE);
-    check_value(fx, "val", "1");
+    assert_int_equal(pthread_barrier_init(&start, NULL, RACE_THREADS), 0);
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        args[i].fx = fx;
+        args[i].start = &start;
+        args[i].id = i;
+        args[i].kind = kind;
+        assert_int_equal(pthread_create(&th[i], NULL, race_worker, &args[i]),
+                         0);
+    }
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    }
+    pthread_barrier_destroy(&start);
+
+    for (unsigned r = 0; r < RACE_ROUNDS; r++) {
+        unsigned wins = 0, winner = 0;
+        for (unsigned i = 0; i < RACE_THREADS; i++) {
+            int rc = args[i].rc[r];
+            if (rc == UC_OK) {
+                wins++;
+                winner = i;
+            } else if (rc != UC_ESTALE) {
+                fail_msg("round %u thread %u: %s", r, i, uc_err_name(rc));
+            }
+        }
+        if (wins != 1) {
+            fail_msg("round %u: %u winners, want exactly 1", r, wins);
+        }
+        /* The key holds the winner's value, not a loser's. */
+        race_key(key, sizeof(key), r);
+        race_val(val, sizeof(val), winner);
+        check_value(fx, key, val);
+    }
+    assert_int_equal(info_of(fx).keys, RACE_ROUNDS);
+    free(args);
     fx_free(fx);
 }
 
-static void counters_outlive_values(void **state)
+static void race_add_one_winner(void **state)
 {
-    /* Room for four 2-byte keys with 10-byte values (counters are smaller). */
-    size_t cost = entry_overhead() + 2 + 10;
-    fx_t *fx = fx_new(4 * cost);
-    uint64_t g[2];
-    char key[8];
     (void)state;
-    assert_int_equal(fx->b->ops->gen_bump(fx->b, "ga", 2, 0), UC_OK);
-    for (int i = 0; i < 20; i++) {
-        snprintf(key, sizeof(key), "v%d", i % 10);
-        assert_int_equal(set_s(fx, key, "0123456789", 0), UC_OK);
+    run_race(0, RACE_ADD);
+}
+
+static void race_cas_one_winner(void **state)
+{
+    (void)state;
+    run_race(0, RACE_CAS);
+}
+
+typedef struct {
+    fx_t *fx;
+    unsigned wins;   /* successful increments (RACE_INCREMENTS when done) */
+    unsigned stale;  /* cas refused because another thread got there first */
+    unsigned errors; /* anything else */
+    int first_error;
+} incr_arg_t;
+
+/*
+ * Increments the decimal counter under "ctr" RACE_INCREMENTS times by
+ * reading it with get_max and writing value + 1 with cas, retrying on
+ * UC_ESTALE: a lost update would show as a final count below the total.
+ */
+static void *incr_worker(void *p)
+{
+    incr_arg_t *a = p;
+    uc__backend_t *b = a->fx->b;
+
+    while (a->wins < RACE_INCREMENTS && a->errors == 0) {
+        char *cur = NULL;
+        size_t len = 0;
+        char next[24];
+        int n, rc;
+
+        rc = b->ops->get_max(b, "ctr", 3, 20, &cur, &len);
+        if (rc != UC_OK) {
+            a->errors++;
+            a->first_error = rc;
+            break;
+        }
+        n = snprintf(next, sizeof(next), "%lu", strtoul(cur, NULL, 10) + 1);
+        rc = b->ops->cas(b, "ctr", 3, cur, len, next, (size_t)n, 0);
+        free(cur);
+        if (rc == UC_OK) {
+            a->wins++;
+        } else if (rc == UC_ESTALE) {
+            a->stale++;
+        } else {
+            a->errors++;
+            a->first_error = rc;
+        }
     }
-    gen_read2(fx, "ga", "gb", g);
-    assert_int_equal(g[0], 1);
-    assert_true(info_of(fx).evicted_keys > 0);
+    return NULL;
+}
+
+static void race_cas_counter_loses_no_update(void **state)
+{
+    fx_t *fx = fx_new(0);
+    pthread_t th[RACE_THREADS];
+    incr_arg_t args[RACE_THREADS];
+    char want[24];
+    (void)state;
+
+    memset(args, 0, sizeof(args));
+    assert_int_equal(set_s(fx, "ctr", "0", 0), UC_OK);
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        args[i].fx = fx;
+        assert_int_equal(pthread_create(&th[i], NULL, incr_worker, &args[i]),
+                         0);
+    }
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    }
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        if (args[i].errors != 0) {
+            fail_msg("thread %u: %s", i, uc_err_name(args[i].first_error));
+        }
+        assert_int_equal(args[i].wins, RACE_INCREMENTS);
+    }
+    snprintf(want, sizeof(want), "%u", RACE_THREADS * RACE_INCREMENTS);
+    check_value(fx, "ctr", want);
     fx_free(fx);
 }
 
@@ -791,6 +1111,8 @@ static void counters_outlive_values(void **state)
 #define CT_OPS 20000
 #define CT_KEYS 64
 #define CT_MAX_TTL_MS 50
+/* get_max's cap in the workers: values run from ~20 to ~330 bytes. */
+#define CT_READ_MAX 200
 
 typedef struct {
     fx_t *fx;
@@ -857,9 +1179,6 @@ static void *ct_worker(void *p)
     char mv[4][400];
     const char *mkp[4], *mvp[4];
     size_t mkl[4], mvl[4];
-    char gk[16];
-    const char *gkp[1] = {gk};
-    size_t gkl[1];
 
     for (unsigned op = 0; op < CT_OPS; op++) {
         uint32_t r = ct_rand(&rs);
@@ -871,8 +1190,6 @@ static void *ct_worker(void *p)
         int rc;
 
         ct_key(key, sizeof(key), k);
-        snprintf(gk, sizeof(gk), "ct:gen:%u", k % 4);
-        gkl[0] = strlen(gk);
         if (a->ticker && op % 64 == 0) {
             advance_ms(a->fx, 1);
         }
@@ -955,23 +1272,30 @@ static void *ct_worker(void *p)
             break;
         }
         case 12:
-            rc = b->ops->gen_bump(b, gk, gkl[0], 1000);
-            if (rc != UC_OK) {
-                ct_fail(a, "gen_bump", gk, rc);
+            len = ct_value(val, sizeof(val), key, a->id, op, pad);
+            rc = b->ops->add(b, key, strlen(key), val, len, ttl);
+            if (rc != UC_OK && rc != UC_ESTALE) {
+                ct_fail(a, "add", key, rc);
             }
             break;
         case 13: {
-            uint64_t g = 0;
-            rc = b->ops->gen_read(b, 1, gkp, gkl, &g);
-            if (rc != UC_OK) {
-                ct_fail(a, "gen_read", gk, rc);
-                break;
-            }
-            len = ct_value(val, sizeof(val), key, a->id, op, pad);
-            rc = b->ops->set_if_gens(b, key, strlen(key), val, len, ttl, 1, gkp,
-                                     gkl, &g);
-            if (rc != UC_OK && rc != UC_ESTALE) {
-                ct_fail(a, "set_if_gens", key, rc);
+            /* Read under a cap that some values exceed, then replace what
+             * was read; losing the race to a writer is UC_ESTALE. */
+            rc = b->ops->get_max(b, key, strlen(key), CT_READ_MAX, &v, &len);
+            if (rc == UC_OK) {
+                char nv[400];
+                size_t nlen = ct_value(nv, sizeof(nv), key, a->id, op, pad);
+                if (len > CT_READ_MAX) {
+                    ct_fail(a, "get_max over its cap for", key, (int)len);
+                }
+                ct_check(a, key, v, len);
+                rc = b->ops->cas(b, key, strlen(key), v, len, nv, nlen, ttl);
+                free(v);
+                if (rc != UC_OK && rc != UC_ESTALE) {
+                    ct_fail(a, "cas", key, rc);
+                }
+            } else if (rc != UC_MISS && rc != UC_ETOOBIG) {
+                ct_fail(a, "get_max", key, rc);
             }
             break;
         }
@@ -1039,7 +1363,7 @@ static void run_threads(size_t max_bytes, int expect_evictions)
     assert_int_equal(
         fx->b->ops->count_pattern(fx->b, "ct:key:*", NULL, NULL, &ct), UC_OK);
     assert_true(ct <= CT_KEYS);
-    assert_true(all <= CT_KEYS + 4);
+    assert_int_equal(all, ct); /* add and cas wrote only ct:key:* keys */
     info = info_of(fx);
     assert_int_equal(info.keys, all);
     assert_true(info.used_memory <= info.max_memory);
@@ -1088,10 +1412,15 @@ int main(void)
         cmocka_unit_test(too_big),
         cmocka_unit_test(info_figures),
         cmocka_unit_test(many_keys),
-        cmocka_unit_test(generations),
-        cmocka_unit_test(generations_keep_and_ttl),
-        cmocka_unit_test(generations_across_shards),
-        cmocka_unit_test(counters_outlive_values),
+        cmocka_unit_test(get_max_table),
+        cmocka_unit_test(get_max_large_boundary),
+        cmocka_unit_test(add_table),
+        cmocka_unit_test(add_ttl),
+        cmocka_unit_test(cas_table),
+        cmocka_unit_test(cas_ttl_and_chain),
+        cmocka_unit_test(race_add_one_winner),
+        cmocka_unit_test(race_cas_one_winner),
+        cmocka_unit_test(race_cas_counter_loses_no_update),
         cmocka_unit_test(concurrent_sharded),
         cmocka_unit_test(concurrent_evicting),
     };
