@@ -10,10 +10,12 @@
 #   make faults the long service fault runs (release build); prints FIGURE lines
 #   make valgrind  integration tests (and the service they start) under memcheck
 #   make soak   the service under load while Redis restarts; RSS and fds
+#   make profile-hit  instructions and system calls per cached hit, against
+#               the minimal MHD+hiredis server (docs/benchmarks.md)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api clean install fuzz faults valgrind soak
+.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -66,6 +68,10 @@ bench: release
 
 bench-api: release
 	@bench/api-bench
+
+# callgrind and strace on a fixed number of identical cached GETs.
+profile-hit: release
+	@scripts/profile-hit
 
 fuzz: deps
 	@scripts/fuzz

@@ -43,8 +43,16 @@ static int group_setup(void **state)
     }
     snprintf(redis_url, sizeof(redis_url), "REDIS_URL=redis://127.0.0.1:%d/0",
              redis.port);
-    const char *env[] = {redis_url, "UTXOIQ_CONNECTION_TIMEOUT_S=2",
-                         "UTXOIQ_ACCESS_LOG=0", NULL};
+    /* Generous Redis deadlines: this suite checks what reaches a cache key,
+     * not timeouts, and under TSan on a loaded machine a 250 ms command
+     * deadline can open the breaker, turning a victim's expected HIT into
+     * a fallback MISS that says nothing about key isolation. */
+    const char *env[] = {redis_url,
+                         "UTXOIQ_CONNECTION_TIMEOUT_S=2",
+                         "UTXOIQ_ACCESS_LOG=0",
+                         "REDIS_COMMAND_TIMEOUT_MS=3000",
+                         "REDIS_CONNECT_TIMEOUT_MS=3000",
+                         NULL};
     const uc_test_api_user_t users[] = {
         {"tbl-user", "user", user_key, sizeof(user_key)},
         {"ops", "admin", admin_key, sizeof(admin_key)},

@@ -4,7 +4,8 @@
  * driven: uc_db_url_describe(), the mask every log line and error about the
  * database goes through, on passwords holding '@', ':' and '/', on query
  * parameters, on URLs without a password and on SQLite paths, and cut to
- * small buffers; uc_db_url_from_env() on DATABASE_URL and the DB_* parts.
+ * small buffers; uc_db_url_from_env() on DATABASE_URL and the DB_* parts;
+ * uc_db_open() refusing a URL whose user-info libpq would split elsewhere.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -165,12 +166,39 @@ static void url_from_env_builds_and_encodes(void **state)
     unsetenv("DB_NAME");
 }
 
+/* A URL libpq would split elsewhere than the mask is refused before
+ * libpq can quote the password's tail as a host or port name. */
+static void open_refuses_ambiguous_userinfo(void **state)
+{
+    static const char *const bad[] = {
+        "postgresql://app:p@ss@word@db.invalid/utxoiq",
+        "postgresql://app:p/ss@db.invalid/utxoiq",
+        "postgres://app:pw@h/db@x",
+    };
+    uc_db_options_t o;
+    uc_db_t *db = NULL;
+    char err[512];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&o, 0, sizeof(o));
+        o.url = bad[i];
+        err[0] = '\0';
+        assert_int_equal(uc_db_open(&o, &db, err, sizeof(err)), UC_DB_ECONFIG);
+        assert_null(db);
+        assert_non_null(strstr(err, "percent-encode"));
+        assert_null(strstr(err, "ss@word"));
+        assert_null(strstr(err, "p/ss"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(describe_masks_every_password),
         cmocka_unit_test(describe_cuts_never_unmask),
         cmocka_unit_test(url_from_env_builds_and_encodes),
+        cmocka_unit_test(open_refuses_ambiguous_userinfo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -222,6 +222,40 @@ static int has_prefix(const char *s, const char *p)
     return strncmp(s, p, strlen(p)) == 0;
 }
 
+/*
+ * 1 when the user-info of a PostgreSQL URL, as the mask sees it (up to the
+ * last '@' before the query), holds another '@' or a '/'. libpq splits at
+ * the first '@', or sees no user-info at all when a '/' comes first, and
+ * then quotes what it took for the host or port in its error message: the
+ * rest of the password, past any mask. Such a URL cannot connect as meant
+ * anyway, so it is refused before libpq sees it.
+ */
+static int ambiguous_userinfo(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    const char *stop, *at = NULL;
+
+    if (auth == NULL) {
+        return 0;
+    }
+    auth += 3;
+    stop = auth + strcspn(auth, "?#");
+    for (const char *q = auth; q < stop; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+    if (at == NULL) {
+        return 0;
+    }
+    for (const char *q = auth; q < at; q++) {
+        if (*q == '@' || *q == '/') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
                size_t errlen)
 {
@@ -232,6 +266,13 @@ int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
         return UC_DB_ECONFIG;
     }
     if (has_prefix(url, "postgresql://") || has_prefix(url, "postgres://")) {
+        if (ambiguous_userinfo(url)) {
+            snprintf(err, errlen,
+                     "open database: DATABASE_URL has '@' or '/' in its user "
+                     "or password (or '@' in the database name); "
+                     "percent-encode them as %%40 and %%2F");
+            return UC_DB_ECONFIG;
+        }
 #ifdef UC_HAVE_PG
         return uc_db_pg_open(opt, out, err, errlen);
 #else
