@@ -181,6 +181,8 @@ typedef struct {
     uc_source_t source;
     uint64_t produced_ms; /* wall clock (ms since the epoch) of the load
                              that made this value; 0 when unknown */
+    uint64_t hash; /* FNV-1a 64 of data, computed once when the value was
+                      made (an ETag needs no pass over a cached body) */
 } uc_load_result_t;
 
 /*

@@ -601,7 +601,9 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
         return rc;
     }
     for (i = 0; i < n; i++) {
-        cache->ks[cache->nks++] = made[i];
+        size_t at = atomic_load(&cache->nks);
+        cache->ks[at] = made[i];
+        atomic_store(&cache->nks, at + 1);
     }
     return UC_OK;
 }

@@ -68,7 +68,7 @@ struct uc_cache {
     int local; /* the store is process-local (memory backend) */
     size_t plen; /* strlen(env.cfg.key_prefix) */
     uc__stats_t totals;
-    size_t nks;
+    _Atomic size_t nks; /* published after ks[] is written (worker) */
     uc_keyspace_t *ks[UC__KEYSPACES_MAX];
 
     uc__pendset_t pending;
@@ -137,7 +137,7 @@ int uc__target_filter(void *arg, const char *key, size_t klen);
 /* ---- entry.c: the envelope ---- */
 
 /* Bytes the envelope adds in front of a value. */
-#define UC__ENV_HEADER 36
+#define UC__ENV_HEADER 44
 /* Bytes of a lease value. */
 #define UC__LEASE_LEN 20
 
@@ -145,7 +145,11 @@ typedef struct {
     uint64_t produced_ms; /* wall clock */
     uint32_t load_us;     /* how long the load took (for early refresh) */
     uint64_t expires_ms;  /* logical expiry (for serve-stale) */
+    uint64_t value_hash;  /* FNV-1a 64 of the payload */
 } uc__meta_t;
+
+/* FNV-1a 64, the hash of keys and values in envelopes. */
+uint64_t uc__hash64(const char *p, size_t n);
 
 /* Writes the envelope of (fk, val) to a fresh buffer *out of *outlen. */
 int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,

@@ -9,11 +9,14 @@
  *  12  8  produced: wall clock, ms since the epoch
  *  20  4  how long the load took, µs (saturated)
  *  24  8  logical expiry, ms since the epoch
- *  32  4  payload length
+ *  32  8  FNV-1a 64 of the payload, computed once when the value was made
+ *          (callers use it as the ETag, so a hit hashes nothing)
+ *  40  4  payload length
  * A value proves what it is: the magic and the length reject anything
  * written by another program or cut short, and the key hash rejects another
  * entry's value copied to this key. A lease is "UCL" 0x01 and 16 hex digits.
  */
+#include <endian.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,38 +37,37 @@ static uint64_t fnv1a(const char *p, size_t n)
     return h;
 }
 
+/* Fixed-width little-endian fields, read and written whole: a hit reads
+ * five of them. */
 static void put64(char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) {
-        p[i] = (char)(v >> (8 * i));
-    }
+    v = htole64(v);
+    memcpy(p, &v, 8);
 }
 
 static void put32(char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) {
-        p[i] = (char)(v >> (8 * i));
-    }
+    v = htole32(v);
+    memcpy(p, &v, 4);
 }
 
 static uint64_t get64(const char *p)
 {
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | (unsigned char)p[i];
-    }
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 static uint32_t get32(const char *p)
 {
-    uint32_t v = 0;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
+}
 
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | (unsigned char)p[i];
-    }
-    return v;
+uint64_t uc__hash64(const char *p, size_t n)
+{
+    return fnv1a(p, n);
 }
 
 int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,
@@ -86,7 +88,8 @@ int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,
     put64(buf + 12, meta->produced_ms);
     put32(buf + 20, meta->load_us);
     put64(buf + 24, meta->expires_ms);
-    put32(buf + 32, (uint32_t)len);
+    put64(buf + 32, fnv1a(val, len));
+    put32(buf + 40, (uint32_t)len);
     if (len > 0) {
         memcpy(buf + UC__ENV_HEADER, val, len);
     }
@@ -108,7 +111,7 @@ uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
     if (n < UC__ENV_HEADER || memcmp(buf, MAGIC, 4) != 0) {
         return UC__ENV_CORRUPT;
     }
-    plen = get32(buf + 32);
+    plen = get32(buf + 40);
     if ((size_t)plen != n - UC__ENV_HEADER ||
         get64(buf + 4) != fnv1a(fk, fklen)) {
         return UC__ENV_CORRUPT;
@@ -116,6 +119,7 @@ uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
     meta->produced_ms = get64(buf + 12);
     meta->load_us = get32(buf + 20);
     meta->expires_ms = get64(buf + 24);
+    meta->value_hash = get64(buf + 32);
     memmove(buf, buf + UC__ENV_HEADER, plen);
     buf[plen] = '\0';
     *len = plen;

@@ -191,7 +191,7 @@ int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
     uc_validator_fn validator = ks->validator;
     void *validator_arg = ks->validator_arg;
     char lease[UC__LEASE_LEN];
-    uc__meta_t meta = {0, 0, 0};
+    uc__meta_t meta = {0, 0, 0, 0};
     uc_source_t source = UC_FROM_LOADER;
     char *v = NULL;
     size_t vlen = 0;
@@ -237,6 +237,7 @@ int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
             out->len = vlen;
             out->source = UC_FROM_CACHE;
             out->produced_ms = meta.produced_ms;
+            out->hash = meta.value_hash;
             return UC_OK;
         }
     }
@@ -299,6 +300,7 @@ int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
     out->len = vlen;
     out->source = source;
     out->produced_ms = produced;
+    out->hash = uc__hash64(v, vlen);
     return UC_OK;
 }
 

@@ -87,6 +87,8 @@ typedef struct {
     uc_cache_mark_t cache;
     const char *cache_control; /* static; NULL: "no-store" */
     int etag;                  /* send an ETag and honour If-None-Match */
+    int has_hash;              /* body_hash is the body's uc_hash64 */
+    uint64_t body_hash;
     const char *content_type;  /* static; NULL: application/json */
 } uc_resp_t;
 

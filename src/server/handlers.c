@@ -334,6 +334,9 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
         res->body = r.data;
         res->len = r.len;
         res->body_free = uc_free;
+        /* The library's value hash is the same FNV-1a as uc_hash64. */
+        res->has_hash = 1;
+        res->body_hash = r.hash;
     }
     if (rc == LOAD_NOTFOUND) {
         uc_resp_error(res, 404, "not found");

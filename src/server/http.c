@@ -239,7 +239,9 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     enum MHD_Result ret;
 
     if (res->etag && status == 200 && res->body != NULL) {
-        etag_format(uc_hash64(res->body, res->len), etag);
+        etag_format(res->has_hash ? res->body_hash
+                                  : uc_hash64(res->body, res->len),
+                    etag);
         const char *inm =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
         if (inm != NULL && etag_matches(inm, etag)) {

@@ -269,7 +269,7 @@ int uc_parse_int(const char *s, long long min, long long max, long long *out)
 
 uint64_t uc_hash64(const char *p, size_t len)
 {
-    uint64_t h = UINT64_C(1469598103934665603);
+    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a 64, as the library */
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)p[i];
         h *= UINT64_C(1099511628211);
