@@ -161,8 +161,8 @@ typedef enum {
 
 /* Options of one get-or-load call; zero fields take the keyspace's own. */
 typedef struct {
-    uc_loader_fn loader; /* NULL: the keyspace's loader */
-    void *loader_arg;    /* with loader; ignored when loader is NULL */
+    uc_loader_fn loader;       /* NULL: the keyspace's loader */
+    void *loader_arg;          /* with loader; ignored when loader is NULL */
     uc_validator_fn validator; /* NULL: the keyspace's validator, if any */
     void *validator_arg;
     uint32_t flags;     /* none defined yet; 0 */
@@ -176,13 +176,13 @@ typedef struct {
 
 /* What get-or-load hands back; data is the caller's (uc_free()). */
 typedef struct {
-    char *data;         /* NUL-terminated, the NUL not counted in len */
+    char *data; /* NUL-terminated, the NUL not counted in len */
     size_t len;
     uc_source_t source;
     uint64_t produced_ms; /* wall clock (ms since the epoch) of the load
                              that made this value; 0 when unknown */
-    uint64_t hash; /* FNV-1a 64 of data, computed once when the value was
-                      made (an ETag needs no pass over a cached body) */
+    uint64_t hash;        /* FNV-1a 64 of data, computed once when the value was
+                             made (an ETag needs no pass over a cached body) */
 } uc_load_result_t;
 
 /*

@@ -73,8 +73,7 @@ static int check_config(const uc_config_t *c, char *err, size_t errlen)
                c->idle_timeout_ms < 0 || c->backoff_base_ms < 0 ||
                c->backoff_max_ms < 0 || c->breaker_threshold < 0 ||
                c->breaker_cooldown_ms < 0 || c->scan_batch < 0 ||
-               c->log_tail_ms < 0 || c->lease_ms < 0 ||
-               c->trust_check_ms < 0) {
+               c->log_tail_ms < 0 || c->lease_ms < 0 || c->trust_check_ms < 0) {
         bad = "limits and timeouts must not be negative";
     } else if (c->backend == UC_BACKEND_REDIS && c->host[0] == '\0') {
         bad = "the redis backend needs a host";
@@ -187,55 +186,6 @@ const char *uc_cache_backend_name(const uc_cache_t *cache)
 }
 
 /* ---- counting ------------------------------------------------------------ */
-
-static void count_latency(_Atomic uint64_t *hist, uint64_t t0,
-                          const uc__env_t *env)
-{
-    uint64_t dt = uc__now_us(env) - t0;
-    atomic_fetch_add_explicit(&hist[uc__hist_bucket(dt)], 1,
-                              memory_order_relaxed);
-}
-
-/* Counts one read outcome in the totals and, if given, in a keyspace; both
- * get the same latency, read from the clock once (reads are the hot path). */
-void uc__count_get(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0)
-{
-    uc__stats_t *sts[2] = {&c->totals, ks != NULL ? &ks->stats : NULL};
-    size_t bucket = uc__hist_bucket(uc__now_us(&c->env) - t0);
-    for (int i = 0; i < 2 && sts[i] != NULL; i++) {
-        if (rc == UC_OK) {
-            UC__COUNT(sts[i], hits);
-        } else if (rc == UC_MISS) {
-            UC__COUNT(sts[i], misses);
-        } else {
-            UC__COUNT(sts[i], errors);
-        }
-        atomic_fetch_add_explicit(&sts[i]->get_us[bucket], 1,
-                                  memory_order_relaxed);
-    }
-}
-
-void uc__count_set(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0)
-{
-    uc__stats_t *sts[2] = {&c->totals, ks != NULL ? &ks->stats : NULL};
-    for (int i = 0; i < 2 && sts[i] != NULL; i++) {
-        if (rc == UC_OK) {
-            UC__COUNT(sts[i], sets);
-        } else if (rc != UC_ESTALE) {
-            UC__COUNT(sts[i], set_errors);
-            UC__COUNT(sts[i], errors);
-        }
-        count_latency(sts[i]->set_us, t0, &c->env);
-    }
-}
-
-void uc__count_error(uc_cache_t *c, uc_keyspace_t *ks)
-{
-    UC__COUNT(&c->totals, errors);
-    if (ks != NULL) {
-        UC__COUNT(&ks->stats, errors);
-    }
-}
 
 static int do_get(uc_cache_t *c, uc_keyspace_t *ks, const char *fk,
                   size_t fklen, char **val, size_t *len)
@@ -650,4 +600,3 @@ void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out)
 {
     uc__stats_copy(&ks->stats, out);
 }
-

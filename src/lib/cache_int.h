@@ -3,8 +3,9 @@
  * Internals shared by the core's files: the handle and keyspace structs, the
  * compiled form of a key pattern, and the functions each core file offers the
  * others. Layering, bottom up: env -> store (memory.c, redis.c, pool,
- * breaker) -> keys, entry -> invalidate, load -> worker -> cache (the
- * handle). No file calls a layer above its own.
+ * breaker) -> stats, keyspace, keys, entry -> invalidate (entries, pending
+ * set, whole datasets) -> load -> worker -> cache (the handle). No file calls
+ * a layer above its own.
  */
 #ifndef UC_LIB_CACHE_INT_H
 #define UC_LIB_CACHE_INT_H
@@ -65,7 +66,7 @@ typedef struct {
 struct uc_cache {
     uc__env_t env;
     uc__backend_t *be;
-    int local; /* the store is process-local (memory backend) */
+    int local;   /* the store is process-local (memory backend) */
     size_t plen; /* strlen(env.cfg.key_prefix) */
     uc__stats_t totals;
     _Atomic size_t nks; /* published after ks[] is written (worker) */
@@ -152,9 +153,8 @@ typedef struct {
 uint64_t uc__hash64(const char *p, size_t n);
 
 /* Writes the envelope of (fk, val) to a fresh buffer *out of *outlen. */
-int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,
-                      size_t len, const uc__meta_t *meta, char **out,
-                      size_t *outlen);
+int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
+                      const uc__meta_t *meta, char **out, size_t *outlen);
 
 typedef enum {
     UC__ENV_OK = 0,
@@ -178,8 +178,8 @@ int uc__pending_init(uc__pendset_t *p);
 void uc__pending_release(uc__pendset_t *p);
 
 /* Nonzero when an invalidation covering this entry is pending. */
-int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
-                       const char *key, size_t klen);
+int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks, const char *key,
+                       size_t klen);
 
 /*
  * Deletes what a target names, now: one UNLINK or SCAN+UNLINK in ks's shape.
@@ -198,20 +198,21 @@ void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
 
 uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name);
 
+/*
+ * Drops every key of the declared keyspaces and adopts the dataset when the
+ * store distrusts it. UC_OK when trusted afterwards; UC_EUNAVAILABLE when
+ * another thread is at it past a bounded wait; else the store's error.
+ */
+int uc__trust_restore(uc_cache_t *c);
+
 /* ---- worker.c ---- */
 
 int uc__worker_start(uc_cache_t *c);
 void uc__worker_stop(uc_cache_t *c);
-/*
- * Drops every key of the declared keyspaces and adopts the dataset when the
- * store distrusts it. UC_OK when trusted afterwards; UC_EUNAVAILABLE when
- * another thread is at it; else the store's error.
- */
-int uc__trust_restore(uc_cache_t *c);
 /* Runs one tick synchronously (tests drive the worker with it). */
 void uc__worker_tick(uc_cache_t *c);
 
-/* ---- cache.c: counting ---- */
+/* ---- stats.c: counting into the handle and a keyspace ---- */
 
 void uc__count_get(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0);
 void uc__count_set(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0);

@@ -70,9 +70,8 @@ uint64_t uc__hash64(const char *p, size_t n)
     return fnv1a(p, n);
 }
 
-int uc__envelope_wrap(const char *fk, size_t fklen, const char *val,
-                      size_t len, const uc__meta_t *meta, char **out,
-                      size_t *outlen)
+int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
+                      const uc__meta_t *meta, char **out, size_t *outlen)
 {
     char *buf;
 
@@ -132,9 +131,9 @@ void uc__lease_new(uc_cache_t *c, char *out)
     /* splitmix64 of seed + counter: distinct inputs give distinct outputs,
      * so leases are unique within the process by the counter and across
      * processes by the seed drawn at create. */
-    uint64_t v = c->lease_seed +
-                 0x9e3779b97f4a7c15u * (atomic_fetch_add(&c->lease_counter, 1) +
-                                        1);
+    uint64_t v =
+        c->lease_seed +
+        0x9e3779b97f4a7c15u * (atomic_fetch_add(&c->lease_counter, 1) + 1);
 
     v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9u;
     v = (v ^ (v >> 27)) * 0x94d049bb133111ebu;

@@ -66,9 +66,8 @@ void uc__log_limited(const uc__env_t *env, uc__ratelog_t *rl,
     }
     now = uc__now_us(env);
     next = atomic_load_explicit(&rl->next_us, memory_order_relaxed);
-    if (now < next ||
-        !atomic_compare_exchange_strong(&rl->next_us, &next,
-                                        now + RATELOG_INTERVAL_US)) {
+    if (now < next || !atomic_compare_exchange_strong(
+                          &rl->next_us, &next, now + RATELOG_INTERVAL_US)) {
         atomic_fetch_add_explicit(&rl->suppressed, 1, memory_order_relaxed);
         return;
     }

@@ -21,10 +21,15 @@
  * stops the others; identical targets are applied once. The set is bounded:
  * past UC_INVLOG_PENDING_MAX the keyspace is marked wholly pending and is
  * invalidated as a whole instead (counted, logged).
+ *
+ * A whole dataset is invalidated when the store no longer trusts it (a
+ * Redis restarted, restored, failed over or flushed): every key of a
+ * declared keyspace goes, then the store adopts the dataset.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache_int.h"
 
@@ -65,8 +70,8 @@ uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name)
     return NULL;
 }
 
-int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
-                       const char *key, size_t klen)
+int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks, const char *key,
+                       size_t klen)
 {
     int covered = 0;
 
@@ -248,8 +253,8 @@ int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
     uc_cache_t *c = ks->cache;
     char target[UC_KEY_MAX + 1];
     size_t tlen, r = 0;
-    int rc = uc_keyspace_target(ks, fields, nfields, target, sizeof(target),
-                                &tlen);
+    int rc =
+        uc_keyspace_target(ks, fields, nfields, target, sizeof(target), &tlen);
 
     if (rc != UC_OK) {
         return UC_EINVAL;
@@ -327,8 +332,7 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
     if (nids > 0) {
         /* A failed mark leaves the record pending in the log: the worker
          * applies it again (a delete is idempotent) and marks it then. */
-        (void)cache->log.mark_applied(cache->log_arg, ids, nids,
-                                      uc__wall_ms());
+        (void)cache->log.mark_applied(cache->log_arg, ids, nids, uc__wall_ms());
     }
     if (applied != NULL) {
         *applied = done;
@@ -446,4 +450,85 @@ cleanup:
     free(snap);
     free(uniq);
     free(ids);
+}
+
+/* ---- a whole dataset ------------------------------------------------------
+ */
+
+/* Nonzero for a key of any declared keyspace (a flush spares the rest). */
+static int any_keyspace(void *arg, const char *key, size_t klen)
+{
+    const uc_cache_t *c = arg;
+
+    if (klen < c->plen) {
+        return 0;
+    }
+    for (size_t i = 0; i < c->nks; i++) {
+        if (uc__keyspace_matches(c->ks[i], key + c->plen, klen - c->plen,
+                                 NULL)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int uc__trust_restore(uc_cache_t *c)
+{
+    uc__backend_t *be = c->be;
+    char glob[UC__FULLKEY_MAX];
+    size_t removed = 0;
+    uint64_t epoch;
+    int rc;
+
+    if (atomic_load(&be->distrust) == 0) {
+        return UC_OK;
+    }
+    if (c->env.cfg.observer) {
+        return UC_EUNAVAILABLE;
+    }
+    /* One restorer at a time. The others wait for it, boundedly (a drop of
+     * a large dataset may take longer; they bypass the cache meanwhile). */
+    struct timespec until;
+    uint64_t wait_ms = 2u * (uint64_t)c->env.cfg.command_timeout_ms;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(wait_ms / 1000u);
+    until.tv_nsec += (long)(wait_ms % 1000u) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_timedlock(&c->trust_mu, &until) != 0) {
+        return UC_EUNAVAILABLE;
+    }
+    if (atomic_load(&be->distrust) == 0) {
+        pthread_mutex_unlock(&c->trust_mu);
+        return UC_OK;
+    }
+    epoch = atomic_load(&be->distrust_epoch);
+    uc__full_key(c, "*", 1, glob);
+    rc = be->ops->delete_pattern(be, glob, any_keyspace, c, &removed);
+    if (rc == UC_OK && atomic_load(&be->distrust_epoch) != epoch) {
+        /* Yet another server appeared while this one was being dropped. */
+        rc = UC_EUNAVAILABLE;
+    }
+    if (rc == UC_OK) {
+        rc = be->ops->adopt(be);
+    }
+    if (rc != UC_OK) {
+        uc__log_limited(&c->env, &c->trust_log, UC_LOG_WARN,
+                        "redis dataset changed; dropping the cache's keys "
+                        "failed (%s), the cache stays bypassed",
+                        uc_strerror(rc));
+    } else if (epoch != c->seen_epoch) {
+        c->seen_epoch = epoch;
+        UC__COUNT(&c->totals, dataset_flushes);
+        /* A first start on a new dataset drops nothing: not a warning. */
+        uc__log(&c->env, removed > 0 ? UC_LOG_WARN : UC_LOG_INFO,
+                "redis dataset is not the one this cache invalidated "
+                "(new, restarted, restored, failed over or flushed): dropped "
+                "%zu keys of its keyspaces before using it",
+                removed);
+    }
+    pthread_mutex_unlock(&c->trust_mu);
+    return rc;
 }

@@ -145,8 +145,8 @@ static void store_fill(uc_cache_t *c, const entry_t *e, const char *lease,
         UC__COUNT2(c, ks, too_big);
         rc = UC_ETOOBIG;
     } else {
-        rc = uc__envelope_wrap(e->fk, e->fklen, v, vlen, &meta, &wrapped,
-                               &wlen);
+        rc =
+            uc__envelope_wrap(e->fk, e->fklen, v, vlen, &meta, &wrapped, &wlen);
     }
     if (rc != UC_OK) {
         /* Hand the key back so that the next reader fills it. */

@@ -435,7 +435,6 @@ static mem_backend_t *mem_of(uc__backend_t *b)
     return (mem_backend_t *)b;
 }
 
-
 /* ---- operations --------------------------------------------------------- */
 
 /* Copies a value out as a malloc()ed NUL-terminated string. */

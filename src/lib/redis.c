@@ -50,10 +50,10 @@
 
 #include <hiredis/hiredis.h>
 
-#include "store.h"
 #include "breaker.h"
 #include "pool.h"
 #include "redis_info.h"
+#include "store.h"
 
 /* One connection-failure line per interval; the rest are counted. */
 #define LOG_INTERVAL_US 1000000u
@@ -818,8 +818,8 @@ static int r_get(uc__backend_t *b, const char *key, size_t klen, char **val,
     return get_common(b, key, klen, 0, 0, val, len);
 }
 
-static int r_get_max(uc__backend_t *b, const char *key, size_t klen,
-                     size_t max, char **val, size_t *len)
+static int r_get_max(uc__backend_t *b, const char *key, size_t klen, size_t max,
+                     char **val, size_t *len)
 {
     return get_common(b, key, klen, 1, max, val, len);
 }
@@ -1330,8 +1330,8 @@ static int is_noscript(const redisReply *r)
 }
 
 /*
- * Reads the script's answer: 1 stored, 0 the key held something else. A SCRIPT LOAD
- * answer (when sent first) gives the SHA1 to use from then on.
+ * Reads the script's answer: 1 stored, 0 the key held something else. A SCRIPT
+ * LOAD answer (when sent first) gives the SHA1 to use from then on.
  */
 static int script_answer(rb_t *rb, sess_t *s, const redisReply *r)
 {
@@ -1510,8 +1510,8 @@ static void parse_run_id(const redisReply *r, char *out, size_t cap)
         return;
     }
     p += 7;
-    while (n + 1 < cap && ((p[n] >= '0' && p[n] <= '9') ||
-                           (p[n] >= 'a' && p[n] <= 'f'))) {
+    while (n + 1 < cap &&
+           ((p[n] >= '0' && p[n] <= '9') || (p[n] >= 'a' && p[n] <= 'f'))) {
         out[n] = p[n];
         n++;
     }
@@ -1523,9 +1523,9 @@ static void parse_run_id(const redisReply *r, char *out, size_t cap)
  * (nonzero: the marker names this server) and run_id gets the server's (""
  * when INFO was refused). Returns 0, or -1 when the server is busy
  * (-LOADING and the like): then nothing can be concluded; -2 when the ACL
- * refuses the marker (the cache then fails as any refused call). Any other answer
- * that is not this server's run_id (a marker of another type included) is
- * a mismatch.
+ * refuses the marker (the cache then fails as any refused call). Any other
+ * answer that is not this server's run_id (a marker of another type included)
+ * is a mismatch.
  */
 static int compare_identity(const redisReply *info, const redisReply *m,
                             char *run_id, size_t cap, int *match)
@@ -1539,7 +1539,7 @@ static int compare_identity(const redisReply *info, const redisReply *m,
     }
     if (m->type == REDIS_REPLY_STRING) {
         *match = run_id[0] == '\0' || (strlen(run_id) == m->len &&
-                                        memcmp(run_id, m->str, m->len) == 0);
+                                       memcmp(run_id, m->str, m->len) == 0);
     } else {
         *match = 0;
     }

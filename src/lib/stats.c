@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Statistics helpers: histogram bucketing, percentiles and copies of the
- * atomic counters into the public value struct.
+ * Statistics helpers: histogram bucketing, percentiles, copies of the
+ * atomic counters into the public value struct, and counting one read or
+ * store into a handle's totals and a keyspace's counters at once.
  */
 #include "stats.h"
+
+#include "cache_int.h"
 
 #include <string.h>
 
@@ -68,4 +71,56 @@ uint64_t uc_stats_percentile_us(const uint64_t *buckets, double p)
         }
     }
     return (uint64_t)1 << (UC_HIST_BUCKETS - 1);
+}
+
+/* ---- counting into a handle ------------------------------------------------
+ */
+
+static void count_latency(_Atomic uint64_t *hist, uint64_t t0,
+                          const uc__env_t *env)
+{
+    uint64_t dt = uc__now_us(env) - t0;
+    atomic_fetch_add_explicit(&hist[uc__hist_bucket(dt)], 1,
+                              memory_order_relaxed);
+}
+
+/* Counts one read outcome in the totals and, if given, in a keyspace; both
+ * get the same latency, read from the clock once (reads are the hot path). */
+void uc__count_get(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0)
+{
+    uc__stats_t *sts[2] = {&c->totals, ks != NULL ? &ks->stats : NULL};
+    size_t bucket = uc__hist_bucket(uc__now_us(&c->env) - t0);
+    for (int i = 0; i < 2 && sts[i] != NULL; i++) {
+        if (rc == UC_OK) {
+            UC__COUNT(sts[i], hits);
+        } else if (rc == UC_MISS) {
+            UC__COUNT(sts[i], misses);
+        } else {
+            UC__COUNT(sts[i], errors);
+        }
+        atomic_fetch_add_explicit(&sts[i]->get_us[bucket], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+void uc__count_set(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0)
+{
+    uc__stats_t *sts[2] = {&c->totals, ks != NULL ? &ks->stats : NULL};
+    for (int i = 0; i < 2 && sts[i] != NULL; i++) {
+        if (rc == UC_OK) {
+            UC__COUNT(sts[i], sets);
+        } else if (rc != UC_ESTALE) {
+            UC__COUNT(sts[i], set_errors);
+            UC__COUNT(sts[i], errors);
+        }
+        count_latency(sts[i]->set_us, t0, &c->env);
+    }
+}
+
+void uc__count_error(uc_cache_t *c, uc_keyspace_t *ks)
+{
+    UC__COUNT(&c->totals, errors);
+    if (ks != NULL) {
+        UC__COUNT(&ks->stats, errors);
+    }
 }

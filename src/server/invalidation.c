@@ -63,8 +63,7 @@ static int log_after(void *arg, int64_t after, uc_inval_record_t *out,
     return read_rows(arg, 0, after, out, cap, n);
 }
 
-static int log_pending(void *arg, uc_inval_record_t *out, size_t cap,
-                       size_t *n)
+static int log_pending(void *arg, uc_inval_record_t *out, size_t cap, size_t *n)
 {
     return read_rows(arg, 1, 0, out, cap, n);
 }
@@ -140,8 +139,8 @@ int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
     for (size_t i = 0; i < s->n; i++) {
         char t[UC_KEY_MAX + 1];
         if (s->ks[i] == ks &&
-            uc_keyspace_target(k, fields, uc_keyspace_nfields(k), t,
-                               sizeof(t), &len) == UC_OK &&
+            uc_keyspace_target(k, fields, uc_keyspace_nfields(k), t, sizeof(t),
+                               &len) == UC_OK &&
             strcmp(t, s->target[i]) == 0) {
             return 0;
         }

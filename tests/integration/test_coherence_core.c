@@ -78,8 +78,7 @@ static uc_cache_t *open_memory(void)
 static void cli_ok(uc_test_fixture_t *f, const char *cmd)
 {
     char out[256];
-    assert_int_equal(uc_test_redis_cli(&f->r, NULL, cmd, out, sizeof(out)),
-                     0);
+    assert_int_equal(uc_test_redis_cli(&f->r, NULL, cmd, out, sizeof(out)), 0);
 }
 
 /* ---- loaders --------------------------------------------------------------
@@ -131,8 +130,8 @@ static int load(void *arg, const char *const *fields, size_t nfields,
     return UC_OK;
 }
 
-static int read_through(uc_keyspace_t *ks, const char *const *fields,
-                        size_t n, loader_t *l, uc_load_result_t *r)
+static int read_through(uc_keyspace_t *ks, const char *const *fields, size_t n,
+                        loader_t *l, uc_load_result_t *r)
 {
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
     opts.loader = load;
@@ -140,9 +139,8 @@ static int read_through(uc_keyspace_t *ks, const char *const *fields,
     return uc_keyspace_get_or_load(ks, fields, n, &opts, r);
 }
 
-static void expect_read(uc_keyspace_t *ks, const char *const *fields,
-                        size_t n, loader_t *l, uc_source_t source,
-                        const char *value)
+static void expect_read(uc_keyspace_t *ks, const char *const *fields, size_t n,
+                        loader_t *l, uc_source_t source, const char *value)
 {
     uc_load_result_t r;
     assert_int_equal(read_through(ks, fields, n, l, &r), UC_OK);
@@ -158,7 +156,8 @@ static uc_stats_t ks_stats(uc_keyspace_t *ks)
     return s;
 }
 
-/* ---- 1. ABA: Redis loses everything while a load is in flight ------------- */
+/* ---- 1. ABA: Redis loses everything while a load is in flight -------------
+ */
 
 /* Inside the slow load: Redis is flushed (a restart or eviction would do
  * the same to a counter), the row changes and is invalidated, and another
@@ -204,7 +203,8 @@ static void aba_old_load_never_stores(void **state)
     uc_cache_destroy(c);
 }
 
-/* ---- 2. a fill in progress elsewhere --------------------------------------- */
+/* ---- 2. a fill in progress elsewhere ---------------------------------------
+ */
 
 static void nested_read(loader_t *l)
 {
@@ -256,7 +256,8 @@ static void lease_conflict_memory(void **state)
     uc_cache_destroy(c);
 }
 
-/* ---- 3. values that are not this entry's ----------------------------------- */
+/* ---- 3. values that are not this entry's -----------------------------------
+ */
 
 static void foreign_garbage_poison_and_oversized(void **state)
 {
@@ -312,7 +313,8 @@ static void foreign_garbage_poison_and_oversized(void **state)
     uc_cache_destroy(c);
 }
 
-/* ---- 4. a failed invalidation stays pending --------------------------------- */
+/* ---- 4. a failed invalidation stays pending ---------------------------------
+ */
 
 static void pending_invalidation_bypasses_until_applied(void **state)
 {
@@ -350,7 +352,8 @@ static void pending_invalidation_bypasses_until_applied(void **state)
     uc_cache_destroy(c);
 }
 
-/* ---- 5. the durable log ------------------------------------------------------ */
+/* ---- 5. the durable log
+ * ------------------------------------------------------ */
 
 #define LOG_MAX 64
 
@@ -399,8 +402,7 @@ static int ml_after(void *arg, int64_t after, uc_inval_record_t *out,
     return UC_OK;
 }
 
-static int ml_pending(void *arg, uc_inval_record_t *out, size_t cap,
-                      size_t *n)
+static int ml_pending(void *arg, uc_inval_record_t *out, size_t cap, size_t *n)
 {
     memlog_t *m = arg;
     size_t k = 0;
@@ -526,8 +528,7 @@ static void log_apply_marks(void **state)
     recs[1].id = memlog_append(&log, "series", "series:svc:*");
     snprintf(recs[1].keyspace, sizeof(recs[1].keyspace), "series");
     snprintf(recs[1].target, sizeof(recs[1].target), "series:svc:*");
-    assert_int_equal(uc_cache_apply_invalidations(c, recs, 2, &applied),
-                     UC_OK);
+    assert_int_equal(uc_cache_apply_invalidations(c, recs, 2, &applied), UC_OK);
     assert_int_equal(applied, 2);
     assert_true(memlog_applied(&log, recs[0].id));
     assert_true(memlog_applied(&log, recs[1].id));
@@ -550,12 +551,10 @@ static void memory_instances_follow_the_log(void **state)
     memlog_init(&log);
     uc_cache_t *a = open_memory();
     uc_cache_t *b = open_memory();
-    assert_int_equal(uc_cache_attach_log(a, &memlog_ops, &log, err,
-                                         sizeof(err)),
-                     UC_OK);
-    assert_int_equal(uc_cache_attach_log(b, &memlog_ops, &log, err,
-                                         sizeof(err)),
-                     UC_OK);
+    assert_int_equal(
+        uc_cache_attach_log(a, &memlog_ops, &log, err, sizeof(err)), UC_OK);
+    assert_int_equal(
+        uc_cache_attach_log(b, &memlog_ops, &log, err, sizeof(err)), UC_OK);
     uc_keyspace_t *ka = uc_cache_keyspace(a, "stats");
     uc_keyspace_t *kb = uc_cache_keyspace(b, "stats");
     expect_read(ka, id, 1, &la, UC_FROM_LOADER, "{\"v\":1}");
@@ -588,7 +587,8 @@ static void memory_instances_follow_the_log(void **state)
     uc_cache_destroy(b);
 }
 
-/* ---- 6. a Redis restored from a snapshot ------------------------------------ */
+/* ---- 6. a Redis restored from a snapshot ------------------------------------
+ */
 
 static void restored_snapshot_is_dropped(void **state)
 {
