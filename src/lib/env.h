@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "utxocache/config.h"
 
@@ -21,6 +22,11 @@ uint64_t uc__now_us(const uc__env_t *env);
 
 /* Wall-clock time in milliseconds since the epoch (envelopes, the log). */
 uint64_t uc__wall_ms(void);
+
+/* The time ms from now on the given clock, as pthread's timed waits take
+ * it (CLOCK_MONOTONIC for condition variables set so, CLOCK_REALTIME for
+ * pthread_mutex_timedlock). */
+struct timespec uc__deadline(clockid_t clock, uint64_t ms);
 
 /* Formats and passes one line to the configured logger, if any. */
 void uc__log(const uc__env_t *env, uc_log_level_t level, const char *fmt, ...)

@@ -488,15 +488,8 @@ int uc__trust_restore(uc_cache_t *c)
     }
     /* One restorer at a time. The others wait for it, boundedly (a drop of
      * a large dataset may take longer; they bypass the cache meanwhile). */
-    struct timespec until;
-    uint64_t wait_ms = 2u * (uint64_t)c->env.cfg.command_timeout_ms;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(wait_ms / 1000u);
-    until.tv_nsec += (long)(wait_ms % 1000u) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = uc__deadline(
+        CLOCK_REALTIME, 2u * (uint64_t)c->env.cfg.command_timeout_ms);
     if (pthread_mutex_timedlock(&c->trust_mu, &until) != 0) {
         return UC_EUNAVAILABLE;
     }

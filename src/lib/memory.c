@@ -450,9 +450,11 @@ static char *copy_value(const mem_entry_t *e)
 /*
  * Reads one key into a fresh copy and refreshes its LRU position. Returns
  * UC_OK, UC_MISS or UC_ENOMEM (the store is unchanged but for the order).
+ * bounded (get_max): an empty value is UC_MISS and one longer than max is
+ * UC_ETOOBIG, nothing copied.
  */
 static int get_one(mem_backend_t *m, uint64_t now, const char *key, size_t klen,
-                   char **val, size_t *len)
+                   int bounded, size_t max, char **val, size_t *len)
 {
     uint64_t h = key_hash(m, key, klen);
     mem_shard_t *s = &m->shards[shard_index(m, h)];
@@ -462,7 +464,11 @@ static int get_one(mem_backend_t *m, uint64_t now, const char *key, size_t klen,
 
     pthread_mutex_lock(&s->lock);
     e = find_live(s, now, h, key, klen, &dead);
-    if (e != NULL) {
+    if (e == NULL || (bounded && e->vlen == 0)) {
+        s->misses++;
+    } else if (bounded && e->vlen > max) {
+        rc = UC_ETOOBIG;
+    } else {
         char *v = copy_value(e);
         if (v == NULL) {
             rc = UC_ENOMEM;
@@ -473,8 +479,6 @@ static int get_one(mem_backend_t *m, uint64_t now, const char *key, size_t klen,
             *len = e->vlen;
             rc = UC_OK;
         }
-    } else {
-        s->misses++;
     }
     pthread_mutex_unlock(&s->lock);
     free_chain(dead);
@@ -487,7 +491,7 @@ static int mem_get(uc__backend_t *b, const char *key, size_t klen, char **val,
     if (key == NULL || val == NULL || len == NULL) {
         return UC_EINVAL;
     }
-    return get_one(mem_of(b), uc__now_us(b->env), key, klen, val, len);
+    return get_one(mem_of(b), uc__now_us(b->env), key, klen, 0, 0, val, len);
 }
 
 static int mem_set(uc__backend_t *b, const char *key, size_t klen,
@@ -625,7 +629,7 @@ static int mem_mget(uc__backend_t *b, size_t n, const char *const *keys,
     now = uc__now_us(b->env);
     for (i = 0; i < n; i++) {
         tmp[i].status =
-            get_one(m, now, keys[i], klens[i], &tmp[i].data, &tmp[i].len);
+            get_one(m, now, keys[i], klens[i], 0, 0, &tmp[i].data, &tmp[i].len);
         if (tmp[i].status < 0) {
             rc = tmp[i].status;
             goto cleanup;
@@ -779,39 +783,10 @@ static int mem_count_pattern(uc__backend_t *b, const char *glob,
 static int mem_get_max(uc__backend_t *b, const char *key, size_t klen,
                        size_t max, char **val, size_t *len)
 {
-    mem_backend_t *m = mem_of(b);
-    uint64_t h;
-    mem_shard_t *s;
-    mem_entry_t *dead = NULL;
-    mem_entry_t *e;
-    int rc = UC_MISS;
-
     if (key == NULL || val == NULL || len == NULL) {
         return UC_EINVAL;
     }
-    h = key_hash(m, key, klen);
-    s = &m->shards[shard_index(m, h)];
-    pthread_mutex_lock(&s->lock);
-    e = find_live(s, uc__now_us(b->env), h, key, klen, &dead);
-    if (e == NULL || e->vlen == 0) {
-        s->misses++;
-    } else if (e->vlen > max) {
-        rc = UC_ETOOBIG;
-    } else {
-        char *v = copy_value(e);
-        if (v == NULL) {
-            rc = UC_ENOMEM;
-        } else {
-            lru_touch(s, e);
-            s->hits++;
-            *val = v;
-            *len = e->vlen;
-            rc = UC_OK;
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
-    free_chain(dead);
-    return rc;
+    return get_one(mem_of(b), uc__now_us(b->env), key, klen, 1, max, val, len);
 }
 
 /*

@@ -195,19 +195,6 @@ static void close_doomed(uc__pool_t *p, void **doomed, size_t n)
 }
 
 /* Absolute CLOCK_MONOTONIC time `ms` from now. */
-static struct timespec deadline_in(uint64_t ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000u);
-    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 /* Makes a new connection in a slot the caller reserved (mu not held). */
 static int connect_new(uc__pool_t *p, void **conn)
@@ -303,7 +290,7 @@ int uc__pool_acquire(uc__pool_t *p, void **conn)
         if (!waited) {
             waited = 1;
             p->waits++;
-            deadline = deadline_in(p->acquire_ms);
+            deadline = uc__deadline(CLOCK_MONOTONIC, p->acquire_ms);
         }
         /* Spurious wakeups and stolen connections just loop. */
         if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT) {

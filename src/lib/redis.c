@@ -846,12 +846,19 @@ static int set_argv(const char **argv, size_t *lens, char *ttlbuf,
     return 5;
 }
 
+enum { SET_DATA = 1 << 0, SET_NX = 1 << 1 };
+
+/*
+ * SET key val [PX ttl] [NX]. SET_DATA: an entry's write, refused on a
+ * distrusted dataset; SET_NX: only if absent, UC_ESTALE when it was not.
+ */
 static int set_common(uc__backend_t *b, const char *key, size_t klen,
-                      const char *val, size_t len, uint64_t ttl_ms, int data)
+                      const char *val, size_t len, uint64_t ttl_ms,
+                      unsigned flags)
 {
     rb_t *rb = rb_of(b);
-    const char *argv[5];
-    size_t lens[5];
+    const char *argv[6];
+    size_t lens[6];
     char ttlbuf[24];
     int argc = 0;
     redisReply *r = NULL;
@@ -863,13 +870,18 @@ static int set_common(uc__backend_t *b, const char *key, size_t klen,
     }
     argc = set_argv(argv, lens, ttlbuf, sizeof(ttlbuf), key, klen, val, len,
                     ttl_ms);
-    rc = data ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
+    if ((flags & SET_NX) != 0) {
+        argv[argc] = "NX";
+        lens[argc++] = 2;
+    }
+    rc = (flags & SET_DATA) != 0 ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
     if (rc != UC_OK) {
         return rc;
     }
     rc = run1(rb, &s, argc, argv, lens, &r);
     if (rc == UC_OK) {
-        rc = expect_ok(rb, &s, r);
+        /* NX answers nil when the key exists. */
+        rc = r->type == REDIS_REPLY_NIL ? UC_ESTALE : expect_ok(rb, &s, r);
         freeReplyObject(r);
     }
     sess_end(rb, &s);
@@ -885,7 +897,7 @@ static int r_set(uc__backend_t *b, const char *key, size_t klen,
 static int r_put(uc__backend_t *b, const char *key, size_t klen,
                  const char *val, size_t len, uint64_t ttl_ms)
 {
-    return set_common(b, key, klen, val, len, ttl_ms, 1);
+    return set_common(b, key, klen, val, len, ttl_ms, SET_DATA);
 }
 
 /* Runs a one-key command answered by an integer. */
@@ -1434,34 +1446,7 @@ end:
 static int r_add(uc__backend_t *b, const char *key, size_t klen,
                  const char *val, size_t len, uint64_t ttl_ms)
 {
-    rb_t *rb = rb_of(b);
-    const char *argv[6];
-    size_t lens[6];
-    char ttlbuf[24];
-    int argc = 0;
-    redisReply *r = NULL;
-    sess_t s;
-    int rc = UC_OK;
-
-    if (len > UC_VALUE_MAX) {
-        return UC_ETOOBIG;
-    }
-    argc = set_argv(argv, lens, ttlbuf, sizeof(ttlbuf), key, klen, val, len,
-                    ttl_ms);
-    argv[argc] = "NX";
-    lens[argc++] = 2;
-    rc = sess_begin_data(rb, &s);
-    if (rc != UC_OK) {
-        return rc;
-    }
-    rc = run1(rb, &s, argc, argv, lens, &r);
-    if (rc == UC_OK) {
-        /* NX answers nil when the key exists. */
-        rc = r->type == REDIS_REPLY_NIL ? UC_ESTALE : expect_ok(rb, &s, r);
-        freeReplyObject(r);
-    }
-    sess_end(rb, &s);
-    return rc;
+    return set_common(b, key, klen, val, len, ttl_ms, SET_DATA | SET_NX);
 }
 
 /* ---- dataset trust ----------------------------------------------------------

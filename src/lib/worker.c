@@ -111,13 +111,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&c->worker_mu);
         uc__worker_tick(c);
         pthread_mutex_lock(&c->worker_mu);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(ms / 1000u);
-        ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        ts = uc__deadline(CLOCK_MONOTONIC, ms);
         while (!c->worker_stop &&
                pthread_cond_timedwait(&c->worker_cv, &c->worker_mu, &ts) !=
                    ETIMEDOUT) {
