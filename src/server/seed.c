@@ -160,13 +160,54 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
     return 0;
 }
 
+/*
+ * Seeding writes thousands of rows outside the handlers: instead of one
+ * record per write, it records every keyspace whole in the invalidation log,
+ * so services already running on this database drop what they cached.
+ */
+static int record_everything_stale(uc_app_t *app)
+{
+    uc_config_t cfg = UC_CONFIG_INIT;
+    uc_cache_t *targets = NULL;
+    const uc_keyspace_def_t *defs;
+    const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
+    char buf[UC_KS_COUNT][UC_KEY_MAX + 1];
+    uc_db_inval_t inv[UC_KS_COUNT];
+    size_t n, len;
+    int rc = -1;
+
+    /* Only to build the targets: a process-local store, never used. */
+    cfg.backend = UC_BACKEND_MEMORY;
+    defs = uc_utxoiq_keyspaces(&n);
+    if (uc_cache_create(&cfg, &targets, NULL, 0) != UC_OK ||
+        uc_cache_add_keyspaces(targets, defs, n, NULL, 0) != UC_OK) {
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uc_keyspace_t *ks = uc_cache_keyspace(targets, defs[i].name);
+        if (uc_keyspace_target(ks, any, uc_keyspace_nfields(ks), buf[i],
+                               sizeof(buf[i]), &len) != UC_OK) {
+            goto done;
+        }
+        inv[i].keyspace = defs[i].name;
+        inv[i].target = buf[i];
+    }
+    rc = uc_db_inval_append(app->db, inv, n, uc_now_us(app), NULL) == UC_DB_OK
+             ? 0
+             : -1;
+done:
+    uc_cache_destroy(targets);
+    return rc;
+}
+
 int uc_seed(uc_app_t *app, int insights, FILE *out)
 {
     uint64_t rng = UINT64_C(0x9e3779b97f4a7c15);
     long fb = 0;
     long metrics = 0;
     if (seed_feedback(app, insights, &rng, &fb) != 0 || seed_jobs(app) != 0 ||
-        seed_metrics(app, &rng, &metrics) != 0) {
+        seed_metrics(app, &rng, &metrics) != 0 ||
+        record_everything_stale(app) != 0) {
         fprintf(stderr, "seed: database write failed\n");
         return -1;
     }
