@@ -833,10 +833,9 @@ static void test_two_instances_oom(void **state)
     fmt(cmd, sizeof(cmd), "CONFIG SET maxmemory %lld", used + 1048576LL);
     cli_expect(w, cmd, "OK");
     cli_expect(w, "DEBUG POPULATE 20000 filler 100", "OK");
-    assert_int_equal(
-        uc_test_redis_cli_reply(&w->redis, NULL, "SET cohprobe x", out,
-                                sizeof(out)),
-        0);
+    assert_int_equal(uc_test_redis_cli_reply(&w->redis, NULL, "SET cohprobe x",
+                                             out, sizeof(out)),
+                     0);
     if (strstr(out, "OOM") == NULL) {
         fail_msg("redis not out of memory: SET answered '%s'", out);
     }
@@ -1198,6 +1197,64 @@ static void test_randomized_two_instances(void **state)
     assert_int_equal(exit_b, 0);
 }
 
+/* ---- 9. the operator's command line reaches what the service caches ---- */
+
+/* Runs the utxocache binary against the world's Redis; its stdout's first
+ * line goes to out. Returns its exit status (-1 when it could not run). */
+static int run_cli(world_t *w, const char *const *args, char *out, size_t cap)
+{
+    char cmd[1024], url[80];
+    size_t n;
+    FILE *p;
+    int st;
+
+    fmt(url, sizeof(url), "redis://127.0.0.1:%d/0", w->redis.port);
+    n = (size_t)snprintf(cmd, sizeof(cmd), "REDIS_URL=%s '%s'", url,
+                         UC_CLI_PATH);
+    for (size_t i = 0; args[i] != NULL && n < sizeof(cmd); i++) {
+        n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " '%s'", args[i]);
+    }
+    p = popen(cmd, "r");
+    if (p == NULL) {
+        return -1;
+    }
+    out[0] = '\0';
+    if (fgets(out, (int)cap, p) != NULL) {
+        out[strcspn(out, "\n")] = '\0';
+    }
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_invalidates_service_entries(void **state)
+{
+    world_t *w = *state;
+    char id[64], k1[128], field[96], out[256];
+    world_db(w);
+    world_redis(w, NULL);
+    int a = instance(w, 1);
+    new_key(w, a, k1, sizeof(k1));
+    coh_id(id, sizeof(id), "cli");
+    assert_int_equal(rate_as(w, a, k1, id, 2).status, 200);
+    warm(w, a, id, 1);
+
+    /* The CLI knows the service's keyspaces: one entry, by its field. */
+    fmt(field, sizeof(field), "insight_id=%s", id);
+    const char *args[] = {"invalidate", "--keyspace", "feedback_stats", field,
+                          NULL};
+    assert_int_equal(run_cli(w, args, out, sizeof(out)), 0);
+    assert_string_equal(out, "1");
+    rd_t r = stats_read(w, a, id);
+    assert_int_equal(r.status, 200);
+    assert_false(r.hit);
+    assert_true(read_right(&r, 1));
+
+    /* A keyspace the service does not cache is refused, not silently 0. */
+    const char *bad[] = {"invalidate", "--keyspace", "recent_metrics", NULL};
+    assert_int_equal(run_cli(w, bad, out, sizeof(out)), 2);
+    assert_int_equal(stop_instance(w, a, "cli"), 0);
+}
+
 #define WORLD_TEST(f)                                                          \
     cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
@@ -1212,6 +1269,7 @@ int main(void)
         WORLD_TEST(test_foreign_and_garbage_values),
         WORLD_TEST(test_memory_two_instances),
         WORLD_TEST(test_randomized_two_instances),
+        WORLD_TEST(test_cli_invalidates_service_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
