@@ -146,13 +146,21 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
                         (uc__now_us(&c->env) << 20);
     }
     rc = uc__pending_init(&c->pending);
+    c->to_mark = malloc(UC_INVLOG_PENDING_MAX * sizeof(*c->to_mark));
+    if (rc == UC_OK &&
+        (c->to_mark == NULL || pthread_mutex_init(&c->mark_mu, NULL) != 0)) {
+        uc__pending_release(&c->pending);
+        rc = UC_ENOMEM;
+    }
     if (rc == UC_OK) {
         rc = uc__worker_start(c);
         if (rc != UC_OK) {
             uc__pending_release(&c->pending);
+            pthread_mutex_destroy(&c->mark_mu);
         }
     }
     if (rc != UC_OK) {
+        free(c->to_mark);
         c->be->ops->destroy(c->be);
         free(c);
         if (err != NULL && errlen > 0) {
@@ -174,6 +182,8 @@ void uc_cache_destroy(uc_cache_t *cache)
         cache->be->ops->destroy(cache->be);
     }
     uc__pending_release(&cache->pending);
+    pthread_mutex_destroy(&cache->mark_mu);
+    free(cache->to_mark);
     for (size_t i = 0; i < cache->nks; i++) {
         free(cache->ks[i]);
     }

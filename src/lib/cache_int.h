@@ -82,6 +82,11 @@ struct uc_cache {
     uc_invlog_ops_t log;
     void *log_arg;
     int64_t tail_pos;      /* every record <= this has been seen */
+    /* Records applied here, to be marked in the log by the worker in one
+     * call per tick (a write then takes the database's write lock once). */
+    pthread_mutex_t mark_mu;
+    int64_t *to_mark; /* UC_INVLOG_PENDING_MAX of them */
+    size_t n_mark;
     uint64_t gap_since_us; /* a gap after tail_pos seen since then; 0 none */
 
     /* The worker thread. */
@@ -190,6 +195,9 @@ int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
 
 /* The worker's pass over the pending set: retries, marks applied. */
 void uc__pending_retry(uc_cache_t *c);
+
+/* Marks in the log what this process applied since the last call. */
+void uc__marks_flush(uc_cache_t *c);
 
 /* Replaces the log-sourced part of the pending set with what the log holds
  * (local entries stay). `overflow` when the log had more than fit. */

@@ -289,12 +289,52 @@ int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
     return rc;
 }
 
+/* Queues an applied record's id for the worker to mark; marks at once when
+ * the queue is full. */
+static void queue_mark(uc_cache_t *c, int64_t id)
+{
+    int64_t full[1] = {id};
+
+    pthread_mutex_lock(&c->mark_mu);
+    if (c->n_mark < UC_INVLOG_PENDING_MAX) {
+        c->to_mark[c->n_mark++] = id;
+        pthread_mutex_unlock(&c->mark_mu);
+        return;
+    }
+    pthread_mutex_unlock(&c->mark_mu);
+    (void)c->log.mark_applied(c->log_arg, full, 1, uc__wall_ms());
+}
+
+void uc__marks_flush(uc_cache_t *c)
+{
+    int64_t *ids;
+    size_t n;
+
+    if (!atomic_load(&c->has_log)) {
+        return;
+    }
+    pthread_mutex_lock(&c->mark_mu);
+    n = c->n_mark;
+    ids = n > 0 ? malloc(n * sizeof(*ids)) : NULL;
+    if (ids != NULL) {
+        memcpy(ids, c->to_mark, n * sizeof(*ids));
+        c->n_mark = 0;
+    }
+    pthread_mutex_unlock(&c->mark_mu);
+    if (ids == NULL) {
+        return; /* nothing, or no memory: the next tick tries again */
+    }
+    /* A failed mark leaves the records pending in the log: whoever reads
+     * them applies them again (a delete is idempotent) and marks them. */
+    (void)c->log.mark_applied(c->log_arg, ids, n, uc__wall_ms());
+    free(ids);
+}
+
 int uc_cache_apply_invalidations(uc_cache_t *cache,
                                  const uc_inval_record_t *recs, size_t n,
                                  size_t *applied)
 {
-    int64_t ids[64];
-    size_t nids = 0, done = 0;
+    size_t done = 0;
     int first = UC_OK;
 
     if (n > 0 && recs == NULL) {
@@ -320,19 +360,12 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
             continue;
         }
         done++;
-        if (recs[i].id > 0 && cache->has_log) {
-            ids[nids++] = recs[i].id;
-            if (nids == sizeof(ids) / sizeof(ids[0])) {
-                (void)cache->log.mark_applied(cache->log_arg, ids, nids,
-                                              uc__wall_ms());
-                nids = 0;
-            }
+        /* Marked by the worker within a tick: until then other instances
+         * see the record pending and read the entry from the database, which
+         * costs them hits, never freshness. */
+        if (recs[i].id > 0 && atomic_load(&cache->has_log)) {
+            queue_mark(cache, recs[i].id);
         }
-    }
-    if (nids > 0) {
-        /* A failed mark leaves the record pending in the log: the worker
-         * applies it again (a delete is idempotent) and marks it then. */
-        (void)cache->log.mark_applied(cache->log_arg, ids, nids, uc__wall_ms());
     }
     if (applied != NULL) {
         *applied = done;

@@ -77,6 +77,9 @@ void uc__worker_tick(uc_cache_t *c)
     uint64_t now = uc__now_us(&c->env);
 
     check_trust(c, now);
+    /* Marks first, so that the pending read below no longer returns what
+     * this process applied. */
+    uc__marks_flush(c);
     if (c->has_log) {
         uc_inval_record_t *buf = malloc(TAIL_BATCH * sizeof(*buf));
         size_t n = 0;
@@ -156,6 +159,8 @@ void uc__worker_stop(uc_cache_t *c)
     if (!c->worker_running) {
         return;
     }
+    /* What this process applied is marked before it goes. */
+    uc__marks_flush(c);
     pthread_mutex_lock(&c->worker_mu);
     c->worker_stop = 1;
     pthread_cond_signal(&c->worker_cv);
@@ -209,6 +214,8 @@ int uc_cache_attach_log(uc_cache_t *cache, const uc_invlog_ops_t *ops,
                 "invalidation log: %zu pending at start; those entries are "
                 "read from the database until applied",
                 n);
+        /* On a healthy Redis they are applied before the first read. */
+        uc__pending_retry(cache);
     }
     return UC_OK;
 }
