@@ -7,6 +7,7 @@
 #               UC_TEST_ALLOW_SKIP=1
 #   make bench  benchmarks with side-by-side reference runs
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
+#   make bench-write  POST /api/v1/feedback/rate; BEFORE_BIN=<old utxoiq-api> compares
 #   make faults the long service fault runs (release build); prints FIGURE lines
 #   make valgrind  integration tests (and the service they start) under memcheck
 #   make soak   the service under load while Redis restarts; RSS and fds
@@ -15,7 +16,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api bench-write clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -68,6 +69,9 @@ bench: release
 
 bench-api: release
 	@bench/api-bench
+
+bench-write: release
+	@bench/write-bench
 
 # callgrind and strace on a fixed number of identical cached GETs.
 profile-hit: release
