@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Front door for newcomers and CI. Every target installs what is missing
 # first (scripts/install-deps), then drives CMake presets.
-#   make run    build (release) and start utxoiq-api on 127.0.0.1:8080
+#   make run    build the service (preset run) and start it on 127.0.0.1:8080;
+#               installs only what building and running it needs
 #   make test   build with ASan+UBSan, run every test; then TSan concurrency tests
 #               (the service included); fails on a skipped test unless
 #               UC_TEST_ALLOW_SKIP=1
@@ -13,15 +14,20 @@
 #   make soak   the service under load while Redis restarts; RSS and fds
 #   make profile-hit  instructions and system calls per cached hit, against
 #               the minimal MHD+hiredis server (docs/benchmarks.md)
+#   make install PREFIX=/usr/local  library, headers, pkg-config and CMake
+#               files, CLI, service, man pages, systemd unit (docs/operations.md)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps release asan tsan test test-asan test-tsan run bench bench-api bench-write clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-api bench-write clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
 deps:
 	@scripts/install-deps
+
+deps-run:
+	@scripts/install-deps run
 
 release: deps
 	@cmake --preset release >/dev/null
@@ -57,12 +63,13 @@ test-tsan: tsan
 faults: release
 	cd build/release && ctest --output-on-failure -V -L faults $(CTEST_ARGS)
 
-# Only the service is built here, so the first start does not wait for the
-# tests and benchmarks to compile.
-run: deps
-	@cmake --preset release >/dev/null
-	@cmake --build build/release -j $(JOBS) --target utxoiq-api
-	@scripts/run-service
+# The run preset (build/run) has no tests and no benchmarks, so it needs
+# none of their packages (install-deps run) and the first start does not
+# wait for them to compile.
+run: deps-run
+	@cmake --preset run >/dev/null
+	@cmake --build build/run -j $(JOBS) --target utxoiq-api
+	@UTXOIQ_BIN=build/run/src/server/utxoiq-api scripts/run-service
 
 bench: release
 	@build/release/bench/uc-bench
@@ -87,8 +94,13 @@ valgrind: deps
 soak: deps
 	@scripts/soak
 
-install: release
-	cmake --install build/release $(if $(PREFIX),--prefix $(PREFIX),)
+# The library (shared and static), headers, pkg-config file, CMake package,
+# CLI, service, man pages and systemd unit, from the run preset: installing
+# needs neither the tests nor their packages.
+install: deps-run
+	@cmake --preset run >/dev/null
+	@cmake --build build/run -j $(JOBS)
+	cmake --install build/run $(if $(PREFIX),--prefix $(PREFIX),)
 
 clean:
 	rm -rf build

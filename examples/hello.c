@@ -80,8 +80,10 @@ int main(void)
         fprintf(stderr, "hello: %s\n", err[0] != '\0' ? err : uc_strerror(rc));
         goto cleanup;
     }
-    printf("hello: libutxocache %s, backend %s\n", uc_version(),
-           uc_cache_backend_name(cache));
+    /* uc_version() is the library that was loaded, UC_VERSION_STRING the
+     * headers this program was compiled with. */
+    printf("hello: libutxocache %s (headers %s), backend %s\n", uc_version(),
+           UC_VERSION_STRING, uc_cache_backend_name(cache));
 
     rc = uc_cache_set(cache, "hello", 5, "world", 5, 60000);
     if (rc == UC_OK) {

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,58 +46,61 @@ typedef struct {
  * Returns UC_OK and sets *out, or UC_ECONFIG/UC_ENOMEM with a message in
  * `err` (may be NULL).
  */
-int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
-                    size_t errlen);
+UC_EXPORT int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out,
+                              char *err, size_t errlen);
 
 /* Closes every connection and frees the handle. Accepts NULL. */
-void uc_cache_destroy(uc_cache_t *cache);
+UC_EXPORT void uc_cache_destroy(uc_cache_t *cache);
 
 /* "redis" or "memory". */
-const char *uc_cache_backend_name(const uc_cache_t *cache);
+UC_EXPORT const char *uc_cache_backend_name(const uc_cache_t *cache);
 
 /* Frees memory returned by the library. Accepts NULL. */
-void uc_free(void *p);
+UC_EXPORT void uc_free(void *p);
 
 /* Frees the data of `n` multi-get answers (not the array itself). */
-void uc_values_release(uc_value_t *vals, size_t n);
+UC_EXPORT void uc_values_release(uc_value_t *vals, size_t n);
 
 /*
  * Reads a key. Returns UC_OK with a copy of the value in *val / *len (NUL
  * terminated for convenience, the NUL not counted), UC_MISS when absent, or a
  * negative code (UC_EUNAVAILABLE while the breaker is open, UC_ETIMEDOUT, ...).
  */
-int uc_cache_get(uc_cache_t *cache, const char *key, size_t klen, char **val,
-                 size_t *len);
+UC_EXPORT int uc_cache_get(uc_cache_t *cache, const char *key, size_t klen,
+                           char **val, size_t *len);
 
 /* Stores a value that expires after ttl_ms (0: never). */
-int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
-                 const char *val, size_t len, uint64_t ttl_ms);
+UC_EXPORT int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
+                           const char *val, size_t len, uint64_t ttl_ms);
 
 /* Deletes a key; *existed (may be NULL) tells whether it was there. */
-int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen, int *existed);
+UC_EXPORT int uc_cache_del(uc_cache_t *cache, const char *key, size_t klen,
+                           int *existed);
 
 /* Returns UC_OK if the key exists, UC_MISS if not, or a negative code. */
-int uc_cache_exists(uc_cache_t *cache, const char *key, size_t klen);
+UC_EXPORT int uc_cache_exists(uc_cache_t *cache, const char *key, size_t klen);
 
 /*
  * Remaining time to live: UC_OK with *ttl_ms >= 0, or -1 for a key that never
  * expires; UC_MISS when the key does not exist.
  */
-int uc_cache_ttl(uc_cache_t *cache, const char *key, size_t klen,
-                 int64_t *ttl_ms);
+UC_EXPORT int uc_cache_ttl(uc_cache_t *cache, const char *key, size_t klen,
+                           int64_t *ttl_ms);
 
 /*
  * Reads n keys in one round trip (pipelined). Fills out[0..n-1] and returns
  * UC_OK when the round trip worked (each answer has its own status), or a
  * negative code with every out[i] left untouched.
  */
-int uc_cache_mget(uc_cache_t *cache, size_t n, const char *const *keys,
-                  const size_t *klens, uc_value_t *out);
+UC_EXPORT int uc_cache_mget(uc_cache_t *cache, size_t n,
+                            const char *const *keys, const size_t *klens,
+                            uc_value_t *out);
 
 /* Stores n values with one TTL in one round trip (pipelined). */
-int uc_cache_mset(uc_cache_t *cache, size_t n, const char *const *keys,
-                  const size_t *klens, const char *const *vals,
-                  const size_t *vlens, uint64_t ttl_ms);
+UC_EXPORT int uc_cache_mset(uc_cache_t *cache, size_t n,
+                            const char *const *keys, const size_t *klens,
+                            const char *const *vals, const size_t *vlens,
+                            uint64_t ttl_ms);
 
 /*
  * Deletes every key matching a Redis glob pattern (below the key prefix):
@@ -105,15 +109,15 @@ int uc_cache_mset(uc_cache_t *cache, size_t n, const char *const *keys,
  * removed. A pattern is an operator's tool: callers that build patterns from
  * user data use uc_keyspace_invalidate() instead.
  */
-int uc_cache_delete_pattern(uc_cache_t *cache, const char *pattern,
-                            size_t *removed);
+UC_EXPORT int uc_cache_delete_pattern(uc_cache_t *cache, const char *pattern,
+                                      size_t *removed);
 
 /* Counts the keys matching a glob pattern (below the prefix), by SCAN. */
-int uc_cache_count_pattern(uc_cache_t *cache, const char *pattern,
-                           uint64_t *count);
+UC_EXPORT int uc_cache_count_pattern(uc_cache_t *cache, const char *pattern,
+                                     uint64_t *count);
 
 /* Round trip to the backend; *rtt_us (may be NULL) is its duration. */
-int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
+UC_EXPORT int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
 
 /* ---- statistics ---------------------------------------------------------- */
 
@@ -178,16 +182,16 @@ typedef struct {
 } uc_stats_t;
 
 /* hits / (hits + misses), 0 when there were no reads. */
-double uc_stats_hit_rate(const uc_stats_t *st);
+UC_EXPORT double uc_stats_hit_rate(const uc_stats_t *st);
 
 /*
  * Upper bound in microseconds of the p-quantile (0 < p <= 1) of a latency
  * histogram; 0 when it is empty.
  */
-uint64_t uc_stats_percentile_us(const uint64_t *buckets, double p);
+UC_EXPORT uint64_t uc_stats_percentile_us(const uint64_t *buckets, double p);
 
 /* Totals over every operation of the handle, keyspaced or not. */
-void uc_cache_stats(const uc_cache_t *cache, uc_stats_t *out);
+UC_EXPORT void uc_cache_stats(const uc_cache_t *cache, uc_stats_t *out);
 
 typedef enum {
     UC_BREAKER_CLOSED = 0,
@@ -211,7 +215,8 @@ typedef struct {
 } uc_pool_stats_t;
 
 /* Pool and breaker figures (all zero for the memory backend). */
-void uc_cache_pool_stats(const uc_cache_t *cache, uc_pool_stats_t *out);
+UC_EXPORT void uc_cache_pool_stats(const uc_cache_t *cache,
+                                   uc_pool_stats_t *out);
 
 typedef struct {
     uint64_t used_memory; /* bytes */
@@ -225,7 +230,7 @@ typedef struct {
 } uc_server_info_t;
 
 /* Figures reported by the server (Redis INFO) or the memory store. */
-int uc_cache_server_info(uc_cache_t *cache, uc_server_info_t *out);
+UC_EXPORT int uc_cache_server_info(uc_cache_t *cache, uc_server_info_t *out);
 
 #ifdef __cplusplus
 }

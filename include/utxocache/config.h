@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -116,7 +117,7 @@ typedef struct uc_config {
     }
 
 /* Resets every field to zero, that is, to the defaults. */
-void uc_config_init(uc_config_t *cfg);
+UC_EXPORT void uc_config_init(uc_config_t *cfg);
 
 /*
  * Reads a configuration from a variable lookup function (getenv's shape; it
@@ -140,28 +141,31 @@ void uc_config_init(uc_config_t *cfg);
  * `err` that names the variable (and never contains a password); on failure
  * `cfg` may be partly written.
  */
-int uc_config_from_lookup(uc_config_t *cfg,
-                          const char *(*lookup)(void *arg, const char *name),
-                          void *arg, const char *const *keyspace_names,
-                          size_t n_keyspaces, char *err, size_t errlen);
+UC_EXPORT int
+uc_config_from_lookup(uc_config_t *cfg,
+                      const char *(*lookup)(void *arg, const char *name),
+                      void *arg, const char *const *keyspace_names,
+                      size_t n_keyspaces, char *err, size_t errlen);
 
 /* uc_config_from_lookup() over the process environment (getenv). */
-int uc_config_from_env(uc_config_t *cfg, const char *const *keyspace_names,
-                       size_t n_keyspaces, char *err, size_t errlen);
+UC_EXPORT int uc_config_from_env(uc_config_t *cfg,
+                                 const char *const *keyspace_names,
+                                 size_t n_keyspaces, char *err, size_t errlen);
 
 /*
  * Parses a redis:// URL into cfg's host, port, username, password and db.
  * Returns UC_OK or UC_ECONFIG with a message in `err` (which quotes the URL
  * with its password masked as "***").
  */
-int uc_config_parse_url(uc_config_t *cfg, const char *url, char *err,
-                        size_t errlen);
+UC_EXPORT int uc_config_parse_url(uc_config_t *cfg, const char *url, char *err,
+                                  size_t errlen);
 
 /*
  * Writes a one-line description of where the cache points, for logs:
  * "redis://user:***@host:port/db" or "memory". Never includes a password.
  */
-void uc_config_describe(const uc_config_t *cfg, char *buf, size_t buflen);
+UC_EXPORT void uc_config_describe(const uc_config_t *cfg, char *buf,
+                                  size_t buflen);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
 #ifndef UTXOCACHE_ERROR_H
 #define UTXOCACHE_ERROR_H
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,13 +47,13 @@ typedef enum {
  * Returns the message for a status ("connection refused"), or
  * "unknown status" for a value not in the table. Never NULL.
  */
-const char *uc_strerror(int status);
+UC_EXPORT const char *uc_strerror(int status);
 
 /*
  * Returns the symbolic name of a status ("UC_ECONNREFUSED"), or
  * "UC_UNKNOWN" for a value not in the table. Never NULL.
  */
-const char *uc_err_name(int status);
+UC_EXPORT const char *uc_err_name(int status);
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "export.h"
 #include "keyspace.h"
 
 #ifdef __cplusplus
@@ -81,8 +82,8 @@ typedef struct {
  * cache serves reads. Returns UC_OK, or the first error of the log's
  * functions (then nothing is attached and the message is in err).
  */
-int uc_cache_attach_log(uc_cache_t *cache, const uc_invlog_ops_t *ops,
-                        void *arg, char *err, size_t errlen);
+UC_EXPORT int uc_cache_attach_log(uc_cache_t *cache, const uc_invlog_ops_t *ops,
+                                  void *arg, char *err, size_t errlen);
 
 /*
  * Applies records a writer has just committed: for each, deletes the key
@@ -92,9 +93,9 @@ int uc_cache_attach_log(uc_cache_t *cache, const uc_invlog_ops_t *ops,
  * Returns UC_OK when every record was applied, else the first error (the
  * rest is pending, not lost). *applied (may be NULL) counts the applied.
  */
-int uc_cache_apply_invalidations(uc_cache_t *cache,
-                                 const uc_inval_record_t *recs, size_t n,
-                                 size_t *applied);
+UC_EXPORT int uc_cache_apply_invalidations(uc_cache_t *cache,
+                                           const uc_inval_record_t *recs,
+                                           size_t n, size_t *applied);
 
 #ifdef __cplusplus
 }

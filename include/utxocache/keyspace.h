@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,17 +75,19 @@ typedef struct uc_keyspace uc_keyspace_t;
  * threads. Fails with UC_EINVAL (message in err) on a malformed pattern or a
  * duplicate name; then nothing is registered.
  */
-int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
-                           size_t n, char *err, size_t errlen);
+UC_EXPORT int uc_cache_add_keyspaces(uc_cache_t *cache,
+                                     const uc_keyspace_def_t *defs, size_t n,
+                                     char *err, size_t errlen);
 
 /* The keyspace of that name, or NULL. */
-uc_keyspace_t *uc_cache_keyspace(uc_cache_t *cache, const char *name);
+UC_EXPORT uc_keyspace_t *uc_cache_keyspace(uc_cache_t *cache, const char *name);
 
-const char *uc_keyspace_name(const uc_keyspace_t *ks);
-uint32_t uc_keyspace_ttl(const uc_keyspace_t *ks); /* after overrides */
-size_t uc_keyspace_nfields(const uc_keyspace_t *ks);
+UC_EXPORT const char *uc_keyspace_name(const uc_keyspace_t *ks);
+UC_EXPORT uint32_t
+uc_keyspace_ttl(const uc_keyspace_t *ks); /* after overrides */
+UC_EXPORT size_t uc_keyspace_nfields(const uc_keyspace_t *ks);
 /* Name of field i, or NULL past the end. */
-const char *uc_keyspace_field(const uc_keyspace_t *ks, size_t i);
+UC_EXPORT const char *uc_keyspace_field(const uc_keyspace_t *ks, size_t i);
 
 /*
  * Builds the logical key (without the cache's prefix) of the entry whose
@@ -92,12 +95,13 @@ const char *uc_keyspace_field(const uc_keyspace_t *ks, size_t i);
  * key to buf and its length to *len. UC_EINVAL when nfields is wrong or a
  * field is invalid; UC_ETOOBIG when buf is too small.
  */
-int uc_keyspace_key(const uc_keyspace_t *ks, const char *const *fields,
-                    size_t nfields, char *buf, size_t cap, size_t *len);
+UC_EXPORT int uc_keyspace_key(const uc_keyspace_t *ks,
+                              const char *const *fields, size_t nfields,
+                              char *buf, size_t cap, size_t *len);
 
 /* Escapes one field value as described above (exposed for tests/tools). */
-int uc_key_escape_field(const char *val, size_t vlen, char *buf, size_t cap,
-                        size_t *len);
+UC_EXPORT int uc_key_escape_field(const char *val, size_t vlen, char *buf,
+                                  size_t cap, size_t *len);
 
 /*
  * get / set (with the keyspace TTL) of one entry. Values are stored in the
@@ -106,15 +110,15 @@ int uc_key_escape_field(const char *val, size_t vlen, char *buf, size_t cap,
  * uc_keyspace_set() refuses a value over the cap with UC_ETOOBIG. A set is
  * unconditional: use get-or-load for fills that must not race writes.
  */
-int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
-                    size_t nfields, char **val, size_t *len);
-int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
-                    size_t nfields, const char *val, size_t len);
+UC_EXPORT int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
+                              size_t nfields, char **val, size_t *len);
+UC_EXPORT int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
+                              size_t nfields, const char *val, size_t len);
 
 /* uc_keyspace_invalidate() of one entry; *existed (may be NULL) tells
  * whether the key was there (a value or a lease). */
-int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
-                    size_t nfields, int *existed);
+UC_EXPORT int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
+                              size_t nfields, int *existed);
 
 /*
  * Invalidates entries of the keyspace. A NULL field means "any value": all
@@ -133,8 +137,9 @@ int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
  * pending, not lost). Writers with a durable log use
  * uc_cache_apply_invalidations() (invlog.h) instead.
  */
-int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
-                           size_t nfields, size_t *removed);
+UC_EXPORT int uc_keyspace_invalidate(uc_keyspace_t *ks,
+                                     const char *const *fields, size_t nfields,
+                                     size_t *removed);
 
 /*
  * The invalidation target of an entry, or of a set of entries (NULL fields
@@ -143,11 +148,12 @@ int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
  * NUL-terminated into buf. UC_EINVAL for bad fields, UC_ETOOBIG when buf is
  * too small (UC_KEY_MAX + 1 is always enough).
  */
-int uc_keyspace_target(const uc_keyspace_t *ks, const char *const *fields,
-                       size_t nfields, char *buf, size_t cap, size_t *len);
+UC_EXPORT int uc_keyspace_target(const uc_keyspace_t *ks,
+                                 const char *const *fields, size_t nfields,
+                                 char *buf, size_t cap, size_t *len);
 
 /* Counts the keys of the keyspace in the backend (SCAN; for operators). */
-int uc_keyspace_count(uc_keyspace_t *ks, uint64_t *count);
+UC_EXPORT int uc_keyspace_count(uc_keyspace_t *ks, uint64_t *count);
 
 /* How get-or-load answered (for X-Cache headers and logs). */
 typedef enum {
@@ -203,12 +209,13 @@ typedef struct {
  * A cache failure never fails the call; a loader failure is returned as the
  * loader's own code; UC_EINVAL for bad fields or no loader at all.
  */
-int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
-                            size_t nfields, const uc_load_opts_t *opts,
-                            uc_load_result_t *out);
+UC_EXPORT int uc_keyspace_get_or_load(uc_keyspace_t *ks,
+                                      const char *const *fields, size_t nfields,
+                                      const uc_load_opts_t *opts,
+                                      uc_load_result_t *out);
 
 /* Statistics of this keyspace (a copy). */
-void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out);
+UC_EXPORT void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out);
 
 #ifdef __cplusplus
 }

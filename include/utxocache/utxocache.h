@@ -12,20 +12,23 @@
 #include "cache.h"
 #include "config.h"
 #include "error.h"
+#include "export.h"
 #include "invlog.h"
 #include "keyspace.h"
 
-#define UC_VERSION_MAJOR 0
-#define UC_VERSION_MINOR 1
-#define UC_VERSION_PATCH 0
-#define UC_VERSION_STRING "0.1.0"
+/*
+ * UC_VERSION_MAJOR, _MINOR, _PATCH and UC_VERSION_STRING. The build generates
+ * this header from the project's version, so it is found on the include path
+ * (the build tree's or the installed one) rather than beside this file.
+ */
+#include <utxocache/version.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* The library's version string, for checking the runtime against headers. */
-const char *uc_version(void);
+UC_EXPORT const char *uc_version(void);
 
 #ifdef __cplusplus
 }

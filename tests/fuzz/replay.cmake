@@ -20,7 +20,7 @@ function(uc_add_replay)
         ${R_SOURCES})
     target_compile_options(${exe} PRIVATE ${UC_WARNINGS})
     target_include_directories(${exe} PRIVATE ${uc_replay_dir} ${R_INCLUDES})
-    target_link_libraries(${exe} PRIVATE utxocache ${R_LIBS})
+    target_link_libraries(${exe} PRIVATE utxocache_static ${R_LIBS})
     add_test(NAME fuzz_replay_${R_TARGET}
         COMMAND ${exe} ${uc_replay_dir}/corpus/${R_TARGET})
     set_tests_properties(fuzz_replay_${R_TARGET} PROPERTIES TIMEOUT 120
