@@ -701,8 +701,8 @@ static struct timeval ms_tv(int ms, int def)
 
 /* One command on c whose reply must not be an error; 0, or -1 with the
  * reason in why. */
-static int redis_ok(redisContext *c, int argc, const char **argv,
-                    char *why, size_t cap)
+static int redis_ok(redisContext *c, int argc, const char **argv, char *why,
+                    size_t cap)
 {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     int rc = 0;
@@ -793,9 +793,9 @@ static int cmd_keys(uc_cache_t *cache, const uc_config_t *cfg,
             r->element[0]->type != REDIS_REPLY_STRING ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
             snprintf(why, sizeof(why), "%s",
-                     r == NULL                       ? c->errstr
+                     r == NULL                      ? c->errstr
                      : r->type == REDIS_REPLY_ERROR ? r->str
-                                                     : "unexpected reply");
+                                                    : "unexpected reply");
             freeReplyObject(r);
             redisFree(c);
             if (json) {
@@ -1106,9 +1106,9 @@ static const char *cli_lookup(void *arg, const char *name)
     }
     if (strcmp(name, "REDIS_HOST") == 0 && target) {
         env = getenv(name);
-        return cli->host != NULL                 ? cli->host
+        return cli->host != NULL               ? cli->host
                : env != NULL && env[0] != '\0' ? env
-                                                : "127.0.0.1";
+                                               : "127.0.0.1";
     }
     if (strcmp(name, "REDIS_PORT") == 0 && cli->port != NULL) {
         return cli->port;

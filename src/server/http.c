@@ -52,11 +52,12 @@ typedef struct conn_track {
  * The connection limit. libmicrohttpd's own limit (MHD_OPTION_CONNECTION_
  * LIMIT) stops accepting when reached, so a client past it waits in the
  * kernel's backlog, unanswered, until someone else leaves. Instead MHD is
- * given a few more slots than the configured limit (the overflow reserve),
- * and connections opened past the limit are marked here: their first request
- * is answered 503 with Retry-After and the connection closed, and one that
- * sends nothing is closed after OVERFLOW_DEADLINE_US. Only when the reserve
- * is full too do new clients wait for MHD.
+ * given a quarter more slots than the configured limit (the overflow
+ * reserve, 64 at least), and connections opened past the limit are marked
+ * here: their first request is answered 503 with Retry-After and the
+ * connection closed, and one that sends nothing is closed after
+ * OVERFLOW_DEADLINE_US. Only when the reserve is full too do new clients
+ * wait for MHD, each reserve slot turning over within that deadline.
  */
 typedef struct {
     pthread_mutex_t mu;
@@ -721,11 +722,10 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
         uc_keyspace_stats(app->ks[i], &s[i]);
     }
 #define FAMILY(name, help)                                                     \
-    sb_printf(b,                                                               \
-              "# HELP utxoiq_cache_" #name "_total " help ".\n"                \
-              "# TYPE utxoiq_cache_" #name "_total counter\n");                \
+    sb_printf(b, "# HELP utxoiq_cache_" #name "_total " help ".\n"             \
+                 "# TYPE utxoiq_cache_" #name "_total counter\n");             \
     for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
-        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",  \
+        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",   \
                   uc_keyspace_name(app->ks[i]),                                \
                   (unsigned long long)s[i].name);                              \
     }
@@ -957,7 +957,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     /* MHD's own limit: the configured one plus the overflow reserve, split
      * by MHD between its threads (each needs one slot at least). */
     unsigned soft = o->max_connections;
-    unsigned reserve = soft / 8 < 16 ? 16 : soft / 8;
+    unsigned reserve = soft / 4 < 64 ? 64 : soft / 4;
     unsigned hard = soft + reserve;
     if (hard < (unsigned)o->threads * 2u) {
         hard = (unsigned)o->threads * 2u;
@@ -970,10 +970,10 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
         MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_CONNECTION_LIMIT, hard,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        o->max_per_ip, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, &conns, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, app, MHD_OPTION_NOTIFY_CONNECTION, on_connection, &conns,
+        MHD_OPTION_END);
     if (d == NULL) {
         char port[16];
         snprintf(port, sizeof(port), "%d", o->port);

@@ -132,7 +132,9 @@ static int read_url_file(const char *path, char *buf, size_t cap)
     }
     if (bad || n == 0 || (more && strlen(buf) == cap - 1)) {
         fprintf(stderr, "utxoiq-api: --database-url-file '%s': %s\n", path,
-                bad ? "cannot read" : n == 0 ? "no URL in it" : "too long");
+                bad      ? "cannot read"
+                : n == 0 ? "no URL in it"
+                         : "too long");
         memset(buf, 0, cap);
         return -1;
     }
@@ -338,8 +340,8 @@ static rlim_t harden(int *core_dumps)
         return 1024;
     }
     if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20
-                                                   : rl.rlim_max;
+        rlim_t want =
+            rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
         struct rlimit nl = {want, rl.rlim_max};
         if (setrlimit(RLIMIT_NOFILE, &nl) == 0) {
             rl.rlim_cur = want;
@@ -382,8 +384,7 @@ static int open_cache(uc_app_t *app)
     }
     /* Pending invalidations are loaded before the first request. */
     if (uc_app_attach_log(app, err, sizeof(err)) != 0) {
-        uc_log("error", "cannot read the invalidation log", "error", err,
-               NULL);
+        uc_log("error", "cannot read the invalidation log", "error", err, NULL);
         return -1;
     }
     app->cache_local = strcmp(uc_cache_backend_name(app->cache), "memory") == 0;
@@ -517,10 +518,10 @@ int main(int argc, char **argv)
     ho.conn_timeout_s =
         (unsigned)env_int("UTXOIQ_CONNECTION_TIMEOUT_S", 1, 3600, 30);
     /* Each connection is a descriptor; the database and Redis pools, the
-     * log and MHD's own need some besides (and the overflow reserve, an
-     * eighth more, is counted in). */
-    long long fd_room = (long long)nofile > 256 ? (long long)nofile - 256 : 64;
-    long long conn_cap = fd_room * 8 / 9;
+     * log and MHD's own need some besides, and http.c lets a quarter more
+     * in to answer them 503. */
+    long long fd_room = (long long)nofile > 320 ? (long long)nofile - 256 : 64;
+    long long conn_cap = fd_room * 4 / 5;
     ho.max_connections = (unsigned)env_int("UTXOIQ_MAX_CONNECTIONS", 1, 1000000,
                                            conn_cap < 4096 ? conn_cap : 4096);
     if ((long long)ho.max_connections > conn_cap) {
@@ -533,8 +534,8 @@ int main(int argc, char **argv)
                "asked", want, "max_connections", got, NULL);
         ho.max_connections = (unsigned)conn_cap;
     }
-    ho.max_per_ip = (unsigned)env_int("UTXOIQ_MAX_CONNECTIONS_PER_IP", 0,
-                                      1000000, 256);
+    ho.max_per_ip =
+        (unsigned)env_int("UTXOIQ_MAX_CONNECTIONS_PER_IP", 0, 1000000, 256);
     {
         char nf[24];
         snprintf(nf, sizeof(nf), "%llu", (unsigned long long)nofile);

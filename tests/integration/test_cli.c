@@ -363,13 +363,13 @@ static void test_json(void **state)
     static const char bin[] = {'a', (char)0xff, 'b'};
 
     (void)state;
-    run_cli(r, redis_env(), NULL, 0, "set", "j", "say \"hi\"\n", "--ttl",
-            "50", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "j", "say \"hi\"\n", "--ttl", "50",
+            NULL);
     assert_int_equal(r->status, 0);
     run_cli(r, redis_env(), NULL, 0, "get", "--json", "j", NULL);
     assert_int_equal(r->status, 0);
-    assert_string_equal(r->out,
-                        "{\"key\": \"j\", \"value\": \"say \\\"hi\\\"\\u000a\"}\n");
+    assert_string_equal(
+        r->out, "{\"key\": \"j\", \"value\": \"say \\\"hi\\\"\\u000a\"}\n");
     run_cli(r, redis_env(), NULL, 0, "get", "absent", "--json", NULL);
     assert_int_equal(r->status, 1);
     assert_string_equal(r->out, "{\"key\": \"absent\", \"value\": null}\n");
@@ -392,8 +392,8 @@ static void test_json(void **state)
 /* keys PATTERN lists by SCAN, below the prefix and without it. */
 static void test_keys(void **state)
 {
-    static const char *const env_p[] = {NULL, "UTXOCACHE_KEY_PREFIX=app1:",
-                                        NULL};
+    static const char *const env_p[] = {NULL,
+                                        "UTXOCACHE_KEY_PREFIX=app1:", NULL};
     const char *env[3];
     cli_run_t *r = &g_run;
 
@@ -420,7 +420,8 @@ static void test_keys(void **state)
     /* Under a prefix, only its keys, and shown without it. */
     run_cli(r, env, NULL, 0, "keys", "feedback:*", "--json", NULL);
     assert_int_equal(r->status, 0);
-    assert_string_equal(r->out, "[\n  {\"key\": \"feedback:stats:other\"}\n]\n");
+    assert_string_equal(r->out,
+                        "[\n  {\"key\": \"feedback:stats:other\"}\n]\n");
 
     run_cli(r, memory_env, NULL, 0, "keys", "*", NULL);
     assert_one_line_error(r, "utxocache: keys: needs Redis");
@@ -464,8 +465,8 @@ static void test_target_options(void **state)
     assert_string_equal(r->out, "via-u");
 
     /* -p and -n with --password-file (or =PATH), and with REDIS_PASSWORD. */
-    run_cli(r, NULL, NULL, 0, "-p", port, "-n", "2", "--password-file",
-            pwfile, "get", "t", NULL);
+    run_cli(r, NULL, NULL, 0, "-p", port, "-n", "2", "--password-file", pwfile,
+            "get", "t", NULL);
     assert_int_equal(r->status, 0);
     assert_string_equal(r->out, "via-u");
     run_cli(r, NULL, "s3cr3t-pw\n", 10, "-h", "127.0.0.1", "-p", port, "-n2",

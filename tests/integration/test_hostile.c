@@ -41,8 +41,8 @@ static char user_key[128];
 static int group_setup(void **state)
 {
     static char max_env[64], ip_env[64];
-    const char *env[] = {"UTXOIQ_CONNECTION_TIMEOUT_S=2",
-                         "UTXOIQ_ACCESS_LOG=0", NULL};
+    const char *env[] = {"UTXOIQ_CONNECTION_TIMEOUT_S=2", "UTXOIQ_ACCESS_LOG=0",
+                         NULL};
     const char *env_small[] = {"UTXOIQ_CONNECTION_TIMEOUT_S=2",
                                "UTXOIQ_ACCESS_LOG=0", max_env, ip_env, NULL};
     const uc_test_api_user_t users[] = {
@@ -67,7 +67,8 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* ---- raw sockets ---------------------------------------------------------- */
+/* ---- raw sockets ----------------------------------------------------------
+ */
 
 /* A connection to port from 127.0.0.<src> (1: the default address), with
  * bounded blocking reads and writes. Returns the descriptor. */
@@ -183,7 +184,8 @@ static int healthz(int port, int src, double *ms)
     return a.status;
 }
 
-/* ---- request smuggling ---------------------------------------------------- */
+/* ---- request smuggling ----------------------------------------------------
+ */
 
 /* The request hidden behind each shape: it must never be answered. */
 #define HIDDEN "GET /healthz?smuggled=1 HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -207,7 +209,8 @@ static const shape_t SHAPES[] = {
     {"Transfer-Encoding and Content-Length",
      POST_HEAD "Transfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n"
                "0\r\n\r\n" HIDDEN},
-    {"Transfer-Encoding gzip", POST_HEAD "Transfer-Encoding: gzip\r\n\r\n" HIDDEN},
+    {"Transfer-Encoding gzip",
+     POST_HEAD "Transfer-Encoding: gzip\r\n\r\n" HIDDEN},
     {"Transfer-Encoding gzip, chunked",
      POST_HEAD "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" HIDDEN},
     {"Transfer-Encoding identity",
@@ -219,18 +222,17 @@ static const shape_t SHAPES[] = {
      POST_HEAD "Transfer-Encoding: chunked \r\n\r\n0\r\n\r\n" HIDDEN},
     {"space before the colon",
      POST_HEAD "Content-Length : 60\r\n\r\n{}" HIDDEN},
-    {"chunk size not hex",
-     POST_HEAD "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n" HIDDEN},
-    {"chunk size negative",
-     POST_HEAD "Transfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n" HIDDEN},
-    {"chunk size 0x-prefixed",
-     POST_HEAD "Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n" HIDDEN},
-    {"chunk longer than its size",
-     POST_HEAD "Transfer-Encoding: chunked\r\n\r\n2\r\n{}xx\r\n0\r\n\r\n" HIDDEN},
+    {"chunk size not hex", POST_HEAD
+     "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n" HIDDEN},
+    {"chunk size negative", POST_HEAD
+     "Transfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n" HIDDEN},
+    {"chunk size 0x-prefixed", POST_HEAD
+     "Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n" HIDDEN},
+    {"chunk longer than its size", POST_HEAD
+     "Transfer-Encoding: chunked\r\n\r\n2\r\n{}xx\r\n0\r\n\r\n" HIDDEN},
     {"Content-Length negative", POST_HEAD "Content-Length: -1\r\n\r\n" HIDDEN},
     {"Content-Length list", POST_HEAD "Content-Length: 2, 2\r\n\r\n{}" HIDDEN},
-    {"HTTP/1.1 without Host",
-     "GET /healthz HTTP/1.1\r\nX-A: b\r\n\r\n" HIDDEN},
+    {"HTTP/1.1 without Host", "GET /healthz HTTP/1.1\r\nX-A: b\r\n\r\n" HIDDEN},
 };
 
 static void test_smuggling(void **state)
@@ -279,7 +281,8 @@ static void test_framing_accepted(void **state)
     assert_int_equal(a.others, 0);
 }
 
-/* ---- too many arguments or headers ---------------------------------------- */
+/* ---- too many arguments or headers ----------------------------------------
+ */
 
 /* GET /healthz with n query arguments, or n headers (Host included). */
 static size_t many(char *buf, size_t cap, int nargs, int nheaders)
@@ -327,7 +330,8 @@ static void test_too_many(void **state)
     assert_int_equal(healthz(api.port, 1, NULL), 200);
 }
 
-/* ---- many connections ----------------------------------------------------- */
+/* ---- many connections -----------------------------------------------------
+ */
 
 #define N_IDLE 1500
 /* Source addresses 127.0.0.2 .. 127.0.0.(1 + N_SRC), under the default

@@ -214,7 +214,8 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
-/* ---- the command line ----------------------------------------------------- */
+/* ---- the command line -----------------------------------------------------
+ */
 
 static void test_help_version(void **state)
 {
@@ -303,8 +304,8 @@ static void test_ports_url_file_bind_error(void **state)
     write_file(url_file, url);
     int p1 = uc_test_free_port();
     snprintf(port_eq, sizeof(port_eq), "--port=%d", p1);
-    char *argv_a[] = {(char *)"utxoiq-api", (char *)"serve", port_eq,
-                      (char *)"--database-url-file", url_file, NULL};
+    char *argv_a[] = {(char *)"utxoiq-api",          (char *)"serve", port_eq,
+                      (char *)"--database-url-file", url_file,        NULL};
     start(&a, "a", argv_a, NULL, NULL);
     wait_healthy(&a, p1);
 
@@ -317,8 +318,8 @@ static void test_ports_url_file_bind_error(void **state)
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
 
     /* Same port as b: refused, and the log line says why. */
-    char *argv_busy[] = {(char *)"utxoiq-api", (char *)"--port", port,
-                         (char *)"--database-url-file", url_file, NULL};
+    char *argv_busy[] = {(char *)"utxoiq-api",          (char *)"--port", port,
+                         (char *)"--database-url-file", url_file,         NULL};
     start(&busy, "busy", argv_busy, NULL, NULL);
     assert_int_equal(wait_exit(&busy, WAIT_MS), 1);
     char want[128];
@@ -331,9 +332,8 @@ static void test_ports_url_file_bind_error(void **state)
     assert_non_null(strstr(log, "core_dumps=off"));
     char fdl[64];
     snprintf(fdl, sizeof(fdl), "fd_limit=%llu",
-             (unsigned long long)(rl.rlim_max == RLIM_INFINITY
-                                      ? (rlim_t)1 << 20
-                                      : rl.rlim_max));
+             (unsigned long long)(rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20
+                                                               : rl.rlim_max));
     assert_non_null(strstr(log, fdl));
 
     kill(a.pid, SIGTERM);
@@ -342,7 +342,8 @@ static void test_ports_url_file_bind_error(void **state)
     assert_int_equal(wait_exit(&b, WAIT_MS), 0);
 }
 
-/* ---- secrets -------------------------------------------------------------- */
+/* ---- secrets --------------------------------------------------------------
+ */
 
 /* "Max core file size" soft and hard limits of a process, as text. */
 static void core_limits(pid_t pid, char *soft, char *hard, size_t cap)
@@ -390,8 +391,8 @@ static void test_password_scrubbed(void **state)
                     (char *)"--database-url", url, NULL};
     const char *env[] = {"UTXOIQ_DB_TIMEOUT_MS=20000", NULL};
     start(&c, "pw", argv, env, NULL);
-    assert_true(wait_for_text(c.err, "--database-url holds a password",
-                              WAIT_MS));
+    assert_true(
+        wait_for_text(c.err, "--database-url holds a password", WAIT_MS));
     snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)c.pid);
     slurp(path, cmdline, sizeof(cmdline));
     core_limits(c.pid, soft, hard, sizeof(soft));
@@ -446,7 +447,8 @@ static void test_core_dumps_allowed(void **state)
     assert_int_equal(wait_exit(&c, WAIT_MS), 0);
 }
 
-/* ---- signals -------------------------------------------------------------- */
+/* ---- signals --------------------------------------------------------------
+ */
 
 static void test_signals(void **state)
 {
