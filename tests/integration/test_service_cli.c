@@ -69,7 +69,13 @@ static void start(child_t *c, const char *tag, char *const *argv,
     snprintf(c->out, sizeof(c->out), "%s/%s.out", dir, tag);
     snprintf(c->err, sizeof(c->err), "%s/%s.err", dir, tag);
     for (char **e = environ; *e != NULL && n < 200; e++) {
-        if (strncmp(*e, "REDIS_", 6) == 0 || strncmp(*e, "DB_", 3) == 0 ||
+        int replaced = 0;
+        for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+            size_t k = strcspn(env[i], "=");
+            replaced |= strncmp(*e, env[i], k + 1) == 0;
+        }
+        if (replaced || strncmp(*e, "REDIS_", 6) == 0 ||
+            strncmp(*e, "DB_", 3) == 0 ||
             strncmp(*e, "DATABASE_URL=", 13) == 0 ||
             strncmp(*e, "UTXOCACHE_", 10) == 0 ||
             strncmp(*e, "PORT=", 5) == 0 ||
@@ -411,10 +417,21 @@ static void test_password_scrubbed(void **state)
     assert_null(strstr(log, "hunter2-db-pw"));
 }
 
+/* A sanitizer's options with disable_coredump=0 appended: the sanitizer
+ * runtimes set RLIMIT_CORE to 0 themselves by default, which would hide
+ * what the service does. */
+static const char *san_opt(char *buf, size_t cap, const char *name)
+{
+    const char *v = getenv(name);
+    snprintf(buf, cap, "%s=%s%sdisable_coredump=0", name, v != NULL ? v : "",
+             v != NULL && v[0] != '\0' ? ":" : "");
+    return buf;
+}
+
 /* UTXOIQ_ALLOW_CORE_DUMPS=1 leaves the inherited core limit alone. */
 static void test_core_dumps_allowed(void **state)
 {
-    static char log[16384];
+    static char log[16384], asan[512], tsan[512];
     struct rlimit rl, mine;
     char db[600], arg[640], soft[32], hard[32], want[32];
     child_t c;
@@ -432,7 +449,9 @@ static void test_core_dumps_allowed(void **state)
     char p[16];
     snprintf(p, sizeof(p), "%d", port);
     char *argv[] = {(char *)"utxoiq-api", arg, (char *)"--port", p, NULL};
-    const char *env[] = {"UTXOIQ_ALLOW_CORE_DUMPS=1", NULL};
+    const char *env[] = {"UTXOIQ_ALLOW_CORE_DUMPS=1",
+                         san_opt(asan, sizeof(asan), "ASAN_OPTIONS"),
+                         san_opt(tsan, sizeof(tsan), "TSAN_OPTIONS"), NULL};
     start(&c, "core", argv, env, NULL);
     setrlimit(RLIMIT_CORE, &rl);
     wait_healthy(&c, port);
