@@ -3,11 +3,18 @@
  * utxocache: the operator's command line over libutxocache. It reads the
  * same environment as the library (REDIS_URL, UTXOCACHE_*), declares the
  * utxoIQ keyspaces so that UTXOCACHE_TTL_* overrides apply, runs one command
- * (get, set, del, exists, ttl, invalidate, stats, ping) and exits with 0 on
- * success, 1 when the answer is "not there", or 2 on error with one line on
- * stderr. It uses only the public API, like any other client of the library.
+ * (get, set, del, exists, ttl, pttl, keys, invalidate, stats, ping) and
+ * exits with 0 on success, 1 when the answer is "not there", or 2 on error
+ * with one line on stderr. Options follow redis-cli where they fit (-u URL,
+ * -h HOST, -p PORT, -n DB) and override the environment; a password is never
+ * taken as an option (-a is refused), only from REDIS_PASSWORD, the URL or
+ * --password-file. Everything goes through the library's public API but
+ * `keys`: the library can count keys by pattern but not list them, so that
+ * one command runs its own SCAN over hiredis with the same configuration.
  */
 #include <errno.h>
+#include <getopt.h>
+#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,28 +39,37 @@ enum {
 #define TTL_S_MAX (UINT64_MAX / 1000u)
 
 static const char usage_text[] =
-    "usage: utxocache [-v] COMMAND [ARGS]\n"
+    "usage: utxocache [OPTIONS] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
-    "  get KEY                      print the value (exit 1 on a miss)\n"
+    "  get KEY [--json]             print the value (exit 1 on a miss)\n"
     "  set KEY VALUE|- [--ttl SECONDS|--px MS]\n"
     "                               store a value ('-': read it from stdin)\n"
     "  del KEY                      delete a key (exit 1 if it was absent)\n"
     "  exists KEY                   print 1 or 0 (exit 1 if absent)\n"
-    "  ttl KEY                      print the TTL left in ms (-1: none)\n"
+    "  ttl KEY [--json]             print the TTL left in seconds (-1: none)\n"
+    "  pttl KEY [--json]            the same in milliseconds\n"
+    "  keys PATTERN [--json]        list the keys matching a glob (SCAN)\n"
     "  invalidate PATTERN           delete keys matching a glob; print count\n"
     "  invalidate --keyspace NAME [FIELD=VALUE ...]\n"
     "                               delete a keyspace's entries; print count\n"
     "  stats [--json]               backend, server, pool, keyspace figures\n"
     "  ping                         print the round-trip time\n"
     "\n"
-    "options:\n"
-    "  -v, --verbose   log the library's messages to stderr\n"
-    "  -h, --help      print this help\n"
-    "  --version       print the version\n"
+    "options (before or after the command; --opt=VALUE or --opt VALUE):\n"
+    "  -u, --url URL          Redis URL, instead of REDIS_URL\n"
+    "  -h HOST, -p PORT, -n DB\n"
+    "                         instead of REDIS_HOST, REDIS_PORT, REDIS_DB\n"
+    "  --user NAME            ACL user, instead of REDIS_USERNAME\n"
+    "  --password-file PATH   read the password from PATH ('-': stdin)\n"
+    "  -v, --verbose          log the library's messages to stderr\n"
+    "  --help                 print this help (so does -h alone)\n"
+    "  --version              print the version\n"
     "\n"
-    "Configured by the environment: REDIS_URL or REDIS_HOST/REDIS_PORT/...,\n"
-    "UTXOCACHE_BACKEND, UTXOCACHE_KEY_PREFIX, UTXOCACHE_TTL_<KEYSPACE>, ...\n"
+    "No password option: a command line is visible to every local user.\n"
+    "Use REDIS_PASSWORD, a password in REDIS_URL, or --password-file.\n"
+    "Also configured by the environment: UTXOCACHE_BACKEND,\n"
+    "UTXOCACHE_KEY_PREFIX, UTXOCACHE_TTL_<KEYSPACE>, ...\n"
     "Exit status: 0 success, 1 not found, 2 error.\n";
 
 /* One command line, parsed. */
@@ -66,6 +82,14 @@ typedef struct {
     int have_ttl;
     int json;
     int verbose;
+    /* The Redis target from the command line; NULL: the environment's. */
+    const char *url; /* url_buf: argv's copy is scrubbed of its password */
+    char url_buf[UC_HOST_MAX + UC_USER_MAX + UC_PASSWORD_MAX + 64];
+    const char *host;
+    const char *port;
+    const char *db;
+    const char *user;
+    const char *password_file;
 } cli_t;
 
 static int usage_error(const char *fmt, ...)
@@ -74,7 +98,8 @@ static int usage_error(const char *fmt, ...)
 #endif
     ;
 
-/* Prints "utxocache: <message>" and the usage to stderr; returns EXIT_ERR. */
+/* Prints "utxocache: <message>" and a pointer to --help on stderr (one
+ * line each, as git does); returns EXIT_ERR. */
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -83,8 +108,7 @@ static int usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputs("\n", stderr);
-    fputs(usage_text, stderr);
+    fputs("\ntry 'utxocache --help'\n", stderr);
     return EXIT_ERR;
 }
 
@@ -216,66 +240,177 @@ static void log_stderr(void *arg, uc_log_level_t level, const char *msg)
 }
 
 /*
- * Parses argv into cli. Returns 0, or EXIT_ERR after printing the usage.
- * Options may follow the command's arguments ("set k v --ttl 5"); "--" ends
- * options so that a key may start with '-'; "-" alone is an argument.
+ * Masks the password of a redis:// URL given on the command line, in place
+ * (ps and /proc/PID/cmdline read the process's memory, so they show the
+ * stars from then on). Returns 1 when there was one.
+ */
+static int scrub_url_password(char *url)
+{
+    char *auth = strstr(url, "://");
+    char *end, *at = NULL, *colon;
+
+    if (auth == NULL) {
+        return 0;
+    }
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    for (char *q = auth; q < end; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+    if (at == NULL) {
+        return 0;
+    }
+    colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon == NULL || colon + 1 == at) {
+        return 0;
+    }
+    memset(colon + 1, '*', (size_t)(at - colon - 1));
+    return 1;
+}
+
+enum {
+    OPT_TTL = 256,
+    OPT_PX,
+    OPT_KEYSPACE,
+    OPT_JSON,
+    OPT_USER,
+    OPT_PASSWORD_FILE,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"ttl", required_argument, NULL, OPT_TTL},
+    {"px", required_argument, NULL, OPT_PX},
+    {"keyspace", required_argument, NULL, OPT_KEYSPACE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"verbose", no_argument, NULL, 'v'},
+    {"url", required_argument, NULL, 'u'},
+    {"user", required_argument, NULL, OPT_USER},
+    {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/*
+ * Parses argv into cli with getopt_long: options may come before or after
+ * the command and its arguments ("set k v --ttl 5"), as --opt VALUE or
+ * --opt=VALUE; "--" ends options so that a key may start with '-'; "-"
+ * alone is an argument. --help and --version (and -h with no host after
+ * it) print and exit 0. Returns 0, or EXIT_ERR after one line naming the
+ * problem.
  */
 static int parse_args(int argc, char **argv, cli_t *cli)
 {
-    int i = 1;
-    int opts_done = 0;
+    int c;
 
-    for (; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            cli->verbose = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return usage_error("unknown option '%s'", a);
-        } else {
-            break;
-        }
-    }
-    if (i >= argc) {
-        return usage_error("missing command");
-    }
-    cli->cmd = argv[i++];
-    for (; i < argc; i++) {
-        const char *a = argv[i];
-        if (!opts_done && strcmp(a, "--") == 0) {
-            opts_done = 1;
-        } else if (!opts_done &&
-                   (strcmp(a, "--ttl") == 0 || strcmp(a, "--px") == 0)) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":vu:h:p:n:a:", long_opts, NULL)) !=
+           -1) {
+        switch (c) {
+        case OPT_TTL:
+        case OPT_PX: {
             uint64_t v;
-            int secs = strcmp(a, "--ttl") == 0;
-            if (i + 1 >= argc ||
-                parse_u64(argv[i + 1], secs ? TTL_S_MAX : UINT64_MAX, &v) !=
-                    0) {
-                return usage_error("%s needs a whole number", a);
+            int secs = c == OPT_TTL;
+            if (parse_u64(optarg, secs ? TTL_S_MAX : UINT64_MAX, &v) != 0) {
+                return usage_error("%s needs a whole number",
+                                   secs ? "--ttl" : "--px");
             }
             if (cli->have_ttl) {
                 return usage_error("give --ttl or --px once");
             }
             cli->ttl_ms = secs ? v * 1000u : v;
             cli->have_ttl = 1;
-            i++;
-        } else if (!opts_done && strcmp(a, "--keyspace") == 0) {
-            if (i + 1 >= argc) {
-                return usage_error("--keyspace needs a name");
-            }
-            cli->keyspace = argv[++i];
-        } else if (!opts_done && strcmp(a, "--json") == 0) {
-            cli->json = 1;
-        } else if (!opts_done &&
-                   (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)) {
-            cli->verbose = 1;
-        } else if (!opts_done && a[0] == '-' && a[1] != '\0') {
-            return usage_error("unknown option '%s'", a);
-        } else {
-            if (cli->nargs >= sizeof(cli->args) / sizeof(cli->args[0])) {
-                return usage_error("too many arguments");
-            }
-            cli->args[cli->nargs++] = a;
+            break;
         }
+        case OPT_KEYSPACE:
+            cli->keyspace = optarg;
+            break;
+        case OPT_JSON:
+            cli->json = 1;
+            break;
+        case 'v':
+            cli->verbose = 1;
+            break;
+        case 'u':
+            if (strlen(optarg) >= sizeof(cli->url_buf)) {
+                return usage_error("-u: URL too long");
+            }
+            snprintf(cli->url_buf, sizeof(cli->url_buf), "%s", optarg);
+            cli->url = cli->url_buf;
+            if (scrub_url_password(optarg)) {
+                fputs("utxocache: warning: a password in -u is visible to "
+                      "other local users; use REDIS_PASSWORD or "
+                      "--password-file\n",
+                      stderr);
+            }
+            break;
+        case 'h':
+            cli->host = optarg;
+            break;
+        case 'p':
+        case 'n': {
+            uint64_t v;
+            if (parse_u64(optarg, c == 'p' ? 65535 : 1000000, &v) != 0 ||
+                (c == 'p' && v == 0)) {
+                return usage_error("-%c: '%.20s' is not a %s", c, optarg,
+                                   c == 'p' ? "port" : "database number");
+            }
+            if (c == 'p') {
+                cli->port = optarg;
+            } else {
+                cli->db = optarg;
+            }
+            break;
+        }
+        case OPT_USER:
+            cli->user = optarg;
+            break;
+        case OPT_PASSWORD_FILE:
+            cli->password_file = optarg;
+            break;
+        case 'a':
+            memset(optarg, '*', strlen(optarg));
+            return usage_error("-a: a password on the command line is "
+                               "visible to every local user; use "
+                               "REDIS_PASSWORD or --password-file");
+        case OPT_HELP:
+            fputs(usage_text, stdout);
+            exit(EXIT_HIT);
+        case OPT_VERSION:
+            printf("utxocache %s (libutxocache %s)\n", UC_VERSION_STRING,
+                   uc_version());
+            exit(EXIT_HIT);
+        case ':':
+            if (optopt == 'h') {
+                /* -h alone: the help, as before -h took a host. */
+                fputs(usage_text, stdout);
+                exit(EXIT_HIT);
+            }
+            return usage_error("%s needs a value", argv[optind - 1]);
+        default:
+            if (optopt != 0) {
+                return usage_error("unknown option '-%c'", optopt);
+            }
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) {
+        return usage_error("missing command");
+    }
+    cli->cmd = argv[optind++];
+    for (; optind < argc; optind++) {
+        if (cli->nargs >= sizeof(cli->args) / sizeof(cli->args[0])) {
+            return usage_error("too many arguments");
+        }
+        cli->args[cli->nargs++] = argv[optind];
+    }
+    if (cli->url != NULL &&
+        (cli->host != NULL || cli->port != NULL || cli->db != NULL)) {
+        return usage_error("give -u or -h/-p/-n, not both");
     }
     return 0;
 }
@@ -285,12 +420,16 @@ static int check_usage(const cli_t *cli)
 {
     const char *c = cli->cmd;
     int one_key = strcmp(c, "get") == 0 || strcmp(c, "del") == 0 ||
-                  strcmp(c, "exists") == 0 || strcmp(c, "ttl") == 0;
+                  strcmp(c, "exists") == 0 || strcmp(c, "ttl") == 0 ||
+                  strcmp(c, "pttl") == 0 || strcmp(c, "keys") == 0;
+    int json_ok = strcmp(c, "stats") == 0 || strcmp(c, "get") == 0 ||
+                  strcmp(c, "ttl") == 0 || strcmp(c, "pttl") == 0 ||
+                  strcmp(c, "keys") == 0;
 
     if (cli->have_ttl && strcmp(c, "set") != 0) {
         return usage_error("%s takes no --ttl/--px", c);
     }
-    if (cli->json && strcmp(c, "stats") != 0) {
+    if (cli->json && !json_ok) {
         return usage_error("%s takes no --json", c);
     }
     if (cli->keyspace != NULL && strcmp(c, "invalidate") != 0) {
@@ -298,7 +437,8 @@ static int check_usage(const cli_t *cli)
     }
     if (one_key) {
         if (cli->nargs != 1) {
-            return usage_error("%s needs exactly one KEY", c);
+            return usage_error("%s needs exactly one %s", c,
+                               strcmp(c, "keys") == 0 ? "PATTERN" : "KEY");
         }
     } else if (strcmp(c, "set") == 0) {
         if (cli->nargs != 2) {
@@ -321,22 +461,125 @@ static int check_usage(const cli_t *cli)
     return 0;
 }
 
-static int cmd_get(uc_cache_t *cache, const char *key)
+/* Writes s as a JSON string (quotes included). */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            printf("\\%c", c);
+        } else if (c < 0x20) {
+            printf("\\u%04x", c);
+        } else {
+            putchar(c);
+        }
+    }
+    putchar('"');
+}
+
+/* 1 when p[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+static int utf8_valid(const unsigned char *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        size_t n;
+        unsigned min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return 0;
+        }
+        if (i + n >= len) {
+            return 0;
+        }
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) {
+                return 0;
+            }
+            c = (c << 6) | (p[i + k] & 0x3fu);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            return 0;
+        }
+        i += n + 1;
+    }
+    return 1;
+}
+
+/*
+ * Writes one JSON member for user bytes: "name": "text" when they are
+ * UTF-8, else "name_base64": "..." so that no byte is lost or invented.
+ */
+static void json_bytes(const char *name, const char *p, size_t len)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *u = (const unsigned char *)p;
+
+    if (utf8_valid(u, len)) {
+        printf("\"%s\": \"", name);
+        for (size_t i = 0; i < len; i++) {
+            if (u[i] == '"' || u[i] == '\\') {
+                printf("\\%c", u[i]);
+            } else if (u[i] < 0x20 || u[i] == 0x7f) {
+                printf("\\u%04x", u[i]);
+            } else {
+                putchar(u[i]);
+            }
+        }
+        putchar('"');
+        return;
+    }
+    printf("\"%s_base64\": \"", name);
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)u[i] << 16;
+        v |= i + 1 < len ? (unsigned)u[i + 1] << 8 : 0u;
+        v |= i + 2 < len ? (unsigned)u[i + 2] : 0u;
+        putchar(b64[(v >> 18) & 63]);
+        putchar(b64[(v >> 12) & 63]);
+        putchar(i + 1 < len ? b64[(v >> 6) & 63] : '=');
+        putchar(i + 2 < len ? b64[v & 63] : '=');
+    }
+    putchar('"');
+}
+
+static int cmd_get(uc_cache_t *cache, const char *key, int json)
 {
     char *val = NULL;
     size_t len = 0;
     int rc = uc_cache_get(cache, key, strlen(key), &val, &len);
 
-    if (rc == UC_MISS) {
-        return EXIT_NOTFOUND;
-    }
-    if (rc != UC_OK) {
+    if (rc != UC_OK && rc != UC_MISS) {
         return fail("get", key, uc_strerror(rc));
     }
-    /* Raw bytes, no newline added: `utxocache get k > file` round-trips. */
-    fwrite(val, 1, len, stdout);
+    if (json) {
+        /* {"key": ..., "value": ...}; a miss has "value": null. */
+        putchar('{');
+        json_bytes("key", key, strlen(key));
+        if (rc == UC_OK) {
+            fputs(", ", stdout);
+            json_bytes("value", val, len);
+            fputs("}\n", stdout);
+        } else {
+            fputs(", \"value\": null}\n", stdout);
+        }
+    } else if (rc == UC_OK) {
+        /* Raw bytes, no newline added: `utxocache get k > file`
+         * round-trips. */
+        fwrite(val, 1, len, stdout);
+    }
     uc_free(val);
-    return EXIT_HIT;
+    return rc == UC_OK ? EXIT_HIT : EXIT_NOTFOUND;
 }
 
 static int cmd_set(uc_cache_t *cache, const cli_t *cli)
@@ -387,18 +630,200 @@ static int cmd_exists(uc_cache_t *cache, const char *key)
     return fail("exists", key, uc_strerror(rc));
 }
 
-static int cmd_ttl(uc_cache_t *cache, const char *key)
+/*
+ * ttl (seconds) and pttl (ms), as Redis' TTL and PTTL: -1 for a key without
+ * expiry, seconds rounded to the nearest (Redis adds 500 ms before
+ * dividing). A missing key prints nothing (null with --json) and exits 1.
+ */
+static int cmd_ttl(uc_cache_t *cache, const char *cmd, const char *key,
+                   int json)
 {
     int64_t ttl = 0;
+    int ms = strcmp(cmd, "pttl") == 0;
     int rc = uc_cache_ttl(cache, key, strlen(key), &ttl);
 
-    if (rc == UC_MISS) {
-        return EXIT_NOTFOUND;
+    if (rc != UC_OK && rc != UC_MISS) {
+        return fail(cmd, key, uc_strerror(rc));
     }
-    if (rc != UC_OK) {
-        return fail("ttl", key, uc_strerror(rc));
+    if (rc == UC_OK && !ms && ttl >= 0) {
+        ttl = (ttl + 500) / 1000;
     }
-    printf("%" PRId64 "\n", ttl);
+    if (json) {
+        putchar('{');
+        json_bytes("key", key, strlen(key));
+        if (rc == UC_OK) {
+            printf(", \"%s\": %" PRId64 "}\n", ms ? "ttl_ms" : "ttl_s", ttl);
+        } else {
+            printf(", \"%s\": null}\n", ms ? "ttl_ms" : "ttl_s");
+        }
+    } else if (rc == UC_OK) {
+        printf("%" PRId64 "\n", ttl);
+    }
+    return rc == UC_OK ? EXIT_HIT : EXIT_NOTFOUND;
+}
+
+/* Prints a key on one line: bytes that could break the line or the
+ * terminal (controls, DEL, backslash) as \xNN, so every line is one key. */
+static void print_key(const char *k, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c < 0x20 || c == 0x7f || c == '\\') {
+            printf("\\x%c%c", hex[c >> 4], hex[c & 15]);
+        } else {
+            putchar(c);
+        }
+    }
+    putchar('\n');
+}
+
+/* hiredis' message in our style: lower case first. */
+static const char *redis_err(const char *msg, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", msg);
+    if (buf[0] >= 'A' && buf[0] <= 'Z') {
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    }
+    return buf;
+}
+
+static struct timeval ms_tv(int ms, int def)
+{
+    struct timeval tv;
+    if (ms <= 0) {
+        ms = def;
+    }
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* One command on c whose reply must not be an error; 0, or -1 with the
+ * reason in why. */
+static int redis_ok(redisContext *c, int argc, const char **argv, char *why,
+                    size_t cap)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int rc = 0;
+    if (r == NULL) {
+        redis_err(c->errstr, why, cap);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, cap, "%s",
+                 strncmp(r->str, "WRONGPASS", 9) == 0 ||
+                         strncmp(r->str, "NOAUTH", 6) == 0
+                     ? "authentication failed"
+                     : r->str);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * keys PATTERN: every key below the prefix matching the glob, by SCAN
+ * (never KEYS, which blocks the server), printed without the prefix, one a
+ * line, in the server's order. The library has no listing call (it counts
+ * by pattern, uc_cache_count_pattern), so this command connects on its own
+ * with the configuration the library read: host, port, ACL user, password,
+ * database, timeouts, prefix and SCAN batch. SCAN may return a key twice
+ * when the table is resized during the walk, as redis-cli --scan does.
+ */
+static int cmd_keys(uc_cache_t *cache, const uc_config_t *cfg,
+                    const char *pattern, int json)
+{
+    char why[256];
+    char glob[UC_PREFIX_MAX + UC_KEY_MAX + 1];
+    char cursor[32] = "0";
+    char count[16];
+    char db[16];
+    size_t plen = strlen(cfg->key_prefix);
+    size_t n = 0;
+    redisContext *c;
+
+    if (strcmp(uc_cache_backend_name(cache), "redis") != 0) {
+        return fail("keys", NULL,
+                    "needs Redis: the memory backend lives in one process "
+                    "only; set REDIS_URL or -u");
+    }
+    if (strlen(pattern) > UC_KEY_MAX) {
+        return fail("keys", pattern, "pattern too long");
+    }
+    snprintf(glob, sizeof(glob), "%s%s", cfg->key_prefix, pattern);
+    snprintf(count, sizeof(count), "%d",
+             cfg->scan_batch > 0 ? cfg->scan_batch : 500);
+    c = redisConnectWithTimeout(cfg->host, cfg->port > 0 ? cfg->port : 6379,
+                                ms_tv(cfg->connect_timeout_ms, 250));
+    if (c == NULL || c->err) {
+        fail("keys", NULL,
+             c != NULL ? redis_err(c->errstr, why, sizeof(why))
+                       : "out of memory");
+        redisFree(c);
+        return EXIT_ERR;
+    }
+    redisSetTimeout(c, ms_tv(cfg->command_timeout_ms, 250));
+    if (cfg->password[0] != '\0') {
+        const char *a3[] = {"AUTH", cfg->username, cfg->password};
+        const char *a2[] = {"AUTH", cfg->password};
+        int rc = cfg->username[0] != '\0'
+                     ? redis_ok(c, 3, a3, why, sizeof(why))
+                     : redis_ok(c, 2, a2, why, sizeof(why));
+        if (rc != 0) {
+            redisFree(c);
+            return fail("keys", NULL, why);
+        }
+    }
+    if (cfg->db > 0) {
+        const char *sel[] = {"SELECT", db};
+        snprintf(db, sizeof(db), "%d", cfg->db);
+        if (redis_ok(c, 2, sel, why, sizeof(why)) != 0) {
+            redisFree(c);
+            return fail("keys", NULL, why);
+        }
+    }
+    if (json) {
+        fputs("[", stdout);
+    }
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", glob, "COUNT", count};
+        redisReply *r = redisCommandArgv(c, 6, argv, NULL);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            snprintf(why, sizeof(why), "%s",
+                     r == NULL                      ? c->errstr
+                     : r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
+            freeReplyObject(r);
+            redisFree(c);
+            if (json) {
+                fputs("]\n", stdout);
+            }
+            return fail("keys", pattern, redis_err(why, why, sizeof(why)));
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            if (k->type != REDIS_REPLY_STRING || k->len < plen) {
+                continue;
+            }
+            if (json) {
+                printf("%s\n  {", n == 0 ? "" : ",");
+                json_bytes("key", k->str + plen, k->len - plen);
+                putchar('}');
+            } else {
+                print_key(k->str + plen, k->len - plen);
+            }
+            n++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(c);
+    if (json) {
+        fputs(n > 0 ? "\n]\n" : "]\n", stdout);
+    }
     return EXIT_HIT;
 }
 
@@ -482,23 +907,6 @@ static int cmd_ping(uc_cache_t *cache)
     }
     printf("pong %" PRIu64 ".%03" PRIu64 " ms\n", rtt / 1000u, rtt % 1000u);
     return EXIT_HIT;
-}
-
-/* Writes s as a JSON string (quotes included). */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            printf("\\%c", c);
-        } else if (c < 0x20) {
-            printf("\\u%04x", c);
-        } else {
-            putchar(c);
-        }
-    }
-    putchar('"');
 }
 
 static const char *breaker_name(uc_breaker_state_t s)
@@ -655,7 +1063,7 @@ static int run(const cli_t *cli, uc_cache_t *cache, const uc_config_t *cfg)
     const char *c = cli->cmd;
 
     if (strcmp(c, "get") == 0) {
-        return cmd_get(cache, cli->args[0]);
+        return cmd_get(cache, cli->args[0], cli->json);
     }
     if (strcmp(c, "set") == 0) {
         return cmd_set(cache, cli);
@@ -666,8 +1074,11 @@ static int run(const cli_t *cli, uc_cache_t *cache, const uc_config_t *cfg)
     if (strcmp(c, "exists") == 0) {
         return cmd_exists(cache, cli->args[0]);
     }
-    if (strcmp(c, "ttl") == 0) {
-        return cmd_ttl(cache, cli->args[0]);
+    if (strcmp(c, "ttl") == 0 || strcmp(c, "pttl") == 0) {
+        return cmd_ttl(cache, c, cli->args[0], cli->json);
+    }
+    if (strcmp(c, "keys") == 0) {
+        return cmd_keys(cache, cfg, cli->args[0], cli->json);
     }
     if (strcmp(c, "invalidate") == 0) {
         return cmd_invalidate(cache, cli);
@@ -678,7 +1089,71 @@ static int run(const cli_t *cli, uc_cache_t *cache, const uc_config_t *cfg)
     return cmd_ping(cache);
 }
 
-/* Builds the configuration from the environment and opens the cache. */
+/*
+ * The environment as the library reads it, with the command line's target
+ * on top: -u replaces REDIS_URL; -h, -p or -n hide REDIS_URL and replace
+ * REDIS_HOST, REDIS_PORT, REDIS_DB (the host defaulting to 127.0.0.1, as
+ * redis-cli's does); --user replaces REDIS_USERNAME.
+ */
+static const char *cli_lookup(void *arg, const char *name)
+{
+    const cli_t *cli = arg;
+    int target = cli->host != NULL || cli->port != NULL || cli->db != NULL;
+    const char *env;
+
+    if (strcmp(name, "REDIS_URL") == 0) {
+        return cli->url != NULL ? cli->url : target ? NULL : getenv(name);
+    }
+    if (strcmp(name, "REDIS_HOST") == 0 && target) {
+        env = getenv(name);
+        return cli->host != NULL               ? cli->host
+               : env != NULL && env[0] != '\0' ? env
+                                               : "127.0.0.1";
+    }
+    if (strcmp(name, "REDIS_PORT") == 0 && cli->port != NULL) {
+        return cli->port;
+    }
+    if (strcmp(name, "REDIS_DB") == 0 && cli->db != NULL) {
+        return cli->db;
+    }
+    if (strcmp(name, "REDIS_USERNAME") == 0 && cli->user != NULL) {
+        return cli->user;
+    }
+    return getenv(name);
+}
+
+/*
+ * --password-file: the first line of the file (or stdin), without its line
+ * end, into cfg->password. Returns 0, or EXIT_ERR after one line.
+ */
+static int read_password(const char *path, uc_config_t *cfg)
+{
+    char buf[UC_PASSWORD_MAX + 2];
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    size_t n;
+
+    if (f == NULL) {
+        return fail("--password-file", path, strerror(errno));
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    if (f != stdin) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    n = strlen(buf);
+    if (n == 0 || n >= UC_PASSWORD_MAX) {
+        memset(buf, 0, sizeof(buf));
+        return fail("--password-file", path,
+                    n == 0 ? "no password in it" : "password too long");
+    }
+    memcpy(cfg->password, buf, n + 1);
+    memset(buf, 0, sizeof(buf));
+    return 0;
+}
+
+/* Builds the configuration from the environment and the command line, and
+ * opens the cache. */
 static int open_cache(const cli_t *cli, uc_config_t *cfg, uc_cache_t **out)
 {
     const char *names[16];
@@ -697,9 +1172,14 @@ static int open_cache(const cli_t *cli, uc_config_t *cfg, uc_cache_t **out)
     }
     uc_config_init(cfg);
     err[0] = '\0';
-    rc = uc_config_from_env(cfg, names, nks, err, sizeof(err));
+    rc = uc_config_from_lookup(cfg, cli_lookup, (void *)cli, names, nks, err,
+                               sizeof(err));
     if (rc != UC_OK) {
         return fail("config", NULL, err[0] != '\0' ? err : uc_strerror(rc));
+    }
+    if (cli->password_file != NULL &&
+        read_password(cli->password_file, cfg) != 0) {
+        return EXIT_ERR;
     }
     if (cli->verbose) {
         cfg->log_fn = log_stderr;
@@ -737,20 +1217,6 @@ int main(int argc, char **argv)
     /* A closed stdout pipe must give an error status, not a silent death. */
     signal(SIGPIPE, SIG_IGN);
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) {
-            break;
-        }
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fputs(usage_text, stdout);
-            return EXIT_HIT;
-        }
-        if (strcmp(argv[i], "--version") == 0) {
-            printf("utxocache %s (libutxocache %s)\n", UC_VERSION_STRING,
-                   uc_version());
-            return EXIT_HIT;
-        }
-    }
     memset(&cli, 0, sizeof(cli));
     status = parse_args(argc, argv, &cli);
     if (status == 0) {
@@ -767,6 +1233,7 @@ int main(int argc, char **argv)
     uc_cache_destroy(cache);
     /* Keep the password out of the process image as soon as it is unused. */
     memset(cfg.password, 0, sizeof(cfg.password));
+    memset(cli.url_buf, 0, sizeof(cli.url_buf));
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "utxocache: write 'stdout': %s\n", strerror(errno));
         return EXIT_ERR;

@@ -130,11 +130,14 @@ typedef struct {
     int port;
     int threads;
     unsigned conn_timeout_s;
+    unsigned max_connections; /* past this, new connections get a 503 */
+    unsigned max_per_ip;      /* per client address; 0: no limit */
 } uc_http_opts_t;
 
 /*
- * Serves until SIGTERM/SIGINT, then stops accepting, lets in-flight requests
- * finish (bounded) and returns 0; returns 1 when the daemon cannot start.
+ * Serves until SIGTERM/SIGINT/SIGQUIT, then stops accepting, lets in-flight
+ * requests finish (bounded) and returns 0; returns 1 when the listening
+ * socket or the daemon cannot be set up (the cause is logged).
  */
 int uc_http_serve(uc_app_t *app, const uc_http_opts_t *opts);
 

@@ -4,7 +4,11 @@
  * a thread pool, connection timeout and memory limit), request bodies capped
  * at 64 KiB, the table-driven router with 404/405, auth before protected
  * handlers, strong ETags with If-None-Match, the per-route request metrics
- * and their Prometheus text, the access log, and the SIGTERM drain.
+ * and their Prometheus text, the access log, and the SIGTERM drain; and what
+ * a hostile client meets: request-smuggling shapes refused, caps on query
+ * arguments, headers and connections (total and per address), a 503 for
+ * clients past the total, and a listening socket opened here so that a bind
+ * error names its cause.
  *
  * libmicrohttpd calls the access handler at least twice per request: once
  * when the headers are in (we only allocate the request context), then with
@@ -22,8 +26,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /*
  * The request deadline. MHD's connection timeout only counts idle time, so a
@@ -38,19 +44,45 @@
 typedef struct conn_track {
     struct conn_track *prev, *next;
     int fd;
+    int overflow; /* opened past the connection limit: gets a 503 */
     atomic_uint_fast64_t wait_since_us; /* 0: a request is being handled */
 } conn_track_t;
 
+/*
+ * The connection limit. libmicrohttpd's own limit (MHD_OPTION_CONNECTION_
+ * LIMIT) stops accepting when reached, so a client past it waits in the
+ * kernel's backlog, unanswered, until someone else leaves. Instead MHD is
+ * given a quarter more slots than the configured limit (the overflow
+ * reserve, 64 at least), and connections opened past the limit are marked
+ * here: their first request is answered 503 with Retry-After and the
+ * connection closed, and one that sends nothing is closed after
+ * OVERFLOW_DEADLINE_US. Only when the reserve is full too do new clients
+ * wait for MHD, each reserve slot turning over within that deadline.
+ */
 typedef struct {
     pthread_mutex_t mu;
     conn_track_t *head;
     uint64_t timeout_us;
+    unsigned open;     /* tracked connections */
+    unsigned soft_max; /* past this, connections overflow */
 } conn_list_t;
+
+#define OVERFLOW_DEADLINE_US 1000000u
+
+/*
+ * Caps on what one request may carry, checked before any handler runs.
+ * Every query argument and header costs libmicrohttpd a slot in the
+ * connection's 32 KiB memory pool; the routes take at most a handful.
+ */
+#define UC_API_QUERY_ARGS_MAX 64
+#define UC_API_HEADERS_MAX 64
 
 /* Past this many bytes an oversized body is no longer drained. */
 #define UC_API_DRAIN_MAX (2u * 1024u * 1024u)
 
 typedef struct {
+    int started;       /* the access handler has seen the request */
+    int too_many_args; /* more than UC_API_QUERY_ARGS_MAX in the URI */
     uint64_t start_us;
     char *body;
     size_t len;
@@ -228,10 +260,17 @@ static void body_free_default(uc_resp_t *res)
     res->body = NULL;
 }
 
+/* What queue() adds to a response besides the handler's result. */
+enum {
+    Q_CLOSE = (1 << 0), /* Connection: close, the connection ends after it */
+    Q_RETRY = (1 << 1), /* Retry-After: 1 */
+};
+
 static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
                              const char *method, const char *path,
                              size_t route_idx, uc_resp_t *res,
-                             uint64_t start_us, const char *allow)
+                             uint64_t start_us, const char *allow,
+                             unsigned flags)
 {
     struct MHD_Response *r;
     char etag[24] = "";
@@ -283,7 +322,10 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     if (allow != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     }
-    if (atomic_load(&app->draining)) {
+    if ((flags & Q_RETRY) != 0) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    if ((flags & Q_CLOSE) != 0 || atomic_load(&app->draining)) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     ret = MHD_queue_response(conn, (unsigned)status, r);
@@ -332,6 +374,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         t->fd = ci->connect_fd;
         atomic_store(&t->wait_since_us, mono_us());
         pthread_mutex_lock(&l->mu);
+        l->open++;
+        t->overflow = l->soft_max > 0 && l->open > l->soft_max;
         t->next = l->head;
         if (l->head != NULL) {
             l->head->prev = t;
@@ -345,6 +389,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         return;
     }
     pthread_mutex_lock(&l->mu);
+    l->open--;
     if (t->prev != NULL) {
         t->prev->next = t->next;
     } else {
@@ -366,12 +411,130 @@ static void sweep_slow(conn_list_t *l)
     pthread_mutex_lock(&l->mu);
     for (conn_track_t *t = l->head; t != NULL; t = t->next) {
         uint64_t since = atomic_load(&t->wait_since_us);
-        if (since != 0 && now > since && now - since > l->timeout_us) {
+        uint64_t limit = t->overflow ? OVERFLOW_DEADLINE_US : l->timeout_us;
+        if (since != 0 && now > since && now - since > limit) {
             atomic_store(&t->wait_since_us, 0);
             shutdown(t->fd, SHUT_RDWR);
         }
     }
     pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * libmicrohttpd's URI log callback: it runs on the raw request line, before
+ * MHD splits the query into arguments. MHD 0.9.75 stores every argument in
+ * the connection's memory pool before the access handler runs, and past
+ * about 470 of them the pool is exhausted and MHD neither answers nor closes
+ * (the client waits for the timeout). So the arguments are counted here,
+ * and past UC_API_QUERY_ARGS_MAX the query is cut right after its '?': MHD
+ * splits the arguments out of this same buffer after the callback, so it
+ * then sees none, and the access handler answers 400. Returns the request
+ * context, which MHD hands to the access handler as *con_cls (NULL when out
+ * of memory: the handler allocates it then).
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    req_ctx_t *c = calloc(1, sizeof(*c));
+    char *q = strchr(uri, '?');
+    (void)cls;
+    (void)conn;
+    if (q != NULL && q[1] != '\0') {
+        unsigned n = 1;
+        for (const char *p = q + 1; *p != '\0'; p++) {
+            n += *p == '&';
+        }
+        if (n > UC_API_QUERY_ARGS_MAX) {
+            q[1] = '\0';
+            if (c != NULL) {
+                c->too_many_args = 1;
+            }
+        }
+    }
+    return c;
+}
+
+/* The framing headers of a request, as counted by scan_header. */
+typedef struct {
+    unsigned n;
+    unsigned content_length;
+    unsigned transfer_encoding;
+    unsigned bad_name; /* white space in a name ("Content-Length :") */
+    const char *te;    /* the last Transfer-Encoding value */
+} hdr_scan_t;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, const char *value)
+{
+    hdr_scan_t *s = cls;
+    (void)kind;
+    s->n++;
+    s->bad_name += strpbrk(key, " \t") != NULL;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        s->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        s->transfer_encoding++;
+        s->te = value;
+    }
+    return MHD_YES;
+}
+
+/*
+ * Refuses, on the first call of a request, what must not reach a handler.
+ * Returns 0 when the request may go on, or sets res and *flags and returns
+ * -1. The smuggling shapes (RFC 9112 section 6.3) are the ones where two
+ * parsers on the way, a proxy and this service, could disagree on where the
+ * body ends, and so on where the next request begins: a repeated
+ * Content-Length, Content-Length together with Transfer-Encoding, and any
+ * Transfer-Encoding but a single "chunked"; and white space before a
+ * field name's colon, which one parser may strip and another keep. Each is
+ * answered 400 and the connection closed, so the bytes after the headers
+ * are never read as a request. Malformed chunk sizes and Content-Length
+ * values, and HTTP/1.1 without Host (MHD_OPTION_STRICT_FOR_CLIENT), are
+ * libmicrohttpd's to refuse (400).
+ */
+static int refuse_early(struct MHD_Connection *conn, const req_ctx_t *c,
+                        uc_resp_t *res, unsigned *flags)
+{
+    conn_track_t *track = conn_track_of(conn);
+    hdr_scan_t s;
+
+    *flags = Q_CLOSE;
+    if (track != NULL && track->overflow) {
+        *flags |= Q_RETRY;
+        uc_resp_error(res, 503, "too many connections");
+        return -1;
+    }
+    if (c->too_many_args) {
+        uc_resp_error(res, 400, "query: more than %d arguments",
+                      UC_API_QUERY_ARGS_MAX);
+        return -1;
+    }
+    memset(&s, 0, sizeof(s));
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &s);
+    if (s.n > UC_API_HEADERS_MAX) {
+        uc_resp_error(res, 431, "headers: more than %d", UC_API_HEADERS_MAX);
+        return -1;
+    }
+    if (s.bad_name > 0) {
+        uc_resp_error(res, 400, "headers: white space in a field name");
+        return -1;
+    }
+    if (s.content_length > 1) {
+        uc_resp_error(res, 400, "Content-Length: given more than once");
+        return -1;
+    }
+    if (s.transfer_encoding > 0 && s.content_length > 0) {
+        uc_resp_error(res, 400,
+                      "Transfer-Encoding: not allowed with Content-Length");
+        return -1;
+    }
+    if (s.transfer_encoding > 1 ||
+        (s.te != NULL && strcasecmp(s.te, "chunked") != 0)) {
+        uc_resp_error(res, 400, "Transfer-Encoding: only chunked");
+        return -1;
+    }
+    *flags = 0;
+    return 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -386,13 +549,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     uc_resp_t res;
     (void)version;
 
-    if (c == NULL) {
-        /* First call: headers only. Never queue a response here. */
-        c = calloc(1, sizeof(*c));
-        if (c == NULL) {
+    if (c == NULL || !c->started) {
+        /* First call: headers only. Never queue a response here, but for a
+         * request refused whole, whose connection is closed anyway. */
+        unsigned flags = 0;
+        if (c == NULL && (c = calloc(1, sizeof(*c))) == NULL) {
             return MHD_NO;
         }
+        c->started = 1;
         c->start_us = mono_us();
+        atomic_fetch_add(&app->inflight, 1);
+        *con_cls = c;
+        memset(&res, 0, sizeof(res));
+        if (refuse_early(conn, c, &res, &flags) != 0) {
+            return queue(app, conn, method, url, nroutes, &res, c->start_us,
+                         NULL, flags);
+        }
         c->route = find_route(method, url, &c->param, &c->known);
         c->max = c->route >= 0 && rt[c->route].body_max > 0
                      ? rt[c->route].body_max
@@ -404,17 +576,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                            clen > (long long)c->max)) {
             c->too_big = 1;
         }
-        atomic_fetch_add(&app->inflight, 1);
-        *con_cls = c;
         const char *expect =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
         if (c->too_big && expect != NULL) {
             /* The client waits for "100 Continue" before sending the body:
              * refusing now costs the connection but sends no body at all. */
-            memset(&res, 0, sizeof(res));
             uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
             return queue(app, conn, method, url, nroutes, &res, c->start_us,
-                         NULL);
+                         NULL, 0);
         }
         return MHD_YES;
     }
@@ -424,7 +593,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
          * arrives on a healthy keep-alive connection; past that, answer at
          * once and let MHD close it. */
         uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
-        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL);
+        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL,
+                     0);
     }
     if (*upload_size > 0) {
         if (c->too_big || c->len + *upload_size > c->max) {
@@ -462,10 +632,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             allowed_methods(url, allow, sizeof(allow));
             uc_resp_error(&res, 405, "method %s not allowed", method);
             return queue(app, conn, method, url, nroutes, &res, c->start_us,
-                         allow);
+                         allow, 0);
         }
         uc_resp_error(&res, 404, "not found");
-        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL);
+        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL,
+                     0);
     }
     req.method = method;
     req.path = url;
@@ -476,7 +647,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         uc_auth_check(app, &req, rt[idx].roles, &res) == 0) {
         rt[idx].fn(app, &req, &res);
     }
-    return queue(app, conn, method, url, (size_t)idx, &res, c->start_us, NULL);
+    return queue(app, conn, method, url, (size_t)idx, &res, c->start_us, NULL,
+                 0);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -492,10 +664,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (c == NULL) {
         return;
     }
+    if (c->started) {
+        atomic_fetch_sub(&app->inflight, 1);
+    }
     free(c->body);
     free(c);
     *con_cls = NULL;
-    atomic_fetch_sub(&app->inflight, 1);
 }
 
 /* ---- Prometheus text ----------------------------------------------------- */
@@ -548,11 +722,10 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
         uc_keyspace_stats(app->ks[i], &s[i]);
     }
 #define FAMILY(name, help)                                                     \
-    sb_printf(b,                                                               \
-              "# HELP utxoiq_cache_" #name "_total " help ".\n"                \
-              "# TYPE utxoiq_cache_" #name "_total counter\n");                \
+    sb_printf(b, "# HELP utxoiq_cache_" #name "_total " help ".\n"             \
+                 "# TYPE utxoiq_cache_" #name "_total counter\n");             \
     for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
-        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",  \
+        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",   \
                   uc_keyspace_name(app->ks[i]),                                \
                   (unsigned long long)s[i].name);                              \
     }
@@ -670,66 +843,156 @@ char *uc_http_metrics_text(uc_app_t *app, size_t *len)
 
 /* ---- the daemon ---------------------------------------------------------- */
 
-int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
+/* The cause of a failed system call, lower case as in our messages. */
+static void cause(int e, char *buf, size_t cap)
+{
+    if (e == EADDRINUSE) {
+        snprintf(buf, cap, "address in use");
+        return;
+    }
+    snprintf(buf, cap, "%s", strerror(e));
+    if (buf[0] >= 'A' && buf[0] <= 'Z' && buf[1] >= 'a' && buf[1] <= 'z') {
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    }
+}
+
+/*
+ * Opens the listening socket on addr:port. libmicrohttpd would do it too,
+ * but then a failure is only "cannot start"; here the errno is ours. Returns
+ * the descriptor (non-blocking, close-on-exec, listening), or -1 with
+ * "bind 127.0.0.1:8080: address in use" (or the step and cause that failed)
+ * in err. *v6 tells whether the address is IPv6.
+ */
+static int open_listener(const char *addr, int port, int *v6, char *err,
+                         size_t errlen)
 {
     struct sockaddr_in sa4;
     struct sockaddr_in6 sa6;
     struct sockaddr *sa;
+    socklen_t salen;
+    char where[INET6_ADDRSTRLEN + 16], why[128];
+    const char *step = "socket";
+    int one = 1;
+    int fd;
+
+    memset(&sa4, 0, sizeof(sa4));
+    memset(&sa6, 0, sizeof(sa6));
+    if (inet_pton(AF_INET, addr, &sa4.sin_addr) == 1) {
+        sa4.sin_family = AF_INET;
+        sa4.sin_port = htons((uint16_t)port);
+        sa = (struct sockaddr *)&sa4;
+        salen = sizeof(sa4);
+        *v6 = 0;
+        snprintf(where, sizeof(where), "%s:%d", addr, port);
+    } else if (inet_pton(AF_INET6, addr, &sa6.sin6_addr) == 1) {
+        sa6.sin6_family = AF_INET6;
+        sa6.sin6_port = htons((uint16_t)port);
+        sa = (struct sockaddr *)&sa6;
+        salen = sizeof(sa6);
+        *v6 = 1;
+        snprintf(where, sizeof(where), "[%s]:%d", addr, port);
+    } else {
+        snprintf(err, errlen, "listen address '%.64s': not an IP address",
+                 addr);
+        return -1;
+    }
+    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        /* A restart must not wait for the old connections' TIME_WAIT; two
+         * listeners on one port are still refused (no SO_REUSEPORT). */
+        step = "setsockopt";
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            (!*v6 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+                                sizeof(one)) == 0)) {
+            step = "bind";
+            if (bind(fd, sa, salen) == 0) {
+                step = "listen";
+                if (listen(fd, 1024) == 0) {
+                    return fd;
+                }
+            }
+        }
+    }
+    cause(errno, why, sizeof(why));
+    snprintf(err, errlen, "%s %s: %s", step, where, why);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return -1;
+}
+
+int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
+{
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ITC;
     sigset_t set;
     struct MHD_Daemon *d;
     conn_list_t conns;
+    char err[256];
+    int v6 = 0;
+    int lfd;
 
-    memset(&sa4, 0, sizeof(sa4));
-    memset(&sa6, 0, sizeof(sa6));
-    if (inet_pton(AF_INET, o->listen_addr, &sa4.sin_addr) == 1) {
-        sa4.sin_family = AF_INET;
-        sa4.sin_port = htons((uint16_t)o->port);
-        sa = (struct sockaddr *)&sa4;
-    } else if (inet_pton(AF_INET6, o->listen_addr, &sa6.sin6_addr) == 1) {
-        sa6.sin6_family = AF_INET6;
-        sa6.sin6_port = htons((uint16_t)o->port);
-        sa = (struct sockaddr *)&sa6;
-        flags |= MHD_USE_IPv6;
-    } else {
-        uc_log("error", "LISTEN_ADDR is not an IP address", "listen_addr",
-               o->listen_addr, NULL);
+    lfd = open_listener(o->listen_addr, o->port, &v6, err, sizeof(err));
+    if (lfd < 0) {
+        uc_log("error", err, NULL);
         return 1;
+    }
+    if (v6) {
+        flags |= MHD_USE_IPv6;
     }
 
     /* The signals are taken by sigtimedwait below; the MHD threads inherit
-     * the mask, so no handler ever runs inside a request. */
+     * the mask, so no handler ever runs inside a request. SIGQUIT drains as
+     * SIGTERM does; SIGHUP, SIGUSR1 and SIGUSR2 are ignored (main.c). */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     memset(&conns, 0, sizeof(conns));
     pthread_mutex_init(&conns.mu, NULL);
     conns.timeout_us = (uint64_t)o->conn_timeout_s * 1000000u;
 
-    d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, app,
-                         MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned)o->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-                         o->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)(32 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE,
-                         1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
-                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, &conns,
-                         MHD_OPTION_END);
+    /* MHD's own limit: the configured one plus the overflow reserve, split
+     * by MHD between its threads (each needs one slot at least). */
+    unsigned soft = o->max_connections;
+    unsigned reserve = soft / 4 < 64 ? 64 : soft / 4;
+    unsigned hard = soft + reserve;
+    if (hard < (unsigned)o->threads * 2u) {
+        hard = (unsigned)o->threads * 2u;
+    }
+    conns.soft_max = soft;
+
+    d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, app, MHD_OPTION_LISTEN_SOCKET, lfd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+        MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_CONNECTION_LIMIT, hard,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, app, MHD_OPTION_NOTIFY_CONNECTION, on_connection, &conns,
+        MHD_OPTION_END);
     if (d == NULL) {
         char port[16];
         snprintf(port, sizeof(port), "%d", o->port);
         uc_log("error", "cannot start HTTP daemon", "listen_addr",
                o->listen_addr, "port", port, NULL);
+        close(lfd);
         pthread_mutex_destroy(&conns.mu);
         return 1;
     }
     {
-        char url[128], th[16];
-        snprintf(url, sizeof(url), "http://%s:%d/", o->listen_addr, o->port);
+        char url[128], th[16], mc[16], mi[16];
+        snprintf(url, sizeof(url), v6 ? "http://[%s]:%d/" : "http://%s:%d/",
+                 o->listen_addr, o->port);
         snprintf(th, sizeof(th), "%d", o->threads);
-        uc_log("info", "listening", "url", url, "threads", th, "database",
+        snprintf(mc, sizeof(mc), "%u", soft);
+        snprintf(mi, sizeof(mi), "%u", o->max_per_ip);
+        uc_log("info", "listening", "url", url, "threads", th,
+               "max_connections", mc, "max_connections_per_ip",
+               o->max_per_ip > 0 ? mi : "unlimited", "database",
                uc_db_backend_name(app->db), "cache",
                uc_cache_backend_name(app->cache), NULL);
     }
@@ -737,16 +1000,21 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     for (;;) {
         struct timespec tick = {0, 250 * 1000000L};
         int sig = sigtimedwait(&set, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT) {
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
             uc_log("info", "draining", "signal",
-                   sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+                   sig == SIGTERM  ? "SIGTERM"
+                   : sig == SIGINT ? "SIGINT"
+                                   : "SIGQUIT",
+                   NULL);
             break;
         }
         sweep_slow(&conns);
     }
 
     atomic_store(&app->draining, 1);
-    MHD_quiesce_daemon(d);
+    /* The listening socket comes back to us, to close once MHD's threads,
+     * which may still hold it, are gone. */
+    MHD_socket quiesced = MHD_quiesce_daemon(d);
     /* In-flight requests finish (bounded); idle keep-alive connections are
      * closed by MHD_stop_daemon. */
     uint64_t deadline = mono_us() + 10u * 1000000u;
@@ -755,6 +1023,9 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(d);
+    if (quiesced != MHD_INVALID_SOCKET) {
+        close(quiesced);
+    }
     pthread_mutex_destroy(&conns.mu);
     uc_log("info", "stopped", NULL);
     return 0;

@@ -1,24 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * utxoiq-api's entry point: subcommands (serve, the default; migrate; seed;
- * keys create), configuration from flags and the environment, the refusal
- * to run as root, and the construction of the application handle (database
- * opened and migrated, cache created from the environment with the utxoIQ
- * keyspaces declared).
+ * keys create), configuration from flags (getopt_long) and the environment,
+ * the process's hardening (no core dumps, stray signals ignored, the
+ * descriptor limit raised, a password given on the command line scrubbed
+ * from it), the refusal to run as root, and the construction of the
+ * application handle (database opened and migrated, cache created from the
+ * environment with the utxoIQ keyspaces declared).
  */
 #include "app.h"
 
 #include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_DB_URL "sqlite:./var/utxoiq.db"
+#define DB_URL_MAX 2048
 
 typedef struct {
     const char *cmd;
-    const char *db_url;
+    char db_url[DB_URL_MAX]; /* a copy: argv's is scrubbed */
+    int have_db_url;
+    const char *db_url_file;
+    int db_url_on_cmdline_secret; /* --database-url held a password */
     const char *listen;
     int port;
     int threads;
@@ -28,16 +38,32 @@ typedef struct {
     int seed_insights;
 } opts_t;
 
-static void usage(FILE *f)
+static const char usage_text[] =
+    "usage: utxoiq-api [serve] [--port N] [--listen ADDR] [--threads N]\n"
+    "                  [--database-url-file PATH|-] [--allow-root]\n"
+    "       utxoiq-api migrate [--database-url-file PATH|-]\n"
+    "       utxoiq-api seed [--insights N] [--database-url-file PATH|-]\n"
+    "       utxoiq-api keys create --user U --role user|service|admin\n"
+    "       utxoiq-api --help | --version\n"
+    "\n"
+    "  --database-url URL    also accepted; a password in it is visible to\n"
+    "                        other users until scrubbed: prefer the file or\n"
+    "                        DATABASE_URL\n"
+    "  --database-url-file PATH   read the URL from PATH ('-': stdin)\n"
+    "  Options take their value as --opt VALUE or --opt=VALUE.\n"
+    "\n"
+    "environment: PORT LISTEN_ADDR DATABASE_URL (or DB_HOST DB_PORT DB_USER\n"
+    "DB_PASSWORD DB_NAME) REDIS_URL REDIS_HOST ... UTXOIQ_MAX_CONNECTIONS\n"
+    "UTXOIQ_MAX_CONNECTIONS_PER_IP UTXOIQ_CONNECTION_TIMEOUT_S\n"
+    "UTXOIQ_ALLOW_CORE_DUMPS (see docs/operations.md)\n";
+
+/* One line naming the problem, and where to look; returns 2. */
+static int usage_error(const char *what, const char *detail)
 {
-    fputs("usage: utxoiq-api [serve] [--port N] [--listen ADDR] "
-          "[--database-url URL] [--threads N] [--allow-root]\n"
-          "       utxoiq-api migrate [--database-url URL]\n"
-          "       utxoiq-api seed [--insights N] [--database-url URL]\n"
-          "       utxoiq-api keys create --user U --role user|service|admin\n"
-          "environment: PORT LISTEN_ADDR DATABASE_URL (or DB_HOST DB_PORT "
-          "DB_USER DB_PASSWORD DB_NAME) REDIS_URL REDIS_HOST ...\n",
-          f);
+    fprintf(stderr, "utxoiq-api: %s%s%s\n", what, detail != NULL ? ": " : "",
+            detail != NULL ? detail : "");
+    fputs("try 'utxoiq-api --help'\n", stderr);
+    return 2;
 }
 
 static int env_int(const char *name, long long min, long long max,
@@ -79,75 +105,249 @@ static void make_db_dir(const char *url)
     }
 }
 
-static int parse_args(int argc, char **argv, opts_t *o)
+/*
+ * Reads a database URL from path ("-": stdin) into buf: the first line,
+ * trailing white space dropped. Returns 0, or -1 after printing why.
+ */
+static int read_url_file(const char *path, char *buf, size_t cap)
 {
-    int i = 1;
-    o->cmd = "serve";
-    if (i < argc && argv[i][0] != '-') {
-        o->cmd = argv[i++];
-        if (strcmp(o->cmd, "keys") == 0) {
-            if (i >= argc || strcmp(argv[i], "create") != 0) {
-                fprintf(stderr, "utxoiq-api: keys: only 'keys create'\n");
-                return -1;
-            }
-            o->cmd = "keys-create";
-            i++;
-        }
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    size_t n;
+    if (f == NULL) {
+        fprintf(stderr, "utxoiq-api: --database-url-file '%s': %s\n", path,
+                strerror(errno));
+        return -1;
     }
-    for (; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long x;
-        if (strcmp(a, "--allow-root") == 0) {
-            o->allow_root = 1;
-            continue;
-        }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            exit(0);
-        }
-        if (v == NULL) {
-            fprintf(stderr, "utxoiq-api: %s: missing value\n", a);
-            return -1;
-        }
-        i++;
-        if (strcmp(a, "--port") == 0) {
-            if (uc_parse_int(v, 1, 65535, &x) != 0) {
-                fprintf(stderr, "utxoiq-api: --port: 1 to 65535\n");
-                return -1;
-            }
-            o->port = (int)x;
-        } else if (strcmp(a, "--threads") == 0) {
-            if (uc_parse_int(v, 1, 256, &x) != 0) {
-                fprintf(stderr, "utxoiq-api: --threads: 1 to 256\n");
-                return -1;
-            }
-            o->threads = (int)x;
-        } else if (strcmp(a, "--insights") == 0) {
-            if (uc_parse_int(v, 1, 1000000, &x) != 0) {
-                fprintf(stderr, "utxoiq-api: --insights: 1 to 1000000\n");
-                return -1;
-            }
-            o->seed_insights = (int)x;
-        } else if (strcmp(a, "--listen") == 0) {
-            o->listen = v;
-        } else if (strcmp(a, "--database-url") == 0) {
-            o->db_url = v;
-        } else if (strcmp(a, "--user") == 0) {
-            o->user = v;
-        } else if (strcmp(a, "--role") == 0) {
-            o->role = v;
-        } else {
-            fprintf(stderr, "utxoiq-api: unknown option '%s'\n", a);
-            return -1;
-        }
+    n = fread(buf, 1, cap - 1, f);
+    int bad = ferror(f);
+    int more = n == cap - 1 && fgetc(f) != EOF;
+    if (f != stdin) {
+        fclose(f);
     }
-    if (strcmp(o->cmd, "serve") != 0 && strcmp(o->cmd, "migrate") != 0 &&
-        strcmp(o->cmd, "seed") != 0 && strcmp(o->cmd, "keys-create") != 0) {
-        fprintf(stderr, "utxoiq-api: unknown command '%s'\n", o->cmd);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t')) {
+        buf[--n] = '\0';
+    }
+    if (bad || n == 0 || (more && strlen(buf) == cap - 1)) {
+        fprintf(stderr, "utxoiq-api: --database-url-file '%s': %s\n", path,
+                bad      ? "cannot read"
+                : n == 0 ? "no URL in it"
+                         : "too long");
+        memset(buf, 0, cap);
         return -1;
     }
     return 0;
+}
+
+/*
+ * Overwrites a command-line argument in place, so that ps and
+ * /proc/PID/cmdline show the masked URL (or stars when the mask would not
+ * fit) instead of the password. The kernel reads the arguments from the
+ * process's memory each time, so the change is visible at once.
+ */
+static void scrub_arg(char *arg, const char *masked)
+{
+    size_t len = strlen(arg);
+    size_t m = strlen(masked);
+    if (m <= len) {
+        memcpy(arg, masked, m);
+        memset(arg + m, '\0', len - m);
+    } else {
+        memset(arg, '*', len);
+    }
+}
+
+enum {
+    OPT_PORT = 256,
+    OPT_LISTEN,
+    OPT_DB_URL,
+    OPT_DB_URL_FILE,
+    OPT_THREADS,
+    OPT_ALLOW_ROOT,
+    OPT_INSIGHTS,
+    OPT_USER,
+    OPT_ROLE,
+};
+
+static const struct option long_opts[] = {
+    {"port", required_argument, NULL, OPT_PORT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"database-url", required_argument, NULL, OPT_DB_URL},
+    {"database-url-file", required_argument, NULL, OPT_DB_URL_FILE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+    {"insights", required_argument, NULL, OPT_INSIGHTS},
+    {"user", required_argument, NULL, OPT_USER},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses a numeric option; 0, or -1 after printing the range. */
+static int num_opt(const char *name, const char *v, long long min,
+                   long long max, int *out)
+{
+    long long x;
+    char range[64];
+    if (uc_parse_int(v, min, max, &x) != 0) {
+        snprintf(range, sizeof(range), "'%.20s' is not %lld to %lld", v, min,
+                 max);
+        usage_error(name, range);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/*
+ * Parses argv (getopt_long: --opt VALUE, --opt=VALUE, options anywhere, "--"
+ * ends them) into o. Exits 0 for --help and --version. Returns 0, or 2
+ * after one line on stderr naming the problem.
+ */
+static int parse_args(int argc, char **argv, opts_t *o)
+{
+    int c;
+    int idx = 0;
+
+    o->cmd = "serve";
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hV", long_opts, &idx)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        case 'V':
+            printf("utxoiq-api %s (libutxocache %s)\n", UC_VERSION_STRING,
+                   uc_version());
+            exit(0);
+        case OPT_PORT:
+            if (num_opt("--port", optarg, 1, 65535, &o->port) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_THREADS:
+            if (num_opt("--threads", optarg, 1, 256, &o->threads) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_INSIGHTS:
+            if (num_opt("--insights", optarg, 1, 1000000, &o->seed_insights) !=
+                0) {
+                return 2;
+            }
+            break;
+        case OPT_LISTEN:
+            o->listen = optarg;
+            break;
+        case OPT_DB_URL: {
+            char masked[DB_URL_MAX];
+            if (strlen(optarg) >= sizeof(o->db_url)) {
+                return usage_error("--database-url", "too long");
+            }
+            snprintf(o->db_url, sizeof(o->db_url), "%s", optarg);
+            o->have_db_url = 1;
+            uc_db_url_describe(optarg, masked, sizeof(masked));
+            if (strcmp(masked, optarg) != 0) {
+                o->db_url_on_cmdline_secret = 1;
+                scrub_arg(optarg, masked);
+            }
+            break;
+        }
+        case OPT_DB_URL_FILE:
+            o->db_url_file = optarg;
+            break;
+        case OPT_ALLOW_ROOT:
+            o->allow_root = 1;
+            break;
+        case OPT_USER:
+            o->user = optarg;
+            break;
+        case OPT_ROLE:
+            o->role = optarg;
+            break;
+        case ':':
+            return usage_error(argv[optind - 1], "missing value");
+        default: {
+            /* An unknown long option is the word getopt just stepped over;
+             * a short one is optopt. */
+            char name[64];
+            if (optopt != 0) {
+                snprintf(name, sizeof(name), "unknown option '-%c'", optopt);
+            } else {
+                snprintf(name, sizeof(name), "unknown option '%.40s'",
+                         argv[optind - 1]);
+            }
+            return usage_error(name, NULL);
+        }
+        }
+    }
+    if (optind < argc) {
+        o->cmd = argv[optind++];
+        if (strcmp(o->cmd, "keys") == 0) {
+            if (optind >= argc || strcmp(argv[optind], "create") != 0) {
+                return usage_error("keys", "only 'keys create'");
+            }
+            o->cmd = "keys-create";
+            optind++;
+        }
+    }
+    if (optind < argc) {
+        char what[96];
+        snprintf(what, sizeof(what), "unexpected argument '%.60s'",
+                 argv[optind]);
+        return usage_error(what, NULL);
+    }
+    if (strcmp(o->cmd, "serve") != 0 && strcmp(o->cmd, "migrate") != 0 &&
+        strcmp(o->cmd, "seed") != 0 && strcmp(o->cmd, "keys-create") != 0) {
+        char what[96];
+        snprintf(what, sizeof(what), "unknown command '%.60s'", o->cmd);
+        return usage_error(what, NULL);
+    }
+    if (o->have_db_url && o->db_url_file != NULL) {
+        return usage_error("--database-url and --database-url-file",
+                           "give one");
+    }
+    return 0;
+}
+
+/*
+ * Process-wide hardening and limits, before anything holds a secret:
+ * no core dumps (a core holds the database and Redis passwords and every
+ * cached value) unless UTXOIQ_ALLOW_CORE_DUMPS=1; SIGHUP, SIGUSR1 and
+ * SIGUSR2 ignored (the service logs to stderr and has nothing to reload, so
+ * a stray signal must not kill it); the descriptor limit raised to its hard
+ * limit, since every connection costs one. Returns the descriptor limit.
+ */
+static rlim_t harden(int *core_dumps)
+{
+    const char *allow = getenv("UTXOIQ_ALLOW_CORE_DUMPS");
+    struct rlimit rl;
+
+    *core_dumps = allow != NULL && strcmp(allow, "1") == 0;
+    if (!*core_dumps) {
+        rl.rlim_cur = 0;
+        rl.rlim_max = 0;
+        setrlimit(RLIMIT_CORE, &rl);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return 1024;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want =
+            rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        struct rlimit nl = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nl) == 0) {
+            rl.rlim_cur = want;
+        }
+    }
+    return rl.rlim_cur;
 }
 
 static int open_cache(uc_app_t *app)
@@ -184,8 +384,7 @@ static int open_cache(uc_app_t *app)
     }
     /* Pending invalidations are loaded before the first request. */
     if (uc_app_attach_log(app, err, sizeof(err)) != 0) {
-        uc_log("error", "cannot read the invalidation log", "error", err,
-               NULL);
+        uc_log("error", "cannot read the invalidation log", "error", err, NULL);
         return -1;
     }
     app->cache_local = strcmp(uc_cache_backend_name(app->cache), "memory") == 0;
@@ -207,15 +406,16 @@ int main(int argc, char **argv)
 {
     opts_t o;
     uc_app_t app;
-    char url[2048];
-    char desc[2048];
+    char url[DB_URL_MAX];
+    char desc[DB_URL_MAX];
     char err[512];
+    int core_dumps = 0;
     int rc = 1;
 
     memset(&o, 0, sizeof(o));
     memset(&app, 0, sizeof(app));
+    rlim_t nofile = harden(&core_dumps);
     if (parse_args(argc, argv, &o) != 0) {
-        usage(stderr);
         return 2;
     }
     const char *ar = getenv("UTXOIQ_ALLOW_ROOT");
@@ -226,8 +426,20 @@ int main(int argc, char **argv)
                         "--allow-root\n");
         return 1;
     }
-    if (o.db_url != NULL) {
+    if (o.db_url_on_cmdline_secret) {
+        uc_log("warn",
+               "--database-url holds a password: other local users could "
+               "read it from the process list until it was scrubbed; use "
+               "--database-url-file or DATABASE_URL",
+               NULL);
+    }
+    if (o.have_db_url) {
         snprintf(url, sizeof(url), "%s", o.db_url);
+        memset(o.db_url, 0, sizeof(o.db_url));
+    } else if (o.db_url_file != NULL) {
+        if (read_url_file(o.db_url_file, url, sizeof(url)) != 0) {
+            return 2;
+        }
     } else if (uc_db_url_from_env(url, sizeof(url), DEFAULT_DB_URL) !=
                UC_DB_OK) {
         fprintf(stderr, "utxoiq-api: DATABASE_URL too long\n");
@@ -305,11 +517,36 @@ int main(int argc, char **argv)
                                cpus > 0 ? (cpus < 2 ? 4 : cpus * 2) : 4);
     ho.conn_timeout_s =
         (unsigned)env_int("UTXOIQ_CONNECTION_TIMEOUT_S", 1, 3600, 30);
-    uc_log("info", "starting", "database", desc, "migrations_applied",
-           applied > 0 ? "yes" : "none", NULL);
+    /* Each connection is a descriptor; the database and Redis pools, the
+     * log and MHD's own need some besides, and http.c lets a quarter more
+     * in to answer them 503. */
+    long long fd_room = (long long)nofile > 320 ? (long long)nofile - 256 : 64;
+    long long conn_cap = fd_room * 4 / 5;
+    ho.max_connections = (unsigned)env_int("UTXOIQ_MAX_CONNECTIONS", 1, 1000000,
+                                           conn_cap < 4096 ? conn_cap : 4096);
+    if ((long long)ho.max_connections > conn_cap) {
+        char want[24], got[24];
+        snprintf(want, sizeof(want), "%u", ho.max_connections);
+        snprintf(got, sizeof(got), "%lld", conn_cap);
+        uc_log("warn",
+               "UTXOIQ_MAX_CONNECTIONS is more than the descriptor limit "
+               "allows; lowered",
+               "asked", want, "max_connections", got, NULL);
+        ho.max_connections = (unsigned)conn_cap;
+    }
+    ho.max_per_ip =
+        (unsigned)env_int("UTXOIQ_MAX_CONNECTIONS_PER_IP", 0, 1000000, 256);
+    {
+        char nf[24];
+        snprintf(nf, sizeof(nf), "%llu", (unsigned long long)nofile);
+        uc_log("info", "starting", "database", desc, "migrations_applied",
+               applied > 0 ? "yes" : "none", "core_dumps",
+               core_dumps ? "allowed" : "off", "fd_limit", nf, NULL);
+    }
     rc = uc_http_serve(&app, &ho);
 
 cleanup:
+    memset(url, 0, sizeof(url));
     uc_cache_destroy(app.cache);
     uc_db_close(app.db);
     return rc;

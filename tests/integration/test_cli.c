@@ -322,16 +322,24 @@ static void test_ttl(void **state)
     long ttl;
 
     (void)state;
+    /* pttl in ms, ttl in seconds (rounded to the nearest, as Redis'). */
     run_cli(r, redis_env(), NULL, 0, "set", "k1", "v", "--px", "60000", NULL);
     assert_int_equal(r->status, 0);
-    run_cli(r, redis_env(), NULL, 0, "ttl", "k1", NULL);
+    run_cli(r, redis_env(), NULL, 0, "pttl", "k1", NULL);
     assert_int_equal(r->status, 0);
     ttl = parse_out_long(r);
     assert_true(ttl > 0 && ttl <= 60000);
+    run_cli(r, redis_env(), NULL, 0, "ttl", "k1", NULL);
+    assert_int_equal(r->status, 0);
+    ttl = parse_out_long(r);
+    assert_true(ttl > 0 && ttl <= 60);
 
-    run_cli(r, redis_env(), NULL, 0, "set", "--ttl", "100", "k2", "v", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "--ttl=100", "k2", "v", NULL);
     assert_int_equal(r->status, 0);
     run_cli(r, redis_env(), NULL, 0, "ttl", "k2", NULL);
+    ttl = parse_out_long(r);
+    assert_true(ttl > 60 && ttl <= 100);
+    run_cli(r, redis_env(), NULL, 0, "pttl", "k2", NULL);
     ttl = parse_out_long(r);
     assert_true(ttl > 60000 && ttl <= 100000);
 
@@ -339,10 +347,151 @@ static void test_ttl(void **state)
     run_cli(r, redis_env(), NULL, 0, "ttl", "k3", NULL);
     assert_int_equal(r->status, 0);
     assert_int_equal(parse_out_long(r), -1);
+    run_cli(r, redis_env(), NULL, 0, "pttl", "k3", NULL);
+    assert_int_equal(parse_out_long(r), -1);
 
     run_cli(r, redis_env(), NULL, 0, "ttl", "absent", NULL);
     assert_int_equal(r->status, 1);
     assert_int_equal(r->outlen, 0);
+}
+
+/* --json for get, ttl and pttl: one object a line; a miss is null, exit 1;
+ * bytes that are not UTF-8 come back as base64, never altered. */
+static void test_json(void **state)
+{
+    cli_run_t *r = &g_run;
+    static const char bin[] = {'a', (char)0xff, 'b'};
+
+    (void)state;
+    run_cli(r, redis_env(), NULL, 0, "set", "j", "say \"hi\"\n", "--ttl", "50",
+            NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "get", "--json", "j", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(
+        r->out, "{\"key\": \"j\", \"value\": \"say \\\"hi\\\"\\u000a\"}\n");
+    run_cli(r, redis_env(), NULL, 0, "get", "absent", "--json", NULL);
+    assert_int_equal(r->status, 1);
+    assert_string_equal(r->out, "{\"key\": \"absent\", \"value\": null}\n");
+    run_cli(r, redis_env(), bin, sizeof(bin), "set", "b", "-", NULL);
+    assert_int_equal(r->status, 0);
+    run_cli(r, redis_env(), NULL, 0, "get", "b", "--json", NULL);
+    assert_string_equal(r->out,
+                        "{\"key\": \"b\", \"value_base64\": \"Yf9i\"}\n");
+    run_cli(r, redis_env(), NULL, 0, "ttl", "j", "--json", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "{\"key\": \"j\", \"ttl_s\": 50}\n");
+    run_cli(r, redis_env(), NULL, 0, "pttl", "absent", "--json", NULL);
+    assert_int_equal(r->status, 1);
+    assert_string_equal(r->out, "{\"key\": \"absent\", \"ttl_ms\": null}\n");
+    run_cli(r, redis_env(), NULL, 0, "del", "j", "--json", NULL);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "utxocache: del takes no --json\n"));
+}
+
+/* keys PATTERN lists by SCAN, below the prefix and without it. */
+static void test_keys(void **state)
+{
+    static const char *const env_p[] = {NULL,
+                                        "UTXOCACHE_KEY_PREFIX=app1:", NULL};
+    const char *env[3];
+    cli_run_t *r = &g_run;
+
+    (void)state;
+    memcpy(env, env_p, sizeof(env));
+    env[0] = redis_env()[0];
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:i1", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "feedback:stats:i2", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "backfill:job:j1", "x", NULL);
+    run_cli(r, redis_env(), NULL, 0, "set", "odd\nkey", "x", NULL);
+    run_cli(r, env, NULL, 0, "set", "feedback:stats:other", "x", NULL);
+
+    run_cli(r, redis_env(), NULL, 0, "keys", "feedback:stats:*", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->outlen, strlen("feedback:stats:i1\n") * 2);
+    assert_non_null(strstr(r->out, "feedback:stats:i1\n"));
+    assert_non_null(strstr(r->out, "feedback:stats:i2\n"));
+    run_cli(r, redis_env(), NULL, 0, "keys", "odd*", NULL);
+    assert_string_equal(r->out, "odd\\x0akey\n");
+    run_cli(r, redis_env(), NULL, 0, "keys", "nothing:*", NULL);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->outlen, 0);
+
+    /* Under a prefix, only its keys, and shown without it. */
+    run_cli(r, env, NULL, 0, "keys", "feedback:*", "--json", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out,
+                        "[\n  {\"key\": \"feedback:stats:other\"}\n]\n");
+
+    run_cli(r, memory_env, NULL, 0, "keys", "*", NULL);
+    assert_one_line_error(r, "utxocache: keys: needs Redis");
+    run_cli(r, redis_env(), NULL, 0, "keys", NULL);
+    assert_int_equal(r->status, 2);
+}
+
+/*
+ * The target on the command line, as redis-cli takes it: -u URL, -h/-p/-n
+ * (host 127.0.0.1 by default), over the environment; the password only from
+ * a file or the environment (-a is refused, naming why).
+ */
+static void test_target_options(void **state)
+{
+    uc_test_redis_t auth;
+    static char port[16], url[96], pwfile[600], nopw[96];
+    char dir[512];
+    const char *env_nopw[2] = {nopw, NULL};
+    cli_run_t *r = &g_run;
+    FILE *f;
+
+    (void)state;
+    assert_int_equal(uc_test_redis_start(&auth, "requirepass s3cr3t-pw\n"), 0);
+    snprintf(port, sizeof(port), "%d", auth.port);
+    snprintf(url, sizeof(url), "redis://:s3cr3t-pw@127.0.0.1:%d/2", auth.port);
+    snprintf(nopw, sizeof(nopw), "REDIS_PASSWORD=s3cr3t-pw");
+    assert_int_equal(uc_test_mkdtemp(dir, sizeof(dir), "cli"), 0);
+    snprintf(pwfile, sizeof(pwfile), "%s/pw", dir);
+    f = fopen(pwfile, "w");
+    assert_non_null(f);
+    fputs("s3cr3t-pw\n", f);
+    fclose(f);
+
+    /* -u wins over REDIS_URL (which points at the shared test Redis); a
+     * password in it is warned about. */
+    run_cli(r, redis_env(), NULL, 0, "-u", url, "set", "t", "via-u", NULL);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->err, "warning: a password in -u"));
+    assert_null(strstr(r->err, "s3cr3t-pw"));
+    run_cli(r, redis_env(), NULL, 0, "get", "t", "--url", url, NULL);
+    assert_string_equal(r->out, "via-u");
+
+    /* -p and -n with --password-file (or =PATH), and with REDIS_PASSWORD. */
+    run_cli(r, NULL, NULL, 0, "-p", port, "-n", "2", "--password-file", pwfile,
+            "get", "t", NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "via-u");
+    run_cli(r, NULL, "s3cr3t-pw\n", 10, "-h", "127.0.0.1", "-p", port, "-n2",
+            "--password-file=-", "get", "t", NULL);
+    assert_string_equal(r->out, "via-u");
+    run_cli(r, env_nopw, NULL, 0, "get", "t", "-p", port, "-n", "2", NULL);
+    assert_string_equal(r->out, "via-u");
+    run_cli(r, NULL, NULL, 0, "-p", port, "get", "t", NULL);
+    assert_one_line_error(r, "utxocache: get 't': authentication failed");
+
+    /* What is refused, and why. */
+    run_cli(r, NULL, NULL, 0, "-a", "s3cr3t-pw", "get", "t", NULL);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "-a: a password on the command line"));
+    assert_null(strstr(r->err, "s3cr3t-pw"));
+    run_cli(r, NULL, NULL, 0, "-u", url, "-p", port, "ping", NULL);
+    assert_non_null(strstr(r->err, "give -u or -h/-p/-n, not both"));
+    run_cli(r, NULL, NULL, 0, "-p", "0", "ping", NULL);
+    assert_non_null(strstr(r->err, "-p: '0' is not a port"));
+    snprintf(pwfile, sizeof(pwfile), "%s/absent", dir);
+    run_cli(r, NULL, NULL, 0, "-p", port, "--password-file", pwfile, "ping",
+            NULL);
+    assert_one_line_error(r, "utxocache: --password-file '");
+    uc_test_rmtree(dir);
+    uc_test_redis_stop(&auth);
 }
 
 static void test_short_px_expires(void **state)
@@ -589,12 +738,21 @@ static void test_usage_errors(void **state)
     cli_run_t *r = &g_run;
 
     (void)state;
+    /* One line naming the problem, one pointing to --help. */
     run_cli(r, memory_env, NULL, 0, NULL);
     assert_int_equal(r->status, 2);
-    assert_non_null(strstr(r->err, "usage: utxocache"));
+    assert_string_equal(r->err, "utxocache: missing command\n"
+                                "try 'utxocache --help'\n");
     run_cli(r, memory_env, NULL, 0, "get", NULL);
     assert_int_equal(r->status, 2);
-    assert_non_null(strstr(r->err, "usage: utxocache"));
+    assert_non_null(strstr(r->err, "get needs exactly one KEY"));
+    run_cli(r, memory_env, NULL, 0, "get", "k", "--bogus=1", NULL);
+    assert_string_equal(r->err, "utxocache: unknown option '--bogus=1'\n"
+                                "try 'utxocache --help'\n");
+    run_cli(r, memory_env, NULL, 0, "-x", "ping", NULL);
+    assert_non_null(strstr(r->err, "unknown option '-x'"));
+    run_cli(r, memory_env, NULL, 0, "set", "k", "v", "--ttl", NULL);
+    assert_non_null(strstr(r->err, "--ttl needs a value"));
     run_cli(r, memory_env, NULL, 0, "get", "a", "b", NULL);
     assert_int_equal(r->status, 2);
     run_cli(r, memory_env, NULL, 0, "set", "k", NULL);
@@ -619,9 +777,13 @@ static void test_usage_errors(void **state)
     run_cli(r, memory_env, NULL, 0, "--help", NULL);
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "usage: utxocache"));
+    run_cli(r, memory_env, NULL, 0, "-h", NULL);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "usage: utxocache"));
     run_cli(r, memory_env, NULL, 0, "--version", NULL);
     assert_int_equal(r->status, 0);
     assert_int_equal(strncmp(r->out, "utxocache 0.", 12), 0);
+    assert_non_null(strstr(r->out, "(libutxocache 0."));
 }
 
 /* A key starting with '-' is reachable after "--". */
@@ -667,6 +829,9 @@ int main(void)
         cmocka_unit_test_setup(test_get_miss, flush),
         cmocka_unit_test_setup(test_set_from_stdin_binary, flush),
         cmocka_unit_test_setup(test_ttl, flush),
+        cmocka_unit_test_setup(test_json, flush),
+        cmocka_unit_test_setup(test_keys, flush),
+        cmocka_unit_test_setup(test_target_options, flush),
         cmocka_unit_test_setup(test_short_px_expires, flush),
         cmocka_unit_test_setup(test_exists_and_del, flush),
         cmocka_unit_test_setup(test_key_prefix, flush),
