@@ -56,7 +56,7 @@ static const char usage_text[] =
     "  stats [--json]               backend, server, pool, keyspace figures\n"
     "  ping                         print the round-trip time\n"
     "\n"
-    "options (before or after the command; --opt=VALUE or --opt VALUE):\n"
+    "options (before or after the command; a value after a space or '='):\n"
     "  -u, --url URL          Redis URL, instead of REDIS_URL\n"
     "  -h HOST, -p PORT, -n DB\n"
     "                         instead of REDIS_HOST, REDIS_PORT, REDIS_DB\n"

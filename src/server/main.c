@@ -50,7 +50,7 @@ static const char usage_text[] =
     "                        other users until scrubbed: prefer the file or\n"
     "                        DATABASE_URL\n"
     "  --database-url-file PATH   read the URL from PATH ('-': stdin)\n"
-    "  Options take their value as --opt VALUE or --opt=VALUE.\n"
+    "  An option's value follows a space or an equals sign.\n"
     "\n"
     "environment: PORT LISTEN_ADDR DATABASE_URL (or DB_HOST DB_PORT DB_USER\n"
     "DB_PASSWORD DB_NAME) REDIS_URL REDIS_HOST ... UTXOIQ_MAX_CONNECTIONS\n"
