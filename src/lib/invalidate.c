@@ -161,12 +161,20 @@ void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
         }
     }
     p->n = w;
+    /* Records this process applied and has not marked yet still read as
+     * pending in the log: they are not pending here. */
+    pthread_mutex_lock(&c->mark_mu);
     for (size_t j = 0; j < n; j++) {
         uc_keyspace_t *ks = uc__keyspace_by_name(c, recs[j].keyspace);
-        if (ks != NULL && !recs[j].applied) {
+        int mine = 0;
+        for (size_t k = 0; k < c->n_mark && !mine; k++) {
+            mine = c->to_mark[k] == recs[j].id;
+        }
+        if (ks != NULL && !recs[j].applied && !mine) {
             add_locked(c, recs[j].id, ks, recs[j].target, now);
         }
     }
+    pthread_mutex_unlock(&c->mark_mu);
     if (overflowed) {
         for (size_t i = 0; i < c->nks; i++) {
             overflow(c, c->ks[i]);
@@ -318,15 +326,22 @@ void uc__marks_flush(uc_cache_t *c)
     ids = n > 0 ? malloc(n * sizeof(*ids)) : NULL;
     if (ids != NULL) {
         memcpy(ids, c->to_mark, n * sizeof(*ids));
-        c->n_mark = 0;
     }
     pthread_mutex_unlock(&c->mark_mu);
     if (ids == NULL) {
         return; /* nothing, or no memory: the next tick tries again */
     }
-    /* A failed mark leaves the records pending in the log: whoever reads
-     * them applies them again (a delete is idempotent) and marks them. */
-    (void)c->log.mark_applied(c->log_arg, ids, n, uc__wall_ms());
+    /* The ids stay queued until the mark worked: a database that is down
+     * gets them again on the next tick, and meanwhile this process does
+     * not take its own applied records for pending ones. */
+    if (c->log.mark_applied(c->log_arg, ids, n, uc__wall_ms()) == UC_OK) {
+        pthread_mutex_lock(&c->mark_mu);
+        /* Only this thread takes from the queue; others append after n. */
+        memmove(c->to_mark, c->to_mark + n,
+                (c->n_mark - n) * sizeof(*c->to_mark));
+        c->n_mark -= n;
+        pthread_mutex_unlock(&c->mark_mu);
+    }
     free(ids);
 }
 

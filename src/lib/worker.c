@@ -159,13 +159,14 @@ void uc__worker_stop(uc_cache_t *c)
     if (!c->worker_running) {
         return;
     }
-    /* What this process applied is marked before it goes. */
-    uc__marks_flush(c);
     pthread_mutex_lock(&c->worker_mu);
     c->worker_stop = 1;
     pthread_cond_signal(&c->worker_cv);
     pthread_mutex_unlock(&c->worker_mu);
     pthread_join(c->worker, NULL);
+    /* What this process applied is marked before it goes (the worker has
+     * stopped: this is the queue's only taker now). */
+    uc__marks_flush(c);
     pthread_cond_destroy(&c->worker_cv);
     pthread_mutex_destroy(&c->worker_mu);
     pthread_mutex_destroy(&c->trust_mu);
