@@ -16,10 +16,33 @@
 
 #include "cache_int.h"
 
+/*
+ * What each byte of a field value becomes: 1 copied as it is
+ * ([A-Za-z0-9._-]), 2 escaped as %XX, 0 refused (control bytes). A table,
+ * because every cache read escapes its key's fields.
+ */
+static const unsigned char byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 2,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+    2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 1,
+    2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
 static int safe_byte(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    return byte_class[c] == 1;
 }
 
 int uc_key_escape_field(const char *val, size_t vlen, char *buf, size_t cap,
@@ -33,21 +56,21 @@ int uc_key_escape_field(const char *val, size_t vlen, char *buf, size_t cap,
     }
     for (size_t i = 0; i < vlen; i++) {
         unsigned char c = (unsigned char)val[i];
-        if (c < 0x20 || c == 0x7f) {
-            return UC_EINVAL;
-        }
-        if (safe_byte(c)) {
+        unsigned char k = byte_class[c];
+        if (k == 1) {
             if (o + 1 >= cap) {
                 return UC_ETOOBIG;
             }
             buf[o++] = (char)c;
-        } else {
+        } else if (k == 2) {
             if (o + 3 >= cap) {
                 return UC_ETOOBIG;
             }
             buf[o++] = '%';
             buf[o++] = hex[c >> 4];
             buf[o++] = hex[c & 15];
+        } else {
+            return UC_EINVAL;
         }
     }
     buf[o] = '\0';
