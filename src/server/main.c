@@ -169,7 +169,9 @@ static int open_cache(uc_app_t *app)
         return -1;
     }
     cfg.log_fn = uc_log_cache;
-    cfg.log_level = UC_LOG_WARN;
+    /* The library's info lines stay out unless debug is asked for. */
+    int ll = uc_log_min_level();
+    cfg.log_level = ll == 0 ? UC_LOG_DEBUG : ll > 2 ? UC_LOG_ERROR : UC_LOG_WARN;
     if (uc_cache_create(&cfg, &app->cache, err, sizeof(err)) != UC_OK) {
         uc_log("error", "cannot create cache", "error", err, NULL);
         return -1;

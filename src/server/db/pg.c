@@ -133,9 +133,20 @@ static const char *const migration_2[] = {
     NULL,
 };
 
+/* One row that the readiness probe rewrites: a real write, committed, is
+ * the only check that the database still takes writes (a read-only
+ * standby, default_transaction_read_only, a full disk). */
+static const char *const migration_3[] = {
+    "CREATE TABLE service_probe ("
+    " id integer PRIMARY KEY CHECK (id = 1),"
+    " probed_at bigint NOT NULL)",
+    NULL,
+};
+
 static const migration_t migrations[] = {
     {1, "initial schema", migration_1},
     {2, "cache invalidation log", migration_2},
+    {3, "service write probe", migration_3},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -693,6 +704,10 @@ static int status_of_state(const char *state)
     if (strcmp(state, "53200") == 0) {
         return UC_DB_ENOMEM;
     }
+    if (strcmp(state, "25006") == 0 || strcmp(state, "53100") == 0) {
+        return UC_DB_EREADONLY; /* read-only transaction (a standby, or
+                                   default_transaction_read_only), disk full */
+    }
     return UC_DB_EIO;
 }
 
@@ -796,6 +811,12 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
     if (PQstatus(s->c) != CONNECTION_OK) {
         s->broken = 1;
         st = UC_DB_EUNAVAILABLE;
+    }
+    if (st == UC_DB_EREADONLY) {
+        /* A read-only session (a standby, or a database set to
+         * default_transaction_read_only) stays so: a fresh connection is
+         * the one that can find the server writable again. */
+        s->broken = 1;
     }
     one_line(PQresultErrorMessage(keep), why, sizeof(why));
     uc__db_logf(&d->log, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
@@ -1515,6 +1536,18 @@ static int pg_ping(uc_db_t *db)
     return query_run((pg_db_t *)db, "ping", "SELECT 1", &p);
 }
 
+static int pg_probe_write(uc_db_t *db, int64_t now)
+{
+    params_t p = {0};
+
+    p_i64(&p, now);
+    return query_run((pg_db_t *)db, "write probe",
+                     "INSERT INTO service_probe (id, probed_at) VALUES (1, $1)"
+                     " ON CONFLICT (id) DO UPDATE"
+                     " SET probed_at = EXCLUDED.probed_at",
+                     &p);
+}
+
 static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
                               uc_db_feedback_t *out, const uc_db_inval_t *inv,
                               size_t ninv, int64_t *inv_ids)
@@ -2157,6 +2190,7 @@ static const uc_db_methods_t pg_methods = {
     .close = pg_close,
     .migrate = pg_migrate,
     .ping = pg_ping,
+    .probe_write = pg_probe_write,
     .feedback_upsert = pg_feedback_upsert,
     .feedback_stats = pg_feedback_stats,
     .feedback_comments = pg_feedback_comments,
