@@ -34,8 +34,8 @@ static const int status_codes[UC_STATUS_SLOTS] = {
  * They reach 10 s so that a write waiting out the 5 s database timeout is
  * not lumped with everything else in +Inf. */
 static const uint64_t lat_bounds_us[UC_LAT_BUCKETS - 1] = {
-    100,    250,    500,    1000,    2500,    5000,    10000,   25000,
-    50000,  100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+    100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 static int status_slot(int status)
 {
@@ -150,8 +150,9 @@ static void label_value(const char *s, char *out, size_t cap)
  * be rounded by %g past six digits), for `le` labels. */
 static void le_seconds(uint64_t us, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%llu.%06llu", (unsigned long long)(us / 1000000),
-                     (unsigned long long)(us % 1000000));
+    int n =
+        snprintf(buf, cap, "%llu.%06llu", (unsigned long long)(us / 1000000),
+                 (unsigned long long)(us % 1000000));
     if (n <= 0 || (size_t)n >= cap) {
         buf[0] = '\0';
         return;
@@ -304,7 +305,7 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
     family(b, "utxoiq_cache_" #name "_total", "counter",                       \
            "Cache " text ", by keyspace.");                                    \
     for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
-        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",  \
+        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",   \
                   uc_keyspace_name(app->ks[i]),                                \
                   (unsigned long long)s[i].name);                              \
     }
@@ -314,7 +315,7 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
     family(b, "utxoiq_cache_all_" #name "_total", "counter",                   \
            "Cache " text ", over the whole cache handle (keyspaced or "        \
            "not).");                                                           \
-    sb_printf(b, "utxoiq_cache_all_" #name "_total %llu\n",                   \
+    sb_printf(b, "utxoiq_cache_all_" #name "_total %llu\n",                    \
               (unsigned long long)tot.name);
     UC_STATS_COUNTERS(ALL_FAMILY)
 #undef ALL_FAMILY
@@ -359,8 +360,7 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
               app->cache_local ? "process" : "shared");
 }
 
-static void counter1(sbuf_t *b, const char *name, const char *help,
-                     uint64_t v)
+static void counter1(sbuf_t *b, const char *name, const char *help, uint64_t v)
 {
     family(b, name, "counter", help);
     sb_printf(b, "%s %llu\n", name, (unsigned long long)v);
@@ -386,8 +386,8 @@ static void prom_pool(sbuf_t *b, uc_app_t *app)
               ps.in_use, ps.idle);
     gauge1(b, "utxoiq_cache_pool_max_connections",
            "Largest number of Redis connections the pool opens.", ps.max);
-    counter1(b, "utxoiq_cache_pool_connects_total",
-             "Redis connections opened.", ps.connects);
+    counter1(b, "utxoiq_cache_pool_connects_total", "Redis connections opened.",
+             ps.connects);
     counter1(b, "utxoiq_cache_pool_connect_failures_total",
              "Redis connection attempts that failed.", ps.connect_failures);
     counter1(b, "utxoiq_cache_pool_discarded_total",
@@ -441,8 +441,7 @@ static void prom_redis(sbuf_t *b, uc_app_t *app)
            "other user of it).",
            (double)si.keys);
     counter1(b, "utxoiq_redis_evicted_keys_total",
-             "Keys the Redis server evicted under maxmemory.",
-             si.evicted_keys);
+             "Keys the Redis server evicted under maxmemory.", si.evicted_keys);
     counter1(b, "utxoiq_redis_expired_keys_total",
              "Keys the Redis server expired.", si.expired_keys);
 }

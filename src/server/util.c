@@ -312,8 +312,8 @@ static struct {
     log_cause_t causes[LOG_CAUSES];
     atomic_uint_fast64_t written[UC_LOG_NLEVELS];
     atomic_uint_fast64_t suppressed;
-} logger = {PTHREAD_ONCE_INIT, 0, 1, 1000, 1, PTHREAD_MUTEX_INITIALIZER,
-            {{0}}, {0}, 0};
+} logger = {PTHREAD_ONCE_INIT,         0,     1,   1000, 1,
+            PTHREAD_MUTEX_INITIALIZER, {{0}}, {0}, 0};
 
 static const char *const LEVELS[UC_LOG_NLEVELS] = {"debug", "info", "warn",
                                                    "error"};
@@ -455,7 +455,8 @@ static int log_admit(int level, const char *msg, uint64_t *suppressed)
             slot = c;
             break;
         }
-        if (c->key == 0 || (oldest->key != 0 && c->window_ms < oldest->window_ms)) {
+        if (c->key == 0 ||
+            (oldest->key != 0 && c->window_ms < oldest->window_ms)) {
             oldest = c;
         }
     }

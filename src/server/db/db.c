@@ -409,7 +409,8 @@ int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db, db->methods->feedback_upsert(db, w, out, inv, ninv, inv_ids));
+    return noted(db,
+                 db->methods->feedback_upsert(db, w, out, inv, ninv, inv_ids));
 }
 
 int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
@@ -452,7 +453,8 @@ int uc_db_job_progress(uc_db_t *db, const char *job_id,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db, db->methods->job_progress(db, job_id, p, out, inv, ninv, inv_ids));
+    return noted(
+        db, db->methods->job_progress(db, job_id, p, out, inv, ninv, inv_ids));
 }
 
 int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
@@ -476,7 +478,8 @@ int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db, db->methods->metrics_insert(db, in, n, out, inv, ninv, inv_ids));
+    return noted(
+        db, db->methods->metrics_insert(db, in, n, out, inv, ninv, inv_ids));
 }
 
 int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
@@ -502,7 +505,8 @@ int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db, db->methods->retention_run(db, c, out, inv, ninv, inv_ids));
+    return noted(db,
+                 db->methods->retention_run(db, c, out, inv, ninv, inv_ids));
 }
 
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)

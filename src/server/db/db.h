@@ -46,8 +46,8 @@
 #ifndef UC_SERVER_DB_H
 #define UC_SERVER_DB_H
 
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus

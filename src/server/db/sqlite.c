@@ -169,8 +169,9 @@ enum {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_PING] = "SELECT 1",
-    [ST_PROBE] = "INSERT INTO service_probe (id, probed_at) VALUES (1, ?1)"
-                 " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+    [ST_PROBE] =
+        "INSERT INTO service_probe (id, probed_at) VALUES (1, ?1)"
+        " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
     [ST_FB_RATE] =
         "INSERT INTO insight_feedback (insight_id, user_id, rating, comment,"
         " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
