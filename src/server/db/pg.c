@@ -639,13 +639,22 @@ static int acquire(pg_db_t *d, PGconn **out)
  * healthy, outside any transaction and not marked broken; otherwise it is
  * closed and its slot freed, so the next borrower connects afresh.
  */
+/* How a session ends: broken drops its connection; RELEASE_DROP_IDLE also
+ * drops every idle one, which is in the same state as the server. */
+#define RELEASE_DROP_IDLE 2
+
 static void release(pg_db_t *d, PGconn *c, int broken)
 {
     int keep = !broken && PQstatus(c) == CONNECTION_OK &&
                PQtransactionStatus(c) == PQTRANS_IDLE;
+    PGconn **drop = NULL;
+    int ndrop = 0;
 
     if (!keep) {
         PQfinish(c);
+    }
+    if (broken == RELEASE_DROP_IDLE) {
+        drop = malloc((size_t)d->max * sizeof(*drop));
     }
     pthread_mutex_lock(&d->mu);
     if (keep) {
@@ -653,8 +662,18 @@ static void release(pg_db_t *d, PGconn *c, int broken)
     } else {
         d->n_open--;
     }
-    pthread_cond_signal(&d->cv);
+    if (drop != NULL) {
+        ndrop = d->n_idle;
+        memcpy(drop, d->idle, (size_t)ndrop * sizeof(*drop));
+        d->n_idle = 0;
+        d->n_open -= ndrop;
+    }
+    pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
+    for (int i = 0; i < ndrop; i++) {
+        PQfinish(drop[i]);
+    }
+    free(drop);
 }
 
 /* A borrowed connection for the length of one method call. */
@@ -814,9 +833,10 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
     }
     if (st == UC_DB_EREADONLY) {
         /* A read-only session (a standby, or a database set to
-         * default_transaction_read_only) stays so: a fresh connection is
-         * the one that can find the server writable again. */
-        s->broken = 1;
+         * default_transaction_read_only) stays so, and so do the idle ones
+         * opened meanwhile: only fresh connections can find the server
+         * writable again (or reach the new primary of a multi-host URL). */
+        s->broken = RELEASE_DROP_IDLE;
     }
     one_line(PQresultErrorMessage(keep), why, sizeof(why));
     uc__db_logf(&d->log, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
