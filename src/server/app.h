@@ -29,7 +29,8 @@
 
 /* ---- metrics of the HTTP layer ------------------------------------------- */
 
-#define UC_LAT_BUCKETS 14
+/* Request-duration buckets: 100 µs .. 10 s and +Inf (metrics.c). */
+#define UC_LAT_BUCKETS 17
 #define UC_STATUS_SLOTS 16
 
 typedef struct {
@@ -141,8 +142,15 @@ typedef struct {
  */
 int uc_http_serve(uc_app_t *app, const uc_http_opts_t *opts);
 
-/* Prometheus text of the HTTP metrics appended to a jansson-free buffer. */
-char *uc_http_metrics_text(uc_app_t *app, size_t *len);
+/* ---- metrics (metrics.c) ------------------------------------------------- */
+
+/* Counts one answered request of route (the route count: unmatched) with
+ * its status and duration. */
+void uc_metrics_record(uc_app_t *app, size_t route, int status, uint64_t us);
+
+/* The Prometheus text exposition of every family (malloc()ed, *len set), or
+ * NULL when out of memory. */
+char *uc_metrics_text(uc_app_t *app, size_t *len);
 
 /* ---- auth (auth.c) ------------------------------------------------------- */
 
@@ -184,9 +192,32 @@ int uc_parse_int(const char *s, long long min, long long max, long long *out);
 /* 64-bit FNV-1a of the bytes, for strong ETags. */
 uint64_t uc_hash64(const char *p, size_t len);
 
-/* Structured log line to stderr: level, msg, then key=value pairs (NULL
- * terminated, values escaped). */
+/*
+ * Structured log line to stderr: level ("debug", "info", "warn", "error"),
+ * msg, then key=value pairs (NULL terminated, values escaped). The format
+ * (UTXOIQ_LOG_FORMAT=logfmt|json) and the lowest level written
+ * (UTXOIQ_LOG_LEVEL, default info) are read from the environment at the
+ * first call. Warn and error lines are rate-limited per cause (level and
+ * msg): past UTXOIQ_LOG_BURST lines of one cause in UTXOIQ_LOG_INTERVAL_MS
+ * the rest are held back, and the next line of that cause after the
+ * interval says how many were ("... (N similar suppressed)").
+ */
 void uc_log(const char *level, const char *msg, ...);
+
+#define UC_LOG_NLEVELS 4 /* debug, info, warn, error */
+
+/* Name of level 0..3; "error" past that. */
+const char *uc_log_level_name(int level);
+
+/* The lowest level written (0 debug .. 3 error), from UTXOIQ_LOG_LEVEL. */
+int uc_log_min_level(void);
+
+typedef struct {
+    uint64_t written[UC_LOG_NLEVELS]; /* lines written, by level */
+    uint64_t suppressed;              /* lines the rate limit held back */
+} uc_log_stats_t;
+
+void uc_log_stats(uc_log_stats_t *out);
 
 /* Log callbacks for the library and the database. */
 void uc_log_cache(void *arg, uc_log_level_t level, const char *msg);

@@ -35,7 +35,12 @@ static const char CC_PRIVATE[] = "private, no-store";
 
 static void resp_db_error(uc_resp_t *res, int st)
 {
-    if (st == UC_DB_EUNAVAILABLE || st == UC_DB_EBUSY) {
+    if (st == UC_DB_EREADONLY) {
+        /* Nothing was written: the transaction was refused or rolled back. */
+        uc_resp_error(res, 503,
+                      "database cannot write (read-only, full, or its file "
+                      "was removed); nothing was stored, retry later");
+    } else if (st == UC_DB_EUNAVAILABLE || st == UC_DB_EBUSY) {
         uc_resp_error(res, 503, "database unavailable");
     } else {
         uc_resp_error(res, 500, "internal error");
@@ -1202,21 +1207,40 @@ static void h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                   (json_int_t)((uc_now_us(app) - app->started_at) / 1000000)));
 }
 
+/*
+ * Ready when the database answers a read and took the last write probe (one
+ * real write at most once a second, uc_db_write_probe), and the service is
+ * not draining. The cache does not decide readiness: without Redis every
+ * request is still answered from the database.
+ */
 static void h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     uint64_t rtt = 0;
     (void)req;
     int dbst = uc_db_ping(app->db);
+    int wst = dbst == UC_DB_OK ? uc_db_write_probe(app->db, 1000) : dbst;
     int cst = uc_cache_ping(app->cache, &rtt);
-    int ready = dbst == UC_DB_OK && !atomic_load(&app->draining);
+    int draining = atomic_load(&app->draining);
+    int ready = dbst == UC_DB_OK && wst == UC_DB_OK && !draining;
+    const char *dbname = uc_db_backend_name(app->db);
     json_t *j = json_pack(
-        "{s:s,s:{s:s,s:s},s:{s:s,s:s,s:I,s:s}}", "status",
-        ready ? "ready" : "not ready", "database", "backend",
-        uc_db_backend_name(app->db), "status",
-        dbst == UC_DB_OK ? "ok" : uc_db_strerror(dbst), "cache", "backend",
+        "{s:s,s:{s:s,s:s,s:b},s:{s:s,s:s,s:I,s:s}}", "status",
+        ready ? "ready" : "not ready", "database", "backend", dbname,
+        "status", wst == UC_DB_OK ? "ok" : uc_db_strerror(wst), "writable",
+        wst == UC_DB_OK, "cache", "backend",
         uc_cache_backend_name(app->cache), "status",
         cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us", (json_int_t)rtt,
         "scope", app->cache_local ? "process" : "shared");
+    if (j != NULL && !ready) {
+        char detail[160];
+        if (wst != UC_DB_OK) {
+            snprintf(detail, sizeof(detail), "database '%s': %s", dbname,
+                     uc_db_strerror(wst));
+        } else {
+            snprintf(detail, sizeof(detail), "draining");
+        }
+        json_object_set_new(j, "detail", json_string(detail));
+    }
     if (app->cache_local && j != NULL) {
         json_object_set_new(
             json_object_get(j, "cache"), "warning",
@@ -1230,7 +1254,7 @@ static void h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 static void h_prometheus(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     size_t len = 0;
-    char *text = uc_http_metrics_text(app, &len);
+    char *text = uc_metrics_text(app, &len);
     (void)req;
     if (text == NULL) {
         uc_resp_error(res, 500, "out of memory");

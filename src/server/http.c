@@ -4,11 +4,11 @@
  * a thread pool, connection timeout and memory limit), request bodies capped
  * at 64 KiB, the table-driven router with 404/405, auth before protected
  * handlers, strong ETags with If-None-Match, the per-route request metrics
- * and their Prometheus text, the access log, and the SIGTERM drain; and what
- * a hostile client meets: request-smuggling shapes refused, caps on query
- * arguments, headers and connections (total and per address), a 503 for
- * clients past the total, and a listening socket opened here so that a bind
- * error names its cause.
+ * (recorded through metrics.c), the access log, and the SIGTERM drain; and
+ * what a hostile client meets: request-smuggling shapes refused, caps on
+ * query arguments, headers and connections (total and per address), a 503
+ * for clients past the total, and a listening socket opened here so that a
+ * bind error names its cause.
  *
  * libmicrohttpd calls the access handler at least twice per request: once
  * when the headers are in (we only allocate the request context), then with
@@ -23,7 +23,6 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -93,45 +92,11 @@ typedef struct {
     const char *param;
 } req_ctx_t;
 
-static const int status_codes[UC_STATUS_SLOTS] = {
-    200, 201, 304, 400, 401, 403, 404, 405, 413, 415, 422, 500, 503, 0};
-#define STATUS_OTHER 13
-
-static const uint64_t lat_bounds_us[UC_LAT_BUCKETS - 1] = {
-    100,   250,   500,    1000,   2500,   5000,   10000,
-    25000, 50000, 100000, 250000, 500000, 1000000};
-
 static uint64_t mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static int status_slot(int status)
-{
-    for (int i = 0; i < STATUS_OTHER; i++) {
-        if (status_codes[i] == status) {
-            return i;
-        }
-    }
-    return STATUS_OTHER;
-}
-
-static void record(uc_app_t *app, size_t route, int status, uint64_t us)
-{
-    uc_route_metrics_t *m = &app->routes[route];
-    int b = UC_LAT_BUCKETS - 1;
-    for (int i = 0; i < UC_LAT_BUCKETS - 1; i++) {
-        if (us <= lat_bounds_us[i]) {
-            b = i;
-            break;
-        }
-    }
-    atomic_fetch_add(&m->by_status[status_slot(status)], 1);
-    atomic_fetch_add(&m->lat[b], 1);
-    atomic_fetch_add(&m->lat_sum_us, us);
-    atomic_fetch_add(&m->count, 1);
 }
 
 /* ---- routing ------------------------------------------------------------- */
@@ -332,7 +297,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     MHD_destroy_response(r);
 
     uint64_t dur = mono_us() - start_us;
-    record(app, route_idx, status, dur);
+    uc_metrics_record(app, route_idx, status, dur);
     if (app->access_log) {
         char st[8], du[24];
         snprintf(st, sizeof(st), "%d", status);
@@ -670,175 +635,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(c->body);
     free(c);
     *con_cls = NULL;
-}
-
-/* ---- Prometheus text ----------------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t len;
-    size_t cap;
-    int failed;
-} sbuf_t;
-
-static void sb_printf(sbuf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sbuf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    if (b->failed) {
-        return;
-    }
-    for (;;) {
-        va_start(ap, fmt);
-        int w = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (w < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)w < b->cap - b->len) {
-            b->len += (size_t)w;
-            return;
-        }
-        size_t ncap = b->cap * 2 + (size_t)w;
-        char *np = realloc(b->p, ncap);
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-/* Each library counter as one family, its lines together, by keyspace. */
-static void prom_cache(sbuf_t *b, uc_app_t *app)
-{
-    uc_stats_t s[UC_KS_COUNT], tot;
-
-    for (int i = 0; i < UC_KS_COUNT; i++) {
-        uc_keyspace_stats(app->ks[i], &s[i]);
-    }
-#define FAMILY(name, help)                                                     \
-    sb_printf(b, "# HELP utxoiq_cache_" #name "_total " help ".\n"             \
-                 "# TYPE utxoiq_cache_" #name "_total counter\n");             \
-    for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
-        sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",   \
-                  uc_keyspace_name(app->ks[i]),                                \
-                  (unsigned long long)s[i].name);                              \
-    }
-    UC_STATS_COUNTERS(FAMILY)
-#undef FAMILY
-    sb_printf(b, "# HELP utxoiq_cache_hit_ratio hits / (hits + misses).\n"
-                 "# TYPE utxoiq_cache_hit_ratio gauge\n");
-    for (int i = 0; i < UC_KS_COUNT; i++) {
-        sb_printf(b, "utxoiq_cache_hit_ratio{keyspace=\"%s\"} %.4f\n",
-                  uc_keyspace_name(app->ks[i]), uc_stats_hit_rate(&s[i]));
-    }
-    uc_cache_stats(app->cache, &tot);
-    sb_printf(b,
-              "# HELP utxoiq_cache_pending_invalidations Invalidations not "
-              "applied yet; their entries are read from the database.\n"
-              "# TYPE utxoiq_cache_pending_invalidations gauge\n"
-              "utxoiq_cache_pending_invalidations %llu\n",
-              (unsigned long long)tot.pending_invalidations);
-}
-
-char *uc_http_metrics_text(uc_app_t *app, size_t *len)
-{
-    sbuf_t b = {malloc(8192), 0, 8192, 0};
-    size_t n;
-    const uc_route_t *rt = uc_api_routes(&n);
-    if (b.p == NULL) {
-        return NULL;
-    }
-    sb_printf(&b, "# HELP utxoiq_http_requests_total HTTP requests by route "
-                  "and status.\n# TYPE utxoiq_http_requests_total counter\n");
-    for (size_t i = 0; i <= n; i++) {
-        const char *name = i < n ? rt[i].name : "unmatched";
-        for (int s = 0; s < UC_STATUS_SLOTS; s++) {
-            uint64_t v = atomic_load(&app->routes[i].by_status[s]);
-            if (v == 0) {
-                continue;
-            }
-            if (s == STATUS_OTHER) {
-                sb_printf(&b,
-                          "utxoiq_http_requests_total{route=\"%s\",status="
-                          "\"other\"} %llu\n",
-                          name, (unsigned long long)v);
-            } else {
-                sb_printf(&b,
-                          "utxoiq_http_requests_total{route=\"%s\",status="
-                          "\"%d\"} %llu\n",
-                          name, status_codes[s], (unsigned long long)v);
-            }
-        }
-    }
-    sb_printf(&b, "# HELP utxoiq_http_request_duration_seconds Time to the "
-                  "queued response.\n# TYPE "
-                  "utxoiq_http_request_duration_seconds histogram\n");
-    for (size_t i = 0; i <= n; i++) {
-        const uc_route_metrics_t *m = &app->routes[i];
-        const char *name = i < n ? rt[i].name : "unmatched";
-        uint64_t count = atomic_load(&m->count);
-        if (count == 0) {
-            continue;
-        }
-        const char *label = name;
-        uint64_t cum = 0;
-        for (int k = 0; k < UC_LAT_BUCKETS; k++) {
-            cum += atomic_load(&m->lat[k]);
-            if (k < UC_LAT_BUCKETS - 1) {
-                sb_printf(&b,
-                          "utxoiq_http_request_duration_seconds_bucket{route="
-                          "\"%s\",le=\"%g\"} %llu\n",
-                          label, (double)lat_bounds_us[k] / 1e6,
-                          (unsigned long long)cum);
-            } else {
-                sb_printf(&b,
-                          "utxoiq_http_request_duration_seconds_bucket{route="
-                          "\"%s\",le=\"+Inf\"} %llu\n",
-                          label, (unsigned long long)cum);
-            }
-        }
-        sb_printf(&b,
-                  "utxoiq_http_request_duration_seconds_sum{route=\"%s\"} "
-                  "%.6f\n",
-                  label, (double)atomic_load(&m->lat_sum_us) / 1e6);
-        sb_printf(&b,
-                  "utxoiq_http_request_duration_seconds_count{route=\"%s\"} "
-                  "%llu\n",
-                  label, (unsigned long long)count);
-    }
-    sb_printf(&b,
-              "# TYPE utxoiq_http_inflight gauge\nutxoiq_http_inflight "
-              "%d\n",
-              atomic_load(&app->inflight));
-    prom_cache(&b, app);
-    uc_pool_stats_t ps;
-    uc_cache_pool_stats(app->cache, &ps);
-    sb_printf(&b,
-              "# TYPE utxoiq_cache_pool_connections gauge\n"
-              "utxoiq_cache_pool_connections{state=\"in_use\"} %u\n"
-              "utxoiq_cache_pool_connections{state=\"idle\"} %u\n"
-              "utxoiq_cache_pool_connections{state=\"max\"} %u\n"
-              "utxoiq_cache_pool_connects_total %llu\n"
-              "utxoiq_cache_pool_connect_failures_total %llu\n"
-              "utxoiq_cache_pool_acquire_timeouts_total %llu\n"
-              "utxoiq_cache_breaker_state %d\n"
-              "utxoiq_cache_breaker_opens_total %llu\n",
-              ps.in_use, ps.idle, ps.max, (unsigned long long)ps.connects,
-              (unsigned long long)ps.connect_failures,
-              (unsigned long long)ps.acquire_timeouts, (int)ps.breaker,
-              (unsigned long long)ps.breaker_opens);
-    if (b.failed) {
-        free(b.p);
-        return NULL;
-    }
-    *len = b.len;
-    return b.p;
 }
 
 /* ---- the daemon ---------------------------------------------------------- */

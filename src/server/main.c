@@ -369,7 +369,13 @@ static int open_cache(uc_app_t *app)
         return -1;
     }
     cfg.log_fn = uc_log_cache;
+    /* The library's info lines stay out unless debug is asked for. */
     cfg.log_level = UC_LOG_WARN;
+    if (uc_log_min_level() == 0) {
+        cfg.log_level = UC_LOG_DEBUG;
+    } else if (uc_log_min_level() > 2) {
+        cfg.log_level = UC_LOG_ERROR;
+    }
     if (uc_cache_create(&cfg, &app->cache, err, sizeof(err)) != UC_OK) {
         uc_log("error", "cannot create cache", "error", err, NULL);
         return -1;

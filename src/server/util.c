@@ -2,16 +2,20 @@
 /*
  * Small helpers of utxoiq-api that do not depend on HTTP or the database:
  * the wall clock, ISO-8601 timestamps in and out, text and UUID checks,
- * bounded integer parsing, the ETag hash and the one-line structured logger.
+ * bounded integer parsing, the ETag hash and the one-line structured logger
+ * (logfmt or JSON, a level threshold, and a per-cause rate limit).
  */
 #include "app.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t uc_now_us(const uc_app_t *app)
 {
@@ -277,9 +281,231 @@ uint64_t uc_hash64(const char *p, size_t len)
     return h;
 }
 
-/* Appends v to buf as a logfmt value: quoted when it holds anything but
- * plain characters, with quotes, backslashes and control bytes escaped. */
-static size_t put_value(char *buf, size_t pos, size_t cap, const char *v)
+/* ---- the logger -----------------------------------------------------------
+ *
+ * The logger is process-wide rather than hanging off the app: stderr is one
+ * per process, and the library's and the database's log callbacks reach it
+ * without the app. Its settings are read once (pthread_once); its counters
+ * are atomics; the rate limit's table has its own mutex, taken only for
+ * warn and error lines (the access log, at info, never waits on it).
+ */
+
+enum { LOG_LOGFMT = 0, LOG_JSON = 1 };
+
+#define LOG_LINE_MAX 2048
+#define LOG_CAUSES 64 /* rate-limit slots; the oldest is reused when full */
+
+typedef struct {
+    uint64_t key; /* 0: free */
+    uint64_t window_ms;
+    uint32_t in_window;
+    uint64_t suppressed;
+} log_cause_t;
+
+static struct {
+    pthread_once_t once;
+    int format;
+    int min_level;
+    uint64_t interval_ms;
+    uint32_t burst;
+    pthread_mutex_t mu;
+    log_cause_t causes[LOG_CAUSES];
+    atomic_uint_fast64_t written[UC_LOG_NLEVELS];
+    atomic_uint_fast64_t suppressed;
+} logger = {PTHREAD_ONCE_INIT,         0,     1,   1000, 1,
+            PTHREAD_MUTEX_INITIALIZER, {{0}}, {0}, 0};
+
+static const char *const LEVELS[UC_LOG_NLEVELS] = {"debug", "info", "warn",
+                                                   "error"};
+
+const char *uc_log_level_name(int level)
+{
+    return level >= 0 && level < UC_LOG_NLEVELS ? LEVELS[level] : "error";
+}
+
+static int level_of(const char *name)
+{
+    for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+        if (strcmp(name, LEVELS[i]) == 0) {
+            return i;
+        }
+    }
+    return strcmp(name, "warning") == 0 ? 2 : 3;
+}
+
+/* Settings the logger cannot use are reported once, on its own output, and
+ * the default is kept: a typo in a log setting should not stop a service. */
+static void log_setting_bad(const char *name, const char *value,
+                            const char *want)
+{
+    char line[512];
+    char ts[40];
+    uc_time_format(uc_now_us(NULL), ts, sizeof(ts));
+    int n = snprintf(line, sizeof(line),
+                     "ts=%s level=warn msg=\"%s: not one of %s; the default "
+                     "is used\" value_length=%zu\n",
+                     ts, name, want, strlen(value));
+    if (n > 0) {
+        (void)!write(STDERR_FILENO, line,
+                     (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    }
+}
+
+static void log_init(void)
+{
+    const char *v = getenv("UTXOIQ_LOG_LEVEL");
+    long long x;
+    if (v != NULL && v[0] != '\0') {
+        int l = -1;
+        for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+            if (strcasecmp(v, LEVELS[i]) == 0) {
+                l = i;
+            }
+        }
+        if (l < 0) {
+            log_setting_bad("UTXOIQ_LOG_LEVEL", v, "debug|info|warn|error");
+        } else {
+            logger.min_level = l;
+        }
+    }
+    v = getenv("UTXOIQ_LOG_FORMAT");
+    if (v != NULL && v[0] != '\0') {
+        if (strcasecmp(v, "json") == 0) {
+            logger.format = LOG_JSON;
+        } else if (strcasecmp(v, "logfmt") != 0) {
+            log_setting_bad("UTXOIQ_LOG_FORMAT", v, "logfmt|json");
+        }
+    }
+    v = getenv("UTXOIQ_LOG_INTERVAL_MS");
+    if (v != NULL && v[0] != '\0') {
+        if (uc_parse_int(v, 0, 3600000, &x) != 0) {
+            log_setting_bad("UTXOIQ_LOG_INTERVAL_MS", v, "0..3600000");
+        } else {
+            logger.interval_ms = (uint64_t)x;
+        }
+    }
+    v = getenv("UTXOIQ_LOG_BURST");
+    if (v != NULL && v[0] != '\0') {
+        if (uc_parse_int(v, 1, 1000000, &x) != 0) {
+            log_setting_bad("UTXOIQ_LOG_BURST", v, "1..1000000");
+        } else {
+            logger.burst = (uint32_t)x;
+        }
+    }
+}
+
+int uc_log_min_level(void)
+{
+    pthread_once(&logger.once, log_init);
+    return logger.min_level;
+}
+
+void uc_log_stats(uc_log_stats_t *out)
+{
+    for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+        out->written[i] = atomic_load(&logger.written[i]);
+    }
+    out->suppressed = atomic_load(&logger.suppressed);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The cause of a line: its level and its message with digits left out, so
+ * that "... within 5000 ms" or a library's own "(4 similar held back)" do
+ * not make every line a cause of its own. Never 0. */
+static uint64_t cause_key(int level, const char *msg)
+{
+    uint64_t h = UINT64_C(14695981039346656037) ^ (uint64_t)level;
+    for (const char *p = msg; *p != '\0'; p++) {
+        if (*p >= '0' && *p <= '9') {
+            continue;
+        }
+        h ^= (unsigned char)*p;
+        h *= UINT64_C(1099511628211);
+    }
+    return h != 0 ? h : 1;
+}
+
+/*
+ * The rate limit. Returns 1 when the line is to be written, with
+ * *suppressed set to the lines of its cause held back since the last one
+ * written; 0 when it is held back (and counted).
+ */
+static int log_admit(int level, const char *msg, uint64_t *suppressed)
+{
+    uint64_t key = cause_key(level, msg);
+    uint64_t now = mono_ms();
+    log_cause_t *slot = NULL;
+    log_cause_t *oldest = &logger.causes[0];
+    int admit;
+
+    *suppressed = 0;
+    if (logger.interval_ms == 0) {
+        return 1;
+    }
+    pthread_mutex_lock(&logger.mu);
+    for (int i = 0; i < LOG_CAUSES; i++) {
+        log_cause_t *c = &logger.causes[i];
+        if (c->key == key) {
+            slot = c;
+            break;
+        }
+        if (c->key == 0 ||
+            (oldest->key != 0 && c->window_ms < oldest->window_ms)) {
+            oldest = c;
+        }
+    }
+    if (slot == NULL) {
+        /* A new cause, or one forgotten: its suppressed lines, if any, were
+         * counted in the totals already. */
+        slot = oldest;
+        memset(slot, 0, sizeof(*slot));
+        slot->key = key;
+        slot->window_ms = now;
+    }
+    if (now - slot->window_ms >= logger.interval_ms) {
+        slot->window_ms = now;
+        slot->in_window = 0;
+    }
+    admit = slot->in_window < logger.burst;
+    if (admit) {
+        slot->in_window++;
+        *suppressed = slot->suppressed;
+        slot->suppressed = 0;
+    } else {
+        slot->suppressed++;
+    }
+    pthread_mutex_unlock(&logger.mu);
+    if (!admit) {
+        atomic_fetch_add(&logger.suppressed, 1);
+    }
+    return admit;
+}
+
+/* A line being built: text stops at cap - reserve, so the closing bytes
+ * (quote, brace, newline) always fit. */
+typedef struct {
+    char p[LOG_LINE_MAX];
+    size_t len;
+} line_t;
+
+#define LINE_RESERVE 8
+
+static void put_raw(line_t *l, const char *s)
+{
+    for (; *s != '\0' && l->len + LINE_RESERVE < sizeof(l->p); s++) {
+        l->p[l->len++] = *s;
+    }
+}
+
+/* Appends v as a logfmt value: quoted when it holds anything but plain
+ * characters, with quotes, backslashes and control bytes escaped. */
+static void put_logfmt(line_t *l, const char *v)
 {
     int quote = v[0] == '\0';
     for (const char *q = v; *q != '\0'; q++) {
@@ -289,79 +515,175 @@ static size_t put_value(char *buf, size_t pos, size_t cap, const char *v)
             break;
         }
     }
-    if (quote && pos + 1 < cap) {
-        buf[pos++] = '"';
+    if (quote) {
+        l->p[l->len++] = '"';
     }
-    for (const char *q = v; *q != '\0' && pos + 5 < cap; q++) {
+    for (const char *q = v; *q != '\0'; q++) {
         unsigned char c = (unsigned char)*q;
+        if (l->len + LINE_RESERVE + 4 >= sizeof(l->p)) {
+            break;
+        }
         if (c == '"' || c == '\\') {
-            buf[pos++] = '\\';
-            buf[pos++] = (char)c;
+            l->p[l->len++] = '\\';
+            l->p[l->len++] = (char)c;
         } else if (c < 0x20 || c == 0x7f) {
-            pos += (size_t)snprintf(buf + pos, cap - pos, "\\x%02x", c);
+            l->len += (size_t)snprintf(l->p + l->len, sizeof(l->p) - l->len,
+                                       "\\x%02x", c);
         } else {
-            buf[pos++] = (char)c;
+            l->p[l->len++] = (char)c;
         }
     }
-    if (quote && pos + 1 < cap) {
-        buf[pos++] = '"';
+    if (quote) {
+        l->p[l->len++] = '"';
     }
-    return pos;
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+/* Appends v as a JSON string: quotes, backslashes and control bytes
+ * escaped, valid UTF-8 kept, any other byte replaced by U+FFFD, so the line
+ * is valid JSON whatever the value held. A cut never splits an escape or a
+ * character. */
+static void put_json(line_t *l, const char *v)
+{
+    const unsigned char *q = (const unsigned char *)v;
+    l->p[l->len++] = '"';
+    while (*q != '\0') {
+        unsigned char c = *q;
+        if (l->len + LINE_RESERVE + 6 >= sizeof(l->p)) {
+            break;
+        }
+        if (c == '"' || c == '\\') {
+            l->p[l->len++] = '\\';
+            l->p[l->len++] = (char)c;
+            q++;
+        } else if (c == '\n') {
+            l->p[l->len++] = '\\';
+            l->p[l->len++] = 'n';
+            q++;
+        } else if (c < 0x20 || c == 0x7f) {
+            l->len += (size_t)snprintf(l->p + l->len, sizeof(l->p) - l->len,
+                                       "\\u%04x", c);
+            q++;
+        } else if (c < 0x80) {
+            l->p[l->len++] = (char)c;
+            q++;
+        } else {
+            size_t n = utf8_len(q);
+            if (n == 0) {
+                put_raw(l, "\\ufffd");
+                q++;
+            } else {
+                memcpy(l->p + l->len, q, n);
+                l->len += n;
+                q += n;
+            }
+        }
+    }
+    l->p[l->len++] = '"';
+}
+
+static void put_field(line_t *l, int json, int first, const char *k,
+                      const char *v)
+{
+    if (json) {
+        put_raw(l, first ? "" : ",");
+        put_json(l, k);
+        put_raw(l, ":");
+        put_json(l, v);
+    } else {
+        put_raw(l, first ? "" : " ");
+        put_raw(l, k);
+        put_raw(l, "=");
+        put_logfmt(l, v);
+    }
 }
 
 void uc_log(const char *level, const char *msg, ...)
 {
-    char line[2048];
+    line_t l;
     char ts[40];
-    size_t pos;
+    char held[LOG_LINE_MAX / 2];
+    uint64_t suppressed = 0;
+    int lv = level_of(level);
+    int json;
     va_list ap;
 
+    pthread_once(&logger.once, log_init);
+    if (lv < logger.min_level) {
+        return;
+    }
+    if (lv >= 2 && !log_admit(lv, msg, &suppressed)) {
+        return;
+    }
+    if (suppressed > 0) {
+        snprintf(held, sizeof(held), "%s (%llu similar suppressed)", msg,
+                 (unsigned long long)suppressed);
+        msg = held;
+    }
+    json = logger.format == LOG_JSON;
+    l.len = 0;
     uc_time_format(uc_now_us(NULL), ts, sizeof(ts));
-    pos =
-        (size_t)snprintf(line, sizeof(line), "ts=%s level=%s msg=", ts, level);
-    pos = put_value(line, pos, sizeof(line) - 2, msg);
+    put_raw(&l, json ? "{" : "");
+    put_field(&l, json, 1, "ts", ts);
+    put_field(&l, json, 0, "level", LEVELS[lv]);
+    put_field(&l, json, 0, "msg", msg);
     va_start(ap, msg);
     for (;;) {
         const char *k = va_arg(ap, const char *);
-        if (k == NULL || pos + 8 >= sizeof(line) - 2) {
+        if (k == NULL) {
             break;
         }
         const char *v = va_arg(ap, const char *);
-        pos += (size_t)snprintf(line + pos, sizeof(line) - 2 - pos, " %s=", k);
-        if (pos >= sizeof(line) - 2) {
-            pos = sizeof(line) - 3;
-            break;
-        }
-        pos = put_value(line, pos, sizeof(line) - 2, v != NULL ? v : "");
+        put_field(&l, json, 0, k, v != NULL ? v : "");
     }
     va_end(ap);
-    line[pos++] = '\n';
-    line[pos] = '\0';
-    fputs(line, stderr);
-}
-
-static const char *level_name(int level)
-{
-    switch (level) {
-    case 0:
-        return "debug";
-    case 1:
-        return "info";
-    case 2:
-        return "warn";
-    default:
-        return "error";
+    if (json) {
+        l.p[l.len++] = '}';
+    }
+    l.p[l.len++] = '\n';
+    atomic_fetch_add(&logger.written[lv], 1);
+    /* One write(2) per line, so lines of different threads never mix. */
+    size_t off = 0;
+    while (off < l.len) {
+        ssize_t w = write(STDERR_FILENO, l.p + off, l.len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            break;
+        }
+        off += (size_t)w;
     }
 }
 
 void uc_log_cache(void *arg, uc_log_level_t level, const char *msg)
 {
     (void)arg;
-    uc_log(level_name((int)level), msg, "component", "cache", NULL);
+    uc_log(uc_log_level_name((int)level), msg, "component", "cache", NULL);
 }
 
 void uc_log_db(void *arg, int level, const char *msg)
 {
     (void)arg;
-    uc_log(level_name(level), msg, "component", "db", NULL);
+    uc_log(uc_log_level_name(level), msg, "component", "db", NULL);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *uc_db_strerror(int status)
 {
@@ -34,6 +35,8 @@ const char *uc_db_strerror(int status)
         return "database error";
     case UC_DB_ECONFIG:
         return "invalid database configuration";
+    case UC_DB_EREADONLY:
+        return "database cannot write";
     default:
         return "unknown status";
     }
@@ -310,6 +313,56 @@ int uc_db_ping(uc_db_t *db)
     return db->methods->ping(db);
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int uc_db_write_probe(uc_db_t *db, int max_age_ms)
+{
+    int64_t now = mono_us();
+    int64_t at = atomic_load(&db->probe_at_us);
+    int expect = 0;
+
+    if (at != 0 && now - at < (int64_t)max_age_ms * 1000) {
+        return atomic_load(&db->probe_status);
+    }
+    /* One probe at a time; the others take the last result. */
+    if (!atomic_compare_exchange_strong(&db->probing, &expect, 1)) {
+        return atomic_load(&db->probe_status);
+    }
+    int st = db->methods->probe_write(db, wall_us());
+    atomic_store(&db->probe_status, st);
+    atomic_store(&db->probe_at_us, mono_us());
+    atomic_store(&db->probing, 0);
+    return st;
+}
+
+int uc_db_write_probe_cached(uc_db_t *db)
+{
+    return atomic_load(&db->probe_status);
+}
+
+/* A write that found the database unable to write says so to readiness at
+ * once, without waiting for the next probe. */
+static int noted(uc_db_t *db, int st)
+{
+    if (st == UC_DB_EREADONLY) {
+        atomic_store(&db->probe_status, st);
+        atomic_store(&db->probe_at_us, mono_us());
+    }
+    return st;
+}
+
 /* 1 when s is 1..max bytes of printable ASCII. */
 static int printable(const char *s, size_t max)
 {
@@ -356,7 +409,8 @@ int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     if (st != UC_DB_OK) {
         return st;
     }
-    return db->methods->feedback_upsert(db, w, out, inv, ninv, inv_ids);
+    return noted(db,
+                 db->methods->feedback_upsert(db, w, out, inv, ninv, inv_ids));
 }
 
 int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
@@ -388,7 +442,7 @@ int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
     if (st != UC_DB_OK) {
         return st;
     }
-    return db->methods->job_create(db, job, inv, ninv, inv_ids);
+    return noted(db, db->methods->job_create(db, job, inv, ninv, inv_ids));
 }
 
 int uc_db_job_progress(uc_db_t *db, const char *job_id,
@@ -399,7 +453,8 @@ int uc_db_job_progress(uc_db_t *db, const char *job_id,
     if (st != UC_DB_OK) {
         return st;
     }
-    return db->methods->job_progress(db, job_id, p, out, inv, ninv, inv_ids);
+    return noted(
+        db, db->methods->job_progress(db, job_id, p, out, inv, ninv, inv_ids));
 }
 
 int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
@@ -423,7 +478,8 @@ int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
     if (st != UC_DB_OK) {
         return st;
     }
-    return db->methods->metrics_insert(db, in, n, out, inv, ninv, inv_ids);
+    return noted(
+        db, db->methods->metrics_insert(db, in, n, out, inv, ninv, inv_ids));
 }
 
 int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
@@ -449,12 +505,13 @@ int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
     if (st != UC_DB_OK) {
         return st;
     }
-    return db->methods->retention_run(db, c, out, inv, ninv, inv_ids);
+    return noted(db,
+                 db->methods->retention_run(db, c, out, inv, ninv, inv_ids));
 }
 
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
 {
-    return db->methods->api_key_create(db, key);
+    return noted(db, db->methods->api_key_create(db, key));
 }
 
 int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out)
@@ -502,7 +559,8 @@ int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
     for (size_t off = 0; off < n; off += UC_DB_INVAL_BATCH_MAX) {
         size_t k =
             n - off < UC_DB_INVAL_BATCH_MAX ? n - off : UC_DB_INVAL_BATCH_MAX;
-        int st = db->methods->inval_mark_applied(db, ids + off, k, now_us);
+        int st = noted(
+            db, db->methods->inval_mark_applied(db, ids + off, k, now_us));
         if (st != UC_DB_OK) {
             return st;
         }
@@ -512,7 +570,7 @@ int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
 
 int uc_db_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
 {
-    return db->methods->inval_prune(db, before_us, removed);
+    return noted(db, db->methods->inval_prune(db, before_us, removed));
 }
 
 int uc_db_inval_last_id(uc_db_t *db, int64_t *id)
@@ -530,7 +588,7 @@ int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
     if (st != UC_DB_OK || n == 0) {
         return st;
     }
-    return db->methods->inval_append(db, inv, n, now_us, ids);
+    return noted(db, db->methods->inval_append(db, inv, n, now_us, ids));
 }
 
 void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array)

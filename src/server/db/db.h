@@ -46,6 +46,7 @@
 #ifndef UC_SERVER_DB_H
 #define UC_SERVER_DB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,8 @@ typedef enum {
     UC_DB_EBUSY = -5,        /* lock or pool wait ran out of time */
     UC_DB_EIO = -6,          /* any other database error (logged) */
     UC_DB_ECONFIG = -7,      /* bad URL or options, unknown scheme */
+    UC_DB_EREADONLY = -8,    /* the database takes no writes: read-only,
+                                full, or its file deleted or replaced */
 } uc_db_status_t;
 
 /* Static message for a status; never NULL. */
@@ -364,6 +367,11 @@ typedef struct uc_db_methods {
     /* Round trip to the database (SELECT 1). */
     int (*ping)(uc_db_t *db);
 
+    /* Rewrites the one row of service_probe (probed_at = now) in a
+     * transaction of its own and commits: a write that really reaches the
+     * database. UC_DB_EREADONLY when the database takes no writes. */
+    int (*probe_write)(uc_db_t *db, int64_t now);
+
     /* Upserts one feedback row and returns the stored row in *out. */
     int (*feedback_upsert)(uc_db_t *db, const uc_db_feedback_write_t *w,
                            uc_db_feedback_t *out, const uc_db_inval_t *inv,
@@ -457,6 +465,11 @@ typedef struct uc_db_methods {
  */
 struct uc_db {
     const uc_db_methods_t *methods;
+    /* The write probe's cached outcome (uc_db_write_probe); zero as the
+     * backends calloc() their handle. */
+    _Atomic int64_t probe_at_us; /* monotonic; 0: never probed */
+    _Atomic int probe_status;
+    _Atomic int probing;
 };
 
 /* ---- opening ------------------------------------------------------------- */
@@ -496,6 +509,18 @@ void uc_db_close(uc_db_t *db); /* accepts NULL */
 const char *uc_db_backend_name(const uc_db_t *db);
 int uc_db_migrate(uc_db_t *db, int *applied);
 int uc_db_ping(uc_db_t *db);
+
+/*
+ * Whether the database takes writes, by a real write (probe_write), at most
+ * once per max_age_ms: a later call within that time, or one made while
+ * another thread's probe runs, returns the cached status. Returns UC_DB_OK,
+ * UC_DB_EREADONLY, UC_DB_EUNAVAILABLE, ... A write of the service that
+ * fails with UC_DB_EREADONLY updates the cached status at once.
+ */
+int uc_db_write_probe(uc_db_t *db, int max_age_ms);
+
+/* The cached status alone, never probing (UC_DB_OK before any probe). */
+int uc_db_write_probe_cached(uc_db_t *db);
 int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
                           uc_db_feedback_t *out, const uc_db_inval_t *inv,
                           size_t ninv, int64_t *inv_ids);

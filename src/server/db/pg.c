@@ -133,9 +133,20 @@ static const char *const migration_2[] = {
     NULL,
 };
 
+/* One row that the readiness probe rewrites: a real write, committed, is
+ * the only check that the database still takes writes (a read-only
+ * standby, default_transaction_read_only, a full disk). */
+static const char *const migration_3[] = {
+    "CREATE TABLE service_probe ("
+    " id integer PRIMARY KEY CHECK (id = 1),"
+    " probed_at bigint NOT NULL)",
+    NULL,
+};
+
 static const migration_t migrations[] = {
     {1, "initial schema", migration_1},
     {2, "cache invalidation log", migration_2},
+    {3, "service write probe", migration_3},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -628,13 +639,22 @@ static int acquire(pg_db_t *d, PGconn **out)
  * healthy, outside any transaction and not marked broken; otherwise it is
  * closed and its slot freed, so the next borrower connects afresh.
  */
+/* How a session ends: broken drops its connection; RELEASE_DROP_IDLE also
+ * drops every idle one, which is in the same state as the server. */
+#define RELEASE_DROP_IDLE 2
+
 static void release(pg_db_t *d, PGconn *c, int broken)
 {
     int keep = !broken && PQstatus(c) == CONNECTION_OK &&
                PQtransactionStatus(c) == PQTRANS_IDLE;
+    PGconn **drop = NULL;
+    int ndrop = 0;
 
     if (!keep) {
         PQfinish(c);
+    }
+    if (broken == RELEASE_DROP_IDLE) {
+        drop = malloc((size_t)d->max * sizeof(*drop));
     }
     pthread_mutex_lock(&d->mu);
     if (keep) {
@@ -642,8 +662,18 @@ static void release(pg_db_t *d, PGconn *c, int broken)
     } else {
         d->n_open--;
     }
-    pthread_cond_signal(&d->cv);
+    if (drop != NULL) {
+        ndrop = d->n_idle;
+        memcpy(drop, d->idle, (size_t)ndrop * sizeof(*drop));
+        d->n_idle = 0;
+        d->n_open -= ndrop;
+    }
+    pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
+    for (int i = 0; i < ndrop; i++) {
+        PQfinish(drop[i]);
+    }
+    free(drop);
 }
 
 /* A borrowed connection for the length of one method call. */
@@ -692,6 +722,10 @@ static int status_of_state(const char *state)
     }
     if (strcmp(state, "53200") == 0) {
         return UC_DB_ENOMEM;
+    }
+    if (strcmp(state, "25006") == 0 || strcmp(state, "53100") == 0) {
+        return UC_DB_EREADONLY; /* read-only transaction (a standby, or
+                                   default_transaction_read_only), disk full */
     }
     return UC_DB_EIO;
 }
@@ -796,6 +830,13 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
     if (PQstatus(s->c) != CONNECTION_OK) {
         s->broken = 1;
         st = UC_DB_EUNAVAILABLE;
+    }
+    if (st == UC_DB_EREADONLY) {
+        /* A read-only session (a standby, or a database set to
+         * default_transaction_read_only) stays so, and so do the idle ones
+         * opened meanwhile: only fresh connections can find the server
+         * writable again (or reach the new primary of a multi-host URL). */
+        s->broken = RELEASE_DROP_IDLE;
     }
     one_line(PQresultErrorMessage(keep), why, sizeof(why));
     uc__db_logf(&d->log, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
@@ -1515,6 +1556,18 @@ static int pg_ping(uc_db_t *db)
     return query_run((pg_db_t *)db, "ping", "SELECT 1", &p);
 }
 
+static int pg_probe_write(uc_db_t *db, int64_t now)
+{
+    params_t p = {0};
+
+    p_i64(&p, now);
+    return query_run((pg_db_t *)db, "write probe",
+                     "INSERT INTO service_probe (id, probed_at) VALUES (1, $1)"
+                     " ON CONFLICT (id) DO UPDATE"
+                     " SET probed_at = EXCLUDED.probed_at",
+                     &p);
+}
+
 static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
                               uc_db_feedback_t *out, const uc_db_inval_t *inv,
                               size_t ninv, int64_t *inv_ids)
@@ -2157,6 +2210,7 @@ static const uc_db_methods_t pg_methods = {
     .close = pg_close,
     .migrate = pg_migrate,
     .ping = pg_ping,
+    .probe_write = pg_probe_write,
     .feedback_upsert = pg_feedback_upsert,
     .feedback_stats = pg_feedback_stats,
     .feedback_comments = pg_feedback_comments,

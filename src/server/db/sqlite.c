@@ -107,6 +107,12 @@ static const migration_t migrations[] = {
      " WHERE applied_at IS NULL;"
      "CREATE INDEX cache_invalidations_applied ON cache_invalidations"
      " (applied_at) WHERE applied_at IS NOT NULL;"},
+    /* One row that the readiness probe rewrites: a real write, committed,
+     * is the only check that the database can still take writes. */
+    {3, "service write probe",
+     "CREATE TABLE service_probe ("
+     " id INTEGER PRIMARY KEY CHECK (id = 1),"
+     " probed_at INTEGER NOT NULL);"},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -124,6 +130,7 @@ static const migration_t migrations[] = {
 
 enum {
     ST_PING,
+    ST_PROBE,
     ST_FB_RATE,
     ST_FB_COMMENT,
     ST_FB_FLAG,
@@ -162,6 +169,9 @@ enum {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_PING] = "SELECT 1",
+    [ST_PROBE] =
+        "INSERT INTO service_probe (id, probed_at) VALUES (1, ?1)"
+        " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
     [ST_FB_RATE] =
         "INSERT INTO insight_feedback (insight_id, user_id, rating, comment,"
         " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
@@ -300,8 +310,25 @@ static int status_of(sqlite_db_t *d, conn_t *c, int rc, const char *what)
     case SQLITE_ROW:
         return UC_DB_OK;
     case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_COMMITHOOK) {
+            /* The commit hook refused: see on_commit(). */
+            uc__db_logf(&d->log, 3,
+                        "sqlite %s: '%s' was deleted or replaced since it "
+                        "was opened; the write was rolled back",
+                        what, d->path);
+            return UC_DB_EREADONLY;
+        }
         uc__db_logf(&d->log, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
         return UC_DB_ECONSTRAINT;
+    case SQLITE_READONLY:
+    case SQLITE_FULL:
+    case SQLITE_PERM:
+        uc__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UC_DB_EREADONLY;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+        uc__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UC_DB_EUNAVAILABLE;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         uc__db_logf(&d->log, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
@@ -1031,6 +1058,26 @@ static void sq_close(uc_db_t *db)
     free(d);
 }
 
+/*
+ * The commit hook of every connection. A database file deleted or replaced
+ * under the running service is still open here, and SQLite (in WAL mode)
+ * keeps committing into the unlinked inode: every such write would answer
+ * 200 and be gone at the next start. So each commit first asks SQLite
+ * whether the file at the path is still the one it has open (one stat);
+ * when it is not, the hook turns the COMMIT into a ROLLBACK, which the
+ * statement reports as SQLITE_CONSTRAINT_COMMITHOOK (UC_DB_EREADONLY).
+ */
+static int on_commit(void *arg)
+{
+    sqlite3 *h = arg;
+    int moved = 0;
+    if (sqlite3_file_control(h, "main", SQLITE_FCNTL_HAS_MOVED, &moved) !=
+        SQLITE_OK) {
+        return 0;
+    }
+    return moved != 0;
+}
+
 static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
 {
     int rc = sqlite3_open_v2(
@@ -1043,6 +1090,7 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(c->h, d->timeout_ms);
     sqlite3_extended_result_codes(c->h, 1);
+    sqlite3_commit_hook(c->h, on_commit, c->h);
     /* WAL lets readers run beside the one writer; NORMAL sync is durable
      * across application crashes, which is what a cache-fronted API needs. */
     rc = sqlite3_exec(c->h,
@@ -1158,6 +1206,27 @@ static int sq_ping(uc_db_t *db)
     } else {
         int rc = sqlite3_step(s);
         st = rc == SQLITE_ROW ? UC_DB_OK : status_of(d, c, rc, "ping");
+    }
+    done(s);
+    release(d, c);
+    return st;
+}
+
+static int sq_probe_write(uc_db_t *db, int64_t now)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    sqlite3_stmt *s;
+    int st;
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    s = stmt(d, c, ST_PROBE);
+    if (s == NULL) {
+        st = UC_DB_EIO;
+    } else {
+        sqlite3_bind_int64(s, 1, now);
+        st = status_of(d, c, sqlite3_step(s), "write probe");
     }
     done(s);
     release(d, c);
@@ -1783,6 +1852,7 @@ static const uc_db_methods_t sqlite_methods = {
     .close = sq_close,
     .migrate = sq_migrate,
     .ping = sq_ping,
+    .probe_write = sq_probe_write,
     .feedback_upsert = sq_feedback_upsert,
     .feedback_stats = sq_feedback_stats,
     .feedback_comments = sq_feedback_comments,
