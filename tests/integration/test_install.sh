@@ -132,10 +132,16 @@ links_shared "$tmp/cm/build/hello_static" &&
 run_hello cmake/hello "$tmp/cm/build/hello"
 run_hello cmake/hello_static "$tmp/cm/build/hello_static"
 
-# ---- the installed programs find the library through their RUNPATH ----
+# ---- the installed programs ----
+# utxocache finds the shared library through its RUNPATH; utxoiq-api links
+# the archive (a cache hit stays off the PLT) and must not load it.
 env -u LD_LIBRARY_PATH "$prefix/bin/utxocache" --version | grep -q "$version" ||
     fail "installed utxocache --version failed"
-for exe in utxocache utxoiq-api; do
+env -u LD_LIBRARY_PATH "$prefix/bin/utxoiq-api" --version | grep -q "$version" ||
+    fail "installed utxoiq-api --version failed"
+! links_shared "$prefix/bin/utxoiq-api" ||
+    fail "installed utxoiq-api loads $soname instead of the archive"
+for exe in utxocache; do
     loaded=$(env -u LD_LIBRARY_PATH ldd "$prefix/bin/$exe" |
              sed -n "s/^[[:space:]]*$soname => \([^ ]*\).*/\1/p")
     [ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = \
