@@ -89,6 +89,10 @@ typedef struct uc_config {
     int lease_ms;       /* 10000: how long a fill's lease lives */
     int trust_check_ms; /* 1000: how often the dataset marker is checked
                            besides every new connection */
+    int sigpipe_ignored; /* nonzero: the application ignores SIGPIPE
+                            process-wide (SIG_IGN) before the first call,
+                            so the library need not block it around each
+                            Redis write (two system calls fewer) */
     int observer;       /* nonzero: an operator's tool (the CLI), which
                            never drops or adopts a Redis dataset; the
                            services that fill the cache do */

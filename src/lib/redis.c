@@ -113,6 +113,7 @@ typedef struct {
     rconn_t *conn;
     redisContext *c;
     int data; /* reads or writes entries: refused on a distrusted dataset */
+    int sigpipe_ignored; /* the application ignores SIGPIPE (config) */
     int probe;
     int broken;      /* the connection failed: close it */
     int server_gone; /* EOF/reset: the idle ones are suspect too */
@@ -468,6 +469,10 @@ static void block_sigpipe(sess_t *s)
     sigset_t pipe;
     sigset_t pending;
 
+    if (s->sigpipe_ignored) {
+        s->pipe_blocked_before = 1; /* nothing to restore */
+        return;
+    }
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, &s->oldmask);
@@ -491,6 +496,9 @@ static void restore_sigpipe(sess_t *s, int write_failed)
     sigset_t pending;
     struct timespec zero = {0, 0};
 
+    if (s->sigpipe_ignored) {
+        return; /* a write to a closed socket gave EPIPE, no signal */
+    }
     if (write_failed && !s->pipe_pending_before && sigpending(&pending) == 0 &&
         sigismember(&pending, SIGPIPE) == 1) {
         sigemptyset(&pipe);
@@ -527,6 +535,7 @@ static int sess_begin(rb_t *rb, sess_t *s)
     int rc = UC_OK;
 
     memset(s, 0, sizeof(*s));
+    s->sigpipe_ignored = rb->base.env->cfg.sigpipe_ignored;
     rc = uc__breaker_allow(&rb->breaker, &s->probe);
     if (rc != UC_OK) {
         return rc;

@@ -369,6 +369,11 @@ static int open_cache(uc_app_t *app)
         return -1;
     }
     cfg.log_fn = uc_log_cache;
+    /* A write to a socket the peer closed answers EPIPE instead of killing
+     * the process; set before the first Redis call, so the library need
+     * not mask the signal around each one. */
+    signal(SIGPIPE, SIG_IGN);
+    cfg.sigpipe_ignored = 1;
     /* The library's info lines stay out unless debug is asked for. */
     cfg.log_level = UC_LOG_WARN;
     if (uc_log_min_level() == 0) {
