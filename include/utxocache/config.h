@@ -85,17 +85,17 @@ typedef struct uc_config {
     int scan_batch;          /* 500: SCAN COUNT and UNLINK batch size */
 
     /* Coherence. */
-    int log_tail_ms;    /* 200: the worker's tick: log tail, retries */
-    int lease_ms;       /* 10000: how long a fill's lease lives */
-    int trust_check_ms; /* 1000: how often the dataset marker is checked
-                           besides every new connection */
+    int log_tail_ms;     /* 200: the worker's tick: log tail, retries */
+    int lease_ms;        /* 10000: how long a fill's lease lives */
+    int trust_check_ms;  /* 1000: how often the dataset marker is checked
+                            besides every new connection */
     int sigpipe_ignored; /* nonzero: the application ignores SIGPIPE
                             process-wide (SIG_IGN) before the first call,
                             so the library need not block it around each
                             Redis write (two system calls fewer) */
-    int observer;       /* nonzero: an operator's tool (the CLI), which
-                           never drops or adopts a Redis dataset; the
-                           services that fill the cache do */
+    int observer;        /* nonzero: an operator's tool (the CLI), which
+                            never drops or adopts a Redis dataset; the
+                            services that fill the cache do */
 
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */

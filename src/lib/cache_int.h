@@ -81,7 +81,7 @@ struct uc_cache {
     _Atomic int has_log; /* set last, after the fields below */
     uc_invlog_ops_t log;
     void *log_arg;
-    int64_t tail_pos;      /* every record <= this has been seen */
+    int64_t tail_pos; /* every record <= this has been seen */
     /* Records applied here, to be marked in the log by the worker in one
      * call per tick (a write then takes the database's write lock once). */
     pthread_mutex_t mark_mu;

@@ -90,7 +90,7 @@ typedef struct {
     int etag;                  /* send an ETag and honour If-None-Match */
     int has_hash;              /* body_hash is the body's uc_hash64 */
     uint64_t body_hash;
-    const char *content_type;  /* static; NULL: application/json */
+    const char *content_type; /* static; NULL: application/json */
 } uc_resp_t;
 
 typedef void (*uc_handler_fn)(uc_app_t *app, uc_req_t *req, uc_resp_t *res);

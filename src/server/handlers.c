@@ -285,8 +285,7 @@ static int q_enum(uc_req_t *req, const char *name, const char *const *allowed,
  * synchronous: a read that starts after the answer never sees the old
  * value.
  */
-#define STALE_WRITE(app, stale, call)                                          \
-    ((stale) == NULL ? UC_DB_ENOMEM : (call))
+#define STALE_WRITE(app, stale, call) ((stale) == NULL ? UC_DB_ENOMEM : (call))
 
 typedef json_t *(*build_fn)(uc_app_t *app, void *arg, int *st);
 
@@ -419,7 +418,8 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     w.now = uc_now_us(app);
     stale = uc_stale_new();
     const char *sf[1] = {w.insight_id};
-    if (stale != NULL && uc_stale_add(app, stale, UC_KS_FEEDBACK_STATS, sf) != 0) {
+    if (stale != NULL &&
+        uc_stale_add(app, stale, UC_KS_FEEDBACK_STATS, sf) != 0) {
         uc_resp_error(res, 422, "insight_id: not a valid key field");
         goto cleanup;
     }
@@ -1094,9 +1094,9 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     for (int k = 0; k < UC_KS_COUNT && stale != NULL; k++) {
         (void)uc_stale_add(app, stale, k, any);
     }
-    int st = STALE_WRITE(app, stale,
-                         uc_db_retention_run(app->db, &c, &r, stale->inv,
-                                             stale->n, stale->ids));
+    int st = STALE_WRITE(
+        app, stale,
+        uc_db_retention_run(app->db, &c, &r, stale->inv, stale->n, stale->ids));
     if (db_failed(res, st) != 0) {
         uc_stale_free(stale);
         return;
@@ -1167,12 +1167,11 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         "{s:s,s:o,s:o,s:{s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I},"
         "s:{s:I,s:I,s:I}}",
         "backend", uc_cache_backend_name(app->cache), "totals", totals,
-        "keyspaces", kss, "pool", "max", (int)ps.max,
-        "in_use", (int)ps.in_use, "idle", (int)ps.idle, "connects",
-        (json_int_t)ps.connects, "connect_failures",
-        (json_int_t)ps.connect_failures, "discarded", (json_int_t)ps.discarded,
-        "waits", (json_int_t)ps.waits, "acquire_timeouts",
-        (json_int_t)ps.acquire_timeouts, "breaker",
+        "keyspaces", kss, "pool", "max", (int)ps.max, "in_use", (int)ps.in_use,
+        "idle", (int)ps.idle, "connects", (json_int_t)ps.connects,
+        "connect_failures", (json_int_t)ps.connect_failures, "discarded",
+        (json_int_t)ps.discarded, "waits", (json_int_t)ps.waits,
+        "acquire_timeouts", (json_int_t)ps.acquire_timeouts, "breaker",
         BREAKER[ps.breaker <= UC_BREAKER_HALF_OPEN ? ps.breaker : 0],
         "breaker_opens", (json_int_t)ps.breaker_opens, "breaker_rejects",
         (json_int_t)ps.breaker_rejects, "invalidation_queue", "pending",
@@ -1225,12 +1224,11 @@ static void h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     const char *dbname = uc_db_backend_name(app->db);
     json_t *j = json_pack(
         "{s:s,s:{s:s,s:s,s:b},s:{s:s,s:s,s:I,s:s}}", "status",
-        ready ? "ready" : "not ready", "database", "backend", dbname,
-        "status", wst == UC_DB_OK ? "ok" : uc_db_strerror(wst), "writable",
-        wst == UC_DB_OK, "cache", "backend",
-        uc_cache_backend_name(app->cache), "status",
-        cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us", (json_int_t)rtt,
-        "scope", app->cache_local ? "process" : "shared");
+        ready ? "ready" : "not ready", "database", "backend", dbname, "status",
+        wst == UC_DB_OK ? "ok" : uc_db_strerror(wst), "writable",
+        wst == UC_DB_OK, "cache", "backend", uc_cache_backend_name(app->cache),
+        "status", cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us",
+        (json_int_t)rtt, "scope", app->cache_local ? "process" : "shared");
     if (j != NULL && !ready) {
         char detail[160];
         if (wst != UC_DB_OK) {

@@ -80,8 +80,7 @@ static char *assemble(const char *u, const char *p, const char *h,
     size_t n = strlen(u) + strlen(p) + strlen(h) + strlen(q) + strlen(r) + 64;
     char *url = malloc(n);
     if (url != NULL) {
-        snprintf(url, n, "postgresql://%s:%s@%s?password=%s&%s", u, p, h, q,
-                 r);
+        snprintf(url, n, "postgresql://%s:%s@%s?password=%s&%s", u, p, h, q, r);
     }
     return url;
 }

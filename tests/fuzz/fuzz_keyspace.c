@@ -261,9 +261,9 @@ static void round_trip(uc_cache_t *cache, uc_keyspace_t *ks,
     /* The raw key holds the value in its envelope, the value last. */
     rc = uc_cache_get(cache, key, klen, &got, &glen);
     UC_FUZZ_CHECK(rc == UC_OK);
-    UC_FUZZ_CHECK(glen > sizeof(val) - 1 &&
-                  memcmp(got + glen - (sizeof(val) - 1), val,
-                         sizeof(val) - 1) == 0);
+    UC_FUZZ_CHECK(
+        glen > sizeof(val) - 1 &&
+        memcmp(got + glen - (sizeof(val) - 1), val, sizeof(val) - 1) == 0);
     uc_free(got);
     got = NULL;
 

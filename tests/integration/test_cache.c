@@ -359,9 +359,8 @@ static void get_or_load_corrupt_value(void **state)
     uc_stats_t st;
     (void)state;
     assert_int_equal(uc_keyspace_set(ks, f, 1, K("{trunc")), UC_OK);
-    assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l,
-                                             valid_json_object, NULL, &v, &len,
-                                             &src),
+    assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l, valid_json_object,
+                                         NULL, &v, &len, &src),
                      UC_OK);
     assert_int_equal(l.calls, 1);
     assert_int_equal(src, UC_FROM_LOADER);
@@ -402,18 +401,18 @@ static void stale_write_back_refused(void **state)
     const char *rf[] = {"svc", "cpu"};
     const char *any[] = {"svc", NULL};
     loader_t l2 = {0, "[old]", 0, rks, any, 2, 0};
-    assert_int_equal(uc_test_get_or_load(rks, rf, 2, load, &l2, NULL, NULL,
-                                             &v, &len, &src),
-                     UC_OK);
+    assert_int_equal(
+        uc_test_get_or_load(rks, rf, 2, load, &l2, NULL, NULL, &v, &len, &src),
+        UC_OK);
     assert_int_equal(l2.inv_rc, UC_OK);
     uc_free(v);
     assert_int_equal(uc_keyspace_get(rks, rf, 2, &v, &len), UC_MISS);
 
     /* Without a write in between, the next load is stored. */
     loader_t l3 = {0, "{\"new\":true}", 0, NULL, NULL, 0, 0};
-    assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l3, NULL, NULL,
-                                             &v, &len, &src),
-                     UC_OK);
+    assert_int_equal(
+        uc_test_get_or_load(ks, f, 1, load, &l3, NULL, NULL, &v, &len, &src),
+        UC_OK);
     uc_free(v);
     assert_int_equal(uc_keyspace_get(ks, f, 1, &v, &len), UC_OK);
     assert_string_equal(v, "{\"new\":true}");
@@ -512,9 +511,9 @@ static void read_h_keys(uc_keyspace_t *ks, loader_t *l, int n)
         size_t len;
         snprintf(id, sizeof(id), "h%d", i);
         const char *f[] = {id};
-        assert_int_equal(uc_test_get_or_load(ks, f, 1, load, l, NULL, NULL,
-                                                 &v, &len, NULL),
-                         UC_OK);
+        assert_int_equal(
+            uc_test_get_or_load(ks, f, 1, load, l, NULL, NULL, &v, &len, NULL),
+            UC_OK);
         uc_free(v);
     }
 }
@@ -614,8 +613,8 @@ static void *worker(void *arg)
             }
             continue;
         }
-        if (uc_test_get_or_load(ks, f, 1, load_for_id, id, NULL, NULL, &v,
-                                    &len, NULL) != UC_OK) {
+        if (uc_test_get_or_load(ks, f, 1, load_for_id, id, NULL, NULL, &v, &len,
+                                NULL) != UC_OK) {
             w->errors++;
             continue;
         }
@@ -692,9 +691,9 @@ static void unreachable_redis_falls_back(void **state)
         uc_source_t src;
         char *v;
         size_t len;
-        assert_int_equal(uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL,
-                                                 &v, &len, &src),
-                         UC_OK);
+        assert_int_equal(
+            uc_test_get_or_load(ks, f, 1, load, &l, NULL, NULL, &v, &len, &src),
+            UC_OK);
         assert_int_equal(src, UC_FROM_FALLBACK);
         assert_int_equal(l.calls, 1);
         assert_string_equal(v, "{\"db\":1}");

@@ -261,8 +261,7 @@ static double overlap_max_ms(const uc_fault_load_t *l, uint64_t from,
     const uc_fault_op_t *ops = uc_fault_ops(l, &n);
     for (size_t i = 0; i < n; i++) {
         if (ops[i].kind == UC_FAULT_READ && ops[i].start_us < to &&
-            ops[i].end_us > from &&
-            ops[i].end_us - ops[i].start_us > worst) {
+            ops[i].end_us > from && ops[i].end_us - ops[i].start_us > worst) {
             worst = ops[i].end_us - ops[i].start_us;
         }
     }
@@ -376,16 +375,17 @@ static void test_redis_killed_under_load(void **state)
      * kill, served nothing while Redis was gone, and the service counted
      * the failed cache calls. */
     felt_t f = felt(&api);
-    FIGURE("redis_kill", "hits_before_kill=%zu hits_while_down=%zu "
+    FIGURE("redis_kill",
+           "hits_before_kill=%zu hits_while_down=%zu "
            "cache_errors=%lld fallbacks=%lld",
            window_reads(l, 0, t_kill, REDIS_COMMAND_MS).hits,
-           window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).hits,
-           f.errors, f.fallbacks);
+           window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).hits, f.errors,
+           f.fallbacks);
     assert_true(window_reads(l, 0, t_kill, REDIS_COMMAND_MS).hits > 0);
     assert_true(window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).started >
                 0);
-    assert_int_equal(
-        window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).hits, 0);
+    assert_int_equal(window_reads(l, t_dead, t_restart, REDIS_COMMAND_MS).hits,
+                     0);
     assert_true(f.errors > 0);
 
     uc_fault_free(l);
@@ -497,9 +497,8 @@ static void test_redis_hung_under_load(void **state)
     static const char *const unprotected[] = {
         "UTXOCACHE_BREAKER_THRESHOLD=1000000", "UTXOCACHE_BACKOFF_BASE_MS=1",
         "UTXOCACHE_BACKOFF_MAX_MS=1", NULL};
-    double bare =
-        hang_run("redis_hang_reads_no_breaker_no_backoff", 0, BREAKER_NEVER,
-                 unprotected);
+    double bare = hang_run("redis_hang_reads_no_breaker_no_backoff", 0,
+                           BREAKER_NEVER, unprotected);
     FIGURE("redis_hang", "reads_only_p99_no_breaker_no_backoff_ms=%.1f", bare);
 #endif
 }

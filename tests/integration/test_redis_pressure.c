@@ -195,7 +195,7 @@ static int read_own(uc_keyspace_t *ks, const char *id, uc_source_t *source)
 
     snprintf(want, sizeof(want), "loaded-%s", id);
     rc = uc_test_get_or_load(ks, fields, 1, load_id, (void *)id, NULL, NULL,
-                                 &got, &len, &src);
+                             &got, &len, &src);
     if (rc == UC_OK && (len != strlen(want) || memcmp(got, want, len) != 0)) {
         rc = WRONG_VALUE;
     }

@@ -338,7 +338,7 @@ static uc_source_t get_or_load(uc_cache_t *c, const char *id, loader_t *l)
 
     assert_non_null(ks);
     assert_int_equal(uc_test_get_or_load(ks, fields, 1, load_value, l, NULL,
-                                             NULL, &v, &len, &src),
+                                         NULL, &v, &len, &src),
                      UC_OK);
     assert_int_equal(len, strlen(l->value));
     assert_memory_equal(v, l->value, len);

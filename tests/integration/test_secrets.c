@@ -4,11 +4,12 @@
  * requirepass (the password in REDIS_URL), its database (SQLite, or the
  * shared PostgreSQL under UC_TEST_DB=postgresql), once more on a PostgreSQL
  * reached with a password in DATABASE_URL (skipped, and so reported, when
- * PostgreSQL is not installed), and API keys. Every endpoint is exercised, errors included; then neither the
- * Redis password, the database password nor any API key (nor its secret
- * part) may appear in the service's log, /metrics, the cache stats, /readyz
- * or any answer. A second test reads the SQLite database file and its WAL
- * byte by byte: keys are stored hashed, never in plain text.
+ * PostgreSQL is not installed), and API keys. Every endpoint is exercised,
+ * errors included; then neither the Redis password, the database password nor
+ * any API key (nor its secret part) may appear in the service's log, /metrics,
+ * the cache stats, /readyz or any answer. A second test reads the SQLite
+ * database file and its WAL byte by byte: keys are stored hashed, never in
+ * plain text.
  */
 #include <signal.h>
 #include <stdlib.h>

@@ -219,11 +219,11 @@ int uc_test_redis_cli_reply(uc_test_redis_t *r, const char *auth_args,
 static int is_error_reply(const char *line)
 {
     static const char *const codes[] = {
-        "ERR",        "WRONGTYPE",   "NOAUTH",     "WRONGPASS", "NOPERM",
-        "LOADING",    "OOM",         "BUSY",       "BUSYKEY",   "NOSCRIPT",
-        "READONLY",   "MISCONF",     "MASTERDOWN", "EXECABORT", "NOREPLICAS",
-        "NOTBUSY",    "UNKILLABLE",  "NOPROTO",    "CROSSSLOT", "CLUSTERDOWN",
-        "TRYAGAIN",   "MOVED",       "ASK",        "UNBLOCKED", "NOGOODSLAVE",
+        "ERR",      "WRONGTYPE",  "NOAUTH",     "WRONGPASS", "NOPERM",
+        "LOADING",  "OOM",        "BUSY",       "BUSYKEY",   "NOSCRIPT",
+        "READONLY", "MISCONF",    "MASTERDOWN", "EXECABORT", "NOREPLICAS",
+        "NOTBUSY",  "UNKILLABLE", "NOPROTO",    "CROSSSLOT", "CLUSTERDOWN",
+        "TRYAGAIN", "MOVED",      "ASK",        "UNBLOCKED", "NOGOODSLAVE",
     };
     if (strncmp(line, "AUTH failed", 11) == 0) {
         return 1;

@@ -49,7 +49,8 @@ static const describe_case_t describe_cases[] = {
     {"postgresql://h:5432/db?password=s3cr@t",
      "postgresql://h:5432/db?password=***"},
     /* Nothing to mask. */
-    {"postgresql://app@db.internal/utxoiq", "postgresql://app@db.internal/utxoiq"},
+    {"postgresql://app@db.internal/utxoiq",
+     "postgresql://app@db.internal/utxoiq"},
     {"postgresql://db.internal:5432/utxoiq",
      "postgresql://db.internal:5432/utxoiq"},
     {"postgresql://h/db?passwords=x&xpassword=y",

@@ -155,8 +155,10 @@ static void patterns_validated(void **state)
                          UC_EINVAL);
         assert_non_null(strstr(err, "keyspace 'ks'"));
     }
-    uc_keyspace_def_t badname = {.name = "Bad-Name", .pattern = "a:{id}", .ttl_s = 60};
-    uc_keyspace_def_t zero_ttl = {.name = "ok", .pattern = "a:{id}", .ttl_s = 0};
+    uc_keyspace_def_t badname = {
+        .name = "Bad-Name", .pattern = "a:{id}", .ttl_s = 60};
+    uc_keyspace_def_t zero_ttl = {
+        .name = "ok", .pattern = "a:{id}", .ttl_s = 0};
     uc_keyspace_t ks;
     char err[200];
     assert_int_equal(uc__keyspace_compile(&ks, &badname, err, sizeof(err)),
