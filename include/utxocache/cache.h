@@ -69,6 +69,17 @@ UC_EXPORT void uc_values_release(uc_value_t *vals, size_t n);
 UC_EXPORT int uc_cache_get(uc_cache_t *cache, const char *key, size_t klen,
                            char **val, size_t *len);
 
+/*
+ * uc_cache_get() for an operator looking at a keyspace entry by its key:
+ * when the key holds the library's envelope for this very key, the value
+ * inside is returned and *entry (may be NULL) is set to 1; a fill in
+ * progress (a lease) reads as UC_MISS; anything else is returned as it is,
+ * *entry 0.
+ */
+UC_EXPORT int uc_cache_get_entry(uc_cache_t *cache, const char *key,
+                                 size_t klen, char **val, size_t *len,
+                                 int *entry);
+
 /* Stores a value that expires after ttl_ms (0: never). */
 UC_EXPORT int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
                            const char *val, size_t len, uint64_t ttl_ms);

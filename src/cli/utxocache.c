@@ -557,7 +557,8 @@ static int cmd_get(uc_cache_t *cache, const char *key, int json)
 {
     char *val = NULL;
     size_t len = 0;
-    int rc = uc_cache_get(cache, key, strlen(key), &val, &len);
+    /* An entry of a keyspace prints its value, not its envelope. */
+    int rc = uc_cache_get_entry(cache, key, strlen(key), &val, &len, NULL);
 
     if (rc != UC_OK && rc != UC_MISS) {
         return fail("get", key, uc_strerror(rc));

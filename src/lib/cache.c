@@ -234,6 +234,44 @@ int uc_cache_get(uc_cache_t *cache, const char *key, size_t klen, char **val,
     return do_get(cache, NULL, fk, n, val, len);
 }
 
+int uc_cache_get_entry(uc_cache_t *cache, const char *key, size_t klen,
+                       char **val, size_t *len, int *entry)
+{
+    char fk[FULLKEY_MAX];
+    size_t n = uc__full_key(cache, key, klen, fk);
+    uc__meta_t meta;
+    char *v = NULL;
+    size_t vlen = 0;
+    int rc;
+
+    if (n == 0 || val == NULL || len == NULL) {
+        return UC_EINVAL;
+    }
+    rc = do_get(cache, NULL, fk, n, &v, &vlen);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    switch (uc__envelope_open(fk, n, v, &vlen, &meta)) {
+    case UC__ENV_LEASE:
+        free(v);
+        return UC_MISS;
+    case UC__ENV_OK:
+        if (entry != NULL) {
+            *entry = 1;
+        }
+        break;
+    case UC__ENV_CORRUPT:
+    default:
+        if (entry != NULL) {
+            *entry = 0;
+        }
+        break;
+    }
+    *val = v;
+    *len = vlen;
+    return UC_OK;
+}
+
 int uc_cache_set(uc_cache_t *cache, const char *key, size_t klen,
                  const char *val, size_t len, uint64_t ttl_ms)
 {

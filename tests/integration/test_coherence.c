@@ -1238,6 +1238,15 @@ static void test_cli_invalidates_service_entries(void **state)
     assert_int_equal(rate_as(w, a, k1, id, 2).status, 200);
     warm(w, a, id, 1);
 
+    /* An entry read by its key prints the service's JSON, not the
+     * envelope it is stored in. */
+    char rawkey[160];
+    fmt(rawkey, sizeof(rawkey), "feedback:stats:%s", id);
+    const char *get[] = {"get", rawkey, NULL};
+    assert_int_equal(run_cli(w, get, out, sizeof(out)), 0);
+    assert_true(out[0] == '{');
+    assert_non_null(strstr(out, id));
+
     /* The CLI knows the service's keyspaces: one entry, by its field. */
     fmt(field, sizeof(field), "insight_id=%s", id);
     const char *args[] = {"invalidate", "--keyspace", "feedback_stats", field,
