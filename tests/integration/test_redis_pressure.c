@@ -614,12 +614,20 @@ static void pool_exhausted_callers_fall_back(void **state)
 }
 
 /* Many reads per thread while the server sleeps now and then. */
+/* Set by the sleeper once both of its sleeps are over: the load goes on at
+ * least until then, so that it overlaps them however fast it runs. */
+static atomic_int sleeps_done;
+
 static void *loader_main(void *arg)
 {
     exer_t *w = arg;
+    uint64_t until = 0;
 
     pthread_barrier_wait(w->start);
-    for (int i = 0; i < LOAD_ITERS; i++) {
+    until = uc_test_now_ms() + BOUND_MS / 2;
+    for (int i = 0; i < LOAD_ITERS || (atomic_load(&sleeps_done) == 0 &&
+                                       uc_test_now_ms() < until);
+         i++) {
         char id[32];
         char key[32];
         char want[32];
@@ -666,6 +674,7 @@ static void *sleeper_main(void *arg)
                                   sizeof(out));
         uc_test_sleep_ms(50);
     }
+    atomic_store(&sleeps_done, 1);
     return NULL;
 }
 
@@ -702,6 +711,7 @@ static void pool_exhausted_under_sustained_load(void **state)
     before = uc_test_pool_stats(c);
 
     atomic_init(&done, 0);
+    atomic_store(&sleeps_done, 0);
     assert_int_equal(pthread_barrier_init(&start, NULL, EX_THREADS + 1), 0);
     start_exers(w, th, c, ks, &start, &done, loader_main, UC_OK);
     sleeper.f = f;
