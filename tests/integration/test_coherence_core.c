@@ -489,8 +489,9 @@ static void log_pending_at_attach(void **state)
     l.value = "{\"v\":\"new\"}";
     uc_cache_t *next = open_redis(f);
     uc_keyspace_t *ks = uc_cache_keyspace(next, "stats");
-    /* The worker may not run before the first read: make it wait. */
-    cli_ok(f, "CLIENT PAUSE 300 WRITE");
+    /* Neither the attach nor the worker may apply the record before the
+     * first read: deletes wait past the command timeout meanwhile. */
+    cli_ok(f, "CLIENT PAUSE 1000 WRITE");
     assert_int_equal(
         uc_cache_attach_log(next, &memlog_ops, &log, err, sizeof(err)), UC_OK);
     expect_read(ks, id, 1, &l, UC_FROM_BYPASS, "{\"v\":\"new\"}");
