@@ -118,6 +118,17 @@ static uint64_t start_budget_ms(void)
     return wrapper_words(buf, words) > 0 ? 60000 : 10000;
 }
 
+/* How long a server may take to exit after SIGTERM: its own drain waits up
+ * to 10 s for requests in flight before it closes the cache and the
+ * database, so the bound must be above that (and far above it under a
+ * wrapper). */
+static uint64_t stop_budget_ms(void)
+{
+    char buf[WRAPPER_MAX_LEN];
+    char *words[WRAPPER_MAX_WORDS];
+    return wrapper_words(buf, words) > 0 ? 60000 : 30000;
+}
+
 /* fork + exec of the binary with args (under UC_TEST_SERVER_WRAPPER when
  * set); stdout to out_fd (or the log). */
 static pid_t spawn(uc_test_api_t *a, char *const *argv, int out_fd)
@@ -280,7 +291,7 @@ int uc_test_api_stop(uc_test_api_t *a)
         return -1;
     }
     kill(a->pid, SIGTERM);
-    uint64_t deadline = uc_test_now_ms() + start_budget_ms();
+    uint64_t deadline = uc_test_now_ms() + stop_budget_ms();
     for (;;) {
         pid_t w = waitpid(a->pid, &status, WNOHANG);
         if (w == a->pid) {
@@ -290,13 +301,25 @@ int uc_test_api_stop(uc_test_api_t *a)
             kill(a->pid, SIGKILL);
             waitpid(a->pid, &status, 0);
             a->pid = 0;
+            fprintf(stderr,
+                    "utxoiq-api did not exit within %llu ms of "
+                    "SIGTERM; killed\n",
+                    (unsigned long long)stop_budget_ms());
+            print_log(a);
             return -1;
         }
         uc_test_sleep_ms(10);
     }
     a->pid = 0;
     if (!WIFEXITED(status)) {
+        fprintf(stderr, "utxoiq-api died of signal %d\n",
+                WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+        print_log(a);
         return -1;
+    }
+    if (WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "utxoiq-api exited %d\n", WEXITSTATUS(status));
+        print_log(a);
     }
     return WEXITSTATUS(status);
 }

@@ -40,7 +40,8 @@ int uc_test_api_start(uc_test_api_t *a, const char *db_url,
                       const char *const *env);
 
 /*
- * Stops the server with SIGTERM (SIGKILL after 10 s) and returns its exit
+ * Stops the server with SIGTERM (SIGKILL after 30 s, past its own 10 s
+ * drain) and returns its exit
  * status (0 after a clean drain), or -1 when it was killed or not running.
  * Keeps the directory and the database, so uc_test_api_restart() can follow.
  */
