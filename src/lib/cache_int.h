@@ -87,6 +87,11 @@ struct uc_cache {
     pthread_mutex_t mark_mu;
     int64_t *to_mark; /* UC_INVLOG_PENDING_MAX of them */
     size_t n_mark;
+    /* Records being applied by a writer right now: the log already shows
+     * them pending, and the worker must not take them for another
+     * process's (its retry would delete the writer's next fill). */
+    int64_t applying[64];
+    size_t n_applying;
     uint64_t gap_since_us; /* a gap after tail_pos seen since then; 0 none */
 
     /* The worker thread. */

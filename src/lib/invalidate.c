@@ -170,6 +170,9 @@ void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
         for (size_t k = 0; k < c->n_mark && !mine; k++) {
             mine = c->to_mark[k] == recs[j].id;
         }
+        for (size_t k = 0; k < c->n_applying && !mine; k++) {
+            mine = c->applying[k] == recs[j].id;
+        }
         if (ks != NULL && !recs[j].applied && !mine) {
             add_locked(c, recs[j].id, ks, recs[j].target, now);
         }
@@ -297,6 +300,33 @@ int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
     return rc;
 }
 
+/* Registers a record this thread is applying (see cache_int.h); 0 when
+ * the small table is full (then the worker may retry it once: harmless). */
+static int hold_applying(uc_cache_t *c, int64_t id)
+{
+    int held = 0;
+
+    pthread_mutex_lock(&c->mark_mu);
+    if (c->n_applying < sizeof(c->applying) / sizeof(c->applying[0])) {
+        c->applying[c->n_applying++] = id;
+        held = 1;
+    }
+    pthread_mutex_unlock(&c->mark_mu);
+    return held;
+}
+
+static void drop_applying(uc_cache_t *c, int64_t id)
+{
+    pthread_mutex_lock(&c->mark_mu);
+    for (size_t k = 0; k < c->n_applying; k++) {
+        if (c->applying[k] == id) {
+            c->applying[k] = c->applying[--c->n_applying];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mark_mu);
+}
+
 /* Queues an applied record's id for the worker to mark; marks at once when
  * the queue is full. */
 static void queue_mark(uc_cache_t *c, int64_t id)
@@ -365,6 +395,7 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
             }
             continue;
         }
+        int held = recs[i].id > 0 && hold_applying(cache, recs[i].id);
         rc = apply_now(cache, ks, recs[i].target, NULL);
         if (rc != UC_OK) {
             add_pending(cache, recs[i].id, ks, recs[i].target);
@@ -372,14 +403,18 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
             if (first == UC_OK) {
                 first = rc;
             }
-            continue;
+        } else {
+            done++;
+            /* Marked by the worker within a tick: until then other
+             * instances see the record pending and read the entry from the
+             * database, which costs them hits, never freshness. */
+            if (recs[i].id > 0 && atomic_load(&cache->has_log)) {
+                queue_mark(cache, recs[i].id);
+            }
         }
-        done++;
-        /* Marked by the worker within a tick: until then other instances
-         * see the record pending and read the entry from the database, which
-         * costs them hits, never freshness. */
-        if (recs[i].id > 0 && atomic_load(&cache->has_log)) {
-            queue_mark(cache, recs[i].id);
+        /* Only now: pending or queued, it is accounted for either way. */
+        if (held) {
+            drop_applying(cache, recs[i].id);
         }
     }
     if (applied != NULL) {

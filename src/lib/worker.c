@@ -15,6 +15,7 @@
  * The thread never holds a lock while it talks to the store or the log.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,15 @@ int uc__worker_start(uc_cache_t *c)
     }
     pthread_condattr_destroy(&ca);
     c->worker_stop = 0;
-    if (pthread_create(&c->worker, NULL, worker_main, c) != 0) {
+    /* The thread starts with every signal blocked, so that a signal meant
+     * for the application (SIGTERM to drain, say) is never delivered to it
+     * and run with its default action there. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int prc = pthread_create(&c->worker, NULL, worker_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (prc != 0) {
         pthread_cond_destroy(&c->worker_cv);
         pthread_mutex_destroy(&c->worker_mu);
         pthread_mutex_destroy(&c->trust_mu);
