@@ -184,6 +184,7 @@ void uc_cache_destroy(uc_cache_t *cache)
     uc__pending_release(&cache->pending);
     pthread_mutex_destroy(&cache->mark_mu);
     free(cache->to_mark);
+    free(cache->tail_buf);
     for (size_t i = 0; i < cache->nks; i++) {
         free(cache->ks[i]);
     }

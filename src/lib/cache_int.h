@@ -93,6 +93,7 @@ struct uc_cache {
     int64_t applying[64];
     size_t n_applying;
     uint64_t gap_since_us; /* a gap after tail_pos seen since then; 0 none */
+    uc_inval_record_t *tail_buf; /* the worker's read buffer, kept */
 
     /* The worker thread. */
     pthread_t worker;

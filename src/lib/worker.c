@@ -82,7 +82,11 @@ void uc__worker_tick(uc_cache_t *c)
      * this process applied. */
     uc__marks_flush(c);
     if (c->has_log) {
-        uc_inval_record_t *buf = malloc(TAIL_BATCH * sizeof(*buf));
+        /* About 1 MiB, kept from tick to tick (the worker's alone). */
+        if (c->tail_buf == NULL) {
+            c->tail_buf = malloc(TAIL_BATCH * sizeof(*c->tail_buf));
+        }
+        uc_inval_record_t *buf = c->tail_buf;
         size_t n = 0;
 
         if (buf != NULL) {
@@ -93,7 +97,6 @@ void uc__worker_tick(uc_cache_t *c)
             if (c->local) {
                 tail_local(c, now, buf);
             }
-            free(buf);
         }
     }
     uc__pending_retry(c);
