@@ -92,6 +92,10 @@ struct uc_cache {
      * process's (its retry would delete the writer's next fill). */
     int64_t applying[64];
     size_t n_applying;
+    /* Ids this process applied lately: a process-local store's tail skips
+     * them (evicting again would only drop the writer's next fill). */
+    int64_t own[1024];
+    size_t own_next;
     uint64_t gap_since_us; /* a gap after tail_pos seen since then; 0 none */
     uc_inval_record_t *tail_buf; /* the worker's read buffer, kept */
 
@@ -201,6 +205,9 @@ int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
 
 /* The worker's pass over the pending set: retries, marks applied. */
 void uc__pending_retry(uc_cache_t *c);
+
+/* Nonzero when this process applied record id lately (id > 0). */
+int uc__applied_here(uc_cache_t *c, int64_t id);
 
 /* Marks in the log what this process applied since the last call. */
 void uc__marks_flush(uc_cache_t *c);

@@ -334,6 +334,7 @@ static void queue_mark(uc_cache_t *c, int64_t id)
     int64_t full[1] = {id};
 
     pthread_mutex_lock(&c->mark_mu);
+    c->own[c->own_next++ % (sizeof(c->own) / sizeof(c->own[0]))] = id;
     if (c->n_mark < UC_INVLOG_PENDING_MAX) {
         c->to_mark[c->n_mark++] = id;
         pthread_mutex_unlock(&c->mark_mu);
@@ -607,4 +608,16 @@ int uc__trust_restore(uc_cache_t *c)
     }
     pthread_mutex_unlock(&c->trust_mu);
     return rc;
+}
+
+int uc__applied_here(uc_cache_t *c, int64_t id)
+{
+    int found = 0;
+
+    pthread_mutex_lock(&c->mark_mu);
+    for (size_t k = 0; k < sizeof(c->own) / sizeof(c->own[0]) && !found; k++) {
+        found = c->own[k] == id;
+    }
+    pthread_mutex_unlock(&c->mark_mu);
+    return found;
 }

@@ -54,7 +54,7 @@ static void tail_local(uc_cache_t *c, uint64_t now, uc_inval_record_t *buf)
     }
     for (size_t i = 0; i < n; i++) {
         uc_keyspace_t *ks = uc__keyspace_by_name(c, buf[i].keyspace);
-        if (ks != NULL) {
+        if (ks != NULL && !uc__applied_here(c, buf[i].id)) {
             (void)uc__apply_target(c, ks, buf[i].target, NULL);
         }
         if (buf[i].id == pos + 1) {
