@@ -9,6 +9,8 @@
 #   make bench  benchmarks with side-by-side reference runs
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
 #   make bench-write  POST /api/v1/feedback/rate; BEFORE_BIN=<old utxoiq-api> compares
+#   make bench-policy  near-cache eviction policies replayed on synthetic
+#               traces (1-2 minutes); QUICK=1 for the short run (seconds)
 #   make faults the long service fault runs (release build); prints FIGURE lines
 #   make valgrind  integration tests (and the service they start) under memcheck
 #   make soak   the service under load while Redis restarts; RSS and fds
@@ -19,7 +21,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-api bench-write clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-api bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -79,6 +81,13 @@ bench-api: release
 
 bench-write: release
 	@bench/write-bench
+
+# The simulator needs only the compiler and libm, so only its target is
+# built; configuring the preset still wants the project's packages.
+bench-policy: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS) --target uc-policy-sim
+	@build/release/bench/uc-policy-sim $(if $(filter 1,$(QUICK)),--quick,)
 
 # callgrind and strace on a fixed number of identical cached GETs.
 profile-hit: release
