@@ -1600,7 +1600,11 @@ static void print_ratio_table(const row_t *rows, size_t first, size_t end,
         for (int p = 0; p < N_POLICIES; p++) {
             double v =
                 bytes ? byte_ratio(&row->res[p]) : obj_ratio(&row->res[p]);
-            printf(" %9.4f%c", v, shown(v) == best ? '*' : ' ');
+            /* No blank after the last column: the tables go into docs. */
+            printf(" %9.4f%s", v,
+                   shown(v) == best     ? "*"
+                   : p + 1 < N_POLICIES ? " "
+                                        : "");
         }
         printf("\n");
     }
@@ -1614,7 +1618,8 @@ static void print_rate_table(const row_t *rows, size_t first, size_t end)
                "");
         for (int p = 0; p < N_POLICIES; p++) {
             const result_t *r = &rows[i].res[p];
-            printf(" %9.1f ", (double)r->nreq / r->secs / 1e6);
+            printf(" %9.1f%s", (double)r->nreq / r->secs / 1e6,
+                   p + 1 < N_POLICIES ? " " : "");
         }
         printf("\n");
     }
