@@ -7,6 +7,7 @@
 #               (the service included); fails on a skipped test unless
 #               UC_TEST_ALLOW_SKIP=1
 #   make bench  benchmarks with side-by-side reference runs
+#   make bench-near  the near cache's hit path beside the memory backend's get
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
 #   make bench-write  POST /api/v1/feedback/rate; BEFORE_BIN=<old utxoiq-api> compares
 #   make bench-policy  near-cache eviction policies replayed on synthetic
@@ -21,7 +22,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-api bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-near bench-api bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -75,6 +76,12 @@ run: deps-run
 
 bench: release
 	@build/release/bench/uc-bench
+
+# Builds its one program only (release preset), not the whole tree.
+bench-near: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS) --target uc-near-bench
+	@build/release/bench/uc-near-bench
 
 bench-api: release
 	@bench/api-bench
