@@ -171,7 +171,24 @@ UC_EXPORT int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
     X(invalidation_overflows, "times the pending set overflowed and whole "    \
                               "keyspaces were invalidated")                    \
     X(dataset_flushes, "times the Redis dataset was not the one being "        \
-                       "invalidated and the prefix was dropped")
+                       "invalidated and the prefix was dropped")                \
+    X(near_hits, "hits answered by the near cache, without a round trip")      \
+    X(near_bypasses, "reads that skipped the near cache: its invalidation "    \
+                     "channel was not proven alive")                           \
+    X(near_races, "values not kept in the near cache: an invalidation of "     \
+                  "the entry arrived while it was being read")                 \
+    X(stale_served, "get-or-load answers with a value past its TTL, the "      \
+                    "loader having failed or been slow")                       \
+    X(soft_timeouts, "loads that outlasted the soft timeout and went on in "   \
+                     "the background")                                         \
+    X(early_refreshes, "entries refreshed before their expiry (XFetch)")       \
+    X(flight_joins, "get-or-load calls that shared another caller's load in "  \
+                    "this process")                                            \
+    X(lease_waits, "get-or-load calls that waited for another instance's "     \
+                   "fill")                                                     \
+    X(lease_wait_timeouts, "lease waits that ended without the value and "     \
+                           "loaded themselves")                                \
+    X(negative_hits, "reads answered by a remembered \"not found\"")
 
 /* Counter slots the struct reserves: new counters are appended to the end of
  * UC_STATS_COUNTERS and take a slot, so the struct's size and every older
@@ -224,6 +241,50 @@ typedef struct {
     uint64_t breaker_opens;   /* times the breaker opened */
     uint64_t breaker_rejects; /* calls answered "unavailable" at once */
 } uc_pool_stats_t;
+
+/* ---- near cache ---------------------------------------------------------- */
+
+typedef enum {
+    UC_CHANNEL_NONE = 0,       /* no near cache */
+    UC_CHANNEL_DOWN = 1,       /* not connected: the near cache is bypassed */
+    UC_CHANNEL_CONNECTING = 2, /* subscribed, not yet proven by a probe */
+    UC_CHANNEL_HEALTHY = 3,    /* invalidations arrive: the near cache serves */
+} uc_channel_state_t;
+
+/* Memory of the near cache, for one keyspace or all of them. */
+typedef struct {
+    uint64_t budget_bytes; /* what it may hold */
+    uint64_t bytes;        /* what it holds, per-entry overhead included */
+    uint64_t entries;
+    uint64_t inserts;
+    uint64_t evictions;     /* entries dropped to stay within the budget */
+    uint64_t invalidations; /* entries dropped by an invalidation */
+    uint64_t refused;       /* values not kept (race, budget, size) */
+} uc_near_usage_t;
+
+typedef struct {
+    int enabled;
+    uc_channel_state_t channel;
+    uc_near_usage_t usage; /* all keyspaces */
+    uint64_t channel_connects;
+    uint64_t channel_connect_failures;
+    uint64_t messages;          /* invalidation messages received */
+    uint64_t keys_invalidated;  /* keys they named */
+    uint64_t flushes;           /* times the whole near cache was dropped */
+    uint64_t flushes_null;      /* ... on a FLUSHALL/FLUSHDB (null message) */
+    uint64_t flushes_lost;      /* ... on a lost subscriber connection */
+    uint64_t flushes_heartbeat; /* ... on a probe that did not come back */
+    uint64_t flushes_dataset;   /* ... on a dataset change or overflow */
+    uint64_t heartbeats_sent;
+    uint64_t heartbeats_late;
+    /* Invalidation lag, µs: a probe's write to its invalidation's arrival
+     * (buckets as uc_stats_t's). */
+    uint64_t lag_us[UC_HIST_BUCKETS];
+} uc_near_stats_t;
+
+/* The near cache's state (enabled == 0 and the rest zero without one). */
+UC_EXPORT void uc_cache_near_stats(const uc_cache_t *cache,
+                                   uc_near_stats_t *out);
 
 /* Pool and breaker figures (all zero for the memory backend). */
 UC_EXPORT void uc_cache_pool_stats(const uc_cache_t *cache,

@@ -57,9 +57,21 @@ typedef enum {
 #define UC_KEYSPACE_NAME_MAX 32
 #define UC_TTL_OVERRIDES_MAX 16
 
+/* Per-keyspace settings that replace the declared ones (environment:
+ * UTXOCACHE_TTL_<NAME>, UTXOCACHE_STALE_S_<NAME>,
+ * UTXOCACHE_NEAR_BYTES_<NAME>); `set` says which fields hold a value. */
+enum {
+    UC_OVERRIDE_TTL = (1 << 0),
+    UC_OVERRIDE_STALE = (1 << 1),
+    UC_OVERRIDE_NEAR_BYTES = (1 << 2),
+};
+
 typedef struct {
     char keyspace[UC_KEYSPACE_NAME_MAX];
-    uint32_t ttl_s;
+    uint32_t set;        /* UC_OVERRIDE_* */
+    uint32_t ttl_s;      /* >= 1 */
+    uint32_t stale_s;    /* 0: no serve-stale grace */
+    uint64_t near_bytes; /* the keyspace's near-cache budget; 0: none */
 } uc_ttl_override_t;
 
 typedef struct uc_config {
@@ -97,6 +109,18 @@ typedef struct uc_config {
                             never drops or adopts a Redis dataset; the
                             services that fill the cache do */
 
+    /* Near cache (an in-process tier in front of Redis; none in front of
+     * the memory backend, which is in-process already). */
+    int near_off;            /* nonzero: no near cache */
+    size_t near_max_bytes;   /* 64 MiB over all keyspaces: those with their
+                                own budget take it, the others share the
+                                rest equally */
+    int near_heartbeat_ms;   /* 100: a probe write whose invalidation must
+                                come back through the channel */
+    int near_deadline_ms;    /* 250: a probe not back by then flushes the
+                                near cache until the channel is proven */
+    int soft_timeout_ms;     /* 50: a load that has a stale value to fall
+                                back on answers with it after this long */
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
 
@@ -137,7 +161,11 @@ UC_EXPORT void uc_config_init(uc_config_t *cfg);
  *   UTXOCACHE_BREAKER_THRESHOLD UTXOCACHE_BREAKER_COOLDOWN_MS
  *   UTXOCACHE_MEMORY_MAX_BYTES UTXOCACHE_SCAN_BATCH
  *   UTXOCACHE_LOG_TAIL_MS UTXOCACHE_LEASE_MS UTXOCACHE_TRUST_CHECK_MS
- *   UTXOCACHE_TTL_<KEYSPACE> (e.g. UTXOCACHE_TTL_FEEDBACK_STATS=600) for
+ *   UTXOCACHE_NEAR (on|off) UTXOCACHE_NEAR_BYTES
+ *   UTXOCACHE_NEAR_HEARTBEAT_MS UTXOCACHE_NEAR_DEADLINE_MS
+ *   UTXOCACHE_SOFT_TIMEOUT_MS
+ *   UTXOCACHE_TTL_<KEYSPACE> (e.g. UTXOCACHE_TTL_FEEDBACK_STATS=600),
+ *   UTXOCACHE_STALE_S_<KEYSPACE> and UTXOCACHE_NEAR_BYTES_<KEYSPACE> for
  *              each keyspace in `keyspace_names` (may be NULL, n = 0)
  *
  * Fields whose variable is unset are left as they are, so a caller can fill

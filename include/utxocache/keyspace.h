@@ -66,7 +66,27 @@ typedef struct {
     void *loader_arg;
     uc_validator_fn validator;
     void *validator_arg;
+    /* Serve-stale grace: an entry is kept this long past its TTL, and
+     * get-or-load answers with it (UC_FROM_STALE) when the loader fails or
+     * is slow. 0: one day; UC_KEYSPACE_NONE: no grace.
+     * UTXOCACHE_STALE_S_<NAME> overrides. */
+    uint32_t stale_s;
+    /* How long a loader's UC_MISS ("no such entity") is remembered, so a
+     * repeated read of something absent does not reach the database again.
+     * 0: not remembered. */
+    uint32_t negative_ttl_s;
+    /* TTL jitter, percent: each fill's TTL is drawn uniformly within
+     * +-jitter_pct % of the TTL, so entries filled together do not expire
+     * together. 0: 10; UC_KEYSPACE_NONE: none. */
+    uint32_t jitter_pct;
+    /* Early refresh (XFetch): a read refreshes the entry before it expires
+     * with probability exp(-remaining / (load time * beta)). 0: 1.0;
+     * negative: never early. */
+    double refresh_beta;
 } uc_keyspace_def_t;
+
+/* "None" for the uint32_t fields of uc_keyspace_def_t that say so. */
+#define UC_KEYSPACE_NONE UINT32_MAX
 
 typedef struct uc_keyspace uc_keyspace_t;
 
@@ -163,7 +183,26 @@ typedef enum {
     UC_FROM_BYPASS = 4,   /* an invalidation of the entry is pending (or the
                              Redis dataset is being dropped): loaded, not
                              stored, the cache not read */
+    UC_FROM_STALE = 5,    /* the loader failed or outlasted the soft timeout:
+                             a value past its TTL but within the keyspace's
+                             grace, never older than an acknowledged
+                             invalidation */
 } uc_source_t;
+
+/* Which tier answered a hit or a stale value. */
+typedef enum {
+    UC_TIER_NONE = 0,  /* the loader (or nothing) */
+    UC_TIER_NEAR = 1,  /* this process's near cache, no round trip */
+    UC_TIER_REDIS = 2, /* the shared store (Redis, or the memory backend) */
+} uc_tier_t;
+
+/* uc_load_opts_t.flags */
+enum {
+    /* The result's data is a shared, immutable buffer (a near-cache hit
+     * hands out the entry itself, no copy): release it with
+     * uc_shared_release(), never uc_free(). */
+    UC_LOAD_SHARED = (1 << 0),
+};
 
 /* Options of one get-or-load call; zero fields take the keyspace's own. */
 typedef struct {
@@ -171,7 +210,7 @@ typedef struct {
     void *loader_arg;          /* with loader; ignored when loader is NULL */
     uc_validator_fn validator; /* NULL: the keyspace's validator, if any */
     void *validator_arg;
-    uint32_t flags;     /* none defined yet; 0 */
+    uint32_t flags;     /* UC_LOAD_* */
     uint32_t reserved_; /* 0 */
 } uc_load_opts_t;
 
@@ -180,7 +219,8 @@ typedef struct {
         0                                                                      \
     }
 
-/* What get-or-load hands back; data is the caller's (uc_free()). */
+/* What get-or-load hands back; data is the caller's: uc_free(), or
+ * uc_shared_release() when the call asked for UC_LOAD_SHARED. */
 typedef struct {
     char *data; /* NUL-terminated, the NUL not counted in len */
     size_t len;
@@ -189,7 +229,12 @@ typedef struct {
                              that made this value; 0 when unknown */
     uint64_t hash;        /* FNV-1a 64 of data, computed once when the value was
                              made (an ETag needs no pass over a cached body) */
+    uc_tier_t tier;       /* who answered a hit or a stale value */
 } uc_load_result_t;
+
+/* Releases the data of a UC_LOAD_SHARED result (any thread; NULL is
+ * accepted). Its shape fits libmicrohttpd's free callbacks. */
+UC_EXPORT void uc_shared_release(void *data);
 
 /*
  * Cache-aside read, as explicit steps (see load.c):
@@ -216,6 +261,10 @@ UC_EXPORT int uc_keyspace_get_or_load(uc_keyspace_t *ks,
 
 /* Statistics of this keyspace (a copy). */
 UC_EXPORT void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out);
+
+/* The keyspace's share of the near cache (all zero without one). */
+UC_EXPORT void uc_keyspace_near_usage(const uc_keyspace_t *ks,
+                                      uc_near_usage_t *out);
 
 #ifdef __cplusplus
 }

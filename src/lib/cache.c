@@ -54,6 +54,10 @@ static void resolve_defaults(uc_config_t *c)
     DEF(log_tail_ms, 200);
     DEF(lease_ms, 10000);
     DEF(trust_check_ms, 1000);
+    DEF(near_max_bytes, (size_t)64 * 1024 * 1024);
+    DEF(near_heartbeat_ms, 100);
+    DEF(near_deadline_ms, 250);
+    DEF(soft_timeout_ms, 50);
 #undef DEF
     if (c->backend == UC_BACKEND_AUTO) {
         c->backend = c->host[0] != '\0' ? UC_BACKEND_REDIS : UC_BACKEND_MEMORY;
@@ -105,6 +109,92 @@ static int check_config(const uc_config_t *c, char *err, size_t errlen)
     return UC_OK;
 }
 
+/* ---- the near cache's channel --------------------------------------------- */
+
+static void on_keys(void *arg, const char *const *keys, const size_t *klens,
+                    size_t n)
+{
+    uc_cache_t *c = arg;
+
+    for (size_t i = 0; i < n; i++) {
+        uc__near_invalidate(c->near, keys[i], klens[i]);
+        uc__flight_notify(&c->flights, keys[i], klens[i]);
+    }
+}
+
+static void on_flush(void *arg, uc__flush_reason_t why)
+{
+    uc_cache_t *c = arg;
+
+    (void)why; /* counted by the channel */
+    uc__near_flush(c->near);
+    uc__flight_notify_all(&c->flights);
+}
+
+static void on_healthy(void *arg)
+{
+    uc_cache_t *c = arg;
+
+    /* Nothing is admitted while the channel is not healthy, but a reader
+     * that passed the check just before it failed may have kept a value
+     * since: start from empty. */
+    uc__near_flush(c->near);
+}
+
+/* The near cache and its channel, for a Redis cache that fills (not for an
+ * operator's tool, which only looks). */
+static int near_start(uc_cache_t *c, char *err, size_t errlen)
+{
+    uc__track_cb_t cb = {on_keys, on_flush, on_healthy, NULL, c};
+    uc__track_opts_t to;
+    int rc;
+
+    if (c->env.cfg.backend != UC_BACKEND_REDIS || c->env.cfg.near_off ||
+        c->env.cfg.observer) {
+        return UC_OK;
+    }
+    rc = uc__near_create(UC__KEYSPACES_MAX, &c->near);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    memset(&to, 0, sizeof(to));
+    to.hb_ms = c->env.cfg.near_heartbeat_ms;
+    to.hb_deadline_ms = c->env.cfg.near_deadline_ms;
+    rc = uc__track_start(&c->env, &to, &cb, &c->track, err, errlen);
+    if (rc != UC_OK) {
+        uc__near_destroy(c->near);
+        c->near = NULL;
+    }
+    return rc;
+}
+
+/* Splits the near budget: keyspaces with their own take it, the others
+ * share what is left equally. */
+static void near_budgets(uc_cache_t *c)
+{
+    uint64_t total = c->env.cfg.near_max_bytes, own = 0, share;
+    size_t n = atomic_load(&c->nks), implicit = 0;
+
+    if (c->near == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (c->ks[i]->near_budget_set) {
+            own += c->ks[i]->near_budget;
+        } else {
+            implicit++;
+        }
+    }
+    share = implicit > 0 && total > own ? (total - own) / implicit : 0;
+    for (size_t i = 0; i < n; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        if (!ks->near_budget_set) {
+            ks->near_budget = share;
+        }
+        uc__near_set_budget(c->near, ks->cls, (size_t)ks->near_budget);
+    }
+}
+
 int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
                     size_t errlen)
 {
@@ -152,9 +242,26 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
         uc__pending_release(&c->pending);
         rc = UC_ENOMEM;
     }
+    if (rc == UC_OK && uc__flights_init(&c->flights) != 0) {
+        uc__pending_release(&c->pending);
+        pthread_mutex_destroy(&c->mark_mu);
+        rc = UC_ENOMEM;
+    }
+    if (rc == UC_OK && (rc = near_start(c, err, errlen)) != UC_OK) {
+        uc__flights_release(&c->flights);
+        uc__pending_release(&c->pending);
+        pthread_mutex_destroy(&c->mark_mu);
+        free(c->to_mark);
+        c->be->ops->destroy(c->be);
+        free(c);
+        return rc;
+    }
     if (rc == UC_OK) {
         rc = uc__worker_start(c);
         if (rc != UC_OK) {
+            uc__track_stop(c->track);
+            uc__near_destroy(c->near);
+            uc__flights_release(&c->flights);
             uc__pending_release(&c->pending);
             pthread_mutex_destroy(&c->mark_mu);
         }
@@ -178,6 +285,10 @@ void uc_cache_destroy(uc_cache_t *cache)
         return;
     }
     uc__worker_stop(cache);
+    /* The channel's thread calls into the near cache: it stops first. */
+    uc__track_stop(cache->track);
+    uc__near_destroy(cache->near);
+    uc__flights_release(&cache->flights);
     if (cache->be != NULL) {
         cache->be->ops->destroy(cache->be);
     }
@@ -586,10 +697,30 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
         made[i]->loader_arg = defs[i].loader_arg;
         made[i]->validator = defs[i].validator;
         made[i]->validator_arg = defs[i].validator_arg;
+        made[i]->stale_s = defs[i].stale_s == 0                  ? 86400u
+                           : defs[i].stale_s == UC_KEYSPACE_NONE ? 0u
+                                                                 : defs[i].stale_s;
+        made[i]->negative_ttl_s = defs[i].negative_ttl_s;
+        made[i]->jitter_pct = defs[i].jitter_pct == 0 ? 10u
+                              : defs[i].jitter_pct >= 100 ? 0u
+                                                          : defs[i].jitter_pct;
+        made[i]->beta = defs[i].refresh_beta == 0.0 ? 1.0
+                        : defs[i].refresh_beta < 0.0 ? 0.0
+                                                     : defs[i].refresh_beta;
         for (size_t k = 0; k < cache->env.cfg.n_ttl_overrides; k++) {
             const uc_ttl_override_t *o = &cache->env.cfg.ttl_overrides[k];
-            if (strcmp(o->keyspace, made[i]->name) == 0 && o->ttl_s > 0) {
+            if (strcmp(o->keyspace, made[i]->name) != 0) {
+                continue;
+            }
+            if ((o->set & UC_OVERRIDE_TTL) != 0 && o->ttl_s > 0) {
                 made[i]->ttl_s = o->ttl_s;
+            }
+            if ((o->set & UC_OVERRIDE_STALE) != 0) {
+                made[i]->stale_s = o->stale_s;
+            }
+            if ((o->set & UC_OVERRIDE_NEAR_BYTES) != 0) {
+                made[i]->near_budget_set = 1;
+                made[i]->near_budget = o->near_bytes;
             }
         }
     }
@@ -601,9 +732,11 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
     }
     for (i = 0; i < n; i++) {
         size_t at = atomic_load(&cache->nks);
+        made[i]->cls = at;
         cache->ks[at] = made[i];
         atomic_store(&cache->nks, at + 1);
     }
+    near_budgets(cache);
     return UC_OK;
 }
 
@@ -648,4 +781,69 @@ int uc_keyspace_count(uc_keyspace_t *ks, uint64_t *count)
 void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out)
 {
     uc__stats_copy(&ks->stats, out);
+}
+
+/* ---- near-cache statistics ------------------------------------------------ */
+
+static void usage_of(uc__near_t *n, size_t cls, uc_near_usage_t *out)
+{
+    uc__near_stats_t st;
+
+    uc__near_stats(n, cls, &st);
+    out->budget_bytes = st.budget;
+    out->bytes = st.bytes;
+    out->entries = st.entries;
+    out->inserts = st.inserts;
+    out->evictions = st.evictions;
+    out->invalidations = st.invalidations;
+    out->refused = st.refused;
+}
+
+void uc_keyspace_near_usage(const uc_keyspace_t *ks, uc_near_usage_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (ks->cache->near != NULL) {
+        usage_of(ks->cache->near, ks->cls, out);
+    }
+}
+
+void uc_cache_near_stats(const uc_cache_t *cache, uc_near_stats_t *out)
+{
+    uc__track_stats_t ts;
+    uc_near_usage_t u;
+    size_t n = atomic_load(&((uc_cache_t *)cache)->nks);
+
+    memset(out, 0, sizeof(*out));
+    if (cache->near == NULL) {
+        return;
+    }
+    out->enabled = 1;
+    for (size_t i = 0; i < n; i++) {
+        usage_of(cache->near, cache->ks[i]->cls, &u);
+        out->usage.budget_bytes += u.budget_bytes;
+        out->usage.bytes += u.bytes;
+        out->usage.entries += u.entries;
+        out->usage.inserts += u.inserts;
+        out->usage.evictions += u.evictions;
+        out->usage.invalidations += u.invalidations;
+        out->usage.refused += u.refused;
+    }
+    uc__track_stats(cache->track, &ts);
+    out->channel = ts.state == UC__TRACK_HEALTHY      ? UC_CHANNEL_HEALTHY
+                   : ts.state == UC__TRACK_CONNECTING ? UC_CHANNEL_CONNECTING
+                                                      : UC_CHANNEL_DOWN;
+    out->channel_connects = ts.connects;
+    out->channel_connect_failures = ts.connect_failures;
+    out->messages = ts.messages;
+    out->keys_invalidated = ts.keys;
+    out->flushes_null = ts.flushes_null;
+    out->flushes_lost = ts.flushes_lost;
+    out->flushes_heartbeat = ts.flushes_heartbeat;
+    out->flushes_dataset =
+        atomic_load(&((uc_cache_t *)cache)->near_dataset_flushes);
+    out->flushes = out->flushes_null + out->flushes_lost +
+                   out->flushes_heartbeat + out->flushes_dataset;
+    out->heartbeats_sent = ts.heartbeats_sent;
+    out->heartbeats_late = ts.heartbeats_late;
+    memcpy(out->lag_us, ts.lag_us, sizeof(out->lag_us));
 }

@@ -12,8 +12,11 @@
 
 #include <pthread.h>
 
+#include "flight.h"
+#include "near.h"
 #include "stats.h"
 #include "store.h"
+#include "track.h"
 #include "utxocache/invlog.h"
 #include "utxocache/keyspace.h"
 
@@ -38,6 +41,13 @@ struct uc_keyspace {
     void *loader_arg;
     uc_validator_fn validator;
     void *validator_arg;
+    uint32_t stale_s;        /* serve-stale grace past the TTL */
+    uint32_t negative_ttl_s; /* 0: "not found" not remembered */
+    uint32_t jitter_pct;     /* +- percent of the TTL */
+    double beta;             /* early refresh; 0: never */
+    size_t cls;              /* index in the cache, the near-cache class */
+    int near_budget_set;     /* near_budget given by the configuration */
+    uint64_t near_budget;
     size_t nfields;
     char fields[UC_KEYSPACE_FIELDS_MAX][UC_KEYSPACE_NAME_MAX];
     size_t nparts;
@@ -98,6 +108,12 @@ struct uc_cache {
     size_t own_next;
     uint64_t gap_since_us; /* a gap after tail_pos seen since then; 0 none */
     uc_inval_record_t *tail_buf; /* the worker's read buffer, kept */
+
+    /* The near cache and its invalidation channel (both NULL without). */
+    uc__near_t *near;
+    uc__track_t *track;
+    uc__flights_t flights;
+    _Atomic uint64_t near_dataset_flushes;
 
     /* The worker thread. */
     pthread_t worker;
@@ -171,15 +187,28 @@ uint64_t uc__hash64(const char *p, size_t n);
 int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
                       const uc__meta_t *meta, char **out, size_t *outlen);
 
+/* A remembered "not found" (no payload), same header. */
+int uc__negative_wrap(const char *fk, size_t fklen, const uc__meta_t *meta,
+                      char **out, size_t *outlen);
+
+/* A lease value; with env (an expired value's whole envelope, envlen > 0)
+ * the lease carries it for the readers who wait. */
+int uc__lease_wrap(const char *lease, const char *env, size_t envlen,
+                   char **out, size_t *outlen);
+
 typedef enum {
     UC__ENV_OK = 0,
-    UC__ENV_LEASE = 1,   /* a fill in progress, not a value */
-    UC__ENV_CORRUPT = 2, /* no envelope, a broken one, or another key's */
+    UC__ENV_LEASE = 1,       /* a fill in progress, not a value */
+    UC__ENV_CORRUPT = 2,     /* no envelope, a broken one, or another key's */
+    UC__ENV_NEGATIVE = 3,    /* a remembered "not found" (*len 0) */
+    UC__ENV_LEASE_STALE = 4, /* a fill in progress over an expired value,
+                                which is opened as for UC__ENV_OK */
 } uc__env_verdict_t;
 
 /*
- * Judges a stored buffer for full key fk. On UC__ENV_OK moves the payload
- * to the front of buf (NUL-terminated), sets *len and *meta.
+ * Judges a stored buffer for full key fk. On UC__ENV_OK and
+ * UC__ENV_LEASE_STALE moves the payload to the front of buf
+ * (NUL-terminated), sets *len and *meta; on UC__ENV_NEGATIVE sets *meta.
  */
 uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
                                     size_t *len, uc__meta_t *meta);
@@ -203,6 +232,14 @@ int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks, const char *key,
 int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
                      size_t *removed);
 
+/* Evicts what a target of ks names from the near cache (a whole keyspace
+ * for a glob) and wakes the flights waiting on it. */
+void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks,
+                           const char *target);
+
+/* Drops the whole near cache: the dataset behind it changed. */
+void uc__near_flush_dataset(uc_cache_t *c);
+
 /* The worker's pass over the pending set: retries, marks applied. */
 void uc__pending_retry(uc_cache_t *c);
 
@@ -225,6 +262,7 @@ uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name);
  * another thread is at it past a bounded wait; else the store's error.
  */
 int uc__trust_restore(uc_cache_t *c);
+
 
 /* ---- worker.c ---- */
 

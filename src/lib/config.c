@@ -286,6 +286,73 @@ static int env_int(lookup_fn lookup, void *arg, const char *name, long long min,
     return UC_OK;
 }
 
+/* The per-keyspace variables: UTXOCACHE_<stem>_<NAME>. */
+typedef struct {
+    const char *stem;
+    uint32_t flag;
+    long long min, max;
+    const char *what;
+} ks_var_t;
+
+static const ks_var_t KS_VARS[] = {
+    {"TTL", UC_OVERRIDE_TTL, 1, 30LL * 86400,
+     "a TTL in seconds (1-2592000)"},
+    {"STALE_S", UC_OVERRIDE_STALE, 0, 365LL * 86400,
+     "a grace in seconds (0-31536000)"},
+    {"NEAR_BYTES", UC_OVERRIDE_NEAR_BYTES, 0, (long long)1 << 46,
+     "a byte count"},
+};
+
+/* Reads UTXOCACHE_<stem>_<NAME> into the keyspace's override slot. */
+static int keyspace_var(uc_config_t *cfg, lookup_fn lookup, void *arg,
+                        const ks_var_t *kv, const char *name, char *err,
+                        size_t errlen)
+{
+    char var[96];
+    size_t k = 0;
+    long long v;
+    int n = snprintf(var, sizeof(var), "UTXOCACHE_%s_", kv->stem);
+    const char *s;
+    uc_ttl_override_t *o;
+
+    for (const char *c = name; *c != '\0' && (size_t)n + k + 1 < sizeof(var);
+         c++, k++) {
+        var[(size_t)n + k] = (char)toupper((unsigned char)*c);
+    }
+    var[(size_t)n + k] = '\0';
+    s = lookup(arg, var);
+    if (s == NULL) {
+        return UC_OK;
+    }
+    if (parse_int(s, kv->min, kv->max, &v) != 0) {
+        return fail(err, errlen, "%s: '%.40s' is not %s", var, s, kv->what);
+    }
+    size_t slot = cfg->n_ttl_overrides;
+    for (size_t j = 0; j < cfg->n_ttl_overrides; j++) {
+        if (strcmp(cfg->ttl_overrides[j].keyspace, name) == 0) {
+            slot = j;
+        }
+    }
+    if (slot == UC_TTL_OVERRIDES_MAX) {
+        return fail(err, errlen, "%s: too many keyspace overrides", var);
+    }
+    o = &cfg->ttl_overrides[slot];
+    if (slot == cfg->n_ttl_overrides) {
+        memset(o, 0, sizeof(*o));
+        snprintf(o->keyspace, sizeof(o->keyspace), "%s", name);
+        cfg->n_ttl_overrides++;
+    }
+    o->set |= kv->flag;
+    if (kv->flag == UC_OVERRIDE_TTL) {
+        o->ttl_s = (uint32_t)v;
+    } else if (kv->flag == UC_OVERRIDE_STALE) {
+        o->stale_s = (uint32_t)v;
+    } else {
+        o->near_bytes = (uint64_t)v;
+    }
+    return UC_OK;
+}
+
 int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
                           const char *const *keyspace_names, size_t n_keyspaces,
                           char *err, size_t errlen)
@@ -360,6 +427,12 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         {"UTXOCACHE_LEASE_MS", offsetof(uc_config_t, lease_ms), 100, 600000},
         {"UTXOCACHE_TRUST_CHECK_MS", offsetof(uc_config_t, trust_check_ms), 50,
          600000},
+        {"UTXOCACHE_NEAR_HEARTBEAT_MS",
+         offsetof(uc_config_t, near_heartbeat_ms), 10, 60000},
+        {"UTXOCACHE_NEAR_DEADLINE_MS", offsetof(uc_config_t, near_deadline_ms),
+         10, 60000},
+        {"UTXOCACHE_SOFT_TIMEOUT_MS", offsetof(uc_config_t, soft_timeout_ms), 1,
+         600000},
     };
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
         rc = env_int(lookup, arg, ints[i].name, ints[i].min, ints[i].max,
@@ -377,6 +450,26 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
                         s);
         }
         cfg->memory_max_bytes = (size_t)v;
+    }
+    if ((s = lookup(arg, "UTXOCACHE_NEAR_BYTES")) != NULL) {
+        if (parse_int(s, 4096, (long long)1 << 46, &v) != 0) {
+            return fail(err, errlen,
+                        "UTXOCACHE_NEAR_BYTES: '%.40s' is not a byte count "
+                        ">= 4096",
+                        s);
+        }
+        cfg->near_max_bytes = (size_t)v;
+    }
+    if ((s = lookup(arg, "UTXOCACHE_NEAR")) != NULL) {
+        if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0) {
+            cfg->near_off = 1;
+        } else if (strcmp(s, "on") == 0 || strcmp(s, "1") == 0 ||
+                   s[0] == '\0') {
+            cfg->near_off = 0;
+        } else {
+            return fail(err, errlen, "UTXOCACHE_NEAR: '%.20s' is not on or off",
+                        s);
+        }
     }
     if ((s = lookup(arg, "UTXOCACHE_KEY_PREFIX")) != NULL) {
         size_t n = strlen(s);
@@ -413,39 +506,13 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
     }
 
     for (size_t i = 0; i < n_keyspaces; i++) {
-        char var[80];
-        size_t k = 0;
-        int n = snprintf(var, sizeof(var), "UTXOCACHE_TTL_");
-        for (const char *c = keyspace_names[i];
-             *c != '\0' && (size_t)n + k + 1 < sizeof(var); c++, k++) {
-            var[(size_t)n + k] = (char)toupper((unsigned char)*c);
-        }
-        var[(size_t)n + k] = '\0';
-        s = lookup(arg, var);
-        if (s == NULL) {
-            continue;
-        }
-        if (parse_int(s, 1, 30LL * 86400, &v) != 0) {
-            return fail(err, errlen,
-                        "%s: '%.40s' is not a TTL in seconds (1-2592000)", var,
-                        s);
-        }
-        size_t slot = cfg->n_ttl_overrides;
-        for (size_t j = 0; j < cfg->n_ttl_overrides; j++) {
-            if (strcmp(cfg->ttl_overrides[j].keyspace, keyspace_names[i]) ==
-                0) {
-                slot = j;
+        for (size_t kind = 0; kind < sizeof(KS_VARS) / sizeof(KS_VARS[0]);
+             kind++) {
+            rc = keyspace_var(cfg, lookup, arg, &KS_VARS[kind],
+                              keyspace_names[i], err, errlen);
+            if (rc != UC_OK) {
+                return rc;
             }
-        }
-        if (slot == UC_TTL_OVERRIDES_MAX) {
-            return fail(err, errlen, "%s: too many TTL overrides", var);
-        }
-        snprintf(cfg->ttl_overrides[slot].keyspace,
-                 sizeof(cfg->ttl_overrides[slot].keyspace), "%s",
-                 keyspace_names[i]);
-        cfg->ttl_overrides[slot].ttl_s = (uint32_t)v;
-        if (slot == cfg->n_ttl_overrides) {
-            cfg->n_ttl_overrides++;
         }
     }
     return UC_OK;

@@ -14,7 +14,11 @@
  *  40  4  payload length
  * A value proves what it is: the magic and the length reject anything
  * written by another program or cut short, and the key hash rejects another
- * entry's value copied to this key. A lease is "UCL" 0x01 and 16 hex digits.
+ * entry's value copied to this key. A remembered "not found" has the same
+ * layout with the magic "UCN" 0x01 and no payload. A lease is "UCL" 0x01 and
+ * 16 hex digits; a lease taken over an expired value carries that value's
+ * whole envelope after them, so that the readers who wait for the fill can
+ * still answer with it when the fill is slow or fails.
  */
 #include <endian.h>
 #include <stdatomic.h>
@@ -24,6 +28,7 @@
 #include "cache_int.h"
 
 static const char MAGIC[4] = {'U', 'C', 'E', 1};
+static const char NEG_MAGIC[4] = {'U', 'C', 'N', 1};
 static const char LEASE_MAGIC[4] = {'U', 'C', 'L', 1};
 
 static uint64_t fnv1a(const char *p, size_t n)
@@ -94,8 +99,9 @@ static uint64_t key_hash(const char *p, size_t n)
     return h ^ (h >> 29);
 }
 
-int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
-                      const uc__meta_t *meta, char **out, size_t *outlen)
+static int wrap(const char *magic, const char *fk, size_t fklen,
+                const char *val, size_t len, const uc__meta_t *meta,
+                char **out, size_t *outlen)
 {
     char *buf;
 
@@ -106,7 +112,7 @@ int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
     if (buf == NULL) {
         return UC_ENOMEM;
     }
-    memcpy(buf, MAGIC, 4);
+    memcpy(buf, magic, 4);
     put64(buf + 4, key_hash(fk, fklen));
     put64(buf + 12, meta->produced_ms);
     put32(buf + 20, meta->load_us);
@@ -122,21 +128,65 @@ int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
     return UC_OK;
 }
 
+int uc__envelope_wrap(const char *fk, size_t fklen, const char *val, size_t len,
+                      const uc__meta_t *meta, char **out, size_t *outlen)
+{
+    return wrap(MAGIC, fk, fklen, val, len, meta, out, outlen);
+}
+
+int uc__negative_wrap(const char *fk, size_t fklen, const uc__meta_t *meta,
+                      char **out, size_t *outlen)
+{
+    return wrap(NEG_MAGIC, fk, fklen, NULL, 0, meta, out, outlen);
+}
+
+int uc__lease_wrap(const char *lease, const char *env, size_t envlen,
+                   char **out, size_t *outlen)
+{
+    char *buf = malloc(UC__LEASE_LEN + envlen + 1);
+
+    if (buf == NULL) {
+        return UC_ENOMEM;
+    }
+    memcpy(buf, lease, UC__LEASE_LEN);
+    if (envlen > 0) {
+        memcpy(buf + UC__LEASE_LEN, env, envlen);
+    }
+    buf[UC__LEASE_LEN + envlen] = '\0';
+    *out = buf;
+    *outlen = UC__LEASE_LEN + envlen;
+    return UC_OK;
+}
+
 uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
                                     size_t *len, uc__meta_t *meta)
 {
     size_t n = *len;
     uint32_t plen;
+    int neg;
 
-    if (n == UC__LEASE_LEN && memcmp(buf, LEASE_MAGIC, 4) == 0) {
-        return UC__ENV_LEASE;
+    if (n >= UC__LEASE_LEN && memcmp(buf, LEASE_MAGIC, 4) == 0) {
+        if (n == UC__LEASE_LEN) {
+            return UC__ENV_LEASE;
+        }
+        /* The expired value the lease was taken over. */
+        memmove(buf, buf + UC__LEASE_LEN, n - UC__LEASE_LEN);
+        *len = n - UC__LEASE_LEN;
+        buf[*len] = '\0';
+        return uc__envelope_open(fk, fklen, buf, len, meta) == UC__ENV_OK
+                   ? UC__ENV_LEASE_STALE
+                   : UC__ENV_CORRUPT;
     }
-    if (n < UC__ENV_HEADER || memcmp(buf, MAGIC, 4) != 0) {
+    if (n < UC__ENV_HEADER) {
+        return UC__ENV_CORRUPT;
+    }
+    neg = memcmp(buf, NEG_MAGIC, 4) == 0;
+    if (!neg && memcmp(buf, MAGIC, 4) != 0) {
         return UC__ENV_CORRUPT;
     }
     plen = get32(buf + 40);
     if ((size_t)plen != n - UC__ENV_HEADER ||
-        get64(buf + 4) != key_hash(fk, fklen)) {
+        get64(buf + 4) != key_hash(fk, fklen) || (neg && plen != 0)) {
         return UC__ENV_CORRUPT;
     }
     meta->produced_ms = get64(buf + 12);
@@ -146,7 +196,7 @@ uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
     memmove(buf, buf + UC__ENV_HEADER, plen);
     buf[plen] = '\0';
     *len = plen;
-    return UC__ENV_OK;
+    return neg ? UC__ENV_NEGATIVE : UC__ENV_OK;
 }
 
 void uc__lease_new(uc_cache_t *c, char *out)

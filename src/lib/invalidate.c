@@ -97,6 +97,7 @@ static void set_count(uc__pendset_t *p)
 
 static void overflow(uc_cache_t *c, uc_keyspace_t *ks)
 {
+    uc__near_evict_target(c, ks, "*");
     if (atomic_exchange(&ks->all_pending, 1) == 0) {
         UC__COUNT2(c, ks, invalidation_overflows);
         uc__log(&c->env, UC_LOG_WARN,
@@ -104,6 +105,37 @@ static void overflow(uc_cache_t *c, uc_keyspace_t *ks)
                 "invalidated as a whole",
                 UC_INVLOG_PENDING_MAX, ks->name);
     }
+}
+
+void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks,
+                           const char *target)
+{
+    char fk[UC__FULLKEY_MAX];
+    size_t tlen = strlen(target), fklen;
+
+    if (c->near == NULL) {
+        return;
+    }
+    if (memchr(target, '*', tlen) != NULL) {
+        uc__near_flush_class(c->near, ks->cls);
+        uc__flight_notify_all(&c->flights);
+        return;
+    }
+    fklen = uc__full_key(c, target, tlen, fk);
+    if (fklen > 0) {
+        uc__near_invalidate(c->near, fk, fklen);
+        uc__flight_notify(&c->flights, fk, fklen);
+    }
+}
+
+void uc__near_flush_dataset(uc_cache_t *c)
+{
+    if (c->near == NULL) {
+        return;
+    }
+    uc__near_flush(c->near);
+    uc__flight_notify_all(&c->flights);
+    atomic_fetch_add(&c->near_dataset_flushes, 1);
 }
 
 /* Adds a target under the lock; the caller holds c->pending.mu. */
@@ -127,6 +159,9 @@ static void add_locked(uc_cache_t *c, int64_t id, uc_keyspace_t *ks,
     q->ks = ks;
     snprintf(q->target, sizeof(q->target), "%s", target);
     q->since_us = now;
+    /* Pending reads bypass the near cache too, but a copy taken before
+     * must not outlive the invalidation either. */
+    uc__near_evict_target(c, ks, target);
 }
 
 static void add_pending(uc_cache_t *c, int64_t id, uc_keyspace_t *ks,
@@ -208,6 +243,11 @@ int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
         rc = c->be->ops->delete_pattern(c->be, fk, uc__target_filter,
                                         (void *)farg, &r);
     }
+    /* After the delete: a reader of this process that read the old value
+     * before it finds its ticket outdated or its copy gone, so the writer's
+     * next read (and everyone's here) misses at once, without waiting for
+     * Redis' message. */
+    uc__near_evict_target(c, ks, target);
     if (rc == UC_OK && removed != NULL) {
         *removed = r;
     }
@@ -582,6 +622,7 @@ int uc__trust_restore(uc_cache_t *c)
         return UC_OK;
     }
     epoch = atomic_load(&be->distrust_epoch);
+    uc__near_flush_dataset(c);
     uc__full_key(c, "*", 1, glob);
     rc = be->ops->delete_pattern(be, glob, any_keyspace, c, &removed);
     if (rc == UC_OK && atomic_load(&be->distrust_epoch) != epoch) {
@@ -590,6 +631,10 @@ int uc__trust_restore(uc_cache_t *c)
     }
     if (rc == UC_OK) {
         rc = be->ops->adopt(be);
+    }
+    if (rc == UC_OK) {
+        /* What readers kept while the drop ran came from the old dataset. */
+        uc__near_flush_dataset(c);
     }
     if (rc != UC_OK) {
         uc__log_limited(&c->env, &c->trust_log, UC_LOG_WARN,

@@ -4,15 +4,29 @@
  * keyspace get and set that share its envelope handling:
  *
  *   judge   pending invalidation or untrusted dataset: bypass the cache
+ *   near    this process's copy, while its invalidation channel is proven
+ *           alive; a ticket taken before anything else is read closes the
+ *           race with an invalidation that arrives meanwhile
+ *   flight  concurrent callers of one entry in this process share one load
  *   read    one bounded read of the entry's key (never more than the cap)
- *   open    envelope check: a lease is a fill in progress; a corrupt value,
- *           another key's value, an oversized one or one the validator
- *           rejects is deleted (poison never blocks the next fill)
+ *   open    envelope check: a lease is a fill in progress (wait for it,
+ *           bounded); a corrupt value, another key's value, an oversized
+ *           one or one the validator rejects is deleted (poison never blocks
+ *           the next fill); a value past its TTL is kept for serve-stale
  *   lease   on a miss, a random token set in the entry's key only if absent
+ *           (over an expired value: the token with that value inside, so
+ *           that waiters can still answer with it)
  *   load    the loader, without any lock
  *   store   compare-and-set on the token: fails if an invalidation deleted
  *           the lease meanwhile, so an old read is never stored
+ *
+ * A hit may refresh its entry early (XFetch): with probability
+ * exp(-remaining / (delta * beta)), delta being the load time recorded in
+ * the envelope, the reader reloads it and replaces the value only while the
+ * key still holds exactly the value it read (compare-and-set), so a refresh
+ * can no more store over an invalidation than a fill can.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +35,13 @@
 /* The lease of a load that will not store is shortened to this, so that
  * the next reader does not take it for a fill in progress. */
 #define LEASE_RELEASE_MS 1
+/* Waiting for another instance's fill: re-read after this long at first,
+ * doubling up to the cap, unless the key's invalidation wakes us first. */
+#define LEASE_POLL_FIRST_MS 2
+#define LEASE_POLL_MAX_MS 50
+/* Reads of one call that may find the key changed under them before it
+ * gives up on the cache and just loads. */
+#define READS_MAX 4
 
 typedef struct {
     uc_keyspace_t *ks;
@@ -44,6 +65,170 @@ static int entry_of(uc_keyspace_t *ks, const char *const *fields,
     return e->fklen > 0 ? UC_OK : UC_EINVAL;
 }
 
+/* ---- small helpers -------------------------------------------------------- */
+
+/* A per-thread xorshift: early refresh and jitter need a coin per call,
+ * and a shared generator would be one more contended cache line. */
+static double coin(void)
+{
+    static _Thread_local uint64_t s;
+
+    if (s == 0) {
+        s = (uint64_t)(uintptr_t)&s ^ uc__wall_ms() ^ 0x9e3779b97f4a7c15u;
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    /* (0, 1]: ln() of it is finite. */
+    return ((double)(s >> 11) + 1.0) / 9007199254740992.0;
+}
+
+/* The TTL of one fill, jittered by +- jitter_pct %. */
+static uint64_t fill_ttl_ms(const uc_keyspace_t *ks)
+{
+    uint64_t ttl = (uint64_t)ks->ttl_s * 1000u;
+    double j = (double)ks->jitter_pct / 100.0;
+
+    if (ks->jitter_pct == 0 || ttl == 0) {
+        return ttl;
+    }
+    ttl = (uint64_t)((double)ttl * (1.0 - j + 2.0 * j * coin()));
+    return ttl > 0 ? ttl : 1;
+}
+
+/* How long the store keeps an entry whose logical TTL is ttl. */
+static uint64_t hard_ttl_ms(const uc_keyspace_t *ks, uint64_t ttl)
+{
+    return ttl + (uint64_t)ks->stale_s * 1000u;
+}
+
+/*
+ * XFetch: refresh when now - delta * beta * ln(u) >= expiry. The test is
+ * skipped without the logarithm while the entry is far from its expiry
+ * (beyond 40 deltas the probability is below 1e-17).
+ */
+static int refresh_due(const uc_keyspace_t *ks, const uc__meta_t *m,
+                       uint64_t now_ms)
+{
+    double delta_ms, left;
+
+    if (ks->beta <= 0.0 || m->load_us == 0 || now_ms >= m->expires_ms) {
+        return 0;
+    }
+    delta_ms = (double)m->load_us / 1000.0 * ks->beta;
+    left = (double)(m->expires_ms - now_ms);
+    if (left > 40.0 * delta_ms) {
+        return 0;
+    }
+    return -delta_ms * log(coin()) >= left;
+}
+
+static uc__near_meta_t near_meta(const uc_keyspace_t *ks, const uc__meta_t *m)
+{
+    uc__near_meta_t nm;
+
+    nm.produced_ms = m->produced_ms;
+    nm.expires_ms = m->expires_ms;
+    nm.stale_ms = m->expires_ms + (uint64_t)ks->stale_s * 1000u;
+    nm.load_us = m->load_us;
+    nm.hash = m->value_hash;
+    return nm;
+}
+
+static uc__meta_t meta_of(const uc__near_meta_t *nm)
+{
+    uc__meta_t m;
+
+    m.produced_ms = nm->produced_ms;
+    m.load_us = nm->load_us;
+    m.expires_ms = nm->expires_ms;
+    m.value_hash = nm->hash;
+    return m;
+}
+
+/* The near cache may be used for this keyspace: it exists, the keyspace
+ * has a budget, and the channel is proven alive (checked after the ticket
+ * was taken, see near_admit()). */
+static int near_on(const uc_cache_t *c, const uc_keyspace_t *ks)
+{
+    return c->near != NULL && ks->near_budget > 0;
+}
+
+static int channel_healthy(const uc_cache_t *c)
+{
+    return c->track != NULL && uc__track_state(c->track) == UC__TRACK_HEALTHY;
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+/*
+ * Hands a value to the caller: the entry itself (a reference the caller
+ * releases with uc_shared_release()) when it asked for shared results,
+ * else a malloc()ed copy. Takes over the reference in `ne`.
+ */
+static int give_entry(uc__near_entry_t *ne, uint32_t flags,
+                      uc_source_t source, uc_tier_t tier,
+                      uc_load_result_t *out)
+{
+    const uc__near_meta_t *nm = uc__near_meta(ne);
+    size_t len = uc__near_len(ne);
+
+    out->len = len;
+    out->source = source;
+    out->tier = tier;
+    out->produced_ms = nm->produced_ms;
+    out->hash = nm->hash;
+    if ((flags & UC_LOAD_SHARED) != 0) {
+        out->data = (char *)uc__near_value(ne);
+        return UC_OK;
+    }
+    out->data = malloc(len + 1);
+    if (out->data == NULL) {
+        uc__near_release(ne);
+        return UC_ENOMEM;
+    }
+    memcpy(out->data, uc__near_value(ne), len + 1);
+    uc__near_release(ne);
+    return UC_OK;
+}
+
+/* A standalone shared entry holding (val, len) with meta m. */
+static uc__near_entry_t *make_entry(const uc_keyspace_t *ks, const entry_t *e,
+                                    const char *val, size_t len,
+                                    const uc__meta_t *m)
+{
+    uc__near_meta_t nm = near_meta(ks, m);
+    return uc__near_entry_new(e->fk, e->fklen, val, len, &nm);
+}
+
+/*
+ * Keeps a value read from the store or loaded in the near cache when the
+ * ticket is still good and the channel was proven after it was taken, and
+ * returns an entry for the caller either way (NULL on out of memory).
+ */
+static uc__near_entry_t *near_keep(uc_cache_t *c, const entry_t *e,
+                                   uint64_t ticket, int use_near,
+                                   const char *val, size_t len,
+                                   const uc__meta_t *m)
+{
+    uc_keyspace_t *ks = e->ks;
+    uc__near_meta_t nm = near_meta(ks, m);
+    uc__near_entry_t *ne = NULL;
+
+    if (use_near) {
+        if (uc__near_put(c->near, ks->cls, e->fk, e->fklen, ticket, val, len,
+                         &nm, uc__wall_ms(), &ne) == 0) {
+            UC__COUNT2(c, ks, near_races);
+        }
+        if (ne != NULL) {
+            return ne;
+        }
+    }
+    return uc__near_entry_new(e->fk, e->fklen, val, len, &nm);
+}
+
+/* ---- the shared store ------------------------------------------------------ */
+
 /* Deletes a value that is not what it claims; counts and logs it. */
 static void drop_corrupt(uc_cache_t *c, const entry_t *e, const char *why)
 {
@@ -54,26 +239,56 @@ static void drop_corrupt(uc_cache_t *c, const entry_t *e, const char *why)
                     why);
 }
 
+typedef enum {
+    F_HIT,         /* a fresh value */
+    F_EXPIRED,     /* a value past its TTL, within the grace */
+    F_LEASE,       /* a fill in progress */
+    F_LEASE_STALE, /* a fill in progress, an expired value inside */
+    F_NEGATIVE,    /* a remembered "not found" */
+    F_MISS,
+    F_ERROR,
+} found_kind_t;
+
+typedef struct {
+    found_kind_t kind;
+    int rc;      /* the store's error, for F_ERROR */
+    char *v;     /* payload (F_HIT, F_EXPIRED, F_LEASE_STALE), malloc()ed */
+    size_t len;
+    uc__meta_t meta;
+} found_t;
+
+static void found_clear(found_t *f)
+{
+    free(f->v);
+    f->v = NULL;
+    f->len = 0;
+}
+
 /*
- * Reads and opens the entry. Returns UC_OK with the payload in *val, *len
- * (malloc()ed), UC_MISS (*leased set when a lease holds the key), or the
- * store's error. Corrupt values are deleted and read as UC_MISS.
+ * Reads and judges the entry. Corrupt values are deleted and read as a
+ * miss; an untrusted dataset reads as F_ERROR with UC_EUNAVAILABLE (the
+ * caller tells it from a failure by the store's distrust flag).
  */
-static int read_entry(uc_cache_t *c, const entry_t *e,
-                      uc_validator_fn validator, void *validator_arg,
-                      char **val, size_t *len, uc__meta_t *meta, int *leased)
+static void read_entry(uc_cache_t *c, const entry_t *e,
+                       uc_validator_fn validator, void *validator_arg,
+                       found_t *f)
 {
     uc_keyspace_t *ks = e->ks;
     uint64_t t0 = uc__now_us(&c->env);
     char *v = NULL;
     size_t vlen = 0;
     int rc = c->be->ops->get_max(c->be, e->fk, e->fklen,
-                                 ks->max_value + UC__ENV_HEADER, &v, &vlen);
+                                 UC__LEASE_LEN + ks->max_value + UC__ENV_HEADER,
+                                 &v, &vlen);
+    uc__env_verdict_t verdict;
+    uint64_t now;
 
-    *leased = 0;
+    memset(f, 0, sizeof(*f));
+    f->kind = F_MISS;
     if (rc == UC_EUNAVAILABLE && atomic_load(&c->be->distrust) != 0) {
-        /* Not a failure: a changed dataset, which the caller handles. */
-        return rc;
+        f->kind = F_ERROR;
+        f->rc = rc;
+        return;
     }
     if (rc == UC_ETOOBIG) {
         UC__COUNT2(c, ks, too_big);
@@ -84,32 +299,64 @@ static int read_entry(uc_cache_t *c, const entry_t *e,
         drop_corrupt(c, e, "of the wrong type");
         rc = UC_MISS;
     } else if (rc == UC_OK) {
-        switch (uc__envelope_open(e->fk, e->fklen, v, &vlen, meta)) {
+        now = uc__wall_ms();
+        verdict = uc__envelope_open(e->fk, e->fklen, v, &vlen, &f->meta);
+        if ((verdict == UC__ENV_OK || verdict == UC__ENV_LEASE_STALE) &&
+            validator != NULL && !validator(validator_arg, v, vlen)) {
+            verdict = UC__ENV_CORRUPT;
+            drop_corrupt(c, e, "rejected by the validator");
+            rc = UC_MISS;
+        } else if (verdict == UC__ENV_CORRUPT) {
+            drop_corrupt(c, e, "without a valid envelope for its key");
+            rc = UC_MISS;
+        }
+        switch (verdict) {
         case UC__ENV_OK:
-            if (validator != NULL && !validator(validator_arg, v, vlen)) {
-                drop_corrupt(c, e, "rejected by the validator");
+            if (now < f->meta.expires_ms) {
+                f->kind = F_HIT;
+            } else {
+                f->kind = F_EXPIRED;
                 rc = UC_MISS;
             }
             break;
         case UC__ENV_LEASE:
-            *leased = 1;
+            f->kind = F_LEASE;
             rc = UC_MISS;
+            break;
+        case UC__ENV_LEASE_STALE:
+            f->kind = F_LEASE_STALE;
+            rc = UC_MISS;
+            break;
+        case UC__ENV_NEGATIVE:
+            f->kind = now < f->meta.expires_ms ? F_NEGATIVE : F_MISS;
+            /* A remembered "not found" is the cache answering. */
+            rc = f->kind == F_NEGATIVE ? UC_OK : UC_MISS;
             break;
         case UC__ENV_CORRUPT:
         default:
-            drop_corrupt(c, e, "without a valid envelope for its key");
-            rc = UC_MISS;
+            f->kind = F_MISS;
             break;
         }
     }
-    uc__count_get(c, ks, rc, t0);
-    if (rc != UC_OK) {
-        free(v);
-        return rc;
+    if (rc != UC_OK && rc != UC_MISS) {
+        f->kind = F_ERROR;
+        f->rc = rc;
     }
-    *val = v;
-    *len = vlen;
-    return UC_OK;
+    uc__count_get(c, ks, rc, t0);
+    if (f->kind == F_HIT || f->kind == F_EXPIRED ||
+        f->kind == F_LEASE_STALE) {
+        f->v = v;
+        f->len = vlen;
+        if (f->kind != F_HIT && f->meta.expires_ms +
+                                        (uint64_t)ks->stale_s * 1000u <=
+                                    uc__wall_ms()) {
+            /* Past the grace as well: nothing to serve. */
+            found_clear(f);
+            f->kind = f->kind == F_EXPIRED ? F_MISS : F_LEASE;
+        }
+    } else {
+        free(v);
+    }
 }
 
 /* Makes sure a loader's buffer is NUL-terminated, as get's values are. */
@@ -124,48 +371,10 @@ static int terminate(char **val, size_t len)
     return UC_OK;
 }
 
-/* Stores the loaded value in place of our lease, or gives the lease up. */
-static void store_fill(uc_cache_t *c, const entry_t *e, const char *lease,
-                       const char *v, size_t vlen, uint64_t load_us,
-                       uint64_t *produced)
+/* The store's answer was a changed dataset found by a new connection. */
+static int distrusted(const uc_cache_t *c, int rc)
 {
-    uc_keyspace_t *ks = e->ks;
-    uint64_t ttl = (uint64_t)ks->ttl_s * 1000u;
-    uc__meta_t meta;
-    char *wrapped = NULL;
-    size_t wlen = 0;
-    uint64_t t0;
-    int rc;
-
-    meta.produced_ms = uc__wall_ms();
-    meta.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
-    meta.expires_ms = meta.produced_ms + ttl;
-    *produced = meta.produced_ms;
-    if (vlen > ks->max_value) {
-        UC__COUNT2(c, ks, too_big);
-        rc = UC_ETOOBIG;
-    } else {
-        rc =
-            uc__envelope_wrap(e->fk, e->fklen, v, vlen, &meta, &wrapped, &wlen);
-    }
-    if (rc != UC_OK) {
-        /* Hand the key back so that the next reader fills it. */
-        (void)c->be->ops->cas(c->be, e->fk, e->fklen, lease, UC__LEASE_LEN,
-                              lease, UC__LEASE_LEN, LEASE_RELEASE_MS);
-        return;
-    }
-    t0 = uc__now_us(&c->env);
-    rc = c->be->ops->cas(c->be, e->fk, e->fklen, lease, UC__LEASE_LEN, wrapped,
-                         wlen, ttl);
-    if (rc == UC_EUNAVAILABLE && atomic_load(&c->be->distrust) != 0) {
-        /* The dataset changed under the fill: the lease went with it. */
-        rc = UC_ESTALE;
-    }
-    uc__count_set(c, ks, rc, t0);
-    if (rc == UC_ESTALE) {
-        UC__COUNT2(c, ks, stale_rejects);
-    }
-    free(wrapped);
+    return rc == UC_EUNAVAILABLE && atomic_load(&c->be->distrust) != 0;
 }
 
 /*
@@ -181,135 +390,707 @@ static int trusted(uc_cache_t *c)
     return uc__trust_restore(c) == UC_OK;
 }
 
+/* ---- one call's state ------------------------------------------------------ */
+
+typedef struct call {
+    uc_cache_t *c;
+    entry_t e;
+    const char *const *fields;
+    size_t nfields;
+    uc_loader_fn loader;
+    void *loader_arg;
+    uc_validator_fn validator;
+    void *validator_arg;
+    uint32_t flags;
+
+    int use_near;              /* the near cache takes part in this call */
+    uint64_t ticket;  /* taken before the store was read */
+    uc__near_entry_t *stale;   /* a value past its TTL to fall back on */
+    uc_tier_t stale_tier;
+
+    char lease[UC__LEASE_LEN]; /* ours, when have_lease */
+    char *lease_val;           /* the lease's whole value (over a stale one) */
+    size_t lease_len;
+    int have_lease;
+    uc__flight_t *flight;      /* led by this call, or NULL */
+    int reentrant;             /* a loader of this very entry, up this
+                                  thread's stack, called us: waiting for
+                                  that fill would wait for ourselves */
+    struct call *outer;
+} call_t;
+
+/* The get-or-load calls this thread is in, innermost first. */
+static _Thread_local call_t *calls_here;
+
+static int same_entry_outside(const call_t *k)
+{
+    for (const call_t *o = k->outer; o != NULL; o = o->outer) {
+        if (o->c == k->c && o->e.fklen == k->e.fklen &&
+            memcmp(o->e.fk, k->e.fk, k->e.fklen) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Keeps the newer of two fallback values. */
+static void keep_stale(call_t *k, uc__near_entry_t *ne, uc_tier_t tier)
+{
+    if (ne == NULL) {
+        return;
+    }
+    if (k->stale != NULL && uc__near_meta(k->stale)->produced_ms >=
+                                uc__near_meta(ne)->produced_ms) {
+        uc__near_release(ne);
+        return;
+    }
+    uc__near_release(k->stale);
+    k->stale = ne;
+    k->stale_tier = tier;
+}
+
+/* Finishes this call's flight with the given outcome (entry may be NULL;
+ * the flight takes its own reference). */
+static void flight_done(call_t *k, int rc, uc__near_entry_t *ne,
+                        uc_source_t source, uc_tier_t tier)
+{
+    uc__flight_result_t r;
+
+    if (k->flight == NULL) {
+        return;
+    }
+    if (ne != NULL) {
+        uc__near_retain(ne);
+    }
+    r.rc = rc;
+    r.entry = ne;
+    r.source = source;
+    r.tier = tier;
+    uc__flight_finish(&k->c->flights, k->flight, &r);
+    uc__flight_put(&k->c->flights, k->flight);
+    k->flight = NULL;
+}
+
+/* Answers with the fallback value, marked stale. */
+static int serve_stale(call_t *k, uc_load_result_t *out)
+{
+    uc__near_entry_t *ne = k->stale;
+    uc_tier_t tier = k->stale_tier;
+
+    k->stale = NULL;
+    UC__COUNT2(k->c, k->e.ks, stale_served);
+    flight_done(k, UC_OK, ne, UC_FROM_STALE, tier);
+    return give_entry(ne, k->flags, UC_FROM_STALE, tier, out);
+}
+
+/* Gives the lease back: to the expired value it was taken over, so that
+ * others can still fall back on it for the rest of its grace, or to
+ * nobody. */
+static void lease_release(call_t *k)
+{
+    uc_cache_t *c = k->c;
+    const char *old = k->lease_val + UC__LEASE_LEN;
+    size_t oldlen = k->lease_len - UC__LEASE_LEN, n = oldlen;
+    uint64_t ttl = LEASE_RELEASE_MS, now = uc__wall_ms();
+    char *copy = NULL;
+    uc__meta_t m;
+
+    if (!k->have_lease) {
+        return;
+    }
+    k->have_lease = 0;
+    if (oldlen > 0 && (copy = malloc(oldlen + 1)) != NULL) {
+        memcpy(copy, old, oldlen);
+        if (uc__envelope_open(k->e.fk, k->e.fklen, copy, &n, &m) ==
+            UC__ENV_OK) {
+            uint64_t end = m.expires_ms + (uint64_t)k->e.ks->stale_s * 1000u;
+            if (end > now) {
+                ttl = end - now;
+                (void)c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val,
+                                      k->lease_len, old, oldlen, ttl);
+                free(copy);
+                return;
+            }
+        }
+        free(copy);
+    }
+    (void)c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val,
+                          k->lease_len, k->lease_val, k->lease_len, ttl);
+}
+
+static void call_end(call_t *k)
+{
+    if (k->have_lease) {
+        lease_release(k);
+    }
+    free(k->lease_val);
+    k->lease_val = NULL;
+    uc__near_release(k->stale);
+    k->stale = NULL;
+    if (k->flight != NULL) {
+        uc__flight_result_t r = {UC_EUNAVAILABLE, UC_FROM_LOADER, UC_TIER_NONE,
+                                 NULL};
+        uc__flight_finish(&k->c->flights, k->flight, &r);
+        uc__flight_put(&k->c->flights, k->flight);
+        k->flight = NULL;
+    }
+}
+
+/*
+ * Takes the lease: in an absent key (SET NX), or over the expired value
+ * `f` read a moment ago (compare-and-set on its exact bytes, which the
+ * envelope reproduces). UC_OK, UC_ESTALE when the key changed meanwhile,
+ * or the store's error.
+ */
+static int lease_take(call_t *k, const found_t *f)
+{
+    uc_cache_t *c = k->c;
+    char *old = NULL;
+    size_t oldlen = 0;
+    int rc;
+
+    uc__lease_new(c, k->lease);
+    free(k->lease_val);
+    k->lease_val = NULL;
+    if (f != NULL && f->kind == F_EXPIRED) {
+        rc = uc__envelope_wrap(k->e.fk, k->e.fklen, f->v, f->len, &f->meta,
+                               &old, &oldlen);
+        if (rc == UC_OK) {
+            rc = uc__lease_wrap(k->lease, old, oldlen, &k->lease_val,
+                                &k->lease_len);
+        }
+        if (rc == UC_OK) {
+            rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, old, oldlen,
+                                 k->lease_val, k->lease_len,
+                                 (uint64_t)c->env.cfg.lease_ms);
+        }
+        free(old);
+    } else {
+        rc = uc__lease_wrap(k->lease, NULL, 0, &k->lease_val, &k->lease_len);
+        if (rc == UC_OK) {
+            rc = c->be->ops->add(c->be, k->e.fk, k->e.fklen, k->lease_val,
+                                 k->lease_len, (uint64_t)c->env.cfg.lease_ms);
+        }
+    }
+    if (rc == UC_OK) {
+        k->have_lease = 1;
+    }
+    return rc;
+}
+
+/* Stores the loaded value in place of our lease. */
+static void store_fill(call_t *k, const char *v, size_t vlen,
+                       const uc__meta_t *meta, uint64_t ttl)
+{
+    uc_cache_t *c = k->c;
+    uc_keyspace_t *ks = k->e.ks;
+    char *wrapped = NULL;
+    size_t wlen = 0;
+    uint64_t t0;
+    int rc;
+
+    if (vlen > ks->max_value) {
+        UC__COUNT2(c, ks, too_big);
+        rc = UC_ETOOBIG;
+    } else {
+        rc = uc__envelope_wrap(k->e.fk, k->e.fklen, v, vlen, meta, &wrapped,
+                               &wlen);
+    }
+    if (rc != UC_OK) {
+        return; /* call_end() hands the key back */
+    }
+    t0 = uc__now_us(&c->env);
+    rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val,
+                         k->lease_len, wrapped, wlen, hard_ttl_ms(ks, ttl));
+    if (distrusted(c, rc)) {
+        /* The dataset changed under the fill: the lease went with it. */
+        rc = UC_ESTALE;
+    }
+    uc__count_set(c, ks, rc, t0);
+    if (rc == UC_ESTALE) {
+        UC__COUNT2(c, ks, stale_rejects);
+    }
+    if (rc == UC_OK || rc == UC_ESTALE) {
+        k->have_lease = 0; /* stored, or no longer ours to give back */
+    }
+    free(wrapped);
+}
+
+/* Stores a remembered "not found" in place of our lease. */
+static void store_negative(call_t *k)
+{
+    uc_cache_t *c = k->c;
+    uc_keyspace_t *ks = k->e.ks;
+    uint64_t ttl = (uint64_t)ks->negative_ttl_s * 1000u;
+    uc__meta_t m = {uc__wall_ms(), 0, 0, 0};
+    char *wrapped = NULL;
+    size_t wlen = 0;
+
+    m.expires_ms = m.produced_ms + ttl;
+    if (uc__negative_wrap(k->e.fk, k->e.fklen, &m, &wrapped, &wlen) != UC_OK) {
+        return;
+    }
+    if (c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val,
+                        k->lease_len, wrapped, wlen, ttl) == UC_OK) {
+        k->have_lease = 0;
+    }
+    free(wrapped);
+}
+
+/* Calls the loader; UC_OK with a NUL-terminated *v, or its code. */
+static int run_loader(call_t *k, char **v, size_t *vlen, uint64_t *load_us)
+{
+    uc_cache_t *c = k->c;
+    uint64_t t0 = uc__now_us(&c->env);
+    int rc;
+
+    UC__COUNT2(c, k->e.ks, loads);
+    *v = NULL;
+    *vlen = 0;
+    rc = k->loader(k->loader_arg, k->fields, k->nfields, v, vlen);
+    if (rc == UC_OK && *v == NULL && *vlen > 0) {
+        rc = UC_EINVAL;
+    }
+    if (rc == UC_OK) {
+        rc = terminate(v, *vlen);
+    }
+    *load_us = uc__now_us(&c->env) - t0;
+    if (rc != UC_OK) {
+        free(*v);
+        *v = NULL;
+        if (rc != UC_MISS) {
+            UC__COUNT2(c, k->e.ks, load_errors);
+        }
+    }
+    return rc;
+}
+
+/*
+ * Early refresh of a hit: reload, then replace the value only while the key
+ * holds exactly the one that was read. The caller answers with the new value
+ * when it is there, else with the old one (`ne`, whose reference this takes
+ * over).
+ */
+static int refresh(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
+                   uc_load_result_t *out)
+{
+    uc_cache_t *c = k->c;
+    uc_keyspace_t *ks = k->e.ks;
+    uc__meta_t old = meta_of(uc__near_meta(ne)), m;
+    uint64_t ticket = 0;
+    uc__near_entry_t *fresh;
+    char *v = NULL, *oldw = NULL, *neww = NULL;
+    size_t vlen = 0, oldlen = 0, newlen = 0;
+    uint64_t load_us, ttl;
+    int rc, use_near = near_on(c, ks);
+
+    if (uc__flight_begin(&c->flights, k->e.fk, k->e.fklen, 0, &k->flight) !=
+        UC__FLIGHT_LEAD) {
+        /* Someone here is loading it already: the current value will do. */
+        k->flight = NULL;
+        return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+    }
+    if (use_near) {
+        ticket = uc__near_ticket(c->near);
+        use_near = channel_healthy(c);
+    }
+    UC__COUNT2(c, ks, early_refreshes);
+    rc = run_loader(k, &v, &vlen, &load_us);
+    if (rc != UC_OK) {
+        flight_done(k, UC_OK, ne, UC_FROM_CACHE, tier);
+        return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+    }
+    ttl = fill_ttl_ms(ks);
+    m.produced_ms = uc__wall_ms();
+    m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
+    m.expires_ms = m.produced_ms + ttl;
+    m.value_hash = uc__hash64(v, vlen);
+    if (vlen <= ks->max_value &&
+        uc__envelope_wrap(k->e.fk, k->e.fklen, uc__near_value(ne),
+                          uc__near_len(ne), &old, &oldw, &oldlen) == UC_OK &&
+        uc__envelope_wrap(k->e.fk, k->e.fklen, v, vlen, &m, &neww, &newlen) ==
+            UC_OK) {
+        uint64_t t0 = uc__now_us(&c->env);
+        rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, oldw, oldlen, neww,
+                             newlen, hard_ttl_ms(ks, ttl));
+        uc__count_set(c, ks, rc == UC_ESTALE ? UC_OK : rc, t0);
+        if (rc == UC_ESTALE) {
+            UC__COUNT2(c, ks, stale_rejects);
+        }
+    }
+    free(oldw);
+    free(neww);
+    fresh = near_keep(c, &k->e, ticket, use_near && rc == UC_OK, v, vlen, &m);
+    free(v);
+    if (fresh == NULL) {
+        flight_done(k, UC_OK, ne, UC_FROM_CACHE, tier);
+        return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+    }
+    uc__near_release(ne);
+    flight_done(k, UC_OK, fresh, UC_FROM_LOADER, UC_TIER_NONE);
+    return give_entry(fresh, k->flags, UC_FROM_LOADER, UC_TIER_NONE, out);
+}
+
+/* A hit: answers with it, or refreshes it first when XFetch says so. */
+static int hit(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
+               uc_load_result_t *out)
+{
+    uc__meta_t m = meta_of(uc__near_meta(ne));
+
+    if (refresh_due(k->e.ks, &m, uc__wall_ms())) {
+        return refresh(k, ne, tier, out);
+    }
+    return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+}
+
+/*
+ * Waits for another caller's fill of the entry, bounded by the lease time
+ * (and by the soft timeout when there is a stale value to answer with).
+ * Woken by the key's invalidation (the fill's store is a write), else it
+ * re-reads with a growing pause. Leaves *f as the last read found it.
+ */
+static void lease_wait(call_t *k, found_t *f)
+{
+    uc_cache_t *c = k->c;
+    uint64_t start = uc__now_us(&c->env);
+    uint64_t until = start + (uint64_t)c->env.cfg.lease_ms * 1000u;
+    uint64_t soft = start + (uint64_t)c->env.cfg.soft_timeout_ms * 1000u;
+    uint64_t pause = LEASE_POLL_FIRST_MS, seen = 0;
+
+    UC__COUNT2(c, k->e.ks, lease_waits);
+    if (k->flight != NULL) {
+        seen = uc__flight_notified(&c->flights, k->flight);
+    }
+    for (;;) {
+        uint64_t now = uc__now_us(&c->env);
+        if (now >= until || (k->stale != NULL && now >= soft)) {
+            if (now >= until) {
+                UC__COUNT2(c, k->e.ks, lease_wait_timeouts);
+            }
+            return;
+        }
+        if (k->flight != NULL) {
+            seen = uc__flight_wait_notify(&c->flights, k->flight, seen, pause);
+        } else {
+            struct timespec ts = {0, (long)(pause * 1000000u)};
+            nanosleep(&ts, NULL);
+        }
+        pause = pause * 2 > LEASE_POLL_MAX_MS ? LEASE_POLL_MAX_MS : pause * 2;
+        if (k->use_near) {
+            k->ticket = uc__near_ticket(c->near);
+            k->use_near = channel_healthy(c);
+        }
+        found_clear(f);
+        read_entry(c, &k->e, k->validator, k->validator_arg, f);
+        if (f->kind == F_LEASE_STALE) {
+            keep_stale(k, make_entry(k->e.ks, &k->e, f->v, f->len, &f->meta),
+                       UC_TIER_REDIS);
+            found_clear(f);
+            f->kind = F_LEASE;
+        }
+        if (f->kind != F_LEASE) {
+            return;
+        }
+    }
+}
+
+static int get_or_load(call_t *kp, uc_keyspace_t *ks,
+                       const char *const *fields, size_t nfields,
+                       const uc_load_opts_t *opts, uc_load_result_t *out);
+
 int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
                             size_t nfields, const uc_load_opts_t *opts,
                             uc_load_result_t *out)
 {
+    call_t k;
+    int rc;
+
+    k.outer = calls_here;
+    calls_here = &k;
+    rc = get_or_load(&k, ks, fields, nfields, opts, out);
+    calls_here = k.outer;
+    return rc;
+}
+
+static int get_or_load(call_t *kp, uc_keyspace_t *ks,
+                       const char *const *fields, size_t nfields,
+                       const uc_load_opts_t *opts, uc_load_result_t *out)
+{
     uc_cache_t *c = ks->cache;
-    uc_loader_fn loader = ks->loader;
-    void *loader_arg = ks->loader_arg;
-    uc_validator_fn validator = ks->validator;
-    void *validator_arg = ks->validator_arg;
-    char lease[UC__LEASE_LEN];
-    uc__meta_t meta = {0, 0, 0, 0};
+    call_t *k = kp;
+    found_t f = {F_MISS, 0, NULL, 0, {0, 0, 0, 0}};
     uc_source_t source = UC_FROM_LOADER;
+    uc__near_entry_t *ne;
+    uc__meta_t m;
     char *v = NULL;
     size_t vlen = 0;
-    uint64_t produced = 0, t0;
-    int rc, have_lease = 0, leased = 0;
-    entry_t e;
+    uint64_t load_us, ttl;
+    int rc, reads = 0, bypass = 0;
 
-    if (opts != NULL && opts->loader != NULL) {
-        loader = opts->loader;
-        loader_arg = opts->loader_arg;
+    /* Not memset: the entry's buffers are written by entry_of(). */
+    k->c = c;
+    k->flags = 0;
+    k->use_near = 0;
+    k->ticket = 0;
+    k->stale = NULL;
+    k->stale_tier = UC_TIER_NONE;
+    k->lease_val = NULL;
+    k->lease_len = 0;
+    k->have_lease = 0;
+    k->flight = NULL;
+    k->fields = fields;
+    k->nfields = nfields;
+    k->loader = ks->loader;
+    k->loader_arg = ks->loader_arg;
+    k->validator = ks->validator;
+    k->validator_arg = ks->validator_arg;
+    if (opts != NULL) {
+        k->flags = opts->flags;
+        if (opts->loader != NULL) {
+            k->loader = opts->loader;
+            k->loader_arg = opts->loader_arg;
+        }
+        if (opts->validator != NULL) {
+            k->validator = opts->validator;
+            k->validator_arg = opts->validator_arg;
+        }
     }
-    if (opts != NULL && opts->validator != NULL) {
-        validator = opts->validator;
-        validator_arg = opts->validator_arg;
-    }
-    if (loader == NULL || out == NULL ||
-        entry_of(ks, fields, nfields, &e) != UC_OK) {
+    if (k->loader == NULL || out == NULL ||
+        entry_of(ks, fields, nfields, &k->e) != UC_OK) {
         return UC_EINVAL;
     }
+    k->reentrant = same_entry_outside(k);
 
     /* judge */
-    if (uc__pending_covers(c, ks, e.key, e.klen) || !trusted(c)) {
-        UC__COUNT2(c, ks, bypasses);
-        source = UC_FROM_BYPASS;
-        rc = UC_EUNAVAILABLE;
-    } else {
-        /* read, open */
-        rc = read_entry(c, &e, validator, validator_arg, &v, &vlen, &meta,
-                        &leased);
-        if (rc == UC_EUNAVAILABLE &&
-            atomic_load_explicit(&c->be->distrust, memory_order_acquire)) {
-            /* This read's new connection found a changed dataset. */
-            if (trusted(c)) {
-                rc = read_entry(c, &e, validator, validator_arg, &v, &vlen,
-                                &meta, &leased);
-            } else {
-                UC__COUNT2(c, ks, bypasses);
-                source = UC_FROM_BYPASS;
+    if (uc__pending_covers(c, ks, k->e.key, k->e.klen) || !trusted(c)) {
+        bypass = 1;
+        goto load;
+    }
+
+    /* near: the ticket first, then the channel's health, so that a channel
+     * lost in between has flushed after the ticket and refuses the fill */
+    if (near_on(c, ks)) {
+        k->ticket = uc__near_ticket(c->near);
+        k->use_near = channel_healthy(c);
+        if (!k->use_near) {
+            UC__COUNT2(c, ks, near_bypasses);
+        } else if ((ne = uc__near_get(c->near, ks->cls, k->e.fk, k->e.fklen,
+                                 uc__wall_ms())) !=
+                   NULL) {
+            const uc__near_meta_t *nm = uc__near_meta(ne);
+            uint64_t now = uc__wall_ms();
+            if (now < nm->expires_ms) {
+                UC__COUNT2(c, ks, hits);
+                UC__COUNT2(c, ks, near_hits);
+                return hit(k, ne, UC_TIER_NEAR, out);
             }
-        }
-        if (rc == UC_OK) {
-            out->data = v;
-            out->len = vlen;
-            out->source = UC_FROM_CACHE;
-            out->produced_ms = meta.produced_ms;
-            out->hash = meta.value_hash;
-            return UC_OK;
+            if (now < nm->stale_ms) {
+                keep_stale(k, ne, UC_TIER_NEAR);
+            } else {
+                uc__near_release(ne);
+            }
         }
     }
 
-    /* lease */
-    if (rc == UC_MISS && leased) {
-        UC__COUNT2(c, ks, lease_conflicts);
-    } else if (rc == UC_MISS) {
-        uc__lease_new(c, lease);
-        uint64_t t1 = uc__now_us(&c->env);
-        int lrc = c->be->ops->add(c->be, e.fk, e.fklen, lease, UC__LEASE_LEN,
-                                  (uint64_t)c->env.cfg.lease_ms);
-        if (lrc == UC_OK) {
-            have_lease = 1;
-        } else if (lrc == UC_ESTALE) {
-            /* Filled or leased between our read and now. */
+    /* flight */
+    switch (k->reentrant ? UC__FLIGHT_NONE
+                         : uc__flight_begin(&c->flights, k->e.fk, k->e.fklen,
+                                            1, &k->flight)) {
+    case UC__FLIGHT_JOINED: {
+        uc__flight_t *joined = k->flight;
+        uc__flight_result_t r;
+        uint64_t wait_ms = k->stale != NULL
+                               ? (uint64_t)c->env.cfg.soft_timeout_ms
+                               : (uint64_t)c->env.cfg.lease_ms;
+        int done = uc__flight_wait(&c->flights, joined, wait_ms, &r);
+
+        k->flight = NULL;
+        uc__flight_put(&c->flights, joined);
+        if (done && r.rc == UC_OK && r.entry != NULL) {
+            UC__COUNT2(c, ks, flight_joins);
+            call_end(k);
+            return give_entry(r.entry, k->flags, r.source, r.tier, out);
+        }
+        if (done && r.rc == UC_MISS) {
+            UC__COUNT2(c, ks, flight_joins);
+            call_end(k);
+            return UC_MISS;
+        }
+        if (k->stale != NULL) {
+            /* The leader failed or is slow: the stale value will do. */
+            rc = serve_stale(k, out);
+            call_end(k);
+            return rc;
+        }
+        if (done && r.rc != UC_OK) {
+            /* The leader's loader failed; its error is ours too (a second
+             * attempt right now would most likely fail the same way). */
+            UC__COUNT2(c, ks, flight_joins);
+            call_end(k);
+            return r.rc;
+        }
+        /* The leader outlived the lease time: go on alone. */
+        break;
+    }
+    case UC__FLIGHT_LEAD:
+        break;
+    default:
+        k->flight = NULL; /* out of memory for a flight: go on without */
+        break;
+    }
+
+    /* read, open; lease */
+    for (;;) {
+        found_clear(&f);
+        read_entry(c, &k->e, k->validator, k->validator_arg, &f);
+        reads++;
+        if (f.kind == F_ERROR && distrusted(c, f.rc)) {
+            /* This read's new connection found a changed dataset. */
+            if (!trusted(c)) {
+                bypass = 1;
+                goto load;
+            }
+            continue;
+        }
+        if (f.kind == F_LEASE_STALE) {
+            keep_stale(k, make_entry(ks, &k->e, f.v, f.len, &f.meta),
+                       UC_TIER_REDIS);
+            found_clear(&f);
+            f.kind = F_LEASE;
+        }
+        if (f.kind == F_LEASE && k->reentrant) {
+            /* The lease is our own caller's: load, do not store. */
             UC__COUNT2(c, ks, lease_conflicts);
-        } else if (lrc == UC_EUNAVAILABLE &&
-                   atomic_load(&c->be->distrust) != 0) {
-            /* A changed dataset, found by this call's new connection. */
+            goto load;
+        }
+        if (f.kind == F_LEASE) {
+            lease_wait(k, &f);
+            if (f.kind == F_LEASE) {
+                if (k->stale != NULL) {
+                    /* Soft timeout (or the lease ran out) with a value to
+                     * answer with. */
+                    rc = serve_stale(k, out);
+                    call_end(k);
+                    found_clear(&f);
+                    return rc;
+                }
+                /* The other fill never came: load without storing. */
+                UC__COUNT2(c, ks, lease_conflicts);
+                goto load;
+            }
+        }
+        if (f.kind == F_HIT) {
+            ne = near_keep(c, &k->e, k->ticket, k->use_near, f.v, f.len, &f.meta);
+            found_clear(&f);
+            if (ne == NULL) {
+                call_end(k);
+                return UC_ENOMEM;
+            }
+            flight_done(k, UC_OK, ne, UC_FROM_CACHE, UC_TIER_REDIS);
+            call_end(k);
+            return hit(k, ne, UC_TIER_REDIS, out);
+        }
+        if (f.kind == F_NEGATIVE) {
+            UC__COUNT2(c, ks, negative_hits);
+            flight_done(k, UC_MISS, NULL, UC_FROM_CACHE, UC_TIER_REDIS);
+            call_end(k);
+            return UC_MISS;
+        }
+        if (f.kind == F_ERROR) {
+            source = UC_FROM_FALLBACK;
+            UC__COUNT2(c, ks, fallbacks);
+            goto load;
+        }
+        /* F_MISS or F_EXPIRED: take the lease. */
+        if (f.kind == F_EXPIRED) {
+            keep_stale(k, make_entry(ks, &k->e, f.v, f.len, &f.meta),
+                       UC_TIER_REDIS);
+        }
+        uint64_t t1 = uc__now_us(&c->env);
+        rc = lease_take(k, &f);
+        if (rc == UC_OK) {
+            break;
+        }
+        if (rc == UC_ESTALE && reads < READS_MAX) {
+            /* Filled or leased between our read and now: look again. */
+            continue;
+        }
+        if (rc == UC_ESTALE) {
+            UC__COUNT2(c, ks, lease_conflicts);
+        } else if (distrusted(c, rc)) {
             UC__COUNT2(c, ks, bypasses);
         } else {
             /* The fill's first write failed (OOM, ...): a failed store. */
-            uc__count_set(c, ks, lrc, t1);
+            uc__count_set(c, ks, rc, t1);
         }
-    } else if (source != UC_FROM_BYPASS) {
-        source = UC_FROM_FALLBACK;
-        UC__COUNT2(c, ks, fallbacks);
+        break;
     }
+    found_clear(&f);
 
-    /* load */
-    UC__COUNT2(c, ks, loads);
-    v = NULL;
-    vlen = 0;
-    t0 = uc__now_us(&c->env);
-    rc = loader(loader_arg, fields, nfields, &v, &vlen);
-    if (rc == UC_OK && v == NULL && vlen > 0) {
-        rc = UC_EINVAL;
+load:
+    if (bypass) {
+        UC__COUNT2(c, ks, bypasses);
+        source = UC_FROM_BYPASS;
+        uc__near_release(k->stale); /* a pending write may be newer */
+        k->stale = NULL;
     }
-    if (rc == UC_OK) {
-        rc = terminate(&v, vlen);
+    found_clear(&f);
+    rc = run_loader(k, &v, &vlen, &load_us);
+    if (rc == UC_MISS) {
+        if (k->have_lease && ks->negative_ttl_s > 0) {
+            store_negative(k);
+        }
+        flight_done(k, UC_MISS, NULL, source, UC_TIER_NONE);
+        call_end(k);
+        return UC_MISS;
     }
     if (rc != UC_OK) {
-        free(v);
-        UC__COUNT2(c, ks, load_errors);
-        if (have_lease) {
-            (void)c->be->ops->cas(c->be, e.fk, e.fklen, lease, UC__LEASE_LEN,
-                                  lease, UC__LEASE_LEN, LEASE_RELEASE_MS);
+        if (k->stale != NULL) {
+            rc = serve_stale(k, out);
+            call_end(k);
+            return rc;
         }
+        flight_done(k, rc, NULL, source, UC_TIER_NONE);
+        call_end(k);
         return rc;
     }
 
     /* store */
-    if (have_lease) {
-        store_fill(c, &e, lease, v, vlen, uc__now_us(&c->env) - t0, &produced);
-    } else {
-        produced = uc__wall_ms();
+    ttl = fill_ttl_ms(ks);
+    m.produced_ms = uc__wall_ms();
+    m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
+    m.expires_ms = m.produced_ms + ttl;
+    m.value_hash = uc__hash64(v, vlen);
+    if (k->have_lease) {
+        store_fill(k, v, vlen, &m, ttl);
     }
-    out->data = v;
-    out->len = vlen;
-    out->source = source;
-    out->produced_ms = produced;
-    out->hash = uc__hash64(v, vlen);
-    return UC_OK;
+    /* Kept near even when the store failed: the ticket refuses it if any
+     * invalidation of the entry arrived since before the load began. */
+    ne = near_keep(c, &k->e, k->ticket, k->use_near && !bypass, v, vlen, &m);
+    free(v);
+    if (ne == NULL) {
+        call_end(k);
+        return UC_ENOMEM;
+    }
+    flight_done(k, UC_OK, ne, source, UC_TIER_NONE);
+    call_end(k);
+    return give_entry(ne, k->flags, source, UC_TIER_NONE, out);
 }
+
+void uc_shared_release(void *data)
+{
+    if (data != NULL) {
+        uc__near_release(uc__near_entry_of(data));
+    }
+}
+
+/* ---- get and set ----------------------------------------------------------- */
 
 int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
                     size_t nfields, char **val, size_t *len)
 {
     uc_cache_t *c = ks->cache;
-    uc__meta_t meta;
-    int leased = 0, rc;
+    found_t f;
     entry_t e;
 
     if (val == NULL || len == NULL ||
@@ -319,15 +1100,21 @@ int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
     if (uc__pending_covers(c, ks, e.key, e.klen) || !trusted(c)) {
         return UC_MISS;
     }
-    rc = read_entry(c, &e, ks->validator, ks->validator_arg, val, len, &meta,
-                    &leased);
-    if (rc == UC_EUNAVAILABLE && atomic_load(&c->be->distrust) != 0) {
+    read_entry(c, &e, ks->validator, ks->validator_arg, &f);
+    if (f.kind == F_ERROR && distrusted(c, f.rc)) {
         /* The read's new connection found a changed dataset. */
-        rc = trusted(c) ? read_entry(c, &e, ks->validator, ks->validator_arg,
-                                     val, len, &meta, &leased)
-                        : UC_MISS;
+        if (!trusted(c)) {
+            return UC_MISS;
+        }
+        read_entry(c, &e, ks->validator, ks->validator_arg, &f);
     }
-    return rc;
+    if (f.kind == F_HIT) {
+        *val = f.v;
+        *len = f.len;
+        return UC_OK;
+    }
+    found_clear(&f);
+    return f.kind == F_ERROR ? f.rc : UC_MISS;
 }
 
 int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
@@ -337,7 +1124,7 @@ int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
     uc__meta_t meta;
     char *wrapped = NULL;
     size_t wlen = 0;
-    uint64_t t0;
+    uint64_t t0, ttl;
     int rc;
     entry_t e;
 
@@ -349,24 +1136,30 @@ int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
         UC__COUNT2(c, ks, too_big);
         return UC_ETOOBIG;
     }
+    ttl = (uint64_t)ks->ttl_s * 1000u;
     meta.produced_ms = uc__wall_ms();
     meta.load_us = 0;
-    meta.expires_ms = meta.produced_ms + (uint64_t)ks->ttl_s * 1000u;
+    meta.expires_ms = meta.produced_ms + ttl;
+    meta.value_hash = 0;
     rc = uc__envelope_wrap(e.fk, e.fklen, val, len, &meta, &wrapped, &wlen);
     if (rc != UC_OK) {
         return rc;
     }
     t0 = uc__now_us(&c->env);
     rc = c->be->ops->put(c->be, e.fk, e.fklen, wrapped, wlen,
-                         (uint64_t)ks->ttl_s * 1000u);
-    if (rc == UC_EUNAVAILABLE && atomic_load(&c->be->distrust) != 0 &&
-        trusted(c)) {
+                         hard_ttl_ms(ks, ttl));
+    if (distrusted(c, rc) && trusted(c)) {
         /* This call's new connection found a changed dataset, now
          * dropped and adopted: store into the adopted one. */
         rc = c->be->ops->put(c->be, e.fk, e.fklen, wrapped, wlen,
-                             (uint64_t)ks->ttl_s * 1000u);
+                             hard_ttl_ms(ks, ttl));
     }
     uc__count_set(c, ks, rc, t0);
     free(wrapped);
+    /* A set is a write: this process's own copy goes at once (the others'
+     * go with Redis' invalidation message). */
+    if (c->near != NULL) {
+        uc__near_invalidate(c->near, e.fk, e.fklen);
+    }
     return rc;
 }

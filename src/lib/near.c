@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -76,7 +77,9 @@ struct uc__near_entry {
     uc__near_entry_t *next;
     near_shard_t *shard; /* set at install; NULL for a private copy */
     uc__near_meta_t meta;
-    char data[]; /* key, value, NUL */
+    /* value, NUL, key: the value at a fixed offset, so that a pointer to
+     * it handed out as a shared result leads back to its entry */
+    char data[];
 };
 
 _Static_assert(sizeof(struct uc__near_entry) == UC__NEAR_HEADER,
@@ -235,12 +238,18 @@ static uint16_t hash_tag(uint64_t hash)
 
 static const char *entry_key(const uc__near_entry_t *e)
 {
-    return e->data;
+    return e->data + e->vlen + 1;
 }
 
 const char *uc__near_value(const uc__near_entry_t *e)
 {
-    return e->data + e->klen;
+    return e->data;
+}
+
+uc__near_entry_t *uc__near_entry_of(const char *value)
+{
+    return (uc__near_entry_t *)(void *)(value -
+                                        offsetof(uc__near_entry_t, data));
 }
 
 size_t uc__near_len(const uc__near_entry_t *e)
@@ -290,14 +299,24 @@ static uc__near_entry_t *entry_new(uint64_t hash, const char *key, size_t klen,
     e->next = NULL;
     e->shard = NULL;
     e->meta = *meta;
-    if (klen > 0) {
-        memcpy(e->data, key, klen);
-    }
     if (vlen > 0) {
-        memcpy(e->data + klen, val, vlen);
+        memcpy(e->data, val, vlen);
     }
-    e->data[klen + vlen] = '\0';
+    e->data[vlen] = '\0';
+    if (klen > 0) {
+        memcpy(e->data + vlen + 1, key, klen);
+    }
     return e;
+}
+
+uc__near_entry_t *uc__near_entry_new(const char *key, size_t klen,
+                                     const char *val, size_t vlen,
+                                     const uc__near_meta_t *meta)
+{
+    if (klen > UC__NEAR_KEY_MAX || vlen > UINT32_MAX) {
+        return NULL;
+    }
+    return entry_new(0, key, klen, val, vlen, meta);
 }
 
 static int entry_matches(const uc__near_entry_t *e, uint64_t hash,

@@ -82,6 +82,16 @@ const uc__near_meta_t *uc__near_meta(const uc__near_entry_t *e);
 size_t uc__near_charge(const uc__near_entry_t *e);
 
 /* Takes one more reference on an entry the caller holds a reference to. */
+/* A private entry (one reference, in no cache) holding a copy of (key,
+ * val): what a caller hands out when the value was not kept. NULL on
+ * allocation failure or lengths over the limits. */
+uc__near_entry_t *uc__near_entry_new(const char *key, size_t klen,
+                                     const char *val, size_t vlen,
+                                     const uc__near_meta_t *meta);
+
+/* The entry whose value uc__near_value() returned `value`. */
+uc__near_entry_t *uc__near_entry_of(const char *value);
+
 void uc__near_retain(uc__near_entry_t *e);
 
 /*

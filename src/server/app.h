@@ -78,6 +78,8 @@ typedef enum {
     UC_CACHE_HIT,
     UC_CACHE_MISS,
     UC_CACHE_BYPASS, /* an invalidation is pending: read the database */
+    UC_CACHE_STALE,  /* the database failed or was slow: a value past its
+                        TTL (never older than an acknowledged write) */
 } uc_cache_mark_t;
 
 typedef struct {
@@ -86,6 +88,8 @@ typedef struct {
     size_t len;
     void (*body_free)(void *);
     uc_cache_mark_t cache;
+    const char *cache_tier;   /* static: "near" or "redis"; NULL: none */
+    uint64_t produced_ms;     /* when the body was made (Age of STALE) */
     const char *cache_control; /* static; NULL: "no-store" */
     int etag;                  /* send an ETag and honour If-None-Match */
     int has_hash;              /* body_hash is the body's uc_hash64 */

@@ -22,7 +22,6 @@
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /* Status returned by loaders when the row does not exist (never cached). */
-#define LOAD_NOTFOUND (-1001)
 #define LOAD_DBERR (-1002)
 #define LOAD_NOMEM (-1003)
 
@@ -308,7 +307,8 @@ static int run_loader(void *arg, const char *const *fields, size_t nfields,
     j = l->build(l->app, l->arg, &l->st);
     if (j == NULL) {
         if (l->st == UC_DB_NOTFOUND) {
-            return LOAD_NOTFOUND;
+            /* "No such entity": the library may remember it. */
+            return UC_MISS;
         }
         return l->st == UC_DB_ENOMEM ? LOAD_NOMEM : LOAD_DBERR;
     }
@@ -333,16 +333,23 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
 
     opts.loader = run_loader;
     opts.loader_arg = &l;
+    /* A hit's body is the cache's own immutable copy, handed to
+     * libmicrohttpd as it is and released when the response is sent. */
+    opts.flags = UC_LOAD_SHARED;
     rc = uc_keyspace_get_or_load(app->ks[ks], fields, n, &opts, &r);
     if (rc == UC_OK) {
         res->body = r.data;
         res->len = r.len;
-        res->body_free = uc_free;
+        res->body_free = uc_shared_release;
         /* The library's value hash is the same FNV-1a as uc_hash64. */
         res->has_hash = 1;
         res->body_hash = r.hash;
+        res->produced_ms = r.produced_ms;
+        res->cache_tier = r.tier == UC_TIER_NEAR    ? "near"
+                          : r.tier == UC_TIER_REDIS ? "redis"
+                                                    : NULL;
     }
-    if (rc == LOAD_NOTFOUND) {
+    if (rc == UC_MISS) {
         uc_resp_error(res, 404, "not found");
         return;
     }
@@ -359,6 +366,7 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
     res->status = 200;
     res->cache = r.source == UC_FROM_CACHE    ? UC_CACHE_HIT
                  : r.source == UC_FROM_BYPASS ? UC_CACHE_BYPASS
+                 : r.source == UC_FROM_STALE  ? UC_CACHE_STALE
                                               : UC_CACHE_MISS;
     res->cache_control = CC_PUBLIC;
     res->etag = 1;
@@ -1132,6 +1140,52 @@ static json_t *stats_json(const uc_stats_t *s)
     return o;
 }
 
+static json_t *near_usage_json(const uc_near_usage_t *u)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "budget_bytes",
+                     (json_int_t)u->budget_bytes, "bytes", (json_int_t)u->bytes,
+                     "entries", (json_int_t)u->entries, "inserts",
+                     (json_int_t)u->inserts, "evictions",
+                     (json_int_t)u->evictions, "invalidations",
+                     (json_int_t)u->invalidations, "refused",
+                     (json_int_t)u->refused);
+}
+
+/* The near cache and its invalidation channel. */
+static json_t *near_json(uc_app_t *app)
+{
+    static const char *const CHANNEL[] = {"none", "down", "connecting",
+                                          "healthy"};
+    uc_near_stats_t ns;
+    uint64_t n = 0;
+
+    uc_cache_near_stats(app->cache, &ns);
+    for (int i = 0; i < UC_HIST_BUCKETS; i++) {
+        n += ns.lag_us[i];
+    }
+    json_t *lag = json_pack(
+        "{s:I,s:I,s:I,s:I}", "samples", (json_int_t)n, "p50_us_le",
+        (json_int_t)uc_stats_percentile_us(ns.lag_us, 0.5), "p99_us_le",
+        (json_int_t)uc_stats_percentile_us(ns.lag_us, 0.99), "max_us_le",
+        (json_int_t)uc_stats_percentile_us(ns.lag_us, 1.0));
+    json_t *o = json_pack(
+        "{s:b,s:s,s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:o}",
+        "enabled", ns.enabled, "channel",
+        CHANNEL[ns.channel <= UC_CHANNEL_HEALTHY ? ns.channel : 0], "usage",
+        near_usage_json(&ns.usage), "channel_connects",
+        (json_int_t)ns.channel_connects, "channel_connect_failures",
+        (json_int_t)ns.channel_connect_failures, "messages",
+        (json_int_t)ns.messages, "keys_invalidated",
+        (json_int_t)ns.keys_invalidated, "flushes", "total",
+        (json_int_t)ns.flushes, "null_message", (json_int_t)ns.flushes_null,
+        "channel_lost", (json_int_t)ns.flushes_lost, "heartbeat_late",
+        (json_int_t)ns.flushes_heartbeat, "dataset",
+        (json_int_t)ns.flushes_dataset, "heartbeats_sent",
+        (json_int_t)ns.heartbeats_sent, "heartbeats_late",
+        (json_int_t)ns.heartbeats_late, "invalidation_lag", lag);
+    return o;
+}
+
 static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     int redis = strcmp(uc_cache_backend_name(app->cache), "redis") == 0;
@@ -1147,6 +1201,9 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         json_t *o = stats_json(&s);
         json_object_set_new(o, "ttl_s",
                             json_integer(uc_keyspace_ttl(app->ks[i])));
+        uc_near_usage_t u;
+        uc_keyspace_near_usage(app->ks[i], &u);
+        json_object_set_new(o, "near", near_usage_json(&u));
         if (redis) {
             uint64_t keys = 0;
             if (uc_keyspace_count(app->ks[i], &keys) == UC_OK) {
@@ -1180,6 +1237,7 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         (json_int_t)tot.invalidations_applied_late);
     json_object_set_new(j, "scope",
                         json_string(app->cache_local ? "process" : "shared"));
+    json_object_set_new(j, "near", near_json(app));
     if (redis) {
         if (uc_cache_server_info(app->cache, &si) == UC_OK) {
             json_object_set_new(

@@ -215,6 +215,20 @@ static void etag_format(uint64_t h, char *etag)
     etag[18] = '\0';
 }
 
+static const char *cache_mark(uc_cache_mark_t m)
+{
+    switch (m) {
+    case UC_CACHE_HIT:
+        return "HIT";
+    case UC_CACHE_BYPASS:
+        return "BYPASS";
+    case UC_CACHE_STALE:
+        return "STALE";
+    default:
+        return "MISS";
+    }
+}
+
 /* ---- request handling ---------------------------------------------------- */
 
 static void body_free_default(uc_resp_t *res)
@@ -279,10 +293,20 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
     }
     if (res->cache != UC_CACHE_NONE) {
-        MHD_add_response_header(r, "X-Cache",
-                                res->cache == UC_CACHE_HIT      ? "HIT"
-                                : res->cache == UC_CACHE_BYPASS ? "BYPASS"
-                                                                : "MISS");
+        MHD_add_response_header(r, "X-Cache", cache_mark(res->cache));
+    }
+    if (res->cache_tier != NULL) {
+        MHD_add_response_header(r, "X-Cache-Tier", res->cache_tier);
+    }
+    if (res->cache == UC_CACHE_STALE && res->produced_ms > 0) {
+        /* RFC 9111 Age: seconds since the value was made. */
+        uint64_t now = (uint64_t)uc_now_us(NULL) / 1000u, age = 0;
+        char buf[24];
+        if (now > res->produced_ms) {
+            age = (now - res->produced_ms) / 1000u;
+        }
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)age);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_AGE, buf);
     }
     if (allow != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
@@ -304,10 +328,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         snprintf(du, sizeof(du), "%llu", (unsigned long long)dur);
         uc_log("info", "request", "method", method, "path", path, "status", st,
                "duration_us", du, "cache",
-               res->cache == UC_CACHE_HIT      ? "HIT"
-               : res->cache == UC_CACHE_MISS   ? "MISS"
-               : res->cache == UC_CACHE_BYPASS ? "BYPASS"
-                                               : "-",
+               res->cache == UC_CACHE_NONE ? "-" : cache_mark(res->cache),
                NULL);
     }
     return ret;

@@ -366,6 +366,97 @@ static void counter1(sbuf_t *b, const char *name, const char *help, uint64_t v)
     sb_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* The near cache: memory per keyspace, the channel, its flushes and the
+ * invalidation lag. */
+static void prom_near(sbuf_t *b, uc_app_t *app)
+{
+    uc_near_usage_t u[UC_KS_COUNT];
+    uc_near_stats_t ns;
+    uint64_t cum = 0;
+    double sum_us = 0;
+
+    uc_cache_near_stats(app->cache, &ns);
+    for (int i = 0; i < UC_KS_COUNT; i++) {
+        uc_keyspace_near_usage(app->ks[i], &u[i]);
+    }
+#define NEAR_FAMILY(field, type, suffix, text)                                 \
+    family(b, "utxoiq_cache_near_" #field suffix, type, text);                  \
+    for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
+        sb_printf(b, "utxoiq_cache_near_" #field suffix "{keyspace=\"%s\"} "    \
+                     "%llu\n",                                                 \
+                  uc_keyspace_name(app->ks[i]),                                \
+                  (unsigned long long)u[i].field);                             \
+    }
+    NEAR_FAMILY(budget_bytes, "gauge", "",
+                "Bytes the near cache may hold for a keyspace.")
+    NEAR_FAMILY(bytes, "gauge", "",
+                "Bytes the near cache holds for a keyspace, per-entry "
+                "overhead included.")
+    NEAR_FAMILY(entries, "gauge", "", "Entries in the near cache.")
+    NEAR_FAMILY(inserts, "counter", "_total", "Entries kept in the near cache.")
+    NEAR_FAMILY(evictions, "counter", "_total",
+                "Near-cache entries dropped to stay within the budget.")
+    NEAR_FAMILY(invalidations, "counter", "_total",
+                "Near-cache entries dropped by an invalidation.")
+    NEAR_FAMILY(refused, "counter", "_total",
+                "Values not kept in the near cache (an invalidation raced "
+                "the read, or over the budget).")
+#undef NEAR_FAMILY
+    family(b, "utxoiq_cache_near_channel_state", "gauge",
+           "The near cache's invalidation channel: 1 for the current state "
+           "(none: no near cache; down and connecting: bypassed).");
+    static const char *const CHANNEL[] = {"none", "down", "connecting",
+                                          "healthy"};
+    for (int i = 0; i <= UC_CHANNEL_HEALTHY; i++) {
+        sb_printf(b, "utxoiq_cache_near_channel_state{state=\"%s\"} %d\n",
+                  CHANNEL[i], (int)ns.channel == i);
+    }
+    family(b, "utxoiq_cache_near_flushes_total", "counter",
+           "Times the whole near cache was dropped, by reason.");
+    sb_printf(b,
+              "utxoiq_cache_near_flushes_total{reason=\"null_message\"} %llu\n"
+              "utxoiq_cache_near_flushes_total{reason=\"channel_lost\"} %llu\n"
+              "utxoiq_cache_near_flushes_total{reason=\"heartbeat_late\"} "
+              "%llu\n"
+              "utxoiq_cache_near_flushes_total{reason=\"dataset\"} %llu\n",
+              (unsigned long long)ns.flushes_null,
+              (unsigned long long)ns.flushes_lost,
+              (unsigned long long)ns.flushes_heartbeat,
+              (unsigned long long)ns.flushes_dataset);
+    counter1(b, "utxoiq_cache_near_channel_connects_total",
+             "Invalidation channel connections made.", ns.channel_connects);
+    counter1(b, "utxoiq_cache_near_invalidation_messages_total",
+             "Invalidation messages received from Redis.", ns.messages);
+    counter1(b, "utxoiq_cache_near_heartbeats_late_total",
+             "Probes whose invalidation did not come back in time.",
+             ns.heartbeats_late);
+    family(b, "utxoiq_cache_near_invalidation_lag_seconds", "histogram",
+           "Time from a probe's write to its invalidation's arrival. Buckets "
+           "are exact; _sum is an estimate from the buckets.");
+    for (int i = 0; i < UC_HIST_BUCKETS; i++) {
+        cum += ns.lag_us[i];
+        if (i > 0) {
+            double lo = (double)((uint64_t)1 << (i - 1));
+            double hi = (double)((uint64_t)1 << i) - 1;
+            sum_us += (double)ns.lag_us[i] * (lo + hi) / 2;
+        }
+        if (i < UC_HIST_BUCKETS - 1) {
+            char le[32];
+            le_seconds(((uint64_t)1 << i) - 1, le, sizeof(le));
+            sb_printf(b,
+                      "utxoiq_cache_near_invalidation_lag_seconds_bucket{le="
+                      "\"%s\"} %llu\n",
+                      le, (unsigned long long)cum);
+        }
+    }
+    sb_printf(b,
+              "utxoiq_cache_near_invalidation_lag_seconds_bucket{le=\"+Inf\"} "
+              "%llu\n"
+              "utxoiq_cache_near_invalidation_lag_seconds_sum %.6f\n"
+              "utxoiq_cache_near_invalidation_lag_seconds_count %llu\n",
+              (unsigned long long)cum, sum_us / 1e6, (unsigned long long)cum);
+}
+
 static void gauge1(sbuf_t *b, const char *name, const char *help, double v)
 {
     family(b, name, "gauge", help);
@@ -540,6 +631,7 @@ char *uc_metrics_text(uc_app_t *app, size_t *len)
     prom_http(&b, app);
     prom_cache(&b, app);
     prom_pool(&b, app);
+    prom_near(&b, app);
     prom_redis(&b, app);
     gauge1(&b, "utxoiq_database_writable",
            "1 when the last write probe of the database committed, 0 when "

@@ -219,7 +219,8 @@ static void check_loaded(const uc_config_t *c, vars_t *v)
                   c->backend == UC_BACKEND_REDIS);
     UC_FUZZ_CHECK(c->n_ttl_overrides <= UC_TTL_OVERRIDES_MAX);
     for (size_t i = 0; i < c->n_ttl_overrides; i++) {
-        UC_FUZZ_CHECK(c->ttl_overrides[i].ttl_s >= 1);
+        UC_FUZZ_CHECK((c->ttl_overrides[i].set & UC_OVERRIDE_TTL) == 0 ||
+                      c->ttl_overrides[i].ttl_s >= 1);
     }
     for (const char *p = c->key_prefix; *p != '\0'; p++) {
         UC_FUZZ_CHECK(strchr("*?[]\\{} %", *p) == NULL);
