@@ -76,6 +76,10 @@ static void capture_log(void *arg, uc_log_level_t level, const char *msg)
 static void base_config(uc_config_t *cfg, int port)
 {
     uc_test_redis_config(cfg, port);
+    /* These suites count keys and server clients of the store alone; the
+     * near cache's channel (two connections and a probe key of its own) is
+     * tested by test_track and test_near_cache. */
+    cfg->near_off = 1;
     cfg->connect_timeout_ms = CONNECT_MS;
     cfg->command_timeout_ms = COMMAND_MS;
     cfg->acquire_timeout_ms = ACQUIRE_MS;
