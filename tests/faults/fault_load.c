@@ -402,7 +402,7 @@ void uc_fault_check_ops(const uc_fault_op_t *ops, size_t n, uc_fault_check_t *c)
             }
             if ((size_t)seen < must) {
                 double ms = (double)(op->start_us - acked[r][seen]) / 1000.0;
-                stale = 1;
+                stale = ms > UC_FAULT_NEAR_LAG_MS ? 2 : stale > 0 ? stale : 1;
                 if (ms > c->max_staleness_ms) {
                     c->max_staleness_ms = ms;
                 }
@@ -421,7 +421,8 @@ void uc_fault_check_ops(const uc_fault_op_t *ops, size_t n, uc_fault_check_t *c)
         if (sum != op->total) {
             impossible = 1;
         }
-        c->stale_reads += (size_t)stale;
+        c->stale_reads += stale > 0;
+        c->stale_beyond_lag += stale > 1;
         c->impossible_reads += (size_t)impossible;
     }
 cleanup:

@@ -73,10 +73,17 @@ const uc_fault_op_t *uc_fault_ops(const uc_fault_load_t *l, size_t *n);
 
 void uc_fault_free(uc_fault_load_t *l);
 
+/* The invalidation lag a near-cache read is allowed (the target p99 on
+ * loopback). */
+#define UC_FAULT_NEAR_LAG_MS 5.0
+
 /* What the checker found. */
 typedef struct {
     size_t reads, reads_ok, writes, writes_ok, status_5xx, no_answer;
     size_t stale_reads;      /* reads older than an acknowledged write */
+    /* ... by more than UC_FAULT_NEAR_LAG_MS: another instance's near cache
+     * may serve the old value for the invalidation lag, no longer */
+    size_t stale_beyond_lag;
     size_t impossible_reads; /* reads counting writes never sent */
     double max_staleness_ms; /* how far behind the worst stale read was */
     double max_lag_ms;       /* behind writes acked by the read's end */
