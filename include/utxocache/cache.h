@@ -171,7 +171,7 @@ UC_EXPORT int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
     X(invalidation_overflows, "times the pending set overflowed and whole "    \
                               "keyspaces were invalidated")                    \
     X(dataset_flushes, "times the Redis dataset was not the one being "        \
-                       "invalidated and the prefix was dropped")                \
+                       "invalidated and the prefix was dropped")               \
     X(near_hits, "hits answered by the near cache, without a round trip")      \
     X(near_bypasses, "reads that skipped the near cache: its invalidation "    \
                      "channel was not proven alive")                           \

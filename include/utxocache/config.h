@@ -111,16 +111,16 @@ typedef struct uc_config {
 
     /* Near cache (an in-process tier in front of Redis; none in front of
      * the memory backend, which is in-process already). */
-    int near_off;            /* nonzero: no near cache */
-    size_t near_max_bytes;   /* 64 MiB over all keyspaces: those with their
-                                own budget take it, the others share the
-                                rest equally */
-    int near_heartbeat_ms;   /* 100: a probe write whose invalidation must
-                                come back through the channel */
-    int near_deadline_ms;    /* 250: a probe not back by then flushes the
-                                near cache until the channel is proven */
-    int soft_timeout_ms;     /* 50: a load that has a stale value to fall
-                                back on answers with it after this long */
+    int near_off;          /* nonzero: no near cache */
+    size_t near_max_bytes; /* 64 MiB over all keyspaces: those with their
+                              own budget take it, the others share the
+                              rest equally */
+    int near_heartbeat_ms; /* 100: a probe write whose invalidation must
+                              come back through the channel */
+    int near_deadline_ms;  /* 250: a probe not back by then flushes the
+                              near cache until the channel is proven */
+    int soft_timeout_ms;   /* 50: a load that has a stale value to fall
+                              back on answers with it after this long */
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
 

@@ -109,7 +109,8 @@ static int check_config(const uc_config_t *c, char *err, size_t errlen)
     return UC_OK;
 }
 
-/* ---- the near cache's channel --------------------------------------------- */
+/* ---- the near cache's channel ---------------------------------------------
+ */
 
 static void on_keys(void *arg, const char *const *keys, const size_t *klens,
                     size_t n)
@@ -697,14 +698,15 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
         made[i]->loader_arg = defs[i].loader_arg;
         made[i]->validator = defs[i].validator;
         made[i]->validator_arg = defs[i].validator_arg;
-        made[i]->stale_s = defs[i].stale_s == 0                  ? 86400u
-                           : defs[i].stale_s == UC_KEYSPACE_NONE ? 0u
-                                                                 : defs[i].stale_s;
+        made[i]->stale_s = defs[i].stale_s == 0 ? 86400u
+                           : defs[i].stale_s == UC_KEYSPACE_NONE
+                               ? 0u
+                               : defs[i].stale_s;
         made[i]->negative_ttl_s = defs[i].negative_ttl_s;
-        made[i]->jitter_pct = defs[i].jitter_pct == 0 ? 10u
+        made[i]->jitter_pct = defs[i].jitter_pct == 0     ? 10u
                               : defs[i].jitter_pct >= 100 ? 0u
                                                           : defs[i].jitter_pct;
-        made[i]->beta = defs[i].refresh_beta == 0.0 ? 1.0
+        made[i]->beta = defs[i].refresh_beta == 0.0  ? 1.0
                         : defs[i].refresh_beta < 0.0 ? 0.0
                                                      : defs[i].refresh_beta;
         for (size_t k = 0; k < cache->env.cfg.n_ttl_overrides; k++) {
@@ -783,7 +785,8 @@ void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out)
     uc__stats_copy(&ks->stats, out);
 }
 
-/* ---- near-cache statistics ------------------------------------------------ */
+/* ---- near-cache statistics ------------------------------------------------
+ */
 
 static void usage_of(uc__near_t *n, size_t cls, uc_near_usage_t *out)
 {

@@ -263,7 +263,6 @@ uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name);
  */
 int uc__trust_restore(uc_cache_t *c);
 
-
 /* ---- worker.c ---- */
 
 int uc__worker_start(uc_cache_t *c);

@@ -295,8 +295,7 @@ typedef struct {
 } ks_var_t;
 
 static const ks_var_t KS_VARS[] = {
-    {"TTL", UC_OVERRIDE_TTL, 1, 30LL * 86400,
-     "a TTL in seconds (1-2592000)"},
+    {"TTL", UC_OVERRIDE_TTL, 1, 30LL * 86400, "a TTL in seconds (1-2592000)"},
     {"STALE_S", UC_OVERRIDE_STALE, 0, 365LL * 86400,
      "a grace in seconds (0-31536000)"},
     {"NEAR_BYTES", UC_OVERRIDE_NEAR_BYTES, 0, (long long)1 << 46,

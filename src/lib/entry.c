@@ -100,8 +100,8 @@ static uint64_t key_hash(const char *p, size_t n)
 }
 
 static int wrap(const char *magic, const char *fk, size_t fklen,
-                const char *val, size_t len, const uc__meta_t *meta,
-                char **out, size_t *outlen)
+                const char *val, size_t len, const uc__meta_t *meta, char **out,
+                size_t *outlen)
 {
     char *buf;
 

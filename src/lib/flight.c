@@ -16,10 +16,10 @@
 struct uc__flight {
     uc__flight_t *next;
     uint64_t hash;
-    int refs;           /* under the shard's lock */
-    int done;           /* the leader finished */
-    int listed;         /* still in the shard's list */
-    uint64_t notified;  /* invalidations of the key seen */
+    int refs;          /* under the shard's lock */
+    int done;          /* the leader finished */
+    int listed;        /* still in the shard's list */
+    uint64_t notified; /* invalidations of the key seen */
     uc__flight_result_t res;
     size_t klen;
     char key[];

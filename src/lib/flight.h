@@ -39,7 +39,7 @@ typedef struct {
 
 /* What the leader hands its joiners. */
 typedef struct {
-    int rc;                   /* get-or-load's return code */
+    int rc; /* get-or-load's return code */
     uc_source_t source;
     uc_tier_t tier;
     uc__near_entry_t *entry; /* the value (a reference), NULL unless UC_OK */

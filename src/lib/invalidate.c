@@ -107,8 +107,7 @@ static void overflow(uc_cache_t *c, uc_keyspace_t *ks)
     }
 }
 
-void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks,
-                           const char *target)
+void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target)
 {
     char fk[UC__FULLKEY_MAX];
     size_t tlen = strlen(target), fklen;

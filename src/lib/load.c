@@ -65,7 +65,8 @@ static int entry_of(uc_keyspace_t *ks, const char *const *fields,
     return e->fklen > 0 ? UC_OK : UC_EINVAL;
 }
 
-/* ---- small helpers -------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------
+ */
 
 /* A per-thread xorshift: early refresh and jitter need a coin per call,
  * and a shared generator would be one more contended cache line. */
@@ -159,16 +160,16 @@ static int channel_healthy(const uc_cache_t *c)
     return c->track != NULL && uc__track_state(c->track) == UC__TRACK_HEALTHY;
 }
 
-/* ---- results -------------------------------------------------------------- */
+/* ---- results --------------------------------------------------------------
+ */
 
 /*
  * Hands a value to the caller: the entry itself (a reference the caller
  * releases with uc_shared_release()) when it asked for shared results,
  * else a malloc()ed copy. Takes over the reference in `ne`.
  */
-static int give_entry(uc__near_entry_t *ne, uint32_t flags,
-                      uc_source_t source, uc_tier_t tier,
-                      uc_load_result_t *out)
+static int give_entry(uc__near_entry_t *ne, uint32_t flags, uc_source_t source,
+                      uc_tier_t tier, uc_load_result_t *out)
 {
     const uc__near_meta_t *nm = uc__near_meta(ne);
     size_t len = uc__near_len(ne);
@@ -227,7 +228,8 @@ static uc__near_entry_t *near_keep(uc_cache_t *c, const entry_t *e,
     return uc__near_entry_new(e->fk, e->fklen, val, len, &nm);
 }
 
-/* ---- the shared store ------------------------------------------------------ */
+/* ---- the shared store ------------------------------------------------------
+ */
 
 /* Deletes a value that is not what it claims; counts and logs it. */
 static void drop_corrupt(uc_cache_t *c, const entry_t *e, const char *why)
@@ -251,8 +253,8 @@ typedef enum {
 
 typedef struct {
     found_kind_t kind;
-    int rc;      /* the store's error, for F_ERROR */
-    char *v;     /* payload (F_HIT, F_EXPIRED, F_LEASE_STALE), malloc()ed */
+    int rc;  /* the store's error, for F_ERROR */
+    char *v; /* payload (F_HIT, F_EXPIRED, F_LEASE_STALE), malloc()ed */
     size_t len;
     uc__meta_t meta;
 } found_t;
@@ -343,13 +345,12 @@ static void read_entry(uc_cache_t *c, const entry_t *e,
         f->rc = rc;
     }
     uc__count_get(c, ks, rc, t0);
-    if (f->kind == F_HIT || f->kind == F_EXPIRED ||
-        f->kind == F_LEASE_STALE) {
+    if (f->kind == F_HIT || f->kind == F_EXPIRED || f->kind == F_LEASE_STALE) {
         f->v = v;
         f->len = vlen;
-        if (f->kind != F_HIT && f->meta.expires_ms +
-                                        (uint64_t)ks->stale_s * 1000u <=
-                                    uc__wall_ms()) {
+        if (f->kind != F_HIT &&
+            f->meta.expires_ms + (uint64_t)ks->stale_s * 1000u <=
+                uc__wall_ms()) {
             /* Past the grace as well: nothing to serve. */
             found_clear(f);
             f->kind = f->kind == F_EXPIRED ? F_MISS : F_LEASE;
@@ -390,7 +391,8 @@ static int trusted(uc_cache_t *c)
     return uc__trust_restore(c) == UC_OK;
 }
 
-/* ---- one call's state ------------------------------------------------------ */
+/* ---- one call's state ------------------------------------------------------
+ */
 
 typedef struct call {
     uc_cache_t *c;
@@ -403,19 +405,19 @@ typedef struct call {
     void *validator_arg;
     uint32_t flags;
 
-    int use_near;              /* the near cache takes part in this call */
-    uint64_t ticket;  /* taken before the store was read */
-    uc__near_entry_t *stale;   /* a value past its TTL to fall back on */
+    int use_near;            /* the near cache takes part in this call */
+    uint64_t ticket;         /* taken before the store was read */
+    uc__near_entry_t *stale; /* a value past its TTL to fall back on */
     uc_tier_t stale_tier;
 
     char lease[UC__LEASE_LEN]; /* ours, when have_lease */
     char *lease_val;           /* the lease's whole value (over a stale one) */
     size_t lease_len;
     int have_lease;
-    uc__flight_t *flight;      /* led by this call, or NULL */
-    int reentrant;             /* a loader of this very entry, up this
-                                  thread's stack, called us: waiting for
-                                  that fill would wait for ourselves */
+    uc__flight_t *flight; /* led by this call, or NULL */
+    int reentrant;        /* a loader of this very entry, up this
+                             thread's stack, called us: waiting for
+                             that fill would wait for ourselves */
     struct call *outer;
 } call_t;
 
@@ -600,8 +602,8 @@ static void store_fill(call_t *k, const char *v, size_t vlen,
         return; /* call_end() hands the key back */
     }
     t0 = uc__now_us(&c->env);
-    rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val,
-                         k->lease_len, wrapped, wlen, hard_ttl_ms(ks, ttl));
+    rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val, k->lease_len,
+                         wrapped, wlen, hard_ttl_ms(ks, ttl));
     if (distrusted(c, rc)) {
         /* The dataset changed under the fill: the lease went with it. */
         rc = UC_ESTALE;
@@ -630,8 +632,8 @@ static void store_negative(call_t *k)
     if (uc__negative_wrap(k->e.fk, k->e.fklen, &m, &wrapped, &wlen) != UC_OK) {
         return;
     }
-    if (c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val,
-                        k->lease_len, wrapped, wlen, ttl) == UC_OK) {
+    if (c->be->ops->cas(c->be, k->e.fk, k->e.fklen, k->lease_val, k->lease_len,
+                        wrapped, wlen, ttl) == UC_OK) {
         k->have_lease = 0;
     }
     free(wrapped);
@@ -794,9 +796,9 @@ static void lease_wait(call_t *k, found_t *f)
     }
 }
 
-static int get_or_load(call_t *kp, uc_keyspace_t *ks,
-                       const char *const *fields, size_t nfields,
-                       const uc_load_opts_t *opts, uc_load_result_t *out);
+static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
+                       size_t nfields, const uc_load_opts_t *opts,
+                       uc_load_result_t *out);
 
 int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
                             size_t nfields, const uc_load_opts_t *opts,
@@ -812,9 +814,9 @@ int uc_keyspace_get_or_load(uc_keyspace_t *ks, const char *const *fields,
     return rc;
 }
 
-static int get_or_load(call_t *kp, uc_keyspace_t *ks,
-                       const char *const *fields, size_t nfields,
-                       const uc_load_opts_t *opts, uc_load_result_t *out)
+static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
+                       size_t nfields, const uc_load_opts_t *opts,
+                       uc_load_result_t *out)
 {
     uc_cache_t *c = ks->cache;
     call_t *k = kp;
@@ -875,8 +877,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks,
         if (!k->use_near) {
             UC__COUNT2(c, ks, near_bypasses);
         } else if ((ne = uc__near_get(c->near, ks->cls, k->e.fk, k->e.fklen,
-                                 uc__wall_ms())) !=
-                   NULL) {
+                                      uc__wall_ms())) != NULL) {
             const uc__near_meta_t *nm = uc__near_meta(ne);
             uint64_t now = uc__wall_ms();
             if (now < nm->expires_ms) {
@@ -894,8 +895,8 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks,
 
     /* flight */
     switch (k->reentrant ? UC__FLIGHT_NONE
-                         : uc__flight_begin(&c->flights, k->e.fk, k->e.fklen,
-                                            1, &k->flight)) {
+                         : uc__flight_begin(&c->flights, k->e.fk, k->e.fklen, 1,
+                                            &k->flight)) {
     case UC__FLIGHT_JOINED: {
         uc__flight_t *joined = k->flight;
         uc__flight_result_t r;
@@ -980,7 +981,8 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks,
             }
         }
         if (f.kind == F_HIT) {
-            ne = near_keep(c, &k->e, k->ticket, k->use_near, f.v, f.len, &f.meta);
+            ne = near_keep(c, &k->e, k->ticket, k->use_near, f.v, f.len,
+                           &f.meta);
             found_clear(&f);
             if (ne == NULL) {
                 call_end(k);
@@ -1084,7 +1086,8 @@ void uc_shared_release(void *data)
     }
 }
 
-/* ---- get and set ----------------------------------------------------------- */
+/* ---- get and set -----------------------------------------------------------
+ */
 
 int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
                     size_t nfields, char **val, size_t *len)

@@ -88,8 +88,8 @@ typedef struct {
     size_t len;
     void (*body_free)(void *);
     uc_cache_mark_t cache;
-    const char *cache_tier;   /* static: "near" or "redis"; NULL: none */
-    uint64_t produced_ms;     /* when the body was made (Age of STALE) */
+    const char *cache_tier;    /* static: "near" or "redis"; NULL: none */
+    uint64_t produced_ms;      /* when the body was made (Age of STALE) */
     const char *cache_control; /* static; NULL: "no-store" */
     int etag;                  /* send an ETag and honour If-None-Match */
     int has_hash;              /* body_hash is the body's uc_hash64 */

@@ -1142,13 +1142,12 @@ static json_t *stats_json(const uc_stats_t *s)
 
 static json_t *near_usage_json(const uc_near_usage_t *u)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "budget_bytes",
-                     (json_int_t)u->budget_bytes, "bytes", (json_int_t)u->bytes,
-                     "entries", (json_int_t)u->entries, "inserts",
-                     (json_int_t)u->inserts, "evictions",
-                     (json_int_t)u->evictions, "invalidations",
-                     (json_int_t)u->invalidations, "refused",
-                     (json_int_t)u->refused);
+    return json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "budget_bytes",
+        (json_int_t)u->budget_bytes, "bytes", (json_int_t)u->bytes, "entries",
+        (json_int_t)u->entries, "inserts", (json_int_t)u->inserts, "evictions",
+        (json_int_t)u->evictions, "invalidations", (json_int_t)u->invalidations,
+        "refused", (json_int_t)u->refused);
 }
 
 /* The near cache and its invalidation channel. */

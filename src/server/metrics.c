@@ -380,10 +380,11 @@ static void prom_near(sbuf_t *b, uc_app_t *app)
         uc_keyspace_near_usage(app->ks[i], &u[i]);
     }
 #define NEAR_FAMILY(field, type, suffix, text)                                 \
-    family(b, "utxoiq_cache_near_" #field suffix, type, text);                  \
+    family(b, "utxoiq_cache_near_" #field suffix, type, text);                 \
     for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
-        sb_printf(b, "utxoiq_cache_near_" #field suffix "{keyspace=\"%s\"} "    \
-                     "%llu\n",                                                 \
+        sb_printf(b,                                                           \
+                  "utxoiq_cache_near_" #field suffix "{keyspace=\"%s\"} "      \
+                  "%llu\n",                                                    \
                   uc_keyspace_name(app->ks[i]),                                \
                   (unsigned long long)u[i].field);                             \
     }

@@ -80,7 +80,7 @@ void uc_fault_free(uc_fault_load_t *l);
 /* What the checker found. */
 typedef struct {
     size_t reads, reads_ok, writes, writes_ok, status_5xx, no_answer;
-    size_t stale_reads;      /* reads older than an acknowledged write */
+    size_t stale_reads; /* reads older than an acknowledged write */
     /* ... by more than UC_FAULT_NEAR_LAG_MS: another instance's near cache
      * may serve the old value for the invalidation lag, no longer */
     size_t stale_beyond_lag;

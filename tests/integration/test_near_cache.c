@@ -20,8 +20,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +38,7 @@ static const uc_keyspace_def_t defs[] = {
      .pattern = "short:{id}",
      .ttl_s = 1,
      .jitter_pct = UC_KEYSPACE_NONE},
-    {.name = "job",
-     .pattern = "job:{id}",
-     .ttl_s = 600,
-     .negative_ttl_s = 2},
+    {.name = "job", .pattern = "job:{id}", .ttl_s = 600, .negative_ttl_s = 2},
     {.name = "early",
      .pattern = "early:{id}",
      .ttl_s = 2,
@@ -176,8 +173,7 @@ static read_t read_until_near(uc_cache_t *c, const char *ks, const char *id,
         }
         uc_test_sleep_ms(2);
     }
-    fail_msg("no near hit after 200 reads (last tier %d, rc %d)", r.tier,
-             r.rc);
+    fail_msg("no near hit after 200 reads (last tier %d, rc %d)", r.tier, r.rc);
     return r;
 }
 
@@ -259,7 +255,8 @@ static void test_near_hits_share_bytes(void **state)
     assert_true(u.bytes > 0 && u.bytes <= u.budget_bytes);
 }
 
-/* ---- coherence ------------------------------------------------------------ */
+/* ---- coherence ------------------------------------------------------------
+ */
 
 static void test_other_instance_sees_write(void **state)
 {
@@ -370,7 +367,8 @@ static void test_stopped_redis(void **state)
     wait_healthy(t->a, 5000);
 }
 
-/* ---- stampede control ----------------------------------------------------- */
+/* ---- stampede control -----------------------------------------------------
+ */
 
 typedef struct {
     uc_cache_t *c;
@@ -453,7 +451,8 @@ static void test_one_load_across_instances(void **state)
     assert_int_equal(sa.lease_wait_timeouts + sb.lease_wait_timeouts, 0);
 }
 
-/* ---- serve-stale, negative, early refresh, jitter ------------------------- */
+/* ---- serve-stale, negative, early refresh, jitter -------------------------
+ */
 
 static void test_serve_stale(void **state)
 {
@@ -601,8 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_load_across_instances, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_serve_stale, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_while_slow, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stale_while_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_jitter, setup, teardown),
