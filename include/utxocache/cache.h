@@ -188,7 +188,11 @@ UC_EXPORT int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
                    "fill")                                                     \
     X(lease_wait_timeouts, "lease waits that ended without the value and "     \
                            "loaded themselves")                                \
-    X(negative_hits, "reads answered by a remembered \"not found\"")
+    X(negative_hits, "reads answered by a remembered \"not found\"")           \
+    X(background_loads, "loads run in the background: early refreshes, and "   \
+                        "fills that outlasted the soft timeout")               \
+    X(refreshes_elsewhere, "early refreshes left to another instance that "    \
+                           "was refreshing the entry already")
 
 /* Counter slots the struct reserves: new counters are appended to the end of
  * UC_STATS_COUNTERS and take a slot, so the struct's size and every older

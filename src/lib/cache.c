@@ -119,7 +119,7 @@ static void on_keys(void *arg, const char *const *keys, const size_t *klens,
 
     for (size_t i = 0; i < n; i++) {
         uc__near_invalidate(c->near, keys[i], klens[i]);
-        uc__flight_notify(&c->flights, keys[i], klens[i]);
+        uc__flight_notify(&c->flights, keys[i], klens[i], 0);
     }
 }
 
@@ -129,7 +129,7 @@ static void on_flush(void *arg, uc__flush_reason_t why)
 
     (void)why; /* counted by the channel */
     uc__near_flush(c->near);
-    uc__flight_notify_all(&c->flights);
+    uc__flight_notify_all(&c->flights, 0);
 }
 
 static void on_healthy(void *arg)
@@ -248,7 +248,14 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
         pthread_mutex_destroy(&c->mark_mu);
         rc = UC_ENOMEM;
     }
+    if (rc == UC_OK && uc__bg_init(&c->bg) != 0) {
+        uc__flights_release(&c->flights);
+        uc__pending_release(&c->pending);
+        pthread_mutex_destroy(&c->mark_mu);
+        rc = UC_ENOMEM;
+    }
     if (rc == UC_OK && (rc = near_start(c, err, errlen)) != UC_OK) {
+        uc__bg_stop(&c->bg);
         uc__flights_release(&c->flights);
         uc__pending_release(&c->pending);
         pthread_mutex_destroy(&c->mark_mu);
@@ -262,6 +269,7 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
         if (rc != UC_OK) {
             uc__track_stop(c->track);
             uc__near_destroy(c->near);
+            uc__bg_stop(&c->bg);
             uc__flights_release(&c->flights);
             uc__pending_release(&c->pending);
             pthread_mutex_destroy(&c->mark_mu);
@@ -285,6 +293,8 @@ void uc_cache_destroy(uc_cache_t *cache)
     if (cache == NULL) {
         return;
     }
+    /* Background loads use everything below: they finish first. */
+    uc__bg_stop(&cache->bg);
     uc__worker_stop(cache);
     /* The channel's thread calls into the near cache: it stops first. */
     uc__track_stop(cache->track);

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 
+#include "bg.h"
 #include "flight.h"
 #include "near.h"
 #include "stats.h"
@@ -113,6 +114,9 @@ struct uc_cache {
     uc__near_t *near;
     uc__track_t *track;
     uc__flights_t flights;
+    /* Loads nobody waits for: early refreshes, fills past the soft
+     * timeout (load.c). */
+    uc__bg_t bg;
     _Atomic uint64_t near_dataset_flushes;
 
     /* The worker thread. */

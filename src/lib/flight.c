@@ -20,6 +20,17 @@ struct uc__flight {
     int done;          /* the leader finished */
     int listed;        /* still in the shard's list */
     uint64_t notified; /* invalidations of the key seen */
+    /* An invalidation of the key arrived after this flight began: its
+     * result may predate a write, so no caller joins it any more. */
+    int superseded;
+    /* An early refresh: callers that miss read the store themselves (the
+     * value there is still good) instead of waiting for it. */
+    int refresh;
+    /* A value past its TTL that the leader answered with while its load
+     * goes on in the background: joiners answer with it too, until an
+     * invalidation of the key drops it. */
+    uc__near_entry_t *interim;
+    uc_tier_t interim_tier;
     uc__flight_result_t res;
     size_t klen;
     char key[];
@@ -79,12 +90,14 @@ void uc__flights_release(uc__flights_t *f)
     }
 }
 
+/* The flight of key that callers may still join (with `refreshes`, early
+ * refreshes count too). */
 static uc__flight_t *find(uc__flight_shard_t *s, uint64_t h, const char *key,
-                          size_t klen)
+                          size_t klen, int refreshes)
 {
     for (uc__flight_t *fl = s->head; fl != NULL; fl = fl->next) {
-        if (fl->hash == h && fl->klen == klen &&
-            memcmp(fl->key, key, klen) == 0) {
+        if (!fl->superseded && (refreshes || !fl->refresh) && fl->hash == h &&
+            fl->klen == klen && memcmp(fl->key, key, klen) == 0) {
             return fl;
         }
     }
@@ -103,7 +116,7 @@ uc__flight_role_t uc__flight_begin(uc__flights_t *f, const char *key,
      * the common case (a miss nobody else is loading) allocates anyway. */
     made = calloc(1, sizeof(*made) + klen);
     pthread_mutex_lock(&s->mu);
-    fl = find(s, h, key, klen);
+    fl = find(s, h, key, klen, !join);
     if (fl != NULL) {
         if (join) {
             fl->refs++;
@@ -118,6 +131,7 @@ uc__flight_role_t uc__flight_begin(uc__flights_t *f, const char *key,
         return UC__FLIGHT_NONE;
     }
     made->hash = h;
+    made->refresh = !join;
     made->refs = 1;
     made->listed = 1;
     made->klen = klen;
@@ -143,7 +157,7 @@ int uc__flight_wait(uc__flights_t *f, uc__flight_t *fl, uint64_t timeout_ms,
     int done;
 
     pthread_mutex_lock(&s->mu);
-    while (!fl->done) {
+    while (!fl->done && fl->interim == NULL) {
         if (wait_until(s, &dl) == ETIMEDOUT) {
             break;
         }
@@ -154,6 +168,13 @@ int uc__flight_wait(uc__flights_t *f, uc__flight_t *fl, uint64_t timeout_ms,
         if (out->entry != NULL) {
             uc__near_retain(out->entry);
         }
+    } else if (fl->interim != NULL) {
+        out->rc = 0;
+        out->source = UC_FROM_STALE;
+        out->tier = fl->interim_tier;
+        out->entry = fl->interim;
+        uc__near_retain(out->entry);
+        done = 2;
     }
     pthread_mutex_unlock(&s->mu);
     return done;
@@ -207,6 +228,8 @@ void uc__flight_finish(uc__flights_t *f, uc__flight_t *fl,
     pthread_mutex_lock(&s->mu);
     fl->res = *res;
     fl->done = 1;
+    uc__near_release(fl->interim);
+    fl->interim = NULL;
     if (fl->listed) {
         unlink_flight(s, fl);
     }
@@ -232,33 +255,67 @@ void uc__flight_put(uc__flights_t *f, uc__flight_t *fl)
     }
     pthread_mutex_unlock(&s->mu);
     if (last) {
+        uc__near_release(fl->interim);
         uc__near_release(fl->res.entry);
         free(fl);
     }
 }
 
-void uc__flight_notify(uc__flights_t *f, const char *key, size_t klen)
+/* Under the shard's lock: the key changed after the flight began (a
+ * write, when `write`; else any change, the flight's own fill included). */
+static void changed(uc__flight_t *fl, int write)
+{
+    fl->notified++;
+    if (write) {
+        fl->superseded = 1;
+    }
+    uc__near_release(fl->interim);
+    fl->interim = NULL;
+}
+
+void uc__flight_offer(uc__flights_t *f, uc__flight_t *fl, uc__near_entry_t *ne,
+                      uc_tier_t tier)
+{
+    uc__flight_shard_t *s = shard_of(f, fl->hash);
+
+    pthread_mutex_lock(&s->mu);
+    if (fl->done || fl->superseded) {
+        pthread_mutex_unlock(&s->mu);
+        uc__near_release(ne);
+        return;
+    }
+    uc__near_release(fl->interim);
+    fl->interim = ne;
+    fl->interim_tier = tier;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void uc__flight_notify(uc__flights_t *f, const char *key, size_t klen,
+                       int write)
 {
     uint64_t h = key_hash(key, klen);
     uc__flight_shard_t *s = shard_of(f, h);
     uc__flight_t *fl;
 
     pthread_mutex_lock(&s->mu);
-    fl = find(s, h, key, klen);
-    if (fl != NULL) {
-        fl->notified++;
-        pthread_cond_broadcast(&s->cv);
+    for (fl = s->head; fl != NULL; fl = fl->next) {
+        if (fl->hash == h && fl->klen == klen &&
+            memcmp(fl->key, key, klen) == 0) {
+            changed(fl, write);
+        }
     }
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
-void uc__flight_notify_all(uc__flights_t *f)
+void uc__flight_notify_all(uc__flights_t *f, int write)
 {
     for (size_t i = 0; i < UC__FLIGHT_SHARDS; i++) {
         uc__flight_shard_t *s = &f->shards[i];
         pthread_mutex_lock(&s->mu);
         for (uc__flight_t *fl = s->head; fl != NULL; fl = fl->next) {
-            fl->notified++;
+            changed(fl, write);
         }
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);

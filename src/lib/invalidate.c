@@ -112,18 +112,22 @@ void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target)
     char fk[UC__FULLKEY_MAX];
     size_t tlen = strlen(target), fklen;
 
-    if (c->near == NULL) {
-        return;
-    }
+    /* Flights are told even without a near cache: a load in flight may
+     * have read the database before this write, and no caller that starts
+     * after it may join that load. */
     if (memchr(target, '*', tlen) != NULL) {
-        uc__near_flush_class(c->near, ks->cls);
-        uc__flight_notify_all(&c->flights);
+        if (c->near != NULL) {
+            uc__near_flush_class(c->near, ks->cls);
+        }
+        uc__flight_notify_all(&c->flights, 1);
         return;
     }
     fklen = uc__full_key(c, target, tlen, fk);
     if (fklen > 0) {
-        uc__near_invalidate(c->near, fk, fklen);
-        uc__flight_notify(&c->flights, fk, fklen);
+        if (c->near != NULL) {
+            uc__near_invalidate(c->near, fk, fklen);
+        }
+        uc__flight_notify(&c->flights, fk, fklen, 1);
     }
 }
 
@@ -133,7 +137,7 @@ void uc__near_flush_dataset(uc_cache_t *c)
         return;
     }
     uc__near_flush(c->near);
-    uc__flight_notify_all(&c->flights);
+    uc__flight_notify_all(&c->flights, 1);
     atomic_fetch_add(&c->near_dataset_flushes, 1);
 }
 

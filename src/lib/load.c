@@ -26,6 +26,7 @@
  * key still holds exactly the value it read (compare-and-set), so a refresh
  * can no more store over an invalidation than a fill can.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,9 @@
 /* Reads of one call that may find the key changed under them before it
  * gives up on the cache and just loads. */
 #define READS_MAX 4
+/* Beside an entry's key (after the prefix): the claim of its early
+ * refresh, held for the lease time by the instance that refreshes. */
+#define REFRESH_TAG "uc:rf:"
 
 typedef struct {
     uc_keyspace_t *ks;
@@ -415,6 +419,9 @@ typedef struct call {
     size_t lease_len;
     int have_lease;
     uc__flight_t *flight; /* led by this call, or NULL */
+    int suspect;          /* our fill lost its lease to an invalidation */
+    int own_loader;       /* the keyspace's loader, whose argument outlives
+                             the call: the load may run in the background */
     int reentrant;        /* a loader of this very entry, up this
                              thread's stack, called us: waiting for
                              that fill would wait for ourselves */
@@ -468,6 +475,7 @@ static void flight_done(call_t *k, int rc, uc__near_entry_t *ne,
     r.entry = ne;
     r.source = source;
     r.tier = tier;
+    r.suspect = k->suspect;
     uc__flight_finish(&k->c->flights, k->flight, &r);
     uc__flight_put(&k->c->flights, k->flight);
     k->flight = NULL;
@@ -531,7 +539,7 @@ static void call_end(call_t *k)
     k->stale = NULL;
     if (k->flight != NULL) {
         uc__flight_result_t r = {UC_EUNAVAILABLE, UC_FROM_LOADER, UC_TIER_NONE,
-                                 NULL};
+                                 NULL, 0};
         uc__flight_finish(&k->c->flights, k->flight, &r);
         uc__flight_put(&k->c->flights, k->flight);
         k->flight = NULL;
@@ -611,6 +619,7 @@ static void store_fill(call_t *k, const char *v, size_t vlen,
     uc__count_set(c, ks, rc, t0);
     if (rc == UC_ESTALE) {
         UC__COUNT2(c, ks, stale_rejects);
+        k->suspect = 1;
     }
     if (rc == UC_OK || rc == UC_ESTALE) {
         k->have_lease = 0; /* stored, or no longer ours to give back */
@@ -668,39 +677,76 @@ static int run_loader(call_t *k, char **v, size_t *vlen, uint64_t *load_us)
 }
 
 /*
- * Early refresh of a hit: reload, then replace the value only while the key
- * holds exactly the one that was read. The caller answers with the new value
- * when it is there, else with the old one (`ne`, whose reference this takes
- * over).
+ * Claims the entry's early refresh across instances: a short-lived key
+ * beside the entry (in the reserved "uc:" space), set only if absent. 0
+ * when another instance holds it; a store that cannot answer does not
+ * stop the refresh (its compare-and-set would fail the same way).
  */
-static int refresh(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
-                   uc_load_result_t *out)
+static int refresh_claim(call_t *k, char *rk, size_t *rklen)
+{
+    uc_cache_t *c = k->c;
+    size_t n = 0;
+
+    *rklen = 0;
+    if (c->plen + sizeof(REFRESH_TAG) - 1 + k->e.klen >= UC__FULLKEY_MAX) {
+        return 1;
+    }
+    memcpy(rk, c->env.cfg.key_prefix, c->plen);
+    n += c->plen;
+    memcpy(rk + n, REFRESH_TAG, sizeof(REFRESH_TAG) - 1);
+    n += sizeof(REFRESH_TAG) - 1;
+    memcpy(rk + n, k->e.key, k->e.klen);
+    n += k->e.klen;
+    rk[n] = '\0';
+    switch (
+        c->be->ops->add(c->be, rk, n, "1", 1, (uint64_t)c->env.cfg.lease_ms)) {
+    case UC_OK:
+        *rklen = n; /* ours: given back when the refresh is done */
+        return 1;
+    case UC_ESTALE:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/*
+ * Early refresh of the entry whose current value is `ne`, by the leader of
+ * its flight: reload, then replace the value only while the key holds
+ * exactly the one that was read. *fresh is the new value (a reference), or
+ * NULL when another instance refreshes it, the loader failed, or the value
+ * could not be kept.
+ */
+static void refresh_run(call_t *k, const uc__near_entry_t *ne,
+                        uc__near_entry_t **fresh)
 {
     uc_cache_t *c = k->c;
     uc_keyspace_t *ks = k->e.ks;
     uc__meta_t old = meta_of(uc__near_meta(ne)), m;
     uint64_t ticket = 0;
-    uc__near_entry_t *fresh;
     char *v = NULL, *oldw = NULL, *neww = NULL;
     size_t vlen = 0, oldlen = 0, newlen = 0;
     uint64_t load_us, ttl;
+    char rk[UC__FULLKEY_MAX];
+    size_t rklen;
     int rc, use_near = near_on(c, ks);
 
-    if (uc__flight_begin(&c->flights, k->e.fk, k->e.fklen, 0, &k->flight) !=
-        UC__FLIGHT_LEAD) {
-        /* Someone here is loading it already: the current value will do. */
-        k->flight = NULL;
-        return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
-    }
+    *fresh = NULL;
     if (use_near) {
         ticket = uc__near_ticket(c->near);
         use_near = channel_healthy(c);
     }
+    if (!refresh_claim(k, rk, &rklen)) {
+        UC__COUNT2(c, ks, refreshes_elsewhere);
+        return;
+    }
     UC__COUNT2(c, ks, early_refreshes);
     rc = run_loader(k, &v, &vlen, &load_us);
     if (rc != UC_OK) {
-        flight_done(k, UC_OK, ne, UC_FROM_CACHE, tier);
-        return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+        if (rklen > 0) {
+            (void)c->be->ops->del(c->be, rk, rklen, NULL);
+        }
+        return;
     }
     ttl = fill_ttl_ms(ks);
     m.produced_ms = uc__wall_ms();
@@ -722,8 +768,171 @@ static int refresh(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
     }
     free(oldw);
     free(neww);
-    fresh = near_keep(c, &k->e, ticket, use_near && rc == UC_OK, v, vlen, &m);
+    if (rklen > 0) {
+        (void)c->be->ops->del(c->be, rk, rklen, NULL);
+    }
+    *fresh = near_keep(c, &k->e, ticket, use_near && rc == UC_OK, v, vlen, &m);
     free(v);
+}
+
+/* ---- background loads ------------------------------------------------------
+ */
+
+/* A load handed to the pool: the call's state (its lease and its flight
+ * move here), with copies of what the caller's stack held. */
+typedef struct {
+    uc__job_t job;
+    call_t k;
+    const char **fields;
+    char *fieldbuf;
+    uc_source_t source;
+    /* refresh: the value being replaced, and where it came from */
+    uc__near_entry_t *old;
+    uc_tier_t old_tier;
+    /* fill: the hand-back to a caller waiting up to the soft timeout */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    int done;          /* rc and ne are set; the caller takes over */
+    int abandoned;     /* the caller answered stale; the job finishes */
+    int rc;
+    uc__near_entry_t *ne;
+} bgjob_t;
+
+static void job_free(bgjob_t *b)
+{
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b->fields);
+    free(b->fieldbuf);
+    free(b);
+}
+
+/* Moves the lease and the flight of one call to another. */
+static void move_state(call_t *to, call_t *from)
+{
+    to->have_lease = from->have_lease;
+    memcpy(to->lease, from->lease, sizeof(to->lease));
+    to->lease_val = from->lease_val;
+    to->lease_len = from->lease_len;
+    to->flight = from->flight;
+    from->have_lease = 0;
+    from->lease_val = NULL;
+    from->lease_len = 0;
+    from->flight = NULL;
+}
+
+/* A job carrying the call k (its lease and flight moved), or NULL. */
+static bgjob_t *job_new(call_t *k, void (*run)(uc__job_t *))
+{
+    bgjob_t *b = calloc(1, sizeof(*b));
+    pthread_condattr_t ca;
+    size_t total = 1, at = 0;
+
+    if (b == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < k->nfields; i++) {
+        total += strlen(k->fields[i]) + 1;
+    }
+    b->fields = calloc(k->nfields + 1, sizeof(*b->fields));
+    b->fieldbuf = malloc(total);
+    if (b->fields == NULL || b->fieldbuf == NULL ||
+        pthread_condattr_init(&ca) != 0) {
+        free(b->fields);
+        free(b->fieldbuf);
+        free(b);
+        return NULL;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        pthread_condattr_destroy(&ca);
+        free(b->fields);
+        free(b->fieldbuf);
+        free(b);
+        return NULL;
+    }
+    if (pthread_cond_init(&b->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        pthread_mutex_destroy(&b->mu);
+        free(b->fields);
+        free(b->fieldbuf);
+        free(b);
+        return NULL;
+    }
+    pthread_condattr_destroy(&ca);
+    for (size_t i = 0; i < k->nfields; i++) {
+        size_t n = strlen(k->fields[i]) + 1;
+        memcpy(b->fieldbuf + at, k->fields[i], n);
+        b->fields[i] = b->fieldbuf + at;
+        at += n;
+    }
+    b->job.run = run;
+    b->k = *k;
+    b->k.fields = b->fields;
+    b->k.stale = NULL;
+    b->k.outer = NULL;
+    b->k.reentrant = 0;
+    b->k.flight = NULL;
+    b->k.have_lease = 0;
+    b->k.lease_val = NULL;
+    move_state(&b->k, k);
+    return b;
+}
+
+/* Runs in a pool thread: the background part of an early refresh. */
+static void refresh_job(uc__job_t *j)
+{
+    bgjob_t *b = (bgjob_t *)j;
+    uc__near_entry_t *fresh = NULL;
+
+    calls_here = &b->k;
+    refresh_run(&b->k, b->old, &fresh);
+    calls_here = NULL;
+    if (fresh != NULL) {
+        flight_done(&b->k, UC_OK, fresh, UC_FROM_LOADER, UC_TIER_NONE);
+        uc__near_release(fresh);
+    } else {
+        flight_done(&b->k, UC_OK, b->old, UC_FROM_CACHE, b->old_tier);
+    }
+    uc__near_release(b->old);
+    call_end(&b->k);
+    job_free(b);
+}
+
+/*
+ * Early refresh of a hit: in the background when the load may outlive the
+ * call (the keyspace's own loader), else here; either way only one caller
+ * in this process refreshes, and the others answer with the current value.
+ * Takes over the reference in `ne`.
+ */
+static int refresh(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
+                   uc_load_result_t *out)
+{
+    uc_cache_t *c = k->c;
+    uc__near_entry_t *fresh;
+
+    if (uc__flight_begin(&c->flights, k->e.fk, k->e.fklen, 0, &k->flight) !=
+        UC__FLIGHT_LEAD) {
+        /* Someone here is loading it already: the current value will do. */
+        k->flight = NULL;
+        return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+    }
+    if (k->own_loader) {
+        bgjob_t *b = job_new(k, refresh_job);
+        if (b != NULL) {
+            uc__near_retain(ne);
+            b->old = ne;
+            b->old_tier = tier;
+            if (uc__bg_submit(&c->bg, &b->job) == 0) {
+                UC__COUNT2(c, k->e.ks, background_loads);
+                return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
+            }
+            uc__near_release(b->old);
+            move_state(k, &b->k);
+            job_free(b);
+        }
+    }
+    refresh_run(k, ne, &fresh);
     if (fresh == NULL) {
         flight_done(k, UC_OK, ne, UC_FROM_CACHE, tier);
         return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
@@ -796,6 +1005,166 @@ static void lease_wait(call_t *k, found_t *f)
     }
 }
 
+/*
+ * Loads the entry and stores it in place of the lease, when this call
+ * holds one. UC_OK with *ne the value (a reference); UC_MISS, remembered
+ * when the keyspace says so; or the loader's code. The flight and the
+ * fallback value are left to the caller.
+ */
+static int load_store(call_t *k, int bypass, uc__near_entry_t **ne)
+{
+    uc_keyspace_t *ks = k->e.ks;
+    char *v = NULL;
+    size_t vlen = 0;
+    uint64_t load_us, ttl;
+    uc__meta_t m;
+    int had_lease = k->have_lease, rc;
+    uint64_t seen =
+        k->flight != NULL ? uc__flight_notified(&k->c->flights, k->flight) : 0;
+
+    *ne = NULL;
+    rc = run_loader(k, &v, &vlen, &load_us);
+    if (!had_lease && k->flight != NULL &&
+        uc__flight_notified(&k->c->flights, k->flight) != seen) {
+        /* Loaded without a lease while the key changed: nothing proves
+         * this value is not older than a write its joiners came after. */
+        k->suspect = 1;
+    }
+    if (rc == UC_MISS) {
+        if (k->have_lease && ks->negative_ttl_s > 0) {
+            store_negative(k);
+        }
+        return UC_MISS;
+    }
+    if (rc != UC_OK) {
+        return rc;
+    }
+    ttl = fill_ttl_ms(ks);
+    m.produced_ms = uc__wall_ms();
+    m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
+    m.expires_ms = m.produced_ms + ttl;
+    m.value_hash = uc__hash64(v, vlen);
+    if (k->have_lease) {
+        store_fill(k, v, vlen, &m, ttl);
+    }
+    /* Kept near even when the store failed: the ticket refuses it if any
+     * invalidation of the entry arrived since before the load began. */
+    *ne =
+        near_keep(k->c, &k->e, k->ticket, k->use_near && !bypass, v, vlen, &m);
+    free(v);
+    return *ne != NULL ? UC_OK : UC_ENOMEM;
+}
+
+/* Answers with what load_store() gave (the reference in ne is taken
+ * over): the value, the fallback value when the load failed, or the
+ * code; finishes the flight and the call. */
+static int load_done(call_t *k, int rc, uc__near_entry_t *ne,
+                     uc_source_t source, uc_load_result_t *out)
+{
+    if (rc == UC_MISS) {
+        flight_done(k, UC_MISS, NULL, source, UC_TIER_NONE);
+        call_end(k);
+        return UC_MISS;
+    }
+    if (rc != UC_OK) {
+        if (k->stale != NULL) {
+            rc = serve_stale(k, out);
+            call_end(k);
+            return rc;
+        }
+        flight_done(k, rc, NULL, source, UC_TIER_NONE);
+        call_end(k);
+        return rc;
+    }
+    flight_done(k, UC_OK, ne, source, UC_TIER_NONE);
+    call_end(k);
+    return give_entry(ne, k->flags, source, UC_TIER_NONE, out);
+}
+
+/* Runs in a pool thread: a fill whose caller waits for it up to the soft
+ * timeout, and answers with its fallback value after that. */
+static void fill_job(uc__job_t *j)
+{
+    bgjob_t *b = (bgjob_t *)j;
+    uc__near_entry_t *ne = NULL;
+    int rc;
+
+    calls_here = &b->k;
+    rc = load_store(&b->k, 0, &ne);
+    calls_here = NULL;
+    pthread_mutex_lock(&b->mu);
+    if (!b->abandoned) {
+        b->rc = rc;
+        b->ne = ne;
+        b->done = 1;
+        pthread_cond_signal(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        return; /* the caller takes it from here, and frees the job */
+    }
+    pthread_mutex_unlock(&b->mu);
+    flight_done(&b->k, rc, ne, b->source, UC_TIER_NONE);
+    uc__near_release(ne);
+    call_end(&b->k);
+    job_free(b);
+}
+
+/*
+ * A fill with a fallback value at hand: the load runs in the pool, and the
+ * caller waits for it at most the soft timeout, then answers with the
+ * fallback (marked stale) while the load goes on and stores when it is
+ * done. Joiners of the flight answer with the fallback too, until the
+ * result or an invalidation. Returns 0 when it could not hand the load
+ * over (the caller loads here), else 1 with *rcp the call's code.
+ */
+static int load_detached(call_t *k, uc_source_t source, uc_load_result_t *out,
+                         int *rcp)
+{
+    uc_cache_t *c = k->c;
+    bgjob_t *b = job_new(k, fill_job);
+    struct timespec dl;
+    int rc;
+    uc__near_entry_t *ne;
+
+    if (b == NULL) {
+        return 0;
+    }
+    b->source = source;
+    if (uc__bg_submit(&c->bg, &b->job) != 0) {
+        move_state(k, &b->k);
+        job_free(b);
+        return 0;
+    }
+    UC__COUNT2(c, k->e.ks, background_loads);
+    dl = uc__deadline(CLOCK_MONOTONIC, (uint64_t)c->env.cfg.soft_timeout_ms);
+    pthread_mutex_lock(&b->mu);
+    while (!b->done) {
+        if (pthread_cond_timedwait(&b->cv, &b->mu, &dl) == ETIMEDOUT) {
+            break;
+        }
+    }
+    if (b->done) {
+        pthread_mutex_unlock(&b->mu);
+        move_state(k, &b->k);
+        rc = b->rc;
+        ne = b->ne;
+        job_free(b);
+        *rcp = load_done(k, rc, ne, source, out);
+        return 1;
+    }
+    /* Under the job's lock the flight cannot finish: offer it the value
+     * this call answers with. */
+    b->abandoned = 1;
+    if (b->k.flight != NULL) {
+        uc__near_retain(k->stale);
+        uc__flight_offer(&c->flights, b->k.flight, k->stale, k->stale_tier);
+    }
+    pthread_mutex_unlock(&b->mu);
+    UC__COUNT2(c, k->e.ks, soft_timeouts);
+    *rcp = serve_stale(k, out);
+    call_end(k);
+    return 1;
+}
+
 static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
                        size_t nfields, const uc_load_opts_t *opts,
                        uc_load_result_t *out);
@@ -823,10 +1192,6 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
     found_t f = {F_MISS, 0, NULL, 0, {0, 0, 0, 0}};
     uc_source_t source = UC_FROM_LOADER;
     uc__near_entry_t *ne;
-    uc__meta_t m;
-    char *v = NULL;
-    size_t vlen = 0;
-    uint64_t load_us, ttl;
     int rc, reads = 0, bypass = 0;
 
     /* Not memset: the entry's buffers are written by entry_of(). */
@@ -839,6 +1204,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
     k->lease_val = NULL;
     k->lease_len = 0;
     k->have_lease = 0;
+    k->suspect = 0;
     k->flight = NULL;
     k->fields = fields;
     k->nfields = nfields;
@@ -862,6 +1228,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
         return UC_EINVAL;
     }
     k->reentrant = same_entry_outside(k);
+    k->own_loader = k->loader == ks->loader && k->loader_arg == ks->loader_arg;
 
     /* judge */
     if (uc__pending_covers(c, ks, k->e.key, k->e.klen) || !trusted(c)) {
@@ -907,6 +1274,18 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
 
         k->flight = NULL;
         uc__flight_put(&c->flights, joined);
+        if (done == 2) {
+            /* The leader answered stale and loads on in the background. */
+            UC__COUNT2(c, ks, flight_joins);
+            UC__COUNT2(c, ks, stale_served);
+            call_end(k);
+            return give_entry(r.entry, k->flags, UC_FROM_STALE, r.tier, out);
+        }
+        if (done && r.suspect) {
+            /* The leader's value may predate a write: go on alone. */
+            uc__near_release(r.entry);
+            break;
+        }
         if (done && r.rc == UC_OK && r.entry != NULL) {
             UC__COUNT2(c, ks, flight_joins);
             call_end(k);
@@ -1037,46 +1416,12 @@ load:
         k->stale = NULL;
     }
     found_clear(&f);
-    rc = run_loader(k, &v, &vlen, &load_us);
-    if (rc == UC_MISS) {
-        if (k->have_lease && ks->negative_ttl_s > 0) {
-            store_negative(k);
-        }
-        flight_done(k, UC_MISS, NULL, source, UC_TIER_NONE);
-        call_end(k);
-        return UC_MISS;
-    }
-    if (rc != UC_OK) {
-        if (k->stale != NULL) {
-            rc = serve_stale(k, out);
-            call_end(k);
-            return rc;
-        }
-        flight_done(k, rc, NULL, source, UC_TIER_NONE);
-        call_end(k);
+    if (k->stale != NULL && k->own_loader &&
+        load_detached(k, source, out, &rc)) {
         return rc;
     }
-
-    /* store */
-    ttl = fill_ttl_ms(ks);
-    m.produced_ms = uc__wall_ms();
-    m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
-    m.expires_ms = m.produced_ms + ttl;
-    m.value_hash = uc__hash64(v, vlen);
-    if (k->have_lease) {
-        store_fill(k, v, vlen, &m, ttl);
-    }
-    /* Kept near even when the store failed: the ticket refuses it if any
-     * invalidation of the entry arrived since before the load began. */
-    ne = near_keep(c, &k->e, k->ticket, k->use_near && !bypass, v, vlen, &m);
-    free(v);
-    if (ne == NULL) {
-        call_end(k);
-        return UC_ENOMEM;
-    }
-    flight_done(k, UC_OK, ne, source, UC_TIER_NONE);
-    call_end(k);
-    return give_entry(ne, k->flags, source, UC_TIER_NONE, out);
+    rc = load_store(k, bypass, &ne);
+    return load_done(k, rc, ne, source, out);
 }
 
 void uc_shared_release(void *data)

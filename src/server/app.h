@@ -118,6 +118,11 @@ typedef struct {
 
 /* The route table (handlers.c) and its length. */
 const uc_route_t *uc_api_routes(size_t *n);
+/* The loader of keyspace ks (UC_KS_*), called with the app as its arg: it
+ * builds an entry's answer from its key fields alone, so the library may
+ * run it in the background (a slow fill past the soft timeout, an early
+ * refresh). */
+uc_loader_fn uc_api_loader(int ks);
 
 /* ---- response helpers (request.c) ---------------------------------------- */
 

@@ -12,6 +12,7 @@
 #include "app.h"
 #include "request.h"
 
+#include <limits.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -21,9 +22,13 @@
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
-/* Status returned by loaders when the row does not exist (never cached). */
-#define LOAD_DBERR (-1002)
+/* What the loaders return besides UC_OK and UC_MISS (no such row): out of
+ * memory, or a database error, whose status (a negative UC_DB_*) is
+ * carried in the code so that the answer can name it. */
 #define LOAD_NOMEM (-1003)
+#define LOAD_DB_BASE (-2000)
+#define LOAD_DB(st) (LOAD_DB_BASE + (st))
+#define IS_LOAD_DB(rc) ((rc) < LOAD_DB_BASE && (rc) > LOAD_DB_BASE - 100)
 
 static const char CC_PUBLIC[] = "public, no-cache";
 static const char CC_PRIVATE[] = "private, no-store";
@@ -288,29 +293,17 @@ static int q_enum(uc_req_t *req, const char *name, const char *const *allowed,
 
 typedef json_t *(*build_fn)(uc_app_t *app, void *arg, int *st);
 
-typedef struct {
-    uc_app_t *app;
-    build_fn build;
-    void *arg;
-    int st; /* db status of the last build */
-} loader_t;
-
-static int run_loader(void *arg, const char *const *fields, size_t nfields,
-                      char **val, size_t *len)
+/* A loader's answer from a build: the JSON body, or the code above. */
+static int load_json(json_t *j, int st, char **val, size_t *len)
 {
-    loader_t *l = arg;
-    (void)fields;
-    (void)nfields;
-    json_t *j;
     char *s;
-    l->st = UC_DB_OK;
-    j = l->build(l->app, l->arg, &l->st);
     if (j == NULL) {
-        if (l->st == UC_DB_NOTFOUND) {
+        if (st == UC_DB_NOTFOUND) {
             /* "No such entity": the library may remember it. */
             return UC_MISS;
         }
-        return l->st == UC_DB_ENOMEM ? LOAD_NOMEM : LOAD_DBERR;
+        return st == UC_DB_ENOMEM ? LOAD_NOMEM
+                                  : LOAD_DB(st < 0 ? st : UC_DB_EIO);
     }
     s = json_dumps(j, DUMP_FLAGS);
     json_decref(j);
@@ -322,17 +315,17 @@ static int run_loader(void *arg, const char *const *fields, size_t nfields,
     return UC_OK;
 }
 
-/* Answers a cacheable GET from the keyspace entry `fields`. */
+/* Answers a cacheable GET from the keyspace entry `fields`, loaded (when
+ * it must be) by the keyspace's own loader (uc_api_loader()), which builds
+ * the answer from the fields alone: the library may run it in the
+ * background, past this request. */
 static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
-                         size_t n, build_fn build, void *arg, uc_resp_t *res)
+                         size_t n, uc_resp_t *res)
 {
-    loader_t l = {app, build, arg, UC_DB_OK};
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
     uc_load_result_t r;
     int rc;
 
-    opts.loader = run_loader;
-    opts.loader_arg = &l;
     /* A hit's body is the cache's own immutable copy, handed to
      * libmicrohttpd as it is and released when the response is sent. */
     opts.flags = UC_LOAD_SHARED;
@@ -353,8 +346,8 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
         uc_resp_error(res, 404, "not found");
         return;
     }
-    if (rc == LOAD_DBERR) {
-        resp_db_error(res, l.st);
+    if (IS_LOAD_DB(rc)) {
+        resp_db_error(res, rc - LOAD_DB_BASE);
         return;
     }
     if (rc != UC_OK) {
@@ -506,7 +499,7 @@ static void h_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         return;
     }
     const char *f[1] = {id};
-    serve_cached(app, UC_KS_FEEDBACK_STATS, f, 1, build_stats, (void *)id, res);
+    serve_cached(app, UC_KS_FEEDBACK_STATS, f, 1, res);
 }
 
 /* {list_name: items, total, limit, offset}; takes items (even on failure)
@@ -709,7 +702,7 @@ static void h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         return;
     }
     const char *f[1] = {id};
-    serve_cached(app, UC_KS_BACKFILL_JOB, f, 1, build_job, id, res);
+    serve_cached(app, UC_KS_BACKFILL_JOB, f, 1, res);
 }
 
 static void h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
@@ -1001,7 +994,7 @@ static void h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     snprintf(lim, sizeof(lim), "%lld", q.pg.limit);
     snprintf(off, sizeof(off), "%lld", q.pg.offset);
     const char *f[5] = {q.f.service_name, q.f.metric_type, win, lim, off};
-    serve_cached(app, UC_KS_RECENT_METRICS, f, 5, build_metrics, &q, res);
+    serve_cached(app, UC_KS_RECENT_METRICS, f, 5, res);
 }
 
 typedef struct {
@@ -1079,7 +1072,7 @@ static void h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     snprintf(s1, sizeof(s1), "%lld", (long long)(q.start / 1000000));
     snprintf(s2, sizeof(s2), "%lld", (long long)(q.end / 1000000));
     const char *f[5] = {q.service, q.type, iv, s1, s2};
-    serve_cached(app, UC_KS_AGG_METRICS, f, 5, build_agg, &q, res);
+    serve_cached(app, UC_KS_AGG_METRICS, f, 5, res);
 }
 
 /* ---- retention ----------------------------------------------------------- */
@@ -1360,4 +1353,96 @@ const uc_route_t *uc_api_routes(size_t *n)
 {
     *n = sizeof(routes) / sizeof(routes[0]);
     return routes;
+}
+
+/* ---- the keyspaces' loaders ---------------------------------------------- */
+
+/* Each builds the answer of one entry from its key fields (as the handler
+ * above wrote them) and nothing else; arg is the app. */
+
+static int load_stats(void *arg, const char *const *f, size_t n, char **val,
+                      size_t *len)
+{
+    int st = UC_DB_OK;
+    json_t *j = n == 1 ? build_stats(arg, (void *)f[0], &st) : NULL;
+    return n == 1 ? load_json(j, st, val, len) : UC_EINVAL;
+}
+
+static int load_job(void *arg, const char *const *f, size_t n, char **val,
+                    size_t *len)
+{
+    int st = UC_DB_OK;
+    json_t *j = n == 1 ? build_job(arg, (void *)f[0], &st) : NULL;
+    return n == 1 ? load_json(j, st, val, len) : UC_EINVAL;
+}
+
+/* A decimal field the handler wrote. */
+static int field_ll(const char *s, long long *out)
+{
+    return uc_parse_int(s, LLONG_MIN / 1000000, LLONG_MAX / 1000000, out);
+}
+
+static int load_metrics(void *arg, const char *const *f, size_t n, char **val,
+                        size_t *len)
+{
+    metric_query_t q;
+    long long win, lim, off;
+    int st = UC_DB_OK;
+
+    if (n != 5 || field_ll(f[2], &win) != 0 || field_ll(f[3], &lim) != 0 ||
+        field_ll(f[4], &off) != 0) {
+        return UC_EINVAL;
+    }
+    memset(&q, 0, sizeof(q));
+    q.f.service_name = f[0];
+    q.f.metric_type = f[1];
+    q.f.start = (int64_t)win * 1000000;
+    q.f.end = UC_DB_NULL_TIME;
+    q.pg.limit = lim;
+    q.pg.offset = off;
+    return load_json(build_metrics(arg, &q, &st), st, val, len);
+}
+
+static int load_agg(void *arg, const char *const *f, size_t n, char **val,
+                    size_t *len)
+{
+    agg_query_t q;
+    long long s1, s2;
+    int st = UC_DB_OK;
+
+    if (n != 5 || field_ll(f[3], &s1) != 0 || field_ll(f[4], &s2) != 0) {
+        return UC_EINVAL;
+    }
+    memset(&q, 0, sizeof(q));
+    q.service = f[0];
+    q.type = f[1];
+    q.iv_name = f[2];
+    if (strcmp(f[2], "day") == 0) {
+        q.iv = UC_DB_DAY;
+    } else if (strcmp(f[2], "week") == 0) {
+        q.iv = UC_DB_WEEK;
+    } else if (strcmp(f[2], "hour") == 0) {
+        q.iv = UC_DB_HOUR;
+    } else {
+        return UC_EINVAL;
+    }
+    q.start = (int64_t)s1 * 1000000;
+    q.end = (int64_t)s2 * 1000000;
+    return load_json(build_agg(arg, &q, &st), st, val, len);
+}
+
+uc_loader_fn uc_api_loader(int ks)
+{
+    switch (ks) {
+    case UC_KS_FEEDBACK_STATS:
+        return load_stats;
+    case UC_KS_BACKFILL_JOB:
+        return load_job;
+    case UC_KS_RECENT_METRICS:
+        return load_metrics;
+    case UC_KS_AGG_METRICS:
+        return load_agg;
+    default:
+        return NULL;
+    }
 }

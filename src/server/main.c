@@ -385,8 +385,16 @@ static int open_cache(uc_app_t *app)
         uc_log("error", "cannot create cache", "error", err, NULL);
         return -1;
     }
-    if (uc_cache_add_keyspaces(app->cache, defs, n, err, sizeof(err)) !=
-        UC_OK) {
+    /* The shared declarations, with this service's loaders. */
+    uc_keyspace_def_t own[UC_KS_COUNT];
+    for (size_t i = 0; i < n && i < UC_KS_COUNT; i++) {
+        own[i] = defs[i];
+        own[i].loader = uc_api_loader((int)i);
+        own[i].loader_arg = app;
+    }
+    if (uc_cache_add_keyspaces(app->cache, own,
+                               n < UC_KS_COUNT ? n : UC_KS_COUNT, err,
+                               sizeof(err)) != UC_OK) {
         uc_log("error", "cannot declare keyspaces", "error", err, NULL);
         return -1;
     }

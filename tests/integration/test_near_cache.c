@@ -11,7 +11,12 @@
  *     hits within the bound (1 s);
  *   - concurrent cold reads share one load, in one process and across two;
  *   - serve-stale on a failing loader, never after an invalidation;
- *     remembered "not found"; early refresh; TTL jitter.
+ *     remembered "not found"; early refresh; TTL jitter;
+ *   - with the keyspace's own loader, loads nobody needs to wait for run in
+ *     the background: a fill past the soft timeout answers stale while it
+ *     goes on (its joiners and the other instance too, until a write), an
+ *     early refresh answers with the current value, and one instance's
+ *     refresh keeps the other from refreshing the same entry.
  *
  * The loader stands for the database: a version counter that a "write"
  * bumps, so a read that returns an older version than the last write
@@ -32,7 +37,13 @@
 #include "redis_fixture.h"
 #include "util.h"
 
-static const uc_keyspace_def_t defs[] = {
+typedef struct db db_t;
+static int load(void *arg, const char *const *fields, size_t nfields,
+                char **val, size_t *len);
+/* The database behind the keyspaces that name their own loader. */
+static db_t *own_db(void);
+
+static uc_keyspace_def_t defs[] = {
     {.name = "stats", .pattern = "stats:{id}", .ttl_s = 600},
     {.name = "short",
      .pattern = "short:{id}",
@@ -44,18 +55,37 @@ static const uc_keyspace_def_t defs[] = {
      .ttl_s = 2,
      .jitter_pct = UC_KEYSPACE_NONE,
      .refresh_beta = 4.0},
+    /* loader and loader_arg: filled in by open_one() */
+    {.name = "own",
+     .pattern = "own:{id}",
+     .ttl_s = 1,
+     .jitter_pct = UC_KEYSPACE_NONE,
+     .refresh_beta = -1.0},
+    {.name = "ownearly",
+     .pattern = "ownearly:{id}",
+     .ttl_s = 60,
+     .jitter_pct = UC_KEYSPACE_NONE,
+     .refresh_beta = 1e6},
 };
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
 
 /* ---- the "database" ------------------------------------------------------ */
 
-typedef struct {
+struct db {
     _Atomic int version;
     _Atomic int calls;
-    _Atomic int fail;    /* nonzero: the loader fails */
-    _Atomic int missing; /* nonzero: the entity does not exist */
+    _Atomic int fail;     /* nonzero: the loader fails */
+    _Atomic int missing;  /* nonzero: the entity does not exist */
+    _Atomic int gate;     /* nonzero: loads wait (at most 5 s) until 0 */
+    _Atomic int inflight; /* loads running now */
     unsigned sleep_ms;
-} db_t;
+};
+
+static db_t the_own_db;
+static db_t *own_db(void)
+{
+    return &the_own_db;
+}
 
 static int load(void *arg, const char *const *fields, size_t nfields,
                 char **val, size_t *len)
@@ -69,9 +99,14 @@ static int load(void *arg, const char *const *fields, size_t nfields,
     /* The version is read first, as a query would: a write after this point
      * is one this load may miss. */
     int v = atomic_load(&db->version);
+    atomic_fetch_add(&db->inflight, 1);
     if (db->sleep_ms > 0) {
         uc_test_sleep_ms(db->sleep_ms);
     }
+    for (int i = 0; i < 5000 && atomic_load(&db->gate); i++) {
+        uc_test_sleep_ms(1);
+    }
+    atomic_fetch_sub(&db->inflight, 1);
     if (atomic_load(&db->fail)) {
         return -1000;
     }
@@ -102,7 +137,8 @@ static read_t rd(uc_cache_t *c, const char *ks, const char *id, db_t *db)
     const char *f[1] = {id};
     read_t out = {0, 0, 0, -1};
 
-    o.loader = load;
+    /* NULL: the keyspace's own loader */
+    o.loader = db != NULL ? load : NULL;
     o.loader_arg = db;
     out.rc = uc_keyspace_get_or_load(uc_cache_keyspace(c, ks), f, 1, &o, &r);
     if (out.rc == UC_OK) {
@@ -138,6 +174,12 @@ static uc_cache_t *open_one(uc_test_fixture_t *f)
     uc_test_redis_config(&cfg, f->r.port);
     cfg.command_timeout_ms = 200;
     cfg.breaker_threshold = 1000;
+    for (size_t i = 0; i < NDEFS; i++) {
+        if (strncmp(defs[i].name, "own", 3) == 0) {
+            defs[i].loader = load;
+            defs[i].loader_arg = own_db();
+        }
+    }
     c = uc_test_open_cache(&cfg);
     assert_int_equal(uc_cache_add_keyspaces(c, defs, NDEFS, err, sizeof(err)),
                      UC_OK);
@@ -203,6 +245,7 @@ static two_t *start(void **state)
 {
     two_t *t = *state;
     uc_test_fixture_start(t->f, NULL);
+    memset(own_db(), 0, sizeof(db_t));
     t->a = open_one(t->f);
     t->b = open_one(t->f);
     wait_healthy(t->a, 3000);
@@ -562,6 +605,160 @@ static void test_early_refresh(void **state)
     assert_int_equal((int)st.early_refreshes, misses);
 }
 
+/* ---- background loads (the keyspace's own loader) ------------------------
+ */
+
+/* Waits (bounded) until no load runs. */
+static void wait_loads_done(db_t *db)
+{
+    for (int i = 0; i < 5000 && atomic_load(&db->inflight) > 0; i++) {
+        uc_test_sleep_ms(1);
+    }
+    assert_int_equal(atomic_load(&db->inflight), 0);
+}
+
+typedef struct {
+    uc_cache_t *c;
+    const char *ks, *id;
+    read_t r;
+    _Atomic int done;
+} bg_read_t;
+
+static void *bg_read(void *arg)
+{
+    bg_read_t *b = arg;
+    b->r = rd(b->c, b->ks, b->id, NULL);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+static void test_soft_timeout(void **state)
+{
+    two_t *t = start(state);
+    db_t *db = own_db();
+    uc_stats_t st;
+
+    assert_int_equal(rd(t->a, "own", "s", NULL).source, UC_FROM_LOADER);
+    uc_test_sleep_ms(1300); /* past the 1 s TTL, well within the grace */
+
+    /* The database hangs: the read answers stale while its load is still
+     * running (the gate opens only after the read returned). */
+    atomic_store(&db->gate, 1);
+    read_t r = rd(t->a, "own", "s", NULL);
+    assert_int_equal(r.rc, UC_OK);
+    assert_int_equal(r.source, UC_FROM_STALE);
+    assert_int_equal(r.version, 0);
+    assert_int_equal(atomic_load(&db->inflight), 1);
+    /* Its joiners in this process, and the other instance (which finds the
+     * fill's lease over the old value), answer stale too, no new load. */
+    r = rd(t->a, "own", "s", NULL);
+    assert_int_equal(r.source, UC_FROM_STALE);
+    r = rd(t->b, "own", "s", NULL);
+    assert_int_equal(r.source, UC_FROM_STALE);
+    assert_int_equal(r.version, 0);
+    assert_int_equal(atomic_load(&db->calls), 2);
+
+    /* The load finishes in the background and stores its value. */
+    atomic_store(&db->gate, 0);
+    wait_loads_done(db);
+    r = rd(t->b, "own", "s", NULL);
+    assert_int_equal(r.rc, UC_OK);
+    assert_int_equal(r.source, UC_FROM_CACHE);
+    assert_int_equal(atomic_load(&db->calls), 2);
+    uc_keyspace_stats(uc_cache_keyspace(t->a, "own"), &st);
+    assert_int_equal(st.soft_timeouts, 1);
+    assert_true(st.background_loads >= 1);
+    assert_true(st.stale_served >= 2);
+}
+
+static void test_write_ends_stale_of_slow_load(void **state)
+{
+    two_t *t = start(state);
+    db_t *db = own_db();
+    bg_read_t b = {t->a, "own", "w", {0, 0, 0, -1}, 0};
+    pthread_t th;
+
+    assert_int_equal(rd(t->a, "own", "w", NULL).version, 0);
+    uc_test_sleep_ms(1300);
+    atomic_store(&db->gate, 1);
+    assert_int_equal(rd(t->a, "own", "w", NULL).source, UC_FROM_STALE);
+
+    /* A write while the slow load runs: no read after it answers with the
+     * old value, stale or not; it waits for the database instead. */
+    write_db(t->a, "own", "w", db);
+    assert_int_equal(pthread_create(&th, NULL, bg_read, &b), 0);
+    uc_test_sleep_ms(100);
+    int waited = !atomic_load(&b.done);
+    atomic_store(&db->gate, 0);
+    pthread_join(th, NULL);
+    assert_true(waited);
+    assert_int_equal(b.r.rc, UC_OK);
+    assert_int_not_equal(b.r.source, UC_FROM_STALE);
+    assert_int_equal(b.r.version, 1);
+    wait_loads_done(db);
+    /* The slow load's own store lost its lease to the write. */
+    read_t r = rd(t->b, "own", "w", NULL);
+    assert_int_equal(r.version, 1);
+}
+
+static void test_background_refresh(void **state)
+{
+    two_t *t = start(state);
+    db_t *db = own_db();
+    uc_stats_t st;
+    read_t r;
+    int i;
+
+    /* A 20 ms load with beta 1e6: every read of the 60 s entry is due for
+     * an early refresh. */
+    db->sleep_ms = 20;
+    assert_int_equal(rd(t->a, "ownearly", "r", NULL).source, UC_FROM_LOADER);
+    db->sleep_ms = 0;
+    atomic_store(&db->gate, 1);
+    atomic_fetch_add(&db->version, 1); /* what the refresh will find */
+    for (i = 0; i < 200 && atomic_load(&db->inflight) == 0; i++) {
+        r = rd(t->a, "ownearly", "r", NULL);
+        assert_int_equal(r.source, UC_FROM_CACHE);
+        assert_int_equal(r.version, 0);
+        uc_test_sleep_ms(2);
+    }
+    /* The refresh runs (blocked), and reads go on answering at once. */
+    assert_int_equal(atomic_load(&db->inflight), 1);
+    r = rd(t->a, "ownearly", "r", NULL);
+    assert_int_equal(r.source, UC_FROM_CACHE);
+    assert_int_equal(r.version, 0);
+    /* The other instance is due too, and leaves the refresh to the first
+     * (its refresh, in its own pool, finds the first one's claim). */
+    for (i = 0; i < 200; i++) {
+        r = rd(t->b, "ownearly", "r", NULL);
+        assert_int_equal(r.version, 0);
+        uc_keyspace_stats(uc_cache_keyspace(t->b, "ownearly"), &st);
+        if (st.refreshes_elsewhere >= 1) {
+            break;
+        }
+        uc_test_sleep_ms(5);
+    }
+    assert_true(st.refreshes_elsewhere >= 1);
+    assert_int_equal(st.early_refreshes, 0);
+    assert_int_equal(atomic_load(&db->calls), 2);
+
+    atomic_store(&db->gate, 0);
+    wait_loads_done(db);
+    /* The refreshed value reaches both instances (bounded wait: the
+     * second learns of it through its invalidation). */
+    int seen_a = 0, seen_b = 0;
+    for (i = 0; i < 200 && !(seen_a && seen_b); i++) {
+        seen_a |= rd(t->a, "ownearly", "r", NULL).version == 1;
+        seen_b |= rd(t->b, "ownearly", "r", NULL).version == 1;
+        uc_test_sleep_ms(5);
+    }
+    assert_true(seen_a);
+    assert_true(seen_b);
+    uc_keyspace_stats(uc_cache_keyspace(t->a, "ownearly"), &st);
+    assert_true(st.early_refreshes >= 1);
+    assert_true(st.background_loads >= 1);
+}
+
 static void test_ttl_jitter(void **state)
 {
     two_t *t = start(state);
@@ -604,6 +801,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_jitter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_soft_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_ends_stale_of_slow_load,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_background_refresh, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
