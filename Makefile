@@ -9,6 +9,8 @@
 #   make bench  benchmarks with side-by-side reference runs
 #   make bench-near  the near cache's hit path beside the memory backend's get
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
+#   make bench-stampede  stampede control on PostgreSQL: queries per cold
+#               entry across two instances, a hot entry expiring under load
 #   make bench-write  POST /api/v1/feedback/rate; BEFORE_BIN=<old utxoiq-api> compares
 #   make bench-policy  near-cache eviction policies replayed on synthetic
 #               traces (1-2 minutes); QUICK=1 for the short run (seconds)
@@ -22,7 +24,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-near bench-api bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-near bench-api bench-stampede bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -85,6 +87,9 @@ bench-near: deps
 
 bench-api: release
 	@bench/api-bench
+
+bench-stampede: release
+	@bench/stampede-bench
 
 bench-write: release
 	@bench/write-bench
