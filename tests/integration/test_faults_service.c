@@ -37,6 +37,9 @@
 #include "util.h"
 
 #ifndef UC_FAULTS_LONG
+/* The near cache's loss detection bound with the default channel
+ * settings: heartbeat interval (100 ms) + its deadline (250 ms). */
+#define NEAR_LOSS_MS 350
 #define UC_FAULTS_LONG 0
 #endif
 
@@ -348,8 +351,10 @@ static void test_redis_killed_under_load(void **state)
     until(l, LOAD_MS / 4);
     uint64_t t_kill = uc_fault_now(l);
     uc_test_redis_kill(&redis);
-    /* Reaped: no read that starts from here on can be a hit. */
-    uint64_t t_dead = uc_fault_now(l);
+    /* Reaped: no read that starts from here on can be a hit from Redis,
+     * and none from the near cache once its channel's loss is seen (EOF,
+     * or at worst a missed heartbeat: heartbeat + deadline). */
+    uint64_t t_dead = uc_fault_now(l) + (uint64_t)NEAR_LOSS_MS * 1000u;
     until(l, LOAD_MS / 2);
     uint64_t t_restart = uc_fault_now(l);
     assert_int_equal(uc_test_redis_restart(&redis), 0);
