@@ -19,7 +19,11 @@
  *    bytes, garbage, 50 MB) is never served: the reader gets its own
  *    totals, as JSON, and the entry is replaced;
  *  - the in-process memory backend says it is per-process, and still
- *    converges across instances within the bound.
+ *    converges across instances within the bound;
+ *  - the near cache's channel killed, Redis hung, flushed and restarted
+ *    in one randomized run: within each fault's window no read is stale
+ *    more than STALE_BOUND_MS after the write's answer, and outside the
+ *    windows no more than the near cache's invalidation lag.
  *
  * Every scenario prints "FIGURE <scenario> ..." lines (reads, stale reads,
  * max staleness) before it asserts, so that a failing run still yields its
@@ -97,6 +101,31 @@
 #define RW_KEYS_PER_WRITER 25
 #endif
 #define RW_MAX_OPS 100000
+
+/* The near-cache fault run: four faults one after the other, each in a
+ * window of its own, with NF_GAP_MS of healthy load before each and after
+ * the last (reads there may lag by the invalidation lag, no more). Redis is
+ * hung for NF_STOP_MS and down for NF_DOWN_MS; the load lasts NF_MS, the
+ * sum of the windows and gaps plus NF_SLACK_MS for the commands that
+ * inject the faults. */
+#define NF_STOP_MS 400
+#if UC_FAULTS_LONG
+#define NF_GAP_MS 3000
+#define NF_DOWN_MS 3000
+#define NF_WRITERS 4
+#define NF_READERS 4
+#define NF_KEYS_PER_WRITER 80
+#else
+#define NF_GAP_MS 500
+#define NF_DOWN_MS 1000
+#define NF_WRITERS 3
+#define NF_READERS 3
+#define NF_KEYS_PER_WRITER 40
+#endif
+#define NF_SLACK_MS 1500
+#define NF_MS                                                                  \
+    (5 * NF_GAP_MS + 4 * STALE_BOUND_MS + NF_STOP_MS + NF_DOWN_MS +            \
+     2 * RECOVERY_MS + NF_SLACK_MS)
 
 #define MAX_INSTANCES 3
 #define BODY_CAP (64 * 1024)
@@ -1200,7 +1229,326 @@ static void test_randomized_two_instances(void **state)
     assert_int_equal(exit_b, 0);
 }
 
-/* ---- 9. the operator's command line reaches what the service caches ---- */
+/* ---- 9. randomized, under the near cache's faults ------------------------ */
+
+/* One fault's window on the load clock: reads that started in [from, to)
+ * are judged against the fault's bound, the others against the lag. */
+typedef struct {
+    const char *name;
+    uint64_t from_us, to_us;
+} nf_window_t;
+
+static void until_us(const uc_fault_load_t *l, uint64_t at_us)
+{
+    while (uc_fault_now(l) < at_us) {
+        uc_test_sleep_ms(5);
+    }
+}
+
+/* The checker on every write and on the reads that started inside window
+ * `which`, or outside every window when which < 0. */
+static void nf_check(const uc_fault_load_t *l, const nf_window_t *win,
+                     size_t nwin, int which, uc_fault_check_t *c)
+{
+    size_t n, k = 0;
+    const uc_fault_op_t *ops = uc_fault_ops(l, &n);
+    uc_fault_op_t *keep = calloc(n + 1, sizeof(*keep));
+    assert_non_null(keep);
+    for (size_t i = 0; i < n; i++) {
+        int in = -1;
+        for (size_t j = 0; j < nwin && in < 0; j++) {
+            if (ops[i].start_us >= win[j].from_us &&
+                ops[i].start_us < win[j].to_us) {
+                in = (int)j;
+            }
+        }
+        if (ops[i].kind == UC_FAULT_WRITE || in == which) {
+            keep[k++] = ops[i];
+        }
+    }
+    uc_fault_check_ops(keep, k, c);
+    free(keep);
+}
+
+/* The start of the last stale read that started in [from, to), 0 when
+ * none: how far into its window a fault's staleness reached. Each read is
+ * judged on its own against every write. */
+static uint64_t last_stale_us(const uc_fault_load_t *l, uint64_t from_us,
+                              uint64_t to_us)
+{
+    size_t n, k = 0;
+    uint64_t last = 0;
+    uc_fault_check_t c;
+    const uc_fault_op_t *ops = uc_fault_ops(l, &n);
+    uc_fault_op_t *keep = calloc(n + 1, sizeof(*keep));
+    assert_non_null(keep);
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].kind == UC_FAULT_WRITE) {
+            keep[k++] = ops[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].kind != UC_FAULT_READ || ops[i].start_us < from_us ||
+            ops[i].start_us >= to_us || ops[i].start_us <= last) {
+            continue;
+        }
+        keep[k] = ops[i];
+        uc_fault_check_ops(keep, k + 1, &c);
+        if (c.stale_reads > 0) {
+            last = ops[i].start_us;
+        }
+    }
+    free(keep);
+    return last;
+}
+
+/* Writes acknowledged (200) inside [from, to): the fault met writes. */
+static size_t writes_acked_in(const uc_fault_load_t *l, uint64_t from_us,
+                              uint64_t to_us)
+{
+    size_t n, k = 0;
+    const uc_fault_op_t *ops = uc_fault_ops(l, &n);
+    for (size_t i = 0; i < n; i++) {
+        k += ops[i].kind == UC_FAULT_WRITE && ops[i].status == 200 &&
+             ops[i].end_us >= from_us && ops[i].end_us < to_us;
+    }
+    return k;
+}
+
+/* What instance i's near cache has done so far. */
+typedef struct {
+    long long near_hits, lost, late, null_msg, dataset;
+} nf_near_t;
+
+static nf_near_t near_of(world_t *w, int i)
+{
+    api_res_t r;
+    nf_near_t v;
+    api_req(&w->api[i], &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    json_t *f = jget(jget(r.j, "near"), "flushes");
+    v.near_hits = jint(jget(r.j, "totals"), "near_hits");
+    v.lost = jint(f, "channel_lost");
+    v.late = jint(f, "heartbeat_late");
+    v.null_msg = jint(f, "null_message");
+    v.dataset = jint(f, "dataset");
+    api_free(&r);
+    return v;
+}
+
+/* What instance i's near cache did between two readings. */
+static nf_near_t near_delta(const nf_near_t *to, const nf_near_t *from)
+{
+    nf_near_t d = {to->near_hits - from->near_hits, to->lost - from->lost,
+                   to->late - from->late, to->null_msg - from->null_msg,
+                   to->dataset - from->dataset};
+    return d;
+}
+
+static void test_randomized_near_faults(void **state)
+{
+    world_t *w = *state;
+    char id[64], out[64];
+    enum { NKEYS = NF_WRITERS * NF_KEYS_PER_WRITER, NWIN = 4 };
+    char(*keys)[128] = calloc(NKEYS, sizeof(*keys));
+    const char **kp = calloc(NKEYS, sizeof(*kp));
+    uc_fault_load_t *l = NULL;
+    uc_fault_check_t c, in[NWIN], outside;
+    nf_window_t win[NWIN] = {{"pubsub_killed", 0, 0},
+                             {"redis_stopped", 0, 0},
+                             {"flushall", 0, 0},
+                             {"redis_restarted", 0, 0}};
+    nf_near_t pre[NWIN], post[NWIN], felt[NWIN], zero = {0, 0, 0, 0, 0};
+    long long hits_before[NWIN], flushes[NWIN];
+    double last_stale_ms[NWIN];
+    size_t acked[NWIN];
+    assert_non_null(keys);
+    assert_non_null(kp);
+    world_db(w);
+    world_redis(w, NULL);
+    int a = instance(w, 1);
+    int b = instance(w, 1);
+    for (size_t i = 0; i < NKEYS; i++) {
+        new_key(w, a, keys[i], sizeof(keys[i]));
+        kp[i] = keys[i];
+    }
+    coh_id(id, sizeof(id), "nf");
+    warm(w, a, id, 0);
+    warm(w, b, id, 0);
+
+    uc_fault_opts_t o = {
+        .port = w->api[a].port,
+        .read_port = w->api[b].port,
+        .insight = id,
+        .readers = NF_READERS,
+        .writers = NF_WRITERS,
+        .keys = kp,
+        .nkeys = NKEYS,
+        .duration_ms = NF_MS,
+        .max_ops = RW_MAX_OPS,
+        .read_gap_ms = 2,
+        .write_gap_ms = NF_MS / NF_KEYS_PER_WRITER,
+        .seed = seed(),
+    };
+    int started = uc_fault_start(&l, &o);
+    if (started != 0) {
+        free(keys);
+        free(kp);
+    }
+    assert_int_equal(started, 0);
+    const uint64_t gap = (uint64_t)NF_GAP_MS * 1000u;
+    const uint64_t bound = (uint64_t)STALE_BOUND_MS * 1000u;
+    const uint64_t recovery = (uint64_t)RECOVERY_MS * 1000u;
+
+    /* 1. Both instances' invalidation subscribers killed. Nothing else is
+     * touched: the window is the staleness bound past the kill. */
+    until_us(l, gap);
+    pre[0] = near_of(w, b);
+    win[0].from_us = uc_fault_now(l);
+    int kill_rc = uc_test_redis_cli(&w->redis, NULL, "CLIENT KILL TYPE pubsub",
+                                    out, sizeof(out));
+    long subscribers_killed = strtol(out, NULL, 10);
+    win[0].to_us = uc_fault_now(l) + bound;
+
+    /* 2. Redis hung: heartbeats and the writes' deletes go unanswered, and
+     * the pool's commands time out, so the window is that of an outage:
+     * the hang, the time an instance may take to use Redis again, the
+     * bound. */
+    until_us(l, win[0].to_us);
+    post[0] = near_of(w, b);
+    until_us(l, win[0].to_us + gap);
+    pre[1] = near_of(w, b);
+    win[1].from_us = uc_fault_now(l);
+    int stop_rc = uc_test_redis_signal(&w->redis, SIGSTOP);
+    until_us(l, win[1].from_us + (uint64_t)NF_STOP_MS * 1000u);
+    int cont_rc = uc_test_redis_signal(&w->redis, SIGCONT);
+    uint64_t t_cont = uc_fault_now(l);
+    win[1].to_us = t_cont + recovery + bound;
+
+    /* 3. FLUSHALL: the null message, and a dataset without its marker. */
+    until_us(l, win[1].to_us);
+    post[1] = near_of(w, b);
+    until_us(l, win[1].to_us + gap);
+    pre[2] = near_of(w, b);
+    win[2].from_us = uc_fault_now(l);
+    int flush_rc =
+        uc_test_redis_cli(&w->redis, NULL, "FLUSHALL", out, sizeof(out));
+    win[2].to_us = uc_fault_now(l) + bound;
+
+    /* 4. Redis killed, restarted empty after NF_DOWN_MS: as in the
+     * randomized run above. */
+    until_us(l, win[2].to_us);
+    post[2] = near_of(w, b);
+    until_us(l, win[2].to_us + gap);
+    pre[3] = near_of(w, b);
+    win[3].from_us = uc_fault_now(l);
+    uc_test_redis_kill(&w->redis);
+    until_us(l, win[3].from_us + (uint64_t)NF_DOWN_MS * 1000u);
+    int restarted = uc_test_redis_restart(&w->redis);
+    uint64_t t_up = uc_fault_now(l);
+    win[3].to_us = t_up + recovery + bound;
+    until_us(l, win[3].to_us);
+    post[3] = near_of(w, b);
+    uint64_t t_last = uc_fault_now(l);
+    uc_fault_wait(l);
+
+    uc_fault_check(l, &c);
+    nf_check(l, win, NWIN, -1, &outside);
+    for (int i = 0; i < NWIN; i++) {
+        nf_check(l, win, NWIN, i, &in[i]);
+        acked[i] = writes_acked_in(l, win[i].from_us, win[i].to_us);
+        uint64_t last = last_stale_us(l, win[i].from_us, win[i].to_us);
+        last_stale_ms[i] = last != 0 ? ms_between(win[i].from_us, last) : -1.0;
+        /* Near hits in the healthy gap before the fault, flushes from the
+         * fault to the end of its window. */
+        hits_before[i] =
+            near_delta(&pre[i], i > 0 ? &post[i - 1] : &zero).near_hits;
+        felt[i] = near_delta(&post[i], &pre[i]);
+        flushes[i] =
+            felt[i].lost + felt[i].late + felt[i].null_msg + felt[i].dataset;
+    }
+    size_t n, after_last = 0;
+    const uc_fault_op_t *ops = uc_fault_ops(l, &n);
+    for (size_t i = 0; i < n; i++) {
+        after_last += ops[i].kind == UC_FAULT_READ && ops[i].start_us >= t_last;
+    }
+    FIGURE("randomized_near_faults",
+           "reads=%zu reads_200=%zu writes=%zu writes_200=%zu 5xx=%zu "
+           "no_answer=%zu stale_reads=%zu max_staleness_ms=%.1f "
+           "impossible=%zu hits=%zu run_ms=%d",
+           c.reads, c.reads_ok, c.writes, c.writes_ok, c.status_5xx,
+           c.no_answer, c.stale_reads, c.max_staleness_ms, c.impossible_reads,
+           c.hits, NF_MS);
+    FIGURE("randomized_near_faults",
+           "window=outside reads=%zu stale_reads=%zu stale_beyond_lag=%zu "
+           "max_staleness_ms=%.1f lag_ms=%.0f reads_after_last_window=%zu",
+           outside.reads, outside.stale_reads, outside.stale_beyond_lag,
+           outside.max_staleness_ms, UC_FAULT_NEAR_LAG_MS, after_last);
+    for (int i = 0; i < NWIN; i++) {
+        FIGURE("randomized_near_faults",
+               "window=%s from_ms=%.0f length_ms=%.0f reads=%zu "
+               "writes_acked=%zu stale_reads=%zu stale_beyond_lag=%zu "
+               "max_staleness_ms=%.1f last_stale_read_at_ms=%.0f "
+               "bound_ms=%d near_hits_before=%lld "
+               "flushes_channel_lost=%lld flushes_heartbeat_late=%lld "
+               "flushes_null_message=%lld flushes_dataset=%lld",
+               win[i].name, (double)win[i].from_us / 1000.0,
+               ms_between(win[i].from_us, win[i].to_us), in[i].reads, acked[i],
+               in[i].stale_reads, in[i].stale_beyond_lag,
+               in[i].max_staleness_ms, last_stale_ms[i], STALE_BOUND_MS,
+               hits_before[i], felt[i].lost, felt[i].late, felt[i].null_msg,
+               felt[i].dataset);
+    }
+    FIGURE("randomized_near_faults",
+           "subscribers_killed=%ld stop_ms=%.0f down_ms=%.0f "
+           "recovery_window_ms=%d",
+           subscribers_killed, ms_between(win[1].from_us, t_cont),
+           ms_between(win[3].from_us, t_up), RECOVERY_MS + STALE_BOUND_MS);
+    uc_fault_free(l);
+    free(keys);
+    free(kp);
+    int exit_a = stop_instance(w, a, "randomized_near_faults");
+    int exit_b = stop_instance(w, b, "randomized_near_faults");
+    assert_int_equal(kill_rc, 0);
+    assert_int_equal(stop_rc, 0);
+    assert_int_equal(cont_rc, 0);
+    assert_int_equal(flush_rc, 0);
+    assert_int_equal(restarted, 0);
+    assert_true(c.reads > 0);
+    assert_true(c.writes_ok > 0);
+    assert_none("no_answer", c.no_answer);
+    assert_none("status_5xx", c.status_5xx);
+    assert_none("impossible_reads", c.impossible_reads);
+    /* Outside the windows, the near cache's lag and no more. */
+    assert_none("stale_beyond_lag_outside_windows", outside.stale_beyond_lag);
+    assert_true(after_last > 0);
+    /* Each fault met the near cache serving, writes being acknowledged and
+     * reads being made, was felt by B's near cache (a flush), and left no
+     * read stale more than STALE_BOUND_MS after the write's answer. */
+    assert_true(subscribers_killed >= 2);
+    for (int i = 0; i < NWIN; i++) {
+        if (hits_before[i] == 0 || flushes[i] == 0 || acked[i] == 0 ||
+            in[i].reads == 0 ||
+            in[i].max_staleness_ms > (double)STALE_BOUND_MS) {
+            fprintf(stderr,
+                    "window %s: near hits before %lld, flushes %lld, writes "
+                    "%zu, reads %zu, max staleness %.1f ms\n",
+                    win[i].name, hits_before[i], flushes[i], acked[i],
+                    in[i].reads, in[i].max_staleness_ms);
+        }
+        assert_true(hits_before[i] > 0);
+        assert_true(flushes[i] > 0);
+        assert_true(acked[i] > 0);
+        assert_true(in[i].reads > 0);
+        assert_true(in[i].max_staleness_ms <= (double)STALE_BOUND_MS);
+    }
+    assert_true(c.max_staleness_ms <= (double)STALE_BOUND_MS);
+    assert_int_equal(exit_a, 0);
+    assert_int_equal(exit_b, 0);
+}
+
+/* ---- 10. the operator's command line reaches what the service caches ---- */
 
 /* Runs the utxocache binary against the world's Redis; its stdout's first
  * line goes to out. Returns its exit status (-1 when it could not run). */
@@ -1281,6 +1629,7 @@ int main(void)
         WORLD_TEST(test_foreign_and_garbage_values),
         WORLD_TEST(test_memory_two_instances),
         WORLD_TEST(test_randomized_two_instances),
+        WORLD_TEST(test_randomized_near_faults),
         WORLD_TEST(test_cli_invalidates_service_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,10 @@
  *  - PostgreSQL hung and PostgreSQL down: cached entries still served 200,
  *    misses and writes a 503 with a JSON detail naming the database within
  *    the database timeout, and the same process recovers when it returns.
+ *  - PostgreSQL down past the entries' TTL: every cached insight still
+ *    200 with X-Cache: STALE, an Age and the body that was cached; one
+ *    never cached 503; a write 503 and not shown; when the database is
+ *    back, fresh answers (MISS, then HIT) and writes invalidate again.
  *  - Both down: /healthz 200, /readyz 503 naming both, requests 503 in
  *    bounded time; then both back and the service answers 200 again.
  *  - A randomized concurrent read/write run on the memory backend and on
@@ -707,6 +711,269 @@ static void test_redis_and_db_down(void **state)
     uc_test_pg_stop(&pg);
 }
 
+/* ---- serve-stale while the database is down ---------------------------- */
+
+/* The TTL the stale run gives feedback_stats (UTXOCACHE_TTL_FEEDBACK_STATS),
+ * the library's default fill jitter (+- 10 % of the TTL) and a margin for
+ * the clocks of the test and the service: past TTL_S * (100 + JITTER) % +
+ * MARGIN after its fill, no entry is fresh any more. */
+#define STALE_TTL_S 1
+#define STALE_JITTER_PCT 10
+#define STALE_MARGIN_MS 500
+#define STALE_EXPIRED_MS                                                       \
+    (STALE_TTL_S * 1000 * (100 + STALE_JITTER_PCT) / 100 + STALE_MARGIN_MS)
+#define STALE_N 20
+
+/* The servers of the stale run, in the cmocka state so that the teardown
+ * stops them when an assertion ended the test half-way. */
+typedef struct {
+    uc_test_pg_t pg;
+    uc_test_redis_t redis;
+    uc_test_api_t api;
+    int pg_started, redis_started;
+    char *body[STALE_N]; /* what each insight's cached entry holds */
+} stale_world_t;
+
+static int stale_setup(void **state)
+{
+    stale_world_t *w = calloc(1, sizeof(*w));
+    *state = w;
+    return w != NULL ? 0 : -1;
+}
+
+static int stale_teardown(void **state)
+{
+    stale_world_t *w = *state;
+    uc_test_api_destroy(&w->api);
+    if (w->redis_started) {
+        uc_test_redis_stop(&w->redis);
+    }
+    if (w->pg_started) {
+        uc_test_pg_stop(&w->pg);
+    }
+    for (int i = 0; i < STALE_N; i++) {
+        free(w->body[i]);
+    }
+    free(w);
+    return 0;
+}
+
+/* Whether the service says its near cache is on. */
+static int near_enabled(uc_test_api_t *a)
+{
+    api_res_t r;
+    api_req(a, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    int on = json_is_true(jget(jget(r.j, "near"), "enabled"));
+    api_free(&r);
+    return on;
+}
+
+/* What the reads of one phase of the stale run saw. */
+typedef struct {
+    size_t reads, status_200, status_5xx, stale, hit, miss, same_body;
+    size_t tier_near, tier_redis, aged; /* aged: an Age of 1 s or more */
+    long age_min, age_max;
+    double max_ms;
+} stale_tally_t;
+
+static void stale_count(stale_tally_t *t, const api_res_t *r, const char *want,
+                        double ms)
+{
+    long age = -1;
+    if (r->h.age[0] != '\0') {
+        age = strtol(r->h.age, NULL, 10);
+    }
+    t->reads++;
+    t->status_200 += r->h.status == 200;
+    t->status_5xx += r->h.status >= 500;
+    t->stale += strcmp(r->h.x_cache, "STALE") == 0;
+    t->hit += strcmp(r->h.x_cache, "HIT") == 0;
+    t->miss += strcmp(r->h.x_cache, "MISS") == 0;
+    t->same_body += want != NULL && strcmp(r->h.body, want) == 0;
+    t->tier_near += strcmp(r->h.x_cache_tier, "near") == 0;
+    t->tier_redis += strcmp(r->h.x_cache_tier, "redis") == 0;
+    t->aged += age >= 1;
+    if (age >= 0 && (t->age_min < 0 || age < t->age_min)) {
+        t->age_min = age;
+    }
+    t->age_max = age > t->age_max ? age : t->age_max;
+    t->max_ms = ms > t->max_ms ? ms : t->max_ms;
+}
+
+static void stale_figure(const char *phase, const stale_tally_t *t)
+{
+    FIGURE("db_down_serves_stale",
+           "phase=%s reads=%zu status_200=%zu 5xx=%zu stale_200=%zu hit=%zu "
+           "miss=%zu same_body=%zu tier_near=%zu tier_redis=%zu "
+           "age_ge_1s=%zu age_min_s=%ld age_max_s=%ld max_ms=%.1f",
+           phase, t->reads, t->status_200, t->status_5xx, t->stale, t->hit,
+           t->miss, t->same_body, t->tier_near, t->tier_redis, t->aged,
+           t->age_min, t->age_max, t->max_ms);
+}
+
+static void test_db_down_serves_stale(void **state)
+{
+    stale_world_t *w = *state;
+    char ttl_env[64];
+    const char *ttl[] = {ttl_env, NULL};
+    stale_tally_t down, back;
+    char ids[STALE_N][64], keys[3][128], never[64];
+    long long totals[STALE_N];
+    api_res_t r;
+    double ms, miss_ms, write_ms;
+    if (!uc_test_pg_available()) {
+        skip();
+    }
+    memset(&down, 0, sizeof(down));
+    memset(&back, 0, sizeof(back));
+    down.age_min = back.age_min = -1;
+    down.age_max = back.age_max = -1;
+    fmt(ttl_env, sizeof(ttl_env), "UTXOCACHE_TTL_FEEDBACK_STATS=%d",
+        STALE_TTL_S);
+    assert_int_equal(uc_test_pg_start(&w->pg), 0);
+    w->pg_started = 1;
+    assert_int_equal(uc_test_redis_start(&w->redis, NULL), 0);
+    w->redis_started = 1;
+    start_api(&w->api, w->pg.url, &w->redis, ttl);
+    for (int i = 0; i < 3; i++) {
+        char user[64];
+        uniq(user, sizeof(user), "staleuser");
+        assert_int_equal(
+            uc_test_api_key(&w->api, user, "user", keys[i], sizeof(keys[i])),
+            0);
+    }
+    int near = near_enabled(&w->api);
+
+    /* N insights, one or two ratings each, read until cached: the body
+     * of the HIT is what the cache holds. */
+    for (int i = 0; i < STALE_N; i++) {
+        uniq(ids[i], sizeof(ids[i]), "fault-stale");
+        assert_int_equal(rate(&w->api, keys[0], ids[i], i % 5 + 1, NULL), 200);
+        totals[i] = 1;
+        if (i % 2 == 1) {
+            assert_int_equal(rate(&w->api, keys[1], ids[i], 5, NULL), 200);
+            totals[i] = 2;
+        }
+        get_stats(&w->api, &r, ids[i], NULL);
+        assert_status(&r, 200);
+        assert_string_equal(r.h.x_cache, "MISS");
+        api_free(&r);
+        get_stats(&w->api, &r, ids[i], NULL);
+        assert_status(&r, 200);
+        assert_string_equal(r.h.x_cache, "HIT");
+        assert_int_equal(jint(r.j, "total_ratings"), totals[i]);
+        w->body[i] = strdup(r.h.body);
+        assert_non_null(w->body[i]);
+        api_free(&r);
+    }
+    uint64_t filled_ms = uc_test_now_ms();
+    uniq(never, sizeof(never), "fault-stale-never");
+
+    /* Down, and every entry past its TTL (not past its grace). */
+    assert_int_equal(uc_test_pg_down(&w->pg), 0);
+    while (uc_test_now_ms() < filled_ms + STALE_EXPIRED_MS) {
+        uc_test_sleep_ms(20);
+    }
+    for (int i = 0; i < STALE_N; i++) {
+        get_stats(&w->api, &r, ids[i], &ms);
+        if (r.h.status != 200 || strcmp(r.h.x_cache, "STALE") != 0) {
+            fprintf(stderr, "stale read %d: %ld X-Cache '%s' body %s\n", i,
+                    r.h.status, r.h.x_cache, r.h.body);
+        }
+        stale_count(&down, &r, w->body[i], ms);
+        api_free(&r);
+    }
+
+    /* Nothing to fall back on, and a write the database cannot take: it
+     * is refused and shown nowhere, the entry is still marked stale. */
+    get_stats(&w->api, &r, never, &miss_ms);
+    long never_status = r.h.status;
+    int never_detail =
+        r.j != NULL && json_is_string(json_object_get(r.j, "detail")) &&
+        strstr(json_string_value(json_object_get(r.j, "detail")), "database") !=
+            NULL;
+    api_free(&r);
+    long refused = rate(&w->api, keys[2], ids[0], 1, &write_ms);
+    get_stats(&w->api, &r, ids[0], &ms);
+    stale_count(&down, &r, w->body[0], ms);
+    api_free(&r);
+    stale_figure("db_down", &down);
+    FIGURE("db_down_serves_stale",
+           "near_enabled=%d ttl_s=%d waited_past_fill_ms=%d "
+           "never_cached_status=%ld never_cached_ms=%.1f write_status=%ld "
+           "write_ms=%.1f bound_ms=%d",
+           near, STALE_TTL_S, STALE_EXPIRED_MS, never_status, miss_ms, refused,
+           write_ms, DB_BOUND_MS);
+
+    /* Back, on the same process: fresh answers, the committed totals. */
+    uint64_t t_up = uc_test_now_ms();
+    assert_int_equal(uc_test_pg_up(&w->pg), 0);
+    FIGURE("db_down_serves_stale", "pg_up_ms=%.0f",
+           (double)(uc_test_now_ms() - t_up));
+    size_t right_totals = 0;
+    for (int i = 0; i < STALE_N; i++) {
+        for (int k = 0; k < 2; k++) {
+            get_stats(&w->api, &r, ids[i], &ms);
+            stale_count(&back, &r, NULL, ms);
+            right_totals +=
+                r.j != NULL && r.h.status == 200 &&
+                json_integer_value(json_object_get(r.j, "total_ratings")) ==
+                    totals[i];
+            if (k == 0 && strcmp(r.h.x_cache, "MISS") != 0) {
+                fprintf(stderr, "read %d after up: %ld X-Cache '%s'\n", i,
+                        r.h.status, r.h.x_cache);
+            }
+            api_free(&r);
+        }
+    }
+    /* A rating write invalidates as usual. */
+    long written = rate(&w->api, keys[2], ids[0], 1, NULL);
+    get_stats(&w->api, &r, ids[0], NULL);
+    long after_status = r.h.status;
+    char after_cache[16];
+    fmt(after_cache, sizeof(after_cache), "%s", r.h.x_cache);
+    long long after_total =
+        r.j != NULL ? json_integer_value(json_object_get(r.j, "total_ratings"))
+                    : -1;
+    api_free(&r);
+    stale_figure("db_back", &back);
+    FIGURE("db_down_serves_stale",
+           "back_right_totals=%zu of %d write_after_up=%ld "
+           "read_after_write=%ld x_cache=%s total=%lld want=%lld",
+           right_totals, 2 * STALE_N, written, after_status, after_cache,
+           after_total, totals[0] + 1);
+
+    assert_true(near);
+    /* Every cached insight, and the one read again after the refused
+     * write: 200, STALE, aged, the cached body. */
+    assert_int_equal(down.reads, STALE_N + 1);
+    assert_int_equal(down.status_200, down.reads);
+    assert_int_equal(down.status_5xx, 0);
+    assert_int_equal(down.stale, down.reads);
+    assert_int_equal(down.aged, down.reads);
+    assert_int_equal(down.same_body, down.reads);
+    assert_int_equal(down.tier_near + down.tier_redis, down.reads);
+    assert_true(down.max_ms <= (double)DB_BOUND_MS);
+    assert_int_equal(never_status, 503);
+    assert_true(never_detail);
+    assert_true(miss_ms <= (double)DB_BOUND_MS);
+    assert_int_equal(refused, 503);
+    assert_true(write_ms <= (double)DB_BOUND_MS);
+    /* Back: a MISS (the database's value) then a HIT for every insight,
+     * never STALE, with the committed totals (the refused write in none). */
+    assert_int_equal(back.status_200, back.reads);
+    assert_int_equal(back.stale, 0);
+    assert_int_equal(back.miss, STALE_N);
+    assert_int_equal(back.hit, STALE_N);
+    assert_int_equal(right_totals, back.reads);
+    assert_int_equal(written, 200);
+    assert_int_equal(after_status, 200);
+    assert_string_equal(after_cache, "MISS");
+    assert_int_equal(after_total, totals[0] + 1);
+    assert_int_equal(uc_test_api_stop(&w->api), 0);
+}
+
 /* The randomized concurrent run: writers with distinct users and known
  * ratings, readers of the same insight; the checker judges every read. */
 static void rw_run(const char *label, const uc_test_redis_t *redis)
@@ -806,6 +1073,8 @@ int main(void)
         cmocka_unit_test(test_redis_killed_under_load),
         cmocka_unit_test(test_redis_hung_under_load),
         cmocka_unit_test(test_db_hung_and_down),
+        cmocka_unit_test_setup_teardown(test_db_down_serves_stale, stale_setup,
+                                        stale_teardown),
         cmocka_unit_test(test_redis_and_db_down),
         cmocka_unit_test(test_concurrent_rw_memory),
         cmocka_unit_test(test_concurrent_rw_redis),

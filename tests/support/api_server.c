@@ -469,6 +469,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     size_t len = size * n;
     header_value(p, len, "ETag", out->etag, sizeof(out->etag));
     header_value(p, len, "X-Cache", out->x_cache, sizeof(out->x_cache));
+    header_value(p, len, "X-Cache-Tier", out->x_cache_tier,
+                 sizeof(out->x_cache_tier));
+    header_value(p, len, "Age", out->age, sizeof(out->age));
     header_value(p, len, "Cache-Control", out->cache_control,
                  sizeof(out->cache_control));
     header_value(p, len, "Allow", out->allow, sizeof(out->allow));

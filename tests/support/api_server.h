@@ -82,6 +82,8 @@ typedef struct {
     size_t len;
     char etag[80];
     char x_cache[16];
+    char x_cache_tier[16]; /* X-Cache-Tier: near or redis, "" when absent */
+    char age[24];          /* Age (seconds, sent with X-Cache: STALE) */
     char cache_control[80];
     char allow[80];
     char content_type[80];
