@@ -161,7 +161,8 @@ static int near_on(const uc_cache_t *c, const uc_keyspace_t *ks)
 
 static int channel_healthy(const uc_cache_t *c)
 {
-    return c->track != NULL && uc__track_state(c->track) == UC__TRACK_HEALTHY;
+    return c->track != NULL && uc__track_state(c->track) == UC__TRACK_HEALTHY &&
+           uc__track_fresh(c->track);
 }
 
 /* ---- results --------------------------------------------------------------

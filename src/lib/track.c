@@ -82,6 +82,9 @@ struct uc__track {
     int wake[2]; /* written once by stop; never drained */
     _Atomic int stopping;
     _Atomic uint64_t ticket; /* written by the thread only */
+    /* When the newest heartbeat that came back was sent (monotonic us):
+     * every invalidation Redis sent before it has been applied. */
+    _Atomic uint64_t proven_us;
     figures_t fig;
     uc__ratelog_t conn_log, flush_log, hb_log, up_log;
 
@@ -175,6 +178,13 @@ uint64_t uc__track_ticket(const uc__track_t *t)
 uc__track_state_t uc__track_state(const uc__track_t *t)
 {
     return UC__TRACK_TICKET_STATE(uc__track_ticket(t));
+}
+
+int uc__track_fresh(const uc__track_t *t)
+{
+    uint64_t proven = atomic_load(&t->proven_us);
+
+    return proven != 0 && now_us() - proven <= t->hb_us + t->deadline_us;
 }
 
 uint64_t uc__track_epoch(const uc__track_t *t)
@@ -643,6 +653,9 @@ static void ack(uc__track_t *t, sess_t *s, unsigned slot, uint64_t now)
     }
     sl = &s->slots[slot];
     lag = now - sl->sent_us;
+    if (sl->sent_us > atomic_load(&t->proven_us)) {
+        atomic_store(&t->proven_us, sl->sent_us);
+    }
     sl->seq = 0;
     COUNT(t, heartbeats_ok);
     atomic_fetch_add_explicit(&t->fig.lag_us[uc__hist_bucket(lag)], 1,

@@ -186,6 +186,13 @@ uint64_t uc__track_ticket(const uc__track_t *t);
 
 /* UC__TRACK_TICKET_STATE(uc__track_ticket(t)): one atomic load. */
 uc__track_state_t uc__track_state(const uc__track_t *t);
+/*
+ * 1 while the newest heartbeat that came back was sent at most
+ * hb_ms + hb_deadline_ms ago. Readers check it besides the state, so that
+ * the bound on a silent loss holds even when the channel's own thread is
+ * not scheduled in time to declare the heartbeat late.
+ */
+int uc__track_fresh(const uc__track_t *t);
 
 /* UC__TRACK_TICKET_EPOCH(uc__track_ticket(t)): flushes so far. */
 uint64_t uc__track_epoch(const uc__track_t *t);

@@ -41,13 +41,13 @@
 #include "util.h"
 
 #ifndef UC_FAULTS_LONG
-/* The near cache's loss detection bound with the default channel
- * settings: heartbeat interval (100 ms) + its deadline (250 ms). */
-#define NEAR_LOSS_MS 350
 #define UC_FAULTS_LONG 0
 #endif
 
 /* Configured on the service under test. */
+/* The near cache's loss detection bound with the default channel
+ * settings: heartbeat interval (100 ms) + its deadline (250 ms). */
+#define NEAR_LOSS_MS 350
 #define REDIS_CONNECT_MS 150
 #define REDIS_COMMAND_MS 150
 #define REDIS_ACQUIRE_MS 100 /* the library's default */
@@ -974,6 +974,115 @@ static void test_db_down_serves_stale(void **state)
     assert_int_equal(uc_test_api_stop(&w->api), 0);
 }
 
+/* A counter of the cache statistics' totals. */
+static long long cache_total(uc_test_api_t *a, const char *name)
+{
+    api_res_t r;
+    api_req(a, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    long long v = jint(jget(r.j, "totals"), name);
+    api_free(&r);
+    return v;
+}
+
+/*
+ * The database hangs (every PostgreSQL process stopped, connections open)
+ * while the entries are past their TTL: every read answers the cached body,
+ * STALE, after the soft timeout, without waiting for the database's own
+ * timeout; the loads go on in the background. Resumed, the same process
+ * answers fresh values again.
+ */
+static void test_db_hung_serves_stale(void **state)
+{
+    stale_world_t *w = *state;
+    char ttl_env[64];
+    const char *ttl[] = {ttl_env, NULL};
+    stale_tally_t hung, back;
+    char ids[STALE_N][64], key[128];
+    api_res_t r;
+    double ms;
+    if (!uc_test_pg_available()) {
+        skip();
+    }
+    memset(&hung, 0, sizeof(hung));
+    memset(&back, 0, sizeof(back));
+    hung.age_min = back.age_min = -1;
+    hung.age_max = back.age_max = -1;
+    fmt(ttl_env, sizeof(ttl_env), "UTXOCACHE_TTL_FEEDBACK_STATS=%d",
+        STALE_TTL_S);
+    assert_int_equal(uc_test_pg_start(&w->pg), 0);
+    w->pg_started = 1;
+    assert_int_equal(uc_test_redis_start(&w->redis, NULL), 0);
+    w->redis_started = 1;
+    start_api(&w->api, w->pg.url, &w->redis, ttl);
+    assert_int_equal(
+        uc_test_api_key(&w->api, "hunguser", "user", key, sizeof(key)), 0);
+    for (int i = 0; i < STALE_N; i++) {
+        uniq(ids[i], sizeof(ids[i]), "fault-hung");
+        assert_int_equal(rate(&w->api, key, ids[i], i % 5 + 1, NULL), 200);
+        get_stats(&w->api, &r, ids[i], NULL);
+        assert_status(&r, 200);
+        w->body[i] = strdup(r.h.body);
+        assert_non_null(w->body[i]);
+        api_free(&r);
+    }
+    uint64_t filled_ms = uc_test_now_ms();
+    long long soft_before = cache_total(&w->api, "soft_timeouts");
+    while (uc_test_now_ms() < filled_ms + STALE_EXPIRED_MS) {
+        uc_test_sleep_ms(20);
+    }
+
+    assert_true(uc_test_pg_signal(&w->pg, SIGSTOP) > 0);
+    for (int i = 0; i < STALE_N; i++) {
+        get_stats(&w->api, &r, ids[i], &ms);
+        stale_count(&hung, &r, w->body[i], ms);
+        api_free(&r);
+    }
+    long long soft = cache_total(&w->api, "soft_timeouts") - soft_before;
+    assert_true(uc_test_pg_signal(&w->pg, SIGCONT) > 0);
+    stale_figure("db_hung", &hung);
+    FIGURE("db_hung_serves_stale",
+           "soft_timeouts=%lld db_wait_ms=%d (the database's own timeout + "
+           "grace)",
+           soft, DB_TIMEOUT_MS + DB_GRACE_MS);
+
+    /* Resumed: each insight is answered fresh again (the background load
+     * stored it, or the next read loads it), never an error. */
+    size_t fresh = 0;
+    for (int i = 0; i < STALE_N; i++) {
+        uint64_t until = uc_test_now_ms() + DB_BOUND_MS;
+        for (;;) {
+            get_stats(&w->api, &r, ids[i], &ms);
+            int again = r.h.status == 200 &&
+                        strcmp(r.h.x_cache, "STALE") == 0 &&
+                        uc_test_now_ms() < until;
+            if (!again) {
+                stale_count(&back, &r, w->body[i], ms);
+                fresh += r.h.status == 200 &&
+                         strcmp(r.h.x_cache, "STALE") != 0 &&
+                         strcmp(r.h.body, w->body[i]) == 0;
+                api_free(&r);
+                break;
+            }
+            api_free(&r);
+            uc_test_sleep_ms(20);
+        }
+    }
+    stale_figure("db_resumed", &back);
+
+    assert_int_equal(hung.reads, STALE_N);
+    assert_int_equal(hung.status_200, STALE_N);
+    assert_int_equal(hung.stale, STALE_N);
+    assert_int_equal(hung.same_body, STALE_N);
+    assert_int_equal(hung.aged, STALE_N);
+    /* The soft timeout (50 ms), not the database's wait, bounded each. */
+    assert_true(hung.max_ms < (double)(DB_TIMEOUT_MS + DB_GRACE_MS));
+    assert_true(soft >= 1);
+    assert_int_equal(back.status_200, STALE_N);
+    assert_int_equal(fresh, STALE_N);
+    assert_int_equal(uc_test_api_stop(&w->api), 0);
+}
+
 /* The randomized concurrent run: writers with distinct users and known
  * ratings, readers of the same insight; the checker judges every read. */
 static void rw_run(const char *label, const uc_test_redis_t *redis)
@@ -1074,6 +1183,8 @@ int main(void)
         cmocka_unit_test(test_redis_hung_under_load),
         cmocka_unit_test(test_db_hung_and_down),
         cmocka_unit_test_setup_teardown(test_db_down_serves_stale, stale_setup,
+                                        stale_teardown),
+        cmocka_unit_test_setup_teardown(test_db_hung_serves_stale, stale_setup,
                                         stale_teardown),
         cmocka_unit_test(test_redis_and_db_down),
         cmocka_unit_test(test_concurrent_rw_memory),
