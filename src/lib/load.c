@@ -683,14 +683,15 @@ static int run_loader(call_t *k, char **v, size_t *vlen, uint64_t *load_us)
  * when another instance holds it; a store that cannot answer does not
  * stop the refresh (its compare-and-set would fail the same way).
  */
-static int refresh_claim(call_t *k, char *rk, size_t *rklen)
+/* The claim key of the entry's early refresh into rk (UC__FULLKEY_MAX);
+ * its length, 0 when it would not fit. */
+static size_t claim_key(const call_t *k, char *rk)
 {
-    uc_cache_t *c = k->c;
+    const uc_cache_t *c = k->c;
     size_t n = 0;
 
-    *rklen = 0;
     if (c->plen + sizeof(REFRESH_TAG) - 1 + k->e.klen >= UC__FULLKEY_MAX) {
-        return 1;
+        return 0;
     }
     memcpy(rk, c->env.cfg.key_prefix, c->plen);
     n += c->plen;
@@ -699,6 +700,27 @@ static int refresh_claim(call_t *k, char *rk, size_t *rklen)
     memcpy(rk + n, k->e.key, k->e.klen);
     n += k->e.klen;
     rk[n] = '\0';
+    return n;
+}
+
+/* 1 when some instance is refreshing the entry right now. */
+static int refresh_claimed(const call_t *k)
+{
+    char rk[UC__FULLKEY_MAX];
+    size_t n = claim_key(k, rk);
+
+    return n > 0 && k->c->be->ops->exists(k->c->be, rk, n) == UC_OK;
+}
+
+static int refresh_claim(call_t *k, char *rk, size_t *rklen)
+{
+    uc_cache_t *c = k->c;
+    size_t n = claim_key(k, rk);
+
+    *rklen = 0;
+    if (n == 0) {
+        return 1;
+    }
     switch (
         c->be->ops->add(c->be, rk, n, "1", 1, (uint64_t)c->env.cfg.lease_ms)) {
     case UC_OK:
@@ -725,25 +747,45 @@ static void refresh_run(call_t *k, const uc__near_entry_t *ne,
     uc_keyspace_t *ks = k->e.ks;
     uc__meta_t old = meta_of(uc__near_meta(ne)), m;
     uint64_t ticket = 0;
-    char *v = NULL, *oldw = NULL, *neww = NULL;
-    size_t vlen = 0, oldlen = 0, newlen = 0;
+    char *v = NULL, *oldw = NULL, *neww = NULL, *cur = NULL;
+    size_t vlen = 0, oldlen = 0, newlen = 0, curlen = 0;
     uint64_t load_us, ttl;
     char rk[UC__FULLKEY_MAX];
     size_t rklen;
     int rc, use_near = near_on(c, ks);
 
     *fresh = NULL;
+    if (uc__envelope_wrap(k->e.fk, k->e.fklen, uc__near_value(ne),
+                          uc__near_len(ne), &old, &oldw, &oldlen) != UC_OK) {
+        return;
+    }
     if (use_near) {
         ticket = uc__near_ticket(c->near);
         use_near = channel_healthy(c);
     }
     if (!refresh_claim(k, rk, &rklen)) {
         UC__COUNT2(c, ks, refreshes_elsewhere);
+        free(oldw);
         return;
     }
+    /* The claim may come right after another instance's refresh stored and
+     * gave its claim back, before its invalidation reached us: a refresh
+     * of a value that is gone would load for nothing. */
+    if (c->be->ops->get(c->be, k->e.fk, k->e.fklen, &cur, &curlen) == UC_OK &&
+        (curlen != oldlen || memcmp(cur, oldw, oldlen) != 0)) {
+        UC__COUNT2(c, ks, refreshes_elsewhere);
+        free(cur);
+        free(oldw);
+        if (rklen > 0) {
+            (void)c->be->ops->del(c->be, rk, rklen, NULL);
+        }
+        return;
+    }
+    free(cur);
     UC__COUNT2(c, ks, early_refreshes);
     rc = run_loader(k, &v, &vlen, &load_us);
     if (rc != UC_OK) {
+        free(oldw);
         if (rklen > 0) {
             (void)c->be->ops->del(c->be, rk, rklen, NULL);
         }
@@ -754,15 +796,14 @@ static void refresh_run(call_t *k, const uc__near_entry_t *ne,
     m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
     m.expires_ms = m.produced_ms + ttl;
     m.value_hash = uc__hash64(v, vlen);
+    rc = UC_ESTALE;
     if (vlen <= ks->max_value &&
-        uc__envelope_wrap(k->e.fk, k->e.fklen, uc__near_value(ne),
-                          uc__near_len(ne), &old, &oldw, &oldlen) == UC_OK &&
         uc__envelope_wrap(k->e.fk, k->e.fklen, v, vlen, &m, &neww, &newlen) ==
             UC_OK) {
         uint64_t t0 = uc__now_us(&c->env);
         rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, oldw, oldlen, neww,
                              newlen, hard_ttl_ms(ks, ttl));
-        uc__count_set(c, ks, rc == UC_ESTALE ? UC_OK : rc, t0);
+        uc__count_set(c, ks, rc, t0); /* a lost race is no set */
         if (rc == UC_ESTALE) {
             UC__COUNT2(c, ks, stale_rejects);
         }
@@ -961,7 +1002,7 @@ static int hit(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
  * Woken by the key's invalidation (the fill's store is a write), else it
  * re-reads with a growing pause. Leaves *f as the last read found it.
  */
-static void lease_wait(call_t *k, found_t *f)
+static void lease_wait(call_t *k, found_t *f, found_kind_t kind)
 {
     uc_cache_t *c = k->c;
     uint64_t start = uc__now_us(&c->env);
@@ -1000,7 +1041,7 @@ static void lease_wait(call_t *k, found_t *f)
             found_clear(f);
             f->kind = F_LEASE;
         }
-        if (f->kind != F_LEASE) {
+        if (f->kind != kind) {
             return;
         }
     }
@@ -1193,7 +1234,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
     found_t f = {F_MISS, 0, NULL, 0, {0, 0, 0, 0}};
     uc_source_t source = UC_FROM_LOADER;
     uc__near_entry_t *ne;
-    int rc, reads = 0, bypass = 0;
+    int rc, reads = 0, bypass = 0, reuse = 0, waited = 0;
 
     /* Not memset: the entry's buffers are written by entry_of(). */
     k->c = c;
@@ -1322,9 +1363,12 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
 
     /* read, open; lease */
     for (;;) {
-        found_clear(&f);
-        read_entry(c, &k->e, k->validator, k->validator_arg, &f);
-        reads++;
+        if (!reuse) {
+            found_clear(&f);
+            read_entry(c, &k->e, k->validator, k->validator_arg, &f);
+            reads++;
+        }
+        reuse = 0;
         if (f.kind == F_ERROR && distrusted(c, f.rc)) {
             /* This read's new connection found a changed dataset. */
             if (!trusted(c)) {
@@ -1345,7 +1389,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
             goto load;
         }
         if (f.kind == F_LEASE) {
-            lease_wait(k, &f);
+            lease_wait(k, &f, F_LEASE);
             if (f.kind == F_LEASE) {
                 if (k->stale != NULL) {
                     /* Soft timeout (or the lease ran out) with a value to
@@ -1387,6 +1431,21 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
         if (f.kind == F_EXPIRED) {
             keep_stale(k, make_entry(ks, &k->e, f.v, f.len, &f.meta),
                        UC_TIER_REDIS);
+            if (!waited && !k->reentrant && refresh_claimed(k)) {
+                /* An early refresh of this value is landing (it started
+                 * before the expiry): its store is a write that wakes us.
+                 * A fill now would load the same generation twice. */
+                waited = 1;
+                lease_wait(k, &f, F_EXPIRED);
+                if (f.kind != F_EXPIRED) {
+                    reuse = 1;
+                    continue;
+                }
+                rc = serve_stale(k, out);
+                call_end(k);
+                found_clear(&f);
+                return rc;
+            }
         }
         uint64_t t1 = uc__now_us(&c->env);
         rc = lease_take(k, &f);
