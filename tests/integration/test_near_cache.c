@@ -701,6 +701,39 @@ static void test_write_ends_stale_of_slow_load(void **state)
     assert_int_equal(r.version, 1);
 }
 
+/* An expired value whose early refresh is landing (another instance holds
+ * the refresh's claim): a reader waits for it, at most the soft timeout,
+ * then answers stale, and does not load the same generation again. */
+static void test_fill_waits_for_landing_refresh(void **state)
+{
+    two_t *t = start(state);
+    db_t *db = own_db();
+    uc_config_t cfg;
+    char cmd[256];
+    uc_stats_t st;
+
+    uc_config_init(&cfg);
+    uc_test_redis_config(&cfg, t->f->r.port);
+    assert_int_equal(rd(t->a, "own", "l", NULL).source, UC_FROM_LOADER);
+    uc_test_sleep_ms(1300);
+    snprintf(cmd, sizeof(cmd), "SET %suc:rf:own:l 1 PX 5000", cfg.key_prefix);
+    assert_int_equal(uc_test_redis_cli(&t->f->r, NULL, cmd, NULL, 0), 0);
+    read_t r = rd(t->b, "own", "l", NULL);
+    assert_int_equal(r.rc, UC_OK);
+    assert_int_equal(r.source, UC_FROM_STALE);
+    assert_int_equal(r.version, 0);
+    assert_int_equal(atomic_load(&db->calls), 1);
+    uc_keyspace_stats(uc_cache_keyspace(t->b, "own"), &st);
+    assert_int_equal(st.lease_waits, 1);
+
+    /* No refresh any more: the next reader fills. */
+    snprintf(cmd, sizeof(cmd), "DEL %suc:rf:own:l", cfg.key_prefix);
+    assert_int_equal(uc_test_redis_cli(&t->f->r, NULL, cmd, NULL, 0), 0);
+    r = rd(t->b, "own", "l", NULL);
+    assert_int_equal(r.source, UC_FROM_LOADER);
+    assert_int_equal(atomic_load(&db->calls), 2);
+}
+
 static void test_background_refresh(void **state)
 {
     two_t *t = start(state);
@@ -806,6 +839,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_background_refresh, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_fill_waits_for_landing_refresh,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
