@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,8 +59,11 @@ typedef struct {
     uc__backend_t *mem;
 } world_t;
 
+/* One per thread, each on cache lines of its own: its counters are
+ * written on every operation, and a line shared with the other thread's
+ * would be measured instead of the cache. */
 typedef struct {
-    const world_t *w;
+    alignas(64) const world_t *w;
     const uint32_t *seq;
     op_t op;
     size_t start;

@@ -38,6 +38,9 @@
  * invalidation then removes what it installed) or the mark is visible to it
  * (the mutex orders the mark's store before the put's load).
  */
+/* For glibc's writer-preferring read-write locks (the shard locks). */
+#define _GNU_SOURCE 1
+
 #include "near.h"
 
 #include <malloc.h>
@@ -69,7 +72,10 @@ struct uc__near_entry {
     uint32_t vlen;
     uint32_t charge; /* malloc_usable_size(), fixed at creation */
     uint16_t klen;
-    uint8_t freq;  /* the policy's, under the shard lock */
+    /* The policy's: written under the shard's write lock, and bumped by
+     * hits under its read lock (relaxed: a lost bump only ages the entry
+     * a little sooner). */
+    _Atomic uint8_t freq;
     uint8_t queue; /* the policy's, under the shard lock */
     uint64_t hash;
     /* The policy's queue links; the trash list once out of the cache. */
@@ -110,7 +116,9 @@ typedef struct {
 /* ---- shards, classes, the handle --------------------------------------- */
 
 struct near_shard {
-    alignas(64) pthread_mutex_t mu;
+    /* Hits take it for reading; everything else for writing, writers
+     * first, so a stream of hits never holds off an invalidation. */
+    alignas(64) pthread_rwlock_t mu;
     /* The index: cap entry pointers, then (same allocation) a 16-bit tag
      * of each one's hash, 0 for an empty slot. A probe reads the compact
      * tags and follows a pointer only when its tag matches. */
@@ -123,7 +131,8 @@ struct near_shard {
     size_t budget;
     size_t sweep;
     near_policy_t pol;
-    uint64_t hits, misses, inserts, evictions, expired, invalidations;
+    _Atomic uint64_t hits, misses; /* bumped under the read lock */
+    uint64_t inserts, evictions, expired, invalidations;
     /* Out of the cache, still referenced: released without the lock. */
     _Atomic size_t dead;
     /* 1 while the handle lives, plus one per installed entry not freed. */
@@ -292,7 +301,7 @@ static uc__near_entry_t *entry_new(uint64_t hash, const char *key, size_t klen,
     e->vlen = (uint32_t)vlen;
     e->charge = (uint32_t)usable;
     e->klen = (uint16_t)klen;
-    e->freq = 0;
+    atomic_init(&e->freq, 0);
     e->queue = 0;
     e->hash = hash;
     e->prev = NULL;
@@ -537,10 +546,14 @@ static int ghost_take(near_policy_t *p, uint64_t hash)
     return 0;
 }
 
+#define FREQ(e) atomic_load_explicit(&(e)->freq, memory_order_relaxed)
+#define SET_FREQ(e, v)                                                         \
+    atomic_store_explicit(&(e)->freq, (uint8_t)(v), memory_order_relaxed)
+
 /* A new key's entry. */
 static void pol_insert(near_policy_t *p, uc__near_entry_t *e)
 {
-    e->freq = 0;
+    SET_FREQ(e, 0);
     e->queue = ghost_take(p, e->hash) ? POL_MAIN : POL_SMALL;
     fifo_push(fifo_of(p, e), e);
 }
@@ -553,7 +566,7 @@ static void pol_replace(near_policy_t *p, uc__near_entry_t *old,
     near_fifo_t *q = fifo_of(p, old);
 
     e->queue = old->queue;
-    e->freq = old->freq;
+    SET_FREQ(e, FREQ(old));
     e->prev = old->prev;
     e->next = old->next;
     if (e->prev != NULL) {
@@ -572,10 +585,12 @@ static void pol_replace(near_policy_t *p, uc__near_entry_t *old,
     old->next = NULL;
 }
 
+/* Under the read lock: several hits may race, and one bump is enough. */
 static void pol_hit(uc__near_entry_t *e)
 {
-    if (e->freq < POL_FREQ_MAX) {
-        e->freq++;
+    uint8_t f = FREQ(e);
+    if (f < POL_FREQ_MAX) {
+        SET_FREQ(e, f + 1);
     }
 }
 
@@ -597,21 +612,21 @@ static uc__near_entry_t *pol_victim(near_policy_t *p, size_t budget,
             (p->small.bytes > budget / POL_SMALL_SHARE ||
              p->main.tail == NULL)) {
             e = p->small.tail;
-            if (e->freq < POL_PROMOTE || past_stale(e, now_ms)) {
+            if (FREQ(e) < POL_PROMOTE || past_stale(e, now_ms)) {
                 ghost_add(p, e->hash);
                 return e;
             }
             fifo_unlink(&p->small, e);
             e->queue = POL_MAIN;
-            e->freq = 0;
+            SET_FREQ(e, 0);
             fifo_push(&p->main, e);
             continue;
         }
         e = p->main.tail;
-        if (e->freq == 0 || past_stale(e, now_ms)) {
+        if (FREQ(e) == 0 || past_stale(e, now_ms)) {
             return e;
         }
-        e->freq--;
+        SET_FREQ(e, FREQ(e) - 1);
         fifo_unlink(&p->main, e);
         fifo_push(&p->main, e);
     }
@@ -986,32 +1001,40 @@ uc__near_entry_t *uc__near_get(uc__near_t *n, size_t cls, const char *key,
     near_shard_t *s;
     uint64_t h;
     size_t i;
+    int expired = 0;
 
     if (c == NULL || (key == NULL && klen > 0)) {
         return NULL;
     }
     h = key_hash(n, key, klen);
     s = shard_of(c, h);
-    pthread_mutex_lock(&s->mu);
+    pthread_rwlock_rdlock(&s->mu);
     i = slot_find(s, h, key, klen);
     if (i != SIZE_MAX) {
         e = s->slots[i];
         if (past_stale(e, now_ms)) {
-            detach_at(s, i, &t);
-            s->expired++;
             e = NULL;
+            expired = 1;
         } else {
             pol_hit(e);
             atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
         }
     }
-    if (e != NULL) {
-        s->hits++;
-    } else {
-        s->misses++;
+    atomic_fetch_add_explicit(e != NULL ? &s->hits : &s->misses, 1,
+                              memory_order_relaxed);
+    pthread_rwlock_unlock(&s->mu);
+    if (expired) {
+        /* Past its grace: out it goes, under the write lock (it may have
+         * been replaced or removed in between). */
+        pthread_rwlock_wrlock(&s->mu);
+        i = slot_find(s, h, key, klen);
+        if (i != SIZE_MAX && past_stale(s->slots[i], now_ms)) {
+            detach_at(s, i, &t);
+            s->expired++;
+        }
+        pthread_rwlock_unlock(&s->mu);
+        trash_empty(&t);
     }
-    pthread_mutex_unlock(&s->mu);
-    trash_empty(&t);
     return e;
 }
 
@@ -1052,13 +1075,13 @@ int uc__near_put(uc__near_t *n, size_t cls, const char *key, size_t klen,
         return UC_ENOMEM;
     }
     s = shard_of(c, h);
-    pthread_mutex_lock(&s->mu);
+    pthread_rwlock_wrlock(&s->mu);
     rc = install(n, c, s, e, ticket, now_ms, &t);
     if (rc == 1 && out != NULL) {
         /* Under the lock: once it is unlocked, e may be evicted and freed. */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_rwlock_unlock(&s->mu);
     trash_empty(&t);
     if (rc < 0) {
         free(e);
@@ -1106,14 +1129,14 @@ void uc__near_invalidate(uc__near_t *n, const char *key, size_t klen)
         near_shard_t *s = shard_of(&n->classes[k], h);
         near_trash_t t = {0};
         size_t i;
-        pthread_mutex_lock(&s->mu);
+        pthread_rwlock_wrlock(&s->mu);
         i = slot_find(s, h, key, klen);
         if (i != SIZE_MAX) {
             detach_at(s, i, &t);
             s->invalidations++;
             index_trim(s, &t);
         }
-        pthread_mutex_unlock(&s->mu);
+        pthread_rwlock_unlock(&s->mu);
         trash_empty(&t);
     }
 }
@@ -1124,9 +1147,9 @@ static void class_clear(near_class_t *c)
     for (unsigned i = 0; i < UC__NEAR_SHARDS; i++) {
         near_shard_t *s = &c->shards[i];
         near_trash_t t = {0};
-        pthread_mutex_lock(&s->mu);
+        pthread_rwlock_wrlock(&s->mu);
         shard_clear(s, &t);
-        pthread_mutex_unlock(&s->mu);
+        pthread_rwlock_unlock(&s->mu);
         trash_empty(&t);
     }
 }
@@ -1163,7 +1186,7 @@ int uc__near_set_budget(uc__near_t *n, size_t cls, size_t bytes)
     for (unsigned i = 0; i < UC__NEAR_SHARDS; i++) {
         near_shard_t *s = &c->shards[i];
         near_trash_t t = {0};
-        pthread_mutex_lock(&s->mu);
+        pthread_rwlock_wrlock(&s->mu);
         s->budget = bytes / UC__NEAR_SHARDS;
         if (s->budget == 0) {
             shard_clear(s, &t);
@@ -1171,7 +1194,7 @@ int uc__near_set_budget(uc__near_t *n, size_t cls, size_t bytes)
             make_room(s, 0, 0, &t);
             index_trim(s, &t);
         }
-        pthread_mutex_unlock(&s->mu);
+        pthread_rwlock_unlock(&s->mu);
         trash_empty(&t);
     }
     return UC_OK;
@@ -1196,19 +1219,19 @@ void uc__near_stats(uc__near_t *n, size_t cls, uc__near_stats_t *out)
     for (unsigned i = 0; i < UC__NEAR_SHARDS; i++) {
         near_shard_t *s = &c->shards[i];
         size_t dead;
-        pthread_mutex_lock(&s->mu);
+        pthread_rwlock_wrlock(&s->mu);
         dead = atomic_load_explicit(&s->dead, memory_order_relaxed);
         st.bytes += s->live + s->index + dead;
         st.index_bytes += s->index;
         st.dead_bytes += dead;
         st.entries += s->count;
-        st.hits += s->hits;
-        st.misses += s->misses;
+        st.hits += atomic_load(&s->hits);
+        st.misses += atomic_load(&s->misses);
         st.inserts += s->inserts;
         st.evictions += s->evictions;
         st.expired += s->expired;
         st.invalidations += s->invalidations;
-        pthread_mutex_unlock(&s->mu);
+        pthread_rwlock_unlock(&s->mu);
     }
     *out = st;
 }
@@ -1251,16 +1274,29 @@ int uc__near_create(size_t nclasses, uc__near_t **out)
     memset(n->classes, 0, nclasses * sizeof(near_class_t));
     n->nclasses = nclasses;
     seed(n);
+    /* Writers first: with glibc's default (readers first), two threads of
+     * back-to-back hits could hold off an invalidation indefinitely. */
+    pthread_rwlockattr_t ma;
+    if (pthread_rwlockattr_init(&ma) != 0) {
+        near_free(n);
+        return UC_ENOMEM;
+    }
+#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+    pthread_rwlockattr_setkind_np(&ma,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
     for (k = 0; k < nclasses; k++) {
         for (i = 0; i < UC__NEAR_SHARDS; i++) {
             near_shard_t *s = &n->classes[k].shards[i];
-            if (pthread_mutex_init(&s->mu, NULL) != 0) {
+            if (pthread_rwlock_init(&s->mu, &ma) != 0) {
+                pthread_rwlockattr_destroy(&ma);
                 goto unwind;
             }
             atomic_init(&s->refs, 1);
             s->near = n;
         }
     }
+    pthread_rwlockattr_destroy(&ma);
     atomic_init(&n->refs, nclasses * UC__NEAR_SHARDS);
     *out = n;
     return UC_OK;
@@ -1268,7 +1304,7 @@ int uc__near_create(size_t nclasses, uc__near_t **out)
 unwind:
     /* Shards [0, k * UC__NEAR_SHARDS + i) have a mutex. */
     for (size_t j = 0; j < k * UC__NEAR_SHARDS + i; j++) {
-        pthread_mutex_destroy(
+        pthread_rwlock_destroy(
             &n->classes[j / UC__NEAR_SHARDS].shards[j % UC__NEAR_SHARDS].mu);
     }
     near_free(n);
@@ -1289,7 +1325,7 @@ void uc__near_destroy(uc__near_t *n)
         near_trash_t t = {0};
         shard_clear(s, &t);
         trash_empty(&t);
-        pthread_mutex_destroy(&s->mu);
+        pthread_rwlock_destroy(&s->mu);
     }
     /* Last, as the last shard reference frees n (and the shards). */
     for (size_t j = 0; j < total; j++) {
