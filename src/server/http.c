@@ -839,20 +839,19 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     }
 
     atomic_store(&app->draining, 1);
-    /* The listening socket comes back to us, to close once MHD's threads,
-     * which may still hold it, are gone. */
-    MHD_socket quiesced = MHD_quiesce_daemon(d);
-    /* In-flight requests finish (bounded); idle keep-alive connections are
-     * closed by MHD_stop_daemon. */
+    /* No MHD_quiesce_daemon(): with epoll worker threads it races a worker
+     * that takes the listening socket out of its epoll set at the
+     * connection limit, and libmicrohttpd 0.9.75 then aborts the process
+     * ("Failed to remove listen FD from epoll set"). While draining, the
+     * socket still accepts, but /readyz answers 503 and every answer closes
+     * its connection, so a balancer moves on. In-flight requests finish
+     * (bounded); MHD_stop_daemon closes the rest and the socket. */
     uint64_t deadline = mono_us() + 10u * 1000000u;
     while (atomic_load(&app->inflight) > 0 && mono_us() < deadline) {
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(d);
-    if (quiesced != MHD_INVALID_SOCKET) {
-        close(quiesced);
-    }
     pthread_mutex_destroy(&conns.mu);
     uc_log("info", "stopped", NULL);
     return 0;

@@ -911,10 +911,21 @@ static void test_db_down_serves_stale(void **state)
     assert_int_equal(uc_test_pg_up(&w->pg), 0);
     FIGURE("db_down_serves_stale", "pg_up_ms=%.0f",
            (double)(uc_test_now_ms() - t_up));
-    size_t right_totals = 0;
+    size_t right_totals = 0, reconnect_stale = 0;
     for (int i = 0; i < STALE_N; i++) {
         for (int k = 0; k < 2; k++) {
+            /* The first loads after the restart open new connections, which
+             * may outlast the soft timeout: such a read answers STALE while
+             * its load goes on (bounded here by the database's bound). */
+            uint64_t until = uc_test_now_ms() + DB_BOUND_MS;
             get_stats(&w->api, &r, ids[i], &ms);
+            while (r.h.status == 200 && strcmp(r.h.x_cache, "STALE") == 0 &&
+                   uc_test_now_ms() < until) {
+                reconnect_stale++;
+                api_free(&r);
+                uc_test_sleep_ms(20);
+                get_stats(&w->api, &r, ids[i], &ms);
+            }
             stale_count(&back, &r, NULL, ms);
             right_totals +=
                 r.j != NULL && r.h.status == 200 &&
@@ -938,6 +949,8 @@ static void test_db_down_serves_stale(void **state)
                     : -1;
     api_free(&r);
     stale_figure("db_back", &back);
+    FIGURE("db_down_serves_stale", "stale_while_reconnecting=%zu",
+           reconnect_stale);
     FIGURE("db_down_serves_stale",
            "back_right_totals=%zu of %d write_after_up=%ld "
            "read_after_write=%ld x_cache=%s total=%lld want=%lld",
@@ -964,8 +977,10 @@ static void test_db_down_serves_stale(void **state)
      * never STALE, with the committed totals (the refused write in none). */
     assert_int_equal(back.status_200, back.reads);
     assert_int_equal(back.stale, 0);
-    assert_int_equal(back.miss, STALE_N);
-    assert_int_equal(back.hit, STALE_N);
+    /* A read that answered stale while reconnecting left its load to
+     * store the value: its next read is a HIT, not a MISS. */
+    assert_int_equal(back.miss + back.hit, 2 * STALE_N);
+    assert_true(back.hit >= STALE_N);
     assert_int_equal(right_totals, back.reads);
     assert_int_equal(written, 200);
     assert_int_equal(after_status, 200);
