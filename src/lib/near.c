@@ -53,6 +53,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "siphash.h"
 #include "utxocache/error.h"
 
 #define NEAR_CLASSES_MAX 4096
@@ -168,63 +169,9 @@ typedef struct {
 
 /* ---- hashing ------------------------------------------------------------ */
 
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-#define SIPROUND(v0, v1, v2, v3)                                               \
-    do {                                                                       \
-        v0 += v1;                                                              \
-        v1 = ROTL64(v1, 13);                                                   \
-        v1 ^= v0;                                                              \
-        v0 = ROTL64(v0, 32);                                                   \
-        v2 += v3;                                                              \
-        v3 = ROTL64(v3, 16);                                                   \
-        v3 ^= v2;                                                              \
-        v0 += v3;                                                              \
-        v3 = ROTL64(v3, 21);                                                   \
-        v3 ^= v0;                                                              \
-        v2 += v1;                                                              \
-        v1 = ROTL64(v1, 17);                                                   \
-        v1 ^= v2;                                                              \
-        v2 = ROTL64(v2, 32);                                                   \
-    } while (0)
-
-/*
- * SipHash-1-3 of (p, len) under (k0, k1). Words are read in host order: the
- * hash never leaves the process, so it need not agree across machines.
- */
-static uint64_t siphash13(const unsigned char *p, size_t len, uint64_t k0,
-                          uint64_t k1)
-{
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
-    uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
-    uint64_t v3 = 0x7465646279746573ULL ^ k1;
-    uint64_t last = (uint64_t)len << 56;
-    size_t words = len / 8;
-
-    for (size_t w = 0; w < words; w++) {
-        uint64_t m;
-        memcpy(&m, p + w * 8, 8);
-        v3 ^= m;
-        SIPROUND(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-    for (size_t i = words * 8; i < len; i++) {
-        last |= (uint64_t)p[i] << (8 * (i - words * 8));
-    }
-    v3 ^= last;
-    SIPROUND(v0, v1, v2, v3);
-    v0 ^= last;
-    v2 ^= 0xff;
-    SIPROUND(v0, v1, v2, v3);
-    SIPROUND(v0, v1, v2, v3);
-    SIPROUND(v0, v1, v2, v3);
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
 static uint64_t key_hash(const uc__near_t *n, const char *key, size_t klen)
 {
-    return siphash13((const unsigned char *)key, klen, n->k0, n->k1);
+    return uc__siphash13((const unsigned char *)key, klen, n->k0, n->k1);
 }
 
 static near_shard_t *shard_of(near_class_t *c, uint64_t hash)
