@@ -1130,6 +1130,15 @@ static json_t *stats_json(const uc_stats_t *s)
     json_object_set_new(o, #name, json_integer((json_int_t)s->name));
     UC_STATS_COUNTERS(FIELD)
 #undef FIELD
+    /* The same reads by tier: a near hit never reaches Redis; every other
+     * read that found a value found it in Redis. */
+    uint64_t redis_hits = s->hits > s->near_hits ? s->hits - s->near_hits : 0;
+    json_object_set_new(o, "tiers",
+                        json_pack("{s:{s:I,s:I},s:{s:I,s:I}}", "near", "hits",
+                                  (json_int_t)s->near_hits, "misses",
+                                  (json_int_t)(redis_hits + s->misses), "redis",
+                                  "hits", (json_int_t)redis_hits, "misses",
+                                  (json_int_t)s->misses));
     return o;
 }
 

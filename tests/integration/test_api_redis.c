@@ -187,6 +187,15 @@ static void test_redis_cache_stats(void **state)
     json_t *fs = jget(jget(r.j, "keyspaces"), "feedback_stats");
     assert_true(jint(fs, "keys") >= 1);
     assert_true(jint(fs, "hits") >= 1);
+    /* Every hit is a near hit or a Redis hit, and a near miss is a read
+     * that went on to Redis. */
+    json_t *tn = jget(jget(fs, "tiers"), "near");
+    json_t *tr = jget(jget(fs, "tiers"), "redis");
+    assert_true(json_is_object(tn) && json_is_object(tr));
+    assert_int_equal(jint(tn, "hits") + jint(tr, "hits"), jint(fs, "hits"));
+    assert_int_equal(jint(tn, "hits"), jint(fs, "near_hits"));
+    assert_int_equal(jint(tr, "misses"), jint(fs, "misses"));
+    assert_int_equal(jint(tn, "misses"), jint(tr, "hits") + jint(tr, "misses"));
     assert_true(jint(jget(r.j, "pool"), "connects") >= 1);
     api_free(&r);
     api_req(&api, &r, "GET", "/readyz", NULL, NULL, NULL);
