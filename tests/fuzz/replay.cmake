@@ -31,6 +31,9 @@ uc_add_replay(TARGET fuzz_config_url)
 uc_add_replay(TARGET fuzz_keyspace)
 uc_add_replay(TARGET fuzz_redis_info
     INCLUDES ${PROJECT_SOURCE_DIR}/src/lib)
+uc_add_replay(TARGET fuzz_cluster
+    INCLUDES ${PROJECT_SOURCE_DIR}/src/lib
+    LIBS PkgConfig::HIREDIS)
 uc_add_replay(TARGET fuzz_server_input
     SOURCES ${uc_replay_server}/util.c
     INCLUDES ${uc_replay_server}

@@ -19,21 +19,43 @@
 
 #include "util.h"
 
+/* dir/<stem><ext>, or dir/<stem>-<port><ext> in a shared directory. */
+static void file_path(const uc_test_redis_t *r, const char *stem,
+                      const char *ext, char *buf, size_t len)
+{
+    if (r->shared_dir) {
+        snprintf(buf, len, "%s/%s-%d%s", r->dir, stem, r->port, ext);
+    } else {
+        snprintf(buf, len, "%s/%s%s", r->dir, stem, ext);
+    }
+}
+
 static int write_config(const uc_test_redis_t *r)
 {
     char path[600];
+    char log[600];
+    char dump[64];
     FILE *f;
 
-    snprintf(path, sizeof(path), "%s/redis.conf", r->dir);
+    file_path(r, "redis", ".conf", path, sizeof(path));
+    file_path(r, "redis", ".log", log, sizeof(log));
+    /* Only the name: redis-server puts it in `dir`. A replica writes the
+     * copy it syncs there even with `save ""`, so servers sharing a
+     * directory need names of their own. */
+    if (r->shared_dir) {
+        snprintf(dump, sizeof(dump), "dump-%d.rdb", r->port);
+    } else {
+        snprintf(dump, sizeof(dump), "dump.rdb");
+    }
     f = fopen(path, "w");
     if (f == NULL) {
         return -1;
     }
     fprintf(f,
-            "port %d\nbind 127.0.0.1\ndir %s\nlogfile %s/redis.log\n"
+            "port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\ndbfilename %s\n"
             "save \"\"\nappendonly no\ndaemonize no\n"
             "enable-debug-command local\n%s\n",
-            r->port, r->dir, r->dir, r->extra);
+            r->port, r->dir, log, dump, r->extra);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -68,10 +90,12 @@ static int answers_ping(int port)
 static int spawn(uc_test_redis_t *r)
 {
     char conf[600];
+    char log[600];
     uint64_t deadline;
     int status;
 
-    snprintf(conf, sizeof(conf), "%s/redis.conf", r->dir);
+    file_path(r, "redis", ".conf", conf, sizeof(conf));
+    file_path(r, "redis", ".log", log, sizeof(log));
     r->pid = fork();
     if (r->pid < 0) {
         r->pid = 0;
@@ -85,8 +109,7 @@ static int spawn(uc_test_redis_t *r)
     deadline = uc_test_now_ms() + 5000;
     while (uc_test_now_ms() < deadline) {
         if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
-            fprintf(stderr, "redis-server exited early; see %s/redis.log\n",
-                    r->dir);
+            fprintf(stderr, "redis-server exited early; see %s\n", log);
             r->pid = 0;
             return -1;
         }
@@ -123,6 +146,29 @@ int uc_test_redis_start(uc_test_redis_t *r, const char *extra_conf)
     uc_test_rmtree(r->dir);
     r->dir[0] = '\0';
     return -1;
+}
+
+int uc_test_redis_start_at(uc_test_redis_t *r, const char *dir, int port,
+                           const char *extra_conf)
+{
+    memset(r, 0, sizeof(*r));
+    r->shared_dir = 1;
+    r->port = port;
+    if (extra_conf != NULL) {
+        if (strlen(extra_conf) >= sizeof(r->extra)) {
+            return -1;
+        }
+        memcpy(r->extra, extra_conf, strlen(extra_conf) + 1);
+    }
+    if (strlen(dir) >= sizeof(r->dir)) {
+        return -1;
+    }
+    memcpy(r->dir, dir, strlen(dir) + 1);
+    if (write_config(r) != 0 || spawn(r) != 0) {
+        r->dir[0] = '\0';
+        return -1;
+    }
+    return 0;
 }
 
 int uc_test_redis_signal(uc_test_redis_t *r, int sig)
@@ -168,10 +214,10 @@ void uc_test_redis_stop(uc_test_redis_t *r)
             uc_test_redis_kill(r);
         }
     }
-    if (r->dir[0] != '\0') {
+    if (r->dir[0] != '\0' && !r->shared_dir) {
         uc_test_rmtree(r->dir);
-        r->dir[0] = '\0';
     }
+    r->dir[0] = '\0';
 }
 
 int uc_test_redis_restart(uc_test_redis_t *r)

@@ -15,6 +15,10 @@ typedef struct {
     int port;
     char dir[512];    /* temporary directory holding config, log, dump */
     char extra[2048]; /* extra config lines given at start, kept for restart */
+    /* 1 when dir is the caller's and shared with other servers: the files
+     * carry the port (redis-<port>.conf, .log, dump-<port>.rdb) and stop
+     * leaves the directory. */
+    int shared_dir;
 } uc_test_redis_t;
 
 /*
@@ -25,7 +29,18 @@ typedef struct {
  */
 int uc_test_redis_start(uc_test_redis_t *r, const char *extra_conf);
 
-/* Stops the server (SIGTERM, then SIGKILL after 2 s) and removes its dir. */
+/*
+ * Starts redis-server like uc_test_redis_start(), but on `port` and in
+ * `dir`, a directory the caller made, may share with other servers, and
+ * removes itself; for servers that must know each other's ports before
+ * they start (a cluster's nodes). One attempt: when the port was taken in
+ * the meantime it returns -1 and the caller picks another.
+ */
+int uc_test_redis_start_at(uc_test_redis_t *r, const char *dir, int port,
+                           const char *extra_conf);
+
+/* Stops the server (SIGTERM, then SIGKILL after 2 s) and removes its dir,
+ * unless the dir is shared. */
 void uc_test_redis_stop(uc_test_redis_t *r);
 
 /* Sends a signal to the server (SIGSTOP, SIGCONT, SIGKILL...). */
