@@ -53,6 +53,7 @@
 #include "breaker.h"
 #include "pool.h"
 #include "redis_info.h"
+#include "reply_guard.h"
 #include "store.h"
 
 /* One connection-failure line per interval; the rest are counted. */
@@ -106,6 +107,7 @@ typedef struct {
 typedef struct {
     redisContext *c;
     int verified;
+    uc__reply_guard_t guard; /* on c's reader */
 } rconn_t;
 
 /* One operation's hold on the breaker, a connection and the signal mask. */
@@ -422,6 +424,7 @@ static int conn_open(void *arg, void **conn)
     }
     rc_conn->c = c;
     rc_conn->verified = 0;
+    uc__reply_guard_install(c->reader, &rc_conn->guard);
     *conn = rc_conn;
     return UC_OK;
 
@@ -1048,7 +1051,15 @@ static int mget_each(rb_t *rb, size_t n, const char *const *keys,
         free(argv);
         return rc;
     }
+    /* Its reply holds n elements, which may be more than a reply may
+     * hold by default: exactly what was asked for is allowed. */
+    if (n >= UC__REPLY_ELEMENTS_DEFAULT) {
+        s.conn->guard.limit = n;
+    }
     rc = run1(rb, &s, (int)n + 1, argv, lens, &r);
+    if (s.conn != NULL) {
+        s.conn->guard.limit = UC__REPLY_ELEMENTS_DEFAULT;
+    }
     free(argv);
     if (rc == UC_OK) {
         if (r->type == REDIS_REPLY_ERROR) {

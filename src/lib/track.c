@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 
+#include "reply_guard.h"
 #include "stats.h"
 
 #define CHANNEL "__redis__:invalidate"
@@ -99,6 +100,7 @@ struct uc__track {
 typedef struct {
     redisContext *c;
     size_t pending; /* bytes fed since the last complete reply */
+    uc__reply_guard_t guard;
 } conn_t;
 
 typedef struct {
@@ -465,6 +467,7 @@ static int open_conn(uc__track_t *t, conn_t *k, char *detail)
      * and a child the host starts has no business with these sockets. */
     (void)fcntl(k->c->fd, F_SETFL, fcntl(k->c->fd, F_GETFL) | O_NONBLOCK);
     (void)fcntl(k->c->fd, F_SETFD, FD_CLOEXEC);
+    uc__reply_guard_install(k->c->reader, &k->guard);
     return UC_OK;
 }
 

@@ -40,7 +40,7 @@ static bytes_t load(const char *name)
     char path[1024];
     bytes_t b = {NULL, 0};
     FILE *f;
-    long size;
+    long size = 0;
 
     snprintf(path, sizeof(path), "%s/%s", UC_TEST_DATA_DIR, name);
     f = fopen(path, "rb");
