@@ -236,12 +236,14 @@ static void test_metrics_promtool(void **state)
     api_free(&r);
     text = scrape(&a);
     assert_true(sample(text, hits) == before + 1);
-    /* The histogram counts every read: +Inf bucket and _count agree. */
+    /* The histogram counts every Redis read: +Inf bucket and _count agree.
+     * Each MISS read Redis; a HIT may have come from the near cache (no
+     * Redis read), depending on when the fill's own invalidation arrived. */
     fmt(series, sizeof(series),
         "utxoiq_cache_get_duration_seconds_bucket{keyspace=\"feedback_stats\","
         "le=\"+Inf\"}");
     double inf = sample(text, series);
-    assert_true(inf >= 4);
+    assert_true(inf >= 2);
     assert_true(sample(text, "utxoiq_cache_get_duration_seconds_count"
                              "{keyspace=\"feedback_stats\"}") == inf);
     free(text);
