@@ -812,11 +812,33 @@ static void stale_figure(const char *phase, const stale_tally_t *t)
            t->age_min, t->age_max, t->max_ms);
 }
 
+/* A tally with no reads yet. */
+static void stale_tally_init(stale_tally_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->age_min = -1;
+    t->age_max = -1;
+}
+
+/* PostgreSQL, Redis and a service on them whose feedback stats live
+ * STALE_TTL_S, in the world (so that the teardown stops them). */
+static void stale_world_start(stale_world_t *w)
+{
+    char ttl_env[64];
+    const char *ttl[] = {ttl_env, NULL};
+
+    fmt(ttl_env, sizeof(ttl_env), "UTXOCACHE_TTL_FEEDBACK_STATS=%d",
+        STALE_TTL_S);
+    assert_int_equal(uc_test_pg_start(&w->pg), 0);
+    w->pg_started = 1;
+    assert_int_equal(uc_test_redis_start(&w->redis, NULL), 0);
+    w->redis_started = 1;
+    start_api(&w->api, w->pg.url, &w->redis, ttl);
+}
+
 static void test_db_down_serves_stale(void **state)
 {
     stale_world_t *w = *state;
-    char ttl_env[64];
-    const char *ttl[] = {ttl_env, NULL};
     stale_tally_t down, back;
     char ids[STALE_N][64], keys[3][128], never[64];
     long long totals[STALE_N];
@@ -825,17 +847,9 @@ static void test_db_down_serves_stale(void **state)
     if (!uc_test_pg_available()) {
         skip();
     }
-    memset(&down, 0, sizeof(down));
-    memset(&back, 0, sizeof(back));
-    down.age_min = back.age_min = -1;
-    down.age_max = back.age_max = -1;
-    fmt(ttl_env, sizeof(ttl_env), "UTXOCACHE_TTL_FEEDBACK_STATS=%d",
-        STALE_TTL_S);
-    assert_int_equal(uc_test_pg_start(&w->pg), 0);
-    w->pg_started = 1;
-    assert_int_equal(uc_test_redis_start(&w->redis, NULL), 0);
-    w->redis_started = 1;
-    start_api(&w->api, w->pg.url, &w->redis, ttl);
+    stale_tally_init(&down);
+    stale_tally_init(&back);
+    stale_world_start(w);
     for (int i = 0; i < 3; i++) {
         char user[64];
         uniq(user, sizeof(user), "staleuser");
@@ -1010,8 +1024,6 @@ static long long cache_total(uc_test_api_t *a, const char *name)
 static void test_db_hung_serves_stale(void **state)
 {
     stale_world_t *w = *state;
-    char ttl_env[64];
-    const char *ttl[] = {ttl_env, NULL};
     stale_tally_t hung, back;
     char ids[STALE_N][64], key[128];
     api_res_t r;
@@ -1019,17 +1031,9 @@ static void test_db_hung_serves_stale(void **state)
     if (!uc_test_pg_available()) {
         skip();
     }
-    memset(&hung, 0, sizeof(hung));
-    memset(&back, 0, sizeof(back));
-    hung.age_min = back.age_min = -1;
-    hung.age_max = back.age_max = -1;
-    fmt(ttl_env, sizeof(ttl_env), "UTXOCACHE_TTL_FEEDBACK_STATS=%d",
-        STALE_TTL_S);
-    assert_int_equal(uc_test_pg_start(&w->pg), 0);
-    w->pg_started = 1;
-    assert_int_equal(uc_test_redis_start(&w->redis, NULL), 0);
-    w->redis_started = 1;
-    start_api(&w->api, w->pg.url, &w->redis, ttl);
+    stale_tally_init(&hung);
+    stale_tally_init(&back);
+    stale_world_start(w);
     assert_int_equal(
         uc_test_api_key(&w->api, "hunguser", "user", key, sizeof(key)), 0);
     for (int i = 0; i < STALE_N; i++) {
