@@ -1187,6 +1187,7 @@ static int load_detached(call_t *k, uc_source_t source, uc_load_result_t *out,
     if (b->done) {
         pthread_mutex_unlock(&b->mu);
         move_state(k, &b->k);
+        k->suspect = b->k.suspect; /* the fill's verdict, for the joiners */
         rc = b->rc;
         ne = b->ne;
         job_free(b);
