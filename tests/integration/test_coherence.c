@@ -1145,6 +1145,60 @@ static size_t stale_outside(const uc_fault_load_t *l, uint64_t from_us,
     return c.stale_beyond_lag;
 }
 
+/* Keys, instances and load of a randomized run. */
+typedef struct {
+    const char *tag;
+    int readers, writers;
+    size_t nkeys;
+    unsigned ms, keys_per_writer;
+} rw_plan_t;
+
+/*
+ * The common start of the randomized runs: the database, Redis, two
+ * instances (a for the writers' keys and writes, b for the reads), one
+ * insight warmed on both, and the load started. keys and kp hold
+ * plan->nkeys entries and are freed here when the load cannot start.
+ */
+static void rw_start(world_t *w, const rw_plan_t *plan, char (*keys)[128],
+                     const char **kp, char *id, size_t idcap, int *a, int *b,
+                     uc_fault_load_t **l)
+{
+    assert_non_null(keys);
+    assert_non_null(kp);
+    world_db(w);
+    world_redis(w, NULL);
+    *a = instance(w, 1);
+    *b = instance(w, 1);
+    for (size_t i = 0; i < plan->nkeys; i++) {
+        new_key(w, *a, keys[i], sizeof(keys[i]));
+        kp[i] = keys[i];
+    }
+    coh_id(id, idcap, plan->tag);
+    warm(w, *a, id, 0);
+    warm(w, *b, id, 0);
+
+    uc_fault_opts_t o = {
+        .port = w->api[*a].port,
+        .read_port = w->api[*b].port,
+        .insight = id,
+        .readers = plan->readers,
+        .writers = plan->writers,
+        .keys = kp,
+        .nkeys = plan->nkeys,
+        .duration_ms = plan->ms,
+        .max_ops = RW_MAX_OPS,
+        .read_gap_ms = 2,
+        .write_gap_ms = plan->ms / plan->keys_per_writer,
+        .seed = seed(),
+    };
+    int started = uc_fault_start(l, &o);
+    if (started != 0) {
+        free(keys);
+        free(kp);
+    }
+    assert_int_equal(started, 0);
+}
+
 static void test_randomized_two_instances(void **state)
 {
     world_t *w = *state;
@@ -1154,40 +1208,10 @@ static void test_randomized_two_instances(void **state)
     const char **kp = calloc(NKEYS, sizeof(*kp));
     uc_fault_load_t *l = NULL;
     uc_fault_check_t c;
-    assert_non_null(keys);
-    assert_non_null(kp);
-    world_db(w);
-    world_redis(w, NULL);
-    int a = instance(w, 1);
-    int b = instance(w, 1);
-    for (size_t i = 0; i < NKEYS; i++) {
-        new_key(w, a, keys[i], sizeof(keys[i]));
-        kp[i] = keys[i];
-    }
-    coh_id(id, sizeof(id), "rw");
-    warm(w, a, id, 0);
-    warm(w, b, id, 0);
-
-    uc_fault_opts_t o = {
-        .port = w->api[a].port,
-        .read_port = w->api[b].port,
-        .insight = id,
-        .readers = RW_READERS,
-        .writers = RW_WRITERS,
-        .keys = kp,
-        .nkeys = NKEYS,
-        .duration_ms = RW_MS,
-        .max_ops = RW_MAX_OPS,
-        .read_gap_ms = 2,
-        .write_gap_ms = RW_MS / RW_KEYS_PER_WRITER,
-        .seed = seed(),
-    };
-    int started = uc_fault_start(&l, &o);
-    if (started != 0) {
-        free(keys);
-        free(kp);
-    }
-    assert_int_equal(started, 0);
+    const rw_plan_t plan = {"rw",  RW_READERS, RW_WRITERS,
+                            NKEYS, RW_MS,      RW_KEYS_PER_WRITER};
+    int a, b;
+    rw_start(w, &plan, keys, kp, id, sizeof(id), &a, &b, &l);
     until(l, RW_MS * RW_KILL_PCT / 100);
     uint64_t t_kill = uc_fault_now(l);
     uc_test_redis_kill(&w->redis);
@@ -1363,40 +1387,10 @@ static void test_randomized_near_faults(void **state)
     long long hits_before[NWIN], flushes[NWIN];
     double last_stale_ms[NWIN];
     size_t acked[NWIN];
-    assert_non_null(keys);
-    assert_non_null(kp);
-    world_db(w);
-    world_redis(w, NULL);
-    int a = instance(w, 1);
-    int b = instance(w, 1);
-    for (size_t i = 0; i < NKEYS; i++) {
-        new_key(w, a, keys[i], sizeof(keys[i]));
-        kp[i] = keys[i];
-    }
-    coh_id(id, sizeof(id), "nf");
-    warm(w, a, id, 0);
-    warm(w, b, id, 0);
-
-    uc_fault_opts_t o = {
-        .port = w->api[a].port,
-        .read_port = w->api[b].port,
-        .insight = id,
-        .readers = NF_READERS,
-        .writers = NF_WRITERS,
-        .keys = kp,
-        .nkeys = NKEYS,
-        .duration_ms = NF_MS,
-        .max_ops = RW_MAX_OPS,
-        .read_gap_ms = 2,
-        .write_gap_ms = NF_MS / NF_KEYS_PER_WRITER,
-        .seed = seed(),
-    };
-    int started = uc_fault_start(&l, &o);
-    if (started != 0) {
-        free(keys);
-        free(kp);
-    }
-    assert_int_equal(started, 0);
+    const rw_plan_t plan = {"nf",  NF_READERS, NF_WRITERS,
+                            NKEYS, NF_MS,      NF_KEYS_PER_WRITER};
+    int a, b;
+    rw_start(w, &plan, keys, kp, id, sizeof(id), &a, &b, &l);
     const uint64_t gap = (uint64_t)NF_GAP_MS * 1000u;
     const uint64_t bound = (uint64_t)STALE_BOUND_MS * 1000u;
     const uint64_t recovery = (uint64_t)RECOVERY_MS * 1000u;

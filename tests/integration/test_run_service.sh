@@ -69,7 +69,8 @@ start() {
         fi
         wait "$pid" || true
         pid=""
-        grep -q "cannot start HTTP daemon" "$out.err" ||
+        # Another process took the port between the pick and the bind.
+        grep -qE "address in use|cannot start HTTP daemon" "$out.err" ||
             { cat "$out" "$out.err" >&2; fail "start $1: the service exited"; }
     done
     fail "start $1: no port could be bound"
