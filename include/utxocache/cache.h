@@ -294,6 +294,57 @@ UC_EXPORT void uc_cache_near_stats(const uc_cache_t *cache,
 UC_EXPORT void uc_cache_pool_stats(const uc_cache_t *cache,
                                    uc_pool_stats_t *out);
 
+/* ---- Redis servers (standalone or Cluster) ------------------------------ */
+
+typedef enum {
+    UC_REDIS_UNKNOWN = 0,    /* not asked yet, or no server answered */
+    UC_REDIS_STANDALONE = 1, /* one server */
+    UC_REDIS_CLUSTER = 2,    /* Redis Cluster: routed by hash slot */
+} uc_redis_mode_t;
+
+typedef enum {
+    UC_NODE_UNKNOWN = 0, /* a start node not in the slot map (yet) */
+    UC_NODE_PRIMARY = 1,
+    UC_NODE_REPLICA = 2,
+} uc_node_role_t;
+
+/* The topology as the handle last read it. */
+typedef struct {
+    uc_redis_mode_t mode;
+    uint64_t refreshes;        /* slot maps read (CLUSTER SHARDS) */
+    uint64_t refresh_failures; /* rounds in which no node answered */
+    uint64_t failovers;        /* replicas seen taking over a primary's slots */
+    uint64_t slot_moves;       /* slots seen changing owner */
+    uint64_t unrouted;         /* calls for a slot no node served */
+} uc_redis_topology_t;
+
+#define UC_REDIS_NODES_MAX 64
+
+/* One server and the handle's figures for it. */
+typedef struct {
+    char addr[UC_HOST_MAX + 8]; /* "host:port" */
+    char id[41];                /* cluster node id; "" standalone */
+    uc_node_role_t role;
+    unsigned slots;       /* hash slots it serves (16384 standalone) */
+    int trusted;          /* its dataset is trusted (see docs) */
+    uint64_t commands;    /* commands sent to it */
+    uint64_t failures;    /* calls that broke a connection to it */
+    uint64_t moved;       /* MOVED answers it gave */
+    uint64_t ask;         /* ASK answers */
+    uint64_t tryagain;    /* TRYAGAIN and CLUSTERDOWN answers */
+    uint64_t distrusts;   /* times its dataset was not trusted */
+    uc_pool_stats_t pool; /* its connections and breaker */
+} uc_redis_node_t;
+
+/*
+ * The Redis servers behind the handle: fills *topo (may be NULL) and up to
+ * cap nodes, primaries first; returns how many nodes there are (which may
+ * be more than cap). 0 for the memory backend.
+ */
+UC_EXPORT size_t uc_cache_redis_nodes(const uc_cache_t *cache,
+                                      uc_redis_topology_t *topo,
+                                      uc_redis_node_t *out, size_t cap);
+
 typedef struct {
     uint64_t used_memory; /* bytes */
     uint64_t max_memory;  /* bytes; 0: unlimited */

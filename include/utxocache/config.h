@@ -51,6 +51,7 @@ typedef enum {
 } uc_backend_kind_t;
 
 #define UC_HOST_MAX 256
+#define UC_CLUSTER_NODES_MAX 1024
 #define UC_USER_MAX 128
 #define UC_PASSWORD_MAX 256
 #define UC_PREFIX_MAX 64
@@ -83,6 +84,15 @@ typedef struct uc_config {
     char username[UC_USER_MAX];     /* ACL user; empty: "default" */
     char password[UC_PASSWORD_MAX]; /* never logged */
     int db;                         /* 0; negative is invalid */
+    /*
+     * More Redis Cluster nodes to start from, "host:port,host:port,...";
+     * empty: host:port alone. Cluster mode itself is detected from the
+     * server (INFO cluster_enabled:1), so a host that is a cluster node is
+     * enough; the list only adds nodes to try when that one is down.
+     */
+    char cluster_nodes[UC_CLUSTER_NODES_MAX];
+    int cluster_refresh_ms; /* 1000: the slot map is read again this often,
+                               and at once after MOVED or a node error */
 
     /* Pool and timeouts. */
     int max_connections;     /* 50 */
@@ -155,6 +165,9 @@ UC_EXPORT void uc_config_init(uc_config_t *cfg);
  *              wins over REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/REDIS_USERNAME/
  *              REDIS_DB when set
  *   REDIS_HOST REDIS_PORT REDIS_PASSWORD REDIS_USERNAME REDIS_DB
+ *   REDIS_CLUSTER_NODES (host:port,host:port,...: more cluster nodes to
+ *              start from; without REDIS_URL/REDIS_HOST the first is the host)
+ *   UTXOCACHE_CLUSTER_REFRESH_MS
  *   REDIS_MAX_CONNECTIONS REDIS_CONNECT_TIMEOUT_MS REDIS_COMMAND_TIMEOUT_MS
  *   UTXOCACHE_BACKEND (memory|redis) UTXOCACHE_KEY_PREFIX
  *   UTXOCACHE_ACQUIRE_TIMEOUT_MS UTXOCACHE_IDLE_TIMEOUT_MS

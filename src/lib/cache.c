@@ -54,6 +54,7 @@ static void resolve_defaults(uc_config_t *c)
     DEF(log_tail_ms, 200);
     DEF(lease_ms, 10000);
     DEF(trust_check_ms, 1000);
+    DEF(cluster_refresh_ms, 1000);
     DEF(near_max_bytes, (size_t)64 * 1024 * 1024);
     DEF(near_heartbeat_ms, 100);
     DEF(near_deadline_ms, 250);
@@ -88,7 +89,9 @@ static int check_config(const uc_config_t *c, char *err, size_t errlen)
     } else if (memchr(c->key_prefix, '\0', sizeof(c->key_prefix)) == NULL ||
                memchr(c->host, '\0', sizeof(c->host)) == NULL ||
                memchr(c->username, '\0', sizeof(c->username)) == NULL ||
-               memchr(c->password, '\0', sizeof(c->password)) == NULL) {
+               memchr(c->password, '\0', sizeof(c->password)) == NULL ||
+               memchr(c->cluster_nodes, '\0', sizeof(c->cluster_nodes)) ==
+                   NULL) {
         bad = "a string field is not NUL-terminated";
     } else {
         for (const char *p = c->key_prefix; *p != '\0'; p++) {
@@ -632,6 +635,18 @@ void uc_cache_stats(const uc_cache_t *cache, uc_stats_t *out)
         out->pending_invalidations +=
             atomic_load(&cache->ks[i]->all_pending) != 0;
     }
+}
+
+size_t uc_cache_redis_nodes(const uc_cache_t *cache, uc_redis_topology_t *topo,
+                            uc_redis_node_t *out, size_t cap)
+{
+    if (topo != NULL) {
+        memset(topo, 0, sizeof(*topo));
+    }
+    if (cache == NULL || cache->be->ops->nodes == NULL) {
+        return 0;
+    }
+    return cache->be->ops->nodes(cache->be, topo, out, cap);
 }
 
 void uc_cache_pool_stats(const uc_cache_t *cache, uc_pool_stats_t *out)

@@ -352,6 +352,96 @@ static int keyspace_var(uc_config_t *cfg, lookup_fn lookup, void *arg,
     return UC_OK;
 }
 
+/*
+ * REDIS_CLUSTER_NODES: host:port items separated by commas (spaces around
+ * them allowed), each host at most UC_HOST_MAX - 1 bytes of [A-Za-z0-9.:-]
+ * (an IPv6 address in brackets), each port 1..65535. Kept as given, minus
+ * the spaces; with no host configured the first item becomes host:port.
+ */
+static int parse_cluster_nodes(uc_config_t *cfg, const char *s, char *err,
+                               size_t errlen)
+{
+    char out[UC_CLUSTER_NODES_MAX];
+    size_t olen = 0;
+    const char *p = s;
+    int first = 1;
+
+    while (*p != '\0') {
+        const char *start, *end, *colon = NULL;
+        char host[UC_HOST_MAX];
+        size_t hlen;
+        long port = 0;
+
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        start = p;
+        while (*p != '\0' && *p != ',' && *p != ' ') {
+            p++;
+        }
+        end = p;
+        for (const char *q = start; q < end; q++) {
+            if (*q == ':') {
+                colon = q;
+            }
+        }
+        if (colon == NULL || colon == start || colon + 1 == end ||
+            end - colon - 1 > 5) {
+            return fail(err, errlen,
+                        "REDIS_CLUSTER_NODES: '%.*s' is not host:port",
+                        (int)(end - start > 80 ? 80 : end - start), start);
+        }
+        for (const char *q = colon + 1; q < end; q++) {
+            if (*q < '0' || *q > '9') {
+                return fail(err, errlen,
+                            "REDIS_CLUSTER_NODES: '%.*s': bad port",
+                            (int)(end - start > 80 ? 80 : end - start), start);
+            }
+            port = port * 10 + (*q - '0');
+        }
+        hlen = (size_t)(colon - start);
+        if (start[0] == '[' && hlen >= 2 && start[hlen - 1] == ']') {
+            start++;
+            hlen -= 2;
+        }
+        if (port < 1 || port > 65535 || hlen == 0 || hlen >= sizeof(host)) {
+            return fail(err, errlen,
+                        "REDIS_CLUSTER_NODES: '%.*s': bad host or port",
+                        (int)(end - start > 80 ? 80 : end - start), start);
+        }
+        for (size_t i = 0; i < hlen; i++) {
+            char ch = start[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+                  ch == ':' || ch == '_')) {
+                return fail(err, errlen,
+                            "REDIS_CLUSTER_NODES: '%.*s': bad host",
+                            (int)(end - start > 80 ? 80 : end - start), start);
+            }
+        }
+        memcpy(host, start, hlen);
+        host[hlen] = '\0';
+        if (first && cfg->host[0] == '\0') {
+            memcpy(cfg->host, host, hlen + 1);
+            cfg->port = (int)port;
+        }
+        first = 0;
+        int n = snprintf(out + olen, sizeof(out) - olen, "%s%s:%ld",
+                         olen > 0 ? "," : "", host, port);
+        if (n < 0 || (size_t)n >= sizeof(out) - olen) {
+            return fail(err, errlen,
+                        "REDIS_CLUSTER_NODES: longer than %d bytes",
+                        UC_CLUSTER_NODES_MAX - 1);
+        }
+        olen += (size_t)n;
+    }
+    memcpy(cfg->cluster_nodes, out, olen + 1);
+    return UC_OK;
+}
+
 int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
                           const char *const *keyspace_names, size_t n_keyspaces,
                           char *err, size_t errlen)
@@ -397,6 +487,13 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         }
     }
 
+    if ((s = lookup(arg, "REDIS_CLUSTER_NODES")) != NULL && s[0] != '\0') {
+        rc = parse_cluster_nodes(cfg, s, err, errlen);
+        if (rc != UC_OK) {
+            return rc;
+        }
+    }
+
     static const struct {
         const char *name;
         size_t off;
@@ -424,6 +521,8 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         {"UTXOCACHE_LOG_TAIL_MS", offsetof(uc_config_t, log_tail_ms), 10,
          60000},
         {"UTXOCACHE_LEASE_MS", offsetof(uc_config_t, lease_ms), 100, 600000},
+        {"UTXOCACHE_CLUSTER_REFRESH_MS",
+         offsetof(uc_config_t, cluster_refresh_ms), 50, 3600000},
         {"UTXOCACHE_TRUST_CHECK_MS", offsetof(uc_config_t, trust_check_ms), 50,
          600000},
         {"UTXOCACHE_NEAR_HEARTBEAT_MS",

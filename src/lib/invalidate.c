@@ -627,13 +627,19 @@ int uc__trust_restore(uc_cache_t *c)
     epoch = atomic_load(&be->distrust_epoch);
     uc__near_flush_dataset(c);
     uc__full_key(c, "*", 1, glob);
-    rc = be->ops->delete_pattern(be, glob, any_keyspace, c, &removed);
-    if (rc == UC_OK && atomic_load(&be->distrust_epoch) != epoch) {
-        /* Yet another server appeared while this one was being dropped. */
-        rc = UC_EUNAVAILABLE;
-    }
-    if (rc == UC_OK) {
-        rc = be->ops->adopt(be);
+    if (be->ops->restore != NULL) {
+        /* The store drops and adopts where it does not trust (one cluster
+         * node after a failover), and says whether all is trusted. */
+        rc = be->ops->restore(be, glob, any_keyspace, c, &removed);
+    } else {
+        rc = be->ops->delete_pattern(be, glob, any_keyspace, c, &removed);
+        if (rc == UC_OK && atomic_load(&be->distrust_epoch) != epoch) {
+            /* Yet another server appeared while this one was dropped. */
+            rc = UC_EUNAVAILABLE;
+        }
+        if (rc == UC_OK) {
+            rc = be->ops->adopt(be);
+        }
     }
     if (rc == UC_OK) {
         /* What readers kept while the drop ran came from the old dataset. */

@@ -53,6 +53,7 @@
 #include "breaker.h"
 #include "pool.h"
 #include "redis_info.h"
+#include "redis_node.h"
 #include "reply_guard.h"
 #include "store.h"
 
@@ -80,24 +81,41 @@ static const char cas_lua[] =
 #define MARKER_SUFFIX "uc:dataset"
 #define RUN_ID_MAX 64
 
+#define TAG_MAX 24
+
 typedef struct {
     uc__backend_t base;
     uc__pool_t *pool;
     uc__breaker_t breaker;
-    char where[UC_HOST_MAX + 16]; /* "host:port", for messages */
+    char host[UC__HOST_MAX + 1];
+    int port;
+    char where[UC__HOST_MAX + 16]; /* "host:port", for messages */
+    char bname[UC__HOST_MAX + 24]; /* "redis host:port": the breaker's */
+    uc__backend_t *parent;         /* raised with our distrust; may be NULL */
+    _Atomic int cluster;           /* single-slot commands, no SELECT */
     size_t scan_batch;
     pthread_mutex_t sha_mu;
     char sha[41]; /* of cas_lua once SCRIPT LOAD answered; "" before */
-    char marker[UC_PREFIX_MAX + sizeof(MARKER_SUFFIX)];
-    size_t marker_len;
     pthread_mutex_t id_mu;
+    /* The marker's key; in a cluster it carries a tag of one of the
+     * node's slots (id_mu). */
+    char marker[UC_PREFIX_MAX + sizeof(MARKER_SUFFIX) + TAG_MAX + 4];
+    size_t marker_len;
+    /* Connections whose check is older than this generation check again. */
+    _Atomic unsigned verify_gen;
     char raised_by[RUN_ID_MAX]; /* run_id seen when distrust was raised */
     /* Set once a dataset was found or made trusted: from then on the
      * worker re-checks it periodically. */
     _Atomic int checked;
     _Atomic uint64_t log_next_us;
     _Atomic uint64_t log_suppressed;
+    _Atomic uint64_t n_commands, n_failures, n_moved, n_ask, n_tryagain,
+        n_distrusts;
 } rb_t;
+
+/* What the last redirect told this thread (see redis_node.h). */
+static _Thread_local uc__redir_t tl_redir;
+static _Thread_local int tl_asking;
 
 /*
  * A pooled connection: the hiredis context and whether its dataset identity
@@ -106,7 +124,7 @@ typedef struct {
  */
 typedef struct {
     redisContext *c;
-    int verified;
+    unsigned verified;       /* the generation it was checked at; 0: never */
     uc__reply_guard_t guard; /* on c's reader */
 } rconn_t;
 
@@ -233,9 +251,30 @@ static int starts_with(const char *s, size_t len, const char *prefix)
     return s != NULL && len >= n && memcmp(s, prefix, n) == 0;
 }
 
+/* The cluster's answer in an error reply, UC__REDIR_NONE for others. */
+static uc__redir_kind_t cluster_error(const redisReply *r)
+{
+    if (starts_with(r->str, r->len, "MOVED ")) {
+        return UC__REDIR_MOVED;
+    }
+    if (starts_with(r->str, r->len, "ASK ")) {
+        return UC__REDIR_ASK;
+    }
+    if (starts_with(r->str, r->len, "TRYAGAIN")) {
+        return UC__REDIR_TRYAGAIN;
+    }
+    if (starts_with(r->str, r->len, "CLUSTERDOWN")) {
+        return UC__REDIR_CLUSTERDOWN;
+    }
+    return UC__REDIR_NONE;
+}
+
 /* The status for an error reply. */
 static int error_reply_status(const redisReply *r)
 {
+    if (cluster_error(r) != UC__REDIR_NONE) {
+        return UC__EREDIRECT;
+    }
     if (starts_with(r->str, r->len, "WRONGPASS") ||
         starts_with(r->str, r->len, "NOAUTH") ||
         starts_with(r->str, r->len, "NOPERM")) {
@@ -348,7 +387,7 @@ static int handshake(rb_t *rb, redisContext *c, char *detail, size_t dlen)
         }
         nreplies++;
     }
-    if (cfg->db != 0) {
+    if (cfg->db != 0 && !atomic_load(&rb->cluster)) {
         snprintf(dbs, sizeof(dbs), "%d", cfg->db);
         sel_len[1] = strlen(dbs);
         if (redisAppendCommandArgv(c, 2, sel, sel_len) != REDIS_OK) {
@@ -396,7 +435,7 @@ static int conn_open(void *arg, void **conn)
     int saved = 0;
 
     errno = 0;
-    c = redisConnectWithTimeout(cfg->host, cfg->port,
+    c = redisConnectWithTimeout(rb->host, rb->port,
                                 ms_to_tv(cfg->connect_timeout_ms));
     saved = errno;
     if (c == NULL) {
@@ -606,12 +645,42 @@ static int bad_reply(rb_t *rb, sess_t *s)
     return UC_EPROTO;
 }
 
-/*
- * Sends n commands in one write and reads their n replies into rep[]
- * (the caller frees them with free_replies()). Returns UC_OK, or a status
- * with the connection marked broken and rep[] all NULL.
- */
 static int check_identity(rb_t *rb, sess_t *s);
+
+/*
+ * An error reply: -LOADING and the like make the session a breaker
+ * failure; a cluster's redirect or refusal is counted and left in the
+ * thread's redirect slot (the first of a pipeline) for the router.
+ */
+static void note_error(rb_t *rb, sess_t *s, const redisReply *r)
+{
+    uc__redir_kind_t kind = cluster_error(r);
+
+    if (error_reply_busy(r)) {
+        s->server_busy = 1;
+    }
+    if (kind == UC__REDIR_NONE) {
+        return;
+    }
+    atomic_fetch_add_explicit(kind == UC__REDIR_MOVED ? &rb->n_moved
+                              : kind == UC__REDIR_ASK ? &rb->n_ask
+                                                      : &rb->n_tryagain,
+                              1, memory_order_relaxed);
+    if (tl_redir.kind != UC__REDIR_NONE) {
+        return;
+    }
+    if (kind == UC__REDIR_MOVED || kind == UC__REDIR_ASK) {
+        if (uc__redirect_parse(r->str, r->len, &tl_redir.to) != UC_OK) {
+            /* Not a redirect we can follow: a refusal for this call. */
+            kind = UC__REDIR_CLUSTERDOWN;
+        } else if (tl_redir.to.host[0] == '\0') {
+            /* unknown-endpoint: the node that sent it, on that port */
+            snprintf(tl_redir.to.host, sizeof(tl_redir.to.host), "%s",
+                     rb->host);
+        }
+    }
+    tl_redir.kind = kind;
+}
 
 /*
  * Sends n commands in one write and reads their n replies into rep[]
@@ -635,7 +704,9 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
      * operator's and leave the connection to be checked by its first entry
      * command. The check is its own round trip, once per connection, so
      * that nothing is written to a dataset before it is judged. */
-    if (s->data && !s->conn->verified) {
+    if (s->data &&
+        s->conn->verified !=
+            atomic_load_explicit(&rb->verify_gen, memory_order_acquire)) {
         rc = check_identity(rb, s);
         if (rc == UC_EAUTH) {
             return rc; /* a refusal, not a broken connection */
@@ -647,16 +718,35 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             return UC_EUNAVAILABLE;
         }
     }
+    /* After ASK, each command goes after an ASKING of its own: the flag
+     * lasts for one command only. */
+    static const char *const ask[1] = {"ASKING"};
+    static const size_t ask_len[1] = {6};
+    const cmd_t asking = {1, (const char **)ask, ask_len};
+    int ask_each = tl_asking;
+
     for (size_t i = 0; i < n; i++) {
-        if (append_cmd(c, &cmds[i]) != REDIS_OK) {
+        if ((ask_each && append_cmd(c, &asking) != REDIS_OK) ||
+            append_cmd(c, &cmds[i]) != REDIS_OK) {
             /* Part of the pipeline may be buffered: the context is spoilt. */
             s->broken = 1;
             return UC_ENOMEM;
         }
     }
+    atomic_fetch_add_explicit(&rb->n_commands, n, memory_order_relaxed);
     for (got = 0; got < n; got++) {
         void *v = NULL;
 
+        if (ask_each) {
+            /* ASKING answers +OK; whatever it answers, the command's own
+             * reply is what counts (without the flag it is a MOVED). */
+            if (redisGetReply(c, &v) != REDIS_OK) {
+                rc = context_status(c, errno);
+                break;
+            }
+            freeReplyObject(v);
+            v = NULL;
+        }
         if (redisGetReply(c, &v) != REDIS_OK) {
             int saved = errno;
 
@@ -664,8 +754,8 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             break;
         }
         rep[got] = v;
-        if (rep[got]->type == REDIS_REPLY_ERROR && error_reply_busy(rep[got])) {
-            s->server_busy = 1;
+        if (rep[got]->type == REDIS_REPLY_ERROR) {
+            note_error(rb, s, rep[got]);
         }
     }
     if (rc == UC_OK) {
@@ -674,6 +764,7 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
 
 failed:
     s->broken = 1;
+    atomic_fetch_add_explicit(&rb->n_failures, 1, memory_order_relaxed);
     s->server_gone =
         c->err == REDIS_ERR_EOF || (rc == UC_EIO && c->err == REDIS_ERR_IO);
     log_failure(rb, "redis", rc, c->errstr);
@@ -1034,6 +1125,9 @@ typedef int (*mget_elem_fn)(void *arg, size_t i, const redisReply *e);
  * stopping at the first status it returns other than UC_OK. An element that
  * is neither nil nor a string breaks the session: MGET never answers so.
  */
+static int mget_pipelined(rb_t *rb, size_t n, const char *const *keys,
+                          const size_t *klens, mget_elem_fn elem, void *arg);
+
 static int mget_each(rb_t *rb, size_t n, const char *const *keys,
                      const size_t *klens, mget_elem_fn elem, void *arg)
 {
@@ -1041,8 +1135,12 @@ static int mget_each(rb_t *rb, size_t n, const char *const *keys,
     size_t *lens = NULL;
     redisReply *r = NULL;
     sess_t s;
-    int rc = keys_argv("MGET", n, keys, klens, &argv, &lens);
+    int rc = UC_OK;
 
+    if (atomic_load_explicit(&rb->cluster, memory_order_relaxed)) {
+        return mget_pipelined(rb, n, keys, klens, elem, arg);
+    }
+    rc = keys_argv("MGET", n, keys, klens, &argv, &lens);
     if (rc != UC_OK) {
         return rc;
     }
@@ -1081,6 +1179,66 @@ static int mget_each(rb_t *rb, size_t n, const char *const *keys,
         freeReplyObject(r);
     }
     sess_end(rb, &s);
+    return rc;
+}
+
+/*
+ * mget_each() on a cluster node, where MGET needs all its keys in one slot:
+ * one GET per key, all in one pipeline, so still one round trip.
+ */
+static int mget_pipelined(rb_t *rb, size_t n, const char *const *keys,
+                          const size_t *klens, mget_elem_fn elem, void *arg)
+{
+    cmd_t *cmds = NULL;
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    redisReply **rep = NULL;
+    sess_t s;
+    int rc = UC_OK;
+
+    if (n > SIZE_MAX / (2 * (sizeof(*argv) + sizeof(*lens)) + sizeof(*cmds) +
+                        sizeof(*rep))) {
+        return UC_EINVAL;
+    }
+    cmds = malloc(n * sizeof(*cmds));
+    argv = malloc(2 * n * sizeof(*argv));
+    lens = malloc(2 * n * sizeof(*lens));
+    rep = calloc(n, sizeof(*rep));
+    if (cmds == NULL || argv == NULL || lens == NULL || rep == NULL) {
+        rc = UC_ENOMEM;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        argv[2 * i] = "GET";
+        lens[2 * i] = 3;
+        argv[2 * i + 1] = keys[i];
+        lens[2 * i + 1] = klens[i];
+        cmds[i] = (cmd_t){2, argv + 2 * i, lens + 2 * i};
+    }
+    rc = sess_begin(rb, &s);
+    if (rc != UC_OK) {
+        goto cleanup;
+    }
+    rc = exec(rb, &s, n, cmds, rep);
+    for (size_t i = 0; rc == UC_OK && i < n; i++) {
+        const redisReply *e = rep[i];
+
+        if (e->type == REDIS_REPLY_NIL || e->type == REDIS_REPLY_STRING) {
+            rc = elem(arg, i, e);
+        } else if (e->type == REDIS_REPLY_ERROR) {
+            rc = error_reply_status(e);
+        } else {
+            rc = bad_reply(rb, &s);
+        }
+    }
+    free_replies(rep, n);
+    sess_end(rb, &s);
+
+cleanup:
+    free(cmds);
+    free(argv);
+    free(lens);
+    free(rep);
     return rc;
 }
 
@@ -1200,6 +1358,63 @@ typedef struct {
     uint64_t done; /* keys removed (unlink) or counted */
 } batch_t;
 
+/*
+ * On a cluster node the keys of one page hash to many slots, and UNLINK of
+ * several keys needs them in one: one UNLINK per key, in one pipeline. A
+ * key whose slot moved away meanwhile answers a redirect: it is no longer
+ * this node's, and the walk over its new node finds it.
+ */
+static int batch_flush_single(batch_t *bt)
+{
+    cmd_t cmds[1];
+    redisReply *r = NULL;
+    int rc = UC_OK;
+    int first = UC_OK; /* the first error answer */
+    size_t n = bt->n;
+
+    bt->n = 0;
+    for (size_t i = 0; i < n && rc == UC_OK; i++) {
+        const char *argv[2] = {"UNLINK", bt->argv[i + 1]};
+        size_t lens[2] = {6, bt->lens[i + 1]};
+
+        /* Appended one by one; the replies are read after the last. */
+        cmds[0] = (cmd_t){2, argv, lens};
+        if (append_cmd(bt->s->c, &cmds[0]) != REDIS_OK) {
+            bt->s->broken = 1;
+            rc = UC_ENOMEM;
+        }
+    }
+    atomic_fetch_add_explicit(&bt->rb->n_commands, n, memory_order_relaxed);
+    /* Every reply is read, whatever came before, so the connection stays
+     * in step; only a broken connection stops the loop. */
+    for (size_t i = 0; i < n && rc == UC_OK; i++) {
+        void *v = NULL;
+
+        if (redisGetReply(bt->s->c, &v) != REDIS_OK) {
+            rc = context_status(bt->s->c, errno);
+            bt->s->broken = 1;
+            bt->s->server_gone = bt->s->c->err == REDIS_ERR_EOF;
+            log_failure(bt->rb, "redis", rc, bt->s->c->errstr);
+            break;
+        }
+        r = v;
+        if (r->type == REDIS_REPLY_INTEGER) {
+            bt->done += r->integer > 0 ? (uint64_t)r->integer : 0;
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            if (first == UC_OK && cluster_error(r) == UC__REDIR_NONE) {
+                first = error_reply_status(r);
+            }
+        } else if (first == UC_OK) {
+            first = UC_EPROTO;
+        }
+        freeReplyObject(r);
+    }
+    if (rc == UC_OK && first == UC_EPROTO) {
+        rc = bad_reply(bt->rb, bt->s);
+    }
+    return rc != UC_OK ? rc : first;
+}
+
 static int batch_flush(batch_t *bt)
 {
     redisReply *r = NULL;
@@ -1208,6 +1423,9 @@ static int batch_flush(batch_t *bt)
 
     if (bt->n == 0) {
         return UC_OK;
+    }
+    if (atomic_load_explicit(&bt->rb->cluster, memory_order_relaxed)) {
+        return batch_flush_single(bt);
     }
     rc = run1(bt->rb, bt->s, (int)bt->n + 1, bt->argv, bt->lens, &r);
     bt->n = 0;
@@ -1485,6 +1703,16 @@ static int r_add(uc__backend_t *b, const char *key, size_t klen,
  * INFO is not allowed (a narrow ACL), only a missing marker is seen.
  */
 
+/* The router above sees the node's distrust as its own (the core looks
+ * at the router only). */
+static void raise_parent(rb_t *rb)
+{
+    if (rb->parent != NULL) {
+        atomic_store(&rb->parent->distrust, 1);
+        atomic_fetch_add(&rb->parent->distrust_epoch, 1);
+    }
+}
+
 static void raise_distrust(rb_t *rb, const char *run_id)
 {
     int other;
@@ -1497,6 +1725,8 @@ static void raise_distrust(rb_t *rb, const char *run_id)
      * count for the next (the core re-checks the epoch before adopting). */
     if (atomic_exchange(&rb->base.distrust, 1) == 0 || other) {
         atomic_fetch_add(&rb->base.distrust_epoch, 1);
+        atomic_fetch_add_explicit(&rb->n_distrusts, 1, memory_order_relaxed);
+        raise_parent(rb);
     }
 }
 
@@ -1557,10 +1787,16 @@ static int read_identity(rb_t *rb, redisContext *c, char *run_id, size_t cap,
 {
     const char *info[2] = {"INFO", "server"};
     size_t info_len[2] = {4, 6};
-    const char *get[2] = {"GET", rb->marker};
-    size_t get_len[2] = {3, rb->marker_len};
+    char marker[sizeof(rb->marker)];
+    const char *get[2] = {"GET", marker};
+    size_t get_len[2] = {3, 0};
     void *v[2] = {NULL, NULL};
     int rc = UC_OK;
+
+    pthread_mutex_lock(&rb->id_mu);
+    memcpy(marker, rb->marker, sizeof(marker));
+    get_len[1] = rb->marker_len;
+    pthread_mutex_unlock(&rb->id_mu);
 
     if (redisAppendCommandArgv(c, 2, info, info_len) != REDIS_OK ||
         redisAppendCommandArgv(c, 2, get, get_len) != REDIS_OK) {
@@ -1598,7 +1834,7 @@ static int check_identity(rb_t *rb, sess_t *s)
     if (rc != UC_OK) {
         return rc;
     }
-    s->conn->verified = 1;
+    s->conn->verified = atomic_load(&rb->verify_gen);
     if (!match) {
         raise_distrust(rb, run_id);
     } else {
@@ -1637,9 +1873,10 @@ static int r_adopt(uc__backend_t *b)
 {
     rb_t *rb = rb_of(b);
     char run_id[RUN_ID_MAX], raised[RUN_ID_MAX];
+    char marker[sizeof(rb->marker)];
     int match = 0;
-    const char *set[3] = {"SET", rb->marker, run_id};
-    size_t set_len[3] = {3, rb->marker_len, 0};
+    const char *set[3] = {"SET", marker, run_id};
+    size_t set_len[3] = {3, 0, 0};
     redisReply *r = NULL;
     sess_t s;
     int rc = sess_begin(rb, &s);
@@ -1654,6 +1891,8 @@ static int r_adopt(uc__backend_t *b)
     }
     pthread_mutex_lock(&rb->id_mu);
     memcpy(raised, rb->raised_by, sizeof(raised));
+    memcpy(marker, rb->marker, sizeof(marker));
+    set_len[1] = rb->marker_len;
     pthread_mutex_unlock(&rb->id_mu);
     if (run_id[0] != '\0' && raised[0] != '\0' && strcmp(run_id, raised) != 0) {
         /* Another server took over while the prefix was being dropped:
@@ -1841,67 +2080,165 @@ static const uc__backend_ops_t redis_ops = {
     .destroy = r_destroy,
 };
 
-int uc__redis_create(const uc__env_t *env, uc__backend_t **out, char *err,
-                     size_t errlen)
+/* ---- the node interface (redis_node.h) -------------------------------------
+ */
+
+int uc__redis_node_create(const uc__env_t *env, const char *host, int port,
+                          uc__backend_t *parent, int cluster,
+                          uc__backend_t **out)
 {
     const uc_config_t *cfg = &env->cfg;
     uc__pool_conn_ops_t pops = {conn_open, conn_close, conn_check, NULL};
     rb_t *rb = NULL;
     int rc = UC_ENOMEM;
 
-    if (cfg->host[0] == '\0' || cfg->port < 1 || cfg->port > 65535 ||
-        cfg->db < 0) {
-        if (err != NULL && errlen > 0) {
-            snprintf(err, errlen, "redis backend: host, port or db invalid");
-        }
+    if (host == NULL || host[0] == '\0' || strlen(host) > UC__HOST_MAX ||
+        port < 1 || port > 65535) {
         return UC_ECONFIG;
     }
     rb = calloc(1, sizeof(*rb));
     if (rb == NULL) {
-        goto fail;
+        return UC_ENOMEM;
     }
     rb->base.ops = &redis_ops;
     rb->base.env = env;
+    rb->parent = parent;
+    atomic_init(&rb->cluster, cluster);
+    snprintf(rb->host, sizeof(rb->host), "%s", host);
+    rb->port = port;
     rb->scan_batch = cfg->scan_batch > 0 ? (size_t)cfg->scan_batch : 500u;
-    snprintf(rb->where, sizeof(rb->where), "%s:%d", cfg->host, cfg->port);
+    snprintf(rb->where, sizeof(rb->where), "%s:%d", host, port);
     atomic_init(&rb->log_next_us, 0);
     atomic_init(&rb->log_suppressed, 0);
+    atomic_init(&rb->verify_gen, 1);
     rb->marker_len = (size_t)snprintf(rb->marker, sizeof(rb->marker), "%s%s",
                                       cfg->key_prefix, MARKER_SUFFIX);
     if (pthread_mutex_init(&rb->id_mu, NULL) != 0) {
         free(rb);
-        rb = NULL;
-        goto fail;
+        return UC_ENOMEM;
     }
     if (pthread_mutex_init(&rb->sha_mu, NULL) != 0) {
-        pthread_mutex_destroy(&rb->id_mu);
-        free(rb);
-        rb = NULL;
-        goto fail;
+        goto fail_id;
     }
-    if (uc__breaker_init(&rb->breaker, env, "redis") != UC_OK) {
-        pthread_mutex_destroy(&rb->sha_mu);
-        pthread_mutex_destroy(&rb->id_mu);
-        free(rb);
-        rb = NULL;
-        goto fail;
+    snprintf(rb->bname, sizeof(rb->bname), "redis %s", rb->where);
+    if (uc__breaker_init(&rb->breaker, env, rb->bname) != UC_OK) {
+        goto fail_sha;
     }
     pops.arg = rb;
     rc = uc__pool_create(env, &pops, &rb->pool);
     if (rc != UC_OK) {
         uc__breaker_release(&rb->breaker);
-        pthread_mutex_destroy(&rb->sha_mu);
-        pthread_mutex_destroy(&rb->id_mu);
-        free(rb);
-        rb = NULL;
-        goto fail;
+        goto fail_sha;
     }
     *out = &rb->base;
     return UC_OK;
 
-fail:
-    if (err != NULL && errlen > 0) {
-        snprintf(err, errlen, "redis backend: out of memory");
+fail_sha:
+    pthread_mutex_destroy(&rb->sha_mu);
+fail_id:
+    pthread_mutex_destroy(&rb->id_mu);
+    free(rb);
+    return rc != UC_OK ? rc : UC_ENOMEM;
+}
+
+void uc__redis_node_set_cluster(uc__backend_t *node)
+{
+    atomic_store(&rb_of(node)->cluster, 1);
+}
+
+const char *uc__redis_node_where(const uc__backend_t *node)
+{
+    return ((const rb_t *)node)->where;
+}
+
+uc__redir_kind_t uc__redis_redirect_take(uc__redir_t *out)
+{
+    uc__redir_kind_t kind = tl_redir.kind;
+
+    if (out != NULL) {
+        *out = tl_redir;
     }
-    return UC_ENOMEM;
+    tl_redir.kind = UC__REDIR_NONE;
+    return kind;
+}
+
+void uc__redis_asking(int on)
+{
+    tl_asking = on;
+}
+
+int uc__redis_node_command(uc__backend_t *node, int argc, const char **argv,
+                           const size_t *lens, redisReply **out)
+{
+    rb_t *rb = rb_of(node);
+    redisReply *r = NULL;
+    sess_t s;
+    int rc = sess_begin(rb, &s);
+
+    if (rc != UC_OK) {
+        return rc;
+    }
+    rc = run1(rb, &s, argc, argv, lens, &r);
+    sess_end(rb, &s);
+    if (rc == UC_OK) {
+        *out = r;
+    }
+    return rc;
+}
+
+void uc__redis_node_set_tag(uc__backend_t *node, const char *tag)
+{
+    rb_t *rb = rb_of(node);
+    const char *prefix = rb->base.env->cfg.key_prefix;
+    char marker[sizeof(rb->marker)];
+    int n = snprintf(marker, sizeof(marker), "%s%s:{%.*s}", prefix,
+                     MARKER_SUFFIX, TAG_MAX, tag);
+    int changed = 0;
+
+    if (n < 0 || (size_t)n >= sizeof(marker)) {
+        return;
+    }
+    pthread_mutex_lock(&rb->id_mu);
+    if (strcmp(marker, rb->marker) != 0) {
+        memcpy(rb->marker, marker, (size_t)n + 1);
+        rb->marker_len = (size_t)n;
+        changed = 1;
+    }
+    pthread_mutex_unlock(&rb->id_mu);
+    if (changed) {
+        atomic_fetch_add_explicit(&rb->verify_gen, 1, memory_order_release);
+    }
+}
+
+void uc__redis_node_distrust(uc__backend_t *node)
+{
+    rb_t *rb = rb_of(node);
+
+    pthread_mutex_lock(&rb->id_mu);
+    rb->raised_by[0] = '\0'; /* whatever server it is now is adopted */
+    pthread_mutex_unlock(&rb->id_mu);
+    atomic_store(&rb->base.distrust, 1);
+    atomic_fetch_add(&rb->base.distrust_epoch, 1);
+    atomic_fetch_add_explicit(&rb->n_distrusts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rb->verify_gen, 1, memory_order_release);
+    raise_parent(rb);
+}
+
+int uc__redis_node_distrusted(const uc__backend_t *node)
+{
+    return atomic_load(&node->distrust) != 0;
+}
+
+void uc__redis_node_counters(const uc__backend_t *node,
+                             uc__node_counters_t *out)
+{
+    const rb_t *rb = (const rb_t *)node;
+
+    out->commands = atomic_load_explicit(&rb->n_commands, memory_order_relaxed);
+    out->failures = atomic_load_explicit(&rb->n_failures, memory_order_relaxed);
+    out->moved = atomic_load_explicit(&rb->n_moved, memory_order_relaxed);
+    out->ask = atomic_load_explicit(&rb->n_ask, memory_order_relaxed);
+    out->tryagain = atomic_load_explicit(&rb->n_tryagain, memory_order_relaxed);
+    out->distrusts =
+        atomic_load_explicit(&rb->n_distrusts, memory_order_relaxed);
 }

@@ -25,6 +25,13 @@
 
 typedef struct uc__backend uc__backend_t;
 
+/* A primary of a cluster, as on_nodes reports it. */
+typedef struct {
+    char host[UC_HOST_MAX];
+    int port;
+    char tag[24];
+} uc__store_node_t;
+
 /* Accepts or refuses one key found by a scan (nonzero: accept). */
 typedef int (*uc__key_filter_fn)(void *arg, const char *key, size_t klen);
 
@@ -83,6 +90,22 @@ typedef struct uc__backend_ops {
      */
     int (*verify)(uc__backend_t *b);
     int (*adopt)(uc__backend_t *b);
+    /*
+     * Optional. restore drops, on every dataset the store does not trust,
+     * the keys `filter` accepts under `glob`, then adopts those datasets:
+     * delete_pattern + adopt where only part of the store is distrusted (a
+     * cluster node after a failover). UC_OK when all is trusted after it.
+     */
+    int (*restore)(uc__backend_t *b, const char *glob, uc__key_filter_fn filter,
+                   void *farg, size_t *removed);
+    /* Optional: the worker's tick (the cluster's topology refresh). */
+    void (*maintain)(uc__backend_t *b);
+    /* Optional: the servers behind the store and their figures; returns
+     * how many there are (at most cap written). */
+    size_t (*nodes)(uc__backend_t *b, uc_redis_topology_t *topo,
+                    uc_redis_node_t *out, size_t cap);
+    /* Optional: calls on_nodes again with the current primaries. */
+    void (*announce)(uc__backend_t *b);
     int (*ping)(uc__backend_t *b);
     int (*info)(uc__backend_t *b, uc_server_info_t *out);
     void (*pool_stats)(uc__backend_t *b, uc_pool_stats_t *out);
@@ -96,6 +119,15 @@ struct uc__backend {
     _Atomic int distrust;
     /* Bumped each time distrust is raised, so the core flushes once. */
     _Atomic uint64_t distrust_epoch;
+    /*
+     * Set by the core before the first operation (may stay NULL): called,
+     * from any thread and never under a lock the core holds, with the
+     * primaries that serve slots each time that set changes, so the near
+     * cache can follow every primary's invalidations. `tag` is a hash tag
+     * whose slot the node serves ("" for standalone Redis).
+     */
+    void (*on_nodes)(void *arg, const uc__store_node_t *nodes, size_t n);
+    void *on_nodes_arg;
 };
 
 /* Backend constructors. Return UC_OK or a code with a message in err. */

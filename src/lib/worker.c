@@ -2,7 +2,8 @@
 /*
  * The library's one background thread, started by uc_cache_create() and
  * stopped by uc_cache_destroy(). Each tick (log_tail_ms, default 200 ms):
- *   1. dataset trust: every trust_check_ms the store compares its marker
+ *   1. the store's own upkeep (a cluster's slot map), then dataset
+ *      trust: every trust_check_ms the store compares its marker
  *      with the server; when the store distrusts its dataset (here, or on a
  *      new connection), every key of a declared keyspace is dropped
  *      (SCAN+UNLINK in batches) and the marker adopted, reads bypassing the
@@ -33,6 +34,9 @@ static void check_trust(uc_cache_t *c, uint64_t now)
 {
     uc__backend_t *be = c->be;
 
+    if (be->ops->maintain != NULL) {
+        be->ops->maintain(be);
+    }
     if (be->ops->verify == NULL) {
         return;
     }
