@@ -3,6 +3,9 @@
 # first (scripts/install-deps), then drives CMake presets.
 #   make run    build the service (preset run) and start it on 127.0.0.1:8080;
 #               installs only what building and running it needs
+#   make run-cluster  the same build, then six Redis Cluster nodes, PostgreSQL,
+#               two instances and nginx in front on 127.0.0.1 (docs/deploy.md);
+#               CHECK=1 runs the smoke check through nginx and stops
 #   make test   build with ASan+UBSan, run every test; then TSan concurrency tests
 #               (the service included); fails on a skipped test unless
 #               UC_TEST_ALLOW_SKIP=1
@@ -24,7 +27,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run bench bench-near bench-api bench-stampede bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-api bench-stampede bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -75,6 +78,14 @@ run: deps-run
 	@cmake --preset run >/dev/null
 	@cmake --build build/run -j $(JOBS) --target utxoiq-api
 	@UTXOIQ_BIN=build/run/src/server/utxoiq-api scripts/run-service
+
+# The scale-out topology of docs/deploy.md, built like `run`; install-deps
+# cluster adds Redis, PostgreSQL and nginx to what `run` installs.
+run-cluster:
+	@scripts/install-deps cluster
+	@cmake --preset run >/dev/null
+	@cmake --build build/run -j $(JOBS) --target utxoiq-api
+	@UTXOIQ_BIN=build/run/src/server/utxoiq-api scripts/run-cluster $(if $(filter 1,$(CHECK)),--check,)
 
 bench: release
 	@build/release/bench/uc-bench
