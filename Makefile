@@ -11,6 +11,9 @@
 #               UC_TEST_ALLOW_SKIP=1
 #   make bench  benchmarks with side-by-side reference runs
 #   make bench-near  the near cache's hit path beside the memory backend's get
+#   make bench-cluster  GET/SET on a 3-primary Redis Cluster of its own beside
+#               redis-benchmark --cluster (about 40 s); BENCH_CLUSTER_ARGS=
+#               passes flags, e.g. "--requests 1000000" for a longer run
 #   make bench-api  utxoiq-api against nginx and a minimal MHD+hiredis server
 #   make bench-stampede  stampede control on PostgreSQL: queries per cold
 #               entry across two instances, a hot entry expiring under load
@@ -27,7 +30,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-api bench-stampede bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-cluster bench-api bench-stampede bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
 
 all: release
 
@@ -95,6 +98,14 @@ bench-near: deps
 	@cmake --preset release >/dev/null
 	@cmake --build build/release -j $(JOBS) --target uc-near-bench
 	@build/release/bench/uc-near-bench
+
+# Its one program only, like bench-near; redis-benchmark and redis-cli come
+# with redis-tools (install-deps).
+BENCH_CLUSTER_ARGS ?=
+bench-cluster: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS) --target uc-cluster-bench
+	@build/release/bench/uc-cluster-bench $(BENCH_CLUSTER_ARGS)
 
 bench-api: release
 	@bench/api-bench
