@@ -1200,7 +1200,7 @@ static int mget_pipelined(rb_t *rb, size_t n, const char *const *keys,
                         sizeof(*rep))) {
         return UC_EINVAL;
     }
-    cmds = malloc(n * sizeof(*cmds));
+    cmds = calloc(n, sizeof(*cmds));
     argv = malloc(2 * n * sizeof(*argv));
     lens = malloc(2 * n * sizeof(*lens));
     rep = calloc(n, sizeof(*rep));
