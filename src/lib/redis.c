@@ -1766,7 +1766,12 @@ static int compare_identity(const redisReply *info, const redisReply *m,
                             char *run_id, size_t cap, int *match)
 {
     parse_run_id(info, run_id, cap);
-    if (m == NULL || (m->type == REDIS_REPLY_ERROR && error_reply_busy(m))) {
+    /* A busy server, or a cluster that cannot serve the marker's slot here
+     * now (CLUSTERDOWN during a failover, MOVED after its slot moved),
+     * says nothing of the dataset. */
+    if (m == NULL ||
+        (m->type == REDIS_REPLY_ERROR &&
+         (error_reply_busy(m) || cluster_error(m) != UC__REDIR_NONE))) {
         return -1;
     }
     if (m->type == REDIS_REPLY_ERROR && error_reply_status(m) == UC_EAUTH) {

@@ -20,7 +20,7 @@
  * Answers: MOVED patches the slot and asks for a refresh, then retries on
  * the new owner; ASK retries once on the target after ASKING, the map
  * unchanged; TRYAGAIN and CLUSTERDOWN back off (1, 2, 4 ... ms, in all at
- * most the command timeout) and retry, CLUSTERDOWN asking for a refresh.
+ * most 20 ms) and retry, CLUSTERDOWN asking for a refresh.
  * At most TRIES redirects per call; then UC_EUNAVAILABLE. A connection
  * error asks for a refresh too: a dead primary is usually a failover in
  * progress. Refreshes run on the worker's tick (every log_tail_ms) and
@@ -29,12 +29,12 @@
  *
  * Dataset trust, per node: each primary keeps its own marker, in a slot it
  * serves (a hash tag found for its highest slot, which resharding moves
- * last). A node seen turning from replica into primary (a failover) is
- * distrusted at once: asynchronous replication may have lost invalidations
- * the former primary acknowledged. A distrusted node answers its data calls
- * with UC_EUNAVAILABLE, raises the router's flag, and restore() drops the
- * cache's keys on that node alone before adopting it; the other nodes go
- * on serving.
+ * last). A known node seen starting to serve slots after serving none (a
+ * replica promoted by a failover) is distrusted at once: asynchronous
+ * replication may have lost invalidations the former primary acknowledged. A
+ * distrusted node answers its data calls with UC_EUNAVAILABLE, raises the
+ * router's flag, and restore() drops the cache's keys on that node alone before
+ * adopting it; the other nodes go on serving.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,6 +54,7 @@
 #define TRIES 5
 #define DETECT_EVERY_US 100000u /* at most this often while unknown */
 #define REFRESH_MIN_US 50000u   /* asked-for refreshes, at most this often */
+#define BACKOFF_MAX_MS 20u
 
 enum { MODE_UNKNOWN = 0, MODE_STANDALONE = 1, MODE_CLUSTER = 2 };
 
@@ -67,6 +68,7 @@ typedef struct {
     _Atomic unsigned nslots;
     char id[UC__NODE_ID_MAX + 1]; /* mu */
     unsigned tag_slot;            /* the slot of tag; mu */
+    int was_known;                /* named by an applied map before; mu */
     char tag[24];                 /* mu */
 } link_t;
 
@@ -250,7 +252,8 @@ static void apply_map(cr_t *cr, const uc__slotmap_t *m, const char *from_host)
 {
     size_t nn = uc__slotmap_nnodes(m);
     int *li = calloc(nn, sizeof(*li));
-    int was[LINKS_MAX];
+    unsigned had[LINKS_MAX]; /* slots each link served before this map */
+    int first = atomic_load(&cr->refreshes) == 0;
     unsigned top[LINKS_MAX];
     unsigned count[LINKS_MAX];
     size_t nl;
@@ -260,7 +263,7 @@ static void apply_map(cr_t *cr, const uc__slotmap_t *m, const char *from_host)
     }
     nl = atomic_load(&cr->nlinks);
     for (size_t i = 0; i < LINKS_MAX; i++) {
-        was[i] = i < nl ? atomic_load(&cr->links[i].role) : UC_NODE_UNKNOWN;
+        had[i] = i < nl ? atomic_load(&cr->links[i].nslots) : 0;
     }
     for (size_t i = 0; i < nn; i++) {
         const uc__cluster_node_t *nd = uc__slotmap_node(m, i);
@@ -297,7 +300,6 @@ static void apply_map(cr_t *cr, const uc__slotmap_t *m, const char *from_host)
     for (size_t i = 0; i < nl; i++) {
         link_t *l = &cr->links[i];
         int role = UC_NODE_UNKNOWN;
-        int before = was[i];
 
         for (size_t j = 0; j < nn; j++) {
             if (li[j] == (int)i) {
@@ -314,16 +316,21 @@ static void apply_map(cr_t *cr, const uc__slotmap_t *m, const char *from_host)
                 tag_for_slot(top[i], l->tag, sizeof(l->tag));
                 uc__redis_node_set_tag(l->node, l->tag);
             }
-            if (before == UC_NODE_REPLICA) {
+            /* A known node that served nothing and now serves slots took
+             * them over: a failover (a replica promoted, perhaps seen as
+             * a primary without slots on the way). On the first map every
+             * node is new, and the marker check judges them. */
+            if (!first && had[i] == 0 && l->was_known) {
                 atomic_fetch_add(&cr->failovers, 1);
                 uc__log(cr->env, UC_LOG_WARN,
-                        "redis cluster: replica '%s' took over %u slots; its "
+                        "redis cluster: '%s' took over %u slots; its "
                         "dataset is checked and the cache's keys on it "
                         "dropped before use",
                         uc__redis_node_where(l->node), count[i]);
                 uc__redis_node_distrust(l->node);
             }
         }
+        l->was_known = l->was_known || role != UC_NODE_UNKNOWN;
     }
     free(li);
     announce_locked(cr, 0);
@@ -557,11 +564,18 @@ static void follow_moved(cr_t *cr, const uc__redir_t *rd)
 }
 
 /* Waits before the next try after TRYAGAIN/CLUSTERDOWN: 1, 2, 4 ... ms,
- * within what is left of the command timeout. */
+ * at most BACKOFF_MAX_MS (or the command timeout) in all. */
 static void backoff(cr_t *cr, int tries, unsigned *spent_ms)
 {
     unsigned ms = 1u << (tries < 8 ? tries : 8);
     unsigned cap = (unsigned)cr->env->cfg.command_timeout_ms;
+
+    /* A migration's TRYAGAIN clears in milliseconds; a cluster that is
+     * down stays so for seconds (a failover), and a call that waited for
+     * it would only be late: it answers from the loader instead. */
+    if (cap > BACKOFF_MAX_MS) {
+        cap = BACKOFF_MAX_MS;
+    }
 
     if (*spent_ms >= cap) {
         return;
@@ -1386,21 +1400,17 @@ static size_t c_nodes(uc__backend_t *b, uc_redis_topology_t *topo,
         return 1;
     }
     /* Primaries first, then replicas, then nodes the map no longer names. */
-    for (int want = UC_NODE_PRIMARY; want >= UC_NODE_UNKNOWN; want--) {
-        int role = want == UC_NODE_PRIMARY   ? UC_NODE_PRIMARY
-                   : want == UC_NODE_REPLICA ? UC_NODE_REPLICA
-                                             : UC_NODE_UNKNOWN;
+    static const int order[3] = {UC_NODE_PRIMARY, UC_NODE_REPLICA,
+                                 UC_NODE_UNKNOWN};
+    for (size_t o = 0; o < 3; o++) {
         for (size_t i = 0; i < n; i++) {
-            if (atomic_load(&cr->links[i].role) != role) {
+            if (atomic_load(&cr->links[i].role) != order[o]) {
                 continue;
             }
             if (k < cap) {
                 fill_node(cr, i, &out[k]);
             }
             k++;
-        }
-        if (want == UC_NODE_PRIMARY) {
-            want = UC_NODE_REPLICA + 1; /* next: replicas */
         }
     }
     return k;
