@@ -228,6 +228,43 @@ static void create_rejects_bad_struct(void **state)
     uc_cache_destroy(NULL);
 }
 
+static void cluster_nodes(void **state)
+{
+    uc_config_t cfg;
+    char err[256];
+    const var_t seeds[] = {{"REDIS_CLUSTER_NODES",
+                            " 10.0.0.1:7000, [::1]:7001 ,cache-2.local:7002"},
+                           {"UTXOCACHE_CLUSTER_REFRESH_MS", "500"},
+                           {NULL, NULL}};
+    const var_t with_url[] = {{"REDIS_URL", "redis://node9:7009"},
+                              {"REDIS_CLUSTER_NODES", "10.0.0.1:7000"},
+                              {NULL, NULL}};
+    static const char *const bad[] = {
+        "10.0.0.1", "10.0.0.1:", ":7000",      "10.0.0.1:0", "h:65536",
+        "h:70000x", "h:123456",  "bad host:1", "h/x:1",      "[::1:7000",
+    };
+    (void)state;
+
+    /* Without REDIS_URL the first node is the host. */
+    assert_int_equal(parse(seeds, &cfg, err), UC_OK);
+    assert_string_equal(cfg.cluster_nodes,
+                        "10.0.0.1:7000,::1:7001,cache-2.local:7002");
+    assert_string_equal(cfg.host, "10.0.0.1");
+    assert_int_equal(cfg.port, 7000);
+    assert_int_equal(cfg.cluster_refresh_ms, 500);
+    /* With it, REDIS_URL stays the host and the list adds nodes. */
+    assert_int_equal(parse(with_url, &cfg, err), UC_OK);
+    assert_string_equal(cfg.host, "node9");
+    assert_int_equal(cfg.port, 7009);
+    assert_string_equal(cfg.cluster_nodes, "10.0.0.1:7000");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const var_t v[] = {{"REDIS_CLUSTER_NODES", bad[i]}, {NULL, NULL}};
+
+        assert_int_equal(parse(v, &cfg, err), UC_ECONFIG);
+        assert_non_null(strstr(err, "REDIS_CLUSTER_NODES"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +277,7 @@ int main(void)
         cmocka_unit_test(env_redis_backend_needs_host),
         cmocka_unit_test(describe_never_shows_password),
         cmocka_unit_test(create_rejects_bad_struct),
+        cmocka_unit_test(cluster_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
