@@ -1168,13 +1168,22 @@ static int c_count_pattern(uc__backend_t *b, const char *glob,
     return rc;
 }
 
-/* Whether any link's dataset is distrusted. */
+/*
+ * Whether a node in use distrusts its dataset: the one server, or a
+ * cluster node serving slots. A distrusted node that serves none (it lost
+ * its slots meanwhile) holds up nothing; should it serve again, restore
+ * visits it then.
+ */
 static int any_distrusted(cr_t *cr)
 {
-    size_t n = atomic_load(&cr->nlinks);
+    unsigned char on[LINKS_MAX];
 
-    for (size_t i = 0; i < n; i++) {
-        if (uc__redis_node_distrusted(cr->links[i].node)) {
+    if (atomic_load(&cr->mode) != MODE_CLUSTER) {
+        return uc__redis_node_distrusted(node_at(cr, 0));
+    }
+    (void)serving(cr, on);
+    for (size_t i = 0; i < LINKS_MAX; i++) {
+        if (on[i] && uc__redis_node_distrusted(cr->links[i].node)) {
             return 1;
         }
     }
