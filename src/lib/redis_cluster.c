@@ -308,6 +308,16 @@ static void apply_map(cr_t *cr, const uc__slotmap_t *m, const char *from_host)
                            : UC_NODE_REPLICA;
             }
         }
+        if (!first && (count[i] != had[i] || role != atomic_load(&l->role))) {
+            uc__log(cr->env, UC_LOG_INFO,
+                    "redis cluster: '%s' is now a %s serving %u slots "
+                    "(was %u)",
+                    uc__redis_node_where(l->node),
+                    role == UC_NODE_PRIMARY   ? "primary"
+                    : role == UC_NODE_REPLICA ? "replica"
+                                              : "node out of the map",
+                    count[i], had[i]);
+        }
         atomic_store(&l->role, role);
         atomic_store(&l->nslots, count[i]);
         if (role == UC_NODE_PRIMARY && count[i] > 0) {

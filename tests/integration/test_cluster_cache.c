@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 
 #include "cluster.h"
 #include "redis_cluster.h"
@@ -74,6 +75,13 @@ static int load_item(void *arg, const char *const *fields, size_t nfields,
     return UC_OK;
 }
 
+/* The library's log on stderr when UC_TEST_VERBOSE is set. */
+static void log_line(void *arg, uc_log_level_t level, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "log %d: %s\n", (int)level, msg);
+}
+
 static int setup(void **state)
 {
     world_t *w = calloc(1, sizeof(*w));
@@ -115,6 +123,10 @@ static void world_start(world_t *w, int near)
     cfg.backend = UC_BACKEND_REDIS;
     cfg.near_off = !near;
     cfg.breaker_cooldown_ms = 200;
+    if (getenv("UC_TEST_VERBOSE") != NULL) {
+        cfg.log_fn = log_line;
+        cfg.log_level = UC_LOG_DEBUG;
+    }
     assert_int_equal(uc_cache_create(&cfg, &w->c, err, sizeof(err)), UC_OK);
     memset(&def, 0, sizeof(def));
     def.name = "item";
@@ -359,8 +371,45 @@ static void test_migration(void **state)
     assert_int_equal(atomic_load(&w->loads), 2);
 }
 
+/* Readers of random items alongside the main thread, during a fault. */
+typedef struct {
+    world_t *w;
+    _Atomic int stop;
+    unsigned seed;
+    unsigned long reads, bad;
+} readers_t;
+
+static void *reader_main(void *arg)
+{
+    readers_t *r = arg;
+    unsigned seed = r->seed;
+
+    while (!atomic_load(&r->stop)) {
+        char id[16], want[96];
+        const char *f[1] = {id};
+        uc_load_result_t res;
+        int i = (int)(rand_r(&seed) % NKEYS);
+
+        snprintf(id, sizeof(id), "%d", i);
+        snprintf(want, sizeof(want), "item-%s-v0", id);
+        if (uc_keyspace_get_or_load(r->w->ks, f, 1, NULL, &res) != UC_OK ||
+            strcmp(res.data, want) != 0) {
+            r->bad++;
+        }
+        if (res.data != NULL) {
+            uc_free(res.data);
+        }
+        r->reads++;
+    }
+    return NULL;
+}
+
+#define NREADERS 3
+
 static void test_failover(void **state)
 {
+    pthread_t th[NREADERS];
+    readers_t rd[NREADERS];
     world_t *w = *state;
     int victim, victim_item = -1, other_item = -1;
     uint64_t t0, back_ms = 0;
@@ -382,6 +431,12 @@ static void test_failover(void **state)
     assert_true(victim_item >= 0 && other_item >= 0);
     loads_before = atomic_load(&w->loads);
 
+    for (int i = 0; i < NREADERS; i++) {
+        memset(&rd[i], 0, sizeof(rd[i]));
+        rd[i].w = w;
+        rd[i].seed = 17u + (unsigned)i;
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);
+    }
     uc_test_cluster_kill(&w->cl, victim);
     t0 = uc_test_now_ms();
     /* Every read answers; the victim's keys from the loader until the
@@ -401,7 +456,29 @@ static void test_failover(void **state)
         assert_true(now - t0 < FAILOVER_WAIT_MS);
         uc_test_sleep_ms(10);
     }
-    uc_cache_redis_nodes(w->c, &topo, NULL, 0);
+    {
+        unsigned long reads_all = 0, bad_all = 0;
+
+        for (int i = 0; i < NREADERS; i++) {
+            atomic_store(&rd[i].stop, 1);
+            pthread_join(th[i], NULL);
+            reads_all += rd[i].reads;
+            bad_all += rd[i].bad;
+        }
+        FIGURE("cluster_failover_readers", "threads=%d reads=%lu wrong=%lu",
+               NREADERS, reads_all, bad_all);
+        assert_int_equal(bad_all, 0);
+        assert_true(reads_all > 0);
+    }
+    /* A MOVED may have routed the slot to the new primary before a slot
+     * map showed the takeover: the next refresh (1 s) shows it. */
+    for (uint64_t until = uc_test_now_ms() + 3000;;) {
+        uc_cache_redis_nodes(w->c, &topo, NULL, 0);
+        if (topo.failovers >= 1 || uc_test_now_ms() > until) {
+            break;
+        }
+        uc_test_sleep_ms(20);
+    }
     FIGURE("cluster_failover",
            "cache_used_again_ms=%llu reads=%u fallbacks=%u failovers=%llu "
            "refreshes=%llu",
