@@ -2229,6 +2229,12 @@ void uc__redis_node_distrust(uc__backend_t *node)
     raise_parent(rb);
 }
 
+void uc__redis_node_recheck(uc__backend_t *node)
+{
+    atomic_fetch_add_explicit(&rb_of(node)->verify_gen, 1,
+                              memory_order_release);
+}
+
 int uc__redis_node_distrusted(const uc__backend_t *node)
 {
     return atomic_load(&node->distrust) != 0;

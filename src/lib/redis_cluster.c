@@ -565,6 +565,12 @@ static void follow_moved(cr_t *cr, const uc__redir_t *rd)
         return;
     }
     i = link_add(cr, rd->to.host, rd->to.port, 0);
+    if (i >= 0 && atomic_load(&cr->links[i].nslots) == 0) {
+        /* A node that served nothing in the last map: perhaps a replica
+         * promoted since. Its connections may have been checked while it
+         * was a primary before; they check the marker again first. */
+        uc__redis_node_recheck(cr->links[i].node);
+    }
     if (i >= 0 && rd->to.slot < UC__CLUSTER_SLOTS) {
         atomic_store_explicit(&cr->slot[rd->to.slot], (uint16_t)i,
                               memory_order_relaxed);

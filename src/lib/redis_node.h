@@ -100,6 +100,10 @@ void uc__redis_node_set_tag(uc__backend_t *node, const char *tag);
  */
 void uc__redis_node_distrust(uc__backend_t *node);
 
+/* Every connection of the node checks the dataset again before its next
+ * entry command. */
+void uc__redis_node_recheck(uc__backend_t *node);
+
 /* Nonzero while the node's own dataset is not trusted. */
 int uc__redis_node_distrusted(const uc__backend_t *node);
 
