@@ -279,6 +279,8 @@ typedef struct {
     uint64_t flushes_lost;      /* ... on a lost subscriber connection */
     uint64_t flushes_heartbeat; /* ... on a probe that did not come back */
     uint64_t flushes_dataset;   /* ... on a dataset change or overflow */
+    /* ... on a change of the Redis Cluster primaries the channel follows */
+    uint64_t flushes_topology;
     uint64_t heartbeats_sent;
     uint64_t heartbeats_late;
     /* Invalidation lag, µs: a probe's write to its invalidation's arrival

@@ -869,8 +869,10 @@ void uc_cache_near_stats(const uc_cache_t *cache, uc_near_stats_t *out)
     out->flushes_heartbeat = ts.flushes_heartbeat;
     out->flushes_dataset =
         atomic_load(&((uc_cache_t *)cache)->near_dataset_flushes);
+    out->flushes_topology = ts.flushes_topology;
     out->flushes = out->flushes_null + out->flushes_lost +
-                   out->flushes_heartbeat + out->flushes_dataset;
+                   out->flushes_heartbeat + out->flushes_dataset +
+                   out->flushes_topology;
     out->heartbeats_sent = ts.heartbeats_sent;
     out->heartbeats_late = ts.heartbeats_late;
     memcpy(out->lag_us, ts.lag_us, sizeof(out->lag_us));

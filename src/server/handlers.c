@@ -1170,7 +1170,8 @@ static json_t *near_json(uc_app_t *app)
         (json_int_t)uc_stats_percentile_us(ns.lag_us, 0.99), "max_us_le",
         (json_int_t)uc_stats_percentile_us(ns.lag_us, 1.0));
     json_t *o = json_pack(
-        "{s:b,s:s,s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:o}",
+        "{s:b,s:s,s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:I,s:I,"
+        "s:o}",
         "enabled", ns.enabled, "channel",
         CHANNEL[ns.channel <= UC_CHANNEL_HEALTHY ? ns.channel : 0], "usage",
         near_usage_json(&ns.usage), "channel_connects",
@@ -1181,7 +1182,8 @@ static json_t *near_json(uc_app_t *app)
         (json_int_t)ns.flushes, "null_message", (json_int_t)ns.flushes_null,
         "channel_lost", (json_int_t)ns.flushes_lost, "heartbeat_late",
         (json_int_t)ns.flushes_heartbeat, "dataset",
-        (json_int_t)ns.flushes_dataset, "heartbeats_sent",
+        (json_int_t)ns.flushes_dataset, "topology",
+        (json_int_t)ns.flushes_topology, "heartbeats_sent",
         (json_int_t)ns.heartbeats_sent, "heartbeats_late",
         (json_int_t)ns.heartbeats_late, "invalidation_lag", lag);
     return o;

@@ -419,11 +419,13 @@ static void prom_near(sbuf_t *b, uc_app_t *app)
               "utxoiq_cache_near_flushes_total{reason=\"channel_lost\"} %llu\n"
               "utxoiq_cache_near_flushes_total{reason=\"heartbeat_late\"} "
               "%llu\n"
-              "utxoiq_cache_near_flushes_total{reason=\"dataset\"} %llu\n",
+              "utxoiq_cache_near_flushes_total{reason=\"dataset\"} %llu\n"
+              "utxoiq_cache_near_flushes_total{reason=\"topology\"} %llu\n",
               (unsigned long long)ns.flushes_null,
               (unsigned long long)ns.flushes_lost,
               (unsigned long long)ns.flushes_heartbeat,
-              (unsigned long long)ns.flushes_dataset);
+              (unsigned long long)ns.flushes_dataset,
+              (unsigned long long)ns.flushes_topology);
     counter1(b, "utxoiq_cache_near_channel_connects_total",
              "Invalidation channel connections made.", ns.channel_connects);
     counter1(b, "utxoiq_cache_near_invalidation_messages_total",

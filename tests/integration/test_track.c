@@ -6,7 +6,11 @@
  * null-message flush; a killed subscriber, a stopped server and a restarted
  * one are flushes followed by recovery, within bounds measured from the
  * fault; AUTH with a password and with an ACL user; the ticket changes
- * before on_flush runs; stop is bounded.
+ * before on_flush runs; stop is bounded. A node set: two servers as two
+ * nodes, each one's writes delivered, one killed and restarted; the same
+ * set again changes nothing, a changed one is a topology flush; on a real
+ * Redis Cluster one node per primary with a tag of its own slots, every
+ * heartbeat back and every primary's writes delivered.
  *
  * The callbacks only record, under a mutex; every assertion runs on the
  * test's thread. Absence ("a key outside the prefix is not delivered") is
@@ -28,6 +32,8 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "cluster.h"
+#include "redis_cluster.h"
 #include "redis_fixture.h"
 #include "track.h"
 #include "util.h"
@@ -68,6 +74,8 @@ typedef struct {
     uc__track_t *t, *t2;
     redisContext *cli;
     char auth_user[64], auth_pass[64];
+    uc_test_redis_t r2; /* a second server, for node sets */
+    uc_test_cluster_t *cl;
 } fx_t;
 
 /* ---- callbacks -------------------------------------------------------------
@@ -165,6 +173,13 @@ static int teardown(void **state)
     if (fx->f.started) {
         uc_test_redis_stop(&fx->f.r);
     }
+    if (fx->r2.dir[0] != '\0') {
+        uc_test_redis_stop(&fx->r2);
+    }
+    if (fx->cl != NULL) {
+        uc_test_cluster_stop(fx->cl);
+        free(fx->cl);
+    }
     pthread_mutex_destroy(&fx->rec.mu);
     pthread_mutex_destroy(&fx->rec2.mu);
     free(fx);
@@ -200,17 +215,12 @@ static void cli_connect(fx_t *fx)
     }
 }
 
-/* Runs a command on the test's connection; the reply must not be an error. */
-static void cmd(fx_t *fx, const char *fmt, ...)
+static void vcmd(redisContext *c, const char *fmt, va_list ap)
 {
-    va_list ap;
-    redisReply *r;
+    redisReply *r = redisvCommand(c, fmt, ap);
 
-    va_start(ap, fmt);
-    r = redisvCommand(fx->cli, fmt, ap);
-    va_end(ap);
     if (r == NULL) {
-        fail_msg("'%s': %s", fmt, fx->cli->errstr);
+        fail_msg("'%s': %s", fmt, c->errstr);
     }
     if (r->type == REDIS_REPLY_ERROR) {
         fail_msg("'%s': %s", fmt, r->str);
@@ -218,11 +228,63 @@ static void cmd(fx_t *fx, const char *fmt, ...)
     freeReplyObject(r);
 }
 
-static void env_init(fx_t *fx, const char *prefix)
+/* Runs a command on the test's connection; the reply must not be an error. */
+static void cmd(fx_t *fx, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vcmd(fx->cli, fmt, ap);
+    va_end(ap);
+}
+
+/* The same on another connection of the test's. */
+static void cmd_on(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vcmd(c, fmt, ap);
+    va_end(ap);
+}
+
+/* A connection of the test's own to a server without AUTH. */
+static redisContext *connect_port(int port)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+    assert_non_null(c);
+    if (c->err != 0) {
+        fail_msg("connect to %d: %s", port, c->errstr);
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* Keys matching pattern in c's database, counted with SCAN. */
+static size_t scan_count(redisContext *c, const char *pattern)
+{
+    size_t n = 0;
+    char cursor[32] = "0";
+    redisReply *r;
+
+    do {
+        r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        n += r->element[1]->elements;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+static void env_init_at(fx_t *fx, const char *prefix, int port)
 {
     uc_config_t *cfg = &fx->env.cfg;
 
-    uc_test_redis_config(cfg, fx->f.r.port);
+    uc_test_redis_config(cfg, port);
     cfg->connect_timeout_ms = 250;
     cfg->command_timeout_ms = 250;
     cfg->backoff_base_ms = 25;
@@ -230,6 +292,11 @@ static void env_init(fx_t *fx, const char *prefix)
     snprintf(cfg->key_prefix, sizeof(cfg->key_prefix), "%s", prefix);
     snprintf(cfg->username, sizeof(cfg->username), "%s", fx->auth_user);
     snprintf(cfg->password, sizeof(cfg->password), "%s", fx->auth_pass);
+}
+
+static void env_init(fx_t *fx, const char *prefix)
+{
+    env_init_at(fx, prefix, fx->f.r.port);
 }
 
 static void track_start(fx_t *fx, const uc__track_opts_t *opts)
@@ -940,6 +1007,417 @@ static void bad_config_refused(void **state)
     uc__track_stop(NULL);
 }
 
+/* ---- node sets -------------------------------------------------------------
+ */
+
+static uc__track_node_t node_of(const char *host, int port, const char *tag)
+{
+    uc__track_node_t n;
+
+    memset(&n, 0, sizeof(n));
+    snprintf(n.host, sizeof(n.host), "%s", host);
+    n.port = port;
+    snprintf(n.tag, sizeof(n.tag), "%s", tag);
+    return n;
+}
+
+/* The channel's per-node figures; their count must be n. */
+static void node_stats(fx_t *fx, uc__track_node_stat_t *out, size_t n)
+{
+    assert_int_equal(uc__track_node_stats(fx->t, out, n), n);
+}
+
+/* Waits until node i of n has had at least k heartbeats back. */
+static void wait_node_heartbeats(fx_t *fx, size_t n, size_t i, uint64_t k,
+                                 unsigned ms)
+{
+    uc__track_node_stat_t ns[UC__TRACK_NODES_MAX];
+    uint64_t t0 = uc_test_now_us();
+
+    for (;;) {
+        node_stats(fx, ns, n);
+        if (ns[i].heartbeats_ok >= k) {
+            return;
+        }
+        if (uc_test_now_us() - t0 > (uint64_t)ms * 1000u) {
+            fail_msg("node %zu (%s:%d): %llu heartbeats back, not %llu, "
+                     "within %u ms",
+                     i, ns[i].host, ns[i].port,
+                     (unsigned long long)ns[i].heartbeats_ok,
+                     (unsigned long long)k, ms);
+        }
+        uc_test_sleep_ms(2);
+    }
+}
+
+/*
+ * Two standalone servers passed as two nodes: a write on either arrives;
+ * SIGKILL of one is a flush (the other's link stays healthy and keeps
+ * delivering) and the handle is healthy again once that server is back.
+ */
+static void two_servers_as_two_nodes(void **state)
+{
+    fx_t *fx = *state;
+    uc__track_node_t nodes[2];
+    uc__track_node_stat_t ns[2];
+    redisContext *c2;
+    flush_ev_t ev;
+    uint64_t before, t0;
+
+    up(fx, NULL, NULL);
+    assert_int_equal(uc_test_redis_start(&fx->r2, NULL), 0);
+    nodes[0] = node_of("127.0.0.1", fx->f.r.port, "");
+    nodes[1] = node_of("127.0.0.1", fx->r2.port, "");
+    before = uc__track_ticket(fx->t);
+    assert_int_equal(uc__track_set_nodes(fx->t, nodes, 2), UC_OK);
+    /* A node added to a healthy channel: a topology flush, then healthy
+     * once both links are proven. */
+    ev = wait_flush(fx, 0, 2000);
+    assert_int_equal(ev.why, UC__FLUSH_TOPOLOGY);
+    assert_int_not_equal(UC__TRACK_TICKET_STATE(ev.ticket), UC__TRACK_HEALTHY);
+    assert_int_equal(UC__TRACK_TICKET_EPOCH(ev.ticket),
+                     UC__TRACK_TICKET_EPOCH(before) + 1);
+    wait_healthy(fx, 2, 5000);
+    node_stats(fx, ns, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(ns[i].host, "127.0.0.1");
+        assert_int_equal(ns[i].port, nodes[i].port);
+        assert_int_equal(ns[i].state, UC__TRACK_HEALTHY);
+        assert_true(ns[i].heartbeats_ok >= 1);
+        assert_int_equal(ns[i].reconnects, 0);
+    }
+
+    c2 = connect_port(fx->r2.port);
+    cmd(fx, "SET " PREFIX "on1 1");
+    wait_key(fx, PREFIX "on1", 1, 2000);
+    cmd_on(c2, "SET " PREFIX "on2 1");
+    wait_key(fx, PREFIX "on2", 1, 2000);
+    /* Each server got heartbeat keys, untagged as standalone ones, and
+     * none of them reached on_keys. */
+    wait_node_heartbeats(fx, 2, 1, 3, 2000);
+    assert_true(scan_count(fx->cli, PREFIX "uc:hb:*") >= 1);
+    assert_true(scan_count(c2, PREFIX "uc:hb:*") >= 1);
+    assert_int_equal(scan_count(c2, PREFIX "uc:hb:{*"), 0);
+    assert_int_equal(keys_with_prefix(fx, PREFIX "uc:hb:"), 0);
+    redisFree(c2);
+    assert_int_equal(nflush(fx), 1);
+
+    t0 = uc_test_now_us();
+    uc_test_redis_kill(&fx->r2);
+    ev = wait_flush(fx, 1, 2000);
+    printf("FIGURE track_nodes_detect_kill_us %llu\n",
+           (unsigned long long)(ev.at_us - t0));
+    assert_int_equal(ev.why, UC__FLUSH_LOST);
+    assert_int_not_equal(UC__TRACK_TICKET_STATE(ev.ticket), UC__TRACK_HEALTHY);
+    assert_int_equal(UC__TRACK_TICKET_EPOCH(ev.ticket),
+                     UC__TRACK_TICKET_EPOCH(before) + 2);
+    /* Not healthy while one node is missing, and no longer fresh once its
+     * last proof is older than hb_ms + hb_deadline_ms; the other's link
+     * is healthy. */
+    uc_test_sleep_ms(500);
+    assert_int_not_equal(uc__track_state(fx->t), UC__TRACK_HEALTHY);
+    assert_false(uc__track_fresh(fx->t));
+    node_stats(fx, ns, 2);
+    assert_int_equal(ns[0].state, UC__TRACK_HEALTHY);
+    assert_int_not_equal(ns[1].state, UC__TRACK_HEALTHY);
+    assert_int_equal(ns[0].flushes_lost + ns[0].flushes_heartbeat, 0);
+    assert_int_equal(ns[1].flushes_lost, 1);
+    /* The live node's invalidations still arrive (to clear placeholders). */
+    cmd(fx, "SET " PREFIX "during 1");
+    wait_key(fx, PREFIX "during", 1, 2000);
+
+    t0 = uc_test_now_us();
+    assert_int_equal(uc_test_redis_restart(&fx->r2), 0);
+    wait_healthy(fx, 3, 5000);
+    printf("FIGURE track_nodes_recover_restart_us %llu\n",
+           (unsigned long long)(healthy_at(fx) - t0));
+    node_stats(fx, ns, 2);
+    assert_int_equal(ns[1].state, UC__TRACK_HEALTHY);
+    assert_int_equal(ns[1].reconnects, 1);
+    assert_int_equal(ns[0].reconnects, 0);
+    c2 = connect_port(fx->r2.port);
+    cmd_on(c2, "SET " PREFIX "again 1");
+    redisFree(c2);
+    wait_key(fx, PREFIX "again", 1, 2000);
+    /* The failed attempts while the server was gone flushed nothing. */
+    assert_int_equal(nflush(fx), 2);
+    assert_int_equal(stats(fx).flushes_lost, 1);
+    assert_int_equal(stats(fx).flushes_topology, 1);
+}
+
+/*
+ * The same set again changes nothing; a changed one (a tag, a node added,
+ * a node removed) is a topology flush each time, and a kept link stays
+ * connected through it. Two links to one server (two names for it) see
+ * each other's heartbeats, and neither passes them on.
+ */
+static void set_nodes_same_or_changed(void **state)
+{
+    fx_t *fx = *state;
+    uc__track_node_t a, b, two[2], rev[2], bad[UC__TRACK_NODES_MAX + 1];
+    uc__track_node_stat_t ns[2];
+    uint64_t before;
+    flush_ev_t ev;
+    char pattern[64];
+
+    up(fx, NULL, NULL);
+    a = node_of("127.0.0.1", fx->f.r.port, "");
+    /* Refused: nothing, too many, a bad port, an empty host, a brace in a
+     * tag, one node twice. */
+    memset(bad, 0, sizeof(bad));
+    for (int i = 0; i <= UC__TRACK_NODES_MAX; i++) {
+        bad[i] = node_of("127.0.0.1", 1000 + i, "");
+    }
+    assert_int_equal(uc__track_set_nodes(fx->t, NULL, 1), UC_EINVAL);
+    assert_int_equal(uc__track_set_nodes(fx->t, &a, 0), UC_EINVAL);
+    assert_int_equal(uc__track_set_nodes(fx->t, bad, UC__TRACK_NODES_MAX + 1),
+                     UC_EINVAL);
+    b = node_of("127.0.0.1", 0, "");
+    assert_int_equal(uc__track_set_nodes(fx->t, &b, 1), UC_EINVAL);
+    b = node_of("", fx->f.r.port, "");
+    assert_int_equal(uc__track_set_nodes(fx->t, &b, 1), UC_EINVAL);
+    b = node_of("127.0.0.1", fx->f.r.port, "a}b");
+    assert_int_equal(uc__track_set_nodes(fx->t, &b, 1), UC_EINVAL);
+    two[0] = a;
+    two[1] = node_of("127.0.0.1", fx->f.r.port, "x");
+    assert_int_equal(uc__track_set_nodes(fx->t, two, 2), UC_EINVAL);
+
+    /* The set it already has: applied, and nothing happens. */
+    before = uc__track_ticket(fx->t);
+    assert_int_equal(uc__track_set_nodes(fx->t, &a, 1), UC_OK);
+    uc_test_sleep_ms(200);
+    fence(fx, PREFIX);
+    assert_int_equal(nflush(fx), 0);
+    assert_int_equal(uc__track_ticket(fx->t), before);
+    assert_int_equal(stats(fx).connects, 1);
+
+    /* A tag changed: a new link. */
+    b = node_of("127.0.0.1", fx->f.r.port, "x");
+    assert_int_equal(uc__track_set_nodes(fx->t, &b, 1), UC_OK);
+    ev = wait_flush(fx, 0, 2000);
+    assert_int_equal(ev.why, UC__FLUSH_TOPOLOGY);
+    assert_int_not_equal(UC__TRACK_TICKET_STATE(ev.ticket), UC__TRACK_HEALTHY);
+    assert_int_equal(UC__TRACK_TICKET_EPOCH(ev.ticket),
+                     UC__TRACK_TICKET_EPOCH(before) + 1);
+    wait_healthy(fx, 2, 5000);
+    node_stats(fx, ns, 1);
+    assert_string_equal(ns[0].tag, "x");
+    assert_int_equal(ns[0].state, UC__TRACK_HEALTHY);
+    assert_int_equal(stats(fx).connects, 2);
+    snprintf(pattern, sizeof(pattern), "%s", PREFIX "uc:hb:{x}:*");
+    assert_true(scan_count(fx->cli, pattern) >= 1);
+
+    /* A node added: the server under a second name. */
+    two[0] = b;
+    two[1] = node_of("localhost", fx->f.r.port, "");
+    assert_int_equal(uc__track_set_nodes(fx->t, two, 2), UC_OK);
+    ev = wait_flush(fx, 1, 2000);
+    assert_int_equal(ev.why, UC__FLUSH_TOPOLOGY);
+    wait_healthy(fx, 3, 5000);
+    wait_node_heartbeats(fx, 2, 1, 3, 2000);
+    node_stats(fx, ns, 2);
+    assert_string_equal(ns[1].host, "localhost");
+    assert_true(ns[0].heartbeats_ok >= 3);
+    assert_int_equal(stats(fx).connects, 3);
+
+    /* The same two in the other order: the same set. */
+    rev[0] = two[1];
+    rev[1] = two[0];
+    assert_int_equal(uc__track_set_nodes(fx->t, rev, 2), UC_OK);
+    uc_test_sleep_ms(200);
+    fence(fx, PREFIX);
+    assert_int_equal(nflush(fx), 2);
+    assert_int_equal(uc__track_state(fx->t), UC__TRACK_HEALTHY);
+
+    /* A node removed: the kept link, still connected, proves itself
+     * again before the channel is healthy. */
+    assert_int_equal(uc__track_set_nodes(fx->t, &b, 1), UC_OK);
+    ev = wait_flush(fx, 2, 2000);
+    assert_int_equal(ev.why, UC__FLUSH_TOPOLOGY);
+    assert_int_not_equal(UC__TRACK_TICKET_STATE(ev.ticket), UC__TRACK_HEALTHY);
+    wait_healthy(fx, 4, 5000);
+    node_stats(fx, ns, 1);
+    assert_string_equal(ns[0].host, "127.0.0.1");
+    assert_int_equal(stats(fx).connects, 3);
+    assert_int_equal(stats(fx).flushes_topology, 3);
+    fence(fx, PREFIX);
+    assert_int_equal(keys_with_prefix(fx, PREFIX "uc:hb:"), 0);
+    assert_int_equal(nflush(fx), 3);
+    assert_string_equal(uc__flush_reason_name(UC__FLUSH_TOPOLOGY), "topology");
+}
+
+typedef struct {
+    const int *owner;
+    int node;
+} owns_arg_t;
+
+static int owns_slot(void *arg, unsigned slot)
+{
+    const owns_arg_t *a = arg;
+
+    return a->owner[slot] == a->node;
+}
+
+/* The tags found are the first that fit, and only tags that fit. */
+static void pick_tag_fits(void **state)
+{
+    static int owner[UC__CLUSTER_SLOTS];
+    owns_arg_t a = {owner, 1};
+    char tag[UC__TRACK_TAG_MAX] = "untouched";
+    char key[128];
+
+    (void)state;
+    for (unsigned s = 0; s < UC__CLUSTER_SLOTS; s++) {
+        owner[s] = s < 5000 ? 0 : s < 5001 ? 1 : 2; /* node 1: one slot */
+    }
+    assert_int_equal(uc__track_pick_tag(PREFIX, owns_slot, &a, tag), UC_OK);
+    snprintf(key, sizeof(key), PREFIX "uc:hb:{%s}:0123456789abcdef:7", tag);
+    assert_int_equal(uc__key_slot(key, strlen(key)), 5000);
+    for (unsigned i = 0; i < 3; i++) {
+        a.node = (int)i;
+        assert_int_equal(uc__track_pick_tag("", owns_slot, &a, tag), UC_OK);
+        snprintf(key, sizeof(key), "uc:hb:{%s}:0123456789abcdef:12", tag);
+        assert_int_equal(owner[uc__key_slot(key, strlen(key))], (int)i);
+    }
+    /* A node without slots has no tag. */
+    a.node = 3;
+    snprintf(tag, sizeof(tag), "untouched");
+    assert_int_equal(uc__track_pick_tag(PREFIX, owns_slot, &a, tag), UC_MISS);
+    assert_string_equal(tag, "untouched");
+    /* A prefix with a tag of its own: every heartbeat key is in its slot;
+     * its owner gets a tag, the others none, at once. */
+    a.node = owner[uc__key_slot("app{x}:", 7)];
+    assert_int_equal(uc__track_pick_tag("app{x}:", owns_slot, &a, tag), UC_OK);
+    a.node = (a.node + 1) % 3;
+    assert_int_equal(uc__track_pick_tag("app{x}:", owns_slot, &a, tag),
+                     UC_MISS);
+    /* "{}" first: whole keys would hash. */
+    assert_int_equal(uc__track_pick_tag("a{}b:", owns_slot, &a, tag),
+                     UC_EINVAL);
+}
+
+/*
+ * A real Redis Cluster: one node per primary, each with a tag of its own
+ * slots. Every heartbeat comes back (none late), each primary holds its
+ * link's heartbeat keys, and a write on each primary arrives.
+ */
+static void cluster_one_node_per_primary(void **state)
+{
+    fx_t *fx = *state;
+    static int owner[UC_TEST_CLUSTER_SLOTS];
+    uc__track_node_t nodes[UC_TEST_CLUSTER_NODES];
+    uc__track_node_stat_t ns[UC_TEST_CLUSTER_NODES];
+    int prim[UC_TEST_CLUSTER_NODES];
+    size_t n = 0, flushes;
+    char why[256] = "";
+    const char *allow = getenv("UC_TEST_ALLOW_SKIP");
+    uint64_t t0;
+
+    if (!uc_test_cluster_available(why, sizeof(why))) {
+        if (allow != NULL && strcmp(allow, "1") == 0) {
+            print_message("skipped: %s\n", why);
+            skip();
+        }
+        fail_msg("%s (UC_TEST_ALLOW_SKIP=1 skips)", why);
+    }
+    fx->cl = calloc(1, sizeof(*fx->cl));
+    assert_non_null(fx->cl);
+    if (uc_test_cluster_start(fx->cl) != 0) {
+        fail_msg("could not start the cluster");
+    }
+    assert_int_equal(uc_test_cluster_owners(fx->cl, 0, owner), 0);
+    for (int i = 0; i < UC_TEST_CLUSTER_NODES; i++) {
+        owns_arg_t a = {owner, i};
+        char key[128];
+
+        if (uc_test_cluster_is_primary(fx->cl, i) != 1) {
+            continue;
+        }
+        nodes[n] = node_of("127.0.0.1", fx->cl->node[i].port, "");
+        assert_int_equal(
+            uc__track_pick_tag(PREFIX, owns_slot, &a, nodes[n].tag), UC_OK);
+        snprintf(key, sizeof(key), PREFIX "uc:hb:{%s}:", nodes[n].tag);
+        assert_int_equal(owner[uc__key_slot(key, strlen(key))], i);
+        prim[n++] = i;
+    }
+    assert_int_equal(n, 3);
+
+    env_init_at(fx, PREFIX, nodes[0].port);
+    t0 = uc_test_now_us();
+    track_start(fx, NULL);
+    assert_int_equal(uc__track_set_nodes(fx->t, nodes, n), UC_OK);
+    wait_healthy(fx, 1, 10000);
+    printf("FIGURE track_cluster_healthy_us %llu\n",
+           (unsigned long long)(healthy_at(fx) - t0));
+    /* The first link (the configured node, untagged) may have been proven
+     * before the set replaced it: only topology flushes so far. */
+    flushes = nflush(fx);
+    for (size_t i = 0; i < flushes; i++) {
+        assert_int_equal(wait_flush(fx, i, 0).why, UC__FLUSH_TOPOLOGY);
+    }
+    node_stats(fx, ns, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(ns[i].port, nodes[i].port);
+        assert_string_equal(ns[i].tag, nodes[i].tag);
+        assert_int_equal(ns[i].state, UC__TRACK_HEALTHY);
+    }
+    for (size_t i = 0; i < n; i++) {
+        wait_node_heartbeats(fx, n, i, 5, 3000);
+    }
+    /* Every heartbeat key is on the primary its tag names. */
+    for (size_t i = 0; i < n; i++) {
+        redisContext *c = uc_test_cluster_connect(fx->cl, prim[i]);
+        char pattern[64];
+
+        assert_non_null(c);
+        snprintf(pattern, sizeof(pattern), PREFIX "uc:hb:{%s}:*", nodes[i].tag);
+        assert_true(scan_count(c, pattern) >= 1);
+        redisFree(c);
+    }
+    /* A write on each primary, to a key of its own slots. */
+    for (size_t i = 0; i < n; i++) {
+        redisContext *c = uc_test_cluster_connect(fx->cl, prim[i]);
+        char key[64];
+        unsigned j = 0;
+
+        assert_non_null(c);
+        do {
+            snprintf(key, sizeof(key), PREFIX "k%u", j++);
+        } while (owner[uc__key_slot(key, strlen(key))] != prim[i]);
+        cmd_on(c, "SET %s 1", key);
+        redisFree(c);
+        wait_key(fx, key, 1, 2000);
+    }
+    assert_int_equal(keys_with_prefix(fx, PREFIX "uc:hb:"), 0);
+    assert_int_equal(stats(fx).heartbeats_late, 0);
+    assert_int_equal(nflush(fx), flushes);
+    assert_int_equal(uc__track_state(fx->t), UC__TRACK_HEALTHY);
+    assert_true(uc__track_fresh(fx->t));
+
+    /* The tag matters: with another primary's tag, node 0's heartbeats
+     * are refused (-MOVED) and never come back, so the channel stays
+     * unhealthy; its own tag again, and it is healthy. */
+    {
+        uc__track_node_t wrong[UC_TEST_CLUSTER_NODES];
+        memcpy(wrong, nodes, n * sizeof(nodes[0]));
+        memcpy(wrong[0].tag, nodes[1].tag, sizeof(wrong[0].tag));
+        assert_int_equal(uc__track_set_nodes(fx->t, wrong, n), UC_OK);
+        assert_int_equal(wait_flush(fx, flushes, 2000).why, UC__FLUSH_TOPOLOGY);
+        uc_test_sleep_ms(800);
+        assert_int_not_equal(uc__track_state(fx->t), UC__TRACK_HEALTHY);
+        node_stats(fx, ns, n);
+        assert_int_not_equal(ns[0].state, UC__TRACK_HEALTHY);
+        assert_int_equal(ns[0].heartbeats_ok, 0);
+        assert_int_equal(ns[1].state, UC__TRACK_HEALTHY);
+        assert_true(stats(fx).heartbeats_late >= 1);
+        assert_int_equal(nflush(fx), flushes + 1);
+        /* A change while not healthy flushes nothing more. */
+        assert_int_equal(uc__track_set_nodes(fx->t, nodes, n), UC_OK);
+        wait_healthy(fx, healthy_count(fx) + 1, 5000);
+        assert_int_equal(nflush(fx), flushes + 1);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -963,6 +1441,10 @@ int main(void)
         T(stop_when_healthy_flushes_last),
         T(stop_is_bounded),
         T(heartbeat_lag_figures),
+        cmocka_unit_test(pick_tag_fits),
+        T(two_servers_as_two_nodes),
+        T(set_nodes_same_or_changed),
+        T(cluster_one_node_per_primary),
     };
 
     /* Every fault here is one a real deployment meets; a SIGPIPE from the
