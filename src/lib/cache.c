@@ -147,6 +147,38 @@ static void on_healthy(void *arg)
 
 /* The near cache and its channel, for a Redis cache that fills (not for an
  * operator's tool, which only looks). */
+/*
+ * The store's primaries changed (a cluster's slot map): the near cache's
+ * channel follows each of them, with the tag that places its heartbeat
+ * keys on that node.
+ */
+static void store_nodes(void *arg, const uc__store_node_t *nodes, size_t n)
+{
+    uc_cache_t *c = arg;
+    uc__track_node_t tn[UC__TRACK_NODES_MAX];
+    int rc;
+
+    if (c->track == NULL || n == 0) {
+        return;
+    }
+    if (n > UC__TRACK_NODES_MAX) {
+        n = UC__TRACK_NODES_MAX;
+    }
+    memset(tn, 0, n * sizeof(tn[0]));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(tn[i].host, sizeof(tn[i].host), "%s", nodes[i].host);
+        tn[i].port = nodes[i].port;
+        snprintf(tn[i].tag, sizeof(tn[i].tag), "%s", nodes[i].tag);
+    }
+    rc = uc__track_set_nodes(c->track, tn, n);
+    if (rc != UC_OK) {
+        uc__log(&c->env, UC_LOG_WARN,
+                "near cache: following %zu redis primaries failed (%s); "
+                "it stays bypassed",
+                n, uc_strerror(rc));
+    }
+}
+
 static int near_start(uc_cache_t *c, char *err, size_t errlen)
 {
     uc__track_cb_t cb = {on_keys, on_flush, on_healthy, NULL, c};
@@ -268,6 +300,13 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
         return rc;
     }
     if (rc == UC_OK) {
+        /* From now on the store reports its primaries; the first report,
+         * if the store knows them already, goes out at once. */
+        c->be->on_nodes = store_nodes;
+        c->be->on_nodes_arg = c;
+        if (c->be->ops->announce != NULL) {
+            c->be->ops->announce(c->be);
+        }
         rc = uc__worker_start(c);
         if (rc != UC_OK) {
             uc__track_stop(c->track);

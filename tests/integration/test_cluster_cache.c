@@ -512,6 +512,107 @@ static void test_failover(void **state)
     assert_int_equal(atomic_load(&w->loads), loads_before);
 }
 
+/*
+ * The near cache on a cluster: hits without a round trip once every
+ * primary's channel is proven, and a delete made through another handle
+ * (another instance) on any primary reaches this handle's near cache.
+ */
+static void test_near_coherent(void **state)
+{
+    world_t *w = *state;
+    uc_cache_t *c2 = NULL;
+    uc_keyspace_t *ks2;
+    uc_near_stats_t ns;
+    uc_stats_t st;
+    char err[256];
+    uc_config_t cfg;
+    uc_keyspace_def_t def;
+    char url[64];
+    uint64_t worst_us = 0;
+    int items[3] = {-1, -1, -1};
+    int owners[3] = {-1, -1, -1};
+
+    world_start(w, 1);
+    /* One item on each primary. */
+    for (int i = 0; i < NKEYS; i++) {
+        int p = uc_test_cluster_slot_primary(&w->cl, item_slot(i));
+        for (int k = 0; k < 3; k++) {
+            if (owners[k] == p) {
+                break;
+            }
+            if (owners[k] < 0) {
+                owners[k] = p;
+                items[k] = i;
+                break;
+            }
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        assert_true(items[k] >= 0);
+    }
+    /* The channel is proven within a bound: then reads hit the near cache. */
+    for (uint64_t until = uc_test_now_ms() + 5000;;) {
+        uc_cache_near_stats(w->c, &ns);
+        if (ns.channel == UC_CHANNEL_HEALTHY) {
+            break;
+        }
+        assert_true(uc_test_now_ms() < until);
+        uc_test_sleep_ms(10);
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 3; k++) {
+            (void)read_item(w, items[k], 0);
+        }
+    }
+    uc_cache_stats(w->c, &st);
+    assert_true(st.near_hits >= 3);
+
+    uc_config_init(&cfg);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", w->cl.node[3].port);
+    assert_int_equal(uc_config_parse_url(&cfg, url, err, sizeof(err)), UC_OK);
+    snprintf(cfg.key_prefix, sizeof(cfg.key_prefix), "%s", PREFIX);
+    cfg.backend = UC_BACKEND_REDIS;
+    cfg.near_off = 1;
+    assert_int_equal(uc_cache_create(&cfg, &c2, err, sizeof(err)), UC_OK);
+    memset(&def, 0, sizeof(def));
+    def.name = "item";
+    def.pattern = "item:{id}";
+    def.ttl_s = 600;
+    assert_int_equal(uc_cache_add_keyspaces(c2, &def, 1, err, sizeof(err)),
+                     UC_OK);
+    ks2 = uc_cache_keyspace(c2, "item");
+    w->version = 1; /* the database changed; the other instance deletes */
+    for (int k = 0; k < 3; k++) {
+        char id[16];
+        const char *f[1] = {id};
+        uint64_t t0;
+
+        snprintf(id, sizeof(id), "%d", items[k]);
+        assert_int_equal(uc_keyspace_del(ks2, f, 1, NULL), UC_OK);
+        t0 = uc_test_now_us();
+        for (;;) {
+            uc_load_result_t r;
+            char want[96];
+
+            assert_int_equal(uc_keyspace_get_or_load(w->ks, f, 1, NULL, &r),
+                             UC_OK);
+            snprintf(want, sizeof(want), "item-%s-v1", id);
+            if (strcmp(r.data, want) == 0) {
+                uc_free(r.data);
+                break;
+            }
+            uc_free(r.data);
+            assert_true(uc_test_now_us() - t0 < 1000000u);
+            uc_test_sleep_ms(1);
+        }
+        t0 = uc_test_now_us() - t0;
+        worst_us = t0 > worst_us ? t0 : worst_us;
+    }
+    FIGURE("cluster_near_invalidation", "primaries=3 worst_lag_ms=%.2f",
+           (double)worst_us / 1000.0);
+    uc_cache_destroy(c2);
+}
+
 static void test_hung_primary(void **state)
 {
     world_t *w = *state;
@@ -579,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_near_coherent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hung_primary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_down, setup, teardown),
     };
