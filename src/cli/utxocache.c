@@ -53,7 +53,7 @@ static const char usage_text[] =
     "  invalidate PATTERN           delete keys matching a glob; print count\n"
     "  invalidate --keyspace NAME [FIELD=VALUE ...]\n"
     "                               delete a keyspace's entries; print count\n"
-    "  stats [--json]               backend, server, pool, keyspace figures\n"
+    "  stats [--json]               backend, server, pool, nodes, keyspaces\n"
     "  ping                         print the round-trip time\n"
     "\n"
     "options (before or after the command; a value after a space or '='):\n"
@@ -723,42 +723,37 @@ static int redis_ok(redisContext *c, int argc, const char **argv, char *why,
     return rc;
 }
 
-/*
- * keys PATTERN: every key below the prefix matching the glob, by SCAN
- * (never KEYS, which blocks the server), printed without the prefix, one a
- * line, in the server's order. The library has no listing call (it counts
- * by pattern, uc_cache_count_pattern), so this command connects on its own
- * with the configuration the library read: host, port, ACL user, password,
- * database, timeouts, prefix and SCAN batch. SCAN may return a key twice
- * when the table is resized during the walk, as redis-cli --scan does.
- */
-static int cmd_keys(uc_cache_t *cache, const uc_config_t *cfg,
-                    const char *pattern, int json)
-{
-    char why[256];
+/* What one `keys` walk shares between the servers it visits. */
+typedef struct {
+    const uc_config_t *cfg;
+    const char *pattern;
     char glob[UC_PREFIX_MAX + UC_KEY_MAX + 1];
-    char cursor[32] = "0";
     char count[16];
+    size_t plen;
+    int json;
+    int opened; /* the JSON array's '[' is out */
+    size_t n;   /* keys printed */
+} keys_walk_t;
+
+/*
+ * One server's part of `keys`: connects to host:port with the
+ * configuration's credentials (selecting its database when select_db),
+ * SCANs it and prints what matches. subject names the server in a message
+ * (NULL: none, the standalone form). Returns 0, or EXIT_ERR after one line.
+ */
+static int scan_server(keys_walk_t *w, const char *host, int port,
+                       int select_db, const char *subject)
+{
+    const uc_config_t *cfg = w->cfg;
+    char why[256];
+    char cursor[32] = "0";
     char db[16];
-    size_t plen = strlen(cfg->key_prefix);
-    size_t n = 0;
     redisContext *c;
 
-    if (strcmp(uc_cache_backend_name(cache), "redis") != 0) {
-        return fail("keys", NULL,
-                    "needs Redis: the memory backend lives in one process "
-                    "only; set REDIS_URL or -u");
-    }
-    if (strlen(pattern) > UC_KEY_MAX) {
-        return fail("keys", pattern, "pattern too long");
-    }
-    snprintf(glob, sizeof(glob), "%s%s", cfg->key_prefix, pattern);
-    snprintf(count, sizeof(count), "%d",
-             cfg->scan_batch > 0 ? cfg->scan_batch : 500);
-    c = redisConnectWithTimeout(cfg->host, cfg->port > 0 ? cfg->port : 6379,
+    c = redisConnectWithTimeout(host, port,
                                 ms_tv(cfg->connect_timeout_ms, 250));
     if (c == NULL || c->err) {
-        fail("keys", NULL,
+        fail("keys", subject,
              c != NULL ? redis_err(c->errstr, why, sizeof(why))
                        : "out of memory");
         redisFree(c);
@@ -773,22 +768,24 @@ static int cmd_keys(uc_cache_t *cache, const uc_config_t *cfg,
                      : redis_ok(c, 2, a2, why, sizeof(why));
         if (rc != 0) {
             redisFree(c);
-            return fail("keys", NULL, why);
+            return fail("keys", subject, why);
         }
     }
-    if (cfg->db > 0) {
+    if (select_db && cfg->db > 0) {
         const char *sel[] = {"SELECT", db};
         snprintf(db, sizeof(db), "%d", cfg->db);
         if (redis_ok(c, 2, sel, why, sizeof(why)) != 0) {
             redisFree(c);
-            return fail("keys", NULL, why);
+            return fail("keys", subject, why);
         }
     }
-    if (json) {
+    if (w->json && !w->opened) {
         fputs("[", stdout);
+        w->opened = 1;
     }
     do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", glob, "COUNT", count};
+        const char *argv[] = {"SCAN",  cursor,  "MATCH",
+                              w->glob, "COUNT", w->count};
         redisReply *r = redisCommandArgv(c, 6, argv, NULL);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING ||
@@ -799,33 +796,144 @@ static int cmd_keys(uc_cache_t *cache, const uc_config_t *cfg,
                                                     : "unexpected reply");
             freeReplyObject(r);
             redisFree(c);
-            if (json) {
-                fputs("]\n", stdout);
-            }
-            return fail("keys", pattern, redis_err(why, why, sizeof(why)));
+            return fail("keys", subject != NULL ? subject : w->pattern,
+                        redis_err(why, why, sizeof(why)));
         }
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const redisReply *k = r->element[1]->element[i];
-            if (k->type != REDIS_REPLY_STRING || k->len < plen) {
+            if (k->type != REDIS_REPLY_STRING || k->len < w->plen) {
                 continue;
             }
-            if (json) {
-                printf("%s\n  {", n == 0 ? "" : ",");
-                json_bytes("key", k->str + plen, k->len - plen);
+            if (w->json) {
+                printf("%s\n  {", w->n == 0 ? "" : ",");
+                json_bytes("key", k->str + w->plen, k->len - w->plen);
                 putchar('}');
             } else {
-                print_key(k->str + plen, k->len - plen);
+                print_key(k->str + w->plen, k->len - w->plen);
             }
-            n++;
+            w->n++;
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     redisFree(c);
-    if (json) {
-        fputs(n > 0 ? "\n]\n" : "]\n", stdout);
+    return 0;
+}
+
+/*
+ * Splits a node's "host:port" (an IPv6 host in brackets or not) into host
+ * and port; 0, or -1 when it is not of that shape.
+ */
+static int split_addr(const char *addr, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    const char *h = addr;
+    size_t hlen;
+    uint64_t p;
+
+    if (colon == NULL || parse_u64(colon + 1, 65535, &p) != 0 || p == 0) {
+        return -1;
     }
-    return EXIT_HIT;
+    hlen = (size_t)(colon - addr);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= cap) {
+        return -1;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/*
+ * The primaries of a Redis Cluster, as the library routes to them: *out is
+ * a malloc()ed array of *n nodes (primaries first). Returns 1 in cluster
+ * mode (the mode is found by a first PING), 0 otherwise or when out of
+ * memory (then the configured server alone is walked).
+ */
+static int cluster_nodes(uc_cache_t *cache, uc_redis_node_t **out, size_t *n)
+{
+    uc_redis_topology_t topo;
+    uc_redis_node_t *nodes;
+    size_t k;
+
+    (void)uc_cache_ping(cache, NULL);
+    nodes = calloc(UC_REDIS_NODES_MAX, sizeof(*nodes));
+    if (nodes == NULL) {
+        return 0;
+    }
+    k = uc_cache_redis_nodes(cache, &topo, nodes, UC_REDIS_NODES_MAX);
+    if (topo.mode != UC_REDIS_CLUSTER) {
+        free(nodes);
+        return 0;
+    }
+    *out = nodes;
+    *n = k < UC_REDIS_NODES_MAX ? k : UC_REDIS_NODES_MAX;
+    return 1;
+}
+
+/*
+ * keys PATTERN: every key below the prefix matching the glob, by SCAN
+ * (never KEYS, which blocks the server), printed without the prefix, one a
+ * line, in the server's order. The library has no listing call (it counts
+ * by pattern, uc_cache_count_pattern), so this command connects on its own
+ * with the configuration the library read: host, port, ACL user, password,
+ * database, timeouts, prefix and SCAN batch. On a Redis Cluster it walks
+ * every primary that serves slots, one after the other (a cluster has
+ * database 0 only). SCAN may return a key twice when the table is resized
+ * during the walk, as redis-cli --scan does.
+ */
+static int cmd_keys(uc_cache_t *cache, const uc_config_t *cfg,
+                    const char *pattern, int json)
+{
+    keys_walk_t w;
+    uc_redis_node_t *nodes = NULL;
+    size_t nn = 0;
+    int rc = 0;
+
+    if (strcmp(uc_cache_backend_name(cache), "redis") != 0) {
+        return fail("keys", NULL,
+                    "needs Redis: the memory backend lives in one process "
+                    "only; set REDIS_URL or -u");
+    }
+    if (strlen(pattern) > UC_KEY_MAX) {
+        return fail("keys", pattern, "pattern too long");
+    }
+    memset(&w, 0, sizeof(w));
+    w.cfg = cfg;
+    w.pattern = pattern;
+    w.json = json;
+    w.plen = strlen(cfg->key_prefix);
+    snprintf(w.glob, sizeof(w.glob), "%s%s", cfg->key_prefix, pattern);
+    snprintf(w.count, sizeof(w.count), "%d",
+             cfg->scan_batch > 0 ? cfg->scan_batch : 500);
+    if (cluster_nodes(cache, &nodes, &nn)) {
+        for (size_t i = 0; i < nn && rc == 0; i++) {
+            char host[UC_HOST_MAX + 1];
+            int port = 0;
+
+            /* A failed primary stays in the map, without slots. */
+            if (nodes[i].role != UC_NODE_PRIMARY || nodes[i].slots == 0) {
+                continue;
+            }
+            if (split_addr(nodes[i].addr, host, sizeof(host), &port) != 0) {
+                rc = fail("keys", nodes[i].addr, "not host:port");
+                break;
+            }
+            rc = scan_server(&w, host, port, 0, nodes[i].addr);
+        }
+        free(nodes);
+    } else {
+        rc = scan_server(&w, cfg->host, cfg->port > 0 ? cfg->port : 6379, 1,
+                         NULL);
+    }
+    if (w.opened) {
+        fputs(w.n > 0 ? "\n]\n" : "]\n", stdout);
+    }
+    return rc == 0 ? EXIT_HIT : EXIT_ERR;
 }
 
 /*
@@ -976,18 +1084,101 @@ static void print_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
     }
 }
 
+static const char *mode_name(const uc_cache_t *cache, uc_redis_mode_t m)
+{
+    if (strcmp(uc_cache_backend_name(cache), "redis") != 0) {
+        return "none";
+    }
+    switch (m) {
+    case UC_REDIS_STANDALONE:
+        return "standalone";
+    case UC_REDIS_CLUSTER:
+        return "cluster";
+    case UC_REDIS_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+static const char *role_name(uc_node_role_t r)
+{
+    switch (r) {
+    case UC_NODE_PRIMARY:
+        return "primary";
+    case UC_NODE_REPLICA:
+        return "replica";
+    case UC_NODE_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+/*
+ * The Redis servers behind the cache, one row each (primaries first): role,
+ * hash slots, whether its dataset is trusted, this run's commands, broken
+ * calls and redirects to it, and its breaker.
+ */
+static void print_nodes(const uc_redis_node_t *nodes, size_t n, int json)
+{
+    if (json) {
+        printf(",\n  \"nodes\": [");
+    } else if (n > 0) {
+        printf("\n%-24s %-8s %5s %-7s %9s %8s %9s %s\n", "nodes", "role",
+               "slots", "trusted", "commands", "failures", "moved/ask",
+               "breaker");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uc_redis_node_t *o = &nodes[i];
+        if (json) {
+            printf("%s\n    {\"addr\": ", i == 0 ? "" : ",");
+            json_str(o->addr);
+            printf(", \"id\": ");
+            if (o->id[0] != '\0') {
+                json_str(o->id);
+            } else {
+                fputs("null", stdout); /* standalone: no cluster id */
+            }
+            printf(", \"role\": \"%s\", \"slots\": %u, \"trusted\": %s, "
+                   "\"commands\": %" PRIu64 ", \"failures\": %" PRIu64
+                   ", \"moved\": %" PRIu64 ", \"ask\": %" PRIu64
+                   ", \"tryagain\": %" PRIu64 ", \"distrusts\": %" PRIu64
+                   ", \"breaker\": \"%s\", \"connects\": %" PRIu64
+                   ", \"connect_failures\": %" PRIu64 "}",
+                   role_name(o->role), o->slots, o->trusted ? "true" : "false",
+                   o->commands, o->failures, o->moved, o->ask, o->tryagain,
+                   o->distrusts, breaker_name(o->pool.breaker),
+                   o->pool.connects, o->pool.connect_failures);
+        } else {
+            char redirects[48];
+            snprintf(redirects, sizeof(redirects), "%" PRIu64 "/%" PRIu64,
+                     o->moved, o->ask);
+            printf("  %-22s %-8s %5u %-7s %9" PRIu64 " %8" PRIu64 " %9s %s\n",
+                   o->addr, role_name(o->role), o->slots,
+                   o->trusted ? "yes" : "no", o->commands, o->failures,
+                   redirects, breaker_name(o->pool.breaker));
+        }
+    }
+    if (json) {
+        fputs(n > 0 ? "\n  ]" : "]", stdout);
+    }
+}
+
 /*
  * stats: what the backend and the server report. The library's own
  * hit/miss counters are per process and would always be zero in a fresh
- * CLI run, so they are not shown; the server's counters are.
+ * CLI run, so they are not shown; the server's counters are. The node
+ * table's figures are this run's, like the pool's.
  */
 static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
 {
     const uc_keyspace_def_t *defs;
     uc_server_info_t info;
     uc_pool_stats_t ps;
+    uc_redis_topology_t topo;
+    uc_redis_node_t *nodes;
     uint64_t counts[16];
     size_t nks = 0;
+    size_t nn;
     char where[UC_HOST_MAX + UC_USER_MAX + 64];
     int rc;
 
@@ -1007,8 +1198,17 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
             return fail("stats", defs[i].name, uc_strerror(rc));
         }
     }
-    /* Pool figures after the calls above, so they show this run's use. */
+    /* Pool and node figures after the calls above, so they show this
+     * run's use. */
     uc_cache_pool_stats(cache, &ps);
+    nodes = calloc(UC_REDIS_NODES_MAX, sizeof(*nodes));
+    if (nodes == NULL) {
+        return fail("stats", NULL, uc_strerror(UC_ENOMEM));
+    }
+    nn = uc_cache_redis_nodes(cache, &topo, nodes, UC_REDIS_NODES_MAX);
+    if (nn > UC_REDIS_NODES_MAX) {
+        nn = UC_REDIS_NODES_MAX;
+    }
     uc_config_describe(cfg, where, sizeof(where));
     info.version[sizeof(info.version) - 1] = '\0';
 
@@ -1034,6 +1234,14 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
         {"breaker_opens", ps.breaker_opens},
         {"breaker_rejects", ps.breaker_rejects},
     };
+    const stat_row_t topology[] = {
+        {"refreshes", topo.refreshes},
+        {"refresh_failures", topo.refresh_failures},
+        {"failovers", topo.failovers},
+        {"slot_moves", topo.slot_moves},
+        {"unrouted", topo.unrouted},
+    };
+    const char *mode = mode_name(cache, topo.mode);
 
     if (json) {
         printf("{\n  \"backend\": ");
@@ -1044,14 +1252,24 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
         json_str(info.version);
         printf(",\n  \"breaker\": ");
         json_str(breaker_name(ps.breaker));
+        printf(",\n  \"mode\": \"%s\"", mode);
     } else {
         printf("%-24s %s\n", "backend", uc_cache_backend_name(cache));
         printf("%-24s %s\n", "target", where);
         printf("%-24s %s\n", "version", info.version);
         printf("%-24s %s\n", "breaker", breaker_name(ps.breaker));
+        printf("%-24s %s\n", "mode", mode);
     }
     print_rows("server", server, sizeof(server) / sizeof(server[0]), json);
     print_rows("pool", pool, sizeof(pool) / sizeof(pool[0]), json);
+    /* Slot maps and failovers only mean something on a cluster; the JSON
+     * form always has them, so that its shape does not depend on it. */
+    if (json || topo.mode == UC_REDIS_CLUSTER) {
+        print_rows("topology", topology, sizeof(topology) / sizeof(topology[0]),
+                   json);
+    }
+    print_nodes(nodes, nn, json);
+    free(nodes);
     print_keyspaces(cache, defs, counts, nks, json);
     if (json) {
         printf("\n}\n");

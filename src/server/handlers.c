@@ -1189,6 +1189,63 @@ static json_t *near_json(uc_app_t *app)
     return o;
 }
 
+/*
+ * The Redis servers behind the cache, as the library routes to them: the
+ * mode ("standalone", "cluster", "unknown" until a server answered, "none"
+ * on the memory backend), the topology counters, and one object per node
+ * (primaries first, at most UC_REDIS_NODES_MAX). Apart from the "redis"
+ * object so that it stays there when INFO fails, which is when it is most
+ * useful.
+ */
+static json_t *topology_json(uc_app_t *app)
+{
+    static const char *const MODE[] = {"unknown", "standalone", "cluster"};
+    static const char *const ROLE[] = {"unknown", "primary", "replica"};
+    static const char *const BREAKER[] = {"closed", "open", "half_open"};
+    int redis = strcmp(uc_cache_backend_name(app->cache), "redis") == 0;
+    uc_redis_topology_t t;
+    uc_redis_node_t *nodes = calloc(UC_REDIS_NODES_MAX, sizeof(*nodes));
+    size_t n = 0;
+
+    if (nodes == NULL) {
+        return NULL;
+    }
+    n = uc_cache_redis_nodes(app->cache, &t, nodes, UC_REDIS_NODES_MAX);
+    if (n > UC_REDIS_NODES_MAX) {
+        n = UC_REDIS_NODES_MAX;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && arr != NULL; i++) {
+        const uc_redis_node_t *o = &nodes[i];
+        const uc_pool_stats_t *ps = &o->pool;
+        json_array_append_new(
+            arr,
+            json_pack(
+                "{s:s,s:o,s:s,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:i,"
+                "s:I,s:I}",
+                "addr", o->addr, "id",
+                o->id[0] != '\0' ? json_string(o->id) : json_null(), "role",
+                ROLE[o->role <= UC_NODE_REPLICA ? o->role : 0], "slots",
+                (int)o->slots, "trusted", o->trusted != 0, "commands",
+                (json_int_t)o->commands, "failures", (json_int_t)o->failures,
+                "moved", (json_int_t)o->moved, "ask", (json_int_t)o->ask,
+                "tryagain", (json_int_t)o->tryagain, "distrusts",
+                (json_int_t)o->distrusts, "breaker",
+                BREAKER[ps->breaker <= UC_BREAKER_HALF_OPEN ? ps->breaker : 0],
+                "in_use", (int)ps->in_use, "idle", (int)ps->idle, "connects",
+                (json_int_t)ps->connects, "connect_failures",
+                (json_int_t)ps->connect_failures));
+    }
+    free(nodes);
+    return json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:o}", "mode",
+        !redis ? "none" : MODE[t.mode <= UC_REDIS_CLUSTER ? t.mode : 0],
+        "refreshes", (json_int_t)t.refreshes, "refresh_failures",
+        (json_int_t)t.refresh_failures, "failovers", (json_int_t)t.failovers,
+        "slot_moves", (json_int_t)t.slot_moves, "unrouted",
+        (json_int_t)t.unrouted, "nodes", arr);
+}
+
 static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     int redis = strcmp(uc_cache_backend_name(app->cache), "redis") == 0;
@@ -1241,6 +1298,7 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     json_object_set_new(j, "scope",
                         json_string(app->cache_local ? "process" : "shared"));
     json_object_set_new(j, "near", near_json(app));
+    json_object_set_new(j, "topology", topology_json(app));
     if (redis) {
         if (uc_cache_server_info(app->cache, &si) == UC_OK) {
             json_object_set_new(

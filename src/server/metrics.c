@@ -540,6 +540,137 @@ static void prom_redis(sbuf_t *b, uc_app_t *app)
              "Keys the Redis server expired.", si.expired_keys);
 }
 
+/*
+ * The Redis servers behind the cache, one series per node and family with
+ * labels node ("host:port") and role. Their number is bounded by the
+ * library's UC_REDIS_NODES_MAX; a node changing role (a failover) starts
+ * a new series. Nothing on the memory backend.
+ */
+#define NODE_LABELS_MAX (2 * (UC_HOST_MAX + 8) + 32)
+
+/* The per-node families: name, type, help, and the field they show. */
+enum {
+    NF_COMMANDS,
+    NF_FAILURES,
+    NF_MOVED,
+    NF_ASK,
+    NF_TRYAGAIN,
+    NF_DISTRUSTS,
+    NF_SLOTS,
+    NF_UP,
+    NF_TRUSTED,
+    NF_COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *type;
+    const char *help;
+} node_families[NF_COUNT] = {
+    {"utxoiq_cache_redis_node_commands_total", "counter",
+     "Commands the cache sent to a Redis node."},
+    {"utxoiq_cache_redis_node_failures_total", "counter",
+     "Calls that broke a connection to a Redis node."},
+    {"utxoiq_cache_redis_node_moved_total", "counter",
+     "MOVED answers of a Redis Cluster node (a slot changed owner)."},
+    {"utxoiq_cache_redis_node_ask_total", "counter",
+     "ASK answers of a Redis Cluster node (a slot being migrated)."},
+    {"utxoiq_cache_redis_node_tryagain_total", "counter",
+     "TRYAGAIN and CLUSTERDOWN answers of a Redis Cluster node."},
+    {"utxoiq_cache_redis_node_distrusts_total", "counter",
+     "Times a Redis node's dataset was not trusted (its cache keys are "
+     "dropped before it serves again)."},
+    {"utxoiq_cache_redis_node_slots", "gauge",
+     "Hash slots a Redis node serves (16384 for a standalone server, 0 for "
+     "a replica)."},
+    {"utxoiq_cache_redis_node_up", "gauge",
+     "1 when a Redis node's circuit breaker is not open, else 0."},
+    {"utxoiq_cache_redis_node_trusted", "gauge",
+     "1 when a Redis node's dataset is trusted, else 0."},
+};
+
+static uint64_t node_value(const uc_redis_node_t *o, int f)
+{
+    switch (f) {
+    case NF_COMMANDS:
+        return o->commands;
+    case NF_FAILURES:
+        return o->failures;
+    case NF_MOVED:
+        return o->moved;
+    case NF_ASK:
+        return o->ask;
+    case NF_TRYAGAIN:
+        return o->tryagain;
+    case NF_DISTRUSTS:
+        return o->distrusts;
+    case NF_SLOTS:
+        return o->slots;
+    case NF_UP:
+        return o->pool.breaker != UC_BREAKER_OPEN;
+    default:
+        return o->trusted != 0;
+    }
+}
+
+static void prom_redis_nodes(sbuf_t *b, uc_app_t *app)
+{
+    static const char *const ROLE[] = {"unknown", "primary", "replica"};
+    uc_redis_topology_t t;
+    uc_redis_node_t *nodes;
+    char(*labels)[NODE_LABELS_MAX];
+    size_t n;
+
+    if (strcmp(uc_cache_backend_name(app->cache), "redis") != 0) {
+        return;
+    }
+    nodes = calloc(UC_REDIS_NODES_MAX, sizeof(*nodes));
+    labels = calloc(UC_REDIS_NODES_MAX, sizeof(*labels));
+    if (nodes == NULL || labels == NULL) {
+        free(nodes);
+        free(labels);
+        b->failed = 1;
+        return;
+    }
+    n = uc_cache_redis_nodes(app->cache, &t, nodes, UC_REDIS_NODES_MAX);
+    if (n > UC_REDIS_NODES_MAX) {
+        n = UC_REDIS_NODES_MAX;
+    }
+    gauge1(b, "utxoiq_cache_redis_cluster",
+           "1 when the cache's Redis is a Redis Cluster, 0 for a standalone "
+           "server (or while no server has answered yet).",
+           t.mode == UC_REDIS_CLUSTER ? 1 : 0);
+    counter1(b, "utxoiq_cache_redis_topology_refreshes_total",
+             "Redis Cluster slot maps read (CLUSTER SHARDS).", t.refreshes);
+    counter1(b, "utxoiq_cache_redis_topology_refresh_failures_total",
+             "Slot map refreshes in which no Redis Cluster node answered.",
+             t.refresh_failures);
+    counter1(b, "utxoiq_cache_redis_topology_failovers_total",
+             "Replicas seen taking over a primary's slots.", t.failovers);
+    counter1(b, "utxoiq_cache_redis_topology_slot_moves_total",
+             "Hash slots seen changing owner.", t.slot_moves);
+    counter1(b, "utxoiq_cache_redis_topology_unrouted_total",
+             "Cache calls for a hash slot no Redis Cluster node served.",
+             t.unrouted);
+    for (size_t i = 0; i < n; i++) {
+        char addr[NODE_LABELS_MAX - 32];
+        const uc_redis_node_t *o = &nodes[i];
+        label_value(o->addr, addr, sizeof(addr));
+        snprintf(labels[i], sizeof(labels[i]), "node=\"%s\",role=\"%s\"", addr,
+                 ROLE[o->role <= UC_NODE_REPLICA ? o->role : 0]);
+    }
+    for (int f = 0; f < NF_COUNT; f++) {
+        family(b, node_families[f].name, node_families[f].type,
+               node_families[f].help);
+        for (size_t i = 0; i < n; i++) {
+            sb_printf(b, "%s{%s} %llu\n", node_families[f].name, labels[i],
+                      (unsigned long long)node_value(&nodes[i], f));
+        }
+    }
+    free(labels);
+    free(nodes);
+}
+
 /* ---- process ------------------------------------------------------------- */
 
 /* Reads a small /proc file into buf (NUL-terminated); -1 when it cannot. */
@@ -636,6 +767,7 @@ char *uc_metrics_text(uc_app_t *app, size_t *len)
     prom_pool(&b, app);
     prom_near(&b, app);
     prom_redis(&b, app);
+    prom_redis_nodes(&b, app);
     gauge1(&b, "utxoiq_database_writable",
            "1 when the last write probe of the database committed, 0 when "
            "it failed (see /readyz).",
