@@ -329,6 +329,8 @@ typedef struct {
     uc_node_role_t role;
     unsigned slots;       /* hash slots it serves (16384 standalone) */
     int trusted;          /* its dataset is trusted (see docs) */
+    int failed;           /* the cluster marks it failed (a dead primary
+                             stays in the map, serving no slots) */
     uint64_t commands;    /* commands sent to it */
     uint64_t failures;    /* calls that broke a connection to it */
     uint64_t moved;       /* MOVED answers it gave */

@@ -66,6 +66,7 @@ typedef struct {
     /* From the last map (mu for writes; atomics for the stats' reads). */
     _Atomic int role; /* uc_node_role_t */
     _Atomic unsigned nslots;
+    _Atomic int failed;           /* the map's health says "fail" */
     char id[UC__NODE_ID_MAX + 1]; /* mu */
     unsigned tag_slot;            /* the slot of tag; mu */
     int was_known;                /* named by an applied map before; mu */
@@ -150,6 +151,7 @@ static int link_add(cr_t *cr, const char *host, int port, int seed)
     l->tag_slot = UC__CLUSTER_SLOTS;
     atomic_init(&l->role, UC_NODE_UNKNOWN);
     atomic_init(&l->nslots, 0);
+    atomic_init(&l->failed, 0);
     if (uc__redis_node_create(cr->env, host, port, &cr->base,
                               atomic_load(&cr->mode) == MODE_CLUSTER || !seed,
                               &l->node) != UC_OK) {
@@ -273,6 +275,8 @@ static void apply_map(cr_t *cr, const uc__slotmap_t *m, const char *from_host)
         if (li[i] >= 0) {
             snprintf(cr->links[li[i]].id, sizeof(cr->links[li[i]].id), "%s",
                      nd->id);
+            atomic_store(&cr->links[li[i]].failed,
+                         nd->health == UC__HEALTH_FAILED);
         }
     }
     nl = atomic_load(&cr->nlinks);
@@ -1389,6 +1393,7 @@ static void fill_node(cr_t *cr, size_t i, uc_redis_node_t *o)
         o->slots = UC__CLUSTER_SLOTS;
     }
     o->trusted = !uc__redis_node_distrusted(l->node);
+    o->failed = atomic_load(&l->failed);
     uc__redis_node_counters(l->node, &ct);
     o->commands = ct.commands;
     o->failures = ct.failures;

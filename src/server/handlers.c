@@ -1221,16 +1221,16 @@ static json_t *topology_json(uc_app_t *app)
         json_array_append_new(
             arr,
             json_pack(
-                "{s:s,s:o,s:s,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:i,"
-                "s:I,s:I}",
+                "{s:s,s:o,s:s,s:i,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,"
+                "s:i,s:I,s:I}",
                 "addr", o->addr, "id",
                 o->id[0] != '\0' ? json_string(o->id) : json_null(), "role",
                 ROLE[o->role <= UC_NODE_REPLICA ? o->role : 0], "slots",
-                (int)o->slots, "trusted", o->trusted != 0, "commands",
-                (json_int_t)o->commands, "failures", (json_int_t)o->failures,
-                "moved", (json_int_t)o->moved, "ask", (json_int_t)o->ask,
-                "tryagain", (json_int_t)o->tryagain, "distrusts",
-                (json_int_t)o->distrusts, "breaker",
+                (int)o->slots, "trusted", o->trusted != 0, "failed",
+                o->failed != 0, "commands", (json_int_t)o->commands, "failures",
+                (json_int_t)o->failures, "moved", (json_int_t)o->moved, "ask",
+                (json_int_t)o->ask, "tryagain", (json_int_t)o->tryagain,
+                "distrusts", (json_int_t)o->distrusts, "breaker",
                 BREAKER[ps->breaker <= UC_BREAKER_HALF_OPEN ? ps->breaker : 0],
                 "in_use", (int)ps->in_use, "idle", (int)ps->idle, "connects",
                 (json_int_t)ps->connects, "connect_failures",

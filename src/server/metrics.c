@@ -584,7 +584,8 @@ static const struct {
      "Hash slots a Redis node serves (16384 for a standalone server, 0 for "
      "a replica)."},
     {"utxoiq_cache_redis_node_up", "gauge",
-     "1 when a Redis node's circuit breaker is not open, else 0."},
+     "1 when a Redis node's circuit breaker is not open and the cluster "
+     "does not mark it failed, else 0."},
     {"utxoiq_cache_redis_node_trusted", "gauge",
      "1 when a Redis node's dataset is trusted, else 0."},
 };
@@ -607,7 +608,7 @@ static uint64_t node_value(const uc_redis_node_t *o, int f)
     case NF_SLOTS:
         return o->slots;
     case NF_UP:
-        return o->pool.breaker != UC_BREAKER_OPEN;
+        return o->pool.breaker != UC_BREAKER_OPEN && !o->failed;
     default:
         return o->trusted != 0;
     }
