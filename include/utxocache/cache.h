@@ -327,17 +327,22 @@ typedef struct {
     char addr[UC_HOST_MAX + 8]; /* "host:port" */
     char id[41];                /* cluster node id; "" standalone */
     uc_node_role_t role;
-    unsigned slots;       /* hash slots it serves (16384 standalone) */
-    int trusted;          /* its dataset is trusted (see docs) */
-    int failed;           /* the cluster marks it failed (a dead primary
-                             stays in the map, serving no slots) */
-    uint64_t commands;    /* commands sent to it */
-    uint64_t failures;    /* calls that broke a connection to it */
-    uint64_t moved;       /* MOVED answers it gave */
-    uint64_t ask;         /* ASK answers */
-    uint64_t tryagain;    /* TRYAGAIN and CLUSTERDOWN answers */
-    uint64_t distrusts;   /* times its dataset was not trusted */
-    uc_pool_stats_t pool; /* its connections and breaker */
+    unsigned slots; /* hash slots it serves (16384 standalone) */
+    int trusted;    /* its dataset is trusted (see docs) */
+    int failed;     /* the cluster marks it failed (a dead primary
+                       stays in the map, serving no slots) */
+    /* The near cache's invalidation channel on this node (primaries only;
+     * UC_CHANNEL_NONE without a near cache or for a node not followed). */
+    uc_channel_state_t channel;
+    uint64_t channel_heartbeats; /* heartbeats that came back on it */
+    uint64_t channel_lag_us;     /* the newest heartbeat's lag */
+    uint64_t commands;           /* commands sent to it */
+    uint64_t failures;           /* calls that broke a connection to it */
+    uint64_t moved;              /* MOVED answers it gave */
+    uint64_t ask;                /* ASK answers */
+    uint64_t tryagain;           /* TRYAGAIN and CLUSTERDOWN answers */
+    uint64_t distrusts;          /* times its dataset was not trusted */
+    uc_pool_stats_t pool;        /* its connections and breaker */
 } uc_redis_node_t;
 
 /*

@@ -676,16 +676,50 @@ void uc_cache_stats(const uc_cache_t *cache, uc_stats_t *out)
     }
 }
 
+/* Each node's own channel, from the near cache's links (by address). */
+static void channel_of_nodes(const uc_cache_t *c, uc_redis_node_t *out,
+                             size_t n)
+{
+    uc__track_node_stat_t links[UC__TRACK_NODES_MAX];
+    size_t nl = uc__track_node_stats(c->track, links, UC__TRACK_NODES_MAX);
+
+    if (nl > UC__TRACK_NODES_MAX) {
+        nl = UC__TRACK_NODES_MAX;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < nl; j++) {
+            char addr[sizeof(out[i].addr)];
+
+            snprintf(addr, sizeof(addr), "%s:%d", links[j].host, links[j].port);
+            if (strcmp(addr, out[i].addr) != 0) {
+                continue;
+            }
+            out[i].channel =
+                links[j].state == UC__TRACK_HEALTHY      ? UC_CHANNEL_HEALTHY
+                : links[j].state == UC__TRACK_CONNECTING ? UC_CHANNEL_CONNECTING
+                                                         : UC_CHANNEL_DOWN;
+            out[i].channel_heartbeats = links[j].heartbeats_ok;
+            out[i].channel_lag_us = links[j].lag_last_us;
+        }
+    }
+}
+
 size_t uc_cache_redis_nodes(const uc_cache_t *cache, uc_redis_topology_t *topo,
                             uc_redis_node_t *out, size_t cap)
 {
+    size_t n;
+
     if (topo != NULL) {
         memset(topo, 0, sizeof(*topo));
     }
     if (cache == NULL || cache->be->ops->nodes == NULL) {
         return 0;
     }
-    return cache->be->ops->nodes(cache->be, topo, out, cap);
+    n = cache->be->ops->nodes(cache->be, topo, out, cap);
+    if (cache->track != NULL && out != NULL) {
+        channel_of_nodes(cache, out, n < cap ? n : cap);
+    }
+    return n;
 }
 
 void uc_cache_pool_stats(const uc_cache_t *cache, uc_pool_stats_t *out)

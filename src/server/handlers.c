@@ -1202,6 +1202,8 @@ static json_t *topology_json(uc_app_t *app)
     static const char *const MODE[] = {"unknown", "standalone", "cluster"};
     static const char *const ROLE[] = {"unknown", "primary", "replica"};
     static const char *const BREAKER[] = {"closed", "open", "half_open"};
+    static const char *const CHANNEL[] = {"none", "down", "connecting",
+                                          "healthy"};
     int redis = strcmp(uc_cache_backend_name(app->cache), "redis") == 0;
     uc_redis_topology_t t;
     uc_redis_node_t *nodes = calloc(UC_REDIS_NODES_MAX, sizeof(*nodes));
@@ -1221,13 +1223,15 @@ static json_t *topology_json(uc_app_t *app)
         json_array_append_new(
             arr,
             json_pack(
-                "{s:s,s:o,s:s,s:i,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,"
-                "s:i,s:I,s:I}",
+                "{s:s,s:o,s:s,s:i,s:b,s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s,"
+                "s:i,s:i,s:I,s:I}",
                 "addr", o->addr, "id",
                 o->id[0] != '\0' ? json_string(o->id) : json_null(), "role",
                 ROLE[o->role <= UC_NODE_REPLICA ? o->role : 0], "slots",
                 (int)o->slots, "trusted", o->trusted != 0, "failed",
-                o->failed != 0, "commands", (json_int_t)o->commands, "failures",
+                o->failed != 0, "channel",
+                CHANNEL[o->channel <= UC_CHANNEL_HEALTHY ? o->channel : 0],
+                "commands", (json_int_t)o->commands, "failures",
                 (json_int_t)o->failures, "moved", (json_int_t)o->moved, "ask",
                 (json_int_t)o->ask, "tryagain", (json_int_t)o->tryagain,
                 "distrusts", (json_int_t)o->distrusts, "breaker",

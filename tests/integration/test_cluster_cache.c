@@ -559,6 +559,22 @@ static void test_near_coherent(void **state)
         assert_true(uc_test_now_ms() < until);
         uc_test_sleep_ms(10);
     }
+    {
+        uc_redis_node_t nodes[UC_REDIS_NODES_MAX];
+        size_t n = uc_cache_redis_nodes(w->c, NULL, nodes, UC_REDIS_NODES_MAX);
+        int healthy = 0;
+
+        for (size_t i = 0; i < n && i < UC_REDIS_NODES_MAX; i++) {
+            if (nodes[i].role == UC_NODE_PRIMARY && nodes[i].slots > 0) {
+                assert_int_equal(nodes[i].channel, UC_CHANNEL_HEALTHY);
+                assert_true(nodes[i].channel_heartbeats > 0);
+                healthy++;
+            } else {
+                assert_int_equal(nodes[i].channel, UC_CHANNEL_NONE);
+            }
+        }
+        assert_int_equal(healthy, 3);
+    }
     for (int round = 0; round < 3; round++) {
         for (int k = 0; k < 3; k++) {
             (void)read_item(w, items[k], 0);
