@@ -1138,22 +1138,24 @@ static void print_nodes(const uc_redis_node_t *nodes, size_t n, int json)
             } else {
                 fputs("null", stdout); /* standalone: no cluster id */
             }
-            printf(", \"role\": \"%s\", \"slots\": %u, \"trusted\": %s, "
+            printf(", \"role\": \"%s\", \"failed\": %s, \"slots\": %u, "
+                   "\"trusted\": %s, "
                    "\"commands\": %" PRIu64 ", \"failures\": %" PRIu64
                    ", \"moved\": %" PRIu64 ", \"ask\": %" PRIu64
                    ", \"tryagain\": %" PRIu64 ", \"distrusts\": %" PRIu64
                    ", \"breaker\": \"%s\", \"connects\": %" PRIu64
                    ", \"connect_failures\": %" PRIu64 "}",
-                   role_name(o->role), o->slots, o->trusted ? "true" : "false",
-                   o->commands, o->failures, o->moved, o->ask, o->tryagain,
-                   o->distrusts, breaker_name(o->pool.breaker),
-                   o->pool.connects, o->pool.connect_failures);
+                   role_name(o->role), o->failed ? "true" : "false", o->slots,
+                   o->trusted ? "true" : "false", o->commands, o->failures,
+                   o->moved, o->ask, o->tryagain, o->distrusts,
+                   breaker_name(o->pool.breaker), o->pool.connects,
+                   o->pool.connect_failures);
         } else {
             char redirects[48];
             snprintf(redirects, sizeof(redirects), "%" PRIu64 "/%" PRIu64,
                      o->moved, o->ask);
             printf("  %-22s %-8s %5u %-7s %9" PRIu64 " %8" PRIu64 " %9s %s\n",
-                   o->addr, role_name(o->role), o->slots,
+                   o->addr, o->failed ? "failed" : role_name(o->role), o->slots,
                    o->trusted ? "yes" : "no", o->commands, o->failures,
                    redirects, breaker_name(o->pool.breaker));
         }
