@@ -682,7 +682,9 @@ static void print_key(const char *k, size_t len)
 /* hiredis' message in our style: lower case first. */
 static const char *redis_err(const char *msg, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s", msg);
+    if (msg != buf) {
+        snprintf(buf, cap, "%s", msg);
+    }
     if (buf[0] >= 'A' && buf[0] <= 'Z') {
         buf[0] = (char)(buf[0] - 'A' + 'a');
     }

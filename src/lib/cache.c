@@ -688,9 +688,10 @@ static void channel_of_nodes(const uc_cache_t *c, uc_redis_node_t *out,
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < nl; j++) {
-            char addr[sizeof(out[i].addr)];
+            char addr[sizeof(out[i].addr) + 16];
 
-            snprintf(addr, sizeof(addr), "%s:%d", links[j].host, links[j].port);
+            snprintf(addr, sizeof(addr), "%.*s:%d", (int)UC_HOST_MAX - 1,
+                     links[j].host, links[j].port);
             if (strcmp(addr, out[i].addr) != 0) {
                 continue;
             }
