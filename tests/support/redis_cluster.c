@@ -114,44 +114,33 @@ static int pick_port(const uc_test_cluster_t *c, int upto, int other)
     return -1;
 }
 
-static int start_node(uc_test_cluster_t *c, int i, int port, int bus)
+static int start_node(uc_test_cluster_t *c, int i, int port, int bus,
+                      const char *conf)
 {
-    char extra[512];
+    char extra[1024];
 
     /* repl-diskless-sync-delay 0: a primary would otherwise wait 5 s
      * before the first sync of each replica. */
     snprintf(extra, sizeof(extra),
              "cluster-enabled yes\ncluster-config-file nodes-%d.conf\n"
              "cluster-port %d\ncluster-node-timeout 1000\n"
-             "repl-diskless-sync-delay 0\n",
-             port, bus);
+             "repl-diskless-sync-delay 0\n%s",
+             port, bus, conf != NULL ? conf : "");
     c->bus_port[i] = bus;
     return uc_test_redis_start_at(&c->node[i], c->dir, port, extra);
 }
 
-/* Runs redis-cli --cluster create with output to a log; bounded 30 s. */
-static int create_cluster(uc_test_cluster_t *c)
+/*
+ * Runs redis-cli with argv (argv[0] is "redis-cli"), its output to the file
+ * `log`, stdin from /dev/null; SIGKILLed after timeout_ms. Returns 0 when it
+ * exited 0, else -1 after printing what happened (`what` names the run).
+ */
+static int run_cli(const char *const *argv, const char *log,
+                   unsigned timeout_ms, const char *what)
 {
-    char addr[UC_TEST_CLUSTER_NODES][32];
-    char log[600];
-    const char *argv[UC_TEST_CLUSTER_NODES + 8];
-    int argc = 0;
     uint64_t deadline;
     pid_t pid;
     int status;
-
-    argv[argc++] = "redis-cli";
-    argv[argc++] = "--cluster";
-    argv[argc++] = "create";
-    for (int i = 0; i < UC_TEST_CLUSTER_NODES; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", c->node[i].port);
-        argv[argc++] = addr[i];
-    }
-    argv[argc++] = "--cluster-replicas";
-    argv[argc++] = "1";
-    argv[argc++] = "--cluster-yes";
-    argv[argc] = NULL;
-    snprintf(log, sizeof(log), "%s/cluster-create.log", c->dir);
 
     pid = fork();
     if (pid < 0) {
@@ -171,24 +160,53 @@ static int create_cluster(uc_test_cluster_t *c)
         execvp("redis-cli", (char *const *)argv);
         _exit(127);
     }
-    deadline = uc_test_now_ms() + 30000;
+    deadline = uc_test_now_ms() + timeout_ms;
     while (waitpid(pid, &status, WNOHANG) != pid) {
         if (uc_test_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
-            fprintf(stderr, "redis-cli --cluster create: no end in 30 s\n");
+            fprintf(stderr, "redis-cli %s: no end in %u ms; see %s\n", what,
+                    timeout_ms, log);
             return -1;
         }
         uc_test_sleep_ms(20);
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "redis-cli --cluster create failed; see %s\n", log);
+        fprintf(stderr, "redis-cli %s failed; see %s\n", what, log);
         return -1;
     }
     return 0;
 }
 
+/* Runs redis-cli --cluster create with output to a log; bounded 30 s. */
+static int create_cluster(uc_test_cluster_t *c)
+{
+    char addr[UC_TEST_CLUSTER_NODES][32];
+    char log[600];
+    const char *argv[UC_TEST_CLUSTER_NODES + 8];
+    int argc = 0;
+
+    argv[argc++] = "redis-cli";
+    argv[argc++] = "--cluster";
+    argv[argc++] = "create";
+    for (int i = 0; i < UC_TEST_CLUSTER_NODES; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", c->node[i].port);
+        argv[argc++] = addr[i];
+    }
+    argv[argc++] = "--cluster-replicas";
+    argv[argc++] = "1";
+    argv[argc++] = "--cluster-yes";
+    argv[argc] = NULL;
+    snprintf(log, sizeof(log), "%s/cluster-create.log", c->dir);
+    return run_cli(argv, log, 30000, "--cluster create");
+}
+
 int uc_test_cluster_start(uc_test_cluster_t *c)
+{
+    return uc_test_cluster_start_conf(c, NULL);
+}
+
+int uc_test_cluster_start_conf(uc_test_cluster_t *c, const char *extra_conf)
 {
     uint64_t t0;
 
@@ -205,7 +223,7 @@ int uc_test_cluster_start(uc_test_cluster_t *c)
             int port = pick_port(c, i, -1);
             int bus = pick_port(c, i, port);
             if (port > 0 && bus > 0) {
-                started = start_node(c, i, port, bus);
+                started = start_node(c, i, port, bus, extra_conf);
             }
         }
         if (started != 0) {
@@ -627,4 +645,198 @@ int uc_test_cluster_slot_primary(const uc_test_cluster_t *c, unsigned slot)
     }
     free(owner);
     return found;
+}
+
+int uc_test_cluster_node_id(const uc_test_cluster_t *c, int i, char *id,
+                            size_t cap)
+{
+    redisContext *ctx = uc_test_cluster_connect(c, i);
+    redisReply *r;
+    int rc = -1;
+
+    if (ctx == NULL) {
+        return -1;
+    }
+    r = redisCommand(ctx, "CLUSTER MYID");
+    if (r != NULL &&
+        (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+        r->len > 0 && r->len < cap) {
+        memcpy(id, r->str, r->len);
+        id[r->len] = '\0';
+        rc = 0;
+    }
+    freeReplyObject(r);
+    redisFree(ctx);
+    return rc;
+}
+
+int uc_test_cluster_reshard(uc_test_cluster_t *c, int from, int to,
+                            unsigned nslots, unsigned timeout_ms)
+{
+    char from_id[64], to_id[64], addr[32], n[16], log[600];
+    const char *argv[16];
+    int argc = 0;
+
+    if (uc_test_cluster_node_id(c, from, from_id, sizeof(from_id)) != 0 ||
+        uc_test_cluster_node_id(c, to, to_id, sizeof(to_id)) != 0) {
+        fprintf(stderr, "reshard: no node id of node %d or %d\n", from, to);
+        return -1;
+    }
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", c->node[from].port);
+    snprintf(n, sizeof(n), "%u", nslots);
+    snprintf(log, sizeof(log), "%s/reshard-%d-%d-%llu.log", c->dir, from, to,
+             (unsigned long long)uc_test_now_ms());
+    argv[argc++] = "redis-cli";
+    argv[argc++] = "--cluster";
+    argv[argc++] = "reshard";
+    argv[argc++] = addr;
+    argv[argc++] = "--cluster-from";
+    argv[argc++] = from_id;
+    argv[argc++] = "--cluster-to";
+    argv[argc++] = to_id;
+    argv[argc++] = "--cluster-slots";
+    argv[argc++] = n;
+    argv[argc++] = "--cluster-yes";
+    argv[argc] = NULL;
+    return run_cli(argv, log, timeout_ms, "--cluster reshard");
+}
+
+/* A reply that must be +OK (or, for MIGRATE, +NOKEY); prints it if not. */
+static int reply_ok(redisReply *r, const char *what)
+{
+    int ok = r != NULL && r->type == REDIS_REPLY_STATUS &&
+             (strcmp(r->str, "OK") == 0 || strcmp(r->str, "NOKEY") == 0);
+
+    if (!ok) {
+        fprintf(stderr, "%s: %s\n", what,
+                r == NULL                      ? "no reply"
+                : r->type == REDIS_REPLY_ERROR ? r->str
+                                               : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* Moves every key of `slot` from the node of src to port `to_port`, in
+ * bounded rounds of GETKEYSINSLOT + MIGRATE. 0 or -1. */
+static int move_keys(redisContext *src, int to_port, unsigned slot)
+{
+    for (int round = 0; round < 1000; round++) {
+        redisReply *keys =
+            redisCommand(src, "CLUSTER GETKEYSINSLOT %u 100", slot);
+        size_t n;
+
+        if (keys == NULL || keys->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "GETKEYSINSLOT %u: %s\n", slot,
+                    keys != NULL && keys->type == REDIS_REPLY_ERROR
+                        ? keys->str
+                        : "no array");
+            freeReplyObject(keys);
+            return -1;
+        }
+        n = keys->elements;
+        for (size_t k = 0; k < n; k++) {
+            const redisReply *key = keys->element[k];
+            if (reply_ok(redisCommand(src, "MIGRATE 127.0.0.1 %d %b 0 5000",
+                                      to_port, key->str, (size_t)key->len),
+                         "MIGRATE") != 0) {
+                freeReplyObject(keys);
+                return -1;
+            }
+        }
+        freeReplyObject(keys);
+        if (n == 0) {
+            return 0;
+        }
+    }
+    fprintf(stderr, "slot %u: keys still arriving after 1000 rounds\n", slot);
+    return -1;
+}
+
+int uc_test_cluster_migrate_begin(uc_test_cluster_t *c, int from, int to,
+                                  const unsigned *slots, size_t n)
+{
+    char from_id[64], to_id[64];
+    redisContext *src = NULL;
+    redisContext *dst = NULL;
+    int rc = -1;
+
+    if (uc_test_cluster_node_id(c, from, from_id, sizeof(from_id)) != 0 ||
+        uc_test_cluster_node_id(c, to, to_id, sizeof(to_id)) != 0) {
+        return -1;
+    }
+    src = uc_test_cluster_connect(c, from);
+    dst = uc_test_cluster_connect(c, to);
+    if (src == NULL || dst == NULL) {
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* The importing side first, as redis-cli does: a client sent to
+         * the target by an ASK must find it ready. */
+        if (reply_ok(redisCommand(dst, "CLUSTER SETSLOT %u IMPORTING %s",
+                                  slots[i], from_id),
+                     "SETSLOT IMPORTING") != 0 ||
+            reply_ok(redisCommand(src, "CLUSTER SETSLOT %u MIGRATING %s",
+                                  slots[i], to_id),
+                     "SETSLOT MIGRATING") != 0 ||
+            move_keys(src, c->node[to].port, slots[i]) != 0) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    redisFree(src);
+    redisFree(dst);
+    return rc;
+}
+
+int uc_test_cluster_migrate_end(uc_test_cluster_t *c, int from, int to,
+                                const unsigned *slots, size_t n)
+{
+    char to_id[64];
+    redisContext *src = NULL;
+    int rc = -1;
+
+    if (uc_test_cluster_node_id(c, to, to_id, sizeof(to_id)) != 0) {
+        return -1;
+    }
+    src = uc_test_cluster_connect(c, from);
+    if (src == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (move_keys(src, c->node[to].port, slots[i]) != 0) {
+            goto done;
+        }
+    }
+    /* The target, then the source, then every other primary: the order
+     * of redis-cli, so that no node points a client back and forth. */
+    for (int pass = 0; pass < 3; pass++) {
+        for (int j = 0; j < UC_TEST_CLUSTER_NODES; j++) {
+            redisContext *ctx;
+            int mine = (pass == 0 && j == to) || (pass == 1 && j == from) ||
+                       (pass == 2 && j != to && j != from && running(c, j) &&
+                        uc_test_cluster_is_primary(c, j) == 1);
+            if (!mine) {
+                continue;
+            }
+            ctx = uc_test_cluster_connect(c, j);
+            if (ctx == NULL) {
+                goto done;
+            }
+            for (size_t i = 0; i < n; i++) {
+                if (reply_ok(redisCommand(ctx, "CLUSTER SETSLOT %u NODE %s",
+                                          slots[i], to_id),
+                             "SETSLOT NODE") != 0) {
+                    redisFree(ctx);
+                    goto done;
+                }
+            }
+            redisFree(ctx);
+        }
+    }
+    rc = 0;
+done:
+    redisFree(src);
+    return rc;
 }

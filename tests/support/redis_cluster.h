@@ -6,6 +6,9 @@
  * `redis-cli --cluster create`. The test starts and stops it; nothing here
  * runs a thread, and every wait is bounded.
  *
+ * Faults are signals to a node (kill, restart, pause, resume) and moves of
+ * slots (a redis-cli reshard, or a migration a test holds half-way).
+ *
  * Node indices are 0..UC_TEST_CLUSTER_NODES-1 in start order; which of them
  * are primaries is redis-cli's choice and changes with failovers, so tests
  * ask (uc_test_cluster_is_primary, uc_test_cluster_owners).
@@ -48,6 +51,10 @@ int uc_test_cluster_available(char *why, size_t whylen);
  * either way; uc_test_cluster_stop() may be called on it in both cases.
  */
 int uc_test_cluster_start(uc_test_cluster_t *c);
+
+/* The same with extra_conf (may be NULL) appended to every node's config,
+ * e.g. "cluster-require-full-coverage no\n"; restarts keep it. */
+int uc_test_cluster_start_conf(uc_test_cluster_t *c, const char *extra_conf);
 
 /* Stops every node (SIGCONT, SIGTERM, bounded wait, SIGKILL) and removes
  * the directory. Accepts a zeroed struct and a second call. */
@@ -96,5 +103,33 @@ int uc_test_cluster_owners(const uc_test_cluster_t *c, int asked,
 
 /* The primary of `slot` as the first running node sees it, or -1. */
 int uc_test_cluster_slot_primary(const uc_test_cluster_t *c, unsigned slot);
+
+/* Node i's cluster id (CLUSTER MYID) into id; 0 or -1. */
+int uc_test_cluster_node_id(const uc_test_cluster_t *c, int i, char *id,
+                            size_t cap);
+
+/*
+ * `redis-cli --cluster reshard` of nslots slots from primary `from` to
+ * primary `to` (redis-cli takes the source's lowest slots first), entered
+ * through node `from`, with its output in a log in the cluster's
+ * directory; SIGKILLed after timeout_ms. Returns 0 when redis-cli exited
+ * 0, else -1 after printing why.
+ */
+int uc_test_cluster_reshard(uc_test_cluster_t *c, int from, int to,
+                            unsigned nslots, unsigned timeout_ms);
+
+/*
+ * A migration of slots[0..n) from primary `from` to primary `to` in two
+ * steps, so that a test can hold it half-way: _begin marks each slot
+ * importing on `to` and migrating on `from` and moves its keys (MIGRATE);
+ * from then on `from` answers ASK for the keys it no longer has. _end
+ * moves the keys that arrived meanwhile and assigns the slots to `to` on
+ * `to`, `from` and every other primary, as redis-cli does. Each returns 0,
+ * or -1 after printing why (the slots may then stay open).
+ */
+int uc_test_cluster_migrate_begin(uc_test_cluster_t *c, int from, int to,
+                                  const unsigned *slots, size_t n);
+int uc_test_cluster_migrate_end(uc_test_cluster_t *c, int from, int to,
+                                const unsigned *slots, size_t n);
 
 #endif
