@@ -55,6 +55,7 @@
 #define DETECT_EVERY_US 100000u /* at most this often while unknown */
 #define REFRESH_MIN_US 50000u   /* asked-for refreshes, at most this often */
 #define BACKOFF_MAX_MS 20u
+#define REFRESH_NOW_US 20000u /* a delete's own refresh, at most this often */
 
 enum { MODE_UNKNOWN = 0, MODE_STANDALONE = 1, MODE_CLUSTER = 2 };
 
@@ -607,9 +608,38 @@ static void backoff(cr_t *cr, int tries, unsigned *spent_ms)
     *spent_ms += ms;
 }
 
-/* Runs fn for the key, following the cluster's answers (see the top). */
+/*
+ * For a delete whose node did not answer: reads the slot map now (bounded,
+ * unless one was read within REFRESH_NOW_US) and says whether the key's slot
+ * has another owner since. A delete is an invalidation: sending it to the
+ * replica that took over at once, rather than leaving it pending until the
+ * worker's next refresh, keeps a write's answer after its invalidation
+ * whenever the cluster has already failed over.
+ */
+static int refresh_now(cr_t *cr, unsigned before, const char *key, size_t klen)
+{
+    const uc_config_t *cfg = &cr->env->cfg;
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec +=
+        (long)(cfg->connect_timeout_ms + cfg->command_timeout_ms) * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    if (pthread_mutex_timedlock(&cr->mu, &until) != 0) {
+        return 0;
+    }
+    if (now_us(cr) - cr->last_refresh_us >= REFRESH_NOW_US) {
+        (void)refresh_locked(cr);
+    }
+    pthread_mutex_unlock(&cr->mu);
+    return link_for_key(cr, key, klen) != before;
+}
+
+/* Runs fn for the key, following the cluster's answers (see the top).
+ * `invalidation`: a delete, retried on a new owner (refresh_now). */
 static int route_key(cr_t *cr, const char *key, size_t klen, key_fn fn,
-                     void *arg)
+                     void *arg, int invalidation)
 {
     unsigned spent = 0;
     int rc = UC_EUNAVAILABLE;
@@ -640,6 +670,12 @@ static int route_key(cr_t *cr, const char *key, size_t klen, key_fn fn,
         (void)uc__redis_redirect_take(NULL);
         rc = fn(node_at(cr, li), arg);
         if (rc != UC__EREDIRECT) {
+            if (!node_trouble(rc) && rc != UC_EUNAVAILABLE) {
+                return rc;
+            }
+            if (invalidation && tries == 0 && refresh_now(cr, li, key, klen)) {
+                continue; /* the slot has a new owner: delete there */
+            }
             if (node_trouble(rc)) {
                 atomic_store(&cr->want_refresh, 1);
             }
@@ -762,7 +798,7 @@ static int c_get(uc__backend_t *b, const char *key, size_t klen, char **val,
                  size_t *len)
 {
     kargs_t k = {.key = key, .klen = klen, .out = val, .out_len = len};
-    return route_key(cr_of(b), key, klen, k_get, &k);
+    return route_key(cr_of(b), key, klen, k_get, &k, 0);
 }
 
 static int c_get_max(uc__backend_t *b, const char *key, size_t klen, size_t max,
@@ -770,7 +806,7 @@ static int c_get_max(uc__backend_t *b, const char *key, size_t klen, size_t max,
 {
     kargs_t k = {
         .key = key, .klen = klen, .max = max, .out = val, .out_len = len};
-    return route_key(cr_of(b), key, klen, k_get_max, &k);
+    return route_key(cr_of(b), key, klen, k_get_max, &k, 0);
 }
 
 static int c_set(uc__backend_t *b, const char *key, size_t klen,
@@ -778,7 +814,7 @@ static int c_set(uc__backend_t *b, const char *key, size_t klen,
 {
     kargs_t k = {
         .key = key, .klen = klen, .val = val, .len = len, .ttl_ms = ttl_ms};
-    return route_key(cr_of(b), key, klen, k_set, &k);
+    return route_key(cr_of(b), key, klen, k_set, &k, 0);
 }
 
 static int c_put(uc__backend_t *b, const char *key, size_t klen,
@@ -786,7 +822,7 @@ static int c_put(uc__backend_t *b, const char *key, size_t klen,
 {
     kargs_t k = {
         .key = key, .klen = klen, .val = val, .len = len, .ttl_ms = ttl_ms};
-    return route_key(cr_of(b), key, klen, k_put, &k);
+    return route_key(cr_of(b), key, klen, k_put, &k, 0);
 }
 
 static int c_add(uc__backend_t *b, const char *key, size_t klen,
@@ -794,7 +830,7 @@ static int c_add(uc__backend_t *b, const char *key, size_t klen,
 {
     kargs_t k = {
         .key = key, .klen = klen, .val = val, .len = len, .ttl_ms = ttl_ms};
-    return route_key(cr_of(b), key, klen, k_add, &k);
+    return route_key(cr_of(b), key, klen, k_add, &k, 0);
 }
 
 static int c_cas(uc__backend_t *b, const char *key, size_t klen,
@@ -808,26 +844,26 @@ static int c_cas(uc__backend_t *b, const char *key, size_t klen,
                  .expect = expect,
                  .elen = elen,
                  .ttl_ms = ttl_ms};
-    return route_key(cr_of(b), key, klen, k_cas, &k);
+    return route_key(cr_of(b), key, klen, k_cas, &k, 0);
 }
 
 static int c_del(uc__backend_t *b, const char *key, size_t klen, int *existed)
 {
     kargs_t k = {.key = key, .klen = klen, .existed = existed};
-    return route_key(cr_of(b), key, klen, k_del, &k);
+    return route_key(cr_of(b), key, klen, k_del, &k, 1);
 }
 
 static int c_exists(uc__backend_t *b, const char *key, size_t klen)
 {
     kargs_t k = {.key = key, .klen = klen};
-    return route_key(cr_of(b), key, klen, k_exists, &k);
+    return route_key(cr_of(b), key, klen, k_exists, &k, 0);
 }
 
 static int c_ttl(uc__backend_t *b, const char *key, size_t klen,
                  int64_t *ttl_ms)
 {
     kargs_t k = {.key = key, .klen = klen, .ttl_out = ttl_ms};
-    return route_key(cr_of(b), key, klen, k_ttl, &k);
+    return route_key(cr_of(b), key, klen, k_ttl, &k, 0);
 }
 
 /* ---- multi-key operations --------------------------------------------------
