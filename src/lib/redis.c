@@ -116,6 +116,7 @@ typedef struct {
 /* What the last redirect told this thread (see redis_node.h). */
 static _Thread_local uc__redir_t tl_redir;
 static _Thread_local int tl_asking;
+static _Thread_local int tl_force;
 
 /*
  * A pooled connection: the hiredis context and whether its dataset identity
@@ -578,8 +579,9 @@ static int sess_begin(rb_t *rb, sess_t *s)
 
     memset(s, 0, sizeof(*s));
     s->sigpipe_ignored = rb->base.env->cfg.sigpipe_ignored;
-    rc = uc__breaker_allow(&rb->breaker, &s->probe);
-    if (rc != UC_OK) {
+    if (tl_force) {
+        s->probe = 0; /* reported as an ordinary call: no say when open */
+    } else if ((rc = uc__breaker_allow(&rb->breaker, &s->probe)) != UC_OK) {
         return rc;
     }
     block_sigpipe(s);
@@ -2170,6 +2172,11 @@ uc__redir_kind_t uc__redis_redirect_take(uc__redir_t *out)
 void uc__redis_asking(int on)
 {
     tl_asking = on;
+}
+
+void uc__redis_force(int on)
+{
+    tl_force = on;
 }
 
 int uc__redis_node_command(uc__backend_t *node, int argc, const char **argv,

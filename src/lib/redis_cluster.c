@@ -630,7 +630,10 @@ static int refresh_now(cr_t *cr, unsigned before, const char *key, size_t klen)
         return 0;
     }
     if (now_us(cr) - cr->last_refresh_us >= REFRESH_NOW_US) {
+        /* The map is read past no breaker: a dead node is skipped at once. */
+        uc__redis_force(0);
         (void)refresh_locked(cr);
+        uc__redis_force(1);
     }
     pthread_mutex_unlock(&cr->mu);
     return link_for_key(cr, key, klen) != before;
@@ -847,10 +850,17 @@ static int c_cas(uc__backend_t *b, const char *key, size_t klen,
     return route_key(cr_of(b), key, klen, k_cas, &k, 0);
 }
 
+/* A delete is an invalidation: it goes past an open breaker (see
+ * uc__redis_force) and, on a cluster, to a new owner of the slot. */
 static int c_del(uc__backend_t *b, const char *key, size_t klen, int *existed)
 {
     kargs_t k = {.key = key, .klen = klen, .existed = existed};
-    return route_key(cr_of(b), key, klen, k_del, &k, 1);
+    int rc;
+
+    uc__redis_force(1);
+    rc = route_key(cr_of(b), key, klen, k_del, &k, 1);
+    uc__redis_force(0);
+    return rc;
 }
 
 static int c_exists(uc__backend_t *b, const char *key, size_t klen)

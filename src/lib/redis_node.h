@@ -79,6 +79,14 @@ uc__redir_kind_t uc__redis_redirect_take(uc__redir_t *out);
 void uc__redis_asking(int on);
 
 /*
+ * While on, this thread's calls go to the server even while its circuit
+ * breaker is open (they tell the breaker nothing then). For deletes: an
+ * invalidation is worth one bounded wait on a node the breaker refuses,
+ * since another instance whose breaker has closed may read that node now.
+ */
+void uc__redis_force(int on);
+
+/*
  * Runs one raw command on the node in its own session; on UC_OK *out is
  * the caller's (freeReplyObject). An error reply is UC_OK with the reply.
  */
