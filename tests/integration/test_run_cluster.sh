@@ -70,7 +70,9 @@ trap cleanup EXIT
 pick_ports() {
     local b p ok
     for _ in $(seq 50); do
-        b=$((20000 + RANDOM % 30000))
+        # Below the kernel's ephemeral ports (32768 and up), which any
+        # client connection of a test running beside this one may hold.
+        b=$((10000 + RANDOM % 22000))
         ok=1
         for p in $(seq "$b" $((b + 32))); do
             if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
