@@ -21,6 +21,8 @@
 #   make bench-policy  near-cache eviction policies replayed on synthetic
 #               traces (1-2 minutes); QUICK=1 for the short run (seconds)
 #   make faults the long service fault runs (release build); prints FIGURE lines
+#   make faults-cluster  a Redis Cluster primary SIGKILLed under wrk through
+#               nginx and two instances (scripts/cluster-failover, about 45 s)
 #   make valgrind  integration tests (and the service they start) under memcheck
 #   make soak   the service under load while Redis restarts; RSS and fds
 #   make profile-hit  instructions and system calls per cached hit, against
@@ -30,7 +32,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-cluster bench-api bench-stampede bench-write bench-policy clean install fuzz faults valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-cluster bench-api bench-stampede bench-write bench-policy clean install fuzz faults faults-cluster valgrind soak profile-hit
 
 all: release
 
@@ -73,6 +75,14 @@ test-tsan: tsan
 # so that their figures are not skewed by each other; see docs/reliability.md.
 faults: release
 	cd build/release && ctest --output-on-failure -V -L faults $(CTEST_ARGS)
+
+# The cluster failover run alone (also the `faults` test
+# faults_cluster_failover); builds only the service. FAILOVER_* settings
+# reach the script (scripts/cluster-failover --help).
+faults-cluster: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS) --target utxoiq-api
+	@UTXOIQ_BIN=build/release/src/server/utxoiq-api scripts/cluster-failover
 
 # The run preset (build/run) has no tests and no benchmarks, so it needs
 # none of their packages (install-deps run) and the first start does not
