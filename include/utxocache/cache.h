@@ -130,6 +130,21 @@ UC_EXPORT int uc_cache_count_pattern(uc_cache_t *cache, const char *pattern,
 /* Round trip to the backend; *rtt_us (may be NULL) is its duration. */
 UC_EXPORT int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
 
+/*
+ * Queues a warm: in the background, the most read entries of every keyspace
+ * that has its own loader (uc_keyspace_def_t.loader) are read through
+ * get-or-load, the hottest first, so that what a flush or a failover took
+ * is loaded again before clients ask for it. At most
+ * UTXOCACHE_WARM_TOP entries per keyspace and UTXOCACHE_WARM_RATE loads a
+ * second per handle; an entry still cached costs no load. The library also
+ * warms by itself once it has dropped a Redis dataset it could not trust
+ * (a FLUSHALL, a restarted Redis, a failover). Returns UC_OK when queued,
+ * UC_EUNAVAILABLE when a warm is queued or running already (nothing more is
+ * queued), UC_ENOTSUP when warming is off (UTXOCACHE_WARM_TOP=0) or no
+ * keyspace has its own loader.
+ */
+UC_EXPORT int uc_cache_warm(uc_cache_t *cache);
+
 /* ---- statistics ---------------------------------------------------------- */
 
 /*
@@ -192,7 +207,13 @@ UC_EXPORT int uc_cache_ping(uc_cache_t *cache, uint64_t *rtt_us);
     X(background_loads, "loads run in the background: early refreshes, and "   \
                         "fills that outlasted the soft timeout")               \
     X(refreshes_elsewhere, "early refreshes left to another instance that "    \
-                           "was refreshing the entry already")
+                           "was refreshing the entry already")                 \
+    X(warm_loads, "entries the warmer loaded (its get-or-load called the "     \
+                  "loader)")                                                   \
+    X(warm_hits, "entries the warmer found cached already (no load)")          \
+    X(warm_skipped, "hot entries the warmer left alone: no loader, an "        \
+                    "invalidation pending, the cache or the database "         \
+                    "failing")
 
 /* Counter slots the struct reserves: new counters are appended to the end of
  * UC_STATS_COUNTERS and take a slot, so the struct's size and every older

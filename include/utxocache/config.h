@@ -131,6 +131,19 @@ typedef struct uc_config {
                               near cache until the channel is proven */
     int soft_timeout_ms;   /* 50: a load that has a stale value to fall
                               back on answers with it after this long */
+
+    /* Warming: the most read entries of each keyspace that has its own
+     * loader are loaded again in the background after a dataset was
+     * dropped (a FLUSHALL, a restart, a failover) and on uc_cache_warm(). */
+    int warm_top;     /* 1000 entries per keyspace; negative: no warming */
+    int warm_rate;    /* 100: loads a second the warmer may make, at most
+                         (per handle; a burst of a tenth of that) */
+    int hot_capacity; /* counters of each keyspace's record of its most
+                         read entries: 10 x warm_top (10000), at least
+                         1024, at most 262144; negative: no record, and
+                         so no warming */
+    int hot_sample;   /* 8: one get-or-load in this many is counted
+                         (rounded down to a power of two); 1: all */
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
 
@@ -177,6 +190,8 @@ UC_EXPORT void uc_config_init(uc_config_t *cfg);
  *   UTXOCACHE_NEAR (on|off) UTXOCACHE_NEAR_BYTES
  *   UTXOCACHE_NEAR_HEARTBEAT_MS UTXOCACHE_NEAR_DEADLINE_MS
  *   UTXOCACHE_SOFT_TIMEOUT_MS
+ *   UTXOCACHE_WARM_TOP (0: off) UTXOCACHE_WARM_RATE
+ *   UTXOCACHE_HOT_CAPACITY (0: no record) UTXOCACHE_HOT_SAMPLE
  *   UTXOCACHE_TTL_<KEYSPACE> (e.g. UTXOCACHE_TTL_FEEDBACK_STATS=600),
  *   UTXOCACHE_STALE_S_<KEYSPACE> and UTXOCACHE_NEAR_BYTES_<KEYSPACE> for
  *              each keyspace in `keyspace_names` (may be NULL, n = 0)

@@ -266,6 +266,39 @@ UC_EXPORT void uc_keyspace_stats(const uc_keyspace_t *ks, uc_stats_t *out);
 UC_EXPORT void uc_keyspace_near_usage(const uc_keyspace_t *ks,
                                       uc_near_usage_t *out);
 
+/* ---- the most read entries ----------------------------------------------- */
+
+/*
+ * Each keyspace keeps a record of its most read entries (the Space-Saving
+ * heavy-hitters summary: a fixed number of counters, UTXOCACHE_HOT_CAPACITY,
+ * whatever the number of distinct keys). It counts get-or-load calls, one
+ * in UTXOCACHE_HOT_SAMPLE of them at random, and halves its counts every
+ * 10 minutes so that it follows what is read now. Logical keys (without the
+ * cache's prefix) of UC_HOT_KEY_MAX bytes or more are not recorded.
+ */
+#define UC_HOT_KEY_MAX 256
+
+typedef struct {
+    char key[UC_HOT_KEY_MAX]; /* the logical key, NUL-terminated */
+    /* Estimated reads (the sampled count times the sampling rate). Unsampled
+     * and before any halving, an upper bound of the true count, and
+     * reads - error a lower bound. */
+    uint64_t reads;
+    uint64_t error; /* how much of reads may belong to keys it replaced */
+} uc_hot_entry_t;
+
+/*
+ * Copies up to cap of the keyspace's most read entries into out, most read
+ * first (out may be NULL when cap is 0). Returns how many entries the record
+ * knows, which may be more than cap; 0 without a record.
+ */
+UC_EXPORT size_t uc_keyspace_hot(const uc_keyspace_t *ks, uc_hot_entry_t *out,
+                                 size_t cap);
+
+/* The memory the keyspace's record holds, bytes (its allocations' usable
+ * sizes: counters, index and keys). */
+UC_EXPORT size_t uc_keyspace_hot_bytes(const uc_keyspace_t *ks);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,19 @@ static void resolve_defaults(uc_config_t *c)
     DEF(near_heartbeat_ms, 100);
     DEF(near_deadline_ms, 250);
     DEF(soft_timeout_ms, 50);
+    DEF(warm_top, 1000);
+    DEF(warm_rate, 100);
+    DEF(hot_sample, 8);
+    if (c->hot_capacity == 0) {
+        /* Ten counters per entry warmed: with four, a Zipf stream's K-th
+         * entry already falls below the counters' floor (tests/unit,
+         * test_hot). */
+        int ten = c->warm_top > 0 && c->warm_top <= UC__HOT_CAPACITY_MAX / 10
+                      ? 10 * c->warm_top
+                  : c->warm_top > 0 ? UC__HOT_CAPACITY_MAX
+                                    : 10000;
+        c->hot_capacity = ten < 1024 ? 1024 : ten;
+    }
 #undef DEF
     if (c->backend == UC_BACKEND_AUTO) {
         c->backend = c->host[0] != '\0' ? UC_BACKEND_REDIS : UC_BACKEND_MEMORY;
@@ -78,7 +91,8 @@ static int check_config(const uc_config_t *c, char *err, size_t errlen)
                c->idle_timeout_ms < 0 || c->backoff_base_ms < 0 ||
                c->backoff_max_ms < 0 || c->breaker_threshold < 0 ||
                c->breaker_cooldown_ms < 0 || c->scan_batch < 0 ||
-               c->log_tail_ms < 0 || c->lease_ms < 0 || c->trust_check_ms < 0) {
+               c->log_tail_ms < 0 || c->lease_ms < 0 || c->trust_check_ms < 0 ||
+               c->warm_rate < 0 || c->hot_sample < 0) {
         bad = "limits and timeouts must not be negative";
     } else if (c->backend == UC_BACKEND_REDIS && c->host[0] == '\0') {
         bad = "the redis backend needs a host";
@@ -289,7 +303,15 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
         pthread_mutex_destroy(&c->mark_mu);
         rc = UC_ENOMEM;
     }
+    if (rc == UC_OK && uc__warm_create(c) != UC_OK) {
+        uc__bg_stop(&c->bg);
+        uc__flights_release(&c->flights);
+        uc__pending_release(&c->pending);
+        pthread_mutex_destroy(&c->mark_mu);
+        rc = UC_ENOMEM;
+    }
     if (rc == UC_OK && (rc = near_start(c, err, errlen)) != UC_OK) {
+        uc__warm_destroy(c);
         uc__bg_stop(&c->bg);
         uc__flights_release(&c->flights);
         uc__pending_release(&c->pending);
@@ -309,6 +331,7 @@ int uc_cache_create(const uc_config_t *cfg, uc_cache_t **out, char *err,
         }
         rc = uc__worker_start(c);
         if (rc != UC_OK) {
+            uc__warm_destroy(c);
             uc__track_stop(c->track);
             uc__near_destroy(c->near);
             uc__bg_stop(&c->bg);
@@ -335,9 +358,12 @@ void uc_cache_destroy(uc_cache_t *cache)
     if (cache == NULL) {
         return;
     }
-    /* Background loads use everything below: they finish first. */
+    /* A warm uses everything below: it stops first, then the background
+     * loads, which use everything below them too. */
+    uc__warm_stop(cache);
     uc__bg_stop(&cache->bg);
     uc__worker_stop(cache);
+    uc__warm_destroy(cache);
     /* The channel's thread calls into the near cache: it stops first. */
     uc__track_stop(cache->track);
     uc__near_destroy(cache->near);
@@ -350,6 +376,7 @@ void uc_cache_destroy(uc_cache_t *cache)
     free(cache->to_mark);
     free(cache->tail_buf);
     for (size_t i = 0; i < cache->nks; i++) {
+        uc__hot_destroy(cache->ks[i]->hot);
         free(cache->ks[i]);
     }
     free(cache);
@@ -770,6 +797,9 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
         }
         made[i]->cache = cache;
         rc = uc__keyspace_compile(made[i], &defs[i], err, errlen);
+        if (rc == UC_OK) {
+            rc = uc__warm_keyspace(cache, made[i]);
+        }
         if (rc != UC_OK) {
             i++;
             break;
@@ -827,6 +857,7 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
     }
     if (rc != UC_OK) {
         for (size_t j = 0; j < i; j++) {
+            uc__hot_destroy(made[j]->hot);
             free(made[j]);
         }
         return rc;
@@ -838,6 +869,9 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
         atomic_store(&cache->nks, at + 1);
     }
     near_budgets(cache);
+    /* A record that already holds entries (keyspaces declared after reads
+     * began) has something to warm; a new one has not. */
+    uc__warm_request(cache);
     return UC_OK;
 }
 

@@ -4,8 +4,9 @@
  * compiled form of a key pattern, and the functions each core file offers the
  * others. Layering, bottom up: env -> store (memory.c, redis.c, pool,
  * breaker) -> stats, keyspace, keys, entry -> invalidate (entries, pending
- * set, whole datasets) -> load -> worker -> cache (the handle). No file calls
- * a layer above its own.
+ * set, whole datasets) -> load -> worker, warm -> cache (the handle). No
+ * file calls a layer above its own, but for uc__warm_request(), which only
+ * wakes the warm's thread (a dataset dropped in invalidate.c asks for one).
  */
 #ifndef UC_LIB_CACHE_INT_H
 #define UC_LIB_CACHE_INT_H
@@ -14,6 +15,7 @@
 
 #include "bg.h"
 #include "flight.h"
+#include "hot.h"
 #include "near.h"
 #include "stats.h"
 #include "store.h"
@@ -57,6 +59,7 @@ struct uc_keyspace {
      * (pending-set overflow): reads bypass it until the worker cleared it. */
     _Atomic int all_pending;
     uc__stats_t stats;
+    uc__hot_t *hot; /* its most read entries (NULL: no record) */
 };
 
 /* An invalidation not yet applied: from the log (id > 0) or local (id 0). */
@@ -118,6 +121,8 @@ struct uc_cache {
      * timeout (load.c). */
     uc__bg_t bg;
     _Atomic uint64_t near_dataset_flushes;
+    /* The warmer of the most read entries (warm.c). */
+    struct uc__warm *warm;
 
     /* The worker thread. */
     pthread_t worker;
@@ -149,6 +154,16 @@ int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
  */
 int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key, size_t klen,
                          const char *const *escaped);
+
+/*
+ * Parses a logical key of ks's shape back into its field values, unescaped
+ * and NUL-terminated in buf, fields[i] pointing into it (pattern order).
+ * UC_OK; UC_EINVAL when the key has another shape or an escape the library
+ * does not write (its fields would build another key); UC_ETOOBIG when buf
+ * is short (klen + ks->nfields + 1 bytes are always enough).
+ */
+int uc__keyspace_parse(const uc_keyspace_t *ks, const char *key, size_t klen,
+                       char *buf, size_t cap, const char **fields);
 
 /* ---- keys.c: every key shape the library writes ---- */
 
@@ -273,6 +288,38 @@ int uc__worker_start(uc_cache_t *c);
 void uc__worker_stop(uc_cache_t *c);
 /* Runs one tick synchronously (tests drive the worker with it). */
 void uc__worker_tick(uc_cache_t *c);
+
+/* ---- warm.c: the most read entries, warmed ---- */
+
+typedef struct uc__warm uc__warm_t;
+
+/* The handle's warmer, idle (no thread yet). UC_OK or UC_ENOMEM. */
+int uc__warm_create(uc_cache_t *c);
+
+/* Stops a warm in progress after its current get-or-load and joins the
+ * thread; no warm starts after it. Accepts a handle without a warmer. */
+void uc__warm_stop(uc_cache_t *c);
+
+/* uc__warm_stop(), then frees the warmer: after the worker stopped, which
+ * asks for warms and ticks the records. */
+void uc__warm_destroy(uc_cache_t *c);
+
+/* Gives ks its record of most read entries as configured (none when
+ * hot_capacity is negative). UC_OK or UC_ENOMEM. */
+int uc__warm_keyspace(uc_cache_t *c, uc_keyspace_t *ks);
+
+/*
+ * Asks for a warm: the dataset was dropped, or keyspaces were declared.
+ * Never waits for a warm; one in progress starts again from the hottest
+ * entry. Nothing happens while no keyspace with a loader has hot entries.
+ */
+void uc__warm_request(uc_cache_t *c);
+
+/* The worker's tick: halves the records' counts every 10 minutes. */
+void uc__warm_tick(uc_cache_t *c, uint64_t now_us);
+
+/* Nonzero while a warm is queued or running (tests). */
+int uc__warm_busy(uc_cache_t *c);
 
 /* ---- stats.c: counting into the handle and a keyspace ---- */
 

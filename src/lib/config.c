@@ -531,12 +531,39 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
          10, 60000},
         {"UTXOCACHE_SOFT_TIMEOUT_MS", offsetof(uc_config_t, soft_timeout_ms), 1,
          600000},
+        {"UTXOCACHE_WARM_RATE", offsetof(uc_config_t, warm_rate), 1, 100000},
+        {"UTXOCACHE_HOT_SAMPLE", offsetof(uc_config_t, hot_sample), 1, 65536},
     };
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
         rc = env_int(lookup, arg, ints[i].name, ints[i].min, ints[i].max,
                      (int *)(void *)((char *)cfg + ints[i].off), err, errlen);
         if (rc != UC_OK) {
             return rc;
+        }
+    }
+
+    /* 0 turns these off; in the struct, 0 is the default and negative
+     * is off. */
+    static const struct {
+        const char *name;
+        size_t off;
+        long long max;
+    } offable[] = {
+        {"UTXOCACHE_WARM_TOP", offsetof(uc_config_t, warm_top), 65536},
+        {"UTXOCACHE_HOT_CAPACITY", offsetof(uc_config_t, hot_capacity), 262144},
+    };
+    for (size_t i = 0; i < sizeof(offable) / sizeof(offable[0]); i++) {
+        int *dst = (int *)(void *)((char *)cfg + offable[i].off);
+        if (lookup(arg, offable[i].name) == NULL) {
+            continue;
+        }
+        rc = env_int(lookup, arg, offable[i].name, 0, offable[i].max, dst, err,
+                     errlen);
+        if (rc != UC_OK) {
+            return rc;
+        }
+        if (*dst == 0) {
+            *dst = -1;
         }
     }
 

@@ -644,6 +644,8 @@ int uc__trust_restore(uc_cache_t *c)
     if (rc == UC_OK) {
         /* What readers kept while the drop ran came from the old dataset. */
         uc__near_flush_dataset(c);
+        /* The most read entries went with it: load them again. */
+        uc__warm_request(c);
     }
     if (rc != UC_OK) {
         uc__log_limited(&c->env, &c->trust_log, UC_LOG_WARN,

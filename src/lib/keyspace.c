@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Keyspaces: patterns compiled into literal and field parts, key building
- * with field escaping, and the shape check that keeps an invalidation inside
- * its own keyspace.
+ * with field escaping, the shape check that keeps an invalidation inside
+ * its own keyspace, and a key parsed back into its fields (the warmer's).
  *
  * Why escaping is safe: a field value is written with every byte outside
  * [A-Za-z0-9._-] as %XX. So a built field never holds ':' (the separator),
@@ -268,6 +268,84 @@ int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key, size_t klen,
         }
     }
     return pos == klen;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1; /* escapes are written upper-case */
+}
+
+/* Unescapes one field's bytes key[0..n) into buf, NUL-terminated: its
+ * length; -1 when they hold an escape uc_key_escape_field() would not have
+ * written (so the value would build another key), -2 when buf is short. */
+static long unescape(const char *key, size_t n, char *buf, size_t cap)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c == '%') {
+            int h1 = i + 2 < n ? hex_digit(key[i + 1]) : -1;
+            int h2 = i + 2 < n ? hex_digit(key[i + 2]) : -1;
+            if (h1 < 0 || h2 < 0) {
+                return -1;
+            }
+            c = (unsigned char)(h1 * 16 + h2);
+            if (byte_class[c] != 2) {
+                return -1;
+            }
+            i += 2;
+        }
+        if (o + 1 >= cap) {
+            return -2;
+        }
+        buf[o++] = (char)c;
+    }
+    buf[o] = '\0';
+    return (long)o;
+}
+
+int uc__keyspace_parse(const uc_keyspace_t *ks, const char *key, size_t klen,
+                       char *buf, size_t cap, const char **fields)
+{
+    size_t pos = 0, o = 0;
+
+    for (size_t i = 0; i < ks->nparts; i++) {
+        const uc__part_t *part = &ks->parts[i];
+        if (part->lit != NULL) {
+            if (klen - pos < part->len ||
+                memcmp(key + pos, part->lit, part->len) != 0) {
+                return UC_EINVAL;
+            }
+            pos += part->len;
+            continue;
+        }
+        size_t start = pos;
+        while (pos < klen &&
+               (safe_byte((unsigned char)key[pos]) || key[pos] == '%')) {
+            pos++;
+        }
+        if (pos == start) {
+            return UC_EINVAL;
+        }
+        long n =
+            o < cap ? unescape(key + start, pos - start, buf + o, cap - o) : -2;
+        if (n == -2) {
+            return UC_ETOOBIG;
+        }
+        if (n <= 0 || n > UC_FIELD_MAX) {
+            return UC_EINVAL;
+        }
+        fields[part->field] = buf + o;
+        o += (size_t)n + 1;
+    }
+    return pos == klen ? UC_OK : UC_EINVAL;
 }
 
 const char *uc_keyspace_name(const uc_keyspace_t *ks)

@@ -1270,6 +1270,8 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
         entry_of(ks, fields, nfields, &k->e) != UC_OK) {
         return UC_EINVAL;
     }
+    /* a read, for the record of the most read entries (warm.c) */
+    uc__hot_record(ks->hot, k->e.key, k->e.klen);
     k->reentrant = same_entry_outside(k);
     k->own_loader = k->loader == ks->loader && k->loader_arg == ks->loader_arg;
 

@@ -12,7 +12,8 @@
  *      log's part of the pending set; on a process-local store the records
  *      appended since the last tick are evicted here too;
  *   3. the pending set is retried (invalidate.c);
- *   4. once a minute, applied log records older than UC_INVLOG_KEEP_MS go.
+ *   4. every 10 minutes the records of most read entries halve (warm.c);
+ *   5. once a minute, applied log records older than UC_INVLOG_KEEP_MS go.
  * The thread never holds a lock while it talks to the store or the log.
  */
 #include <errno.h>
@@ -104,6 +105,7 @@ void uc__worker_tick(uc_cache_t *c)
         }
     }
     uc__pending_retry(c);
+    uc__warm_tick(c, now);
     if (c->has_log && now >= c->next_prune_us) {
         c->next_prune_us = now + PRUNE_EVERY_US;
         (void)c->log.prune(c->log_arg, uc__wall_ms() - UC_INVLOG_KEEP_MS);

@@ -1152,6 +1152,23 @@ static json_t *near_usage_json(const uc_near_usage_t *u)
         "refused", (json_int_t)u->refused);
 }
 
+/* The keyspace's record of its most read entries: its memory and its ten
+ * most read keys. */
+static json_t *hot_json(const uc_keyspace_t *ks)
+{
+    uc_hot_entry_t top[10];
+    size_t n = uc_keyspace_hot(ks, top, 10);
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < n && i < 10 && arr != NULL; i++) {
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:I}", "key", top[i].key, "reads",
+                                        (json_int_t)top[i].reads));
+    }
+    return json_pack("{s:I,s:o}", "bytes",
+                     (json_int_t)uc_keyspace_hot_bytes(ks), "top", arr);
+}
+
 /* The near cache and its invalidation channel. */
 static json_t *near_json(uc_app_t *app)
 {
@@ -1268,6 +1285,7 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         uc_near_usage_t u;
         uc_keyspace_near_usage(app->ks[i], &u);
         json_object_set_new(o, "near", near_usage_json(&u));
+        json_object_set_new(o, "hot", hot_json(app->ks[i]));
         if (redis) {
             uint64_t keys = 0;
             if (uc_keyspace_count(app->ks[i], &keys) == UC_OK) {
@@ -1318,6 +1336,30 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         }
     }
     uc_resp_json(res, 200, j);
+}
+
+/*
+ * Warms the cache now: the library loads the most read entries of each
+ * keyspace again in the background, at its bounded rate. 202 when queued,
+ * 409 when a warm is queued or running already, or warming is off.
+ */
+static void h_cache_warm(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    int rc = uc_cache_warm(app->cache);
+    (void)req;
+
+    if (rc == UC_OK) {
+        uc_resp_json(res, 202, json_pack("{s:s}", "status", "queued"));
+    } else if (rc == UC_EUNAVAILABLE) {
+        uc_resp_error(res, 409, "a cache warm is queued or running already");
+    } else if (rc == UC_ENOTSUP) {
+        uc_resp_error(res, 409,
+                      "cache warming is off (UTXOCACHE_WARM_TOP=0 or no "
+                      "keyspace with a loader)");
+    } else {
+        uc_resp_error(res, 500, "cache warm: %s", uc_strerror(rc));
+    }
+    res->cache_control = CC_PRIVATE;
 }
 
 static void h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
@@ -1417,6 +1459,8 @@ static const uc_route_t routes[] = {
      "retention_run", 0},
     {"GET", "/api/v1/monitoring/cache/stats", 0, h_cache_stats, "cache_stats",
      0},
+    {"POST", "/api/v1/monitoring/cache/warm", UC_ROLE_ADMIN, h_cache_warm,
+     "cache_warm", 0},
     {"GET", "/healthz", 0, h_healthz, "healthz", 0},
     {"GET", "/readyz", 0, h_readyz, "readyz", 0},
     {"GET", "/metrics", 0, h_prometheus, "metrics", 0},

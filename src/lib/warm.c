@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Warming: after the core dropped a Redis dataset it could not trust (a
+ * FLUSHALL, a restarted Redis, a failover), and on uc_cache_warm(), the
+ * most read entries of every keyspace that has its own loader are read
+ * through get-or-load again, in the background, before clients ask for
+ * them. Which entries are the most read is the keyspace's record (hot.c);
+ * the record lives in memory only, so a fresh process has nothing to warm
+ * from and a running one warms what it saw read.
+ *
+ * One thread per handle, started on the first warm that has something to
+ * do, runs one warm at a time: the hottest entries of all keyspaces first
+ * (the lists merged by their reads), one get-or-load after the other. So
+ * leases, single-flight, pending invalidations and the dataset's trust
+ * apply to a warm exactly as to a client's read, and the warm holds at most
+ * one database query at any time. Why not the pool of background loads
+ * (bg.c): its queue is for loads a client triggered (early refreshes, fills
+ * past the soft timeout), and a thousand warm loads in it would push those
+ * back onto the clients' threads; a paced loop also needs a thread it may
+ * make wait.
+ *
+ * Rate: a token bucket of warm_rate loads a second with a burst of a tenth
+ * of that (at least one). The warm's loader is a wrapper of the keyspace's
+ * that takes a token, so an entry still cached (a hit, near or in Redis)
+ * costs none; the bucket is waited on before each get-or-load. Passing the
+ * loader in the call's options also keeps the whole load on this thread
+ * (the library moves only the keyspace's own loader to the pool).
+ *
+ * The thread also stops a warm that would only load for nothing or add to
+ * a failing database's load: when the dataset is distrusted (the restore
+ * that follows queues a new warm), when the cache answers "unavailable" (a
+ * load would not be stored), and after FAILURES_MAX failed loads in a row.
+ * A new dataset dropped while a warm runs restarts it from the hottest
+ * entry.
+ * uc_cache_destroy() stops it after the get-or-load in progress.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_int.h"
+
+/* Counts halve this often (uc__warm_tick). */
+#define HALVE_EVERY_US (600ull * 1000000ull)
+/* An idle thread looks for a stop this often (it is also woken). */
+#define IDLE_WAIT_MS 1000u
+
+struct uc__warm {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    pthread_t thread;
+    int started; /* the thread runs */
+    int stop;
+    int queued;  /* a warm is asked for */
+    int running; /* a warm is in progress */
+    /* The warm thread's alone. */
+    double tokens;
+    uint64_t refill_us;
+    /* The worker's alone. */
+    uint64_t next_halve_us;
+};
+
+/* One keyspace's most read entries, as a warm found them. */
+typedef struct {
+    uc_keyspace_t *ks;
+    uc_hot_entry_t *e;
+    size_t n, at;
+} list_t;
+
+typedef struct {
+    uc_cache_t *c;
+    uc_keyspace_t *ks;
+    unsigned loads;
+    unsigned failed; /* loads that answered an error */
+} wctx_t;
+
+typedef struct {
+    uint64_t loads, hits, skipped;
+    unsigned failing; /* loads in a row that failed */
+} tally_t;
+
+/* Loads in a row that may fail before a warm gives up: the database is
+ * failing, and the live traffic needs what it can still answer. */
+#define FAILURES_MAX 3
+
+/* What warm_one() tells the run: go on, end (the handle goes, a new warm
+ * was asked for, the dataset is distrusted), or give up on the entries
+ * left (the cache or the database fails). */
+enum { GO_ON, HALT, GIVE_UP };
+
+/* ---- the token bucket (the warm thread's) ---------------------------------
+ */
+
+static double burst(const uc_cache_t *c)
+{
+    double b = (double)c->env.cfg.warm_rate / 10.0;
+    return b < 1.0 ? 1.0 : b;
+}
+
+static void refill(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+    uint64_t now = uc__now_us(&c->env);
+
+    if (now > w->refill_us) {
+        w->tokens +=
+            (double)(now - w->refill_us) * (double)c->env.cfg.warm_rate / 1e6;
+        if (w->tokens > burst(c)) {
+            w->tokens = burst(c);
+        }
+    }
+    w->refill_us = now;
+}
+
+/* Nonzero when the warm in progress is to end now: the handle goes, or a
+ * new warm was asked for (a dataset dropped meanwhile). */
+static int halted(uc__warm_t *w)
+{
+    int h;
+
+    pthread_mutex_lock(&w->mu);
+    h = w->stop || w->queued;
+    pthread_mutex_unlock(&w->mu);
+    return h;
+}
+
+/* Waits until a token is there; 0 when the warm is halted meanwhile. */
+static int token_wait(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+
+    for (;;) {
+        refill(c);
+        if (w->tokens >= 1.0) {
+            return 1;
+        }
+        double us = (1.0 - w->tokens) * 1e6 / (double)c->env.cfg.warm_rate;
+        uint64_t ms = (uint64_t)(us / 1000.0) + 1;
+        struct timespec ts = uc__deadline(CLOCK_MONOTONIC, ms);
+        pthread_mutex_lock(&w->mu);
+        if (w->stop || w->queued) {
+            pthread_mutex_unlock(&w->mu);
+            return 0;
+        }
+        (void)pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+/* The keyspace's loader, behind a token: only a real load pays. */
+static int warm_loader(void *arg, const char *const *fields, size_t nfields,
+                       char **val, size_t *len)
+{
+    wctx_t *x = arg;
+
+    int rc;
+
+    x->loads++;
+    x->c->warm->tokens -= 1.0;
+    rc = x->ks->loader(x->ks->loader_arg, fields, nfields, val, len);
+    if (rc != UC_OK && rc != UC_MISS) {
+        x->failed++;
+    }
+    return rc;
+}
+
+/* ---- one warm -------------------------------------------------------------
+ */
+
+static int warm_one(uc_cache_t *c, uc_keyspace_t *ks, const uc_hot_entry_t *e,
+                    tally_t *t)
+{
+    const char *fields[UC_KEYSPACE_FIELDS_MAX];
+    char buf[UC_HOT_KEY_MAX + UC_KEYSPACE_FIELDS_MAX + 1];
+    size_t klen = strlen(e->key);
+    uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
+    uc_load_result_t r;
+    wctx_t x = {c, ks, 0, 0};
+    int rc;
+
+    if (uc__keyspace_parse(ks, e->key, klen, buf, sizeof(buf), fields) !=
+        UC_OK) {
+        t->skipped++;
+        UC__COUNT2(c, ks, warm_skipped);
+        return GO_ON;
+    }
+    if (atomic_load(&c->be->distrust) != 0) {
+        return HALT; /* the restore that follows asks for a new warm */
+    }
+    if (uc__pending_covers(c, ks, e->key, klen)) {
+        t->skipped++;
+        UC__COUNT2(c, ks, warm_skipped);
+        return GO_ON;
+    }
+    if (!token_wait(c)) {
+        return HALT;
+    }
+    opts.loader = warm_loader;
+    opts.loader_arg = &x;
+    opts.flags = UC_LOAD_SHARED;
+    memset(&r, 0, sizeof(r));
+    rc = uc_keyspace_get_or_load(ks, fields, ks->nfields, &opts, &r);
+    if (rc == UC_OK) {
+        uc_shared_release(r.data);
+    }
+    if (x.loads > 0) {
+        t->loads++;
+        UC__COUNT2(c, ks, warm_loads);
+        t->failing = x.failed > 0 ? t->failing + 1 : 0;
+        if (t->failing >= FAILURES_MAX) {
+            return GIVE_UP;
+        }
+    } else if (rc == UC_OK || rc == UC_MISS) {
+        t->hits++;
+        UC__COUNT2(c, ks, warm_hits);
+    } else {
+        t->skipped++;
+        UC__COUNT2(c, ks, warm_skipped);
+    }
+    if (rc == UC_OK && r.source == UC_FROM_FALLBACK) {
+        /* The cache failed: what the next loads read would not be kept. */
+        return GIVE_UP;
+    }
+    return GO_ON;
+}
+
+/* The list whose next entry is read most, or NULL when all are done. */
+static list_t *hottest(list_t *lists, size_t n)
+{
+    list_t *best = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        list_t *l = &lists[i];
+        /* by the lists' own rank: the reads an entry surely had */
+        if (l->at < l->n &&
+            (best == NULL ||
+             l->e[l->at].reads - l->e[l->at].error >
+                 best->e[best->at].reads - best->e[best->at].error)) {
+            best = l;
+        }
+    }
+    return best;
+}
+
+static void run(uc_cache_t *c)
+{
+    size_t nks = atomic_load(&c->nks), top = (size_t)c->env.cfg.warm_top;
+    list_t lists[UC__KEYSPACES_MAX];
+    size_t nl = 0;
+    tally_t t = {0, 0, 0, 0};
+    uint64_t t0 = uc__now_us(&c->env);
+    int halt = 0, gave_up = 0;
+    list_t *l;
+
+    for (size_t i = 0; i < nks; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        size_t n;
+        if (ks->hot == NULL) {
+            continue;
+        }
+        if (ks->loader == NULL) {
+            n = uc__hot_top(ks->hot, NULL, 0);
+            n = n < top ? n : top;
+            t.skipped += n;
+            for (size_t k = 0; k < n; k++) {
+                UC__COUNT2(c, ks, warm_skipped);
+            }
+            continue;
+        }
+        /* As many as it holds now (a few more may come meanwhile). */
+        n = uc__hot_top(ks->hot, NULL, 0);
+        n = n < top ? n : top;
+        if (n == 0) {
+            continue;
+        }
+        uc_hot_entry_t *e = malloc(n * sizeof(*e));
+        if (e == NULL) {
+            uc__log(&c->env, UC_LOG_WARN,
+                    "warm: keyspace '%s': out of memory; not warmed", ks->name);
+            continue;
+        }
+        size_t held = uc__hot_top(ks->hot, e, n);
+        lists[nl].ks = ks;
+        lists[nl].e = e;
+        lists[nl].n = held < n ? held : n;
+        lists[nl].at = 0;
+        nl++;
+    }
+    while (!halt && (l = hottest(lists, nl)) != NULL) {
+        if (halted(c->warm)) {
+            halt = 1;
+            break;
+        }
+        int go = warm_one(c, l->ks, &l->e[l->at], &t);
+        l->at++;
+        halt = go != GO_ON;
+        gave_up = go == GIVE_UP;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        if (gave_up) {
+            /* What the failing cache or database kept from being warmed. */
+            for (size_t k = lists[i].at; k < lists[i].n; k++) {
+                t.skipped++;
+                UC__COUNT2(c, lists[i].ks, warm_skipped);
+            }
+        }
+        free(lists[i].e);
+    }
+    if (t.loads + t.hits + t.skipped > 0) {
+        uc__log(&c->env, gave_up ? UC_LOG_WARN : UC_LOG_INFO,
+                "warm: %llu entries loaded, %llu cached already, %llu "
+                "skipped in %llu ms%s",
+                (unsigned long long)t.loads, (unsigned long long)t.hits,
+                (unsigned long long)t.skipped,
+                (unsigned long long)((uc__now_us(&c->env) - t0) / 1000u),
+                !gave_up                    ? (halt ? " (stopped)" : "")
+                : t.failing >= FAILURES_MAX ? " (stopped: the loader failed "
+                                              "3 times in a row)"
+                                            : " (stopped: the cache is "
+                                              "unavailable)");
+    }
+}
+
+static void *warm_main(void *arg)
+{
+    uc_cache_t *c = arg;
+    uc__warm_t *w = c->warm;
+
+    /* Reading the hottest entries must not make them hotter. */
+    uc__hot_mute(1);
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        if (!w->queued) {
+            struct timespec ts = uc__deadline(CLOCK_MONOTONIC, IDLE_WAIT_MS);
+            (void)pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            continue;
+        }
+        w->queued = 0;
+        w->running = 1;
+        pthread_mutex_unlock(&w->mu);
+        run(c);
+        pthread_mutex_lock(&w->mu);
+        w->running = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Under w->mu. Signals are blocked in the thread, as in the worker's. */
+static int start_locked(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+    sigset_t all, old;
+    int rc;
+
+    if (w->started) {
+        return UC_OK;
+    }
+    if (w->stop) {
+        return UC_EUNAVAILABLE;
+    }
+    w->tokens = burst(c);
+    w->refill_us = uc__now_us(&c->env);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&w->thread, NULL, warm_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        return UC_ENOMEM;
+    }
+    w->started = 1;
+    return UC_OK;
+}
+
+/* Nonzero when some keyspace has its own loader and a record; with
+ * `entries`, one that holds entries too. */
+static int has_work(uc_cache_t *c, int entries)
+{
+    size_t nks = atomic_load(&c->nks);
+
+    if (c->env.cfg.warm_top < 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < nks; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        if (ks->loader != NULL && ks->hot != NULL &&
+            (!entries || uc__hot_top(ks->hot, NULL, 0) > 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- what the rest of the core calls --------------------------------------
+ */
+
+int uc__warm_create(uc_cache_t *c)
+{
+    uc__warm_t *w = calloc(1, sizeof(*w));
+    pthread_condattr_t ca;
+
+    if (w == NULL) {
+        return UC_ENOMEM;
+    }
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        free(w);
+        return UC_ENOMEM;
+    }
+    if (pthread_condattr_init(&ca) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return UC_ENOMEM;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&w->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return UC_ENOMEM;
+    }
+    pthread_condattr_destroy(&ca);
+    c->warm = w;
+    return UC_OK;
+}
+
+void uc__warm_stop(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+    int join;
+
+    if (w == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    join = w->started;
+    w->started = 0;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (join) {
+        pthread_join(w->thread, NULL);
+    }
+}
+
+void uc__warm_destroy(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+
+    if (w == NULL) {
+        return;
+    }
+    uc__warm_stop(c);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    c->warm = NULL;
+}
+
+int uc__warm_keyspace(uc_cache_t *c, uc_keyspace_t *ks)
+{
+    const uc_config_t *cfg = &c->env.cfg;
+
+    ks->hot = NULL;
+    if (cfg->hot_capacity < 0) {
+        return UC_OK;
+    }
+    return uc__hot_create((size_t)cfg->hot_capacity, (unsigned)cfg->hot_sample,
+                          &ks->hot);
+}
+
+void uc__warm_request(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+
+    if (w == NULL || c->env.cfg.observer || !has_work(c, 1)) {
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (!w->stop && start_locked(c) == UC_OK) {
+        /* A warm in progress starts again from the hottest entry: what it
+         * warmed so far went with the dataset. */
+        w->queued = 1;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+void uc__warm_tick(uc_cache_t *c, uint64_t now_us)
+{
+    uc__warm_t *w = c->warm;
+    size_t nks = atomic_load(&c->nks);
+
+    if (w == NULL) {
+        return;
+    }
+    if (w->next_halve_us == 0) {
+        w->next_halve_us = now_us + HALVE_EVERY_US;
+        return;
+    }
+    if (now_us < w->next_halve_us) {
+        return;
+    }
+    w->next_halve_us = now_us + HALVE_EVERY_US;
+    for (size_t i = 0; i < nks; i++) {
+        uc__hot_halve(c->ks[i]->hot);
+    }
+}
+
+int uc__warm_busy(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+    int busy;
+
+    if (w == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&w->mu);
+    busy = w->queued || w->running;
+    pthread_mutex_unlock(&w->mu);
+    return busy;
+}
+
+/* ---- the public face ------------------------------------------------------
+ */
+
+int uc_cache_warm(uc_cache_t *cache)
+{
+    uc__warm_t *w;
+    int rc;
+
+    if (cache == NULL) {
+        return UC_EINVAL;
+    }
+    w = cache->warm;
+    if (w == NULL || !has_work(cache, 0)) {
+        return UC_ENOTSUP;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->stop || w->queued || w->running) {
+        pthread_mutex_unlock(&w->mu);
+        return UC_EUNAVAILABLE;
+    }
+    rc = start_locked(cache);
+    if (rc == UC_OK) {
+        w->queued = 1;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+size_t uc_keyspace_hot(const uc_keyspace_t *ks, uc_hot_entry_t *out, size_t cap)
+{
+    if (ks == NULL) {
+        return 0;
+    }
+    return uc__hot_top(ks->hot, out, cap);
+}
+
+size_t uc_keyspace_hot_bytes(const uc_keyspace_t *ks)
+{
+    return ks != NULL ? uc__hot_bytes(ks->hot) : 0;
+}

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Warming (src/lib/warm.c) against a real redis-server of the test's own:
+ *
+ *   - after a FLUSHALL (sent on a raw connection, as an operator would),
+ *     the most read entries of a Zipf mix are back in Redis without any
+ *     client read: the loader calls are the warmer's, exactly one per top
+ *     entry, and entries outside the top stay out;
+ *   - the warmer's loads keep to the rate (over any window, at most
+ *     rate x window + burst), and uc_cache_destroy() stops a warm in
+ *     progress promptly;
+ *   - uc_cache_warm() refills what was deleted, costs no load for what is
+ *     still cached, and refuses a second warm while one runs;
+ *   - a failing database (3 failed loads in a row) or a stopped Redis ends
+ *     a warm, the entries left counted as skipped;
+ *   - the warmer's own reads do not count as reads in the record, and with
+ *     warming off there is nothing to queue.
+ *
+ * The loader stands for the database: it counts its calls and notes when
+ * each came.
+ */
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cache_int.h"
+#include "redis_fixture.h"
+#include "util.h"
+
+#define NKEYS 100
+#define CALLS_MAX 4096
+
+/* ---- the "database" ------------------------------------------------------ */
+
+typedef struct {
+    _Atomic unsigned calls;
+    _Atomic int fail;          /* nonzero: every load fails */
+    uint64_t at_us[CALLS_MAX]; /* when each call came */
+    pthread_mutex_t mu;
+} db_t;
+
+static db_t the_db;
+
+static int load(void *arg, const char *const *fields, size_t nfields,
+                char **val, size_t *len)
+{
+    db_t *db = arg;
+    char buf[64];
+
+    if (nfields != 1) {
+        return UC_EINVAL;
+    }
+    pthread_mutex_lock(&db->mu);
+    unsigned n = atomic_fetch_add(&db->calls, 1);
+    if (n < CALLS_MAX) {
+        db->at_us[n] = uc_test_now_us();
+    }
+    pthread_mutex_unlock(&db->mu);
+    if (atomic_load(&db->fail)) {
+        return -1000;
+    }
+    int w = snprintf(buf, sizeof(buf), "value of %s", fields[0]);
+    *val = malloc((size_t)w + 1);
+    if (*val == NULL) {
+        return UC_ENOMEM;
+    }
+    memcpy(*val, buf, (size_t)w + 1);
+    *len = (size_t)w;
+    return UC_OK;
+}
+
+static void db_reset(db_t *db)
+{
+    pthread_mutex_lock(&db->mu);
+    atomic_store(&db->calls, 0);
+    atomic_store(&db->fail, 0);
+    pthread_mutex_unlock(&db->mu);
+}
+
+/* ---- helpers ---------------------------------------------------------------
+ */
+
+static uint64_t xs(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+/* A rank in [0, n) drawn from a Zipf law of exponent 1. */
+static size_t zipf(uint64_t *rng, size_t n)
+{
+    static double cdf[NKEYS * 10];
+    static size_t built;
+    double u = (double)(xs(rng) >> 11) / 9007199254740992.0;
+    size_t lo = 0, hi = n - 1;
+
+    if (built != n) {
+        double sum = 0;
+        for (size_t i = 0; i < n; i++) {
+            sum += 1.0 / (double)(i + 1);
+            cdf[i] = sum;
+        }
+        for (size_t i = 0; i < n; i++) {
+            cdf[i] /= sum;
+        }
+        built = n;
+    }
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cdf[mid] < u) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static void id_of(size_t rank, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "id-%zu", rank);
+}
+
+static int read_one(uc_keyspace_t *ks, const char *id)
+{
+    const char *f[1] = {id};
+    uc_load_result_t r;
+    int rc = uc_keyspace_get_or_load(ks, f, 1, NULL, &r);
+    if (rc == UC_OK) {
+        uc_free(r.data);
+    }
+    return rc;
+}
+
+typedef struct {
+    uc_test_fixture_t *f;
+    uc_cache_t *c;
+    redisContext *raw;
+} fx_t;
+
+static uc_cache_t *open_cache(fx_t *fx, int top, int rate)
+{
+    static uc_keyspace_def_t def = {
+        .name = "ws",
+        .pattern = "warm:{id}",
+        .ttl_s = 600,
+        .loader = load,
+        .loader_arg = &the_db,
+        /* no early refresh: every loader call here is a fill */
+        .refresh_beta = -1.0,
+    };
+    uc_config_t cfg;
+    char err[256];
+
+    uc_test_redis_config(&cfg, fx->f->r.port);
+    cfg.command_timeout_ms = 100;
+    cfg.trust_check_ms = 100;
+    cfg.log_tail_ms = 50;
+    cfg.warm_top = top;
+    cfg.warm_rate = rate;
+    cfg.hot_sample = 1;
+    fx->c = uc_test_open_cache(&cfg);
+    assert_int_equal(uc_cache_add_keyspaces(fx->c, &def, 1, err, sizeof(err)),
+                     UC_OK);
+    return fx->c;
+}
+
+static redisReply *raw_cmd(fx_t *fx, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(fx->raw, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    return r;
+}
+
+static int key_exists(fx_t *fx, const char *id)
+{
+    redisReply *r = raw_cmd(fx, "EXISTS warm:%s", id);
+    int e = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return e;
+}
+
+/* Waits (bounded) until no warm is queued or running. */
+static void wait_idle(uc_cache_t *c, unsigned ms)
+{
+    uint64_t until = uc_test_now_ms() + ms;
+    while (uc__warm_busy(c) && uc_test_now_ms() < until) {
+        uc_test_sleep_ms(10);
+    }
+    assert_false(uc__warm_busy(c));
+}
+
+/* Reads a Zipf mix of `reads` over NKEYS entries; truth[] gets the counts. */
+static void zipf_mix(uc_keyspace_t *ks, unsigned reads, unsigned *truth)
+{
+    uint64_t rng = 12345;
+    char id[32];
+
+    for (unsigned i = 0; i < reads; i++) {
+        size_t r = zipf(&rng, NKEYS);
+        id_of(r, id, sizeof(id));
+        assert_int_equal(read_one(ks, id), UC_OK);
+        truth[r]++;
+    }
+}
+
+static uc_stats_t stats_of(uc_keyspace_t *ks)
+{
+    uc_stats_t s;
+    uc_keyspace_stats(ks, &s);
+    return s;
+}
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    struct timeval tv = {2, 0};
+
+    if (fx == NULL || uc_test_fixture_setup((void **)&fx->f) != 0) {
+        free(fx);
+        return -1;
+    }
+    uc_test_fixture_start(fx->f, NULL);
+    fx->raw = redisConnectWithTimeout("127.0.0.1", fx->f->r.port, tv);
+    if (fx->raw == NULL || fx->raw->err != 0) {
+        return -1;
+    }
+    redisSetTimeout(fx->raw, tv);
+    pthread_mutex_init(&the_db.mu, NULL);
+    db_reset(&the_db);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+
+    uc_cache_destroy(fx->c);
+    if (fx->raw != NULL) {
+        redisFree(fx->raw);
+    }
+    pthread_mutex_destroy(&the_db.mu);
+    uc_test_fixture_teardown((void **)&fx->f);
+    free(fx);
+    return 0;
+}
+
+/* ---- tests -----------------------------------------------------------------
+ */
+
+/*
+ * The test the feature is for: a Zipf mix read through get-or-load, then a
+ * FLUSHALL; the top entries come back without a client read.
+ */
+static void flushall_refills_top(void **state)
+{
+    fx_t *fx = *state;
+    enum { TOP = 20 };
+    uc_cache_t *c = open_cache(fx, TOP, 1000);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    uc_hot_entry_t top[TOP], after[TOP];
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(c, 5000); /* the first start's warm, if any */
+    assert_int_equal(uc_keyspace_hot(ks, top, TOP), NKEYS);
+    for (size_t i = 0; i < TOP; i++) {
+        /* unsampled and nothing evicted: exact */
+        assert_int_equal(top[i].reads, truth[atoi(top[i].key + 8)]);
+    }
+    uc_stats_t s0 = stats_of(ks);
+    db_reset(&the_db);
+
+    freeReplyObject(raw_cmd(fx, "FLUSHALL"));
+    uint64_t t0 = uc_test_now_ms(), until = t0 + 10000;
+    size_t back = 0;
+    while (uc_test_now_ms() < until) {
+        back = 0;
+        for (size_t i = 0; i < TOP; i++) {
+            back += key_exists(fx, top[i].key + 5);
+        }
+        if (back == TOP) {
+            break;
+        }
+        uc_test_sleep_ms(20);
+    }
+    print_message("after FLUSHALL: %zu of the top %d back in %llu ms\n", back,
+                  TOP, (unsigned long long)(uc_test_now_ms() - t0));
+    assert_int_equal(back, TOP);
+    wait_idle(c, 5000);
+
+    /* Every loader call was the warmer's, one per top entry; the rest of
+     * the entries that were read stay out of Redis. */
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(atomic_load(&the_db.calls), TOP);
+    assert_int_equal(s1.warm_loads - s0.warm_loads, TOP);
+    uc_stats_t tot;
+    uc_cache_stats(c, &tot);
+    assert_true(tot.dataset_flushes >= 1);
+    size_t present = 0;
+    for (size_t r = 0; r < NKEYS; r++) {
+        char id[32];
+        id_of(r, id, sizeof(id));
+        present += key_exists(fx, id);
+    }
+    assert_int_equal(present, TOP);
+    /* The warmer's reads were not counted as reads. */
+    assert_int_equal(uc_keyspace_hot(ks, after, TOP), NKEYS);
+    for (size_t i = 0; i < TOP; i++) {
+        assert_string_equal(after[i].key, top[i].key);
+        assert_int_equal(after[i].reads, top[i].reads);
+    }
+    /* A client read of a warmed entry is a hit. */
+    uint64_t loads = s1.loads;
+    assert_int_equal(read_one(ks, top[0].key + 5), UC_OK);
+    assert_int_equal(stats_of(ks).loads, loads);
+}
+
+/*
+ * 200 hot entries at 20 loads a second (burst 2): over every window the
+ * loads are at most rate x window + burst; destroy stops the warm at once.
+ */
+static void rate_limit_held(void **state)
+{
+    fx_t *fx = *state;
+    enum { TOP = 200, RATE = 20, BURST = 2 };
+    uc_cache_t *c = open_cache(fx, TOP, RATE);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    char id[32];
+
+    for (size_t r = 0; r < TOP; r++) {
+        id_of(r, id, sizeof(id));
+        for (size_t k = 0; k <= (TOP - r) / 50; k++) {
+            assert_int_equal(read_one(ks, id), UC_OK);
+        }
+    }
+    wait_idle(c, 20000);
+    db_reset(&the_db);
+    freeReplyObject(raw_cmd(fx, "FLUSHALL"));
+    /* Let the warm run for about 2.5 s. */
+    uint64_t until = uc_test_now_ms() + 10000;
+    while (atomic_load(&the_db.calls) == 0 && uc_test_now_ms() < until) {
+        uc_test_sleep_ms(10);
+    }
+    assert_true(atomic_load(&the_db.calls) > 0);
+    uc_test_sleep_ms(2500);
+    assert_true(uc__warm_busy(c));
+    uint64_t t0 = uc_test_now_us();
+    uc_cache_destroy(c);
+    fx->c = NULL;
+    uint64_t took_ms = (uc_test_now_us() - t0) / 1000;
+
+    unsigned n = atomic_load(&the_db.calls);
+    print_message("rate %d/s: %u loads in about 2.5 s; destroy took %llu ms\n",
+                  RATE, n, (unsigned long long)took_ms);
+    assert_true(n >= RATE * 2);
+    assert_true(n <= RATE * 3 + BURST);
+    /* every window [i, j] of loads: j - i + 1 <= rate x (t_j - t_i) + burst,
+     * with 5 ms for the clock's and the scheduler's slack */
+    for (unsigned i = 0; i < n; i++) {
+        for (unsigned j = i; j < n; j++) {
+            double span_s =
+                (double)(the_db.at_us[j] - the_db.at_us[i] + 5000) / 1e6;
+            if ((double)(j - i + 1) > RATE * span_s + BURST) {
+                fail_msg("loads %u..%u: %u in %.3f s", i, j, j - i + 1, span_s);
+            }
+        }
+    }
+    assert_true(took_ms < 1000);
+}
+
+/* uc_cache_warm(): what was deleted comes back; what is still cached is a
+ * hit; a second warm is refused while one runs. */
+static void warm_on_demand(void **state)
+{
+    fx_t *fx = *state;
+    enum { TOP = 30, GONE = 10 };
+    uc_cache_t *c = open_cache(fx, TOP, 50);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    uc_hot_entry_t top[TOP];
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(c, 5000);
+    assert_true(uc_keyspace_hot(ks, top, TOP) >= TOP);
+    for (size_t i = 0; i < GONE; i++) {
+        freeReplyObject(raw_cmd(fx, "DEL %s", top[i].key));
+    }
+    db_reset(&the_db);
+    uc_stats_t s0 = stats_of(ks);
+    assert_int_equal(uc_cache_warm(c), UC_OK);
+    assert_int_equal(uc_cache_warm(c), UC_EUNAVAILABLE);
+    wait_idle(c, 10000);
+    uc_stats_t s1 = stats_of(ks);
+    for (size_t i = 0; i < GONE; i++) {
+        assert_true(key_exists(fx, top[i].key + 5));
+    }
+    assert_int_equal(atomic_load(&the_db.calls), GONE);
+    assert_int_equal(s1.warm_loads - s0.warm_loads, GONE);
+    assert_int_equal(s1.warm_hits - s0.warm_hits, TOP - GONE);
+    assert_int_equal(s1.warm_skipped - s0.warm_skipped, 0);
+    /* Idle again: a new warm may be queued, and finds everything cached. */
+    assert_int_equal(uc_cache_warm(c), UC_OK);
+    wait_idle(c, 10000);
+    assert_int_equal(atomic_load(&the_db.calls), GONE);
+}
+
+/* A failing database: the warm gives up after 3 failed loads in a row and
+ * counts the rest as skipped. */
+static void failing_loader_gives_up(void **state)
+{
+    fx_t *fx = *state;
+    enum { TOP = 20 };
+    uc_cache_t *c = open_cache(fx, TOP, 1000);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    uc_hot_entry_t top[TOP];
+
+    zipf_mix(ks, 2000, truth);
+    wait_idle(c, 5000);
+    assert_true(uc_keyspace_hot(ks, top, TOP) >= TOP);
+    for (size_t i = 0; i < TOP; i++) {
+        freeReplyObject(raw_cmd(fx, "DEL %s", top[i].key));
+    }
+    db_reset(&the_db);
+    atomic_store(&the_db.fail, 1);
+    uc_stats_t s0 = stats_of(ks);
+    assert_int_equal(uc_cache_warm(c), UC_OK);
+    wait_idle(c, 10000);
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(atomic_load(&the_db.calls), 3);
+    assert_int_equal(s1.warm_loads - s0.warm_loads, 3);
+    assert_int_equal(s1.warm_skipped - s0.warm_skipped, TOP - 3);
+}
+
+/* Redis stopped: the warm answers from the near cache while it may, then
+ * the first read that fails ends it; it never loads more than once for a
+ * cache that keeps nothing. */
+static void cache_down_gives_up(void **state)
+{
+    fx_t *fx = *state;
+    enum { TOP = 20 };
+    uc_cache_t *c = open_cache(fx, TOP, 1000);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+
+    zipf_mix(ks, 2000, truth);
+    wait_idle(c, 5000);
+    db_reset(&the_db);
+    assert_int_equal(uc_test_redis_signal(&fx->f->r, SIGSTOP), 0);
+    uc_test_sleep_ms(400); /* past the near cache's heartbeat deadline */
+    uc_stats_t s0 = stats_of(ks);
+    assert_int_equal(uc_cache_warm(c), UC_OK);
+    wait_idle(c, 10000);
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(uc_test_redis_signal(&fx->f->r, SIGCONT), 0);
+    print_message("redis stopped: %llu loads, %llu hits, %llu skipped\n",
+                  (unsigned long long)(s1.warm_loads - s0.warm_loads),
+                  (unsigned long long)(s1.warm_hits - s0.warm_hits),
+                  (unsigned long long)(s1.warm_skipped - s0.warm_skipped));
+    assert_true(atomic_load(&the_db.calls) <= 1);
+    assert_int_equal(s1.warm_loads - s0.warm_loads, atomic_load(&the_db.calls));
+    assert_int_equal((s1.warm_loads - s0.warm_loads) +
+                         (s1.warm_hits - s0.warm_hits) +
+                         (s1.warm_skipped - s0.warm_skipped),
+                     TOP);
+    assert_true(s1.warm_skipped - s0.warm_skipped >= TOP - 1);
+}
+
+/* Warming off: nothing to queue, and a FLUSHALL loads nothing. */
+static void warming_off(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache(fx, -1, 100);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+
+    zipf_mix(ks, 300, truth);
+    assert_true(uc_keyspace_hot(ks, NULL, 0) > 0); /* still recorded */
+    assert_int_equal(uc_cache_warm(c), UC_ENOTSUP);
+    db_reset(&the_db);
+    freeReplyObject(raw_cmd(fx, "FLUSHALL"));
+    uc_test_sleep_ms(1000);
+    assert_false(uc__warm_busy(c));
+    assert_int_equal(atomic_load(&the_db.calls), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(flushall_refills_top, setup, teardown),
+        cmocka_unit_test_setup_teardown(rate_limit_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(warm_on_demand, setup, teardown),
+        cmocka_unit_test_setup_teardown(failing_loader_gives_up, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cache_down_gives_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(warming_off, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
