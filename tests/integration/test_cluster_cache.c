@@ -123,6 +123,8 @@ static void world_start(world_t *w, int near)
     cfg.backend = UC_BACKEND_REDIS;
     cfg.near_off = !near;
     cfg.breaker_cooldown_ms = 200;
+    /* The loads are counted: no warming after a failover's drop. */
+    cfg.warm_top = -1;
     if (getenv("UC_TEST_VERBOSE") != NULL) {
         cfg.log_fn = log_line;
         cfg.log_level = UC_LOG_DEBUG;
