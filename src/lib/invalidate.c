@@ -605,7 +605,7 @@ int uc__trust_restore(uc_cache_t *c)
     char glob[UC__FULLKEY_MAX];
     size_t removed = 0;
     uint64_t epoch;
-    int rc;
+    int rc, lost;
 
     if (atomic_load(&be->distrust) == 0) {
         return UC_OK;
@@ -627,6 +627,7 @@ int uc__trust_restore(uc_cache_t *c)
     epoch = atomic_load(&be->distrust_epoch);
     uc__near_flush_dataset(c);
     uc__full_key(c, "*", 1, glob);
+    lost = atomic_load(&be->trusted_once);
     if (be->ops->restore != NULL) {
         /* The store drops and adopts where it does not trust (one cluster
          * node after a failover), and says whether all is trusted. */
@@ -644,8 +645,12 @@ int uc__trust_restore(uc_cache_t *c)
     if (rc == UC_OK) {
         /* What readers kept while the drop ran came from the old dataset. */
         uc__near_flush_dataset(c);
-        /* The most read entries went with it: load them again. */
-        uc__warm_request(c);
+        /* The most read entries went with it: load them again. Not when
+         * this is the first dataset the process trusts: nothing was lost,
+         * and what it has read so far its first callers are loading now. */
+        if (lost) {
+            uc__warm_request(c);
+        }
     }
     if (rc != UC_OK) {
         uc__log_limited(&c->env, &c->trust_log, UC_LOG_WARN,

@@ -1705,6 +1705,16 @@ static int r_add(uc__backend_t *b, const char *key, size_t klen,
  * INFO is not allowed (a narrow ACL), only a missing marker is seen.
  */
 
+/* A dataset was found or made trusted (see uc__backend_t.trusted_once). */
+static void mark_trusted(rb_t *rb)
+{
+    atomic_store(&rb->checked, 1);
+    atomic_store(&rb->base.trusted_once, 1);
+    if (rb->parent != NULL) {
+        atomic_store(&rb->parent->trusted_once, 1);
+    }
+}
+
 /* The router above sees the node's distrust as its own (the core looks
  * at the router only). */
 static void raise_parent(rb_t *rb)
@@ -1845,7 +1855,7 @@ static int check_identity(rb_t *rb, sess_t *s)
     if (!match) {
         raise_distrust(rb, run_id);
     } else {
-        atomic_store(&rb->checked, 1);
+        mark_trusted(rb);
     }
     return UC_OK;
 }
@@ -1921,7 +1931,7 @@ static int r_adopt(uc__backend_t *b)
         freeReplyObject(r);
     }
     if (rc == UC_OK) {
-        atomic_store(&rb->checked, 1);
+        mark_trusted(rb);
         atomic_store(&rb->base.distrust, 0);
     }
 

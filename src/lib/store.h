@@ -119,6 +119,9 @@ struct uc__backend {
     _Atomic int distrust;
     /* Bumped each time distrust is raised, so the core flushes once. */
     _Atomic uint64_t distrust_epoch;
+    /* Set once a dataset was found or made trusted: a later distrust is a
+     * dataset lost (flushed, restarted, failed over), not a first start. */
+    _Atomic int trusted_once;
     /*
      * Set by the core before the first operation (may stay NULL): called,
      * from any thread and never under a lock the core holds, with the
