@@ -1589,8 +1589,14 @@ static void add_seeds(cr_t *cr, const char *list)
             item[len] = '\0';
             colon = strrchr(item, ':');
             if (colon != NULL) {
+                char *e = NULL;
+                long port = strtol(colon + 1, &e, 10);
+
                 *colon = '\0';
-                (void)link_add(cr, item, atoi(colon + 1), 1);
+                if (e != colon + 1 && *e == '\0' && port >= 1 &&
+                    port <= 65535) {
+                    (void)link_add(cr, item, (int)port, 1);
+                }
             }
         }
         p += len;
