@@ -640,11 +640,22 @@ static void judge(world_t *w, const char *scenario)
  * Stale reads (a read older than a write acknowledged before it started),
  * on either instance, at any time of the run, against the coherence model's
  * bounds. bound_ms 0: none beyond the near cache's invalidation lag
- * (UC_FAULT_NEAR_LAG_MS, the one staleness the model allows on a healthy
+ * (NEAR_LAG_BOUND_MS, the one staleness the model allows on a healthy
  * system: another instance's near copy until its invalidation arrives);
  * otherwise none older than bound_ms (a single fault's bound: the log tail
  * and heartbeat intervals, at most 1 s). Every stale read is printed.
  */
+/* The near cache's invalidation lag a healthy system may show: measured
+ * at p99 well under 1 ms here, and the checker's 5 ms allows for a loaded
+ * machine; a ThreadSanitizer build runs everything several times slower
+ * (a healthy cluster showed 8.9 ms under it), hence more there. Either is
+ * far below the stale reads a routing fault causes (100 ms and more). */
+#if defined(__SANITIZE_THREAD__)
+#define NEAR_LAG_BOUND_MS 50.0
+#else
+#define NEAR_LAG_BOUND_MS UC_FAULT_NEAR_LAG_MS
+#endif
+
 static void assert_stale_within(const world_t *w, double bound_ms)
 {
     for (int i = 0; i < 2; i++) {
@@ -663,10 +674,9 @@ static void assert_stale_within(const world_t *w, double bound_ms)
         uc_fault_check_t c;
         uc_fault_check(w->load[i], &c);
         if (bound_ms <= 0) {
-            assert_int_equal(c.stale_beyond_lag, 0);
-        } else {
-            assert_true(c.max_staleness_ms <= bound_ms);
+            bound_ms = NEAR_LAG_BOUND_MS;
         }
+        assert_true(c.max_staleness_ms <= bound_ms);
     }
 }
 
