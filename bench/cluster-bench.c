@@ -50,7 +50,7 @@
 #include "redis_cluster.h"
 #include "utxocache/utxocache.h"
 
-#define KEY_LEN 17 /* "key:" + 12 digits, as redis-benchmark -r writes */
+#define KEY_LEN UC_BENCH_KEY_LEN
 #define TARGET_RATIO 0.9
 #define CLIENTS_MAX 1024
 #define LOG_LINE_MAX 256
@@ -122,14 +122,6 @@ static uint64_t hist_quantile(const hist_t *h, double q)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void complain(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -145,29 +137,6 @@ static void complain(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputs("\n", stderr);
-}
-
-/* xorshift64*: a cheap per-thread generator for key choice. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 2685821657736338717ull;
-}
-
-/* Writes redis-benchmark's key for index i ("key:%012u") into buf[KEY_LEN]. */
-static void key_name(unsigned i, char *buf)
-{
-    memcpy(buf, "key:", 4);
-    for (int d = 15; d >= 4; d--) {
-        buf[d] = (char)('0' + i % 10u);
-        i /= 10u;
-    }
-    buf[16] = '\0';
 }
 
 static double load1(void)
@@ -510,7 +479,7 @@ static int one_call(worker_t *w, char *key)
     run_t *r = w->run;
     int rc;
 
-    key_name((unsigned)(rng_next(&w->seed) % r->nkeys), key);
+    uc_bench_key_name((unsigned)(uc_bench_rng_next(&w->seed) % r->nkeys), key);
     if (r->op == OP_SET) {
         return uc_cache_set(r->cache, key, KEY_LEN - 1, r->value, r->vlen, 0);
     }
@@ -543,7 +512,7 @@ static void *worker_main(void *arg)
     }
     pthread_mutex_unlock(&r->lock);
     for (;;) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = uc_bench_now_ns();
         int rc;
         if (atomic_fetch_add_explicit(&r->issued, 1, memory_order_relaxed) >=
             r->count) {
@@ -556,7 +525,7 @@ static void *worker_main(void *arg)
             break;
         }
         rc = one_call(w, key);
-        t = now_ns();
+        t = uc_bench_now_ns();
         w->calls++;
         if (rc != UC_OK) {
             if (w->errors++ == 0) {
@@ -604,7 +573,8 @@ static int run_library(uc_cache_t *cache, op_t op, int threads, long count,
     pthread_cond_init(&r.cond, NULL);
     for (int i = 0; i < threads; i++) {
         w[i].run = &r;
-        w[i].seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + now_ns();
+        w[i].seed =
+            0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + uc_bench_now_ns();
         if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0) {
             complain("pthread_create failed");
             break;
@@ -612,7 +582,7 @@ static int run_library(uc_cache_t *cache, op_t op, int threads, long count,
         started++;
     }
     pthread_mutex_lock(&r.lock);
-    start = now_ns();
+    start = uc_bench_now_ns();
     /* Without all threads, a deadline in the past ends the others at once. */
     r.deadline_ns = started == threads ? start + (uint64_t)(limit_s * 1e9) : 0;
     r.go = 1;
@@ -820,7 +790,7 @@ static int run_capture(char *const argv[], double timeout_s, rb_parse_t *ps)
     char seg[SEGMENT_MAX];
     size_t slen = 0;
     int fds[2];
-    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    uint64_t deadline = uc_bench_now_ns() + (uint64_t)(timeout_s * 1e9);
     pid_t pid;
     int st = 0;
     int killed = 0;
@@ -851,7 +821,7 @@ static int run_capture(char *const argv[], double timeout_s, rb_parse_t *ps)
     close(fds[1]);
     for (;;) {
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        uint64_t now = now_ns();
+        uint64_t now = uc_bench_now_ns();
         char buf[4096];
         ssize_t n;
         if (now >= deadline) {
@@ -876,7 +846,7 @@ static int run_capture(char *const argv[], double timeout_s, rb_parse_t *ps)
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] == '\n' || buf[i] == '\r') {
                 seg[slen] = '\0';
-                rb_segment(ps, seg, now_ns());
+                rb_segment(ps, seg, uc_bench_now_ns());
                 slen = 0;
             } else if (slen + 1 < sizeof(seg)) {
                 seg[slen++] = buf[i];
@@ -885,14 +855,14 @@ static int run_capture(char *const argv[], double timeout_s, rb_parse_t *ps)
     }
     if (slen > 0) {
         seg[slen] = '\0';
-        rb_segment(ps, seg, now_ns());
+        rb_segment(ps, seg, uc_bench_now_ns());
     }
     close(fds[0]);
     /* The output closed or the deadline passed: the child is ending or was
      * killed. One that closed its output and lingers is killed at the
      * deadline, so this wait is bounded too. */
     while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (!killed && now_ns() >= deadline) {
+        if (!killed && uc_bench_now_ns() >= deadline) {
             kill(pid, SIGKILL);
             killed = 1;
         }
@@ -1364,7 +1334,7 @@ int main(int argc, char **argv)
     char why[256] = "";
     char *value;
     int below = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = uc_bench_now_ns();
     int started;
     int rc = -1;
 
@@ -1397,7 +1367,7 @@ int main(int argc, char **argv)
     uc_test_cluster_stop(&cluster);
     free(value);
     printf("\nwhole run: %.1f s, load %.2f at the end%s\n",
-           (double)(now_ns() - t0) / 1e9, load1(),
+           (double)(uc_bench_now_ns() - t0) / 1e9, load1(),
            load1() > (double)sysconf(_SC_NPROCESSORS_ONLN) + 2.0
                ? " (other work ran too: figures are noisy)"
                : "");

@@ -75,13 +75,6 @@ typedef struct {
     unsigned sink;
 } worker_t;
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -192,7 +185,7 @@ static void *worker_main(void *p)
     uint64_t t0;
 
     pthread_barrier_wait(a->go);
-    t0 = now_ns();
+    t0 = uc_bench_now_ns();
     while (!atomic_load_explicit(a->stop, memory_order_relaxed)) {
         for (unsigned i = 0; i < 256; i++) {
             if (one_op(a, a->seq[pos], now_ms) != 0) {
@@ -202,7 +195,7 @@ static void *worker_main(void *p)
         }
         a->ops += 256;
     }
-    a->ns = now_ns() - t0;
+    a->ns = uc_bench_now_ns() - t0;
     return NULL;
 }
 

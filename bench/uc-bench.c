@@ -42,7 +42,7 @@
 #include "utxocache/utxocache.h"
 
 #define MGET_KEYS 16
-#define KEY_LEN 17 /* "key:" + 12 digits, as redis-benchmark -r writes */
+#define KEY_LEN UC_BENCH_KEY_LEN
 #define TARGET_RATIO 0.9
 #define THREADS_MAX 1024
 #define RB_OUTPUT_MAX (64 * 1024)
@@ -133,14 +133,6 @@ static uint64_t hist_quantile(const hist_t *h, double q)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000u,
@@ -165,29 +157,6 @@ static void complain(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputs("\n", stderr);
-}
-
-/* xorshift64*: a cheap per-thread generator for key choice. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 2685821657736338717ull;
-}
-
-/* Writes redis-benchmark's key for index i ("key:%012u") into buf[KEY_LEN]. */
-static void key_name(unsigned i, char *buf)
-{
-    memcpy(buf, "key:", 4);
-    for (int d = 15; d >= 4; d--) {
-        buf[d] = (char)('0' + i % 10u);
-        i /= 10u;
-    }
-    buf[16] = '\0';
 }
 
 /* ---- redis-server of our own -------------------------------------------- */
@@ -300,8 +269,8 @@ static int server_start_once(server_t *s, const char *exe)
         execvp(exe, args);
         _exit(127);
     }
-    deadline = now_ns() + 5000000000ull;
-    while (now_ns() < deadline) {
+    deadline = uc_bench_now_ns() + 5000000000ull;
+    while (uc_bench_now_ns() < deadline) {
         uc_cache_t *c = NULL;
         int st;
         int rc;
@@ -399,7 +368,8 @@ static int one_op(worker_t *w, char keys[MGET_KEYS][KEY_LEN])
         size_t kl[MGET_KEYS];
         uc_value_t out[MGET_KEYS];
         for (unsigned i = 0; i < MGET_KEYS; i++) {
-            key_name((unsigned)(rng_next(&w->seed) % r->nkeys), keys[i]);
+            uc_bench_key_name(
+                (unsigned)(uc_bench_rng_next(&w->seed) % r->nkeys), keys[i]);
             kp[i] = keys[i];
             kl[i] = KEY_LEN - 1;
         }
@@ -413,7 +383,8 @@ static int one_op(worker_t *w, char keys[MGET_KEYS][KEY_LEN])
         }
         return rc;
     }
-    key_name((unsigned)(rng_next(&w->seed) % r->nkeys), keys[0]);
+    uc_bench_key_name((unsigned)(uc_bench_rng_next(&w->seed) % r->nkeys),
+                      keys[0]);
     if (r->op == OP_GET) {
         char *val = NULL;
         size_t len = 0;
@@ -441,14 +412,14 @@ static void *worker_main(void *arg)
 
     pthread_barrier_wait(&w->run->barrier);
     for (;;) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = uc_bench_now_ns();
         int rc;
         if (t0 >= w->run->deadline_ns) {
             t = t0;
             break;
         }
         rc = one_op(w, keys);
-        t = now_ns();
+        t = uc_bench_now_ns();
         w->ops++;
         if (rc != UC_OK) {
             if (w->errors++ == 0) {
@@ -492,7 +463,8 @@ static int run_library(uc_cache_t *cache, op_t op, int threads, double secs,
     }
     for (int i = 0; i < threads; i++) {
         w[i].run = &r;
-        w[i].seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + now_ns();
+        w[i].seed =
+            0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + uc_bench_now_ns();
         if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0) {
             complain("pthread_create failed");
             /* Threads already started wait on the barrier: release them
@@ -503,7 +475,7 @@ static int run_library(uc_cache_t *cache, op_t op, int threads, double secs,
         started++;
     }
     if (started == threads) {
-        r.start_ns = now_ns();
+        r.start_ns = uc_bench_now_ns();
         r.deadline_ns = r.start_ns + (uint64_t)(secs * 1e9);
         pthread_barrier_wait(&r.barrier);
     }
@@ -554,7 +526,7 @@ static int populate(uc_cache_t *cache, unsigned nkeys, const char *value,
         size_t n = nkeys - base < BATCH ? nkeys - base : BATCH;
         int rc;
         for (size_t i = 0; i < n; i++) {
-            key_name(base + (unsigned)i, names[i]);
+            uc_bench_key_name(base + (unsigned)i, names[i]);
             kp[i] = names[i];
             kl[i] = KEY_LEN - 1;
             vp[i] = value;
@@ -581,7 +553,7 @@ static int run_capture(char *const argv[], char *buf, size_t cap,
 {
     int fds[2];
     size_t len = 0;
-    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    uint64_t deadline = uc_bench_now_ns() + (uint64_t)(timeout_s * 1e9);
     pid_t pid;
     int st = 0;
     int killed = 0;
@@ -612,7 +584,7 @@ static int run_capture(char *const argv[], char *buf, size_t cap,
     close(fds[1]);
     for (;;) {
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        uint64_t now = now_ns();
+        uint64_t now = uc_bench_now_ns();
         char tmp[4096];
         ssize_t n;
         int left_ms;
@@ -1105,7 +1077,7 @@ int main(int argc, char **argv)
     opts_t o;
     char *value;
     int below = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = uc_bench_now_ns();
     int rc;
 
     memset(&o, 0, sizeof(o));
@@ -1127,7 +1099,7 @@ int main(int argc, char **argv)
     }
     free(value);
     printf("\nwhole run: %.1f s, load %.2f at the end%s\n",
-           (double)(now_ns() - t0) / 1e9, load1(),
+           (double)(uc_bench_now_ns() - t0) / 1e9, load1(),
            load1() > (double)sysconf(_SC_NPROCESSORS_ONLN) + 2.0
                ? " (other work ran too: figures are noisy)"
                : "");
