@@ -1798,10 +1798,17 @@ static int compare_identity(const redisReply *info, const redisReply *m,
     return 0;
 }
 
-/* Asks the server for its identity on connection c (see compare_identity). */
-static int read_identity(rb_t *rb, redisContext *c, char *run_id, size_t cap,
+/*
+ * Asks the server for its identity on the session's connection (see
+ * compare_identity). A busy server (-LOADING and the like) makes the session
+ * a breaker failure, as it does for data calls: the worker's periodic check
+ * must not count as a success that resets the failures of the calls around
+ * it while the server cannot serve.
+ */
+static int read_identity(rb_t *rb, sess_t *s, char *run_id, size_t cap,
                          int *match)
 {
+    redisContext *c = s->c;
     const char *info[2] = {"INFO", "server"};
     size_t info_len[2] = {4, 6};
     char marker[sizeof(rb->marker)];
@@ -1828,6 +1835,13 @@ static int read_identity(rb_t *rb, redisContext *c, char *run_id, size_t cap,
     if (rc == UC_OK) {
         int cmp = compare_identity(v[0], v[1], run_id, cap, match);
         rc = cmp == 0 ? UC_OK : cmp == -2 ? UC_EAUTH : UC_EUNAVAILABLE;
+        for (int i = 0; i < 2; i++) {
+            const redisReply *r = v[i];
+
+            if (r->type == REDIS_REPLY_ERROR && error_reply_busy(r)) {
+                s->server_busy = 1;
+            }
+        }
     }
     for (int i = 0; i < 2; i++) {
         if (v[i] != NULL) {
@@ -1843,7 +1857,7 @@ static int check_identity(rb_t *rb, sess_t *s)
 {
     char run_id[RUN_ID_MAX];
     int match = 0;
-    int rc = read_identity(rb, s->c, run_id, sizeof(run_id), &match);
+    int rc = read_identity(rb, s, run_id, sizeof(run_id), &match);
 
     if (rc == UC_EUNAVAILABLE) {
         return UC_OK; /* busy: checked again on the next use */
@@ -1876,7 +1890,7 @@ static int r_verify(uc__backend_t *b)
     if (rc != UC_OK) {
         return rc;
     }
-    rc = read_identity(rb, s.c, run_id, sizeof(run_id), &match);
+    rc = read_identity(rb, &s, run_id, sizeof(run_id), &match);
     if (rc == UC_OK && !match) {
         raise_distrust(rb, run_id);
     } else if (rc != UC_OK && rc != UC_EUNAVAILABLE) {
@@ -1901,7 +1915,7 @@ static int r_adopt(uc__backend_t *b)
     if (rc != UC_OK) {
         return rc;
     }
-    rc = read_identity(rb, s.c, run_id, sizeof(run_id), &match);
+    rc = read_identity(rb, &s, run_id, sizeof(run_id), &match);
     if (rc != UC_OK) {
         s.broken = rc != UC_EUNAVAILABLE;
         goto end;
