@@ -31,6 +31,9 @@ extern "C" {
 
 #define UC_FIELD_MAX 256
 #define UC_KEYSPACE_FIELDS_MAX 8
+/* Tags a keyspace may declare, and the longest tag text. */
+#define UC_KEYSPACE_TAGS_MAX 4
+#define UC_TAG_MAX (UC_KEY_MAX - 1)
 
 /*
  * Loader for get-or-load: produces the value of the entry whose fields (in
@@ -83,6 +86,17 @@ typedef struct {
      * with probability exp(-remaining / (load time * beta)). 0: 1.0;
      * negative: never early. */
     double refresh_beta;
+    /*
+     * Tags: NULL, or a NULL-terminated list of at most
+     * UC_KEYSPACE_TAGS_MAX patterns over this keyspace's own field names,
+     * in the key pattern's syntax ("insight:{insight_id}", or literal text
+     * alone: "backfill:jobs"). Each entry carries the tags its fields
+     * build; uc_cache_invalidate_tag() of one makes every entry of every
+     * keyspace carrying it a miss, at the cost of one write whatever the
+     * number of entries. A tagged read also checks its tags' versions (see
+     * "Tags" below). An unknown field name is UC_EINVAL.
+     */
+    const char *const *tags;
 } uc_keyspace_def_t;
 
 /* "None" for the uint32_t fields of uc_keyspace_def_t that say so. */
@@ -172,6 +186,63 @@ UC_EXPORT int uc_keyspace_target(const uc_keyspace_t *ks,
                                  const char *const *fields, size_t nfields,
                                  char *buf, size_t cap, size_t *len);
 
+/*
+ * Tags. A tag is a text such as "insight:42": literal bytes
+ * [A-Za-z0-9._:-] and escaped field values, 1 to UC_TAG_MAX bytes. Its
+ * version is a random 64-bit value kept in the store at
+ * <prefix>uc:tag:<tag>. A fill reads the versions of its entry's tags
+ * before it calls the loader (creating a missing one) and records them in
+ * the entry's envelope; a read uses the entry only while every recorded
+ * version is the current one. Invalidating a tag writes a new version: one
+ * round trip, whatever the number of entries. A version that is missing
+ * (evicted, expired, deleted, a flushed dataset) reads as changed, never as
+ * unchanged. The near cache keeps the versions too, invalidated through the
+ * same channel as entries.
+ */
+
+/* The number of tags ks declares, and the pattern of tag i (NULL past the
+ * end). */
+UC_EXPORT size_t uc_keyspace_ntags(const uc_keyspace_t *ks);
+UC_EXPORT const char *uc_keyspace_tag_pattern(const uc_keyspace_t *ks,
+                                              size_t i);
+
+/*
+ * Builds the text of tag i of the entry whose fields, in pattern order, are
+ * fields[0..nfields-1] (a field the tag does not use may be NULL), escaped
+ * as keys are. Writes it NUL-terminated to buf and its length to *len.
+ * UC_EINVAL for a bad index, count or field; UC_ETOOBIG when buf is too
+ * small (UC_TAG_MAX + 1 is always enough).
+ */
+UC_EXPORT int uc_keyspace_tag(const uc_keyspace_t *ks, size_t i,
+                              const char *const *fields, size_t nfields,
+                              char *buf, size_t cap, size_t *len);
+
+/*
+ * The durable log's target for tag i of those fields: "#" and the tag's
+ * text (no key target starts with '#': a key pattern starts with literal
+ * text, and '#' in a field is escaped). A record of it (uc_inval_record_t,
+ * invlog.h) may name any keyspace, or none (""); the tag is the same for
+ * every keyspace that declares it. Give a keyspace's name on the memory
+ * backend: its processes learn of each other's records through the log's
+ * tail, which reads records of declared keyspaces. UC_EINVAL, UC_ETOOBIG
+ * as uc_keyspace_tag(); UC_KEY_MAX + 1 bytes are always enough.
+ */
+UC_EXPORT int uc_keyspace_tag_target(const uc_keyspace_t *ks, size_t i,
+                                     const char *const *fields, size_t nfields,
+                                     char *buf, size_t cap, size_t *len);
+
+/*
+ * Invalidates a tag (its text, as uc_keyspace_tag() builds it): writes a
+ * new random version, and drops this process's near copy of it at once.
+ * Every entry carrying the tag, in any keyspace, reads as a miss from then
+ * on, here and, through Redis' invalidation messages, in every other
+ * instance. Retried at once (twice); if it still fails the tag stays
+ * pending: every get-or-load of an entry carrying it reads the loader until
+ * the worker has applied it. Returns UC_OK, UC_EINVAL for a malformed tag,
+ * or the cache's error (the invalidation is then pending, not lost).
+ */
+UC_EXPORT int uc_cache_invalidate_tag(uc_cache_t *cache, const char *tag);
+
 /* Counts the keys of the keyspace in the backend (SCAN; for operators). */
 UC_EXPORT int uc_keyspace_count(uc_keyspace_t *ks, uint64_t *count);
 
@@ -238,17 +309,23 @@ UC_EXPORT void uc_shared_release(void *data);
 
 /*
  * Cache-aside read, as explicit steps (see load.c):
- *   1. an invalidation of this entry pending anywhere (the durable log, a
- *      failed delete): load, do not read or store the cache (BYPASS);
+ *   1. an invalidation of this entry (or of one of its tags) pending
+ *      anywhere (the durable log, a failed delete): load, do not read or
+ *      store the cache (BYPASS);
  *   2. read the entry; a value whose envelope is missing, corrupt, names
  *      another key, or exceeds the keyspace's cap is deleted and counted as
- *      corrupt, as is one the validator rejects; a hit is returned;
+ *      corrupt, as is one the validator rejects; a value whose recorded tag
+ *      versions are not all current is a miss (replaced by the fill); a hit
+ *      is returned;
  *   3. on a miss, take a lease in the entry's own key (a random token, set
- *      only if the key is absent), call the loader, then store its value
- *      only while the lease is still there. An invalidation deletes the key
- *      and the lease with it, so a load that read the database before a
- *      write can never store its old value. A lease held by another caller
- *      means a fill in progress: the value is loaded but not stored.
+ *      only if the key is absent, or over the value being replaced), read
+ *      the tag versions, call the loader, then store its value with those
+ *      versions only while the lease is still there. An invalidation
+ *      deletes the key and the lease with it, so a load that read the
+ *      database before a write can never store its old value; a tag
+ *      invalidation changes a version the value recorded, so it reads as a
+ *      miss. A lease held by another caller means a fill in progress: the
+ *      value is loaded but not stored.
  *   4. when the cache fails (or its breaker is open) the loader's value is
  *      returned without storing (FALLBACK).
  * A cache failure never fails the call; a loader failure is returned as the

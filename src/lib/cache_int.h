@@ -34,6 +34,20 @@ typedef struct {
     size_t field; /* index, when lit == NULL */
 } uc__part_t;
 
+#define UC__TAGS_MAX UC_KEYSPACE_TAGS_MAX
+/* After the prefix: where a tag's version lives ("<prefix>uc:tag:<tag>"). */
+#define UC__TAG_SPACE "uc:tag:"
+#define UC__TAG_SPACE_LEN (sizeof(UC__TAG_SPACE) - 1)
+/* An invalidation target naming a tag starts with this (keys.c). */
+#define UC__TAG_TARGET '#'
+
+/* A compiled tag: a pattern over the keyspace's own fields. */
+typedef struct {
+    const char *pattern;
+    size_t nparts;
+    uc__part_t parts[2 * UC_KEYSPACE_FIELDS_MAX + 1];
+} uc__tag_t;
+
 struct uc_keyspace {
     uc_cache_t *cache;
     char name[UC_KEYSPACE_NAME_MAX];
@@ -55,6 +69,8 @@ struct uc_keyspace {
     char fields[UC_KEYSPACE_FIELDS_MAX][UC_KEYSPACE_NAME_MAX];
     size_t nparts;
     uc__part_t parts[2 * UC_KEYSPACE_FIELDS_MAX + 1];
+    size_t ntags;
+    uc__tag_t tags[UC__TAGS_MAX];
     /* Nonzero while the whole keyspace is to be treated as invalidated
      * (pending-set overflow): reads bypass it until the worker cleared it. */
     _Atomic int all_pending;
@@ -62,7 +78,9 @@ struct uc_keyspace {
     uc__hot_t *hot; /* its most read entries (NULL: no record) */
 };
 
-/* An invalidation not yet applied: from the log (id > 0) or local (id 0). */
+/* An invalidation not yet applied: from the log (id > 0) or local (id 0).
+ * A tag's target ("#<tag>") covers entries of every keyspace; ks is then
+ * the keyspace the record named, or NULL. */
 typedef struct {
     int64_t id;
     uc_keyspace_t *ks;
@@ -165,6 +183,11 @@ int uc__keyspace_matches(const uc_keyspace_t *ks, const char *key, size_t klen,
 int uc__keyspace_parse(const uc_keyspace_t *ks, const char *key, size_t klen,
                        char *buf, size_t cap, const char **fields);
 
+/* Writes the text of tag i of ks for those fields (NULL allowed for fields
+ * the tag does not use) into buf; UC_EINVAL, UC_ETOOBIG as key builds. */
+int uc__tag_build(const uc_keyspace_t *ks, size_t i, const char *const *fields,
+                  size_t nfields, char *buf, size_t cap, size_t *len);
+
 /* ---- keys.c: every key shape the library writes ---- */
 
 /* prefix + key[0..klen) into buf (UC__FULLKEY_MAX); its length, 0 if bad. */
@@ -185,10 +208,33 @@ int uc__target_covers(const char *target, const char *key, size_t klen);
  * target's set fields. */
 int uc__target_filter(void *arg, const char *key, size_t klen);
 
+/* Nonzero when tag[0..len) is a tag's text: 1 to UC_TAG_MAX bytes of
+ * [A-Za-z0-9._:%-]. */
+int uc__tag_valid(const char *tag, size_t len);
+
+/* The full key of a tag's version into buf (UC__FULLKEY_MAX); its length,
+ * 0 when the text is not a tag. */
+size_t uc__tag_key(const uc_cache_t *c, const char *tag, size_t len, char *buf);
+
+/* The full key of tag i of an entry of ks; UC_EINVAL on bad fields. */
+int uc__entry_tag_key(const uc_keyspace_t *ks, size_t i,
+                      const char *const *fields, size_t nfields, char *fk,
+                      size_t *fklen);
+
+/* Nonzero when target names a tag that one of the entry's tags
+ * (tags[i][0..lens[i]), texts without prefix) is. */
+int uc__target_covers_tags(const char *target, const char *const *tags,
+                           const size_t *lens, size_t ntags);
+
+/* How long a tag's version is kept (see keys.c). */
+uint64_t uc__tag_ttl_ms(const uc_cache_t *c);
+
 /* ---- entry.c: the envelope ---- */
 
-/* Bytes the envelope adds in front of a value. */
-#define UC__ENV_HEADER 44
+/* Bytes the envelope adds in front of a value: the fixed part, and the
+ * most with every tag version. */
+#define UC__ENV_HEADER 48
+#define UC__ENV_HEADER_MAX (UC__ENV_HEADER + 8 * UC__TAGS_MAX)
 /* Bytes of a lease value. */
 #define UC__LEASE_LEN 20
 
@@ -197,6 +243,8 @@ typedef struct {
     uint32_t load_us;     /* how long the load took (for early refresh) */
     uint64_t expires_ms;  /* logical expiry (for serve-stale) */
     uint64_t value_hash;  /* FNV-1a 64 of the payload */
+    uint32_t ntags;       /* tag versions the value was built from */
+    uint64_t tagv[UC__TAGS_MAX];
 } uc__meta_t;
 
 /* FNV-1a 64, the hash of keys and values in envelopes. */
@@ -222,6 +270,7 @@ typedef enum {
     UC__ENV_NEGATIVE = 3,    /* a remembered "not found" (*len 0) */
     UC__ENV_LEASE_STALE = 4, /* a fill in progress over an expired value,
                                 which is opened as for UC__ENV_OK */
+    UC__ENV_OLD = 5,         /* an envelope of an earlier format */
 } uc__env_verdict_t;
 
 /*
@@ -235,24 +284,41 @@ uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
 /* A new random lease value (UC__LEASE_LEN bytes, not NUL-terminated). */
 void uc__lease_new(uc_cache_t *c, char *out);
 
+/* A new random tag version, never 0. */
+uint64_t uc__tag_version_new(uc_cache_t *c);
+
+/* A version as stored: 16 lower-case hex digits (out has 17 bytes). */
+void uc__tag_version_format(uint64_t v, char out[17]);
+
+/* The version a stored value stands for: its 16 hex digits, or, for
+ * anything else an operator wrote there, a hash of its bytes. */
+uint64_t uc__tag_version_parse(const char *val, size_t len);
+
+/* One 64-bit digest of n versions, never 0 (0: no versions recorded). */
+uint64_t uc__tags_digest(const uint64_t *v, size_t n);
+
 /* ---- invalidate.c ---- */
 
 int uc__pending_init(uc__pendset_t *p);
 void uc__pending_release(uc__pendset_t *p);
 
-/* Nonzero when an invalidation covering this entry is pending. */
+/* Nonzero when an invalidation covering this entry, or one of its tags
+ * (texts without prefix), is pending. */
 int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks, const char *key,
-                       size_t klen);
+                       size_t klen, const char *const *tags,
+                       const size_t *taglens, size_t ntags);
 
 /*
- * Deletes what a target names, now: one UNLINK or SCAN+UNLINK in ks's shape.
+ * Deletes what a target names, now: one UNLINK or SCAN+UNLINK in ks's shape;
+ * a tag's target writes the tag a new version (ks may then be NULL).
  * *removed (may be NULL) counts the keys.
  */
 int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
                      size_t *removed);
 
 /* Evicts what a target of ks names from the near cache (a whole keyspace
- * for a glob) and wakes the flights waiting on it. */
+ * for a glob, a tag's version for a tag) and wakes the flights waiting on
+ * it (none for a tag: joiners check tag versions themselves). */
 void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks,
                            const char *target);
 

@@ -22,9 +22,15 @@
  * past UC_INVLOG_PENDING_MAX the keyspace is marked wholly pending and is
  * invalidated as a whole instead (counted, logged).
  *
+ * A tag's target ("#<tag>") is applied by writing the tag a new random
+ * version: every entry that recorded the old one reads as a miss from then
+ * on (load.c), in one write whatever their number. While it is pending it
+ * covers every entry, of any keyspace, that carries the tag.
+ *
  * A whole dataset is invalidated when the store no longer trusts it (a
  * Redis restarted, restored, failed over or flushed): every key of a
- * declared keyspace goes, then the store adopts the dataset.
+ * declared keyspace and every tag version goes, then the store adopts the
+ * dataset.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +77,8 @@ uc_keyspace_t *uc__keyspace_by_name(uc_cache_t *c, const char *name)
 }
 
 int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks, const char *key,
-                       size_t klen)
+                       size_t klen, const char *const *tags,
+                       const size_t *taglens, size_t ntags)
 {
     int covered = 0;
 
@@ -84,7 +91,11 @@ int uc__pending_covers(uc_cache_t *c, const uc_keyspace_t *ks, const char *key,
     pthread_mutex_lock(&c->pending.mu);
     for (size_t i = 0; i < c->pending.n && !covered; i++) {
         const uc__pending_t *p = &c->pending.items[i];
-        covered = p->ks == ks && uc__target_covers(p->target, key, klen);
+        if (p->target[0] == UC__TAG_TARGET) {
+            covered = uc__target_covers_tags(p->target, tags, taglens, ntags);
+        } else {
+            covered = p->ks == ks && uc__target_covers(p->target, key, klen);
+        }
     }
     pthread_mutex_unlock(&c->pending.mu);
     return covered;
@@ -97,6 +108,15 @@ static void set_count(uc__pendset_t *p)
 
 static void overflow(uc_cache_t *c, uc_keyspace_t *ks)
 {
+    if (ks == NULL) {
+        /* A tag of no keyspace in particular: every keyspace with tags. */
+        for (size_t i = 0; i < c->nks; i++) {
+            if (c->ks[i]->ntags > 0) {
+                overflow(c, c->ks[i]);
+            }
+        }
+        return;
+    }
     uc__near_evict_target(c, ks, "*");
     if (atomic_exchange(&ks->all_pending, 1) == 0) {
         UC__COUNT2(c, ks, invalidation_overflows);
@@ -112,6 +132,17 @@ void uc__near_evict_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target)
     char fk[UC__FULLKEY_MAX];
     size_t tlen = strlen(target), fklen;
 
+    /* A tag's flights are not told (which ones carry it is not known
+     * here): a caller that joins a load checks the versions the load
+     * recorded against the current ones, which this drop makes it read
+     * anew, and goes on alone when they differ (load.c). */
+    if (target[0] == UC__TAG_TARGET) {
+        fklen = uc__tag_key(c, target + 1, tlen - 1, fk);
+        if (fklen > 0 && c->near != NULL) {
+            uc__near_invalidate(c->near, fk, fklen);
+        }
+        return;
+    }
     /* Flights are told even without a near cache: a load in flight may
      * have read the database before this write, and no caller that starts
      * after it may join that load. */
@@ -211,7 +242,8 @@ void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
         for (size_t k = 0; k < c->n_applying && !mine; k++) {
             mine = c->applying[k] == recs[j].id;
         }
-        if (ks != NULL && !recs[j].applied && !mine) {
+        if ((ks != NULL || recs[j].target[0] == UC__TAG_TARGET) &&
+            !recs[j].applied && !mine) {
             add_locked(c, recs[j].id, ks, recs[j].target, now);
         }
     }
@@ -225,15 +257,48 @@ void uc__pending_from_log(uc_cache_t *c, const uc_inval_record_t *recs,
     pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * Writes a tag a new version, then drops this process's copy of it (the
+ * flights check versions themselves). SET without NX: the new version
+ * replaces whatever is there, so that a fill that read the old one before
+ * this write records an outdated one. A raw write, which a distrusted
+ * dataset still takes, like a delete.
+ */
+static int bump_tag(uc_cache_t *c, const char *target, size_t tlen)
+{
+    char fk[UC__FULLKEY_MAX], ver[17];
+    size_t fklen = uc__tag_key(c, target + 1, tlen - 1, fk);
+    int rc;
+
+    if (fklen == 0) {
+        return UC_EINVAL;
+    }
+    uc__tag_version_format(uc__tag_version_new(c), ver);
+    rc = c->be->ops->set(c->be, fk, fklen, ver, 16, uc__tag_ttl_ms(c));
+    uc__near_evict_target(c, NULL, target);
+    return rc;
+}
+
 int uc__apply_target(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
                      size_t *removed)
 {
     char fk[UC__FULLKEY_MAX];
     size_t tlen = strlen(target);
-    size_t fklen = uc__full_key(c, target, tlen, fk);
+    size_t fklen;
     size_t r = 0;
     int rc;
 
+    if (target[0] == UC__TAG_TARGET) {
+        rc = bump_tag(c, target, tlen);
+        if (rc == UC_OK && removed != NULL) {
+            *removed = 0;
+        }
+        return rc;
+    }
+    if (ks == NULL) {
+        return UC_EINVAL;
+    }
+    fklen = uc__full_key(c, target, tlen, fk);
     if (fklen == 0) {
         return UC_EINVAL;
     }
@@ -276,10 +341,18 @@ static int apply_now(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
     return rc;
 }
 
-static void note_failure(uc_cache_t *c, uc_keyspace_t *ks, int rc)
+static void note_failure(uc_cache_t *c, uc_keyspace_t *ks, const char *target,
+                         int rc)
 {
     UC__COUNT2(c, ks, invalidation_failures);
     UC__COUNT2(c, ks, errors);
+    if (target[0] == UC__TAG_TARGET) {
+        uc__log_limited(&c->env, &c->inval_log, UC_LOG_WARN,
+                        "invalidate tag '%s': %s; pending, retried in the "
+                        "background",
+                        target + 1, uc_strerror(rc));
+        return;
+    }
     uc__log_limited(&c->env, &c->inval_log, UC_LOG_WARN,
                     "invalidate keyspace '%s': %s; pending, retried in the "
                     "background",
@@ -316,13 +389,36 @@ int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
     rc = apply_now(c, ks, target, &r);
     if (rc != UC_OK) {
         add_pending(c, 0, ks, target);
-        note_failure(c, ks, rc);
+        note_failure(c, ks, target, rc);
         return rc;
     }
     if (removed != NULL) {
         *removed = r;
     }
     return UC_OK;
+}
+
+int uc_cache_invalidate_tag(uc_cache_t *cache, const char *tag)
+{
+    char target[UC_KEY_MAX + 1];
+    size_t len;
+    int rc;
+
+    if (cache == NULL || tag == NULL) {
+        return UC_EINVAL;
+    }
+    len = strlen(tag);
+    if (!uc__tag_valid(tag, len)) {
+        return UC_EINVAL;
+    }
+    target[0] = UC__TAG_TARGET;
+    memcpy(target + 1, tag, len + 1);
+    rc = apply_now(cache, NULL, target, NULL);
+    if (rc != UC_OK) {
+        add_pending(cache, 0, NULL, target);
+        note_failure(cache, NULL, target, rc);
+    }
+    return rc;
 }
 
 int uc_keyspace_del(uc_keyspace_t *ks, const char *const *fields,
@@ -433,7 +529,11 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
         uc_keyspace_t *ks = uc__keyspace_by_name(cache, recs[i].keyspace);
         int rc;
 
-        if (ks == NULL) {
+        /* A tag is the same for every keyspace: its record may name any
+         * or none. */
+        if ((ks == NULL && recs[i].target[0] != UC__TAG_TARGET) ||
+            (recs[i].target[0] == UC__TAG_TARGET &&
+             !uc__tag_valid(recs[i].target + 1, strlen(recs[i].target + 1)))) {
             if (first == UC_OK) {
                 first = UC_EINVAL;
             }
@@ -443,7 +543,7 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
         rc = apply_now(cache, ks, recs[i].target, NULL);
         if (rc != UC_OK) {
             add_pending(cache, recs[i].id, ks, recs[i].target);
-            note_failure(cache, ks, rc);
+            note_failure(cache, ks, recs[i].target, rc);
             if (first == UC_OK) {
                 first = rc;
             }
@@ -582,13 +682,20 @@ cleanup:
 /* ---- a whole dataset ------------------------------------------------------
  */
 
-/* Nonzero for a key of any declared keyspace (a flush spares the rest). */
+/* Nonzero for a key of any declared keyspace or a tag's version (a flush
+ * spares the rest). Versions go too: the dataset may hold older ones than
+ * the tags' last invalidations, which entries elsewhere (other nodes of a
+ * cluster) would then match again; a dropped one reads as changed. */
 static int any_keyspace(void *arg, const char *key, size_t klen)
 {
     const uc_cache_t *c = arg;
 
     if (klen < c->plen) {
         return 0;
+    }
+    if (klen > c->plen + UC__TAG_SPACE_LEN &&
+        memcmp(key + c->plen, UC__TAG_SPACE, UC__TAG_SPACE_LEN) == 0) {
+        return 1;
     }
     for (size_t i = 0; i < c->nks; i++) {
         if (uc__keyspace_matches(c->ks[i], key + c->plen, klen - c->plen,

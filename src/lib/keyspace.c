@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Keyspaces: patterns compiled into literal and field parts, key building
- * with field escaping, the shape check that keeps an invalidation inside
- * its own keyspace, and a key parsed back into its fields (the warmer's).
+ * Keyspaces: patterns compiled into literal and field parts, key and tag
+ * building with field escaping, the shape check that keeps an invalidation
+ * inside its own keyspace, and a key parsed back into its fields (the
+ * warmer's). A tag is compiled like the key pattern, over the keyspace's
+ * own fields.
  *
  * Why escaping is safe: a field value is written with every byte outside
  * [A-Za-z0-9._-] as %XX. So a built field never holds ':' (the separator),
@@ -82,10 +84,91 @@ static int fail(char *err, size_t errlen, const char *what, const char *name)
     return UC_EINVAL;
 }
 
+/*
+ * Compiles a pattern into parts: literal text [A-Za-z0-9._:-] and {field}
+ * names, each field between separators (or the ends). For the key pattern
+ * (tag 0) each field is a new one of ks; for a tag, each must name one of
+ * ks's fields. NULL, or what is wrong.
+ */
+static const char *parse(uc_keyspace_t *ks, const char *pattern, int tag,
+                         uc__part_t *parts, size_t *nparts)
+{
+    const size_t maxparts = 2 * UC_KEYSPACE_FIELDS_MAX + 1;
+    const char *p = pattern;
+
+    while (*p != '\0') {
+        if (*nparts == maxparts) {
+            return "pattern has too many parts";
+        }
+        uc__part_t *part = &parts[*nparts];
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            size_t flen, f;
+            if (close == NULL) {
+                return "unclosed '{' in pattern";
+            }
+            flen = (size_t)(close - p - 1);
+            if (flen == 0 || flen >= UC_KEYSPACE_NAME_MAX) {
+                return "field name must be 1-31 bytes";
+            }
+            /* A field must stand between separators (or the ends). */
+            if (p != pattern && p[-1] != ':') {
+                return "a field must follow ':'";
+            }
+            if (close[1] != '\0' && close[1] != ':') {
+                return "a field must be followed by ':'";
+            }
+            for (size_t j = 0; j < flen; j++) {
+                char c = p[1 + j];
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '_')) {
+                    return "field names must be [a-z0-9_]";
+                }
+            }
+            if (tag) {
+                for (f = 0; f < ks->nfields; f++) {
+                    if (strlen(ks->fields[f]) == flen &&
+                        memcmp(ks->fields[f], p + 1, flen) == 0) {
+                        break;
+                    }
+                }
+                if (f == ks->nfields) {
+                    return "unknown field";
+                }
+            } else {
+                if (ks->nfields == UC_KEYSPACE_FIELDS_MAX) {
+                    return "too many fields";
+                }
+                f = ks->nfields++;
+                memcpy(ks->fields[f], p + 1, flen);
+                ks->fields[f][flen] = '\0';
+            }
+            part->lit = NULL;
+            part->len = 0;
+            part->field = f;
+            p = close + 1;
+        } else {
+            const char *start = p;
+            while (*p != '\0' && *p != '{') {
+                unsigned char c = (unsigned char)*p;
+                if (!safe_byte(c) && c != ':') {
+                    return "literal text must be [A-Za-z0-9._:-]";
+                }
+                p++;
+            }
+            part->lit = start;
+            part->len = (size_t)(p - start);
+            part->field = 0;
+        }
+        (*nparts)++;
+    }
+    return NULL;
+}
+
 int uc__keyspace_compile(uc_keyspace_t *ks, const uc_keyspace_def_t *def,
                          char *err, size_t errlen)
 {
-    const char *p;
+    const char *what;
     size_t n;
 
     if (def->name == NULL || def->pattern == NULL) {
@@ -123,81 +206,44 @@ int uc__keyspace_compile(uc_keyspace_t *ks, const uc_keyspace_def_t *def,
     ks->ttl_s = def->ttl_s;
     ks->nfields = 0;
     ks->nparts = 0;
-
-    p = def->pattern;
-    while (*p != '\0') {
-        if (ks->nparts == sizeof(ks->parts) / sizeof(ks->parts[0])) {
-            return fail(err, errlen, "pattern has too many parts", def->name);
+    what = parse(ks, def->pattern, 0, ks->parts, &ks->nparts);
+    if (what != NULL) {
+        return fail(err, errlen, what, def->name);
+    }
+    ks->ntags = 0;
+    for (size_t i = 0; def->tags != NULL && def->tags[i] != NULL; i++) {
+        uc__tag_t *t = &ks->tags[i];
+        if (i == UC__TAGS_MAX) {
+            return fail(err, errlen, "too many tags", def->name);
         }
-        uc__part_t *part = &ks->parts[ks->nparts];
-        if (*p == '{') {
-            const char *close = strchr(p, '}');
-            size_t flen;
-            if (close == NULL) {
-                return fail(err, errlen, "unclosed '{' in pattern", def->name);
+        t->pattern = def->tags[i];
+        t->nparts = 0;
+        what = def->tags[i][0] == '\0' ? "a tag must not be empty"
+               : def->tags[i][0] == '{'
+                   ? "a tag must start with literal text"
+                   : parse(ks, def->tags[i], 1, t->parts, &t->nparts);
+        if (what != NULL) {
+            if (err != NULL && errlen > 0) {
+                snprintf(err, errlen, "keyspace '%s': tag '%s': %s", def->name,
+                         def->tags[i], what);
             }
-            flen = (size_t)(close - p - 1);
-            if (flen == 0 || flen >= UC_KEYSPACE_NAME_MAX) {
-                return fail(err, errlen, "field name must be 1-31 bytes",
-                            def->name);
-            }
-            if (ks->nfields == UC_KEYSPACE_FIELDS_MAX) {
-                return fail(err, errlen, "too many fields", def->name);
-            }
-            /* A field must stand between separators (or the ends). */
-            if (p != def->pattern && p[-1] != ':') {
-                return fail(err, errlen, "a field must follow ':'", def->name);
-            }
-            if (close[1] != '\0' && close[1] != ':') {
-                return fail(err, errlen, "a field must be followed by ':'",
-                            def->name);
-            }
-            for (size_t j = 0; j < flen; j++) {
-                char c = p[1 + j];
-                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '_')) {
-                    return fail(err, errlen, "field names must be [a-z0-9_]",
-                                def->name);
-                }
-            }
-            memcpy(ks->fields[ks->nfields], p + 1, flen);
-            ks->fields[ks->nfields][flen] = '\0';
-            part->lit = NULL;
-            part->len = 0;
-            part->field = ks->nfields++;
-            p = close + 1;
-        } else {
-            const char *start = p;
-            while (*p != '\0' && *p != '{') {
-                unsigned char c = (unsigned char)*p;
-                if (!safe_byte(c) && c != ':') {
-                    return fail(err, errlen,
-                                "literal text must be [A-Za-z0-9._:-]",
-                                def->name);
-                }
-                p++;
-            }
-            part->lit = start;
-            part->len = (size_t)(p - start);
-            part->field = 0;
+            return UC_EINVAL;
         }
-        ks->nparts++;
+        ks->ntags = i + 1;
     }
     return UC_OK;
 }
 
-int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
-                       size_t nfields, int glob, char *buf, size_t cap,
-                       size_t *len)
+/* Writes parts with those field values into buf (see uc__keyspace_build). */
+static int build_parts(const uc__part_t *parts, size_t nparts,
+                       const char *const *fields, int glob, char *buf,
+                       size_t cap, size_t *len)
 {
     size_t o = 0, flen;
     int rc;
 
-    if (nfields != ks->nfields || (nfields > 0 && fields == NULL)) {
-        return UC_EINVAL;
-    }
-    for (size_t i = 0; i < ks->nparts; i++) {
-        const uc__part_t *part = &ks->parts[i];
+    for (size_t i = 0; i < nparts; i++) {
+        const uc__part_t *part = &parts[i];
         if (part->lit != NULL) {
             if (o + part->len >= cap) {
                 return UC_ETOOBIG;
@@ -229,6 +275,73 @@ int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
     buf[o] = '\0';
     *len = o;
     return UC_OK;
+}
+
+int uc__keyspace_build(const uc_keyspace_t *ks, const char *const *fields,
+                       size_t nfields, int glob, char *buf, size_t cap,
+                       size_t *len)
+{
+    if (nfields != ks->nfields || (nfields > 0 && fields == NULL)) {
+        return UC_EINVAL;
+    }
+    return build_parts(ks->parts, ks->nparts, fields, glob, buf, cap, len);
+}
+
+int uc__tag_build(const uc_keyspace_t *ks, size_t i, const char *const *fields,
+                  size_t nfields, char *buf, size_t cap, size_t *len)
+{
+    const uc__tag_t *t;
+
+    if (i >= ks->ntags || nfields != ks->nfields ||
+        (nfields > 0 && fields == NULL)) {
+        return UC_EINVAL;
+    }
+    t = &ks->tags[i];
+    /* At most UC_TAG_MAX bytes, so that "#" and the tag fit a target. */
+    return build_parts(t->parts, t->nparts, fields, 0, buf,
+                       cap < UC_TAG_MAX + 1 ? cap : UC_TAG_MAX + 1, len);
+}
+
+int uc_keyspace_tag(const uc_keyspace_t *ks, size_t i,
+                    const char *const *fields, size_t nfields, char *buf,
+                    size_t cap, size_t *len)
+{
+    if (ks == NULL || buf == NULL || len == NULL) {
+        return UC_EINVAL;
+    }
+    return uc__tag_build(ks, i, fields, nfields, buf, cap, len);
+}
+
+int uc_keyspace_tag_target(const uc_keyspace_t *ks, size_t i,
+                           const char *const *fields, size_t nfields, char *buf,
+                           size_t cap, size_t *len)
+{
+    size_t n;
+    int rc;
+
+    if (ks == NULL || buf == NULL || len == NULL) {
+        return UC_EINVAL;
+    }
+    if (cap < 2) {
+        return UC_ETOOBIG;
+    }
+    rc = uc__tag_build(ks, i, fields, nfields, buf + 1, cap - 1, &n);
+    if (rc != UC_OK) {
+        return rc;
+    }
+    buf[0] = UC__TAG_TARGET;
+    *len = n + 1;
+    return UC_OK;
+}
+
+size_t uc_keyspace_ntags(const uc_keyspace_t *ks)
+{
+    return ks->ntags;
+}
+
+const char *uc_keyspace_tag_pattern(const uc_keyspace_t *ks, size_t i)
+{
+    return i < ks->ntags ? ks->tags[i].pattern : NULL;
 }
 
 int uc_keyspace_key(const uc_keyspace_t *ks, const char *const *fields,

@@ -20,6 +20,20 @@
  *   store   compare-and-set on the token: fails if an invalidation deleted
  *           the lease meanwhile, so an old read is never stored
  *
+ * Tags: a fill reads the versions of its entry's tags before the loader
+ * reads the database (creating a missing one with SET NX, so that a
+ * concurrent invalidation's write wins) and records them in the envelope;
+ * a read uses a value only while each recorded version is the current
+ * one. A write that commits before the loader reads the database is seen
+ * by it; one that commits after has its tag bump after the fill's read of
+ * the version, so the value records an outdated one and reads as a miss.
+ * A near copy is judged by the near copies of the versions (which follow
+ * the same ticket rule as entries, see track.h), a value read from the
+ * store by the store's versions, read after it, each as an entry is
+ * (bounded, dataset checked). A value whose versions are outdated is not
+ * deleted: the fill takes its lease over the value's exact bytes, as over
+ * an expired one, and replaces it.
+ *
  * A hit may refresh its entry early (XFetch): with probability
  * exp(-remaining / (delta * beta)), delta being the load time recorded in
  * the envelope, the reader reloads it and replaces the value only while the
@@ -53,6 +67,9 @@ typedef struct {
     size_t klen;
     char fk[UC__FULLKEY_MAX];
     size_t fklen;
+    /* The full keys of its tags' versions (ks->ntags of them). */
+    char tk[UC__TAGS_MAX][UC__FULLKEY_MAX];
+    size_t tklen[UC__TAGS_MAX];
 } entry_t;
 
 static int entry_of(uc_keyspace_t *ks, const char *const *fields,
@@ -66,7 +83,26 @@ static int entry_of(uc_keyspace_t *ks, const char *const *fields,
     }
     e->ks = ks;
     e->fklen = uc__full_key(ks->cache, e->key, e->klen, e->fk);
-    return e->fklen > 0 ? UC_OK : UC_EINVAL;
+    for (size_t i = 0; i < ks->ntags && rc == UC_OK; i++) {
+        rc = uc__entry_tag_key(ks, i, fields, nfields, e->tk[i], &e->tklen[i]);
+    }
+    return e->fklen > 0 && rc == UC_OK ? UC_OK : UC_EINVAL;
+}
+
+/* Whether an invalidation of the entry, or of one of its tags, is pending
+ * (the tags' texts follow the prefix and the tag space in their keys). */
+static int pending_covers(uc_cache_t *c, const entry_t *e)
+{
+    const char *tags[UC__TAGS_MAX];
+    size_t lens[UC__TAGS_MAX];
+    size_t at = c->plen + UC__TAG_SPACE_LEN;
+
+    for (size_t i = 0; i < e->ks->ntags; i++) {
+        tags[i] = e->tk[i] + at;
+        lens[i] = e->tklen[i] - at;
+    }
+    return uc__pending_covers(c, e->ks, e->key, e->klen, tags, lens,
+                              e->ks->ntags);
 }
 
 /* ---- small helpers --------------------------------------------------------
@@ -137,6 +173,7 @@ static uc__near_meta_t near_meta(const uc_keyspace_t *ks, const uc__meta_t *m)
     nm.stale_ms = m->expires_ms + (uint64_t)ks->stale_s * 1000u;
     nm.load_us = m->load_us;
     nm.hash = m->value_hash;
+    nm.tags = m->ntags > 0 ? uc__tags_digest(m->tagv, m->ntags) : 0;
     return nm;
 }
 
@@ -148,6 +185,7 @@ static uc__meta_t meta_of(const uc__near_meta_t *nm)
     m.load_us = nm->load_us;
     m.expires_ms = nm->expires_ms;
     m.value_hash = nm->hash;
+    m.ntags = 0; /* the near copy keeps only their digest */
     return m;
 }
 
@@ -163,6 +201,222 @@ static int channel_healthy(const uc_cache_t *c)
 {
     return c->track != NULL && uc__track_state(c->track) == UC__TRACK_HEALTHY &&
            uc__track_fresh(c->track);
+}
+
+/* ---- tag versions ----------------------------------------------------------
+ */
+
+static int distrusted(const uc_cache_t *c, int rc);
+static int trusted(uc_cache_t *c);
+
+/* The current versions of an entry's tags; bit i of `missing` set when tag
+ * i has none (which reads as changed). */
+typedef struct {
+    uint64_t v[UC__TAGS_MAX];
+    unsigned missing;
+} tagnow_t;
+
+/* This process's copy of tag i's version: 1 with *v, 0 when there is
+ * none. */
+static int near_tag(uc_cache_t *c, const entry_t *e, size_t i, uint64_t *v)
+{
+    uc__near_entry_t *ne =
+        uc__near_get(c->near, e->ks->cls, e->tk[i], e->tklen[i], uc__wall_ms());
+    int ok = 0;
+
+    if (ne != NULL) {
+        if (uc__near_len(ne) == sizeof(*v)) {
+            memcpy(v, uc__near_value(ne), sizeof(*v));
+            ok = 1;
+        }
+        uc__near_release(ne);
+    }
+    return ok;
+}
+
+/*
+ * Keeps a version read from the store as this process's copy, in the
+ * keyspace's class, under the same rule as a value: the ticket was taken
+ * before the read, so a write of the tag since then refuses it.
+ */
+static void near_tag_keep(uc_cache_t *c, const entry_t *e, size_t i,
+                          uint64_t ticket, uint64_t v)
+{
+    uint64_t now = uc__wall_ms(), ttl = uc__tag_ttl_ms(c);
+    uc__near_meta_t nm;
+
+    memset(&nm, 0, sizeof(nm));
+    nm.produced_ms = now;
+    nm.expires_ms = now + ttl;
+    nm.stale_ms = now + ttl;
+    (void)uc__near_put(c->near, e->ks->cls, e->tk[i], e->tklen[i], ticket,
+                       (const char *)&v, sizeof(v), &nm, now, NULL);
+}
+
+/* A tag's stored version is 16 hex digits; anything much longer is not
+ * one (and reads as changed). */
+#define TAG_VALUE_MAX 64
+
+/* Where tags_now() looks for versions. */
+typedef enum {
+    TAGS_NEAR_FIRST, /* this process's copies, then the store */
+    TAGS_NEAR_ONLY,  /* this process's copies alone */
+    TAGS_STORE,      /* the store alone */
+} tags_from_t;
+
+/*
+ * The current versions of e's tags, from where `from` says; with use_near
+ * (the near cache is on and its channel proven), copies are read from the
+ * near cache and what the store answered is kept there. UC_MISS when
+ * TAGS_NEAR_ONLY finds a copy missing. Returns UC_OK with *now, or the
+ * store's error.
+ *
+ * A copy may lag behind the store by the invalidation lag, so copies judge
+ * near copies only: a value read from the store is judged by the store's
+ * versions, and the store never serves a value older than a write that
+ * was answered (a fill may record a copy: an outdated one only costs a
+ * miss).
+ *
+ * Each version is read as an entry is, bounded and guarded by dataset
+ * trust (GETRANGE on a connection whose dataset was checked): a restarted
+ * or promoted server may hold a version older than the tag's last
+ * invalidation, which a raw multi-get would take for the current one. One
+ * round trip per version read from the store: a multi-get that the store
+ * guards the same way would make it one.
+ */
+static int tags_now(uc_cache_t *c, const entry_t *e, uint64_t ticket,
+                    int use_near, tags_from_t from, tagnow_t *now)
+{
+    now->missing = 0;
+    for (size_t i = 0; i < e->ks->ntags; i++) {
+        char *val = NULL;
+        size_t len = 0;
+        int rc;
+
+        if (use_near && from != TAGS_STORE && near_tag(c, e, i, &now->v[i])) {
+            continue;
+        }
+        if (from == TAGS_NEAR_ONLY) {
+            return UC_MISS;
+        }
+        rc = c->be->ops->get_max(c->be, e->tk[i], e->tklen[i], TAG_VALUE_MAX,
+                                 &val, &len);
+        if (rc == UC_OK) {
+            now->v[i] = uc__tag_version_parse(val, len);
+            free(val);
+            if (use_near) {
+                near_tag_keep(c, e, i, ticket, now->v[i]);
+            }
+        } else if (rc == UC_MISS || rc == UC_ETOOBIG || rc == UC_ECORRUPT) {
+            /* None, or not one: changed. */
+            now->missing |= 1u << i;
+        } else {
+            return rc;
+        }
+    }
+    return UC_OK;
+}
+
+/* 1 when every tag has a version and their digest is `digest`. */
+static int tags_match(const entry_t *e, const tagnow_t *now, uint64_t digest)
+{
+    return now->missing == 0 && uc__tags_digest(now->v, e->ks->ntags) == digest;
+}
+
+/*
+ * The versions a fill or a set records, read before the value is made:
+ * the current ones, and for a tag without one a new random version written
+ * only if there is still none (SET NX), else the one that won, read back.
+ * UC_OK with m->ntags and m->tagv set, or the store's error.
+ */
+static int tags_for_fill(uc_cache_t *c, const entry_t *e, uint64_t ticket,
+                         int use_near, uc__meta_t *m)
+{
+    tagnow_t now;
+    int rc = tags_now(c, e, ticket, use_near, TAGS_NEAR_FIRST, &now);
+
+    if (distrusted(c, rc) && trusted(c)) {
+        /* A changed dataset found meanwhile, now dropped and adopted. */
+        rc = tags_now(c, e, ticket, use_near, TAGS_NEAR_FIRST, &now);
+    }
+    if (rc != UC_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < e->ks->ntags; i++) {
+        int tries = 0;
+        while ((now.missing & (1u << i)) != 0) {
+            uint64_t v = uc__tag_version_new(c);
+            char ver[17], *got = NULL;
+            size_t glen = 0;
+
+            uc__tag_version_format(v, ver);
+            if (++tries > 3) {
+                /* Something that is no version sits there (empty, too
+                 * long, another type): replaced by one, which is an
+                 * invalidation of the tag, always safe. */
+                rc = c->be->ops->set(c->be, e->tk[i], e->tklen[i], ver, 16,
+                                     uc__tag_ttl_ms(c));
+                if (rc != UC_OK) {
+                    return rc;
+                }
+                now.v[i] = v;
+                now.missing &= ~(1u << i);
+                break;
+            }
+            rc = c->be->ops->add(c->be, e->tk[i], e->tklen[i], ver, 16,
+                                 uc__tag_ttl_ms(c));
+            if (rc == UC_OK) {
+                now.v[i] = v;
+                now.missing &= ~(1u << i);
+                break;
+            }
+            if (distrusted(c, rc) && trusted(c)) {
+                continue; /* the node holding it, just adopted */
+            }
+            if (rc != UC_ESTALE) {
+                return rc;
+            }
+            /* Written meanwhile (an invalidation, another fill): take
+             * that one. Gone again: try once more. */
+            rc = c->be->ops->get_max(c->be, e->tk[i], e->tklen[i],
+                                     TAG_VALUE_MAX, &got, &glen);
+            if (rc == UC_OK) {
+                now.v[i] = uc__tag_version_parse(got, glen);
+                now.missing &= ~(1u << i);
+                free(got);
+            } else if (rc != UC_MISS && rc != UC_ETOOBIG && rc != UC_ECORRUPT) {
+                return rc;
+            }
+        }
+    }
+    m->ntags = (uint32_t)e->ks->ntags;
+    memcpy(m->tagv, now.v, e->ks->ntags * sizeof(now.v[0]));
+    return UC_OK;
+}
+
+/*
+ * Whether a value at hand (a near copy, a flight's result) was built from
+ * the current versions of its tags, as tags_now() finds them from `from`:
+ * 1 yes (or nothing to check: no tags, or none recorded, which only a fill
+ * that could not read them makes); 0 no; negative when it cannot tell (the
+ * store's error; with TAGS_NEAR_ONLY, a copy not here).
+ */
+static int entry_current(uc_cache_t *c, const entry_t *e, uint64_t ticket,
+                         int use_near, tags_from_t from,
+                         const uc__near_entry_t *ne)
+{
+    uint64_t digest = uc__near_meta(ne)->tags;
+    tagnow_t now;
+    int rc;
+
+    if (e->ks->ntags == 0 || digest == 0) {
+        return 1;
+    }
+    rc = tags_now(c, e, ticket, use_near, from, &now);
+    if (rc != UC_OK) {
+        return rc < 0 ? rc : UC_EUNAVAILABLE;
+    }
+    return tags_match(e, &now, digest);
 }
 
 /* ---- results --------------------------------------------------------------
@@ -253,15 +507,20 @@ typedef enum {
     F_LEASE_STALE, /* a fill in progress, an expired value inside */
     F_NEGATIVE,    /* a remembered "not found" */
     F_MISS,
+    F_SUPERSEDED, /* a value (or "not found") built from tag versions that
+                     are no longer current: a miss whose bytes the fill's
+                     lease replaces */
     F_ERROR,
 } found_kind_t;
 
 typedef struct {
     found_kind_t kind;
     int rc;  /* the store's error, for F_ERROR */
-    char *v; /* payload (F_HIT, F_EXPIRED, F_LEASE_STALE), malloc()ed */
+    char *v; /* payload (F_HIT, F_EXPIRED, F_LEASE_STALE, F_SUPERSEDED),
+                malloc()ed */
     size_t len;
     uc__meta_t meta;
+    int negative; /* F_SUPERSEDED: the value was a "not found" */
 } found_t;
 
 static void found_clear(found_t *f)
@@ -272,21 +531,44 @@ static void found_clear(found_t *f)
 }
 
 /*
+ * Whether a value read from the store was built from the current versions
+ * of its tags, by the store's versions (kept near when use_near): 1 yes, 0
+ * no, or the store's error.
+ */
+static int tags_current(uc_cache_t *c, const entry_t *e, uint64_t ticket,
+                        int use_near, const uc__meta_t *m)
+{
+    tagnow_t now;
+    int rc;
+
+    if (m->ntags != e->ks->ntags) {
+        return 0; /* built when the keyspace declared other tags */
+    }
+    rc = tags_now(c, e, ticket, use_near, TAGS_STORE, &now);
+    if (rc != UC_OK) {
+        return rc < 0 ? rc : UC_EUNAVAILABLE;
+    }
+    return tags_match(e, &now, uc__tags_digest(m->tagv, m->ntags));
+}
+
+/*
  * Reads and judges the entry. Corrupt values are deleted and read as a
  * miss; an untrusted dataset reads as F_ERROR with UC_EUNAVAILABLE (the
- * caller tells it from a failure by the store's distrust flag).
+ * caller tells it from a failure by the store's distrust flag). A value of
+ * a tagged keyspace is checked against its tags' current versions (ticket
+ * and use_near as for the near cache).
  */
 static void read_entry(uc_cache_t *c, const entry_t *e,
                        uc_validator_fn validator, void *validator_arg,
-                       found_t *f)
+                       uint64_t ticket, int use_near, found_t *f)
 {
     uc_keyspace_t *ks = e->ks;
     uint64_t t0 = uc__now_us(&c->env);
     char *v = NULL;
     size_t vlen = 0;
-    int rc = c->be->ops->get_max(c->be, e->fk, e->fklen,
-                                 UC__LEASE_LEN + ks->max_value + UC__ENV_HEADER,
-                                 &v, &vlen);
+    int rc = c->be->ops->get_max(
+        c->be, e->fk, e->fklen,
+        UC__LEASE_LEN + ks->max_value + UC__ENV_HEADER_MAX, &v, &vlen);
     uc__env_verdict_t verdict;
     uint64_t now;
 
@@ -316,8 +598,28 @@ static void read_entry(uc_cache_t *c, const entry_t *e,
         } else if (verdict == UC__ENV_CORRUPT) {
             drop_corrupt(c, e, "without a valid envelope for its key");
             rc = UC_MISS;
+        } else if (verdict == UC__ENV_OLD) {
+            /* An earlier version's envelope: not an error, nor a value we
+             * can read; deleted, so that the fill replaces it. */
+            (void)c->be->ops->del(c->be, e->fk, e->fklen, NULL);
+            rc = UC_MISS;
         }
-        switch (verdict) {
+        if (ks->ntags > 0 &&
+            (verdict == UC__ENV_OK || verdict == UC__ENV_LEASE_STALE ||
+             verdict == UC__ENV_NEGATIVE)) {
+            int cur = tags_current(c, e, ticket, use_near, &f->meta);
+            if (cur < 0) {
+                rc = cur;
+            } else if (cur == 0 && verdict == UC__ENV_LEASE_STALE) {
+                /* A fill in progress; the value inside is outdated. */
+                verdict = UC__ENV_LEASE;
+            } else if (cur == 0) {
+                f->kind = F_SUPERSEDED;
+                f->negative = verdict == UC__ENV_NEGATIVE;
+                rc = UC_MISS;
+            }
+        }
+        switch (rc < 0 || f->kind == F_SUPERSEDED ? UC__ENV_CORRUPT : verdict) {
         case UC__ENV_OK:
             if (now < f->meta.expires_ms) {
                 f->kind = F_HIT;
@@ -340,8 +642,11 @@ static void read_entry(uc_cache_t *c, const entry_t *e,
             rc = f->kind == F_NEGATIVE ? UC_OK : UC_MISS;
             break;
         case UC__ENV_CORRUPT:
+        case UC__ENV_OLD:
         default:
-            f->kind = F_MISS;
+            if (f->kind != F_SUPERSEDED) {
+                f->kind = F_MISS;
+            }
             break;
         }
     }
@@ -350,10 +655,11 @@ static void read_entry(uc_cache_t *c, const entry_t *e,
         f->rc = rc;
     }
     uc__count_get(c, ks, rc, t0);
-    if (f->kind == F_HIT || f->kind == F_EXPIRED || f->kind == F_LEASE_STALE) {
+    if (f->kind == F_HIT || f->kind == F_EXPIRED || f->kind == F_LEASE_STALE ||
+        f->kind == F_SUPERSEDED) {
         f->v = v;
         f->len = vlen;
-        if (f->kind != F_HIT &&
+        if ((f->kind == F_EXPIRED || f->kind == F_LEASE_STALE) &&
             f->meta.expires_ms + (uint64_t)ks->stale_s * 1000u <=
                 uc__wall_ms()) {
             /* Past the grace as well: nothing to serve. */
@@ -426,6 +732,8 @@ typedef struct call {
     int reentrant;        /* a loader of this very entry, up this
                              thread's stack, called us: waiting for
                              that fill would wait for ourselves */
+    int fallback;         /* the cache failed: load, touch it no more */
+    uint64_t digest;      /* of the tag versions the load recorded; 0 none */
     struct call *outer;
 } call_t;
 
@@ -480,6 +788,30 @@ static void flight_done(call_t *k, int rc, uc__near_entry_t *ne,
     uc__flight_finish(&k->c->flights, k->flight, &r);
     uc__flight_put(&k->c->flights, k->flight);
     k->flight = NULL;
+}
+
+/*
+ * Finishes the flight with "not found". In a tagged keyspace the result
+ * carries an empty entry whose meta holds the digest of the tag versions
+ * it was judged by, so that a joiner can tell whether a tag changed since
+ * (0: none recorded).
+ */
+static void flight_miss(call_t *k, uint64_t digest, uc_source_t source,
+                        uc_tier_t tier)
+{
+    uc__near_entry_t *ne = NULL;
+
+    if (k->flight == NULL) {
+        return;
+    }
+    if (k->e.ks->ntags > 0 && digest != 0) {
+        uc__near_meta_t nm;
+        memset(&nm, 0, sizeof(nm));
+        nm.tags = digest;
+        ne = uc__near_entry_new(k->e.fk, k->e.fklen, "", 0, &nm);
+    }
+    flight_done(k, UC_MISS, ne, source, tier);
+    uc__near_release(ne);
 }
 
 /* Answers with the fallback value, marked stale. */
@@ -548,10 +880,11 @@ static void call_end(call_t *k)
 }
 
 /*
- * Takes the lease: in an absent key (SET NX), or over the expired value
- * `f` read a moment ago (compare-and-set on its exact bytes, which the
- * envelope reproduces). UC_OK, UC_ESTALE when the key changed meanwhile,
- * or the store's error.
+ * Takes the lease: in an absent key (SET NX), or over the expired or
+ * superseded value `f` read a moment ago (compare-and-set on its exact
+ * bytes, which the envelope reproduces; an expired value goes inside the
+ * lease for serve-stale, a superseded one does not). UC_OK, UC_ESTALE when
+ * the key changed meanwhile, or the store's error.
  */
 static int lease_take(call_t *k, const found_t *f)
 {
@@ -569,6 +902,21 @@ static int lease_take(call_t *k, const found_t *f)
         if (rc == UC_OK) {
             rc = uc__lease_wrap(k->lease, old, oldlen, &k->lease_val,
                                 &k->lease_len);
+        }
+        if (rc == UC_OK) {
+            rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, old, oldlen,
+                                 k->lease_val, k->lease_len,
+                                 (uint64_t)c->env.cfg.lease_ms);
+        }
+        free(old);
+    } else if (f != NULL && f->kind == F_SUPERSEDED) {
+        rc = f->negative ? uc__negative_wrap(k->e.fk, k->e.fklen, &f->meta,
+                                             &old, &oldlen)
+                         : uc__envelope_wrap(k->e.fk, k->e.fklen, f->v, f->len,
+                                             &f->meta, &old, &oldlen);
+        if (rc == UC_OK) {
+            rc =
+                uc__lease_wrap(k->lease, NULL, 0, &k->lease_val, &k->lease_len);
         }
         if (rc == UC_OK) {
             rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, old, oldlen,
@@ -628,16 +976,20 @@ static void store_fill(call_t *k, const char *v, size_t vlen,
     free(wrapped);
 }
 
-/* Stores a remembered "not found" in place of our lease. */
-static void store_negative(call_t *k)
+/* Stores a remembered "not found" in place of our lease, with the tag
+ * versions in `tags`. */
+static void store_negative(call_t *k, const uc__meta_t *tags)
 {
     uc_cache_t *c = k->c;
     uc_keyspace_t *ks = k->e.ks;
     uint64_t ttl = (uint64_t)ks->negative_ttl_s * 1000u;
-    uc__meta_t m = {uc__wall_ms(), 0, 0, 0};
+    uc__meta_t m = *tags;
     char *wrapped = NULL;
     size_t wlen = 0;
 
+    m.produced_ms = uc__wall_ms();
+    m.load_us = 0;
+    m.value_hash = 0;
     m.expires_ms = m.produced_ms + ttl;
     if (uc__negative_wrap(k->e.fk, k->e.fklen, &m, &wrapped, &wlen) != UC_OK) {
         return;
@@ -734,6 +1086,47 @@ static int refresh_claim(call_t *k, char *rk, size_t *rklen)
 }
 
 /*
+ * The exact bytes the entry's key holds when they are the value `ne` was
+ * made from (payload, times and, in a tagged keyspace, the digest of its
+ * tag versions, which the near copy keeps instead of the versions): 1 with
+ * *raw (malloc()ed); 0 when the key holds anything else or cannot be read.
+ */
+static int current_bytes(call_t *k, const uc__near_entry_t *ne, char **raw,
+                         size_t *rawlen)
+{
+    uc_cache_t *c = k->c;
+    const uc__near_meta_t *nm = uc__near_meta(ne);
+    char *cur = NULL, *copy;
+    size_t curlen = 0, n;
+    uc__meta_t m;
+    int same;
+
+    if (c->be->ops->get(c->be, k->e.fk, k->e.fklen, &cur, &curlen) != UC_OK) {
+        return 0;
+    }
+    copy = malloc(curlen + 1);
+    if (copy == NULL) {
+        free(cur);
+        return 0;
+    }
+    memcpy(copy, cur, curlen + 1);
+    n = curlen;
+    same = uc__envelope_open(k->e.fk, k->e.fklen, copy, &n, &m) == UC__ENV_OK &&
+           n == uc__near_len(ne) && memcmp(copy, uc__near_value(ne), n) == 0 &&
+           m.produced_ms == nm->produced_ms && m.expires_ms == nm->expires_ms &&
+           m.value_hash == nm->hash && m.load_us == nm->load_us &&
+           (m.ntags > 0 ? uc__tags_digest(m.tagv, m.ntags) : 0) == nm->tags;
+    free(copy);
+    if (!same) {
+        free(cur);
+        return 0;
+    }
+    *raw = cur;
+    *rawlen = curlen;
+    return 1;
+}
+
+/*
  * Early refresh of the entry whose current value is `ne`, by the leader of
  * its flight: reload, then replace the value only while the key holds
  * exactly the one that was read. *fresh is the new value (a reference), or
@@ -755,7 +1148,11 @@ static void refresh_run(call_t *k, const uc__near_entry_t *ne,
     int rc, use_near = near_on(c, ks);
 
     *fresh = NULL;
-    if (uc__envelope_wrap(k->e.fk, k->e.fklen, uc__near_value(ne),
+    memset(&m, 0, sizeof(m));
+    /* A tagged value's envelope holds versions the near copy does not:
+     * its bytes are read from the store below instead. */
+    if (ks->ntags == 0 &&
+        uc__envelope_wrap(k->e.fk, k->e.fklen, uc__near_value(ne),
                           uc__near_len(ne), &old, &oldw, &oldlen) != UC_OK) {
         return;
     }
@@ -771,8 +1168,19 @@ static void refresh_run(call_t *k, const uc__near_entry_t *ne,
     /* The claim may come right after another instance's refresh stored and
      * gave its claim back, before its invalidation reached us: a refresh
      * of a value that is gone would load for nothing. */
-    if (c->be->ops->get(c->be, k->e.fk, k->e.fklen, &cur, &curlen) == UC_OK &&
-        (curlen != oldlen || memcmp(cur, oldw, oldlen) != 0)) {
+    if (ks->ntags > 0) {
+        if (!current_bytes(k, ne, &oldw, &oldlen) ||
+            tags_for_fill(c, &k->e, ticket, use_near, &m) != UC_OK) {
+            UC__COUNT2(c, ks, refreshes_elsewhere);
+            free(oldw);
+            if (rklen > 0) {
+                (void)c->be->ops->del(c->be, rk, rklen, NULL);
+            }
+            return;
+        }
+    } else if (c->be->ops->get(c->be, k->e.fk, k->e.fklen, &cur, &curlen) ==
+                   UC_OK &&
+               (curlen != oldlen || memcmp(cur, oldw, oldlen) != 0)) {
         UC__COUNT2(c, ks, refreshes_elsewhere);
         free(cur);
         free(oldw);
@@ -1034,7 +1442,8 @@ static void lease_wait(call_t *k, found_t *f, found_kind_t kind)
             k->use_near = channel_healthy(c);
         }
         found_clear(f);
-        read_entry(c, &k->e, k->validator, k->validator_arg, f);
+        read_entry(c, &k->e, k->validator, k->validator_arg, k->ticket,
+                   k->use_near, f);
         if (f->kind == F_LEASE_STALE) {
             keep_stale(k, make_entry(k->e.ks, &k->e, f->v, f->len, &f->meta),
                        UC_TIER_REDIS);
@@ -1060,11 +1469,23 @@ static int load_store(call_t *k, int bypass, uc__near_entry_t **ne)
     size_t vlen = 0;
     uint64_t load_us, ttl;
     uc__meta_t m;
-    int had_lease = k->have_lease, rc;
+    int had_lease = k->have_lease, rc, tags_ok = 1;
     uint64_t seen =
         k->flight != NULL ? uc__flight_notified(&k->c->flights, k->flight) : 0;
 
     *ne = NULL;
+    memset(&m, 0, sizeof(m));
+    k->digest = 0;
+    if (ks->ntags > 0) {
+        /* Before the loader reads the database; without them nothing is
+         * kept (a bypass or a failed cache keeps nothing anyway). */
+        tags_ok =
+            !bypass && !k->fallback &&
+            tags_for_fill(k->c, &k->e, k->ticket, k->use_near, &m) == UC_OK;
+        if (tags_ok) {
+            k->digest = uc__tags_digest(m.tagv, m.ntags);
+        }
+    }
     rc = run_loader(k, &v, &vlen, &load_us);
     if (!had_lease && k->flight != NULL &&
         uc__flight_notified(&k->c->flights, k->flight) != seen) {
@@ -1073,8 +1494,8 @@ static int load_store(call_t *k, int bypass, uc__near_entry_t **ne)
         k->suspect = 1;
     }
     if (rc == UC_MISS) {
-        if (k->have_lease && ks->negative_ttl_s > 0) {
-            store_negative(k);
+        if (k->have_lease && ks->negative_ttl_s > 0 && tags_ok) {
+            store_negative(k, &m);
         }
         return UC_MISS;
     }
@@ -1086,13 +1507,13 @@ static int load_store(call_t *k, int bypass, uc__near_entry_t **ne)
     m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
     m.expires_ms = m.produced_ms + ttl;
     m.value_hash = uc__hash64(v, vlen);
-    if (k->have_lease) {
+    if (k->have_lease && tags_ok) {
         store_fill(k, v, vlen, &m, ttl);
     }
     /* Kept near even when the store failed: the ticket refuses it if any
      * invalidation of the entry arrived since before the load began. */
-    *ne =
-        near_keep(k->c, &k->e, k->ticket, k->use_near && !bypass, v, vlen, &m);
+    *ne = near_keep(k->c, &k->e, k->ticket, k->use_near && !bypass && tags_ok,
+                    v, vlen, &m);
     free(v);
     return *ne != NULL ? UC_OK : UC_ENOMEM;
 }
@@ -1104,7 +1525,7 @@ static int load_done(call_t *k, int rc, uc__near_entry_t *ne,
                      uc_source_t source, uc_load_result_t *out)
 {
     if (rc == UC_MISS) {
-        flight_done(k, UC_MISS, NULL, source, UC_TIER_NONE);
+        flight_miss(k, k->digest, source, UC_TIER_NONE);
         call_end(k);
         return UC_MISS;
     }
@@ -1232,10 +1653,13 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
 {
     uc_cache_t *c = ks->cache;
     call_t *k = kp;
-    found_t f = {F_MISS, 0, NULL, 0, {0, 0, 0, 0}};
+    found_t f;
     uc_source_t source = UC_FROM_LOADER;
     uc__near_entry_t *ne;
     int rc, reads = 0, bypass = 0, reuse = 0, waited = 0;
+
+    memset(&f, 0, sizeof(f));
+    f.kind = F_MISS;
 
     /* Not memset: the entry's buffers are written by entry_of(). */
     k->c = c;
@@ -1248,6 +1672,8 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
     k->lease_len = 0;
     k->have_lease = 0;
     k->suspect = 0;
+    k->fallback = 0;
+    k->digest = 0;
     k->flight = NULL;
     k->fields = fields;
     k->nfields = nfields;
@@ -1276,7 +1702,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
     k->own_loader = k->loader == ks->loader && k->loader_arg == ks->loader_arg;
 
     /* judge */
-    if (uc__pending_covers(c, ks, k->e.key, k->e.klen) || !trusted(c)) {
+    if (pending_covers(c, &k->e) || !trusted(c)) {
         bypass = 1;
         goto load;
     }
@@ -1292,12 +1718,19 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
                                       uc__wall_ms())) != NULL) {
             const uc__near_meta_t *nm = uc__near_meta(ne);
             uint64_t now = uc__wall_ms();
-            if (now < nm->expires_ms) {
+            /* A copy whose tags changed since is read again from the
+             * store (another instance may have filled it anew); so is
+             * one whose tag versions are not here and cannot be read. */
+            if (now < nm->expires_ms &&
+                entry_current(c, &k->e, k->ticket, 1, TAGS_NEAR_FIRST, ne) ==
+                    1) {
                 UC__COUNT2(c, ks, hits);
                 UC__COUNT2(c, ks, near_hits);
                 return hit(k, ne, UC_TIER_NEAR, out);
             }
-            if (now < nm->stale_ms) {
+            if (now >= nm->expires_ms && now < nm->stale_ms &&
+                entry_current(c, &k->e, k->ticket, 1, TAGS_NEAR_ONLY, ne) ==
+                    1) {
                 keep_stale(k, ne, UC_TIER_NEAR);
             } else {
                 uc__near_release(ne);
@@ -1319,6 +1752,16 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
 
         k->flight = NULL;
         uc__flight_put(&c->flights, joined);
+        if (done && r.entry != NULL &&
+            entry_current(c, &k->e, k->ticket, k->use_near, TAGS_STORE,
+                          r.entry) != 1) {
+            /* A tag of the entry changed after the leader read its
+             * versions: its result may predate a write that was answered
+             * before this call began. The store's versions judge it, as
+             * they judge a value read from the store. */
+            uc__near_release(r.entry);
+            break;
+        }
         if (done == 2) {
             /* The leader answered stale and loads on in the background. */
             UC__COUNT2(c, ks, flight_joins);
@@ -1337,6 +1780,7 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
             return give_entry(r.entry, k->flags, r.source, r.tier, out);
         }
         if (done && r.rc == UC_MISS) {
+            uc__near_release(r.entry); /* the tags' digest, if any */
             UC__COUNT2(c, ks, flight_joins);
             call_end(k);
             return UC_MISS;
@@ -1368,7 +1812,8 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
     for (;;) {
         if (!reuse) {
             found_clear(&f);
-            read_entry(c, &k->e, k->validator, k->validator_arg, &f);
+            read_entry(c, &k->e, k->validator, k->validator_arg, k->ticket,
+                       k->use_near, &f);
             reads++;
         }
         reuse = 0;
@@ -1421,16 +1866,19 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
         }
         if (f.kind == F_NEGATIVE) {
             UC__COUNT2(c, ks, negative_hits);
-            flight_done(k, UC_MISS, NULL, UC_FROM_CACHE, UC_TIER_REDIS);
+            flight_miss(k, uc__tags_digest(f.meta.tagv, f.meta.ntags),
+                        UC_FROM_CACHE, UC_TIER_REDIS);
+            found_clear(&f);
             call_end(k);
             return UC_MISS;
         }
         if (f.kind == F_ERROR) {
             source = UC_FROM_FALLBACK;
+            k->fallback = 1;
             UC__COUNT2(c, ks, fallbacks);
             goto load;
         }
-        /* F_MISS or F_EXPIRED: take the lease. */
+        /* F_MISS, F_EXPIRED or F_SUPERSEDED: take the lease. */
         if (f.kind == F_EXPIRED) {
             keep_stale(k, make_entry(ks, &k->e, f.v, f.len, &f.meta),
                        UC_TIER_REDIS);
@@ -1508,16 +1956,16 @@ int uc_keyspace_get(uc_keyspace_t *ks, const char *const *fields,
         entry_of(ks, fields, nfields, &e) != UC_OK) {
         return UC_EINVAL;
     }
-    if (uc__pending_covers(c, ks, e.key, e.klen) || !trusted(c)) {
+    if (pending_covers(c, &e) || !trusted(c)) {
         return UC_MISS;
     }
-    read_entry(c, &e, ks->validator, ks->validator_arg, &f);
+    read_entry(c, &e, ks->validator, ks->validator_arg, 0, 0, &f);
     if (f.kind == F_ERROR && distrusted(c, f.rc)) {
         /* The read's new connection found a changed dataset. */
         if (!trusted(c)) {
             return UC_MISS;
         }
-        read_entry(c, &e, ks->validator, ks->validator_arg, &f);
+        read_entry(c, &e, ks->validator, ks->validator_arg, 0, 0, &f);
     }
     if (f.kind == F_HIT) {
         *val = f.v;
@@ -1546,6 +1994,19 @@ int uc_keyspace_set(uc_keyspace_t *ks, const char *const *fields,
     if (len > ks->max_value) {
         UC__COUNT2(c, ks, too_big);
         return UC_ETOOBIG;
+    }
+    memset(&meta, 0, sizeof(meta));
+    if (ks->ntags > 0) {
+        /* The versions current now: a tag invalidated after the caller
+         * made the value makes it a miss. */
+        rc = tags_for_fill(c, &e, 0, 0, &meta);
+        if (distrusted(c, rc) && trusted(c)) {
+            rc = tags_for_fill(c, &e, 0, 0, &meta);
+        }
+        if (rc != UC_OK) {
+            uc__count_set(c, ks, rc, uc__now_us(&c->env));
+            return rc;
+        }
     }
     ttl = (uint64_t)ks->ttl_s * 1000u;
     meta.produced_ms = uc__wall_ms();

@@ -26,7 +26,7 @@
  * kept between 3/8 and 3/4 full, so 19 to 37 bytes per entry. The charge per
  * entry beyond key and value is thus UC__NEAR_HEADER + 1, plus the
  * allocator's rounding (0 to 15 bytes with glibc), plus that index share:
- * about 110 to 140 bytes. A class never admits an entry that would take its
+ * about 118 to 148 bytes. A class never admits an entry that would take its
  * charge over its budget, so the heap a class holds stays within the budget
  * plus UC__NEAR_UNCHARGED bytes per entry (and allocator fragmentation). An
  * entry refused by uc__near_put() but handed back to the caller is the
@@ -47,7 +47,7 @@
 /* Invalidation generation slots, shared by every class. */
 #define UC__NEAR_GEN_SLOTS 8192
 /* Bytes of an entry in front of its key and value. */
-#define UC__NEAR_HEADER 88
+#define UC__NEAR_HEADER 96
 /*
  * Heap bytes an entry costs beyond its charge: the allocator's own chunk
  * header, which malloc_usable_size() leaves out (8 bytes with 64-bit glibc),
@@ -63,6 +63,8 @@ typedef struct {
     uint64_t stale_ms;    /* hard end (wall ms), 0 none: dropped from then */
     uint32_t load_us;     /* how long the load took (early refresh's delta) */
     uint64_t hash;        /* FNV-1a 64 of the value (the ETag), the caller's */
+    uint64_t tags;        /* the caller's: a digest of the tag versions the
+                             value was built from, 0 for none */
 } uc__near_meta_t;
 
 /* One cached value with its key and meta; immutable once published. */

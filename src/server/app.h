@@ -256,10 +256,18 @@ typedef struct {
 uc_stale_t *uc_stale_new(void); /* NULL when out of memory */
 void uc_stale_free(uc_stale_t *s);
 
-/* Adds the entries of keyspace ks matching fields (NULL: any value);
- * duplicates are dropped. Returns 0, or -1 when full or a field is bad. */
+/* Adds the entries of keyspace ks matching fields (NULL: any value, which
+ * is a SCAN when applied: no write of the service uses it); duplicates are
+ * dropped. Returns 0, or -1 when full or a field is bad. */
 int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
                  const char *const *fields);
+
+/* Adds tag number `tag` of keyspace ks, built from fields (those the tag
+ * does not use may be NULL): every entry carrying it, in any keyspace, is
+ * invalidated by one write. Duplicates are dropped. Returns 0, or -1 when
+ * full or a field is bad. */
+int uc_stale_add_tag(uc_app_t *app, uc_stale_t *s, int ks, size_t tag,
+                     const char *const *fields);
 
 /* After the commit: applies the records (the library deletes the keys and
  * marks them applied); returns how many are left pending. */

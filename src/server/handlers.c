@@ -5,9 +5,10 @@
  * uc_keyspace_get_or_load() with a loader that runs the query and returns
  * the final JSON bytes, so a hit serves the stored bytes untouched. Every
  * write commits to the database first and then invalidates every entry it
- * made stale; an invalidation that fails is queued and retried (and, until
- * it succeeds, reads of the affected entries bypass the cache), so it is
- * never dropped.
+ * made stale, by key or by tag (keyspaces.c), never by a key pattern, so
+ * that no write runs a SCAN; an invalidation that fails is queued and
+ * retried (and, until it succeeds, reads of the affected entries bypass
+ * the cache), so it is never dropped.
  */
 #include "app.h"
 #include "request.h"
@@ -318,9 +319,10 @@ static int load_json(json_t *j, int st, char **val, size_t *len)
 /* Answers a cacheable GET from the keyspace entry `fields`, loaded (when
  * it must be) by the keyspace's own loader (uc_api_loader()), which builds
  * the answer from the fields alone: the library may run it in the
- * background, past this request. */
-static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
-                         size_t n, uc_resp_t *res)
+ * background, past this request. `cc` is its Cache-Control, `etag` whether
+ * it carries an ETag. */
+static void serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
+                            size_t n, const char *cc, int etag, uc_resp_t *res)
 {
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
     uc_load_result_t r;
@@ -361,8 +363,39 @@ static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
                  : r.source == UC_FROM_BYPASS ? UC_CACHE_BYPASS
                  : r.source == UC_FROM_STALE  ? UC_CACHE_STALE
                                               : UC_CACHE_MISS;
-    res->cache_control = CC_PUBLIC;
-    res->etag = 1;
+    res->cache_control = cc;
+    res->etag = etag;
+}
+
+/* A public read: "public, no-cache" with an ETag. */
+static void serve_cached(uc_app_t *app, int ks, const char *const *fields,
+                         size_t n, uc_resp_t *res)
+{
+    serve_cached_as(app, ks, fields, n, CC_PUBLIC, 1, res);
+}
+
+/* The decimal text of v into buf (a key field). */
+static const char *dec(char *buf, size_t cap, long long v)
+{
+    snprintf(buf, cap, "%lld", v);
+    return buf;
+}
+
+/* An optional filter as a key field: "-" when absent, else "=" and the
+ * value, so that no value can stand for "absent" (tmp holds the text). */
+static const char *opt_field(char *tmp, size_t cap, const char *v)
+{
+    if (v == NULL) {
+        return "-";
+    }
+    snprintf(tmp, cap, "=%s", v);
+    return tmp;
+}
+
+/* The filter an opt_field() wrote: NULL for "-", else the value. */
+static const char *opt_value(const char *f)
+{
+    return f[0] == '=' ? f + 1 : NULL;
 }
 
 /* ---- feedback ------------------------------------------------------------ */
@@ -418,9 +451,13 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     }
     w.now = uc_now_us(app);
     stale = uc_stale_new();
+    /* The insight's stats and comment pages, and the writer's own pages:
+     * one tag each. */
     const char *sf[1] = {w.insight_id};
+    const char *uf[3] = {w.user_id, NULL, NULL};
     if (stale != NULL &&
-        uc_stale_add(app, stale, UC_KS_FEEDBACK_STATS, sf) != 0) {
+        (uc_stale_add_tag(app, stale, UC_KS_FEEDBACK_STATS, 0, sf) != 0 ||
+         uc_stale_add_tag(app, stale, UC_KS_FEEDBACK_USER, 0, uf) != 0)) {
         uc_resp_error(res, 422, "insight_id: not a valid key field");
         goto cleanup;
     }
@@ -512,51 +549,57 @@ static json_t *page_json(const char *list_name, json_t *items, int64_t total,
                      "offset", (json_int_t)pg->offset);
 }
 
+/* A page of an insight's comments (user 0) or of a user's feedback
+ * (user 1): {list, total, limit, offset, insight_id | user_id}. */
+static json_t *build_feedback_page(uc_app_t *app, int user, const char *id,
+                                   const page_t *pg, int *st)
+{
+    uc_db_feedback_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+
+    *st = user ? uc_db_feedback_by_user(app->db, id, (int)pg->limit,
+                                        (int)pg->offset, &rows, &n, &total)
+               : uc_db_feedback_comments(app->db, id, (int)pg->limit,
+                                         (int)pg->offset, &rows, &n, &total);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *items = rows_json(rows, n, sizeof(*rows), feedback_json);
+    free(rows);
+    json_t *j = page_json(user ? "feedback" : "comments", items, total, pg);
+    json_object_set_new(j, user ? "user_id" : "insight_id", json_string(id));
+    if (j == NULL) {
+        *st = UC_DB_ENOMEM;
+    }
+    return j;
+}
+
 static void h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     const char *id = qparam(req, "insight_id");
     page_t pg;
-    uc_db_feedback_t *rows = NULL;
-    size_t n = 0;
-    int64_t total = 0;
+    char lim[24], off[24];
     if (check_id("insight_id", id, 1, res) != 0 ||
         q_page(req, 50, 100, &pg, res) != 0) {
         return;
     }
-    int st = uc_db_feedback_comments(app->db, id, (int)pg.limit, (int)pg.offset,
-                                     &rows, &n, &total);
-    if (db_failed(res, st) != 0) {
-        return;
-    }
-    json_t *items = rows_json(rows, n, sizeof(*rows), feedback_json);
-    free(rows);
-    json_t *j = page_json("comments", items, total, &pg);
-    json_object_set_new(j, "insight_id", json_string(id));
-    uc_resp_json(res, 200, j);
-    res->cache_control = CC_PUBLIC;
-    res->etag = 1;
+    const char *f[3] = {id, dec(lim, sizeof(lim), pg.limit),
+                        dec(off, sizeof(off), pg.offset)};
+    serve_cached(app, UC_KS_FEEDBACK_COMMENTS, f, 3, res);
 }
 
 static void h_user_feedback(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     page_t pg;
-    uc_db_feedback_t *rows = NULL;
-    size_t n = 0;
-    int64_t total = 0;
+    char lim[24], off[24];
     if (q_page(req, 50, 100, &pg, res) != 0) {
         return;
     }
-    int st = uc_db_feedback_by_user(app->db, req->user_id, (int)pg.limit,
-                                    (int)pg.offset, &rows, &n, &total);
-    if (db_failed(res, st) != 0) {
-        return;
-    }
-    json_t *items = rows_json(rows, n, sizeof(*rows), feedback_json);
-    free(rows);
-    json_t *j = page_json("feedback", items, total, &pg);
-    json_object_set_new(j, "user_id", json_string(req->user_id));
-    uc_resp_json(res, 200, j);
-    res->cache_control = CC_PRIVATE;
+    /* The user's own data: never stored by a client or a proxy. */
+    const char *f[3] = {req->user_id, dec(lim, sizeof(lim), pg.limit),
+                        dec(off, sizeof(off), pg.offset)};
+    serve_cached_as(app, UC_KS_FEEDBACK_USER, f, 3, CC_PRIVATE, 0, res);
 }
 
 /* ---- backfill ------------------------------------------------------------ */
@@ -568,6 +611,7 @@ static void h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     const char *created_by = NULL;
     long long start = 0, end = 0;
     uc_db_job_t j;
+    uc_stale_t *stale = NULL;
     if (body == NULL) {
         return;
     }
@@ -608,7 +652,17 @@ static void h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     j.has_created_by = 1;
     snprintf(j.created_by, sizeof(j.created_by), "%s",
              created_by != NULL ? created_by : req->user_id);
-    int st = uc_db_job_create(app->db, &j, NULL, 0, NULL);
+    /* The job's key (a remembered 404 of its id) and every job list. */
+    stale = uc_stale_new();
+    const char *sf[1] = {j.id};
+    const char *any[4] = {NULL, NULL, NULL, NULL};
+    if (stale != NULL) {
+        (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
+        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
+    }
+    int st = STALE_WRITE(
+        app, stale,
+        uc_db_job_create(app->db, &j, stale->inv, stale->n, stale->ids));
     if (st == UC_DB_ECONSTRAINT) {
         uc_resp_error(res, 422, "job: rejected by a database constraint");
         goto cleanup;
@@ -616,11 +670,11 @@ static void h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     if (db_failed(res, st) != 0) {
         goto cleanup;
     }
-    /* A new id cannot be cached yet, but a 404 for it must not be either:
-     * loaders never store not-found, so nothing to invalidate. */
+    uc_stale_apply(app, stale);
     uc_resp_json(res, 201, job_json(&j));
     res->cache_control = CC_PRIVATE;
 cleanup:
+    uc_stale_free(stale);
     json_decref(body);
 }
 
@@ -662,8 +716,10 @@ static void h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     p.now = uc_now_us(app);
     stale = uc_stale_new();
     const char *sf[1] = {id};
+    const char *any[4] = {NULL, NULL, NULL, NULL};
     if (stale != NULL) {
         (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
+        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
     }
     int st = STALE_WRITE(app, stale,
                          uc_db_job_progress(app->db, id, &p, &j, stale->inv,
@@ -705,29 +761,44 @@ static void h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     serve_cached(app, UC_KS_BACKFILL_JOB, f, 1, res);
 }
 
+/* A page of the job list, filtered by status and job_type (NULL: any). */
+static json_t *build_jobs(uc_app_t *app, const char *status,
+                          const char *job_type, const page_t *pg, int *st)
+{
+    uc_db_job_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+
+    *st = uc_db_job_list(app->db, status, job_type, (int)pg->limit,
+                         (int)pg->offset, &rows, &n, &total);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *items = rows_json(rows, n, sizeof(*rows), job_json);
+    free(rows);
+    json_t *j = page_json("jobs", items, total, pg);
+    if (j == NULL) {
+        *st = UC_DB_ENOMEM;
+    }
+    return j;
+}
+
 static void h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     const char *status;
     const char *job_type = qparam(req, "job_type");
     page_t pg;
-    uc_db_job_t *rows = NULL;
-    size_t n = 0;
-    int64_t total = 0;
+    char st_f[24], ty_f[UC_DB_ID_MAX + 2], lim[24], off[24];
     if (q_enum(req, "status", JOB_STATUSES, &status, res) != 0 ||
         check_id("job_type", job_type, 0, res) != 0 ||
         q_page(req, 50, 100, &pg, res) != 0) {
         return;
     }
-    int st = uc_db_job_list(app->db, status, job_type, (int)pg.limit,
-                            (int)pg.offset, &rows, &n, &total);
-    if (db_failed(res, st) != 0) {
-        return;
-    }
-    json_t *items = rows_json(rows, n, sizeof(*rows), job_json);
-    free(rows);
-    uc_resp_json(res, 200, page_json("jobs", items, total, &pg));
-    res->cache_control = CC_PUBLIC;
-    res->etag = 1;
+    const char *f[4] = {opt_field(st_f, sizeof(st_f), status),
+                        opt_field(ty_f, sizeof(ty_f), job_type),
+                        dec(lim, sizeof(lim), pg.limit),
+                        dec(off, sizeof(off), pg.offset)};
+    serve_cached(app, UC_KS_BACKFILL_JOBS, f, 4, res);
 }
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -817,23 +888,22 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
 }
 
 /*
- * After new metrics of a series: its recent pages and aggregates go. Past
- * UC_STALE_MAX records (a batch of many series) the two keyspaces are
- * recorded whole instead, which costs hits, never coherence.
+ * After new metrics of a series: its recent pages, aggregates and windows
+ * go, through the series' tag. Past UC_STALE_MAX records (a batch of many
+ * series) every metrics entry goes instead (the family's tag), which costs
+ * hits, never coherence.
  */
 static void stale_series(uc_app_t *app, uc_stale_t *s, const char *svc,
                          const char *typ)
 {
-    const char *f[5] = {svc, typ, NULL, NULL, NULL};
-    const char *any[5] = {NULL, NULL, NULL, NULL, NULL};
+    const char *f[6] = {svc, typ, NULL, NULL, NULL, NULL};
+    const char *any[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
 
-    if (s->n + 2 <= UC_STALE_MAX - 2 &&
-        uc_stale_add(app, s, UC_KS_RECENT_METRICS, f) == 0 &&
-        uc_stale_add(app, s, UC_KS_AGG_METRICS, f) == 0) {
+    if (s->n + 1 < UC_STALE_MAX &&
+        uc_stale_add_tag(app, s, UC_KS_RECENT_METRICS, 0, f) == 0) {
         return;
     }
-    (void)uc_stale_add(app, s, UC_KS_RECENT_METRICS, any);
-    (void)uc_stale_add(app, s, UC_KS_AGG_METRICS, any);
+    (void)uc_stale_add_tag(app, s, UC_KS_RECENT_METRICS, 1, any);
 }
 
 static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
@@ -977,7 +1047,21 @@ static void h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         int64_t minute = INT64_C(60000000);
         q.f.start = (uc_now_us(app) / minute) * minute - 60 * minute;
     }
+    if (!recent && q.f.service_name != NULL && q.f.metric_type != NULL) {
+        /* An explicit window of one series. */
+        char s1[24], s2[24], lim[24], off[24];
+        const char *f[6] = {
+            q.f.service_name,
+            q.f.metric_type,
+            q.f.start == UC_DB_NULL_TIME ? "-" : dec(s1, sizeof(s1), q.f.start),
+            q.f.end == UC_DB_NULL_TIME ? "-" : dec(s2, sizeof(s2), q.f.end),
+            dec(lim, sizeof(lim), q.pg.limit),
+            dec(off, sizeof(off), q.pg.offset)};
+        serve_cached(app, UC_KS_METRICS_WINDOW, f, 6, res);
+        return;
+    }
     if (!recent || q.f.service_name == NULL || q.f.metric_type == NULL) {
+        /* Not one series: any series' write changes it. */
         int st = UC_DB_OK;
         json_t *j = build_metrics(app, &q, &st);
         if (j == NULL) {
@@ -1088,12 +1172,15 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     (void)req;
 
     /* Which rows go is known only inside the transaction, so the records
-     * name the keyspaces whole: a rare, operator-run call that costs hits
-     * once and keeps the invalidation durable. */
+     * name the families whole (their tags: one write each, no scan): a
+     * rare, operator-run call that costs hits once and keeps the
+     * invalidation durable. */
     uc_stale_t *stale = uc_stale_new();
     const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
-    for (int k = 0; k < UC_KS_COUNT && stale != NULL; k++) {
-        (void)uc_stale_add(app, stale, k, any);
+    if (stale != NULL) {
+        (void)uc_stale_add_tag(app, stale, UC_KS_FEEDBACK_STATS, 1, any);
+        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOB, 0, any);
+        (void)uc_stale_add_tag(app, stale, UC_KS_RECENT_METRICS, 1, any);
     }
     int st = STALE_WRITE(
         app, stale,
@@ -1548,6 +1635,76 @@ static int load_agg(void *arg, const char *const *f, size_t n, char **val,
     return load_json(build_agg(arg, &q, &st), st, val, len);
 }
 
+/* The limit and offset fields of a page entry. */
+static int page_fields(const char *lim, const char *off, page_t *pg)
+{
+    return field_ll(lim, &pg->limit) != 0 || field_ll(off, &pg->offset) != 0
+               ? -1
+               : 0;
+}
+
+static int load_comments(void *arg, const char *const *f, size_t n, char **val,
+                         size_t *len)
+{
+    page_t pg;
+    int st = UC_DB_OK;
+
+    if (n != 3 || page_fields(f[1], f[2], &pg) != 0) {
+        return UC_EINVAL;
+    }
+    return load_json(build_feedback_page(arg, 0, f[0], &pg, &st), st, val, len);
+}
+
+static int load_user_feedback(void *arg, const char *const *f, size_t n,
+                              char **val, size_t *len)
+{
+    page_t pg;
+    int st = UC_DB_OK;
+
+    if (n != 3 || page_fields(f[1], f[2], &pg) != 0) {
+        return UC_EINVAL;
+    }
+    return load_json(build_feedback_page(arg, 1, f[0], &pg, &st), st, val, len);
+}
+
+static int load_jobs(void *arg, const char *const *f, size_t n, char **val,
+                     size_t *len)
+{
+    page_t pg;
+    int st = UC_DB_OK;
+
+    if (n != 4 || page_fields(f[2], f[3], &pg) != 0) {
+        return UC_EINVAL;
+    }
+    return load_json(
+        build_jobs(arg, opt_value(f[0]), opt_value(f[1]), &pg, &st), st, val,
+        len);
+}
+
+static int load_window(void *arg, const char *const *f, size_t n, char **val,
+                       size_t *len)
+{
+    metric_query_t q;
+    long long s1 = 0, s2 = 0;
+    int st = UC_DB_OK;
+
+    memset(&q, 0, sizeof(q));
+    /* µs since the epoch, as the handler wrote them (uc_time_parse). */
+    if (n != 6 ||
+        (strcmp(f[2], "-") != 0 &&
+         uc_parse_int(f[2], LLONG_MIN, LLONG_MAX, &s1) != 0) ||
+        (strcmp(f[3], "-") != 0 &&
+         uc_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s2) != 0) ||
+        page_fields(f[4], f[5], &q.pg) != 0) {
+        return UC_EINVAL;
+    }
+    q.f.service_name = f[0];
+    q.f.metric_type = f[1];
+    q.f.start = strcmp(f[2], "-") == 0 ? UC_DB_NULL_TIME : (int64_t)s1;
+    q.f.end = strcmp(f[3], "-") == 0 ? UC_DB_NULL_TIME : (int64_t)s2;
+    return load_json(build_metrics(arg, &q, &st), st, val, len);
+}
+
 uc_loader_fn uc_api_loader(int ks)
 {
     switch (ks) {
@@ -1559,6 +1716,14 @@ uc_loader_fn uc_api_loader(int ks)
         return load_metrics;
     case UC_KS_AGG_METRICS:
         return load_agg;
+    case UC_KS_FEEDBACK_COMMENTS:
+        return load_comments;
+    case UC_KS_FEEDBACK_USER:
+        return load_user_feedback;
+    case UC_KS_BACKFILL_JOBS:
+        return load_jobs;
+    case UC_KS_METRICS_WINDOW:
+        return load_window;
     default:
         return NULL;
     }

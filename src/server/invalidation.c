@@ -3,9 +3,12 @@
  * The service's side of the durable invalidation log: what a write makes
  * stale goes into the write's own transaction (uc_stale_t, handed to the
  * uc_db_* write), and after the commit the library applies it
- * (uc_cache_apply_invalidations). The log itself is the database's
- * cache_invalidations table; the functions below adapt the db layer to the
- * library's uc_invlog_ops_t, which the cache's worker calls to tail it.
+ * (uc_cache_apply_invalidations). A record names one entry (a key) or a tag
+ * ("#<tag>", one write that invalidates every entry carrying it); no write
+ * records a key pattern, whose invalidation would be a SCAN. The log itself is
+ * the database's cache_invalidations table; the functions below adapt the db
+ * layer to the library's uc_invlog_ops_t, which the cache's worker calls to
+ * tail it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +157,44 @@ int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
     s->inv[s->n].target = s->target[s->n];
     s->n++;
     return 0;
+}
+
+/* Appends a record of target for keyspace k, unless one is there (a tag's
+ * target is the same whichever keyspace names it). */
+static int add_target(uc_stale_t *s, int ks, const char *keyspace,
+                      const char *target)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if ((s->ks[i] == ks || target[0] == '#') &&
+            strcmp(target, s->target[i]) == 0) {
+            return 0;
+        }
+    }
+    if (s->n == UC_STALE_MAX) {
+        return -1;
+    }
+    snprintf(s->target[s->n], sizeof(s->target[s->n]), "%s", target);
+    s->ks[s->n] = ks;
+    s->inv[s->n].keyspace = keyspace;
+    s->inv[s->n].target = s->target[s->n];
+    s->n++;
+    return 0;
+}
+
+int uc_stale_add_tag(uc_app_t *app, uc_stale_t *s, int ks, size_t tag,
+                     const char *const *fields)
+{
+    uc_keyspace_t *k = app->ks[ks];
+    char t[UC_KEY_MAX + 1];
+    size_t len;
+
+    if (uc_keyspace_tag_target(k, tag, fields, uc_keyspace_nfields(k), t,
+                               sizeof(t), &len) != UC_OK) {
+        return -1;
+    }
+    /* The record names the keyspace, which any instance knows: on the
+     * memory backend the log's tail applies records of known keyspaces. */
+    return add_target(s, ks, uc_keyspace_name(k), t);
 }
 
 size_t uc_stale_apply(uc_app_t *app, uc_stale_t *s)

@@ -17,19 +17,33 @@ enum {
     UC_KS_BACKFILL_JOB,
     UC_KS_RECENT_METRICS,
     UC_KS_AGG_METRICS,
+    UC_KS_FEEDBACK_COMMENTS,
+    UC_KS_FEEDBACK_USER,
+    UC_KS_BACKFILL_JOBS,
+    UC_KS_METRICS_WINDOW,
     UC_KS_COUNT
 };
 
 /*
  * The table, indexed by the UC_KS_* values, with the existing service's
- * TTLs:
+ * TTLs, and the tags each entry carries:
  *   feedback_stats       feedback:stats:{insight_id}                 3600 s
  *   backfill_job         backfill:job:{job_id}                        300 s
  *   recent_metrics_page  metrics:{service}:{metric_type}:recent:
  *                        {window}:{limit}:{offset}                    120 s
  *   aggregated_metrics   metrics:{service}:{metric_type}:agg:{interval}:
  *                        {start}:{end}                               3600 s
- * Sets *n to UC_KS_COUNT.
+ *   feedback_comments    feedback:comments:{insight_id}:{limit}:{offset}
+ *                                                                     600 s
+ *   feedback_user        feedback:user:{user_id}:{limit}:{offset}     600 s
+ *   backfill_jobs        backfill:jobs:{status}:{job_type}:{limit}:{offset}
+ *                                                                     300 s
+ *   metrics_window       metrics:{service}:{metric_type}:window:{start}:
+ *                        {end}:{limit}:{offset}                       600 s
+ * Tags: insight:{insight_id} (stats, comments), user:{user_id},
+ * backfill:jobs (job lists), metrics:{service}:{metric_type} (recent pages,
+ * aggregates, windows), and all:feedback, all:backfill, all:metrics on
+ * every entry of their family. Sets *n to UC_KS_COUNT.
  */
 const uc_keyspace_def_t *uc_utxoiq_keyspaces(size_t *n);
 

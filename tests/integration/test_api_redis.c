@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * utxoiq-api over a real redis-server of the test's own: the cache rules
- * through Redis (MISS, HIT, invalidation after each kind of write, ETag),
+ * through Redis (MISS, HIT, invalidation after each kind of write, ETag;
+ * no write runs a SCAN, every cached page follows the writes that change
+ * it through its tags),
  * the Redis figures of the cache statistics, and the faults: Redis killed in
  * the middle of a run (every read still 200 from the database, writes still
  * commit), Redis hung while a write invalidates (the invalidation is queued
@@ -10,6 +12,7 @@
  */
 #include "api_test.h"
 
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -170,6 +173,183 @@ static void test_redis_job_and_metrics_invalidate(void **state)
     assert_string_equal(r.h.x_cache, "MISS");
     assert_int_equal(json_array_size(jget(r.j, "data")), 1);
     api_free(&r);
+}
+
+/* calls= of one command in the server's INFO commandstats (0: never). */
+static long long cmd_calls(const char *cmd)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis.port, tv);
+    char want[64];
+    long long n = 0;
+
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisSetTimeout(c, tv);
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    fmt(want, sizeof(want), "cmdstat_%s:calls=", cmd);
+    const char *p = strstr(r->str, want);
+    if (p != NULL) {
+        n = atoll(p + strlen(want));
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* A cached GET: 200, a MISS (the first read after a write) then a HIT with
+ * the same bytes; returns the parsed body (the caller's). */
+static json_t *miss_then_hit(const char *path, const char *key)
+{
+    api_res_t r1, r2;
+    api_req(&api, &r1, "GET", path, key, NULL, NULL);
+    assert_status(&r1, 200);
+    if (strcmp(r1.h.x_cache, "MISS") != 0) {
+        fprintf(stderr, "%s: X-Cache %s\n", path, r1.h.x_cache);
+    }
+    assert_string_equal(r1.h.x_cache, "MISS");
+    api_req(&api, &r2, "GET", path, key, NULL, NULL);
+    assert_status(&r2, 200);
+    assert_string_equal(r2.h.x_cache, "HIT");
+    assert_string_equal(r2.h.body, r1.h.body);
+    json_t *j = json_incref(r1.j);
+    api_free(&r1);
+    api_free(&r2);
+    return j;
+}
+
+static void post(const char *path, const char *key, const char *body,
+                 long status)
+{
+    api_res_t r;
+    api_req(&api, &r, "POST", path, key, body, NULL);
+    assert_status(&r, status);
+    api_free(&r);
+}
+
+/*
+ * Every kind of write, each followed by the cached pages it changes: each
+ * is a MISS with the new contents (its tag was invalidated), then a HIT;
+ * and the server never ran SCAN for any of them.
+ */
+static void test_redis_writes_never_scan(void **state)
+{
+    char id[64], svc[64], typ[64], job[64], path[512], body[512];
+    char p_stats[256], p_comments[256], p_jobs[256], p_failed[256];
+    char p_recent[256], p_agg[256], p_window[512];
+    const char *p_user = "/api/v1/feedback/user?limit=100";
+    api_res_t r;
+    json_t *j;
+    (void)state;
+
+    uniq(id, sizeof(id), "ns");
+    uniq(svc, sizeof(svc), "svc");
+    uniq(typ, sizeof(typ), "typ");
+    fmt(p_stats, sizeof(p_stats), "/api/v1/feedback/stats/%s", id);
+    fmt(p_comments, sizeof(p_comments),
+        "/api/v1/feedback/comments?insight_id=%s", id);
+    fmt(p_jobs, sizeof(p_jobs),
+        "/api/v1/monitoring/backfill/status?job_type=%s", typ);
+    fmt(p_failed, sizeof(p_failed),
+        "/api/v1/monitoring/backfill/status?job_type=%s&status=failed", typ);
+    fmt(p_recent, sizeof(p_recent),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=cpu", svc);
+    fmt(p_agg, sizeof(p_agg),
+        "/api/v1/monitoring/metrics/aggregate?service_name=%s&metric_type=cpu",
+        svc);
+    fmt(p_window, sizeof(p_window),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=cpu&"
+        "start_time=2000-01-01T00:00:00Z&end_time=2100-01-01T00:00:00Z",
+        svc);
+    const char *all[] = {p_stats,  p_comments, p_user,   p_jobs,
+                         p_failed, p_recent,   p_window, p_agg};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        json_decref(miss_then_hit(all[i], all[i] == p_user ? user_key : NULL));
+    }
+    long long scans = cmd_calls("scan");
+
+    /* feedback: rate, comment, flag */
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":4}", id);
+    post("/api/v1/feedback/rate", user_key, body, 200);
+    j = miss_then_hit(p_stats, NULL);
+    assert_int_equal(jint(j, "total_ratings"), 1);
+    json_decref(j);
+    j = miss_then_hit(p_user, user_key);
+    assert_true(jint(j, "total") >= 1);
+    json_decref(j);
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"comment\":\"hi\"}", id);
+    post("/api/v1/feedback/comment", user_key, body, 200);
+    j = miss_then_hit(p_comments, NULL);
+    assert_int_equal(jint(j, "total"), 1);
+    json_decref(j);
+    j = miss_then_hit(p_stats, NULL);
+    assert_int_equal(jint(j, "total_comments"), 1);
+    json_decref(j);
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"flag_type\":\"spam\"}",
+        id);
+    post("/api/v1/feedback/flag", user_key, body, 200);
+    j = miss_then_hit(p_stats, NULL);
+    assert_int_equal(jint(j, "total_flags"), 1);
+    json_decref(j);
+    json_decref(miss_then_hit(p_comments, NULL));
+    json_decref(miss_then_hit(p_user, user_key));
+
+    /* backfill: create, update */
+    fmt(body, sizeof(body),
+        "{\"job_type\":\"%s\",\"start_block\":0,\"end_block\":10}", typ);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            body, NULL);
+    assert_status(&r, 201);
+    snprintf(job, sizeof(job), "%s", jstr(r.j, "id"));
+    api_free(&r);
+    j = miss_then_hit(p_jobs, NULL);
+    assert_int_equal(jint(j, "total"), 1);
+    json_decref(j);
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", job);
+    json_decref(miss_then_hit(path, NULL));
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/progress?job_id=%s",
+        job);
+    post(path, service_key,
+         "{\"current_block\":5,\"progress_percentage\":50,"
+         "\"status\":\"failed\",\"error_message\":\"x\"}",
+         200);
+    j = miss_then_hit(p_failed, NULL);
+    assert_int_equal(jint(j, "total"), 1);
+    json_decref(j);
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", job);
+    j = miss_then_hit(path, NULL);
+    assert_string_equal(jstr(j, "status"), "failed");
+    json_decref(j);
+
+    /* metrics: one, then a batch */
+    fmt(body, sizeof(body),
+        "{\"service_name\":\"%s\",\"metric_type\":\"cpu\","
+        "\"metric_value\":1.5,\"unit\":\"pct\"}",
+        svc);
+    post("/api/v1/monitoring/metrics", service_key, body, 201);
+    j = miss_then_hit(p_recent, NULL);
+    assert_int_equal(jint(j, "count"), 1);
+    json_decref(j);
+    j = miss_then_hit(p_window, NULL);
+    assert_int_equal(jint(j, "count"), 1);
+    json_decref(j);
+    json_decref(miss_then_hit(p_agg, NULL));
+    fmt(body, sizeof(body),
+        "[{\"service_name\":\"%s\",\"metric_type\":\"cpu\","
+        "\"metric_value\":2,\"unit\":\"pct\"},"
+        "{\"service_name\":\"%s\",\"metric_type\":\"mem\","
+        "\"metric_value\":3,\"unit\":\"mb\"}]",
+        svc, svc);
+    post("/api/v1/monitoring/metrics/batch", service_key, body, 201);
+    j = miss_then_hit(p_window, NULL);
+    assert_int_equal(jint(j, "count"), 2);
+    json_decref(j);
+    json_decref(miss_then_hit(p_recent, NULL));
+    json_decref(miss_then_hit(p_agg, NULL));
+
+    assert_int_equal(cmd_calls("scan"), scans);
 }
 
 static void test_redis_cache_stats(void **state)
@@ -339,6 +519,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_hit_miss_invalidate),
         cmocka_unit_test(test_redis_job_and_metrics_invalidate),
+        cmocka_unit_test(test_redis_writes_never_scan),
         cmocka_unit_test(test_redis_cache_stats),
         cmocka_unit_test(test_redis_killed_mid_run),
         cmocka_unit_test(test_redis_hung_write_is_not_lost),
