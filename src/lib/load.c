@@ -280,41 +280,64 @@ typedef enum {
  * Each version is read as an entry is, bounded and guarded by dataset
  * trust (GETRANGE on a connection whose dataset was checked): a restarted
  * or promoted server may hold a version older than the tag's last
- * invalidation, which a raw multi-get would take for the current one. One
- * round trip per version read from the store: a multi-get that the store
- * guards the same way would make it one.
+ * invalidation, which a raw multi-get would take for the current one. The
+ * versions not found near are read in one guarded multi-get (mget_max: one
+ * round trip per server holding them).
  */
 static int tags_now(uc_cache_t *c, const entry_t *e, uint64_t ticket,
                     int use_near, tags_from_t from, tagnow_t *now)
 {
+    const char *keys[UC__TAGS_MAX];
+    size_t klens[UC__TAGS_MAX];
+    size_t which[UC__TAGS_MAX];
+    uc_value_t got[UC__TAGS_MAX];
+    size_t n = 0;
+    int rc = UC_OK;
+
     now->missing = 0;
     for (size_t i = 0; i < e->ks->ntags; i++) {
-        char *val = NULL;
-        size_t len = 0;
-        int rc;
-
         if (use_near && from != TAGS_STORE && near_tag(c, e, i, &now->v[i])) {
             continue;
         }
         if (from == TAGS_NEAR_ONLY) {
             return UC_MISS;
         }
-        rc = c->be->ops->get_max(c->be, e->tk[i], e->tklen[i], TAG_VALUE_MAX,
-                                 &val, &len);
-        if (rc == UC_OK) {
-            now->v[i] = uc__tag_version_parse(val, len);
-            free(val);
+        keys[n] = e->tk[i];
+        klens[n] = e->tklen[i];
+        which[n++] = i;
+    }
+    if (n == 0) {
+        return UC_OK;
+    }
+    memset(got, 0, sizeof(got));
+    if (c->be->ops->mget_max != NULL) {
+        rc = c->be->ops->mget_max(c->be, n, keys, klens, TAG_VALUE_MAX, got);
+    } else {
+        for (size_t j = 0; j < n && rc == UC_OK; j++) {
+            got[j].status =
+                c->be->ops->get_max(c->be, keys[j], klens[j], TAG_VALUE_MAX,
+                                    &got[j].data, &got[j].len);
+            if (got[j].status != UC_OK && got[j].status != UC_MISS &&
+                got[j].status != UC_ETOOBIG && got[j].status != UC_ECORRUPT) {
+                rc = got[j].status;
+            }
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        size_t i = which[j];
+
+        if (rc == UC_OK && got[j].status == UC_OK) {
+            now->v[i] = uc__tag_version_parse(got[j].data, got[j].len);
             if (use_near) {
                 near_tag_keep(c, e, i, ticket, now->v[i]);
             }
-        } else if (rc == UC_MISS || rc == UC_ETOOBIG || rc == UC_ECORRUPT) {
+        } else if (rc == UC_OK) {
             /* None, or not one: changed. */
             now->missing |= 1u << i;
-        } else {
-            return rc;
         }
+        free(got[j].data);
     }
-    return UC_OK;
+    return rc;
 }
 
 /* 1 when every tag has a version and their digest is `digest`. */

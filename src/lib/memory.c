@@ -733,6 +733,42 @@ static int mem_get_max(uc__backend_t *b, const char *key, size_t klen,
     return get_one(mem_of(b), uc__now_us(b->env), key, klen, 1, max, val, len);
 }
 
+static int mem_mget_max(uc__backend_t *b, size_t n, const char *const *keys,
+                        const size_t *klens, size_t max, uc_value_t *out)
+{
+    mem_backend_t *m = mem_of(b);
+    uc_value_t *tmp;
+    uint64_t now;
+
+    if (n == 0) {
+        return UC_OK;
+    }
+    if (keys == NULL || klens == NULL || out == NULL) {
+        return UC_EINVAL;
+    }
+    tmp = calloc(n, sizeof(*tmp));
+    if (tmp == NULL) {
+        return UC_ENOMEM;
+    }
+    now = uc__now_us(b->env);
+    for (size_t i = 0; i < n; i++) {
+        tmp[i].status = get_one(m, now, keys[i], klens[i], 1, max, &tmp[i].data,
+                                &tmp[i].len);
+        if (tmp[i].status == UC_ENOMEM || tmp[i].status == UC_EINVAL) {
+            int rc = tmp[i].status;
+
+            for (size_t j = 0; j < i; j++) {
+                free(tmp[j].data);
+            }
+            free(tmp);
+            return rc;
+        }
+    }
+    memcpy(out, tmp, n * sizeof(*tmp));
+    free(tmp);
+    return UC_OK;
+}
+
 /*
  * The conditional store behind add and cas: under the shard's lock, stores
  * (key, val) when the key is absent (expect == NULL) or holds exactly
@@ -864,6 +900,7 @@ static const uc__backend_ops_t mem_ops = {
     .delete_pattern = mem_delete_pattern,
     .count_pattern = mem_count_pattern,
     .get_max = mem_get_max,
+    .mget_max = mem_mget_max,
     .put = mem_set,
     .add = mem_add,
     .cas = mem_cas,

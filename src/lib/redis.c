@@ -929,6 +929,103 @@ static int r_get_max(uc__backend_t *b, const char *key, size_t klen, size_t max,
     return get_common(b, key, klen, 1, max, val, len);
 }
 
+/*
+ * GETRANGE key 0 max over n keys, pipelined in one data session (so one
+ * round trip, and refused as get_max is on a distrusted dataset). Each
+ * reply is judged as get_common() judges a bounded one.
+ */
+static int r_mget_max(uc__backend_t *b, size_t n, const char *const *keys,
+                      const size_t *klens, size_t max, uc_value_t *out)
+{
+    rb_t *rb = rb_of(b);
+    char endbuf[24];
+    size_t endlen = put_dec(endbuf, max);
+    cmd_t *cmds = NULL;
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    redisReply **rep = NULL;
+    uc_value_t *tmp = NULL;
+    sess_t s;
+    int rc = UC_OK;
+
+    if (n == 0) {
+        return UC_OK;
+    }
+    if (n > SIZE_MAX / (4 * (sizeof(*argv) + sizeof(*lens)) + sizeof(*cmds) +
+                        sizeof(*rep) + sizeof(*tmp))) {
+        return UC_EINVAL;
+    }
+    cmds = calloc(n, sizeof(*cmds));
+    argv = malloc(4 * n * sizeof(*argv));
+    lens = malloc(4 * n * sizeof(*lens));
+    rep = calloc(n, sizeof(*rep));
+    tmp = calloc(n, sizeof(*tmp));
+    if (cmds == NULL || argv == NULL || lens == NULL || rep == NULL ||
+        tmp == NULL) {
+        rc = UC_ENOMEM;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char **a = argv + 4 * i;
+        size_t *l = lens + 4 * i;
+
+        a[0] = "GETRANGE";
+        l[0] = 8;
+        a[1] = keys[i];
+        l[1] = klens[i];
+        a[2] = "0";
+        l[2] = 1;
+        a[3] = endbuf;
+        l[3] = endlen;
+        cmds[i] = (cmd_t){4, a, l};
+    }
+    rc = sess_begin_data(rb, &s);
+    if (rc != UC_OK) {
+        goto cleanup;
+    }
+    rc = exec(rb, &s, n, cmds, rep);
+    for (size_t i = 0; rc == UC_OK && i < n; i++) {
+        const redisReply *r = rep[i];
+        uc_value_t *v = &tmp[i];
+
+        if (r->type == REDIS_REPLY_NIL ||
+            (r->type == REDIS_REPLY_STRING && r->len == 0)) {
+            v->status = UC_MISS;
+        } else if (r->type == REDIS_REPLY_STRING) {
+            v->status =
+                r->len > max ? UC_ETOOBIG : copy_bulk(r, &v->data, &v->len);
+            if (v->status == UC_ENOMEM) {
+                rc = UC_ENOMEM;
+            }
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            if (starts_with(r->str, r->len, "WRONGTYPE")) {
+                v->status = UC_ECORRUPT;
+            } else {
+                rc = error_reply_status(r);
+            }
+        } else {
+            rc = bad_reply(rb, &s);
+        }
+    }
+    free_replies(rep, n);
+    sess_end(rb, &s);
+    if (rc == UC_OK) {
+        memcpy(out, tmp, n * sizeof(*tmp));
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            free(tmp[i].data);
+        }
+    }
+
+cleanup:
+    free(cmds);
+    free(argv);
+    free(lens);
+    free(rep);
+    free(tmp);
+    return rc;
+}
+
 /* Fills a SET argv (5 slots) for key/val with an optional PX; returns argc. */
 static int set_argv(const char **argv, size_t *lens, char *ttlbuf,
                     size_t ttlcap, const char *key, size_t klen,
@@ -2100,6 +2197,7 @@ static const uc__backend_ops_t redis_ops = {
     .delete_pattern = r_delete_pattern,
     .count_pattern = r_count_pattern,
     .get_max = r_get_max,
+    .mget_max = r_mget_max,
     .put = r_put,
     .add = r_add,
     .cas = r_cas,

@@ -975,6 +975,7 @@ typedef struct {
     const size_t *vlens;
     uint64_t ttl_ms;
     uc_value_t *out; /* scratch, n entries */
+    size_t max;      /* mget_max */
 } margs_t;
 
 /* The group's keys as arrays of their own, for the node's call. */
@@ -1030,6 +1031,33 @@ static int g_mget(uc__backend_t *node, const size_t *idx, size_t m, void *arg)
     return rc;
 }
 
+static int g_mget_max(uc__backend_t *node, const size_t *idx, size_t m,
+                      void *arg)
+{
+    margs_t *a = arg;
+    const char **k, **v;
+    size_t *kl, *vl;
+    uc_value_t *tmp = calloc(m, sizeof(*tmp));
+    int rc;
+
+    if (tmp == NULL) {
+        return UC_ENOMEM;
+    }
+    rc = gather(a, idx, m, &k, &kl, &v, &vl);
+    if (rc == UC_OK) {
+        rc = node->ops->mget_max(node, m, k, kl, a->max, tmp);
+        free(k);
+        free(kl);
+    }
+    if (rc == UC_OK) {
+        for (size_t j = 0; j < m; j++) {
+            a->out[idx[j]] = tmp[j];
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
 static int g_mset(uc__backend_t *node, const size_t *idx, size_t m, void *arg)
 {
     margs_t *a = arg;
@@ -1048,11 +1076,44 @@ static int g_mset(uc__backend_t *node, const size_t *idx, size_t m, void *arg)
     return rc;
 }
 
+static int c_mget_max(uc__backend_t *b, size_t n, const char *const *keys,
+                      const size_t *klens, size_t max, uc_value_t *out)
+{
+    cr_t *cr = cr_of(b);
+    margs_t a = {keys, klens, NULL, NULL, 0, NULL, max};
+    int mode = mode_for_call(cr);
+    int rc;
+
+    if (mode != MODE_CLUSTER) {
+        return mode == MODE_STANDALONE
+                   ? node_at(cr, 0)->ops->mget_max(node_at(cr, 0), n, keys,
+                                                   klens, max, out)
+                   : unknown_rc(cr);
+    }
+    if (n == 0) {
+        return UC_OK;
+    }
+    a.out = calloc(n, sizeof(*a.out));
+    if (a.out == NULL) {
+        return UC_ENOMEM;
+    }
+    rc = route_groups(cr, n, keys, klens, NULL, g_mget_max, &a, 0);
+    if (rc == UC_OK) {
+        memcpy(out, a.out, n * sizeof(*out));
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            free(a.out[i].data);
+        }
+    }
+    free(a.out);
+    return rc;
+}
+
 static int c_mget(uc__backend_t *b, size_t n, const char *const *keys,
                   const size_t *klens, uc_value_t *out)
 {
     cr_t *cr = cr_of(b);
-    margs_t a = {keys, klens, NULL, NULL, 0, NULL};
+    margs_t a = {keys, klens, NULL, NULL, 0, NULL, 0};
     int mode = mode_for_call(cr);
     int rc;
 
@@ -1087,7 +1148,7 @@ static int c_mset(uc__backend_t *b, size_t n, const char *const *keys,
                   const size_t *vlens, uint64_t ttl_ms)
 {
     cr_t *cr = cr_of(b);
-    margs_t a = {keys, klens, vals, vlens, ttl_ms, NULL};
+    margs_t a = {keys, klens, vals, vlens, ttl_ms, NULL, 0};
     int mode = mode_for_call(cr);
 
     if (mode != MODE_CLUSTER) {
@@ -1558,6 +1619,7 @@ static const uc__backend_ops_t cluster_ops = {
     .delete_pattern = c_delete_pattern,
     .count_pattern = c_count_pattern,
     .get_max = c_get_max,
+    .mget_max = c_mget_max,
     .put = c_put,
     .add = c_add,
     .cas = c_cas,

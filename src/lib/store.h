@@ -66,6 +66,14 @@ typedef struct uc__backend_ops {
      */
     int (*get_max)(uc__backend_t *b, const char *key, size_t klen, size_t max,
                    char **val, size_t *len);
+    /*
+     * Optional. get_max over n keys in one round trip per server, guarded
+     * by dataset trust like get_max: out[i].status is UC_OK (data, len:
+     * the caller frees), UC_MISS, UC_ETOOBIG or UC_ECORRUPT for key i. Any
+     * other status is the whole call's, and out is then untouched.
+     */
+    int (*mget_max)(uc__backend_t *b, size_t n, const char *const *keys,
+                    const size_t *klens, size_t max, uc_value_t *out);
     /* set, for an entry (the keyspace path): guarded by dataset trust. */
     int (*put)(uc__backend_t *b, const char *key, size_t klen, const char *val,
                size_t len, uint64_t ttl_ms);

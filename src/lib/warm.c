@@ -168,6 +168,26 @@ static int warm_loader(void *arg, const char *const *fields, size_t nfields,
 /* ---- one warm -------------------------------------------------------------
  */
 
+/* Whether an invalidation of the entry or of one of its tags is pending: a
+ * load now would be bypassed by its readers anyway. */
+static int pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
+                          const char *key, size_t klen,
+                          const char *const *fields)
+{
+    char text[UC__TAGS_MAX][UC_KEY_MAX + 1];
+    const char *tags[UC__TAGS_MAX];
+    size_t lens[UC__TAGS_MAX];
+
+    for (size_t i = 0; i < ks->ntags; i++) {
+        if (uc__tag_build(ks, i, fields, ks->nfields, text[i], sizeof(text[i]),
+                          &lens[i]) != UC_OK) {
+            return 1; /* cannot tell: do not load */
+        }
+        tags[i] = text[i];
+    }
+    return uc__pending_covers(c, ks, key, klen, tags, lens, ks->ntags);
+}
+
 static int warm_one(uc_cache_t *c, uc_keyspace_t *ks, const uc_hot_entry_t *e,
                     tally_t *t)
 {
@@ -188,7 +208,7 @@ static int warm_one(uc_cache_t *c, uc_keyspace_t *ks, const uc_hot_entry_t *e,
     if (atomic_load(&c->be->distrust) != 0) {
         return HALT; /* the restore that follows asks for a new warm */
     }
-    if (uc__pending_covers(c, ks, e->key, klen)) {
+    if (pending_covers(c, ks, e->key, klen, fields)) {
         t->skipped++;
         UC__COUNT2(c, ks, warm_skipped);
         return GO_ON;
