@@ -896,14 +896,18 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
 static void stale_series(uc_app_t *app, uc_stale_t *s, const char *svc,
                          const char *typ)
 {
+    static const int family[] = {UC_KS_RECENT_METRICS, UC_KS_AGG_METRICS,
+                                 UC_KS_METRICS_WINDOW};
     const char *f[6] = {svc, typ, NULL, NULL, NULL, NULL};
-    const char *any[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
 
-    if (s->n + 1 < UC_STALE_MAX &&
+    if (s->n + 1 + 3 < UC_STALE_MAX &&
         uc_stale_add_tag(app, s, UC_KS_RECENT_METRICS, 0, f) == 0) {
         return;
     }
-    (void)uc_stale_add_tag(app, s, UC_KS_RECENT_METRICS, 1, any);
+    for (size_t i = 0; i < sizeof(family) / sizeof(family[0]); i++) {
+        (void)uc_stale_add(app, s, family[i], any);
+    }
 }
 
 static void metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
@@ -1172,15 +1176,15 @@ static void h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     (void)req;
 
     /* Which rows go is known only inside the transaction, so the records
-     * name the families whole (their tags: one write each, no scan): a
-     * rare, operator-run call that costs hits once and keeps the
-     * invalidation durable. */
+     * name every keyspace whole (a pattern each, which scans): a rare,
+     * operator-run call that costs hits once and keeps the invalidation
+     * durable. The only write of the service that scans. */
     uc_stale_t *stale = uc_stale_new();
     const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
     if (stale != NULL) {
-        (void)uc_stale_add_tag(app, stale, UC_KS_FEEDBACK_STATS, 1, any);
-        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOB, 0, any);
-        (void)uc_stale_add_tag(app, stale, UC_KS_RECENT_METRICS, 1, any);
+        for (int k = 0; k < UC_KS_COUNT; k++) {
+            (void)uc_stale_add(app, stale, k, any);
+        }
     }
     int st = STALE_WRITE(
         app, stale,

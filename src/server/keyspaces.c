@@ -4,21 +4,22 @@
  * final JSON bodies, which fit the library's default 1 MiB cap: a page is at
  * most 1000 metrics of at most a few hundred bytes each.
  *
- * Every entry carries tags, so that a write invalidates what it changed
+ * Entries carry tags, so that a client's write invalidates what it changed
  * with one write per tag, never by a scan: the entity it touched
  * (insight:{insight_id}, user:{user_id}, metrics:{service}:{metric_type},
- * backfill:jobs for every list of jobs) and its family as a whole
- * (all:feedback, all:backfill, all:metrics), which retention invalidates.
+ * backfill:jobs for every list of jobs). There is no tag for a whole
+ * family: on Redis Cluster a tag's version lives on one primary, and a tag
+ * every entry carried would make every entry a miss while that primary
+ * fails over, and send every Redis hit to it. Retention, an operator's
+ * rare run, invalidates whole keyspaces by pattern instead.
  */
 #include "keyspaces.h"
 
-static const char *const TAGS_INSIGHT[] = {"insight:{insight_id}",
-                                           "all:feedback", NULL};
-static const char *const TAGS_USER[] = {"user:{user_id}", "all:feedback", NULL};
-static const char *const TAGS_JOB[] = {"all:backfill", NULL};
-static const char *const TAGS_JOBS[] = {"backfill:jobs", "all:backfill", NULL};
+static const char *const TAGS_INSIGHT[] = {"insight:{insight_id}", NULL};
+static const char *const TAGS_USER[] = {"user:{user_id}", NULL};
+static const char *const TAGS_JOBS[] = {"backfill:jobs", NULL};
 static const char *const TAGS_SERIES[] = {"metrics:{service}:{metric_type}",
-                                          "all:metrics", NULL};
+                                          NULL};
 
 static const uc_keyspace_def_t keyspaces[UC_KS_COUNT] = {
     [UC_KS_FEEDBACK_STATS] = {"feedback_stats", "feedback:stats:{insight_id}",
@@ -28,7 +29,7 @@ static const uc_keyspace_def_t keyspaces[UC_KS_COUNT] = {
      * does not exist (yet) does not reach the database on every poll. A
      * job's creation invalidates its key, so the 404 never outlives it. */
     [UC_KS_BACKFILL_JOB] = {"backfill_job", "backfill:job:{job_id}", 300, 0,
-                            NULL, NULL, NULL, NULL, 0, 5, 0, 0.0, TAGS_JOB},
+                            NULL, NULL, NULL, NULL, 0, 5, 0, 0.0, NULL},
     /* One entry per series, window start (a whole minute), limit and
      * offset, so an entry holds exactly the answer of that query. */
     [UC_KS_RECENT_METRICS] = {"recent_metrics_page",

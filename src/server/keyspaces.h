@@ -42,8 +42,8 @@ enum {
  *                        {end}:{limit}:{offset}                       600 s
  * Tags: insight:{insight_id} (stats, comments), user:{user_id},
  * backfill:jobs (job lists), metrics:{service}:{metric_type} (recent pages,
- * aggregates, windows), and all:feedback, all:backfill, all:metrics on
- * every entry of their family. Sets *n to UC_KS_COUNT.
+ * aggregates, windows); backfill_job has none (its writes name its key).
+ * Sets *n to UC_KS_COUNT.
  */
 const uc_keyspace_def_t *uc_utxoiq_keyspaces(size_t *n);
 

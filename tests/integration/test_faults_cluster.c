@@ -333,8 +333,18 @@ static unsigned insight_slot(const char *id)
     return uc__key_slot(key, (size_t)n);
 }
 
-/* A fresh insight id whose entry lives on primary `node`, in a slot for
- * which ok(slot, arg) holds when ok is not NULL. */
+/* The slot of the version of insight id's tag (insight:{insight_id}),
+ * which a Redis hit of its stats reads too. */
+static unsigned insight_tag_slot(const char *id)
+{
+    char key[160];
+    int n = snprintf(key, sizeof(key), "uc:tag:insight:%s", id);
+    return uc__key_slot(key, (size_t)n);
+}
+
+/* A fresh insight id whose entry, and its tag's version, live on primary
+ * `node`, the entry in a slot for which ok(slot, arg) holds when ok is not
+ * NULL. */
 static void pick_insight(const world_t *w, int node, const char *tag,
                          int (*ok)(unsigned, const void *), const void *arg,
                          char *id, size_t cap)
@@ -342,7 +352,8 @@ static void pick_insight(const world_t *w, int node, const char *tag,
     for (int i = 0; i < 1000000; i++) {
         uniq(id, cap, tag);
         unsigned s = insight_slot(id);
-        if (w->owner[s] == node && (ok == NULL || ok(s, arg))) {
+        if (w->owner[s] == node && w->owner[insight_tag_slot(id)] == node &&
+            (ok == NULL || ok(s, arg))) {
             return;
         }
     }

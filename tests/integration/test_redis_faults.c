@@ -419,6 +419,26 @@ static void cas_add_get_max_on_redis(void **state)
     assert_int_equal(b->ops->get_max(b, "list", 4, 1000, &val, &len),
                      UC_ECORRUPT);
     assert_null(val);
+    /* mget_max: the same answers, each key its own, in one call. */
+    {
+        const char *keys[6] = {"five",   "five", "emptied",
+                               "absent", "big",  "list"};
+        size_t klens[6] = {4, 4, 7, 6, 3, 4};
+        uc_value_t mv[6];
+        int want[6] = {UC_OK, UC_OK, UC_MISS, UC_MISS, UC_ETOOBIG, UC_ECORRUPT};
+
+        memset(mv, 0, sizeof(mv));
+        assert_int_equal(b->ops->mget_max(b, 6, keys, klens, 5, mv), UC_OK);
+        for (size_t i = 0; i < 6; i++) {
+            assert_int_equal(mv[i].status, want[i]);
+        }
+        assert_int_equal(mv[0].len, 5);
+        assert_memory_equal(mv[0].data, "12345", 5);
+        assert_memory_equal(mv[1].data, "12345", 5);
+        for (size_t i = 0; i < 6; i++) {
+            free(mv[i].data);
+        }
+    }
     assert_int_equal(b->ops->add(b, "list", 4, "v", 1, 0), UC_ESTALE);
     {
         int rc = b->ops->cas(b, "list", 4, "x", 1, "v", 1, 0);
@@ -479,6 +499,15 @@ static void dataset_trust_follows_the_server(void **state)
     assert_int_equal(b->ops->add(b, "k", 1, "v", 1, 0), UC_EUNAVAILABLE);
     assert_int_equal(b->ops->cas(b, "k", 1, "v", 1, "w", 1, 0),
                      UC_EUNAVAILABLE);
+    {
+        const char *keys[1] = {"k"};
+        size_t klens[1] = {1};
+        uc_value_t mv[1] = {{UC_OK, NULL, 0}};
+
+        assert_int_equal(b->ops->mget_max(b, 1, keys, klens, 10, mv),
+                         UC_EUNAVAILABLE);
+        assert_null(mv[0].data);
+    }
     /* The raw operations still work, so the core can drop what it had. */
     assert_int_equal(b->ops->set(b, "t:k", 3, "v", 1, 0), UC_OK);
     assert_int_equal(b->ops->get(b, "t:k", 3, &val, &len), UC_OK);

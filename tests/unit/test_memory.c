@@ -725,6 +725,30 @@ static void get_max_table(void **state)
             /* Refusing to read a value does not drop it. */
             check_bytes(fx, "gm", cases[c].cur, cases[c].clen);
         }
+        {
+            /* mget_max answers each key as get_max does, in its status. */
+            const char *keys[2] = {"gm", "none"};
+            size_t klens[2] = {2, 4};
+            uc_value_t mv[2];
+
+            memset(mv, 0, sizeof(mv));
+            assert_int_equal(
+                fx->b->ops->mget_max(fx->b, 2, keys, klens, cases[c].max, mv),
+                UC_OK);
+            if (mv[0].status != cases[c].want) {
+                fail_msg("case '%s': mget_max -> %s, want %s", cases[c].name,
+                         uc_err_name(mv[0].status), uc_err_name(cases[c].want));
+            }
+            assert_int_equal(mv[1].status, UC_MISS);
+            if (mv[0].status == UC_OK) {
+                assert_int_equal(mv[0].len, cases[c].clen);
+                assert_memory_equal(mv[0].data, cases[c].cur, mv[0].len);
+            } else {
+                assert_null(mv[0].data);
+            }
+            free(mv[0].data);
+            assert_null(mv[1].data);
+        }
         fx_free(fx);
     }
 }
