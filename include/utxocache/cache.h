@@ -213,7 +213,19 @@ UC_EXPORT int uc_cache_warm(uc_cache_t *cache);
     X(warm_hits, "entries the warmer found cached already (no load)")          \
     X(warm_skipped, "hot entries the warmer left alone: no loader, an "        \
                     "invalidation pending, the cache or the database "         \
-                    "failing")
+                    "failing")                                                 \
+    X(refills, "hot entries loaded again right after a write of this "         \
+               "process invalidated them")                                     \
+    X(refill_hits, "reads answered by an entry that a refill stored")          \
+    X(refill_skipped_cold, "entries a write invalidated that were not among "  \
+                           "the most read: not refilled")                      \
+    X(refill_skipped_rate, "refills not made: the keyspace's refill rate "     \
+                           "was spent")                                        \
+    X(refill_skipped_overflow, "refills dropped: the refill queue was full "   \
+                               "(the invalidation itself was applied)")        \
+    X(refill_skipped_breaker, "refills not made: the cache's breaker was "     \
+                              "open, or the loader had failed 3 times in a "   \
+                              "row (a pause of 1 s, doubling to 30 s)")
 
 /* Counter slots the struct reserves: new counters are appended to the end of
  * UC_STATS_COUNTERS and take a slot, so the struct's size and every older

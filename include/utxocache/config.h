@@ -144,6 +144,15 @@ typedef struct uc_config {
                          so no warming */
     int hot_sample;   /* 8: one get-or-load in this many is counted
                          (rounded down to a power of two); 1: all */
+    /* Warm on write: after this process invalidates an entry (or a tag of
+     * it) that is among the refill_top most read of its keyspace, the
+     * warm thread loads it again through get-or-load (under the lease,
+     * reading the database after the write's commit), so the next read is
+     * a hit. Keyspaces with their own loader only. */
+    int refill_top;  /* 1000 entries per keyspace (uc_keyspace_def_t may
+                        set its own); negative: no refills */
+    int refill_rate; /* 100: refills a second per keyspace, at most (a
+                        burst of a tenth of that); past it, skipped */
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
 

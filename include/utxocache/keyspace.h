@@ -97,6 +97,10 @@ typedef struct {
      * "Tags" below). An unknown field name is UC_EINVAL.
      */
     const char *const *tags;
+    /* Warm on write (uc_config_t.refill_top): refill this keyspace's
+     * entries that are among its refill_top most read. 0: the cache's
+     * setting; negative: never refilled. */
+    int refill_top;
 } uc_keyspace_def_t;
 
 /* "None" for the uint32_t fields of uc_keyspace_def_t that say so. */

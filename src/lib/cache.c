@@ -62,6 +62,8 @@ static void resolve_defaults(uc_config_t *c)
     DEF(warm_top, 1000);
     DEF(warm_rate, 100);
     DEF(hot_sample, 8);
+    DEF(refill_top, 1000);
+    DEF(refill_rate, 100);
     if (c->hot_capacity == 0) {
         /* Ten counters per entry warmed: with four, a Zipf stream's K-th
          * entry already falls below the counters' floor (tests/unit,
@@ -92,7 +94,7 @@ static int check_config(const uc_config_t *c, char *err, size_t errlen)
                c->backoff_max_ms < 0 || c->breaker_threshold < 0 ||
                c->breaker_cooldown_ms < 0 || c->scan_batch < 0 ||
                c->log_tail_ms < 0 || c->lease_ms < 0 || c->trust_check_ms < 0 ||
-               c->warm_rate < 0 || c->hot_sample < 0) {
+               c->warm_rate < 0 || c->hot_sample < 0 || c->refill_rate < 0) {
         bad = "limits and timeouts must not be negative";
     } else if (c->backend == UC_BACKEND_REDIS && c->host[0] == '\0') {
         bad = "the redis backend needs a host";
@@ -838,6 +840,9 @@ int uc_cache_add_keyspaces(uc_cache_t *cache, const uc_keyspace_def_t *defs,
         made[i]->beta = defs[i].refresh_beta == 0.0  ? 1.0
                         : defs[i].refresh_beta < 0.0 ? 0.0
                                                      : defs[i].refresh_beta;
+        made[i]->refill_top = defs[i].refill_top != 0
+                                  ? defs[i].refill_top
+                                  : cache->env.cfg.refill_top;
         for (size_t k = 0; k < cache->env.cfg.n_ttl_overrides; k++) {
             const uc_ttl_override_t *o = &cache->env.cfg.ttl_overrides[k];
             if (strcmp(o->keyspace, made[i]->name) != 0) {

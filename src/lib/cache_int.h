@@ -76,6 +76,7 @@ struct uc_keyspace {
     _Atomic int all_pending;
     uc__stats_t stats;
     uc__hot_t *hot; /* its most read entries (NULL: no record) */
+    int refill_top; /* warm on write: how many of them; negative: none */
 };
 
 /* An invalidation not yet applied: from the log (id > 0) or local (id 0).
@@ -244,8 +245,12 @@ typedef struct {
     uint64_t expires_ms;  /* logical expiry (for serve-stale) */
     uint64_t value_hash;  /* FNV-1a 64 of the payload */
     uint32_t ntags;       /* tag versions the value was built from */
+    uint32_t flags;       /* UC__META_* */
     uint64_t tagv[UC__TAGS_MAX];
 } uc__meta_t;
+
+/* The value was stored by a refill after a write (warm.c). */
+#define UC__META_REFILLED 1u
 
 /* FNV-1a 64, the hash of keys and values in envelopes. */
 uint64_t uc__hash64(const char *p, size_t n);
@@ -386,6 +391,18 @@ void uc__warm_tick(uc_cache_t *c, uint64_t now_us);
 
 /* Nonzero while a warm is queued or running (tests). */
 int uc__warm_busy(uc_cache_t *c);
+
+/*
+ * Warm on write: called after this process applied the invalidation of
+ * `target` (a key of ks, or a tag "#<tag>", ks then ignored) for a write.
+ * Queues a refill of the entry when it is among ks's refill_top most read
+ * (a tag: of the entries carrying it, found by the warm thread); never
+ * blocks on a load. Counts what it skips.
+ */
+void uc__refill_after(uc_cache_t *c, uc_keyspace_t *ks, const char *target);
+
+/* Nonzero on the thread while a refill loads (its value is marked). */
+int uc__refilling(void);
 
 /* ---- stats.c: counting into the handle and a keyspace ---- */
 

@@ -532,6 +532,8 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         {"UTXOCACHE_SOFT_TIMEOUT_MS", offsetof(uc_config_t, soft_timeout_ms), 1,
          600000},
         {"UTXOCACHE_WARM_RATE", offsetof(uc_config_t, warm_rate), 1, 100000},
+        {"UTXOCACHE_REFILL_RATE", offsetof(uc_config_t, refill_rate), 1,
+         100000},
         {"UTXOCACHE_HOT_SAMPLE", offsetof(uc_config_t, hot_sample), 1, 65536},
     };
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
@@ -550,6 +552,7 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         long long max;
     } offable[] = {
         {"UTXOCACHE_WARM_TOP", offsetof(uc_config_t, warm_top), 65536},
+        {"UTXOCACHE_REFILL_TOP", offsetof(uc_config_t, refill_top), 65536},
         {"UTXOCACHE_HOT_CAPACITY", offsetof(uc_config_t, hot_capacity), 262144},
     };
     for (size_t i = 0; i < sizeof(offable) / sizeof(offable[0]); i++) {

@@ -13,7 +13,9 @@
  *  32  8  FNV-1a 64 of the payload, computed once when the value was made
  *          (callers use it as the ETag, so a hit hashes nothing)
  *  40  4  payload length
- *  44  4  n, the number of tag versions (0 to UC__TAGS_MAX)
+ *  44  4  n, the number of tag versions (0 to UC__TAGS_MAX), in the low
+ *          16 bits; flags in the high 16 (UC__META_REFILLED: stored by a
+ *          refill after a write)
  *  48  8n the versions of the entry's tags, in the keyspace's tag order, as
  *          the fill read them before it called the loader
  * A value proves what it is: the magic and the length reject anything
@@ -137,7 +139,7 @@ static int wrap(const char *magic, const char *fk, size_t fklen,
     put64(buf + 24, meta->expires_ms);
     put64(buf + 32, fnv1a(val, len));
     put32(buf + 40, (uint32_t)len);
-    put32(buf + 44, meta->ntags);
+    put32(buf + 44, meta->ntags | (meta->flags & 0xffffu) << 16);
     for (uint32_t i = 0; i < meta->ntags; i++) {
         put64(buf + UC__ENV_HEADER + 8u * i, meta->tagv[i]);
     }
@@ -219,6 +221,8 @@ uc__env_verdict_t uc__envelope_open(const char *fk, size_t fklen, char *buf,
     }
     plen = get32(buf + 40);
     ntags = get32(buf + 44);
+    meta->flags = ntags >> 16;
+    ntags &= 0xffffu;
     if (ntags > UC__TAGS_MAX) {
         return UC__ENV_CORRUPT;
     }

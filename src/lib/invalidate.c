@@ -392,6 +392,7 @@ int uc_keyspace_invalidate(uc_keyspace_t *ks, const char *const *fields,
         note_failure(c, ks, target, rc);
         return rc;
     }
+    uc__refill_after(c, ks, target);
     if (removed != NULL) {
         *removed = r;
     }
@@ -417,6 +418,8 @@ int uc_cache_invalidate_tag(uc_cache_t *cache, const char *tag)
     if (rc != UC_OK) {
         add_pending(cache, 0, NULL, target);
         note_failure(cache, NULL, target, rc);
+    } else {
+        uc__refill_after(cache, NULL, target);
     }
     return rc;
 }
@@ -549,6 +552,7 @@ int uc_cache_apply_invalidations(uc_cache_t *cache,
             }
         } else {
             done++;
+            uc__refill_after(cache, ks, recs[i].target);
             /* Marked by the worker within a tick: until then other
              * instances see the record pending and read the entry from the
              * database, which costs them hits, never freshness. */

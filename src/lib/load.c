@@ -172,6 +172,7 @@ static uc__near_meta_t near_meta(const uc_keyspace_t *ks, const uc__meta_t *m)
     nm.expires_ms = m->expires_ms;
     nm.stale_ms = m->expires_ms + (uint64_t)ks->stale_s * 1000u;
     nm.load_us = m->load_us;
+    nm.flags = m->flags;
     nm.hash = m->value_hash;
     nm.tags = m->ntags > 0 ? uc__tags_digest(m->tagv, m->ntags) : 0;
     return nm;
@@ -185,6 +186,7 @@ static uc__meta_t meta_of(const uc__near_meta_t *nm)
     m.load_us = nm->load_us;
     m.expires_ms = nm->expires_ms;
     m.value_hash = nm->hash;
+    m.flags = nm->flags;
     m.ntags = 0; /* the near copy keeps only their digest */
     return m;
 }
@@ -1013,6 +1015,7 @@ static void store_negative(call_t *k, const uc__meta_t *tags)
     m.produced_ms = uc__wall_ms();
     m.load_us = 0;
     m.value_hash = 0;
+    m.flags = 0;
     m.expires_ms = m.produced_ms + ttl;
     if (uc__negative_wrap(k->e.fk, k->e.fklen, &m, &wrapped, &wlen) != UC_OK) {
         return;
@@ -1227,6 +1230,7 @@ static void refresh_run(call_t *k, const uc__near_entry_t *ne,
     m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
     m.expires_ms = m.produced_ms + ttl;
     m.value_hash = uc__hash64(v, vlen);
+    m.flags = 0; /* an early refresh: no longer the refill's */
     rc = UC_ESTALE;
     if (vlen <= ks->max_value &&
         uc__envelope_wrap(k->e.fk, k->e.fklen, v, vlen, &m, &neww, &newlen) ==
@@ -1421,6 +1425,10 @@ static int hit(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
 {
     uc__meta_t m = meta_of(uc__near_meta(ne));
 
+    if ((m.flags & UC__META_REFILLED) != 0) {
+        UC__COUNT2(k->c, k->e.ks, refill_hits);
+    }
+
     if (refresh_due(k->e.ks, &m, uc__wall_ms())) {
         return refresh(k, ne, tier, out);
     }
@@ -1530,6 +1538,7 @@ static int load_store(call_t *k, int bypass, uc__near_entry_t **ne)
     m.load_us = load_us > UINT32_MAX ? UINT32_MAX : (uint32_t)load_us;
     m.expires_ms = m.produced_ms + ttl;
     m.value_hash = uc__hash64(v, vlen);
+    m.flags = uc__refilling() ? UC__META_REFILLED : 0;
     if (k->have_lease && tags_ok) {
         store_fill(k, v, vlen, &m, ttl);
     }

@@ -62,6 +62,7 @@ typedef struct {
     uint64_t expires_ms;  /* logical expiry (wall ms): fresh before it */
     uint64_t stale_ms;    /* hard end (wall ms), 0 none: dropped from then */
     uint32_t load_us;     /* how long the load took (early refresh's delta) */
+    uint32_t flags;       /* the envelope's UC__META_* */
     uint64_t hash;        /* FNV-1a 64 of the value (the ETag), the caller's */
     uint64_t tags;        /* the caller's: a digest of the tag versions the
                              value was built from, 0 for none */

@@ -33,6 +33,27 @@
  * A new dataset dropped while a warm runs restarts it from the hottest
  * entry.
  * uc_cache_destroy() stops it after the get-or-load in progress.
+ *
+ * Refills (warm on write): the same thread loads again, right after a write
+ * of this process invalidated it, an entry that is among its keyspace's
+ * refill_top most read, so that the read after a write is a hit. The write
+ * only queues the target (a key, or a tag whose entries the thread finds
+ * among the most read); the thread serves the queue before every warm
+ * entry and while it waits for a warm token. A refill is a get-or-load
+ * like a client's: under the entry's lease (so across instances the one
+ * that wins the lease loads, the others find the value), after the write's
+ * commit (the write invalidated after it), stored with the guarded
+ * compare-and-set, and a write that lands meanwhile makes it a miss as it
+ * would a client's fill. Only the writing process refills: others learn of
+ * the write through the invalidation log or the channel and never queue.
+ * Bounds: a queue of REFILL_QUEUE_MAX targets (a full queue drops the
+ * refill, never the invalidation, which was applied before), a token bucket
+ * of refill_rate a second per keyspace (past it, skipped), no refill while
+ * the cache's breaker is open, and after REFILL_FAILURES_MAX failed loads
+ * in a row of a keyspace a pause (1 s, doubling up to 30 s) in which its
+ * refills are skipped: the database breaker of background loads. A stored
+ * refill marks its envelope, so reads it answers are counted
+ * (refill_hits).
  */
 #include <errno.h>
 #include <signal.h>
@@ -40,6 +61,34 @@
 #include <string.h>
 
 #include "cache_int.h"
+
+/* Refills: targets queued at most, loads in a row that may fail before a
+ * keyspace's refills pause, and how long the pause may grow. */
+#define REFILL_QUEUE_MAX 256
+#define REFILL_FAILURES_MAX 3
+#define REFILL_PAUSE_FIRST_US 1000000ull
+#define REFILL_PAUSE_MAX_US 30000000ull
+/* How long a keyspace's list of most read entries is reused to find the
+ * entries of an invalidated tag. */
+#define REFILL_SNAPSHOT_US 1000000ull
+
+/* A refill's target: an entry's logical key, or a tag ("#<tag>", ks NULL). */
+typedef struct {
+    uc_keyspace_t *ks;
+    char target[UC_KEY_MAX + 1];
+} refill_job_t;
+
+/* A keyspace's refill state (the warm thread's alone). */
+typedef struct {
+    double tokens;
+    uint64_t refill_us;
+    unsigned failing;
+    uint64_t pause_us;
+    uint64_t paused_until_us;
+    uc_hot_entry_t *snap; /* its most read entries, for tags */
+    size_t nsnap;
+    uint64_t snap_at_us;
+} refill_ks_t;
 
 /* Counts halve this often (uc__warm_tick). */
 #define HALVE_EVERY_US (600ull * 1000000ull)
@@ -59,7 +108,22 @@ struct uc__warm {
     uint64_t refill_us;
     /* The worker's alone. */
     uint64_t next_halve_us;
+    /* Refills: a ring of targets under mu (allocated with the first). */
+    refill_job_t *jobs;
+    size_t jhead, jn;
+    int refilling; /* a job taken off the ring is being run */
+    refill_ks_t rks[UC__KEYSPACES_MAX]; /* the warm thread's */
 };
+
+/* Nonzero on the warm thread while it refills (load.c marks the value). */
+static _Thread_local int tl_refilling;
+
+int uc__refilling(void)
+{
+    return tl_refilling;
+}
+
+static void serve_refills(uc_cache_t *c);
 
 /* One keyspace's most read entries, as a warm found them. */
 typedef struct {
@@ -131,6 +195,7 @@ static int token_wait(uc_cache_t *c)
     uc__warm_t *w = c->warm;
 
     for (;;) {
+        serve_refills(c);
         refill(c);
         if (w->tokens >= 1.0) {
             return 1;
@@ -143,7 +208,9 @@ static int token_wait(uc_cache_t *c)
             pthread_mutex_unlock(&w->mu);
             return 0;
         }
-        (void)pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        if (w->jn == 0) {
+            (void)pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        }
         pthread_mutex_unlock(&w->mu);
     }
 }
@@ -186,6 +253,212 @@ static int pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
         tags[i] = text[i];
     }
     return uc__pending_covers(c, ks, key, klen, tags, lens, ks->ntags);
+}
+
+/* ---- refills (warm on write) ---------------------------------------------
+ */
+
+/* The keyspace's loader, counted: whether the refill loaded, and failed. */
+static int refill_loader(void *arg, const char *const *fields, size_t nfields,
+                         char **val, size_t *len)
+{
+    wctx_t *x = arg;
+    int rc;
+
+    x->loads++;
+    rc = x->ks->loader(x->ks->loader_arg, fields, nfields, val, len);
+    if (rc != UC_OK && rc != UC_MISS) {
+        x->failed++;
+    }
+    return rc;
+}
+
+/* Whether the keyspace may refill now: breaker, pause and rate (a token is
+ * taken when it may). Counts the skip when not. */
+static int refill_allowed(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
+{
+    uc_pool_stats_t ps;
+    uint64_t now = uc__now_us(&c->env);
+    double rate = (double)c->env.cfg.refill_rate;
+    double burst = rate / 10.0 < 1.0 ? 1.0 : rate / 10.0;
+
+    memset(&ps, 0, sizeof(ps));
+    if (c->be->ops->pool_stats != NULL) {
+        c->be->ops->pool_stats(c->be, &ps);
+    }
+    if (ps.breaker == UC_BREAKER_OPEN || now < r->paused_until_us) {
+        UC__COUNT2(c, ks, refill_skipped_breaker);
+        return 0;
+    }
+    if (r->refill_us == 0) {
+        r->tokens = burst;
+    } else if (now > r->refill_us) {
+        r->tokens += (double)(now - r->refill_us) * rate / 1e6;
+    }
+    if (r->tokens > burst) {
+        r->tokens = burst;
+    }
+    r->refill_us = now;
+    if (r->tokens < 1.0) {
+        UC__COUNT2(c, ks, refill_skipped_rate);
+        return 0;
+    }
+    r->tokens -= 1.0;
+    return 1;
+}
+
+/* Loads one entry again (its fields parsed from key), if allowed. */
+static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
+                         size_t klen, const char *const *fields)
+{
+    refill_ks_t *r = &c->warm->rks[ks->cls];
+    uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
+    uc_load_result_t res;
+    wctx_t x = {c, ks, 0, 0};
+    int rc;
+
+    if (atomic_load(&c->be->distrust) != 0 ||
+        pending_covers(c, ks, key, klen, fields)) {
+        return; /* nothing it loaded would be stored */
+    }
+    if (!refill_allowed(c, ks, r)) {
+        return;
+    }
+    opts.loader = refill_loader;
+    opts.loader_arg = &x;
+    opts.flags = UC_LOAD_SHARED;
+    memset(&res, 0, sizeof(res));
+    tl_refilling = 1;
+    rc = uc_keyspace_get_or_load(ks, fields, ks->nfields, &opts, &res);
+    tl_refilling = 0;
+    if (rc == UC_OK) {
+        uc_shared_release(res.data);
+    }
+    if (x.loads == 0) {
+        return; /* another caller or instance filled it: nothing to count */
+    }
+    if (x.failed > 0) {
+        if (++r->failing >= REFILL_FAILURES_MAX) {
+            r->pause_us = r->pause_us == 0 ? REFILL_PAUSE_FIRST_US
+                          : r->pause_us * 2 > REFILL_PAUSE_MAX_US
+                              ? REFILL_PAUSE_MAX_US
+                              : r->pause_us * 2;
+            r->paused_until_us = uc__now_us(&c->env) + r->pause_us;
+            uc__log(&c->env, UC_LOG_WARN,
+                    "refill: keyspace '%s': the loader failed %u times in a "
+                    "row; refills pause for %llu ms",
+                    ks->name, r->failing,
+                    (unsigned long long)(r->pause_us / 1000u));
+        }
+        return;
+    }
+    r->failing = 0;
+    r->pause_us = 0;
+    UC__COUNT2(c, ks, refills);
+}
+
+/* A key target: refilled when it is among the keyspace's most read. */
+static void refill_key(uc_cache_t *c, uc_keyspace_t *ks, const char *key)
+{
+    const char *fields[UC_KEYSPACE_FIELDS_MAX];
+    char buf[UC_KEY_MAX + UC_KEYSPACE_FIELDS_MAX + 1];
+    size_t klen = strlen(key);
+
+    if (uc__keyspace_parse(ks, key, klen, buf, sizeof(buf), fields) != UC_OK) {
+        return;
+    }
+    refill_entry(c, ks, key, klen, fields);
+}
+
+/* The keyspace's most read entries, reused for REFILL_SNAPSHOT_US. */
+static void refill_snapshot(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
+{
+    uint64_t now = uc__now_us(&c->env);
+    size_t top = (size_t)ks->refill_top;
+
+    if (r->snap != NULL && now - r->snap_at_us < REFILL_SNAPSHOT_US) {
+        return;
+    }
+    if (r->snap == NULL) {
+        r->snap = malloc(top * sizeof(*r->snap));
+        if (r->snap == NULL) {
+            r->nsnap = 0;
+            return;
+        }
+    }
+    r->nsnap = uc__hot_top(ks->hot, r->snap, top);
+    if (r->nsnap > top) {
+        r->nsnap = top;
+    }
+    r->snap_at_us = now;
+}
+
+/* A tag target: every most read entry carrying the tag, in each keyspace
+ * that refills (found in the keyspace's list, tag built from its fields). */
+static void refill_tag(uc_cache_t *c, const char *tag)
+{
+    size_t nks = atomic_load(&c->nks), tlen = strlen(tag);
+
+    for (size_t i = 0; i < nks; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        refill_ks_t *r = &c->warm->rks[ks->cls];
+
+        if (ks->ntags == 0 || ks->loader == NULL || ks->hot == NULL ||
+            ks->refill_top <= 0) {
+            continue;
+        }
+        refill_snapshot(c, ks, r);
+        for (size_t j = 0; j < r->nsnap; j++) {
+            const char *fields[UC_KEYSPACE_FIELDS_MAX];
+            char buf[UC_HOT_KEY_MAX + UC_KEYSPACE_FIELDS_MAX + 1];
+            const char *key = r->snap[j].key;
+            size_t klen = strlen(key);
+            int carries = 0;
+
+            if (uc__keyspace_parse(ks, key, klen, buf, sizeof(buf), fields) !=
+                UC_OK) {
+                continue;
+            }
+            for (size_t t = 0; t < ks->ntags && !carries; t++) {
+                char text[UC_KEY_MAX + 1];
+                size_t len = 0;
+                carries = uc__tag_build(ks, t, fields, ks->nfields, text,
+                                        sizeof(text), &len) == UC_OK &&
+                          len == tlen && memcmp(text, tag, tlen) == 0;
+            }
+            if (carries) {
+                refill_entry(c, ks, key, klen, fields);
+            }
+        }
+    }
+}
+
+/* Runs the queued refills (the warm thread). */
+static void serve_refills(uc_cache_t *c)
+{
+    uc__warm_t *w = c->warm;
+    refill_job_t job;
+
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        if (w->jn == 0 || w->stop) {
+            pthread_mutex_unlock(&w->mu);
+            return;
+        }
+        job = w->jobs[w->jhead];
+        w->jhead = (w->jhead + 1) % REFILL_QUEUE_MAX;
+        w->jn--;
+        w->refilling = 1;
+        pthread_mutex_unlock(&w->mu);
+        if (job.ks != NULL) {
+            refill_key(c, job.ks, job.target);
+        } else {
+            refill_tag(c, job.target + 1);
+        }
+        pthread_mutex_lock(&w->mu);
+        w->refilling = 0;
+        pthread_mutex_unlock(&w->mu);
+    }
 }
 
 static int warm_one(uc_cache_t *c, uc_keyspace_t *ks, const uc_hot_entry_t *e,
@@ -308,6 +581,7 @@ static void run(uc_cache_t *c)
         nl++;
     }
     while (!halt && (l = hottest(lists, nl)) != NULL) {
+        serve_refills(c);
         if (halted(c->warm)) {
             halt = 1;
             break;
@@ -351,6 +625,12 @@ static void *warm_main(void *arg)
     uc__hot_mute(1);
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
+        if (w->jn > 0) {
+            pthread_mutex_unlock(&w->mu);
+            serve_refills(c);
+            pthread_mutex_lock(&w->mu);
+            continue;
+        }
         if (!w->queued) {
             struct timespec ts = uc__deadline(CLOCK_MONOTONIC, IDLE_WAIT_MS);
             (void)pthread_cond_timedwait(&w->cv, &w->mu, &ts);
@@ -391,6 +671,47 @@ static int start_locked(uc_cache_t *c)
     }
     w->started = 1;
     return UC_OK;
+}
+
+/* Declared in cache_int.h, where the contract is. */
+void uc__refill_after(uc_cache_t *c, uc_keyspace_t *ks, const char *target)
+{
+    uc__warm_t *w = c->warm;
+    size_t tlen = strlen(target);
+    int tag = target[0] == UC__TAG_TARGET;
+
+    if (w == NULL || c->env.cfg.observer || c->env.cfg.refill_top < 0 ||
+        tlen > UC_KEY_MAX) {
+        return;
+    }
+    if (!tag) {
+        /* A pattern names no entry to load; a cold entry is left to the
+         * next read, which costs the database what a refill would. */
+        if (ks == NULL || ks->loader == NULL || ks->hot == NULL ||
+            ks->refill_top <= 0 || memchr(target, '*', tlen) != NULL) {
+            return;
+        }
+        if (!uc__hot_is_top(ks->hot, target, tlen, (size_t)ks->refill_top)) {
+            UC__COUNT2(c, ks, refill_skipped_cold);
+            return;
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->jobs == NULL && !w->stop) {
+        w->jobs = malloc(REFILL_QUEUE_MAX * sizeof(*w->jobs));
+    }
+    if (w->jobs == NULL || w->stop || start_locked(c) != UC_OK ||
+        w->jn == REFILL_QUEUE_MAX) {
+        pthread_mutex_unlock(&w->mu);
+        UC__COUNT2(c, tag ? NULL : ks, refill_skipped_overflow);
+        return;
+    }
+    refill_job_t *j = &w->jobs[(w->jhead + w->jn) % REFILL_QUEUE_MAX];
+    j->ks = tag ? NULL : ks;
+    memcpy(j->target, target, tlen + 1);
+    w->jn++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 /* Nonzero when some keyspace has its own loader and a record; with
@@ -471,6 +792,10 @@ void uc__warm_destroy(uc_cache_t *c)
         return;
     }
     uc__warm_stop(c);
+    for (size_t i = 0; i < UC__KEYSPACES_MAX; i++) {
+        free(w->rks[i].snap);
+    }
+    free(w->jobs);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
@@ -536,7 +861,7 @@ int uc__warm_busy(uc_cache_t *c)
         return 0;
     }
     pthread_mutex_lock(&w->mu);
-    busy = w->queued || w->running;
+    busy = w->queued || w->running || w->jn > 0 || w->refilling;
     pthread_mutex_unlock(&w->mu);
     return busy;
 }

@@ -14,7 +14,11 @@
  *   - a failing database (3 failed loads in a row) or a stopped Redis ends
  *     a warm, the entries left counted as skipped;
  *   - the warmer's own reads do not count as reads in the record, and with
- *     warming off there is nothing to queue.
+ *     warming off there is nothing to queue;
+ *   - warm on write: a write's invalidation of a hot entry (by key or by
+ *     tag) has it loaded again at once, one load, and the next read is a
+ *     hit counted as answered by the refill; a cold entry is left out; the
+ *     rate, a failing database and refill_top < 0 hold refills back.
  *
  * The loader stands for the database: it counts its calls and notes when
  * each came.
@@ -151,16 +155,29 @@ typedef struct {
     redisContext *raw;
 } fx_t;
 
-static uc_cache_t *open_cache(fx_t *fx, int top, int rate)
+static uc_cache_t *open_cache_refill(fx_t *fx, int top, int rate,
+                                     int refill_top, int refill_rate)
 {
-    static uc_keyspace_def_t def = {
-        .name = "ws",
-        .pattern = "warm:{id}",
-        .ttl_s = 600,
-        .loader = load,
-        .loader_arg = &the_db,
-        /* no early refresh: every loader call here is a fill */
-        .refresh_beta = -1.0,
+    static const char *const tags[] = {"item:{id}", NULL};
+    static uc_keyspace_def_t defs[2] = {
+        {
+            .name = "ws",
+            .pattern = "warm:{id}",
+            .ttl_s = 600,
+            .loader = load,
+            .loader_arg = &the_db,
+            /* no early refresh: every loader call here is a fill */
+            .refresh_beta = -1.0,
+        },
+        {
+            .name = "wt",
+            .pattern = "tagged:{id}",
+            .ttl_s = 600,
+            .loader = load,
+            .loader_arg = &the_db,
+            .refresh_beta = -1.0,
+            .tags = tags,
+        },
     };
     uc_config_t cfg;
     char err[256];
@@ -172,10 +189,18 @@ static uc_cache_t *open_cache(fx_t *fx, int top, int rate)
     cfg.warm_top = top;
     cfg.warm_rate = rate;
     cfg.hot_sample = 1;
+    cfg.refill_top = refill_top;
+    cfg.refill_rate = refill_rate;
     fx->c = uc_test_open_cache(&cfg);
-    assert_int_equal(uc_cache_add_keyspaces(fx->c, &def, 1, err, sizeof(err)),
+    assert_int_equal(uc_cache_add_keyspaces(fx->c, defs, 2, err, sizeof(err)),
                      UC_OK);
     return fx->c;
+}
+
+static uc_cache_t *open_cache(fx_t *fx, int top, int rate)
+{
+    /* Writes here are the tests' own deletes: no refill unless asked. */
+    return open_cache_refill(fx, top, rate, -1, 0);
 }
 
 static redisReply *raw_cmd(fx_t *fx, const char *fmt, ...)
@@ -488,6 +513,164 @@ static void cache_down_gives_up(void **state)
 }
 
 /* Warming off: nothing to queue, and a FLUSHALL loads nothing. */
+
+/* ---- warm on write --------------------------------------------------------
+ */
+
+/* Invalidates entry id of ks as a write does. */
+static void write_of(uc_keyspace_t *ks, const char *id)
+{
+    const char *f[1] = {id};
+    assert_int_equal(uc_keyspace_invalidate(ks, f, 1, NULL), UC_OK);
+}
+
+static int read_src(uc_keyspace_t *ks, const char *id, uc_source_t *src)
+{
+    const char *f[1] = {id};
+    uc_load_result_t r;
+    int rc = uc_keyspace_get_or_load(ks, f, 1, NULL, &r);
+    if (rc == UC_OK) {
+        *src = r.source;
+        uc_free(r.data);
+    }
+    return rc;
+}
+
+/* The test the feature is for: a write of a hot entry, then a hit. */
+static void refill_after_write(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache_refill(fx, -1, 100, 10, 100);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    uc_source_t src = UC_FROM_FALLBACK;
+    char cold[32];
+
+    zipf_mix(ks, 3000, truth);
+    /* The hottest rank and one read once (rank NKEYS - 1 may be unread). */
+    id_of(NKEYS - 1, cold, sizeof(cold));
+    assert_int_equal(read_one(ks, cold), UC_OK);
+    wait_idle(c, 5000);
+    db_reset(&the_db);
+    uc_stats_t s0 = stats_of(ks);
+
+    write_of(ks, "id-0");
+    wait_idle(c, 5000);
+    assert_true(key_exists(fx, "id-0"));
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(s1.refills - s0.refills, 1);
+    /* The read after the write is a hit, and counted as the refill's. */
+    assert_int_equal(read_src(ks, "id-0", &src), UC_OK);
+    assert_int_equal(src, UC_FROM_CACHE);
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+    uc_stats_t s2 = stats_of(ks);
+    assert_int_equal(s2.refill_hits - s1.refill_hits, 1);
+
+    /* A cold entry: invalidated, not loaded. */
+    write_of(ks, cold);
+    wait_idle(c, 5000);
+    assert_false(key_exists(fx, cold));
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+    uc_stats_t s3 = stats_of(ks);
+    assert_int_equal(s3.refill_skipped_cold - s2.refill_skipped_cold, 1);
+    assert_int_equal(s3.refills, s2.refills);
+}
+
+/* A tag's invalidation refills the hot entries carrying it, and only them. */
+static void refill_after_tag(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache_refill(fx, -1, 100, 10, 100);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "wt");
+    unsigned truth[NKEYS] = {0};
+    uc_source_t src = UC_FROM_FALLBACK;
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(c, 5000);
+    db_reset(&the_db);
+    uc_stats_t s0 = stats_of(ks);
+    assert_int_equal(uc_cache_invalidate_tag(c, "item:id-1"), UC_OK);
+    wait_idle(c, 5000);
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(s1.refills - s0.refills, 1);
+    assert_int_equal(read_src(ks, "id-1", &src), UC_OK);
+    assert_int_equal(src, UC_FROM_CACHE);
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+    /* A tag no hot entry carries loads nothing. */
+    assert_int_equal(uc_cache_invalidate_tag(c, "item:nobody"), UC_OK);
+    wait_idle(c, 5000);
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+}
+
+/* The rate holds: a burst of writes past it is skipped, counted. */
+static void refill_rate_held(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache_refill(fx, -1, 100, 10, 1);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    char id[32];
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(c, 5000);
+    uc_stats_t s0 = stats_of(ks);
+    uint64_t t0 = uc_test_now_us();
+    for (size_t i = 0; i < 5; i++) {
+        id_of(i, id, sizeof(id));
+        write_of(ks, id);
+    }
+    wait_idle(c, 5000);
+    double s = (double)(uc_test_now_us() - t0) / 1e6;
+    uc_stats_t s1 = stats_of(ks);
+    uint64_t made = s1.refills - s0.refills;
+    uint64_t skipped = s1.refill_skipped_rate - s0.refill_skipped_rate;
+    /* A burst of one, then one a second. */
+    assert_true((double)made <= 1.0 + s + 1.0);
+    assert_int_equal(made + skipped, 5);
+    assert_true(skipped >= 1);
+}
+
+/* A failing database pauses refills after 3 failures in a row; with
+ * refill_top < 0 nothing is ever queued. */
+static void refill_held_back(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache_refill(fx, -1, 100, 10, 1000);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    char id[32];
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(c, 5000);
+    db_reset(&the_db);
+    atomic_store(&the_db.fail, 1);
+    uc_stats_t s0 = stats_of(ks);
+    for (size_t i = 0; i < 4; i++) {
+        id_of(i, id, sizeof(id));
+        write_of(ks, id);
+        wait_idle(c, 5000);
+    }
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(atomic_load(&the_db.calls), 3);
+    assert_int_equal(s1.refills - s0.refills, 0);
+    assert_int_equal(s1.refill_skipped_breaker - s0.refill_skipped_breaker, 1);
+    uc_cache_destroy(fx->c);
+
+    fx->c = open_cache_refill(fx, -1, 100, -1, 100);
+    ks = uc_cache_keyspace(fx->c, "ws");
+    memset(truth, 0, sizeof(truth));
+    atomic_store(&the_db.fail, 0);
+    zipf_mix(ks, 1000, truth);
+    db_reset(&the_db);
+    write_of(ks, "id-0");
+    wait_idle(fx->c, 5000);
+    assert_int_equal(atomic_load(&the_db.calls), 0);
+    s1 = stats_of(ks);
+    assert_int_equal(s1.refills + s1.refill_skipped_cold, 0);
+}
+
 static void warming_off(void **state)
 {
     fx_t *fx = *state;
@@ -515,6 +698,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(cache_down_gives_up, setup, teardown),
         cmocka_unit_test_setup_teardown(warming_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_after_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_after_tag, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_rate_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_held_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
