@@ -176,6 +176,8 @@ static void traffic(void)
             fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", ids[i]);
             get_ok(path);
         }
+        /* Spread over a few samples, so that the charts draw lines. */
+        uc_test_sleep_ms(600);
         if (round == 2) {
             for (int i = 0; i < 2; i++) {
                 fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"rating\":%d}",
