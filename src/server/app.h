@@ -55,6 +55,7 @@ typedef struct uc_app {
     atomic_int inflight;
     atomic_int draining;
     int64_t started_at;
+    struct uc_history *history; /* history.h; NULL until created */
 } uc_app_t;
 
 /* ---- requests and responses ---------------------------------------------- */
@@ -95,6 +96,7 @@ typedef struct {
     int has_hash;              /* body_hash is the body's uc_hash64 */
     uint64_t body_hash;
     const char *content_type; /* static; NULL: application/json */
+    const char *csp;          /* static Content-Security-Policy; NULL: none */
 } uc_resp_t;
 
 typedef void (*uc_handler_fn)(uc_app_t *app, uc_req_t *req, uc_resp_t *res);

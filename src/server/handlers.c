@@ -11,6 +11,8 @@
  * the cache), so it is never dropped.
  */
 #include "app.h"
+#include "dashboard.h"
+#include "history.h"
 #include "request.h"
 
 #include <limits.h>
@@ -1552,6 +1554,10 @@ static const uc_route_t routes[] = {
      0},
     {"POST", "/api/v1/monitoring/cache/warm", UC_ROLE_ADMIN, h_cache_warm,
      "cache_warm", 0},
+    {"GET", "/api/v1/monitoring/cache/history", 0, uc_history_handler,
+     "cache_history", 0},
+    {"GET", "/dashboard", 0, uc_dashboard_page, "dashboard", 0},
+    {"GET", "/dashboard/{}", 0, uc_dashboard_file, "dashboard_file", 0},
     {"GET", "/healthz", 0, h_healthz, "healthz", 0},
     {"GET", "/readyz", 0, h_readyz, "readyz", 0},
     {"GET", "/metrics", 0, h_prometheus, "metrics", 0},

@@ -292,6 +292,10 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     if (etag[0] != '\0') {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
     }
+    if (res->csp != NULL) {
+        MHD_add_response_header(r, "Content-Security-Policy", res->csp);
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    }
     if (res->cache != UC_CACHE_NONE) {
         MHD_add_response_header(r, "X-Cache", cache_mark(res->cache));
     }

@@ -9,6 +9,7 @@
  * environment with the utxoIQ keyspaces declared).
  */
 #include "app.h"
+#include "history.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -389,7 +390,7 @@ static int open_cache(uc_app_t *app)
     uc_keyspace_def_t own[UC_KS_COUNT];
     for (size_t i = 0; i < n && i < UC_KS_COUNT; i++) {
         own[i] = defs[i];
-        own[i].loader = uc_api_loader((int)i);
+        own[i].loader = uc_history_loader((int)i);
         own[i].loader_arg = app;
     }
     if (uc_cache_add_keyspaces(app->cache, own,
@@ -520,7 +521,8 @@ int main(int argc, char **argv)
         goto cleanup;
     }
 
-    if (open_cache(&app) != 0) {
+    if (uc_history_create(&app, &app.history) != 0 || open_cache(&app) != 0 ||
+        uc_history_start(app.history) != 0) {
         goto cleanup;
     }
     uc_http_opts_t ho;
@@ -566,7 +568,9 @@ int main(int argc, char **argv)
 
 cleanup:
     memset(url, 0, sizeof(url));
+    uc_history_stop(app.history); /* it reads the cache */
     uc_cache_destroy(app.cache);
+    uc_history_destroy(app.history); /* the cache's loaders used it */
     uc_db_close(app.db);
     return rc;
 }

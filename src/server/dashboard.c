@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The dashboard's handlers (dashboard.h): each embedded file is answered
+ * from the binary itself, with its type, a strong ETag (http.c answers 304
+ * to a matching If-None-Match), "Cache-Control: no-cache" so that a browser
+ * revalidates after an upgrade, and a Content-Security-Policy that lets the
+ * page load scripts, styles, images and data from the service alone.
+ */
+#include "dashboard.h"
+
+#include <string.h>
+
+#define DASHBOARD_CSP                                                          \
+    "default-src 'self'; script-src 'self'; style-src 'self'; "                \
+    "img-src 'self'; connect-src 'self'; font-src 'self'; "                    \
+    "object-src 'none'; base-uri 'self'; form-action 'self'; "                 \
+    "frame-ancestors 'self'"
+
+static void serve(uc_resp_t *res, const char *name)
+{
+    size_t n = 0;
+    const uc_asset_t *a = uc_dashboard_assets(&n);
+
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(a[i].name, name) != 0) {
+            continue;
+        }
+        res->status = 200;
+        /* Static data: the HTTP layer sends it without copying and, with
+         * no free function, never frees it. */
+        res->body = (char *)a[i].data;
+        res->len = a[i].len;
+        res->body_free = NULL;
+        res->content_type = a[i].content_type;
+        res->cache_control = "no-cache";
+        res->etag = 1;
+        res->csp = DASHBOARD_CSP;
+        return;
+    }
+    if (n == 0) {
+        uc_resp_error(res, 404,
+                      "the dashboard was not built into this binary "
+                      "(UC_SERVER_DASHBOARD=OFF)");
+    } else {
+        uc_resp_error(res, 404, "no dashboard file '%.64s'", name);
+    }
+}
+
+void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    (void)app;
+    (void)req;
+    serve(res, "index.html");
+}
+
+void uc_dashboard_file(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    (void)app;
+    serve(res, req->param != NULL ? req->param : "");
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cache dashboard: GET /dashboard serves a page built into the binary
+ * (web/dashboard: its HTML, script and style, and uPlot's dist files, which
+ * the build fetches with npm and embeds), GET /dashboard/{file} the rest of
+ * it. The page reads /api/v1/monitoring/cache/history and
+ * /api/v1/monitoring/cache/stats and requests nothing from anywhere else;
+ * its Content-Security-Policy allows only the service itself.
+ *
+ * Ownership: the embedded files are static; responses borrow them.
+ * Thread safety: the handlers may run on any HTTP thread.
+ */
+#ifndef UC_SERVER_DASHBOARD_H
+#define UC_SERVER_DASHBOARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+
+/* One embedded file (the generated dashboard_assets.c). */
+typedef struct {
+    const char *name;         /* as under /dashboard/, e.g. "uPlot.min.css" */
+    const char *content_type; /* with charset for text */
+    const unsigned char *data;
+    size_t len;
+} uc_asset_t;
+
+/* The table the build generates, and its length (0 when the service was
+ * built with UC_SERVER_DASHBOARD=OFF). */
+const uc_asset_t *uc_dashboard_assets(size_t *n);
+
+/* GET /dashboard: the page. */
+void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+
+/* GET /dashboard/{}: one of its files, or 404. */
+void uc_dashboard_file(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+
+#endif
