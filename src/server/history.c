@@ -428,13 +428,17 @@ TIMED(0)
 TIMED(1)
 TIMED(2)
 TIMED(3)
+TIMED(4)
+TIMED(5)
+TIMED(6)
+TIMED(7)
 #undef TIMED
-_Static_assert(UC_KS_COUNT == 4, "one timed loader per keyspace");
+_Static_assert(UC_KS_COUNT == 8, "one timed loader per keyspace");
 
 uc_loader_fn uc_history_loader(int ks)
 {
-    static const uc_loader_fn fns[UC_KS_COUNT] = {timed_0, timed_1, timed_2,
-                                                  timed_3};
+    static const uc_loader_fn fns[UC_KS_COUNT] = {
+        timed_0, timed_1, timed_2, timed_3, timed_4, timed_5, timed_6, timed_7};
     if (ks < 0 || ks >= UC_KS_COUNT || uc_api_loader(ks) == NULL) {
         return NULL;
     }

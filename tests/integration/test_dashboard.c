@@ -268,7 +268,7 @@ static void test_history_shape(void **state)
         assert_int_equal(json_array_size(v), n);
     }
     json_t *kss = jget(r.j, "keyspaces");
-    assert_int_equal(json_object_size(kss), 4);
+    assert_int_equal(json_object_size(kss), 8);
     json_t *ks;
     json_object_foreach(kss, k, ks)
     {
