@@ -123,6 +123,7 @@ typedef struct {
     int pg;
     int prefill;
     int check;
+    int sanity;
     int inject;
     int keep;
     unsigned modes; /* bit per MODE_* */
@@ -2263,6 +2264,67 @@ static int write_report(const char *path, const mode_result_t *res,
     return 0;
 }
 
+/*
+ * --sanity, the short run of `make test`: not the targets, only that the
+ * run is whole and its figures are figures. Prints each failed condition
+ * as "FAIL sanity: ..." and returns how many failed.
+ */
+static int sanity(const mode_result_t *res, const opts_t *o, const char *report)
+{
+    struct stat st;
+    int bad = 0;
+#define SANE(cond, ...)                                                        \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            printf("FAIL sanity: " __VA_ARGS__);                               \
+            printf("\n");                                                      \
+            bad++;                                                             \
+        }                                                                      \
+    } while (0)
+    SANE(stat(report, &st) == 0 && st.st_size > 1000,
+         "report '%s' missing or empty", report);
+    for (int m = 0; m < MODE_COUNT; m++) {
+        const mode_result_t *x = &res[m];
+        if ((o->modes & (1u << m)) == 0) {
+            continue;
+        }
+        SANE(x->ran, "%s: did not run", MODE_NAME[m]);
+        if (!x->ran) {
+            continue;
+        }
+        SANE(total_requests(x) > 0, "%s: no requests", MODE_NAME[m]);
+        SANE(total_errors(x) == 0, "%s: %" PRIu64 " failed requests",
+             MODE_NAME[m], total_errors(x));
+        SANE(x->violations == 0, "%s: %" PRIu64 " stale reads", MODE_NAME[m],
+             x->violations);
+        SANE(x->checked > 0, "%s: no stats read checked", MODE_NAME[m]);
+        SANE(find_ks(&x->delta, "feedback_stats") != NULL,
+             "%s: no feedback_stats keyspace in the cache stats", MODE_NAME[m]);
+        if (m == MODE_NOCACHE) {
+            SANE(fs_hit_rate(x) == 0.0, "no cache: hits seen");
+            SANE(x->injected <= 0 || x->injected_flagged == 0,
+                 "no cache: a behind-the-back write flagged");
+            continue;
+        }
+        double h = fs_hit_rate(x);
+        double r1 = fs_reduction(x, &res[MODE_NOCACHE]);
+        double r2 = all_reduction(x, &res[MODE_NOCACHE]);
+        SANE(h > 0.0 && h <= 1.0, "%s: feedback_stats hit rate %f",
+             MODE_NAME[m], h);
+        if (res[MODE_NOCACHE].ran) {
+            SANE(r1 > 0.0 && r1 <= 1.0, "%s: feedback_stats reduction %f",
+                 MODE_NAME[m], r1);
+            SANE(r2 > 0.0 && r2 <= 1.0, "%s: load reduction %f", MODE_NAME[m],
+                 r2);
+        }
+        SANE(x->injected <= 0 || x->injected_flagged > 0,
+             "%s: the checker flagged none of %ld behind-the-back writes",
+             MODE_NAME[m], x->injected);
+    }
+#undef SANE
+    return bad;
+}
+
 /* ---- main ------------------------------------------------------------------
  */
 
@@ -2271,7 +2333,7 @@ static const char usage[] =
     "                   [--warmup S] [--no-prefill] [--threads N]\n"
     "                   [--users N] [--modes nocache,redis,near]\n"
     "                   [--inject-stale N] [--report PATH] [--api-bin PATH]\n"
-    "                   [--check] [--keep]\n"
+    "                   [--check] [--sanity] [--keep]\n"
     "defaults: sqlite, 100000 insights, 60 s per mode after 10 s of\n"
     "warm-up and a prefill, 4 threads, 128 users, all three modes, 20\n"
     "behind-the-back writes, the report in the build tree.\n";
@@ -2337,6 +2399,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             continue;
         } else if (strcmp(a, "--check") == 0) {
             o->check = 1;
+            continue;
+        } else if (strcmp(a, "--sanity") == 0) {
+            o->sanity = 1;
             continue;
         } else if (strcmp(a, "--keep") == 0) {
             o->keep = 1;
@@ -2406,7 +2471,14 @@ int main(int argc, char **argv)
         return 2;
     }
     if (o.report != NULL) {
+        char dir[1024];
         snprintf(report, sizeof(report), "%s", o.report);
+        snprintf(dir, sizeof(dir), "%s", o.report);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL && slash != dir) {
+            *slash = '\0';
+            (void)mkdir(dir, 0755);
+        }
     } else {
         (void)mkdir(UC_SIM_REPORT_DIR, 0755);
         snprintf(report, sizeof(report), "%s/report.html", UC_SIM_REPORT_DIR);
@@ -2498,6 +2570,9 @@ int main(int argc, char **argv)
         failed = 1;
     }
     rc = failed ? 2 : stale || (o.check && missed) ? 1 : 0;
+    if (o.sanity && sanity(res, &o, report) != 0 && rc == 0) {
+        rc = 1;
+    }
 out:
     for (long u = 0; u < o.users && u < MAX_USERS; u++) {
         curl_slist_free_all(uh[u]);
