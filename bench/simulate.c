@@ -1993,7 +1993,8 @@ static int write_report(const char *path, const mode_result_t *res,
                "<title>utxoiq-api workload simulation</title>\n"
                "<style>body{font-family:sans-serif;margin:2em;max-width:"
                "1100px}table{border-collapse:collapse;margin:1em 0}"
-               "td,th{border:1px solid #ccc;padding:3px 8px;text-align:"
+               "td,th{border:1px solid #ccc;padding:3px "
+               "8px;white-space:nowrap;text-align:"
                "right}th{background:#f3f3f3}td.l,th.l{text-align:left}"
                ".pass{color:#1b7e1b;font-weight:bold}.fail{color:#b00;"
                "font-weight:bold}</style></head><body>\n");
