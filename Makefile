@@ -20,6 +20,9 @@
 #   make bench-write  POST /api/v1/feedback/rate; BEFORE_BIN=<old utxoiq-api> compares
 #   make bench-policy  near-cache eviction policies replayed on synthetic
 #               traces (1-2 minutes); QUICK=1 for the short run (seconds)
+#   make simulate  utxoiq-api under a Zipf mix with no cache, Redis only and
+#               near + Redis (docs/simulate.md, about 6 minutes); SIM_ARGS=
+#               passes flags, e.g. "--db pg" or "--duration 20"
 #   make faults the long service fault runs (release build); prints FIGURE lines
 #   make faults-cluster  a Redis Cluster primary SIGKILLed under wrk through
 #               nginx and two instances (scripts/cluster-failover, about 45 s)
@@ -32,7 +35,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-cluster bench-api bench-stampede bench-write bench-policy clean install fuzz faults faults-cluster valgrind soak profile-hit
+.PHONY: all deps deps-run release asan tsan test test-asan test-tsan run run-cluster bench bench-near bench-cluster bench-api bench-stampede bench-write bench-policy simulate clean install fuzz faults faults-cluster valgrind soak profile-hit
 
 all: release
 
@@ -132,6 +135,15 @@ bench-policy: deps
 	@cmake --preset release >/dev/null
 	@cmake --build build/release -j $(JOBS) --target uc-policy-sim
 	@build/release/bench/uc-policy-sim $(if $(filter 1,$(QUICK)),--quick,)
+
+# The workload simulator and the service only (release preset); it starts
+# its own Redis, database and service. The report goes to
+# build/release/simulate/report.html.
+SIM_ARGS ?=
+simulate: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j $(JOBS) --target uc-simulate utxoiq-api
+	@build/release/bench/uc-simulate $(SIM_ARGS)
 
 # callgrind and strace on a fixed number of identical cached GETs.
 profile-hit: release
