@@ -274,7 +274,10 @@ static int bump_tag(uc_cache_t *c, const char *target, size_t tlen)
         return UC_EINVAL;
     }
     uc__tag_version_format(uc__tag_version_new(c), ver);
-    rc = c->be->ops->set(c->be, fk, fklen, ver, 16, uc__tag_ttl_ms(c));
+    rc = c->be->ops->set_inval != NULL
+             ? c->be->ops->set_inval(c->be, fk, fklen, ver, 16,
+                                     uc__tag_ttl_ms(c))
+             : c->be->ops->set(c->be, fk, fklen, ver, 16, uc__tag_ttl_ms(c));
     uc__near_evict_target(c, NULL, target);
     return rc;
 }

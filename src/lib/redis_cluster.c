@@ -850,6 +850,20 @@ static int c_cas(uc__backend_t *b, const char *key, size_t klen,
     return route_key(cr_of(b), key, klen, k_cas, &k, 0);
 }
 
+/* A tag's new version is an invalidation too, sent as a delete is. */
+static int c_set_inval(uc__backend_t *b, const char *key, size_t klen,
+                       const char *val, size_t len, uint64_t ttl_ms)
+{
+    kargs_t k = {
+        .key = key, .klen = klen, .val = val, .len = len, .ttl_ms = ttl_ms};
+    int rc;
+
+    uc__redis_force(1);
+    rc = route_key(cr_of(b), key, klen, k_set, &k, 1);
+    uc__redis_force(0);
+    return rc;
+}
+
 /* A delete is an invalidation: it goes past an open breaker (see
  * uc__redis_force) and, on a cluster, to a new owner of the slot. */
 static int c_del(uc__backend_t *b, const char *key, size_t klen, int *existed)
@@ -1612,6 +1626,7 @@ static const uc__backend_ops_t cluster_ops = {
     .get = c_get,
     .set = c_set,
     .del = c_del,
+    .set_inval = c_set_inval,
     .exists = c_exists,
     .ttl = c_ttl,
     .mget = c_mget,

@@ -42,6 +42,13 @@ typedef struct uc__backend_ops {
     int (*set)(uc__backend_t *b, const char *key, size_t klen, const char *val,
                size_t len, uint64_t ttl_ms);
     int (*del)(uc__backend_t *b, const char *key, size_t klen, int *existed);
+    /*
+     * Optional (NULL: set). set, for an invalidation (a tag's new
+     * version): treated as del is, past an open breaker and, on a cluster,
+     * sent to a new owner of the slot when its node is gone.
+     */
+    int (*set_inval)(uc__backend_t *b, const char *key, size_t klen,
+                     const char *val, size_t len, uint64_t ttl_ms);
     int (*exists)(uc__backend_t *b, const char *key, size_t klen);
     int (*ttl)(uc__backend_t *b, const char *key, size_t klen, int64_t *ttl_ms);
     int (*mget)(uc__backend_t *b, size_t n, const char *const *keys,
