@@ -25,24 +25,29 @@ static char admin_key[128];
 static char user_key[128];
 static char service_key[128];
 
+static char redis_url[64];
+/* Short Redis waits and a quick breaker keep the fault tests brief; the
+ * last two slots take a test's own settings. */
+static const char *group_env[] = {redis_url,
+                                  "REDIS_COMMAND_TIMEOUT_MS=150",
+                                  "REDIS_CONNECT_TIMEOUT_MS=150",
+                                  "UTXOCACHE_BREAKER_THRESHOLD=2",
+                                  "UTXOCACHE_BREAKER_COOLDOWN_MS=200",
+                                  "UTXOCACHE_KEY_PREFIX=utxoiq-test:",
+                                  NULL,
+                                  NULL,
+                                  NULL};
+#define GROUP_ENV_OWN 6
+
 static int group_setup(void **state)
 {
-    static char redis_url[64];
     (void)state;
     if (uc_test_redis_start(&redis, NULL) != 0) {
         return -1;
     }
     snprintf(redis_url, sizeof(redis_url), "REDIS_URL=redis://127.0.0.1:%d/0",
              redis.port);
-    /* Short Redis waits and a quick breaker keep the fault tests brief. */
-    const char *env[] = {redis_url,
-                         "REDIS_COMMAND_TIMEOUT_MS=150",
-                         "REDIS_CONNECT_TIMEOUT_MS=150",
-                         "UTXOCACHE_BREAKER_THRESHOLD=2",
-                         "UTXOCACHE_BREAKER_COOLDOWN_MS=200",
-                         "UTXOCACHE_KEY_PREFIX=utxoiq-test:",
-                         NULL};
-    if (uc_test_api_start(&api, NULL, env) != 0) {
+    if (uc_test_api_start(&api, NULL, group_env) != 0) {
         return -1;
     }
     const uc_test_api_user_t users[] = {
@@ -384,6 +389,51 @@ static void test_redis_cache_stats(void **state)
     api_free(&r);
 }
 
+/* One counter of a keyspace in /api/v1/monitoring/cache/stats. */
+static long long ks_counter(const char *ks, const char *name)
+{
+    api_res_t r;
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 200);
+    long long n = jint(jget(jget(r.j, "keyspaces"), ks), name);
+    api_free(&r);
+    return n;
+}
+
+/* Warm on write, as the service runs by default: the read after a write of
+ * a hot insight is a hit, with the write's effect in it. */
+static void test_redis_refill_after_write(void **state)
+{
+    char id[64], xc[16];
+    (void)state;
+    group_env[GROUP_ENV_OWN] = "UTXOCACHE_REFILL_TOP=1000";
+    group_env[GROUP_ENV_OWN + 1] = "UTXOCACHE_HOT_SAMPLE=1";
+    assert_int_equal(uc_test_api_restart(&api, group_env), 0);
+
+    uniq(id, sizeof(id), "refill");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 0);
+    }
+    assert_string_equal(xc, "HIT");
+    long long refills = ks_counter("feedback_stats", "refills");
+    long long hits = ks_counter("feedback_stats", "refill_hits");
+    rate(id, 4);
+    uint64_t deadline = uc_test_now_ms() + 5000;
+    while (ks_counter("feedback_stats", "refills") == refills &&
+           uc_test_now_ms() < deadline) {
+        uc_test_sleep_ms(10);
+    }
+    assert_int_equal(ks_counter("feedback_stats", "refills"), refills + 1);
+    assert_int_equal(stats_ratings(id, xc, sizeof(xc)), 1);
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(ks_counter("feedback_stats", "refill_hits"), hits + 1);
+
+    group_env[GROUP_ENV_OWN] = NULL;
+    group_env[GROUP_ENV_OWN + 1] = NULL;
+    assert_int_equal(uc_test_api_restart(&api, group_env), 0);
+}
+
 /* Polls (bounded) until a stats read of insight is a HIT. */
 static int wait_for_hit(const char *insight)
 {
@@ -521,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_redis_job_and_metrics_invalidate),
         cmocka_unit_test(test_redis_writes_never_scan),
         cmocka_unit_test(test_redis_cache_stats),
+        cmocka_unit_test(test_redis_refill_after_write),
         cmocka_unit_test(test_redis_killed_mid_run),
         cmocka_unit_test(test_redis_hung_write_is_not_lost),
         cmocka_unit_test(test_service_exits_zero),
