@@ -97,6 +97,33 @@ static const struct {
     [EP_METRIC_POST] = {"POST metrics", 100, 1},
 };
 
+/* The weights in use: EPS's, or scaled so that writes make --writes per
+ * cent of the mix (each side keeping its own proportions). */
+static int g_weight[EP_COUNT];
+static double g_zipf_s = ZIPF_S;
+
+static void set_weights(double writes_pct)
+{
+    int wsum = 0, rsum = 0, total = 0, last_read = EP_STATS;
+
+    for (int e = 0; e < EP_COUNT; e++) {
+        if (EPS[e].write) {
+            wsum += EPS[e].weight;
+        } else {
+            rsum += EPS[e].weight;
+        }
+    }
+    for (int e = 0; e < EP_COUNT; e++) {
+        double share = EPS[e].write
+                           ? writes_pct * 100.0 / (double)wsum
+                           : (100.0 - writes_pct) * 100.0 / (double)rsum;
+        g_weight[e] = (int)((double)EPS[e].weight * share + 0.5);
+        total += g_weight[e];
+    }
+    /* Rounding: the first read takes what is left of 10000. */
+    g_weight[last_read] += 10000 - total;
+}
+
 static const char *const SERVICES[] = {"web-api", "insight-generator",
                                        "chain-ingestor", "notifier"};
 static const char *const TYPES[] = {"latency_ms", "cpu_percent",
@@ -127,6 +154,7 @@ typedef struct {
     int inject;
     int keep;
     unsigned modes; /* bit per MODE_* */
+    double writes_pct;
     const char *report;
     const char *api_bin;
 } opts_t;
@@ -524,10 +552,10 @@ static int pick_ep(worker_t *w)
 {
     int x = (int)(uc_bench_rng_next(&w->rng) % 10000);
     for (int e = 0; e < EP_COUNT; e++) {
-        if (x < EPS[e].weight) {
+        if (x < g_weight[e]) {
             return e;
         }
-        x -= EPS[e].weight;
+        x -= g_weight[e];
     }
     return EP_STATS;
 }
@@ -2000,11 +2028,13 @@ static int write_report(const char *path, const mode_result_t *res,
                "font-weight:bold}</style></head><body>\n");
     fprintf(f,
             "<h1>utxoiq-api workload simulation</h1>\n<p>Database: %s; "
-            "%ld insights, Zipf s = %.2f; %ld client threads; %ld s "
-            "measured per mode after %s%ld s of warm-up; %ld users.</p>\n",
-            o->pg ? "PostgreSQL" : "SQLite", o->insights, ZIPF_S, o->threads,
-            o->duration_s, o->prefill ? "a prefill of every insight and " : "",
-            o->warmup_s, o->users);
+            "%ld insights, Zipf s = %.2f, %.1f %% writes; %ld client "
+            "threads; %ld s measured per mode after %s%ld s of warm-up; %ld "
+            "users.</p>\n",
+            o->pg ? "PostgreSQL" : "SQLite", o->insights, g_zipf_s,
+            o->writes_pct, o->threads, o->duration_s,
+            o->prefill ? "a prefill of every insight and " : "", o->warmup_s,
+            o->users);
 
     fprintf(f, "<h2>Targets</h2><table><tr><th class='l'>target</th>"
                "<th>figure</th><th>verdict</th></tr>\n");
@@ -2026,7 +2056,7 @@ static int write_report(const char *path, const mode_result_t *res,
     fprintf(f, "</tr>\n");
     for (int e = 0; e < EP_COUNT; e++) {
         fprintf(f, "<tr><td class='l'>%s</td><td>%.1f %%</td>", EPS[e].name,
-                EPS[e].weight / 100.0);
+                g_weight[e] / 100.0);
         for (int m = 0; m < MODE_COUNT; m++) {
             if (ran[m]) {
                 fprintf(f, "<td>%" PRIu64 "</td><td>%" PRIu64 "</td>",
@@ -2335,9 +2365,12 @@ static const char usage[] =
     "                   [--users N] [--modes nocache,redis,near]\n"
     "                   [--inject-stale N] [--report PATH] [--api-bin PATH]\n"
     "                   [--check] [--sanity] [--keep]\n"
+    "                   [--zipf S] [--writes PCT]\n"
     "defaults: sqlite, 100000 insights, 60 s per mode after 10 s of\n"
     "warm-up and a prefill, 4 threads, 128 users, all three modes, 20\n"
-    "behind-the-back writes, the report in the build tree.\n";
+    "behind-the-back writes, the report in the build tree, Zipf s = 0.99\n"
+    "over the insights, 5 % writes (--writes scales the write endpoints'\n"
+    "weights to that share and the reads' to the rest).\n";
 
 static int num_arg(const char *name, const char *v, long lo, long hi, long *out)
 {
@@ -2386,6 +2419,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     o->prefill = 1;
     o->inject = 20;
     o->modes = (1u << MODE_COUNT) - 1;
+    o->writes_pct = 5.0;
     o->api_bin = UC_SIM_API_BINARY;
     o->report = NULL;
     for (int i = 1; i < argc; i++) {
@@ -2441,6 +2475,16 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             o->report = v;
         } else if (strcmp(a, "--api-bin") == 0) {
             o->api_bin = v;
+        } else if (strcmp(a, "--zipf") == 0) {
+            char *end = NULL;
+            double z = strtod(v, &end);
+            rc = end != v && *end == '\0' && z >= 0.1 && z <= 3.0 ? 0 : -1;
+            g_zipf_s = z;
+        } else if (strcmp(a, "--writes") == 0) {
+            char *end = NULL;
+            double w = strtod(v, &end);
+            rc = end != v && *end == '\0' && w >= 0.1 && w <= 50.0 ? 0 : -1;
+            o->writes_pct = w;
         } else {
             fprintf(stderr, "uc-simulate: unknown option '%s'\n%s", a, usage);
             return -1;
@@ -2471,6 +2515,7 @@ int main(int argc, char **argv)
     if (parse_opts(argc, argv, &o) != 0) {
         return 2;
     }
+    set_weights(o.writes_pct);
     if (o.report != NULL) {
         char dir[1024];
         snprintf(report, sizeof(report), "%s", o.report);
@@ -2499,16 +2544,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "uc-simulate: out of memory or no temporary dir\n");
         goto out;
     }
-    printf("uc-simulate: %s, %ld insights, %ld s per mode, %ld threads, "
-           "work in %s\n",
-           o.pg ? "postgresql" : "sqlite", o.insights, o.duration_s, o.threads,
-           s.db.dir);
+    printf("uc-simulate: %s, %ld insights, Zipf s = %.2f, %.1f %% writes, "
+           "%ld s per mode, %ld threads, work in %s\n",
+           o.pg ? "postgresql" : "sqlite", o.insights, g_zipf_s, o.writes_pct,
+           o.duration_s, o.threads, s.db.dir);
     if (setup(&s) != 0) {
         goto out;
     }
 
     /* Zipf over the insights, ranks shuffled onto ids (fixed seed). */
-    cdf = zipf_cdf_new((size_t)o.insights, ZIPF_S);
+    cdf = zipf_cdf_new((size_t)o.insights, g_zipf_s);
     perm = malloc((size_t)o.insights * sizeof(*perm));
     if (cdf == NULL || perm == NULL) {
         goto out;
@@ -2526,7 +2571,7 @@ int main(int argc, char **argv)
     /* Jobs: Zipf too (the running ones are watched most). */
     double sum = 0.0;
     for (size_t k = 0; k < s.njobs; k++) {
-        sum += 1.0 / pow((double)(k + 1), ZIPF_S);
+        sum += 1.0 / pow((double)(k + 1), g_zipf_s);
         job_cdf[k] = sum;
     }
     for (size_t k = 0; k < s.njobs; k++) {
