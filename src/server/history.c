@@ -46,7 +46,9 @@ static const uint64_t req_bounds_us[UC_LAT_BUCKETS - 1] = {
     X(fallbacks)                                                               \
     X(errors)                                                                  \
     X(near_evictions)                                                          \
-    X(near_bytes)
+    X(near_bytes)                                                              \
+    X(refills)                                                                 \
+    X(refill_hits)
 
 typedef struct {
 #define FIELD(name) uint64_t name;
@@ -284,6 +286,8 @@ static void counts_from(counts_t *c, const uc_stats_t *s,
     c->errors = s->errors;
     c->near_evictions = u->evictions;
     c->near_bytes = u->bytes;
+    c->refills = s->refills;
+    c->refill_hits = s->refill_hits;
 }
 
 /* Builds the point of r against base (the newest stored point's

@@ -297,6 +297,14 @@
                    delta(T.fallbacks, t, true)],
         });
         defs.push({
+            id: "refill", title: "Warm on write",
+            help: "Per second: hot entries loaded again right after a " +
+                "write invalidated them, and reads those entries answered " +
+                "(hits that would have waited for the database).",
+            unit: "/s", series: ["refills", "reads answered by refills"],
+            cols: [delta(T.refills, t, true), delta(T.refill_hits, t, true)],
+        });
+        defs.push({
             id: "state", title: "Breaker and channel state",
             help: "Redis circuit breaker (0 closed, 1 half open, 2 open) " +
                 "and the near cache's invalidation channel (0 none, " +
