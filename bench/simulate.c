@@ -1848,9 +1848,9 @@ static void html_esc(FILE *f, const char *s)
  * Horizontal grouped bars: one group per label, one bar per mode that ran.
  * v[g][m] in [0, vmax] (log10 scale when logscale, values > 0).
  */
-static void svg_bars(FILE *f, const char *title, const char *const *labels,
-                     size_t ng, double (*v)[MODE_COUNT], const int *ran,
-                     double vmax, int logscale, const char *unit)
+static void svg_bars_to(FILE *f, const char *title, const char *const *labels,
+                        size_t ng, double (*v)[MODE_COUNT], const int *ran,
+                        double vmax, int logscale, const char *unit)
 {
     const int left = 230, width = 560, bar = 9, gap = 10;
     int nm = 0;
@@ -1912,10 +1912,10 @@ static void svg_bars(FILE *f, const char *title, const char *const *labels,
 }
 
 /* Lines, one per mode: y[m][0..n[m]) against x = index * xstep. */
-static void svg_lines(FILE *f, const char *title, const double *const *y,
-                      const size_t *n, const int *ran, double ymin, double ymax,
-                      const char *xlabel, const char *ylabel, int logx,
-                      const double *const *xs)
+static void svg_lines_to(FILE *f, const char *title, const double *const *y,
+                         const size_t *n, const int *ran, double ymin,
+                         double ymax, const char *xlabel, const char *ylabel,
+                         int logx, const double *const *xs)
 {
     const int left = 60, top = 30, w = 640, h = 220;
     double xmax = 1.0, xmin = logx ? 1e30 : 0.0;
@@ -1999,6 +1999,54 @@ static void svg_lines(FILE *f, const char *title, const double *const *y,
         ly += 16;
     }
     fprintf(f, "</svg>\n");
+}
+
+/* --svg-dir: each plot also goes to a file of its own there,
+ * simulate-<n>.svg in the order the report draws them (docs/images). */
+static const char *g_svg_dir;
+
+static FILE *svg_file(void)
+{
+    static int n;
+    char path[1024];
+    FILE *o;
+
+    if (g_svg_dir == NULL) {
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "%s/simulate-%d.svg", g_svg_dir, ++n);
+    o = fopen(path, "w");
+    if (o == NULL) {
+        fprintf(stderr, "uc-simulate: %s: %s\n", path, strerror(errno));
+    }
+    return o;
+}
+
+static void svg_bars(FILE *f, const char *title, const char *const *labels,
+                     size_t ng, double (*v)[MODE_COUNT], const int *ran,
+                     double vmax, int logscale, const char *unit)
+{
+    FILE *o = svg_file();
+
+    svg_bars_to(f, title, labels, ng, v, ran, vmax, logscale, unit);
+    if (o != NULL) {
+        svg_bars_to(o, title, labels, ng, v, ran, vmax, logscale, unit);
+        fclose(o);
+    }
+}
+
+static void svg_lines(FILE *f, const char *title, const double *const *y,
+                      const size_t *n, const int *ran, double ymin, double ymax,
+                      const char *xlabel, const char *ylabel, int logx,
+                      const double *const *xs)
+{
+    FILE *o = svg_file();
+
+    svg_lines_to(f, title, y, n, ran, ymin, ymax, xlabel, ylabel, logx, xs);
+    if (o != NULL) {
+        svg_lines_to(o, title, y, n, ran, ymin, ymax, xlabel, ylabel, logx, xs);
+        fclose(o);
+    }
 }
 
 static int write_report(const char *path, const mode_result_t *res,
@@ -2365,7 +2413,7 @@ static const char usage[] =
     "                   [--users N] [--modes nocache,redis,near]\n"
     "                   [--inject-stale N] [--report PATH] [--api-bin PATH]\n"
     "                   [--check] [--sanity] [--keep]\n"
-    "                   [--zipf S] [--writes PCT]\n"
+    "                   [--zipf S] [--writes PCT] [--svg-dir DIR]\n"
     "defaults: sqlite, 100000 insights, 60 s per mode after 10 s of\n"
     "warm-up and a prefill, 4 threads, 128 users, all three modes, 20\n"
     "behind-the-back writes, the report in the build tree, Zipf s = 0.99\n"
@@ -2475,6 +2523,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             o->report = v;
         } else if (strcmp(a, "--api-bin") == 0) {
             o->api_bin = v;
+        } else if (strcmp(a, "--svg-dir") == 0) {
+            g_svg_dir = v;
         } else if (strcmp(a, "--zipf") == 0) {
             char *end = NULL;
             double z = strtod(v, &end);
