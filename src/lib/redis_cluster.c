@@ -990,6 +990,7 @@ typedef struct {
     uint64_t ttl_ms;
     uc_value_t *out; /* scratch, n entries */
     size_t max;      /* mget_max */
+    int bounded;     /* mget_max rather than mget */
 } margs_t;
 
 /* The group's keys as arrays of their own, for the node's call. */
@@ -1019,6 +1020,7 @@ static int gather(const margs_t *a, const size_t *idx, size_t m,
     return UC_OK;
 }
 
+/* A group's multi-get: mget, or mget_max when a->bounded. */
 static int g_mget(uc__backend_t *node, const size_t *idx, size_t m, void *arg)
 {
     margs_t *a = arg;
@@ -1032,34 +1034,8 @@ static int g_mget(uc__backend_t *node, const size_t *idx, size_t m, void *arg)
     }
     rc = gather(a, idx, m, &k, &kl, &v, &vl);
     if (rc == UC_OK) {
-        rc = node->ops->mget(node, m, k, kl, tmp);
-        free(k);
-        free(kl);
-    }
-    if (rc == UC_OK) {
-        for (size_t j = 0; j < m; j++) {
-            a->out[idx[j]] = tmp[j];
-        }
-    }
-    free(tmp);
-    return rc;
-}
-
-static int g_mget_max(uc__backend_t *node, const size_t *idx, size_t m,
-                      void *arg)
-{
-    margs_t *a = arg;
-    const char **k, **v;
-    size_t *kl, *vl;
-    uc_value_t *tmp = calloc(m, sizeof(*tmp));
-    int rc;
-
-    if (tmp == NULL) {
-        return UC_ENOMEM;
-    }
-    rc = gather(a, idx, m, &k, &kl, &v, &vl);
-    if (rc == UC_OK) {
-        rc = node->ops->mget_max(node, m, k, kl, a->max, tmp);
+        rc = a->bounded ? node->ops->mget_max(node, m, k, kl, a->max, tmp)
+                        : node->ops->mget(node, m, k, kl, tmp);
         free(k);
         free(kl);
     }
@@ -1090,52 +1066,24 @@ static int g_mset(uc__backend_t *node, const size_t *idx, size_t m, void *arg)
     return rc;
 }
 
-static int c_mget_max(uc__backend_t *b, size_t n, const char *const *keys,
-                      const size_t *klens, size_t max, uc_value_t *out)
+/* mget, or mget_max when bounded: one pipeline per node. */
+static int mget_common(uc__backend_t *b, size_t n, const char *const *keys,
+                       const size_t *klens, int bounded, size_t max,
+                       uc_value_t *out)
 {
     cr_t *cr = cr_of(b);
-    margs_t a = {keys, klens, NULL, NULL, 0, NULL, max};
+    margs_t a = {keys, klens, NULL, NULL, 0, NULL, max, bounded};
     int mode = mode_for_call(cr);
     int rc;
 
     if (mode != MODE_CLUSTER) {
-        return mode == MODE_STANDALONE
-                   ? node_at(cr, 0)->ops->mget_max(node_at(cr, 0), n, keys,
-                                                   klens, max, out)
-                   : unknown_rc(cr);
-    }
-    if (n == 0) {
-        return UC_OK;
-    }
-    a.out = calloc(n, sizeof(*a.out));
-    if (a.out == NULL) {
-        return UC_ENOMEM;
-    }
-    rc = route_groups(cr, n, keys, klens, NULL, g_mget_max, &a, 0);
-    if (rc == UC_OK) {
-        memcpy(out, a.out, n * sizeof(*out));
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            free(a.out[i].data);
+        uc__backend_t *one = node_at(cr, 0);
+
+        if (mode != MODE_STANDALONE) {
+            return unknown_rc(cr);
         }
-    }
-    free(a.out);
-    return rc;
-}
-
-static int c_mget(uc__backend_t *b, size_t n, const char *const *keys,
-                  const size_t *klens, uc_value_t *out)
-{
-    cr_t *cr = cr_of(b);
-    margs_t a = {keys, klens, NULL, NULL, 0, NULL, 0};
-    int mode = mode_for_call(cr);
-    int rc;
-
-    if (mode != MODE_CLUSTER) {
-        return mode == MODE_STANDALONE
-                   ? node_at(cr, 0)->ops->mget(node_at(cr, 0), n, keys, klens,
-                                               out)
-                   : unknown_rc(cr);
+        return bounded ? one->ops->mget_max(one, n, keys, klens, max, out)
+                       : one->ops->mget(one, n, keys, klens, out);
     }
     if (n == 0) {
         return UC_OK;
@@ -1157,12 +1105,24 @@ static int c_mget(uc__backend_t *b, size_t n, const char *const *keys,
     return rc;
 }
 
+static int c_mget_max(uc__backend_t *b, size_t n, const char *const *keys,
+                      const size_t *klens, size_t max, uc_value_t *out)
+{
+    return mget_common(b, n, keys, klens, 1, max, out);
+}
+
+static int c_mget(uc__backend_t *b, size_t n, const char *const *keys,
+                  const size_t *klens, uc_value_t *out)
+{
+    return mget_common(b, n, keys, klens, 0, 0, out);
+}
+
 static int c_mset(uc__backend_t *b, size_t n, const char *const *keys,
                   const size_t *klens, const char *const *vals,
                   const size_t *vlens, uint64_t ttl_ms)
 {
     cr_t *cr = cr_of(b);
-    margs_t a = {keys, klens, vals, vlens, ttl_ms, NULL, 0};
+    margs_t a = {keys, klens, vals, vlens, ttl_ms, NULL, 0, 0};
     int mode = mode_for_call(cr);
 
     if (mode != MODE_CLUSTER) {
