@@ -392,6 +392,12 @@ void uc__warm_tick(uc_cache_t *c, uint64_t now_us);
 /* Nonzero while a warm is queued or running (tests). */
 int uc__warm_busy(uc_cache_t *c);
 
+/* Writes every warmed keyspace's most read entries to the store, as
+ * <prefix>uc:hot:<keyspace> ("reads key" lines, the hottest first), where a
+ * starting instance reads them to warm what the others read (the worker,
+ * every minute; tests). */
+void uc__warm_publish(uc_cache_t *c);
+
 /*
  * Warm on write: called after this process applied the invalidation of
  * `target` (a key of ks, or a tag "#<tag>", ks then ignored) for a write.

@@ -4,9 +4,11 @@
  * FLUSHALL, a restarted Redis, a failover), and on uc_cache_warm(), the
  * most read entries of every keyspace that has its own loader are read
  * through get-or-load again, in the background, before clients ask for
- * them. Which entries are the most read is the keyspace's record (hot.c);
- * the record lives in memory only, so a fresh process has nothing to warm
- * from and a running one warms what it saw read.
+ * them. Which entries are the most read is the keyspace's record (hot.c).
+ * At start, an instance also warms what the others read most: each one
+ * writes its record's top to the store every minute (uc__warm_publish), and
+ * a starting one counts those keys in its own record and warms them
+ * (uc__warm_tick), which fills its near cache from Redis without loads.
  *
  * One thread per handle, started on the first warm that has something to
  * do, runs one warm at a time: the hottest entries of all keyspaces first
@@ -57,6 +59,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +93,16 @@ typedef struct {
     uint64_t snap_at_us;
 } refill_ks_t;
 
+/* The shared list of most read entries: written this often, kept this long
+ * in the store, at most this many bytes; a key read from it is counted at
+ * most SEED_COUNT_MAX times; a list the store cannot give is tried again on
+ * SEED_TRIES ticks. */
+#define HOT_PUBLISH_US (60ull * 1000000ull)
+#define HOT_LIST_TTL_MS (600ull * 1000ull)
+#define HOT_LIST_MAX (256u * 1024u)
+#define SEED_COUNT_MAX 256ull
+#define SEED_TRIES 50u
+
 /* Counts halve this often (uc__warm_tick). */
 #define HALVE_EVERY_US (600ull * 1000000ull)
 /* An idle thread looks for a stop this often (it is also woken). */
@@ -113,6 +126,10 @@ struct uc__warm {
     size_t jhead, jn;
     int refilling; /* a job taken off the ring is being run */
     refill_ks_t rks[UC__KEYSPACES_MAX]; /* the warm thread's */
+    /* The shared list of most read entries (the worker's alone). */
+    uint64_t next_publish_us;
+    unsigned char seeded[UC__KEYSPACES_MAX];
+    unsigned seed_tries[UC__KEYSPACES_MAX];
 };
 
 /* Nonzero on the warm thread while it refills (load.c marks the value). */
@@ -831,13 +848,151 @@ void uc__warm_request(uc_cache_t *c)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* ---- the shared list: warming at start ------------------------------------
+ */
+
+/* Where a keyspace's list lives: <prefix>uc:hot:<keyspace>. */
+static size_t hot_list_key(const uc_cache_t *c, const uc_keyspace_t *ks,
+                           char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%suc:hot:%s", c->env.cfg.key_prefix, ks->name);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Whether ks takes part: warming on, a loader, a record, a shared store. */
+static int shares_list(const uc_cache_t *c, const uc_keyspace_t *ks)
+{
+    return !c->local && !c->env.cfg.observer && c->env.cfg.warm_top > 0 &&
+           ks->loader != NULL && ks->hot != NULL;
+}
+
+void uc__warm_publish(uc_cache_t *c)
+{
+    size_t nks = atomic_load(&c->nks), top = (size_t)c->env.cfg.warm_top;
+    uc_hot_entry_t *e = NULL;
+    char *text = NULL;
+
+    if (top == 0 || c->env.cfg.warm_top < 0) {
+        return;
+    }
+    e = malloc(top * sizeof(*e));
+    text = malloc(HOT_LIST_MAX);
+    for (size_t i = 0; i < nks && e != NULL && text != NULL; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        char key[UC__FULLKEY_MAX];
+        size_t klen, len = 0;
+
+        if (!shares_list(c, ks) ||
+            (klen = hot_list_key(c, ks, key, sizeof(key))) == 0) {
+            continue;
+        }
+        size_t n = uc__hot_top(ks->hot, e, top);
+        n = n < top ? n : top;
+        if (n == 0) {
+            continue;
+        }
+        for (size_t j = 0; j < n; j++) {
+            int w = snprintf(text + len, HOT_LIST_MAX - len, "%llu %s\n",
+                             (unsigned long long)(e[j].reads - e[j].error),
+                             e[j].key);
+            if (w < 0 || (size_t)w >= HOT_LIST_MAX - len) {
+                break; /* the list is cut: the hottest are in it */
+            }
+            len += (size_t)w;
+        }
+        (void)c->be->ops->set(c->be, key, klen, text, len, HOT_LIST_TTL_MS);
+    }
+    free(e);
+    free(text);
+}
+
+/*
+ * Reads the shared list of ks into its record: each key counted as many
+ * times as its reads over the sampling rate, at most SEED_COUNT_MAX. UC_OK
+ * (with *added, nothing when there is no list) or the store's error, to be
+ * tried again on a later tick.
+ */
+static int seed_keyspace(uc_cache_t *c, uc_keyspace_t *ks, size_t *added)
+{
+    char key[UC__FULLKEY_MAX];
+    size_t klen = hot_list_key(c, ks, key, sizeof(key)), len = 0;
+    unsigned sample = uc__hot_sample(ks->hot);
+    char *text = NULL;
+    int rc;
+
+    *added = 0;
+    if (klen == 0) {
+        return UC_OK;
+    }
+    rc = c->be->ops->get_max(c->be, key, klen, HOT_LIST_MAX, &text, &len);
+    if (rc == UC_MISS || rc == UC_ETOOBIG || rc == UC_ECORRUPT) {
+        return UC_OK; /* none, or not one of ours: nothing to seed */
+    }
+    if (rc != UC_OK) {
+        return rc;
+    }
+    for (char *p = text, *end = text + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *sp = memchr(p, ' ', (size_t)((nl != NULL ? nl : end) - p));
+        char *eol = nl != NULL ? nl : end;
+
+        if (sp != NULL && sp + 1 < eol) {
+            unsigned long long reads = strtoull(p, NULL, 10);
+            size_t n = (size_t)(eol - sp - 1);
+            unsigned long long times = reads / (sample > 0 ? sample : 1);
+
+            times = times < 1                ? 1
+                    : times > SEED_COUNT_MAX ? SEED_COUNT_MAX
+                                             : times;
+            for (unsigned long long t = 0; t < times; t++) {
+                uc__hot_add(ks->hot, sp + 1, n);
+            }
+            (*added)++;
+        }
+        p = eol + 1;
+    }
+    free(text);
+    return UC_OK;
+}
+
 void uc__warm_tick(uc_cache_t *c, uint64_t now_us)
 {
     uc__warm_t *w = c->warm;
     size_t nks = atomic_load(&c->nks);
+    size_t seeded = 0;
 
     if (w == NULL) {
         return;
+    }
+    /* At start: what the other instances read most, warmed here too. A
+     * keyspace's list is read once, tried again on later ticks while the
+     * store fails (SEED_TRIES at most). */
+    for (size_t i = 0; i < nks; i++) {
+        uc_keyspace_t *ks = c->ks[i];
+        size_t added = 0;
+
+        if (w->seeded[ks->cls] || !shares_list(c, ks) ||
+            w->seed_tries[ks->cls] >= SEED_TRIES) {
+            continue;
+        }
+        w->seed_tries[ks->cls]++;
+        if (seed_keyspace(c, ks, &added) == UC_OK) {
+            w->seeded[ks->cls] = 1;
+            seeded += added;
+        }
+    }
+    if (seeded > 0) {
+        uc__log(&c->env, UC_LOG_INFO,
+                "warm: %zu entries read most by other instances, warming "
+                "them here",
+                seeded);
+        uc__warm_request(c);
+    }
+    if (w->next_publish_us == 0) {
+        w->next_publish_us = now_us + HOT_PUBLISH_US;
+    } else if (now_us >= w->next_publish_us) {
+        w->next_publish_us = now_us + HOT_PUBLISH_US;
+        uc__warm_publish(c);
     }
     if (w->next_halve_us == 0) {
         w->next_halve_us = now_us + HALVE_EVERY_US;

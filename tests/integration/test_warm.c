@@ -15,6 +15,8 @@
  *     a warm, the entries left counted as skipped;
  *   - the warmer's own reads do not count as reads in the record, and with
  *     warming off there is nothing to queue;
+ *   - at start: an instance warms what another published as its most read
+ *     (the shared list), with no load for entries still in Redis;
  *   - warm on write: a write's invalidation of a hot entry (by key or by
  *     tag) has it loaded again at once, one load, and the next read is a
  *     hit counted as answered by the refill; a cold entry is left out; the
@@ -671,6 +673,42 @@ static void refill_held_back(void **state)
     assert_int_equal(s1.refills + s1.refill_skipped_cold, 0);
 }
 
+/* A second instance starting on the same Redis warms what the first read
+ * most, from the list the first published: its record holds them, and
+ * since they are in Redis already its warm loads nothing. */
+static void start_warms_from_shared_list(void **state)
+{
+    fx_t *fx = *state;
+    enum { TOP = 30 };
+    uc_cache_t *a = open_cache(fx, TOP, 1000);
+    uc_keyspace_t *ks = uc_cache_keyspace(a, "ws");
+    unsigned truth[NKEYS] = {0};
+    uc_hot_entry_t top[TOP];
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(a, 5000);
+    uc__warm_publish(a);
+    redisReply *r = raw_cmd(fx, "EXISTS uc:hot:ws");
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+
+    db_reset(&the_db);
+    fx->c = NULL;
+    uc_cache_t *b = open_cache(fx, TOP, 1000);
+    uc_keyspace_t *kb = uc_cache_keyspace(b, "ws");
+    uint64_t until = uc_test_now_ms() + 5000;
+    while (stats_of(kb).warm_hits < TOP && uc_test_now_ms() < until) {
+        uc_test_sleep_ms(20);
+    }
+    wait_idle(b, 5000);
+    uc_stats_t s = stats_of(kb);
+    assert_true(uc_keyspace_hot(kb, top, TOP) >= TOP);
+    assert_int_equal(s.warm_hits, TOP);
+    assert_int_equal(s.warm_loads, 0);
+    assert_int_equal(atomic_load(&the_db.calls), 0);
+    uc_cache_destroy(a);
+}
+
 static void warming_off(void **state)
 {
     fx_t *fx = *state;
@@ -698,6 +736,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(cache_down_gives_up, setup, teardown),
         cmocka_unit_test_setup_teardown(warming_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(start_warms_from_shared_list, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(refill_after_write, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_after_tag, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_rate_held, setup, teardown),
