@@ -50,6 +50,7 @@
 typedef struct {
     _Atomic unsigned calls;
     _Atomic int fail;          /* nonzero: every load fails */
+    _Atomic unsigned version;  /* in every value: a write bumps it */
     uint64_t at_us[CALLS_MAX]; /* when each call came */
     pthread_mutex_t mu;
 } db_t;
@@ -74,7 +75,8 @@ static int load(void *arg, const char *const *fields, size_t nfields,
     if (atomic_load(&db->fail)) {
         return -1000;
     }
-    int w = snprintf(buf, sizeof(buf), "value of %s", fields[0]);
+    int w = snprintf(buf, sizeof(buf), "value of %s v%u", fields[0],
+                     atomic_load(&db->version));
     *val = malloc((size_t)w + 1);
     if (*val == NULL) {
         return UC_ENOMEM;
@@ -709,6 +711,62 @@ static void start_warms_from_shared_list(void **state)
     uc_cache_destroy(a);
 }
 
+/* Reads id through ks into buf (NUL-terminated). */
+static void read_value(uc_keyspace_t *ks, const char *id, char *buf, size_t cap)
+{
+    const char *f[1] = {id};
+    uc_load_result_t r;
+    assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, NULL, &r), UC_OK);
+    snprintf(buf, cap, "%.*s", (int)r.len, r.data);
+    uc_free(r.data);
+}
+
+/* Two instances: the writer refills, once; the other one loads nothing
+ * and reads the new value (its near copy invalidated by the channel). */
+static void refill_once_across_instances(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *a = open_cache_refill(fx, -1, 100, 10, 100);
+    fx->c = NULL;
+    uc_cache_t *b = open_cache_refill(fx, -1, 100, 10, 100);
+    uc_keyspace_t *ka = uc_cache_keyspace(a, "ws");
+    uc_keyspace_t *kb = uc_cache_keyspace(b, "ws");
+    unsigned truth[NKEYS] = {0};
+    char want[64], got[64];
+
+    zipf_mix(ka, 3000, truth);
+    memset(truth, 0, sizeof(truth));
+    zipf_mix(kb, 3000, truth);
+    wait_idle(a, 5000);
+    wait_idle(b, 5000);
+    read_value(kb, "id-0", got, sizeof(got));
+    db_reset(&the_db);
+    uc_stats_t sa0 = stats_of(ka), sb0 = stats_of(kb);
+
+    /* The write: the database changes, then the writer invalidates. */
+    atomic_fetch_add(&the_db.version, 1);
+    snprintf(want, sizeof(want), "value of id-0 v%u",
+             atomic_load(&the_db.version));
+    write_of(ka, "id-0");
+    wait_idle(a, 5000);
+    /* Bounded: the invalidation lag, milliseconds. */
+    uint64_t until = uc_test_now_ms() + 2000;
+    for (;;) {
+        read_value(kb, "id-0", got, sizeof(got));
+        if (strcmp(got, want) == 0 || uc_test_now_ms() >= until) {
+            break;
+        }
+        uc_test_sleep_ms(5);
+    }
+    assert_string_equal(got, want);
+    uc_stats_t sa1 = stats_of(ka), sb1 = stats_of(kb);
+    assert_int_equal(sa1.refills - sa0.refills, 1);
+    assert_int_equal(sb1.refills - sb0.refills, 0);
+    assert_int_equal(sb1.loads - sb0.loads, 0);
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+    uc_cache_destroy(a);
+}
+
 static void warming_off(void **state)
 {
     fx_t *fx = *state;
@@ -740,6 +798,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(refill_after_write, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_after_tag, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_once_across_instances, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(refill_rate_held, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_held_back, setup, teardown),
     };
