@@ -26,15 +26,16 @@ static char user_key[128];
 static char service_key[128];
 
 static char redis_url[64];
-/* Short Redis waits and a quick breaker keep the fault tests brief; the
- * last two slots take a test's own settings. */
+/* Short Redis waits and a quick breaker keep the fault tests brief; no
+ * refills, so that the read after a write misses and shows the write's
+ * invalidation (but in the test of refills, which sets the last slots). */
 static const char *group_env[] = {redis_url,
                                   "REDIS_COMMAND_TIMEOUT_MS=150",
                                   "REDIS_CONNECT_TIMEOUT_MS=150",
                                   "UTXOCACHE_BREAKER_THRESHOLD=2",
                                   "UTXOCACHE_BREAKER_COOLDOWN_MS=200",
                                   "UTXOCACHE_KEY_PREFIX=utxoiq-test:",
-                                  NULL,
+                                  "UTXOCACHE_REFILL_TOP=0",
                                   NULL,
                                   NULL};
 #define GROUP_ENV_OWN 6
@@ -429,7 +430,7 @@ static void test_redis_refill_after_write(void **state)
     assert_string_equal(xc, "HIT");
     assert_int_equal(ks_counter("feedback_stats", "refill_hits"), hits + 1);
 
-    group_env[GROUP_ENV_OWN] = NULL;
+    group_env[GROUP_ENV_OWN] = "UTXOCACHE_REFILL_TOP=0";
     group_env[GROUP_ENV_OWN + 1] = NULL;
     assert_int_equal(uc_test_api_restart(&api, group_env), 0);
 }

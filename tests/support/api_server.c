@@ -69,15 +69,6 @@ static char **child_env(uc_test_api_t *a, char own[4][1100])
     for (size_t i = 0; i < a->nenv; i++) {
         env[k++] = a->env[i];
     }
-    /* Refills after writes turn the miss that shows a write's invalidation
-     * into a hit: off unless the test asks for them. */
-    int refill_set = 0;
-    for (size_t i = 0; i < a->nenv; i++) {
-        refill_set |= strncmp(a->env[i], "UTXOCACHE_REFILL_TOP=", 21) == 0;
-    }
-    if (!refill_set) {
-        env[k++] = (char *)"UTXOCACHE_REFILL_TOP=0";
-    }
     env[k] = NULL;
     return env;
 }
