@@ -1692,7 +1692,9 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
         }
     }
     for (int e = 0; e < EP_COUNT; e++) {
-        qsort(all[e].v, all[e].n, sizeof(uint32_t), cmp_u32);
+        if (all[e].n > 0) {
+            qsort(all[e].v, all[e].n, sizeof(uint32_t), cmp_u32);
+        }
         res->p50[e] = quantile(&all[e], 0.50);
         res->p99[e] = quantile(&all[e], 0.99);
         free(all[e].v);
@@ -1703,9 +1705,16 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
             res->uncached_reads += res->xc[e][XC_NONE];
         }
     }
-    qsort(res->stats_lat.v, res->stats_lat.n, sizeof(uint32_t), cmp_u32);
-    qsort(hit_all.v, hit_all.n, sizeof(uint32_t), cmp_u32);
-    qsort(raw_all.v, raw_all.n, sizeof(uint32_t), cmp_u32);
+    /* qsort wants an array even for no samples. */
+    if (res->stats_lat.n > 0) {
+        qsort(res->stats_lat.v, res->stats_lat.n, sizeof(uint32_t), cmp_u32);
+    }
+    if (hit_all.n > 0) {
+        qsort(hit_all.v, hit_all.n, sizeof(uint32_t), cmp_u32);
+    }
+    if (raw_all.n > 0) {
+        qsort(raw_all.v, raw_all.n, sizeof(uint32_t), cmp_u32);
+    }
     res->hit_p99 = quantile(&hit_all, 0.99);
     res->raw_p50 = quantile(&raw_all, 0.50);
     res->raw_p99 = quantile(&raw_all, 0.99);
