@@ -13,6 +13,13 @@
  * described in docs/simulate.md. Exit status: 0 when every mode ran and no
  * stale read was seen, 1 when a stale read was seen (or, with --check, a
  * target was missed), 2 when a run failed.
+ *
+ * Warm on write (the library loading a hot entry again after the write
+ * that invalidated it) gets figures of its own: the statistics' hit rate
+ * beside its bound 1 - distinct entries / reads, feedback_stats loads per
+ * feedback write (and, on PostgreSQL, the statistics query's calls), the
+ * latency of the first read of a hot insight after a write beside that of
+ * a hit, and the refill counters; --refill-off runs the same mix without.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -56,6 +63,8 @@
 #define ZIPF_S 0.99
 #define EXTRA_JOBS 14
 #define STALE_SHOWN 8
+#define HOT_RANKS 1000
+#define SVC_ENV_MAX 4
 
 /* ---- the mix --------------------------------------------------------- */
 
@@ -153,6 +162,10 @@ typedef struct {
     int sanity;
     int inject;
     int keep;
+    int refill_off; /* the service runs with UTXOCACHE_REFILL_TOP=0 */
+    long hot;       /* Zipf ranks that are hot for the read after a write */
+    const char *svc_env[SVC_ENV_MAX]; /* --service-env VAR=VALUE */
+    size_t nsvc_env;
     unsigned modes; /* bit per MODE_* */
     double writes_pct;
     const char *report;
@@ -196,7 +209,16 @@ typedef struct {
     const double *zipf_cdf;
     const uint32_t *perm;
     insight_state_t *ins;
-    atomic_uchar *rated; /* bit (insight * users + user): pair rated */
+    const uint32_t *rank_of; /* insight id -> Zipf rank */
+    /* Per insight: feedback writes (rate, comment, flag) answered 200, the
+     * write count a read has claimed as "the first read after", and whether
+     * it was read in the mode (bit 0) and in the measured window (bit 1). */
+    atomic_int *fb_acked;
+    atomic_int *fb_claimed;
+    atomic_uchar *seen;
+    atomic_ulong distinct; /* insights read in the window */
+    atomic_ulong cold;     /* ... of those, never read before in the mode */
+    atomic_uchar *rated;   /* bit (insight * users + user): pair rated */
     char (*user_keys)[80];
     struct curl_slist **user_hdr;
     struct curl_slist **user_hdr_post;
@@ -233,7 +255,12 @@ typedef struct {
     size_t body_len;
     int body_over;
     char xcache[16];
+    long last_idx;   /* the insight of the last statistics read */
+    int after_write; /* ... it was the first read after a write of it */
     samples_t lat[EP_COUNT];
+    samples_t hit_lat; /* statistics reads answered X-Cache: HIT */
+    samples_t raw_lat; /* first reads of a hot insight after its write */
+    uint64_t raw_xc[XC_COUNT];
     uint64_t count[EP_COUNT];
     uint64_t errors[EP_COUNT];
     uint64_t xc[EP_COUNT][XC_COUNT];
@@ -248,6 +275,8 @@ typedef struct {
     uint64_t hits, misses, loads, bypasses, stale_served, near_hits;
     uint64_t near_misses, redis_hits, redis_misses, invalidations, sets;
     uint64_t set_errors, flight_joins;
+    uint64_t refills, refill_hits, refill_skipped_cold, refill_skipped_rate;
+    uint64_t refill_skipped_overflow, refill_skipped_breaker;
 } ks_snap_t;
 
 typedef struct {
@@ -273,7 +302,14 @@ typedef struct {
     uint64_t checked, informative, violations;
     violation_t shown[STALE_SHOWN];
     size_t nshown;
-    long injected, injected_flagged;   /* -1: not run */
+    long injected, injected_flagged; /* -1: not run */
+    /* warm on write, feedback_stats, over the measured window */
+    uint64_t fs_reads, fs_hits; /* statistics reads, and X-Cache HITs */
+    uint64_t distinct, cold;    /* insights read in it, first read in it */
+    uint64_t fb_writes;         /* rate, comment, flag answered 200 */
+    long long pg_fs_queries;    /* the statistics query's calls; -1 */
+    uint32_t hit_p99, raw_p50, raw_p99;
+    uint64_t raw_n, raw_xc[XC_COUNT];
     double fs_hit_series[MAX_SECONDS]; /* feedback_stats hit rate each s */
     size_t nseries;
 } mode_result_t;
@@ -541,6 +577,25 @@ static int claim_pair(run_t *r, long idx, long user)
 
 /* ---- one request of the mix ------------------------------------------- */
 
+/*
+ * Called before a statistics read of insight idx is sent: 1 when a
+ * feedback write of it was acknowledged since the last read that claimed
+ * one, and this read claims it (it is the first read to start after that
+ * write), 0 otherwise.
+ */
+static int claim_after_write(run_t *r, long idx)
+{
+    int acked = atomic_load(&r->fb_acked[idx]);
+    int claimed = atomic_load(&r->fb_claimed[idx]);
+    while (acked > claimed) {
+        if (atomic_compare_exchange_weak(&r->fb_claimed[idx], &claimed,
+                                         acked)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static long pick_insight(worker_t *w)
 {
     run_t *r = w->r;
@@ -582,6 +637,8 @@ static long do_request(worker_t *w, int ep)
             snprintf(path, sizeof(path), "/api/v1/feedback/stats/%s", ins);
         }
         acked = atomic_load(&r->ins[idx].acked);
+        w->last_idx = idx;
+        w->after_write = claim_after_write(r, idx);
         st = http(w, path, NULL, NULL);
         if (st == 200) {
             check_stats(r, idx, acked, w);
@@ -641,6 +698,9 @@ static long do_request(worker_t *w, int ep)
         } else if (counted) {
             atomic_store(&r->ins[idx].poisoned, 1);
         }
+        if (st == 200) {
+            atomic_fetch_add(&r->fb_acked[idx], 1);
+        }
         return st;
     case EP_COMMENT:
         idx = pick_insight(w);
@@ -649,15 +709,22 @@ static long do_request(worker_t *w, int ep)
                  "{\"insight_id\":\"%s\",\"comment\":\"simulated comment "
                  "%" PRIu64 "\"}",
                  ins, uc_bench_rng_next(&w->rng) % 1000000);
-        return http(w, "/api/v1/feedback/comment", r->user_hdr_post[user],
-                    body);
+        st = http(w, "/api/v1/feedback/comment", r->user_hdr_post[user], body);
+        if (st == 200) {
+            atomic_fetch_add(&r->fb_acked[idx], 1);
+        }
+        return st;
     case EP_FLAG:
         idx = pick_insight(w);
         insight_name(idx, ins, sizeof(ins));
         snprintf(body, sizeof(body),
                  "{\"insight_id\":\"%s\",\"flag_type\":\"%s\"}", ins,
                  FLAGS[uc_bench_rng_next(&w->rng) % 3]);
-        return http(w, "/api/v1/feedback/flag", r->user_hdr_post[user], body);
+        st = http(w, "/api/v1/feedback/flag", r->user_hdr_post[user], body);
+        if (st == 200) {
+            atomic_fetch_add(&r->fb_acked[idx], 1);
+        }
+        return st;
     case EP_PROGRESS: {
         size_t k = pick_cdf(r->job_cdf, r->njobs, rnd01(&w->rng));
         job_t *j = &r->jobs[k];
@@ -688,12 +755,34 @@ static void *worker_main(void *arg)
         int ep = pick_ep(w);
         int measuring = atomic_load(&r->measuring);
         uint64_t t = uc_bench_now_ns();
+        w->after_write = 0;
         long st = do_request(w, ep);
         uint64_t t1 = uc_bench_now_ns();
-        if (!measuring || !atomic_load(&r->measuring)) {
+        int in_window = measuring && atomic_load(&r->measuring);
+        int stats_read = (ep == EP_STATS || ep == EP_STATS_PATH) && st == 200;
+        if (stats_read) {
+            unsigned bits = atomic_fetch_or(&r->seen[w->last_idx],
+                                            (unsigned char)(in_window ? 3 : 1));
+            if (in_window && (bits & 2) == 0) {
+                atomic_fetch_add(&r->distinct, 1);
+            }
+            if (in_window && (bits & 1) == 0) {
+                atomic_fetch_add(&r->cold, 1);
+            }
+        }
+        if (!in_window) {
             continue; /* warm-up, or crossing the end of the window */
         }
         uint64_t us = (t1 - t) / 1000;
+        uint32_t us32 = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+        if (stats_read && xc_index(w->xcache) == XC_HIT) {
+            (void)samples_push(&w->hit_lat, us32);
+        }
+        if (stats_read && w->after_write &&
+            r->rank_of[w->last_idx] < (uint32_t)r->o->hot) {
+            (void)samples_push(&w->raw_lat, us32);
+            w->raw_xc[xc_index(w->xcache)]++;
+        }
         w->count[ep]++;
         (void)samples_push(&w->lat[ep],
                            us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
@@ -761,6 +850,12 @@ static int read_stats(worker_t *w, stats_snap_t *s)
         k->sets = jint(o, "sets");
         k->set_errors = jint(o, "set_errors");
         k->flight_joins = jint(o, "flight_joins");
+        k->refills = jint(o, "refills");
+        k->refill_hits = jint(o, "refill_hits");
+        k->refill_skipped_cold = jint(o, "refill_skipped_cold");
+        k->refill_skipped_rate = jint(o, "refill_skipped_rate");
+        k->refill_skipped_overflow = jint(o, "refill_skipped_overflow");
+        k->refill_skipped_breaker = jint(o, "refill_skipped_breaker");
         k->near_misses = jint(json_object_get(tiers, "near"), "misses");
         k->redis_hits = jint(json_object_get(tiers, "redis"), "hits");
         k->redis_misses = jint(json_object_get(tiers, "redis"), "misses");
@@ -797,6 +892,12 @@ static void stats_delta(const stats_snap_t *a, const stats_snap_t *b,
             SUB(sets);
             SUB(set_errors);
             SUB(flight_joins);
+            SUB(refills);
+            SUB(refill_hits);
+            SUB(refill_skipped_cold);
+            SUB(refill_skipped_rate);
+            SUB(refill_skipped_overflow);
+            SUB(refill_skipped_breaker);
 #undef SUB
         }
     }
@@ -963,29 +1064,67 @@ static int db_setup(db_t *d, const opts_t *o)
     char sql[256];
     snprintf(sql, sizeof(sql), "CREATE DATABASE sim_seed OWNER %s",
              d->pgs.user);
-    /* Statement counts: pg_stat_statements, preloaded after a restart;
-     * without it the figure is left out and the estimate stands alone. */
     if (uc_test_pg_psql(&d->pgs, sql, NULL, 0) != 0) {
         fprintf(stderr, "simulate: CREATE DATABASE failed\n");
         return -1;
     }
+    /*
+     * Statement counts: pg_stat_statements, which must be preloaded, so
+     * the server restarts once. Its own settings exist only once the
+     * library is loaded (before, ALTER SYSTEM rejects them as unknown), so
+     * track_utility is set after the restart and applied by a reload. The
+     * extension's view lives in the maintenance database psql uses and
+     * shows every database's statements. Without it the figures are left
+     * out and the estimate stands alone.
+     */
     if (uc_test_pg_psql(&d->pgs,
                         "ALTER SYSTEM SET shared_preload_libraries = "
                         "'pg_stat_statements'",
                         NULL, 0) == 0 &&
+        uc_test_pg_down(&d->pgs) == 0 && uc_test_pg_up(&d->pgs) == 0 &&
+        uc_test_pg_psql(&d->pgs, "CREATE EXTENSION pg_stat_statements", NULL,
+                        0) == 0 &&
         uc_test_pg_psql(&d->pgs,
                         "ALTER SYSTEM SET pg_stat_statements.track_utility "
                         "= off",
                         NULL, 0) == 0 &&
-        uc_test_pg_down(&d->pgs) == 0 && uc_test_pg_up(&d->pgs) == 0 &&
-        uc_test_pg_psql(&d->pgs, "CREATE EXTENSION pg_stat_statements", NULL,
-                        0) == 0) {
+        uc_test_pg_psql(&d->pgs, "SELECT pg_reload_conf()", NULL, 0) == 0) {
         d->pgss = 1;
     } else if (!d->pgs.running && uc_test_pg_up(&d->pgs) != 0) {
         return -1;
     }
+    if (!d->pgss) {
+        fprintf(stderr, "simulate: pg_stat_statements unavailable: no "
+                        "PostgreSQL statement counts\n");
+    }
     pg_url_for(d, "sim_seed", d->seed_url, sizeof(d->seed_url));
     return 0;
+}
+
+/*
+ * PostgreSQL: ANALYZE the seeded database, so that every mode's copy
+ * (CREATE DATABASE ... TEMPLATE copies pg_statistic too) starts with the
+ * planner statistics of its 250 000 feedback rows. Without them a copy
+ * taken before autovacuum reached the seed plans an insight's comment page
+ * as a walk of the whole table in updated_at order (0.1 to 0.7 s a
+ * query), and the mode measures that instead of the cache. Returns 0 or
+ * -1; nothing to do on SQLite.
+ */
+static int db_analyze(const db_t *d)
+{
+    PGconn *c;
+    int ok = 0;
+    if (!d->pg) {
+        return 0;
+    }
+    c = PQconnectdb(d->seed_url);
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *res = PQexec(c, "ANALYZE");
+        ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+    }
+    PQfinish(c);
+    return ok ? 0 : -1;
 }
 
 /* A fresh copy of the seeded database for one mode, its URL in url. */
@@ -1020,18 +1159,25 @@ static int db_copy(db_t *d, int mode, char *url, size_t cap)
     return 0;
 }
 
-/* Statements PostgreSQL ran in the mode's database so far, or -1. */
-static long long pg_statements(db_t *d, int mode)
+/* The text the service's statistics query starts with (src/server/db/pg.c,
+ * cut before its first constant, which pg_stat_statements shows as $n),
+ * to pick its calls out of pg_stat_statements. */
+#define PG_STATS_QUERY "SELECT count(rating), coalesce(avg(rating), "
+
+/* Statements PostgreSQL ran in the mode's database so far, those whose
+ * text starts with prefix when prefix != NULL; -1 when not measured. */
+static long long pg_statements(db_t *d, int mode, const char *prefix)
 {
-    char sql[300], out[64];
+    char sql[400], out[64];
     if (!d->pg || !d->pgss) {
         return -1;
     }
     snprintf(sql, sizeof(sql),
              "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
              "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
-             "'sim_%s')",
-             MODE_ID[mode]);
+             "'sim_%s')%s%s%s",
+             MODE_ID[mode], prefix != NULL ? " AND starts_with(query, '" : "",
+             prefix != NULL ? prefix : "", prefix != NULL ? "')" : "");
     if (uc_test_pg_psql(&d->pgs, sql, out, sizeof(out)) != 0) {
         return -1;
     }
@@ -1168,6 +1314,8 @@ static void worker_release(worker_t *w)
     for (int e = 0; e < EP_COUNT; e++) {
         free(w->lat[e].v);
     }
+    free(w->hit_lat.v);
+    free(w->raw_lat.v);
     memset(w, 0, sizeof(*w));
 }
 
@@ -1258,6 +1406,10 @@ done:
         rc = -1;
     }
     uc_test_api_destroy(&api);
+    if (rc == 0 && db_analyze(&s->db) != 0) {
+        fprintf(stderr, "simulate: ANALYZE of the seeded database failed\n");
+        rc = -1;
+    }
     printf("  %ld user keys, %zu backfill jobs  (setup %.1f s)\n", s->o->users,
            s->njobs, now_s() - t);
     return rc;
@@ -1315,7 +1467,9 @@ static void *prefill_main(void *arg)
         insight_name(i, ins, sizeof(ins));
         snprintf(path, sizeof(path), "/api/v1/feedback/stats?insight_id=%s",
                  ins);
-        (void)http(p->w, path, NULL, NULL);
+        if (http(p->w, path, NULL, NULL) == 200) {
+            atomic_fetch_or(&p->r->seen[i], 1);
+        }
     }
     return NULL;
 }
@@ -1347,22 +1501,23 @@ static int run_phase(run_t *r, worker_t *ws, double seconds)
 }
 
 static int run_mode(setup_t *s, int mode, const double *cdf,
-                    const uint32_t *perm, double *job_cdf,
-                    struct curl_slist **uh, struct curl_slist **uhp,
-                    struct curl_slist *svh, mode_result_t *res)
+                    const uint32_t *perm, const uint32_t *rank_of,
+                    double *job_cdf, struct curl_slist **uh,
+                    struct curl_slist **uhp, struct curl_slist *svh,
+                    mode_result_t *res)
 {
     const opts_t *o = s->o;
     uc_test_redis_t redis;
     uc_test_api_t api;
     char url[1100], redis_env[128], near_env[64];
-    const char *env[6];
+    const char *env[6 + SVC_ENV_MAX];
     run_t *r = calloc(1, sizeof(*r));
     worker_t *ws = calloc((size_t)o->threads, sizeof(*ws));
     monitor_t mon;
     pthread_t mth;
     int mon_started = 0, rc = -1, redis_up = 0, api_up = 0;
     stats_snap_t before, after;
-    long long pg0 = -1, pg1 = -1;
+    long long pg0 = -1, pg1 = -1, pgq0 = -1, pgq1 = -1;
     size_t nbytes = ((size_t)o->insights * (size_t)o->users + 7) / 8;
 
     memset(&redis, 0, sizeof(redis));
@@ -1370,15 +1525,21 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
     memset(&mon, 0, sizeof(mon));
     memset(res, 0, sizeof(*res));
     res->pg_statements = -1;
+    res->pg_fs_queries = -1;
     res->injected = -1;
     if (r == NULL || ws == NULL) {
         goto done;
     }
     r->ins = calloc((size_t)o->insights, sizeof(*r->ins));
     r->rated = calloc(nbytes, 1);
-    if (r->ins == NULL || r->rated == NULL) {
+    r->fb_acked = calloc((size_t)o->insights, sizeof(*r->fb_acked));
+    r->fb_claimed = calloc((size_t)o->insights, sizeof(*r->fb_claimed));
+    r->seen = calloc((size_t)o->insights, sizeof(*r->seen));
+    if (r->ins == NULL || r->rated == NULL || r->fb_acked == NULL ||
+        r->fb_claimed == NULL || r->seen == NULL) {
         goto done;
     }
+    r->rank_of = rank_of;
     r->o = o;
     r->mode = mode;
     r->n = o->insights;
@@ -1420,7 +1581,14 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
     env[0] = redis_env;
     env[1] = near_env;
     env[2] = "UTXOIQ_LOG_LEVEL=warn";
-    env[3] = NULL;
+    /* Refills are said either way: the tests' api_server.c turns them off
+     * unless the environment names them; on, the library's default. */
+    env[3] =
+        o->refill_off ? "UTXOCACHE_REFILL_TOP=0" : "UTXOCACHE_REFILL_TOP=1000";
+    for (size_t i = 0; i < o->nsvc_env; i++) {
+        env[4 + i] = o->svc_env[i];
+    }
+    env[4 + o->nsvc_env] = NULL;
     if (uc_test_api_start(&api, url, env) != 0) {
         goto done;
     }
@@ -1461,7 +1629,10 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
         fprintf(stderr, "simulate: cache stats unreadable\n");
         goto done;
     }
-    pg0 = pg_statements(&s->db, mode);
+    pg0 = pg_statements(&s->db, mode, NULL);
+    pgq0 = pg_statements(&s->db, mode, PG_STATS_QUERY);
+    atomic_store(&r->distinct, 0);
+    atomic_store(&r->cold, 0);
     printf("  measuring: %ld s, %ld threads\n", o->duration_s, o->threads);
     fflush(stdout);
     r->t0_ns = uc_bench_now_ns();
@@ -1479,13 +1650,26 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
     if (prc != 0 || read_stats(&mon.w, &after) != 0) {
         goto done;
     }
-    pg1 = pg_statements(&s->db, mode);
+    pg1 = pg_statements(&s->db, mode, NULL);
+    pgq1 = pg_statements(&s->db, mode, PG_STATS_QUERY);
     stats_delta(&before, &after, &res->delta);
 
     /* Merge the workers' figures. */
     samples_t all[EP_COUNT];
+    samples_t hit_all, raw_all;
     memset(all, 0, sizeof(all));
+    memset(&hit_all, 0, sizeof(hit_all));
+    memset(&raw_all, 0, sizeof(raw_all));
     for (long i = 0; i < o->threads; i++) {
+        for (size_t k = 0; k < ws[i].hit_lat.n; k++) {
+            (void)samples_push(&hit_all, ws[i].hit_lat.v[k]);
+        }
+        for (size_t k = 0; k < ws[i].raw_lat.n; k++) {
+            (void)samples_push(&raw_all, ws[i].raw_lat.v[k]);
+        }
+        for (int x = 0; x < XC_COUNT; x++) {
+            res->raw_xc[x] += ws[i].raw_xc[x];
+        }
         for (int e = 0; e < EP_COUNT; e++) {
             res->count[e] += ws[i].count[e];
             res->errors[e] += ws[i].errors[e];
@@ -1508,7 +1692,9 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
         }
     }
     for (int e = 0; e < EP_COUNT; e++) {
-        qsort(all[e].v, all[e].n, sizeof(uint32_t), cmp_u32);
+        if (all[e].n > 0) {
+            qsort(all[e].v, all[e].n, sizeof(uint32_t), cmp_u32);
+        }
         res->p50[e] = quantile(&all[e], 0.50);
         res->p99[e] = quantile(&all[e], 0.99);
         free(all[e].v);
@@ -1519,7 +1705,34 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
             res->uncached_reads += res->xc[e][XC_NONE];
         }
     }
-    qsort(res->stats_lat.v, res->stats_lat.n, sizeof(uint32_t), cmp_u32);
+    /* qsort wants an array even for no samples. */
+    if (res->stats_lat.n > 0) {
+        qsort(res->stats_lat.v, res->stats_lat.n, sizeof(uint32_t), cmp_u32);
+    }
+    if (hit_all.n > 0) {
+        qsort(hit_all.v, hit_all.n, sizeof(uint32_t), cmp_u32);
+    }
+    if (raw_all.n > 0) {
+        qsort(raw_all.v, raw_all.n, sizeof(uint32_t), cmp_u32);
+    }
+    res->hit_p99 = quantile(&hit_all, 0.99);
+    res->raw_p50 = quantile(&raw_all, 0.50);
+    res->raw_p99 = quantile(&raw_all, 0.99);
+    res->raw_n = raw_all.n;
+    free(hit_all.v);
+    free(raw_all.v);
+    for (int e = EP_STATS; e <= EP_STATS_PATH; e++) {
+        res->fs_reads += res->count[e] - res->errors[e];
+        res->fs_hits += res->xc[e][XC_HIT];
+    }
+    for (int e = EP_RATE; e <= EP_FLAG; e++) {
+        res->fb_writes += res->count[e] - res->errors[e];
+    }
+    res->distinct = atomic_load(&r->distinct);
+    res->cold = atomic_load(&r->cold);
+    if (pgq0 >= 0 && pgq1 >= pgq0) {
+        res->pg_fs_queries = pgq1 - pgq0;
+    }
     for (size_t k = 0; k < res->delta.n; k++) {
         res->loads += res->delta.ks[k].loads;
     }
@@ -1583,6 +1796,9 @@ done:
     if (r != NULL) {
         free(r->ins);
         free(r->rated);
+        free(r->fb_acked);
+        free(r->fb_claimed);
+        free(r->seen);
         pthread_mutex_destroy(&r->vmu);
     }
     free(r);
@@ -1663,6 +1879,44 @@ static double fs_hit_rate(const mode_result_t *m)
     return k != NULL ? ratio((double)k->hits, (double)ks_reads(k)) : 0.0;
 }
 
+/* Warm on write: the statistics reads' hit rate as the clients saw it
+ * (X-Cache: HIT), its bound 1 - distinct insights read / reads, and the
+ * same with only the insights first read in the window (the cold ones). */
+static double fs_client_hit(const mode_result_t *m)
+{
+    return ratio((double)m->fs_hits, (double)m->fs_reads);
+}
+
+static double fs_bound(const mode_result_t *m)
+{
+    return m->fs_reads > 0 ? 1.0 - (double)m->distinct / (double)m->fs_reads
+                           : NAN;
+}
+
+static double fs_cold_bound(const mode_result_t *m)
+{
+    return m->fs_reads > 0 ? 1.0 - (double)m->cold / (double)m->fs_reads : NAN;
+}
+
+/* feedback_stats loads per acknowledged feedback write (rate, comment,
+ * flag); NAN without writes. */
+static double fs_loads_per_write(const mode_result_t *m)
+{
+    const ks_snap_t *k = find_ks(&m->delta, "feedback_stats");
+    if (k == NULL || m->fb_writes == 0) {
+        return NAN;
+    }
+    return (double)k->loads / (double)m->fb_writes;
+}
+
+static double pg_fs_per_write(const mode_result_t *m)
+{
+    if (m->pg_fs_queries < 0 || m->fb_writes == 0) {
+        return NAN;
+    }
+    return (double)m->pg_fs_queries / (double)m->fb_writes;
+}
+
 static void pct(char *buf, size_t cap, double v)
 {
     if (isnan(v)) {
@@ -1686,7 +1940,7 @@ static size_t targets(const mode_result_t *res, const opts_t *o, target_t *t,
     for (int m = MODE_REDIS; m < MODE_COUNT; m++) {
         const mode_result_t *x = &res[m];
         double v;
-        if (!x->ran || n + 3 > cap) {
+        if (!x->ran || n + 7 > cap) {
             continue;
         }
         v = fs_hit_rate(x);
@@ -1706,6 +1960,36 @@ static size_t targets(const mode_result_t *res, const opts_t *o, target_t *t,
                  MODE_NAME[m]);
         pct(t[n].figure, sizeof(t[n].figure), v);
         t[n++].pass = !isnan(v) && v >= 0.95;
+
+        /* Warm on write. */
+        double bound = fs_bound(x);
+        v = fs_client_hit(x);
+        snprintf(t[n].what, sizeof(t[n].what),
+                 "%s: stats hit rate >= bound %.2f %% - 1 point", MODE_NAME[m],
+                 bound * 100.0);
+        pct(t[n].figure, sizeof(t[n].figure), v);
+        t[n++].pass = !isnan(bound) && v >= bound - 0.01;
+        v = fs_loads_per_write(x);
+        snprintf(t[n].what, sizeof(t[n].what),
+                 "%s: feedback_stats loads per feedback write <= 1",
+                 MODE_NAME[m]);
+        snprintf(t[n].figure, sizeof(t[n].figure), "%.3f", v);
+        t[n++].pass = !isnan(v) && v <= 1.0;
+        if (x->pg_fs_queries >= 0) {
+            v = pg_fs_per_write(x);
+            snprintf(t[n].what, sizeof(t[n].what),
+                     "%s: stats queries (pg_stat_statements) per write <= 1",
+                     MODE_NAME[m]);
+            snprintf(t[n].figure, sizeof(t[n].figure), "%.3f", v);
+            t[n++].pass = !isnan(v) && v <= 1.0;
+        }
+        snprintf(t[n].what, sizeof(t[n].what),
+                 "%s: p99 read after write (hot) <= 1.2 x p99 hit %.3f ms",
+                 MODE_NAME[m], x->hit_p99 / 1000.0);
+        snprintf(t[n].figure, sizeof(t[n].figure), "%.3f ms",
+                 x->raw_p99 / 1000.0);
+        t[n++].pass = x->raw_n > 0 && x->hit_p99 > 0 &&
+                      (double)x->raw_p99 <= 1.2 * (double)x->hit_p99;
     }
     for (int m = 0; m < MODE_COUNT; m++) {
         stale += res[m].ran ? res[m].violations : 0;
@@ -1799,6 +2083,52 @@ static void print_tables(const mode_result_t *res, const opts_t *o)
             }
         }
         printf("\n");
+    }
+
+    printf("\n== warm on write: feedback_stats (measured window%s) ==\n",
+           o->refill_off ? ", refills off" : "");
+    printf("%-11s %8s %8s %8s %8s %8s %7s %7s %8s %8s %8s %8s %s\n", "mode",
+           "reads", "distinct", "hit", "bound", "cold bd", "lib hit", "writes",
+           "loads", "ld/write", "pg/write", "refills",
+           "ref.hits skip cold/rate/overflow/breaker");
+    for (int m = 0; m < MODE_COUNT; m++) {
+        const mode_result_t *x = &res[m];
+        const ks_snap_t *k = find_ks(&x->delta, "feedback_stats");
+        char h[32], bd[32], cb[32], lh[32], pw[32];
+        if (!x->ran || k == NULL) {
+            continue;
+        }
+        pct(h, sizeof(h), fs_client_hit(x));
+        pct(bd, sizeof(bd), fs_bound(x));
+        pct(cb, sizeof(cb), fs_cold_bound(x));
+        pct(lh, sizeof(lh), fs_hit_rate(x));
+        if (x->pg_fs_queries >= 0) {
+            snprintf(pw, sizeof(pw), "%.3f", pg_fs_per_write(x));
+        } else {
+            snprintf(pw, sizeof(pw), "-");
+        }
+        printf("%-11s %8" PRIu64 " %8" PRIu64 " %8s %8s %8s %7s %7" PRIu64
+               " %8" PRIu64 " %8.3f %8s %8" PRIu64 " %8" PRIu64 " %" PRIu64
+               "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
+               MODE_NAME[m], x->fs_reads, x->distinct, h, bd, cb, lh,
+               x->fb_writes, k->loads, fs_loads_per_write(x), pw, k->refills,
+               k->refill_hits, k->refill_skipped_cold, k->refill_skipped_rate,
+               k->refill_skipped_overflow, k->refill_skipped_breaker);
+    }
+    printf("\n== first statistics read of a hot insight (Zipf rank < %ld) "
+           "after its write ==\n",
+           o->hot);
+    printf("%-11s %9s %9s %9s %9s %9s %12s\n", "mode", "reads", "p50 ms",
+           "p99 ms", "HIT", "MISS", "hit p99 ms");
+    for (int m = 0; m < MODE_COUNT; m++) {
+        const mode_result_t *x = &res[m];
+        if (!x->ran) {
+            continue;
+        }
+        printf("%-11s %9" PRIu64 " %9.3f %9.3f %9" PRIu64 " %9" PRIu64
+               " %12.3f\n",
+               MODE_NAME[m], x->raw_n, x->raw_p50 / 1000.0, x->raw_p99 / 1000.0,
+               x->raw_xc[XC_HIT], x->raw_xc[XC_MISS], x->hit_p99 / 1000.0);
     }
 
     printf("\n== stale-read checker ==\n");
@@ -2078,11 +2408,12 @@ static int write_report(const char *path, const mode_result_t *res,
             "<h1>utxoiq-api workload simulation</h1>\n<p>Database: %s; "
             "%ld insights, Zipf s = %.2f, %.1f %% writes; %ld client "
             "threads; %ld s measured per mode after %s%ld s of warm-up; %ld "
-            "users.</p>\n",
+            "users; warm on write %s.</p>\n",
             o->pg ? "PostgreSQL" : "SQLite", o->insights, g_zipf_s,
             o->writes_pct, o->threads, o->duration_s,
             o->prefill ? "a prefill of every insight and " : "", o->warmup_s,
-            o->users);
+            o->users,
+            o->refill_off ? "off (UTXOCACHE_REFILL_TOP=0)" : "on (default)");
 
     fprintf(f, "<h2>Targets</h2><table><tr><th class='l'>target</th>"
                "<th>figure</th><th>verdict</th></tr>\n");
@@ -2204,6 +2535,72 @@ static int write_report(const char *path, const mode_result_t *res,
             }
         }
         fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n");
+
+    fprintf(f,
+            "<h2>Warm on write: feedback_stats</h2><p>Statistics reads "
+            "(both endpoints), the distinct insights they read, their "
+            "X-Cache hit rate, its bound 1 - distinct / reads and the bound "
+            "with only the insights first read in the window; the "
+            "library's hit rate; acknowledged feedback writes (rate, "
+            "comment, flag), feedback_stats loads per write, the "
+            "statistics query's calls per write (pg_stat_statements), and "
+            "the refill counters. Then the first read of a hot insight "
+            "(Zipf rank &lt; %ld) that started after a write of it was "
+            "acknowledged, beside the p99 of all HITs.</p>\n",
+            o->hot);
+    fprintf(f, "<table><tr><th class='l'>mode</th><th>reads</th>"
+               "<th>distinct</th><th>hit rate</th><th>bound</th><th>cold "
+               "bound</th><th>library hit rate</th><th>writes</th>"
+               "<th>loads</th><th>loads/write</th><th>queries/write</th>"
+               "<th>refills</th><th>refill hits</th><th>skipped cold</th>"
+               "<th>rate</th><th>overflow</th><th>breaker</th></tr>\n");
+    for (int m = 0; m < MODE_COUNT; m++) {
+        const mode_result_t *x = &res[m];
+        const ks_snap_t *k = find_ks(&x->delta, "feedback_stats");
+        char h[32], bd[32], cb[32], lh[32];
+        if (!ran[m] || k == NULL) {
+            continue;
+        }
+        pct(h, sizeof(h), fs_client_hit(x));
+        pct(bd, sizeof(bd), fs_bound(x));
+        pct(cb, sizeof(cb), fs_cold_bound(x));
+        pct(lh, sizeof(lh), fs_hit_rate(x));
+        fprintf(f,
+                "<tr><td class='l'>%s</td><td>%" PRIu64 "</td><td>%" PRIu64
+                "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%" PRIu64
+                "</td><td>%" PRIu64 "</td><td>%.3f</td>",
+                MODE_NAME[m], x->fs_reads, x->distinct, h, bd, cb, lh,
+                x->fb_writes, k->loads, fs_loads_per_write(x));
+        if (x->pg_fs_queries >= 0) {
+            fprintf(f, "<td>%.3f</td>", pg_fs_per_write(x));
+        } else {
+            fprintf(f, "<td>-</td>");
+        }
+        fprintf(f,
+                "<td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
+                "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
+                "</td></tr>\n",
+                k->refills, k->refill_hits, k->refill_skipped_cold,
+                k->refill_skipped_rate, k->refill_skipped_overflow,
+                k->refill_skipped_breaker);
+    }
+    fprintf(f, "</table>\n<table><tr><th class='l'>mode</th><th>reads "
+               "after a write</th><th>p50 ms</th><th>p99 ms</th><th>HIT</th>"
+               "<th>MISS</th><th>p99 of HITs, ms</th></tr>\n");
+    for (int m = 0; m < MODE_COUNT; m++) {
+        const mode_result_t *x = &res[m];
+        if (!ran[m]) {
+            continue;
+        }
+        fprintf(f,
+                "<tr><td class='l'>%s</td><td>%" PRIu64 "</td><td>%.3f</td>"
+                "<td>%.3f</td><td>%" PRIu64 "</td><td>%" PRIu64
+                "</td><td>%.3f</td></tr>\n",
+                MODE_NAME[m], x->raw_n, x->raw_p50 / 1000.0,
+                x->raw_p99 / 1000.0, x->raw_xc[XC_HIT], x->raw_xc[XC_MISS],
+                x->hit_p99 / 1000.0);
     }
     fprintf(f, "</table>\n");
 
@@ -2413,12 +2810,17 @@ static const char usage[] =
     "                   [--users N] [--modes nocache,redis,near]\n"
     "                   [--inject-stale N] [--report PATH] [--api-bin PATH]\n"
     "                   [--check] [--sanity] [--keep]\n"
-    "                   [--zipf S] [--writes PCT] [--svg-dir DIR]\n"
+    "                   [--zipf S] [--writes PCT] [--refill-off] [--hot N]\n"
+    "                   [--service-env VAR=VALUE]... [--svg-dir DIR]\n"
     "defaults: sqlite, 100000 insights, 60 s per mode after 10 s of\n"
     "warm-up and a prefill, 4 threads, 128 users, all three modes, 20\n"
     "behind-the-back writes, the report in the build tree, Zipf s = 0.99\n"
     "over the insights, 5 % writes (--writes scales the write endpoints'\n"
-    "weights to that share and the reads' to the rest).\n";
+    "weights to that share and the reads' to the rest), warm on write on\n"
+    "(--refill-off: UTXOCACHE_REFILL_TOP=0), the 1000 most read ranks hot\n"
+    "for the read after a write (--hot); --service-env (up to 4) adds a\n"
+    "variable the simulator does not set itself to the service's "
+    "environment.\n";
 
 static int num_arg(const char *name, const char *v, long lo, long hi, long *out)
 {
@@ -2468,6 +2870,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     o->inject = 20;
     o->modes = (1u << MODE_COUNT) - 1;
     o->writes_pct = 5.0;
+    o->hot = HOT_RANKS;
     o->api_bin = UC_SIM_API_BINARY;
     o->report = NULL;
     for (int i = 1; i < argc; i++) {
@@ -2488,6 +2891,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             continue;
         } else if (strcmp(a, "--keep") == 0) {
             o->keep = 1;
+            continue;
+        } else if (strcmp(a, "--refill-off") == 0) {
+            o->refill_off = 1;
             continue;
         }
         if (v == NULL) {
@@ -2513,6 +2919,13 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             rc = num_arg(a, v, 1, 256, &o->threads);
         } else if (strcmp(a, "--users") == 0) {
             rc = num_arg(a, v, 1, MAX_USERS, &o->users);
+        } else if (strcmp(a, "--service-env") == 0) {
+            rc = o->nsvc_env < SVC_ENV_MAX && strchr(v, '=') != NULL ? 0 : -1;
+            if (rc == 0) {
+                o->svc_env[o->nsvc_env++] = v;
+            }
+        } else if (strcmp(a, "--hot") == 0) {
+            rc = num_arg(a, v, 1, 1000000, &o->hot);
         } else if (strcmp(a, "--inject-stale") == 0) {
             long n = 0;
             rc = num_arg(a, v, 0, 1000, &n);
@@ -2553,11 +2966,11 @@ int main(int argc, char **argv)
     setup_t s;
     mode_result_t *res = NULL;
     double *cdf = NULL, job_cdf[MAX_JOBS];
-    uint32_t *perm = NULL;
+    uint32_t *perm = NULL, *rank_of = NULL;
     struct curl_slist *uh[MAX_USERS] = {NULL}, *uhp[MAX_USERS] = {NULL};
     struct curl_slist *svh = NULL;
     char report[1024];
-    target_t t[16];
+    target_t t[40];
     size_t nt;
     int rc = 2, failed = 0;
 
@@ -2595,9 +3008,9 @@ int main(int argc, char **argv)
         goto out;
     }
     printf("uc-simulate: %s, %ld insights, Zipf s = %.2f, %.1f %% writes, "
-           "%ld s per mode, %ld threads, work in %s\n",
+           "%ld s per mode, %ld threads, refills %s, work in %s\n",
            o.pg ? "postgresql" : "sqlite", o.insights, g_zipf_s, o.writes_pct,
-           o.duration_s, o.threads, s.db.dir);
+           o.duration_s, o.threads, o.refill_off ? "off" : "on", s.db.dir);
     if (setup(&s) != 0) {
         goto out;
     }
@@ -2605,7 +3018,8 @@ int main(int argc, char **argv)
     /* Zipf over the insights, ranks shuffled onto ids (fixed seed). */
     cdf = zipf_cdf_new((size_t)o.insights, g_zipf_s);
     perm = malloc((size_t)o.insights * sizeof(*perm));
-    if (cdf == NULL || perm == NULL) {
+    rank_of = malloc((size_t)o.insights * sizeof(*rank_of));
+    if (cdf == NULL || perm == NULL || rank_of == NULL) {
         goto out;
     }
     uint64_t rng = UINT64_C(0x2545f4914f6cdd1d);
@@ -2617,6 +3031,9 @@ int main(int argc, char **argv)
         uint32_t x = perm[i];
         perm[i] = perm[k];
         perm[k] = x;
+    }
+    for (long i = 0; i < o.insights; i++) {
+        rank_of[perm[i]] = (uint32_t)i;
     }
     /* Jobs: Zipf too (the running ones are watched most). */
     double sum = 0.0;
@@ -2638,7 +3055,8 @@ int main(int argc, char **argv)
         if ((o.modes & (1u << m)) == 0) {
             continue;
         }
-        if (run_mode(&s, m, cdf, perm, job_cdf, uh, uhp, svh, &res[m]) != 0) {
+        if (run_mode(&s, m, cdf, perm, rank_of, job_cdf, uh, uhp, svh,
+                     &res[m]) != 0) {
             fprintf(stderr, "uc-simulate: mode '%s' failed\n", MODE_NAME[m]);
             failed = 1;
         }
@@ -2683,6 +3101,7 @@ out:
     free(res);
     free(cdf);
     free(perm);
+    free(rank_of);
     free(s.user_keys);
     if (s.db.pg) {
         uc_test_pg_stop(&s.db.pgs);
