@@ -225,7 +225,9 @@ UC_EXPORT int uc_cache_warm(uc_cache_t *cache);
                                "(the invalidation itself was applied)")        \
     X(refill_skipped_breaker, "refills not made: the cache's breaker was "     \
                               "open, or the loader had failed 3 times in a "   \
-                              "row (a pause of 1 s, doubling to 30 s)")
+                              "row (a pause of 1 s, doubling to 30 s)")        \
+    X(refill_raced, "refills that found the entry filled already: a read or "  \
+                    "another instance loaded it first")
 
 /* Counter slots the struct reserves: new counters are appended to the end of
  * UC_STATS_COUNTERS and take a slot, so the struct's size and every older

@@ -149,10 +149,14 @@ typedef struct uc_config {
      * warm thread loads it again through get-or-load (under the lease,
      * reading the database after the write's commit), so the next read is
      * a hit. Keyspaces with their own loader only. */
-    int refill_top;  /* 1000 entries per keyspace (uc_keyspace_def_t may
-                        set its own); negative: no refills */
-    int refill_rate; /* 100: refills a second per keyspace, at most (a
-                        burst of a tenth of that); past it, skipped */
+    int refill_top;     /* 1000 entries per keyspace (uc_keyspace_def_t may
+                           set its own); negative: no refills */
+    int refill_rate;    /* 1000: refills a second per keyspace, at most (a
+                           burst of a tenth of that); past it, skipped */
+    int refill_wait_ms; /* 50: how long the invalidating call waits for
+                           its refills to be stored, so that the read after
+                           the write is a hit; past it they go on in the
+                           background. Negative: no wait */
     /* Memory backend. */
     size_t memory_max_bytes; /* 64 MiB; least recently used entries go */
 

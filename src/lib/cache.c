@@ -63,7 +63,8 @@ static void resolve_defaults(uc_config_t *c)
     DEF(warm_rate, 100);
     DEF(hot_sample, 8);
     DEF(refill_top, 1000);
-    DEF(refill_rate, 100);
+    DEF(refill_rate, 1000);
+    DEF(refill_wait_ms, 50);
     if (c->hot_capacity == 0) {
         /* Ten counters per entry warmed: with four, a Zipf stream's K-th
          * entry already falls below the counters' floor (tests/unit,

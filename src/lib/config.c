@@ -553,6 +553,8 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
     } offable[] = {
         {"UTXOCACHE_WARM_TOP", offsetof(uc_config_t, warm_top), 65536},
         {"UTXOCACHE_REFILL_TOP", offsetof(uc_config_t, refill_top), 65536},
+        {"UTXOCACHE_REFILL_WAIT_MS", offsetof(uc_config_t, refill_wait_ms),
+         60000},
         {"UTXOCACHE_HOT_CAPACITY", offsetof(uc_config_t, hot_capacity), 262144},
     };
     for (size_t i = 0; i < sizeof(offable) / sizeof(offable[0]); i++) {

@@ -1425,7 +1425,7 @@ static int hit(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
 {
     uc__meta_t m = meta_of(uc__near_meta(ne));
 
-    if ((m.flags & UC__META_REFILLED) != 0) {
+    if ((m.flags & UC__META_REFILLED) != 0 && !uc__refilling()) {
         UC__COUNT2(k->c, k->e.ks, refill_hits);
     }
 
@@ -1756,8 +1756,10 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
             if (now < nm->expires_ms &&
                 entry_current(c, &k->e, k->ticket, 1, TAGS_NEAR_FIRST, ne) ==
                     1) {
-                UC__COUNT2(c, ks, hits);
-                UC__COUNT2(c, ks, near_hits);
+                if (!uc__refilling()) {
+                    UC__COUNT2(c, ks, hits);
+                    UC__COUNT2(c, ks, near_hits);
+                }
                 return hit(k, ne, UC_TIER_NEAR, out);
             }
             if (now >= nm->expires_ms && now < nm->stale_ms &&

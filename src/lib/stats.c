@@ -89,6 +89,12 @@ static void count_latency(_Atomic uint64_t *hist, uint64_t t0,
 void uc__count_get(uc_cache_t *c, uc_keyspace_t *ks, int rc, uint64_t t0)
 {
     uc__stats_t *sts[2] = {&c->totals, ks != NULL ? &ks->stats : NULL};
+
+    /* A refill's own read is no client's: counted, it would be a miss for
+     * every refill and hide what refills do to the hit rate. */
+    if (uc__refilling()) {
+        return;
+    }
     size_t bucket = uc__hist_bucket(uc__now_us(&c->env) - t0);
     for (int i = 0; i < 2 && sts[i] != NULL; i++) {
         if (rc == UC_OK) {

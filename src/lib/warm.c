@@ -57,6 +57,7 @@
  * refill marks its envelope, so reads it answers are counted
  * (refill_hits).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -78,6 +79,7 @@
 /* A refill's target: an entry's logical key, or a tag ("#<tag>", ks NULL). */
 typedef struct {
     uc_keyspace_t *ks;
+    uint64_t seq; /* the order of the queue, for the writer's wait */
     char target[UC_KEY_MAX + 1];
 } refill_job_t;
 
@@ -124,7 +126,9 @@ struct uc__warm {
     /* Refills: a ring of targets under mu (allocated with the first). */
     refill_job_t *jobs;
     size_t jhead, jn;
-    int refilling; /* a job taken off the ring is being run */
+    int refilling;     /* a job taken off the ring is being run */
+    uint64_t seq_last; /* the newest job's seq */
+    uint64_t seq_done; /* every job up to this one is done */
     refill_ks_t rks[UC__KEYSPACES_MAX]; /* the warm thread's */
     /* The shared list of most read entries (the worker's alone). */
     uint64_t next_publish_us;
@@ -134,6 +138,8 @@ struct uc__warm {
 
 /* Nonzero on the warm thread while it refills (load.c marks the value). */
 static _Thread_local int tl_refilling;
+/* Nonzero on the warm thread: it never waits for its own queue. */
+static _Thread_local int tl_warm_thread;
 
 int uc__refilling(void)
 {
@@ -352,7 +358,9 @@ static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
         uc_shared_release(res.data);
     }
     if (x.loads == 0) {
-        return; /* another caller or instance filled it: nothing to count */
+        /* A read here or another instance filled it first. */
+        UC__COUNT2(c, ks, refill_raced);
+        return;
     }
     if (x.failed > 0) {
         if (++r->failing >= REFILL_FAILURES_MAX) {
@@ -410,8 +418,40 @@ static void refill_snapshot(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
     r->snap_at_us = now;
 }
 
+/* Whether text has the shape of tag t of ks (its literals where they are,
+ * escaped field bytes between them). */
+static int tag_shaped(const uc_keyspace_t *ks, size_t t, const char *text,
+                      size_t len)
+{
+    const uc__tag_t *tag = &ks->tags[t];
+    size_t pos = 0;
+
+    for (size_t i = 0; i < tag->nparts; i++) {
+        const uc__part_t *p = &tag->parts[i];
+        if (p->lit != NULL) {
+            if (len - pos < p->len || memcmp(text + pos, p->lit, p->len) != 0) {
+                return 0;
+            }
+            pos += p->len;
+            continue;
+        }
+        size_t start = pos;
+        while (pos < len &&
+               (isalnum((unsigned char)text[pos]) || text[pos] == '.' ||
+                text[pos] == '_' || text[pos] == '-' || text[pos] == '%')) {
+            pos++;
+        }
+        if (pos == start) {
+            return 0;
+        }
+    }
+    return pos == len;
+}
+
 /* A tag target: every most read entry carrying the tag, in each keyspace
- * that refills (found in the keyspace's list, tag built from its fields). */
+ * that refills (found in the keyspace's list, tag built from its fields).
+ * A keyspace whose tag has the shape but no hot entry carrying it counts a
+ * cold skip. */
 static void refill_tag(uc_cache_t *c, const char *tag)
 {
     size_t nks = atomic_load(&c->nks), tlen = strlen(tag);
@@ -422,6 +462,13 @@ static void refill_tag(uc_cache_t *c, const char *tag)
 
         if (ks->ntags == 0 || ks->loader == NULL || ks->hot == NULL ||
             ks->refill_top <= 0) {
+            continue;
+        }
+        int shaped = 0, found = 0;
+        for (size_t t = 0; t < ks->ntags && !shaped; t++) {
+            shaped = tag_shaped(ks, t, tag, tlen);
+        }
+        if (!shaped) {
             continue;
         }
         refill_snapshot(c, ks, r);
@@ -444,8 +491,12 @@ static void refill_tag(uc_cache_t *c, const char *tag)
                           len == tlen && memcmp(text, tag, tlen) == 0;
             }
             if (carries) {
+                found = 1;
                 refill_entry(c, ks, key, klen, fields);
             }
+        }
+        if (!found) {
+            UC__COUNT2(c, ks, refill_skipped_cold);
         }
     }
 }
@@ -474,6 +525,8 @@ static void serve_refills(uc_cache_t *c)
         }
         pthread_mutex_lock(&w->mu);
         w->refilling = 0;
+        w->seq_done = job.seq;
+        pthread_cond_broadcast(&w->cv); /* the writers waiting for it */
         pthread_mutex_unlock(&w->mu);
     }
 }
@@ -640,6 +693,7 @@ static void *warm_main(void *arg)
 
     /* Reading the hottest entries must not make them hotter. */
     uc__hot_mute(1);
+    tl_warm_thread = 1;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
         if (w->jn > 0) {
@@ -725,9 +779,24 @@ void uc__refill_after(uc_cache_t *c, uc_keyspace_t *ks, const char *target)
     }
     refill_job_t *j = &w->jobs[(w->jhead + w->jn) % REFILL_QUEUE_MAX];
     j->ks = tag ? NULL : ks;
+    j->seq = ++w->seq_last;
     memcpy(j->target, target, tlen + 1);
     w->jn++;
     pthread_cond_broadcast(&w->cv);
+    /* The write answers once its refill is stored (or past the bound, when
+     * it goes on in the background): a read that starts after the write's
+     * answer then finds the new value instead of loading it itself. */
+    if (c->env.cfg.refill_wait_ms > 0 && !tl_warm_thread) {
+        uint64_t seq = j->seq;
+        struct timespec ts =
+            uc__deadline(CLOCK_MONOTONIC, (uint64_t)c->env.cfg.refill_wait_ms);
+
+        while (w->seq_done < seq && !w->stop) {
+            if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT) {
+                break;
+            }
+        }
+    }
     pthread_mutex_unlock(&w->mu);
 }
 
