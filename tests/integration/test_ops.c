@@ -188,8 +188,8 @@ static void test_metrics_promtool(void **state)
     fmt(url, sizeof(url), "REDIS_URL=redis://127.0.0.1:%d/0", redis.port);
     /* No refills: the miss after the write is what shows its
      * invalidation in the counters below. */
-    const char *env[] = {url, "UTXOCACHE_KEY_PREFIX=ops-test:",
-                         "UTXOCACHE_REFILL_TOP=0", NULL};
+    const char *env[] = {
+        url, "UTXOCACHE_KEY_PREFIX=ops-test:", "UTXOCACHE_REFILL_TOP=0", NULL};
     start_with_key(NULL, env);
 
     /* Traffic: a miss, a hit, a write, a 404 and a readiness check. */
