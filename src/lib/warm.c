@@ -448,7 +448,7 @@ static int tag_shaped(const uc_keyspace_t *ks, size_t t, const char *text,
     return pos == len;
 }
 
-/* A tag target: every most read entry carrying the tag, in each keyspace
+/* A tag target: the most read entry carrying the tag, in each keyspace
  * that refills (found in the keyspace's list, tag built from its fields).
  * A keyspace whose tag has the shape but no hot entry carrying it counts a
  * cold skip. */
@@ -491,8 +491,13 @@ static void refill_tag(uc_cache_t *c, const char *tag)
                           len == tlen && memcmp(text, tag, tlen) == 0;
             }
             if (carries) {
+                /* The hottest entry carrying the tag only (the list is in
+                 * order): a tag spans pages of which one is read most, and
+                 * loading every page again on every write cost more loads
+                 * than the reads it saved (docs/library.md). */
                 found = 1;
                 refill_entry(c, ks, key, klen, fields);
+                break;
             }
         }
         if (!found) {
