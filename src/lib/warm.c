@@ -75,6 +75,9 @@
 /* How long a keyspace's list of most read entries is reused to find the
  * entries of an invalidated tag. */
 #define REFILL_SNAPSHOT_US 1000000ull
+/* Reads of a keyspace per write of it below which refills would add loads
+ * rather than save them (read_enough()). */
+#define REFILL_READS_PER_WRITE 3u
 
 /* A refill's target: an entry's logical key, or a tag ("#<tag>", ks NULL). */
 typedef struct {
@@ -90,6 +93,7 @@ typedef struct {
     unsigned failing;
     uint64_t pause_us;
     uint64_t paused_until_us;
+    uint64_t writes;      /* invalidations of it by this process's writes */
     uc_hot_entry_t *snap; /* its most read entries, for tags */
     size_t nsnap;
     uint64_t snap_at_us;
@@ -330,6 +334,27 @@ static int refill_allowed(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
     return 1;
 }
 
+/*
+ * Whether the keyspace is read often enough between its writes for a
+ * refill to save loads: a refill loads once per write, a miss once per
+ * write followed by a read, so where writes come about as often as reads
+ * (a user's own feedback pages, an insight's comment pages) refills only
+ * add loads. The keyspace's reads since start against this process's
+ * writes of it; counts the write, and a cold skip when not.
+ */
+static int read_enough(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
+{
+    uc_stats_t s;
+
+    r->writes++;
+    uc_keyspace_stats(ks, &s);
+    if (s.hits + s.misses < REFILL_READS_PER_WRITE * r->writes) {
+        UC__COUNT2(c, ks, refill_skipped_cold);
+        return 0;
+    }
+    return 1;
+}
+
 /* Loads one entry again (its fields parsed from key), if allowed. */
 static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
                          size_t klen, const char *const *fields)
@@ -389,7 +414,8 @@ static void refill_key(uc_cache_t *c, uc_keyspace_t *ks, const char *key)
     char buf[UC_KEY_MAX + UC_KEYSPACE_FIELDS_MAX + 1];
     size_t klen = strlen(key);
 
-    if (uc__keyspace_parse(ks, key, klen, buf, sizeof(buf), fields) != UC_OK) {
+    if (uc__keyspace_parse(ks, key, klen, buf, sizeof(buf), fields) != UC_OK ||
+        !read_enough(c, ks, &c->warm->rks[ks->cls])) {
         return;
     }
     refill_entry(c, ks, key, klen, fields);
@@ -468,7 +494,7 @@ static void refill_tag(uc_cache_t *c, const char *tag)
         for (size_t t = 0; t < ks->ntags && !shaped; t++) {
             shaped = tag_shaped(ks, t, tag, tlen);
         }
-        if (!shaped) {
+        if (!shaped || !read_enough(c, ks, r)) {
             continue;
         }
         refill_snapshot(c, ks, r);
