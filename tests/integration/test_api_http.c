@@ -22,10 +22,13 @@ static char user_key[128];
 static char user2_key[128];
 static char service_key[128];
 
+/* No refills: the miss after a write is what shows its invalidation. */
+static const char *const no_refills[] = {"UTXOCACHE_REFILL_TOP=0", NULL};
+
 static int group_setup(void **state)
 {
     (void)state;
-    if (uc_test_api_start(&api, NULL, NULL) != 0) {
+    if (uc_test_api_start(&api, NULL, no_refills) != 0) {
         return -1;
     }
     const uc_test_api_user_t users[] = {
@@ -1040,14 +1043,14 @@ static void test_retention(void **state)
 
     /* Write from a server whose clock is 800 days behind... */
     fmt(skew, sizeof(skew), "UTXOIQ_CLOCK_SKEW_S=%d", -800 * 86400);
-    const char *env_old[] = {skew, NULL};
+    const char *env_old[] = {skew, "UTXOCACHE_REFILL_TOP=0", NULL};
     assert_int_equal(uc_test_api_restart(&api, env_old), 0);
     rate(user_key, id, 2);
     start_job("ancient", job, sizeof(job));
     post_metric(svc, "old", 1);
 
     /* ...then, back in the present, read (and cache) what it wrote. */
-    const char *env_now[] = {NULL};
+    const char *env_now[] = {"UTXOCACHE_REFILL_TOP=0", NULL};
     assert_int_equal(uc_test_api_restart(&api, env_now), 0);
     fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
@@ -1098,7 +1101,7 @@ static void test_sigterm_exits_zero(void **state)
 {
     (void)state;
     assert_int_equal(uc_test_api_stop(&api), 0);
-    assert_int_equal(uc_test_api_restart(&api, NULL), 0);
+    assert_int_equal(uc_test_api_restart(&api, no_refills), 0);
     api_res_t r;
     api_req(&api, &r, "GET", "/healthz", NULL, NULL, NULL);
     assert_status(&r, 200);
