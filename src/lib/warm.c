@@ -164,6 +164,7 @@ typedef struct {
     uc_keyspace_t *ks;
     unsigned loads;
     unsigned failed; /* loads that answered an error */
+    int takes_token; /* a warm's load: it spends a warm token */
 } wctx_t;
 
 typedef struct {
@@ -183,25 +184,39 @@ enum { GO_ON, HALT, GIVE_UP };
 /* ---- the token bucket (the warm thread's) ---------------------------------
  */
 
+/* The burst of a bucket of `rate` tokens a second: a tenth, at least 1. */
+static double burst_of(double rate)
+{
+    return rate / 10.0 < 1.0 ? 1.0 : rate / 10.0;
+}
+
 static double burst(const uc_cache_t *c)
 {
-    double b = (double)c->env.cfg.warm_rate / 10.0;
-    return b < 1.0 ? 1.0 : b;
+    return burst_of((double)c->env.cfg.warm_rate);
+}
+
+/* Adds the tokens earned since *at_us (a bucket never filled yet, *at_us
+ * 0, starts full), capped at the burst. The warm's and the refills'. */
+static void bucket_fill(double *tokens, uint64_t *at_us, double rate,
+                        uint64_t now)
+{
+    if (*at_us == 0) {
+        *tokens = burst_of(rate);
+    } else if (now > *at_us) {
+        *tokens += (double)(now - *at_us) * rate / 1e6;
+    }
+    if (*tokens > burst_of(rate)) {
+        *tokens = burst_of(rate);
+    }
+    *at_us = now;
 }
 
 static void refill(uc_cache_t *c)
 {
     uc__warm_t *w = c->warm;
-    uint64_t now = uc__now_us(&c->env);
 
-    if (now > w->refill_us) {
-        w->tokens +=
-            (double)(now - w->refill_us) * (double)c->env.cfg.warm_rate / 1e6;
-        if (w->tokens > burst(c)) {
-            w->tokens = burst(c);
-        }
-    }
-    w->refill_us = now;
+    bucket_fill(&w->tokens, &w->refill_us, (double)c->env.cfg.warm_rate,
+                uc__now_us(&c->env));
 }
 
 /* Nonzero when the warm in progress is to end now: the handle goes, or a
@@ -242,16 +257,18 @@ static int token_wait(uc_cache_t *c)
     }
 }
 
-/* The keyspace's loader, behind a token: only a real load pays. */
-static int warm_loader(void *arg, const char *const *fields, size_t nfields,
-                       char **val, size_t *len)
+/* The keyspace's loader, counted (and for a warm behind a token: only a
+ * real load pays). The warm's and the refills'. */
+static int counted_loader(void *arg, const char *const *fields, size_t nfields,
+                          char **val, size_t *len)
 {
     wctx_t *x = arg;
-
     int rc;
 
     x->loads++;
-    x->c->warm->tokens -= 1.0;
+    if (x->takes_token) {
+        x->c->warm->tokens -= 1.0;
+    }
     rc = x->ks->loader(x->ks->loader_arg, fields, nfields, val, len);
     if (rc != UC_OK && rc != UC_MISS) {
         x->failed++;
@@ -285,29 +302,12 @@ static int pending_covers(uc_cache_t *c, const uc_keyspace_t *ks,
 /* ---- refills (warm on write) ---------------------------------------------
  */
 
-/* The keyspace's loader, counted: whether the refill loaded, and failed. */
-static int refill_loader(void *arg, const char *const *fields, size_t nfields,
-                         char **val, size_t *len)
-{
-    wctx_t *x = arg;
-    int rc;
-
-    x->loads++;
-    rc = x->ks->loader(x->ks->loader_arg, fields, nfields, val, len);
-    if (rc != UC_OK && rc != UC_MISS) {
-        x->failed++;
-    }
-    return rc;
-}
-
 /* Whether the keyspace may refill now: breaker, pause and rate (a token is
  * taken when it may). Counts the skip when not. */
 static int refill_allowed(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
 {
     uc_pool_stats_t ps;
     uint64_t now = uc__now_us(&c->env);
-    double rate = (double)c->env.cfg.refill_rate;
-    double burst = rate / 10.0 < 1.0 ? 1.0 : rate / 10.0;
 
     memset(&ps, 0, sizeof(ps));
     if (c->be->ops->pool_stats != NULL) {
@@ -317,15 +317,7 @@ static int refill_allowed(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
         UC__COUNT2(c, ks, refill_skipped_breaker);
         return 0;
     }
-    if (r->refill_us == 0) {
-        r->tokens = burst;
-    } else if (now > r->refill_us) {
-        r->tokens += (double)(now - r->refill_us) * rate / 1e6;
-    }
-    if (r->tokens > burst) {
-        r->tokens = burst;
-    }
-    r->refill_us = now;
+    bucket_fill(&r->tokens, &r->refill_us, (double)c->env.cfg.refill_rate, now);
     if (r->tokens < 1.0) {
         UC__COUNT2(c, ks, refill_skipped_rate);
         return 0;
@@ -362,7 +354,7 @@ static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
     refill_ks_t *r = &c->warm->rks[ks->cls];
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
     uc_load_result_t res;
-    wctx_t x = {c, ks, 0, 0};
+    wctx_t x = {c, ks, 0, 0, 0};
     int rc;
 
     if (atomic_load(&c->be->distrust) != 0 ||
@@ -372,7 +364,7 @@ static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
     if (!refill_allowed(c, ks, r)) {
         return;
     }
-    opts.loader = refill_loader;
+    opts.loader = counted_loader;
     opts.loader_arg = &x;
     opts.flags = UC_LOAD_SHARED;
     memset(&res, 0, sizeof(res));
@@ -570,7 +562,7 @@ static int warm_one(uc_cache_t *c, uc_keyspace_t *ks, const uc_hot_entry_t *e,
     size_t klen = strlen(e->key);
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
     uc_load_result_t r;
-    wctx_t x = {c, ks, 0, 0};
+    wctx_t x = {c, ks, 0, 0, 1};
     int rc;
 
     if (uc__keyspace_parse(ks, e->key, klen, buf, sizeof(buf), fields) !=
@@ -590,7 +582,7 @@ static int warm_one(uc_cache_t *c, uc_keyspace_t *ks, const uc_hot_entry_t *e,
     if (!token_wait(c)) {
         return HALT;
     }
-    opts.loader = warm_loader;
+    opts.loader = counted_loader;
     opts.loader_arg = &x;
     opts.flags = UC_LOAD_SHARED;
     memset(&r, 0, sizeof(r));
