@@ -2369,6 +2369,26 @@ int uc__redis_node_distrusted(const uc__backend_t *node)
     return atomic_load(&node->distrust) != 0;
 }
 
+int uc__redis_node_adopted(uc__backend_t *node)
+{
+    rb_t *rb = rb_of(node);
+    char run_id[RUN_ID_MAX];
+    int match = 0;
+    sess_t s;
+    int rc = sess_begin(rb, &s);
+
+    if (rc != UC_OK) {
+        return 0;
+    }
+    rc = read_identity(rb, &s, run_id, sizeof(run_id), &match);
+    if (rc != UC_OK && rc != UC_EUNAVAILABLE) {
+        s.broken = 1;
+    }
+    sess_end(rb, &s);
+    /* Without INFO a marker says nothing of the server's life: drop. */
+    return rc == UC_OK && match && run_id[0] != '\0';
+}
+
 void uc__redis_node_counters(const uc__backend_t *node,
                              uc__node_counters_t *out)
 {

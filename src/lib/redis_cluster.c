@@ -1223,6 +1223,12 @@ static int e_delete(uc__backend_t *node, void *arg, uint64_t *acc)
     if (p->only_distrusted && !uc__redis_node_distrusted(node)) {
         return UC_OK;
     }
+    /* Instances that start together on a new dataset all distrust it; the
+     * first to adopt it dropped its keys and marked it, and what it filled
+     * since is fresh: dropping again would only cost those hits. */
+    if (p->only_distrusted && uc__redis_node_adopted(node)) {
+        return node->ops->adopt(node);
+    }
     rc = node->ops->delete_pattern(node, p->glob, p->filter, p->farg, &removed);
     *acc += removed;
     if (rc == UC_OK && p->only_distrusted) {

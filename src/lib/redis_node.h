@@ -115,6 +115,14 @@ void uc__redis_node_recheck(uc__backend_t *node);
 /* Nonzero while the node's own dataset is not trusted. */
 int uc__redis_node_distrusted(const uc__backend_t *node);
 
+/*
+ * Nonzero when the node's dataset marker names the server as it is now
+ * (its INFO run_id): another instance adopted this dataset since this one
+ * distrusted it, and adopting means it dropped the keyspaces' keys first.
+ * 0 on any doubt (no INFO, no answer, another marker).
+ */
+int uc__redis_node_adopted(uc__backend_t *node);
+
 void uc__redis_node_counters(const uc__backend_t *node,
                              uc__node_counters_t *out);
 

@@ -477,6 +477,36 @@ static void assert_distrusted(uc__backend_t *b, int want)
     assert_null(val);
 }
 
+/*
+ * Two instances start together on a new server: both distrust it. The
+ * first adopts it (drops, marks) and fills; the second's restore finds the
+ * marker naming the server and adopts without dropping that fill.
+ */
+static void second_adopter_keeps_first_fills(void **state)
+{
+    uc_test_fixture_t *f = *state;
+    uc__env_t e1, e2;
+    uc__backend_t *b1, *b2;
+    size_t removed = 99;
+
+    uc_test_fixture_start(f, NULL);
+    b1 = open_backend(f, &e1, "");
+    b2 = open_backend(f, &e2, "");
+    assert_distrusted(b1, 1);
+    assert_distrusted(b2, 1);
+    assert_int_equal(b1->ops->restore(b1, "*", NULL, NULL, &removed), UC_OK);
+    assert_int_equal(atomic_load(&b1->distrust), 0);
+    assert_int_equal(b1->ops->put(b1, "fill", 4, "fresh", 5, 0), UC_OK);
+
+    removed = 99;
+    assert_int_equal(b2->ops->restore(b2, "*", NULL, NULL, &removed), UC_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(atomic_load(&b2->distrust), 0);
+    check_stored(b2, "fill", "fresh");
+    b1->ops->destroy(b1);
+    b2->ops->destroy(b2);
+}
+
 static void dataset_trust_follows_the_server(void **state)
 {
     uc_test_fixture_t *f = *state;
@@ -1168,6 +1198,9 @@ int main(void)
                                         uc_test_fixture_setup,
                                         uc_test_fixture_teardown),
         cmocka_unit_test_setup_teardown(cas_add_get_max_on_redis,
+                                        uc_test_fixture_setup,
+                                        uc_test_fixture_teardown),
+        cmocka_unit_test_setup_teardown(second_adopter_keeps_first_fills,
                                         uc_test_fixture_setup,
                                         uc_test_fixture_teardown),
         cmocka_unit_test_setup_teardown(dataset_trust_follows_the_server,
