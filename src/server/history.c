@@ -19,6 +19,7 @@
 #include "history.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -366,7 +367,16 @@ int uc_history_start(uc_history_t *h)
     pthread_mutex_lock(&h->lock);
     store(h, &h->scratch);
     pthread_mutex_unlock(&h->lock);
-    if (pthread_create(&h->thread, NULL, sampler, h) != 0) {
+    /* Every signal blocked in the sampler, as in the library's threads:
+     * SIGTERM is taken by the main thread's sigtimedwait (http.c), and a
+     * thread that left it unblocked could take it instead, with its default
+     * action (the process ends without draining). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&h->thread, NULL, sampler, h);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         uc_log("error", "cannot start the cache history's sampler", NULL);
         return -1;
     }
