@@ -134,6 +134,9 @@ typedef struct {
     uint64_t healthy_us; /* when this session's first heartbeat came back */
     uint64_t sessions;
     uint64_t hb_seq, next_hb_us;
+    /* A heartbeat sent for uc__track_barrier(): its seq while it is out
+     * (one at a time), and the newest request it or an earlier one served. */
+    uint64_t demand_seq, demand_served;
     slot_t slots[SLOTS_MAX];
     char detail[DETAIL_MAX];
 } link_t;
@@ -155,6 +158,12 @@ struct uc__track {
     /* The oldest of the links' proven_us (0 while one has none): every
      * invalidation any node sent before it has been applied. */
     _Atomic uint64_t proven_us;
+    /* uc__track_barrier(): the newest request's time, its waiters, and
+     * what they wait on (bmu guards nothing but the wait itself). */
+    _Atomic uint64_t demand_us;
+    _Atomic unsigned bwaiters;
+    pthread_mutex_t bmu;
+    pthread_cond_t bcv;
     figures_t fig;
     uc__ratelog_t up_log, topo_log;
 
@@ -246,6 +255,39 @@ int uc__track_fresh(const uc__track_t *t)
 uint64_t uc__track_epoch(const uc__track_t *t)
 {
     return UC__TRACK_TICKET_EPOCH(uc__track_ticket(t));
+}
+
+static void wake(uc__track_t *t);
+
+int uc__track_barrier(uc__track_t *t, int timeout_ms)
+{
+    uint64_t t0 = now_us();
+    uint64_t want = atomic_load(&t->demand_us);
+    struct timespec ts;
+    int done = 0;
+
+    if (uc__track_state(t) != UC__TRACK_HEALTHY) {
+        return 0;
+    }
+    while (want < t0 &&
+           !atomic_compare_exchange_weak(&t->demand_us, &want, t0)) {
+    }
+    ts = uc__deadline(CLOCK_MONOTONIC, (uint64_t)timeout_ms);
+    atomic_fetch_add(&t->bwaiters, 1);
+    wake(t);
+    pthread_mutex_lock(&t->bmu);
+    for (;;) {
+        /* Every link's newest heartbeat back was sent after t0. */
+        done = atomic_load(&t->proven_us) > t0;
+        if (done || atomic_load(&t->stopping) ||
+            uc__track_state(t) != UC__TRACK_HEALTHY ||
+            pthread_cond_timedwait(&t->bcv, &t->bmu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->bmu);
+    atomic_fetch_sub(&t->bwaiters, 1);
+    return done || atomic_load(&t->proven_us) > t0;
 }
 
 /* The thread is the only writer, so load + store is enough; seq_cst so that
@@ -707,6 +749,9 @@ static void ack(uc__track_t *t, link_t *l, unsigned slot, uint64_t now)
         return; /* an older write's expiry, or another session's */
     }
     sl = &l->slots[slot];
+    if (sl->seq == l->demand_seq) {
+        l->demand_seq = 0;
+    }
     lag = now - sl->sent_us;
     if (sl->sent_us > l->proven_us) {
         l->proven_us = sl->sent_us;
@@ -933,6 +978,29 @@ static int send_heartbeat(uc__track_t *t, link_t *l, uint64_t now)
     return conn_send(&l->hb, 5, argv, lens, l->detail);
 }
 
+/* A heartbeat now for a barrier that no heartbeat out serves: one at a
+ * time per link, and only into a free slot (the regular ones' spare), so
+ * barriers never make a heartbeat late or fail a link. Its time is taken
+ * after the request was read, so that it is later than the request. */
+static void demand_heartbeat(uc__track_t *t, link_t *l)
+{
+    uint64_t want = atomic_load(&t->demand_us);
+    uint64_t now;
+
+    if (want <= l->demand_served || l->demand_seq != 0 ||
+        l->slots[(l->hb_seq + 1) % t->nslots].seq != 0) {
+        return;
+    }
+    now = now_us();
+    if (now <= want) {
+        now = want + 1;
+    }
+    if (send_heartbeat(t, l, now) == UC_OK) {
+        l->demand_seq = l->hb_seq;
+        l->demand_served = want;
+    }
+}
+
 /* The wait before attempt number `failures` (0: none), jittered in
  * [d/2, d] so that instances restarted together spread out. */
 static uint64_t backoff_us(uc__track_t *t, unsigned failures)
@@ -964,6 +1032,7 @@ static void link_close(link_t *l)
     conn_close(&l->hb);
     l->ready = 0;
     l->up = 0;
+    l->demand_seq = 0;
     memset(l->slots, 0, sizeof(l->slots));
 }
 
@@ -1078,6 +1147,7 @@ static void link_tick(uc__track_t *t, link_t *l, uint64_t now,
         }
         earliest(wake_at, due);
     }
+    demand_heartbeat(t, l);
     if (now >= l->next_hb_us) {
         int rc = send_heartbeat(t, l, now);
 
@@ -1366,6 +1436,13 @@ static void turn(uc__track_t *t)
             link_fail(t, pl[i], 0, rc, now_us());
         }
     }
+    /* After every message read in this turn was delivered: a waiter woken
+     * by a heartbeat finds the keys sent before it applied. */
+    if (atomic_load(&t->bwaiters) > 0) {
+        pthread_mutex_lock(&t->bmu);
+        pthread_cond_broadcast(&t->bcv);
+        pthread_mutex_unlock(&t->bmu);
+    }
 }
 
 static void *track_main(void *arg)
@@ -1400,6 +1477,43 @@ static int config_error(char *err, size_t errlen, const char *msg)
     return UC_ECONFIG;
 }
 
+/* mu, and the barrier's mutex and condition (on CLOCK_MONOTONIC, as its
+ * deadlines). 0, or -1 with nothing left initialized. */
+static int sync_init(uc__track_t *t)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    if (pthread_condattr_init(&ca) != 0) {
+        return -1;
+    }
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0) {
+        rc = pthread_cond_init(&t->bcv, &ca);
+    }
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) {
+        return -1;
+    }
+    if (pthread_mutex_init(&t->bmu, NULL) != 0) {
+        pthread_cond_destroy(&t->bcv);
+        return -1;
+    }
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        pthread_mutex_destroy(&t->bmu);
+        pthread_cond_destroy(&t->bcv);
+        return -1;
+    }
+    return 0;
+}
+
+static void sync_destroy(uc__track_t *t)
+{
+    pthread_mutex_destroy(&t->mu);
+    pthread_mutex_destroy(&t->bmu);
+    pthread_cond_destroy(&t->bcv);
+}
+
 static void track_free(uc__track_t *t)
 {
     for (size_t i = 0; i < t->nlinks; i++) {
@@ -1427,7 +1541,7 @@ int uc__track_start(const uc__env_t *env, const uc__track_opts_t *opts,
         return config_error(err, errlen, "redis host, port or db invalid");
     }
     if (hb_ms < 1 || hb_ms > 60000 || dl_ms < 1 || dl_ms > 60000 ||
-        dl_ms / hb_ms + 2 > SLOTS_MAX) {
+        dl_ms / hb_ms + 3 > SLOTS_MAX) {
         return config_error(err, errlen,
                             "heartbeat interval or deadline out of range");
     }
@@ -1441,7 +1555,9 @@ int uc__track_start(const uc__env_t *env, const uc__track_opts_t *opts,
     }
     t->hb_us = (uint64_t)hb_ms * 1000u;
     t->deadline_us = (uint64_t)dl_ms * 1000u;
-    t->nslots = (unsigned)(dl_ms / hb_ms + 2);
+    /* At most dl/hb + 1 regular heartbeats are out at once, and one for a
+     * barrier; replies come in order, so those out are consecutive. */
+    t->nslots = (unsigned)(dl_ms / hb_ms + 3);
     seed(t);
     t->id = next_rand(&t->rng);
     t->hb_any_len = (size_t)snprintf(t->hb_any, sizeof(t->hb_any), "%s%s",
@@ -1449,6 +1565,8 @@ int uc__track_start(const uc__env_t *env, const uc__track_opts_t *opts,
     atomic_init(&t->ticket, (uint64_t)UC__TRACK_DOWN);
     atomic_init(&t->stopping, 0);
     atomic_init(&t->proven_us, 0);
+    atomic_init(&t->demand_us, 0);
+    atomic_init(&t->bwaiters, 0);
     memset(&first, 0, sizeof(first));
     snprintf(first.host, sizeof(first.host), "%s", cfg->host);
     first.port = cfg->port;
@@ -1458,12 +1576,12 @@ int uc__track_start(const uc__env_t *env, const uc__track_opts_t *opts,
         goto nomem;
     }
     t->nlinks = 1;
-    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+    if (sync_init(t) != 0) {
         track_free(t);
         goto nomem;
     }
     if (pipe(t->wake) != 0) {
-        pthread_mutex_destroy(&t->mu);
+        sync_destroy(t);
         track_free(t);
         goto nomem;
     }
@@ -1480,7 +1598,7 @@ int uc__track_start(const uc__env_t *env, const uc__track_opts_t *opts,
     if (prc != 0) {
         close(t->wake[0]);
         close(t->wake[1]);
-        pthread_mutex_destroy(&t->mu);
+        sync_destroy(t);
         track_free(t);
         goto nomem;
     }
@@ -1513,7 +1631,7 @@ void uc__track_stop(uc__track_t *t)
     pthread_join(t->thread, NULL);
     close(t->wake[0]);
     close(t->wake[1]);
-    pthread_mutex_destroy(&t->mu);
+    sync_destroy(t);
     track_free(t);
 }
 

@@ -211,8 +211,8 @@ typedef struct {
  * otherwise. opts may be NULL
  * (defaults); a zero field is the default. Returns UC_OK and *out;
  * UC_ECONFIG (no redis host, bad port, negative db, hb_ms or
- * hb_deadline_ms out of 1..60000, or more than 62 heartbeats in flight:
- * hb_deadline_ms / hb_ms > 62) or UC_ENOMEM with a message in err; on
+ * hb_deadline_ms out of 1..60000, or more than 61 heartbeats in flight:
+ * hb_deadline_ms / hb_ms > 61) or UC_ENOMEM with a message in err; on
  * failure *out is untouched and nothing was started. The thread starts
  * with every signal blocked, and writes with MSG_NOSIGNAL: a peer gone away
  * never raises SIGPIPE.
@@ -297,6 +297,19 @@ int uc__track_fresh(const uc__track_t *t);
 
 /* UC__TRACK_TICKET_EPOCH(uc__track_ticket(t)): flushes so far. */
 uint64_t uc__track_epoch(const uc__track_t *t);
+
+/*
+ * Waits until every invalidation that Redis queued before the call, on
+ * every link, has been passed to on_keys: sends a heartbeat on each link
+ * now (one out at a time per link, shared by concurrent callers, in the
+ * slot kept spare for it) and waits for them, at most timeout_ms. Returns
+ * 1 when so; 0 when not HEALTHY, stopping, or past the time. A process
+ * that has just written a key calls it so that the invalidation of its own
+ * write is behind it before it reads the key back into the near cache.
+ * Any thread but the channel's (its callbacks included), until
+ * uc__track_stop().
+ */
+int uc__track_barrier(uc__track_t *t, int timeout_ms);
 
 /* A copy of the channel's figures, summed over its links where they are
  * per link; relaxed counters, like uc_stats_t. */

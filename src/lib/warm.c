@@ -75,6 +75,10 @@
 /* How long a keyspace's list of most read entries is reused to find the
  * entries of an invalidated tag. */
 #define REFILL_SNAPSHOT_US 1000000ull
+/* How long a refill waits for its own store's invalidation to come back
+ * before it reads the entry back into the near cache. */
+#define SETTLE_WAIT_MS 10
+
 /* Reads of a keyspace per write of it below which refills would add loads
  * rather than save them (read_enough()). */
 #define REFILL_READS_PER_WRITE 3u
@@ -397,6 +401,20 @@ static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
     r->failing = 0;
     r->pause_us = 0;
     UC__COUNT2(c, ks, refills);
+    if (rc == UC_OK && c->near != NULL && ks->near_budget > 0 &&
+        c->track != NULL && uc__track_barrier(c->track, SETTLE_WAIT_MS)) {
+        /* The store's own invalidation came back through the channel and
+         * took the near copy the fill had kept: read it back from Redis
+         * now that it is behind us, so that the read after the write is a
+         * near hit. A write since then makes this a miss that loads. */
+        memset(&res, 0, sizeof(res));
+        tl_refilling = 1;
+        rc = uc_keyspace_get_or_load(ks, fields, ks->nfields, &opts, &res);
+        tl_refilling = 0;
+        if (rc == UC_OK) {
+            uc_shared_release(res.data);
+        }
+    }
 }
 
 /* A key target: refilled when it is among the keyspace's most read. */

@@ -1007,6 +1007,75 @@ static void bad_config_refused(void **state)
     uc__track_stop(NULL);
 }
 
+/* ---- barriers --------------------------------------------------------------
+ */
+
+typedef struct {
+    fx_t *fx;
+    int ok;
+} barrier_arg_t;
+
+static void *barrier_thread(void *arg)
+{
+    barrier_arg_t *a = arg;
+
+    for (int i = 0; i < 200; i++) {
+        a->ok += uc__track_barrier(a->fx->t, 2000);
+    }
+    return NULL;
+}
+
+/* A barrier returns once the invalidations Redis queued before it have
+ * been delivered, long before the next regular heartbeat; concurrent
+ * barriers share heartbeats without making one late; on a stopped server
+ * it gives up at its bound. */
+static void barrier_delivers_what_came_before(void **state)
+{
+    fx_t *fx = *state;
+    uc__track_opts_t opts = UC__TRACK_OPTS_INIT;
+    barrier_arg_t args[4];
+    pthread_t th[4];
+    uc__track_stats_t st;
+    uint64_t t0;
+    char key[64];
+
+    /* Regular heartbeats 2 s apart: only a barrier's can be this quick. */
+    opts.hb_ms = 2000;
+    opts.hb_deadline_ms = 4000;
+    up(fx, NULL, &opts);
+    t0 = uc_test_now_us();
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), PREFIX "b%d", i);
+        cmd(fx, "SET %s 1", key);
+        assert_int_equal(uc__track_barrier(fx->t, 1000), 1);
+        assert_int_equal(key_count(fx, key), 1);
+    }
+    printf("FIGURE track_barrier_us %llu\n",
+           (unsigned long long)((uc_test_now_us() - t0) / 50u));
+    assert_true(uc_test_now_us() - t0 < 2000000u);
+
+    for (int i = 0; i < 4; i++) {
+        args[i].fx = fx;
+        args[i].ok = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, barrier_thread, &args[i]),
+                         0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].ok, 200);
+    }
+    st = stats(fx);
+    assert_int_equal(st.heartbeats_late, 0);
+    assert_int_equal(nflush(fx), 0);
+
+    assert_int_equal(uc_test_redis_signal(&fx->f.r, SIGSTOP), 0);
+    t0 = uc_test_now_us();
+    assert_int_equal(uc__track_barrier(fx->t, 100), 0);
+    uint64_t dt = uc_test_now_us() - t0;
+    assert_int_equal(uc_test_redis_signal(&fx->f.r, SIGCONT), 0);
+    assert_true(dt >= 90000u && dt < 1000000u);
+}
+
 /* ---- node sets -------------------------------------------------------------
  */
 
@@ -1441,6 +1510,7 @@ int main(void)
         T(stop_when_healthy_flushes_last),
         T(stop_is_bounded),
         T(heartbeat_lag_figures),
+        T(barrier_delivers_what_came_before),
         cmocka_unit_test(pick_tag_fits),
         T(two_servers_as_two_nodes),
         T(set_nodes_same_or_changed),

@@ -528,16 +528,41 @@ static void write_of(uc_keyspace_t *ks, const char *id)
     assert_int_equal(uc_keyspace_invalidate(ks, f, 1, NULL), UC_OK);
 }
 
-static int read_src(uc_keyspace_t *ks, const char *id, uc_source_t *src)
+static int read_tier(uc_keyspace_t *ks, const char *id, uc_source_t *src,
+                     uc_tier_t *tier)
 {
     const char *f[1] = {id};
     uc_load_result_t r;
     int rc = uc_keyspace_get_or_load(ks, f, 1, NULL, &r);
     if (rc == UC_OK) {
         *src = r.source;
+        *tier = r.tier;
         uc_free(r.data);
     }
     return rc;
+}
+
+static int read_src(uc_keyspace_t *ks, const char *id, uc_source_t *src)
+{
+    uc_tier_t tier;
+    return read_tier(ks, id, src, &tier);
+}
+
+/* Reads id until the near cache answers (the channel proven), bounded. */
+static void until_near(uc_keyspace_t *ks, const char *id)
+{
+    uint64_t until = uc_test_now_ms() + 3000;
+    uc_source_t src = UC_FROM_FALLBACK;
+    uc_tier_t tier = UC_TIER_NONE;
+
+    while (uc_test_now_ms() < until) {
+        assert_int_equal(read_tier(ks, id, &src, &tier), UC_OK);
+        if (tier == UC_TIER_NEAR) {
+            return;
+        }
+        uc_test_sleep_ms(20);
+    }
+    fail_msg("%s: no near-cache hit within 3 s", id);
 }
 
 /* The test the feature is for: a write of a hot entry, then a hit. */
@@ -606,6 +631,45 @@ static void refill_after_tag(void **state)
     assert_int_equal(uc_cache_invalidate_tag(c, "item:nobody"), UC_OK);
     wait_idle(c, 5000);
     assert_int_equal(atomic_load(&the_db.calls), 1);
+}
+
+/* With the near cache on, a refill's value lands in it: the store's own
+ * invalidation, echoed by the channel, does not leave the read after the
+ * write to Redis. For a key and for a tag. */
+static void refill_lands_near(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache_refill(fx, -1, 100, 10, 100);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    uc_keyspace_t *kt = uc_cache_keyspace(c, "wt");
+    unsigned truth[NKEYS] = {0};
+    uc_source_t src = UC_FROM_FALLBACK;
+    uc_tier_t tier = UC_TIER_NONE;
+
+    zipf_mix(ks, 3000, truth);
+    memset(truth, 0, sizeof(truth));
+    zipf_mix(kt, 3000, truth);
+    wait_idle(c, 5000);
+    until_near(ks, "id-0");
+    until_near(kt, "id-1");
+    uc_stats_t s0 = stats_of(ks);
+
+    for (int round = 0; round < 5; round++) {
+        write_of(ks, "id-0");
+        wait_idle(c, 5000);
+        assert_int_equal(read_tier(ks, "id-0", &src, &tier), UC_OK);
+        assert_int_equal(src, UC_FROM_CACHE);
+        assert_int_equal(tier, UC_TIER_NEAR);
+
+        assert_int_equal(uc_cache_invalidate_tag(c, "item:id-1"), UC_OK);
+        wait_idle(c, 5000);
+        assert_int_equal(read_tier(kt, "id-1", &src, &tier), UC_OK);
+        assert_int_equal(src, UC_FROM_CACHE);
+        assert_int_equal(tier, UC_TIER_NEAR);
+    }
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(s1.refills - s0.refills, 5);
+    assert_int_equal(s1.refill_hits - s0.refill_hits, 5);
 }
 
 /* The rate holds: a burst of writes past it is skipped, counted. */
@@ -798,6 +862,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(refill_after_write, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_after_tag, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_lands_near, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_once_across_instances, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(refill_rate_held, setup, teardown),
