@@ -382,6 +382,11 @@ static const char *lookup_var(void *arg, const char *name)
     if (strcmp(name, "REDIS_CLUSTER_NODES") == 0) {
         return l->seeds;
     }
+    /* The client path's one setting, from the environment: a run with
+     * UTXOCACHE_PIPELINE_MAX=0 shows the library without auto-pipelining. */
+    if (strcmp(name, "UTXOCACHE_PIPELINE_MAX") == 0) {
+        return getenv(name);
+    }
     return NULL;
 }
 

@@ -204,6 +204,12 @@ static int open_redis(int port, int n, uc_cache_t **out)
     cfg.connect_timeout_ms = 2000;
     cfg.command_timeout_ms = 2000;
     cfg.acquire_timeout_ms = 2000;
+    /* UTXOCACHE_PIPELINE_MAX=0 shows the library without auto-pipelining. */
+    const char *pm = getenv("UTXOCACHE_PIPELINE_MAX");
+    if (pm != NULL && pm[0] != '\0') {
+        int v = atoi(pm);
+        cfg.pipeline_max = v > 0 ? v : -1;
+    }
     err[0] = '\0';
     rc = uc_cache_create(&cfg, out, err, sizeof(err));
     if (rc != UC_OK) {

@@ -279,6 +279,10 @@ typedef struct {
     uc_breaker_state_t breaker;
     uint64_t breaker_opens;   /* times the breaker opened */
     uint64_t breaker_rejects; /* calls answered "unavailable" at once */
+    /* Auto-pipelining (uc_config_t.pipeline_max): writes that carried
+     * the GETs and SETs of two or more concurrent calls, and those calls. */
+    uint64_t batches;
+    uint64_t batched;
 } uc_pool_stats_t;
 
 /* ---- near cache ---------------------------------------------------------- */

@@ -99,6 +99,12 @@ typedef struct uc_config {
     int connect_timeout_ms;  /* 250 */
     int command_timeout_ms;  /* 250 */
     int acquire_timeout_ms;  /* 100 */
+    int pipeline_max;        /* 64 (at most 256): a node's GETs and SETs
+                                of concurrent callers go out together, up
+                                to this many in one write on one
+                                connection, while another such batch is
+                                out (auto-pipelining); negative: each call
+                                on its own connection */
     int idle_timeout_ms;     /* 60000: idle connections closed after this */
     int backoff_base_ms;     /* 25: first reconnect delay, doubled, jittered */
     int backoff_max_ms;      /* 2000 */

@@ -44,6 +44,7 @@ static void resolve_defaults(uc_config_t *c)
     DEF(connect_timeout_ms, 250);
     DEF(command_timeout_ms, 250);
     DEF(acquire_timeout_ms, 100);
+    DEF(pipeline_max, 64);
     DEF(idle_timeout_ms, 60000);
     DEF(backoff_base_ms, 25);
     DEF(backoff_max_ms, 2000);

@@ -83,6 +83,24 @@ static const char cas_lua[] =
 
 #define TAG_MAX 24
 
+/* A call waiting in a node's combiner (on its caller's stack). */
+typedef struct creq {
+    const struct cmd *cmd;
+    redisReply *rep; /* the reply, the caller's */
+    int rc;          /* the batch's status */
+    int broken;      /* the batch's connection failed */
+    int state;       /* REQ_QUEUED, REQ_DONE, REQ_LEAD */
+    pthread_cond_t *cv;
+    struct creq *next;
+} creq_t;
+
+/* Calls queued behind the batches that are out, and how many are out. */
+typedef struct {
+    pthread_mutex_t mu;
+    creq_t *head, *tail;
+    int active;
+} comb_t;
+
 typedef struct {
     uc__backend_t base;
     uc__pool_t *pool;
@@ -110,7 +128,10 @@ typedef struct {
     _Atomic uint64_t log_next_us;
     _Atomic uint64_t log_suppressed;
     _Atomic uint64_t n_commands, n_failures, n_moved, n_ask, n_tryagain,
-        n_distrusts;
+        n_distrusts, n_batches, n_batched;
+    /* Auto-pipelining: entry commands [1] and raw ones [0] (see comb_run). */
+    comb_t comb[2];
+    size_t pipeline_max; /* 0: off */
 } rb_t;
 
 /* What the last redirect told this thread (see redis_node.h). */
@@ -139,13 +160,16 @@ typedef struct {
     int broken;      /* the connection failed: close it */
     int server_gone; /* EOF/reset: the idle ones are suspect too */
     int server_busy; /* -LOADING and the like: a breaker failure */
+    int batch;       /* other callers' commands: their errors are theirs */
+    int combined;    /* a call through comb_run(): no connection of its own */
+    int neutral;     /* ... whose batch got no connection: no verdict */
     int pipe_blocked_before;
     int pipe_pending_before;
     sigset_t oldmask;
 } sess_t;
 
 /* A command as argv/argvlen, the shape hiredis takes. */
-typedef struct {
+typedef struct cmd {
     int argc;
     const char **argv;
     const size_t *lens;
@@ -155,6 +179,9 @@ static rb_t *rb_of(uc__backend_t *b)
 {
     return (rb_t *)b;
 }
+
+/* Most commands one auto-pipelined batch carries (the config's bound). */
+#define PIPELINE_MAX 256
 
 /* Commands up to this many bytes of protocol are formatted on the stack. */
 #define CMD_STACK 512
@@ -621,6 +648,13 @@ static void sess_end(rb_t *rb, sess_t *s)
 {
     uc__breaker_outcome_t outcome = UC__BREAKER_SUCCESS;
 
+    if (s->combined) {
+        outcome = s->neutral                      ? UC__BREAKER_NEUTRAL
+                  : s->broken || s->server_busy ? UC__BREAKER_FAILURE
+                                                : UC__BREAKER_SUCCESS;
+        uc__breaker_report(&rb->breaker, s->probe, outcome);
+        return;
+    }
     if (s->broken) {
         uc__pool_release(rb->pool, s->conn, 0);
         if (s->server_gone) {
@@ -756,7 +790,7 @@ static int exec(rb_t *rb, sess_t *s, size_t n, const cmd_t *cmds,
             break;
         }
         rep[got] = v;
-        if (rep[got]->type == REDIS_REPLY_ERROR) {
+        if (rep[got]->type == REDIS_REPLY_ERROR && !s->batch) {
             note_error(rb, s, rep[got]);
         }
     }
@@ -793,6 +827,203 @@ static int run1(rb_t *rb, sess_t *s, int argc, const char **argv,
     cmd_t cmd = {argc, argv, lens};
 
     return exec(rb, s, 1, &cmd, out);
+}
+
+/* ---- auto-pipelining ---------------------------------------------------------
+ *
+ * Concurrent GETs and SETs to one node share round trips (flat combining):
+ * a caller queues its command; when no batch is out it leads one, taking
+ * every command queued (up to pipeline_max), writing them in one write on
+ * one pooled connection and reading their replies in order; meanwhile
+ * later callers queue behind it, and when it is done it hands the lead to
+ * the first of them. With many threads on few cores this replaces a write,
+ * a read, a pool acquire and a signal mask per call with one of each per
+ * batch, and Redis reads many commands per wakeup. A lone caller leads a
+ * batch of one at once, which costs what a call on its own connection does.
+ *
+ * Each caller keeps what is its own: the breaker's say before it queues
+ * and its outcome after (a broken batch fails each of its calls), the
+ * reading of its reply, redirects included (they land in its own thread's
+ * slot). Commands that need a session of their own (ASKING, forced past
+ * the breaker, scripts, pipelines) do not come here. A follower's wait is
+ * bounded by its leader's, whose every step (acquire, dataset check,
+ * write, each reply) has its own bound.
+ */
+
+enum { REQ_QUEUED, REQ_DONE, REQ_LEAD };
+
+/* Batches out at once per node and kind: while one leader hands out its
+ * replies, the server is already reading the next batch. */
+#define COMB_LEADERS 2
+
+static pthread_cond_t *own_cv(void)
+{
+    static _Thread_local pthread_cond_t cv;
+    static _Thread_local int ready;
+
+    if (!ready) {
+        if (pthread_cond_init(&cv, NULL) != 0) {
+            return NULL;
+        }
+        ready = 1;
+    }
+    return &cv;
+}
+
+/* The leader's part: one connection, one write, the replies in order. */
+static void comb_batch(rb_t *rb, int data, creq_t **reqs, size_t n)
+{
+    cmd_t cmds[PIPELINE_MAX];
+    redisReply *reps[PIPELINE_MAX];
+    sess_t s;
+    void *conn = NULL;
+    int rc;
+
+    memset(&s, 0, sizeof(s));
+    s.sigpipe_ignored = rb->base.env->cfg.sigpipe_ignored;
+    s.data = data;
+    s.batch = 1;
+    for (size_t i = 0; i < n; i++) {
+        cmds[i] = *reqs[i]->cmd;
+        reps[i] = NULL;
+    }
+    if (n > 1) {
+        atomic_fetch_add_explicit(&rb->n_batches, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rb->n_batched, n, memory_order_relaxed);
+    }
+    block_sigpipe(&s);
+    rc = uc__pool_acquire(rb->pool, &conn);
+    if (rc == UC_OK) {
+        s.conn = conn;
+        s.c = s.conn->c;
+        rc = exec(rb, &s, n, cmds, reps);
+        if (s.broken) {
+            uc__pool_release(rb->pool, s.conn, 0);
+            if (s.server_gone) {
+                uc__pool_discard_idle(rb->pool);
+            }
+        } else {
+            uc__pool_release(rb->pool, s.conn, 1);
+        }
+    }
+    restore_sigpipe(&s, rc != UC_OK || s.broken);
+    for (size_t i = 0; i < n; i++) {
+        reqs[i]->rc = rc;
+        reqs[i]->broken = s.broken;
+        reqs[i]->rep = rc == UC_OK ? reps[i] : NULL;
+    }
+}
+
+/*
+ * Runs one command through the node's combiner: UC_OK with *out the
+ * caller's, or a status. s carries the breaker's hold (from the caller)
+ * and comes back marked broken or busy as a session of its own would.
+ */
+static int comb_run(rb_t *rb, sess_t *s, const cmd_t *cmd, redisReply **out)
+{
+    comb_t *cb = &rb->comb[s->data ? 1 : 0];
+    creq_t me = {cmd, NULL, UC_OK, 0, REQ_QUEUED, own_cv(), NULL};
+    creq_t *batch[PIPELINE_MAX];
+    size_t n = 0;
+
+    *out = NULL;
+    if (me.cv == NULL) {
+        return UC_ENOMEM;
+    }
+    pthread_mutex_lock(&cb->mu);
+    if (cb->tail != NULL) {
+        cb->tail->next = &me;
+    } else {
+        cb->head = &me;
+    }
+    cb->tail = &me;
+    if (cb->active < COMB_LEADERS) {
+        cb->active++;
+        me.state = REQ_LEAD;
+    }
+    while (me.state == REQ_QUEUED) {
+        pthread_cond_wait(me.cv, &cb->mu);
+    }
+    if (me.state == REQ_LEAD) {
+        /* This call is the first queued: take it and those behind it. */
+        while (cb->head != NULL && n < rb->pipeline_max) {
+            batch[n++] = cb->head;
+            cb->head = cb->head->next;
+        }
+        if (cb->head == NULL) {
+            cb->tail = NULL;
+        }
+        pthread_mutex_unlock(&cb->mu);
+        comb_batch(rb, s->data, batch, n);
+        pthread_mutex_lock(&cb->mu);
+        for (size_t i = 0; i < n; i++) {
+            batch[i]->state = REQ_DONE;
+            if (batch[i] != &me) {
+                pthread_cond_signal(batch[i]->cv);
+            }
+        }
+        if (me.rc == UC_ETIMEDOUT) {
+            /* The server did not answer within the timeout: those queued
+             * meanwhile would wait as long again for the same server. They
+             * get the batch's answer now, so no call waits longer than one
+             * batch past its own. */
+            while (cb->head != NULL) {
+                creq_t *q = cb->head;
+
+                cb->head = q->next;
+                q->rc = UC_ETIMEDOUT;
+                q->broken = 1;
+                q->state = REQ_DONE;
+                pthread_cond_signal(q->cv);
+            }
+            cb->tail = NULL;
+        }
+        if (cb->head != NULL) {
+            cb->head->state = REQ_LEAD;
+            pthread_cond_signal(cb->head->cv);
+        } else {
+            cb->active--;
+        }
+    }
+    pthread_mutex_unlock(&cb->mu);
+    s->broken = me.broken;
+    if (me.rc != UC_OK) {
+        s->neutral = !me.broken && acquire_outcome(me.rc) == UC__BREAKER_NEUTRAL;
+        return me.rc;
+    }
+    if (me.rep->type == REDIS_REPLY_ERROR) {
+        note_error(rb, s, me.rep);
+    }
+    *out = me.rep;
+    return UC_OK;
+}
+
+/* Whether a call may go through the combiner rather than a session. */
+static int comb_on(const rb_t *rb)
+{
+    return rb->pipeline_max > 0 && !tl_asking && !tl_force;
+}
+
+/*
+ * sess_begin() of a call for comb_run(): the breaker's say and, for an
+ * entry's command (data), the dataset's trust; no connection, no signal
+ * mask (the batch's leader takes those). sess_end() ends it.
+ */
+static int sess_begin_comb(rb_t *rb, sess_t *s, int data)
+{
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    s->combined = 1;
+    s->data = data;
+    if ((rc = uc__breaker_allow(&rb->breaker, &s->probe)) != UC_OK) {
+        return rc;
+    }
+    if (data && atomic_load(&rb->base.distrust) != 0) {
+        sess_end(rb, s);
+        return UC_EUNAVAILABLE;
+    }
+    return UC_OK;
 }
 
 /* UC_OK for +OK, the error's status for an error reply, else UC_EPROTO. */
@@ -891,11 +1122,20 @@ static int get_common(uc__backend_t *b, const char *key, size_t klen,
     }
     /* Bounded reads are the keyspace path, which trust guards; raw GETs
      * are an operator's and go through whatever the dataset. */
-    rc = bounded ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
-    if (rc != UC_OK) {
-        return rc;
+    if (comb_on(rb)) {
+        cmd_t cmd = {argc, argv, lens};
+
+        if ((rc = sess_begin_comb(rb, &s, bounded)) != UC_OK) {
+            return rc;
+        }
+        rc = comb_run(rb, &s, &cmd, &r);
+    } else {
+        rc = bounded ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
+        if (rc != UC_OK) {
+            return rc;
+        }
+        rc = run1(rb, &s, argc, argv, lens, &r);
     }
-    rc = run1(rb, &s, argc, argv, lens, &r);
     if (rc == UC_OK) {
         if (r->type == REDIS_REPLY_NIL ||
             (bounded && r->type == REDIS_REPLY_STRING && r->len == 0)) {
@@ -1076,11 +1316,21 @@ static int set_common(uc__backend_t *b, const char *key, size_t klen,
         argv[argc] = "NX";
         lens[argc++] = 2;
     }
-    rc = (flags & SET_DATA) != 0 ? sess_begin_data(rb, &s) : sess_begin(rb, &s);
-    if (rc != UC_OK) {
-        return rc;
+    if (comb_on(rb)) {
+        cmd_t cmd = {argc, argv, lens};
+
+        if ((rc = sess_begin_comb(rb, &s, (flags & SET_DATA) != 0)) != UC_OK) {
+            return rc;
+        }
+        rc = comb_run(rb, &s, &cmd, &r);
+    } else {
+        rc = (flags & SET_DATA) != 0 ? sess_begin_data(rb, &s)
+                                     : sess_begin(rb, &s);
+        if (rc != UC_OK) {
+            return rc;
+        }
+        rc = run1(rb, &s, argc, argv, lens, &r);
     }
-    rc = run1(rb, &s, argc, argv, lens, &r);
     if (rc == UC_OK) {
         /* NX answers nil when the key exists. */
         rc = r->type == REDIS_REPLY_NIL ? UC_ESTALE : expect_ok(rb, &s, r);
@@ -2169,6 +2419,8 @@ static void r_pool_stats(uc__backend_t *b, uc_pool_stats_t *out)
     uc__pool_stats(rb->pool, out);
     uc__breaker_figures(&rb->breaker, &out->breaker, &out->breaker_opens,
                         &out->breaker_rejects);
+    out->batches = atomic_load_explicit(&rb->n_batches, memory_order_relaxed);
+    out->batched = atomic_load_explicit(&rb->n_batched, memory_order_relaxed);
 }
 
 static void r_destroy(uc__backend_t *b)
@@ -2180,6 +2432,8 @@ static void r_destroy(uc__backend_t *b)
     }
     uc__pool_destroy(rb->pool);
     uc__breaker_release(&rb->breaker);
+    pthread_mutex_destroy(&rb->comb[0].mu);
+    pthread_mutex_destroy(&rb->comb[1].mu);
     pthread_mutex_destroy(&rb->sha_mu);
     pthread_mutex_destroy(&rb->id_mu);
     free(rb);
@@ -2249,19 +2503,33 @@ int uc__redis_node_create(const uc__env_t *env, const char *host, int port,
     if (pthread_mutex_init(&rb->sha_mu, NULL) != 0) {
         goto fail_id;
     }
+    if (pthread_mutex_init(&rb->comb[0].mu, NULL) != 0) {
+        goto fail_sha;
+    }
+    if (pthread_mutex_init(&rb->comb[1].mu, NULL) != 0) {
+        pthread_mutex_destroy(&rb->comb[0].mu);
+        goto fail_sha;
+    }
+    rb->pipeline_max = cfg->pipeline_max <= 0 ? 0
+                       : cfg->pipeline_max > PIPELINE_MAX
+                           ? PIPELINE_MAX
+                           : (size_t)cfg->pipeline_max;
     snprintf(rb->bname, sizeof(rb->bname), "redis %s", rb->where);
     if (uc__breaker_init(&rb->breaker, env, rb->bname) != UC_OK) {
-        goto fail_sha;
+        goto fail_comb;
     }
     pops.arg = rb;
     rc = uc__pool_create(env, &pops, &rb->pool);
     if (rc != UC_OK) {
         uc__breaker_release(&rb->breaker);
-        goto fail_sha;
+        goto fail_comb;
     }
     *out = &rb->base;
     return UC_OK;
 
+fail_comb:
+    pthread_mutex_destroy(&rb->comb[0].mu);
+    pthread_mutex_destroy(&rb->comb[1].mu);
 fail_sha:
     pthread_mutex_destroy(&rb->sha_mu);
 fail_id:

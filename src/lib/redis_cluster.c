@@ -1435,6 +1435,8 @@ static void add_pool(uc_pool_stats_t *sum, const uc_pool_stats_t *one)
     sum->acquire_timeouts += one->acquire_timeouts;
     sum->breaker_opens += one->breaker_opens;
     sum->breaker_rejects += one->breaker_rejects;
+    sum->batches += one->batches;
+    sum->batched += one->batched;
     /* The worst state: one open breaker is a part of the cache down. */
     if (one->breaker == UC_BREAKER_OPEN ||
         (one->breaker == UC_BREAKER_HALF_OPEN &&

@@ -1396,7 +1396,7 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     json_object_set_new(totals, "pending_invalidations",
                         json_integer((json_int_t)tot.pending_invalidations));
     json_t *j = json_pack(
-        "{s:s,s:o,s:o,s:{s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I},"
+        "{s:s,s:o,s:o,s:{s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I},"
         "s:{s:I,s:I,s:I}}",
         "backend", uc_cache_backend_name(app->cache), "totals", totals,
         "keyspaces", kss, "pool", "max", (int)ps.max, "in_use", (int)ps.in_use,
@@ -1406,7 +1406,9 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         "acquire_timeouts", (json_int_t)ps.acquire_timeouts, "breaker",
         BREAKER[ps.breaker <= UC_BREAKER_HALF_OPEN ? ps.breaker : 0],
         "breaker_opens", (json_int_t)ps.breaker_opens, "breaker_rejects",
-        (json_int_t)ps.breaker_rejects, "invalidation_queue", "pending",
+        (json_int_t)ps.breaker_rejects, "pipelined_batches",
+        (json_int_t)ps.batches, "pipelined_calls", (json_int_t)ps.batched,
+        "invalidation_queue", "pending",
         (json_int_t)tot.pending_invalidations, "failed",
         (json_int_t)tot.invalidation_failures, "retried",
         (json_int_t)tot.invalidations_applied_late);

@@ -498,6 +498,12 @@ static void prom_pool(sbuf_t *b, uc_app_t *app)
            (double)ps.breaker);
     counter1(b, "utxoiq_cache_breaker_opens_total",
              "Times the Redis circuit breaker opened.", ps.breaker_opens);
+    counter1(b, "utxoiq_cache_pipelined_batches_total",
+             "Writes to Redis that carried the commands of two or more "
+             "concurrent calls (auto-pipelining).",
+             ps.batches);
+    counter1(b, "utxoiq_cache_pipelined_calls_total",
+             "Calls sent in those writes.", ps.batched);
     counter1(b, "utxoiq_cache_breaker_rejects_total",
              "Cache calls answered unavailable at once by the open breaker.",
              ps.breaker_rejects);

@@ -63,6 +63,9 @@ static void base_config(uc_config_t *cfg, int port, int max_connections)
     cfg->breaker_threshold = 3;
     cfg->breaker_cooldown_ms = 100;
     cfg->max_connections = max_connections;
+    /* The pool's own behaviour: each call on a connection of its own
+     * (concurrent GETs and SETs sharing one: test_redis_pipeline). */
+    cfg->pipeline_max = -1;
 }
 
 static uc_cache_t *open_cache(const uc_config_t *cfg, uc_keyspace_t **ks)
