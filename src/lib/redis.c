@@ -649,7 +649,7 @@ static void sess_end(rb_t *rb, sess_t *s)
     uc__breaker_outcome_t outcome = UC__BREAKER_SUCCESS;
 
     if (s->combined) {
-        outcome = s->neutral                      ? UC__BREAKER_NEUTRAL
+        outcome = s->neutral                    ? UC__BREAKER_NEUTRAL
                   : s->broken || s->server_busy ? UC__BREAKER_FAILURE
                                                 : UC__BREAKER_SUCCESS;
         uc__breaker_report(&rb->breaker, s->probe, outcome);
@@ -829,7 +829,8 @@ static int run1(rb_t *rb, sess_t *s, int argc, const char **argv,
     return exec(rb, s, 1, &cmd, out);
 }
 
-/* ---- auto-pipelining ---------------------------------------------------------
+/* ---- auto-pipelining
+ * ---------------------------------------------------------
  *
  * Concurrent GETs and SETs to one node share round trips (flat combining):
  * a caller queues its command; when no batch is out it leads one, taking
@@ -991,7 +992,8 @@ static int comb_run(rb_t *rb, sess_t *s, const cmd_t *cmd, redisReply **out)
     pthread_mutex_unlock(&cb->mu);
     s->broken = me.broken;
     if (me.rc != UC_OK) {
-        s->neutral = !me.broken && acquire_outcome(me.rc) == UC__BREAKER_NEUTRAL;
+        s->neutral =
+            !me.broken && acquire_outcome(me.rc) == UC__BREAKER_NEUTRAL;
         return me.rc;
     }
     if (me.rep->type == REDIS_REPLY_ERROR) {

@@ -1408,9 +1408,8 @@ static void h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         "breaker_opens", (json_int_t)ps.breaker_opens, "breaker_rejects",
         (json_int_t)ps.breaker_rejects, "pipelined_batches",
         (json_int_t)ps.batches, "pipelined_calls", (json_int_t)ps.batched,
-        "invalidation_queue", "pending",
-        (json_int_t)tot.pending_invalidations, "failed",
-        (json_int_t)tot.invalidation_failures, "retried",
+        "invalidation_queue", "pending", (json_int_t)tot.pending_invalidations,
+        "failed", (json_int_t)tot.invalidation_failures, "retried",
         (json_int_t)tot.invalidations_applied_late);
     json_object_set_new(j, "scope",
                         json_string(app->cache_local ? "process" : "shared"));

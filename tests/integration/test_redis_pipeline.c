@@ -48,9 +48,9 @@ static void config(uc_config_t *cfg, int port, int pipeline_max)
 typedef struct {
     uc_cache_t *c;
     int id;
-    int wrong;    /* replies that were not this caller's */
-    int failed;   /* calls that did not answer UC_OK / UC_MISS */
-    int sets;     /* SETs that answered UC_OK */
+    int wrong;  /* replies that were not this caller's */
+    int failed; /* calls that did not answer UC_OK / UC_MISS */
+    int sets;   /* SETs that answered UC_OK */
     uint64_t max_us;
     _Atomic int *go;
 } worker_t;
@@ -70,7 +70,8 @@ static void *worker(void *arg)
         size_t len = 0;
         /* Lengths vary, so that replies split across reads. */
         int n = snprintf(val, sizeof(val), "caller %d value %d %.*s", w->id, i,
-                         i % 50, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+                         i % 50,
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
         size_t klen = (size_t)snprintf(key, sizeof(key), "pl:%d:%d", w->id, i);
         uint64_t t0 = uc_test_now_us();
         int rc = uc_cache_set(w->c, key, klen, val, (size_t)n, 60000);
@@ -88,8 +89,8 @@ static void *worker(void *arg)
         }
         uc_free(got);
         got = NULL;
-        klen = (size_t)snprintf(other, sizeof(other), "pl:nobody:%d:%d", w->id,
-                                i);
+        klen =
+            (size_t)snprintf(other, sizeof(other), "pl:nobody:%d:%d", w->id, i);
         rc = uc_cache_get(w->c, other, klen, &got, &len);
         if (rc == UC_OK) {
             w->wrong++;
@@ -244,8 +245,7 @@ static void stopped_server_answers_every_caller(void **state)
     for (int i = 0; i < THREADS; i++) {
         ss[i].c = c;
         ss[i].rc = UC_OK;
-        assert_int_equal(pthread_create(&th[i], NULL, stopped_call, &ss[i]),
-                         0);
+        assert_int_equal(pthread_create(&th[i], NULL, stopped_call, &ss[i]), 0);
     }
     uint64_t worst = 0;
     for (int i = 0; i < THREADS; i++) {
