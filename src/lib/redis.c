@@ -829,8 +829,7 @@ static int run1(rb_t *rb, sess_t *s, int argc, const char **argv,
     return exec(rb, s, 1, &cmd, out);
 }
 
-/* ---- auto-pipelining
- * ---------------------------------------------------------
+/* ---- auto-pipelining --------------------------------------------------------
  *
  * Concurrent GETs and SETs to one node share round trips (flat combining):
  * a caller queues its command; when no batch is out it leads one, taking
