@@ -1237,6 +1237,8 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
         {"acquire_timeouts", ps.acquire_timeouts},
         {"breaker_opens", ps.breaker_opens},
         {"breaker_rejects", ps.breaker_rejects},
+        {"pipelined_batches", ps.batches},
+        {"pipelined_calls", ps.batched},
     };
     const stat_row_t topology[] = {
         {"refreshes", topo.refreshes},
