@@ -350,14 +350,19 @@ static void pick_insight(const world_t *w, int node, const char *tag,
                          char *id, size_t cap)
 {
     for (int i = 0; i < 1000000; i++) {
-        uniq(id, cap, tag);
+        /* Of a varying length: "feedback:stats:" and "uc:tag:insight:" are
+         * as long as each other, so for ids of one length CRC16 ties the
+         * two slots by a fixed XOR, which may never put both on `node`. */
+        char base[48];
+        uniq(base, sizeof(base), tag);
+        snprintf(id, cap, "%s%.*s", base, i % 8, "xxxxxxx");
         unsigned s = insight_slot(id);
         if (w->owner[s] == node && w->owner[insight_tag_slot(id)] == node &&
             (ok == NULL || ok(s, arg))) {
             return;
         }
     }
-    fail_msg("no insight id on node %d", node);
+    fail_msg("no insight id on node %d (last tried '%s')", node, id);
 }
 
 /* 1 when node i holds the key of insight id (EXISTS on the node). */

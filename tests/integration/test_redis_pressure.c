@@ -685,8 +685,8 @@ static void *sleeper_main(void *arg)
             if (s->rc == 0) {
                 break;
             }
-            printf("sleeper: DEBUG SLEEP try %d: exit %d: '%s'\n", t + 1,
-                   s->rc, out);
+            printf("sleeper: DEBUG SLEEP try %d: exit %d: '%s'\n", t + 1, s->rc,
+                   out);
         }
         uc_test_sleep_ms(50);
     }

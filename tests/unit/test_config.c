@@ -113,11 +113,16 @@ static void env_separate_vars(void **state)
                           {"REDIS_COMMAND_TIMEOUT_MS", "75"},
                           {"UTXOCACHE_KEY_PREFIX", "utxoiq:"},
                           {"UTXOCACHE_TTL_FEEDBACK_STATS", "600"},
+                          {"UTXOCACHE_PIPELINE_MAX", "16"},
                           {NULL, NULL}};
+    const var_t off[] = {{"UTXOCACHE_PIPELINE_MAX", "0"}, {NULL, NULL}};
     uc_config_t cfg;
     char err[256];
     (void)state;
+    assert_int_equal(parse(off, &cfg, err), UC_OK);
+    assert_true(cfg.pipeline_max < 0); /* 0 in the environment: off */
     assert_int_equal(parse(vars, &cfg, err), UC_OK);
+    assert_int_equal(cfg.pipeline_max, 16);
     assert_string_equal(cfg.host, "10.0.0.5");
     assert_int_equal(cfg.port, 6390);
     assert_string_equal(cfg.password, "s3cret");
@@ -164,6 +169,8 @@ static void env_bad_values_name_the_variable(void **state)
         {"UTXOCACHE_BACKEND", "memcached"},
         {"UTXOCACHE_TTL_BACKFILL_JOB", "0"},
         {"UTXOCACHE_MEMORY_MAX_BYTES", "12"},
+        {"UTXOCACHE_PIPELINE_MAX", "257"},
+        {"UTXOCACHE_PIPELINE_MAX", "-1"},
         {"REDIS_URL", "redis://u:topsecret@h:bad"},
     };
     (void)state;
