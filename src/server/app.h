@@ -48,6 +48,9 @@ typedef struct uc_app {
     uc_keyspace_t *ks[UC_KS_COUNT];
     int64_t clock_skew_us; /* UTXOIQ_CLOCK_SKEW_S, a testing aid */
     int access_log;
+    /* CORS_ORIGINS: origins a browser may call from, comma-separated ("*":
+     * any); empty: no CORS headers at all. */
+    char cors_origins[1024];
 
     int cache_local; /* the memory backend: the cache is per-process */
 
@@ -98,6 +101,10 @@ typedef struct {
     const char *content_type; /* static; NULL: application/json */
     const char *csp;          /* static Content-Security-Policy; NULL: none */
 } uc_resp_t;
+
+/* The request being served on this thread: every log line written on it
+ * until the next call carries it as correlation_id (NULL: none). */
+void uc_log_correlation(const char *id);
 
 typedef void (*uc_handler_fn)(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
@@ -1465,6 +1466,25 @@ static void h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                   (json_int_t)((uc_now_us(app) - app->started_at) / 1000000)));
 }
 
+/* The original service's health check, for probes and monitors set up
+ * for it: always "healthy" while the process answers (liveness; readiness
+ * is /readyz), its time naive ISO 8601 in UTC as the original wrote it. */
+static void h_health(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    char ts[40];
+    int64_t us = uc_now_us(app);
+    time_t secs = (time_t)(us / 1000000);
+    struct tm tm;
+
+    (void)req;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%06lld", (long long)(us % 1000000));
+    uc_resp_json(res, 200,
+                 json_pack("{s:s,s:s,s:s}", "status", "healthy", "timestamp",
+                           ts, "version", UC_VERSION_STRING));
+}
+
 /*
  * Ready when the database answers a read and took the last write probe (one
  * real write at most once a second, uc_db_write_probe), and the service is
@@ -1559,6 +1579,7 @@ static const uc_route_t routes[] = {
      "cache_history", 0},
     {"GET", "/dashboard", 0, uc_dashboard_page, "dashboard", 0},
     {"GET", "/dashboard/{}", 0, uc_dashboard_file, "dashboard_file", 0},
+    {"GET", "/health", 0, h_health, "health", 0},
     {"GET", "/healthz", 0, h_healthz, "healthz", 0},
     {"GET", "/readyz", 0, h_readyz, "readyz", 0},
     {"GET", "/metrics", 0, h_prometheus, "metrics", 0},

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,10 @@ typedef struct {
 #define UC_API_QUERY_ARGS_MAX 64
 #define UC_API_HEADERS_MAX 64
 
+/* Longest X-Correlation-ID taken from a client; a longer one, or one with
+ * other bytes than [A-Za-z0-9._:-], is replaced by one made here. */
+#define UC_CORRELATION_MAX 128
+
 /* Past this many bytes an oversized body is no longer drained. */
 #define UC_API_DRAIN_MAX (2u * 1024u * 1024u)
 
@@ -90,6 +95,7 @@ typedef struct {
     int route; /* index, or -1: 404 / 405 */
     int known; /* the path exists under another method */
     const char *param;
+    char corr[UC_CORRELATION_MAX + 1]; /* X-Correlation-ID, given or made */
 } req_ctx_t;
 
 static uint64_t mono_us(void)
@@ -113,6 +119,10 @@ static int find_route(const char *method, const char *path, const char **param,
     const uc_route_t *rt = uc_api_routes(&n);
     *known = 0;
     *param = NULL;
+    /* HEAD is GET without the body (libmicrohttpd leaves it out). */
+    if (strcmp(method, "HEAD") == 0) {
+        method = "GET";
+    }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rt[i].pattern, path) == 0) {
             if (strcmp(rt[i].method, method) == 0) {
@@ -158,8 +168,10 @@ static void allowed_methods(const char *path, char *buf, size_t cap)
                     path[pl - 2] != '\0' && strchr(path + pl - 2, '/') == NULL;
         }
         if (match && strstr(buf, rt[i].method) == NULL) {
-            int w = snprintf(buf + pos, cap - pos, "%s%s", pos > 0 ? ", " : "",
-                             rt[i].method);
+            int get = strcmp(rt[i].method, "GET") == 0;
+            int w =
+                snprintf(buf + pos, cap - pos, "%s%s%s", pos > 0 ? ", " : "",
+                         rt[i].method, get ? ", HEAD" : "");
             if (w < 0 || (size_t)w >= cap - pos) {
                 break;
             }
@@ -239,6 +251,99 @@ static void body_free_default(uc_resp_t *res)
     res->body = NULL;
 }
 
+/* ---- correlation ids and CORS ---------------------------------------------
+ */
+
+static int correlation_ok(const char *v)
+{
+    size_t n = 0;
+    for (; v[n] != '\0'; n++) {
+        unsigned char ch = (unsigned char)v[n];
+        if (n >= UC_CORRELATION_MAX ||
+            !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' ||
+              ch == '-')) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* The client's X-Correlation-ID when it is one we can log as is, else a
+ * random UUID (version 4), as the original service made. */
+static void correlation_of(struct MHD_Connection *conn, char *out)
+{
+    const char *v =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-ID");
+    uint8_t b[16];
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (v != NULL && correlation_ok(v)) {
+        snprintf(out, UC_CORRELATION_MAX + 1, "%s", v);
+        return;
+    }
+    if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
+        uint64_t t = mono_us() ^ ((uint64_t)(uintptr_t)out << 16);
+        for (size_t i = 0; i < sizeof(b); i++) {
+            t = t * 6364136223846793005ull + 1442695040888963407ull;
+            b[i] = (uint8_t)(t >> 56);
+        }
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    for (size_t i = 0; i < sizeof(b); i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[o++] = '-';
+        }
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 0xf];
+    }
+    out[o] = '\0';
+}
+
+/* Whether origin is one of CORS_ORIGINS (comma-separated, spaces around
+ * an entry ignored; "*" lets any origin in). */
+static int cors_allowed(const uc_app_t *app, const char *origin)
+{
+    const char *p = app->cors_origins;
+    size_t olen = strlen(origin);
+
+    while (*p != '\0') {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        const char *e = p;
+        while (*e != '\0' && *e != ',') {
+            e++;
+        }
+        const char *t = e;
+        while (t > p && t[-1] == ' ') {
+            t--;
+        }
+        size_t n = (size_t)(t - p);
+        if ((n == 1 && *p == '*') ||
+            (n > 0 && n == olen && strncmp(p, origin, n) == 0)) {
+            return 1;
+        }
+        p = e;
+    }
+    return 0;
+}
+
+/* Headers a browser script may read besides the CORS-safelisted ones. */
+#define CORS_EXPOSE "ETag, X-Cache, X-Cache-Tier, X-Correlation-ID, Retry-After"
+
+/* The CORS headers of an answer to an allowed Origin (credentials
+ * allowed, so the origin is echoed, never "*"). */
+static void cors_headers(struct MHD_Response *r, const char *origin)
+{
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Access-Control-Allow-Credentials", "true");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+}
+
 /* What queue() adds to a response besides the handler's result. */
 enum {
     Q_CLOSE = (1 << 0), /* Connection: close, the connection ends after it */
@@ -248,9 +353,15 @@ enum {
 static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
                              const char *method, const char *path,
                              size_t route_idx, uc_resp_t *res,
-                             uint64_t start_us, const char *allow,
+                             const req_ctx_t *c, const char *allow,
                              unsigned flags)
 {
+    uint64_t start_us = c->start_us;
+    uc_log_correlation(c->corr);
+    const char *origin =
+        app->cors_origins[0] != '\0'
+            ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
+            : NULL;
     struct MHD_Response *r;
     char etag[24] = "";
     int status = res->status != 0 ? res->status : 500;
@@ -315,6 +426,15 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     if (allow != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     }
+    if (status == 401) {
+        /* RFC 9110: a 401 names the scheme it wants, as the original's
+         * HTTPBearer did. */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    }
+    MHD_add_response_header(r, "X-Correlation-ID", c->corr);
+    if (origin != NULL && cors_allowed(app, origin)) {
+        cors_headers(r, origin);
+    }
     if ((flags & Q_RETRY) != 0) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
@@ -335,6 +455,52 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
                res->cache == UC_CACHE_NONE ? "-" : cache_mark(res->cache),
                NULL);
     }
+    uc_log_correlation(NULL);
+    return ret;
+}
+
+/*
+ * A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method),
+ * answered as the original's middleware did: 200 with what may be sent
+ * for an allowed origin, 400 for another. Any method and any header are
+ * allowed; the grant is cached by the browser for 600 s.
+ */
+static enum MHD_Result preflight(uc_app_t *app, struct MHD_Connection *conn,
+                                 const char *path, const char *origin,
+                                 const req_ctx_t *c)
+{
+    const char *want = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    int ok = cors_allowed(app, origin);
+    const char *body = ok ? "OK" : "Disallowed CORS origin";
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret;
+
+    if (r == NULL) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; charset=utf-8");
+    MHD_add_response_header(r, "X-Correlation-ID", c->corr);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+    if (ok) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(r, "Access-Control-Allow-Credentials", "true");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods",
+                                "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT");
+        if (want != NULL && want[0] != '\0') {
+            MHD_add_response_header(r, "Access-Control-Allow-Headers", want);
+        }
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    }
+    ret = MHD_queue_response(conn, ok ? 200 : 400, r);
+    MHD_destroy_response(r);
+    if (app->access_log) {
+        uc_log("info", "request", "method", "OPTIONS", "path", path, "status",
+               ok ? "200" : "400", "cors", "preflight", NULL);
+    }
+    uc_log_correlation(NULL);
     return ret;
 }
 
@@ -558,12 +724,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         }
         c->started = 1;
         c->start_us = mono_us();
+        correlation_of(conn, c->corr);
         atomic_fetch_add(&app->inflight, 1);
         *con_cls = c;
         memset(&res, 0, sizeof(res));
         if (refuse_early(conn, c, &res, &flags) != 0) {
-            return queue(app, conn, method, url, nroutes, &res, c->start_us,
-                         NULL, flags);
+            return queue(app, conn, method, url, nroutes, &res, c, NULL, flags);
         }
         c->route = find_route(method, url, &c->param, &c->known);
         c->max = c->route >= 0 && rt[c->route].body_max > 0
@@ -582,8 +748,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             /* The client waits for "100 Continue" before sending the body:
              * refusing now costs the connection but sends no body at all. */
             uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
-            return queue(app, conn, method, url, nroutes, &res, c->start_us,
-                         NULL, 0);
+            return queue(app, conn, method, url, nroutes, &res, c, NULL, 0);
         }
         return MHD_YES;
     }
@@ -593,8 +758,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
          * arrives on a healthy keep-alive connection; past that, answer at
          * once and let MHD close it. */
         uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
-        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL,
-                     0);
+        return queue(app, conn, method, url, nroutes, &res, c, NULL, 0);
     }
     if (*upload_size > 0) {
         if (c->too_big || c->len + *upload_size > c->max) {
@@ -622,6 +786,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         /* The whole request is in: the deadline stops while it is served. */
         atomic_store(&track->wait_since_us, 0);
     }
+    uc_log_correlation(c->corr);
+    const char *origin =
+        app->cors_origins[0] != '\0' && strcmp(method, "OPTIONS") == 0
+            ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
+            : NULL;
+    if (origin != NULL &&
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                    "Access-Control-Request-Method") != NULL) {
+        return preflight(app, conn, url, origin, c);
+    }
     uc_req_t req;
     memset(&req, 0, sizeof(req));
     int idx = c->route;
@@ -631,12 +805,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             char allow[64];
             allowed_methods(url, allow, sizeof(allow));
             uc_resp_error(&res, 405, "method %s not allowed", method);
-            return queue(app, conn, method, url, nroutes, &res, c->start_us,
-                         allow, 0);
+            return queue(app, conn, method, url, nroutes, &res, c, allow, 0);
         }
         uc_resp_error(&res, 404, "not found");
-        return queue(app, conn, method, url, nroutes, &res, c->start_us, NULL,
-                     0);
+        return queue(app, conn, method, url, nroutes, &res, c, NULL, 0);
     }
     req.method = method;
     req.path = url;
@@ -647,8 +819,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         uc_auth_check(app, &req, rt[idx].roles, &res) == 0) {
         rt[idx].fn(app, &req, &res);
     }
-    return queue(app, conn, method, url, (size_t)idx, &res, c->start_us, NULL,
-                 0);
+    return queue(app, conn, method, url, (size_t)idx, &res, c, NULL, 0);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

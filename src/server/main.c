@@ -472,6 +472,15 @@ int main(int argc, char **argv)
         (int64_t)env_int("UTXOIQ_CLOCK_SKEW_S", -100000000, 100000000, 0) *
         1000000;
     app.access_log = env_int("UTXOIQ_ACCESS_LOG", 0, 1, 1);
+    /* The original service's default: its web front end in development. */
+    const char *cors = getenv("CORS_ORIGINS");
+    if (cors != NULL && strlen(cors) >= sizeof(app.cors_origins)) {
+        fprintf(stderr, "utxoiq-api: CORS_ORIGINS longer than %zu bytes\n",
+                sizeof(app.cors_origins) - 1);
+        return 2;
+    }
+    snprintf(app.cors_origins, sizeof(app.cors_origins), "%s",
+             cors != NULL ? cors : "http://localhost:3000");
     app.started_at = uc_now_us(&app);
 
     uc_db_options_t dbo = {0};

@@ -618,6 +618,13 @@ static void put_field(line_t *l, int json, int first, const char *k,
     }
 }
 
+static _Thread_local const char *tl_correlation;
+
+void uc_log_correlation(const char *id)
+{
+    tl_correlation = id;
+}
+
 void uc_log(const char *level, const char *msg, ...)
 {
     line_t l;
@@ -647,6 +654,9 @@ void uc_log(const char *level, const char *msg, ...)
     put_field(&l, json, 1, "ts", ts);
     put_field(&l, json, 0, "level", LEVELS[lv]);
     put_field(&l, json, 0, "msg", msg);
+    if (tl_correlation != NULL) {
+        put_field(&l, json, 0, "correlation_id", tl_correlation);
+    }
     va_start(ap, msg);
     for (;;) {
         const char *k = va_arg(ap, const char *);

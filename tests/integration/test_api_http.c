@@ -23,7 +23,9 @@ static char user2_key[128];
 static char service_key[128];
 
 /* No refills: the miss after a write is what shows its invalidation. */
-static const char *const no_refills[] = {"UTXOCACHE_REFILL_TOP=0", NULL};
+static const char *const no_refills[] = {
+    "UTXOCACHE_REFILL_TOP=0", "CORS_ORIGINS=http://a.example, http://b.example",
+    NULL};
 
 static int group_setup(void **state)
 {
@@ -118,6 +120,173 @@ static void test_health_ready_metrics(void **state)
     assert_non_null(strstr(
         r.h.body, "utxoiq_cache_hits_total{keyspace=\"feedback_stats\"}"));
     assert_non_null(strstr(r.h.body, "utxoiq_cache_pool_connections"));
+    api_free(&r);
+}
+
+/* The whole of a file (the server's log), NUL-terminated; NULL on error. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    if (f == NULL) {
+        return NULL;
+    }
+    do {
+        if (cap - len < 4096) {
+            char *nb = realloc(buf, cap + 65536);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+            cap += 65536;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Whether a log line names correlation id `id` (text or JSON lines). */
+static int logged_with(const char *log, const char *id)
+{
+    char t[200], j[200];
+    snprintf(t, sizeof(t), "correlation_id=%s", id);
+    snprintf(j, sizeof(j), "\"correlation_id\":\"%s\"", id);
+    return strstr(log, t) != NULL || strstr(log, j) != NULL;
+}
+
+/* What the original service's clients and probes relied on at the HTTP
+ * level: /health, HEAD, X-Correlation-ID, CORS, WWW-Authenticate. */
+static void test_http_conventions(void **state)
+{
+    api_res_t r;
+    char v[256], id[256];
+    (void)state;
+
+    api_req(&api, &r, "GET", "/health", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "healthy");
+    /* Naive ISO 8601, as Python's datetime.isoformat() wrote it. */
+    const char *ts = jstr(r.j, "timestamp");
+    assert_int_equal(strlen(ts), 26);
+    assert_int_equal(ts[10], 'T');
+    assert_null(strchr(ts, 'Z'));
+    assert_true(strlen(jstr(r.j, "version")) > 0);
+    api_free(&r);
+
+    /* HEAD: the GET's status and headers, no body. */
+    rate(user_key, "head-1", 4);
+    api_res_t g;
+    api_req(&api, &g, "GET", "/api/v1/feedback/stats?insight_id=head-1", NULL,
+            NULL, NULL);
+    assert_status(&g, 200);
+    api_req(&api, &r, "HEAD", "/api/v1/feedback/stats?insight_id=head-1", NULL,
+            NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(r.h.len, 0);
+    assert_string_equal(r.h.etag, g.h.etag);
+    assert_int_equal(uc_test_http_header(&r.h, "Content-Length", v, sizeof(v)),
+                     1);
+    assert_int_equal(atol(v), (long)g.h.len);
+    api_free(&g);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/feedback/rate", NULL, NULL, NULL);
+    assert_status(&r, 405);
+    api_free(&r);
+    api_req(&api, &r, "DELETE", "/healthz", NULL, NULL, NULL);
+    assert_status(&r, 405);
+    assert_string_equal(r.h.allow, "GET, HEAD");
+    api_free(&r);
+
+    /* X-Correlation-ID: echoed, or made (a UUID) when absent or unusable,
+     * and on the request's log line. */
+    api_req(&api, &r, "GET", "/healthz", NULL, NULL,
+            "X-Correlation-ID: trace-42.a:b_c");
+    assert_int_equal(
+        uc_test_http_header(&r.h, "X-Correlation-ID", v, sizeof(v)), 1);
+    assert_string_equal(v, "trace-42.a:b_c");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/healthz", NULL, NULL, NULL);
+    uc_test_http_header(&r.h, "X-Correlation-ID", id, sizeof(id));
+    assert_int_equal(strlen(id), 36);
+    assert_int_equal(id[14], '4');
+    api_free(&r);
+    api_req(&api, &r, "GET", "/healthz", NULL, NULL,
+            "X-Correlation-ID: no spaces allowed");
+    uc_test_http_header(&r.h, "X-Correlation-ID", v, sizeof(v));
+    assert_int_equal(strlen(v), 36);
+    assert_string_not_equal(v, id);
+    api_free(&r);
+    char *log = slurp(api.log);
+    assert_non_null(log);
+    assert_true(logged_with(log, "trace-42.a:b_c"));
+    assert_true(logged_with(log, id));
+    free(log);
+
+    /* 401 names its scheme. */
+    api_req(&api, &r, "GET", "/api/v1/feedback/user", NULL, NULL, NULL);
+    assert_status(&r, 401);
+    assert_int_equal(
+        uc_test_http_header(&r.h, "WWW-Authenticate", v, sizeof(v)), 1);
+    assert_string_equal(v, "Bearer");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/feedback/user", "uiq_wrong", NULL, NULL);
+    assert_status(&r, 401);
+    assert_int_equal(
+        uc_test_http_header(&r.h, "WWW-Authenticate", v, sizeof(v)), 1);
+    api_free(&r);
+
+    /* CORS: an allowed origin is echoed with credentials; another gets no
+     * grant; a preflight is 200 for an allowed origin, 400 for another. */
+    api_req(&api, &r, "GET", "/api/v1/feedback/stats?insight_id=head-1", NULL,
+            NULL, "Origin: http://b.example");
+    assert_status(&r, 200);
+    uc_test_http_header(&r.h, "Access-Control-Allow-Origin", v, sizeof(v));
+    assert_string_equal(v, "http://b.example");
+    uc_test_http_header(&r.h, "Access-Control-Allow-Credentials", v, sizeof(v));
+    assert_string_equal(v, "true");
+    uc_test_http_header(&r.h, "Access-Control-Expose-Headers", v, sizeof(v));
+    assert_non_null(strstr(v, "X-Correlation-ID"));
+    uc_test_http_header(&r.h, "Vary", v, sizeof(v));
+    assert_string_equal(v, "Origin");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/feedback/stats?insight_id=head-1", NULL,
+            NULL, "Origin: http://evil.example");
+    assert_status(&r, 200);
+    assert_int_equal(
+        uc_test_http_header(&r.h, "Access-Control-Allow-Origin", v, sizeof(v)),
+        0);
+    api_free(&r);
+    api_req(&api, &r, "OPTIONS", "/api/v1/feedback/rate", NULL, NULL,
+            "Origin: http://a.example\n"
+            "Access-Control-Request-Method: POST\n"
+            "Access-Control-Request-Headers: authorization, content-type");
+    assert_status(&r, 200);
+    uc_test_http_header(&r.h, "Access-Control-Allow-Origin", v, sizeof(v));
+    assert_string_equal(v, "http://a.example");
+    uc_test_http_header(&r.h, "Access-Control-Allow-Methods", v, sizeof(v));
+    assert_non_null(strstr(v, "POST"));
+    uc_test_http_header(&r.h, "Access-Control-Allow-Headers", v, sizeof(v));
+    assert_string_equal(v, "authorization, content-type");
+    uc_test_http_header(&r.h, "Access-Control-Max-Age", v, sizeof(v));
+    assert_string_equal(v, "600");
+    api_free(&r);
+    api_req(&api, &r, "OPTIONS", "/api/v1/feedback/rate", NULL, NULL,
+            "Origin: http://evil.example\n"
+            "Access-Control-Request-Method: POST");
+    assert_status(&r, 400);
+    assert_int_equal(
+        uc_test_http_header(&r.h, "Access-Control-Allow-Origin", v, sizeof(v)),
+        0);
+    api_free(&r);
+    /* Not a preflight: an OPTIONS without the CORS headers is a 405. */
+    api_req(&api, &r, "OPTIONS", "/api/v1/feedback/rate", NULL, NULL, NULL);
+    assert_status(&r, 405);
     api_free(&r);
 }
 
@@ -1115,6 +1284,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_ready_metrics),
         cmocka_unit_test(test_404_405),
+        cmocka_unit_test(test_http_conventions),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_stats_etag_and_invalidation),
         cmocka_unit_test(test_average_two_decimals),

@@ -463,10 +463,34 @@ static void header_value(const char *line, size_t len, const char *name,
     dst[vl] = '\0';
 }
 
+int uc_test_http_header(const uc_test_http_t *r, const char *name, char *out,
+                        size_t cap)
+{
+    const char *p = r->headers;
+
+    out[0] = '\0';
+    while (*p != '\0') {
+        const char *e = strchr(p, '\n');
+        size_t len = e != NULL ? (size_t)(e - p) + 1 : strlen(p);
+        size_t nl = strlen(name);
+        if (len > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            header_value(p, len, name, out, cap);
+            return 1;
+        }
+        p += len;
+    }
+    return 0;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
     uc_test_http_t *out = arg;
     size_t len = size * n;
+    if (out->hlen + len < sizeof(out->headers)) {
+        memcpy(out->headers + out->hlen, p, len);
+        out->hlen += len;
+        out->headers[out->hlen] = '\0';
+    }
     header_value(p, len, "ETag", out->etag, sizeof(out->etag));
     header_value(p, len, "X-Cache", out->x_cache, sizeof(out->x_cache));
     header_value(p, len, "X-Cache-Tier", out->x_cache_tier,
@@ -516,8 +540,13 @@ int uc_test_http(uc_test_api_t *a, const char *method, const char *path,
         }
         hdrs = curl_slist_append(hdrs, auth);
     }
-    if (extra_header != NULL) {
-        hdrs = curl_slist_append(hdrs, extra_header);
+    for (const char *h = extra_header; h != NULL && *h != '\0';) {
+        const char *e = strchr(h, '\n');
+        size_t l = e != NULL ? (size_t)(e - h) : strlen(h);
+        char line[1024];
+        snprintf(line, sizeof(line), "%.*s", (int)l, h);
+        hdrs = curl_slist_append(hdrs, line);
+        h = e != NULL ? e + 1 : h + l;
     }
     if (body != NULL) {
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");

@@ -87,15 +87,22 @@ typedef struct {
     char cache_control[80];
     char allow[80];
     char content_type[80];
-    long connects; /* new connections opened by this request */
+    long connects;      /* new connections opened by this request */
+    char headers[4096]; /* every header line as received (truncated) */
+    size_t hlen;
 } uc_test_http_t;
+
+/* The value of header `name` (case-insensitive) of an answer, trimmed, in
+ * out; 1 when the answer has it, 0 (out "") when not. */
+int uc_test_http_header(const uc_test_http_t *r, const char *name, char *out,
+                        size_t cap);
 
 /*
  * One request. key: sent as "Authorization: Bearer <key>" when it does not
  * start with "X:"; "X:<key>" sends it as X-API-Key instead; NULL sends none.
  * body: sent as-is with Content-Type: application/json when not NULL.
- * extra_header: one "Name: value" line or NULL. Returns 0 when an HTTP answer
- * arrived (status in out->status), -1 otherwise. Release with
+ * extra_header: "Name: value" lines separated by '\n', or NULL. Returns 0 when
+ * an HTTP answer arrived (status in out->status), -1 otherwise. Release with
  * uc_test_http_release().
  */
 int uc_test_http(uc_test_api_t *a, const char *method, const char *path,
