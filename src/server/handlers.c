@@ -1001,6 +1001,127 @@ static void h_metric_batch(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     metrics_post(app, req, res, 1);
 }
 
+/* ---- the database's own figures (the original's database routes) -------- */
+
+/* Naive ISO 8601 in UTC with microseconds, as the original's Python wrote
+ * datetime.utcnow().isoformat(). */
+static void naive_iso(int64_t us, char *ts, size_t cap)
+{
+    time_t secs = (time_t)(us / 1000000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(ts, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, cap - n, ".%06lld", (long long)(us % 1000000));
+}
+
+static double pct_of(uint64_t part, uint64_t whole)
+{
+    return whole > 0 ? (double)part * 100.0 / (double)whole : 0.0;
+}
+
+/* The pool as the original reported SQLAlchemy's: size, checked in and
+ * out, overflow (none here: the pool never grows past its size). */
+static void h_db_pool(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    uc_db_figures_t f;
+    char ts[40];
+
+    (void)req;
+    uc_db_figures(app->db, &f);
+    naive_iso(uc_now_us(app), ts, sizeof(ts));
+    uc_resp_json(
+        res, 200,
+        json_pack("{s:s,s:{s:i,s:i,s:i,s:i,s:i,s:s}}", "status", "success",
+                  "metrics", "size", f.pool_size, "checked_in",
+                  f.pool_size > f.checked_out ? f.pool_size - f.checked_out : 0,
+                  "checked_out", f.checked_out, "overflow", 0,
+                  "total_connections", f.pool_size, "timestamp", ts));
+}
+
+/* The calls this process made to its database since it started: count,
+ * slow ones (over 200 ms, the original's threshold), times in seconds. */
+static void h_db_queries(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    uc_db_figures_t f;
+    char ts[40];
+
+    (void)req;
+    uc_db_figures(app->db, &f);
+    naive_iso(uc_now_us(app), ts, sizeof(ts));
+    uc_resp_json(
+        res, 200,
+        json_pack("{s:s,s:{s:I,s:I,s:f,s:f,s:f,s:f,s:s}}", "status", "success",
+                  "metrics", "total_queries", (json_int_t)f.queries,
+                  "slow_queries", (json_int_t)f.slow, "slow_query_percentage",
+                  pct_of(f.slow, f.queries), "average_query_time",
+                  f.queries > 0 ? (double)f.total_us / 1e6 / (double)f.queries
+                                : 0.0,
+                  "total_query_time", (double)f.total_us / 1e6,
+                  "slow_query_threshold", UC_DB_SLOW_QUERY_US / 1e6,
+                  "timestamp", ts));
+}
+
+/*
+ * Records those figures as system_metrics rows of service "utxoiq-api",
+ * under the names the original published to Cloud Monitoring, so that a
+ * scheduler calling it keeps a history in the service's own database
+ * (readable with GET /metrics like any other series, whose caches the
+ * write invalidates).
+ */
+static void h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    uc_db_figures_t f;
+    (void)req;
+    uc_db_figures(app->db, &f);
+    const struct {
+        const char *type, *unit;
+        double v;
+    } m[] = {
+        {"connection_pool_size", "connections", f.pool_size},
+        {"connection_pool_checked_in", "connections",
+         f.pool_size > f.checked_out ? f.pool_size - f.checked_out : 0},
+        {"connection_pool_checked_out", "connections", f.checked_out},
+        {"connection_pool_overflow", "connections", 0},
+        {"connection_pool_total", "connections", f.pool_size},
+        {"query_count", "queries", (double)f.queries},
+        {"slow_query_count", "queries", (double)f.slow},
+        {"slow_query_percentage", "percent", pct_of(f.slow, f.queries)},
+        {"average_query_time_ms", "ms",
+         f.queries > 0 ? (double)f.total_us / 1e3 / (double)f.queries : 0.0},
+    };
+    enum { N = sizeof(m) / sizeof(m[0]) };
+    uc_db_metric_new_t in[N];
+    uc_db_metric_t out[N];
+    int64_t now = uc_now_us(app);
+    uc_stale_t *stale = uc_stale_new();
+
+    memset(in, 0, sizeof(in));
+    memset(out, 0, sizeof(out));
+    for (size_t i = 0; i < N; i++) {
+        in[i].service_name = "utxoiq-api";
+        in[i].metric_type = m[i].type;
+        in[i].metric_value = m[i].v;
+        in[i].unit = m[i].unit;
+        in[i].timestamp = now;
+        if (stale != NULL) {
+            stale_series(app, stale, in[i].service_name, in[i].metric_type);
+        }
+    }
+    int st = STALE_WRITE(app, stale,
+                         uc_db_metrics_insert(app->db, in, N, out, stale->inv,
+                                              stale->n, stale->ids));
+    if (db_failed(res, st) == 0) {
+        uc_stale_apply(app, stale);
+        uc_db_metrics_free(out, N, 0);
+        uc_resp_json(res, 200,
+                     json_pack("{s:s,s:s}", "status", "success", "message",
+                               "Database metrics published"));
+        res->cache_control = CC_PRIVATE;
+    }
+    uc_stale_free(stale);
+}
+
 typedef struct {
     uc_db_metric_filter_t f;
     page_t pg;
@@ -1472,14 +1593,9 @@ static void h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 static void h_health(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     char ts[40];
-    int64_t us = uc_now_us(app);
-    time_t secs = (time_t)(us / 1000000);
-    struct tm tm;
 
     (void)req;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%06lld", (long long)(us % 1000000));
+    naive_iso(uc_now_us(app), ts, sizeof(ts));
     uc_resp_json(res, 200,
                  json_pack("{s:s,s:s,s:s}", "status", "healthy", "timestamp",
                            ts, "version", UC_VERSION_STRING));
@@ -1573,6 +1689,12 @@ static const uc_route_t routes[] = {
      "retention_run", 0},
     {"GET", "/api/v1/monitoring/cache/stats", 0, h_cache_stats, "cache_stats",
      0},
+    {"GET", "/api/v1/monitoring/database/pool", UC_ROLE_ADMIN, h_db_pool,
+     "database_pool", 0},
+    {"GET", "/api/v1/monitoring/database/queries", UC_ROLE_ADMIN, h_db_queries,
+     "database_queries", 0},
+    {"POST", "/api/v1/monitoring/database/publish-metrics", UC_ROLE_SERVICE,
+     h_db_publish, "database_publish", 0},
     {"POST", "/api/v1/monitoring/cache/warm", UC_ROLE_ADMIN, h_cache_warm,
      "cache_warm", 0},
     {"GET", "/api/v1/monitoring/cache/history", 0, uc_history_handler,

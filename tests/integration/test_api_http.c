@@ -290,6 +290,84 @@ static void test_http_conventions(void **state)
     api_free(&r);
 }
 
+/* The original's database routes: the pool and the calls of this process,
+ * admin only, and their figures recorded as metric rows. */
+static void test_database_routes(void **state)
+{
+    api_res_t r;
+    (void)state;
+
+    api_req(&api, &r, "GET", "/api/v1/monitoring/database/pool", NULL, NULL,
+            NULL);
+    assert_status(&r, 401);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/database/queries", user_key,
+            NULL, NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/api/v1/monitoring/database/pool", admin_key,
+            NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "success");
+    json_t *m = jget(r.j, "metrics");
+    long long size = jint(m, "size");
+    assert_true(size >= 1);
+    /* The library's log tail may hold one at this moment. */
+    long long out = jint(m, "checked_out");
+    assert_true(out >= 0 && out <= size);
+    assert_int_equal(jint(m, "checked_in"), size - out);
+    assert_int_equal(jint(m, "overflow"), 0);
+    assert_int_equal(jint(m, "total_connections"), size);
+    assert_int_equal(strlen(jstr(m, "timestamp")), 26);
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/api/v1/monitoring/database/queries", admin_key,
+            NULL, NULL);
+    assert_status(&r, 200);
+    m = jget(r.j, "metrics");
+    long long q1 = jint(m, "total_queries");
+    /* The earlier tests' writes and reads, and this request's key lookup. */
+    assert_true(q1 > 10);
+    assert_true(jint(m, "slow_queries") <= q1);
+    assert_true(jnum(m, "average_query_time") > 0.0);
+    assert_true(jnum(m, "total_query_time") >=
+                jnum(m, "average_query_time") * (double)q1 * 0.999);
+    assert_true(jnum(m, "slow_query_threshold") == 0.2);
+    api_free(&r);
+
+    /* Published as rows, readable as any series. */
+    api_req(&api, &r, "POST", "/api/v1/monitoring/database/publish-metrics",
+            user_key, "{}", NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/database/publish-metrics",
+            service_key, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "success");
+    jstr(r.j, "message");
+    api_free(&r);
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/metrics?service_name=utxoiq-api&metric_type="
+            "query_count",
+            NULL, NULL, NULL);
+    assert_status(&r, 200);
+    json_t *rows = jget(r.j, "metrics");
+    assert_int_equal(json_array_size(rows), 1);
+    assert_true(jnum(json_array_get(rows, 0), "metric_value") >= (double)q1);
+    assert_string_equal(jstr(json_array_get(rows, 0), "unit"), "queries");
+    api_free(&r);
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/metrics?service_name=utxoiq-api&metric_type="
+            "connection_pool_size",
+            NULL, NULL, NULL);
+    assert_status(&r, 200);
+    rows = jget(r.j, "metrics");
+    assert_int_equal(json_array_size(rows), 1);
+    assert_true(jnum(json_array_get(rows, 0), "metric_value") == (double)size);
+    api_free(&r);
+}
+
 static void test_cache_stats(void **state)
 {
     api_res_t r;
@@ -1298,6 +1376,7 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_metrics_errors),
         cmocka_unit_test(test_cache_stats),
+        cmocka_unit_test(test_database_routes),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_sigterm_exits_zero),
     };

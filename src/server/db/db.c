@@ -259,8 +259,8 @@ static int ambiguous_userinfo(const char *url)
     return 0;
 }
 
-int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
-               size_t errlen)
+static int open_url(const uc_db_options_t *opt, uc_db_t **out, char *err,
+                    size_t errlen)
 {
     const char *url = opt != NULL ? opt->url : NULL;
 
@@ -291,6 +291,18 @@ int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     return UC_DB_ECONFIG;
 }
 
+int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+               size_t errlen)
+{
+    int st = open_url(opt, out, err, errlen);
+
+    if (st == UC_DB_OK) {
+        /* Both backends' default when the option is 0. */
+        (*out)->pool_size = opt->pool_size > 0 ? opt->pool_size : 8;
+    }
+    return st;
+}
+
 void uc_db_close(uc_db_t *db)
 {
     if (db != NULL) {
@@ -308,9 +320,47 @@ int uc_db_migrate(uc_db_t *db, int *applied)
     return db->methods->migrate(db, applied);
 }
 
+/* ---- query figures ----------------------------------------------------------
+ * Every call below borrows one pooled connection for its whole duration, so
+ * the calls in flight are the pool's connections checked out, and their
+ * durations are the database's answer times as this service saw them. */
+
+static int64_t mono_us(void);
+
+static int64_t q_begin(uc_db_t *db)
+{
+    atomic_fetch_add_explicit(&db->q_inflight, 1, memory_order_relaxed);
+    return mono_us();
+}
+
+static int q_end(uc_db_t *db, int64_t t0, int st)
+{
+    int64_t d = mono_us() - t0;
+
+    atomic_fetch_sub_explicit(&db->q_inflight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->q_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->q_total_us, (uint64_t)(d > 0 ? d : 0),
+                              memory_order_relaxed);
+    if (d > UC_DB_SLOW_QUERY_US) {
+        atomic_fetch_add_explicit(&db->q_slow, 1, memory_order_relaxed);
+    }
+    return st;
+}
+
+void uc_db_figures(uc_db_t *db, uc_db_figures_t *out)
+{
+    out->pool_size = db->pool_size;
+    out->checked_out =
+        atomic_load_explicit(&db->q_inflight, memory_order_relaxed);
+    out->queries = atomic_load_explicit(&db->q_count, memory_order_relaxed);
+    out->slow = atomic_load_explicit(&db->q_slow, memory_order_relaxed);
+    out->total_us = atomic_load_explicit(&db->q_total_us, memory_order_relaxed);
+}
+
 int uc_db_ping(uc_db_t *db)
 {
-    return db->methods->ping(db);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->ping(db));
 }
 
 static int64_t mono_us(void)
@@ -340,7 +390,8 @@ int uc_db_write_probe(uc_db_t *db, int max_age_ms)
     if (!atomic_compare_exchange_strong(&db->probing, &expect, 1)) {
         return atomic_load(&db->probe_status);
     }
-    int st = db->methods->probe_write(db, wall_us());
+    int64_t q0 = q_begin(db);
+    int st = q_end(db, q0, db->methods->probe_write(db, wall_us()));
     atomic_store(&db->probe_status, st);
     atomic_store(&db->probe_at_us, mono_us());
     atomic_store(&db->probing, 0);
@@ -409,30 +460,37 @@ int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db,
-                 db->methods->feedback_upsert(db, w, out, inv, ninv, inv_ids));
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 noted(db, db->methods->feedback_upsert(db, w, out, inv, ninv,
+                                                        inv_ids)));
 }
 
 int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
                          uc_db_feedback_stats_t *out)
 {
-    return db->methods->feedback_stats(db, insight_id, out);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->feedback_stats(db, insight_id, out));
 }
 
 int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
                             int offset, uc_db_feedback_t **rows, size_t *n,
                             int64_t *total)
 {
-    return db->methods->feedback_comments(db, insight_id, limit, offset, rows,
-                                          n, total);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 db->methods->feedback_comments(db, insight_id, limit, offset,
+                                                rows, n, total));
 }
 
 int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                            int offset, uc_db_feedback_t **rows, size_t *n,
                            int64_t *total)
 {
-    return db->methods->feedback_by_user(db, user_id, limit, offset, rows, n,
-                                         total);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 db->methods->feedback_by_user(db, user_id, limit, offset, rows,
+                                               n, total));
 }
 
 int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
@@ -442,7 +500,10 @@ int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db, db->methods->job_create(db, job, inv, ninv, inv_ids));
+    int64_t q0 = q_begin(db);
+    return q_end(
+        db, q0,
+        noted(db, db->methods->job_create(db, job, inv, ninv, inv_ids)));
 }
 
 int uc_db_job_progress(uc_db_t *db, const char *job_id,
@@ -453,21 +514,26 @@ int uc_db_job_progress(uc_db_t *db, const char *job_id,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(
-        db, db->methods->job_progress(db, job_id, p, out, inv, ninv, inv_ids));
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 noted(db, db->methods->job_progress(db, job_id, p, out, inv,
+                                                     ninv, inv_ids)));
 }
 
 int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
 {
-    return db->methods->job_get(db, job_id, out);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->job_get(db, job_id, out));
 }
 
 int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
                    int limit, int offset, uc_db_job_t **rows, size_t *n,
                    int64_t *total)
 {
-    return db->methods->job_list(db, status, job_type, limit, offset, rows, n,
-                                 total);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 db->methods->job_list(db, status, job_type, limit, offset,
+                                       rows, n, total));
 }
 
 int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
@@ -478,14 +544,18 @@ int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(
-        db, db->methods->metrics_insert(db, in, n, out, inv, ninv, inv_ids));
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 noted(db, db->methods->metrics_insert(db, in, n, out, inv,
+                                                       ninv, inv_ids)));
 }
 
 int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
                        int offset, uc_db_metric_t **rows, size_t *n)
 {
-    return db->methods->metrics_list(db, f, limit, offset, rows, n);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 db->methods->metrics_list(db, f, limit, offset, rows, n));
 }
 
 int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
@@ -493,8 +563,10 @@ int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
                             int64_t start, int64_t end, uc_db_bucket_t **rows,
                             size_t *n)
 {
-    return db->methods->metrics_aggregate(db, service_name, metric_type, iv,
-                                          start, end, rows, n);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 db->methods->metrics_aggregate(db, service_name, metric_type,
+                                                iv, start, end, rows, n));
 }
 
 int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
@@ -505,18 +577,22 @@ int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
     if (st != UC_DB_OK) {
         return st;
     }
-    return noted(db,
-                 db->methods->retention_run(db, c, out, inv, ninv, inv_ids));
+    int64_t q0 = q_begin(db);
+    return q_end(
+        db, q0,
+        noted(db, db->methods->retention_run(db, c, out, inv, ninv, inv_ids)));
 }
 
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
 {
-    return noted(db, db->methods->api_key_create(db, key));
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, noted(db, db->methods->api_key_create(db, key)));
 }
 
 int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out)
 {
-    return db->methods->api_key_lookup(db, prefix, out);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->api_key_lookup(db, prefix, out));
 }
 
 int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
@@ -529,7 +605,8 @@ int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
         *n = 0;
         return UC_DB_OK;
     }
-    return db->methods->inval_after(db, after_id, out, cap, n);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->inval_after(db, after_id, out, cap, n));
 }
 
 int uc_db_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
@@ -542,7 +619,8 @@ int uc_db_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
         *n = 0;
         return UC_DB_OK;
     }
-    return db->methods->inval_pending(db, out, cap, n);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->inval_pending(db, out, cap, n));
 }
 
 int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
@@ -559,8 +637,10 @@ int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
     for (size_t off = 0; off < n; off += UC_DB_INVAL_BATCH_MAX) {
         size_t k =
             n - off < UC_DB_INVAL_BATCH_MAX ? n - off : UC_DB_INVAL_BATCH_MAX;
-        int st = noted(
-            db, db->methods->inval_mark_applied(db, ids + off, k, now_us));
+        int64_t q0 = q_begin(db);
+        int st = q_end(db, q0,
+                       noted(db, db->methods->inval_mark_applied(db, ids + off,
+                                                                 k, now_us)));
         if (st != UC_DB_OK) {
             return st;
         }
@@ -570,7 +650,9 @@ int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
 
 int uc_db_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
 {
-    return noted(db, db->methods->inval_prune(db, before_us, removed));
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 noted(db, db->methods->inval_prune(db, before_us, removed)));
 }
 
 int uc_db_inval_last_id(uc_db_t *db, int64_t *id)
@@ -578,7 +660,8 @@ int uc_db_inval_last_id(uc_db_t *db, int64_t *id)
     if (id == NULL) {
         return UC_DB_EINVAL;
     }
-    return db->methods->inval_last_id(db, id);
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->inval_last_id(db, id));
 }
 
 int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
@@ -588,7 +671,9 @@ int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
     if (st != UC_DB_OK || n == 0) {
         return st;
     }
-    return noted(db, db->methods->inval_append(db, inv, n, now_us, ids));
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0,
+                 noted(db, db->methods->inval_append(db, inv, n, now_us, ids)));
 }
 
 void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array)

@@ -470,7 +470,26 @@ struct uc_db {
     _Atomic int64_t probe_at_us; /* monotonic; 0: never probed */
     _Atomic int probe_status;
     _Atomic int probing;
+    /* uc_db_figures(): set by uc_db_open and the wrappers, not backends. */
+    int pool_size;
+    _Atomic int q_inflight;
+    _Atomic uint64_t q_count, q_slow, q_total_us;
 };
+
+/* A call slower than this counts as slow (the original service's 200 ms). */
+#define UC_DB_SLOW_QUERY_US 200000
+
+/* The pool and the calls, as the wrappers below count them. */
+typedef struct {
+    int pool_size;     /* connections the pool may hold */
+    int checked_out;   /* calls holding one now */
+    uint64_t queries;  /* calls made (each one statement or transaction) */
+    uint64_t slow;     /* of them, over UC_DB_SLOW_QUERY_US */
+    uint64_t total_us; /* their time, summed */
+} uc_db_figures_t;
+
+/* Lock-free; any thread. */
+void uc_db_figures(uc_db_t *db, uc_db_figures_t *out);
 
 /* ---- opening ------------------------------------------------------------- */
 
