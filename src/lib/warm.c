@@ -351,13 +351,30 @@ static int read_enough(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
     return 1;
 }
 
+/* A refill's get-or-load: not counted as a client's read, its value
+ * dropped (it was stored, or found stored). */
+static int refill_read(uc_keyspace_t *ks, const char *const *fields,
+                       const uc_load_opts_t *opts)
+{
+    uc_load_result_t res;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    tl_refilling = 1;
+    rc = uc_keyspace_get_or_load(ks, fields, ks->nfields, opts, &res);
+    tl_refilling = 0;
+    if (rc == UC_OK) {
+        uc_shared_release(res.data);
+    }
+    return rc;
+}
+
 /* Loads one entry again (its fields parsed from key), if allowed. */
 static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
                          size_t klen, const char *const *fields)
 {
     refill_ks_t *r = &c->warm->rks[ks->cls];
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
-    uc_load_result_t res;
     wctx_t x = {c, ks, 0, 0, 0};
     int rc;
 
@@ -371,13 +388,7 @@ static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
     opts.loader = counted_loader;
     opts.loader_arg = &x;
     opts.flags = UC_LOAD_SHARED;
-    memset(&res, 0, sizeof(res));
-    tl_refilling = 1;
-    rc = uc_keyspace_get_or_load(ks, fields, ks->nfields, &opts, &res);
-    tl_refilling = 0;
-    if (rc == UC_OK) {
-        uc_shared_release(res.data);
-    }
+    rc = refill_read(ks, fields, &opts);
     if (x.loads == 0) {
         /* A read here or another instance filled it first. */
         UC__COUNT2(c, ks, refill_raced);
@@ -407,13 +418,7 @@ static void refill_entry(uc_cache_t *c, uc_keyspace_t *ks, const char *key,
          * took the near copy the fill had kept: read it back from Redis
          * now that it is behind us, so that the read after the write is a
          * near hit. A write since then makes this a miss that loads. */
-        memset(&res, 0, sizeof(res));
-        tl_refilling = 1;
-        rc = uc_keyspace_get_or_load(ks, fields, ks->nfields, &opts, &res);
-        tl_refilling = 0;
-        if (rc == UC_OK) {
-            uc_shared_release(res.data);
-        }
+        (void)refill_read(ks, fields, &opts);
     }
 }
 

@@ -1020,6 +1020,27 @@ static double pct_of(uint64_t part, uint64_t whole)
     return whole > 0 ? (double)part * 100.0 / (double)whole : 0.0;
 }
 
+/* The database's figures now, and the time they were read (naive ISO). */
+static void db_figures_now(uc_app_t *app, uc_db_figures_t *f, char *ts,
+                           size_t cap)
+{
+    uc_db_figures(app->db, f);
+    naive_iso(uc_now_us(app), ts, cap);
+}
+
+/* Connections of the pool not held by a call. */
+static int pool_checked_in(const uc_db_figures_t *f)
+{
+    return f->pool_size > f->checked_out ? f->pool_size - f->checked_out : 0;
+}
+
+/* Seconds a call took on average. */
+static double avg_query_s(const uc_db_figures_t *f)
+{
+    return f->queries > 0 ? (double)f->total_us / 1e6 / (double)f->queries
+                          : 0.0;
+}
+
 /* The pool as the original reported SQLAlchemy's: size, checked in and
  * out, overflow (none here: the pool never grows past its size). */
 static void h_db_pool(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
@@ -1028,15 +1049,13 @@ static void h_db_pool(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     char ts[40];
 
     (void)req;
-    uc_db_figures(app->db, &f);
-    naive_iso(uc_now_us(app), ts, sizeof(ts));
-    uc_resp_json(
-        res, 200,
-        json_pack("{s:s,s:{s:i,s:i,s:i,s:i,s:i,s:s}}", "status", "success",
-                  "metrics", "size", f.pool_size, "checked_in",
-                  f.pool_size > f.checked_out ? f.pool_size - f.checked_out : 0,
-                  "checked_out", f.checked_out, "overflow", 0,
-                  "total_connections", f.pool_size, "timestamp", ts));
+    db_figures_now(app, &f, ts, sizeof(ts));
+    uc_resp_json(res, 200,
+                 json_pack("{s:s,s:{s:i,s:i,s:i,s:i,s:i,s:s}}", "status",
+                           "success", "metrics", "size", f.pool_size,
+                           "checked_in", pool_checked_in(&f), "checked_out",
+                           f.checked_out, "overflow", 0, "total_connections",
+                           f.pool_size, "timestamp", ts));
 }
 
 /* The calls this process made to its database since it started: count,
@@ -1047,19 +1066,16 @@ static void h_db_queries(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     char ts[40];
 
     (void)req;
-    uc_db_figures(app->db, &f);
-    naive_iso(uc_now_us(app), ts, sizeof(ts));
-    uc_resp_json(
-        res, 200,
-        json_pack("{s:s,s:{s:I,s:I,s:f,s:f,s:f,s:f,s:s}}", "status", "success",
-                  "metrics", "total_queries", (json_int_t)f.queries,
-                  "slow_queries", (json_int_t)f.slow, "slow_query_percentage",
-                  pct_of(f.slow, f.queries), "average_query_time",
-                  f.queries > 0 ? (double)f.total_us / 1e6 / (double)f.queries
-                                : 0.0,
-                  "total_query_time", (double)f.total_us / 1e6,
-                  "slow_query_threshold", UC_DB_SLOW_QUERY_US / 1e6,
-                  "timestamp", ts));
+    db_figures_now(app, &f, ts, sizeof(ts));
+    uc_resp_json(res, 200,
+                 json_pack("{s:s,s:{s:I,s:I,s:f,s:f,s:f,s:f,s:s}}", "status",
+                           "success", "metrics", "total_queries",
+                           (json_int_t)f.queries, "slow_queries",
+                           (json_int_t)f.slow, "slow_query_percentage",
+                           pct_of(f.slow, f.queries), "average_query_time",
+                           avg_query_s(&f), "total_query_time",
+                           (double)f.total_us / 1e6, "slow_query_threshold",
+                           UC_DB_SLOW_QUERY_US / 1e6, "timestamp", ts));
 }
 
 /*
@@ -1079,16 +1095,14 @@ static void h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         double v;
     } m[] = {
         {"connection_pool_size", "connections", f.pool_size},
-        {"connection_pool_checked_in", "connections",
-         f.pool_size > f.checked_out ? f.pool_size - f.checked_out : 0},
+        {"connection_pool_checked_in", "connections", pool_checked_in(&f)},
         {"connection_pool_checked_out", "connections", f.checked_out},
         {"connection_pool_overflow", "connections", 0},
         {"connection_pool_total", "connections", f.pool_size},
         {"query_count", "queries", (double)f.queries},
         {"slow_query_count", "queries", (double)f.slow},
         {"slow_query_percentage", "percent", pct_of(f.slow, f.queries)},
-        {"average_query_time_ms", "ms",
-         f.queries > 0 ? (double)f.total_us / 1e3 / (double)f.queries : 0.0},
+        {"average_query_time_ms", "ms", avg_query_s(&f) * 1e3},
     };
     enum { N = sizeof(m) / sizeof(m[0]) };
     uc_db_metric_new_t in[N];
