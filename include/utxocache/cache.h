@@ -203,6 +203,9 @@ UC_EXPORT int uc_cache_warm(uc_cache_t *cache);
                    "fill")                                                     \
     X(lease_wait_timeouts, "lease waits that ended without the value and "     \
                            "loaded themselves")                                \
+    X(lease_takeovers, "leases of another instance's fill taken over after "   \
+                       "the wait ran out (its holder died or its store "       \
+                       "could not land)")                                      \
     X(negative_hits, "reads answered by a remembered \"not found\"")           \
     X(background_loads, "loads run in the background: early refreshes, and "   \
                         "fills that outlasted the soft timeout")               \

@@ -75,7 +75,8 @@ struct uc_keyspace {
      * (pending-set overflow): reads bypass it until the worker cleared it. */
     _Atomic int all_pending;
     uc__stats_t stats;
-    uc__hot_t *hot; /* its most read entries (NULL: no record) */
+    _Atomic uint64_t load_avg_us; /* loads' average time here; 0: none yet */
+    uc__hot_t *hot;               /* its most read entries (NULL: no record) */
     int refill_top; /* warm on write: how many of them; negative: none */
 };
 

@@ -54,6 +54,14 @@
  * doubling up to the cap, unless the key's invalidation wakes us first. */
 #define LEASE_POLL_FIRST_MS 2
 #define LEASE_POLL_MAX_MS 50
+/* A wait for another instance's fill with no stale value to answer with
+ * lasts at most this long, or this many times the keyspace's average load
+ * time here when that is longer (and never past the lease time): a lease
+ * whose holder died, or whose store could not land (its primary hung, then
+ * failed over), is taken over then instead of stalling every reader of the
+ * key until it expires. */
+#define LEASE_WAIT_MIN_MS 1000
+#define LEASE_WAIT_LOADS 4
 /* Reads of one call that may find the key changed under them before it
  * gives up on the cache and just loads. */
 #define READS_MAX 4
@@ -546,6 +554,10 @@ typedef struct {
     size_t len;
     uc__meta_t meta;
     int negative; /* F_SUPERSEDED: the value was a "not found" */
+    /* F_LEASE of a bare lease (no value inside): its exact bytes, which a
+     * takeover's compare-and-set names. */
+    int have_token;
+    char token[UC__LEASE_LEN];
 } found_t;
 
 static void found_clear(found_t *f)
@@ -596,6 +608,7 @@ static void read_entry(uc_cache_t *c, const entry_t *e,
         UC__LEASE_LEN + ks->max_value + UC__ENV_HEADER_MAX, &v, &vlen);
     uc__env_verdict_t verdict;
     uint64_t now;
+    size_t raw_len = vlen;
 
     memset(f, 0, sizeof(*f));
     f->kind = F_MISS;
@@ -614,7 +627,12 @@ static void read_entry(uc_cache_t *c, const entry_t *e,
         rc = UC_MISS;
     } else if (rc == UC_OK) {
         now = uc__wall_ms();
+        raw_len = vlen;
         verdict = uc__envelope_open(e->fk, e->fklen, v, &vlen, &f->meta);
+        if (verdict == UC__ENV_LEASE && raw_len == UC__LEASE_LEN) {
+            f->have_token = 1;
+            memcpy(f->token, v, UC__LEASE_LEN);
+        }
         if ((verdict == UC__ENV_OK || verdict == UC__ENV_LEASE_STALE) &&
             validator != NULL && !validator(validator_arg, v, vlen)) {
             verdict = UC__ENV_CORRUPT;
@@ -1045,6 +1063,14 @@ static int run_loader(call_t *k, char **v, size_t *vlen, uint64_t *load_us)
         rc = terminate(v, *vlen);
     }
     *load_us = uc__now_us(&c->env) - t0;
+    if (rc == UC_OK || rc == UC_MISS) {
+        /* An average of the last few loads (weight 1/8), for the bound of
+         * a lease wait; racing updates lose a sample, no more. */
+        uint64_t avg =
+            atomic_load_explicit(&k->e.ks->load_avg_us, memory_order_relaxed);
+        avg = avg == 0 ? *load_us : avg - avg / 8 + *load_us / 8;
+        atomic_store_explicit(&k->e.ks->load_avg_us, avg, memory_order_relaxed);
+    }
     if (rc != UC_OK) {
         free(*v);
         *v = NULL;
@@ -1435,8 +1461,49 @@ static int hit(call_t *k, uc__near_entry_t *ne, uc_tier_t tier,
     return give_entry(ne, k->flags, UC_FROM_CACHE, tier, out);
 }
 
+/* How long a caller waits for another instance's fill, in microseconds. */
+static uint64_t lease_wait_us(const call_t *k)
+{
+    uint64_t lease = (uint64_t)k->c->env.cfg.lease_ms * 1000u;
+    uint64_t w = LEASE_WAIT_LOADS * atomic_load_explicit(&k->e.ks->load_avg_us,
+                                                         memory_order_relaxed);
+
+    if (w < (uint64_t)LEASE_WAIT_MIN_MS * 1000u) {
+        w = (uint64_t)LEASE_WAIT_MIN_MS * 1000u;
+    }
+    return w < lease ? w : lease;
+}
+
 /*
- * Waits for another caller's fill of the entry, bounded by the lease time
+ * Takes over the bare lease `f` found and waited out: compare-and-set of
+ * its exact bytes to a lease of ours. UC_OK (ours now: load and store as
+ * after lease_take), UC_ESTALE when the key changed meanwhile, or the
+ * store's error. The holder, if it is alive after all, loses its store to
+ * the compare-and-set, as it would to an invalidation.
+ */
+static int lease_takeover(call_t *k, const found_t *f)
+{
+    uc_cache_t *c = k->c;
+    int rc;
+
+    uc__lease_new(c, k->lease);
+    free(k->lease_val);
+    k->lease_val = NULL;
+    rc = uc__lease_wrap(k->lease, NULL, 0, &k->lease_val, &k->lease_len);
+    if (rc == UC_OK) {
+        rc = c->be->ops->cas(c->be, k->e.fk, k->e.fklen, f->token,
+                             UC__LEASE_LEN, k->lease_val, k->lease_len,
+                             (uint64_t)c->env.cfg.lease_ms);
+    }
+    if (rc == UC_OK) {
+        k->have_lease = 1;
+        UC__COUNT2(c, k->e.ks, lease_takeovers);
+    }
+    return rc;
+}
+
+/*
+ * Waits for another caller's fill of the entry, bounded by lease_wait_us()
  * (and by the soft timeout when there is a stale value to answer with).
  * Woken by the key's invalidation (the fill's store is a write), else it
  * re-reads with a growing pause. Leaves *f as the last read found it.
@@ -1445,7 +1512,7 @@ static void lease_wait(call_t *k, found_t *f, found_kind_t kind)
 {
     uc_cache_t *c = k->c;
     uint64_t start = uc__now_us(&c->env);
-    uint64_t until = start + (uint64_t)c->env.cfg.lease_ms * 1000u;
+    uint64_t until = start + lease_wait_us(k);
     uint64_t soft = start + (uint64_t)c->env.cfg.soft_timeout_ms * 1000u;
     uint64_t pause = LEASE_POLL_FIRST_MS, seen = 0;
 
@@ -1881,7 +1948,17 @@ static int get_or_load(call_t *kp, uc_keyspace_t *ks, const char *const *fields,
                     found_clear(&f);
                     return rc;
                 }
-                /* The other fill never came: load without storing. */
+                /* The other fill never came: take its lease over, or
+                 * load without storing. */
+                if (f.have_token) {
+                    rc = lease_takeover(k, &f);
+                    if (rc == UC_OK) {
+                        break;
+                    }
+                    if (rc == UC_ESTALE && reads < READS_MAX) {
+                        continue; /* filled or taken meanwhile */
+                    }
+                }
                 UC__COUNT2(c, ks, lease_conflicts);
                 goto load;
             }

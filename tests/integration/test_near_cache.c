@@ -10,6 +10,8 @@
  *   - a FLUSHALL, a killed subscriber and a stopped Redis each end near
  *     hits within the bound (1 s);
  *   - concurrent cold reads share one load, in one process and across two;
+ *     a lease whose holder died is taken over after about a second, and a
+ *     holder slower than that loses its store to the taker;
  *   - serve-stale on a failing loader, never after an invalidation;
  *     remembered "not found"; early refresh; TTL jitter;
  *   - with the keyspace's own loader, loads nobody needs to wait for run in
@@ -33,6 +35,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 
 #include "redis_fixture.h"
 #include "util.h"
@@ -494,6 +497,111 @@ static void test_one_load_across_instances(void **state)
     assert_int_equal(sa.lease_wait_timeouts + sb.lease_wait_timeouts, 0);
 }
 
+/* Writes a bare lease into the entry's key on a raw connection, as an
+ * instance that took it and then died would have left it (10 s to live). */
+static void orphan_lease(two_t *t, const char *key)
+{
+    uc_config_t cfg;
+    char fk[256];
+    static const char lease[20] = {'U', 'C', 'L', 1,   'o', 'r', 'p',
+                                   'h', 'a', 'n', '-', 'l', 'e', 'a',
+                                   's', 'e', '-', '0', '0', '1'};
+
+    uc_config_init(&cfg);
+    snprintf(fk, sizeof(fk), "%s%s", cfg.key_prefix, key);
+    redisContext *raw = redisConnect("127.0.0.1", t->f->r.port);
+    assert_true(raw != NULL && raw->err == 0);
+    redisReply *r =
+        redisCommand(raw, "SET %s %b PX 10000", fk, lease, sizeof(lease));
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(raw);
+}
+
+/* A lease whose holder is gone: a reader waits for it about a second (not
+ * the lease's 10 s), takes it over, loads and stores; the next reader, on
+ * the other instance, hits. */
+static void test_orphaned_lease_taken_over(void **state)
+{
+    two_t *t = start(state);
+    db_t db = {0};
+    uc_stats_t sa, sb;
+
+    orphan_lease(t, "stats:orphan");
+    uint64_t t0 = uc_test_now_ms();
+    read_t r = rd(t->a, "stats", "orphan", &db);
+    uint64_t took = uc_test_now_ms() - t0;
+    printf("orphaned lease: the reader answered after %llu ms\n",
+           (unsigned long long)took);
+    assert_int_equal(r.rc, UC_OK);
+    assert_int_equal(r.source, UC_FROM_LOADER);
+    assert_true(took >= 900);  /* it did wait for the fill */
+    assert_true(took <= 5000); /* and not for the lease's expiry */
+    uc_keyspace_stats(uc_cache_keyspace(t->a, "stats"), &sa);
+    assert_int_equal(sa.lease_waits, 1);
+    assert_int_equal(sa.lease_wait_timeouts, 1);
+    assert_int_equal(sa.lease_takeovers, 1);
+    assert_int_equal(sa.lease_conflicts, 0);
+
+    r = rd(t->b, "stats", "orphan", &db);
+    assert_int_equal(r.rc, UC_OK);
+    assert_int_equal(r.source, UC_FROM_CACHE);
+    assert_int_equal(atomic_load(&db.calls), 1);
+    uc_keyspace_stats(uc_cache_keyspace(t->b, "stats"), &sb);
+    assert_int_equal(sb.lease_waits, 0);
+}
+
+typedef struct {
+    uc_cache_t *c;
+    db_t *db;
+    read_t r;
+} slow_t;
+
+static void *slow_read(void *arg)
+{
+    slow_t *s = arg;
+    s->r = rd(s->c, "stats", "slow", s->db);
+    return NULL;
+}
+
+/* A holder alive but slower than the wait: the waiter takes its lease
+ * over and stores its own load; the holder's later store loses the
+ * compare-and-set (a stale reject, as after an invalidation) and is not
+ * kept, so the key holds the taker's value. */
+static void test_slow_holder_loses_lease(void **state)
+{
+    two_t *t = start(state);
+    db_t slow = {0}, fast = {0};
+    pthread_t th;
+    slow_t s = {t->a, &slow, {0, 0, 0, -1}};
+    uc_stats_t sa, sb;
+
+    atomic_store(&slow.gate, 1);
+    atomic_store(&slow.version, 7);
+    assert_int_equal(pthread_create(&th, NULL, slow_read, &s), 0);
+    for (int i = 0; i < 2000 && atomic_load(&slow.inflight) == 0; i++) {
+        uc_test_sleep_ms(1);
+    }
+    assert_int_equal(atomic_load(&slow.inflight), 1); /* a holds the lease */
+    read_t r = rd(t->b, "stats", "slow", &fast);
+    assert_int_equal(r.rc, UC_OK);
+    assert_int_equal(r.source, UC_FROM_LOADER);
+    assert_int_equal(r.version, 0);
+    atomic_store(&slow.gate, 0);
+    pthread_join(th, NULL);
+    assert_int_equal(s.r.rc, UC_OK);
+    assert_int_equal(s.r.version, 7); /* its caller still gets its load */
+    uc_keyspace_stats(uc_cache_keyspace(t->a, "stats"), &sa);
+    uc_keyspace_stats(uc_cache_keyspace(t->b, "stats"), &sb);
+    assert_int_equal(sb.lease_takeovers, 1);
+    assert_int_equal(sa.stale_rejects, 1);
+    r = rd(t->b, "stats", "slow", &fast);
+    assert_int_equal(r.source, UC_FROM_CACHE);
+    assert_int_equal(r.version, 0);
+    assert_int_equal(atomic_load(&fast.calls), 1);
+}
+
 /* ---- serve-stale, negative, early refresh, jitter -------------------------
  */
 
@@ -831,6 +939,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_load_across_instances, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_orphaned_lease_taken_over, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_slow_holder_loses_lease, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_serve_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_while_slow, setup, teardown),
