@@ -29,7 +29,7 @@
 
 /* ---- metrics of the HTTP layer ------------------------------------------- */
 
-/* Request-duration buckets: 100 µs .. 10 s and +Inf (metrics.c). */
+/* Request-duration buckets: 100 µs .. 10 s and +Inf (prometheus.c). */
 #define UC_LAT_BUCKETS 17
 #define UC_STATUS_SLOTS 16
 
@@ -125,7 +125,7 @@ typedef struct {
     size_t body_max;  /* 0: UC_API_BODY_MAX */
 } uc_route_t;
 
-/* The route table (handlers.c) and its length. */
+/* The route table (api/routes.c) and its length. */
 const uc_route_t *uc_api_routes(size_t *n);
 /* The loader of keyspace ks (UC_KS_*), called with the app as its arg: it
  * builds an entry's answer from its key fields alone, so the library may
@@ -160,7 +160,8 @@ typedef struct {
  */
 int uc_http_serve(uc_app_t *app, const uc_http_opts_t *opts);
 
-/* ---- metrics (metrics.c) ------------------------------------------------- */
+/* ---- metrics (prometheus.c) -------------------------------------------------
+ */
 
 /* Counts one answered request of route (the route count: unmatched) with
  * its status and duration. */
@@ -240,8 +241,6 @@ void uc_log_stats(uc_log_stats_t *out);
 /* Log callbacks for the library and the database. */
 void uc_log_cache(void *arg, uc_log_level_t level, const char *msg);
 void uc_log_db(void *arg, int level, const char *msg);
-
-/* ---- cache glue (handlers.c) --------------------------------------------- */
 
 /* ---- invalidation (invalidation.c) --------------------------------------- */
 

@@ -4,7 +4,7 @@
  * a thread pool, connection timeout and memory limit), request bodies capped
  * at 64 KiB, the table-driven router with 404/405, auth before protected
  * handlers, strong ETags with If-None-Match, the per-route request metrics
- * (recorded through metrics.c), the access log, and the SIGTERM drain; and
+ * (recorded through prometheus.c), the access log, and the SIGTERM drain; and
  * what a hostile client meets: request-smuggling shapes refused, caps on
  * query arguments, headers and connections (total and per address), a 503
  * for clients past the total, and a listening socket opened here so that a

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Backfill jobs: start (admin), progress (service), and the cached reads of
+ * one job and of the job list.
+ */
+#include "api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const JOB_STATUSES[] = {"running", "completed", "failed",
+                                           "paused", NULL};
+
+static json_t *job_json(const void *row)
+{
+    const uc_db_job_t *j = row;
+    return json_pack(
+        "{s:s,s:s,s:I,s:I,s:I,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "id", j->id,
+        "job_type", j->job_type, "start_block", (json_int_t)j->start_block,
+        "end_block", (json_int_t)j->end_block, "current_block",
+        (json_int_t)j->current_block, "status", j->status,
+        "progress_percentage", j->progress_percentage, "estimated_completion",
+        api_time_json(j->estimated_completion), "error_message",
+        api_str_or_null(j->has_error_message, j->error_message), "started_at",
+        api_time_json(j->started_at), "completed_at",
+        api_time_json(j->completed_at), "created_by",
+        api_str_or_null(j->has_created_by, j->created_by));
+}
+
+/* ---- backfill ------------------------------------------------------------ */
+
+void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    json_t *body = api_parse_body(req, JSON_OBJECT, res);
+    const char *job_type = NULL;
+    const char *created_by = NULL;
+    long long start = 0, end = 0;
+    uc_db_job_t j;
+    uc_stale_t *stale = NULL;
+    if (body == NULL) {
+        return;
+    }
+    if (get_str(body, "job_type", NULL, 1, 1, UC_DB_NAME_MAX, 0, &job_type,
+                res) != 0 ||
+        get_int(body, "start_block", NULL, 1, 0, 100000000, &start, NULL,
+                res) != 0 ||
+        get_int(body, "end_block", NULL, 1, 0, 100000000, &end, NULL, res) !=
+            0 ||
+        get_str(body, "created_by", NULL, 0, 1, UC_DB_ID_MAX, 0, &created_by,
+                res) != 0) {
+        goto cleanup;
+    }
+    if (strlen(job_type) > UC_DB_NAME_MAX ||
+        (created_by != NULL && strlen(created_by) > UC_DB_ID_MAX)) {
+        uc_resp_error(res, 422, "%s: too long",
+                      strlen(job_type) > UC_DB_NAME_MAX ? "job_type"
+                                                        : "created_by");
+        goto cleanup;
+    }
+    if (end < start) {
+        uc_resp_error(res, 422, "end_block: must not be below start_block");
+        goto cleanup;
+    }
+    memset(&j, 0, sizeof(j));
+    if (uc_uuid_new(j.id) != 0) {
+        uc_resp_error(res, 500, "internal error");
+        goto cleanup;
+    }
+    snprintf(j.job_type, sizeof(j.job_type), "%s", job_type);
+    j.start_block = start;
+    j.end_block = end;
+    j.current_block = start;
+    snprintf(j.status, sizeof(j.status), "running");
+    j.estimated_completion = UC_DB_NULL_TIME;
+    j.started_at = uc_now_us(app);
+    j.completed_at = UC_DB_NULL_TIME;
+    j.has_created_by = 1;
+    snprintf(j.created_by, sizeof(j.created_by), "%s",
+             created_by != NULL ? created_by : req->user_id);
+    /* The job's key (a remembered 404 of its id) and every job list. */
+    stale = uc_stale_new();
+    const char *sf[1] = {j.id};
+    const char *any[4] = {NULL, NULL, NULL, NULL};
+    if (stale != NULL) {
+        (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
+        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
+    }
+    int st = STALE_WRITE(
+        app, stale,
+        uc_db_job_create(app->db, &j, stale->inv, stale->n, stale->ids));
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "job: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (api_db_failed(res, st) != 0) {
+        goto cleanup;
+    }
+    uc_stale_apply(app, stale);
+    uc_resp_json(res, 201, job_json(&j));
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    uc_stale_free(stale);
+    json_decref(body);
+}
+
+void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    char id[UC_DB_UUID_LEN + 1];
+    const char *qid = api_qparam(req, "job_id");
+    json_t *body;
+    uc_db_job_progress_t p;
+    long long cur = 0;
+    uc_db_job_t j;
+    uc_stale_t *stale = NULL;
+
+    if (qid == NULL) {
+        uc_resp_error(res, 422, "job_id: query parameter required");
+        return;
+    }
+    if (uc_uuid_check(qid, id) != 0) {
+        uc_resp_error(res, 422, "job_id: not a UUID");
+        return;
+    }
+    body = api_parse_body(req, JSON_OBJECT, res);
+    if (body == NULL) {
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    if (get_int(body, "current_block", NULL, 1, 0, 100000000, &cur, NULL,
+                res) != 0 ||
+        get_num(body, "progress_percentage", NULL, 1, 0.0, 100.0,
+                &p.progress_percentage, res) != 0 ||
+        get_time(body, "estimated_completion", &p.estimated_completion, res) !=
+            0 ||
+        get_enum(body, "status", 0, JOB_STATUSES, &p.status, res) != 0 ||
+        get_str(body, "error_message", NULL, 0, 1, 1000, 1, &p.error_message,
+                res) != 0) {
+        goto cleanup;
+    }
+    p.current_block = cur;
+    p.now = uc_now_us(app);
+    stale = uc_stale_new();
+    const char *sf[1] = {id};
+    const char *any[4] = {NULL, NULL, NULL, NULL};
+    if (stale != NULL) {
+        (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
+        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
+    }
+    int st = STALE_WRITE(app, stale,
+                         uc_db_job_progress(app->db, id, &p, &j, stale->inv,
+                                            stale->n, stale->ids));
+    if (st == UC_DB_NOTFOUND) {
+        uc_resp_error(res, 404, "job '%s' not found", id);
+        goto cleanup;
+    }
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "progress: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (api_db_failed(res, st) != 0) {
+        goto cleanup;
+    }
+    uc_stale_apply(app, stale);
+    uc_resp_json(res, 200, job_json(&j));
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    uc_stale_free(stale);
+    json_decref(body);
+}
+
+static json_t *build_job(uc_app_t *app, void *arg, int *st)
+{
+    uc_db_job_t j;
+    *st = uc_db_job_get(app->db, arg, &j);
+    return *st == UC_DB_OK ? job_json(&j) : NULL;
+}
+
+void api_h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    char id[UC_DB_UUID_LEN + 1];
+    if (uc_uuid_check(req->param, id) != 0) {
+        uc_resp_error(res, 422, "job_id: not a UUID");
+        return;
+    }
+    const char *f[1] = {id};
+    api_serve_cached(app, UC_KS_BACKFILL_JOB, f, 1, res);
+}
+
+/* A page of the job list, filtered by status and job_type (NULL: any). */
+static json_t *build_jobs(uc_app_t *app, const char *status,
+                          const char *job_type, const page_t *pg, int *st)
+{
+    uc_db_job_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+
+    *st = uc_db_job_list(app->db, status, job_type, (int)pg->limit,
+                         (int)pg->offset, &rows, &n, &total);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *items = api_rows_json(rows, n, sizeof(*rows), job_json);
+    free(rows);
+    json_t *j = api_page_json("jobs", items, total, pg);
+    if (j == NULL) {
+        *st = UC_DB_ENOMEM;
+    }
+    return j;
+}
+
+void api_h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    const char *status;
+    const char *job_type = api_qparam(req, "job_type");
+    page_t pg;
+    char st_f[24], ty_f[UC_DB_ID_MAX + 2], lim[24], off[24];
+    if (api_q_enum(req, "status", JOB_STATUSES, &status, res) != 0 ||
+        api_check_id("job_type", job_type, 0, res) != 0 ||
+        api_q_page(req, 50, 100, &pg, res) != 0) {
+        return;
+    }
+    const char *f[4] = {api_opt_field(st_f, sizeof(st_f), status),
+                        api_opt_field(ty_f, sizeof(ty_f), job_type),
+                        api_dec(lim, sizeof(lim), pg.limit),
+                        api_dec(off, sizeof(off), pg.offset)};
+    api_serve_cached(app, UC_KS_BACKFILL_JOBS, f, 4, res);
+}
+
+int api_load_job(void *arg, const char *const *f, size_t n, char **val,
+                 size_t *len)
+{
+    int st = UC_DB_OK;
+    json_t *j = n == 1 ? build_job(arg, (void *)f[0], &st) : NULL;
+    return n == 1 ? api_load_json(j, st, val, len) : UC_EINVAL;
+}
+
+int api_load_jobs(void *arg, const char *const *f, size_t n, char **val,
+                  size_t *len)
+{
+    page_t pg;
+    int st = UC_DB_OK;
+
+    if (n != 4 || api_page_fields(f[2], f[3], &pg) != 0) {
+        return UC_EINVAL;
+    }
+    return api_load_json(
+        build_jobs(arg, api_opt_value(f[0]), api_opt_value(f[1]), &pg, &st), st,
+        val, len);
+}

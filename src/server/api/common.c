@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the endpoints share. Cached reads go through
+ * uc_keyspace_get_or_load() with a loader that runs the query and returns
+ * the final JSON bytes, so a hit serves the stored bytes untouched. Every
+ * write commits to the database first and then invalidates every entry it
+ * made stale, by key or by tag (keyspaces.c), never by a key pattern, so
+ * that no write runs a SCAN; an invalidation that fails is queued and
+ * retried (and, until it succeeds, reads of the affected entries bypass
+ * the cache), so it is never dropped.
+ */
+#include "api.h"
+
+#include <limits.h>
+#include <microhttpd.h>
+#include <string.h>
+
+/* ---- responses ----------------------------------------------------------- */
+
+/* uc_resp_json() and uc_resp_error() are in request.c. */
+
+void api_resp_db_error(uc_resp_t *res, int st)
+{
+    if (st == UC_DB_EREADONLY) {
+        /* Nothing was written: the transaction was refused or rolled back. */
+        uc_resp_error(res, 503,
+                      "database cannot write (read-only, full, or its file "
+                      "was removed); nothing was stored, retry later");
+    } else if (st == UC_DB_EUNAVAILABLE || st == UC_DB_EBUSY) {
+        uc_resp_error(res, 503, "database unavailable");
+    } else {
+        uc_resp_error(res, 500, "internal error");
+    }
+}
+
+int api_db_failed(uc_resp_t *res, int st)
+{
+    if (st == UC_DB_OK) {
+        return 0;
+    }
+    api_resp_db_error(res, st);
+    return -1;
+}
+
+/* ---- JSON of rows -------------------------------------------------------- */
+
+json_t *api_time_json(int64_t us)
+{
+    char buf[40];
+    if (us == UC_DB_NULL_TIME) {
+        return json_null();
+    }
+    uc_time_format(us, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+json_t *api_str_or_null(int has, const char *s)
+{
+    return has && s[0] != '\0' ? json_string(s) : json_null();
+}
+
+json_t *api_rows_json(const void *rows, size_t n, size_t size, row_json_fn conv)
+{
+    const unsigned char *p = rows;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, conv(p + i * size));
+    }
+    return arr;
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+const char *api_qparam(uc_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+json_t *api_parse_body(uc_req_t *req, json_type want, uc_resp_t *res)
+{
+    return uc__request_body(
+        req->body, req->body_len,
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                    MHD_HTTP_HEADER_CONTENT_TYPE),
+        want, res);
+}
+
+int api_check_id(const char *name, const char *v, int required, uc_resp_t *res)
+{
+    if (v == NULL) {
+        if (required) {
+            uc_resp_error(res, 422, "%s: query parameter required", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (uc_text_check(v, strlen(v), 1, UC_DB_ID_MAX, 0) != 0 ||
+        strlen(v) > UC_DB_ID_MAX) {
+        uc_resp_error(res, 422,
+                      "%s: must be 1 to %d bytes without control characters",
+                      name, UC_DB_ID_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int q_int(uc_req_t *req, const char *name, long long def, long long min,
+                 long long max, long long *out, uc_resp_t *res)
+{
+    const char *v = api_qparam(req, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (uc_parse_int(v, min, max, out) != 0) {
+        uc_resp_error(res, 422, "%s: must be an integer from %lld to %lld",
+                      name, min, max);
+        return -1;
+    }
+    return 0;
+}
+
+int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
+               page_t *pg, uc_resp_t *res)
+{
+    if (q_int(req, "limit", def_limit, 1, max_limit, &pg->limit, res) != 0 ||
+        q_int(req, "offset", 0, 0, 1000000, &pg->offset, res) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res)
+{
+    const char *v = api_qparam(req, name);
+    *out = UC_DB_NULL_TIME;
+    if (v == NULL) {
+        return 0;
+    }
+    if (uc_time_parse(v, out) != 0) {
+        uc_resp_error(res, 422, "%s: not an ISO-8601 timestamp", name);
+        return -1;
+    }
+    return 0;
+}
+
+int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
+               const char **out, uc_resp_t *res)
+{
+    const char *v = api_qparam(req, name);
+    *out = NULL;
+    if (v == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(v, allowed[i]) == 0) {
+            *out = allowed[i];
+            return 0;
+        }
+    }
+    uc_resp_error(res, 422, "%s: unknown value", name);
+    return -1;
+}
+
+/* ---- cache glue ---------------------------------------------------------- */
+
+int api_load_json(json_t *j, int st, char **val, size_t *len)
+{
+    char *s;
+    if (j == NULL) {
+        if (st == UC_DB_NOTFOUND) {
+            /* "No such entity": the library may remember it. */
+            return UC_MISS;
+        }
+        return st == UC_DB_ENOMEM ? LOAD_NOMEM
+                                  : LOAD_DB(st < 0 ? st : UC_DB_EIO);
+    }
+    s = json_dumps(j, DUMP_FLAGS);
+    json_decref(j);
+    if (s == NULL) {
+        return LOAD_NOMEM;
+    }
+    *val = s;
+    *len = strlen(s);
+    return UC_OK;
+}
+
+void api_serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
+                         size_t n, const char *cc, int etag, uc_resp_t *res)
+{
+    uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
+    uc_load_result_t r;
+    int rc;
+
+    /* A hit's body is the cache's own immutable copy, handed to
+     * libmicrohttpd as it is and released when the response is sent. */
+    opts.flags = UC_LOAD_SHARED;
+    rc = uc_keyspace_get_or_load(app->ks[ks], fields, n, &opts, &r);
+    if (rc == UC_OK) {
+        res->body = r.data;
+        res->len = r.len;
+        res->body_free = uc_shared_release;
+        /* The library's value hash is the same FNV-1a as uc_hash64. */
+        res->has_hash = 1;
+        res->body_hash = r.hash;
+        res->produced_ms = r.produced_ms;
+        res->cache_tier = r.tier == UC_TIER_NEAR    ? "near"
+                          : r.tier == UC_TIER_REDIS ? "redis"
+                                                    : NULL;
+    }
+    if (rc == UC_MISS) {
+        uc_resp_error(res, 404, "not found");
+        return;
+    }
+    if (IS_LOAD_DB(rc)) {
+        api_resp_db_error(res, rc - LOAD_DB_BASE);
+        return;
+    }
+    if (rc != UC_OK) {
+        uc_resp_error(res, rc == LOAD_NOMEM || rc == UC_ENOMEM ? 500 : 422,
+                      "%s",
+                      rc == UC_EINVAL ? "invalid key field" : "internal error");
+        return;
+    }
+    res->status = 200;
+    res->cache = r.source == UC_FROM_CACHE    ? UC_CACHE_HIT
+                 : r.source == UC_FROM_BYPASS ? UC_CACHE_BYPASS
+                 : r.source == UC_FROM_STALE  ? UC_CACHE_STALE
+                                              : UC_CACHE_MISS;
+    res->cache_control = cc;
+    res->etag = etag;
+}
+
+void api_serve_cached(uc_app_t *app, int ks, const char *const *fields,
+                      size_t n, uc_resp_t *res)
+{
+    api_serve_cached_as(app, ks, fields, n, CC_PUBLIC, 1, res);
+}
+
+const char *api_dec(char *buf, size_t cap, long long v)
+{
+    snprintf(buf, cap, "%lld", v);
+    return buf;
+}
+
+const char *api_opt_field(char *tmp, size_t cap, const char *v)
+{
+    if (v == NULL) {
+        return "-";
+    }
+    snprintf(tmp, cap, "=%s", v);
+    return tmp;
+}
+
+/* The filter an api_opt_field() wrote: NULL for "-", else the value. */
+const char *api_opt_value(const char *f)
+{
+    return f[0] == '=' ? f + 1 : NULL;
+}
+
+int api_field_ll(const char *s, long long *out)
+{
+    return uc_parse_int(s, LLONG_MIN / 1000000, LLONG_MAX / 1000000, out);
+}
+
+int api_page_fields(const char *lim, const char *off, page_t *pg)
+{
+    return api_field_ll(lim, &pg->limit) != 0 ||
+                   api_field_ll(off, &pg->offset) != 0
+               ? -1
+               : 0;
+}

@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Service metrics: one row or a batch (service), the cached recent window
+ * and list, and the hourly, daily or weekly aggregate.
+ */
+#include "api.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *metric_json(const void *row)
+{
+    const uc_db_metric_t *m = row;
+    json_t *meta = json_null();
+    if (m->metadata != NULL) {
+        json_t *parsed = json_loads(m->metadata, JSON_DECODE_ANY, NULL);
+        if (parsed != NULL) {
+            json_decref(meta);
+            meta = parsed;
+        }
+    }
+    return json_pack("{s:I,s:s,s:s,s:f,s:s,s:o,s:o}", "id", (json_int_t)m->id,
+                     "service_name", m->service_name, "metric_type",
+                     m->metric_type, "metric_value", m->metric_value, "unit",
+                     m->unit, "timestamp", api_time_json(m->timestamp),
+                     "metric_metadata", meta);
+}
+
+static json_t *bucket_json(const void *row)
+{
+    const uc_db_bucket_t *b = row;
+    return json_pack("{s:o,s:f,s:f,s:f,s:I}", "timestamp",
+                     api_time_json(b->bucket), "avg_value", b->avg_value,
+                     "min_value", b->min_value, "max_value", b->max_value,
+                     "count", (json_int_t)b->count);
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+/*
+ * 1 when serialised JSON text holds a \u0000 escape, i.e. some string of it
+ * had a NUL. Such metadata would not read back (the reader stops at the NUL,
+ * PostgreSQL's jsonb refuses it), so it is refused instead of being stored
+ * and silently answered as null. Escapes are skipped pairwise so that an
+ * escaped backslash followed by "u0000" is not mistaken for one.
+ */
+static int has_nul_escape(const char *text)
+{
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p != '\\') {
+            continue;
+        }
+        if (strncmp(p + 1, "u0000", 5) == 0) {
+            return 1;
+        }
+        if (p[1] == '\0') {
+            break;
+        }
+        p++;
+    }
+    return 0;
+}
+
+/* Validates one metric object; label prefixes field names ("[3]."). */
+static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
+                            char **meta, uc_resp_t *res)
+{
+    char lab[4][48];
+    snprintf(lab[0], sizeof(lab[0]), "%sservice_name", pfx);
+    snprintf(lab[1], sizeof(lab[1]), "%smetric_type", pfx);
+    snprintf(lab[2], sizeof(lab[2]), "%smetric_value", pfx);
+    snprintf(lab[3], sizeof(lab[3]), "%sunit", pfx);
+    *meta = NULL;
+    if (!json_is_object(o)) {
+        uc_resp_error(res, 422, "%sbody: must be a JSON object", pfx);
+        return -1;
+    }
+    if (get_str(o, "service_name", lab[0], 1, 1, UC_DB_NAME_MAX, 0,
+                &m->service_name, res) != 0 ||
+        get_str(o, "metric_type", lab[1], 1, 1, UC_DB_NAME_MAX, 0,
+                &m->metric_type, res) != 0 ||
+        get_num(o, "metric_value", lab[2], 1, -1e300, 1e300, &m->metric_value,
+                res) != 0 ||
+        get_str(o, "unit", lab[3], 1, 1, UC_DB_UNIT_MAX, 0, &m->unit, res) !=
+            0) {
+        return -1;
+    }
+    if (strlen(m->service_name) > UC_DB_NAME_MAX ||
+        strlen(m->metric_type) > UC_DB_NAME_MAX ||
+        strlen(m->unit) > UC_DB_UNIT_MAX) {
+        uc_resp_error(res, 422, "%sservice_name/metric_type/unit: too long",
+                      pfx);
+        return -1;
+    }
+    json_t *md = json_object_get(o, "metric_metadata");
+    if (md != NULL && !json_is_null(md)) {
+        if (!json_is_object(md)) {
+            uc_resp_error(res, 422, "%smetric_metadata: must be an object",
+                          pfx);
+            return -1;
+        }
+        *meta = json_dumps(md, DUMP_FLAGS | JSON_SORT_KEYS);
+        if (*meta != NULL && has_nul_escape(*meta)) {
+            free(*meta);
+            *meta = NULL;
+            uc_resp_error(res, 422,
+                          "%smetric_metadata: strings must not contain "
+                          "\\u0000",
+                          pfx);
+            return -1;
+        }
+        if (*meta == NULL || strlen(*meta) > UC_DB_METADATA_MAX) {
+            free(*meta);
+            *meta = NULL;
+            uc_resp_error(res, 422, "%smetric_metadata: at most %d bytes", pfx,
+                          UC_DB_METADATA_MAX);
+            return -1;
+        }
+    }
+    m->metadata = *meta;
+    return 0;
+}
+
+void api_stale_series(uc_app_t *app, uc_stale_t *s, const char *svc,
+                      const char *typ)
+{
+    static const int family[] = {UC_KS_RECENT_METRICS, UC_KS_AGG_METRICS,
+                                 UC_KS_METRICS_WINDOW};
+    const char *f[6] = {svc, typ, NULL, NULL, NULL, NULL};
+    const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
+
+    if (s->n + 1 + 3 < UC_STALE_MAX &&
+        uc_stale_add_tag(app, s, UC_KS_RECENT_METRICS, 0, f) == 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(family) / sizeof(family[0]); i++) {
+        (void)uc_stale_add(app, s, family[i], any);
+    }
+}
+
+void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
+{
+    json_t *body = api_parse_body(req, batch ? JSON_ARRAY : JSON_OBJECT, res);
+    size_t n;
+    uc_db_metric_new_t *in = NULL;
+    char **metas = NULL;
+    uc_db_metric_t *out = NULL;
+    uc_stale_t *stale = NULL;
+    int64_t now;
+
+    if (body == NULL) {
+        return;
+    }
+    n = batch ? json_array_size(body) : 1;
+    if (n == 0 || n > 1000) {
+        uc_resp_error(res, 422, "body: 1 to 1000 metrics");
+        goto cleanup;
+    }
+    in = calloc(n, sizeof(*in));
+    metas = calloc(n, sizeof(*metas));
+    out = calloc(n, sizeof(*out));
+    if (in == NULL || metas == NULL || out == NULL) {
+        uc_resp_error(res, 500, "out of memory");
+        goto cleanup;
+    }
+    now = uc_now_us(app);
+    for (size_t i = 0; i < n; i++) {
+        char pfx[24] = "";
+        if (batch) {
+            snprintf(pfx, sizeof(pfx), "[%zu].", i);
+        }
+        if (metric_from_json(batch ? json_array_get(body, i) : body, pfx,
+                             &in[i], &metas[i], res) != 0) {
+            goto cleanup;
+        }
+        in[i].timestamp = now;
+    }
+    stale = uc_stale_new();
+    for (size_t i = 0; i < n && stale != NULL; i++) {
+        api_stale_series(app, stale, in[i].service_name, in[i].metric_type);
+    }
+    int st = STALE_WRITE(app, stale,
+                         uc_db_metrics_insert(app->db, in, n, out, stale->inv,
+                                              stale->n, stale->ids));
+    if (st == UC_DB_ECONSTRAINT) {
+        uc_resp_error(res, 422, "metrics: rejected by a database constraint");
+        goto cleanup;
+    }
+    if (api_db_failed(res, st) != 0) {
+        goto cleanup;
+    }
+    uc_stale_apply(app, stale);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, metric_json(&out[i]));
+    }
+    uc_db_metrics_free(out, n, 0);
+    if (batch) {
+        uc_resp_json(res, 201, arr);
+    } else {
+        uc_resp_json(res, 201, json_incref(json_array_get(arr, 0)));
+        json_decref(arr);
+    }
+    res->cache_control = CC_PRIVATE;
+cleanup:
+    if (metas != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            free(metas[i]);
+        }
+    }
+    free(metas);
+    free(in);
+    free(out);
+    uc_stale_free(stale);
+    json_decref(body);
+}
+
+void api_h_metric(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    api_metrics_post(app, req, res, 0);
+}
+
+void api_h_metric_batch(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    api_metrics_post(app, req, res, 1);
+}
+
+typedef struct {
+    uc_db_metric_filter_t f;
+    page_t pg;
+} metric_query_t;
+
+static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
+{
+    metric_query_t *q = arg;
+    uc_db_metric_t *rows = NULL;
+    size_t n = 0;
+    *st = uc_db_metrics_list(app->db, &q->f, (int)q->pg.limit,
+                             (int)q->pg.offset, &rows, &n);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *items = api_rows_json(rows, n, sizeof(*rows), metric_json);
+    uc_db_metrics_free(rows, n, 1);
+    return json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I}", "metrics", items, "service_name",
+        q->f.service_name != NULL ? json_string(q->f.service_name)
+                                  : json_null(),
+        "metric_type",
+        q->f.metric_type != NULL ? json_string(q->f.metric_type) : json_null(),
+        "start_time", api_time_json(q->f.start), "end_time",
+        api_time_json(q->f.end), "count", (json_int_t)n, "limit",
+        (json_int_t)q->pg.limit, "offset", (json_int_t)q->pg.offset);
+}
+
+void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    metric_query_t q;
+    memset(&q, 0, sizeof(q));
+    q.f.service_name = api_qparam(req, "service_name");
+    q.f.metric_type = api_qparam(req, "metric_type");
+    if (api_check_id("service_name", q.f.service_name, 0, res) != 0 ||
+        api_check_id("metric_type", q.f.metric_type, 0, res) != 0 ||
+        api_q_time(req, "start_time", &q.f.start, res) != 0 ||
+        api_q_time(req, "end_time", &q.f.end, res) != 0 ||
+        api_q_page(req, 100, 1000, &q.pg, res) != 0) {
+        return;
+    }
+    if (q.f.start != UC_DB_NULL_TIME && q.f.end != UC_DB_NULL_TIME &&
+        q.f.end <= q.f.start) {
+        uc_resp_error(res, 422, "end_time: must be after start_time");
+        return;
+    }
+    int recent = q.f.start == UC_DB_NULL_TIME && q.f.end == UC_DB_NULL_TIME;
+    if (recent) {
+        /* The recent hour starts at a whole minute, so one cache entry
+         * answers every request of that minute exactly. */
+        int64_t minute = INT64_C(60000000);
+        q.f.start = (uc_now_us(app) / minute) * minute - 60 * minute;
+    }
+    if (!recent && q.f.service_name != NULL && q.f.metric_type != NULL) {
+        /* An explicit window of one series. */
+        char s1[24], s2[24], lim[24], off[24];
+        const char *f[6] = {
+            q.f.service_name,
+            q.f.metric_type,
+            q.f.start == UC_DB_NULL_TIME ? "-"
+                                         : api_dec(s1, sizeof(s1), q.f.start),
+            q.f.end == UC_DB_NULL_TIME ? "-" : api_dec(s2, sizeof(s2), q.f.end),
+            api_dec(lim, sizeof(lim), q.pg.limit),
+            api_dec(off, sizeof(off), q.pg.offset)};
+        api_serve_cached(app, UC_KS_METRICS_WINDOW, f, 6, res);
+        return;
+    }
+    if (!recent || q.f.service_name == NULL || q.f.metric_type == NULL) {
+        /* Not one series: any series' write changes it. */
+        int st = UC_DB_OK;
+        json_t *j = build_metrics(app, &q, &st);
+        if (j == NULL) {
+            api_resp_db_error(res, st);
+            return;
+        }
+        uc_resp_json(res, 200, j);
+        res->cache_control = CC_PUBLIC;
+        res->etag = 1;
+        return;
+    }
+    char win[24], lim[24], off[24];
+    snprintf(win, sizeof(win), "%lld", (long long)(q.f.start / 1000000));
+    snprintf(lim, sizeof(lim), "%lld", q.pg.limit);
+    snprintf(off, sizeof(off), "%lld", q.pg.offset);
+    const char *f[5] = {q.f.service_name, q.f.metric_type, win, lim, off};
+    api_serve_cached(app, UC_KS_RECENT_METRICS, f, 5, res);
+}
+
+typedef struct {
+    const char *service;
+    const char *type;
+    uc_db_interval_t iv;
+    const char *iv_name;
+    int64_t start;
+    int64_t end;
+} agg_query_t;
+
+static json_t *build_agg(uc_app_t *app, void *arg, int *st)
+{
+    agg_query_t *q = arg;
+    uc_db_bucket_t *rows = NULL;
+    size_t n = 0;
+    *st = uc_db_metrics_aggregate(app->db, q->service, q->type, q->iv, q->start,
+                                  q->end, &rows, &n);
+    if (*st != UC_DB_OK) {
+        return NULL;
+    }
+    json_t *data = api_rows_json(rows, n, sizeof(*rows), bucket_json);
+    free(rows);
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "service_name", q->service,
+                     "metric_type", q->type, "interval", q->iv_name,
+                     "start_time", api_time_json(q->start), "end_time",
+                     api_time_json(q->end), "data", data);
+}
+
+void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+{
+    static const char *const IVS[] = {"hour", "day", "week", NULL};
+    static const int64_t DEFAULT_SPAN[] = {24, 30 * 24, 12 * 7 * 24};
+    agg_query_t q;
+    const char *iv = NULL;
+    int64_t start, end;
+
+    memset(&q, 0, sizeof(q));
+    q.service = api_qparam(req, "service_name");
+    q.type = api_qparam(req, "metric_type");
+    if (api_check_id("service_name", q.service, 1, res) != 0 ||
+        api_check_id("metric_type", q.type, 1, res) != 0 ||
+        api_q_enum(req, "interval", IVS, &iv, res) != 0 ||
+        api_q_time(req, "start_time", &start, res) != 0 ||
+        api_q_time(req, "end_time", &end, res) != 0) {
+        return;
+    }
+    if (iv == NULL) {
+        iv = "hour";
+    }
+    q.iv = strcmp(iv, "day") == 0    ? UC_DB_DAY
+           : strcmp(iv, "week") == 0 ? UC_DB_WEEK
+                                     : UC_DB_HOUR;
+    q.iv_name = iv;
+    int64_t w = uc_db_interval_width_us(q.iv);
+    int64_t o = uc_db_interval_origin_us(q.iv);
+    if (end == UC_DB_NULL_TIME) {
+        end = uc_now_us(app);
+    }
+    if (start == UC_DB_NULL_TIME) {
+        start = end - DEFAULT_SPAN[q.iv] * INT64_C(3600000000);
+    }
+    if (end <= start) {
+        uc_resp_error(res, 422, "end_time: must be after start_time");
+        return;
+    }
+    /* Round outwards to whole buckets so rolling windows share entries. */
+    q.start = start < o ? o : o + ((start - o) / w) * w;
+    q.end = o + ((end - o + w - 1) / w) * w;
+    if ((q.end - q.start) / w > 10000) {
+        uc_resp_error(res, 422, "start_time: at most 10000 %ss per query", iv);
+        return;
+    }
+    char s1[24], s2[24];
+    snprintf(s1, sizeof(s1), "%lld", (long long)(q.start / 1000000));
+    snprintf(s2, sizeof(s2), "%lld", (long long)(q.end / 1000000));
+    const char *f[5] = {q.service, q.type, iv, s1, s2};
+    api_serve_cached(app, UC_KS_AGG_METRICS, f, 5, res);
+}
+
+int api_load_metrics(void *arg, const char *const *f, size_t n, char **val,
+                     size_t *len)
+{
+    metric_query_t q;
+    long long win, lim, off;
+    int st = UC_DB_OK;
+
+    if (n != 5 || api_field_ll(f[2], &win) != 0 ||
+        api_field_ll(f[3], &lim) != 0 || api_field_ll(f[4], &off) != 0) {
+        return UC_EINVAL;
+    }
+    memset(&q, 0, sizeof(q));
+    q.f.service_name = f[0];
+    q.f.metric_type = f[1];
+    q.f.start = (int64_t)win * 1000000;
+    q.f.end = UC_DB_NULL_TIME;
+    q.pg.limit = lim;
+    q.pg.offset = off;
+    return api_load_json(build_metrics(arg, &q, &st), st, val, len);
+}
+
+int api_load_agg(void *arg, const char *const *f, size_t n, char **val,
+                 size_t *len)
+{
+    agg_query_t q;
+    long long s1, s2;
+    int st = UC_DB_OK;
+
+    if (n != 5 || api_field_ll(f[3], &s1) != 0 ||
+        api_field_ll(f[4], &s2) != 0) {
+        return UC_EINVAL;
+    }
+    memset(&q, 0, sizeof(q));
+    q.service = f[0];
+    q.type = f[1];
+    q.iv_name = f[2];
+    if (strcmp(f[2], "day") == 0) {
+        q.iv = UC_DB_DAY;
+    } else if (strcmp(f[2], "week") == 0) {
+        q.iv = UC_DB_WEEK;
+    } else if (strcmp(f[2], "hour") == 0) {
+        q.iv = UC_DB_HOUR;
+    } else {
+        return UC_EINVAL;
+    }
+    q.start = (int64_t)s1 * 1000000;
+    q.end = (int64_t)s2 * 1000000;
+    return api_load_json(build_agg(arg, &q, &st), st, val, len);
+}
+
+int api_load_window(void *arg, const char *const *f, size_t n, char **val,
+                    size_t *len)
+{
+    metric_query_t q;
+    long long s1 = 0, s2 = 0;
+    int st = UC_DB_OK;
+
+    memset(&q, 0, sizeof(q));
+    /* µs since the epoch, as the handler wrote them (uc_time_parse). */
+    if (n != 6 ||
+        (strcmp(f[2], "-") != 0 &&
+         uc_parse_int(f[2], LLONG_MIN, LLONG_MAX, &s1) != 0) ||
+        (strcmp(f[3], "-") != 0 &&
+         uc_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s2) != 0) ||
+        api_page_fields(f[4], f[5], &q.pg) != 0) {
+        return UC_EINVAL;
+    }
+    q.f.service_name = f[0];
+    q.f.metric_type = f[1];
+    q.f.start = strcmp(f[2], "-") == 0 ? UC_DB_NULL_TIME : (int64_t)s1;
+    q.f.end = strcmp(f[3], "-") == 0 ? UC_DB_NULL_TIME : (int64_t)s2;
+    return api_load_json(build_metrics(arg, &q, &st), st, val, len);
+}
