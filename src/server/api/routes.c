@@ -29,7 +29,7 @@ static const uc_route_t routes[] = {
     {"GET", "/api/v1/monitoring/backfill/{}", 0, api_h_backfill_get,
      "backfill_job", 0},
     {"POST", "/api/v1/monitoring/metrics", UC_ROLE_SERVICE, api_h_metric,
-     "api_metrics_post", 0},
+     "metrics_post", 0},
     {"POST", "/api/v1/monitoring/metrics/batch", UC_ROLE_SERVICE,
      api_h_metric_batch, "metrics_batch", UC_API_BATCH_BODY_MAX},
     {"GET", "/api/v1/monitoring/metrics", 0, api_h_metrics_list, "metrics_list",
