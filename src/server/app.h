@@ -116,13 +116,35 @@ enum {
     UC_ROLE_ADMIN = (1 << 2),
 };
 
+/*
+ * What the OpenAPI document (openapi.c) says of a route, beside the table's
+ * method, path and roles.
+ *
+ * params: the route's parameters, separated by ", ", each
+ *   "<in> <name> <type> [required] [min=N] [max=N] [maxlen=N]
+ *    [default=V] [enum=a|b|c] [format=F]"
+ *   with <in> query or path (a path parameter names the pattern's "{}")
+ *   and <type> string, integer or number.
+ * request: the component schema of the JSON body ("[Name]": an array of
+ *   it); answer: that of the 200 answer, or "text", "html" or "file" for
+ *   answers that are not JSON; NULL: an object not described further.
+ */
+typedef struct {
+    const char *tag;
+    const char *summary;
+    const char *params;
+    const char *request;
+    const char *answer;
+} uc_route_doc_t;
+
 typedef struct {
     const char *method;
     const char *pattern; /* exact path, or ending in "{}" for one segment */
     unsigned roles;      /* 0: public */
     uc_handler_fn fn;
-    const char *name; /* route label for /metrics */
+    const char *name; /* route label for /metrics, the operationId */
     size_t body_max;  /* 0: UC_API_BODY_MAX */
+    uc_route_doc_t doc;
 } uc_route_t;
 
 /* The route table (api/routes.c) and its length. */

@@ -30,6 +30,9 @@ typedef struct {
  * built with UC_SERVER_DASHBOARD=OFF). */
 const uc_asset_t *uc_dashboard_assets(size_t *n);
 
+/* The same for the /docs page (docs_assets.c; served by openapi.c). */
+const uc_asset_t *uc_docs_assets(size_t *n);
+
 /* GET /dashboard: the page. */
 void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
 

@@ -8,6 +8,7 @@
  * X-Cache, retention, and a clean exit on SIGTERM.
  */
 #include "api_test.h"
+#include "util.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -162,6 +163,108 @@ static int logged_with(const char *log, const char *id)
 
 /* What the original service's clients and probes relied on at the HTTP
  * level: /health, HEAD, X-Correlation-ID, CORS, WWW-Authenticate. */
+/* The requests the router matched to no route, summed over statuses. */
+static long unmatched(void)
+{
+    api_res_t m;
+    const char *needle = "utxoiq_http_requests_total{route=\"unmatched\"";
+    long sum = 0;
+
+    api_req(&api, &m, "GET", "/metrics", NULL, NULL, NULL);
+    assert_status(&m, 200);
+    for (const char *p = strstr(m.h.body, needle); p != NULL;
+         p = strstr(p + 1, needle)) {
+        const char *sp = strchr(p, '}');
+        assert_non_null(sp);
+        sum += atol(sp + 2);
+    }
+    api_free(&m);
+    return sum;
+}
+
+/*
+ * /openapi.json as a client gets it: valid OpenAPI 3.1 by a maintained
+ * validator (npm's @seriousme/openapi-schema-validator), and every
+ * operation it lists reaches a route of the router: after one request to
+ * each (no key, no body, a sample value for each path parameter), the
+ * router has counted none as unmatched. /docs renders it with files of
+ * its own.
+ */
+static void test_openapi_served(void **state)
+{
+    api_res_t r;
+    char dir[512], file[600], cmd[1400];
+    const char *path;
+    json_t *item;
+    size_t ops = 0;
+    (void)state;
+
+    /* Requests no route took, so far (other tests ask for unknown paths;
+     * /metrics itself is a route). */
+    long unmatched0 = unmatched();
+    api_req(&api, &r, "GET", "/openapi.json", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_non_null(r.j);
+    assert_string_equal(jstr(r.j, "openapi"), "3.1.0");
+    assert_int_equal(uc_test_mkdtemp(dir, sizeof(dir), "openapi"), 0);
+    snprintf(file, sizeof(file), "%s/openapi.json", dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(r.h.body, 1, r.h.len, fp), r.h.len);
+    assert_int_equal(fclose(fp), 0);
+    snprintf(cmd, sizeof(cmd), "node '%s' '%s'", UC_TEST_OPENAPI_VALIDATOR,
+             file);
+    int st = system(cmd);
+    assert_int_equal(st, 0);
+    uc_test_rmtree(dir);
+
+    json_object_foreach(json_object_get(r.j, "paths"), path, item)
+    {
+        const char *method;
+        json_t *op;
+        json_object_foreach(item, method, op)
+        {
+            char url[300], upper[8];
+            const char *b = strchr(path, '{');
+            size_t k = 0;
+            for (; method[k] != '\0' && k < sizeof(upper) - 1; k++) {
+                upper[k] = (char)(method[k] & ~0x20);
+            }
+            upper[k] = '\0';
+            if (b != NULL) {
+                snprintf(url, sizeof(url), "%.*ssample", (int)(b - path), path);
+            } else {
+                snprintf(url, sizeof(url), "%s", path);
+            }
+            api_res_t o;
+            api_req(&api, &o, upper, url, NULL, NULL, NULL);
+            assert_int_not_equal(o.h.status, 405);
+            api_free(&o);
+            ops++;
+        }
+    }
+    assert_true(ops > 20);
+    assert_int_equal(unmatched(), unmatched0);
+    api_free(&r);
+
+    api_req(&api, &r, "GET", "/docs", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_non_null(strstr(r.h.body, "/docs/swagger-ui-bundle.js"));
+    assert_non_null(strstr(r.h.body, "/docs/docs.js"));
+    api_free(&r);
+    api_req(&api, &r, "GET", "/docs/docs.js", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_non_null(strstr(r.h.body, "/openapi.json"));
+    api_free(&r);
+    api_req(&api, &r, "GET", "/docs/swagger-ui-bundle.js", NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_true(r.h.len > 100000);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/docs/no-such-file.js", NULL, NULL, NULL);
+    assert_status(&r, 404);
+    api_free(&r);
+}
+
 static void test_http_conventions(void **state)
 {
     api_res_t r;
@@ -1377,6 +1480,7 @@ int main(void)
         cmocka_unit_test(test_metrics_errors),
         cmocka_unit_test(test_cache_stats),
         cmocka_unit_test(test_database_routes),
+        cmocka_unit_test(test_openapi_served),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_sigterm_exits_zero),
     };
