@@ -100,6 +100,9 @@ typedef struct {
     uint64_t body_hash;
     const char *content_type; /* static; NULL: application/json */
     const char *csp;          /* static Content-Security-Policy; NULL: none */
+    int gzipped;              /* body is a gzip stream (a cached entry kept
+                                 compressed); the HTTP layer inflates it for
+                                 a client that does not accept gzip */
 } uc_resp_t;
 
 /* The request being served on this thread: every log line written on it

@@ -17,11 +17,13 @@
  * it as an early response and close the connection, losing keep-alive.
  */
 #include "app.h"
+#include "gzip.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +347,109 @@ static void cors_headers(struct MHD_Response *r, const char *origin)
 }
 
 /* What queue() adds to a response besides the handler's result. */
+/* ---- gzip ---------------------------------------------------------------- */
+
+/* Inflated cached entries are bounded: a value in Redis is at most the
+ * keyspace's cap, so this only stops a corrupt or hostile stream. */
+#define GUNZIP_MAX (64u * 1024u * 1024u)
+
+/* Static bodies (embedded files, the OpenAPI document) are compressed once
+ * and kept for the process, by the address of their bytes. */
+#define GZ_MEMO_MAX 16
+static struct {
+    const char *src;
+    char *gz;
+    size_t len;
+} gz_memo[GZ_MEMO_MAX];
+static size_t gz_memo_n;
+static pthread_mutex_t gz_memo_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int gz_static(const char *src, size_t len, const char **gz,
+                     size_t *gzlen)
+{
+    int rc = -1;
+
+    pthread_mutex_lock(&gz_memo_mu);
+    for (size_t i = 0; i < gz_memo_n; i++) {
+        if (gz_memo[i].src == src) {
+            *gz = gz_memo[i].gz;
+            *gzlen = gz_memo[i].len;
+            rc = gz_memo[i].gz != NULL ? 0 : -1;
+            pthread_mutex_unlock(&gz_memo_mu);
+            return rc;
+        }
+    }
+    if (gz_memo_n < GZ_MEMO_MAX) {
+        char *out = NULL;
+        size_t n = 0;
+        /* A body that does not shrink is remembered as such. */
+        rc = uc_gzip(src, len, &out, &n);
+        gz_memo[gz_memo_n].src = src;
+        gz_memo[gz_memo_n].gz = rc == 0 ? out : NULL;
+        gz_memo[gz_memo_n].len = n;
+        gz_memo_n++;
+        *gz = out;
+        *gzlen = n;
+    }
+    pthread_mutex_unlock(&gz_memo_mu);
+    return rc;
+}
+
+/*
+ * Puts the body in the encoding it is sent in: gzip when send_gz (stored
+ * so, compressed now, or from the memo of a static body), else as it is
+ * (inflated when stored compressed). 1 when it goes gzip, 0 when not, -1
+ * when a stored stream does not inflate.
+ */
+static int encode_body(uc_resp_t *res, int send_gz)
+{
+    char *out = NULL;
+    size_t n = 0;
+
+    if (res->gzipped && !send_gz) {
+        if (uc_gunzip(res->body, res->len, GUNZIP_MAX, &out, &n) != 0) {
+            return -1;
+        }
+        body_free_default(res);
+        res->body = out;
+        res->len = n;
+        res->body_free = free;
+        res->gzipped = 0;
+        return 0;
+    }
+    if (res->gzipped || !send_gz) {
+        return res->gzipped;
+    }
+    if (res->body_free == NULL) {
+        const char *gz;
+        if (gz_static(res->body, res->len, &gz, &n) != 0) {
+            return 0;
+        }
+        res->body = (char *)gz;
+        res->len = n;
+    } else {
+        if (uc_gzip(res->body, res->len, &out, &n) != 0) {
+            return 0;
+        }
+        body_free_default(res);
+        res->body = out;
+        res->len = n;
+        res->body_free = free;
+    }
+    res->gzipped = 1;
+    return 1;
+}
+
+/* Whether a body of this type and size is worth compressing. */
+static int compressible(const uc_resp_t *res)
+{
+    const char *t = res->content_type;
+
+    return res->len >= UC_GZIP_MIN &&
+           (t == NULL || strncmp(t, "application/json", 16) == 0 ||
+            strncmp(t, "text/", 5) == 0);
+}
+
 enum {
     Q_CLOSE = (1 << 0), /* Connection: close, the connection ends after it */
     Q_RETRY = (1 << 1), /* Retry-After: 1 */
@@ -363,14 +468,39 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
             ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
             : NULL;
     struct MHD_Response *r;
-    char etag[24] = "";
+    char etag[28] = "";
     int status = res->status != 0 ? res->status : 500;
     enum MHD_Result ret;
+    int vary = 0, gz = 0;
+    uint64_t hash = 0;
 
     if (res->etag && status == 200 && res->body != NULL) {
-        etag_format(res->has_hash ? res->body_hash
-                                  : uc_hash64(res->body, res->len),
-                    etag);
+        /* The version's tag, before any change of encoding. */
+        hash = res->has_hash ? res->body_hash : uc_hash64(res->body, res->len);
+    }
+    if (res->body != NULL && (res->gzipped || compressible(res))) {
+        vary = 1;
+        gz = encode_body(res, uc_accepts_gzip(MHD_lookup_connection_value(
+                                  conn, MHD_HEADER_KIND, "Accept-Encoding")));
+        if (gz < 0) {
+            body_free_default(res);
+            uc_log("error",
+                   "a cached entry is not a gzip stream it claims to "
+                   "be; answered 500",
+                   NULL);
+            uc_resp_error(res, 500, "internal error");
+            status = 500;
+            vary = 0;
+            gz = 0;
+        }
+    }
+    if (res->etag && status == 200 && res->body != NULL) {
+        etag_format(hash, etag);
+        if (gz) {
+            /* Each encoding is its own representation: its own strong
+             * tag, as RFC 9110 wants. */
+            memcpy(etag + 17, "-gz\"", 5);
+        }
         const char *inm =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
         if (inm != NULL && etag_matches(inm, etag)) {
@@ -402,6 +532,12 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
                                                        : "no-store");
     if (etag[0] != '\0') {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+    }
+    if (gz && status != 304) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    }
+    if (vary) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
     }
     if (res->csp != NULL) {
         MHD_add_response_header(r, "Content-Security-Policy", res->csp);

@@ -12,7 +12,9 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <zlib.h>
 
 static uc_test_api_t api;
 
@@ -163,6 +165,144 @@ static int logged_with(const char *log, const char *id)
 
 /* What the original service's clients and probes relied on at the HTTP
  * level: /health, HEAD, X-Correlation-ID, CORS, WWW-Authenticate. */
+/* Inflates a gzip body (a new buffer, NUL-terminated), or fails the test. */
+static char *gunzip_body(const char *in, size_t len, size_t *outlen)
+{
+    z_stream z;
+    size_t cap = 4u << 20;
+    char *out = malloc(cap + 1);
+
+    assert_non_null(out);
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    *outlen = z.total_out;
+    out[*outlen] = '\0';
+    inflateEnd(&z);
+    return out;
+}
+
+/*
+ * gzip: a large answer goes compressed to a client that accepts it (its
+ * own strong ETag, Vary: Accept-Encoding) and inflates to the bytes a
+ * client without gzip gets; a hit (kept compressed in the cache) is sent
+ * as stored; If-None-Match matches the encoding it was given for; small
+ * answers, "gzip;q=0" and a client that names only other codings get the
+ * body as it is; static files go compressed too.
+ */
+static void test_gzip(void **state)
+{
+    char body[1400], text[1000], v[128], etag_gz[96], hdr[160];
+    api_res_t plain, gz, r;
+    size_t n;
+    (void)state;
+
+    memset(text, 'x', 900);
+    text[900] = '\0';
+    fmt(body, sizeof(body),
+        "{\"insight_id\":\"gz-1\",\"comment\":\"alice %s\"}", text);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    fmt(body, sizeof(body), "{\"insight_id\":\"gz-1\",\"comment\":\"bob %s\"}",
+        text);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user2_key, body,
+            NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+
+    const char *path = "/api/v1/feedback/comments?insight_id=gz-1";
+    api_req(&api, &plain, "GET", path, NULL, NULL, NULL);
+    assert_status(&plain, 200);
+    assert_non_null(plain.j); /* JSON as it is */
+    assert_true(plain.h.len > 1800);
+    assert_int_equal(
+        uc_test_http_header(&plain.h, "Content-Encoding", v, sizeof(v)), 0);
+    assert_int_equal(uc_test_http_header(&plain.h, "Vary", v, sizeof(v)), 1);
+    assert_non_null(strstr(v, "Accept-Encoding"));
+
+    for (int round = 0; round < 2; round++) {
+        /* the first may fill the entry; the second is a hit */
+        api_req(&api, &gz, "GET", path, NULL, NULL, "Accept-Encoding: gzip");
+        assert_status(&gz, 200);
+        assert_int_equal(
+            uc_test_http_header(&gz.h, "Content-Encoding", v, sizeof(v)), 1);
+        assert_string_equal(v, "gzip");
+        assert_true(gz.h.len < plain.h.len / 4);
+        char *inflated = gunzip_body(gz.h.body, gz.h.len, &n);
+        assert_int_equal(n, plain.h.len);
+        assert_memory_equal(inflated, plain.h.body, n);
+        free(inflated);
+        assert_int_not_equal(strcmp(gz.h.etag, plain.h.etag), 0);
+        assert_non_null(strstr(gz.h.etag, "-gz\""));
+        snprintf(etag_gz, sizeof(etag_gz), "%s", gz.h.etag);
+        if (round == 1) {
+            assert_int_equal(
+                uc_test_http_header(&gz.h, "X-Cache", v, sizeof(v)), 1);
+            assert_string_equal(v, "HIT");
+        }
+        api_free(&gz);
+    }
+
+    /* Each tag matches its own encoding only. */
+    fmt(hdr, sizeof(hdr), "If-None-Match: %s\nAccept-Encoding: gzip", etag_gz);
+    api_req(&api, &r, "GET", path, NULL, NULL, hdr);
+    assert_status(&r, 304);
+    api_free(&r);
+    fmt(hdr, sizeof(hdr), "If-None-Match: %s", etag_gz);
+    api_req(&api, &r, "GET", path, NULL, NULL, hdr);
+    assert_status(&r, 200);
+    assert_non_null(r.j);
+    api_free(&r);
+
+    static const char *const refused[] = {"Accept-Encoding: gzip;q=0",
+                                          "Accept-Encoding: br, deflate",
+                                          "Accept-Encoding: *;q=0"};
+    for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+        api_req(&api, &r, "GET", path, NULL, NULL, refused[i]);
+        assert_status(&r, 200);
+        assert_int_equal(
+            uc_test_http_header(&r.h, "Content-Encoding", v, sizeof(v)), 0);
+        assert_int_equal(r.h.len, plain.h.len);
+        api_free(&r);
+    }
+    api_req(&api, &r, "GET", path, NULL, NULL, "Accept-Encoding: deflate, *");
+    assert_int_equal(
+        uc_test_http_header(&r.h, "Content-Encoding", v, sizeof(v)), 1);
+    api_free(&r);
+    api_free(&plain);
+
+    /* Small: as it is. */
+    api_req(&api, &r, "GET", "/api/v1/feedback/stats?insight_id=gz-1", NULL,
+            NULL, "Accept-Encoding: gzip");
+    assert_status(&r, 200);
+    assert_non_null(r.j);
+    assert_int_equal(
+        uc_test_http_header(&r.h, "Content-Encoding", v, sizeof(v)), 0);
+    api_free(&r);
+
+    /* A static file, compressed once for the process. */
+    api_req(&api, &plain, "GET", "/docs/swagger-ui-bundle.js", NULL, NULL,
+            NULL);
+    for (int i = 0; i < 2; i++) {
+        api_req(&api, &r, "GET", "/docs/swagger-ui-bundle.js", NULL, NULL,
+                "Accept-Encoding: gzip");
+        assert_status(&r, 200);
+        assert_int_equal(
+            uc_test_http_header(&r.h, "Content-Encoding", v, sizeof(v)), 1);
+        char *inflated = gunzip_body(r.h.body, r.h.len, &n);
+        assert_int_equal(n, plain.h.len);
+        assert_memory_equal(inflated, plain.h.body, n);
+        free(inflated);
+        api_free(&r);
+    }
+    api_free(&plain);
+}
+
 /* The requests the router matched to no route, summed over statuses. */
 static long unmatched(void)
 {
@@ -1481,6 +1621,7 @@ int main(void)
         cmocka_unit_test(test_cache_stats),
         cmocka_unit_test(test_database_routes),
         cmocka_unit_test(test_openapi_served),
+        cmocka_unit_test(test_gzip),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_sigterm_exits_zero),
     };

@@ -563,6 +563,65 @@ static void test_redis_hung_write_is_not_lost(void **state)
 /* Last: the service that served every test above drains and exits 0; a
  * sanitizer report or a leak at exit makes that status non-zero. A test,
  * not the group teardown, since cmocka ignores a teardown that fails. */
+/* Whether needle's n bytes occur in buf's len. */
+static int has_bytes(const char *buf, size_t len, const char *needle, size_t n)
+{
+    for (size_t i = 0; i + n <= len; i++) {
+        if (memcmp(buf + i, needle, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A large answer is kept compressed in Redis (a gzip stream inside the
+ * entry's envelope), so that a hit to a client that accepts gzip is sent
+ * as stored; a client without gzip gets the JSON from the same entry.
+ */
+static void test_redis_large_kept_gzip(void **state)
+{
+    char id[64], body[1200], text[1000], path[256];
+    api_res_t r;
+    (void)state;
+
+    uniq(id, sizeof(id), "gz");
+    memset(text, 'y', 950);
+    text[950] = '\0';
+    fmt(body, sizeof(body), "{\"insight_id\":\"%s\",\"comment\":\"%s\"}", id,
+        text);
+    api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    fmt(path, sizeof(path),
+        "/api/v1/feedback/comments?insight_id=%s&limit=20&offset=0", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, "Accept-Encoding: gzip");
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    api_free(&r);
+
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis.port, tv);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisReply *v =
+        redisCommand(c, "GET utxoiq-test:feedback:comments:%s:20:0", id);
+    assert_non_null(v);
+    assert_int_equal(v->type, REDIS_REPLY_STRING);
+    assert_true(has_bytes(v->str, v->len, "\x1f\x8b\x08", 3));
+    assert_false(has_bytes(v->str, v->len, text, 100)); /* not as text */
+    assert_true(v->len < 600);
+    freeReplyObject(v);
+    redisFree(c);
+
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "HIT");
+    assert_non_null(r.j);
+    assert_non_null(strstr(r.h.body, text));
+    api_free(&r);
+}
+
 static void test_service_exits_zero(void **state)
 {
     (void)state;
@@ -579,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_redis_refill_after_write),
         cmocka_unit_test(test_redis_killed_mid_run),
         cmocka_unit_test(test_redis_hung_write_is_not_lost),
+        cmocka_unit_test(test_redis_large_kept_gzip),
         cmocka_unit_test(test_service_exits_zero),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -9,10 +9,12 @@
  * retried (and, until it succeeds, reads of the affected entries bypass
  * the cache), so it is never dropped.
  */
+#include "../gzip.h"
 #include "api.h"
 
 #include <limits.h>
 #include <microhttpd.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- responses ----------------------------------------------------------- */
@@ -182,6 +184,19 @@ int api_load_json(json_t *j, int st, char **val, size_t *len)
     }
     *val = s;
     *len = strlen(s);
+    if (*len >= UC_GZIP_MIN) {
+        /* Kept compressed: a hit goes to a client that accepts gzip as
+         * stored, with no compression per request, and the entry takes
+         * less of Redis and of the near cache. The HTTP layer inflates it
+         * for a client that does not accept gzip. */
+        char *gz;
+        size_t gzlen;
+        if (uc_gzip(s, *len, &gz, &gzlen) == 0) {
+            free(s);
+            *val = gz;
+            *len = gzlen;
+        }
+    }
     return UC_OK;
 }
 
@@ -204,6 +219,7 @@ void api_serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
         res->has_hash = 1;
         res->body_hash = r.hash;
         res->produced_ms = r.produced_ms;
+        res->gzipped = uc_is_gzip(r.data, r.len);
         res->cache_tier = r.tier == UC_TIER_NEAR    ? "near"
                           : r.tier == UC_TIER_REDIS ? "redis"
                                                     : NULL;
