@@ -18,6 +18,7 @@
  */
 #include "app.h"
 #include "gzip.h"
+#include "router.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -105,128 +106,6 @@ static uint64_t mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* ---- routing ------------------------------------------------------------- */
-
-/*
- * Finds the route of (method, path). Exact paths win over "{}" patterns, so
- * /backfill/status is never read as a job id. Returns the route index, or
- * -1 with *known set when the path exists under another method (405).
- */
-static int find_route(const char *method, const char *path, const char **param,
-                      int *known)
-{
-    size_t n;
-    const uc_route_t *rt = uc_api_routes(&n);
-    *known = 0;
-    *param = NULL;
-    /* HEAD is GET without the body (libmicrohttpd leaves it out). */
-    if (strcmp(method, "HEAD") == 0) {
-        method = "GET";
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(rt[i].pattern, path) == 0) {
-            if (strcmp(rt[i].method, method) == 0) {
-                return (int)i;
-            }
-            *known = 1;
-        }
-    }
-    if (*known) {
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t pl = strlen(rt[i].pattern);
-        if (pl < 2 || strcmp(rt[i].pattern + pl - 2, "{}") != 0) {
-            continue;
-        }
-        pl -= 2;
-        if (strncmp(rt[i].pattern, path, pl) != 0 || path[pl] == '\0' ||
-            strchr(path + pl, '/') != NULL) {
-            continue;
-        }
-        if (strcmp(rt[i].method, method) == 0) {
-            *param = path + pl;
-            return (int)i;
-        }
-        *known = 1;
-    }
-    return -1;
-}
-
-/* Allowed methods of a path, for the Allow header of a 405. */
-static void allowed_methods(const char *path, char *buf, size_t cap)
-{
-    size_t n;
-    const uc_route_t *rt = uc_api_routes(&n);
-    size_t pos = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        size_t pl = strlen(rt[i].pattern);
-        int match = strcmp(rt[i].pattern, path) == 0;
-        if (!match && pl >= 2 && strcmp(rt[i].pattern + pl - 2, "{}") == 0) {
-            match = strncmp(rt[i].pattern, path, pl - 2) == 0 &&
-                    path[pl - 2] != '\0' && strchr(path + pl - 2, '/') == NULL;
-        }
-        if (match && strstr(buf, rt[i].method) == NULL) {
-            int get = strcmp(rt[i].method, "GET") == 0;
-            int w =
-                snprintf(buf + pos, cap - pos, "%s%s%s", pos > 0 ? ", " : "",
-                         rt[i].method, get ? ", HEAD" : "");
-            if (w < 0 || (size_t)w >= cap - pos) {
-                break;
-            }
-            pos += (size_t)w;
-        }
-    }
-}
-
-/* ---- ETag ---------------------------------------------------------------- */
-
-/* Does If-None-Match (a list of entity tags, or "*") match etag? Weak
- * comparison, as RFC 9110 asks for If-None-Match. */
-static int etag_matches(const char *inm, const char *etag)
-{
-    size_t elen = strlen(etag);
-    const char *p = inm;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == ',' || *p == '\t') {
-            p++;
-        }
-        if (*p == '*') {
-            return 1;
-        }
-        if (strncmp(p, "W/", 2) == 0) {
-            p += 2;
-        }
-        if (*p != '"') {
-            return 0;
-        }
-        const char *end = strchr(p + 1, '"');
-        if (end == NULL) {
-            return 0;
-        }
-        if ((size_t)(end + 1 - p) == elen && strncmp(p, etag, elen) == 0) {
-            return 1;
-        }
-        p = end + 1;
-    }
-    return 0;
-}
-
-/* Writes the strong ETag of hash h, "\"%016llx\"" and its NUL (19 bytes),
- * to etag without a printf pass: it is built for every cacheable 200. */
-static void etag_format(uint64_t h, char *etag)
-{
-    static const char hex[] = "0123456789abcdef";
-    etag[0] = '"';
-    for (int i = 0; i < 16; i++) {
-        etag[16 - i] = hex[h & 0xfu];
-        h >>= 4;
-    }
-    etag[17] = '"';
-    etag[18] = '\0';
 }
 
 static const char *cache_mark(uc_cache_mark_t m)
@@ -468,7 +347,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
             ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
             : NULL;
     struct MHD_Response *r;
-    char etag[28] = "";
+    char etag[UC_ETAG_MAX] = "";
     int status = res->status != 0 ? res->status : 500;
     enum MHD_Result ret;
     int vary = 0, gz = 0;
@@ -495,7 +374,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         }
     }
     if (res->etag && status == 200 && res->body != NULL) {
-        etag_format(hash, etag);
+        uc_etag_format(hash, etag);
         if (gz) {
             /* Each encoding is its own representation: its own strong
              * tag, as RFC 9110 wants. */
@@ -503,7 +382,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         }
         const char *inm =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-        if (inm != NULL && etag_matches(inm, etag)) {
+        if (inm != NULL && uc_etag_matches(inm, etag)) {
             status = 304;
         }
     }
@@ -867,7 +746,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (refuse_early(conn, c, &res, &flags) != 0) {
             return queue(app, conn, method, url, nroutes, &res, c, NULL, flags);
         }
-        c->route = find_route(method, url, &c->param, &c->known);
+        c->route =
+            uc_route_find(rt, nroutes, method, url, &c->param, &c->known);
         c->max = c->route >= 0 && rt[c->route].body_max > 0
                      ? rt[c->route].body_max
                      : UC_API_BODY_MAX;
@@ -939,7 +819,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     if (idx < 0) {
         if (c->known) {
             char allow[64];
-            allowed_methods(url, allow, sizeof(allow));
+            uc_route_allow(rt, nroutes, url, allow, sizeof(allow));
             uc_resp_error(&res, 405, "method %s not allowed", method);
             return queue(app, conn, method, url, nroutes, &res, c, allow, 0);
         }
