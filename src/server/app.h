@@ -208,6 +208,22 @@ int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res);
 int uc_auth_create_key(uc_app_t *app, const char *user, const char *role,
                        char *key, size_t cap, char *err, size_t errlen);
 
+/* 1 when role is user, service or admin. */
+int uc_auth_role_valid(const char *role);
+
+/* ---- key administration (keys.c) ----------------------------------------- */
+
+/*
+ * The `keys list|revoke|import` subcommands. Each writes its report to out
+ * and its error, one line naming what failed, to err; returns the process
+ * exit status (0, or 1 on failure).
+ */
+int uc_keys_list(uc_app_t *app, int json, FILE *out, FILE *err);
+int uc_keys_revoke(uc_app_t *app, const char *which, FILE *out, FILE *err);
+/* default_role: for rows without a role column (NULL: "user"). */
+int uc_keys_import(uc_app_t *app, const char *path, const char *default_role,
+                   FILE *out, FILE *err);
+
 /* ---- helpers (util.c) ---------------------------------------------------- */
 
 /* Wall clock in µs since the epoch (UTC), plus the app's skew. */

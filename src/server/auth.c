@@ -6,6 +6,15 @@
  * key. A request's key is looked up by prefix and its hash compared in
  * constant time, so neither the stored data nor response timing reveals a
  * key. Roles: user, service, admin; admin may call every route.
+ *
+ * Keys imported from the original web-api (any other token, of the shape its
+ * secrets.token_urlsafe() keys have) were stored there as the unsalted
+ * SHA-256 of the whole key, with no prefix that could identify one, so they
+ * are looked up by that hash itself, as the original did: the hash of a
+ * 256-bit random key reveals nothing, and an index lookup keyed by it leaks
+ * no more than whether some key hashes to it. Nothing here is cached: every
+ * request reads its key's row, so a revocation holds from the next request
+ * on every instance that shares the database.
  */
 #include "app.h"
 
@@ -19,6 +28,11 @@
 
 #define UC_AUTH_KEY_LEN 68
 #define UC_AUTH_PREFIX_LEN 12
+/* token_urlsafe(32) gives 43 characters; the bounds leave room for keys the
+ * original was given by hand, and keep a Firebase ID token (a JWT, ~900
+ * characters with dots) from costing a database lookup. */
+#define UC_AUTH_LEGACY_MIN 16
+#define UC_AUTH_LEGACY_MAX 128
 
 static void sha256_hex(const char *key, size_t len,
                        char out[UC_DB_HASH_HEX_LEN + 1])
@@ -42,6 +56,25 @@ static int key_shape(const char *key)
     for (int i = 4; i < UC_AUTH_KEY_LEN; i++) {
         char c = key[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 0 when key could be one of the original service's keys: URL-safe base64
+ * (and the few other token characters a hand-made key might hold). */
+static int legacy_shape(const char *key)
+{
+    size_t len = strlen(key);
+    if (len < UC_AUTH_LEGACY_MIN || len > UC_AUTH_LEGACY_MAX) {
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = key[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.' ||
+              c == '~')) {
             return -1;
         }
     }
@@ -86,14 +119,18 @@ int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res)
         uc_resp_error(res, 401, "missing API key");
         return -1;
     }
-    if (key_shape(key) != 0) {
+    if (key_shape(key) == 0) {
+        memcpy(prefix, key, UC_AUTH_PREFIX_LEN);
+        prefix[UC_AUTH_PREFIX_LEN] = '\0';
+        sha256_hex(key, UC_AUTH_KEY_LEN, hash);
+        st = uc_db_api_key_lookup(app->db, prefix, &row);
+    } else if (legacy_shape(key) == 0) {
+        sha256_hex(key, strlen(key), hash);
+        st = uc_db_api_key_lookup_hash(app->db, hash, &row);
+    } else {
         uc_resp_error(res, 401, "invalid API key");
         return -1;
     }
-    memcpy(prefix, key, UC_AUTH_PREFIX_LEN);
-    prefix[UC_AUTH_PREFIX_LEN] = '\0';
-    sha256_hex(key, UC_AUTH_KEY_LEN, hash);
-    st = uc_db_api_key_lookup(app->db, prefix, &row);
     if (st == UC_DB_NOTFOUND) {
         uc_resp_error(res, 401, "invalid API key");
         return -1;
@@ -107,6 +144,10 @@ int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res)
         uc_resp_error(res, 401, "invalid API key");
         return -1;
     }
+    if (row.revoked_at != UC_DB_NULL_TIME) {
+        uc_resp_error(res, 401, "API key revoked");
+        return -1;
+    }
     unsigned have = role_bit(row.role);
     if (have != UC_ROLE_ADMIN && (have & roles) == 0) {
         uc_resp_error(res, 403, "role '%s' may not call this endpoint",
@@ -116,6 +157,11 @@ int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res)
     snprintf(req->user_id, sizeof(req->user_id), "%s", row.user_id);
     snprintf(req->role, sizeof(req->role), "%s", row.role);
     return 0;
+}
+
+int uc_auth_role_valid(const char *role)
+{
+    return role != NULL && role_bit(role) != 0;
 }
 
 int uc_auth_create_key(uc_app_t *app, const char *user, const char *role,
@@ -159,6 +205,8 @@ int uc_auth_create_key(uc_app_t *app, const char *user, const char *role,
         snprintf(row.user_id, sizeof(row.user_id), "%s", user);
         snprintf(row.role, sizeof(row.role), "%s", role);
         row.created_at = uc_now_us(app);
+        row.last_used_at = UC_DB_NULL_TIME;
+        row.revoked_at = UC_DB_NULL_TIME;
         int st = uc_db_api_key_create(app->db, &row);
         if (st == UC_DB_OK) {
             memcpy(key, k, sizeof(k));

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * utxoiq-api's entry point: subcommands (serve, the default; migrate; seed;
- * keys create), configuration from flags (getopt_long) and the environment,
- * the process's hardening (no core dumps, stray signals ignored, the
- * descriptor limit raised, a password given on the command line scrubbed
- * from it), the refusal to run as root, and the construction of the
+ * keys create|list|revoke|import), configuration from flags (getopt_long) and
+ * the environment, the process's hardening (no core dumps, stray signals
+ * ignored, the descriptor limit raised, a password given on the command line
+ * scrubbed from it), the refusal to run as root, and the construction of the
  * application handle (database opened and migrated, cache created from the
  * environment with the utxoIQ keyspaces declared).
  */
@@ -37,6 +37,8 @@ typedef struct {
     const char *user;
     const char *role;
     int seed_insights;
+    int json;
+    const char *arg; /* keys revoke's key, keys import's file */
 } opts_t;
 
 static const char usage_text[] =
@@ -45,6 +47,9 @@ static const char usage_text[] =
     "       utxoiq-api migrate [--database-url-file PATH|-]\n"
     "       utxoiq-api seed [--insights N] [--database-url-file PATH|-]\n"
     "       utxoiq-api keys create --user U --role user|service|admin\n"
+    "       utxoiq-api keys list [--json]\n"
+    "       utxoiq-api keys revoke ID|PREFIX\n"
+    "       utxoiq-api keys import FILE [--role user|service|admin]\n"
     "       utxoiq-api --help | --version\n"
     "\n"
     "  --database-url URL    also accepted; a password in it is visible to\n"
@@ -170,6 +175,7 @@ enum {
     OPT_INSIGHTS,
     OPT_USER,
     OPT_ROLE,
+    OPT_JSON,
 };
 
 static const struct option long_opts[] = {
@@ -182,6 +188,7 @@ static const struct option long_opts[] = {
     {"insights", required_argument, NULL, OPT_INSIGHTS},
     {"user", required_argument, NULL, OPT_USER},
     {"role", required_argument, NULL, OPT_ROLE},
+    {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -269,6 +276,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case OPT_ROLE:
             o->role = optarg;
             break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
         case ':':
             return usage_error(argv[optind - 1], "missing value");
         default: {
@@ -288,11 +298,35 @@ static int parse_args(int argc, char **argv, opts_t *o)
     if (optind < argc) {
         o->cmd = argv[optind++];
         if (strcmp(o->cmd, "keys") == 0) {
-            if (optind >= argc || strcmp(argv[optind], "create") != 0) {
-                return usage_error("keys", "only 'keys create'");
+            static const char *const verbs[][2] = {
+                {"create", "keys-create"},
+                {"list", "keys-list"},
+                {"revoke", "keys-revoke"},
+                {"import", "keys-import"},
+            };
+            const char *verb = optind < argc ? argv[optind] : "";
+            o->cmd = NULL;
+            for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+                if (strcmp(verb, verbs[i][0]) == 0) {
+                    o->cmd = verbs[i][1];
+                }
             }
-            o->cmd = "keys-create";
+            if (o->cmd == NULL) {
+                return usage_error("keys",
+                                   "give create, list, revoke or import");
+            }
             optind++;
+            if (strcmp(o->cmd, "keys-revoke") == 0 ||
+                strcmp(o->cmd, "keys-import") == 0) {
+                if (optind >= argc) {
+                    return usage_error(strcmp(o->cmd, "keys-revoke") == 0
+                                           ? "keys revoke: give a key id "
+                                             "or prefix"
+                                           : "keys import: give a file",
+                                       NULL);
+                }
+                o->arg = argv[optind++];
+            }
         }
     }
     if (optind < argc) {
@@ -302,7 +336,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         return usage_error(what, NULL);
     }
     if (strcmp(o->cmd, "serve") != 0 && strcmp(o->cmd, "migrate") != 0 &&
-        strcmp(o->cmd, "seed") != 0 && strcmp(o->cmd, "keys-create") != 0) {
+        strcmp(o->cmd, "seed") != 0 && strncmp(o->cmd, "keys-", 5) != 0) {
         char what[96];
         snprintf(what, sizeof(what), "unknown command '%.60s'", o->cmd);
         return usage_error(what, NULL);
@@ -520,6 +554,18 @@ int main(int argc, char **argv)
         }
         printf("%s\n", key);
         rc = 0;
+        goto cleanup;
+    }
+    if (strcmp(o.cmd, "keys-list") == 0) {
+        rc = uc_keys_list(&app, o.json, stdout, stderr);
+        goto cleanup;
+    }
+    if (strcmp(o.cmd, "keys-revoke") == 0) {
+        rc = uc_keys_revoke(&app, o.arg, stdout, stderr);
+        goto cleanup;
+    }
+    if (strcmp(o.cmd, "keys-import") == 0) {
+        rc = uc_keys_import(&app, o.arg, o.role, stdout, stderr);
         goto cleanup;
     }
     if (strcmp(o.cmd, "seed") == 0) {

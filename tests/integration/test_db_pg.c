@@ -187,10 +187,10 @@ static void migrations_apply_once(void **state)
         skip();
     }
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
-    assert_int_equal(applied, 3);
+    assert_int_equal(applied, 4);
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 3);
+    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 4);
     assert_int_equal(psql_int("SELECT count(*) FROM information_schema.tables"
                               " WHERE table_schema = 'public'"),
                      7);
@@ -219,7 +219,7 @@ static void migrations_apply_once(void **state)
         assert_int_equal(a[i].status, UC_DB_OK);
     }
     /* Every migration, each applied exactly once, whoever applied it. */
-    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 3);
+    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 4);
 }
 
 /* ---- feedback ------------------------------------------------------------ */
@@ -917,6 +917,68 @@ static void api_keys_store_and_find(void **state)
     snprintf(k.prefix, sizeof(k.prefix), "pfx-root");
     snprintf(k.role, sizeof(k.role), "root");
     assert_int_equal(uc_db_api_key_create(g_db, &k), UC_DB_ECONSTRAINT);
+}
+
+/* Imported keys: found by hash, revoked once, re-imported without change,
+ * and a conflicting batch leaves nothing behind. */
+static void api_keys_import_and_revoke(void **state)
+{
+    uc_db_api_key_t k[2], got, *rows = NULL;
+    size_t failed = 99, n = 0;
+    int64_t at = 0;
+
+    (void)state;
+    need_db();
+    memset(k, 0, sizeof(k));
+    for (int i = 0; i < 2; i++) {
+        snprintf(k[i].origin_id, sizeof(k[i].origin_id), "imp-%d", i);
+        memset(k[i].hash_hex, i == 0 ? 'b' : 'c', UC_DB_HASH_HEX_LEN);
+        snprintf(k[i].user_id, sizeof(k[i].user_id), "imp-user");
+        snprintf(k[i].role, sizeof(k[i].role), "user");
+        snprintf(k[i].origin_prefix, sizeof(k[i].origin_prefix), "abc%d", i);
+        k[i].created_at = T0;
+        k[i].last_used_at = UC_DB_NULL_TIME;
+        k[i].revoked_at = i == 1 ? T0 + 5 : UC_DB_NULL_TIME;
+    }
+    assert_int_equal(uc_db_api_key_import(g_db, k, 2, &failed), UC_DB_OK);
+    assert_int_equal(uc_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
+                     UC_DB_OK);
+    assert_string_equal(got.origin_id, "imp-0");
+    assert_string_equal(got.prefix, "");
+    assert_true(got.revoked_at == UC_DB_NULL_TIME);
+    assert_true(got.last_used_at == UC_DB_NULL_TIME);
+
+    assert_int_equal(uc_db_api_key_revoke(g_db, got.id, T0 + 9, &at), UC_DB_OK);
+    assert_true(at == T0 + 9);
+    assert_int_equal(uc_db_api_key_revoke(g_db, got.id, T0 + 20, &at),
+                     UC_DB_OK);
+    assert_true(at == T0 + 9);
+    assert_int_equal(uc_db_api_key_revoke(g_db, 987654321, T0, &at),
+                     UC_DB_NOTFOUND);
+
+    /* Again: no new row, and the revocation stays. */
+    assert_int_equal(uc_db_api_key_import(g_db, k, 2, &failed), UC_DB_OK);
+    assert_int_equal(uc_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
+                     UC_DB_OK);
+    assert_true(got.revoked_at == T0 + 9);
+
+    /* A new id with a stored hash, after a fine new row: neither goes in. */
+    snprintf(k[0].origin_id, sizeof(k[0].origin_id), "imp-new");
+    memset(k[0].hash_hex, 'd', UC_DB_HASH_HEX_LEN);
+    snprintf(k[1].origin_id, sizeof(k[1].origin_id), "imp-other");
+    assert_int_equal(uc_db_api_key_import(g_db, k, 2, &failed),
+                     UC_DB_ECONSTRAINT);
+    assert_int_equal(failed, 1);
+    assert_int_equal(uc_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
+                     UC_DB_NOTFOUND);
+
+    assert_int_equal(uc_db_api_key_list(g_db, &rows, &n), UC_DB_OK);
+    size_t imported = 0;
+    for (size_t i = 0; i < n; i++) {
+        imported += strncmp(rows[i].origin_id, "imp-", 4) == 0;
+    }
+    assert_int_equal(imported, 2);
+    free(rows);
 }
 
 /* ---- cache invalidation log ---------------------------------------------- */
@@ -1929,6 +1991,7 @@ int main(void)
         cmocka_unit_test(metrics_aggregate_buckets),
         cmocka_unit_test(retention_deletes_and_reports),
         cmocka_unit_test(api_keys_store_and_find),
+        cmocka_unit_test(api_keys_import_and_revoke),
         cmocka_unit_test(inval_records_ride_with_writes),
         cmocka_unit_test(inval_failed_writes_leave_nothing),
         cmocka_unit_test(inval_refuses_bad_records),

@@ -130,8 +130,8 @@ static uint64_t stop_budget_ms(void)
 }
 
 /* fork + exec of the binary with args (under UC_TEST_SERVER_WRAPPER when
- * set); stdout to out_fd (or the log). */
-static pid_t spawn(uc_test_api_t *a, char *const *argv, int out_fd)
+ * set); stdout to out_fd and stderr to err_fd (each -1: the log). */
+static pid_t spawn(uc_test_api_t *a, char *const *argv, int out_fd, int err_fd)
 {
     char own[4][1100];
     char **env = child_env(a, own);
@@ -146,7 +146,7 @@ static pid_t spawn(uc_test_api_t *a, char *const *argv, int out_fd)
         size_t n = wrapper_words(buf, words);
         int log = open(a->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (log >= 0) {
-            dup2(log, 2);
+            dup2(err_fd >= 0 ? err_fd : log, 2);
             dup2(out_fd >= 0 ? out_fd : log, 1);
         }
         if (n > 0) {
@@ -217,7 +217,7 @@ static int launch(uc_test_api_t *a)
     for (int attempt = 0; attempt < 3; attempt++) {
         char *argv[] = {(char *)binary(), (char *)"serve", NULL};
         a->port = uc_test_free_port();
-        a->pid = spawn(a, argv, -1);
+        a->pid = spawn(a, argv, -1, -1);
         if (a->pid <= 0) {
             a->pid = 0;
             return -1;
@@ -372,7 +372,7 @@ int uc_test_api_key(uc_test_api_t *a, const char *user, const char *role,
     if (pipe(fds) != 0) {
         return -1;
     }
-    pid_t pid = spawn(a, argv, fds[1]);
+    pid_t pid = spawn(a, argv, fds[1], -1);
     close(fds[1]);
     if (pid <= 0) {
         close(fds[0]);
@@ -406,6 +406,66 @@ int uc_test_api_key(uc_test_api_t *a, const char *user, const char *role,
     }
     memcpy(key, buf, strlen(buf) + 1);
     return 0;
+}
+
+/* Reads fd to its end into buf (NUL-terminated, cut at cap - 1). */
+static void read_all(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    char sink[512];
+    for (;;) {
+        char *dst = got + 1 < cap ? buf + got : sink;
+        size_t room = got + 1 < cap ? cap - 1 - got : sizeof(sink);
+        ssize_t r = read(fd, dst, room);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        if (dst == buf + got) {
+            got += (size_t)r;
+        }
+    }
+    buf[got] = '\0';
+}
+
+int uc_test_api_cli(uc_test_api_t *a, const char *const *args, char *out,
+                    size_t out_cap, char *err, size_t err_cap)
+{
+    char *argv[32];
+    char err_path[600];
+    size_t n = 0;
+    int fds[2];
+    int status;
+    argv[n++] = (char *)binary();
+    for (size_t i = 0; args[i] != NULL && n < 31; i++) {
+        argv[n++] = (char *)args[i];
+    }
+    argv[n] = NULL;
+    snprintf(err_path, sizeof(err_path), "%s/cli.err", a->dir);
+    int efd = open(err_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (efd < 0) {
+        return -1;
+    }
+    if (pipe(fds) != 0) {
+        close(efd);
+        return -1;
+    }
+    pid_t pid = spawn(a, argv, fds[1], efd);
+    close(fds[1]);
+    if (pid <= 0) {
+        close(fds[0]);
+        close(efd);
+        return -1;
+    }
+    read_all(fds[0], out, out_cap);
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    lseek(efd, 0, SEEK_SET);
+    read_all(efd, err, err_cap);
+    close(efd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 int uc_test_api_keys(uc_test_api_t *a, const uc_test_api_user_t *users,

@@ -63,6 +63,15 @@ void uc_test_api_destroy(uc_test_api_t *a);
 int uc_test_api_key(uc_test_api_t *a, const char *user, const char *role,
                     char *key, size_t cap);
 
+/*
+ * Runs `utxoiq-api args...` (args NULL-terminated, without the program
+ * name) against the server's database, which need not be running; its
+ * stdout goes to out and its stderr to err (both NUL-terminated, cut to
+ * fit). Returns the exit status, or -1 when it could not run or was killed.
+ */
+int uc_test_api_cli(uc_test_api_t *a, const char *const *args, char *out,
+                    size_t out_cap, char *err, size_t err_cap);
+
 /* One key a test group needs: who, with which role, and where it goes. */
 typedef struct {
     const char *user;

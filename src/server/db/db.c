@@ -595,6 +595,53 @@ int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out)
     return q_end(db, q0, db->methods->api_key_lookup(db, prefix, out));
 }
 
+int uc_db_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
+                              uc_db_api_key_t *out)
+{
+    if (hash_hex == NULL || strlen(hash_hex) != UC_DB_HASH_HEX_LEN) {
+        return UC_DB_EINVAL;
+    }
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->api_key_lookup_hash(db, hash_hex, out));
+}
+
+int uc_db_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
+{
+    if (rows == NULL || n == NULL) {
+        return UC_DB_EINVAL;
+    }
+    int64_t q0 = q_begin(db);
+    return q_end(db, q0, db->methods->api_key_list(db, rows, n));
+}
+
+int uc_db_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+                         int64_t *revoked_at)
+{
+    int64_t q0 = q_begin(db);
+    return q_end(
+        db, q0,
+        noted(db, db->methods->api_key_revoke(db, id, now_us, revoked_at)));
+}
+
+int uc_db_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+                         size_t *failed_at)
+{
+    if (keys == NULL && n > 0) {
+        return UC_DB_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].prefix[0] != '\0' || keys[i].origin_id[0] == '\0') {
+            if (failed_at != NULL) {
+                *failed_at = i;
+            }
+            return UC_DB_EINVAL;
+        }
+    }
+    int64_t q0 = q_begin(db);
+    return q_end(
+        db, q0, noted(db, db->methods->api_key_import(db, keys, n, failed_at)));
+}
+
 int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
                       size_t cap, size_t *n)
 {

@@ -279,14 +279,27 @@ typedef struct {
     int64_t metrics_before;
 } uc_db_retention_cutoffs_t;
 
-/* api_keys: the key's public prefix (for lookup) and its SHA-256. */
+#define UC_DB_KEY_NAME_MAX 400         /* bytes: the original's 100 chars */
+#define UC_DB_KEY_ORIGIN_PREFIX_MAX 20 /* the original's key_prefix column */
+
+/*
+ * api_keys. A key of ours has a public lookup prefix and the SHA-256 of the
+ * whole key; a key imported from the original service has no prefix (""),
+ * only the original's unsalted SHA-256 and its row id (origin_id), and is
+ * found by that hash. Exactly one of prefix and origin_id is set.
+ */
 typedef struct {
     int64_t id;
-    char prefix[UC_DB_KEY_PREFIX_MAX + 1];
+    char prefix[UC_DB_KEY_PREFIX_MAX + 1]; /* "" for an imported key */
     char hash_hex[UC_DB_HASH_HEX_LEN + 1];
     char user_id[UC_DB_ID_MAX + 1];
     char role[16]; /* user | service | admin */
     int64_t created_at;
+    char name[UC_DB_KEY_NAME_MAX + 1];                   /* "" when none */
+    char origin_id[UC_DB_ID_MAX + 1];                    /* "" when ours */
+    char origin_prefix[UC_DB_KEY_ORIGIN_PREFIX_MAX + 1]; /* "" when none */
+    int64_t last_used_at; /* UC_DB_NULL_TIME when not recorded */
+    int64_t revoked_at;   /* UC_DB_NULL_TIME while the key is valid */
 } uc_db_api_key_t;
 
 /* ---- cache invalidation log ---------------------------------------------- */
@@ -441,9 +454,18 @@ typedef struct uc_db_methods {
     int (*api_key_create)(uc_db_t *db, const uc_db_api_key_t *key);
 
     /* The key with that prefix; UC_DB_NOTFOUND if none. The caller compares
-     * the hash in constant time. */
+     * the hash in constant time and checks revoked_at. */
     int (*api_key_lookup)(uc_db_t *db, const char *prefix,
                           uc_db_api_key_t *out);
+
+    /* Contracts at the uc_db_api_key_* wrappers below. */
+    int (*api_key_lookup_hash)(uc_db_t *db, const char *hash_hex,
+                               uc_db_api_key_t *out);
+    int (*api_key_list)(uc_db_t *db, uc_db_api_key_t **rows, size_t *n);
+    int (*api_key_revoke)(uc_db_t *db, int64_t id, int64_t now_us,
+                          int64_t *revoked_at);
+    int (*api_key_import)(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+                          size_t *failed_at);
 
     /* The invalidation log; contracts at the uc_db_inval_* wrappers. */
     int (*inval_after)(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
@@ -574,6 +596,33 @@ int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
                         size_t ninv, int64_t *inv_ids);
 int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key);
 int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out);
+
+/* The imported key (no prefix) whose stored hash is hash_hex (64 lower-case
+ * hex digits); UC_DB_NOTFOUND if none. Revoked keys are returned too. */
+int uc_db_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
+                              uc_db_api_key_t *out);
+
+/* Every key, by id, as a malloc()ed array the caller free()s (NULL and 0
+ * when there is none); written only on UC_DB_OK. */
+int uc_db_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n);
+
+/* Sets revoked_at = now_us on key `id` unless it is revoked already, in
+ * which case it keeps its first time; *revoked_at (may be NULL) gets the
+ * time in effect. UC_DB_NOTFOUND when there is no such key. */
+int uc_db_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+                         int64_t *revoked_at);
+
+/*
+ * Imports keys[0..n-1] (prefix "", origin_id set) in one transaction: all
+ * or nothing. A key whose origin_id is present already is updated (user,
+ * role, name, origin prefix, the later last use) and never un-revoked, so
+ * importing the same rows again changes nothing. A row whose hash belongs
+ * to another key, or whose origin_id is stored with another hash, gives
+ * UC_DB_ECONSTRAINT; on any failure *failed_at (may be NULL) is the index of
+ * the row that failed, or n when the commit did.
+ */
+int uc_db_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+                         size_t *failed_at);
 
 /*
  * The invalidation log. Reads fill the caller's out[0..cap-1] and *n, only

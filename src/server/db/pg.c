@@ -143,10 +143,32 @@ static const char *const migration_3[] = {
     NULL,
 };
 
+/* Revocation, and keys imported from the original service: those have no
+ * lookup prefix (it never stored one that could serve) and are found by
+ * their hash, hence the unique hash. */
+static const char *const migration_4[] = {
+    "ALTER TABLE api_keys ALTER COLUMN prefix DROP NOT NULL,"
+    " ADD CONSTRAINT api_keys_prefix_length CHECK (prefix IS NULL OR"
+    "  length(prefix) BETWEEN 1 AND 16),"
+    " ADD COLUMN name text CHECK (name IS NULL OR"
+    "  octet_length(name) BETWEEN 1 AND 400),"
+    " ADD COLUMN origin_id text UNIQUE CHECK (origin_id IS NULL OR"
+    "  length(origin_id) BETWEEN 1 AND 128),"
+    " ADD COLUMN origin_prefix text CHECK (origin_prefix IS NULL OR"
+    "  length(origin_prefix) BETWEEN 1 AND 20),"
+    " ADD COLUMN last_used_at timestamptz,"
+    " ADD COLUMN revoked_at timestamptz,"
+    " ADD CONSTRAINT api_keys_hash_unique UNIQUE (key_hash),"
+    " ADD CONSTRAINT api_keys_one_kind CHECK"
+    "  ((prefix IS NULL) = (origin_id IS NOT NULL))",
+    NULL,
+};
+
 static const migration_t migrations[] = {
     {1, "initial schema", migration_1},
     {2, "cache invalidation log", migration_2},
     {3, "service write probe", migration_3},
+    {4, "api key revocation and import", migration_4},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -176,8 +198,12 @@ static const migration_t migrations[] = {
     "id, service_name, metric_type, metric_value, unit, " TS_OUT(              \
         "\"timestamp\"") ", metric_metadata"
 #define METRIC_NCOLS 7
-#define KEY_COLS "id, prefix, key_hash, user_id, role, " TS_OUT("created_at")
-#define KEY_NCOLS 6
+#define KEY_COLS                                                               \
+    "id, prefix, key_hash, user_id, role, " TS_OUT(                            \
+        "created_at") ", name, origin_id, origin_prefix, " TS_OUT("last_used_" \
+                                                                  "at") ","    \
+                                                                        " " TS_OUT("revoked_at")
+#define KEY_NCOLS 11
 
 /*
  * Inserts invalidation records from two text arrays ($ks keyspaces, $tg
@@ -371,6 +397,31 @@ static const char SQL_KEY_CREATE[] =
     " VALUES ($1, $2, $3, $4, " TS_IN("5") ")";
 static const char SQL_KEY_LOOKUP[] =
     "SELECT " KEY_COLS " FROM api_keys WHERE prefix = $1";
+static const char SQL_KEY_LOOKUP_HASH[] = "SELECT " KEY_COLS " FROM api_keys"
+                                          " WHERE key_hash = $1"
+                                          " AND prefix IS NULL";
+static const char SQL_KEY_LIST[] =
+    "SELECT " KEY_COLS " FROM api_keys ORDER BY id";
+static const char SQL_KEY_REVOKE[] =
+    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, " TS_IN(
+        "2") ") WHERE id = $1 RETURNING " TS_OUT("revoked_at");
+/* The WHERE makes a stored origin_id with another hash come back with no
+ * row, which the caller reports instead of changing the key. */
+static const char SQL_KEY_IMPORT[] =
+    "INSERT INTO api_keys AS k (prefix, key_hash, user_id, role, created_at,"
+    " name, origin_id, origin_prefix, last_used_at, revoked_at)"
+    " VALUES (NULL, $1, $2, $3, " TS_IN("4") ", $5, $6, $7, " TS_IN(
+        "8") ", " TS_IN("9") ")"
+                             " ON CONFLICT (origin_id) DO UPDATE SET"
+                             " user_id = excluded.user_id,"
+                             " role = excluded.role, name = excluded.name,"
+                             " origin_prefix = excluded.origin_prefix,"
+                             " last_used_at = greatest(k.last_used_at,"
+                             "  excluded.last_used_at),"
+                             " revoked_at = coalesce(k.revoked_at,"
+                             "  excluded.revoked_at)"
+                             " WHERE k.key_hash = excluded.key_hash"
+                             " RETURNING id";
 
 /* ---- handle -------------------------------------------------------------- */
 
@@ -1076,6 +1127,11 @@ static int read_key(const PGresult *r, int row, void *dst)
     bad |= v_str(r, row, 3, k->user_id, sizeof(k->user_id));
     bad |= v_str(r, row, 4, k->role, sizeof(k->role));
     k->created_at = v_i64(r, row, 5, 0);
+    bad |= v_str(r, row, 6, k->name, sizeof(k->name));
+    bad |= v_str(r, row, 7, k->origin_id, sizeof(k->origin_id));
+    bad |= v_str(r, row, 8, k->origin_prefix, sizeof(k->origin_prefix));
+    k->last_used_at = v_i64(r, row, 9, UC_DB_NULL_TIME);
+    k->revoked_at = v_i64(r, row, 10, UC_DB_NULL_TIME);
     return bad != 0 ? UC_DB_EIO : UC_DB_OK;
 }
 
@@ -2052,6 +2108,124 @@ static int pg_api_key_lookup(uc_db_t *db, const char *prefix,
     return st;
 }
 
+static int pg_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
+                                  uc_db_api_key_t *out)
+{
+    params_t p = {0};
+    uc_db_api_key_t row;
+    int st;
+
+    p_str(&p, hash_hex);
+    st = query_row((pg_db_t *)db, "api key lookup", SQL_KEY_LOOKUP_HASH, &p,
+                   read_key, &row, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK) {
+        *out = row;
+    }
+    return st;
+}
+
+static int pg_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    void *arr = NULL;
+    size_t count = 0;
+    int st = query((pg_db_t *)db, "api key list", SQL_KEY_LIST, &p, &r);
+
+    if (st == UC_DB_OK && PQnfields(r) != KEY_NCOLS) {
+        st = UC_DB_EIO;
+    }
+    if (st == UC_DB_OK) {
+        st = read_rows(r, PQntuples(r), sizeof(uc_db_api_key_t), read_key, &arr,
+                       &count);
+    }
+    PQclear(r);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
+    }
+    *rows = arr;
+    *n = count;
+    return UC_DB_OK;
+}
+
+static int read_one_i64(const PGresult *r, int row, void *dst)
+{
+    *(int64_t *)dst = v_i64(r, row, 0, 0);
+    return UC_DB_OK;
+}
+
+static int pg_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+                             int64_t *revoked_at)
+{
+    params_t p = {0};
+    int64_t at = 0;
+    int st;
+
+    p_i64(&p, id);
+    p_i64(&p, now_us);
+    st = query_row((pg_db_t *)db, "api key revoke", SQL_KEY_REVOKE, &p,
+                   read_one_i64, &at, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK && revoked_at != NULL) {
+        *revoked_at = at;
+    }
+    return st;
+}
+
+/* "" goes as SQL NULL: the optional columns' CHECKs refuse empty text. */
+static void p_opt_str(params_t *p, const char *s)
+{
+    p_str(p, s[0] != '\0' ? s : NULL);
+}
+
+static int pg_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+                             size_t *failed_at)
+{
+    sess_t s;
+    size_t i = 0;
+    int st = sess_open((pg_db_t *)db, &s);
+
+    if (st != UC_DB_OK) {
+        return st;
+    }
+    st = sess_run(&s, "api key import", "BEGIN", 0, NULL);
+    for (; st == UC_DB_OK && i < n; i++) {
+        const uc_db_api_key_t *k = &keys[i];
+        params_t p = {0};
+        PGresult *r = NULL;
+
+        p_str(&p, k->hash_hex);
+        p_str(&p, k->user_id);
+        p_str(&p, k->role);
+        p_i64(&p, k->created_at);
+        p_opt_str(&p, k->name);
+        p_str(&p, k->origin_id);
+        p_opt_str(&p, k->origin_prefix);
+        p_time(&p, k->last_used_at);
+        p_time(&p, k->revoked_at);
+        st = sess_exec(&s, "api key import", SQL_KEY_IMPORT, p.n, p.v, &r);
+        /* No row back: the origin id is stored with another hash. */
+        if (st == UC_DB_OK && PQntuples(r) != 1) {
+            st = UC_DB_ECONSTRAINT;
+        }
+        PQclear(r);
+        if (st != UC_DB_OK) {
+            break;
+        }
+    }
+    if (st == UC_DB_OK) {
+        st = sess_run(&s, "api key import", "COMMIT", 0, NULL);
+    }
+    if (st != UC_DB_OK) {
+        sess_rollback(&s);
+        if (failed_at != NULL) {
+            *failed_at = i;
+        }
+    }
+    sess_close(&s);
+    return st;
+}
+
 /* ---- invalidation log ---------------------------------------------------- */
 
 static int read_inval(const PGresult *r, int row, void *dst)
@@ -2225,6 +2399,10 @@ static const uc_db_methods_t pg_methods = {
     .retention_run = pg_retention_run,
     .api_key_create = pg_api_key_create,
     .api_key_lookup = pg_api_key_lookup,
+    .api_key_lookup_hash = pg_api_key_lookup_hash,
+    .api_key_list = pg_api_key_list,
+    .api_key_revoke = pg_api_key_revoke,
+    .api_key_import = pg_api_key_import,
     .inval_after = pg_inval_after,
     .inval_pending = pg_inval_pending,
     .inval_mark_applied = pg_inval_mark_applied,

@@ -113,6 +113,34 @@ static const migration_t migrations[] = {
      "CREATE TABLE service_probe ("
      " id INTEGER PRIMARY KEY CHECK (id = 1),"
      " probed_at INTEGER NOT NULL);"},
+    /* Revocation, and keys imported from the original service: those have
+     * no lookup prefix (it never stored one that could serve) and are found
+     * by their hash, hence the unique hash. SQLite cannot drop NOT NULL in
+     * place, so the table is rebuilt; ids are kept, so nothing that names a
+     * key by id changes. */
+    {4, "api key revocation and import",
+     "CREATE TABLE api_keys_v4 ("
+     " id INTEGER PRIMARY KEY,"
+     " prefix TEXT UNIQUE CHECK (prefix IS NULL OR"
+     "  length(prefix) BETWEEN 1 AND 16),"
+     " key_hash TEXT NOT NULL UNIQUE CHECK (length(key_hash) = 64),"
+     " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+     " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+     " created_at INTEGER NOT NULL,"
+     " name TEXT CHECK (name IS NULL OR"
+     "  length(CAST(name AS BLOB)) BETWEEN 1 AND 400),"
+     " origin_id TEXT UNIQUE CHECK (origin_id IS NULL OR"
+     "  length(origin_id) BETWEEN 1 AND 128),"
+     " origin_prefix TEXT CHECK (origin_prefix IS NULL OR"
+     "  length(origin_prefix) BETWEEN 1 AND 20),"
+     " last_used_at INTEGER,"
+     " revoked_at INTEGER,"
+     " CHECK ((prefix IS NULL) = (origin_id IS NOT NULL)));"
+     "INSERT INTO api_keys_v4 (id, prefix, key_hash, user_id, role,"
+     " created_at) SELECT id, prefix, key_hash, user_id, role, created_at"
+     " FROM api_keys;"
+     "DROP TABLE api_keys;"
+     "ALTER TABLE api_keys_v4 RENAME TO api_keys;"},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -154,6 +182,10 @@ enum {
     ST_RET_METRIC_DEL,
     ST_KEY_CREATE,
     ST_KEY_LOOKUP,
+    ST_KEY_LOOKUP_HASH,
+    ST_KEY_LIST,
+    ST_KEY_REVOKE,
+    ST_KEY_IMPORT,
     ST_BEGIN,
     ST_COMMIT,
     ST_INV_INSERT,
@@ -166,6 +198,9 @@ enum {
 };
 
 #define INV_COLS "id, keyspace, target, created_at, applied_at IS NOT NULL"
+#define KEY_COLS                                                               \
+    "id, prefix, key_hash, user_id, role, created_at, name, origin_id, "       \
+    "origin_prefix, last_used_at, revoked_at"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_PING] = "SELECT 1",
@@ -259,8 +294,27 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KEY_CREATE] =
         "INSERT INTO api_keys (prefix, key_hash, user_id, role, created_at)"
         " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_KEY_LOOKUP] = "SELECT id, prefix, key_hash, user_id, role, created_at"
-                      " FROM api_keys WHERE prefix = ?1",
+    [ST_KEY_LOOKUP] = "SELECT " KEY_COLS " FROM api_keys WHERE prefix = ?1",
+    [ST_KEY_LOOKUP_HASH] = "SELECT " KEY_COLS " FROM api_keys"
+                           " WHERE key_hash = ?1 AND prefix IS NULL",
+    [ST_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys ORDER BY id",
+    [ST_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = coalesce(revoked_at,"
+                      " ?2) WHERE id = ?1 RETURNING revoked_at",
+    /* The WHERE makes a stored origin_id with another hash come back with
+     * no row, which the caller reports instead of changing the key. */
+    [ST_KEY_IMPORT] =
+        "INSERT INTO api_keys (prefix, key_hash, user_id, role, created_at,"
+        " name, origin_id, origin_prefix, last_used_at, revoked_at)"
+        " VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " ON CONFLICT (origin_id) DO UPDATE SET user_id = excluded.user_id,"
+        " role = excluded.role, name = excluded.name,"
+        " origin_prefix = excluded.origin_prefix,"
+        " last_used_at = CASE WHEN api_keys.last_used_at IS NULL OR"
+        "  excluded.last_used_at > api_keys.last_used_at"
+        "  THEN coalesce(excluded.last_used_at, api_keys.last_used_at)"
+        "  ELSE api_keys.last_used_at END,"
+        " revoked_at = coalesce(api_keys.revoked_at, excluded.revoked_at)"
+        " WHERE api_keys.key_hash = excluded.key_hash RETURNING id",
     /* Prepared once per connection like the rest: parsing BEGIN and COMMIT
      * on every write would cost more than the record insert itself. */
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -959,6 +1013,11 @@ static int key_row(sqlite3_stmt *s, void *row)
     col_text(s, 3, k->user_id, sizeof(k->user_id));
     col_text(s, 4, k->role, sizeof(k->role));
     k->created_at = sqlite3_column_int64(s, 5);
+    col_text(s, 6, k->name, sizeof(k->name));
+    col_text(s, 7, k->origin_id, sizeof(k->origin_id));
+    col_text(s, 8, k->origin_prefix, sizeof(k->origin_prefix));
+    k->last_used_at = col_time(s, 9);
+    k->revoked_at = col_time(s, 10);
     return UC_DB_OK;
 }
 
@@ -1031,6 +1090,40 @@ static int bind_api_key(sqlite3_stmt *s, const void *arg)
     bind_text(s, 4, k->role);
     sqlite3_bind_int64(s, 5, k->created_at);
     return 5;
+}
+
+/* "" is stored as NULL: the optional columns' CHECKs refuse empty text. */
+static int bind_opt_text(sqlite3_stmt *s, int i, const char *v)
+{
+    return bind_text(s, i, v[0] != '\0' ? v : NULL);
+}
+
+static int bind_key_import(sqlite3_stmt *s, const void *arg)
+{
+    const uc_db_api_key_t *k = arg;
+    bind_text(s, 1, k->hash_hex);
+    bind_text(s, 2, k->user_id);
+    bind_text(s, 3, k->role);
+    sqlite3_bind_int64(s, 4, k->created_at);
+    bind_opt_text(s, 5, k->name);
+    bind_text(s, 6, k->origin_id);
+    bind_opt_text(s, 7, k->origin_prefix);
+    bind_time(s, 8, k->last_used_at);
+    bind_time(s, 9, k->revoked_at);
+    return 9;
+}
+
+typedef struct {
+    int64_t id;
+    int64_t now;
+} key_revoke_t;
+
+static int bind_key_revoke(sqlite3_stmt *s, const void *arg)
+{
+    const key_revoke_t *r = arg;
+    sqlite3_bind_int64(s, 1, r->id);
+    sqlite3_bind_int64(s, 2, r->now);
+    return 2;
 }
 
 /* ---- opening and closing ------------------------------------------------- */
@@ -1649,6 +1742,94 @@ static int sq_api_key_lookup(uc_db_t *db, const char *prefix,
     return st;
 }
 
+static int sq_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
+                                  uc_db_api_key_t *out)
+{
+    uc_db_api_key_t row;
+    int st = run_one((sqlite_db_t *)db, ST_KEY_LOOKUP_HASH, "api key lookup",
+                     bind_key, hash_hex, key_row, &row, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK) {
+        *out = row;
+    }
+    return st;
+}
+
+static int bind_nothing(sqlite3_stmt *s, const void *arg)
+{
+    (void)s;
+    (void)arg;
+    return 0;
+}
+
+static int sq_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
+{
+    void *arr = NULL;
+    size_t cnt = 0;
+    int st =
+        list_query((sqlite_db_t *)db, ST_KEY_LIST, "api key list", bind_nothing,
+                   NULL, sizeof(uc_db_api_key_t), key_row, &arr, &cnt);
+    if (st != UC_DB_OK) {
+        free(arr);
+        return st;
+    }
+    *rows = arr;
+    *n = cnt;
+    return UC_DB_OK;
+}
+
+static int revoked_row(sqlite3_stmt *s, void *row)
+{
+    *(int64_t *)row = sqlite3_column_int64(s, 0);
+    return UC_DB_OK;
+}
+
+static int sq_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+                             int64_t *revoked_at)
+{
+    key_revoke_t r = {id, now_us};
+    int64_t at = 0;
+    int st = run_one((sqlite_db_t *)db, ST_KEY_REVOKE, "api key revoke",
+                     bind_key_revoke, &r, revoked_row, &at, UC_DB_NOTFOUND);
+    if (st == UC_DB_OK && revoked_at != NULL) {
+        *revoked_at = at;
+    }
+    return st;
+}
+
+static int sq_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+                             size_t *failed_at)
+{
+    sqlite_db_t *d = (sqlite_db_t *)db;
+    conn_t *c = acquire(d);
+    size_t i = 0;
+    int st;
+
+    if (c == NULL) {
+        return UC_DB_EBUSY;
+    }
+    st = tx_step(d, c, ST_BEGIN, "api key import");
+    for (; st == UC_DB_OK && i < n; i++) {
+        int64_t id = 0;
+        /* No row back: the origin id is stored with another hash. */
+        st = step_one(d, c, ST_KEY_IMPORT, "api key import", bind_key_import,
+                      &keys[i], revoked_row, &id, UC_DB_ECONSTRAINT);
+        if (st != UC_DB_OK) {
+            break;
+        }
+    }
+    if (st == UC_DB_OK) {
+        st = tx_step(d, c, ST_COMMIT, "api key import");
+    }
+    if (st != UC_DB_OK) {
+        tx_rollback(c);
+        if (failed_at != NULL) {
+            *failed_at = i;
+        }
+    }
+    release(d, c);
+    return st;
+}
+
 /* ---- invalidation log ---------------------------------------------------- */
 
 static int inval_row(sqlite3_stmt *s, void *row)
@@ -1794,13 +1975,6 @@ static int int64_row(sqlite3_stmt *s, void *row)
     return UC_DB_OK;
 }
 
-static int bind_nothing(sqlite3_stmt *s, const void *arg)
-{
-    (void)s;
-    (void)arg;
-    return 0;
-}
-
 static int sq_inval_last_id(uc_db_t *db, int64_t *id)
 {
     int64_t v = 0;
@@ -1867,6 +2041,10 @@ static const uc_db_methods_t sqlite_methods = {
     .retention_run = sq_retention_run,
     .api_key_create = sq_api_key_create,
     .api_key_lookup = sq_api_key_lookup,
+    .api_key_lookup_hash = sq_api_key_lookup_hash,
+    .api_key_list = sq_api_key_list,
+    .api_key_revoke = sq_api_key_revoke,
+    .api_key_import = sq_api_key_import,
     .inval_after = sq_inval_after,
     .inval_pending = sq_inval_pending,
     .inval_mark_applied = sq_inval_mark_applied,
