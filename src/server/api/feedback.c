@@ -20,8 +20,9 @@ static json_t *feedback_json(const void *row)
         f->rating > 0 ? json_integer(f->rating) : json_null(), "comment",
         api_str_or_null(f->has_comment, f->comment), "flag_type",
         api_str_or_null(1, f->flag_type), "flag_reason",
-        api_str_or_null(f->has_flag_reason, f->flag_reason), "created_at",
-        api_time_json(f->created_at), "updated_at",
+        /* Not api_str_or_null: an empty reason is "", not null. */
+        f->has_flag_reason ? json_string(f->flag_reason) : json_null(),
+        "created_at", api_time_json(f->created_at), "updated_at",
         api_time_json(f->updated_at));
 }
 
