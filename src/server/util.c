@@ -6,6 +6,7 @@
  * (logfmt or JSON, a level threshold, and a per-cause rate limit).
  */
 #include "app.h"
+#include "db/uuid.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -238,18 +238,8 @@ int uc_uuid_check(const char *s, char out[UC_DB_UUID_LEN + 1])
 
 int uc_uuid_new(char out[UC_DB_UUID_LEN + 1])
 {
-    unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        return -1;
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, UC_DB_UUID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
-    return 0;
+    /* One generator for job ids and the database rows' ids (db/uuid.h). */
+    return uc_db_uuid_new(out);
 }
 
 int uc_parse_int(const char *s, long long min, long long max, long long *out)

@@ -64,6 +64,22 @@ static void rate(const char *key, const char *insight, int rating)
     api_free(&r);
 }
 
+/* An id as the original's clients parse it: a lower-case version 4 UUID. */
+static void assert_uuid4(const char *id)
+{
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 36);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            assert_int_equal(id[i], '-');
+        } else {
+            assert_non_null(strchr("0123456789abcdef", id[i]));
+        }
+    }
+    assert_int_equal(id[14], '4');
+    assert_non_null(strchr("89ab", id[19]));
+}
+
 /* A request the API must refuse: its status and the field the detail names. */
 typedef struct {
     const char *path;
@@ -815,6 +831,32 @@ static void test_average_two_decimals(void **state)
     assert_true(jnum(r.j, "average_rating") == 1.33);
     assert_non_null(strstr(r.h.body, "\"average_rating\":1.33,"));
     api_free(&r);
+
+    /* Exact ties go to the even digit, as Python's round(): 9/8 = 1.125
+     * gives 1.12 (not 1.13), 11/8 = 1.375 gives 1.38. */
+    char keys[8][128], id2[64], name[16];
+    for (int i = 0; i < 8; i++) {
+        fmt(name, sizeof(name), "tie%d", i);
+        assert_int_equal(
+            uc_test_api_key(&api, name, "user", keys[i], sizeof(keys[i])), 0);
+    }
+    uniq(id, sizeof(id), "tie");
+    uniq(id2, sizeof(id2), "tie");
+    for (int i = 0; i < 8; i++) {
+        rate(keys[i], id, i == 0 ? 2 : 1);
+        rate(keys[i], id2, i < 3 ? 2 : 1);
+    }
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "total_ratings"), 8);
+    assert_non_null(strstr(r.h.body, "\"average_rating\":1.12,"));
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id2);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_non_null(strstr(r.h.body, "\"average_rating\":1.38,"));
+    api_free(&r);
 }
 
 static void test_comment_flag_and_pages(void **state)
@@ -833,6 +875,11 @@ static void test_comment_flag_and_pages(void **state)
         id);
     api_req(&api, &r, "POST", "/api/v1/feedback/comment", user_key, body, NULL);
     assert_status(&r, 200);
+    /* The original's FeedbackResponse: nine fields, a UUID id. */
+    assert_int_equal(json_object_size(r.j), 9);
+    assert_uuid4(jstr(r.j, "id"));
+    char alice_id[40];
+    fmt(alice_id, sizeof(alice_id), "%s", jstr(r.j, "id"));
     assert_string_equal(jstr(r.j, "comment"), "first \xc3\xa9 line\nsecond");
     assert_true(json_is_null(jget(r.j, "rating")));
     const char *created = jstr(r.j, "created_at");
@@ -852,6 +899,10 @@ static void test_comment_flag_and_pages(void **state)
     assert_status(&r, 200);
     assert_string_equal(jstr(r.j, "flag_type"), "spam");
     assert_string_equal(jstr(r.j, "flag_reason"), "ads");
+    char bob_id[40];
+    fmt(bob_id, sizeof(bob_id), "%s", jstr(r.j, "id"));
+    assert_uuid4(bob_id);
+    assert_string_not_equal(bob_id, alice_id);
     api_free(&r);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_string_equal(r.h.x_cache, "MISS");
@@ -866,6 +917,8 @@ static void test_comment_flag_and_pages(void **state)
     api_req(&api, &r, "POST", "/api/v1/feedback/comment", user2_key, body,
             NULL);
     assert_status(&r, 200);
+    /* A merge keeps the row's id. */
+    assert_string_equal(jstr(r.j, "id"), bob_id);
     api_free(&r);
     fmt(path, sizeof(path),
         "/api/v1/feedback/comments?insight_id=%s&limit=1&offset=0", id);
@@ -874,15 +927,30 @@ static void test_comment_flag_and_pages(void **state)
     assert_int_equal(jint(r.j, "total"), 2);
     assert_int_equal(jint(r.j, "limit"), 1);
     assert_int_equal(json_array_size(jget(r.j, "comments")), 1);
-    assert_string_equal(
-        jstr(json_array_get(jget(r.j, "comments"), 0), "comment"), "later");
+    json_t *c0 = json_array_get(jget(r.j, "comments"), 0);
+    assert_string_equal(jstr(c0, "comment"), "later");
+    /* The original's five item fields, no rating or flag of another user. */
+    assert_int_equal(json_object_size(c0), 5);
+    assert_string_equal(jstr(c0, "id"), bob_id);
+    assert_string_equal(jstr(c0, "user_id"), "bob");
+    assert_non_null(jget(c0, "created_at"));
+    assert_non_null(jget(c0, "updated_at"));
     assert_string_equal(jstr(r.j, "insight_id"), id);
     api_free(&r);
     fmt(path, sizeof(path),
         "/api/v1/feedback/comments?insight_id=%s&limit=1&offset=1", id);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
-    assert_string_equal(
-        jstr(json_array_get(jget(r.j, "comments"), 0), "user_id"), "alice");
+    c0 = json_array_get(jget(r.j, "comments"), 0);
+    assert_string_equal(jstr(c0, "user_id"), "alice");
+    assert_string_equal(jstr(c0, "id"), alice_id);
+    api_free(&r);
+    /* The original's page size by default: 20. */
+    fmt(path, sizeof(path), "/api/v1/feedback/comments?insight_id=%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "limit"), 20);
+    assert_int_equal(jint(r.j, "offset"), 0);
+    assert_int_equal(json_array_size(jget(r.j, "comments")), 2);
     api_free(&r);
 
     /* Bob's one row holds both his flag and his comment. */
@@ -898,6 +966,12 @@ static void test_comment_flag_and_pages(void **state)
             found++;
             assert_string_equal(jstr(it, "comment"), "later");
             assert_string_equal(jstr(it, "flag_type"), "spam");
+            /* The original's seven item fields. */
+            assert_int_equal(json_object_size(it), 7);
+            assert_string_equal(jstr(it, "id"), bob_id);
+            assert_true(json_is_null(jget(it, "rating")));
+            assert_null(json_object_get(it, "user_id"));
+            assert_null(json_object_get(it, "flag_reason"));
         }
     }
     assert_int_equal(found, 1);
@@ -910,6 +984,30 @@ static void test_comment_flag_and_pages(void **state)
     assert_status(&r, 200);
     assert_string_equal(jstr(r.j, "comment"), "later");
     assert_int_equal(jint(r.j, "rating"), 2);
+    assert_string_equal(jstr(r.j, "id"), bob_id);
+    api_free(&r);
+
+    /* An empty comment with a rating is no comment, as the original counts
+     * it: gone from the stats and the page. */
+    fmt(body, sizeof(body),
+        "{\"insight_id\":\"%s\",\"rating\":3,\"comment\":\"\"}", id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user2_key, body, NULL);
+    assert_status(&r, 200);
+    assert_true(json_is_null(jget(r.j, "comment")));
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_int_equal(jint(r.j, "total_comments"), 1);
+    api_free(&r);
+
+    /* An empty flag reason is stored as "", as the original stored it. */
+    fmt(body, sizeof(body),
+        "{\"insight_id\":\"%s\",\"flag_type\":\"misleading\","
+        "\"flag_reason\":\"\"}",
+        id);
+    api_req(&api, &r, "POST", "/api/v1/feedback/flag", user2_key, body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "flag_reason"), "");
     api_free(&r);
 }
 
@@ -924,9 +1022,21 @@ static void test_feedback_validation(void **state)
          "rating"},
         {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":0}", 422,
          "rating"},
-        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":\"5\"}",
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":\"6\"}",
          422, "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":\"4.5\"}",
+         422, "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":\"four\"}",
+         422, "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":\"\"}", 422,
+         "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":true}", 422,
+         "rating"},
         {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":4.5}", 422,
+         "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":5.0001}",
+         422, "rating"},
+        {"/api/v1/feedback/rate", "{\"insight_id\":\"a\",\"rating\":6.0}", 422,
          "rating"},
         {"/api/v1/feedback/rate", "{\"insight_id\":7,\"rating\":4}", 422,
          "insight_id"},
@@ -983,8 +1093,10 @@ static void test_feedback_validation(void **state)
     assert_status(&r, 422);
     assert_detail_names(&r, "flag_reason");
     api_free(&r);
-    memset(s, 'i', 129);
-    s[129] = '\0';
+    /* Ids are at most 100 characters, counted as characters: 101 ASCII
+     * ones are refused, 100 two-byte ones pass, on the write and the read. */
+    memset(s, 'i', 101);
+    s[101] = '\0';
     fmt(body, 8000, "{\"insight_id\":\"%s\",\"rating\":3}", s);
     api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
     assert_status(&r, 422);
@@ -994,6 +1106,60 @@ static void test_feedback_validation(void **state)
     api_req(&api, &r, "GET", body, NULL, NULL, NULL);
     assert_status(&r, 422);
     api_free(&r);
+    s[100] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"%s\",\"rating\":3}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+    for (int i = 0; i < 101; i++) {
+        memcpy(s + 2 * i, "\xc3\xa9", 2);
+    }
+    s[202] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"%s\",\"rating\":3}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
+    assert_status(&r, 422);
+    assert_detail_names(&r, "insight_id");
+    api_free(&r);
+    s[200] = '\0';
+    fmt(body, 8000, "{\"insight_id\":\"%s\",\"rating\":3}", s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "insight_id"), s);
+    api_free(&r);
+    /* The same id in a query, percent-encoded. */
+    size_t o =
+        (size_t)snprintf(body, 8000, "/api/v1/feedback/stats?insight_id=");
+    for (int i = 0; i < 100; i++) {
+        o += (size_t)snprintf(body + o, 8000 - o, "%%C3%%A9");
+    }
+    api_req(&api, &r, "GET", body, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "total_ratings"), 1);
+    assert_string_equal(jstr(r.j, "insight_id"), s);
+    api_free(&r);
+    /* flag_reason: 500 characters pass. */
+    memset(s, 'r', 500);
+    s[500] = '\0';
+    fmt(body, 8000,
+        "{\"insight_id\":\"len\",\"flag_type\":\"spam\",\"flag_reason\":"
+        "\"%s\"}",
+        s);
+    api_req(&api, &r, "POST", "/api/v1/feedback/flag", user_key, body, NULL);
+    assert_status(&r, 200);
+    api_free(&r);
+
+    /* Lax ratings, as pydantic's lax mode takes them. */
+    static const char *const lax[] = {"\"4\"", "4.0", "\" 4 \"", "\"+4\"",
+                                      "\"4.00\""};
+    for (size_t i = 0; i < ARRAY_LEN(lax); i++) {
+        fmt(body, 8000, "{\"insight_id\":\"lax\",\"rating\":%s}", lax[i]);
+        api_req(&api, &r, "POST", "/api/v1/feedback/rate", user_key, body,
+                NULL);
+        assert_status(&r, 200);
+        assert_true(json_is_integer(jget(r.j, "rating")));
+        assert_int_equal(jint(r.j, "rating"), 4);
+        api_free(&r);
+    }
     free(s);
     free(body);
 
@@ -1274,7 +1440,9 @@ static void test_metrics(void **state)
     assert_string_equal(jstr(jget(r.j, "metric_metadata"), "host"), "a");
     /* The server sets the timestamp, not the client. */
     assert_null(strstr(jstr(r.j, "timestamp"), "1999"));
-    jint(r.j, "id");
+    assert_uuid4(jstr(r.j, "id"));
+    char metric_id[40];
+    fmt(metric_id, sizeof(metric_id), "%s", jstr(r.j, "id"));
     api_free(&r);
 
     /* Recent list: MISS, HIT, then a new metric shows up at once. */
@@ -1306,6 +1474,9 @@ static void test_metrics(void **state)
     assert_int_equal(json_array_size(jget(r.j, "metrics")), 1);
     assert_true(jnum(json_array_get(jget(r.j, "metrics"), 0), "metric_value") ==
                 12.5);
+    /* The id the insert answered, read back from the database. */
+    assert_string_equal(jstr(json_array_get(jget(r.j, "metrics"), 0), "id"),
+                        metric_id);
     api_free(&r);
 
     /* Batch: one transaction, array back; then aggregates. */

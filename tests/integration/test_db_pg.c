@@ -22,7 +22,9 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <pthread.h>
+#include <sqlite3.h>
 
 #include "db.h"
 #include "pg_server.h"
@@ -146,6 +148,22 @@ static void need_db(void)
     assert_int_equal(uc_db_migrate(g_db, NULL), UC_DB_OK);
 }
 
+/* A row id as the original's clients read it: a lower-case version 4 UUID
+ * (RFC 9562 variant). */
+static void assert_uuid4(const char *id)
+{
+    assert_int_equal(strlen(id), 36);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            assert_int_equal(id[i], '-');
+        } else {
+            assert_non_null(strchr("0123456789abcdef", id[i]));
+        }
+    }
+    assert_int_equal(id[14], '4');
+    assert_non_null(strchr("89ab", id[19]));
+}
+
 static int psql_int(const char *sql)
 {
     char out[64];
@@ -187,10 +205,10 @@ static void migrations_apply_once(void **state)
         skip();
     }
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
-    assert_int_equal(applied, 4);
+    assert_int_equal(applied, 5);
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 4);
+    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 5);
     assert_int_equal(psql_int("SELECT count(*) FROM information_schema.tables"
                               " WHERE table_schema = 'public'"),
                      7);
@@ -199,7 +217,7 @@ static void migrations_apply_once(void **state)
         psql_int("SELECT count(*) FROM pg_constraint c JOIN pg_class t"
                  " ON t.oid = c.conrelid WHERE t.relname = 'insight_feedback'"
                  " AND c.contype IN ('c', 'u')"),
-        7);
+        8);
 
     /* A fresh database migrated by three processes' worth of handles at
      * once: the advisory lock lets exactly one apply it. */
@@ -219,7 +237,7 @@ static void migrations_apply_once(void **state)
         assert_int_equal(a[i].status, UC_DB_OK);
     }
     /* Every migration, each applied exactly once, whoever applied it. */
-    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 4);
+    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 5);
 }
 
 /* ---- feedback ------------------------------------------------------------ */
@@ -248,7 +266,7 @@ static void feedback_upsert_merges(void **state)
     w.rating = 3;
     assert_int_equal(uc_db_feedback_upsert(g_db, &w, &first, NULL, 0, NULL),
                      UC_DB_OK);
-    assert_true(first.id > 0);
+    assert_uuid4(first.id);
     assert_string_equal(first.insight_id, "ins-merge");
     assert_string_equal(first.user_id, "alice");
     assert_int_equal(first.rating, 3);
@@ -260,7 +278,8 @@ static void feedback_upsert_merges(void **state)
     w.comment = "très utile \xe2\x9c\x93 'quoted' ; DROP TABLE x; --";
     assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
                      UC_DB_OK);
-    assert_true(row.id == first.id);
+    /* The merge keeps the row's id. */
+    assert_string_equal(row.id, first.id);
     assert_int_equal(row.rating, 3);
     assert_true(row.has_comment);
     assert_string_equal(row.comment, w.comment);
@@ -714,7 +733,11 @@ static void metrics_insert_and_list(void **state)
     in[2] = metric("svc-list", "errors", 3, T0 + 3, NULL);
     assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
                      UC_DB_OK);
-    assert_true(out[0].id > 0 && out[1].id > out[0].id);
+    for (int i = 0; i < 3; i++) {
+        assert_uuid4(out[i].id);
+    }
+    assert_string_not_equal(out[0].id, out[1].id);
+    assert_string_not_equal(out[1].id, out[2].id);
     /* The metadata text comes back byte for byte (json, not jsonb). */
     assert_string_equal(out[0].metadata, meta);
     assert_null(out[1].metadata);
@@ -731,6 +754,9 @@ static void metrics_insert_and_list(void **state)
     assert_int_equal(n, 2);
     assert_true(rows[0].timestamp == T0 + 2); /* newest first */
     assert_string_equal(rows[1].metadata, meta);
+    /* A read gives each row the id its insert answered. */
+    assert_string_equal(rows[0].id, out[1].id);
+    assert_string_equal(rows[1].id, out[0].id);
     uc_db_metrics_free(rows, n, 1);
 
     /* start inclusive, end exclusive. */
@@ -1976,6 +2002,243 @@ static void no_log_line_holds_the_password(void **state)
     }
 }
 
+/* ---- the original's feedback semantics, on both backends ----------------- */
+
+static void fb_put(uc_db_t *db, unsigned fields, const char *insight,
+                   const char *user, int64_t now, uc_db_feedback_t *out)
+{
+    uc_db_feedback_write_t w = fb_write(fields, insight, user, now);
+    w.rating = 4;
+    w.comment = "c";
+    w.flag_type = "spam";
+    assert_int_equal(uc_db_feedback_upsert(db, &w, out, NULL, 0, NULL),
+                     UC_DB_OK);
+}
+
+static void feedback_semantics_on(uc_db_t *db, const char *name)
+{
+    uc_db_feedback_t row, a, b;
+    uc_db_feedback_t *rows = NULL;
+    size_t n = 0;
+    int64_t total = -1;
+    char ins[64], u1[64], u2[64];
+
+    (void)name;
+    snprintf(ins, sizeof(ins), "ins-sem-%s", name);
+    snprintf(u1, sizeof(u1), "sem-a-%s", name);
+    snprintf(u2, sizeof(u2), "sem-b-%s", name);
+    /* a is created first but updated last: the pages follow created_at
+     * (the original's order), so b still comes first. */
+    fb_put(db, UC_DB_FB_COMMENT, ins, u1, T0, &a);
+    fb_put(db, UC_DB_FB_COMMENT, ins, u2, T0 + SEC, &b);
+    fb_put(db, UC_DB_FB_COMMENT, ins, u1, T0 + 9 * SEC, &row);
+    assert_string_equal(row.id, a.id);
+    assert_int_equal(uc_db_feedback_comments(db, ins, 10, 0, &rows, &n, &total),
+                     UC_DB_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 2);
+    assert_string_equal(rows[0].id, b.id);
+    assert_string_equal(rows[1].id, a.id);
+    free(rows);
+    fb_put(db, UC_DB_FB_RATING, ins, u1, T0 + 10 * SEC, &row);
+    assert_int_equal(uc_db_feedback_by_user(db, u1, 10, 0, &rows, &n, &total),
+                     UC_DB_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].id, a.id);
+    free(rows);
+
+    /* A rating whose comment is set but NULL clears the comment. */
+    uc_db_feedback_write_t w =
+        fb_write(UC_DB_FB_RATING, ins, u1, T0 + 11 * SEC);
+    w.rating = 2;
+    w.has_comment = 1;
+    w.comment = NULL;
+    assert_int_equal(uc_db_feedback_upsert(db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
+    assert_false(row.has_comment);
+    assert_int_equal(row.rating, 2);
+
+    /* An empty flag reason is kept as "", not as NULL. */
+    w = fb_write(UC_DB_FB_FLAG, ins, u2, T0 + 12 * SEC);
+    w.flag_type = "spam";
+    w.has_flag_reason = 1;
+    w.flag_reason = "";
+    assert_int_equal(uc_db_feedback_upsert(db, &w, &row, NULL, 0, NULL),
+                     UC_DB_OK);
+    assert_true(row.has_flag_reason);
+    assert_string_equal(row.flag_reason, "");
+    assert_string_equal(row.id, b.id);
+
+    /* 100 characters of two bytes each fit the row and come back whole. */
+    char wide[2 * UC_DB_FB_ID_CHARS + 1];
+    for (int i = 0; i < UC_DB_FB_ID_CHARS; i++) {
+        memcpy(wide + 2 * i, "\xc3\xa9", 2);
+    }
+    wide[2 * UC_DB_FB_ID_CHARS] = '\0';
+    fb_put(db, UC_DB_FB_RATING, wide, wide, T0, &row);
+    assert_string_equal(row.insight_id, wide);
+    assert_string_equal(row.user_id, wide);
+}
+
+static void feedback_original_semantics(void **state)
+{
+    (void)state;
+    each_backend(feedback_semantics_on);
+}
+
+/* ---- upgrading a database of the previous schema ------------------------- */
+
+/*
+ * The previous version's schema (migrations 1 to 4) with rows written the
+ * way it wrote them, made from a migrated database by undoing migration 5:
+ * its columns, indexes and record go.
+ */
+static const char SQ_DOWNGRADE[] =
+    "DROP INDEX insight_feedback_public_id;"
+    "ALTER TABLE insight_feedback DROP COLUMN public_id;"
+    "DROP INDEX system_metrics_public_id;"
+    "ALTER TABLE system_metrics DROP COLUMN public_id;"
+    "DROP INDEX insight_feedback_user;"
+    "CREATE INDEX insight_feedback_user ON insight_feedback"
+    " (user_id, updated_at);"
+    "DELETE FROM schema_migrations WHERE version = 5;"
+    "INSERT INTO insight_feedback (insight_id, user_id, rating, comment,"
+    " created_at, updated_at) VALUES"
+    " ('ins-old', 'u-old', 4, 'kept', 1704067200000000, 1704067201000000),"
+    " ('ins-old', 'u-old2', NULL, NULL, 1704067202000000, 1704067202000000);"
+    "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s"
+    " WHERE i < 1203) INSERT INTO system_metrics (service_name, metric_type,"
+    " metric_value, unit, timestamp, metric_metadata)"
+    " SELECT 'svc-old', 'cpu', i + 0.5, 'percent', 1704067200000000 + i,"
+    " '{\"i\": ' || i || '}' FROM s;";
+
+static const char PG_DOWNGRADE[] =
+    "ALTER TABLE insight_feedback DROP COLUMN public_id;"
+    "ALTER TABLE system_metrics DROP COLUMN public_id;"
+    "DROP INDEX insight_feedback_user;"
+    "CREATE INDEX insight_feedback_user ON insight_feedback"
+    " (user_id, updated_at);"
+    "DELETE FROM schema_migrations WHERE version = 5;"
+    "INSERT INTO insight_feedback (insight_id, user_id, rating, comment,"
+    " created_at, updated_at) VALUES"
+    " ('ins-old', 'u-old', 4, 'kept', timestamptz '2024-01-01 00:00:00Z',"
+    "  timestamptz '2024-01-01 00:00:01Z'),"
+    " ('ins-old', 'u-old2', NULL, NULL, timestamptz '2024-01-01 00:00:02Z',"
+    "  timestamptz '2024-01-01 00:00:02Z');"
+    /* More than one batch of the migration's fill. */
+    "INSERT INTO system_metrics (service_name, metric_type, metric_value,"
+    " unit, \"timestamp\", metric_metadata)"
+    " SELECT 'svc-old', 'cpu', i + 0.5, 'percent',"
+    " timestamptz '2024-01-01 00:00:00Z' + i * interval '1 microsecond',"
+    " ('{\"i\": ' || i || '}')::json FROM generate_series(1, 1203) AS i;";
+
+static void check_upgraded(const char *url)
+{
+    char err[256];
+    uc_db_t *db = NULL;
+    uc_db_feedback_t *rows = NULL, *again = NULL;
+    uc_db_metric_t *m = NULL;
+    uc_db_metric_filter_t f;
+    size_t n = 0, n2 = 0;
+    int64_t total = 0;
+    int applied = -1;
+
+    assert_int_equal(open_db(url, 2, 5000, &db, err, sizeof(err)), UC_DB_OK);
+    assert_int_equal(uc_db_migrate(db, &applied), UC_DB_OK);
+    assert_int_equal(applied, 1);
+
+    assert_int_equal(
+        uc_db_feedback_by_user(db, "u-old", 10, 0, &rows, &n, &total),
+        UC_DB_OK);
+    assert_int_equal(n, 1);
+    assert_uuid4(rows[0].id);
+    assert_string_equal(rows[0].insight_id, "ins-old");
+    assert_int_equal(rows[0].rating, 4);
+    assert_string_equal(rows[0].comment, "kept");
+    assert_true(rows[0].created_at == T0 && rows[0].updated_at == T0 + SEC);
+    /* The id is stored, not made up per read. */
+    assert_int_equal(
+        uc_db_feedback_by_user(db, "u-old", 10, 0, &again, &n2, &total),
+        UC_DB_OK);
+    assert_string_equal(again[0].id, rows[0].id);
+    free(again);
+    /* A merge into an upgraded row keeps its id. */
+    uc_db_feedback_t merged;
+    uc_db_feedback_write_t w =
+        fb_write(UC_DB_FB_RATING, "ins-old", "u-old", T0 + 5 * SEC);
+    w.rating = 1;
+    assert_int_equal(uc_db_feedback_upsert(db, &w, &merged, NULL, 0, NULL),
+                     UC_DB_OK);
+    assert_string_equal(merged.id, rows[0].id);
+    assert_string_equal(merged.comment, "kept");
+    free(rows);
+
+    memset(&f, 0, sizeof(f));
+    f.service_name = "svc-old";
+    f.start = UC_DB_NULL_TIME;
+    f.end = UC_DB_NULL_TIME;
+    assert_int_equal(uc_db_metrics_list(db, &f, 1000, 0, &m, &n), UC_DB_OK);
+    assert_int_equal(n, 1000);
+    for (size_t i = 0; i < n; i++) {
+        assert_uuid4(m[i].id);
+        if (i > 0) {
+            assert_string_not_equal(m[i].id, m[i - 1].id);
+        }
+    }
+    assert_true(m[0].metric_value == 1203.5);
+    assert_string_equal(m[0].metadata, "{\"i\": 1203}");
+    uc_db_metrics_free(m, n, 1);
+    assert_int_equal(uc_db_metrics_list(db, &f, 1000, 1000, &m, &n), UC_DB_OK);
+    assert_int_equal(n, 203);
+    assert_uuid4(m[202].id);
+    uc_db_metrics_free(m, n, 1);
+    uc_db_close(db);
+}
+
+static void migration_upgrades_old_database(void **state)
+{
+    char url[320], err[256], sql[256];
+    uc_db_t *db = NULL;
+    sqlite3 *h = NULL;
+
+    (void)state;
+    /* SQLite: a file of its own. */
+    snprintf(url, sizeof(url), "sqlite:%s/old.sqlite", g_sq_dir);
+    assert_int_equal(open_db(url, 1, 5000, &db, err, sizeof(err)), UC_DB_OK);
+    assert_int_equal(uc_db_migrate(db, NULL), UC_DB_OK);
+    uc_db_close(db);
+    snprintf(url, sizeof(url), "%s/old.sqlite", g_sq_dir);
+    assert_int_equal(sqlite3_open(url, &h), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(h, SQ_DOWNGRADE, NULL, NULL, &msg) != SQLITE_OK) {
+        fail_msg("sqlite downgrade: %s", msg);
+    }
+    sqlite3_close(h);
+    snprintf(url, sizeof(url), "sqlite:%s/old.sqlite", g_sq_dir);
+    check_upgraded(url);
+
+    if (g_db == NULL) {
+        return;
+    }
+    /* PostgreSQL: a database of its own. */
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s_u OWNER %s", g_pg.dbname,
+             g_pg.user);
+    assert_int_equal(uc_test_pg_psql(&g_pg, sql, NULL, 0), 0);
+    snprintf(url, sizeof(url), "%s_u", g_pg.url);
+    assert_int_equal(open_db(url, 1, 5000, &db, err, sizeof(err)), UC_DB_OK);
+    assert_int_equal(uc_db_migrate(db, NULL), UC_DB_OK);
+    uc_db_close(db);
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, PG_DOWNGRADE);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fail_msg("postgresql downgrade: %s", PQerrorMessage(c));
+    }
+    PQclear(r);
+    PQfinish(c);
+    check_upgraded(url);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1992,6 +2255,8 @@ int main(void)
         cmocka_unit_test(retention_deletes_and_reports),
         cmocka_unit_test(api_keys_store_and_find),
         cmocka_unit_test(api_keys_import_and_revoke),
+        cmocka_unit_test(feedback_original_semantics),
+        cmocka_unit_test(migration_upgrades_old_database),
         cmocka_unit_test(inval_records_ride_with_writes),
         cmocka_unit_test(inval_failed_writes_leave_nothing),
         cmocka_unit_test(inval_refuses_bad_records),

@@ -20,7 +20,7 @@ static json_t *metric_json(const void *row)
             meta = parsed;
         }
     }
-    return json_pack("{s:I,s:s,s:s,s:f,s:s,s:o,s:o}", "id", (json_int_t)m->id,
+    return json_pack("{s:s,s:s,s:s,s:f,s:s,s:o,s:o}", "id", m->id,
                      "service_name", m->service_name, "metric_type",
                      m->metric_type, "metric_value", m->metric_value, "unit",
                      m->unit, "timestamp", api_time_json(m->timestamp),

@@ -75,7 +75,11 @@ const char *uc_db_strerror(int status);
 
 /* ---- limits shared by the service and the backends ----------------------- */
 
-#define UC_DB_ID_MAX 128        /* insight_id, user_id, created_by (bytes) */
+#define UC_DB_ID_MAX 128 /* user_id of a key, created_by (bytes) */
+/* A feedback row's insight_id and user_id: at most 100 characters, as the
+ * original's VARCHAR(100); the buffers hold 4 bytes of UTF-8 per character. */
+#define UC_DB_FB_ID_CHARS 100
+#define UC_DB_FB_ID_BYTES (4 * UC_DB_FB_ID_CHARS)
 #define UC_DB_NAME_MAX 128      /* service_name, metric_type, job_type */
 #define UC_DB_UNIT_MAX 32       /* metric unit */
 #define UC_DB_UUID_LEN 36       /* canonical UUID text */
@@ -91,11 +95,15 @@ const char *uc_db_strerror(int status);
 
 /* ---- rows ---------------------------------------------------------------- */
 
-/* insight_feedback. rating 0 and empty strings stand for SQL NULL. */
+/*
+ * insight_feedback. rating 0 and empty strings stand for SQL NULL. id is the
+ * row's public UUID (lower case, version 4); the integer key beside it stays
+ * inside the backends, where it orders ties and keys the pages.
+ */
 typedef struct {
-    int64_t id;
-    char insight_id[UC_DB_ID_MAX + 1];
-    char user_id[UC_DB_ID_MAX + 1];
+    char id[UC_DB_UUID_LEN + 1];
+    char insight_id[UC_DB_FB_ID_BYTES + 1];
+    char user_id[UC_DB_FB_ID_BYTES + 1];
     int rating; /* 1..5, 0: none */
     int has_comment;
     char comment[UC_DB_COMMENT_MAX + 1];
@@ -117,10 +125,12 @@ enum {
  * One rate/comment/flag write. The upsert inserts the row for
  * (insight_id, user_id) or merges into it atomically (INSERT ... ON CONFLICT
  * DO UPDATE ... RETURNING): only the parts named in `fields` change;
- * UC_DB_FB_RATING also sets the comment when has_comment is set, and keeps
- * the old comment otherwise; UC_DB_FB_FLAG sets flag_reason to NULL when
- * has_flag_reason is 0. created_at is `now` on insert and kept on update;
- * updated_at is `now`.
+ * UC_DB_FB_RATING also sets the comment when has_comment is set (a NULL
+ * comment then clears it), and keeps the old comment otherwise;
+ * UC_DB_FB_FLAG sets flag_reason to NULL when has_flag_reason is 0.
+ * created_at is `now` on insert and kept on update; updated_at is `now`.
+ * The backend gives a new row its UUID (uuid.h); an update keeps
+ * the row's.
  */
 typedef struct {
     unsigned fields;
@@ -187,9 +197,10 @@ typedef struct {
     int64_t now;
 } uc_db_job_progress_t;
 
-/* system_metrics. metadata is NULL or JSON text (owned by the row). */
+/* system_metrics. metadata is NULL or JSON text (owned by the row). id is
+ * the row's public UUID, given by the backend on insert. */
 typedef struct {
-    int64_t id;
+    char id[UC_DB_UUID_LEN + 1];
     char service_name[UC_DB_NAME_MAX + 1];
     char metric_type[UC_DB_NAME_MAX + 1];
     double metric_value;
@@ -262,7 +273,7 @@ typedef struct {
     int64_t metrics_deleted;
     char (*job_ids)[UC_DB_UUID_LEN + 1];
     size_t n_job_ids;
-    char (*insight_ids)[UC_DB_ID_MAX + 1];
+    char (*insight_ids)[UC_DB_FB_ID_BYTES + 1];
     size_t n_insight_ids;
     uc_db_series_t *series;
     size_t n_series;
@@ -395,14 +406,15 @@ typedef struct uc_db_methods {
                           uc_db_feedback_stats_t *out);
 
     /*
-     * Rows of one insight with a comment, newest updated_at first, one page;
-     * *total counts all of that insight's rows with a comment.
+     * Rows of one insight with a comment, newest created_at first (the
+     * original's order), one page; *total counts all of that insight's rows
+     * with a comment.
      */
     int (*feedback_comments)(uc_db_t *db, const char *insight_id, int limit,
                              int offset, uc_db_feedback_t **rows, size_t *n,
                              int64_t *total);
 
-    /* One user's rows, newest updated_at first; *total counts them all. */
+    /* One user's rows, newest created_at first; *total counts them all. */
     int (*feedback_by_user)(uc_db_t *db, const char *user_id, int limit,
                             int offset, uc_db_feedback_t **rows, size_t *n,
                             int64_t *total);

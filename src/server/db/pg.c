@@ -21,6 +21,7 @@
  */
 #include "db.h"
 #include "db_int.h"
+#include "uuid.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -107,12 +108,6 @@ static const char *const migration_1[] = {
     NULL,
 };
 
-typedef struct {
-    int version;
-    const char *name;
-    const char *const *sql;
-} migration_t;
-
 /*
  * The invalidation log. Times are bigint microseconds here (not timestamptz)
  * because nothing but the cache library reads them. Lengths are bytes. The
@@ -164,11 +159,54 @@ static const char *const migration_4[] = {
     NULL,
 };
 
+/*
+ * UUID ids for feedback and metric rows, as the original's clients see
+ * them, in a column beside the integer key rather than in its place: adding
+ * a column rewrites no index and no other table, and the integer stays what
+ * ties are broken by. Existing rows get their ids from the service's own
+ * generator (fill_public_ids, between the two halves), then the column
+ * becomes NOT NULL and UNIQUE. The user page now follows created_at, the
+ * original's order.
+ */
+static const char *const migration_5[] = {
+    "ALTER TABLE insight_feedback ADD COLUMN public_id uuid",
+    "ALTER TABLE system_metrics ADD COLUMN public_id uuid",
+    NULL,
+};
+static const char *const migration_5_after[] = {
+    "ALTER TABLE insight_feedback ALTER COLUMN public_id SET NOT NULL",
+    "ALTER TABLE insight_feedback ADD CONSTRAINT insight_feedback_public_id"
+    " UNIQUE (public_id)",
+    "ALTER TABLE system_metrics ALTER COLUMN public_id SET NOT NULL",
+    "ALTER TABLE system_metrics ADD CONSTRAINT system_metrics_public_id"
+    " UNIQUE (public_id)",
+    "DROP INDEX insight_feedback_user",
+    "CREATE INDEX insight_feedback_user ON insight_feedback"
+    " (user_id, created_at)",
+    NULL,
+};
+
+typedef struct sess sess_t;
+
+typedef struct {
+    int version;
+    const char *name;
+    const char *const *sql;
+    /* Optional: runs in the migration's transaction after sql, before
+     * after; UC_DB_OK or the failure that rolls the migration back. */
+    int (*fill)(sess_t *s);
+    const char *const *after;
+} migration_t;
+
+static int fill_public_ids(sess_t *s);
+
 static const migration_t migrations[] = {
-    {1, "initial schema", migration_1},
-    {2, "cache invalidation log", migration_2},
-    {3, "service write probe", migration_3},
-    {4, "api key revocation and import", migration_4},
+    {1, "initial schema", migration_1, NULL, NULL},
+    {2, "cache invalidation log", migration_2, NULL, NULL},
+    {3, "service write probe", migration_3, NULL, NULL},
+    {4, "api key revocation and import", migration_4, NULL, NULL},
+    {5, "uuid ids for feedback and metrics", migration_5, fill_public_ids,
+     migration_5_after},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -182,7 +220,7 @@ static const migration_t migrations[] = {
 #define TS_OUT(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
 #define FB_COLS                                                                \
-    "id, insight_id, user_id, coalesce(rating, 0), comment,"                   \
+    "public_id::text, insight_id, user_id, coalesce(rating, 0), comment,"      \
     " coalesce(flag_type, ''), flag_reason, " TS_OUT(                          \
         "created_at") ", " TS_OUT("updated_at")
 #define FB_NCOLS 9
@@ -195,14 +233,15 @@ static const migration_t migrations[] = {
                                                                               " created_by"
 #define JOB_NCOLS 12
 #define METRIC_COLS                                                            \
-    "id, service_name, metric_type, metric_value, unit, " TS_OUT(              \
+    "public_id::text, service_name, metric_type, metric_value, unit, " TS_OUT( \
         "\"timestamp\"") ", metric_metadata"
 #define METRIC_NCOLS 7
-#define KEY_COLS                                                               \
-    "id, prefix, key_hash, user_id, role, " TS_OUT(                            \
-        "created_at") ", name, origin_id, origin_prefix, " TS_OUT("last_used_" \
-                                                                  "at") ","    \
-                                                                        " " TS_OUT("revoked_at")
+#define KEY_COLS                                                                    \
+    "id, prefix, key_hash, user_id, role, " TS_OUT(                                 \
+        "created_at") ", name, origin_id, origin_prefix, " TS_OUT("last_used_"      \
+                                                                  "at") ","         \
+                                                                        " " TS_OUT( \
+                                                                            "revoked_at")
 #define KEY_NCOLS 11
 
 /*
@@ -258,9 +297,9 @@ static const char SQL_INV_LAST[] =
  */
 #define FB_UPSERT_SQL                                                          \
     "INSERT INTO insight_feedback AS f (insight_id, user_id, rating, comment," \
-    " flag_type, flag_reason, created_at, updated_at)"                         \
+    " flag_type, flag_reason, created_at, updated_at, public_id)"              \
     " VALUES ($1, $2, $3::smallint, $4, $5, $6, " TS_IN("7") ", " TS_IN(       \
-        "7") ")"                                                               \
+        "7") ", $11::uuid)"                                                    \
              " ON CONFLICT (insight_id, user_id) DO UPDATE SET"                \
              " rating = CASE WHEN $8::boolean THEN excluded.rating ELSE "      \
              "f.rating END,"                                                   \
@@ -275,7 +314,7 @@ static const char SQL_INV_LAST[] =
 
 static const char SQL_FB_UPSERT[] = FB_UPSERT_SQL;
 static const char SQL_FB_UPSERT_INV[] =
-    WITH_INV(FB_UPSERT_SQL, "11", "12", "13");
+    WITH_INV(FB_UPSERT_SQL, "12", "13", "14");
 
 /* The statistics of one insight: one aggregate, one row, always. */
 static const char SQL_FB_STATS[] =
@@ -299,14 +338,14 @@ static const char SQL_FB_COMMENTS[] =
     "  WHERE insight_id = $1 AND comment IS NOT NULL) t"
     " LEFT JOIN LATERAL (SELECT " FB_COLS " FROM insight_feedback"
     "  WHERE insight_id = $1 AND comment IS NOT NULL"
-    "  ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
+    "  ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
 
 static const char SQL_FB_USER[] =
     "SELECT p.*, t.total FROM"
     " (SELECT count(*) AS total FROM insight_feedback WHERE user_id = $1) t"
     " LEFT JOIN LATERAL (SELECT " FB_COLS " FROM insight_feedback"
     "  WHERE user_id = $1"
-    "  ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
+    "  ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p ON true";
 
 #define JOB_CREATE_SQL                                                         \
     "INSERT INTO backfill_jobs (id, job_type, start_block, end_block,"         \
@@ -349,8 +388,9 @@ static const char SQL_JOB_LIST[] =
 
 static const char SQL_METRIC_INSERT[] =
     "INSERT INTO system_metrics (service_name, metric_type, metric_value,"
-    " unit, \"timestamp\", metric_metadata)"
-    " VALUES ($1, $2, $3, $4, " TS_IN("5") ", $6::json) RETURNING " METRIC_COLS;
+    " unit, \"timestamp\", metric_metadata, public_id)"
+    " VALUES ($1, $2, $3, $4, " TS_IN("5") ", $6::json, $7::uuid)"
+                                           " RETURNING " METRIC_COLS;
 
 static const char SQL_METRIC_LIST[] =
     "SELECT " METRIC_COLS " FROM system_metrics"
@@ -728,11 +768,11 @@ static void release(pg_db_t *d, PGconn *c, int broken)
 }
 
 /* A borrowed connection for the length of one method call. */
-typedef struct {
+struct sess {
     pg_db_t *d;
     PGconn *c;
     int broken; /* set when the connection must not be reused */
-} sess_t;
+};
 
 static int sess_open(pg_db_t *d, sess_t *s)
 {
@@ -1050,7 +1090,7 @@ static int read_feedback(const PGresult *r, int row, void *dst)
     int bad = 0;
 
     memset(f, 0, sizeof(*f));
-    f->id = v_i64(r, row, 0, 0);
+    bad |= v_str(r, row, 0, f->id, sizeof(f->id));
     bad |= v_str(r, row, 1, f->insight_id, sizeof(f->insight_id));
     bad |= v_str(r, row, 2, f->user_id, sizeof(f->user_id));
     f->rating = (int)v_i64(r, row, 3, 0);
@@ -1094,7 +1134,7 @@ static int read_metric(const PGresult *r, int row, void *dst)
     int bad = 0;
 
     memset(m, 0, sizeof(*m));
-    m->id = v_i64(r, row, 0, 0);
+    bad |= v_str(r, row, 0, m->id, sizeof(m->id));
     bad |= v_str(r, row, 1, m->service_name, sizeof(m->service_name));
     bad |= v_str(r, row, 2, m->metric_type, sizeof(m->metric_type));
     m->metric_value = v_f64(r, row, 3);
@@ -1522,6 +1562,81 @@ static void pg_close(uc_db_t *db)
 }
 
 /*
+ * Gives every feedback and metric row without a public id one, in batches of
+ * FILL_BATCH rows, so that neither the id list nor one statement grows with
+ * the table: the batch's integer keys and new UUIDs go in as two arrays.
+ */
+#define FILL_BATCH 500 /* the LIMIT of the selects below */
+
+static int fill_table(sess_t *s, const char *sel, const char *upd)
+{
+    /* "{" + FILL_BATCH times (20 digits or 36 characters, and a comma). */
+    size_t cap_ids = 2 + FILL_BATCH * 21, cap_uuids = 2 + FILL_BATCH * 37;
+    char *ids = malloc(cap_ids), *uuids = malloc(cap_uuids);
+    int st = ids != NULL && uuids != NULL ? UC_DB_OK : UC_DB_ENOMEM;
+
+    while (st == UC_DB_OK) {
+        PGresult *r = NULL;
+        size_t oi = 0, ou = 0;
+        int n;
+
+        st = sess_exec(s, "migrate", sel, 0, NULL, &r);
+        n = st == UC_DB_OK ? PQntuples(r) : 0;
+        ids[oi++] = '{';
+        uuids[ou++] = '{';
+        for (int i = 0; i < n && st == UC_DB_OK; i++) {
+            char id[UC_DB_UUID_LEN + 1];
+            const char *key = PQgetvalue(r, i, 0);
+            size_t klen = strlen(key);
+            if (klen > 20 || uc_db_uuid_new(id) != 0) {
+                st = UC_DB_EIO;
+                break;
+            }
+            if (i > 0) {
+                ids[oi++] = ',';
+                uuids[ou++] = ',';
+            }
+            memcpy(ids + oi, key, klen);
+            oi += klen;
+            memcpy(uuids + ou, id, UC_DB_UUID_LEN);
+            ou += UC_DB_UUID_LEN;
+        }
+        PQclear(r);
+        if (st != UC_DB_OK || n == 0) {
+            break;
+        }
+        ids[oi++] = '}';
+        ids[oi] = '\0';
+        uuids[ou++] = '}';
+        uuids[ou] = '\0';
+        const char *v[2] = {ids, uuids};
+        st = sess_run(s, "migrate", upd, 2, v);
+    }
+    free(ids);
+    free(uuids);
+    return st;
+}
+
+static int fill_public_ids(sess_t *s)
+{
+    int st = fill_table(
+        s,
+        "SELECT id FROM insight_feedback WHERE public_id IS NULL"
+        " ORDER BY id LIMIT 500",
+        "UPDATE insight_feedback AS t SET public_id = u.p FROM"
+        " unnest($1::bigint[], $2::uuid[]) AS u(i, p) WHERE t.id = u.i");
+    if (st == UC_DB_OK) {
+        st = fill_table(
+            s,
+            "SELECT id FROM system_metrics WHERE public_id IS NULL"
+            " ORDER BY id LIMIT 500",
+            "UPDATE system_metrics AS t SET public_id = u.p FROM"
+            " unnest($1::bigint[], $2::uuid[]) AS u(i, p) WHERE t.id = u.i");
+    }
+    return st;
+}
+
+/*
  * Each migration in its own transaction under a transaction-scoped advisory
  * lock, so that two processes starting at once apply it exactly once: the
  * second waits for the lock, then finds the version recorded.
@@ -1575,6 +1690,14 @@ static int pg_migrate(uc_db_t *db, int *applied)
         PQclear(r);
         for (size_t k = 0; st == UC_DB_OK && !done && m->sql[k] != NULL; k++) {
             st = sess_run(&s, "migrate", m->sql[k], 0, NULL);
+        }
+        if (st == UC_DB_OK && !done && m->fill != NULL) {
+            st = m->fill(&s);
+        }
+        for (size_t k = 0;
+             st == UC_DB_OK && !done && m->after != NULL && m->after[k] != NULL;
+             k++) {
+            st = sess_run(&s, "migrate", m->after[k], 0, NULL);
         }
         if (st == UC_DB_OK && !done) {
             p_str(&p, m->name);
@@ -1634,15 +1757,20 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     int set_flag = (w->fields & UC_DB_FB_FLAG) != 0;
     params_t p = {0};
     uc_db_feedback_t row;
+    char id[UC_DB_UUID_LEN + 1];
     int st;
 
     if (w->fields == 0 ||
         (w->fields & ~(unsigned)(UC_DB_FB_RATING | UC_DB_FB_COMMENT |
                                  UC_DB_FB_FLAG)) != 0 ||
         w->insight_id == NULL || w->user_id == NULL ||
-        (set_comment && w->comment == NULL) ||
+        ((w->fields & UC_DB_FB_COMMENT) != 0 && w->comment == NULL) ||
         (set_flag && w->flag_type == NULL)) {
         return UC_DB_EINVAL;
+    }
+    /* Used only when the row is new; an update keeps the row's id. */
+    if (uc_db_uuid_new(id) != 0) {
+        return UC_DB_EIO;
     }
     p_str(&p, w->insight_id);
     p_str(&p, w->user_id);
@@ -1658,6 +1786,7 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     p_bool(&p, set_rating);
     p_bool(&p, set_comment);
     p_bool(&p, set_flag);
+    p_str(&p, id);
 
     st = run_write((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT,
                    "uc_feedback_upsert_inval", SQL_FB_UPSERT_INV, &p,
@@ -1846,12 +1975,18 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
     for (size_t i = 0; i < n && st == UC_DB_OK; i++) {
         params_t p = {0};
         PGresult *r = NULL;
+        char id[UC_DB_UUID_LEN + 1];
+        if (uc_db_uuid_new(id) != 0) {
+            st = UC_DB_EIO;
+            break;
+        }
         p_str(&p, in[i].service_name);
         p_str(&p, in[i].metric_type);
         p_f64(&p, in[i].metric_value);
         p_str(&p, in[i].unit);
         p_i64(&p, in[i].timestamp);
         p_str(&p, in[i].metadata);
+        p_str(&p, id);
         st = sess_exec(&s, "metrics insert", SQL_METRIC_INSERT, p.n, p.v, &r);
         if (st == UC_DB_OK) {
             st = PQntuples(r) == 1 ? read_metric(r, 0, &tmp[i]) : UC_DB_EIO;
@@ -1964,7 +2099,7 @@ static int read_job_id(const PGresult *r, int row, void *dst)
 
 static int read_insight_id(const PGresult *r, int row, void *dst)
 {
-    v_str(r, row, 0, dst, UC_DB_ID_MAX + 1);
+    v_str(r, row, 0, dst, UC_DB_FB_ID_BYTES + 1);
     return UC_DB_OK;
 }
 

@@ -13,6 +13,7 @@
  */
 #include "db.h"
 #include "db_int.h"
+#include "uuid.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -141,19 +142,44 @@ static const migration_t migrations[] = {
      " FROM api_keys;"
      "DROP TABLE api_keys;"
      "ALTER TABLE api_keys_v4 RENAME TO api_keys;"},
+    /* The original service's clients see feedback and metric ids as UUID
+     * strings. They go in a column beside the integer key rather than
+     * replacing it: adding a column leaves the table in place (replacing a
+     * primary key means copying every row into a new table), and the
+     * integer stays what ties are broken by. uc_uuid4() is the service's
+     * generator registered on each connection (open_conn), so existing
+     * rows get their ids from the same code as new ones. ALTER TABLE cannot
+     * add a NOT NULL column without a constant default; every insert sets
+     * the id, and the unique index keeps two rows from sharing one. The
+     * user page now follows created_at, the original's order. */
+    {5, "uuid ids for feedback and metrics",
+     "ALTER TABLE insight_feedback ADD COLUMN public_id TEXT"
+     " CHECK (public_id IS NULL OR length(public_id) = 36);"
+     "UPDATE insight_feedback SET public_id = uc_uuid4();"
+     "CREATE UNIQUE INDEX insight_feedback_public_id ON insight_feedback"
+     " (public_id);"
+     "ALTER TABLE system_metrics ADD COLUMN public_id TEXT"
+     " CHECK (public_id IS NULL OR length(public_id) = 36);"
+     "UPDATE system_metrics SET public_id = uc_uuid4();"
+     "CREATE UNIQUE INDEX system_metrics_public_id ON system_metrics"
+     " (public_id);"
+     "DROP INDEX insight_feedback_user;"
+     "CREATE INDEX insight_feedback_user ON insight_feedback"
+     " (user_id, created_at);"},
 };
 
 /* ---- statements ---------------------------------------------------------- */
 
 #define FB_COLS                                                                \
-    "id, insight_id, user_id, rating, comment, flag_type, flag_reason, "       \
+    "public_id, insight_id, user_id, rating, comment, flag_type, "             \
+    "flag_reason, "                                                            \
     "created_at, updated_at"
 #define JOB_COLS                                                               \
     "id, job_type, start_block, end_block, current_block, status, "            \
     "progress_percentage, estimated_completion, error_message, started_at, "   \
     "completed_at, created_by"
 #define METRIC_COLS                                                            \
-    "id, service_name, metric_type, metric_value, unit, timestamp, "           \
+    "public_id, service_name, metric_type, metric_value, unit, timestamp, "    \
     "metric_metadata"
 
 enum {
@@ -208,21 +234,24 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO service_probe (id, probed_at) VALUES (1, ?1)"
         " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
     [ST_FB_RATE] =
-        "INSERT INTO insight_feedback (insight_id, user_id, rating, comment,"
-        " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+        "INSERT INTO insight_feedback (public_id, insight_id, user_id, rating,"
+        " comment, created_at, updated_at)"
+        " VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?5, ?5)"
         " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
         " rating = excluded.rating,"
-        " comment = coalesce(excluded.comment, insight_feedback.comment),"
+        " comment = CASE WHEN ?6 THEN excluded.comment"
+        "  ELSE insight_feedback.comment END,"
         " updated_at = excluded.updated_at RETURNING " FB_COLS,
     [ST_FB_COMMENT] =
-        "INSERT INTO insight_feedback (insight_id, user_id, comment,"
-        " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
+        "INSERT INTO insight_feedback (public_id, insight_id, user_id, comment,"
+        " created_at, updated_at) VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?4)"
         " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
         " comment = excluded.comment,"
         " updated_at = excluded.updated_at RETURNING " FB_COLS,
     [ST_FB_FLAG] =
-        "INSERT INTO insight_feedback (insight_id, user_id, flag_type,"
-        " flag_reason, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+        "INSERT INTO insight_feedback (public_id, insight_id, user_id,"
+        " flag_type, flag_reason, created_at, updated_at)"
+        " VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?5, ?5)"
         " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
         " flag_type = excluded.flag_type,"
         " flag_reason = excluded.flag_reason,"
@@ -240,12 +269,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " FROM insight_feedback WHERE insight_id = ?1",
     [ST_FB_COMMENTS] = "SELECT " FB_COLS " FROM insight_feedback"
                        " WHERE insight_id = ?1 AND comment IS NOT NULL"
-                       " ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+                       " ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3",
     [ST_FB_COMMENTS_COUNT] = "SELECT count(*) FROM insight_feedback"
                              " WHERE insight_id = ?1 AND comment IS NOT NULL",
     [ST_FB_USER] = "SELECT " FB_COLS " FROM insight_feedback"
                    " WHERE user_id = ?1"
-                   " ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+                   " ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3",
     [ST_FB_USER_COUNT] =
         "SELECT count(*) FROM insight_feedback WHERE user_id = ?1",
     [ST_JOB_CREATE] = "INSERT INTO backfill_jobs (" JOB_COLS ") VALUES"
@@ -267,8 +296,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " WHERE (?1 IS NULL OR status = ?1)"
                      " AND (?2 IS NULL OR job_type = ?2)",
     [ST_METRIC_INSERT] =
-        "INSERT INTO system_metrics (service_name, metric_type, metric_value,"
-        " unit, timestamp, metric_metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        "INSERT INTO system_metrics (public_id, service_name, metric_type,"
+        " metric_value, unit, timestamp, metric_metadata)"
+        " VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?5, ?6)"
         " RETURNING " METRIC_COLS,
     [ST_METRIC_LIST] = "SELECT " METRIC_COLS " FROM system_metrics"
                        " WHERE (?1 IS NULL OR service_name = ?1)"
@@ -527,7 +557,7 @@ static int64_t col_time(sqlite3_stmt *s, int i)
 static void read_feedback(sqlite3_stmt *s, uc_db_feedback_t *r)
 {
     memset(r, 0, sizeof(*r));
-    r->id = sqlite3_column_int64(s, 0);
+    col_text(s, 0, r->id, sizeof(r->id));
     col_text(s, 1, r->insight_id, sizeof(r->insight_id));
     col_text(s, 2, r->user_id, sizeof(r->user_id));
     r->rating = sqlite3_column_int(s, 3);
@@ -563,7 +593,7 @@ static void read_job(sqlite3_stmt *s, uc_db_job_t *j)
 static int read_metric(sqlite3_stmt *s, uc_db_metric_t *m)
 {
     memset(m, 0, sizeof(*m));
-    m->id = sqlite3_column_int64(s, 0);
+    col_text(s, 0, m->id, sizeof(m->id));
     col_text(s, 1, m->service_name, sizeof(m->service_name));
     col_text(s, 2, m->metric_type, sizeof(m->metric_type));
     m->metric_value = sqlite3_column_double(s, 3);
@@ -955,7 +985,7 @@ static int job_id_row(sqlite3_stmt *s, void *row)
 
 static int insight_id_row(sqlite3_stmt *s, void *row)
 {
-    col_text(s, 0, row, UC_DB_ID_MAX + 1);
+    col_text(s, 0, row, UC_DB_FB_ID_BYTES + 1);
     return UC_DB_OK;
 }
 
@@ -1035,6 +1065,7 @@ static int bind_feedback_write(sqlite3_stmt *s, const void *arg)
     if (w->fields == UC_DB_FB_RATING) {
         sqlite3_bind_int(s, i++, w->rating);
         bind_text(s, i++, w->has_comment ? w->comment : NULL);
+        sqlite3_bind_int(s, 6, w->has_comment != 0);
     } else if (w->fields == UC_DB_FB_COMMENT) {
         bind_text(s, i++, w->comment);
     } else {
@@ -1171,6 +1202,20 @@ static int on_commit(void *arg)
     return moved != 0;
 }
 
+/* SQL's uc_uuid4(): a new row id from the one generator (uc_db_uuid_new). */
+static void sql_uuid4(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    char id[UC_DB_UUID_LEN + 1];
+
+    (void)argc;
+    (void)argv;
+    if (uc_db_uuid_new(id) != 0) {
+        sqlite3_result_error(ctx, "uc_uuid4: no randomness", -1);
+        return;
+    }
+    sqlite3_result_text(ctx, id, UC_DB_UUID_LEN, SQLITE_TRANSIENT);
+}
+
 static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
 {
     int rc = sqlite3_open_v2(
@@ -1183,6 +1228,15 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(c->h, d->timeout_ms);
     sqlite3_extended_result_codes(c->h, 1);
+    /* DIRECTONLY: only our statements call it, never a schema object. */
+    rc = sqlite3_create_function(c->h, "uc_uuid4", 0,
+                                 SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL,
+                                 sql_uuid4, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "configure sqlite '%s': %s", d->path,
+                 sqlite3_errmsg(c->h));
+        return UC_DB_EUNAVAILABLE;
+    }
     sqlite3_commit_hook(c->h, on_commit, c->h);
     /* WAL lets readers run beside the one writer; NORMAL sync is durable
      * across application crashes, which is what a cache-fronted API needs. */
