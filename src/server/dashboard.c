@@ -16,11 +16,9 @@
     "object-src 'none'; base-uri 'self'; form-action 'self'; "                 \
     "frame-ancestors 'self'"
 
-static void serve(uc_resp_t *res, const char *name)
+void uc_asset_serve(uc_resp_t *res, const uc_asset_t *a, size_t n,
+                    const char *name, const char *csp, const char *off)
 {
-    size_t n = 0;
-    const uc_asset_t *a = uc_dashboard_assets(&n);
-
     for (size_t i = 0; i < n; i++) {
         if (strcmp(a[i].name, name) != 0) {
             continue;
@@ -34,16 +32,24 @@ static void serve(uc_resp_t *res, const char *name)
         res->content_type = a[i].content_type;
         res->cache_control = "no-cache";
         res->etag = 1;
-        res->csp = DASHBOARD_CSP;
+        res->csp = csp;
         return;
     }
     if (n == 0) {
-        uc_resp_error(res, 404,
-                      "the dashboard was not built into this binary "
-                      "(UC_SERVER_DASHBOARD=OFF)");
+        uc_resp_error(res, 404, "%s", off);
     } else {
-        uc_resp_error(res, 404, "no dashboard file '%.64s'", name);
+        uc_resp_error(res, 404, "no such file '%.64s'", name);
     }
+}
+
+static void serve(uc_resp_t *res, const char *name)
+{
+    size_t n = 0;
+    const uc_asset_t *a = uc_dashboard_assets(&n);
+
+    uc_asset_serve(res, a, n, name, DASHBOARD_CSP,
+                   "the dashboard was not built into this binary "
+                   "(UC_SERVER_DASHBOARD=OFF)");
 }
 
 void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res)

@@ -33,6 +33,15 @@ const uc_asset_t *uc_dashboard_assets(size_t *n);
 /* The same for the /docs page (docs_assets.c; served by openapi.c). */
 const uc_asset_t *uc_docs_assets(size_t *n);
 
+/*
+ * Answers the embedded file `name` of the n at a: 200 with its type, a
+ * strong ETag, "Cache-Control: no-cache" (a browser revalidates after an
+ * upgrade) and the Content-Security-Policy csp; 404 for a name it lacks,
+ * or with the text `off` when the binary was built without any.
+ */
+void uc_asset_serve(uc_resp_t *res, const uc_asset_t *a, size_t n,
+                    const char *name, const char *csp, const char *off);
+
 /* GET /dashboard: the page. */
 void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
 

@@ -564,26 +564,9 @@ static void serve_doc_file(uc_resp_t *res, const char *name)
     size_t n = 0;
     const uc_asset_t *a = uc_docs_assets(&n);
 
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(a[i].name, name) == 0) {
-            res->status = 200;
-            res->body = (char *)a[i].data;
-            res->len = a[i].len;
-            res->body_free = NULL;
-            res->content_type = a[i].content_type;
-            res->cache_control = "no-cache";
-            res->etag = 1;
-            res->csp = DOCS_CSP;
-            return;
-        }
-    }
-    if (n == 0) {
-        uc_resp_error(res, 404,
-                      "the docs page was not built into this binary "
-                      "(UC_SERVER_DOCS=OFF); /openapi.json is");
-    } else {
-        uc_resp_error(res, 404, "no docs file '%.64s'", name);
-    }
+    uc_asset_serve(res, a, n, name, DOCS_CSP,
+                   "the docs page was not built into this binary "
+                   "(UC_SERVER_DOCS=OFF); /openapi.json is");
 }
 
 void uc_docs_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res)

@@ -8,6 +8,7 @@
  * X-Cache, retention, and a clean exit on SIGTERM.
  */
 #include "api_test.h"
+#include "assert_uuid.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -62,22 +63,6 @@ static void rate(const char *key, const char *insight, int rating)
     api_req(&api, &r, "POST", "/api/v1/feedback/rate", key, body, NULL);
     assert_status(&r, 200);
     api_free(&r);
-}
-
-/* An id as the original's clients parse it: a lower-case version 4 UUID. */
-static void assert_uuid4(const char *id)
-{
-    assert_non_null(id);
-    assert_int_equal(strlen(id), 36);
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            assert_int_equal(id[i], '-');
-        } else {
-            assert_non_null(strchr("0123456789abcdef", id[i]));
-        }
-    }
-    assert_int_equal(id[14], '4');
-    assert_non_null(strchr("89ab", id[19]));
 }
 
 /* A request the API must refuse: its status and the field the detail names. */

@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include "assert_uuid.h"
 #include "db.h"
 #include "pg_server.h"
 #include "util.h"
@@ -146,22 +147,6 @@ static void need_db(void)
         skip();
     }
     assert_int_equal(uc_db_migrate(g_db, NULL), UC_DB_OK);
-}
-
-/* A row id as the original's clients read it: a lower-case version 4 UUID
- * (RFC 9562 variant). */
-static void assert_uuid4(const char *id)
-{
-    assert_int_equal(strlen(id), 36);
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            assert_int_equal(id[i], '-');
-        } else {
-            assert_non_null(strchr("0123456789abcdef", id[i]));
-        }
-    }
-    assert_int_equal(id[14], '4');
-    assert_non_null(strchr("89ab", id[19]));
 }
 
 static int psql_int(const char *sql)
