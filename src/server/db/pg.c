@@ -143,10 +143,20 @@ static const char *const migration_3[] = {
     NULL,
 };
 
+/* The original's error_message is TEXT: a worker's long failure trace must
+ * be recorded, not refused. The column CHECK has PostgreSQL's default name
+ * (table_column_check). */
+static const char *const migration_4[] = {
+    "ALTER TABLE backfill_jobs"
+    " DROP CONSTRAINT IF EXISTS backfill_jobs_error_message_check",
+    NULL,
+};
+
 static const migration_t migrations[] = {
     {1, "initial schema", migration_1},
     {2, "cache invalidation log", migration_2},
     {3, "service write probe", migration_3},
+    {4, "unbounded backfill error_message", migration_4},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -299,9 +309,8 @@ static const char SQL_JOB_CREATE_INV[] =
     " estimated_completion = coalesce(" TS_IN(                                 \
         "5") ", estimated_completion),"                                        \
              " error_message = coalesce($6, error_message),"                   \
-             " completed_at = CASE WHEN coalesce($4, status) IN"               \
-             "  ('completed', 'failed') AND completed_at IS NULL THEN " TS_IN( \
-                 "7") "  ELSE completed_at END"                                \
+             " completed_at = CASE WHEN $4 = 'completed' THEN " TS_IN(         \
+                 "7") " ELSE completed_at END"                                 \
                       " WHERE id = $1::uuid RETURNING " JOB_COLS
 
 static const char SQL_JOB_PROGRESS[] = JOB_PROGRESS_SQL;
