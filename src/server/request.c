@@ -97,9 +97,9 @@ static json_t *loc_json(const char *where, const char *label)
     return loc;
 }
 
-static void resp_invalid_v(uc_resp_t *res, const char *where,
-                           const char *label, const char *type, json_t *input,
-                           json_t *ctx, const char *fmt, va_list ap)
+static void resp_invalid_v(uc_resp_t *res, const char *where, const char *label,
+                           const char *type, json_t *input, json_t *ctx,
+                           const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -117,8 +117,8 @@ static void resp_invalid_v(uc_resp_t *res, const char *where,
         json_object_set(err, "ctx", ctx);
     }
     json_decref(ctx);
-    uc_resp_json(res, 422, err != NULL ? json_pack("{s:[o]}", "detail", err)
-                                       : NULL);
+    uc_resp_json(res, 422,
+                 err != NULL ? json_pack("{s:[o]}", "detail", err) : NULL);
 }
 
 void uc_resp_invalid(uc_resp_t *res, const char *where, const char *label,
@@ -218,8 +218,7 @@ json_t *uc__request_body(const char *body, size_t len, const char *ct,
             uc_resp_invalid(res, "body", NULL, "list_type", j, NULL,
                             "Input should be a valid list");
         } else {
-            uc_resp_invalid(res, "body", NULL, "model_attributes_type", j,
-                            NULL,
+            uc_resp_invalid(res, "body", NULL, "model_attributes_type", j, NULL,
                             "Input should be a valid dictionary or object to "
                             "extract fields from");
         }
@@ -242,8 +241,7 @@ typedef enum { FIELD_STRING, FIELD_INTEGER, FIELD_NUMBER } field_kind_t;
 static int get_field(json_t *o, const char *name, const char *lab, int required,
                      field_kind_t kind, json_t **out, uc_resp_t *res)
 {
-    static const char *const type[] = {"string_type", "int_type",
-                                       "float_type"};
+    static const char *const type[] = {"string_type", "int_type", "float_type"};
     static const char *const what[] = {"a valid string", "a valid integer",
                                        "a valid number"};
     json_t *v = json_object_get(o, name);
@@ -293,7 +291,10 @@ int uc__check_text(const char *where, const char *lab, json_t *input,
 {
     if (strlen(s) != len ||
         uc_text_check(s, len, 0, (size_t)-1, allow_nl) != 0) {
-        uc_resp_invalid(res, where, lab, "value_error", input, NULL,
+        /* A value with NUL is not quoted: many JSON readers refuse a
+         * \u0000 and would lose the whole answer over it. */
+        uc_resp_invalid(res, where, lab, "value_error",
+                        strlen(s) != len ? NULL : input, NULL,
                         "Value error, must be UTF-8 text without control "
                         "characters");
         return -1;
@@ -351,9 +352,9 @@ void uc__resp_range(uc_resp_t *res, const char *where, const char *lab,
             snprintf(b + n, sizeof(b) - n, ".0");
         }
     }
-    json_t *ctx = integer ? json_pack("{s:I}", below ? "ge" : "le",
-                                      (json_int_t)bound)
-                          : json_pack("{s:f}", below ? "ge" : "le", bound);
+    json_t *ctx =
+        integer ? json_pack("{s:I}", below ? "ge" : "le", (json_int_t)bound)
+                : json_pack("{s:f}", below ? "ge" : "le", bound);
     uc_resp_invalid(res, where, lab,
                     below ? "greater_than_equal" : "less_than_equal", input,
                     ctx, "Input should be %s than or equal to %s",
@@ -427,8 +428,8 @@ int uc__json_get_enum(json_t *o, const char *name, int required,
                       const char *const *allowed, const char **out,
                       uc_resp_t *res)
 {
-    if (uc__json_get_str(o, name, NULL, required, 0, (size_t)-1, 0, out,
-                         res) != 0) {
+    if (uc__json_get_str(o, name, NULL, required, 0, (size_t)-1, 0, out, res) !=
+        0) {
         return -1;
     }
     if (*out == NULL) {

@@ -28,8 +28,9 @@ int uc__request_is_json_type(const char *ct);
  * reference the caller decrefs, or NULL with res set: 400 for an empty or
  * malformed body, 415 when ct is not JSON (checked before parsing), 422 for
  * another JSON type. Every 422 of this file is FastAPI's list of errors
- * (uc_resp_invalid), whose loc starts with "body". Duplicate keys are refused; NUL inside strings is let
- * through so that the field readers can name the field.
+ * (uc_resp_invalid), whose loc starts with "body". Duplicate keys are refused;
+ * NUL inside strings is let through so that the field readers can name the
+ * field.
  */
 json_t *uc__request_body(const char *body, size_t len, const char *ct,
                          json_type want, uc_resp_t *res);

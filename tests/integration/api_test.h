@@ -86,15 +86,96 @@ static inline const char *jstr(json_t *o, const char *name)
     return json_string_value(v);
 }
 
-/* The "detail" of an error answer must name `field`. */
+/*
+ * The "detail" of an error answer must name `field`. A 422's detail must be
+ * FastAPI's list of errors, each with type, loc (starting with "body",
+ * "query" or "path"), msg and input; field is then looked for in the loc
+ * (joined with dots) or the msg of one of them. Any other status has a
+ * string detail.
+ */
 static inline void assert_detail_names(api_res_t *r, const char *field)
 {
-    assert_non_null(r->j);
-    const char *d = jstr(r->j, "detail");
-    if (strstr(d, field) == NULL) {
-        fprintf(stderr, "detail '%s' does not name '%s'\n", d, field);
+    if (r->j == NULL) {
+        fprintf(stderr, "not JSON (status %ld): %.*s\n", (long)r->h.status,
+                (int)r->h.len, r->h.body != NULL ? r->h.body : "");
     }
-    assert_non_null(strstr(d, field));
+    assert_non_null(r->j);
+    json_t *d = jget(r->j, "detail");
+    if (r->h.status != 422) {
+        assert_true(json_is_string(d));
+        if (strstr(json_string_value(d), field) == NULL) {
+            fprintf(stderr, "detail '%s' does not name '%s'\n",
+                    json_string_value(d), field);
+        }
+        assert_non_null(strstr(json_string_value(d), field));
+        return;
+    }
+    if (!json_is_array(d) || json_array_size(d) == 0) {
+        fprintf(stderr, "422 detail is not a list: %s\n", r->h.body);
+    }
+    assert_true(json_is_array(d) && json_array_size(d) > 0);
+    int named = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(d, i, e)
+    {
+        char text[1024];
+        size_t n = 0;
+        json_t *loc = jget(e, "loc");
+        json_t *part;
+        size_t k;
+        jstr(e, "type");
+        jget(e, "input");
+        assert_true(json_is_array(loc) && json_array_size(loc) >= 1);
+        const char *where = json_string_value(json_array_get(loc, 0));
+        assert_non_null(where);
+        assert_true(strcmp(where, "body") == 0 || strcmp(where, "query") == 0 ||
+                    strcmp(where, "path") == 0);
+        json_array_foreach(loc, k, part)
+        {
+            if (json_is_integer(part)) {
+                n += (size_t)snprintf(text + n, sizeof(text) - n, "[%lld]",
+                                      (long long)json_integer_value(part));
+            } else {
+                n +=
+                    (size_t)snprintf(text + n, sizeof(text) - n, "%s%s",
+                                     k > 0 ? "." : "", json_string_value(part));
+            }
+            if (n >= sizeof(text)) {
+                n = sizeof(text) - 1;
+            }
+        }
+        snprintf(text + n, sizeof(text) - n, " %s", jstr(e, "msg"));
+        named |= strstr(text, field) != NULL;
+    }
+    if (!named) {
+        fprintf(stderr, "detail %s does not name '%s'\n", r->h.body, field);
+    }
+    assert_true(named);
+}
+
+/* A 422's first error must be exactly at loc where.field (field NULL: the
+ * whole of where) with that type. */
+static inline void assert_invalid_at(api_res_t *r, const char *where,
+                                     const char *field, const char *type)
+{
+    if (r->h.status != 422) {
+        fprintf(stderr, "body: %s\n", r->h.body);
+    }
+    assert_int_equal(r->h.status, 422);
+    json_t *e = json_array_get(jget(r->j, "detail"), 0);
+    assert_non_null(e);
+    json_t *loc = jget(e, "loc");
+    assert_string_equal(json_string_value(json_array_get(loc, 0)), where);
+    if (field != NULL) {
+        assert_int_equal(json_array_size(loc), 2);
+        assert_string_equal(json_string_value(json_array_get(loc, 1)), field);
+    } else {
+        assert_int_equal(json_array_size(loc), 1);
+    }
+    assert_string_equal(jstr(e, "type"), type);
+    jstr(e, "msg");
+    jget(e, "input");
 }
 
 /* A fresh id with a tag: "tag-<pid>-<n>". */

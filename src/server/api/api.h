@@ -114,8 +114,8 @@ int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
 int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res);
 
 /* The same, a 422 "missing" when required and absent. */
-int api_q_time_req(uc_req_t *req, const char *name, int required,
-                   int64_t *out, uc_resp_t *res);
+int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
+                   uc_resp_t *res);
 
 int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
                const char **out, uc_resp_t *res);

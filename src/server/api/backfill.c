@@ -126,8 +126,9 @@ static int check_block(uc_app_t *app, const char *id, long long cur,
     } else if (api_db_failed(res, st) != 0) {
         /* written */
     } else if (cur < j->start_block) {
-        uc_resp_error(res, 400, "current_block cannot be less than "
-                                "start_block");
+        uc_resp_error(res, 400,
+                      "current_block cannot be less than "
+                      "start_block");
     } else if (cur > j->end_block) {
         uc_resp_error(res, 400, "current_block cannot exceed end_block");
     } else {
@@ -180,8 +181,7 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     if (p.error_message != NULL && p.error_message[0] == '\0') {
         p.error_message = NULL;
     }
-    if (p.error_message != NULL &&
-        strlen(p.error_message) > UC_DB_ERRMSG_MAX) {
+    if (p.error_message != NULL && strlen(p.error_message) > UC_DB_ERRMSG_MAX) {
         uc_resp_error(res, 413, "error_message: too large");
         goto cleanup;
     }

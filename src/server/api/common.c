@@ -115,8 +115,8 @@ int api_check_id(const char *name, const char *v, int required, uc_resp_t *res)
                         "String should have at most %d bytes", UC_DB_ID_MAX);
         rc = -1;
     } else {
-        rc = uc__check_text("query", name, in, v, strlen(v), 1, UC_DB_ID_MAX,
-                            0, res);
+        rc = uc__check_text("query", name, in, v, strlen(v), 1, UC_DB_ID_MAX, 0,
+                            res);
     }
     json_decref(in);
     return rc;
@@ -186,8 +186,8 @@ int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
     return 0;
 }
 
-int api_q_time_req(uc_req_t *req, const char *name, int required,
-                   int64_t *out, uc_resp_t *res)
+int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
+                   uc_resp_t *res)
 {
     const char *v = api_qparam(req, name);
     *out = UC_DB_NULL_TIME;

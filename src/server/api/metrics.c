@@ -268,6 +268,10 @@ static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
  * the request arrives. */
 #define NOW_SLACK_US INT64_C(5000000)
 
+/* The shortest window read as a recent page: a shorter one asks about
+ * its edges, which the page would blur, and gets its exact entry. */
+#define RECENT_MIN_SPAN_US INT64_C(60000000)
+
 /* 1 when both names fit a cache key field; a longer name (possible with
  * 100 characters of four bytes) is answered from the database alone. */
 static int series_fits_key(const char *svc, const char *typ)
@@ -280,13 +284,15 @@ static int series_fits_key(const char *svc, const char *typ)
  * times are UTC), both inclusive, newest first, limit 1000 by default up
  * to 10000, a bare array.
  *
- * Caching: a window of one series whose end_time is within NOW_SLACK_US
- * of now (what a client polling "the last hour" sends) is the series'
- * recent page, keyed by its start rounded down to the second and with no
- * upper bound, so that requests of the same second share one entry; rows
- * written in the slack after end_time may appear, as the original's own
- * recent cache also answered. Any other window of one series is an entry
- * of its exact bounds. Both are invalidated by the series' writes.
+ * Caching: a window of one series of a minute or more whose end_time is
+ * within NOW_SLACK_US of now (what a client polling "the last hour" sends)
+ * is the series' recent page, keyed by its start rounded down to the
+ * second and with no upper bound, so that requests of the same second
+ * share one entry; it may hold rows of the start's second before
+ * start_time and rows written in the slack after end_time, as the
+ * original's own recent cache also answered from a list it had cached.
+ * Any other window of one series is an entry of its exact bounds. Both are
+ * invalidated by the series' writes.
  */
 void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
@@ -295,8 +301,8 @@ void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     memset(&q, 0, sizeof(q));
     if (api_q_text(req, "service_name", UC_DB_NAME_MAX, &q.f.service_name,
                    res) != 0 ||
-        api_q_text(req, "metric_type", UC_DB_NAME_MAX, &q.f.metric_type,
-                   res) != 0 ||
+        api_q_text(req, "metric_type", UC_DB_NAME_MAX, &q.f.metric_type, res) !=
+            0 ||
         api_q_time_req(req, "start_time", 1, &q.f.start, res) != 0 ||
         api_q_time_req(req, "end_time", 1, &q.f.end, res) != 0 ||
         api_q_page(req, 1000, 10000, &q.pg, res) != 0) {
@@ -308,7 +314,8 @@ void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                  series_fits_key(q.f.service_name, q.f.metric_type);
     int64_t end_incl = q.f.end - 1;
     if (series && end_incl >= now - NOW_SLACK_US &&
-        end_incl <= now + NOW_SLACK_US && q.f.start <= end_incl) {
+        end_incl <= now + NOW_SLACK_US &&
+        end_incl - q.f.start >= RECENT_MIN_SPAN_US) {
         char win[24], lim[24], off[24];
         int64_t sec = q.f.start / 1000000;
         const char *f[5] = {q.f.service_name, q.f.metric_type,
@@ -374,7 +381,8 @@ static json_t *build_agg(uc_app_t *app, void *arg, int *st)
  * rows inside the window count, in the edge buckets too, and the bounds
  * come back as the client gave them. week is an interval of this service
  * (weeks start on Monday); the bounds may be left out (end: now; start: a
- * day, 30 days or 12 weeks before it), which the original required.
+ * day, 30 days or 12 weeks before it; both rounded out to whole buckets),
+ * which the original required.
  */
 void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
@@ -407,6 +415,15 @@ void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     if (start == UC_DB_NULL_TIME) {
         start = end - DEFAULT_SPAN[q.iv] * INT64_C(3600000000);
+    }
+    if (api_qparam(req, "start_time") == NULL &&
+        api_qparam(req, "end_time") == NULL) {
+        /* This service's default window (the original required both):
+         * rounded outwards to whole buckets, so that rolling requests
+         * share one entry. */
+        int64_t o = uc_db_interval_origin_us(q.iv);
+        start = start < o ? o : o + ((start - o) / w) * w;
+        end = o + ((end - o + w - 1) / w) * w - 1;
     }
     if (end > start && (end - start) / w > 10000) {
         json_t *in = json_string(api_qparam(req, "start_time"));

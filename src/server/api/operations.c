@@ -153,9 +153,9 @@ static json_t *naive_json(int64_t us)
  * here: nothing is archived, so archived_count is 0 and archive_uri null. */
 static json_t *archived_json(int64_t deleted, int64_t cutoff)
 {
-    return json_pack("{s:i,s:I,s:n,s:o}", "archived_count", 0,
-                     "deleted_count", (json_int_t)deleted, "archive_uri",
-                     "cutoff_date", naive_json(cutoff));
+    return json_pack("{s:i,s:I,s:n,s:o}", "archived_count", 0, "deleted_count",
+                     (json_int_t)deleted, "archive_uri", "cutoff_date",
+                     naive_json(cutoff));
 }
 
 /*
@@ -200,8 +200,8 @@ void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         "{s:o,s:o,s:o,s:{s:i,s:[],s:o},s:{s:I,s:o}}", "execution_time",
         naive_json(now), "backfill_jobs",
         archived_json(r.jobs_deleted, c.jobs_before), "feedback",
-        archived_json(r.feedback_deleted, c.feedback_before),
-        "metrics_archive", "archived_count", 0, "archive_uris", "cutoff_date",
+        archived_json(r.feedback_deleted, c.feedback_before), "metrics_archive",
+        "archived_count", 0, "archive_uris", "cutoff_date",
         naive_json(now - METRICS_ARCHIVE_DAYS * day), "metrics_delete",
         "deleted_count", (json_int_t)r.metrics_deleted, "cutoff_date",
         naive_json(c.metrics_before));

@@ -80,14 +80,15 @@ const char *uc_db_strerror(int status);
  * VARCHAR(n), which PostgreSQL counts in characters), a buffer holds n
  * characters of four bytes each.
  */
-#define UC_DB_ID_MAX 128        /* insight_id, user_id (bytes) */
+#define UC_DB_ID_MAX 128         /* insight_id, user_id (bytes) */
 #define UC_DB_CREATED_BY_MAX 400 /* a job's created_by: 100 characters */
-#define UC_DB_NAME_MAX 400      /* service_name (100 characters), metric_type
-                                   and job_type (50 characters) */
-#define UC_DB_UNIT_MAX 80       /* metric unit: 20 characters */
-#define UC_DB_UUID_LEN 36       /* canonical UUID text */
-#define UC_DB_COMMENT_MAX 4000  /* bytes; the API allows 1000 characters */
-#define UC_DB_REASON_MAX 2000   /* bytes; the API allows 500 characters */
+#define UC_DB_NAME_MAX                                                         \
+    400                        /* service_name (100 characters), metric_type   \
+                                  and job_type (50 characters) */
+#define UC_DB_UNIT_MAX 80      /* metric unit: 20 characters */
+#define UC_DB_UUID_LEN 36      /* canonical UUID text */
+#define UC_DB_COMMENT_MAX 4000 /* bytes; the API allows 1000 characters */
+#define UC_DB_REASON_MAX 2000  /* bytes; the API allows 500 characters */
 /* error_message and metric_metadata have no limit of their own (the
  * original's TEXT and JSONB): these are the request bodies' caps. */
 #define UC_DB_ERRMSG_MAX 65536
