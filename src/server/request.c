@@ -104,6 +104,12 @@ static void resp_invalid_v(uc_resp_t *res, const char *where, const char *label,
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     resp_reset(res);
+    if (json_is_string(input) &&
+        strlen(json_string_value(input)) != json_string_length(input)) {
+        /* A value with NUL is not quoted: many JSON readers refuse a
+         * \u0000 and would lose the whole answer over it. */
+        input = NULL;
+    }
     json_t *err = json_pack("{s:s,s:o,s:s,s:O}", "type", type, "loc",
                             loc_json(where, label), "msg", msg, "input",
                             input != NULL ? input : json_null());
@@ -291,10 +297,7 @@ int uc__check_text(const char *where, const char *lab, json_t *input,
 {
     if (strlen(s) != len ||
         uc_text_check(s, len, 0, (size_t)-1, allow_nl) != 0) {
-        /* A value with NUL is not quoted: many JSON readers refuse a
-         * \u0000 and would lose the whole answer over it. */
-        uc_resp_invalid(res, where, lab, "value_error",
-                        strlen(s) != len ? NULL : input, NULL,
+        uc_resp_invalid(res, where, lab, "value_error", input, NULL,
                         "Value error, must be UTF-8 text without control "
                         "characters");
         return -1;

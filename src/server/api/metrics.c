@@ -111,7 +111,8 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
         if (*meta != NULL && has_nul_escape(*meta)) {
             free(*meta);
             *meta = NULL;
-            uc_resp_invalid(res, "body", lab[4], "value_error", md, NULL,
+            /* Not quoted back: the NUL it holds is what was refused. */
+            uc_resp_invalid(res, "body", lab[4], "value_error", NULL, NULL,
                             "Value error, strings must not contain \\u0000");
             return -1;
         }
