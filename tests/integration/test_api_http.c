@@ -94,57 +94,6 @@ static void check_refusals(const char *method, const char *key,
     }
 }
 
-/* A time offset_s from now as Python's datetime.utcnow().isoformat() writes
- * it: naive, with microseconds. */
-static void naive_time(char *buf, size_t cap, long offset_s)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t t = ts.tv_sec + offset_s;
-    gmtime_r(&t, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%06ld", (long)(ts.tv_nsec / 1000));
-}
-
-/* Seconds since the epoch of a naive UTC time "YYYY-MM-DDTHH:MM:SS...". */
-static long long naive_secs(const char *t)
-{
-    int y, mo, d, h, mi, sec;
-    assert_int_equal(
-        sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec), 6);
-    /* Days from civil (Hinnant), as the service computes them. */
-    y -= mo <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    long long yoe = y - era * 400;
-    long long doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    long long days = era * 146097 + doe - 719468;
-    return days * 86400 + h * 3600 + mi * 60 + sec;
-}
-
-/* The naive UTC text of secs since the epoch, with no fraction. */
-static void naive_of(long long secs, char *buf, size_t cap)
-{
-    time_t t = (time_t)secs;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-}
-
-/* The query of the original's clients: the last hour, up to now. */
-static void last_hour(char *path, size_t cap, const char *svc, const char *type,
-                      const char *extra)
-{
-    char from[40], to[40];
-    naive_time(from, sizeof(from), -3600);
-    naive_time(to, sizeof(to), 0);
-    fmt(path, cap,
-        "/api/v1/monitoring/metrics?service_name=%s&metric_type=%s"
-        "&start_time=%s&end_time=%s%s",
-        svc, type, from, to, extra);
-}
-
 /* ---- operations ---------------------------------------------------------- */
 
 static void test_health_ready_metrics(void **state)
