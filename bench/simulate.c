@@ -42,6 +42,18 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Now plus offset_s as naive ISO 8601 in UTC with microseconds. */
+static void naive_utc(long offset_s, char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t t = ts.tv_sec + offset_s;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, cap - n, ".%06ld", (long)(ts.tv_nsec / 1000));
+}
+
 #include "api_server.h"
 #include "bench_util.h"
 #include "pg_server.h"
@@ -666,12 +678,18 @@ static long do_request(worker_t *w, int ep)
                         : "/api/v1/monitoring/backfill/"
                           "status?status=running&limit=50",
                     NULL, NULL);
-    case EP_METRICS:
+    case EP_METRICS: {
+        /* The original clients' query: the last hour up to now, in naive
+         * UTC as Python's utcnow().isoformat() writes it. */
+        char from[40], to[40];
+        naive_utc(-3600, from, sizeof(from));
+        naive_utc(0, to, sizeof(to));
         snprintf(path, sizeof(path),
                  "/api/v1/monitoring/metrics?service_name=%s&metric_type=%s"
-                 "&limit=100",
-                 svc, typ);
+                 "&start_time=%s&end_time=%s&limit=100",
+                 svc, typ, from, to);
         return http(w, path, NULL, NULL);
+    }
     case EP_AGG: {
         unsigned x = (unsigned)(uc_bench_rng_next(&w->rng) % 20);
         snprintf(path, sizeof(path),
@@ -1274,7 +1292,8 @@ static int read_jobs(worker_t *w, setup_t *s)
         return -1;
     }
     j = json_loadb(w->body, w->body_len, 0, NULL);
-    arr = j != NULL ? json_object_get(j, "jobs") : NULL;
+    /* A bare list of jobs, as the original answered. */
+    arr = json_is_array(j) ? j : NULL;
     s->njobs = 0;
     json_array_foreach(arr, i, it)
     {
@@ -1392,7 +1411,7 @@ static int setup(setup_t *s)
                  "{\"job_type\":\"%s\",\"start_block\":%d,\"end_block\":%d}",
                  i % 2 == 0 ? "blocks" : "insights", 700000 + i * 5000,
                  705000 + i * 5000);
-        if (http(&w, "/api/v1/monitoring/backfill/start", h, body) != 201) {
+        if (http(&w, "/api/v1/monitoring/backfill/start", h, body) != 200) {
             fprintf(stderr, "simulate: backfill/start: %.200s\n", w.body);
             curl_slist_free_all(h);
             goto done;

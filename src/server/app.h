@@ -160,9 +160,24 @@ uc_loader_fn uc_api_loader(int ks);
 
 /* ---- response helpers (request.c) ---------------------------------------- */
 
-/* Sets res to a JSON error {"detail": "..."} with that status. */
+/* Sets res to a JSON error {"detail": "..."} with that status; a 422 is
+ * written as uc_resp_invalid() would, a message "field: text" naming the
+ * body's field. */
 void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Sets res to a 422 in FastAPI's shape, one error:
+ * {"detail":[{"type", "loc", "msg", "input"[, "ctx"]}]}. where is the first
+ * element of loc ("body", "query" or "path"); label names the field ("name",
+ * or "[i].name" for a field of a body array's item; NULL: the whole of
+ * where). input (borrowed; NULL: null) is the value refused, ctx (stolen;
+ * NULL: none) the limit it broke, as pydantic writes them.
+ */
+void uc_resp_invalid(uc_resp_t *res, const char *where, const char *label,
+                     const char *type, json_t *input, json_t *ctx,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 /* Sets res to the compact serialisation of j (stolen: j is decref'd). */
 void uc_resp_json(uc_resp_t *res, int status, json_t *j);
@@ -232,8 +247,15 @@ int64_t uc_now_us(const uc_app_t *app);
 /* Formats µs since epoch as 2024-01-02T03:04:05.000006Z. */
 void uc_time_format(int64_t us, char *buf, size_t cap);
 
-/* Parses ISO-8601 (date 'T' time [.fraction] [Z | +HH:MM | -HH:MM]);
- * returns 0 and *us, or -1. */
+/* Formats µs since epoch as naive ISO 8601 in UTC, the way Python's
+ * datetime.isoformat() writes a naive datetime (the original service's
+ * answers): 2024-01-02T03:04:05.000006, and 2024-01-02T03:04:05 when the
+ * microseconds are zero. */
+void uc_time_format_naive(int64_t us, char *buf, size_t cap);
+
+/* Parses ISO-8601 (date 'T' time [.fraction] [Z | +HH:MM | -HH:MM]); a
+ * time with no zone is UTC, as the original's naive datetimes were.
+ * Returns 0 and *us, or -1. */
 int uc_time_parse(const char *s, int64_t *us);
 
 /* 0 when s (len bytes) is valid UTF-8 without control bytes (allow_nl lets

@@ -26,9 +26,11 @@
 /* One schema a string (C caps a string literal's length); each is a
  * member of components.schemas, the last without a trailing comma. */
 static const char *const SCHEMAS[] = {
-    "'Time': {'type': 'string', 'description': 'ISO 8601, UTC'}",
+    "'Time': {'type': 'string', 'description': 'ISO 8601 in UTC with no"
+    " zone, as Python isoformat() writes a naive datetime; a request may"
+    " also give Z or an offset'}",
     "'OptTime': {'type': ['string', 'null'],"
-    " 'description': 'ISO 8601, UTC'}",
+    " 'description': 'ISO 8601 in UTC with no zone'}",
     "'HTTPError': {'type': 'object', 'required': ['detail'],"
     " 'properties': {'detail': {'type': 'string'}}}",
     "'ValidationError': {'type': 'object',"

@@ -3,8 +3,9 @@
  * utxoiq-api's JSON error responses and the decoding of JSON request bodies
  * and their fields (request.h), apart from HTTP and the database: the
  * handlers call these, and tests/fuzz/fuzz_request_json.c drives them with
- * arbitrary bytes. Every failure becomes a 4xx {"detail": "..."} naming the
- * field; nothing here aborts on input.
+ * arbitrary bytes. A 400 or 415 is {"detail": "..."}; a 422 is FastAPI's
+ * {"detail": [{"type", "loc", "msg", "input"}]}, the shape the original
+ * service's clients read, naming the field; nothing here aborts on input.
  */
 #include "request.h"
 
@@ -36,11 +37,115 @@ void uc_resp_json(uc_resp_t *res, int status, json_t *j)
     res->body_free = free;
 }
 
+/* Replaces every byte outside printable ASCII of msg by '?'. */
+static void ascii_only(char *msg)
+{
+    for (char *p = msg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+            *p = '?';
+        }
+    }
+}
+
+/* Drops the body a response held, and what it said of caching. */
+static void resp_reset(uc_resp_t *res)
+{
+    if (res->body != NULL && res->body_free != NULL) {
+        res->body_free(res->body);
+    }
+    res->body = NULL;
+    res->cache = UC_CACHE_NONE;
+    res->etag = 0;
+    res->cache_control = NULL;
+}
+
+/*
+ * The loc of a field: where, then the label split at its array indices and
+ * dots, so "[3].metric_value" in the body is ["body", 3, "metric_value"], as
+ * pydantic names an item's field. A label "body" (the body as a whole) adds
+ * nothing after "body".
+ */
+static json_t *loc_json(const char *where, const char *label)
+{
+    json_t *loc = json_array();
+    json_array_append_new(loc, json_string(where));
+    if (label == NULL || strcmp(label, where) == 0) {
+        return loc;
+    }
+    const char *p = label;
+    while (*p != '\0') {
+        if (*p == '.') {
+            p++;
+            continue;
+        }
+        if (*p == '[') {
+            char *end = NULL;
+            long long i = strtoll(p + 1, &end, 10);
+            if (end != NULL && *end == ']') {
+                json_array_append_new(loc, json_integer((json_int_t)i));
+                p = end + 1;
+                continue;
+            }
+        }
+        size_t n = strcspn(p, ".[");
+        if (n == 0) {
+            n = 1;
+        }
+        json_array_append_new(loc, json_stringn(p, n));
+        p += n;
+    }
+    return loc;
+}
+
+static void resp_invalid_v(uc_resp_t *res, const char *where, const char *label,
+                           const char *type, json_t *input, json_t *ctx,
+                           const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    resp_reset(res);
+    if (json_is_string(input) &&
+        strlen(json_string_value(input)) != json_string_length(input)) {
+        /* A value with NUL is not quoted: many JSON readers refuse a
+         * \u0000 and would lose the whole answer over it. */
+        input = NULL;
+    }
+    json_t *err = json_pack("{s:s,s:o,s:s,s:O}", "type", type, "loc",
+                            loc_json(where, label), "msg", msg, "input",
+                            input != NULL ? input : json_null());
+    if (err == NULL) {
+        /* The message quoted bytes that are not UTF-8 (see below). */
+        ascii_only(msg);
+        err = json_pack("{s:s,s:o,s:s,s:n}", "type", type, "loc",
+                        loc_json(where, label), "msg", msg, "input");
+    }
+    if (err != NULL && ctx != NULL) {
+        json_object_set(err, "ctx", ctx);
+    }
+    json_decref(ctx);
+    uc_resp_json(res, 422,
+                 err != NULL ? json_pack("{s:[o]}", "detail", err) : NULL);
+}
+
+void uc_resp_invalid(uc_resp_t *res, const char *where, const char *label,
+                     const char *type, json_t *input, json_t *ctx,
+                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    resp_invalid_v(res, where, label, type, input, ctx, fmt, ap);
+    va_end(ap);
+}
+
 /*
  * The message may quote input (jansson's parse errors quote the bytes near
  * the error) or be cut at the cap inside a UTF-8 sequence; JSON needs valid
  * UTF-8, so such a message would otherwise turn a 4xx into a 500. When the
  * message is not valid UTF-8, every byte outside printable ASCII becomes '?'.
+ *
+ * A 422 keeps FastAPI's shape, a list of errors, whoever writes it: a
+ * message "field: text" becomes one error of the body's field, the way the
+ * typed readers below name theirs.
  */
 void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
 {
@@ -50,20 +155,23 @@ void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (res->body != NULL && res->body_free != NULL) {
-        res->body_free(res->body);
+    if (status == 422) {
+        char *sep = strstr(msg, ": ");
+        const char *label = NULL;
+        const char *text = msg;
+        if (sep != NULL && memchr(msg, ' ', (size_t)(sep - msg)) == NULL) {
+            *sep = '\0';
+            label = msg;
+            text = sep + 2;
+        }
+        uc_resp_invalid(res, "body", label, "value_error", NULL, NULL, "%s",
+                        text);
+        return;
     }
-    res->body = NULL;
-    res->cache = UC_CACHE_NONE;
-    res->etag = 0;
-    res->cache_control = NULL;
+    resp_reset(res);
     j = json_pack("{s:s}", "detail", msg);
     if (j == NULL) {
-        for (char *p = msg; *p != '\0'; p++) {
-            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
-                *p = '?';
-            }
-        }
+        ascii_only(msg);
         j = json_pack("{s:s}", "detail", msg);
     }
     uc_resp_json(res, status, j);
@@ -112,9 +220,15 @@ json_t *uc__request_body(const char *body, size_t len, const char *ct,
         return NULL;
     }
     if (json_typeof(j) != want) {
+        if (want == JSON_ARRAY) {
+            uc_resp_invalid(res, "body", NULL, "list_type", j, NULL,
+                            "Input should be a valid list");
+        } else {
+            uc_resp_invalid(res, "body", NULL, "model_attributes_type", j, NULL,
+                            "Input should be a valid dictionary or object to "
+                            "extract fields from");
+        }
         json_decref(j);
-        uc_resp_error(res, 422, "body: must be a JSON %s",
-                      want == JSON_ARRAY ? "array" : "object");
         return NULL;
     }
     return j;
@@ -125,20 +239,24 @@ typedef enum { FIELD_STRING, FIELD_INTEGER, FIELD_NUMBER } field_kind_t;
 
 /*
  * Looks up field `name` of object o, shared by the typed getters below; lab
- * is the name used in messages. Returns 1 with *out set when the field is
- * present with the wanted type, 0 when it is absent or null and not
- * required, and -1 after writing a 422 when it is missing but required or
- * has another type.
+ * is the name used in loc. Returns 1 with *out set when the field is present
+ * with the wanted type, 0 when it is absent or null and not required, and -1
+ * after writing a 422 when it is missing but required or has another type.
+ * Messages and types are pydantic's, which the original's clients saw.
  */
 static int get_field(json_t *o, const char *name, const char *lab, int required,
                      field_kind_t kind, json_t **out, uc_resp_t *res)
 {
-    static const char *const what[] = {"a string", "an integer", "a number"};
+    static const char *const type[] = {"string_type", "int_type", "float_type"};
+    static const char *const what[] = {"a valid string", "a valid integer",
+                                       "a valid number"};
     json_t *v = json_object_get(o, name);
     int ok;
     if (v == NULL || json_is_null(v)) {
         if (required) {
-            uc_resp_error(res, 422, "%s: field required", lab);
+            /* pydantic gives the object the field is missing from. */
+            uc_resp_invalid(res, "body", lab, "missing", o, NULL,
+                            "Field required");
             return -1;
         }
         return 0;
@@ -155,11 +273,50 @@ static int get_field(json_t *o, const char *name, const char *lab, int required,
         break;
     }
     if (!ok) {
-        uc_resp_error(res, 422, "%s: must be %s", lab, what[kind]);
+        uc_resp_invalid(res, "body", lab, type[kind], v, NULL,
+                        "Input should be %s", what[kind]);
         return -1;
     }
     *out = v;
     return 1;
+}
+
+size_t uc__utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        /* Every byte but a continuation byte starts a character. */
+        n += ((unsigned char)s[i] & 0xc0) != 0x80;
+    }
+    return n;
+}
+
+int uc__check_text(const char *where, const char *lab, json_t *input,
+                   const char *s, size_t len, size_t minc, size_t maxc,
+                   int allow_nl, uc_resp_t *res)
+{
+    if (strlen(s) != len ||
+        uc_text_check(s, len, 0, (size_t)-1, allow_nl) != 0) {
+        uc_resp_invalid(res, where, lab, "value_error", input, NULL,
+                        "Value error, must be UTF-8 text without control "
+                        "characters");
+        return -1;
+    }
+    size_t chars = uc__utf8_chars(s, len);
+    if (chars < minc) {
+        uc_resp_invalid(res, where, lab, "string_too_short", input,
+                        json_pack("{s:I}", "min_length", (json_int_t)minc),
+                        "String should have at least %zu character%s", minc,
+                        minc == 1 ? "" : "s");
+        return -1;
+    }
+    if (chars > maxc) {
+        uc_resp_invalid(res, where, lab, "string_too_long", input,
+                        json_pack("{s:I}", "max_length", (json_int_t)maxc),
+                        "String should have at most %zu characters", maxc);
+        return -1;
+    }
+    return 0;
 }
 
 /* A field that is present but NUL-bearing is refused here, because the
@@ -176,16 +333,35 @@ int uc__json_get_str(json_t *o, const char *name, const char *label,
         return rc;
     }
     const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-    if (strlen(s) != len || uc_text_check(s, len, minc, maxc, allow_nl) != 0) {
-        uc_resp_error(res, 422,
-                      "%s: must be %zu to %zu characters without control "
-                      "characters",
-                      lab, minc, maxc);
+    if (uc__check_text("body", lab, v, s, json_string_length(v), minc, maxc,
+                       allow_nl, res) != 0) {
         return -1;
     }
     *out = s;
     return 0;
+}
+
+void uc__resp_range(uc_resp_t *res, const char *where, const char *lab,
+                    json_t *input, int below, double bound, int integer)
+{
+    char b[40];
+    if (integer) {
+        snprintf(b, sizeof(b), "%lld", (long long)bound);
+    } else {
+        /* As Python writes a float. */
+        snprintf(b, sizeof(b), "%.17g", bound);
+        if (strspn(b, "-0123456789") == strlen(b)) {
+            size_t n = strlen(b);
+            snprintf(b + n, sizeof(b) - n, ".0");
+        }
+    }
+    json_t *ctx =
+        integer ? json_pack("{s:I}", below ? "ge" : "le", (json_int_t)bound)
+                : json_pack("{s:f}", below ? "ge" : "le", bound);
+    uc_resp_invalid(res, where, lab,
+                    below ? "greater_than_equal" : "less_than_equal", input,
+                    ctx, "Input should be %s than or equal to %s",
+                    below ? "greater" : "less", b);
 }
 
 int uc__json_get_int(json_t *o, const char *name, const char *label,
@@ -203,7 +379,8 @@ int uc__json_get_int(json_t *o, const char *name, const char *label,
     }
     long long x = json_integer_value(v);
     if (x < min || x > max) {
-        uc_resp_error(res, 422, "%s: must be from %lld to %lld", lab, min, max);
+        uc__resp_range(res, "body", lab, v, x < min,
+                       (double)(x < min ? min : max), 1);
         return -1;
     }
     *out = x;
@@ -225,19 +402,37 @@ int uc__json_get_num(json_t *o, const char *name, const char *label,
     }
     double x = json_number_value(v);
     if (!isfinite(x) || x < min || x > max) {
-        uc_resp_error(res, 422, "%s: must be a number from %g to %g", lab, min,
-                      max);
+        uc__resp_range(res, "body", lab, v, !(x >= min), x < min ? min : max,
+                       0);
         return -1;
     }
     *out = x;
     return 0;
 }
 
+void uc__resp_pattern(uc_resp_t *res, const char *where, const char *lab,
+                      json_t *input, const char *const *allowed)
+{
+    char pat[256];
+    size_t n = (size_t)snprintf(pat, sizeof(pat), "^(");
+    for (size_t i = 0; allowed[i] != NULL && n < sizeof(pat); i++) {
+        n += (size_t)snprintf(pat + n, sizeof(pat) - n, "%s%s",
+                              i > 0 ? "|" : "", allowed[i]);
+    }
+    if (n < sizeof(pat)) {
+        snprintf(pat + n, sizeof(pat) - n, ")$");
+    }
+    uc_resp_invalid(res, where, lab, "string_pattern_mismatch", input,
+                    json_pack("{s:s}", "pattern", pat),
+                    "String should match pattern '%s'", pat);
+}
+
 int uc__json_get_enum(json_t *o, const char *name, int required,
                       const char *const *allowed, const char **out,
                       uc_resp_t *res)
 {
-    if (uc__json_get_str(o, name, NULL, required, 1, 32, 0, out, res) != 0) {
+    if (uc__json_get_str(o, name, NULL, required, 0, (size_t)-1, 0, out, res) !=
+        0) {
         return -1;
     }
     if (*out == NULL) {
@@ -248,19 +443,23 @@ int uc__json_get_enum(json_t *o, const char *name, int required,
             return 0;
         }
     }
-    uc_resp_error(res, 422, "%s: unknown value '%s'", name, *out);
+    uc__resp_pattern(res, "body", name, json_object_get(o, name), allowed);
+    *out = NULL;
     return -1;
 }
 
 int uc__json_get_time(json_t *o, const char *name, int64_t *out, uc_resp_t *res)
 {
-    const char *s;
+    json_t *v = NULL;
     *out = UC_DB_NULL_TIME;
-    if (uc__json_get_str(o, name, NULL, 0, 1, 40, 0, &s, res) != 0) {
-        return -1;
+    int rc = get_field(o, name, name, 0, FIELD_STRING, &v, res);
+    if (rc <= 0) {
+        return rc;
     }
-    if (s != NULL && uc_time_parse(s, out) != 0) {
-        uc_resp_error(res, 422, "%s: not an ISO-8601 timestamp", name);
+    if (uc_time_parse(json_string_value(v), out) != 0) {
+        *out = UC_DB_NULL_TIME;
+        uc_resp_invalid(res, "body", name, "datetime_from_date_parsing", v,
+                        NULL, "Input should be a valid datetime or date");
         return -1;
     }
     return 0;

@@ -27,8 +27,10 @@ int uc__request_is_json_type(const char *ct);
  * ct as a JSON value of type want (JSON_OBJECT or JSON_ARRAY). Returns a new
  * reference the caller decrefs, or NULL with res set: 400 for an empty or
  * malformed body, 415 when ct is not JSON (checked before parsing), 422 for
- * another JSON type. Duplicate keys are refused; NUL inside strings is let
- * through so that the field readers can name the field.
+ * another JSON type. Every 422 of this file is FastAPI's list of errors
+ * (uc_resp_invalid), whose loc starts with "body". Duplicate keys are refused;
+ * NUL inside strings is let through so that the field readers can name the
+ * field.
  */
 json_t *uc__request_body(const char *body, size_t len, const char *ct,
                          json_type want, uc_resp_t *res);
@@ -36,8 +38,9 @@ json_t *uc__request_body(const char *body, size_t len, const char *ct,
 /*
  * Reads string field name of object o (label names it in messages; NULL:
  * name). *out is NULL when absent or null and not required; otherwise valid
- * UTF-8 with no NUL, minc..maxc characters, and no control bytes except
- * \n \r \t when allow_nl. Returns 0, or -1 with res set to 422.
+ * UTF-8 with no NUL, minc..maxc characters (code points, as Python counts a
+ * str), and no control bytes except \n \r \t when allow_nl. Returns 0,
+ * or -1 with res set to 422.
  */
 int uc__json_get_str(json_t *o, const char *name, const char *label,
                      int required, size_t minc, size_t maxc, int allow_nl,
@@ -63,6 +66,29 @@ int uc__json_get_num(json_t *o, const char *name, const char *label,
 int uc__json_get_enum(json_t *o, const char *name, int required,
                       const char *const *allowed, const char **out,
                       uc_resp_t *res);
+
+/* The characters (code points) of len bytes of valid UTF-8 at s. */
+size_t uc__utf8_chars(const char *s, size_t len);
+
+/*
+ * Checks len bytes at s as a text value of where/lab (loc; input is the
+ * value quoted in the error): UTF-8 without NUL, without control bytes
+ * except \n \r \t when allow_nl, and minc..maxc characters. Returns 0, or
+ * -1 with res set to 422 (string_too_short, string_too_long, value_error).
+ */
+int uc__check_text(const char *where, const char *lab, json_t *input,
+                   const char *s, size_t len, size_t minc, size_t maxc,
+                   int allow_nl, uc_resp_t *res);
+
+/* Sets res to a 422 for a value below (below != 0) or above bound, as
+ * pydantic's ge/le constraints write it (integer: bound is whole). */
+void uc__resp_range(uc_resp_t *res, const char *where, const char *lab,
+                    json_t *input, int below, double bound, int integer);
+
+/* Sets res to a 422 for a value that is not one of allowed, as pydantic's
+ * pattern constraint "^(a|b|c)$" writes it. */
+void uc__resp_pattern(uc_resp_t *res, const char *where, const char *lab,
+                      json_t *input, const char *const *allowed);
 
 /* Reads an optional ISO-8601 timestamp field; *out is UC_DB_NULL_TIME when
  * absent. Returns 0, or -1 with res set to 422. */

@@ -49,19 +49,41 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-void uc_time_format(int64_t us, char *buf, size_t cap)
+/* The date and time of us, and its microseconds apart, for the writers
+ * below. */
+static void time_parts(int64_t us, char *buf, size_t cap, int64_t *frac)
 {
     int64_t secs = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
-    int64_t frac = us - secs * 1000000;
     int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
     int64_t rem = secs - days * 86400;
     int64_t y;
     int m;
     int d;
+    *frac = us - secs * 1000000;
     civil_from_days(days, &y, &m, &d);
-    snprintf(buf, cap, "%04lld-%02d-%02dT%02d:%02d:%02d.%06lldZ", (long long)y,
-             m, d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60),
-             (long long)frac);
+    snprintf(buf, cap, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m, d,
+             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+}
+
+void uc_time_format(int64_t us, char *buf, size_t cap)
+{
+    int64_t frac;
+    time_parts(us, buf, cap, &frac);
+    size_t n = strlen(buf);
+    if (n < cap) {
+        snprintf(buf + n, cap - n, ".%06lldZ", (long long)frac);
+    }
+}
+
+void uc_time_format_naive(int64_t us, char *buf, size_t cap)
+{
+    int64_t frac;
+    time_parts(us, buf, cap, &frac);
+    size_t n = strlen(buf);
+    /* Python's isoformat() leaves the fraction out when it is zero. */
+    if (frac != 0 && n < cap) {
+        snprintf(buf + n, cap - n, ".%06lld", (long long)frac);
+    }
 }
 
 /* Reads exactly n digits at *p; -1 when they are not all digits. */

@@ -591,22 +591,19 @@ static void test_database_routes(void **state)
     assert_string_equal(jstr(r.j, "status"), "success");
     jstr(r.j, "message");
     api_free(&r);
-    api_req(&api, &r, "GET",
-            "/api/v1/monitoring/metrics?service_name=utxoiq-api&metric_type="
-            "query_count",
-            NULL, NULL, NULL);
+    char mpath[512];
+    last_hour(mpath, sizeof(mpath), "utxoiq-api", "query_count", "");
+    api_req(&api, &r, "GET", mpath, NULL, NULL, NULL);
     assert_status(&r, 200);
-    json_t *rows = jget(r.j, "metrics");
+    json_t *rows = r.j;
     assert_int_equal(json_array_size(rows), 1);
     assert_true(jnum(json_array_get(rows, 0), "metric_value") >= (double)q1);
     assert_string_equal(jstr(json_array_get(rows, 0), "unit"), "queries");
     api_free(&r);
-    api_req(&api, &r, "GET",
-            "/api/v1/monitoring/metrics?service_name=utxoiq-api&metric_type="
-            "connection_pool_size",
-            NULL, NULL, NULL);
+    last_hour(mpath, sizeof(mpath), "utxoiq-api", "connection_pool_size", "");
+    api_req(&api, &r, "GET", mpath, NULL, NULL, NULL);
     assert_status(&r, 200);
-    rows = jget(r.j, "metrics");
+    rows = r.j;
     assert_int_equal(json_array_size(rows), 1);
     assert_true(jnum(json_array_get(rows, 0), "metric_value") == (double)size);
     api_free(&r);
@@ -867,8 +864,10 @@ static void test_comment_flag_and_pages(void **state)
     fmt(alice_id, sizeof(alice_id), "%s", jstr(r.j, "id"));
     assert_string_equal(jstr(r.j, "comment"), "first \xc3\xa9 line\nsecond");
     assert_true(json_is_null(jget(r.j, "rating")));
+    /* Naive ISO, as the original wrote it: no zone. */
     const char *created = jstr(r.j, "created_at");
-    assert_int_equal(created[strlen(created) - 1], 'Z');
+    assert_null(strchr(created, 'Z'));
+    assert_true(naive_secs(created) > 0);
     api_free(&r);
 
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
@@ -1215,7 +1214,7 @@ static void start_job(const char *type, char *id, size_t cap)
         "{\"job_type\":\"%s\",\"start_block\":100,\"end_block\":200}", type);
     api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
             body, NULL);
-    assert_status(&r, 201);
+    assert_status(&r, 200);
     snprintf(id, cap, "%s", jstr(r.j, "id"));
     api_free(&r);
 }
@@ -1230,8 +1229,11 @@ static void test_backfill(void **state)
             "{\"job_type\":\"x\",\"start_block\":100,\"end_block\":200,"
             "\"created_by\":\"ops\"}",
             NULL);
-    assert_status(&r, 201);
+    /* 200, as the original answered; its times are naive ISO (no zone). */
+    assert_status(&r, 200);
     assert_string_equal(jstr(r.j, "status"), "running");
+    assert_null(strchr(jstr(r.j, "started_at"), 'Z'));
+    assert_int_equal(strlen(jstr(r.j, "started_at")) >= 19, 1);
     assert_int_equal(jint(r.j, "current_block"), 100);
     assert_string_equal(jstr(r.j, "created_by"), "ops");
     assert_int_equal(strlen(jstr(r.j, "id")), 36);
@@ -1263,8 +1265,9 @@ static void test_backfill(void **state)
             NULL);
     assert_status(&r, 200);
     assert_int_equal(jint(r.j, "current_block"), 150);
+    /* Naive and without a zero fraction, as Python's isoformat(). */
     assert_string_equal(jstr(r.j, "estimated_completion"),
-                        "2030-01-02T03:04:05.000000Z");
+                        "2030-01-02T03:04:05");
     api_free(&r);
     fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", id);
     api_req(&api, &r, "GET", path, NULL, NULL, inm);
@@ -1293,35 +1296,96 @@ static void test_backfill(void **state)
     jstr(r.j, "completed_at");
     api_free(&r);
 
-    /* A failed job records its error and completion. */
+    /* A failed job records its error but, as in the original, not a
+     * completion; resuming keeps the error (the original never cleared
+     * it). A long trace (the original's TEXT column) is stored whole. */
     char id2[64];
     start_job(type, id2, sizeof(id2));
     fmt(path, sizeof(path), "/api/v1/monitoring/backfill/progress?job_id=%s",
         id2);
+    char *trace = malloc(3000);
+    char *pbody = malloc(3200);
+    assert_non_null(trace);
+    assert_non_null(pbody);
+    for (int i = 0; i < 1500; i++) {
+        /* 1500 characters of two bytes: 3000 bytes. */
+        trace[2 * i] = (char)0xc3;
+        trace[2 * i + 1] = (char)0xa9;
+    }
+    trace[2999] = '\0';
+    trace[2998] = 'x';
+    fmt(pbody, 3200,
+        "{\"current_block\":120,\"progress_percentage\":20,"
+        "\"status\":\"failed\",\"error_message\":\"%s\"}",
+        trace);
+    api_req(&api, &r, "POST", path, service_key, pbody, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "error_message"), trace);
+    assert_true(json_is_null(jget(r.j, "completed_at")));
+    api_free(&r);
+    api_req(&api, &r, "POST", path, service_key,
+            "{\"current_block\":130,\"progress_percentage\":30,"
+            "\"status\":\"running\",\"error_message\":\"\"}",
+            NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "status"), "running");
+    assert_string_equal(jstr(r.j, "error_message"), trace);
+    assert_true(json_is_null(jget(r.j, "completed_at")));
+    api_free(&r);
     api_req(&api, &r, "POST", path, service_key,
             "{\"current_block\":120,\"progress_percentage\":20,"
             "\"status\":\"failed\",\"error_message\":\"rpc down\"}",
             NULL);
     assert_status(&r, 200);
     assert_string_equal(jstr(r.j, "error_message"), "rpc down");
-    jstr(r.j, "completed_at");
+    api_free(&r);
+    free(trace);
+    free(pbody);
+
+    /* current_block outside [start_block, end_block] is the original's
+     * 400, and nothing is stored. */
+    api_req(&api, &r, "POST", path, service_key,
+            "{\"current_block\":201,\"progress_percentage\":20}", NULL);
+    assert_status(&r, 400);
+    assert_detail_names(&r, "end_block");
+    api_free(&r);
+    api_req(&api, &r, "POST", path, service_key,
+            "{\"current_block\":99,\"progress_percentage\":20}", NULL);
+    assert_status(&r, 400);
+    assert_detail_names(&r, "start_block");
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", id2);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_int_equal(jint(r.j, "current_block"), 120);
     api_free(&r);
 
-    /* The list: filtered by type, newest first, total. */
+    /* The list: a bare array, filtered by type, newest first. */
     fmt(path, sizeof(path),
         "/api/v1/monitoring/backfill/status?job_type=%s&limit=10", type);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_status(&r, 200);
-    assert_int_equal(jint(r.j, "total"), 2);
-    json_t *jobs = jget(r.j, "jobs");
-    assert_int_equal(json_array_size(jobs), 2);
-    assert_string_equal(jstr(json_array_get(jobs, 0), "id"), id2);
-    assert_string_equal(jstr(json_array_get(jobs, 1), "id"), id);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 2);
+    assert_string_equal(jstr(json_array_get(r.j, 0), "id"), id2);
+    assert_string_equal(jstr(json_array_get(r.j, 1), "id"), id);
     api_free(&r);
     fmt(path, sizeof(path),
         "/api/v1/monitoring/backfill/status?job_type=%s&status=failed", type);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
-    assert_int_equal(jint(r.j, "total"), 1);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 1);
+    api_free(&r);
+
+    /* The original's default page is 10 jobs. */
+    for (int i = 0; i < 10; i++) {
+        char more[64];
+        start_job(type, more, sizeof(more));
+    }
+    fmt(path, sizeof(path), "/api/v1/monitoring/backfill/status?job_type=%s",
+        type);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(json_array_size(r.j), 10);
     api_free(&r);
 }
 
@@ -1334,7 +1398,7 @@ static void test_backfill_errors(void **state)
          "{\"job_type\":\"b\",\"start_block\":-1,\"end_block\":2}", 422,
          "start_block"},
         {"/api/v1/monitoring/backfill/start",
-         "{\"job_type\":\"b\",\"start_block\":5,\"end_block\":2}", 422,
+         "{\"job_type\":\"b\",\"start_block\":5,\"end_block\":2}", 400,
          "end_block"},
         {"/api/v1/monitoring/backfill/start",
          "{\"job_type\":\"b\",\"start_block\":\"1\",\"end_block\":2}", 422,
@@ -1345,6 +1409,11 @@ static void test_backfill_errors(void **state)
         {"/api/v1/monitoring/backfill/progress?job_id="
          "00000000-0000-4000-8000-000000000000",
          "{\"current_block\":1,\"progress_percentage\":1}", 404, "not found"},
+        {"/api/v1/monitoring/backfill/start",
+         "{\"job_type\":"
+         "\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\","
+         "\"start_block\":1,\"end_block\":2}",
+         422, "job_type"},
         {"/api/v1/monitoring/backfill/progress?job_id="
          "00000000-0000-4000-8000-000000000000",
          "{\"current_block\":1,\"progress_percentage\":101}", 422,
@@ -1374,18 +1443,49 @@ static void test_backfill_errors(void **state)
     api_free(&r);
     api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/zzz", NULL, NULL,
             NULL);
-    assert_status(&r, 422);
-    assert_detail_names(&r, "job_id");
+    assert_invalid_at(&r, "path", "job_id", "uuid_parsing");
     api_free(&r);
     api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/status?status=x",
             NULL, NULL, NULL);
-    assert_status(&r, 422);
-    assert_detail_names(&r, "status");
+    assert_invalid_at(&r, "query", "status", "string_pattern_mismatch");
+    assert_string_equal(jstr(json_array_get(jget(r.j, "detail"), 0), "input"),
+                        "x");
     api_free(&r);
-    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/status?limit=1000",
+    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/status?limit=101",
             NULL, NULL, NULL);
-    assert_status(&r, 422);
-    assert_detail_names(&r, "limit");
+    assert_invalid_at(&r, "query", "limit", "less_than_equal");
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/backfill/status?limit=0", NULL,
+            NULL, NULL);
+    assert_invalid_at(&r, "query", "limit", "greater_than_equal");
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/progress", admin_key,
+            "{}", NULL);
+    assert_invalid_at(&r, "query", "job_id", "missing");
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            "{\"start_block\":1,\"end_block\":2}", NULL);
+    assert_invalid_at(&r, "body", "job_type", "missing");
+    api_free(&r);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            "{\"job_type\":\"b\",\"start_block\":-1,\"end_block\":2}", NULL);
+    assert_invalid_at(&r, "body", "start_block", "greater_than_equal");
+    assert_int_equal(jint(json_array_get(jget(r.j, "detail"), 0), "input"), -1);
+    api_free(&r);
+    /* 50 characters of two bytes each: within the original's VARCHAR(50). */
+    char body[512];
+    char wide[128];
+    for (int i = 0; i < 50; i++) {
+        wide[2 * i] = (char)0xc3;
+        wide[2 * i + 1] = (char)0xa9;
+    }
+    wide[100] = '\0';
+    fmt(body, sizeof(body),
+        "{\"job_type\":\"%s\",\"start_block\":1,\"end_block\":2}", wide);
+    api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
+            body, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "job_type"), wide);
     api_free(&r);
 }
 
@@ -1401,7 +1501,7 @@ static void post_metric(const char *svc, const char *type, double v)
         svc, type, v);
     api_req(&api, &r, "POST", "/api/v1/monitoring/metrics", service_key, body,
             NULL);
-    assert_status(&r, 201);
+    assert_status(&r, 200);
     api_free(&r);
 }
 
@@ -1420,8 +1520,9 @@ static void test_metrics(void **state)
         svc);
     api_req(&api, &r, "POST", "/api/v1/monitoring/metrics", service_key, body,
             NULL);
-    assert_status(&r, 201);
+    assert_status(&r, 200);
     assert_true(jnum(r.j, "metric_value") == 12.5);
+    assert_null(strchr(jstr(r.j, "timestamp"), 'Z'));
     assert_string_equal(jstr(jget(r.j, "metric_metadata"), "host"), "a");
     /* The server sets the timestamp, not the client. */
     assert_null(strstr(jstr(r.j, "timestamp"), "1999"));
@@ -1430,38 +1531,53 @@ static void test_metrics(void **state)
     fmt(metric_id, sizeof(metric_id), "%s", jstr(r.j, "id"));
     api_free(&r);
 
-    /* Recent list: MISS, HIT, then a new metric shows up at once. */
-    fmt(path, sizeof(path),
-        "/api/v1/monitoring/metrics?service_name=%s&metric_type=latency", svc);
+    /* The original clients' query, the last hour up to now in naive times:
+     * a bare array from the recent page, MISS then HIT (the same second
+     * shares its entry), then a new metric shows up at once. */
+    last_hour(path, sizeof(path), svc, "latency", "");
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_status(&r, 200);
     assert_string_equal(r.h.x_cache, "MISS");
-    assert_int_equal(json_array_size(jget(r.j, "metrics")), 1);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 1);
     api_free(&r);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_string_equal(r.h.x_cache, "HIT");
     api_free(&r);
     post_metric(svc, "latency", 20);
+    last_hour(path, sizeof(path), svc, "latency", "");
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_string_equal(r.h.x_cache, "MISS");
-    json_t *ms = jget(r.j, "metrics");
-    assert_int_equal(json_array_size(ms), 2);
+    assert_int_equal(json_array_size(r.j), 2);
     /* Newest first. */
-    assert_true(jnum(json_array_get(ms, 0), "metric_value") == 20.0);
+    assert_true(jnum(json_array_get(r.j, 0), "metric_value") == 20.0);
     api_free(&r);
     /* limit and offset are part of the key. */
-    fmt(path, sizeof(path),
-        "/api/v1/monitoring/metrics?service_name=%s&metric_type=latency"
-        "&limit=1&offset=1",
-        svc);
+    last_hour(path, sizeof(path), svc, "latency", "&limit=1&offset=1");
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_string_equal(r.h.x_cache, "MISS");
-    assert_int_equal(json_array_size(jget(r.j, "metrics")), 1);
-    assert_true(jnum(json_array_get(jget(r.j, "metrics"), 0), "metric_value") ==
-                12.5);
+    assert_int_equal(json_array_size(r.j), 1);
+    assert_true(jnum(json_array_get(r.j, 0), "metric_value") == 12.5);
     /* The id the insert answered, read back from the database. */
-    assert_string_equal(jstr(json_array_get(jget(r.j, "metrics"), 0), "id"),
-                        metric_id);
+    assert_string_equal(jstr(json_array_get(r.j, 0), "id"), metric_id);
+    api_free(&r);
+
+    /* end_time is inclusive: a window ending at the newest row's own
+     * timestamp holds it, one ending a microsecond before does not. */
+    last_hour(path, sizeof(path), svc, "latency", "&limit=1");
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    char newest[40];
+    snprintf(newest, sizeof(newest), "%s",
+             jstr(json_array_get(r.j, 0), "timestamp"));
+    api_free(&r);
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=latency"
+        "&start_time=%s&end_time=%s",
+        svc, newest, newest);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(json_array_size(r.j), 1);
+    assert_true(jnum(json_array_get(r.j, 0), "metric_value") == 20.0);
     api_free(&r);
 
     /* Batch: one transaction, array back; then aggregates. */
@@ -1474,9 +1590,6 @@ static void test_metrics(void **state)
     assert_string_equal(r.h.x_cache, "MISS");
     assert_int_equal(json_array_size(jget(r.j, "data")), 0);
     assert_string_equal(jstr(r.j, "interval"), "hour");
-    /* Rounded to whole hours. */
-    assert_non_null(strstr(jstr(r.j, "start_time"), ":00:00.000000Z"));
-    assert_non_null(strstr(jstr(r.j, "end_time"), ":00:00.000000Z"));
     api_free(&r);
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_string_equal(r.h.x_cache, "HIT");
@@ -1490,9 +1603,19 @@ static void test_metrics(void **state)
         svc, svc);
     api_req(&api, &r, "POST", "/api/v1/monitoring/metrics/batch", service_key,
             body, NULL);
-    assert_status(&r, 201);
+    assert_status(&r, 200);
     assert_true(json_is_array(r.j));
     assert_int_equal(json_array_size(r.j), 2);
+    char first_ts[40];
+    snprintf(first_ts, sizeof(first_ts), "%s",
+             jstr(json_array_get(r.j, 0), "timestamp"));
+    api_free(&r);
+    /* An empty batch stores nothing and answers the empty list. */
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics/batch", service_key,
+            "[]", NULL);
+    assert_status(&r, 200);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 0);
     api_free(&r);
 
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
@@ -1504,6 +1627,37 @@ static void test_metrics(void **state)
     assert_true(jnum(b, "avg_value") == 20.0);
     assert_true(jnum(b, "min_value") == 10.0);
     assert_true(jnum(b, "max_value") == 30.0);
+    api_free(&r);
+
+    /* The bounds come back as given, not rounded, and the edge bucket
+     * counts only rows inside them: a window that starts just after the
+     * batch's rows holds none of them, though they share its hour. */
+    char after[64];
+    snprintf(after, sizeof(after), "%s", first_ts);
+    /* One second later, written the same naive way. */
+    naive_of(naive_secs(first_ts) + 1, after, sizeof(after));
+    char later[40];
+    naive_time(later, sizeof(later), 60);
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics/aggregate?service_name=%s"
+        "&metric_type=cpu&interval=hour&start_time=%s&end_time=%s",
+        svc, after, later);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "start_time"), after);
+    assert_string_equal(jstr(r.j, "end_time"), later);
+    assert_int_equal(json_array_size(jget(r.j, "data")), 0);
+    api_free(&r);
+    /* And one that ends at the rows' own timestamp holds them. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics/aggregate?service_name=%s"
+        "&metric_type=cpu&interval=day&start_time=2000-01-01T00:00:00"
+        "&end_time=%s",
+        svc, first_ts);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "start_time"), "2000-01-01T00:00:00");
+    assert_int_equal(jint(json_array_get(jget(r.j, "data"), 0), "count"), 2);
     api_free(&r);
 
     /* day and week buckets hold the same two points. */
@@ -1525,7 +1679,22 @@ static void test_metrics(void **state)
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);
     assert_status(&r, 200);
     assert_string_equal(r.h.x_cache, "");
-    assert_int_equal(json_array_size(jget(r.j, "metrics")), 4);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 4);
+    api_free(&r);
+
+    /* An explicit past window of one series is cached by its bounds. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=cpu"
+        "&start_time=2000-01-01T00:00:00&end_time=%s",
+        svc, first_ts);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.h.x_cache, "MISS");
+    assert_int_equal(json_array_size(r.j), 2);
+    api_free(&r);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_string_equal(r.h.x_cache, "HIT");
     api_free(&r);
 }
 
@@ -1546,8 +1715,11 @@ static void test_metrics_errors(void **state)
          "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
          "\"unit\":\"ms\",\"metric_metadata\":[1]}",
          422, "metric_metadata"},
-        {"/api/v1/monitoring/metrics/batch", "[]", 422, "body"},
         {"/api/v1/monitoring/metrics/batch", "{}", 422, "body"},
+        {"/api/v1/monitoring/metrics",
+         "{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
+         "\"unit\":\"123456789012345678901\"}",
+         422, "unit"},
         {"/api/v1/monitoring/metrics/batch",
          "[{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
          "\"unit\":\"ms\"},{\"service_name\":\"s\",\"metric_type\":\"t\","
@@ -1557,11 +1729,23 @@ static void test_metrics_errors(void **state)
     api_res_t r;
     (void)state;
     check_refusals("POST", service_key, posts, ARRAY_LEN(posts));
+    /* The item's field is named as pydantic names it. */
+    api_req(&api, &r, "POST", "/api/v1/monitoring/metrics/batch", service_key,
+            posts[ARRAY_LEN(posts) - 1].body, NULL);
+    {
+        json_t *loc = jget(json_array_get(jget(r.j, "detail"), 0), "loc");
+        assert_string_equal(json_string_value(json_array_get(loc, 0)), "body");
+        assert_int_equal(json_integer_value(json_array_get(loc, 1)), 1);
+        assert_string_equal(json_string_value(json_array_get(loc, 2)),
+                            "metric_value");
+    }
+    api_free(&r);
     /* Nothing of a refused batch was stored. */
-    api_req(&api, &r, "GET",
-            "/api/v1/monitoring/metrics?service_name=s&metric_type=t", NULL,
-            NULL, NULL);
-    assert_int_equal(json_array_size(jget(r.j, "metrics")), 0);
+    char path[512];
+    last_hour(path, sizeof(path), "s", "t", "");
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(json_array_size(r.j), 0);
     api_free(&r);
 
     /* 1001 metrics: refused; 1000 (over 64 KiB) pass. */
@@ -1589,7 +1773,7 @@ static void test_metrics_errors(void **state)
             assert_status(&r, 422);
             assert_detail_names(&r, "body");
         } else {
-            assert_status(&r, 201);
+            assert_status(&r, 200);
             assert_int_equal(json_array_size(r.j), 1000);
         }
         api_free(&r);
@@ -1597,13 +1781,19 @@ static void test_metrics_errors(void **state)
     free(big);
 
     static const refusal_t gets[] = {
-        {"/api/v1/monitoring/metrics?start_time=2024-02-30T00:00:00Z", NULL,
-         422, "start_time"},
-        {"/api/v1/monitoring/metrics?end_time=12", NULL, 422, "end_time"},
-        {"/api/v1/monitoring/metrics?limit=1001", NULL, 422, "limit"},
-        {"/api/v1/monitoring/metrics?start_time=2024-01-02T00:00:00Z"
-         "&end_time=2024-01-01T00:00:00Z",
+        {"/api/v1/monitoring/metrics?start_time=2024-02-30T00:00:00Z"
+         "&end_time=2024-03-01T00:00:00",
+         NULL, 422, "start_time"},
+        {"/api/v1/monitoring/metrics?start_time=2024-01-01T00:00:00"
+         "&end_time=12",
          NULL, 422, "end_time"},
+        {"/api/v1/monitoring/metrics?start_time=2024-01-01T00:00:00"
+         "&end_time=2024-01-02T00:00:00&limit=10001",
+         NULL, 422, "limit"},
+        {"/api/v1/monitoring/metrics?end_time=2024-01-02T00:00:00", NULL, 422,
+         "start_time"},
+        {"/api/v1/monitoring/metrics?start_time=2024-01-02T00:00:00", NULL, 422,
+         "end_time"},
         {"/api/v1/monitoring/metrics/aggregate?metric_type=t", NULL, 422,
          "service_name"},
         {"/api/v1/monitoring/metrics/aggregate?service_name=s", NULL, 422,
@@ -1613,6 +1803,24 @@ static void test_metrics_errors(void **state)
          NULL, 422, "interval"},
     };
     check_refusals("GET", NULL, gets, ARRAY_LEN(gets));
+    /* Both bounds are required, as FastAPI reports a missing query. */
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/metrics?service_name=s&metric_type=t", NULL,
+            NULL, NULL);
+    assert_invalid_at(&r, "query", "start_time", "missing");
+    assert_true(
+        json_is_null(jget(json_array_get(jget(r.j, "detail"), 0), "input")));
+    api_free(&r);
+    /* An end before the start is an empty window, not an error; 10000 is
+     * the largest page. */
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/metrics?start_time=2024-01-02T00:00:00"
+            "&end_time=2024-01-01T00:00:00&limit=10000",
+            NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_true(json_is_array(r.j));
+    assert_int_equal(json_array_size(r.j), 0);
+    api_free(&r);
 }
 
 /* ---- concurrent first writes --------------------------------------------- */
@@ -1694,6 +1902,12 @@ static void test_retention(void **state)
     rate(user_key, id, 2);
     start_job("ancient", job, sizeof(job));
     post_metric(svc, "old", 1);
+    /* ...and one metric from 200 days ago, which the original kept (it
+     * deleted metrics after 365 days; 90 was its archive age). */
+    fmt(skew, sizeof(skew), "UTXOIQ_CLOCK_SKEW_S=%d", -200 * 86400);
+    const char *env_mid[] = {skew, "UTXOCACHE_REFILL_TOP=0", NULL};
+    assert_int_equal(uc_test_api_restart(&api, env_mid), 0);
+    post_metric(svc, "middle", 2);
 
     /* ...then, back in the present, read (and cache) what it wrote. */
     const char *env_now[] = {"UTXOCACHE_REFILL_TOP=0", NULL};
@@ -1719,12 +1933,59 @@ static void test_retention(void **state)
     api_free(&r);
     api_req(&api, &r, "POST", "/api/v1/monitoring/retention/run", admin_key,
             NULL, NULL);
+    /* The original's answer: no archive store here, so nothing is
+     * archived and no archive is named. */
     assert_status(&r, 200);
-    assert_true(jint(r.j, "feedback_deleted") >= 1);
-    assert_true(jint(r.j, "backfill_jobs_deleted") >= 1);
-    assert_true(jint(r.j, "metrics_deleted") >= 1);
-    assert_int_equal(jint(r.j, "invalidation_failures"), 0);
+    assert_string_equal(jstr(r.j, "status"), "success");
+    jstr(r.j, "message");
+    json_t *res = jget(r.j, "results");
+    jstr(res, "execution_time");
+    json_t *jobs = jget(res, "backfill_jobs");
+    assert_true(jint(jobs, "deleted_count") >= 1);
+    assert_int_equal(jint(jobs, "archived_count"), 0);
+    assert_true(json_is_null(jget(jobs, "archive_uri")));
+    assert_null(strchr(jstr(jobs, "cutoff_date"), 'Z'));
+    json_t *fb = jget(res, "feedback");
+    assert_true(jint(fb, "deleted_count") >= 1);
+    assert_true(json_is_null(jget(fb, "archive_uri")));
+    jstr(fb, "cutoff_date");
+    json_t *ma = jget(res, "metrics_archive");
+    assert_int_equal(jint(ma, "archived_count"), 0);
+    assert_int_equal(json_array_size(jget(ma, "archive_uris")), 0);
+    jstr(ma, "cutoff_date");
+    json_t *md = jget(res, "metrics_delete");
+    assert_true(jint(md, "deleted_count") >= 1);
+    jstr(md, "cutoff_date");
+    /* The periods: 180, 730, 90 and 365 days before the run. */
+    {
+        long long now = (long long)time(NULL);
+        static const struct {
+            const char *table;
+            int days;
+        } periods[] = {{"backfill_jobs", 180},
+                       {"feedback", 730},
+                       {"metrics_archive", 90},
+                       {"metrics_delete", 365}};
+        for (size_t i = 0; i < ARRAY_LEN(periods); i++) {
+            long long ago = now - naive_secs(jstr(jget(res, periods[i].table),
+                                                  "cutoff_date"));
+            assert_true(ago >= periods[i].days * 86400LL - 60 &&
+                        ago <= periods[i].days * 86400LL + 60);
+        }
+    }
+    assert_int_equal(jint(jget(r.j, "invalidation"), "failures"), 0);
     api_free(&r);
+
+    /* The 200-day-old metric is still there. */
+    fmt(path, sizeof(path),
+        "/api/v1/monitoring/metrics?service_name=%s&metric_type=middle"
+        "&start_time=2000-01-01T00:00:00&end_time=2100-01-01T00:00:00",
+        svc);
+    api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(json_array_size(r.j), 1);
+    api_free(&r);
+    fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", id);
 
     /* What it deleted is gone from the cache too. */
     api_req(&api, &r, "GET", path, NULL, NULL, NULL);

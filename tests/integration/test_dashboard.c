@@ -192,7 +192,7 @@ static void traffic(void)
     api_req(&api, &r, "POST", "/api/v1/monitoring/backfill/start", admin_key,
             "{\"job_type\":\"blocks\",\"start_block\":0,\"end_block\":10}",
             NULL);
-    assert_status(&r, 201);
+    assert_status(&r, 200);
     snprintf(job, sizeof(job), "%s", jstr(r.j, "id"));
     api_free(&r);
     fmt(path, sizeof(path), "/api/v1/monitoring/backfill/%s", job);

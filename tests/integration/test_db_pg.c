@@ -190,10 +190,10 @@ static void migrations_apply_once(void **state)
         skip();
     }
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
-    assert_int_equal(applied, 5);
+    assert_int_equal(applied, 6);
     assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 5);
+    assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 6);
     assert_int_equal(psql_int("SELECT count(*) FROM information_schema.tables"
                               " WHERE table_schema = 'public'"),
                      7);
@@ -222,7 +222,7 @@ static void migrations_apply_once(void **state)
         assert_int_equal(a[i].status, UC_DB_OK);
     }
     /* Every migration, each applied exactly once, whoever applied it. */
-    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 5);
+    assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 6);
 }
 
 /* ---- feedback ------------------------------------------------------------ */
@@ -616,7 +616,8 @@ static void jobs_lifecycle(void **state)
     assert_true(got.completed_at == T0 + 120 * SEC);
     assert_true(got.estimated_completion == T0 + HOUR);
 
-    /* completed_at is set once. */
+    /* Only "completed" touches completed_at, as in the original: failing
+     * leaves it, completing again sets it again. */
     p.status = "failed";
     p.error_message = "disk full";
     p.now = T0 + 180 * SEC;
@@ -626,6 +627,26 @@ static void jobs_lifecycle(void **state)
     assert_true(got.completed_at == T0 + 120 * SEC);
     assert_true(got.has_error_message);
     assert_string_equal(got.error_message, "disk full");
+    p.status = "completed";
+    p.error_message = NULL;
+    p.now = T0 + 240 * SEC;
+    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UC_DB_OK);
+    assert_true(got.completed_at == T0 + 240 * SEC);
+    assert_string_equal(got.error_message, "disk full");
+
+    /* error_message has no length limit of its own (migration 4). */
+    char *trace = malloc(5001);
+    assert_non_null(trace);
+    memset(trace, 't', 5000);
+    trace[5000] = '\0';
+    p.status = "failed";
+    p.error_message = trace;
+    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UC_DB_OK);
+    assert_string_equal(got.error_message, trace);
+    free(trace);
+    p.error_message = NULL;
 
     p.status = "exploded";
     assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),

@@ -174,7 +174,9 @@ static void no_secret_in_outputs(int with_pg)
          "[{\"service_name\":\"s\",\"metric_type\":\"t\",\"metric_value\":1,"
          "\"unit\":\"u\"}]",
          NULL);
-    call(&api, "GET", "/api/v1/monitoring/metrics?service_name=s&metric_type=t",
+    call(&api, "GET",
+         "/api/v1/monitoring/metrics?service_name=s&metric_type=t"
+         "&start_time=2000-01-01T00:00:00&end_time=2100-01-01T00:00:00",
          NULL, NULL, NULL);
     call(&api, "GET",
          "/api/v1/monitoring/metrics/aggregate?service_name=s&metric_type=t",

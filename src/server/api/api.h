@@ -91,18 +91,31 @@ const char *api_qparam(uc_req_t *req, const char *name);
  */
 json_t *api_parse_body(uc_req_t *req, json_type want, uc_resp_t *res);
 
-/* Validates an id given in the query or the path. */
+/* Validates an id given in the query or the path; a 422 names it in the
+ * query. */
 int api_check_id(const char *name, const char *v, int required, uc_resp_t *res);
 
 /*
  * Reads the query parameters limit (default def_limit, 1 to max_limit) and
  * offset (default 0, at most 1000000) into *pg. On a bad value writes a 422
  * naming the parameter and returns -1; *pg may then be partly written.
+ * Every 422 of these query readers is FastAPI's, with loc ["query", name].
  */
 int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
                page_t *pg, uc_resp_t *res);
 
+/* An optional query parameter as text: valid UTF-8 without control
+ * characters, 1 to max_bytes bytes; *out NULL when absent. Returns 0, or -1
+ * with res set to a 422. */
+int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
+               const char **out, uc_resp_t *res);
+
+/* An optional ISO-8601 query parameter (UC_DB_NULL_TIME when absent). */
 int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res);
+
+/* The same, a 422 "missing" when required and absent. */
+int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
+                   uc_resp_t *res);
 
 int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
                const char **out, uc_resp_t *res);

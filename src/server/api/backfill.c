@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Backfill jobs: start (admin), progress (service), and the cached reads of
- * one job and of the job list.
+ * one job and of the job list, with the original service's statuses and
+ * shapes: 200 on start, 400 for a block range or a current block it
+ * refused, the list a bare JSON array.
  */
 #include "api.h"
 
@@ -29,6 +31,10 @@ static json_t *job_json(const void *row)
 
 /* ---- backfill ------------------------------------------------------------ */
 
+/* The original's column limits, in characters. */
+#define JOB_TYPE_CHARS 50
+#define CREATED_BY_CHARS 100
+
 void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     json_t *body = api_parse_body(req, JSON_OBJECT, res);
@@ -40,25 +46,21 @@ void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     if (body == NULL) {
         return;
     }
-    if (get_str(body, "job_type", NULL, 1, 1, UC_DB_NAME_MAX, 0, &job_type,
+    if (get_str(body, "job_type", NULL, 1, 1, JOB_TYPE_CHARS, 0, &job_type,
                 res) != 0 ||
         get_int(body, "start_block", NULL, 1, 0, 100000000, &start, NULL,
                 res) != 0 ||
         get_int(body, "end_block", NULL, 1, 0, 100000000, &end, NULL, res) !=
             0 ||
-        get_str(body, "created_by", NULL, 0, 1, UC_DB_ID_MAX, 0, &created_by,
-                res) != 0) {
-        goto cleanup;
-    }
-    if (strlen(job_type) > UC_DB_NAME_MAX ||
-        (created_by != NULL && strlen(created_by) > UC_DB_ID_MAX)) {
-        uc_resp_error(res, 422, "%s: too long",
-                      strlen(job_type) > UC_DB_NAME_MAX ? "job_type"
-                                                        : "created_by");
+        get_str(body, "created_by", NULL, 0, 1, CREATED_BY_CHARS, 0,
+                &created_by, res) != 0) {
         goto cleanup;
     }
     if (end < start) {
-        uc_resp_error(res, 422, "end_block: must not be below start_block");
+        /* The original's domain check, after the model's: a 400. */
+        uc_resp_error(res, 400,
+                      "end_block must be greater than or equal to "
+                      "start_block");
         goto cleanup;
     }
     memset(&j, 0, sizeof(j));
@@ -96,11 +98,44 @@ void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         goto cleanup;
     }
     uc_stale_apply(app, stale);
-    uc_resp_json(res, 201, job_json(&j));
+    /* 200, as the original's route (no status_code) answered. */
+    uc_resp_json(res, 200, job_json(&j));
     res->cache_control = CC_PRIVATE;
 cleanup:
     uc_stale_free(stale);
     json_decref(body);
+}
+
+/*
+ * 0 when current_block lies in the job's [start_block, end_block], which
+ * never change once the job exists; else a 400 with the original's words,
+ * a 404 for no such job, or the database's error, and -1.
+ */
+static int check_block(uc_app_t *app, const char *id, long long cur,
+                       uc_resp_t *res)
+{
+    uc_db_job_t *j = malloc(sizeof(*j));
+    int rc = -1;
+    if (j == NULL) {
+        uc_resp_error(res, 500, "out of memory");
+        return -1;
+    }
+    int st = uc_db_job_get(app->db, id, j);
+    if (st == UC_DB_NOTFOUND) {
+        uc_resp_error(res, 404, "Backfill job %s not found", id);
+    } else if (api_db_failed(res, st) != 0) {
+        /* written */
+    } else if (cur < j->start_block) {
+        uc_resp_error(res, 400,
+                      "current_block cannot be less than "
+                      "start_block");
+    } else if (cur > j->end_block) {
+        uc_resp_error(res, 400, "current_block cannot exceed end_block");
+    } else {
+        rc = 0;
+    }
+    free(j);
+    return rc;
 }
 
 void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
@@ -110,15 +145,19 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     json_t *body;
     uc_db_job_progress_t p;
     long long cur = 0;
-    uc_db_job_t j;
+    uc_db_job_t *j = NULL;
     uc_stale_t *stale = NULL;
 
     if (qid == NULL) {
-        uc_resp_error(res, 422, "job_id: query parameter required");
+        uc_resp_invalid(res, "query", "job_id", "missing", NULL, NULL,
+                        "Field required");
         return;
     }
     if (uc_uuid_check(qid, id) != 0) {
-        uc_resp_error(res, 422, "job_id: not a UUID");
+        json_t *in = json_string(qid);
+        uc_resp_invalid(res, "query", "job_id", "uuid_parsing", in, NULL,
+                        "Input should be a valid UUID");
+        json_decref(in);
         return;
     }
     body = api_parse_body(req, JSON_OBJECT, res);
@@ -126,6 +165,8 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         return;
     }
     memset(&p, 0, sizeof(p));
+    /* error_message has no length limit (the original's TEXT) beyond the
+     * body's; an empty one is not stored, as the original skipped it. */
     if (get_int(body, "current_block", NULL, 1, 0, 100000000, &cur, NULL,
                 res) != 0 ||
         get_num(body, "progress_percentage", NULL, 1, 0.0, 100.0,
@@ -133,12 +174,23 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         get_time(body, "estimated_completion", &p.estimated_completion, res) !=
             0 ||
         get_enum(body, "status", 0, JOB_STATUSES, &p.status, res) != 0 ||
-        get_str(body, "error_message", NULL, 0, 1, 1000, 1, &p.error_message,
-                res) != 0) {
+        get_str(body, "error_message", NULL, 0, 0, UC_DB_ERRMSG_MAX, 1,
+                &p.error_message, res) != 0) {
+        goto cleanup;
+    }
+    if (p.error_message != NULL && p.error_message[0] == '\0') {
+        p.error_message = NULL;
+    }
+    if (p.error_message != NULL && strlen(p.error_message) > UC_DB_ERRMSG_MAX) {
+        uc_resp_error(res, 413, "error_message: too large");
+        goto cleanup;
+    }
+    if (check_block(app, id, cur, res) != 0) {
         goto cleanup;
     }
     p.current_block = cur;
     p.now = uc_now_us(app);
+    j = malloc(sizeof(*j));
     stale = uc_stale_new();
     const char *sf[1] = {id};
     const char *any[4] = {NULL, NULL, NULL, NULL};
@@ -146,11 +198,15 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
         (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
     }
+    if (j == NULL) {
+        uc_resp_error(res, 500, "out of memory");
+        goto cleanup;
+    }
     int st = STALE_WRITE(app, stale,
-                         uc_db_job_progress(app->db, id, &p, &j, stale->inv,
+                         uc_db_job_progress(app->db, id, &p, j, stale->inv,
                                             stale->n, stale->ids));
     if (st == UC_DB_NOTFOUND) {
-        uc_resp_error(res, 404, "job '%s' not found", id);
+        uc_resp_error(res, 404, "Backfill job %s not found", id);
         goto cleanup;
     }
     if (st == UC_DB_ECONSTRAINT) {
@@ -161,25 +217,42 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         goto cleanup;
     }
     uc_stale_apply(app, stale);
-    uc_resp_json(res, 200, job_json(&j));
+    uc_resp_json(res, 200, job_json(j));
     res->cache_control = CC_PRIVATE;
 cleanup:
+    free(j);
     uc_stale_free(stale);
     json_decref(body);
 }
 
 static json_t *build_job(uc_app_t *app, void *arg, int *st)
 {
-    uc_db_job_t j;
-    *st = uc_db_job_get(app->db, arg, &j);
-    return *st == UC_DB_OK ? job_json(&j) : NULL;
+    /* On the heap: a row holds an error message of up to the body cap. */
+    uc_db_job_t *j = malloc(sizeof(*j));
+    json_t *out = NULL;
+    if (j == NULL) {
+        *st = UC_DB_ENOMEM;
+        return NULL;
+    }
+    *st = uc_db_job_get(app->db, arg, j);
+    if (*st == UC_DB_OK) {
+        out = job_json(j);
+        if (out == NULL) {
+            *st = UC_DB_ENOMEM;
+        }
+    }
+    free(j);
+    return out;
 }
 
 void api_h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     char id[UC_DB_UUID_LEN + 1];
     if (uc_uuid_check(req->param, id) != 0) {
-        uc_resp_error(res, 422, "job_id: not a UUID");
+        json_t *in = json_string(req->param);
+        uc_resp_invalid(res, "path", "job_id", "uuid_parsing", in, NULL,
+                        "Input should be a valid UUID");
+        json_decref(in);
         return;
     }
     const char *f[1] = {id};
@@ -199,24 +272,27 @@ static json_t *build_jobs(uc_app_t *app, const char *status,
     if (*st != UC_DB_OK) {
         return NULL;
     }
+    (void)total;
+    /* A bare list, as the original's List[BackfillJobResponse]. */
     json_t *items = api_rows_json(rows, n, sizeof(*rows), job_json);
     free(rows);
-    json_t *j = api_page_json("jobs", items, total, pg);
-    if (j == NULL) {
+    if (items == NULL) {
         *st = UC_DB_ENOMEM;
     }
-    return j;
+    return items;
 }
 
 void api_h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     const char *status;
-    const char *job_type = api_qparam(req, "job_type");
+    const char *job_type;
     page_t pg;
-    char st_f[24], ty_f[UC_DB_ID_MAX + 2], lim[24], off[24];
+    char st_f[24], ty_f[UC_DB_NAME_MAX + 2], lim[24], off[24];
+    /* The original's Query(10, ge=1, le=100). A job_type longer than the
+     * key field cap matches no job (the column takes 50 characters). */
     if (api_q_enum(req, "status", JOB_STATUSES, &status, res) != 0 ||
-        api_check_id("job_type", job_type, 0, res) != 0 ||
-        api_q_page(req, 50, 100, &pg, res) != 0) {
+        api_q_text(req, "job_type", UC_FIELD_MAX - 1, &job_type, res) != 0 ||
+        api_q_page(req, 10, 100, &pg, res) != 0) {
         return;
     }
     const char *f[4] = {api_opt_field(st_f, sizeof(st_f), status),

@@ -46,13 +46,16 @@ int api_db_failed(uc_resp_t *res, int st)
 
 /* ---- JSON of rows -------------------------------------------------------- */
 
+/* Naive ISO 8601 in UTC, microseconds left out when zero: what the
+ * original's Python wrote for its naive datetimes, so that its clients
+ * (datetime.fromisoformat before Python 3.11 refuses a "Z") parse it. */
 json_t *api_time_json(int64_t us)
 {
     char buf[40];
     if (us == UC_DB_NULL_TIME) {
         return json_null();
     }
-    uc_time_format(us, buf, sizeof(buf));
+    uc_time_format_naive(us, buf, sizeof(buf));
     return json_string(buf);
 }
 
@@ -87,38 +90,89 @@ json_t *api_parse_body(uc_req_t *req, json_type want, uc_resp_t *res)
         want, res);
 }
 
+/* A required query parameter that was not given, as FastAPI reports it. */
+static void q_missing(uc_resp_t *res, const char *name)
+{
+    uc_resp_invalid(res, "query", name, "missing", NULL, NULL,
+                    "Field required");
+}
+
 int api_check_id(const char *name, const char *v, int required, uc_resp_t *res)
 {
     if (v == NULL) {
         if (required) {
-            uc_resp_error(res, 422, "%s: query parameter required", name);
+            q_missing(res, name);
             return -1;
         }
         return 0;
     }
-    if (uc_text_check(v, strlen(v), 1, UC_DB_ID_MAX, 0) != 0 ||
-        strlen(v) > UC_DB_ID_MAX) {
-        uc_resp_error(res, 422,
-                      "%s: must be 1 to %d bytes without control characters",
-                      name, UC_DB_ID_MAX);
-        return -1;
+    json_t *in = json_string(v);
+    int rc = 0;
+    /* An id is a cache key field, whose cap is in bytes. */
+    if (strlen(v) > UC_DB_ID_MAX) {
+        uc_resp_invalid(res, "query", name, "string_too_long", in,
+                        json_pack("{s:i}", "max_length", UC_DB_ID_MAX),
+                        "String should have at most %d bytes", UC_DB_ID_MAX);
+        rc = -1;
+    } else {
+        rc = uc__check_text("query", name, in, v, strlen(v), 1, UC_DB_ID_MAX, 0,
+                            res);
     }
-    return 0;
+    json_decref(in);
+    return rc;
+}
+
+int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
+               const char **out, uc_resp_t *res)
+{
+    const char *v = api_qparam(req, name);
+    *out = NULL;
+    if (v == NULL) {
+        return 0;
+    }
+    json_t *in = json_string(v);
+    int rc = 0;
+    if (strlen(v) > max_bytes) {
+        uc_resp_invalid(res, "query", name, "string_too_long", in,
+                        json_pack("{s:I}", "max_length", (json_int_t)max_bytes),
+                        "String should have at most %zu bytes", max_bytes);
+        rc = -1;
+    } else {
+        rc = uc__check_text("query", name, in, v, strlen(v), 1, max_bytes, 0,
+                            res);
+    }
+    json_decref(in);
+    if (rc == 0) {
+        *out = v;
+    }
+    return rc;
 }
 
 static int q_int(uc_req_t *req, const char *name, long long def, long long min,
                  long long max, long long *out, uc_resp_t *res)
 {
     const char *v = api_qparam(req, name);
+    long long x;
     if (v == NULL) {
         *out = def;
         return 0;
     }
-    if (uc_parse_int(v, min, max, out) != 0) {
-        uc_resp_error(res, 422, "%s: must be an integer from %lld to %lld",
-                      name, min, max);
+    json_t *in = json_string(v);
+    if (uc_parse_int(v, LLONG_MIN, LLONG_MAX, &x) != 0) {
+        uc_resp_invalid(res, "query", name, "int_parsing", in, NULL,
+                        "Input should be a valid integer, unable to parse "
+                        "string as an integer");
+        json_decref(in);
         return -1;
     }
+    if (x < min || x > max) {
+        uc__resp_range(res, "query", name, in, x < min,
+                       (double)(x < min ? min : max), 1);
+        json_decref(in);
+        return -1;
+    }
+    json_decref(in);
+    *out = x;
     return 0;
 }
 
@@ -132,18 +186,32 @@ int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
     return 0;
 }
 
-int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res)
+int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
+                   uc_resp_t *res)
 {
     const char *v = api_qparam(req, name);
     *out = UC_DB_NULL_TIME;
     if (v == NULL) {
+        if (required) {
+            q_missing(res, name);
+            return -1;
+        }
         return 0;
     }
     if (uc_time_parse(v, out) != 0) {
-        uc_resp_error(res, 422, "%s: not an ISO-8601 timestamp", name);
+        json_t *in = json_string(v);
+        *out = UC_DB_NULL_TIME;
+        uc_resp_invalid(res, "query", name, "datetime_from_date_parsing", in,
+                        NULL, "Input should be a valid datetime or date");
+        json_decref(in);
         return -1;
     }
     return 0;
+}
+
+int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res)
+{
+    return api_q_time_req(req, name, 0, out, res);
 }
 
 int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
@@ -160,7 +228,9 @@ int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
             return 0;
         }
     }
-    uc_resp_error(res, 422, "%s: unknown value", name);
+    json_t *in = json_string(v);
+    uc__resp_pattern(res, "query", name, in, allowed);
+    json_decref(in);
     return -1;
 }
 

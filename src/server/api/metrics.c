@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Service metrics: one row or a batch (service), the cached recent window
- * and list, and the hourly, daily or weekly aggregate.
+ * and list, and the hourly, daily or weekly aggregate, with the original
+ * service's statuses and shapes (200 on writes, a bare list on reads,
+ * inclusive time windows).
  */
 #include "api.h"
 
@@ -62,59 +64,60 @@ static int has_nul_escape(const char *text)
     return 0;
 }
 
-/* Validates one metric object; label prefixes field names ("[3]."). */
+/* The original's column limits, in characters. */
+#define SERVICE_NAME_CHARS 100
+#define METRIC_TYPE_CHARS 50
+#define UNIT_CHARS 20
+
+/* Validates one metric object; pfx prefixes field names ("[3]."), which
+ * the 422 writes as the item's index in loc. */
 static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
                             char **meta, uc_resp_t *res)
 {
-    char lab[4][48];
+    char lab[5][48];
     snprintf(lab[0], sizeof(lab[0]), "%sservice_name", pfx);
     snprintf(lab[1], sizeof(lab[1]), "%smetric_type", pfx);
     snprintf(lab[2], sizeof(lab[2]), "%smetric_value", pfx);
     snprintf(lab[3], sizeof(lab[3]), "%sunit", pfx);
+    snprintf(lab[4], sizeof(lab[4]), "%smetric_metadata", pfx);
     *meta = NULL;
     if (!json_is_object(o)) {
-        uc_resp_error(res, 422, "%sbody: must be a JSON object", pfx);
+        /* An item of the batch that is not an object: "[3]." names it. */
+        char item[24];
+        snprintf(item, sizeof(item), "%.*s", (int)strcspn(pfx, "."), pfx);
+        uc_resp_invalid(res, "body", item[0] != '\0' ? item : NULL,
+                        "model_attributes_type", o, NULL,
+                        "Input should be a valid dictionary or object to "
+                        "extract fields from");
         return -1;
     }
-    if (get_str(o, "service_name", lab[0], 1, 1, UC_DB_NAME_MAX, 0,
+    if (get_str(o, "service_name", lab[0], 1, 1, SERVICE_NAME_CHARS, 0,
                 &m->service_name, res) != 0 ||
-        get_str(o, "metric_type", lab[1], 1, 1, UC_DB_NAME_MAX, 0,
+        get_str(o, "metric_type", lab[1], 1, 1, METRIC_TYPE_CHARS, 0,
                 &m->metric_type, res) != 0 ||
         get_num(o, "metric_value", lab[2], 1, -1e300, 1e300, &m->metric_value,
                 res) != 0 ||
-        get_str(o, "unit", lab[3], 1, 1, UC_DB_UNIT_MAX, 0, &m->unit, res) !=
-            0) {
-        return -1;
-    }
-    if (strlen(m->service_name) > UC_DB_NAME_MAX ||
-        strlen(m->metric_type) > UC_DB_NAME_MAX ||
-        strlen(m->unit) > UC_DB_UNIT_MAX) {
-        uc_resp_error(res, 422, "%sservice_name/metric_type/unit: too long",
-                      pfx);
+        get_str(o, "unit", lab[3], 1, 1, UNIT_CHARS, 0, &m->unit, res) != 0) {
         return -1;
     }
     json_t *md = json_object_get(o, "metric_metadata");
     if (md != NULL && !json_is_null(md)) {
         if (!json_is_object(md)) {
-            uc_resp_error(res, 422, "%smetric_metadata: must be an object",
-                          pfx);
+            uc_resp_invalid(res, "body", lab[4], "dict_type", md, NULL,
+                            "Input should be a valid dictionary");
             return -1;
         }
         *meta = json_dumps(md, DUMP_FLAGS | JSON_SORT_KEYS);
         if (*meta != NULL && has_nul_escape(*meta)) {
             free(*meta);
             *meta = NULL;
-            uc_resp_error(res, 422,
-                          "%smetric_metadata: strings must not contain "
-                          "\\u0000",
-                          pfx);
+            /* Not quoted back: the NUL it holds is what was refused. */
+            uc_resp_invalid(res, "body", lab[4], "value_error", NULL, NULL,
+                            "Value error, strings must not contain \\u0000");
             return -1;
         }
-        if (*meta == NULL || strlen(*meta) > UC_DB_METADATA_MAX) {
-            free(*meta);
-            *meta = NULL;
-            uc_resp_error(res, 422, "%smetric_metadata: at most %d bytes", pfx,
-                          UC_DB_METADATA_MAX);
+        if (*meta == NULL) {
+            uc_resp_error(res, 500, "out of memory");
             return -1;
         }
     }
@@ -153,8 +156,16 @@ void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
         return;
     }
     n = batch ? json_array_size(body) : 1;
-    if (n == 0 || n > 1000) {
-        uc_resp_error(res, 422, "body: 1 to 1000 metrics");
+    if (n == 0) {
+        /* The original stored nothing and answered the empty list. */
+        uc_resp_json(res, 200, json_array());
+        res->cache_control = CC_PRIVATE;
+        goto cleanup;
+    }
+    if (n > 1000) {
+        uc_resp_invalid(res, "body", NULL, "too_long", NULL,
+                        json_pack("{s:i}", "max_length", 1000),
+                        "List should have at most 1000 items");
         goto cleanup;
     }
     in = calloc(n, sizeof(*in));
@@ -196,10 +207,11 @@ void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
         json_array_append_new(arr, metric_json(&out[i]));
     }
     uc_db_metrics_free(out, n, 0);
+    /* 200, as the original's routes (no status_code) answered. */
     if (batch) {
-        uc_resp_json(res, 201, arr);
+        uc_resp_json(res, 200, arr);
     } else {
-        uc_resp_json(res, 201, json_incref(json_array_get(arr, 0)));
+        uc_resp_json(res, 200, json_incref(json_array_get(arr, 0)));
         json_decref(arr);
     }
     res->cache_control = CC_PRIVATE;
@@ -231,6 +243,9 @@ typedef struct {
     page_t pg;
 } metric_query_t;
 
+/* A page of metrics as the original's List[MetricResponse]: a bare array.
+ * q->f.end is exclusive here; the handler turned the client's inclusive
+ * end_time into end + 1 µs. */
 static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
 {
     metric_query_t *q = arg;
@@ -243,75 +258,95 @@ static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
     }
     json_t *items = api_rows_json(rows, n, sizeof(*rows), metric_json);
     uc_db_metrics_free(rows, n, 1);
-    return json_pack(
-        "{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I}", "metrics", items, "service_name",
-        q->f.service_name != NULL ? json_string(q->f.service_name)
-                                  : json_null(),
-        "metric_type",
-        q->f.metric_type != NULL ? json_string(q->f.metric_type) : json_null(),
-        "start_time", api_time_json(q->f.start), "end_time",
-        api_time_json(q->f.end), "count", (json_int_t)n, "limit",
-        (json_int_t)q->pg.limit, "offset", (json_int_t)q->pg.offset);
+    if (items == NULL) {
+        *st = UC_DB_ENOMEM;
+    }
+    return items;
 }
 
+/* How far from now an end_time may be and still be read as "now" (the
+ * recent page): clients compute it from their own clock a moment before
+ * the request arrives. */
+#define NOW_SLACK_US INT64_C(5000000)
+
+/* The shortest window read as a recent page: a shorter one asks about
+ * its edges, which the page would blur, and gets its exact entry. */
+#define RECENT_MIN_SPAN_US INT64_C(60000000)
+
+/* 1 when both names fit a cache key field; a longer name (possible with
+ * 100 characters of four bytes) is answered from the database alone. */
+static int series_fits_key(const char *svc, const char *typ)
+{
+    return strlen(svc) < UC_FIELD_MAX && strlen(typ) < UC_FIELD_MAX;
+}
+
+/*
+ * GET /metrics as the original: start_time and end_time required (naive
+ * times are UTC), both inclusive, newest first, limit 1000 by default up
+ * to 10000, a bare array.
+ *
+ * Caching: a window of one series of a minute or more whose end_time is
+ * within NOW_SLACK_US of now (what a client polling "the last hour" sends)
+ * is the series' recent page, keyed by its start rounded down to the
+ * second and with no upper bound, so that requests of the same second
+ * share one entry; it may hold rows of the start's second before
+ * start_time and rows written in the slack after end_time, as the
+ * original's own recent cache also answered from a list it had cached.
+ * Any other window of one series is an entry of its exact bounds. Both are
+ * invalidated by the series' writes.
+ */
 void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     metric_query_t q;
+    int64_t now = uc_now_us(app);
     memset(&q, 0, sizeof(q));
-    q.f.service_name = api_qparam(req, "service_name");
-    q.f.metric_type = api_qparam(req, "metric_type");
-    if (api_check_id("service_name", q.f.service_name, 0, res) != 0 ||
-        api_check_id("metric_type", q.f.metric_type, 0, res) != 0 ||
-        api_q_time(req, "start_time", &q.f.start, res) != 0 ||
-        api_q_time(req, "end_time", &q.f.end, res) != 0 ||
-        api_q_page(req, 100, 1000, &q.pg, res) != 0) {
+    if (api_q_text(req, "service_name", UC_DB_NAME_MAX, &q.f.service_name,
+                   res) != 0 ||
+        api_q_text(req, "metric_type", UC_DB_NAME_MAX, &q.f.metric_type, res) !=
+            0 ||
+        api_q_time_req(req, "start_time", 1, &q.f.start, res) != 0 ||
+        api_q_time_req(req, "end_time", 1, &q.f.end, res) != 0 ||
+        api_q_page(req, 1000, 10000, &q.pg, res) != 0) {
         return;
     }
-    if (q.f.start != UC_DB_NULL_TIME && q.f.end != UC_DB_NULL_TIME &&
-        q.f.end <= q.f.start) {
-        uc_resp_error(res, 422, "end_time: must be after start_time");
+    /* The database's bound is exclusive; times are whole µs. */
+    q.f.end += 1;
+    int series = q.f.service_name != NULL && q.f.metric_type != NULL &&
+                 series_fits_key(q.f.service_name, q.f.metric_type);
+    int64_t end_incl = q.f.end - 1;
+    if (series && end_incl >= now - NOW_SLACK_US &&
+        end_incl <= now + NOW_SLACK_US &&
+        end_incl - q.f.start >= RECENT_MIN_SPAN_US) {
+        char win[24], lim[24], off[24];
+        int64_t sec = q.f.start / 1000000;
+        const char *f[5] = {q.f.service_name, q.f.metric_type,
+                            api_dec(win, sizeof(win), (long long)sec),
+                            api_dec(lim, sizeof(lim), q.pg.limit),
+                            api_dec(off, sizeof(off), q.pg.offset)};
+        api_serve_cached(app, UC_KS_RECENT_METRICS, f, 5, res);
         return;
     }
-    int recent = q.f.start == UC_DB_NULL_TIME && q.f.end == UC_DB_NULL_TIME;
-    if (recent) {
-        /* The recent hour starts at a whole minute, so one cache entry
-         * answers every request of that minute exactly. */
-        int64_t minute = INT64_C(60000000);
-        q.f.start = (uc_now_us(app) / minute) * minute - 60 * minute;
-    }
-    if (!recent && q.f.service_name != NULL && q.f.metric_type != NULL) {
-        /* An explicit window of one series. */
+    if (series) {
         char s1[24], s2[24], lim[24], off[24];
-        const char *f[6] = {
-            q.f.service_name,
-            q.f.metric_type,
-            q.f.start == UC_DB_NULL_TIME ? "-"
-                                         : api_dec(s1, sizeof(s1), q.f.start),
-            q.f.end == UC_DB_NULL_TIME ? "-" : api_dec(s2, sizeof(s2), q.f.end),
-            api_dec(lim, sizeof(lim), q.pg.limit),
-            api_dec(off, sizeof(off), q.pg.offset)};
+        const char *f[6] = {q.f.service_name,
+                            q.f.metric_type,
+                            api_dec(s1, sizeof(s1), q.f.start),
+                            api_dec(s2, sizeof(s2), q.f.end),
+                            api_dec(lim, sizeof(lim), q.pg.limit),
+                            api_dec(off, sizeof(off), q.pg.offset)};
         api_serve_cached(app, UC_KS_METRICS_WINDOW, f, 6, res);
         return;
     }
-    if (!recent || q.f.service_name == NULL || q.f.metric_type == NULL) {
-        /* Not one series: any series' write changes it. */
-        int st = UC_DB_OK;
-        json_t *j = build_metrics(app, &q, &st);
-        if (j == NULL) {
-            api_resp_db_error(res, st);
-            return;
-        }
-        uc_resp_json(res, 200, j);
-        res->cache_control = CC_PUBLIC;
-        res->etag = 1;
+    /* Not one series: any series' write changes it. */
+    int st = UC_DB_OK;
+    json_t *j = build_metrics(app, &q, &st);
+    if (j == NULL) {
+        api_resp_db_error(res, st);
         return;
     }
-    char win[24], lim[24], off[24];
-    snprintf(win, sizeof(win), "%lld", (long long)(q.f.start / 1000000));
-    snprintf(lim, sizeof(lim), "%lld", q.pg.limit);
-    snprintf(off, sizeof(off), "%lld", q.pg.offset);
-    const char *f[5] = {q.f.service_name, q.f.metric_type, win, lim, off};
-    api_serve_cached(app, UC_KS_RECENT_METRICS, f, 5, res);
+    uc_resp_json(res, 200, j);
+    res->cache_control = CC_PUBLIC;
+    res->etag = 1;
 }
 
 typedef struct {
@@ -323,13 +358,14 @@ typedef struct {
     int64_t end;
 } agg_query_t;
 
+/* q->start and q->end are the client's bounds, both inclusive. */
 static json_t *build_agg(uc_app_t *app, void *arg, int *st)
 {
     agg_query_t *q = arg;
     uc_db_bucket_t *rows = NULL;
     size_t n = 0;
     *st = uc_db_metrics_aggregate(app->db, q->service, q->type, q->iv, q->start,
-                                  q->end, &rows, &n);
+                                  q->end + 1, &rows, &n);
     if (*st != UC_DB_OK) {
         return NULL;
     }
@@ -341,6 +377,14 @@ static json_t *build_agg(uc_app_t *app, void *arg, int *st)
                      api_time_json(q->end), "data", data);
 }
 
+/*
+ * Buckets of one series over [start_time, end_time] as the original: only
+ * rows inside the window count, in the edge buckets too, and the bounds
+ * come back as the client gave them. week is an interval of this service
+ * (weeks start on Monday); the bounds may be left out (end: now; start: a
+ * day, 30 days or 12 weeks before it; both rounded out to whole buckets),
+ * which the original required.
+ */
 void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     static const char *const IVS[] = {"hour", "day", "week", NULL};
@@ -367,28 +411,36 @@ void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                                      : UC_DB_HOUR;
     q.iv_name = iv;
     int64_t w = uc_db_interval_width_us(q.iv);
-    int64_t o = uc_db_interval_origin_us(q.iv);
     if (end == UC_DB_NULL_TIME) {
         end = uc_now_us(app);
     }
     if (start == UC_DB_NULL_TIME) {
         start = end - DEFAULT_SPAN[q.iv] * INT64_C(3600000000);
     }
-    if (end <= start) {
-        uc_resp_error(res, 422, "end_time: must be after start_time");
+    if (api_qparam(req, "start_time") == NULL &&
+        api_qparam(req, "end_time") == NULL) {
+        /* This service's default window (the original required both):
+         * rounded outwards to whole buckets, so that rolling requests
+         * share one entry. */
+        int64_t o = uc_db_interval_origin_us(q.iv);
+        start = start < o ? o : o + ((start - o) / w) * w;
+        end = o + ((end - o + w - 1) / w) * w - 1;
+    }
+    if (end > start && (end - start) / w > 10000) {
+        json_t *in = json_string(api_qparam(req, "start_time"));
+        uc_resp_invalid(res, "query", "start_time", "value_error", in, NULL,
+                        "Value error, at most 10000 %ss per query", iv);
+        json_decref(in);
         return;
     }
-    /* Round outwards to whole buckets so rolling windows share entries. */
-    q.start = start < o ? o : o + ((start - o) / w) * w;
-    q.end = o + ((end - o + w - 1) / w) * w;
-    if ((q.end - q.start) / w > 10000) {
-        uc_resp_error(res, 422, "start_time: at most 10000 %ss per query", iv);
-        return;
-    }
+    /* An end before the start is an empty window, as the original's
+     * query found nothing in it. */
+    q.start = start;
+    q.end = end;
     char s1[24], s2[24];
-    snprintf(s1, sizeof(s1), "%lld", (long long)(q.start / 1000000));
-    snprintf(s2, sizeof(s2), "%lld", (long long)(q.end / 1000000));
-    const char *f[5] = {q.service, q.type, iv, s1, s2};
+    const char *f[5] = {q.service, q.type, iv,
+                        api_dec(s1, sizeof(s1), (long long)q.start),
+                        api_dec(s2, sizeof(s2), (long long)q.end)};
     api_serve_cached(app, UC_KS_AGG_METRICS, f, 5, res);
 }
 
@@ -420,8 +472,9 @@ int api_load_agg(void *arg, const char *const *f, size_t n, char **val,
     long long s1, s2;
     int st = UC_DB_OK;
 
-    if (n != 5 || api_field_ll(f[3], &s1) != 0 ||
-        api_field_ll(f[4], &s2) != 0) {
+    /* µs since the epoch, as the handler wrote them. */
+    if (n != 5 || uc_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s1) != 0 ||
+        uc_parse_int(f[4], LLONG_MIN, LLONG_MAX, &s2) != 0) {
         return UC_EINVAL;
     }
     memset(&q, 0, sizeof(q));
@@ -437,8 +490,8 @@ int api_load_agg(void *arg, const char *const *f, size_t n, char **val,
     } else {
         return UC_EINVAL;
     }
-    q.start = (int64_t)s1 * 1000000;
-    q.end = (int64_t)s2 * 1000000;
+    q.start = (int64_t)s1;
+    q.end = (int64_t)s2;
     return api_load_json(build_agg(arg, &q, &st), st, val, len);
 }
 

@@ -136,12 +136,42 @@ void api_h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 
 /* ---- retention ----------------------------------------------------------- */
 
+/* The original's retention periods in days (its RetentionConfig). */
+#define JOBS_DAYS 180
+#define FEEDBACK_DAYS 730
+#define METRICS_ARCHIVE_DAYS 90
+#define METRICS_DELETE_DAYS 365
+
+static json_t *naive_json(int64_t us)
+{
+    char ts[40];
+    uc_time_format_naive(us, ts, sizeof(ts));
+    return json_string(ts);
+}
+
+/* One table's result in the original's shape. There is no archive store
+ * here: nothing is archived, so archived_count is 0 and archive_uri null. */
+static json_t *archived_json(int64_t deleted, int64_t cutoff)
+{
+    return json_pack("{s:i,s:I,s:n,s:o}", "archived_count", 0, "deleted_count",
+                     (json_int_t)deleted, "archive_uri", "cutoff_date",
+                     naive_json(cutoff));
+}
+
+/*
+ * POST /retention/run with the original's periods and answer:
+ * {status, message, results: {execution_time, backfill_jobs, feedback,
+ * metrics_archive, metrics_delete}}; metrics are deleted after 365 days,
+ * and the 90-day archive step reports that it archived nothing. What the
+ * run invalidated in the cache is added under "invalidation".
+ */
 void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 {
     const int64_t day = INT64_C(86400000000);
     int64_t now = uc_now_us(app);
-    uc_db_retention_cutoffs_t c = {now - 180 * day, now - 730 * day,
-                                   now - 90 * day};
+    uc_db_retention_cutoffs_t c = {now - JOBS_DAYS * day,
+                                   now - FEEDBACK_DAYS * day,
+                                   now - METRICS_DELETE_DAYS * day};
     uc_db_retention_t r;
     size_t failed = 0;
     (void)req;
@@ -166,16 +196,23 @@ void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     failed = uc_stale_apply(app, stale);
     uc_stale_free(stale);
-    uc_resp_json(res, 200,
-                 json_pack("{s:I,s:I,s:I,s:{s:I,s:I,s:I},s:I}",
-                           "backfill_jobs_deleted", (json_int_t)r.jobs_deleted,
-                           "feedback_deleted", (json_int_t)r.feedback_deleted,
-                           "metrics_deleted", (json_int_t)r.metrics_deleted,
-                           "invalidated", "backfill_jobs",
-                           (json_int_t)r.n_job_ids, "insights",
-                           (json_int_t)r.n_insight_ids, "metric_series",
-                           (json_int_t)r.n_series, "invalidation_failures",
-                           (json_int_t)failed));
+    json_t *results = json_pack(
+        "{s:o,s:o,s:o,s:{s:i,s:[],s:o},s:{s:I,s:o}}", "execution_time",
+        naive_json(now), "backfill_jobs",
+        archived_json(r.jobs_deleted, c.jobs_before), "feedback",
+        archived_json(r.feedback_deleted, c.feedback_before), "metrics_archive",
+        "archived_count", 0, "archive_uris", "cutoff_date",
+        naive_json(now - METRICS_ARCHIVE_DAYS * day), "metrics_delete",
+        "deleted_count", (json_int_t)r.metrics_deleted, "cutoff_date",
+        naive_json(c.metrics_before));
+    uc_resp_json(
+        res, 200,
+        json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I,s:I}}", "status", "success",
+                  "message", "Retention policies executed successfully",
+                  "results", results, "invalidation", "backfill_jobs",
+                  (json_int_t)r.n_job_ids, "insights",
+                  (json_int_t)r.n_insight_ids, "metric_series",
+                  (json_int_t)r.n_series, "failures", (json_int_t)failed));
     res->cache_control = CC_PRIVATE;
     uc_db_retention_release(&r);
 }

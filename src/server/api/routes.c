@@ -125,8 +125,9 @@ static const uc_route_t routes[] = {
      0,
      {"metrics", "Metrics in a time window, newest first (cached)",
       "query service_name string maxlen=100, query metric_type string "
-      "maxlen=50, query start_time string format=date-time, query end_time "
-      "string format=date-time, query limit integer min=1 max=10000 "
+      "maxlen=50, query start_time string required format=date-time, query "
+      "end_time string required format=date-time, query limit integer min=1 "
+      "max=10000 "
       "default=1000, query offset integer min=0 max=1000000 default=0",
       NULL, "[Metric]"}},
     {"GET",

@@ -75,18 +75,28 @@ const char *uc_db_strerror(int status);
 
 /* ---- limits shared by the service and the backends ----------------------- */
 
-#define UC_DB_ID_MAX 128 /* user_id of a key, created_by (bytes) */
+/*
+ * Buffer sizes in bytes. Where the API counts characters (the original's
+ * VARCHAR(n), which PostgreSQL counts in characters), a buffer holds n
+ * characters of four bytes each.
+ */
+#define UC_DB_ID_MAX 128 /* user_id of a key (bytes) */
 /* A feedback row's insight_id and user_id: at most 100 characters, as the
  * original's VARCHAR(100); the buffers hold 4 bytes of UTF-8 per character. */
 #define UC_DB_FB_ID_CHARS 100
 #define UC_DB_FB_ID_BYTES (4 * UC_DB_FB_ID_CHARS)
-#define UC_DB_NAME_MAX 128      /* service_name, metric_type, job_type */
-#define UC_DB_UNIT_MAX 32       /* metric unit */
-#define UC_DB_UUID_LEN 36       /* canonical UUID text */
-#define UC_DB_COMMENT_MAX 4000  /* bytes; the API allows 1000 characters */
-#define UC_DB_REASON_MAX 2000   /* bytes; the API allows 500 characters */
-#define UC_DB_ERRMSG_MAX 4000   /* bytes; the API allows 1000 characters */
-#define UC_DB_METADATA_MAX 8192 /* bytes of metric_metadata JSON text */
+#define UC_DB_CREATED_BY_MAX 400 /* a job's created_by: 100 characters */
+#define UC_DB_NAME_MAX                                                         \
+    400                        /* service_name (100 characters), metric_type   \
+                                  and job_type (50 characters) */
+#define UC_DB_UNIT_MAX 80      /* metric unit: 20 characters */
+#define UC_DB_UUID_LEN 36      /* canonical UUID text */
+#define UC_DB_COMMENT_MAX 4000 /* bytes; the API allows 1000 characters */
+#define UC_DB_REASON_MAX 2000  /* bytes; the API allows 500 characters */
+/* error_message and metric_metadata have no limit of their own (the
+ * original's TEXT and JSONB): these are the request bodies' caps. */
+#define UC_DB_ERRMSG_MAX 65536
+#define UC_DB_METADATA_MAX 1048576
 #define UC_DB_KEY_PREFIX_MAX 16 /* api key lookup prefix */
 #define UC_DB_HASH_HEX_LEN 64   /* SHA-256 as lower-case hex */
 
@@ -178,15 +188,17 @@ typedef struct {
     int64_t started_at;
     int64_t completed_at; /* UC_DB_NULL_TIME when absent */
     int has_created_by;
-    char created_by[UC_DB_ID_MAX + 1];
+    char created_by[UC_DB_CREATED_BY_MAX + 1];
 } uc_db_job_t;
 
 /*
  * A progress report. current_block and progress_percentage are always set;
  * status is NULL to keep the current one; estimated_completion is
  * UC_DB_NULL_TIME to keep the current one; error_message NULL keeps it.
- * When the resulting status is "completed" or "failed" and completed_at is
- * NULL, completed_at becomes `now`.
+ * A report with status "completed" sets completed_at to `now` (again, when
+ * it was set); any other report leaves completed_at as it is, as the
+ * original service did: "failed" does not set it, resuming does not clear
+ * it.
  */
 typedef struct {
     int64_t current_block;

@@ -186,6 +186,15 @@ static const char *const migration_5_after[] = {
     NULL,
 };
 
+/* The original's error_message is TEXT: a worker's long failure trace must
+ * be recorded, not refused. The column CHECK has PostgreSQL's default name
+ * (table_column_check). */
+static const char *const migration_6[] = {
+    "ALTER TABLE backfill_jobs"
+    " DROP CONSTRAINT IF EXISTS backfill_jobs_error_message_check",
+    NULL,
+};
+
 typedef struct sess sess_t;
 
 typedef struct {
@@ -207,6 +216,7 @@ static const migration_t migrations[] = {
     {4, "api key revocation and import", migration_4, NULL, NULL},
     {5, "uuid ids for feedback and metrics", migration_5, fill_public_ids,
      migration_5_after},
+    {6, "unbounded backfill error_message", migration_6, NULL, NULL},
 };
 
 /* Any constant will do; it only has to be the same in every process. */
@@ -364,9 +374,8 @@ static const char SQL_JOB_CREATE_INV[] =
     " estimated_completion = coalesce(" TS_IN(                                 \
         "5") ", estimated_completion),"                                        \
              " error_message = coalesce($6, error_message),"                   \
-             " completed_at = CASE WHEN coalesce($4, status) IN"               \
-             "  ('completed', 'failed') AND completed_at IS NULL THEN " TS_IN( \
-                 "7") "  ELSE completed_at END"                                \
+             " completed_at = CASE WHEN $4 = 'completed' THEN " TS_IN(         \
+                 "7") " ELSE completed_at END"                                 \
                       " WHERE id = $1::uuid RETURNING " JOB_COLS
 
 static const char SQL_JOB_PROGRESS[] = JOB_PROGRESS_SQL;

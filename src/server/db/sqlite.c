@@ -166,6 +166,36 @@ static const migration_t migrations[] = {
      "DROP INDEX insight_feedback_user;"
      "CREATE INDEX insight_feedback_user ON insight_feedback"
      " (user_id, created_at);"},
+    /* The original's error_message is TEXT: a worker's long failure trace
+     * must be recorded, not refused. SQLite cannot drop a CHECK, so the
+     * table is built again without it, the same columns in the same order
+     * (its own documented procedure: create, copy, drop, rename). */
+    {6, "unbounded backfill error_message",
+     "CREATE TABLE backfill_jobs_new ("
+     " id TEXT PRIMARY KEY CHECK (length(id) = 36),"
+     " job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
+     " start_block INTEGER NOT NULL CHECK (start_block >= 0),"
+     " end_block INTEGER NOT NULL CHECK (end_block >= start_block),"
+     " current_block INTEGER NOT NULL CHECK (current_block >= 0),"
+     " status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
+     "  ('running', 'completed', 'failed', 'paused')),"
+     " progress_percentage REAL NOT NULL DEFAULT 0"
+     "  CHECK (progress_percentage BETWEEN 0 AND 100),"
+     " estimated_completion INTEGER,"
+     " error_message TEXT,"
+     " started_at INTEGER NOT NULL,"
+     " completed_at INTEGER,"
+     " created_by TEXT CHECK (created_by IS NULL OR"
+     "  length(created_by) BETWEEN 1 AND 128));"
+     "INSERT INTO backfill_jobs_new SELECT id, job_type, start_block,"
+     " end_block, current_block, status, progress_percentage,"
+     " estimated_completion, error_message, started_at, completed_at,"
+     " created_by FROM backfill_jobs;"
+     "DROP TABLE backfill_jobs;"
+     "ALTER TABLE backfill_jobs_new RENAME TO backfill_jobs;"
+     "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id);"
+     "CREATE INDEX backfill_jobs_status ON backfill_jobs"
+     " (status, started_at);"},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -284,8 +314,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         " progress_percentage = ?3, status = coalesce(?4, status),"
         " estimated_completion = coalesce(?5, estimated_completion),"
         " error_message = coalesce(?6, error_message),"
-        " completed_at = CASE WHEN coalesce(?4, status) IN"
-        " ('completed', 'failed') AND completed_at IS NULL THEN ?7"
+        " completed_at = CASE WHEN ?4 = 'completed' THEN ?7"
         " ELSE completed_at END WHERE id = ?1 RETURNING " JOB_COLS,
     [ST_JOB_GET] = "SELECT " JOB_COLS " FROM backfill_jobs WHERE id = ?1",
     [ST_JOB_LIST] = "SELECT " JOB_COLS " FROM backfill_jobs"
