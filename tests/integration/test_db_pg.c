@@ -635,7 +635,7 @@ static void jobs_lifecycle(void **state)
     assert_true(got.completed_at == T0 + 240 * SEC);
     assert_string_equal(got.error_message, "disk full");
 
-    /* error_message has no length limit of its own (migration 4). */
+    /* error_message has no length limit of its own (migration 6). */
     char *trace = malloc(5001);
     assert_non_null(trace);
     memset(trace, 't', 5000);
