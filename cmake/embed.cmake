@@ -5,8 +5,8 @@
 # MANIFEST holds one line per file: NAME|CONTENT-TYPE|PATH (a text/ type
 # is served with "; charset=utf-8" appended). An empty
 # manifest gives an empty table. The generated source defines
-#   const uc_asset_t *FUNC(size_t *n);
-# returning the table (uc_asset_t from dashboard.h).
+#   const uq_asset_t *FUNC(size_t *n);
+# returning the table (uq_asset_t from dashboard.h).
 if(NOT DEFINED MANIFEST OR NOT DEFINED OUT OR NOT DEFINED FUNC)
     message(FATAL_ERROR "embed.cmake: MANIFEST, OUT and FUNC are required")
 endif()
@@ -52,10 +52,10 @@ file(WRITE "${OUT}"
 #include \"dashboard.h\"
 
 ${arrays}
-static const uc_asset_t assets[] = {
+static const uq_asset_t assets[] = {
 ${rows}};
 
-const uc_asset_t *${FUNC}(size_t *n)
+const uq_asset_t *${FUNC}(size_t *n)
 {
     *n = ${i}u;
     return assets;

@@ -1191,7 +1191,7 @@ static int cmd_stats(uc_cache_t *cache, const uc_config_t *cfg, int json)
     if (rc != UC_OK) {
         return fail("stats", NULL, uc_strerror(rc));
     }
-    defs = uc_utxoiq_keyspaces(&nks);
+    defs = uq_utxoiq_keyspaces(&nks);
     if (nks > sizeof(counts) / sizeof(counts[0])) {
         nks = sizeof(counts) / sizeof(counts[0]);
     }
@@ -1388,7 +1388,7 @@ static int open_cache(const cli_t *cli, uc_config_t *cfg, uc_cache_t **out)
     uc_cache_t *cache = NULL;
     int rc;
 
-    defs = uc_utxoiq_keyspaces(&nks);
+    defs = uq_utxoiq_keyspaces(&nks);
     if (nks > sizeof(names) / sizeof(names[0])) {
         return fail("config", NULL, "too many built-in keyspaces");
     }

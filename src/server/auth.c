@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * API keys of utxoiq-api. A key is "uiq_" followed by 64 hex digits of
- * randomness; its first UC_AUTH_PREFIX_LEN characters are a public lookup
+ * randomness; its first UQ_AUTH_PREFIX_LEN characters are a public lookup
  * prefix and the database stores only the prefix and the SHA-256 of the whole
  * key. A request's key is looked up by prefix and its hash compared in
  * constant time, so neither the stored data nor response timing reveals a
@@ -26,16 +26,16 @@
 #include <strings.h>
 #include <sys/random.h>
 
-#define UC_AUTH_KEY_LEN 68
-#define UC_AUTH_PREFIX_LEN 12
+#define UQ_AUTH_KEY_LEN 68
+#define UQ_AUTH_PREFIX_LEN 12
 /* token_urlsafe(32) gives 43 characters; the bounds leave room for keys the
  * original was given by hand, and keep a Firebase ID token (a JWT, ~900
  * characters with dots) from costing a database lookup. */
-#define UC_AUTH_LEGACY_MIN 16
-#define UC_AUTH_LEGACY_MAX 128
+#define UQ_AUTH_LEGACY_MIN 16
+#define UQ_AUTH_LEGACY_MAX 128
 
 static void sha256_hex(const char *key, size_t len,
-                       char out[UC_DB_HASH_HEX_LEN + 1])
+                       char out[UQ_DB_HASH_HEX_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[SHA256_DIGEST_LENGTH];
@@ -44,16 +44,16 @@ static void sha256_hex(const char *key, size_t len,
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
     }
-    out[UC_DB_HASH_HEX_LEN] = '\0';
+    out[UQ_DB_HASH_HEX_LEN] = '\0';
 }
 
 /* 0 when key has the shape of one of ours. */
 static int key_shape(const char *key)
 {
-    if (strlen(key) != UC_AUTH_KEY_LEN || strncmp(key, "uiq_", 4) != 0) {
+    if (strlen(key) != UQ_AUTH_KEY_LEN || strncmp(key, "uiq_", 4) != 0) {
         return -1;
     }
-    for (int i = 4; i < UC_AUTH_KEY_LEN; i++) {
+    for (int i = 4; i < UQ_AUTH_KEY_LEN; i++) {
         char c = key[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
             return -1;
@@ -67,7 +67,7 @@ static int key_shape(const char *key)
 static int legacy_shape(const char *key)
 {
     size_t len = strlen(key);
-    if (len < UC_AUTH_LEGACY_MIN || len > UC_AUTH_LEGACY_MAX) {
+    if (len < UQ_AUTH_LEGACY_MIN || len > UQ_AUTH_LEGACY_MAX) {
         return -1;
     }
     for (size_t i = 0; i < len; i++) {
@@ -84,27 +84,27 @@ static int legacy_shape(const char *key)
 static unsigned role_bit(const char *role)
 {
     if (strcmp(role, "user") == 0) {
-        return UC_ROLE_USER;
+        return UQ_ROLE_USER;
     }
     if (strcmp(role, "service") == 0) {
-        return UC_ROLE_SERVICE;
+        return UQ_ROLE_SERVICE;
     }
     if (strcmp(role, "admin") == 0) {
-        return UC_ROLE_ADMIN;
+        return UQ_ROLE_ADMIN;
     }
     return 0;
 }
 
-int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res)
+int uq_auth_check(uq_app_t *app, uq_req_t *req, unsigned roles, uq_resp_t *res)
 {
     const char *authz = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                     "Authorization");
     const char *xkey =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key");
     const char *key = NULL;
-    char prefix[UC_AUTH_PREFIX_LEN + 1];
-    char hash[UC_DB_HASH_HEX_LEN + 1];
-    uc_db_api_key_t row;
+    char prefix[UQ_AUTH_PREFIX_LEN + 1];
+    char hash[UQ_DB_HASH_HEX_LEN + 1];
+    uq_db_api_key_t row;
     int st;
 
     if (authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0) {
@@ -116,41 +116,41 @@ int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res)
         key = xkey;
     }
     if (key == NULL) {
-        uc_resp_error(res, 401, "missing API key");
+        uq_resp_error(res, 401, "missing API key");
         return -1;
     }
     if (key_shape(key) == 0) {
-        memcpy(prefix, key, UC_AUTH_PREFIX_LEN);
-        prefix[UC_AUTH_PREFIX_LEN] = '\0';
-        sha256_hex(key, UC_AUTH_KEY_LEN, hash);
-        st = uc_db_api_key_lookup(app->db, prefix, &row);
+        memcpy(prefix, key, UQ_AUTH_PREFIX_LEN);
+        prefix[UQ_AUTH_PREFIX_LEN] = '\0';
+        sha256_hex(key, UQ_AUTH_KEY_LEN, hash);
+        st = uq_db_api_key_lookup(app->db, prefix, &row);
     } else if (legacy_shape(key) == 0) {
         sha256_hex(key, strlen(key), hash);
-        st = uc_db_api_key_lookup_hash(app->db, hash, &row);
+        st = uq_db_api_key_lookup_hash(app->db, hash, &row);
     } else {
-        uc_resp_error(res, 401, "invalid API key");
+        uq_resp_error(res, 401, "invalid API key");
         return -1;
     }
-    if (st == UC_DB_NOTFOUND) {
-        uc_resp_error(res, 401, "invalid API key");
+    if (st == UQ_DB_NOTFOUND) {
+        uq_resp_error(res, 401, "invalid API key");
         return -1;
     }
-    if (st != UC_DB_OK) {
-        uc_resp_error(res, 503, "database unavailable");
+    if (st != UQ_DB_OK) {
+        uq_resp_error(res, 503, "database unavailable");
         return -1;
     }
-    if (strlen(row.hash_hex) != UC_DB_HASH_HEX_LEN ||
-        CRYPTO_memcmp(row.hash_hex, hash, UC_DB_HASH_HEX_LEN) != 0) {
-        uc_resp_error(res, 401, "invalid API key");
+    if (strlen(row.hash_hex) != UQ_DB_HASH_HEX_LEN ||
+        CRYPTO_memcmp(row.hash_hex, hash, UQ_DB_HASH_HEX_LEN) != 0) {
+        uq_resp_error(res, 401, "invalid API key");
         return -1;
     }
-    if (row.revoked_at != UC_DB_NULL_TIME) {
-        uc_resp_error(res, 401, "API key revoked");
+    if (row.revoked_at != UQ_DB_NULL_TIME) {
+        uq_resp_error(res, 401, "API key revoked");
         return -1;
     }
     unsigned have = role_bit(row.role);
-    if (have != UC_ROLE_ADMIN && (have & roles) == 0) {
-        uc_resp_error(res, 403, "role '%s' may not call this endpoint",
+    if (have != UQ_ROLE_ADMIN && (have & roles) == 0) {
+        uq_resp_error(res, 403, "role '%s' may not call this endpoint",
                       row.role);
         return -1;
     }
@@ -159,28 +159,28 @@ int uc_auth_check(uc_app_t *app, uc_req_t *req, unsigned roles, uc_resp_t *res)
     return 0;
 }
 
-int uc_auth_role_valid(const char *role)
+int uq_auth_role_valid(const char *role)
 {
     return role != NULL && role_bit(role) != 0;
 }
 
-int uc_auth_create_key(uc_app_t *app, const char *user, const char *role,
+int uq_auth_create_key(uq_app_t *app, const char *user, const char *role,
                        char *key, size_t cap, char *err, size_t errlen)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char rnd[32];
-    char k[UC_AUTH_KEY_LEN + 1];
-    uc_db_api_key_t row;
+    char k[UQ_AUTH_KEY_LEN + 1];
+    uq_db_api_key_t row;
 
     if (role_bit(role) == 0) {
         snprintf(err, errlen, "role '%s': must be user, service or admin",
                  role);
         return -1;
     }
-    if (uc_text_check(user, strlen(user), 1, UC_DB_ID_MAX, 0) != 0 ||
-        strlen(user) > UC_DB_ID_MAX) {
+    if (uq_text_check(user, strlen(user), 1, UQ_DB_ID_MAX, 0) != 0 ||
+        strlen(user) > UQ_DB_ID_MAX) {
         snprintf(err, errlen, "user: 1 to %d printable characters",
-                 UC_DB_ID_MAX);
+                 UQ_DB_ID_MAX);
         return -1;
     }
     if (cap < sizeof(k)) {
@@ -198,23 +198,23 @@ int uc_auth_create_key(uc_app_t *app, const char *user, const char *role,
             k[4 + 2 * i] = hex[rnd[i] >> 4];
             k[5 + 2 * i] = hex[rnd[i] & 15];
         }
-        k[UC_AUTH_KEY_LEN] = '\0';
+        k[UQ_AUTH_KEY_LEN] = '\0';
         memset(&row, 0, sizeof(row));
-        memcpy(row.prefix, k, UC_AUTH_PREFIX_LEN);
-        sha256_hex(k, UC_AUTH_KEY_LEN, row.hash_hex);
+        memcpy(row.prefix, k, UQ_AUTH_PREFIX_LEN);
+        sha256_hex(k, UQ_AUTH_KEY_LEN, row.hash_hex);
         snprintf(row.user_id, sizeof(row.user_id), "%s", user);
         snprintf(row.role, sizeof(row.role), "%s", role);
-        row.created_at = uc_now_us(app);
-        row.last_used_at = UC_DB_NULL_TIME;
-        row.revoked_at = UC_DB_NULL_TIME;
-        int st = uc_db_api_key_create(app->db, &row);
-        if (st == UC_DB_OK) {
+        row.created_at = uq_now_us(app);
+        row.last_used_at = UQ_DB_NULL_TIME;
+        row.revoked_at = UQ_DB_NULL_TIME;
+        int st = uq_db_api_key_create(app->db, &row);
+        if (st == UQ_DB_OK) {
             memcpy(key, k, sizeof(k));
             OPENSSL_cleanse(k, sizeof(k));
             return 0;
         }
-        if (st != UC_DB_ECONSTRAINT) {
-            snprintf(err, errlen, "store key: %s", uc_db_strerror(st));
+        if (st != UQ_DB_ECONSTRAINT) {
+            snprintf(err, errlen, "store key: %s", uq_db_strerror(st));
             return -1;
         }
     }

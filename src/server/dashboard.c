@@ -16,7 +16,7 @@
     "object-src 'none'; base-uri 'self'; form-action 'self'; "                 \
     "frame-ancestors 'self'"
 
-void uc_asset_serve(uc_resp_t *res, const uc_asset_t *a, size_t n,
+void uq_asset_serve(uq_resp_t *res, const uq_asset_t *a, size_t n,
                     const char *name, const char *csp, const char *off)
 {
     for (size_t i = 0; i < n; i++) {
@@ -36,30 +36,30 @@ void uc_asset_serve(uc_resp_t *res, const uc_asset_t *a, size_t n,
         return;
     }
     if (n == 0) {
-        uc_resp_error(res, 404, "%s", off);
+        uq_resp_error(res, 404, "%s", off);
     } else {
-        uc_resp_error(res, 404, "no such file '%.64s'", name);
+        uq_resp_error(res, 404, "no such file '%.64s'", name);
     }
 }
 
-static void serve(uc_resp_t *res, const char *name)
+static void serve(uq_resp_t *res, const char *name)
 {
     size_t n = 0;
-    const uc_asset_t *a = uc_dashboard_assets(&n);
+    const uq_asset_t *a = uq_dashboard_assets(&n);
 
-    uc_asset_serve(res, a, n, name, DASHBOARD_CSP,
+    uq_asset_serve(res, a, n, name, DASHBOARD_CSP,
                    "the dashboard was not built into this binary "
                    "(UC_SERVER_DASHBOARD=OFF)");
 }
 
-void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void uq_dashboard_page(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)app;
     (void)req;
     serve(res, "index.html");
 }
 
-void uc_dashboard_file(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void uq_dashboard_file(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)app;
     serve(res, req->param != NULL ? req->param : "");

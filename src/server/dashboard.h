@@ -10,8 +10,8 @@
  * Ownership: the embedded files are static; responses borrow them.
  * Thread safety: the handlers may run on any HTTP thread.
  */
-#ifndef UC_SERVER_DASHBOARD_H
-#define UC_SERVER_DASHBOARD_H
+#ifndef UQ_SERVER_DASHBOARD_H
+#define UQ_SERVER_DASHBOARD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,14 +24,14 @@ typedef struct {
     const char *content_type; /* with charset for text */
     const unsigned char *data;
     size_t len;
-} uc_asset_t;
+} uq_asset_t;
 
 /* The table the build generates, and its length (0 when the service was
  * built with UC_SERVER_DASHBOARD=OFF). */
-const uc_asset_t *uc_dashboard_assets(size_t *n);
+const uq_asset_t *uq_dashboard_assets(size_t *n);
 
 /* The same for the /docs page (docs_assets.c; served by openapi.c). */
-const uc_asset_t *uc_docs_assets(size_t *n);
+const uq_asset_t *uq_docs_assets(size_t *n);
 
 /*
  * Answers the embedded file `name` of the n at a: 200 with its type, a
@@ -39,13 +39,13 @@ const uc_asset_t *uc_docs_assets(size_t *n);
  * upgrade) and the Content-Security-Policy csp; 404 for a name it lacks,
  * or with the text `off` when the binary was built without any.
  */
-void uc_asset_serve(uc_resp_t *res, const uc_asset_t *a, size_t n,
+void uq_asset_serve(uq_resp_t *res, const uq_asset_t *a, size_t n,
                     const char *name, const char *csp, const char *off);
 
 /* GET /dashboard: the page. */
-void uc_dashboard_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void uq_dashboard_page(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /* GET /dashboard/{}: one of its files, or 404. */
-void uc_dashboard_file(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void uq_dashboard_file(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 #endif

@@ -14,13 +14,13 @@
 /* windowBits 15 plus 16: a gzip header and trailer, not a raw zlib one. */
 #define GZIP_WBITS (15 + 16)
 
-int uc_is_gzip(const char *buf, size_t len)
+int uq_is_gzip(const char *buf, size_t len)
 {
     return len >= 10 && (unsigned char)buf[0] == 0x1f &&
            (unsigned char)buf[1] == 0x8b;
 }
 
-int uc_gzip(const char *in, size_t len, char **out, size_t *outlen)
+int uq_gzip(const char *in, size_t len, char **out, size_t *outlen)
 {
     z_stream z;
     size_t cap;
@@ -54,7 +54,7 @@ int uc_gzip(const char *in, size_t len, char **out, size_t *outlen)
     return 0;
 }
 
-int uc_gunzip(const char *in, size_t len, size_t max, char **out,
+int uq_gunzip(const char *in, size_t len, size_t max, char **out,
               size_t *outlen)
 {
     z_stream z;
@@ -103,7 +103,7 @@ int uc_gunzip(const char *in, size_t len, size_t max, char **out,
     return 0;
 }
 
-int uc_accepts_gzip(const char *ae)
+int uq_accepts_gzip(const char *ae)
 {
     const char *p = ae;
     int named = -1, star = -1; /* -1 not listed, else 1 when q > 0 */

@@ -11,7 +11,7 @@
  * two cumulative histograms.
  *
  * The library does not time loaders, so the service does: the keyspaces are
- * declared with uc_history_loader()'s wrappers, which time uc_api_loader's
+ * declared with uq_history_loader()'s wrappers, which time uq_api_loader's
  * functions into per-keyspace atomics. Their mean is what one database load
  * of a keyspace costs, which the dashboard multiplies by the hits to say how
  * much database time the cache saved.
@@ -28,8 +28,8 @@
 
 /* The request-duration buckets of prometheus.c (upper bounds, µs; the last
  * bucket is +Inf), which app.h does not export. */
-_Static_assert(UC_LAT_BUCKETS == 17, "request buckets changed: see prometheus.c");
-static const uint64_t req_bounds_us[UC_LAT_BUCKETS - 1] = {
+_Static_assert(UQ_LAT_BUCKETS == 17, "request buckets changed: see prometheus.c");
+static const uint64_t req_bounds_us[UQ_LAT_BUCKETS - 1] = {
     100,   250,    500,    1000,   2500,    5000,    10000,   25000,
     50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
@@ -61,7 +61,7 @@ typedef struct {
  * redis_evicted is -1 when the server did not answer INFO. */
 typedef struct {
     int64_t t_ms; /* wall clock, ms since the epoch */
-    counts_t ks[UC_KS_COUNT];
+    counts_t ks[UQ_KS_COUNT];
     counts_t tot;
     uint64_t near_budget;
     uint64_t near_entries;
@@ -81,17 +81,17 @@ typedef struct {
 /* What one sampling copies out of the library and the app. */
 typedef struct {
     int64_t t_ms;
-    uc_stats_t ks[UC_KS_COUNT];
-    uc_near_usage_t near_ks[UC_KS_COUNT];
+    uc_stats_t ks[UQ_KS_COUNT];
+    uc_near_usage_t near_ks[UQ_KS_COUNT];
     uc_stats_t tot;
     uc_near_stats_t near;
     uc_pool_stats_t pool;
     int have_info;
     uc_server_info_t info;
-    uint64_t req_lat[UC_LAT_BUCKETS];
+    uint64_t req_lat[UQ_LAT_BUCKETS];
     uint64_t requests;
-    uint64_t loader_calls[UC_KS_COUNT];
-    uint64_t loader_us[UC_KS_COUNT];
+    uint64_t loader_calls[UQ_KS_COUNT];
+    uint64_t loader_us[UQ_KS_COUNT];
 } raw_t;
 
 /* Cumulative histograms of the newest stored point, the base of the next
@@ -99,18 +99,18 @@ typedef struct {
 typedef struct {
     uint64_t get_us[UC_HIST_BUCKETS];
     uint64_t lag_us[UC_HIST_BUCKETS];
-    uint64_t req[UC_LAT_BUCKETS];
+    uint64_t req[UQ_LAT_BUCKETS];
 } base_t;
 
-struct uc_history {
-    uc_app_t *app;
+struct uq_history {
+    uq_app_t *app;
     unsigned interval_s;
-    atomic_uint_fast64_t loader_calls[UC_KS_COUNT];
-    atomic_uint_fast64_t loader_us[UC_KS_COUNT];
+    atomic_uint_fast64_t loader_calls[UQ_KS_COUNT];
+    atomic_uint_fast64_t loader_us[UQ_KS_COUNT];
 
     pthread_mutex_t lock; /* ring, base, stop */
     pthread_cond_t wake;
-    uc_ring_t ring;
+    uq_ring_t ring;
     base_t base;
     int stop;
     int running;
@@ -131,19 +131,19 @@ static long long env_range(const char *name, long long lo, long long hi,
     const char *v = getenv(name);
     long long x = def;
 
-    if (v != NULL && v[0] != '\0' && uc_parse_int(v, lo, hi, &x) != 0) {
+    if (v != NULL && v[0] != '\0' && uq_parse_int(v, lo, hi, &x) != 0) {
         char range[48];
         snprintf(range, sizeof(range), "%lld..%lld", lo, hi);
-        uc_log("warn", "setting out of range; the default is used", "name",
+        uq_log("warn", "setting out of range; the default is used", "name",
                name, "value", v, "range", range, NULL);
         x = def;
     }
     return x;
 }
 
-int uc_history_create(uc_app_t *app, uc_history_t **out)
+int uq_history_create(uq_app_t *app, uq_history_t **out)
 {
-    uc_history_t *h = calloc(1, sizeof(*h));
+    uq_history_t *h = calloc(1, sizeof(*h));
     pthread_condattr_t ca;
     int attr = 0, mutex = 0;
 
@@ -152,11 +152,11 @@ int uc_history_create(uc_app_t *app, uc_history_t **out)
     }
     h->app = app;
     h->interval_s = (unsigned)env_range("UTXOIQ_HISTORY_INTERVAL_S", 1, 3600,
-                                        UC_HISTORY_INTERVAL_S_DEFAULT);
+                                        UQ_HISTORY_INTERVAL_S_DEFAULT);
     size_t n =
-        (size_t)env_range("UTXOIQ_HISTORY_SAMPLES", 2, UC_HISTORY_SAMPLES_MAX,
-                          UC_HISTORY_SAMPLES_DEFAULT);
-    if (uc_ring_init(&h->ring, sizeof(point_t), n) != 0) {
+        (size_t)env_range("UTXOIQ_HISTORY_SAMPLES", 2, UQ_HISTORY_SAMPLES_MAX,
+                          UQ_HISTORY_SAMPLES_DEFAULT);
+    if (uq_ring_init(&h->ring, sizeof(point_t), n) != 0) {
         goto fail;
     }
     if (pthread_mutex_init(&h->lock, NULL) != 0) {
@@ -177,7 +177,7 @@ int uc_history_create(uc_app_t *app, uc_history_t **out)
     return 0;
 
 fail:
-    uc_log("error", "cannot create the cache history", "error", "out of memory",
+    uq_log("error", "cannot create the cache history", "error", "out of memory",
            NULL);
     if (attr) {
         pthread_condattr_destroy(&ca);
@@ -186,7 +186,7 @@ fail:
         if (mutex) {
             pthread_mutex_destroy(&h->lock);
         }
-        uc_ring_release(&h->ring);
+        uq_ring_release(&h->ring);
         free(h);
     }
     return -1;
@@ -204,15 +204,15 @@ static int own_route(const char *name)
 
 /* Copies every figure a point needs. Takes no history lock: the library's
  * calls may do I/O (INFO), bounded by its own timeouts. */
-static void collect(uc_history_t *h, raw_t *r)
+static void collect(uq_history_t *h, raw_t *r)
 {
-    uc_app_t *app = h->app;
+    uq_app_t *app = h->app;
     size_t nroutes = 0;
-    const uc_route_t *routes = uc_api_routes(&nroutes);
+    const uq_route_t *routes = uq_api_routes(&nroutes);
 
     memset(r, 0, sizeof(*r));
-    r->t_ms = uc_now_us(app) / 1000;
-    for (int k = 0; k < UC_KS_COUNT; k++) {
+    r->t_ms = uq_now_us(app) / 1000;
+    for (int k = 0; k < UQ_KS_COUNT; k++) {
         uc_keyspace_stats(app->ks[k], &r->ks[k]);
         uc_keyspace_near_usage(app->ks[k], &r->near_ks[k]);
         r->loader_calls[k] = atomic_load(&h->loader_calls[k]);
@@ -222,11 +222,11 @@ static void collect(uc_history_t *h, raw_t *r)
     uc_cache_near_stats(app->cache, &r->near);
     uc_cache_pool_stats(app->cache, &r->pool);
     r->have_info = uc_cache_server_info(app->cache, &r->info) == UC_OK;
-    for (size_t i = 0; i < nroutes && i < UC_ROUTES_MAX; i++) {
+    for (size_t i = 0; i < nroutes && i < UQ_ROUTES_MAX; i++) {
         if (own_route(routes[i].name)) {
             continue;
         }
-        for (int b = 0; b < UC_LAT_BUCKETS; b++) {
+        for (int b = 0; b < UQ_LAT_BUCKETS; b++) {
             r->req_lat[b] += atomic_load(&app->routes[i].lat[b]);
         }
         r->requests += atomic_load(&app->routes[i].count);
@@ -238,9 +238,9 @@ static void collect(uc_history_t *h, raw_t *r)
 static int64_t req_quantile(const uint64_t *now, const uint64_t *before,
                             double p)
 {
-    uint64_t d[UC_LAT_BUCKETS], total = 0, seen = 0;
+    uint64_t d[UQ_LAT_BUCKETS], total = 0, seen = 0;
 
-    for (int b = 0; b < UC_LAT_BUCKETS; b++) {
+    for (int b = 0; b < UQ_LAT_BUCKETS; b++) {
         d[b] = now[b] > before[b] ? now[b] - before[b] : 0;
         total += d[b];
     }
@@ -248,14 +248,14 @@ static int64_t req_quantile(const uint64_t *now, const uint64_t *before,
         return -1;
     }
     uint64_t want = (uint64_t)(p * (double)total + 0.999999);
-    for (int b = 0; b < UC_LAT_BUCKETS - 1; b++) {
+    for (int b = 0; b < UQ_LAT_BUCKETS - 1; b++) {
         seen += d[b];
         if (seen >= want) {
             return (int64_t)req_bounds_us[b];
         }
     }
     /* +Inf: the largest finite bound is all that can be said. */
-    return (int64_t)req_bounds_us[UC_LAT_BUCKETS - 2];
+    return (int64_t)req_bounds_us[UQ_LAT_BUCKETS - 2];
 }
 
 /* The same for the library's power-of-two histograms. */
@@ -298,7 +298,7 @@ static void make_point(const raw_t *r, const base_t *base, point_t *p)
     memset(p, 0, sizeof(*p));
     p->t_ms = r->t_ms;
     uint64_t calls = 0, us = 0;
-    for (int k = 0; k < UC_KS_COUNT; k++) {
+    for (int k = 0; k < UQ_KS_COUNT; k++) {
         counts_from(&p->ks[k], &r->ks[k], &r->near_ks[k], r->loader_calls[k],
                     r->loader_us[k]);
         calls += r->loader_calls[k];
@@ -325,12 +325,12 @@ static void make_point(const raw_t *r, const base_t *base, point_t *p)
 
 /* Pushes the point of r and makes r's histograms the new base. Caller holds
  * the lock. */
-static void store(uc_history_t *h, const raw_t *r)
+static void store(uq_history_t *h, const raw_t *r)
 {
     point_t p;
 
     make_point(r, &h->base, &p);
-    uc_ring_push(&h->ring, &p);
+    uq_ring_push(&h->ring, &p);
     memcpy(h->base.get_us, r->tot.get_us, sizeof(h->base.get_us));
     memcpy(h->base.lag_us, r->near.lag_us, sizeof(h->base.lag_us));
     memcpy(h->base.req, r->req_lat, sizeof(h->base.req));
@@ -338,7 +338,7 @@ static void store(uc_history_t *h, const raw_t *r)
 
 static void *sampler(void *arg)
 {
-    uc_history_t *h = arg;
+    uq_history_t *h = arg;
 
     pthread_mutex_lock(&h->lock);
     while (!h->stop) {
@@ -361,7 +361,7 @@ static void *sampler(void *arg)
     return NULL;
 }
 
-int uc_history_start(uc_history_t *h)
+int uq_history_start(uq_history_t *h)
 {
     collect(h, &h->scratch);
     pthread_mutex_lock(&h->lock);
@@ -377,14 +377,14 @@ int uc_history_start(uc_history_t *h)
     int rc = pthread_create(&h->thread, NULL, sampler, h);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        uc_log("error", "cannot start the cache history's sampler", NULL);
+        uq_log("error", "cannot start the cache history's sampler", NULL);
         return -1;
     }
     h->running = 1;
     return 0;
 }
 
-void uc_history_stop(uc_history_t *h)
+void uq_history_stop(uq_history_t *h)
 {
     if (h == NULL || !h->running) {
         return;
@@ -397,18 +397,18 @@ void uc_history_stop(uc_history_t *h)
     h->running = 0;
 }
 
-void uc_history_destroy(uc_history_t *h)
+void uq_history_destroy(uq_history_t *h)
 {
     if (h == NULL) {
         return;
     }
-    uc_history_stop(h);
+    uq_history_stop(h);
     if (h->app != NULL && h->app->history == h) {
         h->app->history = NULL;
     }
     pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->lock);
-    uc_ring_release(&h->ring);
+    uq_ring_release(&h->ring);
     free(h);
 }
 
@@ -417,8 +417,8 @@ void uc_history_destroy(uc_history_t *h)
 static int timed(int ks, void *arg, const char *const *fields, size_t n,
                  char **val, size_t *len)
 {
-    uc_app_t *app = arg;
-    uc_loader_fn fn = uc_api_loader(ks);
+    uq_app_t *app = arg;
+    uc_loader_fn fn = uq_api_loader(ks);
     uint64_t t0 = mono_us();
 
     if (fn == NULL) {
@@ -447,13 +447,13 @@ TIMED(5)
 TIMED(6)
 TIMED(7)
 #undef TIMED
-_Static_assert(UC_KS_COUNT == 8, "one timed loader per keyspace");
+_Static_assert(UQ_KS_COUNT == 8, "one timed loader per keyspace");
 
-uc_loader_fn uc_history_loader(int ks)
+uc_loader_fn uq_history_loader(int ks)
 {
-    static const uc_loader_fn fns[UC_KS_COUNT] = {
+    static const uc_loader_fn fns[UQ_KS_COUNT] = {
         timed_0, timed_1, timed_2, timed_3, timed_4, timed_5, timed_6, timed_7};
-    if (ks < 0 || ks >= UC_KS_COUNT || uc_api_loader(ks) == NULL) {
+    if (ks < 0 || ks >= UQ_KS_COUNT || uq_api_loader(ks) == NULL) {
         return NULL;
     }
     return fns[ks];
@@ -501,11 +501,11 @@ static json_t *counts_json(const point_t *const *pts, size_t n, int ks)
         json_object_set_new((obj), (key), a_);                                 \
     } while (0)
 
-static json_t *hot_json(uc_app_t *app)
+static json_t *hot_json(uq_app_t *app)
 {
     json_t *o = json_object();
 
-    for (int k = 0; k < UC_KS_COUNT; k++) {
+    for (int k = 0; k < UQ_KS_COUNT; k++) {
         uc_hot_entry_t top[5];
         size_t m = uc_keyspace_hot(app->ks[k], top, 5);
         json_t *a = json_array();
@@ -520,10 +520,10 @@ static json_t *hot_json(uc_app_t *app)
 }
 
 /* The whole answer over pts[0..n). */
-static json_t *history_json(uc_history_t *h, const point_t *const *pts,
+static json_t *history_json(uq_history_t *h, const point_t *const *pts,
                             size_t n)
 {
-    uc_app_t *app = h->app;
+    uq_app_t *app = h->app;
     json_t *j = json_object();
     json_t *kss = json_object();
     json_t *near = json_object();
@@ -534,13 +534,13 @@ static json_t *history_json(uc_history_t *h, const point_t *const *pts,
     json_object_set_new(j, "interval_s", json_integer(h->interval_s));
     json_object_set_new(j, "capacity", json_integer((json_int_t)h->ring.cap));
     json_object_set_new(j, "memory_bytes",
-                        json_integer((json_int_t)uc_ring_bytes(&h->ring)));
+                        json_integer((json_int_t)uq_ring_bytes(&h->ring)));
     json_object_set_new(j, "samples", json_integer((json_int_t)n));
     json_object_set_new(j, "backend",
                         json_string(uc_cache_backend_name(app->cache)));
     POINT_COLUMN(j, "t_ms", json_integer((json_int_t)p->t_ms));
     json_object_set_new(j, "totals", counts_json(pts, n, -1));
-    for (int k = 0; k < UC_KS_COUNT; k++) {
+    for (int k = 0; k < UQ_KS_COUNT; k++) {
         json_object_set_new(kss, uc_keyspace_name(app->ks[k]),
                             counts_json(pts, n, k));
     }
@@ -585,9 +585,9 @@ static json_t *history_json(uc_history_t *h, const point_t *const *pts,
     return j;
 }
 
-void uc_history_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void uq_history_handler(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    uc_history_t *h = app->history;
+    uq_history_t *h = app->history;
     raw_t *raw = malloc(sizeof(*raw));
     const point_t **pts = NULL;
     point_t live;
@@ -596,16 +596,16 @@ void uc_history_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 
     if (h == NULL || raw == NULL) {
         free(raw);
-        uc_resp_error(res, 503, "the cache history is not available");
+        uq_resp_error(res, 503, "the cache history is not available");
         return;
     }
     collect(h, raw);
     pthread_mutex_lock(&h->lock);
-    size_t n = uc_ring_count(&h->ring);
+    size_t n = uq_ring_count(&h->ring);
     pts = malloc((n + 1) * sizeof(*pts));
     if (pts != NULL) {
         for (size_t i = 0; i < n; i++) {
-            pts[i] = uc_ring_at(&h->ring, i);
+            pts[i] = uq_ring_at(&h->ring, i);
         }
         /* The newest figures, against the newest stored point, so that the
          * last column is as current as the statistics endpoint. */
@@ -617,8 +617,8 @@ void uc_history_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     free(pts);
     free(raw);
     if (j == NULL) {
-        uc_resp_error(res, 500, "out of memory");
+        uq_resp_error(res, 500, "out of memory");
         return;
     }
-    uc_resp_json(res, 200, j);
+    uq_resp_json(res, 200, j);
 }

@@ -15,43 +15,43 @@
  * Thread safety: the handler and the timed loaders may run on any thread;
  * create, start, stop and destroy are main's.
  */
-#ifndef UC_SERVER_HISTORY_H
-#define UC_SERVER_HISTORY_H
+#ifndef UQ_SERVER_HISTORY_H
+#define UQ_SERVER_HISTORY_H
 
 #include "app.h"
 
-#define UC_HISTORY_INTERVAL_S_DEFAULT 5
-#define UC_HISTORY_SAMPLES_DEFAULT 720
-#define UC_HISTORY_SAMPLES_MAX 100000
+#define UQ_HISTORY_INTERVAL_S_DEFAULT 5
+#define UQ_HISTORY_SAMPLES_DEFAULT 720
+#define UQ_HISTORY_SAMPLES_MAX 100000
 
-typedef struct uc_history uc_history_t;
+typedef struct uq_history uq_history_t;
 
 /*
  * Allocates the history of app (interval and size from the environment;
  * out-of-range values are logged and replaced by the defaults) and sets
  * *out. Starts no thread. Returns 0, or -1 when out of memory (logged).
  */
-int uc_history_create(uc_app_t *app, uc_history_t **out);
+int uq_history_create(uq_app_t *app, uq_history_t **out);
 
 /* Takes the first sample and starts the sampler thread. Returns 0, or -1
  * when the thread cannot be created (logged). */
-int uc_history_start(uc_history_t *h);
+int uq_history_start(uq_history_t *h);
 
 /* Stops the sampler thread, if it runs; waits for the sample in progress,
  * which the library's own timeouts bound. Accepts NULL. */
-void uc_history_stop(uc_history_t *h);
+void uq_history_stop(uq_history_t *h);
 
 /* Frees the history (stopping it first). Accepts NULL. */
-void uc_history_destroy(uc_history_t *h);
+void uq_history_destroy(uq_history_t *h);
 
 /*
- * The loader of keyspace ks (UC_KS_*): uc_api_loader(ks), timed. Each call's
+ * The loader of keyspace ks (UC_KS_*): uq_api_loader(ks), timed. Each call's
  * duration and count go into app->history (the app is the loader's arg), so
  * the history knows the mean database time a load of that keyspace costs.
  */
-uc_loader_fn uc_history_loader(int ks);
+uc_loader_fn uq_history_loader(int ks);
 
 /* GET /api/v1/monitoring/cache/history. */
-void uc_history_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void uq_history_handler(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 #endif

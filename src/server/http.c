@@ -77,19 +77,19 @@ typedef struct {
  * Every query argument and header costs libmicrohttpd a slot in the
  * connection's 32 KiB memory pool; the routes take at most a handful.
  */
-#define UC_API_QUERY_ARGS_MAX 64
-#define UC_API_HEADERS_MAX 64
+#define UQ_API_QUERY_ARGS_MAX 64
+#define UQ_API_HEADERS_MAX 64
 
 /* Longest X-Correlation-ID taken from a client; a longer one, or one with
  * other bytes than [A-Za-z0-9._:-], is replaced by one made here. */
-#define UC_CORRELATION_MAX 128
+#define UQ_CORRELATION_MAX 128
 
 /* Past this many bytes an oversized body is no longer drained. */
-#define UC_API_DRAIN_MAX (2u * 1024u * 1024u)
+#define UQ_API_DRAIN_MAX (2u * 1024u * 1024u)
 
 typedef struct {
     int started;       /* the access handler has seen the request */
-    int too_many_args; /* more than UC_API_QUERY_ARGS_MAX in the URI */
+    int too_many_args; /* more than UQ_API_QUERY_ARGS_MAX in the URI */
     uint64_t start_us;
     char *body;
     size_t len;
@@ -98,7 +98,7 @@ typedef struct {
     int route; /* index, or -1: 404 / 405 */
     int known; /* the path exists under another method */
     const char *param;
-    char corr[UC_CORRELATION_MAX + 1]; /* X-Correlation-ID, given or made */
+    char corr[UQ_CORRELATION_MAX + 1]; /* X-Correlation-ID, given or made */
 } req_ctx_t;
 
 static uint64_t mono_us(void)
@@ -108,14 +108,14 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static const char *cache_mark(uc_cache_mark_t m)
+static const char *cache_mark(uq_cache_mark_t m)
 {
     switch (m) {
-    case UC_CACHE_HIT:
+    case UQ_CACHE_HIT:
         return "HIT";
-    case UC_CACHE_BYPASS:
+    case UQ_CACHE_BYPASS:
         return "BYPASS";
-    case UC_CACHE_STALE:
+    case UQ_CACHE_STALE:
         return "STALE";
     default:
         return "MISS";
@@ -124,7 +124,7 @@ static const char *cache_mark(uc_cache_mark_t m)
 
 /* ---- request handling ---------------------------------------------------- */
 
-static void body_free_default(uc_resp_t *res)
+static void body_free_default(uq_resp_t *res)
 {
     if (res->body != NULL && res->body_free != NULL) {
         res->body_free(res->body);
@@ -140,7 +140,7 @@ static int correlation_ok(const char *v)
     size_t n = 0;
     for (; v[n] != '\0'; n++) {
         unsigned char ch = (unsigned char)v[n];
-        if (n >= UC_CORRELATION_MAX ||
+        if (n >= UQ_CORRELATION_MAX ||
             !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
               (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' ||
               ch == '-')) {
@@ -161,7 +161,7 @@ static void correlation_of(struct MHD_Connection *conn, char *out)
     size_t o = 0;
 
     if (v != NULL && correlation_ok(v)) {
-        snprintf(out, UC_CORRELATION_MAX + 1, "%s", v);
+        snprintf(out, UQ_CORRELATION_MAX + 1, "%s", v);
         return;
     }
     if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
@@ -185,7 +185,7 @@ static void correlation_of(struct MHD_Connection *conn, char *out)
 
 /* Whether origin is one of CORS_ORIGINS (comma-separated, spaces around
  * an entry ignored; "*" lets any origin in). */
-static int cors_allowed(const uc_app_t *app, const char *origin)
+static int cors_allowed(const uq_app_t *app, const char *origin)
 {
     const char *p = app->cors_origins;
     size_t olen = strlen(origin);
@@ -262,7 +262,7 @@ static int gz_static(const char *src, size_t len, const char **gz,
         char *out = NULL;
         size_t n = 0;
         /* A body that does not shrink is remembered as such. */
-        rc = uc_gzip(src, len, &out, &n);
+        rc = uq_gzip(src, len, &out, &n);
         gz_memo[gz_memo_n].src = src;
         gz_memo[gz_memo_n].gz = rc == 0 ? out : NULL;
         gz_memo[gz_memo_n].len = n;
@@ -280,13 +280,13 @@ static int gz_static(const char *src, size_t len, const char **gz,
  * (inflated when stored compressed). 1 when it goes gzip, 0 when not, -1
  * when a stored stream does not inflate.
  */
-static int encode_body(uc_resp_t *res, int send_gz)
+static int encode_body(uq_resp_t *res, int send_gz)
 {
     char *out = NULL;
     size_t n = 0;
 
     if (res->gzipped && !send_gz) {
-        if (uc_gunzip(res->body, res->len, GUNZIP_MAX, &out, &n) != 0) {
+        if (uq_gunzip(res->body, res->len, GUNZIP_MAX, &out, &n) != 0) {
             return -1;
         }
         body_free_default(res);
@@ -307,7 +307,7 @@ static int encode_body(uc_resp_t *res, int send_gz)
         res->body = (char *)gz;
         res->len = n;
     } else {
-        if (uc_gzip(res->body, res->len, &out, &n) != 0) {
+        if (uq_gzip(res->body, res->len, &out, &n) != 0) {
             return 0;
         }
         body_free_default(res);
@@ -320,11 +320,11 @@ static int encode_body(uc_resp_t *res, int send_gz)
 }
 
 /* Whether a body of this type and size is worth compressing. */
-static int compressible(const uc_resp_t *res)
+static int compressible(const uq_resp_t *res)
 {
     const char *t = res->content_type;
 
-    return res->len >= UC_GZIP_MIN &&
+    return res->len >= UQ_GZIP_MIN &&
            (t == NULL || strncmp(t, "application/json", 16) == 0 ||
             strncmp(t, "text/", 5) == 0);
 }
@@ -334,20 +334,20 @@ enum {
     Q_RETRY = (1 << 1), /* Retry-After: 1 */
 };
 
-static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
+static enum MHD_Result queue(uq_app_t *app, struct MHD_Connection *conn,
                              const char *method, const char *path,
-                             size_t route_idx, uc_resp_t *res,
+                             size_t route_idx, uq_resp_t *res,
                              const req_ctx_t *c, const char *allow,
                              unsigned flags)
 {
     uint64_t start_us = c->start_us;
-    uc_log_correlation(c->corr);
+    uq_log_correlation(c->corr);
     const char *origin =
         app->cors_origins[0] != '\0'
             ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
             : NULL;
     struct MHD_Response *r;
-    char etag[UC_ETAG_MAX] = "";
+    char etag[UQ_ETAG_MAX] = "";
     int status = res->status != 0 ? res->status : 500;
     enum MHD_Result ret;
     int vary = 0, gz = 0;
@@ -355,26 +355,26 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
 
     if (res->etag && status == 200 && res->body != NULL) {
         /* The version's tag, before any change of encoding. */
-        hash = res->has_hash ? res->body_hash : uc_hash64(res->body, res->len);
+        hash = res->has_hash ? res->body_hash : uq_hash64(res->body, res->len);
     }
     if (res->body != NULL && (res->gzipped || compressible(res))) {
         vary = 1;
-        gz = encode_body(res, uc_accepts_gzip(MHD_lookup_connection_value(
+        gz = encode_body(res, uq_accepts_gzip(MHD_lookup_connection_value(
                                   conn, MHD_HEADER_KIND, "Accept-Encoding")));
         if (gz < 0) {
             body_free_default(res);
-            uc_log("error",
+            uq_log("error",
                    "a cached entry is not a gzip stream it claims to "
                    "be; answered 500",
                    NULL);
-            uc_resp_error(res, 500, "internal error");
+            uq_resp_error(res, 500, "internal error");
             status = 500;
             vary = 0;
             gz = 0;
         }
     }
     if (res->etag && status == 200 && res->body != NULL) {
-        uc_etag_format(hash, etag);
+        uq_etag_format(hash, etag);
         if (gz) {
             /* Each encoding is its own representation: its own strong
              * tag, as RFC 9110 wants. */
@@ -382,7 +382,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         }
         const char *inm =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-        if (inm != NULL && uc_etag_matches(inm, etag)) {
+        if (inm != NULL && uq_etag_matches(inm, etag)) {
             status = 304;
         }
     }
@@ -422,15 +422,15 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
         MHD_add_response_header(r, "Content-Security-Policy", res->csp);
         MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     }
-    if (res->cache != UC_CACHE_NONE) {
+    if (res->cache != UQ_CACHE_NONE) {
         MHD_add_response_header(r, "X-Cache", cache_mark(res->cache));
     }
     if (res->cache_tier != NULL) {
         MHD_add_response_header(r, "X-Cache-Tier", res->cache_tier);
     }
-    if (res->cache == UC_CACHE_STALE && res->produced_ms > 0) {
+    if (res->cache == UQ_CACHE_STALE && res->produced_ms > 0) {
         /* RFC 9111 Age: seconds since the value was made. */
-        uint64_t now = (uint64_t)uc_now_us(NULL) / 1000u, age = 0;
+        uint64_t now = (uint64_t)uq_now_us(NULL) / 1000u, age = 0;
         char buf[24];
         if (now > res->produced_ms) {
             age = (now - res->produced_ms) / 1000u;
@@ -460,17 +460,17 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
     MHD_destroy_response(r);
 
     uint64_t dur = mono_us() - start_us;
-    uc_metrics_record(app, route_idx, status, dur);
+    uq_metrics_record(app, route_idx, status, dur);
     if (app->access_log) {
         char st[8], du[24];
         snprintf(st, sizeof(st), "%d", status);
         snprintf(du, sizeof(du), "%llu", (unsigned long long)dur);
-        uc_log("info", "request", "method", method, "path", path, "status", st,
+        uq_log("info", "request", "method", method, "path", path, "status", st,
                "duration_us", du, "cache",
-               res->cache == UC_CACHE_NONE ? "-" : cache_mark(res->cache),
+               res->cache == UQ_CACHE_NONE ? "-" : cache_mark(res->cache),
                NULL);
     }
-    uc_log_correlation(NULL);
+    uq_log_correlation(NULL);
     return ret;
 }
 
@@ -480,7 +480,7 @@ static enum MHD_Result queue(uc_app_t *app, struct MHD_Connection *conn,
  * for an allowed origin, 400 for another. Any method and any header are
  * allowed; the grant is cached by the browser for 600 s.
  */
-static enum MHD_Result preflight(uc_app_t *app, struct MHD_Connection *conn,
+static enum MHD_Result preflight(uq_app_t *app, struct MHD_Connection *conn,
                                  const char *path, const char *origin,
                                  const req_ctx_t *c)
 {
@@ -512,10 +512,10 @@ static enum MHD_Result preflight(uc_app_t *app, struct MHD_Connection *conn,
     ret = MHD_queue_response(conn, ok ? 200 : 400, r);
     MHD_destroy_response(r);
     if (app->access_log) {
-        uc_log("info", "request", "method", "OPTIONS", "path", path, "status",
+        uq_log("info", "request", "method", "OPTIONS", "path", path, "status",
                ok ? "200" : "400", "cors", "preflight", NULL);
     }
-    uc_log_correlation(NULL);
+    uq_log_correlation(NULL);
     return ret;
 }
 
@@ -597,7 +597,7 @@ static void sweep_slow(conn_list_t *l)
  * the connection's memory pool before the access handler runs, and past
  * about 470 of them the pool is exhausted and MHD neither answers nor closes
  * (the client waits for the timeout). So the arguments are counted here,
- * and past UC_API_QUERY_ARGS_MAX the query is cut right after its '?': MHD
+ * and past UQ_API_QUERY_ARGS_MAX the query is cut right after its '?': MHD
  * splits the arguments out of this same buffer after the callback, so it
  * then sees none, and the access handler answers 400. Returns the request
  * context, which MHD hands to the access handler as *con_cls (NULL when out
@@ -614,7 +614,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         for (const char *p = q + 1; *p != '\0'; p++) {
             n += *p == '&';
         }
-        if (n > UC_API_QUERY_ARGS_MAX) {
+        if (n > UQ_API_QUERY_ARGS_MAX) {
             q[1] = '\0';
             if (c != NULL) {
                 c->too_many_args = 1;
@@ -674,7 +674,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
  * libmicrohttpd's to refuse (400).
  */
 static int refuse_early(struct MHD_Connection *conn, const req_ctx_t *c,
-                        uc_resp_t *res, unsigned *flags)
+                        uq_resp_t *res, unsigned *flags)
 {
     conn_track_t *track = conn_track_of(conn);
     hdr_scan_t s;
@@ -682,36 +682,36 @@ static int refuse_early(struct MHD_Connection *conn, const req_ctx_t *c,
     *flags = Q_CLOSE;
     if (track != NULL && track->overflow) {
         *flags |= Q_RETRY;
-        uc_resp_error(res, 503, "too many connections");
+        uq_resp_error(res, 503, "too many connections");
         return -1;
     }
     if (c->too_many_args) {
-        uc_resp_error(res, 400, "query: more than %d arguments",
-                      UC_API_QUERY_ARGS_MAX);
+        uq_resp_error(res, 400, "query: more than %d arguments",
+                      UQ_API_QUERY_ARGS_MAX);
         return -1;
     }
     memset(&s, 0, sizeof(s));
     MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &s);
-    if (s.n > UC_API_HEADERS_MAX) {
-        uc_resp_error(res, 431, "headers: more than %d", UC_API_HEADERS_MAX);
+    if (s.n > UQ_API_HEADERS_MAX) {
+        uq_resp_error(res, 431, "headers: more than %d", UQ_API_HEADERS_MAX);
         return -1;
     }
     if (s.bad_name > 0) {
-        uc_resp_error(res, 400, "headers: white space in a field name");
+        uq_resp_error(res, 400, "headers: white space in a field name");
         return -1;
     }
     if (s.content_length > 1) {
-        uc_resp_error(res, 400, "Content-Length: given more than once");
+        uq_resp_error(res, 400, "Content-Length: given more than once");
         return -1;
     }
     if (s.transfer_encoding > 0 && s.content_length > 0) {
-        uc_resp_error(res, 400,
+        uq_resp_error(res, 400,
                       "Transfer-Encoding: not allowed with Content-Length");
         return -1;
     }
     if (s.transfer_encoding > 1 ||
         (s.te != NULL && strcasecmp(s.te, "chunked") != 0)) {
-        uc_resp_error(res, 400, "Transfer-Encoding: only chunked");
+        uq_resp_error(res, 400, "Transfer-Encoding: only chunked");
         return -1;
     }
     *flags = 0;
@@ -723,11 +723,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    uc_app_t *app = cls;
+    uq_app_t *app = cls;
     req_ctx_t *c = *con_cls;
     size_t nroutes;
-    const uc_route_t *rt = uc_api_routes(&nroutes);
-    uc_resp_t res;
+    const uq_route_t *rt = uq_api_routes(&nroutes);
+    uq_resp_t res;
     (void)version;
 
     if (c == NULL || !c->started) {
@@ -747,14 +747,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return queue(app, conn, method, url, nroutes, &res, c, NULL, flags);
         }
         c->route =
-            uc_route_find(rt, nroutes, method, url, &c->param, &c->known);
+            uq_route_find(rt, nroutes, method, url, &c->param, &c->known);
         c->max = c->route >= 0 && rt[c->route].body_max > 0
                      ? rt[c->route].body_max
-                     : UC_API_BODY_MAX;
+                     : UQ_API_BODY_MAX;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      "Content-Length");
         long long clen = 0;
-        if (cl != NULL && (uc_parse_int(cl, 0, INT64_MAX, &clen) != 0 ||
+        if (cl != NULL && (uq_parse_int(cl, 0, INT64_MAX, &clen) != 0 ||
                            clen > (long long)c->max)) {
             c->too_big = 1;
         }
@@ -763,17 +763,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (c->too_big && expect != NULL) {
             /* The client waits for "100 Continue" before sending the body:
              * refusing now costs the connection but sends no body at all. */
-            uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
+            uq_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
             return queue(app, conn, method, url, nroutes, &res, c, NULL, 0);
         }
         return MHD_YES;
     }
     memset(&res, 0, sizeof(res));
-    if (c->too_big && (*upload_size == 0 || c->len > UC_API_DRAIN_MAX)) {
-        /* Bodies up to UC_API_DRAIN_MAX are read and dropped so the answer
+    if (c->too_big && (*upload_size == 0 || c->len > UQ_API_DRAIN_MAX)) {
+        /* Bodies up to UQ_API_DRAIN_MAX are read and dropped so the answer
          * arrives on a healthy keep-alive connection; past that, answer at
          * once and let MHD close it. */
-        uc_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
+        uq_resp_error(&res, 413, "body: larger than %zu bytes", c->max);
         return queue(app, conn, method, url, nroutes, &res, c, NULL, 0);
     }
     if (*upload_size > 0) {
@@ -802,7 +802,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         /* The whole request is in: the deadline stops while it is served. */
         atomic_store(&track->wait_since_us, 0);
     }
-    uc_log_correlation(c->corr);
+    uq_log_correlation(c->corr);
     const char *origin =
         app->cors_origins[0] != '\0' && strcmp(method, "OPTIONS") == 0
             ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
@@ -812,18 +812,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                     "Access-Control-Request-Method") != NULL) {
         return preflight(app, conn, url, origin, c);
     }
-    uc_req_t req;
+    uq_req_t req;
     memset(&req, 0, sizeof(req));
     int idx = c->route;
     req.param = c->param;
     if (idx < 0) {
         if (c->known) {
             char allow[64];
-            uc_route_allow(rt, nroutes, url, allow, sizeof(allow));
-            uc_resp_error(&res, 405, "method %s not allowed", method);
+            uq_route_allow(rt, nroutes, url, allow, sizeof(allow));
+            uq_resp_error(&res, 405, "method %s not allowed", method);
             return queue(app, conn, method, url, nroutes, &res, c, allow, 0);
         }
-        uc_resp_error(&res, 404, "not found");
+        uq_resp_error(&res, 404, "not found");
         return queue(app, conn, method, url, nroutes, &res, c, NULL, 0);
     }
     req.method = method;
@@ -832,7 +832,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     req.body_len = c->len;
     req.conn = conn;
     if (rt[idx].roles == 0 ||
-        uc_auth_check(app, &req, rt[idx].roles, &res) == 0) {
+        uq_auth_check(app, &req, rt[idx].roles, &res) == 0) {
         rt[idx].fn(app, &req, &res);
     }
     return queue(app, conn, method, url, (size_t)idx, &res, c, NULL, 0);
@@ -841,7 +841,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    uc_app_t *app = cls;
+    uq_app_t *app = cls;
     req_ctx_t *c = *con_cls;
     conn_track_t *track = conn_track_of(conn);
     (void)toe;
@@ -939,7 +939,7 @@ static int open_listener(const char *addr, int port, int *v6, char *err,
     return -1;
 }
 
-int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
+int uq_http_serve(uq_app_t *app, const uq_http_opts_t *o)
 {
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ITC;
@@ -952,7 +952,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
 
     lfd = open_listener(o->listen_addr, o->port, &v6, err, sizeof(err));
     if (lfd < 0) {
-        uc_log("error", err, NULL);
+        uq_log("error", err, NULL);
         return 1;
     }
     if (v6) {
@@ -995,7 +995,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     if (d == NULL) {
         char port[16];
         snprintf(port, sizeof(port), "%d", o->port);
-        uc_log("error", "cannot start HTTP daemon", "listen_addr",
+        uq_log("error", "cannot start HTTP daemon", "listen_addr",
                o->listen_addr, "port", port, NULL);
         close(lfd);
         pthread_mutex_destroy(&conns.mu);
@@ -1008,10 +1008,10 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
         snprintf(th, sizeof(th), "%d", o->threads);
         snprintf(mc, sizeof(mc), "%u", soft);
         snprintf(mi, sizeof(mi), "%u", o->max_per_ip);
-        uc_log("info", "listening", "url", url, "threads", th,
+        uq_log("info", "listening", "url", url, "threads", th,
                "max_connections", mc, "max_connections_per_ip",
                o->max_per_ip > 0 ? mi : "unlimited", "database",
-               uc_db_backend_name(app->db), "cache",
+               uq_db_backend_name(app->db), "cache",
                uc_cache_backend_name(app->cache), NULL);
     }
 
@@ -1019,7 +1019,7 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
         struct timespec tick = {0, 250 * 1000000L};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-            uc_log("info", "draining", "signal",
+            uq_log("info", "draining", "signal",
                    sig == SIGTERM  ? "SIGTERM"
                    : sig == SIGINT ? "SIGINT"
                                    : "SIGQUIT",
@@ -1044,6 +1044,6 @@ int uc_http_serve(uc_app_t *app, const uc_http_opts_t *o)
     }
     MHD_stop_daemon(d);
     pthread_mutex_destroy(&conns.mu);
-    uc_log("info", "stopped", NULL);
+    uq_log("info", "stopped", NULL);
     return 0;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The service's side of the durable invalidation log: what a write makes
- * stale goes into the write's own transaction (uc_stale_t, handed to the
- * uc_db_* write), and after the commit the library applies it
+ * stale goes into the write's own transaction (uq_stale_t, handed to the
+ * uq_db_* write), and after the commit the library applies it
  * (uc_cache_apply_invalidations). A record names one entry (a key) or a tag
  * ("#<tag>", one write that invalidates every entry carrying it); no write
  * records a key pattern, whose invalidation would be a SCAN. The log itself is
@@ -21,11 +21,11 @@
 static int to_uc(int st)
 {
     switch (st) {
-    case UC_DB_OK:
+    case UQ_DB_OK:
         return UC_OK;
-    case UC_DB_ENOMEM:
+    case UQ_DB_ENOMEM:
         return UC_ENOMEM;
-    case UC_DB_EINVAL:
+    case UQ_DB_EINVAL:
         return UC_EINVAL;
     default:
         return UC_EUNAVAILABLE;
@@ -33,19 +33,19 @@ static int to_uc(int st)
 }
 
 /* Reads rows into the library's records through a scratch array. */
-static int read_rows(uc_app_t *app, int pending, int64_t after,
+static int read_rows(uq_app_t *app, int pending, int64_t after,
                      uc_inval_record_t *out, size_t cap, size_t *n)
 {
-    uc_db_inval_row_t *rows = malloc(cap * sizeof(*rows) + 1);
+    uq_db_inval_row_t *rows = malloc(cap * sizeof(*rows) + 1);
     size_t got = 0;
     int st;
 
     if (rows == NULL) {
         return UC_ENOMEM;
     }
-    st = pending ? uc_db_inval_pending(app->db, rows, cap, &got)
-                 : uc_db_inval_after(app->db, after, rows, cap, &got);
-    if (st == UC_DB_OK) {
+    st = pending ? uq_db_inval_pending(app->db, rows, cap, &got)
+                 : uq_db_inval_after(app->db, after, rows, cap, &got);
+    if (st == UQ_DB_OK) {
         for (size_t i = 0; i < got; i++) {
             out[i].id = rows[i].id;
             snprintf(out[i].keyspace, sizeof(out[i].keyspace), "%s",
@@ -73,22 +73,22 @@ static int log_pending(void *arg, uc_inval_record_t *out, size_t cap, size_t *n)
 
 static int log_mark(void *arg, const int64_t *ids, size_t n, uint64_t now_ms)
 {
-    uc_app_t *app = arg;
+    uq_app_t *app = arg;
 
     return to_uc(
-        uc_db_inval_mark_applied(app->db, ids, n, (int64_t)now_ms * 1000));
+        uq_db_inval_mark_applied(app->db, ids, n, (int64_t)now_ms * 1000));
 }
 
 static int log_prune(void *arg, uint64_t before_ms)
 {
-    uc_app_t *app = arg;
+    uq_app_t *app = arg;
     int64_t removed = 0;
     int st;
 
     /* Catch up in bounded steps, a few at most per call. */
     for (int i = 0; i < 8; i++) {
-        st = uc_db_inval_prune(app->db, (int64_t)before_ms * 1000, &removed);
-        if (st != UC_DB_OK || removed < UC_DB_INVAL_PRUNE_MAX) {
+        st = uq_db_inval_prune(app->db, (int64_t)before_ms * 1000, &removed);
+        if (st != UQ_DB_OK || removed < UQ_DB_INVAL_PRUNE_MAX) {
             break;
         }
     }
@@ -97,12 +97,12 @@ static int log_prune(void *arg, uint64_t before_ms)
 
 static int log_last(void *arg, int64_t *id)
 {
-    uc_app_t *app = arg;
+    uq_app_t *app = arg;
 
-    return to_uc(uc_db_inval_last_id(app->db, id));
+    return to_uc(uq_db_inval_last_id(app->db, id));
 }
 
-int uc_app_attach_log(uc_app_t *app, char *err, size_t errlen)
+int uq_app_attach_log(uq_app_t *app, char *err, size_t errlen)
 {
     static const uc_invlog_ops_t ops = {log_after, log_pending, log_mark,
                                         log_prune, log_last};
@@ -114,10 +114,10 @@ int uc_app_attach_log(uc_app_t *app, char *err, size_t errlen)
 
 /* ---- what a write makes stale ------------------------------------------- */
 
-uc_stale_t *uc_stale_new(void)
+uq_stale_t *uq_stale_new(void)
 {
     /* Not zeroed: 64 KiB per write would cost more than the write's JSON. */
-    uc_stale_t *s = malloc(sizeof(*s));
+    uq_stale_t *s = malloc(sizeof(*s));
 
     if (s != NULL) {
         s->n = 0;
@@ -125,18 +125,18 @@ uc_stale_t *uc_stale_new(void)
     return s;
 }
 
-void uc_stale_free(uc_stale_t *s)
+void uq_stale_free(uq_stale_t *s)
 {
     free(s);
 }
 
-int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
+int uq_stale_add(uq_app_t *app, uq_stale_t *s, int ks,
                  const char *const *fields)
 {
     uc_keyspace_t *k = app->ks[ks];
     size_t len;
 
-    if (s->n == UC_STALE_MAX) {
+    if (s->n == UQ_STALE_MAX) {
         return -1;
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -161,7 +161,7 @@ int uc_stale_add(uc_app_t *app, uc_stale_t *s, int ks,
 
 /* Appends a record of target for keyspace k, unless one is there (a tag's
  * target is the same whichever keyspace names it). */
-static int add_target(uc_stale_t *s, int ks, const char *keyspace,
+static int add_target(uq_stale_t *s, int ks, const char *keyspace,
                       const char *target)
 {
     for (size_t i = 0; i < s->n; i++) {
@@ -170,7 +170,7 @@ static int add_target(uc_stale_t *s, int ks, const char *keyspace,
             return 0;
         }
     }
-    if (s->n == UC_STALE_MAX) {
+    if (s->n == UQ_STALE_MAX) {
         return -1;
     }
     snprintf(s->target[s->n], sizeof(s->target[s->n]), "%s", target);
@@ -181,7 +181,7 @@ static int add_target(uc_stale_t *s, int ks, const char *keyspace,
     return 0;
 }
 
-int uc_stale_add_tag(uc_app_t *app, uc_stale_t *s, int ks, size_t tag,
+int uq_stale_add_tag(uq_app_t *app, uq_stale_t *s, int ks, size_t tag,
                      const char *const *fields)
 {
     uc_keyspace_t *k = app->ks[ks];
@@ -197,7 +197,7 @@ int uc_stale_add_tag(uc_app_t *app, uc_stale_t *s, int ks, size_t tag,
     return add_target(s, ks, uc_keyspace_name(k), t);
 }
 
-size_t uc_stale_apply(uc_app_t *app, uc_stale_t *s)
+size_t uq_stale_apply(uq_app_t *app, uq_stale_t *s)
 {
     uc_inval_record_t *recs;
     size_t applied = 0;

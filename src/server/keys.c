@@ -30,21 +30,21 @@
 static void short_time(int64_t us, char *buf, size_t cap)
 {
     char full[40];
-    if (us == UC_DB_NULL_TIME) {
+    if (us == UQ_DB_NULL_TIME) {
         snprintf(buf, cap, "-");
         return;
     }
-    uc_time_format(us, full, sizeof(full));
+    uq_time_format(us, full, sizeof(full));
     snprintf(buf, cap, "%.19sZ", full);
 }
 
 static json_t *json_time(int64_t us)
 {
     char buf[40];
-    if (us == UC_DB_NULL_TIME) {
+    if (us == UQ_DB_NULL_TIME) {
         return json_null();
     }
-    uc_time_format(us, buf, sizeof(buf));
+    uq_time_format(us, buf, sizeof(buf));
     return json_string(buf);
 }
 
@@ -53,7 +53,7 @@ static json_t *json_opt(const char *s)
     return s[0] != '\0' ? json_string(s) : json_null();
 }
 
-static int list_json(const uc_db_api_key_t *k, size_t n, FILE *out)
+static int list_json(const uq_db_api_key_t *k, size_t n, FILE *out)
 {
     json_t *arr = json_array();
     int rc = arr != NULL ? 0 : 1;
@@ -66,7 +66,7 @@ static int list_json(const uc_db_api_key_t *k, size_t n, FILE *out)
                       "user_id", k[i].user_id, "role", k[i].role, "created_at",
                       json_time(k[i].created_at), "last_used_at",
                       json_time(k[i].last_used_at), "revoked",
-                      k[i].revoked_at != UC_DB_NULL_TIME, "revoked_at",
+                      k[i].revoked_at != UQ_DB_NULL_TIME, "revoked_at",
                       json_time(k[i].revoked_at));
         if (o == NULL || json_array_append_new(arr, o) != 0) {
             rc = 1;
@@ -82,7 +82,7 @@ static int list_json(const uc_db_api_key_t *k, size_t n, FILE *out)
 
 /* The lookup prefix, or for an imported key the prefix the original showed
  * its users, marked so that it is not taken for one of ours. */
-static void shown_prefix(const uc_db_api_key_t *k, char *buf, size_t cap)
+static void shown_prefix(const uq_db_api_key_t *k, char *buf, size_t cap)
 {
     if (k->prefix[0] != '\0') {
         snprintf(buf, cap, "%s", k->prefix);
@@ -93,10 +93,10 @@ static void shown_prefix(const uc_db_api_key_t *k, char *buf, size_t cap)
     }
 }
 
-static void list_table(const uc_db_api_key_t *k, size_t n, FILE *out)
+static void list_table(const uq_db_api_key_t *k, size_t n, FILE *out)
 {
     int wp = 12, wu = 4;
-    char pfx[UC_DB_KEY_ORIGIN_PREFIX_MAX + 2];
+    char pfx[UQ_DB_KEY_ORIGIN_PREFIX_MAX + 2];
     for (size_t i = 0; i < n; i++) {
         shown_prefix(&k[i], pfx, sizeof(pfx));
         wp = (int)strlen(pfx) > wp ? (int)strlen(pfx) : wp;
@@ -118,15 +118,15 @@ static void list_table(const uc_db_api_key_t *k, size_t n, FILE *out)
     }
 }
 
-int uc_keys_list(uc_app_t *app, int json, FILE *out, FILE *err)
+int uq_keys_list(uq_app_t *app, int json, FILE *out, FILE *err)
 {
-    uc_db_api_key_t *rows = NULL;
+    uq_db_api_key_t *rows = NULL;
     size_t n = 0;
-    int st = uc_db_api_key_list(app->db, &rows, &n);
+    int st = uq_db_api_key_list(app->db, &rows, &n);
     int rc = 0;
 
-    if (st != UC_DB_OK) {
-        fprintf(err, "utxoiq-api: keys list: %s\n", uc_db_strerror(st));
+    if (st != UQ_DB_OK) {
+        fprintf(err, "utxoiq-api: keys list: %s\n", uq_db_strerror(st));
         return 1;
     }
     if (json) {
@@ -163,7 +163,7 @@ static int all_digits(const char *s)
  * its index in k[0..n-1], -1 when none matches, -2 when the original
  * prefix is ambiguous (*count set).
  */
-static long find_key(const uc_db_api_key_t *k, size_t n, const char *which,
+static long find_key(const uq_db_api_key_t *k, size_t n, const char *which,
                      size_t *count)
 {
     long found = -1;
@@ -194,16 +194,16 @@ static long find_key(const uc_db_api_key_t *k, size_t n, const char *which,
     return *count > 1 ? -2 : found;
 }
 
-int uc_keys_revoke(uc_app_t *app, const char *which, FILE *out, FILE *err)
+int uq_keys_revoke(uq_app_t *app, const char *which, FILE *out, FILE *err)
 {
-    uc_db_api_key_t *rows = NULL;
+    uq_db_api_key_t *rows = NULL;
     size_t n = 0, count = 0;
     int64_t at = 0;
     char when[32];
-    int st = uc_db_api_key_list(app->db, &rows, &n);
+    int st = uq_db_api_key_list(app->db, &rows, &n);
 
-    if (st != UC_DB_OK) {
-        fprintf(err, "utxoiq-api: keys revoke: %s\n", uc_db_strerror(st));
+    if (st != UQ_DB_OK) {
+        fprintf(err, "utxoiq-api: keys revoke: %s\n", uq_db_strerror(st));
         return 1;
     }
     long i = find_key(rows, n, which, &count);
@@ -224,16 +224,16 @@ int uc_keys_revoke(uc_app_t *app, const char *which, FILE *out, FILE *err)
         free(rows);
         return 1;
     }
-    const uc_db_api_key_t *k = &rows[i];
-    st = uc_db_api_key_revoke(app->db, k->id, uc_now_us(app), &at);
-    if (st != UC_DB_OK) {
+    const uq_db_api_key_t *k = &rows[i];
+    st = uq_db_api_key_revoke(app->db, k->id, uq_now_us(app), &at);
+    if (st != UQ_DB_OK) {
         fprintf(err, "utxoiq-api: keys revoke %lld: %s\n", (long long)k->id,
-                uc_db_strerror(st));
+                uq_db_strerror(st));
         free(rows);
         return 1;
     }
     short_time(at, when, sizeof(when));
-    if (k->revoked_at != UC_DB_NULL_TIME) {
+    if (k->revoked_at != UQ_DB_NULL_TIME) {
         fprintf(out, "key %lld (user %s) was already revoked at %s\n",
                 (long long)k->id, k->user_id, when);
     } else {
@@ -312,13 +312,13 @@ static int parse_ts(const char *s, int64_t *us)
         isdigit((unsigned char)buf[len - 1])) {
         memcpy(buf + len, ":00", 4);
     }
-    return uc_time_parse(buf, us);
+    return uq_time_parse(buf, us);
 }
 
 static int opt_ts(const char *s, int64_t *us)
 {
     if (s == NULL || s[0] == '\0') {
-        *us = UC_DB_NULL_TIME;
+        *us = UQ_DB_NULL_TIME;
         return 0;
     }
     return parse_ts(s, us);
@@ -330,7 +330,7 @@ static int text_field(const char *v, size_t max, int required, char *dst,
 {
     size_t len = v != NULL ? strlen(v) : 0;
     if ((required && len == 0) || len > max || len >= cap ||
-        (len > 0 && uc_text_check(v, len, 1, max, 0) != 0)) {
+        (len > 0 && uq_text_check(v, len, 1, max, 0) != 0)) {
         return -1;
     }
     memcpy(dst, v != NULL ? v : "", len + 1);
@@ -343,12 +343,12 @@ static int text_field(const char *v, size_t max, int required, char *dst,
  * column.
  */
 static int map_row(const char *const *v, const char *default_role,
-                   uc_db_api_key_t *k, char *msg, size_t msglen)
+                   uq_db_api_key_t *k, char *msg, size_t msglen)
 {
     memset(k, 0, sizeof(*k));
-    if (text_field(v[C_ID], UC_DB_ID_MAX, 1, k->origin_id,
+    if (text_field(v[C_ID], UQ_DB_ID_MAX, 1, k->origin_id,
                    sizeof(k->origin_id)) != 0) {
-        snprintf(msg, msglen, "id: 1 to %d printable characters", UC_DB_ID_MAX);
+        snprintf(msg, msglen, "id: 1 to %d printable characters", UQ_DB_ID_MAX);
         return -1;
     }
     for (char *p = k->origin_id; *p != '\0'; p++) {
@@ -357,35 +357,35 @@ static int map_row(const char *const *v, const char *default_role,
             return -1;
         }
     }
-    if (text_field(v[C_USER_ID], UC_DB_ID_MAX, 1, k->user_id,
+    if (text_field(v[C_USER_ID], UQ_DB_ID_MAX, 1, k->user_id,
                    sizeof(k->user_id)) != 0) {
         snprintf(msg, msglen, "user_id: 1 to %d printable characters",
-                 UC_DB_ID_MAX);
+                 UQ_DB_ID_MAX);
         return -1;
     }
     const char *h = v[C_KEY_HASH];
-    if (h == NULL || strlen(h) != UC_DB_HASH_HEX_LEN) {
+    if (h == NULL || strlen(h) != UQ_DB_HASH_HEX_LEN) {
         snprintf(msg, msglen, "key_hash: must be 64 hex digits (SHA-256)");
         return -1;
     }
-    for (int i = 0; i < UC_DB_HASH_HEX_LEN; i++) {
+    for (int i = 0; i < UQ_DB_HASH_HEX_LEN; i++) {
         if (!isxdigit((unsigned char)h[i])) {
             snprintf(msg, msglen, "key_hash: must be 64 hex digits (SHA-256)");
             return -1;
         }
         k->hash_hex[i] = (char)tolower((unsigned char)h[i]);
     }
-    k->hash_hex[UC_DB_HASH_HEX_LEN] = '\0';
-    if (text_field(v[C_KEY_PREFIX], UC_DB_KEY_ORIGIN_PREFIX_MAX, 0,
+    k->hash_hex[UQ_DB_HASH_HEX_LEN] = '\0';
+    if (text_field(v[C_KEY_PREFIX], UQ_DB_KEY_ORIGIN_PREFIX_MAX, 0,
                    k->origin_prefix, sizeof(k->origin_prefix)) != 0) {
         snprintf(msg, msglen, "key_prefix: at most %d printable characters",
-                 UC_DB_KEY_ORIGIN_PREFIX_MAX);
+                 UQ_DB_KEY_ORIGIN_PREFIX_MAX);
         return -1;
     }
-    if (text_field(v[C_NAME], UC_DB_KEY_NAME_MAX, 0, k->name,
+    if (text_field(v[C_NAME], UQ_DB_KEY_NAME_MAX, 0, k->name,
                    sizeof(k->name)) != 0) {
         snprintf(msg, msglen, "name: at most %d bytes of text",
-                 UC_DB_KEY_NAME_MAX);
+                 UQ_DB_KEY_NAME_MAX);
         return -1;
     }
     if (v[C_CREATED_AT] == NULL || v[C_CREATED_AT][0] == '\0' ||
@@ -403,7 +403,7 @@ static int map_row(const char *const *v, const char *default_role,
     }
     const char *role =
         v[C_ROLE] != NULL && v[C_ROLE][0] != '\0' ? v[C_ROLE] : default_role;
-    if (!uc_auth_role_valid(role)) {
+    if (!uq_auth_role_valid(role)) {
         snprintf(msg, msglen, "role '%.20s': must be user, service or admin",
                  role);
         return -1;
@@ -415,16 +415,16 @@ static int map_row(const char *const *v, const char *default_role,
 /* ---- import: the two file formats ---------------------------------------- */
 
 typedef struct {
-    uc_db_api_key_t *keys;
+    uq_db_api_key_t *keys;
     long *lines; /* the line each key's record starts on */
     size_t n, cap;
 } import_t;
 
-static int import_add(import_t *im, const uc_db_api_key_t *k, long line)
+static int import_add(import_t *im, const uq_db_api_key_t *k, long line)
 {
     if (im->n == im->cap) {
         size_t ncap = im->cap == 0 ? 64 : im->cap * 2;
-        uc_db_api_key_t *nk = realloc(im->keys, ncap * sizeof(*nk));
+        uq_db_api_key_t *nk = realloc(im->keys, ncap * sizeof(*nk));
         if (nk == NULL) {
             return -1;
         }
@@ -564,7 +564,7 @@ static int import_csv(char *buf, size_t len, const char *default_role,
     }
     while ((r = csv_record(&c, f, &nf, &line, why, sizeof(why))) == 1) {
         const char *v[C_COUNT] = {NULL};
-        uc_db_api_key_t key;
+        uq_db_api_key_t key;
         *bad_line = line;
         if (nf != nh) {
             snprintf(msg, msglen, "%zu fields, the header has %zu", nf, nh);
@@ -605,7 +605,7 @@ static int import_jsonl(char *buf, size_t len, const char *default_role,
         size_t ll = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
         char *next = nl != NULL ? nl + 1 : end;
         const char *v[C_COUNT] = {NULL};
-        uc_db_api_key_t key;
+        uq_db_api_key_t key;
         json_error_t je;
         json_t *o;
         int bad = 0;
@@ -695,7 +695,7 @@ static char *read_file(const char *path, size_t *len, char *msg, size_t msglen)
     return buf;
 }
 
-int uc_keys_import(uc_app_t *app, const char *path, const char *default_role,
+int uq_keys_import(uq_app_t *app, const char *path, const char *default_role,
                    FILE *out, FILE *err)
 {
     import_t im = {0};
@@ -712,7 +712,7 @@ int uc_keys_import(uc_app_t *app, const char *path, const char *default_role,
     if (default_role == NULL) {
         default_role = "user";
     }
-    if (!uc_auth_role_valid(default_role)) {
+    if (!uq_auth_role_valid(default_role)) {
         fprintf(err,
                 "utxoiq-api: keys import: --role '%s': must be user, service "
                 "or admin\n",
@@ -731,9 +731,9 @@ int uc_keys_import(uc_app_t *app, const char *path, const char *default_role,
                 path, bad_line, msg);
         goto cleanup;
     }
-    int st = uc_db_api_key_import(app->db, im.keys, im.n, &failed);
-    if (st != UC_DB_OK) {
-        if (failed < im.n && st == UC_DB_ECONSTRAINT) {
+    int st = uq_db_api_key_import(app->db, im.keys, im.n, &failed);
+    if (st != UQ_DB_OK) {
+        if (failed < im.n && st == UQ_DB_ECONSTRAINT) {
             fprintf(err,
                     "utxoiq-api: keys import '%s': line %ld: key '%s' "
                     "conflicts with a stored key (its hash is stored under "
@@ -744,15 +744,15 @@ int uc_keys_import(uc_app_t *app, const char *path, const char *default_role,
             fprintf(err,
                     "utxoiq-api: keys import '%s': line %ld: %s; nothing "
                     "imported\n",
-                    path, im.lines[failed], uc_db_strerror(st));
+                    path, im.lines[failed], uq_db_strerror(st));
         } else {
             fprintf(err, "utxoiq-api: keys import '%s': %s; nothing imported\n",
-                    path, uc_db_strerror(st));
+                    path, uq_db_strerror(st));
         }
         goto cleanup;
     }
     for (size_t i = 0; i < im.n; i++) {
-        revoked += im.keys[i].revoked_at != UC_DB_NULL_TIME;
+        revoked += im.keys[i].revoked_at != UQ_DB_NULL_TIME;
     }
     fprintf(out, "imported %zu key(s) from '%s' (%zu revoked in the file)\n",
             im.n, path, revoked);

@@ -21,49 +21,49 @@ static const char *const TAGS_JOBS[] = {"backfill:jobs", NULL};
 static const char *const TAGS_SERIES[] = {"metrics:{service}:{metric_type}",
                                           NULL};
 
-static const uc_keyspace_def_t keyspaces[UC_KS_COUNT] = {
-    [UC_KS_FEEDBACK_STATS] = {"feedback_stats", "feedback:stats:{insight_id}",
+static const uc_keyspace_def_t keyspaces[UQ_KS_COUNT] = {
+    [UQ_KS_FEEDBACK_STATS] = {"feedback_stats", "feedback:stats:{insight_id}",
                               3600, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0.0,
                               TAGS_INSIGHT},
     /* An unknown job id is remembered for 5 s: a client polling a job that
      * does not exist (yet) does not reach the database on every poll. A
      * job's creation invalidates its key, so the 404 never outlives it. */
-    [UC_KS_BACKFILL_JOB] = {"backfill_job", "backfill:job:{job_id}", 300, 0,
+    [UQ_KS_BACKFILL_JOB] = {"backfill_job", "backfill:job:{job_id}", 300, 0,
                             NULL, NULL, NULL, NULL, 0, 5, 0, 0.0, NULL},
     /* One entry per series, window start (a whole minute), limit and
      * offset, so an entry holds exactly the answer of that query. */
-    [UC_KS_RECENT_METRICS] = {"recent_metrics_page",
+    [UQ_KS_RECENT_METRICS] = {"recent_metrics_page",
                               "metrics:{service}:{metric_type}:recent:"
                               "{window}:{limit}:{offset}",
                               120, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0.0,
                               TAGS_SERIES},
-    [UC_KS_AGG_METRICS] = {"aggregated_metrics",
+    [UQ_KS_AGG_METRICS] = {"aggregated_metrics",
                            "metrics:{service}:{metric_type}:agg:{interval}:"
                            "{start}:{end}",
                            3600, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0.0,
                            TAGS_SERIES},
     /* A page of an insight's comments. */
-    [UC_KS_FEEDBACK_COMMENTS] = {.name = "feedback_comments",
+    [UQ_KS_FEEDBACK_COMMENTS] = {.name = "feedback_comments",
                                  .pattern = "feedback:comments:{insight_id}:"
                                             "{limit}:{offset}",
                                  .ttl_s = 600,
                                  .tags = TAGS_INSIGHT},
     /* A page of one user's feedback (private: the key names the user). */
-    [UC_KS_FEEDBACK_USER] = {.name = "feedback_user",
+    [UQ_KS_FEEDBACK_USER] = {.name = "feedback_user",
                              .pattern =
                                  "feedback:user:{user_id}:{limit}:{offset}",
                              .ttl_s = 600,
                              .tags = TAGS_USER},
     /* A page of the job list; status and job_type are "-" when not given,
      * else "=" and the value, so that no value stands for "not given". */
-    [UC_KS_BACKFILL_JOBS] = {.name = "backfill_jobs",
+    [UQ_KS_BACKFILL_JOBS] = {.name = "backfill_jobs",
                              .pattern = "backfill:jobs:{status}:{job_type}:"
                                         "{limit}:{offset}",
                              .ttl_s = 300,
                              .tags = TAGS_JOBS},
     /* A page of a series' metrics in an explicit window; start and end in
      * µs since the epoch, "-" when not given. */
-    [UC_KS_METRICS_WINDOW] = {.name = "metrics_window",
+    [UQ_KS_METRICS_WINDOW] = {.name = "metrics_window",
                               .pattern = "metrics:{service}:{metric_type}:"
                                          "window:{start}:{end}:{limit}:"
                                          "{offset}",
@@ -71,8 +71,8 @@ static const uc_keyspace_def_t keyspaces[UC_KS_COUNT] = {
                               .tags = TAGS_SERIES},
 };
 
-const uc_keyspace_def_t *uc_utxoiq_keyspaces(size_t *n)
+const uc_keyspace_def_t *uq_utxoiq_keyspaces(size_t *n)
 {
-    *n = UC_KS_COUNT;
+    *n = UQ_KS_COUNT;
     return keyspaces;
 }

@@ -5,23 +5,23 @@
  * so that `utxocache invalidate --keyspace NAME` reaches exactly the entries
  * the service caches. The library itself knows no application keyspace.
  */
-#ifndef UC_SERVER_KEYSPACES_H
-#define UC_SERVER_KEYSPACES_H
+#ifndef UQ_SERVER_KEYSPACES_H
+#define UQ_SERVER_KEYSPACES_H
 
 #include <stddef.h>
 
 #include <utxocache/utxocache.h>
 
 enum {
-    UC_KS_FEEDBACK_STATS = 0,
-    UC_KS_BACKFILL_JOB,
-    UC_KS_RECENT_METRICS,
-    UC_KS_AGG_METRICS,
-    UC_KS_FEEDBACK_COMMENTS,
-    UC_KS_FEEDBACK_USER,
-    UC_KS_BACKFILL_JOBS,
-    UC_KS_METRICS_WINDOW,
-    UC_KS_COUNT
+    UQ_KS_FEEDBACK_STATS = 0,
+    UQ_KS_BACKFILL_JOB,
+    UQ_KS_RECENT_METRICS,
+    UQ_KS_AGG_METRICS,
+    UQ_KS_FEEDBACK_COMMENTS,
+    UQ_KS_FEEDBACK_USER,
+    UQ_KS_BACKFILL_JOBS,
+    UQ_KS_METRICS_WINDOW,
+    UQ_KS_COUNT
 };
 
 /*
@@ -43,8 +43,8 @@ enum {
  * Tags: insight:{insight_id} (stats, comments), user:{user_id},
  * backfill:jobs (job lists), metrics:{service}:{metric_type} (recent pages,
  * aggregates, windows); backfill_job has none (its writes name its key).
- * Sets *n to UC_KS_COUNT.
+ * Sets *n to UQ_KS_COUNT.
  */
-const uc_keyspace_def_t *uc_utxoiq_keyspaces(size_t *n);
+const uc_keyspace_def_t *uq_utxoiq_keyspaces(size_t *n);
 
 #endif

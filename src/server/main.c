@@ -80,7 +80,7 @@ static int env_int(const char *name, long long min, long long max,
     if (v == NULL || v[0] == '\0') {
         return (int)def;
     }
-    if (uc_parse_int(v, min, max, &x) != 0) {
+    if (uq_parse_int(v, min, max, &x) != 0) {
         fprintf(stderr,
                 "utxoiq-api: %s: must be an integer from %lld to %lld\n", name,
                 min, max);
@@ -200,7 +200,7 @@ static int num_opt(const char *name, const char *v, long long min,
 {
     long long x;
     char range[64];
-    if (uc_parse_int(v, min, max, &x) != 0) {
+    if (uq_parse_int(v, min, max, &x) != 0) {
         snprintf(range, sizeof(range), "'%.20s' is not %lld to %lld", v, min,
                  max);
         usage_error(name, range);
@@ -257,7 +257,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
             }
             snprintf(o->db_url, sizeof(o->db_url), "%s", optarg);
             o->have_db_url = 1;
-            uc_db_url_describe(optarg, masked, sizeof(masked));
+            uq_db_url_describe(optarg, masked, sizeof(masked));
             if (strcmp(masked, optarg) != 0) {
                 o->db_url_on_cmdline_secret = 1;
                 scrub_arg(optarg, masked);
@@ -385,10 +385,10 @@ static rlim_t harden(int *core_dumps)
     return rl.rlim_cur;
 }
 
-static int open_cache(uc_app_t *app)
+static int open_cache(uq_app_t *app)
 {
     size_t n;
-    const uc_keyspace_def_t *defs = uc_utxoiq_keyspaces(&n);
+    const uc_keyspace_def_t *defs = uq_utxoiq_keyspaces(&n);
     const char *names[16];
     size_t nn = 0;
     uc_config_t cfg;
@@ -400,10 +400,10 @@ static int open_cache(uc_app_t *app)
     }
     uc_config_init(&cfg);
     if (uc_config_from_env(&cfg, names, nn, err, sizeof(err)) != UC_OK) {
-        uc_log("error", "cache configuration", "error", err, NULL);
+        uq_log("error", "cache configuration", "error", err, NULL);
         return -1;
     }
-    cfg.log_fn = uc_log_cache;
+    cfg.log_fn = uq_log_cache;
     /* A write to a socket the peer closed answers EPIPE instead of killing
      * the process; set before the first Redis call, so the library need
      * not mask the signal around each one. */
@@ -411,39 +411,39 @@ static int open_cache(uc_app_t *app)
     cfg.sigpipe_ignored = 1;
     /* The library's info lines stay out unless debug is asked for. */
     cfg.log_level = UC_LOG_WARN;
-    if (uc_log_min_level() == 0) {
+    if (uq_log_min_level() == 0) {
         cfg.log_level = UC_LOG_DEBUG;
-    } else if (uc_log_min_level() > 2) {
+    } else if (uq_log_min_level() > 2) {
         cfg.log_level = UC_LOG_ERROR;
     }
     if (uc_cache_create(&cfg, &app->cache, err, sizeof(err)) != UC_OK) {
-        uc_log("error", "cannot create cache", "error", err, NULL);
+        uq_log("error", "cannot create cache", "error", err, NULL);
         return -1;
     }
     /* The shared declarations, with this service's loaders. */
-    uc_keyspace_def_t own[UC_KS_COUNT];
-    for (size_t i = 0; i < n && i < UC_KS_COUNT; i++) {
+    uc_keyspace_def_t own[UQ_KS_COUNT];
+    for (size_t i = 0; i < n && i < UQ_KS_COUNT; i++) {
         own[i] = defs[i];
-        own[i].loader = uc_history_loader((int)i);
+        own[i].loader = uq_history_loader((int)i);
         own[i].loader_arg = app;
     }
     if (uc_cache_add_keyspaces(app->cache, own,
-                               n < UC_KS_COUNT ? n : UC_KS_COUNT, err,
+                               n < UQ_KS_COUNT ? n : UQ_KS_COUNT, err,
                                sizeof(err)) != UC_OK) {
-        uc_log("error", "cannot declare keyspaces", "error", err, NULL);
+        uq_log("error", "cannot declare keyspaces", "error", err, NULL);
         return -1;
     }
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         app->ks[i] = uc_cache_keyspace(app->cache, defs[i].name);
     }
     /* Pending invalidations are loaded before the first request. */
-    if (uc_app_attach_log(app, err, sizeof(err)) != 0) {
-        uc_log("error", "cannot read the invalidation log", "error", err, NULL);
+    if (uq_app_attach_log(app, err, sizeof(err)) != 0) {
+        uq_log("error", "cannot read the invalidation log", "error", err, NULL);
         return -1;
     }
     app->cache_local = strcmp(uc_cache_backend_name(app->cache), "memory") == 0;
     if (app->cache_local) {
-        uc_log("warn",
+        uq_log("warn",
                "cache backend is per-process memory: instances share no "
                "entries and learn of each other's writes only through the "
                "invalidation log (UTXOCACHE_LOG_TAIL_MS); set REDIS_URL to "
@@ -451,7 +451,7 @@ static int open_cache(uc_app_t *app)
                NULL);
     }
     uc_config_describe(&cfg, where, sizeof(where));
-    uc_log("info", "cache ready", "backend", uc_cache_backend_name(app->cache),
+    uq_log("info", "cache ready", "backend", uc_cache_backend_name(app->cache),
            "where", where, NULL);
     return 0;
 }
@@ -459,7 +459,7 @@ static int open_cache(uc_app_t *app)
 int main(int argc, char **argv)
 {
     opts_t o;
-    uc_app_t app;
+    uq_app_t app;
     char url[DB_URL_MAX];
     char desc[DB_URL_MAX];
     char err[512];
@@ -481,7 +481,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (o.db_url_on_cmdline_secret) {
-        uc_log("warn",
+        uq_log("warn",
                "--database-url holds a password: other local users could "
                "read it from the process list until it was scrubbed; use "
                "--database-url-file or DATABASE_URL",
@@ -494,13 +494,13 @@ int main(int argc, char **argv)
         if (read_url_file(o.db_url_file, url, sizeof(url)) != 0) {
             return 2;
         }
-    } else if (uc_db_url_from_env(url, sizeof(url), DEFAULT_DB_URL) !=
-               UC_DB_OK) {
+    } else if (uq_db_url_from_env(url, sizeof(url), DEFAULT_DB_URL) !=
+               UQ_DB_OK) {
         fprintf(stderr, "utxoiq-api: DATABASE_URL too long\n");
         return 2;
     }
     make_db_dir(url);
-    uc_db_url_describe(url, desc, sizeof(desc));
+    uq_db_url_describe(url, desc, sizeof(desc));
 
     app.clock_skew_us =
         (int64_t)env_int("UTXOIQ_CLOCK_SKEW_S", -100000000, 100000000, 0) *
@@ -515,23 +515,23 @@ int main(int argc, char **argv)
     }
     snprintf(app.cors_origins, sizeof(app.cors_origins), "%s",
              cors != NULL ? cors : "http://localhost:3000");
-    app.started_at = uc_now_us(&app);
+    app.started_at = uq_now_us(&app);
 
-    uc_db_options_t dbo = {0};
+    uq_db_options_t dbo = {0};
     dbo.url = url;
     dbo.pool_size = env_int("UTXOIQ_DB_POOL", 1, 256, 8);
     dbo.timeout_ms = env_int("UTXOIQ_DB_TIMEOUT_MS", 1, 600000, 5000);
-    dbo.log = uc_log_db;
-    if (uc_db_open(&dbo, &app.db, err, sizeof(err)) != UC_DB_OK) {
-        uc_log("error", "cannot open database", "database", desc, "error", err,
+    dbo.log = uq_log_db;
+    if (uq_db_open(&dbo, &app.db, err, sizeof(err)) != UQ_DB_OK) {
+        uq_log("error", "cannot open database", "database", desc, "error", err,
                NULL);
         goto cleanup;
     }
     int applied = 0;
-    int st = uc_db_migrate(app.db, &applied);
-    if (st != UC_DB_OK) {
-        uc_log("error", "migration failed", "database", desc, "error",
-               uc_db_strerror(st), NULL);
+    int st = uq_db_migrate(app.db, &applied);
+    if (st != UQ_DB_OK) {
+        uq_log("error", "migration failed", "database", desc, "error",
+               uq_db_strerror(st), NULL);
         goto cleanup;
     }
     if (strcmp(o.cmd, "migrate") == 0) {
@@ -547,7 +547,7 @@ int main(int argc, char **argv)
             rc = 2;
             goto cleanup;
         }
-        if (uc_auth_create_key(&app, o.user, o.role, key, sizeof(key), err,
+        if (uq_auth_create_key(&app, o.user, o.role, key, sizeof(key), err,
                                sizeof(err)) != 0) {
             fprintf(stderr, "utxoiq-api: keys create: %s\n", err);
             goto cleanup;
@@ -557,30 +557,30 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     if (strcmp(o.cmd, "keys-list") == 0) {
-        rc = uc_keys_list(&app, o.json, stdout, stderr);
+        rc = uq_keys_list(&app, o.json, stdout, stderr);
         goto cleanup;
     }
     if (strcmp(o.cmd, "keys-revoke") == 0) {
-        rc = uc_keys_revoke(&app, o.arg, stdout, stderr);
+        rc = uq_keys_revoke(&app, o.arg, stdout, stderr);
         goto cleanup;
     }
     if (strcmp(o.cmd, "keys-import") == 0) {
-        rc = uc_keys_import(&app, o.arg, o.role, stdout, stderr);
+        rc = uq_keys_import(&app, o.arg, o.role, stdout, stderr);
         goto cleanup;
     }
     if (strcmp(o.cmd, "seed") == 0) {
-        rc = uc_seed(&app, o.seed_insights > 0 ? o.seed_insights : 3000,
+        rc = uq_seed(&app, o.seed_insights > 0 ? o.seed_insights : 3000,
                      stdout) == 0
                  ? 0
                  : 1;
         goto cleanup;
     }
 
-    if (uc_history_create(&app, &app.history) != 0 || open_cache(&app) != 0 ||
-        uc_history_start(app.history) != 0) {
+    if (uq_history_create(&app, &app.history) != 0 || open_cache(&app) != 0 ||
+        uq_history_start(app.history) != 0) {
         goto cleanup;
     }
-    uc_http_opts_t ho;
+    uq_http_opts_t ho;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     ho.listen_addr = o.listen != NULL ? o.listen : getenv("LISTEN_ADDR");
     if (ho.listen_addr == NULL || ho.listen_addr[0] == '\0') {
@@ -604,7 +604,7 @@ int main(int argc, char **argv)
         char want[24], got[24];
         snprintf(want, sizeof(want), "%u", ho.max_connections);
         snprintf(got, sizeof(got), "%lld", conn_cap);
-        uc_log("warn",
+        uq_log("warn",
                "UTXOIQ_MAX_CONNECTIONS is more than the descriptor limit "
                "allows; lowered",
                "asked", want, "max_connections", got, NULL);
@@ -615,17 +615,17 @@ int main(int argc, char **argv)
     {
         char nf[24];
         snprintf(nf, sizeof(nf), "%llu", (unsigned long long)nofile);
-        uc_log("info", "starting", "database", desc, "migrations_applied",
+        uq_log("info", "starting", "database", desc, "migrations_applied",
                applied > 0 ? "yes" : "none", "core_dumps",
                core_dumps ? "allowed" : "off", "fd_limit", nf, NULL);
     }
-    rc = uc_http_serve(&app, &ho);
+    rc = uq_http_serve(&app, &ho);
 
 cleanup:
     memset(url, 0, sizeof(url));
-    uc_history_stop(app.history); /* it reads the cache */
+    uq_history_stop(app.history); /* it reads the cache */
     uc_cache_destroy(app.cache);
-    uc_history_destroy(app.history); /* the cache's loaders used it */
-    uc_db_close(app.db);
+    uq_history_destroy(app.history); /* the cache's loaders used it */
+    uq_db_close(app.db);
     return rc;
 }

@@ -321,13 +321,13 @@ static json_t *roles_json(unsigned roles)
 {
     json_t *a = json_array();
 
-    if (roles & UC_ROLE_USER) {
+    if (roles & UQ_ROLE_USER) {
         json_array_append_new(a, json_string("user"));
     }
-    if (roles & UC_ROLE_SERVICE) {
+    if (roles & UQ_ROLE_SERVICE) {
         json_array_append_new(a, json_string("service"));
     }
-    if (roles & UC_ROLE_ADMIN) {
+    if (roles & UQ_ROLE_ADMIN) {
         json_array_append_new(a, json_string("admin"));
     }
     return a;
@@ -335,10 +335,10 @@ static json_t *roles_json(unsigned roles)
 
 /* The operation of one route; *path gets its OpenAPI path (the pattern's
  * "{}" named after its path parameter). NULL with err on a bad entry. */
-static json_t *operation(const uc_route_t *rt, json_t *schemas, char *path,
+static json_t *operation(const uq_route_t *rt, json_t *schemas, char *path,
                          size_t pathcap, char *err, size_t errlen)
 {
-    const uc_route_doc_t *d = &rt->doc;
+    const uq_route_doc_t *d = &rt->doc;
     json_t *op = json_object(), *params = json_array(), *responses;
     const char *pname = NULL;
     size_t pl = strlen(rt->pattern);
@@ -472,10 +472,10 @@ static char *schemas_text(void)
     return c;
 }
 
-json_t *uc_openapi_build(char *err, size_t errlen)
+json_t *uq_openapi_build(char *err, size_t errlen)
 {
     size_t n = 0;
-    const uc_route_t *rt = uc_api_routes(&n);
+    const uq_route_t *rt = uq_api_routes(&n);
     char *text = schemas_text();
     json_error_t jerr;
     json_t *schemas = text != NULL ? json_loads(text, 0, &jerr) : NULL;
@@ -534,7 +534,7 @@ static char doc_err[256];
 
 static void build_once(void)
 {
-    json_t *doc = uc_openapi_build(doc_err, sizeof(doc_err));
+    json_t *doc = uq_openapi_build(doc_err, sizeof(doc_err));
 
     if (doc != NULL) {
         doc_text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -543,13 +543,13 @@ static void build_once(void)
     }
 }
 
-void uc_openapi_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void uq_openapi_handler(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)app;
     (void)req;
     pthread_once(&once, build_once);
     if (doc_text == NULL) {
-        uc_resp_error(res, 500, "the OpenAPI document could not be built: %s",
+        uq_resp_error(res, 500, "the OpenAPI document could not be built: %s",
                       doc_err[0] != '\0' ? doc_err : "out of memory");
         return;
     }
@@ -561,24 +561,24 @@ void uc_openapi_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     res->etag = 1;
 }
 
-static void serve_doc_file(uc_resp_t *res, const char *name)
+static void serve_doc_file(uq_resp_t *res, const char *name)
 {
     size_t n = 0;
-    const uc_asset_t *a = uc_docs_assets(&n);
+    const uq_asset_t *a = uq_docs_assets(&n);
 
-    uc_asset_serve(res, a, n, name, DOCS_CSP,
+    uq_asset_serve(res, a, n, name, DOCS_CSP,
                    "the docs page was not built into this binary "
                    "(UC_SERVER_DOCS=OFF); /openapi.json is");
 }
 
-void uc_docs_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void uq_docs_page(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)app;
     (void)req;
     serve_doc_file(res, "index.html");
 }
 
-void uc_docs_file(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void uq_docs_file(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)app;
     serve_doc_file(res, req->param != NULL ? req->param : "");

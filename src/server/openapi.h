@@ -25,13 +25,13 @@
  * the reason in err: a route's doc entry that does not parse, or a schema
  * it names that the components lack. Tests call it directly.
  */
-json_t *uc_openapi_build(char *err, size_t errlen);
+json_t *uq_openapi_build(char *err, size_t errlen);
 
 /* GET /openapi.json. */
-void uc_openapi_handler(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void uq_openapi_handler(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /* GET /docs: the page; GET /docs/{}: one of its files. */
-void uc_docs_page(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
-void uc_docs_file(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void uq_docs_page(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
+void uq_docs_file(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 #endif

@@ -26,14 +26,14 @@
 
 /* ---- recording ----------------------------------------------------------- */
 
-static const int status_codes[UC_STATUS_SLOTS] = {
+static const int status_codes[UQ_STATUS_SLOTS] = {
     200, 201, 304, 400, 401, 403, 404, 405, 413, 415, 422, 500, 503, 0};
 #define STATUS_OTHER 13
 
 /* Upper bounds of the request-duration buckets; the last bucket is +Inf.
  * They reach 10 s so that a write waiting out the 5 s database timeout is
  * not lumped with everything else in +Inf. */
-static const uint64_t lat_bounds_us[UC_LAT_BUCKETS - 1] = {
+static const uint64_t lat_bounds_us[UQ_LAT_BUCKETS - 1] = {
     100,   250,    500,    1000,   2500,    5000,    10000,   25000,
     50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
@@ -47,11 +47,11 @@ static int status_slot(int status)
     return STATUS_OTHER;
 }
 
-void uc_metrics_record(uc_app_t *app, size_t route, int status, uint64_t us)
+void uq_metrics_record(uq_app_t *app, size_t route, int status, uint64_t us)
 {
-    uc_route_metrics_t *m = &app->routes[route];
-    int b = UC_LAT_BUCKETS - 1;
-    for (int i = 0; i < UC_LAT_BUCKETS - 1; i++) {
+    uq_route_metrics_t *m = &app->routes[route];
+    int b = UQ_LAT_BUCKETS - 1;
+    for (int i = 0; i < UQ_LAT_BUCKETS - 1; i++) {
         if (us <= lat_bounds_us[i]) {
             b = i;
             break;
@@ -167,17 +167,17 @@ static void le_seconds(uint64_t us, char *buf, size_t cap)
 
 /* ---- HTTP ---------------------------------------------------------------- */
 
-static void prom_http(sbuf_t *b, uc_app_t *app)
+static void prom_http(sbuf_t *b, uq_app_t *app)
 {
     size_t n;
-    const uc_route_t *rt = uc_api_routes(&n);
+    const uq_route_t *rt = uq_api_routes(&n);
 
     family(b, "utxoiq_http_requests_total", "counter",
            "HTTP requests answered, by route and status (unmatched: no "
            "route; a series appears with its first request).");
     for (size_t i = 0; i <= n; i++) {
         const char *name = i < n ? rt[i].name : "unmatched";
-        for (int s = 0; s < UC_STATUS_SLOTS; s++) {
+        for (int s = 0; s < UQ_STATUS_SLOTS; s++) {
             uint64_t v = atomic_load(&app->routes[i].by_status[s]);
             if (v == 0) {
                 continue;
@@ -200,13 +200,13 @@ static void prom_http(sbuf_t *b, uc_app_t *app)
            "Time from the request's headers to its queued response, by "
            "route.");
     for (size_t i = 0; i <= n; i++) {
-        const uc_route_metrics_t *m = &app->routes[i];
+        const uq_route_metrics_t *m = &app->routes[i];
         const char *name = i < n ? rt[i].name : "unmatched";
         uint64_t cum = 0;
-        uint64_t c[UC_LAT_BUCKETS];
+        uint64_t c[UQ_LAT_BUCKETS];
         /* The buckets are read first and _count is their sum, so the
          * histogram stays consistent while requests keep coming. */
-        for (int k = 0; k < UC_LAT_BUCKETS; k++) {
+        for (int k = 0; k < UQ_LAT_BUCKETS; k++) {
             c[k] = atomic_load(&m->lat[k]);
             cum += c[k];
         }
@@ -214,9 +214,9 @@ static void prom_http(sbuf_t *b, uc_app_t *app)
             continue;
         }
         cum = 0;
-        for (int k = 0; k < UC_LAT_BUCKETS; k++) {
+        for (int k = 0; k < UQ_LAT_BUCKETS; k++) {
             cum += c[k];
-            if (k < UC_LAT_BUCKETS - 1) {
+            if (k < UQ_LAT_BUCKETS - 1) {
                 char le[32];
                 le_seconds(lat_bounds_us[k], le, sizeof(le));
                 sb_printf(b,
@@ -257,10 +257,10 @@ static void prom_http(sbuf_t *b, uc_app_t *app)
  * bucket's integers (the last bucket's lower half), so it is within a
  * factor of 1.5 of the true sum.
  */
-static void prom_cache_hist(sbuf_t *b, const char *name, uc_app_t *app,
+static void prom_cache_hist(sbuf_t *b, const char *name, uq_app_t *app,
                             const uc_stats_t *s, int set)
 {
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         const uint64_t *h = set ? s[i].set_us : s[i].get_us;
         const char *ks = uc_keyspace_name(app->ks[i]);
         uint64_t cum = 0;
@@ -288,12 +288,12 @@ static void prom_cache_hist(sbuf_t *b, const char *name, uc_app_t *app,
     }
 }
 
-static void prom_cache(sbuf_t *b, uc_app_t *app)
+static void prom_cache(sbuf_t *b, uq_app_t *app)
 {
-    uc_stats_t s[UC_KS_COUNT], tot;
+    uc_stats_t s[UQ_KS_COUNT], tot;
     char help[512];
 
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         uc_keyspace_stats(app->ks[i], &s[i]);
     }
     uc_cache_stats(app->cache, &tot);
@@ -304,7 +304,7 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
 #define KS_FAMILY(name, text)                                                  \
     family(b, "utxoiq_cache_" #name "_total", "counter",                       \
            "Cache " text ", by keyspace.");                                    \
-    for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
+    for (int i = 0; i < UQ_KS_COUNT; i++) {                                    \
         sb_printf(b, "utxoiq_cache_" #name "_total{keyspace=\"%s\"} %llu\n",   \
                   uc_keyspace_name(app->ks[i]),                                \
                   (unsigned long long)s[i].name);                              \
@@ -323,13 +323,13 @@ static void prom_cache(sbuf_t *b, uc_app_t *app)
     family(b, "utxoiq_cache_hit_ratio", "gauge",
            "hits / (hits + misses) since start, by keyspace; 0 before the "
            "first read (rates are better derived from the counters).");
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         sb_printf(b, "utxoiq_cache_hit_ratio{keyspace=\"%s\"} %.4f\n",
                   uc_keyspace_name(app->ks[i]), uc_stats_hit_rate(&s[i]));
     }
     family(b, "utxoiq_cache_ttl_seconds", "gauge",
            "Time to live of a keyspace's entries.");
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         sb_printf(b, "utxoiq_cache_ttl_seconds{keyspace=\"%s\"} %lld\n",
                   uc_keyspace_name(app->ks[i]),
                   (long long)uc_keyspace_ttl(app->ks[i]));
@@ -368,20 +368,20 @@ static void counter1(sbuf_t *b, const char *name, const char *help, uint64_t v)
 
 /* The near cache: memory per keyspace, the channel, its flushes and the
  * invalidation lag. */
-static void prom_near(sbuf_t *b, uc_app_t *app)
+static void prom_near(sbuf_t *b, uq_app_t *app)
 {
-    uc_near_usage_t u[UC_KS_COUNT];
+    uc_near_usage_t u[UQ_KS_COUNT];
     uc_near_stats_t ns;
     uint64_t cum = 0;
     double sum_us = 0;
 
     uc_cache_near_stats(app->cache, &ns);
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         uc_keyspace_near_usage(app->ks[i], &u[i]);
     }
 #define NEAR_FAMILY(field, type, suffix, text)                                 \
     family(b, "utxoiq_cache_near_" #field suffix, type, text);                 \
-    for (int i = 0; i < UC_KS_COUNT; i++) {                                    \
+    for (int i = 0; i < UQ_KS_COUNT; i++) {                                    \
         sb_printf(b,                                                           \
                   "utxoiq_cache_near_" #field suffix "{keyspace=\"%s\"} "      \
                   "%llu\n",                                                    \
@@ -466,7 +466,7 @@ static void gauge1(sbuf_t *b, const char *name, const char *help, double v)
     sb_printf(b, "%s %.17g\n", name, v);
 }
 
-static void prom_pool(sbuf_t *b, uc_app_t *app)
+static void prom_pool(sbuf_t *b, uq_app_t *app)
 {
     uc_pool_stats_t ps;
     uc_cache_pool_stats(app->cache, &ps);
@@ -511,7 +511,7 @@ static void prom_pool(sbuf_t *b, uc_app_t *app)
 
 /* The Redis server's own figures (INFO); utxoiq_redis_up is 0 and the rest
  * absent when INFO fails. Nothing on the memory backend. */
-static void prom_redis(sbuf_t *b, uc_app_t *app)
+static void prom_redis(sbuf_t *b, uq_app_t *app)
 {
     uc_server_info_t si;
     char ver[80];
@@ -620,7 +620,7 @@ static uint64_t node_value(const uc_redis_node_t *o, int f)
     }
 }
 
-static void prom_redis_nodes(sbuf_t *b, uc_app_t *app)
+static void prom_redis_nodes(sbuf_t *b, uq_app_t *app)
 {
     static const char *const ROLE[] = {"unknown", "primary", "replica"};
     uc_redis_topology_t t;
@@ -758,7 +758,7 @@ static void prom_process(sbuf_t *b)
 
 /* ---- the exposition ------------------------------------------------------ */
 
-char *uc_metrics_text(uc_app_t *app, size_t *len)
+char *uq_metrics_text(uq_app_t *app, size_t *len)
 {
     sbuf_t b = {malloc(32768), 0, 32768, 0};
     char ver[64];
@@ -778,14 +778,14 @@ char *uc_metrics_text(uc_app_t *app, size_t *len)
     gauge1(&b, "utxoiq_database_writable",
            "1 when the last write probe of the database committed, 0 when "
            "it failed (see /readyz).",
-           uc_db_write_probe_cached(app->db) == UC_DB_OK ? 1 : 0);
-    uc_log_stats_t ls;
-    uc_log_stats(&ls);
+           uq_db_write_probe_cached(app->db) == UQ_DB_OK ? 1 : 0);
+    uq_log_stats_t ls;
+    uq_log_stats(&ls);
     family(&b, "utxoiq_log_lines_total", "counter",
            "Log lines written, by level.");
-    for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+    for (int i = 0; i < UQ_LOG_NLEVELS; i++) {
         sb_printf(&b, "utxoiq_log_lines_total{level=\"%s\"} %llu\n",
-                  uc_log_level_name(i), (unsigned long long)ls.written[i]);
+                  uq_log_level_name(i), (unsigned long long)ls.written[i]);
     }
     counter1(&b, "utxoiq_log_lines_suppressed_total",
              "Repeated warning and error lines the rate limit held back.",

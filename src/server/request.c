@@ -19,7 +19,7 @@
 
 /* ---- responses ----------------------------------------------------------- */
 
-void uc_resp_json(uc_resp_t *res, int status, json_t *j)
+void uq_resp_json(uq_resp_t *res, int status, json_t *j)
 {
     char *s = j != NULL ? json_dumps(j, DUMP_FLAGS) : NULL;
     json_decref(j);
@@ -48,13 +48,13 @@ static void ascii_only(char *msg)
 }
 
 /* Drops the body a response held, and what it said of caching. */
-static void resp_reset(uc_resp_t *res)
+static void resp_reset(uq_resp_t *res)
 {
     if (res->body != NULL && res->body_free != NULL) {
         res->body_free(res->body);
     }
     res->body = NULL;
-    res->cache = UC_CACHE_NONE;
+    res->cache = UQ_CACHE_NONE;
     res->etag = 0;
     res->cache_control = NULL;
 }
@@ -97,7 +97,7 @@ static json_t *loc_json(const char *where, const char *label)
     return loc;
 }
 
-static void resp_invalid_v(uc_resp_t *res, const char *where, const char *label,
+static void resp_invalid_v(uq_resp_t *res, const char *where, const char *label,
                            const char *type, json_t *input, json_t *ctx,
                            const char *fmt, va_list ap)
 {
@@ -123,11 +123,11 @@ static void resp_invalid_v(uc_resp_t *res, const char *where, const char *label,
         json_object_set(err, "ctx", ctx);
     }
     json_decref(ctx);
-    uc_resp_json(res, 422,
+    uq_resp_json(res, 422,
                  err != NULL ? json_pack("{s:[o]}", "detail", err) : NULL);
 }
 
-void uc_resp_invalid(uc_resp_t *res, const char *where, const char *label,
+void uq_resp_invalid(uq_resp_t *res, const char *where, const char *label,
                      const char *type, json_t *input, json_t *ctx,
                      const char *fmt, ...)
 {
@@ -147,7 +147,7 @@ void uc_resp_invalid(uc_resp_t *res, const char *where, const char *label,
  * message "field: text" becomes one error of the body's field, the way the
  * typed readers below name theirs.
  */
-void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
+void uq_resp_error(uq_resp_t *res, int status, const char *fmt, ...)
 {
     char msg[512];
     json_t *j;
@@ -164,7 +164,7 @@ void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
             label = msg;
             text = sep + 2;
         }
-        uc_resp_invalid(res, "body", label, "value_error", NULL, NULL, "%s",
+        uq_resp_invalid(res, "body", label, "value_error", NULL, NULL, "%s",
                         text);
         return;
     }
@@ -174,14 +174,14 @@ void uc_resp_error(uc_resp_t *res, int status, const char *fmt, ...)
         ascii_only(msg);
         j = json_pack("{s:s}", "detail", msg);
     }
-    uc_resp_json(res, status, j);
+    uq_resp_json(res, status, j);
 }
 
 /* ---- input --------------------------------------------------------------- */
 
 /* 1 when a Content-Type header names application/json (parameters such as
  * "; charset=utf-8" allowed), 0 otherwise, absent included. */
-int uc__request_is_json_type(const char *ct)
+int uq__request_is_json_type(const char *ct)
 {
     static const char want[] = "application/json";
     if (ct == NULL || strncasecmp(ct, want, sizeof(want) - 1) != 0) {
@@ -198,33 +198,33 @@ int uc__request_is_json_type(const char *ct)
  * A body sent as anything but application/json is refused with 415 before
  * parsing, so a form or text body is never read as JSON by accident.
  */
-json_t *uc__request_body(const char *body, size_t len, const char *ct,
-                         json_type want, uc_resp_t *res)
+json_t *uq__request_body(const char *body, size_t len, const char *ct,
+                         json_type want, uq_resp_t *res)
 {
     json_error_t jerr;
     json_t *j;
     if (len == 0) {
-        uc_resp_error(res, 400, "body: a JSON %s is required",
+        uq_resp_error(res, 400, "body: a JSON %s is required",
                       want == JSON_ARRAY ? "array" : "object");
         return NULL;
     }
-    if (!uc__request_is_json_type(ct)) {
-        uc_resp_error(res, 415, "Content-Type: must be application/json");
+    if (!uq__request_is_json_type(ct)) {
+        uq_resp_error(res, 415, "Content-Type: must be application/json");
         return NULL;
     }
     /* NUL is let through so that the field check can name the field. */
     j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (j == NULL) {
-        uc_resp_error(res, 400, "body: malformed JSON at line %d: %s",
+        uq_resp_error(res, 400, "body: malformed JSON at line %d: %s",
                       jerr.line, jerr.text);
         return NULL;
     }
     if (json_typeof(j) != want) {
         if (want == JSON_ARRAY) {
-            uc_resp_invalid(res, "body", NULL, "list_type", j, NULL,
+            uq_resp_invalid(res, "body", NULL, "list_type", j, NULL,
                             "Input should be a valid list");
         } else {
-            uc_resp_invalid(res, "body", NULL, "model_attributes_type", j, NULL,
+            uq_resp_invalid(res, "body", NULL, "model_attributes_type", j, NULL,
                             "Input should be a valid dictionary or object to "
                             "extract fields from");
         }
@@ -245,7 +245,7 @@ typedef enum { FIELD_STRING, FIELD_INTEGER, FIELD_NUMBER } field_kind_t;
  * Messages and types are pydantic's, which the original's clients saw.
  */
 static int get_field(json_t *o, const char *name, const char *lab, int required,
-                     field_kind_t kind, json_t **out, uc_resp_t *res)
+                     field_kind_t kind, json_t **out, uq_resp_t *res)
 {
     static const char *const type[] = {"string_type", "int_type", "float_type"};
     static const char *const what[] = {"a valid string", "a valid integer",
@@ -255,7 +255,7 @@ static int get_field(json_t *o, const char *name, const char *lab, int required,
     if (v == NULL || json_is_null(v)) {
         if (required) {
             /* pydantic gives the object the field is missing from. */
-            uc_resp_invalid(res, "body", lab, "missing", o, NULL,
+            uq_resp_invalid(res, "body", lab, "missing", o, NULL,
                             "Field required");
             return -1;
         }
@@ -273,7 +273,7 @@ static int get_field(json_t *o, const char *name, const char *lab, int required,
         break;
     }
     if (!ok) {
-        uc_resp_invalid(res, "body", lab, type[kind], v, NULL,
+        uq_resp_invalid(res, "body", lab, type[kind], v, NULL,
                         "Input should be %s", what[kind]);
         return -1;
     }
@@ -281,7 +281,7 @@ static int get_field(json_t *o, const char *name, const char *lab, int required,
     return 1;
 }
 
-size_t uc__utf8_chars(const char *s, size_t len)
+size_t uq__utf8_chars(const char *s, size_t len)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
@@ -291,27 +291,27 @@ size_t uc__utf8_chars(const char *s, size_t len)
     return n;
 }
 
-int uc__check_text(const char *where, const char *lab, json_t *input,
+int uq__check_text(const char *where, const char *lab, json_t *input,
                    const char *s, size_t len, size_t minc, size_t maxc,
-                   int allow_nl, uc_resp_t *res)
+                   int allow_nl, uq_resp_t *res)
 {
     if (strlen(s) != len ||
-        uc_text_check(s, len, 0, (size_t)-1, allow_nl) != 0) {
-        uc_resp_invalid(res, where, lab, "value_error", input, NULL,
+        uq_text_check(s, len, 0, (size_t)-1, allow_nl) != 0) {
+        uq_resp_invalid(res, where, lab, "value_error", input, NULL,
                         "Value error, must be UTF-8 text without control "
                         "characters");
         return -1;
     }
-    size_t chars = uc__utf8_chars(s, len);
+    size_t chars = uq__utf8_chars(s, len);
     if (chars < minc) {
-        uc_resp_invalid(res, where, lab, "string_too_short", input,
+        uq_resp_invalid(res, where, lab, "string_too_short", input,
                         json_pack("{s:I}", "min_length", (json_int_t)minc),
                         "String should have at least %zu character%s", minc,
                         minc == 1 ? "" : "s");
         return -1;
     }
     if (chars > maxc) {
-        uc_resp_invalid(res, where, lab, "string_too_long", input,
+        uq_resp_invalid(res, where, lab, "string_too_long", input,
                         json_pack("{s:I}", "max_length", (json_int_t)maxc),
                         "String should have at most %zu characters", maxc);
         return -1;
@@ -321,9 +321,9 @@ int uc__check_text(const char *where, const char *lab, json_t *input,
 
 /* A field that is present but NUL-bearing is refused here, because the
  * database and the key builder see C strings. */
-int uc__json_get_str(json_t *o, const char *name, const char *label,
+int uq__json_get_str(json_t *o, const char *name, const char *label,
                      int required, size_t minc, size_t maxc, int allow_nl,
-                     const char **out, uc_resp_t *res)
+                     const char **out, uq_resp_t *res)
 {
     const char *lab = label != NULL ? label : name;
     json_t *v = NULL;
@@ -333,7 +333,7 @@ int uc__json_get_str(json_t *o, const char *name, const char *label,
         return rc;
     }
     const char *s = json_string_value(v);
-    if (uc__check_text("body", lab, v, s, json_string_length(v), minc, maxc,
+    if (uq__check_text("body", lab, v, s, json_string_length(v), minc, maxc,
                        allow_nl, res) != 0) {
         return -1;
     }
@@ -341,7 +341,7 @@ int uc__json_get_str(json_t *o, const char *name, const char *label,
     return 0;
 }
 
-void uc__resp_range(uc_resp_t *res, const char *where, const char *lab,
+void uq__resp_range(uq_resp_t *res, const char *where, const char *lab,
                     json_t *input, int below, double bound, int integer)
 {
     char b[40];
@@ -358,15 +358,15 @@ void uc__resp_range(uc_resp_t *res, const char *where, const char *lab,
     json_t *ctx =
         integer ? json_pack("{s:I}", below ? "ge" : "le", (json_int_t)bound)
                 : json_pack("{s:f}", below ? "ge" : "le", bound);
-    uc_resp_invalid(res, where, lab,
+    uq_resp_invalid(res, where, lab,
                     below ? "greater_than_equal" : "less_than_equal", input,
                     ctx, "Input should be %s than or equal to %s",
                     below ? "greater" : "less", b);
 }
 
-int uc__json_get_int(json_t *o, const char *name, const char *label,
+int uq__json_get_int(json_t *o, const char *name, const char *label,
                      int required, long long min, long long max, long long *out,
-                     int *present, uc_resp_t *res)
+                     int *present, uq_resp_t *res)
 {
     const char *lab = label != NULL ? label : name;
     json_t *v = NULL;
@@ -379,7 +379,7 @@ int uc__json_get_int(json_t *o, const char *name, const char *label,
     }
     long long x = json_integer_value(v);
     if (x < min || x > max) {
-        uc__resp_range(res, "body", lab, v, x < min,
+        uq__resp_range(res, "body", lab, v, x < min,
                        (double)(x < min ? min : max), 1);
         return -1;
     }
@@ -390,9 +390,9 @@ int uc__json_get_int(json_t *o, const char *name, const char *label,
     return 0;
 }
 
-int uc__json_get_num(json_t *o, const char *name, const char *label,
+int uq__json_get_num(json_t *o, const char *name, const char *label,
                      int required, double min, double max, double *out,
-                     uc_resp_t *res)
+                     uq_resp_t *res)
 {
     const char *lab = label != NULL ? label : name;
     json_t *v = NULL;
@@ -402,7 +402,7 @@ int uc__json_get_num(json_t *o, const char *name, const char *label,
     }
     double x = json_number_value(v);
     if (!isfinite(x) || x < min || x > max) {
-        uc__resp_range(res, "body", lab, v, !(x >= min), x < min ? min : max,
+        uq__resp_range(res, "body", lab, v, !(x >= min), x < min ? min : max,
                        0);
         return -1;
     }
@@ -410,7 +410,7 @@ int uc__json_get_num(json_t *o, const char *name, const char *label,
     return 0;
 }
 
-void uc__resp_pattern(uc_resp_t *res, const char *where, const char *lab,
+void uq__resp_pattern(uq_resp_t *res, const char *where, const char *lab,
                       json_t *input, const char *const *allowed)
 {
     char pat[256];
@@ -422,16 +422,16 @@ void uc__resp_pattern(uc_resp_t *res, const char *where, const char *lab,
     if (n < sizeof(pat)) {
         snprintf(pat + n, sizeof(pat) - n, ")$");
     }
-    uc_resp_invalid(res, where, lab, "string_pattern_mismatch", input,
+    uq_resp_invalid(res, where, lab, "string_pattern_mismatch", input,
                     json_pack("{s:s}", "pattern", pat),
                     "String should match pattern '%s'", pat);
 }
 
-int uc__json_get_enum(json_t *o, const char *name, int required,
+int uq__json_get_enum(json_t *o, const char *name, int required,
                       const char *const *allowed, const char **out,
-                      uc_resp_t *res)
+                      uq_resp_t *res)
 {
-    if (uc__json_get_str(o, name, NULL, required, 0, (size_t)-1, 0, out, res) !=
+    if (uq__json_get_str(o, name, NULL, required, 0, (size_t)-1, 0, out, res) !=
         0) {
         return -1;
     }
@@ -443,22 +443,22 @@ int uc__json_get_enum(json_t *o, const char *name, int required,
             return 0;
         }
     }
-    uc__resp_pattern(res, "body", name, json_object_get(o, name), allowed);
+    uq__resp_pattern(res, "body", name, json_object_get(o, name), allowed);
     *out = NULL;
     return -1;
 }
 
-int uc__json_get_time(json_t *o, const char *name, int64_t *out, uc_resp_t *res)
+int uq__json_get_time(json_t *o, const char *name, int64_t *out, uq_resp_t *res)
 {
     json_t *v = NULL;
-    *out = UC_DB_NULL_TIME;
+    *out = UQ_DB_NULL_TIME;
     int rc = get_field(o, name, name, 0, FIELD_STRING, &v, res);
     if (rc <= 0) {
         return rc;
     }
-    if (uc_time_parse(json_string_value(v), out) != 0) {
-        *out = UC_DB_NULL_TIME;
-        uc_resp_invalid(res, "body", name, "datetime_from_date_parsing", v,
+    if (uq_time_parse(json_string_value(v), out) != 0) {
+        *out = UQ_DB_NULL_TIME;
+        uq_resp_invalid(res, "body", name, "datetime_from_date_parsing", v,
                         NULL, "Input should be a valid datetime or date");
         return -1;
     }

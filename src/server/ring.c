@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int uc_ring_init(uc_ring_t *r, size_t elem, size_t cap)
+int uq_ring_init(uq_ring_t *r, size_t elem, size_t cap)
 {
     memset(r, 0, sizeof(*r));
-    if (elem == 0 || cap == 0 || cap > UC_RING_BYTES_MAX / elem) {
+    if (elem == 0 || cap == 0 || cap > UQ_RING_BYTES_MAX / elem) {
         return -1;
     }
     r->buf = calloc(cap, elem);
@@ -24,13 +24,13 @@ int uc_ring_init(uc_ring_t *r, size_t elem, size_t cap)
     return 0;
 }
 
-void uc_ring_release(uc_ring_t *r)
+void uq_ring_release(uq_ring_t *r)
 {
     free(r->buf);
     memset(r, 0, sizeof(*r));
 }
 
-void uc_ring_push(uc_ring_t *r, const void *rec)
+void uq_ring_push(uq_ring_t *r, const void *rec)
 {
     memcpy(r->buf + r->head * r->elem, rec, r->elem);
     r->head = r->head + 1 == r->cap ? 0 : r->head + 1;
@@ -39,12 +39,12 @@ void uc_ring_push(uc_ring_t *r, const void *rec)
     }
 }
 
-size_t uc_ring_count(const uc_ring_t *r)
+size_t uq_ring_count(const uq_ring_t *r)
 {
     return r->count;
 }
 
-const void *uc_ring_at(const uc_ring_t *r, size_t i)
+const void *uq_ring_at(const uq_ring_t *r, size_t i)
 {
     if (i >= r->count) {
         return NULL;
@@ -53,12 +53,12 @@ const void *uc_ring_at(const uc_ring_t *r, size_t i)
     return r->buf + slot * r->elem;
 }
 
-const void *uc_ring_last(const uc_ring_t *r)
+const void *uq_ring_last(const uq_ring_t *r)
 {
-    return r->count == 0 ? NULL : uc_ring_at(r, r->count - 1);
+    return r->count == 0 ? NULL : uq_ring_at(r, r->count - 1);
 }
 
-size_t uc_ring_bytes(const uc_ring_t *r)
+size_t uq_ring_bytes(const uq_ring_t *r)
 {
     return r->elem * r->cap;
 }

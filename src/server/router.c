@@ -6,7 +6,7 @@
 
 /* ---- routing ------------------------------------------------------------- */
 
-int uc_route_find(const uc_route_t *rt, size_t n, const char *method,
+int uq_route_find(const uq_route_t *rt, size_t n, const char *method,
                   const char *path, const char **param, int *known)
 {
     *known = 0;
@@ -47,7 +47,7 @@ int uc_route_find(const uc_route_t *rt, size_t n, const char *method,
 
 /* Whether route r serves path: exactly (exact 1) or as a "{}" pattern
  * (exact 0). */
-static int serves(const uc_route_t *r, const char *path, int exact)
+static int serves(const uq_route_t *r, const char *path, int exact)
 {
     size_t pl = strlen(r->pattern);
 
@@ -59,14 +59,14 @@ static int serves(const uc_route_t *r, const char *path, int exact)
            strchr(path + pl - 2, '/') == NULL;
 }
 
-void uc_route_allow(const uc_route_t *rt, size_t n, const char *path, char *buf,
+void uq_route_allow(const uq_route_t *rt, size_t n, const char *path, char *buf,
                     size_t cap)
 {
     size_t pos = 0;
     int exact = 0;
 
     buf[0] = '\0';
-    /* As uc_route_find() decides: a path served exactly is never one of
+    /* As uq_route_find() decides: a path served exactly is never one of
      * a pattern's, so only the exact routes' methods are allowed. */
     for (size_t i = 0; i < n && !exact; i++) {
         exact = serves(&rt[i], path, 1);
@@ -88,7 +88,7 @@ void uc_route_allow(const uc_route_t *rt, size_t n, const char *path, char *buf,
 
 /* ---- ETag ---------------------------------------------------------------- */
 
-int uc_etag_matches(const char *inm, const char *etag)
+int uq_etag_matches(const char *inm, const char *etag)
 {
     size_t elen = strlen(etag);
     const char *p = inm;
@@ -117,7 +117,7 @@ int uc_etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
-void uc_etag_format(uint64_t h, char etag[UC_ETAG_MAX])
+void uq_etag_format(uint64_t h, char etag[UQ_ETAG_MAX])
 {
     static const char hex[] = "0123456789abcdef";
     etag[0] = '"';

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The router over a route table (app.h's uc_route_t; the service's table
+ * The router over a route table (app.h's uq_route_t; the service's table
  * is api/routes.c), and the ETags of its answers. Pure functions of their
  * arguments, so that the unit tests drive them with tables of their own.
  */
@@ -19,24 +19,24 @@
  * routed as GET. Returns the route index, or -1 with *known set when the
  * path exists under another method (a 405, not a 404).
  */
-int uc_route_find(const uc_route_t *rt, size_t n, const char *method,
+int uq_route_find(const uq_route_t *rt, size_t n, const char *method,
                   const char *path, const char **param, int *known);
 
 /* The methods path is served with, for a 405's Allow ("GET, HEAD, POST";
  * HEAD beside every GET), into buf of cap bytes. */
-void uc_route_allow(const uc_route_t *rt, size_t n, const char *path,
+void uq_route_allow(const uq_route_t *rt, size_t n, const char *path,
                     char *buf, size_t cap);
 
 /* Does If-None-Match (a list of entity tags, or "*") match etag? Weak
  * comparison, as RFC 9110 asks for If-None-Match. */
-int uc_etag_matches(const char *inm, const char *etag);
+int uq_etag_matches(const char *inm, const char *etag);
 
 /* Bytes of a formatted ETag: quotes, 16 hex digits, a "-gz" suffix room
  * and the NUL. */
-#define UC_ETAG_MAX 24
+#define UQ_ETAG_MAX 24
 
 /* Writes the strong ETag of hash h, "\"%016llx\"" and its NUL (19 bytes),
  * without a printf pass: it is built for every cacheable 200. */
-void uc_etag_format(uint64_t h, char etag[UC_ETAG_MAX]);
+void uq_etag_format(uint64_t h, char etag[UQ_ETAG_MAX]);
 
 #endif

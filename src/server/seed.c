@@ -19,7 +19,7 @@ static uint64_t next(uint64_t *s)
     return *s * UINT64_C(2685821657736338717);
 }
 
-static int seed_feedback(uc_app_t *app, int insights, uint64_t *rng, long *rows)
+static int seed_feedback(uq_app_t *app, int insights, uint64_t *rng, long *rows)
 {
     static const char *const comments[] = {
         "Spot on, the whale moved right after.",
@@ -29,15 +29,15 @@ static int seed_feedback(uc_app_t *app, int insights, uint64_t *rng, long *rows)
         "Would like more detail on the exchange cluster.",
     };
     static const char *const flags[] = {"inaccurate", "misleading", "spam"};
-    int64_t now = uc_now_us(app);
+    int64_t now = uq_now_us(app);
     for (int i = 0; i < insights; i++) {
         char insight[32];
         snprintf(insight, sizeof(insight), "insight-%05d", i + 1);
         int users = 1 + (int)(next(rng) % 4);
         for (int u = 0; u < users; u++) {
             char user[32];
-            uc_db_feedback_write_t w;
-            uc_db_feedback_t out;
+            uq_db_feedback_write_t w;
+            uq_db_feedback_t out;
             snprintf(user, sizeof(user), "demo-user-%02d",
                      (int)((unsigned)(i * 7 + u * 13) % 60) + 1);
             memset(&w, 0, sizeof(w));
@@ -45,26 +45,26 @@ static int seed_feedback(uc_app_t *app, int insights, uint64_t *rng, long *rows)
             w.user_id = user;
             w.now = now - (int64_t)(next(rng) % 86400) * 1000000;
             uint64_t r = next(rng);
-            w.fields = UC_DB_FB_RATING;
+            w.fields = UQ_DB_FB_RATING;
             w.rating = 1 + (int)(r % 5);
             if (r % 3 == 0) {
                 w.has_comment = 1;
                 w.comment = comments[(r >> 8) % 5];
             }
-            if (uc_db_feedback_upsert(app->db, &w, &out, NULL, 0, NULL) !=
-                UC_DB_OK) {
+            if (uq_db_feedback_upsert(app->db, &w, &out, NULL, 0, NULL) !=
+                UQ_DB_OK) {
                 return -1;
             }
             (*rows)++;
             if (r % 17 == 0) {
                 memset(&w, 0, sizeof(w));
-                w.fields = UC_DB_FB_FLAG;
+                w.fields = UQ_DB_FB_FLAG;
                 w.insight_id = insight;
                 w.user_id = user;
                 w.flag_type = flags[(r >> 16) % 3];
                 w.now = now;
-                if (uc_db_feedback_upsert(app->db, &w, &out, NULL, 0, NULL) !=
-                    UC_DB_OK) {
+                if (uq_db_feedback_upsert(app->db, &w, &out, NULL, 0, NULL) !=
+                    UQ_DB_OK) {
                     return -1;
                 }
             }
@@ -73,15 +73,15 @@ static int seed_feedback(uc_app_t *app, int insights, uint64_t *rng, long *rows)
     return 0;
 }
 
-static int seed_jobs(uc_app_t *app)
+static int seed_jobs(uq_app_t *app)
 {
     static const char *const statuses[] = {"completed", "completed", "running",
                                            "running",   "failed",    "paused"};
-    int64_t now = uc_now_us(app);
+    int64_t now = uq_now_us(app);
     for (int i = 0; i < 6; i++) {
-        uc_db_job_t j;
+        uq_db_job_t j;
         memset(&j, 0, sizeof(j));
-        if (uc_uuid_new(j.id) != 0) {
+        if (uq_uuid_new(j.id) != 0) {
             return -1;
         }
         snprintf(j.job_type, sizeof(j.job_type), "%s",
@@ -95,10 +95,10 @@ static int seed_jobs(uc_app_t *app)
             j.start_block + (int64_t)(j.progress_percentage * 100.0);
         j.started_at = now - (int64_t)(6 - i) * 3600 * 1000000;
         j.estimated_completion =
-            done ? UC_DB_NULL_TIME : now + (int64_t)3600 * 1000000;
+            done ? UQ_DB_NULL_TIME : now + (int64_t)3600 * 1000000;
         j.completed_at = done || strcmp(j.status, "failed") == 0
                              ? j.started_at + (int64_t)1800 * 1000000
-                             : UC_DB_NULL_TIME;
+                             : UQ_DB_NULL_TIME;
         if (strcmp(j.status, "failed") == 0) {
             j.has_error_message = 1;
             snprintf(j.error_message, sizeof(j.error_message),
@@ -107,14 +107,14 @@ static int seed_jobs(uc_app_t *app)
         }
         j.has_created_by = 1;
         snprintf(j.created_by, sizeof(j.created_by), "demo-admin");
-        if (uc_db_job_create(app->db, &j, NULL, 0, NULL) != UC_DB_OK) {
+        if (uq_db_job_create(app->db, &j, NULL, 0, NULL) != UQ_DB_OK) {
             return -1;
         }
     }
     return 0;
 }
 
-static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
+static int seed_metrics(uq_app_t *app, uint64_t *rng, long *rows)
 {
     static const char *const services[] = {"web-api", "insight-generator",
                                            "chain-ingestor", "notifier"};
@@ -122,9 +122,9 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
                                         "requests_per_min"};
     static const char *const units[] = {"ms", "percent", "count"};
     enum { STEP_S = 300, BATCH = 500 };
-    int64_t now = uc_now_us(app);
-    uc_db_metric_new_t in[BATCH];
-    uc_db_metric_t out[BATCH];
+    int64_t now = uq_now_us(app);
+    uq_db_metric_new_t in[BATCH];
+    uq_db_metric_t out[BATCH];
     size_t n = 0;
     for (int t = 86400; t > 0; t -= STEP_S) {
         for (int s = 0; s < 4; s++) {
@@ -138,11 +138,11 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
                 in[n].timestamp = now - (int64_t)t * 1000000;
                 in[n].metadata = k == 0 ? "{\"region\":\"eu-west\"}" : NULL;
                 if (++n == BATCH) {
-                    if (uc_db_metrics_insert(app->db, in, n, out, NULL, 0,
-                                             NULL) != UC_DB_OK) {
+                    if (uq_db_metrics_insert(app->db, in, n, out, NULL, 0,
+                                             NULL) != UQ_DB_OK) {
                         return -1;
                     }
-                    uc_db_metrics_free(out, n, 0);
+                    uq_db_metrics_free(out, n, 0);
                     *rows += (long)n;
                     n = 0;
                 }
@@ -150,11 +150,11 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
         }
     }
     if (n > 0) {
-        if (uc_db_metrics_insert(app->db, in, n, out, NULL, 0, NULL) !=
-            UC_DB_OK) {
+        if (uq_db_metrics_insert(app->db, in, n, out, NULL, 0, NULL) !=
+            UQ_DB_OK) {
             return -1;
         }
-        uc_db_metrics_free(out, n, 0);
+        uq_db_metrics_free(out, n, 0);
         *rows += (long)n;
     }
     return 0;
@@ -165,20 +165,20 @@ static int seed_metrics(uc_app_t *app, uint64_t *rng, long *rows)
  * record per write, it records every keyspace whole in the invalidation log,
  * so services already running on this database drop what they cached.
  */
-static int record_everything_stale(uc_app_t *app)
+static int record_everything_stale(uq_app_t *app)
 {
     uc_config_t cfg = UC_CONFIG_INIT;
     uc_cache_t *targets = NULL;
     const uc_keyspace_def_t *defs;
     const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
-    char buf[UC_KS_COUNT][UC_KEY_MAX + 1];
-    uc_db_inval_t inv[UC_KS_COUNT];
+    char buf[UQ_KS_COUNT][UC_KEY_MAX + 1];
+    uq_db_inval_t inv[UQ_KS_COUNT];
     size_t n, len;
     int rc = -1;
 
     /* Only to build the targets: a process-local store, never used. */
     cfg.backend = UC_BACKEND_MEMORY;
-    defs = uc_utxoiq_keyspaces(&n);
+    defs = uq_utxoiq_keyspaces(&n);
     if (uc_cache_create(&cfg, &targets, NULL, 0) != UC_OK ||
         uc_cache_add_keyspaces(targets, defs, n, NULL, 0) != UC_OK) {
         goto done;
@@ -192,7 +192,7 @@ static int record_everything_stale(uc_app_t *app)
         inv[i].keyspace = defs[i].name;
         inv[i].target = buf[i];
     }
-    rc = uc_db_inval_append(app->db, inv, n, uc_now_us(app), NULL) == UC_DB_OK
+    rc = uq_db_inval_append(app->db, inv, n, uq_now_us(app), NULL) == UQ_DB_OK
              ? 0
              : -1;
 done:
@@ -200,7 +200,7 @@ done:
     return rc;
 }
 
-int uc_seed(uc_app_t *app, int insights, FILE *out)
+int uq_seed(uq_app_t *app, int insights, FILE *out)
 {
     uint64_t rng = UINT64_C(0x9e3779b97f4a7c15);
     long fb = 0;

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t uc_now_us(const uc_app_t *app)
+int64_t uq_now_us(const uq_app_t *app)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -65,7 +65,7 @@ static void time_parts(int64_t us, char *buf, size_t cap, int64_t *frac)
              (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
 }
 
-void uc_time_format(int64_t us, char *buf, size_t cap)
+void uq_time_format(int64_t us, char *buf, size_t cap)
 {
     int64_t frac;
     time_parts(us, buf, cap, &frac);
@@ -75,7 +75,7 @@ void uc_time_format(int64_t us, char *buf, size_t cap)
     }
 }
 
-void uc_time_format_naive(int64_t us, char *buf, size_t cap)
+void uq_time_format_naive(int64_t us, char *buf, size_t cap)
 {
     int64_t frac;
     time_parts(us, buf, cap, &frac);
@@ -107,7 +107,7 @@ static int is_leap(int y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-int uc_time_parse(const char *s, int64_t *us)
+int uq_time_parse(const char *s, int64_t *us)
 {
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *p = s;
@@ -180,7 +180,7 @@ int uc_time_parse(const char *s, int64_t *us)
     return 0;
 }
 
-int uc_text_check(const char *s, size_t len, size_t min_chars, size_t max_chars,
+int uq_text_check(const char *s, size_t len, size_t min_chars, size_t max_chars,
                   int allow_nl)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -232,12 +232,12 @@ int uc_text_check(const char *s, size_t len, size_t min_chars, size_t max_chars,
     return chars >= min_chars && chars <= max_chars ? 0 : -1;
 }
 
-int uc_uuid_check(const char *s, char out[UC_DB_UUID_LEN + 1])
+int uq_uuid_check(const char *s, char out[UQ_DB_UUID_LEN + 1])
 {
-    if (s == NULL || strlen(s) != UC_DB_UUID_LEN) {
+    if (s == NULL || strlen(s) != UQ_DB_UUID_LEN) {
         return -1;
     }
-    for (int i = 0; i < UC_DB_UUID_LEN; i++) {
+    for (int i = 0; i < UQ_DB_UUID_LEN; i++) {
         char c = s[i];
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (c != '-') {
@@ -254,17 +254,17 @@ int uc_uuid_check(const char *s, char out[UC_DB_UUID_LEN + 1])
         }
         out[i] = c;
     }
-    out[UC_DB_UUID_LEN] = '\0';
+    out[UQ_DB_UUID_LEN] = '\0';
     return 0;
 }
 
-int uc_uuid_new(char out[UC_DB_UUID_LEN + 1])
+int uq_uuid_new(char out[UQ_DB_UUID_LEN + 1])
 {
     /* One generator for job ids and the database rows' ids (db/uuid.h). */
-    return uc_db_uuid_new(out);
+    return uq_db_uuid_new(out);
 }
 
-int uc_parse_int(const char *s, long long min, long long max, long long *out)
+int uq_parse_int(const char *s, long long min, long long max, long long *out)
 {
     char *end = NULL;
     long long v;
@@ -283,7 +283,7 @@ int uc_parse_int(const char *s, long long min, long long max, long long *out)
     return 0;
 }
 
-uint64_t uc_hash64(const char *p, size_t len)
+uint64_t uq_hash64(const char *p, size_t len)
 {
     uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a 64, as the library */
     for (size_t i = 0; i < len; i++) {
@@ -322,22 +322,22 @@ static struct {
     uint32_t burst;
     pthread_mutex_t mu;
     log_cause_t causes[LOG_CAUSES];
-    atomic_uint_fast64_t written[UC_LOG_NLEVELS];
+    atomic_uint_fast64_t written[UQ_LOG_NLEVELS];
     atomic_uint_fast64_t suppressed;
 } logger = {PTHREAD_ONCE_INIT,         0,     1,   1000, 1,
             PTHREAD_MUTEX_INITIALIZER, {{0}}, {0}, 0};
 
-static const char *const LEVELS[UC_LOG_NLEVELS] = {"debug", "info", "warn",
+static const char *const LEVELS[UQ_LOG_NLEVELS] = {"debug", "info", "warn",
                                                    "error"};
 
-const char *uc_log_level_name(int level)
+const char *uq_log_level_name(int level)
 {
-    return level >= 0 && level < UC_LOG_NLEVELS ? LEVELS[level] : "error";
+    return level >= 0 && level < UQ_LOG_NLEVELS ? LEVELS[level] : "error";
 }
 
 static int level_of(const char *name)
 {
-    for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+    for (int i = 0; i < UQ_LOG_NLEVELS; i++) {
         if (strcmp(name, LEVELS[i]) == 0) {
             return i;
         }
@@ -352,7 +352,7 @@ static void log_setting_bad(const char *name, const char *value,
 {
     char line[512];
     char ts[40];
-    uc_time_format(uc_now_us(NULL), ts, sizeof(ts));
+    uq_time_format(uq_now_us(NULL), ts, sizeof(ts));
     int n = snprintf(line, sizeof(line),
                      "ts=%s level=warn msg=\"%s: not one of %s; the default "
                      "is used\" value_length=%zu\n",
@@ -369,7 +369,7 @@ static void log_init(void)
     long long x;
     if (v != NULL && v[0] != '\0') {
         int l = -1;
-        for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+        for (int i = 0; i < UQ_LOG_NLEVELS; i++) {
             if (strcasecmp(v, LEVELS[i]) == 0) {
                 l = i;
             }
@@ -390,7 +390,7 @@ static void log_init(void)
     }
     v = getenv("UTXOIQ_LOG_INTERVAL_MS");
     if (v != NULL && v[0] != '\0') {
-        if (uc_parse_int(v, 0, 3600000, &x) != 0) {
+        if (uq_parse_int(v, 0, 3600000, &x) != 0) {
             log_setting_bad("UTXOIQ_LOG_INTERVAL_MS", v, "0..3600000");
         } else {
             logger.interval_ms = (uint64_t)x;
@@ -398,7 +398,7 @@ static void log_init(void)
     }
     v = getenv("UTXOIQ_LOG_BURST");
     if (v != NULL && v[0] != '\0') {
-        if (uc_parse_int(v, 1, 1000000, &x) != 0) {
+        if (uq_parse_int(v, 1, 1000000, &x) != 0) {
             log_setting_bad("UTXOIQ_LOG_BURST", v, "1..1000000");
         } else {
             logger.burst = (uint32_t)x;
@@ -406,15 +406,15 @@ static void log_init(void)
     }
 }
 
-int uc_log_min_level(void)
+int uq_log_min_level(void)
 {
     pthread_once(&logger.once, log_init);
     return logger.min_level;
 }
 
-void uc_log_stats(uc_log_stats_t *out)
+void uq_log_stats(uq_log_stats_t *out)
 {
-    for (int i = 0; i < UC_LOG_NLEVELS; i++) {
+    for (int i = 0; i < UQ_LOG_NLEVELS; i++) {
         out->written[i] = atomic_load(&logger.written[i]);
     }
     out->suppressed = atomic_load(&logger.suppressed);
@@ -632,12 +632,12 @@ static void put_field(line_t *l, int json, int first, const char *k,
 
 static _Thread_local const char *tl_correlation;
 
-void uc_log_correlation(const char *id)
+void uq_log_correlation(const char *id)
 {
     tl_correlation = id;
 }
 
-void uc_log(const char *level, const char *msg, ...)
+void uq_log(const char *level, const char *msg, ...)
 {
     line_t l;
     char ts[40];
@@ -661,7 +661,7 @@ void uc_log(const char *level, const char *msg, ...)
     }
     json = logger.format == LOG_JSON;
     l.len = 0;
-    uc_time_format(uc_now_us(NULL), ts, sizeof(ts));
+    uq_time_format(uq_now_us(NULL), ts, sizeof(ts));
     put_raw(&l, json ? "{" : "");
     put_field(&l, json, 1, "ts", ts);
     put_field(&l, json, 0, "level", LEVELS[lv]);
@@ -698,14 +698,14 @@ void uc_log(const char *level, const char *msg, ...)
     }
 }
 
-void uc_log_cache(void *arg, uc_log_level_t level, const char *msg)
+void uq_log_cache(void *arg, uc_log_level_t level, const char *msg)
 {
     (void)arg;
-    uc_log(uc_log_level_name((int)level), msg, "component", "cache", NULL);
+    uq_log(uq_log_level_name((int)level), msg, "component", "cache", NULL);
 }
 
-void uc_log_db(void *arg, int level, const char *msg)
+void uq_log_db(void *arg, int level, const char *msg)
 {
     (void)arg;
-    uc_log(uc_log_level_name(level), msg, "component", "db", NULL);
+    uq_log(uq_log_level_name(level), msg, "component", "db", NULL);
 }

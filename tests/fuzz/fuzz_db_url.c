@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz target for the service's database URL handling (src/server/db/db.c):
- * uc_db_url_describe(), the password mask every log line and error message
- * about the database goes through, and uc_db_url_from_env(), which builds
+ * uq_db_url_describe(), the password mask every log line and error message
+ * about the database goes through, and uq_db_url_from_env(), which builds
  * the URL from DATABASE_URL or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME.
  *
  * Input: line 0 is described as a URL of its own. Lines 1-5 are the parts
@@ -21,7 +21,7 @@
  *     host part, no '?' or '#' in the password, no '&' or '#' in the query
  *     password), so the check holds whatever else they contain; a password
  *     holding '@', '/' or ':' is part of the test;
- *   - the same for a URL built by uc_db_url_from_env() with DB_PASSWORD
+ *   - the same for a URL built by uq_db_url_from_env() with DB_PASSWORD
  *     rotated; and DATABASE_URL, when set, is taken as it is.
  */
 #include <stdint.h>
@@ -43,7 +43,7 @@ static void check_short(const char *url, const char *big)
     for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
         size_t cap = caps[i];
         memset(small, 'x', sizeof(small));
-        uc_db_url_describe(url, small, cap);
+        uq_db_url_describe(url, small, cap);
         size_t n = strnlen(small, cap);
         UC_FUZZ_CHECK(n < cap);
         UC_FUZZ_CHECK(strncmp(small, big, n) == 0);
@@ -105,8 +105,8 @@ static void assembled_urls(const uc_fuzz_lines_t *l)
     if (a == NULL || b == NULL) {
         goto out;
     }
-    uc_db_url_describe(a, da, sizeof(da));
-    uc_db_url_describe(b, db, sizeof(db));
+    uq_db_url_describe(a, da, sizeof(da));
+    uq_db_url_describe(b, db, sizeof(db));
     if (strlen(a) + 16 < sizeof(da)) {
         UC_FUZZ_CHECK(strcmp(da, db) == 0);
     }
@@ -146,16 +146,16 @@ static void from_env(const uc_fuzz_lines_t *l)
     env_from(l, 4, "DB_PORT");
     env_from(l, 5, "DB_NAME");
     env_from(l, 2, "DB_PASSWORD");
-    ra = uc_db_url_from_env(a, sizeof(a), "sqlite:fallback.db");
+    ra = uq_db_url_from_env(a, sizeof(a), "sqlite:fallback.db");
     uc_fuzz_rotate_secret(pw, strlen(pw));
     if (pw[0] != '\0') {
         setenv("DB_PASSWORD", pw, 1);
     }
-    rb = uc_db_url_from_env(b, sizeof(b), "sqlite:fallback.db");
+    rb = uq_db_url_from_env(b, sizeof(b), "sqlite:fallback.db");
     UC_FUZZ_CHECK(ra == rb);
-    if (ra == UC_DB_OK) {
-        uc_db_url_describe(a, da, sizeof(da));
-        uc_db_url_describe(b, db, sizeof(db));
+    if (ra == UQ_DB_OK) {
+        uq_db_url_describe(a, da, sizeof(da));
+        uq_db_url_describe(b, db, sizeof(db));
         UC_FUZZ_CHECK(strcmp(da, db) == 0);
     } else {
         UC_FUZZ_CHECK(a[0] == '\0'); /* nothing half-built left behind */
@@ -164,12 +164,12 @@ static void from_env(const uc_fuzz_lines_t *l)
     /* DATABASE_URL wins over the parts and is taken as it is. */
     if (l->n > 0 && l->line[0][0] != '\0') {
         setenv("DATABASE_URL", l->line[0], 1);
-        ra = uc_db_url_from_env(a, sizeof(a), "sqlite:fallback.db");
+        ra = uq_db_url_from_env(a, sizeof(a), "sqlite:fallback.db");
         if (strlen(l->line[0]) < sizeof(a)) {
-            UC_FUZZ_CHECK(ra == UC_DB_OK);
+            UC_FUZZ_CHECK(ra == UQ_DB_OK);
             UC_FUZZ_CHECK(strcmp(a, l->line[0]) == 0);
         } else {
-            UC_FUZZ_CHECK(ra != UC_DB_OK);
+            UC_FUZZ_CHECK(ra != UQ_DB_OK);
         }
         unsetenv("DATABASE_URL");
     }
@@ -184,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 2048 || uc_fuzz_lines_init(&l, data, size) != 0) {
         return 0;
     }
-    uc_db_url_describe(l.line[0], d, sizeof(d));
+    uq_db_url_describe(l.line[0], d, sizeof(d));
     if (strstr(l.line[0], "://") == NULL && strlen(l.line[0]) < sizeof(d)) {
         UC_FUZZ_CHECK(strcmp(d, l.line[0]) == 0);
     }

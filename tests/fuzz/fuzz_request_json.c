@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz target for utxoiq-api's JSON request decoding (src/server/request.c):
- * the body parser uc__request_body() and the field readers the handlers use
- * (uc__json_get_str/int/num/enum/time), the same code that runs behind every
+ * the body parser uq__request_body() and the field readers the handlers use
+ * (uq__json_get_str/int/num/enum/time), the same code that runs behind every
  * POST.
  *
  * Input: the first byte picks the wanted body type (bit 0: array instead of
@@ -32,7 +32,7 @@
 
 static const char *const FLAGS[] = {"inaccurate", "misleading", "spam", NULL};
 
-static void reset(uc_resp_t *res)
+static void reset(uq_resp_t *res)
 {
     if (res->body != NULL && res->body_free != NULL) {
         res->body_free(res->body);
@@ -43,7 +43,7 @@ static void reset(uc_resp_t *res)
 /* A refusal: the status is a client error and the body a {"detail": s}
  * whose message names label (when label is short enough to survive the
  * message cap). */
-static void check_refusal(uc_resp_t *res, int want_status, const char *label)
+static void check_refusal(uq_resp_t *res, int want_status, const char *label)
 {
     json_t *j;
     const char *detail;
@@ -67,12 +67,12 @@ static void check_refusal(uc_resp_t *res, int want_status, const char *label)
 static void check_str(json_t *o, const char *name, int required, size_t minc,
                       size_t maxc, int allow_nl)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     const char *s = NULL;
     json_t *v = json_object_get(o, name);
 
     memset(&res, 0, sizeof(res));
-    if (uc__json_get_str(o, name, NULL, required, minc, maxc, allow_nl, &s,
+    if (uq__json_get_str(o, name, NULL, required, minc, maxc, allow_nl, &s,
                          &res) != 0) {
         check_refusal(&res, 422, name);
     } else if (s == NULL) {
@@ -82,19 +82,19 @@ static void check_str(json_t *o, const char *name, int required, size_t minc,
         UC_FUZZ_CHECK(s == json_string_value(v));
         UC_FUZZ_CHECK(strlen(s) == len);
         UC_FUZZ_CHECK(len >= minc);
-        UC_FUZZ_CHECK(uc_text_check(s, len, minc, maxc, allow_nl) == 0);
+        UC_FUZZ_CHECK(uq_text_check(s, len, minc, maxc, allow_nl) == 0);
     }
     reset(&res);
 }
 
 static void check_int(json_t *o, const char *name, long long min, long long max)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     long long x = min - 1;
     int present = -1;
 
     memset(&res, 0, sizeof(res));
-    if (uc__json_get_int(o, name, NULL, 0, min, max, &x, &present, &res) != 0) {
+    if (uq__json_get_int(o, name, NULL, 0, min, max, &x, &present, &res) != 0) {
         check_refusal(&res, 422, name);
     } else if (present) {
         UC_FUZZ_CHECK(json_is_integer(json_object_get(o, name)));
@@ -107,11 +107,11 @@ static void check_int(json_t *o, const char *name, long long min, long long max)
 
 static void check_num(json_t *o, const char *name, double min, double max)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     double x = NAN;
 
     memset(&res, 0, sizeof(res));
-    if (uc__json_get_num(o, name, NULL, 0, min, max, &x, &res) != 0) {
+    if (uq__json_get_num(o, name, NULL, 0, min, max, &x, &res) != 0) {
         check_refusal(&res, 422, name);
     } else if (!isnan(x)) {
         UC_FUZZ_CHECK(isfinite(x) && x >= min && x <= max);
@@ -121,11 +121,11 @@ static void check_num(json_t *o, const char *name, double min, double max)
 
 static void check_enum(json_t *o, const char *name)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     const char *s = NULL;
 
     memset(&res, 0, sizeof(res));
-    if (uc__json_get_enum(o, name, 0, FLAGS, &s, &res) != 0) {
+    if (uq__json_get_enum(o, name, 0, FLAGS, &s, &res) != 0) {
         check_refusal(&res, 422, name);
     } else if (s != NULL) {
         int found = 0;
@@ -139,16 +139,16 @@ static void check_enum(json_t *o, const char *name)
 
 static void check_time(json_t *o, const char *name)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     int64_t t = 0;
 
     memset(&res, 0, sizeof(res));
-    if (uc__json_get_time(o, name, &t, &res) != 0) {
+    if (uq__json_get_time(o, name, &t, &res) != 0) {
         check_refusal(&res, 422, name);
-    } else if (t != UC_DB_NULL_TIME) {
+    } else if (t != UQ_DB_NULL_TIME) {
         int64_t again = 0;
         const char *s = json_string_value(json_object_get(o, name));
-        UC_FUZZ_CHECK(s != NULL && uc_time_parse(s, &again) == 0);
+        UC_FUZZ_CHECK(s != NULL && uq_time_parse(s, &again) == 0);
         UC_FUZZ_CHECK(again == t);
     }
     reset(&res);
@@ -186,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const types[4] = {"application/json",
                                          "Application/JSON; charset=utf-8",
                                          "text/plain", NULL};
-    uc_resp_t res;
+    uq_resp_t res;
     json_type want;
     const char *ct;
     json_t *j;
@@ -200,9 +200,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
 
     memset(&res, 0, sizeof(res));
-    j = uc__request_body((const char *)data, size, ct, want, &res);
+    j = uq__request_body((const char *)data, size, ct, want, &res);
     if (j == NULL) {
-        int not_json = size > 0 && !uc__request_is_json_type(ct);
+        int not_json = size > 0 && !uq__request_is_json_type(ct);
         check_refusal(&res, not_json ? 415 : 0, NULL);
         UC_FUZZ_CHECK(not_json == (res.status == 415));
         reset(&res);

@@ -2,20 +2,20 @@
 /*
  * Fuzz target for the request-input checks of utxoiq-api that stand apart
  * from HTTP and the database (src/server/util.c): ISO-8601 timestamps
- * (uc_time_parse), text fields (uc_text_check), UUIDs (uc_uuid_check) and
- * bounded integers (uc_parse_int). Query-string values and JSON string
+ * (uq_time_parse), text fields (uq_text_check), UUIDs (uq_uuid_check) and
+ * bounded integers (uq_parse_int). Query-string values and JSON string
  * members reach the handlers only through these.
  *
  * The whole input is one value: as a C string for the string parsers, as
- * (bytes, length) for uc_text_check.
+ * (bytes, length) for uq_text_check.
  *
  * Invariants checked besides memory safety:
- *   - an accepted timestamp is >= 0 and its canonical form (uc_time_format)
+ *   - an accepted timestamp is >= 0 and its canonical form (uq_time_format)
  *     parses back to the same instant;
- *   - uc_text_check agrees with an independent strict UTF-8 decoder (no
+ *   - uq_text_check agrees with an independent strict UTF-8 decoder (no
  *     overlong forms, surrogates, C0/C1 controls or code points past
  *     U+10FFFF) on validity and character count;
- *   - uc_uuid_check accepts exactly 8-4-4-4-12 hex digits and lower-cases;
+ *   - uq_uuid_check accepts exactly 8-4-4-4-12 hex digits and lower-cases;
  *   - an accepted integer is in range and survives printing and parsing.
  */
 #include <inttypes.h>
@@ -83,8 +83,8 @@ static void fuzz_text(const uint8_t *data, size_t size)
 {
     for (int nl = 0; nl <= 1; nl++) {
         long want = ref_text_chars(data, size, nl);
-        int any = uc_text_check((const char *)data, size, 0, SIZE_MAX, nl);
-        int short_ok = uc_text_check((const char *)data, size, 1, 8, nl);
+        int any = uq_text_check((const char *)data, size, 0, SIZE_MAX, nl);
+        int short_ok = uq_text_check((const char *)data, size, 1, 8, nl);
         UC_FUZZ_CHECK((any == 0) == (want >= 0));
         UC_FUZZ_CHECK((short_ok == 0) == (want >= 1 && want <= 8));
     }
@@ -95,12 +95,12 @@ static void fuzz_time(const char *s)
     int64_t us = -1, again = -1;
     char canon[64];
 
-    if (uc_time_parse(s, &us) != 0) {
+    if (uq_time_parse(s, &us) != 0) {
         return;
     }
     UC_FUZZ_CHECK(us >= 0);
-    uc_time_format(us, canon, sizeof(canon));
-    UC_FUZZ_CHECK(uc_time_parse(canon, &again) == 0);
+    uq_time_format(us, canon, sizeof(canon));
+    UC_FUZZ_CHECK(uq_time_parse(canon, &again) == 0);
     UC_FUZZ_CHECK(again == us);
 }
 
@@ -108,10 +108,10 @@ static int ref_uuid(const char *s, char *out)
 {
     static const char hex[] = "0123456789abcdef";
 
-    if (strlen(s) != UC_DB_UUID_LEN) {
+    if (strlen(s) != UQ_DB_UUID_LEN) {
         return -1;
     }
-    for (size_t i = 0; i < UC_DB_UUID_LEN; i++) {
+    for (size_t i = 0; i < UQ_DB_UUID_LEN; i++) {
         char c = s[i];
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (c != '-') {
@@ -127,14 +127,14 @@ static int ref_uuid(const char *s, char *out)
         }
         out[i] = c;
     }
-    out[UC_DB_UUID_LEN] = '\0';
+    out[UQ_DB_UUID_LEN] = '\0';
     return 0;
 }
 
 static void fuzz_uuid(const char *s)
 {
-    char got[UC_DB_UUID_LEN + 1], want[UC_DB_UUID_LEN + 1];
-    int rc = uc_uuid_check(s, got), ref = ref_uuid(s, want);
+    char got[UQ_DB_UUID_LEN + 1], want[UQ_DB_UUID_LEN + 1];
+    int rc = uq_uuid_check(s, got), ref = ref_uuid(s, want);
 
     UC_FUZZ_CHECK(rc == ref);
     if (rc == 0) {
@@ -150,12 +150,12 @@ static void fuzz_int(const char *s)
 
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
         long long v = 0, again = 0;
-        if (uc_parse_int(s, bounds[i][0], bounds[i][1], &v) != 0) {
+        if (uq_parse_int(s, bounds[i][0], bounds[i][1], &v) != 0) {
             continue;
         }
         UC_FUZZ_CHECK(v >= bounds[i][0] && v <= bounds[i][1]);
         snprintf(text, sizeof(text), "%lld", v);
-        UC_FUZZ_CHECK(uc_parse_int(text, bounds[i][0], bounds[i][1], &again) ==
+        UC_FUZZ_CHECK(uq_parse_int(text, bounds[i][0], bounds[i][1], &again) ==
                       0);
         UC_FUZZ_CHECK(again == v);
     }

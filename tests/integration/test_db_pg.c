@@ -38,10 +38,10 @@
 #define DAY (24 * HOUR)
 
 static uc_test_pg_t g_pg;
-static uc_db_t *g_db;
+static uq_db_t *g_db;
 /* The same interface on SQLite, in a directory of this test's own, for the
  * tests that run on both backends. */
-static uc_db_t *g_sq;
+static uq_db_t *g_sq;
 static char g_sq_dir[256];
 
 /* Every log line of every handle: kept for log_contains(), and each one
@@ -81,16 +81,16 @@ static int log_contains(const char *needle)
     return found;
 }
 
-static int open_db(const char *url, int pool, int timeout_ms, uc_db_t **out,
+static int open_db(const char *url, int pool, int timeout_ms, uq_db_t **out,
                    char *err, size_t errlen)
 {
-    uc_db_options_t o;
+    uq_db_options_t o;
     memset(&o, 0, sizeof(o));
     o.url = url;
     o.pool_size = pool;
     o.timeout_ms = timeout_ms;
     o.log = collect_log;
-    return uc_db_open(&o, out, err, errlen);
+    return uq_db_open(&o, out, err, errlen);
 }
 
 static int group_setup(void **state)
@@ -102,7 +102,7 @@ static int group_setup(void **state)
         return -1;
     }
     snprintf(url, sizeof(url), "sqlite:%s/db.sqlite", g_sq_dir);
-    if (open_db(url, 4, 5000, &g_sq, err, sizeof(err)) != UC_DB_OK) {
+    if (open_db(url, 4, 5000, &g_sq, err, sizeof(err)) != UQ_DB_OK) {
         fprintf(stderr, "open sqlite: %s\n", err);
         return -1;
     }
@@ -112,7 +112,7 @@ static int group_setup(void **state)
     if (uc_test_pg_start(&g_pg) != 0) {
         goto fail;
     }
-    if (open_db(g_pg.url, 4, 5000, &g_db, err, sizeof(err)) != UC_DB_OK) {
+    if (open_db(g_pg.url, 4, 5000, &g_db, err, sizeof(err)) != UQ_DB_OK) {
         fprintf(stderr, "open: %s\n", err);
         uc_test_pg_stop(&g_pg);
         goto fail;
@@ -120,7 +120,7 @@ static int group_setup(void **state)
     return 0;
 fail:
     /* cmocka runs no teardown after a failed setup. */
-    uc_db_close(g_sq);
+    uq_db_close(g_sq);
     g_sq = NULL;
     uc_test_rmtree(g_sq_dir);
     return -1;
@@ -129,10 +129,10 @@ fail:
 static int group_teardown(void **state)
 {
     (void)state;
-    uc_db_close(g_db);
+    uq_db_close(g_db);
     g_db = NULL;
     uc_test_pg_stop(&g_pg);
-    uc_db_close(g_sq);
+    uq_db_close(g_sq);
     g_sq = NULL;
     if (g_sq_dir[0] != '\0') {
         uc_test_rmtree(g_sq_dir);
@@ -146,7 +146,7 @@ static void need_db(void)
     if (g_db == NULL) {
         skip();
     }
-    assert_int_equal(uc_db_migrate(g_db, NULL), UC_DB_OK);
+    assert_int_equal(uq_db_migrate(g_db, NULL), UQ_DB_OK);
 }
 
 static int psql_int(const char *sql)
@@ -168,13 +168,13 @@ static void *migrate_thread(void *p)
 {
     migrate_arg_t *a = p;
     char err[256];
-    uc_db_t *db = NULL;
+    uq_db_t *db = NULL;
 
     a->status = open_db(a->url, 1, 5000, &db, err, sizeof(err));
-    if (a->status == UC_DB_OK) {
-        a->status = uc_db_migrate(db, &a->applied);
+    if (a->status == UQ_DB_OK) {
+        a->status = uq_db_migrate(db, &a->applied);
     }
-    uc_db_close(db);
+    uq_db_close(db);
     return NULL;
 }
 
@@ -189,9 +189,9 @@ static void migrations_apply_once(void **state)
     if (g_db == NULL) {
         skip();
     }
-    assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
+    assert_int_equal(uq_db_migrate(g_db, &applied), UQ_DB_OK);
     assert_int_equal(applied, 6);
-    assert_int_equal(uc_db_migrate(g_db, &applied), UC_DB_OK);
+    assert_int_equal(uq_db_migrate(g_db, &applied), UQ_DB_OK);
     assert_int_equal(applied, 0);
     assert_int_equal(psql_int("SELECT count(*) FROM schema_migrations"), 6);
     assert_int_equal(psql_int("SELECT count(*) FROM information_schema.tables"
@@ -219,7 +219,7 @@ static void migrations_apply_once(void **state)
     }
     for (int i = 0; i < 3; i++) {
         pthread_join(th[i], NULL);
-        assert_int_equal(a[i].status, UC_DB_OK);
+        assert_int_equal(a[i].status, UQ_DB_OK);
     }
     /* Every migration, each applied exactly once, whoever applied it. */
     assert_int_equal(a[0].applied + a[1].applied + a[2].applied, 6);
@@ -227,10 +227,10 @@ static void migrations_apply_once(void **state)
 
 /* ---- feedback ------------------------------------------------------------ */
 
-static uc_db_feedback_write_t fb_write(unsigned fields, const char *insight,
+static uq_db_feedback_write_t fb_write(unsigned fields, const char *insight,
                                        const char *user, int64_t now)
 {
-    uc_db_feedback_write_t w;
+    uq_db_feedback_write_t w;
     memset(&w, 0, sizeof(w));
     w.fields = fields;
     w.insight_id = insight;
@@ -241,16 +241,16 @@ static uc_db_feedback_write_t fb_write(unsigned fields, const char *insight,
 
 static void feedback_upsert_merges(void **state)
 {
-    uc_db_feedback_write_t w;
-    uc_db_feedback_t row, first;
+    uq_db_feedback_write_t w;
+    uq_db_feedback_t row, first;
     const int64_t t1 = T0 + 123456, t2 = t1 + SEC, t3 = t2 + SEC;
 
     (void)state;
     need_db();
-    w = fb_write(UC_DB_FB_RATING, "ins-merge", "alice", t1);
+    w = fb_write(UQ_DB_FB_RATING, "ins-merge", "alice", t1);
     w.rating = 3;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &first, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &first, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_uuid4(first.id);
     assert_string_equal(first.insight_id, "ins-merge");
     assert_string_equal(first.user_id, "alice");
@@ -259,10 +259,10 @@ static void feedback_upsert_merges(void **state)
     assert_string_equal(first.flag_type, "");
     assert_true(first.created_at == t1 && first.updated_at == t1);
 
-    w = fb_write(UC_DB_FB_COMMENT, "ins-merge", "alice", t2);
+    w = fb_write(UQ_DB_FB_COMMENT, "ins-merge", "alice", t2);
     w.comment = "très utile \xe2\x9c\x93 'quoted' ; DROP TABLE x; --";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     /* The merge keeps the row's id. */
     assert_string_equal(row.id, first.id);
     assert_int_equal(row.rating, 3);
@@ -271,10 +271,10 @@ static void feedback_upsert_merges(void **state)
     assert_true(row.created_at == t1 && row.updated_at == t2);
 
     /* A rating without a comment keeps the comment. */
-    w = fb_write(UC_DB_FB_RATING, "ins-merge", "alice", t3);
+    w = fb_write(UQ_DB_FB_RATING, "ins-merge", "alice", t3);
     w.rating = 5;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_int_equal(row.rating, 5);
     assert_true(row.has_comment);
     assert_string_equal(row.comment,
@@ -283,16 +283,16 @@ static void feedback_upsert_merges(void **state)
     /* A rating with a comment replaces it. */
     w.has_comment = 1;
     w.comment = "changed";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(row.comment, "changed");
 
-    w = fb_write(UC_DB_FB_FLAG, "ins-merge", "alice", t3);
+    w = fb_write(UQ_DB_FB_FLAG, "ins-merge", "alice", t3);
     w.flag_type = "spam";
     w.has_flag_reason = 1;
     w.flag_reason = "ads";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(row.flag_type, "spam");
     assert_true(row.has_flag_reason);
     assert_string_equal(row.flag_reason, "ads");
@@ -302,8 +302,8 @@ static void feedback_upsert_merges(void **state)
     w.flag_type = "misleading";
     w.has_flag_reason = 0;
     w.flag_reason = NULL;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(row.flag_type, "misleading");
     assert_false(row.has_flag_reason);
     assert_true(row.created_at == t1);
@@ -314,61 +314,61 @@ static void feedback_upsert_merges(void **state)
 
 static void feedback_constraints_refuse(void **state)
 {
-    uc_db_feedback_write_t w;
-    uc_db_feedback_t row;
+    uq_db_feedback_write_t w;
+    uq_db_feedback_t row;
 
     (void)state;
     need_db();
-    w = fb_write(UC_DB_FB_RATING, "ins-bad", "bob", T0);
+    w = fb_write(UQ_DB_FB_RATING, "ins-bad", "bob", T0);
     w.rating = 6;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_ECONSTRAINT);
     w.rating = 0;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_ECONSTRAINT);
-    w = fb_write(UC_DB_FB_FLAG, "ins-bad", "bob", T0);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_ECONSTRAINT);
+    w = fb_write(UQ_DB_FB_FLAG, "ins-bad", "bob", T0);
     w.flag_type = "boring";
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_ECONSTRAINT);
     w = fb_write(0, "ins-bad", "bob", T0);
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_EINVAL);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_EINVAL);
     assert_int_equal(psql_int("SELECT count(*) FROM insight_feedback"
                               " WHERE insight_id = 'ins-bad'"),
                      0);
     /* The pool survives statement errors: the next call works. */
-    assert_int_equal(uc_db_ping(g_db), UC_DB_OK);
+    assert_int_equal(uq_db_ping(g_db), UQ_DB_OK);
 }
 
 static void put(const char *insight, const char *user, int rating,
                 const char *comment, const char *flag, int64_t now)
 {
-    uc_db_feedback_write_t w;
-    uc_db_feedback_t row;
+    uq_db_feedback_write_t w;
+    uq_db_feedback_t row;
 
     if (rating != 0) {
-        w = fb_write(UC_DB_FB_RATING, insight, user, now);
+        w = fb_write(UQ_DB_FB_RATING, insight, user, now);
         w.rating = rating;
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                         UC_DB_OK);
+        assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                         UQ_DB_OK);
     }
     if (comment != NULL) {
-        w = fb_write(UC_DB_FB_COMMENT, insight, user, now);
+        w = fb_write(UQ_DB_FB_COMMENT, insight, user, now);
         w.comment = comment;
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                         UC_DB_OK);
+        assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                         UQ_DB_OK);
     }
     if (flag != NULL) {
-        w = fb_write(UC_DB_FB_FLAG, insight, user, now);
+        w = fb_write(UQ_DB_FB_FLAG, insight, user, now);
         w.flag_type = flag;
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                         UC_DB_OK);
+        assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                         UQ_DB_OK);
     }
 }
 
 static void feedback_stats_aggregate(void **state)
 {
-    uc_db_feedback_stats_t s;
+    uq_db_feedback_stats_t s;
 
     (void)state;
     need_db();
@@ -381,7 +381,7 @@ static void feedback_stats_aggregate(void **state)
     put("ins-other", "u1", 1, "other", "misleading", T0);
 
     memset(&s, 0xff, sizeof(s));
-    assert_int_equal(uc_db_feedback_stats(g_db, "ins-stats", &s), UC_DB_OK);
+    assert_int_equal(uq_db_feedback_stats(g_db, "ins-stats", &s), UQ_DB_OK);
     assert_int_equal(s.total_ratings, 4);
     assert_true(s.average_rating > 3.4999 && s.average_rating < 3.5001);
     assert_int_equal(s.rating_distribution[0], 1);
@@ -396,7 +396,7 @@ static void feedback_stats_aggregate(void **state)
     assert_int_equal(s.flag_spam, 2);
 
     memset(&s, 0xff, sizeof(s));
-    assert_int_equal(uc_db_feedback_stats(g_db, "ins-none", &s), UC_DB_OK);
+    assert_int_equal(uq_db_feedback_stats(g_db, "ins-none", &s), UQ_DB_OK);
     assert_int_equal(s.total_ratings, 0);
     assert_true(s.average_rating == 0.0);
     assert_int_equal(s.rating_distribution[4], 0);
@@ -407,7 +407,7 @@ static void feedback_stats_aggregate(void **state)
 
 static void feedback_pages(void **state)
 {
-    uc_db_feedback_t *rows = NULL;
+    uq_db_feedback_t *rows = NULL;
     size_t n = 0;
     int64_t total = -1;
     char user[16], text[16];
@@ -423,8 +423,8 @@ static void feedback_pages(void **state)
     put("ins-page2", "pager1", 3, NULL, NULL, T0 + 20 * SEC);
 
     assert_int_equal(
-        uc_db_feedback_comments(g_db, "ins-page", 2, 0, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_feedback_comments(g_db, "ins-page", 2, 0, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_int_equal(total, 5);
     assert_string_equal(rows[0].comment, "c4");
@@ -432,8 +432,8 @@ static void feedback_pages(void **state)
     free(rows);
 
     assert_int_equal(
-        uc_db_feedback_comments(g_db, "ins-page", 2, 4, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_feedback_comments(g_db, "ins-page", 2, 4, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].comment, "c0");
     free(rows);
@@ -441,15 +441,15 @@ static void feedback_pages(void **state)
     /* Past the end: an empty page, and still the total. */
     rows = NULL;
     assert_int_equal(
-        uc_db_feedback_comments(g_db, "ins-page", 10, 50, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_feedback_comments(g_db, "ins-page", 10, 50, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(n, 0);
     assert_int_equal(total, 5);
     free(rows);
 
     assert_int_equal(
-        uc_db_feedback_by_user(g_db, "pager1", 10, 0, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_feedback_by_user(g_db, "pager1", 10, 0, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_int_equal(total, 2);
     assert_string_equal(rows[0].insight_id, "ins-page2");
@@ -458,8 +458,8 @@ static void feedback_pages(void **state)
 
     rows = NULL;
     assert_int_equal(
-        uc_db_feedback_by_user(g_db, "nobody", 10, 0, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_feedback_by_user(g_db, "nobody", 10, 0, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(n, 0);
     assert_int_equal(total, 0);
     free(rows);
@@ -483,26 +483,26 @@ static void *race_thread(void *p)
 
     pthread_barrier_wait(a->start);
     for (int k = 0; k < RACE_KEYS; k++) {
-        uc_db_feedback_write_t w;
-        uc_db_feedback_t row;
+        uq_db_feedback_write_t w;
+        uq_db_feedback_t row;
         snprintf(insight, sizeof(insight), "ins-race-%d", k);
         /* Every thread's first write to each key races the others'. */
-        w = fb_write(UC_DB_FB_RATING, insight, "same-user",
+        w = fb_write(UQ_DB_FB_RATING, insight, "same-user",
                      T0 + a->idx * SEC + k);
         switch ((a->idx + k) % 3) {
         case 0:
             w.rating = 1 + (a->idx + k) % 5;
             break;
         case 1:
-            w.fields = UC_DB_FB_COMMENT;
+            w.fields = UQ_DB_FB_COMMENT;
             w.comment = "racing";
             break;
         default:
-            w.fields = UC_DB_FB_FLAG;
+            w.fields = UQ_DB_FB_FLAG;
             w.flag_type = "spam";
             break;
         }
-        if (uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL) != UC_DB_OK ||
+        if (uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL) != UQ_DB_OK ||
             strcmp(row.insight_id, insight) != 0) {
             a->failures++;
         }
@@ -515,7 +515,7 @@ static void concurrent_upserts_never_fail(void **state)
     pthread_barrier_t start;
     pthread_t th[RACE_THREADS];
     race_arg_t args[RACE_THREADS];
-    uc_db_feedback_stats_t s;
+    uq_db_feedback_stats_t s;
 
     (void)state;
     need_db();
@@ -538,7 +538,7 @@ static void concurrent_upserts_never_fail(void **state)
     assert_int_equal(psql_int("SELECT count(*) FROM insight_feedback"
                               " WHERE insight_id LIKE 'ins-race-%'"),
                      RACE_KEYS);
-    assert_int_equal(uc_db_feedback_stats(g_db, "ins-race-0", &s), UC_DB_OK);
+    assert_int_equal(uq_db_feedback_stats(g_db, "ins-race-0", &s), UQ_DB_OK);
     assert_true(s.total_ratings <= 1 && s.total_comments == 1 &&
                 s.total_flags == 1);
     /* The pool never held more connections than its size (4). */
@@ -549,9 +549,9 @@ static void concurrent_upserts_never_fail(void **state)
 
 /* ---- backfill jobs ------------------------------------------------------- */
 
-static uc_db_job_t make_job(const char *id, const char *type, int64_t start)
+static uq_db_job_t make_job(const char *id, const char *type, int64_t start)
 {
-    uc_db_job_t j;
+    uq_db_job_t j;
     memset(&j, 0, sizeof(j));
     snprintf(j.id, sizeof(j.id), "%s", id);
     snprintf(j.job_type, sizeof(j.job_type), "%s", type);
@@ -559,34 +559,34 @@ static uc_db_job_t make_job(const char *id, const char *type, int64_t start)
     j.end_block = 200;
     j.current_block = 100;
     snprintf(j.status, sizeof(j.status), "running");
-    j.estimated_completion = UC_DB_NULL_TIME;
+    j.estimated_completion = UQ_DB_NULL_TIME;
     j.started_at = start;
-    j.completed_at = UC_DB_NULL_TIME;
+    j.completed_at = UQ_DB_NULL_TIME;
     return j;
 }
 
 static void jobs_lifecycle(void **state)
 {
-    uc_db_job_t j =
+    uq_db_job_t j =
         make_job("0b0e6b6c-5a1e-4c3e-9d7a-000000000001", "blocks", T0 + 5);
-    uc_db_job_t got;
-    uc_db_job_progress_t p;
+    uq_db_job_t got;
+    uq_db_job_progress_t p;
 
     (void)state;
     need_db();
     j.has_created_by = 1;
     snprintf(j.created_by, sizeof(j.created_by), "admin-1");
-    assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL), UC_DB_OK);
-    assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL),
-                     UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_job_create(g_db, &j, NULL, 0, NULL), UQ_DB_OK);
+    assert_int_equal(uq_db_job_create(g_db, &j, NULL, 0, NULL),
+                     UQ_DB_ECONSTRAINT);
 
-    assert_int_equal(uc_db_job_get(g_db, j.id, &got), UC_DB_OK);
+    assert_int_equal(uq_db_job_get(g_db, j.id, &got), UQ_DB_OK);
     assert_string_equal(got.id, j.id);
     assert_string_equal(got.job_type, "blocks");
     assert_true(got.start_block == 100 && got.end_block == 200);
     assert_string_equal(got.status, "running");
-    assert_true(got.estimated_completion == UC_DB_NULL_TIME);
-    assert_true(got.completed_at == UC_DB_NULL_TIME);
+    assert_true(got.estimated_completion == UQ_DB_NULL_TIME);
+    assert_true(got.completed_at == UQ_DB_NULL_TIME);
     assert_true(got.started_at == T0 + 5);
     assert_false(got.has_error_message);
     assert_true(got.has_created_by);
@@ -597,21 +597,21 @@ static void jobs_lifecycle(void **state)
     p.progress_percentage = 50.25;
     p.estimated_completion = T0 + HOUR;
     p.now = T0 + 60 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_true(got.current_block == 150);
     assert_true(got.progress_percentage == 50.25);
     assert_string_equal(got.status, "running");
     assert_true(got.estimated_completion == T0 + HOUR);
-    assert_true(got.completed_at == UC_DB_NULL_TIME);
+    assert_true(got.completed_at == UQ_DB_NULL_TIME);
 
     p.current_block = 200;
     p.progress_percentage = 100;
     p.status = "completed";
-    p.estimated_completion = UC_DB_NULL_TIME; /* keeps the old one */
+    p.estimated_completion = UQ_DB_NULL_TIME; /* keeps the old one */
     p.now = T0 + 120 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(got.status, "completed");
     assert_true(got.completed_at == T0 + 120 * SEC);
     assert_true(got.estimated_completion == T0 + HOUR);
@@ -621,8 +621,8 @@ static void jobs_lifecycle(void **state)
     p.status = "failed";
     p.error_message = "disk full";
     p.now = T0 + 180 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(got.status, "failed");
     assert_true(got.completed_at == T0 + 120 * SEC);
     assert_true(got.has_error_message);
@@ -630,8 +630,8 @@ static void jobs_lifecycle(void **state)
     p.status = "completed";
     p.error_message = NULL;
     p.now = T0 + 240 * SEC;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_true(got.completed_at == T0 + 240 * SEC);
     assert_string_equal(got.error_message, "disk full");
 
@@ -642,49 +642,49 @@ static void jobs_lifecycle(void **state)
     trace[5000] = '\0';
     p.status = "failed";
     p.error_message = trace;
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(got.error_message, trace);
     free(trace);
     p.error_message = NULL;
 
     p.status = "exploded";
-    assert_int_equal(uc_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
-                     UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_job_progress(g_db, j.id, &p, &got, NULL, 0, NULL),
+                     UQ_DB_ECONSTRAINT);
     p.status = NULL;
-    assert_int_equal(uc_db_job_progress(g_db,
+    assert_int_equal(uq_db_job_progress(g_db,
                                         "0b0e6b6c-5a1e-4c3e-9d7a-00000000ffff",
                                         &p, &got, NULL, 0, NULL),
-                     UC_DB_NOTFOUND);
+                     UQ_DB_NOTFOUND);
     assert_int_equal(
-        uc_db_job_get(g_db, "0b0e6b6c-5a1e-4c3e-9d7a-00000000ffff", &got),
-        UC_DB_NOTFOUND);
+        uq_db_job_get(g_db, "0b0e6b6c-5a1e-4c3e-9d7a-00000000ffff", &got),
+        UQ_DB_NOTFOUND);
     /* Not a UUID at all: refused by the database's uuid type. */
-    assert_int_equal(uc_db_job_get(g_db, "' OR 1=1 --", &got), UC_DB_EINVAL);
+    assert_int_equal(uq_db_job_get(g_db, "' OR 1=1 --", &got), UQ_DB_EINVAL);
 }
 
 static void jobs_list_filters_and_pages(void **state)
 {
     char id[40];
-    uc_db_job_t *rows = NULL;
+    uq_db_job_t *rows = NULL;
     size_t n = 0;
     int64_t total = -1;
 
     (void)state;
     need_db();
     for (int i = 0; i < 6; i++) {
-        uc_db_job_t j;
+        uq_db_job_t j;
         snprintf(id, sizeof(id), "1b0e6b6c-5a1e-4c3e-9d7a-%012d", i);
         j = make_job(id, i % 2 == 0 ? "list-even" : "list-odd",
                      T0 + DAY + i * SEC);
         if (i == 4) {
             snprintf(j.status, sizeof(j.status), "paused");
         }
-        assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL), UC_DB_OK);
+        assert_int_equal(uq_db_job_create(g_db, &j, NULL, 0, NULL), UQ_DB_OK);
     }
     assert_int_equal(
-        uc_db_job_list(g_db, NULL, "list-even", 2, 0, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_job_list(g_db, NULL, "list-even", 2, 0, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(total, 3);
     assert_int_equal(n, 2);
     assert_string_equal(rows[0].id, "1b0e6b6c-5a1e-4c3e-9d7a-000000000004");
@@ -692,8 +692,8 @@ static void jobs_list_filters_and_pages(void **state)
     free(rows);
 
     assert_int_equal(
-        uc_db_job_list(g_db, "paused", "list-even", 10, 0, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_job_list(g_db, "paused", "list-even", 10, 0, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(total, 1);
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].status, "paused");
@@ -701,8 +701,8 @@ static void jobs_list_filters_and_pages(void **state)
 
     rows = NULL;
     assert_int_equal(
-        uc_db_job_list(g_db, "running", "list-odd", 10, 3, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_job_list(g_db, "running", "list-odd", 10, 3, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(total, 3);
     assert_int_equal(n, 0);
     free(rows);
@@ -710,10 +710,10 @@ static void jobs_list_filters_and_pages(void **state)
 
 /* ---- metrics ------------------------------------------------------------- */
 
-static uc_db_metric_new_t metric(const char *svc, const char *type, double v,
+static uq_db_metric_new_t metric(const char *svc, const char *type, double v,
                                  int64_t ts, const char *meta)
 {
-    uc_db_metric_new_t m;
+    uq_db_metric_new_t m;
     m.service_name = svc;
     m.metric_type = type;
     m.metric_value = v;
@@ -726,10 +726,10 @@ static uc_db_metric_new_t metric(const char *svc, const char *type, double v,
 static void metrics_insert_and_list(void **state)
 {
     static const char meta[] = "{\"b\": 1,   \"a\" : [2, \"x\"]}";
-    uc_db_metric_new_t in[3];
-    uc_db_metric_t out[3];
-    uc_db_metric_t *rows = NULL;
-    uc_db_metric_filter_t f;
+    uq_db_metric_new_t in[3];
+    uq_db_metric_t out[3];
+    uq_db_metric_t *rows = NULL;
+    uq_db_metric_filter_t f;
     size_t n = 0;
 
     (void)state;
@@ -737,8 +737,8 @@ static void metrics_insert_and_list(void **state)
     in[0] = metric("svc-list", "latency", 1.5, T0 + 1, meta);
     in[1] = metric("svc-list", "latency", 0.1, T0 + 2, NULL);
     in[2] = metric("svc-list", "errors", 3, T0 + 3, NULL);
-    assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
+                     UQ_DB_OK);
     for (int i = 0; i < 3; i++) {
         assert_uuid4(out[i].id);
     }
@@ -749,48 +749,48 @@ static void metrics_insert_and_list(void **state)
     assert_null(out[1].metadata);
     assert_true(out[1].metric_value == 0.1);
     assert_true(out[2].timestamp == T0 + 3);
-    uc_db_metrics_free(out, 3, 0);
+    uq_db_metrics_free(out, 3, 0);
 
     memset(&f, 0, sizeof(f));
     f.service_name = "svc-list";
     f.metric_type = "latency";
-    f.start = UC_DB_NULL_TIME;
-    f.end = UC_DB_NULL_TIME;
-    assert_int_equal(uc_db_metrics_list(g_db, &f, 10, 0, &rows, &n), UC_DB_OK);
+    f.start = UQ_DB_NULL_TIME;
+    f.end = UQ_DB_NULL_TIME;
+    assert_int_equal(uq_db_metrics_list(g_db, &f, 10, 0, &rows, &n), UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_true(rows[0].timestamp == T0 + 2); /* newest first */
     assert_string_equal(rows[1].metadata, meta);
     /* A read gives each row the id its insert answered. */
     assert_string_equal(rows[0].id, out[1].id);
     assert_string_equal(rows[1].id, out[0].id);
-    uc_db_metrics_free(rows, n, 1);
+    uq_db_metrics_free(rows, n, 1);
 
     /* start inclusive, end exclusive. */
     f.metric_type = NULL;
     f.start = T0 + 2;
     f.end = T0 + 3;
-    assert_int_equal(uc_db_metrics_list(g_db, &f, 10, 0, &rows, &n), UC_DB_OK);
+    assert_int_equal(uq_db_metrics_list(g_db, &f, 10, 0, &rows, &n), UQ_DB_OK);
     assert_int_equal(n, 1);
     assert_true(rows[0].timestamp == T0 + 2);
-    uc_db_metrics_free(rows, n, 1);
+    uq_db_metrics_free(rows, n, 1);
 
     /* All or none: one bad row (metadata that is not JSON) and the whole
      * batch is rolled back. */
     in[0] = metric("svc-batch", "x", 1, T0, NULL);
     in[1] = metric("svc-batch", "x", 2, T0, "{not json");
-    assert_int_not_equal(uc_db_metrics_insert(g_db, in, 2, out, NULL, 0, NULL),
-                         UC_DB_OK);
+    assert_int_not_equal(uq_db_metrics_insert(g_db, in, 2, out, NULL, 0, NULL),
+                         UQ_DB_OK);
     assert_int_equal(psql_int("SELECT count(*) FROM system_metrics"
                               " WHERE service_name = 'svc-batch'"),
                      0);
-    assert_int_equal(uc_db_ping(g_db), UC_DB_OK);
+    assert_int_equal(uq_db_ping(g_db), UQ_DB_OK);
 }
 
 /* The bucket rule of db.h, computed here independently of SQL. */
-static int64_t bucket_of(int64_t t, uc_db_interval_t iv)
+static int64_t bucket_of(int64_t t, uq_db_interval_t iv)
 {
-    int64_t w = uc_db_interval_width_us(iv);
-    int64_t o = uc_db_interval_origin_us(iv);
+    int64_t w = uq_db_interval_width_us(iv);
+    int64_t o = uq_db_interval_origin_us(iv);
     int64_t q = (t - o) / w;
     if ((t - o) % w < 0) {
         q--;
@@ -806,9 +806,9 @@ static void metrics_aggregate_buckets(void **state)
                            T0 + HOUR + 10 * 60 * SEC, T0 + HOUR + 50 * 60 * SEC,
                            T0 + DAY + 9 * HOUR};
     const double vs[5] = {10, 1, 2, 6, 100};
-    uc_db_metric_new_t in[5];
-    uc_db_metric_t out[5];
-    uc_db_bucket_t *b = NULL;
+    uq_db_metric_new_t in[5];
+    uq_db_metric_t out[5];
+    uq_db_bucket_t *b = NULL;
     size_t n = 0;
 
     (void)state;
@@ -816,24 +816,24 @@ static void metrics_aggregate_buckets(void **state)
     for (int i = 0; i < 5; i++) {
         in[i] = metric("svc-agg", "cpu", vs[i], ts[i], NULL);
     }
-    assert_int_equal(uc_db_metrics_insert(g_db, in, 5, out, NULL, 0, NULL),
-                     UC_DB_OK);
-    uc_db_metrics_free(out, 5, 0);
+    assert_int_equal(uq_db_metrics_insert(g_db, in, 5, out, NULL, 0, NULL),
+                     UQ_DB_OK);
+    uq_db_metrics_free(out, 5, 0);
 
-    assert_int_equal(uc_db_metrics_aggregate(g_db, "svc-agg", "cpu", UC_DB_HOUR,
+    assert_int_equal(uq_db_metrics_aggregate(g_db, "svc-agg", "cpu", UQ_DB_HOUR,
                                              T0, T0 + 2 * DAY, &b, &n),
-                     UC_DB_OK);
+                     UQ_DB_OK);
     assert_int_equal(n, 3); /* the Sunday point is outside the window */
     assert_true(b[0].bucket == T0 && b[0].count == 1);
     assert_true(b[1].bucket == T0 + HOUR && b[1].count == 2);
     assert_true(b[1].avg_value == 4.0 && b[1].min_value == 2.0 &&
                 b[1].max_value == 6.0);
-    assert_true(b[2].bucket == bucket_of(ts[4], UC_DB_HOUR));
+    assert_true(b[2].bucket == bucket_of(ts[4], UQ_DB_HOUR));
     free(b);
 
-    assert_int_equal(uc_db_metrics_aggregate(g_db, "svc-agg", "cpu", UC_DB_DAY,
+    assert_int_equal(uq_db_metrics_aggregate(g_db, "svc-agg", "cpu", UQ_DB_DAY,
                                              T0 - DAY, T0 + 2 * DAY, &b, &n),
-                     UC_DB_OK);
+                     UQ_DB_OK);
     assert_int_equal(n, 3);
     assert_true(b[0].bucket == T0 - DAY && b[0].count == 1);
     assert_true(b[1].bucket == T0 && b[1].count == 3);
@@ -842,13 +842,13 @@ static void metrics_aggregate_buckets(void **state)
     free(b);
 
     /* Weeks start on Monday 00:00 UTC: Sunday falls in the week before. */
-    assert_int_equal(uc_db_metrics_aggregate(g_db, "svc-agg", "cpu", UC_DB_WEEK,
+    assert_int_equal(uq_db_metrics_aggregate(g_db, "svc-agg", "cpu", UQ_DB_WEEK,
                                              T0 - 7 * DAY, T0 + 7 * DAY, &b,
                                              &n),
-                     UC_DB_OK);
+                     UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_true(b[0].bucket == T0 - 7 * DAY);
-    assert_true(b[0].bucket == bucket_of(ts[0], UC_DB_WEEK));
+    assert_true(b[0].bucket == bucket_of(ts[0], UQ_DB_WEEK));
     assert_true(b[0].count == 1 && b[0].avg_value == 10.0);
     assert_true(b[1].bucket == T0 && b[1].count == 4);
     assert_true(b[1].min_value == 1.0 && b[1].max_value == 100.0);
@@ -856,9 +856,9 @@ static void metrics_aggregate_buckets(void **state)
     free(b);
 
     b = NULL;
-    assert_int_equal(uc_db_metrics_aggregate(g_db, "svc-agg", "nothing",
-                                             UC_DB_HOUR, T0, T0 + DAY, &b, &n),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_metrics_aggregate(g_db, "svc-agg", "nothing",
+                                             UQ_DB_HOUR, T0, T0 + DAY, &b, &n),
+                     UQ_DB_OK);
     assert_int_equal(n, 0);
     free(b);
 }
@@ -869,29 +869,29 @@ static void retention_deletes_and_reports(void **state)
 {
     const int64_t old = INT64_C(946684800000000); /* 2000-01-01 */
     const int64_t cut = old + DAY;
-    uc_db_job_t j =
+    uq_db_job_t j =
         make_job("2b0e6b6c-5a1e-4c3e-9d7a-000000000001", "ret", old);
-    uc_db_metric_new_t in[3];
-    uc_db_metric_t out[3];
-    uc_db_retention_cutoffs_t c = {cut, cut, cut};
-    uc_db_retention_t r;
-    uc_db_job_t got;
+    uq_db_metric_new_t in[3];
+    uq_db_metric_t out[3];
+    uq_db_retention_cutoffs_t c = {cut, cut, cut};
+    uq_db_retention_t r;
+    uq_db_job_t got;
 
     (void)state;
     need_db();
-    assert_int_equal(uc_db_job_create(g_db, &j, NULL, 0, NULL), UC_DB_OK);
+    assert_int_equal(uq_db_job_create(g_db, &j, NULL, 0, NULL), UQ_DB_OK);
     put("ins-ret-a", "old1", 2, NULL, NULL, old);
     put("ins-ret-a", "old2", 3, NULL, NULL, old);
     put("ins-ret-b", "new1", 4, NULL, NULL, T0);
     in[0] = metric("svc-ret", "a", 1, old, NULL);
     in[1] = metric("svc-ret", "a", 1, old + 1, NULL);
     in[2] = metric("svc-ret", "b", 1, T0, NULL);
-    assert_int_equal(uc_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
-                     UC_DB_OK);
-    uc_db_metrics_free(out, 3, 0);
+    assert_int_equal(uq_db_metrics_insert(g_db, in, 3, out, NULL, 0, NULL),
+                     UQ_DB_OK);
+    uq_db_metrics_free(out, 3, 0);
 
-    assert_int_equal(uc_db_retention_run(g_db, &c, &r, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_retention_run(g_db, &c, &r, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_int_equal(r.jobs_deleted, 1);
     assert_int_equal(r.n_job_ids, 1);
     assert_string_equal(r.job_ids[0], j.id);
@@ -902,9 +902,9 @@ static void retention_deletes_and_reports(void **state)
     assert_int_equal(r.n_series, 1);
     assert_string_equal(r.series[0].service_name, "svc-ret");
     assert_string_equal(r.series[0].metric_type, "a");
-    uc_db_retention_release(&r);
+    uq_db_retention_release(&r);
 
-    assert_int_equal(uc_db_job_get(g_db, j.id, &got), UC_DB_NOTFOUND);
+    assert_int_equal(uq_db_job_get(g_db, j.id, &got), UQ_DB_NOTFOUND);
     assert_int_equal(psql_int("SELECT count(*) FROM insight_feedback"
                               " WHERE insight_id LIKE 'ins-ret-%'"),
                      1);
@@ -913,49 +913,49 @@ static void retention_deletes_and_reports(void **state)
                      1);
 
     /* Nothing left to delete: a run that reports nothing. */
-    assert_int_equal(uc_db_retention_run(g_db, &c, &r, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_retention_run(g_db, &c, &r, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_true(r.jobs_deleted == 0 && r.feedback_deleted == 0 &&
                 r.metrics_deleted == 0 && r.n_series == 0);
-    uc_db_retention_release(&r);
+    uq_db_retention_release(&r);
 }
 
 /* ---- api keys ------------------------------------------------------------ */
 
 static void api_keys_store_and_find(void **state)
 {
-    uc_db_api_key_t k, got;
+    uq_db_api_key_t k, got;
 
     (void)state;
     need_db();
     memset(&k, 0, sizeof(k));
     snprintf(k.prefix, sizeof(k.prefix), "pfx12345");
-    memset(k.hash_hex, 'a', UC_DB_HASH_HEX_LEN);
-    k.hash_hex[UC_DB_HASH_HEX_LEN] = '\0';
+    memset(k.hash_hex, 'a', UQ_DB_HASH_HEX_LEN);
+    k.hash_hex[UQ_DB_HASH_HEX_LEN] = '\0';
     snprintf(k.user_id, sizeof(k.user_id), "svc-user");
     snprintf(k.role, sizeof(k.role), "service");
     k.created_at = T0 + 7;
-    assert_int_equal(uc_db_api_key_create(g_db, &k), UC_DB_OK);
-    assert_int_equal(uc_db_api_key_create(g_db, &k), UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_api_key_create(g_db, &k), UQ_DB_OK);
+    assert_int_equal(uq_db_api_key_create(g_db, &k), UQ_DB_ECONSTRAINT);
 
-    assert_int_equal(uc_db_api_key_lookup(g_db, "pfx12345", &got), UC_DB_OK);
+    assert_int_equal(uq_db_api_key_lookup(g_db, "pfx12345", &got), UQ_DB_OK);
     assert_true(got.id > 0);
     assert_string_equal(got.hash_hex, k.hash_hex);
     assert_string_equal(got.user_id, "svc-user");
     assert_string_equal(got.role, "service");
     assert_true(got.created_at == T0 + 7);
-    assert_int_equal(uc_db_api_key_lookup(g_db, "nope", &got), UC_DB_NOTFOUND);
+    assert_int_equal(uq_db_api_key_lookup(g_db, "nope", &got), UQ_DB_NOTFOUND);
 
     snprintf(k.prefix, sizeof(k.prefix), "pfx-root");
     snprintf(k.role, sizeof(k.role), "root");
-    assert_int_equal(uc_db_api_key_create(g_db, &k), UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_api_key_create(g_db, &k), UQ_DB_ECONSTRAINT);
 }
 
 /* Imported keys: found by hash, revoked once, re-imported without change,
  * and a conflicting batch leaves nothing behind. */
 static void api_keys_import_and_revoke(void **state)
 {
-    uc_db_api_key_t k[2], got, *rows = NULL;
+    uq_db_api_key_t k[2], got, *rows = NULL;
     size_t failed = 99, n = 0;
     int64_t at = 0;
 
@@ -964,47 +964,47 @@ static void api_keys_import_and_revoke(void **state)
     memset(k, 0, sizeof(k));
     for (int i = 0; i < 2; i++) {
         snprintf(k[i].origin_id, sizeof(k[i].origin_id), "imp-%d", i);
-        memset(k[i].hash_hex, i == 0 ? 'b' : 'c', UC_DB_HASH_HEX_LEN);
+        memset(k[i].hash_hex, i == 0 ? 'b' : 'c', UQ_DB_HASH_HEX_LEN);
         snprintf(k[i].user_id, sizeof(k[i].user_id), "imp-user");
         snprintf(k[i].role, sizeof(k[i].role), "user");
         snprintf(k[i].origin_prefix, sizeof(k[i].origin_prefix), "abc%d", i);
         k[i].created_at = T0;
-        k[i].last_used_at = UC_DB_NULL_TIME;
-        k[i].revoked_at = i == 1 ? T0 + 5 : UC_DB_NULL_TIME;
+        k[i].last_used_at = UQ_DB_NULL_TIME;
+        k[i].revoked_at = i == 1 ? T0 + 5 : UQ_DB_NULL_TIME;
     }
-    assert_int_equal(uc_db_api_key_import(g_db, k, 2, &failed), UC_DB_OK);
-    assert_int_equal(uc_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_api_key_import(g_db, k, 2, &failed), UQ_DB_OK);
+    assert_int_equal(uq_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
+                     UQ_DB_OK);
     assert_string_equal(got.origin_id, "imp-0");
     assert_string_equal(got.prefix, "");
-    assert_true(got.revoked_at == UC_DB_NULL_TIME);
-    assert_true(got.last_used_at == UC_DB_NULL_TIME);
+    assert_true(got.revoked_at == UQ_DB_NULL_TIME);
+    assert_true(got.last_used_at == UQ_DB_NULL_TIME);
 
-    assert_int_equal(uc_db_api_key_revoke(g_db, got.id, T0 + 9, &at), UC_DB_OK);
+    assert_int_equal(uq_db_api_key_revoke(g_db, got.id, T0 + 9, &at), UQ_DB_OK);
     assert_true(at == T0 + 9);
-    assert_int_equal(uc_db_api_key_revoke(g_db, got.id, T0 + 20, &at),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_api_key_revoke(g_db, got.id, T0 + 20, &at),
+                     UQ_DB_OK);
     assert_true(at == T0 + 9);
-    assert_int_equal(uc_db_api_key_revoke(g_db, 987654321, T0, &at),
-                     UC_DB_NOTFOUND);
+    assert_int_equal(uq_db_api_key_revoke(g_db, 987654321, T0, &at),
+                     UQ_DB_NOTFOUND);
 
     /* Again: no new row, and the revocation stays. */
-    assert_int_equal(uc_db_api_key_import(g_db, k, 2, &failed), UC_DB_OK);
-    assert_int_equal(uc_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_api_key_import(g_db, k, 2, &failed), UQ_DB_OK);
+    assert_int_equal(uq_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
+                     UQ_DB_OK);
     assert_true(got.revoked_at == T0 + 9);
 
     /* A new id with a stored hash, after a fine new row: neither goes in. */
     snprintf(k[0].origin_id, sizeof(k[0].origin_id), "imp-new");
-    memset(k[0].hash_hex, 'd', UC_DB_HASH_HEX_LEN);
+    memset(k[0].hash_hex, 'd', UQ_DB_HASH_HEX_LEN);
     snprintf(k[1].origin_id, sizeof(k[1].origin_id), "imp-other");
-    assert_int_equal(uc_db_api_key_import(g_db, k, 2, &failed),
-                     UC_DB_ECONSTRAINT);
+    assert_int_equal(uq_db_api_key_import(g_db, k, 2, &failed),
+                     UQ_DB_ECONSTRAINT);
     assert_int_equal(failed, 1);
-    assert_int_equal(uc_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
-                     UC_DB_NOTFOUND);
+    assert_int_equal(uq_db_api_key_lookup_hash(g_db, k[0].hash_hex, &got),
+                     UQ_DB_NOTFOUND);
 
-    assert_int_equal(uc_db_api_key_list(g_db, &rows, &n), UC_DB_OK);
+    assert_int_equal(uq_db_api_key_list(g_db, &rows, &n), UQ_DB_OK);
     size_t imported = 0;
     for (size_t i = 0; i < n; i++) {
         imported += strncmp(rows[i].origin_id, "imp-", 4) == 0;
@@ -1023,7 +1023,7 @@ static void api_keys_import_and_revoke(void **state)
  */
 typedef struct {
     const char *name;
-    uc_db_t **db;
+    uq_db_t **db;
 } backend_t;
 
 static const backend_t g_backends[] = {
@@ -1042,61 +1042,61 @@ static int64_t wall_us(void)
 }
 
 /* Marks everything applied and prunes it all, leaving an empty log. */
-static void reset_log(uc_db_t *db)
+static void reset_log(uq_db_t *db)
 {
-    uc_db_inval_row_t *rows = calloc(256, sizeof(*rows));
+    uq_db_inval_row_t *rows = calloc(256, sizeof(*rows));
     int64_t ids[256];
     int64_t removed = 0;
     size_t n = 0;
 
     assert_non_null(rows);
     for (;;) {
-        assert_int_equal(uc_db_inval_pending(db, rows, 256, &n), UC_DB_OK);
+        assert_int_equal(uq_db_inval_pending(db, rows, 256, &n), UQ_DB_OK);
         if (n == 0) {
             break;
         }
         for (size_t i = 0; i < n; i++) {
             ids[i] = rows[i].id;
         }
-        assert_int_equal(uc_db_inval_mark_applied(db, ids, n, 1), UC_DB_OK);
+        assert_int_equal(uq_db_inval_mark_applied(db, ids, n, 1), UQ_DB_OK);
     }
     do {
-        assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+        assert_int_equal(uq_db_inval_prune(db, INT64_MAX, &removed), UQ_DB_OK);
     } while (removed > 0);
-    assert_int_equal(uc_db_inval_after(db, 0, rows, 1, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_after(db, 0, rows, 1, &n), UQ_DB_OK);
     assert_int_equal(n, 0);
     free(rows);
 }
 
-static size_t count_pending(uc_db_t *db)
+static size_t count_pending(uq_db_t *db)
 {
-    uc_db_inval_row_t *rows = calloc(ROWS_CAP, sizeof(*rows));
+    uq_db_inval_row_t *rows = calloc(ROWS_CAP, sizeof(*rows));
     size_t n = 0;
 
     assert_non_null(rows);
-    assert_int_equal(uc_db_inval_pending(db, rows, ROWS_CAP, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_pending(db, rows, ROWS_CAP, &n), UQ_DB_OK);
     free(rows);
     return n;
 }
 
-static int64_t last_id(uc_db_t *db)
+static int64_t last_id(uq_db_t *db)
 {
     int64_t id = -1;
-    assert_int_equal(uc_db_inval_last_id(db, &id), UC_DB_OK);
+    assert_int_equal(uq_db_inval_last_id(db, &id), UQ_DB_OK);
     return id;
 }
 
 /* Runs fn once per backend that is there; skips when none is. */
-static void each_backend(void (*fn)(uc_db_t *db, const char *name))
+static void each_backend(void (*fn)(uq_db_t *db, const char *name))
 {
     int ran = 0;
 
     for (size_t i = 0; i < NBACKENDS; i++) {
-        uc_db_t *db = *g_backends[i].db;
+        uq_db_t *db = *g_backends[i].db;
         if (db == NULL) {
             continue;
         }
-        assert_int_equal(uc_db_migrate(db, NULL), UC_DB_OK);
+        assert_int_equal(uq_db_migrate(db, NULL), UQ_DB_OK);
         reset_log(db);
         fn(db, g_backends[i].name);
         ran++;
@@ -1115,88 +1115,88 @@ static void next_job_id(char *buf, size_t cap)
 
 /*
  * One kind of write carrying records: returns the write's status and sets
- * *at to the created_at its records must have (UC_DB_NULL_TIME: the clock
+ * *at to the created_at its records must have (UQ_DB_NULL_TIME: the clock
  * at the time of the call).
  */
-typedef int (*inval_write_fn)(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+typedef int (*inval_write_fn)(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                               int64_t *ids, int64_t *at);
 
-static int w_feedback(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int w_feedback(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                       int64_t *ids, int64_t *at)
 {
-    uc_db_feedback_write_t w =
-        fb_write(UC_DB_FB_RATING, "ins-inv-write", "dora", T0 + 11);
-    uc_db_feedback_t row;
+    uq_db_feedback_write_t w =
+        fb_write(UQ_DB_FB_RATING, "ins-inv-write", "dora", T0 + 11);
+    uq_db_feedback_t row;
     w.rating = 4;
     *at = w.now;
-    return uc_db_feedback_upsert(db, &w, &row, inv, n, ids);
+    return uq_db_feedback_upsert(db, &w, &row, inv, n, ids);
 }
 
-static int w_job_create(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int w_job_create(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                         int64_t *ids, int64_t *at)
 {
-    uc_db_job_t j = make_job("", "inv", T0);
+    uq_db_job_t j = make_job("", "inv", T0);
     next_job_id(j.id, sizeof(j.id));
-    *at = UC_DB_NULL_TIME;
-    return uc_db_job_create(db, &j, inv, n, ids);
+    *at = UQ_DB_NULL_TIME;
+    return uq_db_job_create(db, &j, inv, n, ids);
 }
 
-static int w_job_progress(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int w_job_progress(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                           int64_t *ids, int64_t *at)
 {
-    uc_db_job_t j = make_job("", "inv", T0);
-    uc_db_job_progress_t p;
-    uc_db_job_t got;
+    uq_db_job_t j = make_job("", "inv", T0);
+    uq_db_job_progress_t p;
+    uq_db_job_t got;
     int st;
 
     next_job_id(j.id, sizeof(j.id));
-    st = uc_db_job_create(db, &j, NULL, 0, NULL);
-    if (st != UC_DB_OK) {
+    st = uq_db_job_create(db, &j, NULL, 0, NULL);
+    if (st != UQ_DB_OK) {
         return st;
     }
     memset(&p, 0, sizeof(p));
     p.current_block = 120;
     p.progress_percentage = 20;
-    p.estimated_completion = UC_DB_NULL_TIME;
+    p.estimated_completion = UQ_DB_NULL_TIME;
     p.now = T0 + 22;
     *at = p.now;
-    return uc_db_job_progress(db, j.id, &p, &got, inv, n, ids);
+    return uq_db_job_progress(db, j.id, &p, &got, inv, n, ids);
 }
 
-static int w_metrics(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int w_metrics(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                      int64_t *ids, int64_t *at)
 {
-    uc_db_metric_new_t in[2] = {metric("svc-inv", "a", 1, T0, NULL),
+    uq_db_metric_new_t in[2] = {metric("svc-inv", "a", 1, T0, NULL),
                                 metric("svc-inv", "b", 2, T0, NULL)};
-    uc_db_metric_t out[2];
-    int st = uc_db_metrics_insert(db, in, 2, out, inv, n, ids);
-    if (st == UC_DB_OK) {
-        uc_db_metrics_free(out, 2, 0);
+    uq_db_metric_t out[2];
+    int st = uq_db_metrics_insert(db, in, 2, out, inv, n, ids);
+    if (st == UQ_DB_OK) {
+        uq_db_metrics_free(out, 2, 0);
     }
-    *at = UC_DB_NULL_TIME;
+    *at = UQ_DB_NULL_TIME;
     return st;
 }
 
-static int w_retention(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int w_retention(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                        int64_t *ids, int64_t *at)
 {
     /* Cut-offs before anything the tests write: nothing goes, and the
      * records are still written. */
-    uc_db_retention_cutoffs_t c = {1, 1, 1};
-    uc_db_retention_t r;
-    int st = uc_db_retention_run(db, &c, &r, inv, n, ids);
-    if (st == UC_DB_OK) {
-        uc_db_retention_release(&r);
+    uq_db_retention_cutoffs_t c = {1, 1, 1};
+    uq_db_retention_t r;
+    int st = uq_db_retention_run(db, &c, &r, inv, n, ids);
+    if (st == UQ_DB_OK) {
+        uq_db_retention_release(&r);
     }
-    *at = UC_DB_NULL_TIME;
+    *at = UQ_DB_NULL_TIME;
     return st;
 }
 
-static int w_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int w_append(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                     int64_t *ids, int64_t *at)
 {
     *at = T0 + 33;
-    return uc_db_inval_append(db, inv, n, *at, ids);
+    return uq_db_inval_append(db, inv, n, *at, ids);
 }
 
 static const struct {
@@ -1210,29 +1210,29 @@ static const struct {
 
 #define NWRITES (sizeof(g_inval_writes) / sizeof(g_inval_writes[0]))
 
-static void check_row(const uc_db_inval_row_t *r, int64_t id,
-                      const uc_db_inval_t *want, int64_t at, int64_t lo,
+static void check_row(const uq_db_inval_row_t *r, int64_t id,
+                      const uq_db_inval_t *want, int64_t at, int64_t lo,
                       int64_t hi)
 {
     assert_true(r->id == id);
     assert_string_equal(r->keyspace, want->keyspace);
     assert_string_equal(r->target, want->target);
-    if (at != UC_DB_NULL_TIME) {
+    if (at != UQ_DB_NULL_TIME) {
         assert_true(r->created_at == at);
     } else {
         assert_true(r->created_at >= lo && r->created_at <= hi);
     }
 }
 
-static void records_ride_with_writes_on(uc_db_t *db, const char *name)
+static void records_ride_with_writes_on(uq_db_t *db, const char *name)
 {
     /* Targets as the library writes them: keys, globs, and the characters
      * that SQL, LIKE and array literals treat specially. */
-    const uc_db_inval_t inv[2] = {
+    const uq_db_inval_t inv[2] = {
         {"feedback", "insight:{ins-inv-write}:*"},
         {"stats", "50%_off \"quoted\" back\\slash, {x}; DROP TABLE y; --"},
     };
-    uc_db_inval_row_t *rows = calloc(ROWS_CAP, sizeof(*rows));
+    uq_db_inval_row_t *rows = calloc(ROWS_CAP, sizeof(*rows));
     int64_t all_ids[2 * NWRITES];
     int64_t at[NWRITES], lo[NWRITES], hi[NWRITES];
     int64_t last = last_id(db);
@@ -1244,14 +1244,14 @@ static void records_ride_with_writes_on(uc_db_t *db, const char *name)
         lo[k] = wall_us();
         int st = g_inval_writes[k].fn(db, inv, 2, ids, &at[k]);
         hi[k] = wall_us();
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             fail_msg("%s: %s: %s", name, g_inval_writes[k].name,
-                     uc_db_strerror(st));
+                     uq_db_strerror(st));
         }
         assert_true(ids[0] > last && ids[1] > ids[0]);
         /* The tail sees exactly this write's records, in order. */
-        assert_int_equal(uc_db_inval_after(db, last, rows, ROWS_CAP, &n),
-                         UC_DB_OK);
+        assert_int_equal(uq_db_inval_after(db, last, rows, ROWS_CAP, &n),
+                         UQ_DB_OK);
         assert_int_equal(n, 2);
         for (int i = 0; i < 2; i++) {
             check_row(&rows[i], ids[i], &inv[i], at[k], lo[k], hi[k]);
@@ -1264,25 +1264,25 @@ static void records_ride_with_writes_on(uc_db_t *db, const char *name)
     assert_true(last_id(db) == last);
 
     /* All of them pending, oldest first; cap bounds both reads. */
-    assert_int_equal(uc_db_inval_pending(db, rows, ROWS_CAP, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_pending(db, rows, ROWS_CAP, &n), UQ_DB_OK);
     assert_int_equal(n, 2 * NWRITES);
     for (size_t i = 0; i < n; i++) {
         check_row(&rows[i], all_ids[i], &inv[i % 2], at[i / 2], lo[i / 2],
                   hi[i / 2]);
     }
-    assert_int_equal(uc_db_inval_pending(db, rows, 3, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_pending(db, rows, 3, &n), UQ_DB_OK);
     assert_int_equal(n, 3);
     assert_true(rows[2].id == all_ids[2]);
-    assert_int_equal(uc_db_inval_after(db, all_ids[0], rows, 2, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_after(db, all_ids[0], rows, 2, &n), UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_true(rows[0].id == all_ids[1] && rows[1].id == all_ids[2]);
     n = 99;
-    assert_int_equal(uc_db_inval_after(db, 0, rows, 0, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_after(db, 0, rows, 0, &n), UQ_DB_OK);
     assert_int_equal(n, 0);
 
     /* Without records a write adds nothing. */
     int64_t unused;
-    assert_int_equal(w_feedback(db, NULL, 0, NULL, &unused), UC_DB_OK);
+    assert_int_equal(w_feedback(db, NULL, 0, NULL, &unused), UQ_DB_OK);
     assert_true(last_id(db) == last);
     free(rows);
 }
@@ -1295,50 +1295,50 @@ static void inval_records_ride_with_writes(void **state)
 
 /* ---- writes that fail leave no record ------------------------------------ */
 
-static char g_long_target[UC_DB_INVAL_TARGET_MAX + 1];
+static char g_long_target[UQ_DB_INVAL_TARGET_MAX + 1];
 
-static int f_rating(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int f_rating(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                     int64_t *ids)
 {
-    uc_db_feedback_write_t w =
-        fb_write(UC_DB_FB_RATING, "ins-inv-fail", "erin", T0);
-    uc_db_feedback_t row;
+    uq_db_feedback_write_t w =
+        fb_write(UQ_DB_FB_RATING, "ins-inv-fail", "erin", T0);
+    uq_db_feedback_t row;
     w.rating = 6;
-    return uc_db_feedback_upsert(db, &w, &row, inv, n, ids);
+    return uq_db_feedback_upsert(db, &w, &row, inv, n, ids);
 }
 
-static int f_job_taken(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int f_job_taken(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                        int64_t *ids)
 {
-    uc_db_job_t j = make_job("", "inv", T0);
+    uq_db_job_t j = make_job("", "inv", T0);
     next_job_id(j.id, sizeof(j.id));
-    if (uc_db_job_create(db, &j, NULL, 0, NULL) != UC_DB_OK) {
+    if (uq_db_job_create(db, &j, NULL, 0, NULL) != UQ_DB_OK) {
         return -100;
     }
-    return uc_db_job_create(db, &j, inv, n, ids);
+    return uq_db_job_create(db, &j, inv, n, ids);
 }
 
-static int f_progress_unknown(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int f_progress_unknown(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                               int64_t *ids)
 {
-    uc_db_job_progress_t p;
-    uc_db_job_t got;
-    char id[UC_DB_UUID_LEN + 1];
+    uq_db_job_progress_t p;
+    uq_db_job_t got;
+    char id[UQ_DB_UUID_LEN + 1];
 
     next_job_id(id, sizeof(id));
     memset(&p, 0, sizeof(p));
-    p.estimated_completion = UC_DB_NULL_TIME;
+    p.estimated_completion = UQ_DB_NULL_TIME;
     p.now = T0;
-    return uc_db_job_progress(db, id, &p, &got, inv, n, ids);
+    return uq_db_job_progress(db, id, &p, &got, inv, n, ids);
 }
 
-static int f_metrics_bad(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int f_metrics_bad(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                          int64_t *ids)
 {
-    uc_db_metric_new_t in[2] = {metric("svc-inv-fail", "a", 1, T0, NULL),
+    uq_db_metric_new_t in[2] = {metric("svc-inv-fail", "a", 1, T0, NULL),
                                 metric("svc-inv-fail", "a", 1, T0, "{no")};
-    uc_db_metric_t out[2];
-    return uc_db_metrics_insert(db, in, 2, out, inv, n, ids);
+    uq_db_metric_t out[2];
+    return uq_db_metrics_insert(db, in, 2, out, inv, n, ids);
 }
 
 /*
@@ -1346,40 +1346,40 @@ static int f_metrics_bad(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
  * the database's CHECK refuses the record itself: the write it rode with
  * must be rolled back.
  */
-static int f_record_refused_upsert(uc_db_t *db, const uc_db_inval_t *inv,
+static int f_record_refused_upsert(uq_db_t *db, const uq_db_inval_t *inv,
                                    size_t n, int64_t *ids)
 {
-    uc_db_feedback_write_t w =
-        fb_write(UC_DB_FB_RATING, "ins-inv-refused", "finn", T0);
-    uc_db_feedback_t row;
-    uc_db_inval_t bad[2] = {inv[0], {"feedback", g_long_target}};
+    uq_db_feedback_write_t w =
+        fb_write(UQ_DB_FB_RATING, "ins-inv-refused", "finn", T0);
+    uq_db_feedback_t row;
+    uq_db_inval_t bad[2] = {inv[0], {"feedback", g_long_target}};
     (void)n;
     w.rating = 3;
     return db->methods->feedback_upsert(db, &w, &row, bad, 2, ids);
 }
 
-static int f_record_refused_metrics(uc_db_t *db, const uc_db_inval_t *inv,
+static int f_record_refused_metrics(uq_db_t *db, const uq_db_inval_t *inv,
                                     size_t n, int64_t *ids)
 {
-    uc_db_metric_new_t in[1] = {metric("svc-inv-refused", "a", 1, T0, NULL)};
-    uc_db_metric_t out[1];
-    uc_db_inval_t bad[2] = {inv[0], {"feedback", g_long_target}};
+    uq_db_metric_new_t in[1] = {metric("svc-inv-refused", "a", 1, T0, NULL)};
+    uq_db_metric_t out[1];
+    uq_db_inval_t bad[2] = {inv[0], {"feedback", g_long_target}};
     (void)n;
     return db->methods->metrics_insert(db, in, 1, out, bad, 2, ids);
 }
 
-static int f_record_refused_retention(uc_db_t *db, const uc_db_inval_t *inv,
+static int f_record_refused_retention(uq_db_t *db, const uq_db_inval_t *inv,
                                       size_t n, int64_t *ids)
 {
     /* A job old enough to go, then a retention run whose record fails:
      * the job must still be there afterwards. */
-    uc_db_job_t j = make_job("", "inv-ret", 1000);
-    uc_db_retention_cutoffs_t c = {2000, 1, 1};
-    uc_db_retention_t r;
-    uc_db_inval_t bad[2] = {inv[0], {"jobs", g_long_target}};
+    uq_db_job_t j = make_job("", "inv-ret", 1000);
+    uq_db_retention_cutoffs_t c = {2000, 1, 1};
+    uq_db_retention_t r;
+    uq_db_inval_t bad[2] = {inv[0], {"jobs", g_long_target}};
     (void)n;
     next_job_id(j.id, sizeof(j.id));
-    if (uc_db_job_create(db, &j, NULL, 0, NULL) != UC_DB_OK) {
+    if (uq_db_job_create(db, &j, NULL, 0, NULL) != UQ_DB_OK) {
         return -100;
     }
     return db->methods->retention_run(db, &c, &r, bad, 2, ids);
@@ -1387,7 +1387,7 @@ static int f_record_refused_retention(uc_db_t *db, const uc_db_inval_t *inv,
 
 #define ANY_ERROR 100
 
-typedef int (*inval_fail_fn)(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+typedef int (*inval_fail_fn)(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                              int64_t *ids);
 
 static const struct {
@@ -1395,29 +1395,29 @@ static const struct {
     inval_fail_fn fn;
     int want; /* a status, or ANY_ERROR (backends differ in the class) */
 } g_inval_failures[] = {
-    {"rating out of range", f_rating, UC_DB_ECONSTRAINT},
-    {"job id taken", f_job_taken, UC_DB_ECONSTRAINT},
-    {"progress of an unknown job", f_progress_unknown, UC_DB_NOTFOUND},
+    {"rating out of range", f_rating, UQ_DB_ECONSTRAINT},
+    {"job id taken", f_job_taken, UQ_DB_ECONSTRAINT},
+    {"progress of an unknown job", f_progress_unknown, UQ_DB_NOTFOUND},
     {"metrics batch with bad metadata", f_metrics_bad, ANY_ERROR},
     {"record refused beside an upsert", f_record_refused_upsert,
-     UC_DB_ECONSTRAINT},
+     UQ_DB_ECONSTRAINT},
     {"record refused beside metrics", f_record_refused_metrics,
-     UC_DB_ECONSTRAINT},
+     UQ_DB_ECONSTRAINT},
     {"record refused beside retention", f_record_refused_retention,
-     UC_DB_ECONSTRAINT},
+     UQ_DB_ECONSTRAINT},
 };
 
-static void failed_writes_leave_nothing_on(uc_db_t *db, const char *name)
+static void failed_writes_leave_nothing_on(uq_db_t *db, const char *name)
 {
-    const uc_db_inval_t inv[1] = {{"feedback", "insight:ins-inv-fail"}};
-    uc_db_feedback_stats_t s;
-    uc_db_metric_filter_t f;
-    uc_db_metric_t *mrows = NULL;
+    const uq_db_inval_t inv[1] = {{"feedback", "insight:ins-inv-fail"}};
+    uq_db_feedback_stats_t s;
+    uq_db_metric_filter_t f;
+    uq_db_metric_t *mrows = NULL;
     size_t mn = 0;
     int64_t before = last_id(db);
 
-    memset(g_long_target, 'x', UC_DB_INVAL_TARGET_MAX);
-    g_long_target[UC_DB_INVAL_TARGET_MAX] = '\0';
+    memset(g_long_target, 'x', UQ_DB_INVAL_TARGET_MAX);
+    g_long_target[UQ_DB_INVAL_TARGET_MAX] = '\0';
     for (size_t k = 0;
          k < sizeof(g_inval_failures) / sizeof(g_inval_failures[0]); k++) {
         int64_t ids[2] = {-7, -7};
@@ -1425,33 +1425,33 @@ static void failed_writes_leave_nothing_on(uc_db_t *db, const char *name)
         int want = g_inval_failures[k].want;
         if (want == ANY_ERROR ? st >= 0 : st != want) {
             fail_msg("%s: %s: got %d (%s)", name, g_inval_failures[k].name, st,
-                     uc_db_strerror(st));
+                     uq_db_strerror(st));
         }
         /* No record, and the ids are untouched. */
         assert_true(ids[0] == -7 && ids[1] == -7);
         assert_int_equal(count_pending(db), 0);
     }
     /* The writes themselves were undone with their records. */
-    assert_int_equal(uc_db_feedback_stats(db, "ins-inv-refused", &s), UC_DB_OK);
+    assert_int_equal(uq_db_feedback_stats(db, "ins-inv-refused", &s), UQ_DB_OK);
     assert_int_equal(s.total_ratings, 0);
     memset(&f, 0, sizeof(f));
     f.service_name = "svc-inv-refused";
-    f.start = UC_DB_NULL_TIME;
-    f.end = UC_DB_NULL_TIME;
-    assert_int_equal(uc_db_metrics_list(db, &f, 10, 0, &mrows, &mn), UC_DB_OK);
+    f.start = UQ_DB_NULL_TIME;
+    f.end = UQ_DB_NULL_TIME;
+    assert_int_equal(uq_db_metrics_list(db, &f, 10, 0, &mrows, &mn), UQ_DB_OK);
     assert_int_equal(mn, 0);
-    uc_db_metrics_free(mrows, mn, 1);
-    uc_db_job_t *jrows = NULL;
+    uq_db_metrics_free(mrows, mn, 1);
+    uq_db_job_t *jrows = NULL;
     size_t jn = 0;
     int64_t jtotal = 0;
     assert_int_equal(
-        uc_db_job_list(db, NULL, "inv-ret", 10, 0, &jrows, &jn, &jtotal),
-        UC_DB_OK);
+        uq_db_job_list(db, NULL, "inv-ret", 10, 0, &jrows, &jn, &jtotal),
+        UQ_DB_OK);
     assert_int_equal(jtotal, 1);
     free(jrows);
     /* PostgreSQL may have spent ids on rolled-back rows; none is visible. */
     assert_true(last_id(db) == before);
-    assert_int_equal(uc_db_ping(db), UC_DB_OK);
+    assert_int_equal(uq_db_ping(db), UQ_DB_OK);
 }
 
 static void inval_failed_writes_leave_nothing(void **state)
@@ -1462,13 +1462,13 @@ static void inval_failed_writes_leave_nothing(void **state)
 
 /* ---- refusals ------------------------------------------------------------ */
 
-static void refusals_on(uc_db_t *db, const char *name)
+static void refusals_on(uq_db_t *db, const char *name)
 {
-    static char ks32[UC_DB_INVAL_KEYSPACE_MAX + 1];
-    static char ks31[UC_DB_INVAL_KEYSPACE_MAX];
-    static char tg1024[UC_DB_INVAL_TARGET_MAX];
-    static uc_db_inval_t many[UC_DB_INVAL_BATCH_MAX + 1];
-    uc_db_inval_row_t *rows = calloc(4, sizeof(*rows));
+    static char ks32[UQ_DB_INVAL_KEYSPACE_MAX + 1];
+    static char ks31[UQ_DB_INVAL_KEYSPACE_MAX];
+    static char tg1024[UQ_DB_INVAL_TARGET_MAX];
+    static uq_db_inval_t many[UQ_DB_INVAL_BATCH_MAX + 1];
+    uq_db_inval_row_t *rows = calloc(4, sizeof(*rows));
     const struct {
         const char *keyspace;
         const char *target;
@@ -1482,16 +1482,16 @@ static void refusals_on(uc_db_t *db, const char *name)
         {"feedback", g_long_target, 1}, /* target one byte too long */
         {"feedback", "line\nbreak", 1}, /* not printable */
         {"feedback", "caf\xc3\xa9", 1}, /* not ASCII */
-        {"feedback", "k", UC_DB_INVAL_BATCH_MAX + 1}, /* too many */
+        {"feedback", "k", UQ_DB_INVAL_BATCH_MAX + 1}, /* too many */
     };
     int64_t before = last_id(db);
     size_t n = 0;
 
     assert_non_null(rows);
-    memset(ks32, 'k', UC_DB_INVAL_KEYSPACE_MAX);
-    memset(ks31, 'k', UC_DB_INVAL_KEYSPACE_MAX - 1);
-    memset(tg1024, '*', UC_DB_INVAL_TARGET_MAX - 1);
-    memset(g_long_target, 'x', UC_DB_INVAL_TARGET_MAX);
+    memset(ks32, 'k', UQ_DB_INVAL_KEYSPACE_MAX);
+    memset(ks31, 'k', UQ_DB_INVAL_KEYSPACE_MAX - 1);
+    memset(tg1024, '*', UQ_DB_INVAL_TARGET_MAX - 1);
+    memset(g_long_target, 'x', UQ_DB_INVAL_TARGET_MAX);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t ids[1] = {-7};
         int64_t at;
@@ -1499,13 +1499,13 @@ static void refusals_on(uc_db_t *db, const char *name)
             many[k].keyspace = k == 0 ? bad[i].keyspace : "feedback";
             many[k].target = k == 0 ? bad[i].target : "k";
         }
-        if (uc_db_inval_append(db, many, bad[i].n, T0, ids) != UC_DB_EINVAL ||
-            w_feedback(db, many, bad[i].n, ids, &at) != UC_DB_EINVAL) {
+        if (uq_db_inval_append(db, many, bad[i].n, T0, ids) != UQ_DB_EINVAL ||
+            w_feedback(db, many, bad[i].n, ids, &at) != UQ_DB_EINVAL) {
             fail_msg("%s: bad record %zu was not refused", name, i);
         }
         assert_true(ids[0] == -7);
     }
-    assert_int_equal(uc_db_inval_append(db, NULL, 1, T0, NULL), UC_DB_EINVAL);
+    assert_int_equal(uq_db_inval_append(db, NULL, 1, T0, NULL), UQ_DB_EINVAL);
     assert_true(last_id(db) == before);
     assert_int_equal(count_pending(db), 0);
 
@@ -1513,8 +1513,8 @@ static void refusals_on(uc_db_t *db, const char *name)
     many[0].keyspace = ks31;
     many[0].target = tg1024;
     int64_t id = 0;
-    assert_int_equal(uc_db_inval_append(db, many, 1, T0, &id), UC_DB_OK);
-    assert_int_equal(uc_db_inval_after(db, before, rows, 4, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_append(db, many, 1, T0, &id), UQ_DB_OK);
+    assert_int_equal(uq_db_inval_after(db, before, rows, 4, &n), UQ_DB_OK);
     assert_int_equal(n, 1);
     assert_true(rows[0].id == id);
     assert_string_equal(rows[0].keyspace, ks31);
@@ -1530,25 +1530,25 @@ static void inval_refuses_bad_records(void **state)
 
 /* ---- applying and pruning ------------------------------------------------ */
 
-static void append_n(uc_db_t *db, size_t n, int64_t at, int64_t *ids)
+static void append_n(uq_db_t *db, size_t n, int64_t at, int64_t *ids)
 {
-    static uc_db_inval_t batch[UC_DB_INVAL_BATCH_MAX];
+    static uq_db_inval_t batch[UQ_DB_INVAL_BATCH_MAX];
 
-    for (size_t i = 0; i < UC_DB_INVAL_BATCH_MAX; i++) {
+    for (size_t i = 0; i < UQ_DB_INVAL_BATCH_MAX; i++) {
         batch[i].keyspace = "metrics";
         batch[i].target = "series:*";
     }
-    for (size_t off = 0; off < n; off += UC_DB_INVAL_BATCH_MAX) {
+    for (size_t off = 0; off < n; off += UQ_DB_INVAL_BATCH_MAX) {
         size_t k =
-            n - off < UC_DB_INVAL_BATCH_MAX ? n - off : UC_DB_INVAL_BATCH_MAX;
-        assert_int_equal(uc_db_inval_append(db, batch, k, at, ids + off),
-                         UC_DB_OK);
+            n - off < UQ_DB_INVAL_BATCH_MAX ? n - off : UQ_DB_INVAL_BATCH_MAX;
+        assert_int_equal(uq_db_inval_append(db, batch, k, at, ids + off),
+                         UQ_DB_OK);
     }
 }
 
-static void mark_applied_on(uc_db_t *db, const char *name)
+static void mark_applied_on(uq_db_t *db, const char *name)
 {
-    uc_db_inval_row_t *rows = calloc(8, sizeof(*rows));
+    uq_db_inval_row_t *rows = calloc(8, sizeof(*rows));
     int64_t ids[4];
     int64_t removed = -1;
     size_t n = 0;
@@ -1558,21 +1558,21 @@ static void mark_applied_on(uc_db_t *db, const char *name)
     append_n(db, 4, T0, ids);
     /* Two applied at t=100, plus an unknown id that is ignored. */
     int64_t first[3] = {ids[0], ids[2], ids[3] + 1000000};
-    assert_int_equal(uc_db_inval_mark_applied(db, first, 3, 100), UC_DB_OK);
-    assert_int_equal(uc_db_inval_pending(db, rows, 8, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_mark_applied(db, first, 3, 100), UQ_DB_OK);
+    assert_int_equal(uq_db_inval_pending(db, rows, 8, &n), UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_true(rows[0].id == ids[1] && rows[1].id == ids[3]);
-    assert_int_equal(uc_db_inval_after(db, 0, rows, 8, &n), UC_DB_OK);
+    assert_int_equal(uq_db_inval_after(db, 0, rows, 8, &n), UQ_DB_OK);
     assert_int_equal(n, 4);
     assert_true(rows[0].applied && !rows[1].applied && rows[2].applied &&
                 !rows[3].applied);
 
     /* Again, later: nothing changes, not even applied_at (pruning before
      * t=200 still finds both). */
-    assert_int_equal(uc_db_inval_mark_applied(db, first, 3, 500), UC_DB_OK);
-    assert_int_equal(uc_db_inval_mark_applied(db, NULL, 0, 500), UC_DB_OK);
+    assert_int_equal(uq_db_inval_mark_applied(db, first, 3, 500), UQ_DB_OK);
+    assert_int_equal(uq_db_inval_mark_applied(db, NULL, 0, 500), UQ_DB_OK);
     assert_int_equal(count_pending(db), 2);
-    assert_int_equal(uc_db_inval_prune(db, 200, &removed), UC_DB_OK);
+    assert_int_equal(uq_db_inval_prune(db, 200, &removed), UQ_DB_OK);
     assert_int_equal(removed, 2);
     assert_int_equal(count_pending(db), 2);
     free(rows);
@@ -1584,9 +1584,9 @@ static void inval_mark_applied_is_idempotent(void **state)
     each_backend(mark_applied_on);
 }
 
-#define PRUNE_ROWS (UC_DB_INVAL_PRUNE_MAX + 5)
+#define PRUNE_ROWS (UQ_DB_INVAL_PRUNE_MAX + 5)
 
-static void prune_on(uc_db_t *db, const char *name)
+static void prune_on(uq_db_t *db, const char *name)
 {
     int64_t *ids = calloc(PRUNE_ROWS, sizeof(*ids));
     int64_t pending[3], old[2], recent[2];
@@ -1597,28 +1597,28 @@ static void prune_on(uc_db_t *db, const char *name)
     append_n(db, 3, T0, pending);
     append_n(db, 2, T0, old);
     append_n(db, 2, T0, recent);
-    assert_int_equal(uc_db_inval_mark_applied(db, old, 2, 1000), UC_DB_OK);
-    assert_int_equal(uc_db_inval_mark_applied(db, recent, 2, 3000), UC_DB_OK);
+    assert_int_equal(uq_db_inval_mark_applied(db, old, 2, 1000), UQ_DB_OK);
+    assert_int_equal(uq_db_inval_mark_applied(db, recent, 2, 3000), UQ_DB_OK);
 
     /* Only applied ones older than the cut-off go; pending ones never. */
-    assert_int_equal(uc_db_inval_prune(db, 1000, &removed), UC_DB_OK);
+    assert_int_equal(uq_db_inval_prune(db, 1000, &removed), UQ_DB_OK);
     assert_int_equal(removed, 0);
-    assert_int_equal(uc_db_inval_prune(db, 2000, &removed), UC_DB_OK);
+    assert_int_equal(uq_db_inval_prune(db, 2000, &removed), UQ_DB_OK);
     assert_int_equal(removed, 2);
-    assert_int_equal(uc_db_inval_prune(db, 2000, NULL), UC_DB_OK);
-    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    assert_int_equal(uq_db_inval_prune(db, 2000, NULL), UQ_DB_OK);
+    assert_int_equal(uq_db_inval_prune(db, INT64_MAX, &removed), UQ_DB_OK);
     assert_int_equal(removed, 2);
     assert_int_equal(count_pending(db), 3);
 
     /* Bounded: a backlog larger than one call's share takes two calls. */
     append_n(db, PRUNE_ROWS, T0, ids);
-    assert_int_equal(uc_db_inval_mark_applied(db, ids, PRUNE_ROWS, 5000),
-                     UC_DB_OK);
-    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
-    assert_int_equal(removed, UC_DB_INVAL_PRUNE_MAX);
-    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
-    assert_int_equal(removed, PRUNE_ROWS - UC_DB_INVAL_PRUNE_MAX);
-    assert_int_equal(uc_db_inval_prune(db, INT64_MAX, &removed), UC_DB_OK);
+    assert_int_equal(uq_db_inval_mark_applied(db, ids, PRUNE_ROWS, 5000),
+                     UQ_DB_OK);
+    assert_int_equal(uq_db_inval_prune(db, INT64_MAX, &removed), UQ_DB_OK);
+    assert_int_equal(removed, UQ_DB_INVAL_PRUNE_MAX);
+    assert_int_equal(uq_db_inval_prune(db, INT64_MAX, &removed), UQ_DB_OK);
+    assert_int_equal(removed, PRUNE_ROWS - UQ_DB_INVAL_PRUNE_MAX);
+    assert_int_equal(uq_db_inval_prune(db, INT64_MAX, &removed), UQ_DB_OK);
     assert_int_equal(removed, 0);
     assert_int_equal(count_pending(db), 3);
     free(ids);
@@ -1630,19 +1630,19 @@ static void inval_prune_is_bounded(void **state)
     each_backend(prune_on);
 }
 
-static void last_id_on(uc_db_t *db, const char *name)
+static void last_id_on(uq_db_t *db, const char *name)
 {
-    const uc_db_inval_t inv[1] = {{"jobs", "job:*"}};
+    const uq_db_inval_t inv[1] = {{"jobs", "job:*"}};
     int64_t id = 0, seen;
 
     (void)name;
-    assert_int_equal(uc_db_inval_append(db, inv, 1, T0, &id), UC_DB_OK);
+    assert_int_equal(uq_db_inval_append(db, inv, 1, T0, &id), UQ_DB_OK);
     assert_true(last_id(db) == id);
     seen = id;
     /* Emptied, the log reports 0, and still never hands out an old id. */
     reset_log(db);
     assert_true(last_id(db) == 0);
-    assert_int_equal(uc_db_inval_append(db, inv, 1, T0, &id), UC_DB_OK);
+    assert_int_equal(uq_db_inval_append(db, inv, 1, T0, &id), UQ_DB_OK);
     assert_true(id > seen);
     assert_true(last_id(db) == id);
 }
@@ -1659,7 +1659,7 @@ static void inval_last_id_and_no_reuse(void **state)
 #define INV_WRITES 40
 
 typedef struct {
-    uc_db_t *db;
+    uq_db_t *db;
     pthread_barrier_t *start;
     int idx;
     int failures;
@@ -1677,17 +1677,17 @@ static void *inv_writer(void *p)
     snprintf(user, sizeof(user), "writer-%d", a->idx);
     pthread_barrier_wait(a->start);
     for (int k = 0; k < INV_WRITES; k++) {
-        uc_db_feedback_write_t w;
-        uc_db_feedback_t row;
-        uc_db_inval_t inv;
+        uq_db_feedback_write_t w;
+        uq_db_feedback_t row;
+        uq_db_inval_t inv;
         snprintf(a->targets[k], sizeof(a->targets[k]), "t%d:k%d", a->idx, k);
         inv.keyspace = "feedback";
         inv.target = a->targets[k];
-        w = fb_write(UC_DB_FB_RATING, "ins-inv-race", user, T0 + k);
+        w = fb_write(UQ_DB_FB_RATING, "ins-inv-race", user, T0 + k);
         w.rating = 1 + k % 5;
         a->ids[k] = -1;
-        if (uc_db_feedback_upsert(a->db, &w, &row, &inv, 1, &a->ids[k]) !=
-            UC_DB_OK) {
+        if (uq_db_feedback_upsert(a->db, &w, &row, &inv, 1, &a->ids[k]) !=
+            UQ_DB_OK) {
             a->failures++;
         }
     }
@@ -1700,13 +1700,13 @@ static int cmp_i64(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-static void concurrent_on(uc_db_t *db, const char *name)
+static void concurrent_on(uq_db_t *db, const char *name)
 {
     static inv_writer_t args[INV_THREADS];
     pthread_t th[INV_THREADS];
     pthread_barrier_t start;
     int64_t all[INV_THREADS * INV_WRITES];
-    uc_db_inval_row_t *rows =
+    uq_db_inval_row_t *rows =
         calloc(INV_THREADS * INV_WRITES + 1, sizeof(*rows));
     int64_t before = last_id(db);
     size_t n = 0;
@@ -1739,8 +1739,8 @@ static void concurrent_on(uc_db_t *db, const char *name)
     }
     /* None lost: the log holds exactly those, each with its own target. */
     assert_int_equal(
-        uc_db_inval_after(db, before, rows, INV_THREADS * INV_WRITES + 1, &n),
-        UC_DB_OK);
+        uq_db_inval_after(db, before, rows, INV_THREADS * INV_WRITES + 1, &n),
+        UQ_DB_OK);
     assert_int_equal(n, INV_THREADS * INV_WRITES);
     for (size_t r = 0; r < n; r++) {
         int found = 0;
@@ -1772,7 +1772,7 @@ static void inval_concurrent_writers(void **state)
  * rounds so that drift (cache warmth, WAL growth) falls on both alike.
  * Prints FIGURE lines; asserts only that the writes succeed.
  */
-static void figures_on(uc_db_t *db, const char *name)
+static void figures_on(uq_db_t *db, const char *name)
 {
     double secs[2] = {0, 0};
     char insight[32], user[32], target[64];
@@ -1781,20 +1781,20 @@ static void figures_on(uc_db_t *db, const char *name)
         for (int with = 0; with < 2; with++) {
             int64_t t0 = wall_us();
             for (int i = 0; i < FIG_WRITES / FIG_ROUNDS; i++) {
-                uc_db_feedback_write_t w;
-                uc_db_feedback_t row;
-                uc_db_inval_t inv;
+                uq_db_feedback_write_t w;
+                uq_db_feedback_t row;
+                uq_db_inval_t inv;
                 int64_t id;
                 snprintf(insight, sizeof(insight), "ins-fig-%d", i % 50);
                 snprintf(user, sizeof(user), "fig-%d-%d-%d", with, round, i);
                 snprintf(target, sizeof(target), "insight:%s:*", insight);
                 inv.keyspace = "feedback";
                 inv.target = target;
-                w = fb_write(UC_DB_FB_RATING, insight, user, T0 + i);
+                w = fb_write(UQ_DB_FB_RATING, insight, user, T0 + i);
                 w.rating = 1 + i % 5;
-                assert_int_equal(uc_db_feedback_upsert(db, &w, &row, &inv,
+                assert_int_equal(uq_db_feedback_upsert(db, &w, &row, &inv,
                                                        with ? 1 : 0, &id),
-                                 UC_DB_OK);
+                                 UQ_DB_OK);
             }
             secs[with] += (double)(wall_us() - t0) / 1e6;
         }
@@ -1817,7 +1817,7 @@ static void inval_write_cost_figures(void **state)
 static void open_errors_hide_the_password(void **state)
 {
     char url[512], err[512];
-    uc_db_t *db = NULL;
+    uq_db_t *db = NULL;
     int rc;
 
     (void)state;
@@ -1825,7 +1825,7 @@ static void open_errors_hide_the_password(void **state)
     snprintf(url, sizeof(url), "postgresql://%s:Wr0ngSecret@127.0.0.1:%d/%s",
              g_pg.user, g_pg.port, g_pg.dbname);
     rc = open_db(url, 2, 2000, &db, err, sizeof(err));
-    assert_int_equal(rc, UC_DB_EUNAVAILABLE);
+    assert_int_equal(rc, UQ_DB_EUNAVAILABLE);
     assert_null(db);
     assert_non_null(strstr(err, "password authentication failed"));
     assert_null(strstr(err, "Wr0ngSecret"));
@@ -1835,14 +1835,14 @@ static void open_errors_hide_the_password(void **state)
              "postgresql://%s:Wr0ngSecret@127.0.0.1:notaport/%s", g_pg.user,
              g_pg.dbname);
     rc = open_db(url, 2, 2000, &db, err, sizeof(err));
-    assert_int_equal(rc, UC_DB_ECONFIG);
+    assert_int_equal(rc, UQ_DB_ECONFIG);
     assert_null(strstr(err, "Wr0ngSecret"));
 
     /* Nothing listens there: refused at once, reported as unavailable. */
     snprintf(url, sizeof(url), "postgresql://u:Wr0ngSecret@127.0.0.1:%d/db",
              uc_test_free_port());
     rc = open_db(url, 2, 2000, &db, err, sizeof(err));
-    assert_int_equal(rc, UC_DB_EUNAVAILABLE);
+    assert_int_equal(rc, UQ_DB_EUNAVAILABLE);
     assert_null(strstr(err, "Wr0ngSecret"));
     assert_false(log_contains("Wr0ngSecret"));
 }
@@ -1850,7 +1850,7 @@ static void open_errors_hide_the_password(void **state)
 static void open_from_db_env(void **state)
 {
     char url[512], port[16], err[512];
-    uc_db_t *db = NULL;
+    uq_db_t *db = NULL;
 
     (void)state;
     need_db();
@@ -1861,17 +1861,17 @@ static void open_from_db_env(void **state)
     setenv("DB_USER", g_pg.user, 1);
     setenv("DB_PASSWORD", g_pg.password, 1);
     setenv("DB_NAME", g_pg.dbname, 1);
-    assert_int_equal(uc_db_url_from_env(url, sizeof(url), "sqlite:x.db"),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_url_from_env(url, sizeof(url), "sqlite:x.db"),
+                     UQ_DB_OK);
     unsetenv("DB_HOST");
     unsetenv("DB_PORT");
     unsetenv("DB_USER");
     unsetenv("DB_PASSWORD");
     unsetenv("DB_NAME");
-    assert_int_equal(open_db(url, 1, 2000, &db, err, sizeof(err)), UC_DB_OK);
-    assert_string_equal(uc_db_backend_name(db), "postgresql");
-    assert_int_equal(uc_db_ping(db), UC_DB_OK);
-    uc_db_close(db);
+    assert_int_equal(open_db(url, 1, 2000, &db, err, sizeof(err)), UQ_DB_OK);
+    assert_string_equal(uq_db_backend_name(db), "postgresql");
+    assert_int_equal(uq_db_ping(db), UQ_DB_OK);
+    uq_db_close(db);
 }
 
 /* ---- outages ------------------------------------------------------------- */
@@ -1879,35 +1879,35 @@ static void open_from_db_env(void **state)
 static void frozen_server_times_out_then_recovers(void **state)
 {
     char err[512];
-    uc_db_t *db = NULL;
-    uc_db_feedback_stats_t s;
+    uq_db_t *db = NULL;
+    uq_db_feedback_stats_t s;
 
     (void)state;
     need_db();
     assert_int_equal(open_db(g_pg.url, 2, 300, &db, err, sizeof(err)),
-                     UC_DB_OK);
-    assert_int_equal(uc_db_ping(db), UC_DB_OK);
+                     UQ_DB_OK);
+    assert_int_equal(uq_db_ping(db), UQ_DB_OK);
     assert_true(uc_test_pg_signal(&g_pg, SIGSTOP) > 0);
     /* The pooled connection gets no reply: the client deadline answers.
      * A new connection gets no startup reply: the connect deadline does. */
-    assert_int_equal(uc_db_feedback_stats(db, "ins-stats", &s),
-                     UC_DB_EUNAVAILABLE);
-    assert_int_equal(uc_db_ping(db), UC_DB_EUNAVAILABLE);
+    assert_int_equal(uq_db_feedback_stats(db, "ins-stats", &s),
+                     UQ_DB_EUNAVAILABLE);
+    assert_int_equal(uq_db_ping(db), UQ_DB_EUNAVAILABLE);
     assert_true(uc_test_pg_signal(&g_pg, SIGCONT) > 0);
     /* The timed-out connections were thrown away: a late reply cannot
      * answer this call. */
-    assert_int_equal(uc_db_feedback_stats(db, "ins-stats", &s), UC_DB_OK);
+    assert_int_equal(uq_db_feedback_stats(db, "ins-stats", &s), UQ_DB_OK);
     assert_int_equal(s.total_ratings, 4);
     assert_true(log_contains("no reply within") || log_contains("timed out"));
-    uc_db_close(db);
+    uq_db_close(db);
 }
 
 static void *stats_thread(void *p)
 {
     int *failures = p;
-    uc_db_feedback_stats_t s;
+    uq_db_feedback_stats_t s;
     for (int i = 0; i < 30; i++) {
-        if (uc_db_feedback_stats(g_db, "ins-stats", &s) != UC_DB_OK) {
+        if (uq_db_feedback_stats(g_db, "ins-stats", &s) != UQ_DB_OK) {
             (*failures)++;
         }
     }
@@ -1936,43 +1936,43 @@ static int warm_pool(void)
 /* Last in the group: it takes the shared server down and up again. */
 static void database_down_then_back(void **state)
 {
-    uc_db_feedback_stats_t s;
-    uc_db_feedback_write_t w;
-    uc_db_feedback_t row;
-    uc_db_job_t got;
+    uq_db_feedback_stats_t s;
+    uq_db_feedback_write_t w;
+    uq_db_feedback_t row;
+    uq_db_job_t got;
     int port = g_pg.port;
 
     (void)state;
     need_db();
     /* Fill the pool with live connections first. */
-    assert_int_equal(uc_db_feedback_stats(g_db, "ins-stats", &s), UC_DB_OK);
-    w = fb_write(UC_DB_FB_RATING, "ins-outage", "carol", T0);
+    assert_int_equal(uq_db_feedback_stats(g_db, "ins-stats", &s), UQ_DB_OK);
+    w = fb_write(UQ_DB_FB_RATING, "ins-outage", "carol", T0);
     w.rating = 2;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
 
     assert_int_equal(uc_test_pg_down(&g_pg), 0);
-    assert_int_equal(uc_db_ping(g_db), UC_DB_EUNAVAILABLE);
-    assert_int_equal(uc_db_feedback_stats(g_db, "ins-stats", &s),
-                     UC_DB_EUNAVAILABLE);
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_EUNAVAILABLE);
+    assert_int_equal(uq_db_ping(g_db), UQ_DB_EUNAVAILABLE);
+    assert_int_equal(uq_db_feedback_stats(g_db, "ins-stats", &s),
+                     UQ_DB_EUNAVAILABLE);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_EUNAVAILABLE);
     assert_int_equal(
-        uc_db_job_get(g_db, "0b0e6b6c-5a1e-4c3e-9d7a-000000000001", &got),
-        UC_DB_EUNAVAILABLE);
+        uq_db_job_get(g_db, "0b0e6b6c-5a1e-4c3e-9d7a-000000000001", &got),
+        UQ_DB_EUNAVAILABLE);
     assert_true(log_contains("connect '"));
     assert_true(log_contains(":***@127.0.0.1"));
 
     /* Same handle, no reopen: the very next calls work again. */
     assert_int_equal(uc_test_pg_up(&g_pg), 0);
     assert_int_equal(g_pg.port, port);
-    assert_int_equal(uc_db_feedback_stats(g_db, "ins-outage", &s), UC_DB_OK);
+    assert_int_equal(uq_db_feedback_stats(g_db, "ins-outage", &s), UQ_DB_OK);
     assert_int_equal(s.total_ratings, 1);
     w.rating = 4;
-    assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_int_equal(row.rating, 4);
-    assert_int_equal(uc_db_ping(g_db), UC_DB_OK);
+    assert_int_equal(uq_db_ping(g_db), UQ_DB_OK);
 
     /* A restart between two requests: the pool is full of connections to
      * the old server, and still not one call fails afterwards. */
@@ -1980,17 +1980,17 @@ static void database_down_then_back(void **state)
     assert_int_equal(uc_test_pg_down(&g_pg), 0);
     assert_int_equal(uc_test_pg_up(&g_pg), 0);
     for (int i = 0; i < 6; i++) {
-        assert_int_equal(uc_db_feedback_stats(g_db, "ins-outage", &s),
-                         UC_DB_OK);
+        assert_int_equal(uq_db_feedback_stats(g_db, "ins-outage", &s),
+                         UQ_DB_OK);
         assert_int_equal(s.rating_distribution[3], 1);
     }
     /* The restarted server has none of the statements the pool prepared:
      * a write with a record prepares its statement again, unnoticed. */
-    const uc_db_inval_t inv = {"feedback", "insight:ins-outage:*"};
+    const uq_db_inval_t inv = {"feedback", "insight:ins-outage:*"};
     int64_t id = 0;
     for (int i = 0; i < 6; i++) {
-        assert_int_equal(uc_db_feedback_upsert(g_db, &w, &row, &inv, 1, &id),
-                         UC_DB_OK);
+        assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, &inv, 1, &id),
+                         UQ_DB_OK);
         assert_true(id > 0);
     }
 }
@@ -2010,21 +2010,21 @@ static void no_log_line_holds_the_password(void **state)
 
 /* ---- the original's feedback semantics, on both backends ----------------- */
 
-static void fb_put(uc_db_t *db, unsigned fields, const char *insight,
-                   const char *user, int64_t now, uc_db_feedback_t *out)
+static void fb_put(uq_db_t *db, unsigned fields, const char *insight,
+                   const char *user, int64_t now, uq_db_feedback_t *out)
 {
-    uc_db_feedback_write_t w = fb_write(fields, insight, user, now);
+    uq_db_feedback_write_t w = fb_write(fields, insight, user, now);
     w.rating = 4;
     w.comment = "c";
     w.flag_type = "spam";
-    assert_int_equal(uc_db_feedback_upsert(db, &w, out, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(db, &w, out, NULL, 0, NULL),
+                     UQ_DB_OK);
 }
 
-static void feedback_semantics_on(uc_db_t *db, const char *name)
+static void feedback_semantics_on(uq_db_t *db, const char *name)
 {
-    uc_db_feedback_t row, a, b;
-    uc_db_feedback_t *rows = NULL;
+    uq_db_feedback_t row, a, b;
+    uq_db_feedback_t *rows = NULL;
     size_t n = 0;
     int64_t total = -1;
     char ins[64], u1[64], u2[64];
@@ -2035,53 +2035,53 @@ static void feedback_semantics_on(uc_db_t *db, const char *name)
     snprintf(u2, sizeof(u2), "sem-b-%s", name);
     /* a is created first but updated last: the pages follow created_at
      * (the original's order), so b still comes first. */
-    fb_put(db, UC_DB_FB_COMMENT, ins, u1, T0, &a);
-    fb_put(db, UC_DB_FB_COMMENT, ins, u2, T0 + SEC, &b);
-    fb_put(db, UC_DB_FB_COMMENT, ins, u1, T0 + 9 * SEC, &row);
+    fb_put(db, UQ_DB_FB_COMMENT, ins, u1, T0, &a);
+    fb_put(db, UQ_DB_FB_COMMENT, ins, u2, T0 + SEC, &b);
+    fb_put(db, UQ_DB_FB_COMMENT, ins, u1, T0 + 9 * SEC, &row);
     assert_string_equal(row.id, a.id);
-    assert_int_equal(uc_db_feedback_comments(db, ins, 10, 0, &rows, &n, &total),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_comments(db, ins, 10, 0, &rows, &n, &total),
+                     UQ_DB_OK);
     assert_int_equal(n, 2);
     assert_int_equal(total, 2);
     assert_string_equal(rows[0].id, b.id);
     assert_string_equal(rows[1].id, a.id);
     free(rows);
-    fb_put(db, UC_DB_FB_RATING, ins, u1, T0 + 10 * SEC, &row);
-    assert_int_equal(uc_db_feedback_by_user(db, u1, 10, 0, &rows, &n, &total),
-                     UC_DB_OK);
+    fb_put(db, UQ_DB_FB_RATING, ins, u1, T0 + 10 * SEC, &row);
+    assert_int_equal(uq_db_feedback_by_user(db, u1, 10, 0, &rows, &n, &total),
+                     UQ_DB_OK);
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].id, a.id);
     free(rows);
 
     /* A rating whose comment is set but NULL clears the comment. */
-    uc_db_feedback_write_t w =
-        fb_write(UC_DB_FB_RATING, ins, u1, T0 + 11 * SEC);
+    uq_db_feedback_write_t w =
+        fb_write(UQ_DB_FB_RATING, ins, u1, T0 + 11 * SEC);
     w.rating = 2;
     w.has_comment = 1;
     w.comment = NULL;
-    assert_int_equal(uc_db_feedback_upsert(db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_false(row.has_comment);
     assert_int_equal(row.rating, 2);
 
     /* An empty flag reason is kept as "", not as NULL. */
-    w = fb_write(UC_DB_FB_FLAG, ins, u2, T0 + 12 * SEC);
+    w = fb_write(UQ_DB_FB_FLAG, ins, u2, T0 + 12 * SEC);
     w.flag_type = "spam";
     w.has_flag_reason = 1;
     w.flag_reason = "";
-    assert_int_equal(uc_db_feedback_upsert(db, &w, &row, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(db, &w, &row, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_true(row.has_flag_reason);
     assert_string_equal(row.flag_reason, "");
     assert_string_equal(row.id, b.id);
 
     /* 100 characters of two bytes each fit the row and come back whole. */
-    char wide[2 * UC_DB_FB_ID_CHARS + 1];
-    for (int i = 0; i < UC_DB_FB_ID_CHARS; i++) {
+    char wide[2 * UQ_DB_FB_ID_CHARS + 1];
+    for (int i = 0; i < UQ_DB_FB_ID_CHARS; i++) {
         memcpy(wide + 2 * i, "\xc3\xa9", 2);
     }
-    wide[2 * UC_DB_FB_ID_CHARS] = '\0';
-    fb_put(db, UC_DB_FB_RATING, wide, wide, T0, &row);
+    wide[2 * UQ_DB_FB_ID_CHARS] = '\0';
+    fb_put(db, UQ_DB_FB_RATING, wide, wide, T0, &row);
     assert_string_equal(row.insight_id, wide);
     assert_string_equal(row.user_id, wide);
 }
@@ -2141,21 +2141,21 @@ static const char PG_DOWNGRADE[] =
 static void check_upgraded(const char *url)
 {
     char err[256];
-    uc_db_t *db = NULL;
-    uc_db_feedback_t *rows = NULL, *again = NULL;
-    uc_db_metric_t *m = NULL;
-    uc_db_metric_filter_t f;
+    uq_db_t *db = NULL;
+    uq_db_feedback_t *rows = NULL, *again = NULL;
+    uq_db_metric_t *m = NULL;
+    uq_db_metric_filter_t f;
     size_t n = 0, n2 = 0;
     int64_t total = 0;
     int applied = -1;
 
-    assert_int_equal(open_db(url, 2, 5000, &db, err, sizeof(err)), UC_DB_OK);
-    assert_int_equal(uc_db_migrate(db, &applied), UC_DB_OK);
+    assert_int_equal(open_db(url, 2, 5000, &db, err, sizeof(err)), UQ_DB_OK);
+    assert_int_equal(uq_db_migrate(db, &applied), UQ_DB_OK);
     assert_int_equal(applied, 1);
 
     assert_int_equal(
-        uc_db_feedback_by_user(db, "u-old", 10, 0, &rows, &n, &total),
-        UC_DB_OK);
+        uq_db_feedback_by_user(db, "u-old", 10, 0, &rows, &n, &total),
+        UQ_DB_OK);
     assert_int_equal(n, 1);
     assert_uuid4(rows[0].id);
     assert_string_equal(rows[0].insight_id, "ins-old");
@@ -2164,26 +2164,26 @@ static void check_upgraded(const char *url)
     assert_true(rows[0].created_at == T0 && rows[0].updated_at == T0 + SEC);
     /* The id is stored, not made up per read. */
     assert_int_equal(
-        uc_db_feedback_by_user(db, "u-old", 10, 0, &again, &n2, &total),
-        UC_DB_OK);
+        uq_db_feedback_by_user(db, "u-old", 10, 0, &again, &n2, &total),
+        UQ_DB_OK);
     assert_string_equal(again[0].id, rows[0].id);
     free(again);
     /* A merge into an upgraded row keeps its id. */
-    uc_db_feedback_t merged;
-    uc_db_feedback_write_t w =
-        fb_write(UC_DB_FB_RATING, "ins-old", "u-old", T0 + 5 * SEC);
+    uq_db_feedback_t merged;
+    uq_db_feedback_write_t w =
+        fb_write(UQ_DB_FB_RATING, "ins-old", "u-old", T0 + 5 * SEC);
     w.rating = 1;
-    assert_int_equal(uc_db_feedback_upsert(db, &w, &merged, NULL, 0, NULL),
-                     UC_DB_OK);
+    assert_int_equal(uq_db_feedback_upsert(db, &w, &merged, NULL, 0, NULL),
+                     UQ_DB_OK);
     assert_string_equal(merged.id, rows[0].id);
     assert_string_equal(merged.comment, "kept");
     free(rows);
 
     memset(&f, 0, sizeof(f));
     f.service_name = "svc-old";
-    f.start = UC_DB_NULL_TIME;
-    f.end = UC_DB_NULL_TIME;
-    assert_int_equal(uc_db_metrics_list(db, &f, 1000, 0, &m, &n), UC_DB_OK);
+    f.start = UQ_DB_NULL_TIME;
+    f.end = UQ_DB_NULL_TIME;
+    assert_int_equal(uq_db_metrics_list(db, &f, 1000, 0, &m, &n), UQ_DB_OK);
     assert_int_equal(n, 1000);
     for (size_t i = 0; i < n; i++) {
         assert_uuid4(m[i].id);
@@ -2193,26 +2193,26 @@ static void check_upgraded(const char *url)
     }
     assert_true(m[0].metric_value == 1203.5);
     assert_string_equal(m[0].metadata, "{\"i\": 1203}");
-    uc_db_metrics_free(m, n, 1);
-    assert_int_equal(uc_db_metrics_list(db, &f, 1000, 1000, &m, &n), UC_DB_OK);
+    uq_db_metrics_free(m, n, 1);
+    assert_int_equal(uq_db_metrics_list(db, &f, 1000, 1000, &m, &n), UQ_DB_OK);
     assert_int_equal(n, 203);
     assert_uuid4(m[202].id);
-    uc_db_metrics_free(m, n, 1);
-    uc_db_close(db);
+    uq_db_metrics_free(m, n, 1);
+    uq_db_close(db);
 }
 
 static void migration_upgrades_old_database(void **state)
 {
     char url[320], err[256], sql[256];
-    uc_db_t *db = NULL;
+    uq_db_t *db = NULL;
     sqlite3 *h = NULL;
 
     (void)state;
     /* SQLite: a file of its own. */
     snprintf(url, sizeof(url), "sqlite:%s/old.sqlite", g_sq_dir);
-    assert_int_equal(open_db(url, 1, 5000, &db, err, sizeof(err)), UC_DB_OK);
-    assert_int_equal(uc_db_migrate(db, NULL), UC_DB_OK);
-    uc_db_close(db);
+    assert_int_equal(open_db(url, 1, 5000, &db, err, sizeof(err)), UQ_DB_OK);
+    assert_int_equal(uq_db_migrate(db, NULL), UQ_DB_OK);
+    uq_db_close(db);
     snprintf(url, sizeof(url), "%s/old.sqlite", g_sq_dir);
     assert_int_equal(sqlite3_open(url, &h), SQLITE_OK);
     char *msg = NULL;
@@ -2231,9 +2231,9 @@ static void migration_upgrades_old_database(void **state)
              g_pg.user);
     assert_int_equal(uc_test_pg_psql(&g_pg, sql, NULL, 0), 0);
     snprintf(url, sizeof(url), "%s_u", g_pg.url);
-    assert_int_equal(open_db(url, 1, 5000, &db, err, sizeof(err)), UC_DB_OK);
-    assert_int_equal(uc_db_migrate(db, NULL), UC_DB_OK);
-    uc_db_close(db);
+    assert_int_equal(open_db(url, 1, 5000, &db, err, sizeof(err)), UQ_DB_OK);
+    assert_int_equal(uq_db_migrate(db, NULL), UQ_DB_OK);
+    uq_db_close(db);
     PGconn *c = PQconnectdb(url);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     PGresult *r = PQexec(c, PG_DOWNGRADE);

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The database URL helpers of the service (src/server/db/db.c), table
- * driven: uc_db_url_describe(), the mask every log line and error about the
+ * driven: uq_db_url_describe(), the mask every log line and error about the
  * database goes through, on passwords holding '@', ':' and '/', on query
  * parameters, on URLs without a password and on SQLite paths, and cut to
- * small buffers; uc_db_url_from_env() on DATABASE_URL and the DB_* parts;
- * uc_db_open() refusing a URL whose user-info libpq would split elsewhere.
+ * small buffers; uq_db_url_from_env() on DATABASE_URL and the DB_* parts;
+ * uq_db_open() refusing a URL whose user-info libpq would split elsewhere.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,7 +67,7 @@ static void describe_masks_every_password(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(describe_cases) / sizeof(describe_cases[0]);
          i++) {
-        uc_db_url_describe(describe_cases[i].url, out, sizeof(out));
+        uq_db_url_describe(describe_cases[i].url, out, sizeof(out));
         if (strcmp(out, describe_cases[i].want) != 0) {
             fail_msg("describe '%s': got '%s', want '%s'",
                      describe_cases[i].url, out, describe_cases[i].want);
@@ -85,12 +85,12 @@ static void describe_cuts_never_unmask(void **state)
     char cut[256];
 
     (void)state;
-    uc_db_url_describe(url, whole, sizeof(whole));
+    uq_db_url_describe(url, whole, sizeof(whole));
     assert_string_equal(whole, "postgresql://app:***@db.internal/utxoiq"
                                "?password=***");
     for (size_t cap = 1; cap <= strlen(whole) + 1; cap++) {
         memset(cut, 'x', sizeof(cut));
-        uc_db_url_describe(url, cut, cap);
+        uq_db_url_describe(url, cut, cap);
         assert_true(strlen(cut) == cap - 1);
         assert_memory_equal(cut, whole, cap - 1);
         assert_null(strstr(cut, "ss@word"));
@@ -98,7 +98,7 @@ static void describe_cuts_never_unmask(void **state)
     }
     /* cap 0 writes nothing at all. */
     cut[0] = 'x';
-    uc_db_url_describe(url, cut, 0);
+    uq_db_url_describe(url, cut, 0);
     assert_int_equal(cut[0], 'x');
 }
 
@@ -109,15 +109,15 @@ typedef struct {
 } env_case_t;
 
 static const env_case_t env_cases[] = {
-    {"postgresql://a:b@c/d", "ignored", NULL, NULL, NULL, NULL, UC_DB_OK,
+    {"postgresql://a:b@c/d", "ignored", NULL, NULL, NULL, NULL, UQ_DB_OK,
      "postgresql://a:b@c/d"},
-    {NULL, NULL, NULL, NULL, NULL, NULL, UC_DB_OK, "sqlite:fallback.db"},
-    {NULL, "db.internal", NULL, NULL, NULL, NULL, UC_DB_OK,
+    {NULL, NULL, NULL, NULL, NULL, NULL, UQ_DB_OK, "sqlite:fallback.db"},
+    {NULL, "db.internal", NULL, NULL, NULL, NULL, UQ_DB_OK,
      "postgresql://db.internal:5432/utxoiq"},
-    {NULL, "db.internal", "6543", "app", "p@ss:w/rd", "stats", UC_DB_OK,
+    {NULL, "db.internal", "6543", "app", "p@ss:w/rd", "stats", UQ_DB_OK,
      "postgresql://app:p%40ss%3Aw%2Frd@db.internal:6543/stats"},
     /* A password without a user has nowhere to go. */
-    {NULL, "h", NULL, NULL, "lonely", NULL, UC_DB_OK,
+    {NULL, "h", NULL, NULL, "lonely", NULL, UQ_DB_OK,
      "postgresql://h:5432/utxoiq"},
 };
 
@@ -145,12 +145,12 @@ static void url_from_env_builds_and_encodes(void **state)
         set_or_unset("DB_PASSWORD", c->password);
         set_or_unset("DB_NAME", c->name);
         assert_int_equal(
-            uc_db_url_from_env(out, sizeof(out), "sqlite:fallback.db"),
+            uq_db_url_from_env(out, sizeof(out), "sqlite:fallback.db"),
             c->want_rc);
         if (strcmp(out, c->want) != 0) {
             fail_msg("case %zu: got '%s', want '%s'", i, out, c->want);
         }
-        uc_db_url_describe(out, desc, sizeof(desc));
+        uq_db_url_describe(out, desc, sizeof(desc));
         if (c->password != NULL) {
             assert_null(strstr(desc, c->password));
         }
@@ -158,7 +158,7 @@ static void url_from_env_builds_and_encodes(void **state)
     /* Too long for the buffer: an error and an empty buffer, no cut URL. */
     unsetenv("DATABASE_URL");
     setenv("DB_HOST", "a-host-name-longer-than-the-buffer", 1);
-    assert_int_equal(uc_db_url_from_env(out, 16, "sqlite:x"), UC_DB_ECONFIG);
+    assert_int_equal(uq_db_url_from_env(out, 16, "sqlite:x"), UQ_DB_ECONFIG);
     assert_string_equal(out, "");
     unsetenv("DB_HOST");
     unsetenv("DB_PORT");
@@ -176,8 +176,8 @@ static void open_refuses_ambiguous_userinfo(void **state)
         "postgresql://app:p/ss@db.invalid/utxoiq",
         "postgres://app:pw@h/db@x",
     };
-    uc_db_options_t o;
-    uc_db_t *db = NULL;
+    uq_db_options_t o;
+    uq_db_t *db = NULL;
     char err[512];
 
     (void)state;
@@ -185,7 +185,7 @@ static void open_refuses_ambiguous_userinfo(void **state)
         memset(&o, 0, sizeof(o));
         o.url = bad[i];
         err[0] = '\0';
-        assert_int_equal(uc_db_open(&o, &db, err, sizeof(err)), UC_DB_ECONFIG);
+        assert_int_equal(uq_db_open(&o, &db, err, sizeof(err)), UQ_DB_ECONFIG);
         assert_null(db);
         assert_non_null(strstr(err, "percent-encode"));
         assert_null(strstr(err, "ss@word"));

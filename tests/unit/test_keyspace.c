@@ -31,19 +31,19 @@ static uc_keyspace_t *compile(const char *name, const char *pattern)
 static void service_keyspaces(void **state)
 {
     size_t n;
-    const uc_keyspace_def_t *d = uc_utxoiq_keyspaces(&n);
+    const uc_keyspace_def_t *d = uq_utxoiq_keyspaces(&n);
     (void)state;
-    assert_int_equal(n, UC_KS_COUNT);
-    assert_string_equal(d[UC_KS_FEEDBACK_STATS].name, "feedback_stats");
-    assert_string_equal(d[UC_KS_FEEDBACK_STATS].pattern,
+    assert_int_equal(n, UQ_KS_COUNT);
+    assert_string_equal(d[UQ_KS_FEEDBACK_STATS].name, "feedback_stats");
+    assert_string_equal(d[UQ_KS_FEEDBACK_STATS].pattern,
                         "feedback:stats:{insight_id}");
-    assert_int_equal(d[UC_KS_FEEDBACK_STATS].ttl_s, 3600);
-    assert_string_equal(d[UC_KS_BACKFILL_JOB].pattern, "backfill:job:{job_id}");
-    assert_int_equal(d[UC_KS_BACKFILL_JOB].ttl_s, 300);
+    assert_int_equal(d[UQ_KS_FEEDBACK_STATS].ttl_s, 3600);
+    assert_string_equal(d[UQ_KS_BACKFILL_JOB].pattern, "backfill:job:{job_id}");
+    assert_int_equal(d[UQ_KS_BACKFILL_JOB].ttl_s, 300);
     assert_string_equal(
-        d[UC_KS_AGG_METRICS].pattern,
+        d[UQ_KS_AGG_METRICS].pattern,
         "metrics:{service}:{metric_type}:agg:{interval}:{start}:{end}");
-    assert_int_equal(d[UC_KS_AGG_METRICS].ttl_s, 3600);
+    assert_int_equal(d[UQ_KS_AGG_METRICS].ttl_s, 3600);
     for (size_t i = 0; i < n; i++) {
         uc_keyspace_t ks;
         char err[200];

@@ -31,9 +31,9 @@ static int setup(void **state)
     char err[256] = "";
 
     (void)state;
-    doc = uc_openapi_build(err, sizeof(err));
+    doc = uq_openapi_build(err, sizeof(err));
     if (doc == NULL) {
-        fprintf(stderr, "uc_openapi_build: %s\n", err);
+        fprintf(stderr, "uq_openapi_build: %s\n", err);
         return -1;
     }
     return 0;
@@ -47,7 +47,7 @@ static int teardown(void **state)
 }
 
 /* The document's path of a route: its "{}" as "{<path parameter>}". */
-static json_t *op_of(const uc_route_t *rt, char *path, size_t cap)
+static json_t *op_of(const uq_route_t *rt, char *path, size_t cap)
 {
     json_t *paths = json_object_get(doc, "paths");
     size_t pl = strlen(rt->pattern);
@@ -83,7 +83,7 @@ static json_t *op_of(const uc_route_t *rt, char *path, size_t cap)
 static void every_route_documented(void **state)
 {
     size_t n = 0;
-    const uc_route_t *rt = uc_api_routes(&n);
+    const uq_route_t *rt = uq_api_routes(&n);
     size_t ops = 0;
     const char *key;
     json_t *item;
@@ -130,7 +130,7 @@ static void every_route_documented(void **state)
 static void security_matches_roles(void **state)
 {
     size_t n = 0;
-    const uc_route_t *rt = uc_api_routes(&n);
+    const uq_route_t *rt = uq_api_routes(&n);
 
     (void)state;
     for (size_t i = 0; i < n; i++) {
@@ -196,7 +196,7 @@ static void refs_resolve(void **state)
 static void names_unique(void **state)
 {
     size_t n = 0;
-    const uc_route_t *rt = uc_api_routes(&n);
+    const uq_route_t *rt = uq_api_routes(&n);
 
     (void)state;
     for (size_t i = 0; i < n; i++) {

@@ -20,7 +20,7 @@
 
 #include "router.h"
 
-static void h(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+static void h(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)app;
     (void)req;
@@ -28,7 +28,7 @@ static void h(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 }
 
 /* The pattern first, so that order is not what makes exact paths win. */
-static const uc_route_t table[] = {
+static const uq_route_t table[] = {
     {"GET", "/jobs/{}", 0, h, "job", 0, {0}},
     {"POST", "/jobs/{}", 0, h, "job_update", 0, {0}},
     {"GET", "/jobs/status", 0, h, "status", 0, {0}},
@@ -40,7 +40,7 @@ static const uc_route_t table[] = {
 static int find(const char *method, const char *path, const char **param,
                 int *known)
 {
-    return uc_route_find(table, N, method, path, param, known);
+    return uq_route_find(table, N, method, path, param, known);
 }
 
 static void exact_beats_pattern(void **state)
@@ -90,44 +90,44 @@ static void allow_header(void **state)
     char buf[64];
 
     (void)state;
-    uc_route_allow(table, N, "/jobs/status", buf, sizeof(buf));
+    uq_route_allow(table, N, "/jobs/status", buf, sizeof(buf));
     assert_string_equal(buf, "GET, HEAD");
-    uc_route_allow(table, N, "/jobs/start", buf, sizeof(buf));
+    uq_route_allow(table, N, "/jobs/start", buf, sizeof(buf));
     assert_string_equal(buf, "POST");
-    uc_route_allow(table, N, "/jobs/x", buf, sizeof(buf));
+    uq_route_allow(table, N, "/jobs/x", buf, sizeof(buf));
     assert_string_equal(buf, "GET, HEAD, POST");
-    uc_route_allow(table, N, "/nowhere", buf, sizeof(buf));
+    uq_route_allow(table, N, "/nowhere", buf, sizeof(buf));
     assert_string_equal(buf, "");
     /* too small for everything: what fits, terminated */
     char small[12];
     memset(small, 'z', sizeof(small));
-    uc_route_allow(table, N, "/jobs/x", small, sizeof(small));
+    uq_route_allow(table, N, "/jobs/x", small, sizeof(small));
     assert_non_null(memchr(small, '\0', sizeof(small)));
     assert_string_equal(small, "GET, HEAD");
 }
 
 static void etags(void **state)
 {
-    char tag[UC_ETAG_MAX];
+    char tag[UQ_ETAG_MAX];
 
     (void)state;
-    uc_etag_format(0x0123456789abcdefULL, tag);
+    uq_etag_format(0x0123456789abcdefULL, tag);
     assert_string_equal(tag, "\"0123456789abcdef\"");
-    uc_etag_format(0, tag);
+    uq_etag_format(0, tag);
     assert_string_equal(tag, "\"0000000000000000\"");
 
     const char *t = "\"0123456789abcdef\"";
-    assert_true(uc_etag_matches("\"0123456789abcdef\"", t));
-    assert_true(uc_etag_matches("W/\"0123456789abcdef\"", t));
-    assert_true(uc_etag_matches("\"aaaa\", \"0123456789abcdef\"", t));
-    assert_true(uc_etag_matches("\"aaaa\",W/\"0123456789abcdef\"", t));
-    assert_true(uc_etag_matches("*", t));
-    assert_false(uc_etag_matches("\"0123456789abcdee\"", t));
-    assert_false(uc_etag_matches("\"0123456789abcdef-gz\"", t));
-    assert_false(uc_etag_matches("\"0123456789abcde\"", t));
-    assert_false(uc_etag_matches("0123456789abcdef", t));   /* unquoted */
-    assert_false(uc_etag_matches("\"0123456789abcdef", t)); /* unclosed */
-    assert_false(uc_etag_matches("", t));
+    assert_true(uq_etag_matches("\"0123456789abcdef\"", t));
+    assert_true(uq_etag_matches("W/\"0123456789abcdef\"", t));
+    assert_true(uq_etag_matches("\"aaaa\", \"0123456789abcdef\"", t));
+    assert_true(uq_etag_matches("\"aaaa\",W/\"0123456789abcdef\"", t));
+    assert_true(uq_etag_matches("*", t));
+    assert_false(uq_etag_matches("\"0123456789abcdee\"", t));
+    assert_false(uq_etag_matches("\"0123456789abcdef-gz\"", t));
+    assert_false(uq_etag_matches("\"0123456789abcde\"", t));
+    assert_false(uq_etag_matches("0123456789abcdef", t));   /* unquoted */
+    assert_false(uq_etag_matches("\"0123456789abcdef", t)); /* unclosed */
+    assert_false(uq_etag_matches("", t));
 }
 
 int main(void)

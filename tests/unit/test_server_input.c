@@ -48,7 +48,7 @@ static void times_in(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int64_t us = -1;
-        int rc = uc_time_parse(cases[i].text, &us);
+        int rc = uq_time_parse(cases[i].text, &us);
         if ((rc == 0) != cases[i].ok) {
             fprintf(stderr, "case %s\n", cases[i].text);
         }
@@ -63,22 +63,22 @@ static void times_out(void **state)
 {
     char buf[40];
     (void)state;
-    uc_time_format_naive(T_BASE, buf, sizeof(buf));
+    uq_time_format_naive(T_BASE, buf, sizeof(buf));
     assert_string_equal(buf, "2026-12-01T23:10:00");
-    uc_time_format_naive(T_BASE + 123456, buf, sizeof(buf));
+    uq_time_format_naive(T_BASE + 123456, buf, sizeof(buf));
     assert_string_equal(buf, "2026-12-01T23:10:00.123456");
-    uc_time_format_naive(T_BASE + 1, buf, sizeof(buf));
+    uq_time_format_naive(T_BASE + 1, buf, sizeof(buf));
     assert_string_equal(buf, "2026-12-01T23:10:00.000001");
     /* What goes out comes back. */
     int64_t us = 0;
-    assert_int_equal(uc_time_parse(buf, &us), 0);
+    assert_int_equal(uq_time_parse(buf, &us), 0);
     assert_true(us == T_BASE + 1);
-    uc_time_format(T_BASE, buf, sizeof(buf));
+    uq_time_format(T_BASE, buf, sizeof(buf));
     assert_string_equal(buf, "2026-12-01T23:10:00.000000Z");
 }
 
 /* The first error of a 422 body. */
-static json_t *first_error(uc_resp_t *res)
+static json_t *first_error(uq_resp_t *res)
 {
     assert_int_equal(res->status, 422);
     json_t *j = json_loadb(res->body, res->len, 0, NULL);
@@ -91,7 +91,7 @@ static json_t *first_error(uc_resp_t *res)
     return e;
 }
 
-static void release(uc_resp_t *res)
+static void release(uq_resp_t *res)
 {
     if (res->body_free != NULL) {
         res->body_free(res->body);
@@ -101,14 +101,14 @@ static void release(uc_resp_t *res)
 
 static void invalid_shapes(void **state)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     json_t *e;
     (void)state;
 
     /* An item's field of a body array: ["body", 3, "metric_value"]. */
     memset(&res, 0, sizeof(res));
     json_t *in = json_string("x");
-    uc_resp_invalid(&res, "body", "[3].metric_value", "float_type", in, NULL,
+    uq_resp_invalid(&res, "body", "[3].metric_value", "float_type", in, NULL,
                     "Input should be a valid number");
     json_decref(in);
     e = first_error(&res);
@@ -125,7 +125,7 @@ static void invalid_shapes(void **state)
     release(&res);
 
     /* A 422 written the old way is a list too. */
-    uc_resp_error(&res, 422, "job: rejected by a database constraint");
+    uq_resp_error(&res, 422, "job: rejected by a database constraint");
     e = first_error(&res);
     loc = json_object_get(e, "loc");
     assert_string_equal(json_string_value(json_array_get(loc, 1)), "job");
@@ -136,7 +136,7 @@ static void invalid_shapes(void **state)
     release(&res);
 
     /* Other statuses keep {"detail": "text"}. */
-    uc_resp_error(&res, 400,
+    uq_resp_error(&res, 400,
                   "end_block must be greater than or equal to "
                   "start_block");
     json_t *j = json_loadb(res.body, res.len, 0, NULL);
@@ -148,7 +148,7 @@ static void invalid_shapes(void **state)
 
 static void field_readers(void **state)
 {
-    uc_resp_t res;
+    uq_resp_t res;
     const char *s;
     long long x;
     json_t *e;
@@ -165,9 +165,9 @@ static void field_readers(void **state)
     json_t *o =
         json_pack("{s:s,s:I}", "job_type", wide, "start_block", (json_int_t)-1);
     assert_int_equal(
-        uc__json_get_str(o, "job_type", NULL, 1, 1, 50, 0, &s, &res), 0);
+        uq__json_get_str(o, "job_type", NULL, 1, 1, 50, 0, &s, &res), 0);
     assert_int_equal(
-        uc__json_get_str(o, "job_type", NULL, 1, 1, 49, 0, &s, &res), -1);
+        uq__json_get_str(o, "job_type", NULL, 1, 1, 49, 0, &s, &res), -1);
     e = first_error(&res);
     assert_string_equal(json_string_value(json_object_get(e, "type")),
                         "string_too_long");
@@ -178,7 +178,7 @@ static void field_readers(void **state)
     release(&res);
 
     assert_int_equal(
-        uc__json_get_int(o, "start_block", NULL, 1, 0, 10, &x, NULL, &res), -1);
+        uq__json_get_int(o, "start_block", NULL, 1, 0, 10, &x, NULL, &res), -1);
     e = first_error(&res);
     assert_string_equal(json_string_value(json_object_get(e, "type")),
                         "greater_than_equal");
@@ -188,7 +188,7 @@ static void field_readers(void **state)
     release(&res);
 
     assert_int_equal(
-        uc__json_get_int(o, "end_block", NULL, 1, 0, 10, &x, NULL, &res), -1);
+        uq__json_get_int(o, "end_block", NULL, 1, 0, 10, &x, NULL, &res), -1);
     e = first_error(&res);
     assert_string_equal(json_string_value(json_object_get(e, "type")),
                         "missing");

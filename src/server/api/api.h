@@ -37,11 +37,11 @@
  */
 typedef json_t *(*row_json_fn)(const void *row);
 
-#define get_str uc__json_get_str
-#define get_int uc__json_get_int
-#define get_num uc__json_get_num
-#define get_enum uc__json_get_enum
-#define get_time uc__json_get_time
+#define get_str uq__json_get_str
+#define get_int uq__json_get_int
+#define get_num uq__json_get_num
+#define get_enum uq__json_get_enum
+#define get_time uq__json_get_time
 
 /* The limit and offset of a list request. */
 typedef struct {
@@ -51,23 +51,23 @@ typedef struct {
 
 /*
  * The status of a write that carries the records of what it makes stale
- * (uc_stale_t) into its own transaction: the write runs only when the
+ * (uq_stale_t) into its own transaction: the write runs only when the
  * records could be allocated. After the commit the handler applies them
- * (uc_stale_apply) before it answers, so the healthy path stays
+ * (uq_stale_apply) before it answers, so the healthy path stays
  * synchronous: a read that starts after the answer never sees the old
  * value.
  */
-#define STALE_WRITE(app, stale, call) ((stale) == NULL ? UC_DB_ENOMEM : (call))
+#define STALE_WRITE(app, stale, call) ((stale) == NULL ? UQ_DB_ENOMEM : (call))
 
-typedef json_t *(*build_fn)(uc_app_t *app, void *arg, int *st);
+typedef json_t *(*build_fn)(uq_app_t *app, void *arg, int *st);
 
 /* ---- common.c: responses, JSON of rows, input, cache glue ---- */
 
-void api_resp_db_error(uc_resp_t *res, int st);
+void api_resp_db_error(uq_resp_t *res, int st);
 
 /* 0 when a database call succeeded; otherwise writes its error response
  * (503 when the database is away, 500 else) and returns -1. */
-int api_db_failed(uc_resp_t *res, int st);
+int api_db_failed(uq_resp_t *res, int st);
 
 json_t *api_time_json(int64_t us);
 
@@ -82,18 +82,18 @@ json_t *api_str_or_null(int has, const char *s);
 json_t *api_rows_json(const void *rows, size_t n, size_t size,
                       row_json_fn conv);
 
-const char *api_qparam(uc_req_t *req, const char *name);
+const char *api_qparam(uq_req_t *req, const char *name);
 
 /*
  * The body and field decoders are in request.c (request.h), apart from HTTP,
  * so that a fuzz target runs the same code; these names keep the handlers
  * short.
  */
-json_t *api_parse_body(uc_req_t *req, json_type want, uc_resp_t *res);
+json_t *api_parse_body(uq_req_t *req, json_type want, uq_resp_t *res);
 
 /* Validates an id given in the query or the path; a 422 names it in the
  * query. */
-int api_check_id(const char *name, const char *v, int required, uc_resp_t *res);
+int api_check_id(const char *name, const char *v, int required, uq_resp_t *res);
 
 /*
  * Reads the query parameters limit (default def_limit, 1 to max_limit) and
@@ -101,39 +101,39 @@ int api_check_id(const char *name, const char *v, int required, uc_resp_t *res);
  * naming the parameter and returns -1; *pg may then be partly written.
  * Every 422 of these query readers is FastAPI's, with loc ["query", name].
  */
-int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
-               page_t *pg, uc_resp_t *res);
+int api_q_page(uq_req_t *req, long long def_limit, long long max_limit,
+               page_t *pg, uq_resp_t *res);
 
 /* An optional query parameter as text: valid UTF-8 without control
  * characters, 1 to max_bytes bytes; *out NULL when absent. Returns 0, or -1
  * with res set to a 422. */
-int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
-               const char **out, uc_resp_t *res);
+int api_q_text(uq_req_t *req, const char *name, size_t max_bytes,
+               const char **out, uq_resp_t *res);
 
-/* An optional ISO-8601 query parameter (UC_DB_NULL_TIME when absent). */
-int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res);
+/* An optional ISO-8601 query parameter (UQ_DB_NULL_TIME when absent). */
+int api_q_time(uq_req_t *req, const char *name, int64_t *out, uq_resp_t *res);
 
 /* The same, a 422 "missing" when required and absent. */
-int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
-                   uc_resp_t *res);
+int api_q_time_req(uq_req_t *req, const char *name, int required, int64_t *out,
+                   uq_resp_t *res);
 
-int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
-               const char **out, uc_resp_t *res);
+int api_q_enum(uq_req_t *req, const char *name, const char *const *allowed,
+               const char **out, uq_resp_t *res);
 
 /* A loader's answer from a build: the JSON body, or the code above. */
 int api_load_json(json_t *j, int st, char **val, size_t *len);
 
 /* Answers a cacheable GET from the keyspace entry `fields`, loaded (when
- * it must be) by the keyspace's own loader (uc_api_loader()), which builds
+ * it must be) by the keyspace's own loader (uq_api_loader()), which builds
  * the answer from the fields alone: the library may run it in the
  * background, past this request. `cc` is its Cache-Control, `etag` whether
  * it carries an ETag. */
-void api_serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
-                         size_t n, const char *cc, int etag, uc_resp_t *res);
+void api_serve_cached_as(uq_app_t *app, int ks, const char *const *fields,
+                         size_t n, const char *cc, int etag, uq_resp_t *res);
 
 /* A public read: "public, no-cache" with an ETag. */
-void api_serve_cached(uc_app_t *app, int ks, const char *const *fields,
-                      size_t n, uc_resp_t *res);
+void api_serve_cached(uq_app_t *app, int ks, const char *const *fields,
+                      size_t n, uq_resp_t *res);
 
 /* The decimal text of v into buf (a key field). */
 const char *api_dec(char *buf, size_t cap, long long v);
@@ -153,22 +153,22 @@ int api_page_fields(const char *lim, const char *off, page_t *pg);
 
 /* ---- feedback.c: ratings, comments, flags and their reads ---- */
 
-void api_h_rate(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_rate(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_comment(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_comment(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_flag(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_flag(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_stats(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /* {list_name: items, total, limit, offset}; takes items (even on failure)
  * and returns NULL when out of memory. */
 json_t *api_page_json(const char *list_name, json_t *items, int64_t total,
                       const page_t *pg);
 
-void api_h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_comments(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_user_feedback(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_user_feedback(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 int api_load_stats(void *arg, const char *const *f, size_t n, char **val,
                    size_t *len);
@@ -181,13 +181,13 @@ int api_load_user_feedback(void *arg, const char *const *f, size_t n,
 
 /* ---- backfill.c: backfill jobs ---- */
 
-void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_backfill_start(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_backfill_progress(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_backfill_get(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_backfill_list(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 int api_load_job(void *arg, const char *const *f, size_t n, char **val,
                  size_t *len);
@@ -199,22 +199,22 @@ int api_load_jobs(void *arg, const char *const *f, size_t n, char **val,
 
 /*
  * After new metrics of a series: its recent pages, aggregates and windows
- * go, through the series' tag. Past UC_STALE_MAX records (a batch of many
+ * go, through the series' tag. Past UQ_STALE_MAX records (a batch of many
  * series) every metrics entry goes instead (the family's tag), which costs
  * hits, never coherence.
  */
-void api_stale_series(uc_app_t *app, uc_stale_t *s, const char *svc,
+void api_stale_series(uq_app_t *app, uq_stale_t *s, const char *svc,
                       const char *typ);
 
-void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch);
+void api_metrics_post(uq_app_t *app, uq_req_t *req, uq_resp_t *res, int batch);
 
-void api_h_metric(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_metric(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_metric_batch(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_metric_batch(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_metrics_list(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_metrics_agg(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 int api_load_metrics(void *arg, const char *const *f, size_t n, char **val,
                      size_t *len);
@@ -230,11 +230,11 @@ int api_load_window(void *arg, const char *const *f, size_t n, char **val,
 
 /* The pool as the original reported SQLAlchemy's: size, checked in and
  * out, overflow (none here: the pool never grows past its size). */
-void api_h_db_pool(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_db_pool(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /* The calls this process made to its database since it started: count,
  * slow ones (over 200 ms, the original's threshold), times in seconds. */
-void api_h_db_queries(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_db_queries(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /*
  * Records those figures as system_metrics rows of service "utxoiq-api",
@@ -243,34 +243,34 @@ void api_h_db_queries(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
  * (readable with GET /metrics like any other series, whose caches the
  * write invalidates).
  */
-void api_h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_db_publish(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_retention(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_cache_stats(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /*
  * Warms the cache now: the library loads the most read entries of each
  * keyspace again in the background, at its bounded rate. 202 when queued,
  * 409 when a warm is queued or running already, or warming is off.
  */
-void api_h_cache_warm(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_cache_warm(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_healthz(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /* The original service's health check, for probes and monitors set up
  * for it: always "healthy" while the process answers (liveness; readiness
  * is /readyz), its time naive ISO 8601 in UTC as the original wrote it. */
-void api_h_health(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_health(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /*
  * Ready when the database answers a read and took the last write probe (one
- * real write at most once a second, uc_db_write_probe), and the service is
+ * real write at most once a second, uq_db_write_probe), and the service is
  * not draining. The cache does not decide readiness: without Redis every
  * request is still answered from the database.
  */
-void api_h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_readyz(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
-void api_h_prometheus(uc_app_t *app, uc_req_t *req, uc_resp_t *res);
+void api_h_prometheus(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 #endif

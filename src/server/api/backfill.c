@@ -15,7 +15,7 @@ static const char *const JOB_STATUSES[] = {"running", "completed", "failed",
 
 static json_t *job_json(const void *row)
 {
-    const uc_db_job_t *j = row;
+    const uq_db_job_t *j = row;
     return json_pack(
         "{s:s,s:s,s:I,s:I,s:I,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "id", j->id,
         "job_type", j->job_type, "start_block", (json_int_t)j->start_block,
@@ -35,14 +35,14 @@ static json_t *job_json(const void *row)
 #define JOB_TYPE_CHARS 50
 #define CREATED_BY_CHARS 100
 
-void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_backfill_start(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     json_t *body = api_parse_body(req, JSON_OBJECT, res);
     const char *job_type = NULL;
     const char *created_by = NULL;
     long long start = 0, end = 0;
-    uc_db_job_t j;
-    uc_stale_t *stale = NULL;
+    uq_db_job_t j;
+    uq_stale_t *stale = NULL;
     if (body == NULL) {
         return;
     }
@@ -58,14 +58,14 @@ void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     if (end < start) {
         /* The original's domain check, after the model's: a 400. */
-        uc_resp_error(res, 400,
+        uq_resp_error(res, 400,
                       "end_block must be greater than or equal to "
                       "start_block");
         goto cleanup;
     }
     memset(&j, 0, sizeof(j));
-    if (uc_uuid_new(j.id) != 0) {
-        uc_resp_error(res, 500, "internal error");
+    if (uq_uuid_new(j.id) != 0) {
+        uq_resp_error(res, 500, "internal error");
         goto cleanup;
     }
     snprintf(j.job_type, sizeof(j.job_type), "%s", job_type);
@@ -73,36 +73,36 @@ void api_h_backfill_start(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     j.end_block = end;
     j.current_block = start;
     snprintf(j.status, sizeof(j.status), "running");
-    j.estimated_completion = UC_DB_NULL_TIME;
-    j.started_at = uc_now_us(app);
-    j.completed_at = UC_DB_NULL_TIME;
+    j.estimated_completion = UQ_DB_NULL_TIME;
+    j.started_at = uq_now_us(app);
+    j.completed_at = UQ_DB_NULL_TIME;
     j.has_created_by = 1;
     snprintf(j.created_by, sizeof(j.created_by), "%s",
              created_by != NULL ? created_by : req->user_id);
     /* The job's key (a remembered 404 of its id) and every job list. */
-    stale = uc_stale_new();
+    stale = uq_stale_new();
     const char *sf[1] = {j.id};
     const char *any[4] = {NULL, NULL, NULL, NULL};
     if (stale != NULL) {
-        (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
-        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
+        (void)uq_stale_add(app, stale, UQ_KS_BACKFILL_JOB, sf);
+        (void)uq_stale_add_tag(app, stale, UQ_KS_BACKFILL_JOBS, 0, any);
     }
     int st = STALE_WRITE(
         app, stale,
-        uc_db_job_create(app->db, &j, stale->inv, stale->n, stale->ids));
-    if (st == UC_DB_ECONSTRAINT) {
-        uc_resp_error(res, 422, "job: rejected by a database constraint");
+        uq_db_job_create(app->db, &j, stale->inv, stale->n, stale->ids));
+    if (st == UQ_DB_ECONSTRAINT) {
+        uq_resp_error(res, 422, "job: rejected by a database constraint");
         goto cleanup;
     }
     if (api_db_failed(res, st) != 0) {
         goto cleanup;
     }
-    uc_stale_apply(app, stale);
+    uq_stale_apply(app, stale);
     /* 200, as the original's route (no status_code) answered. */
-    uc_resp_json(res, 200, job_json(&j));
+    uq_resp_json(res, 200, job_json(&j));
     res->cache_control = CC_PRIVATE;
 cleanup:
-    uc_stale_free(stale);
+    uq_stale_free(stale);
     json_decref(body);
 }
 
@@ -111,26 +111,26 @@ cleanup:
  * never change once the job exists; else a 400 with the original's words,
  * a 404 for no such job, or the database's error, and -1.
  */
-static int check_block(uc_app_t *app, const char *id, long long cur,
-                       uc_resp_t *res)
+static int check_block(uq_app_t *app, const char *id, long long cur,
+                       uq_resp_t *res)
 {
-    uc_db_job_t *j = malloc(sizeof(*j));
+    uq_db_job_t *j = malloc(sizeof(*j));
     int rc = -1;
     if (j == NULL) {
-        uc_resp_error(res, 500, "out of memory");
+        uq_resp_error(res, 500, "out of memory");
         return -1;
     }
-    int st = uc_db_job_get(app->db, id, j);
-    if (st == UC_DB_NOTFOUND) {
-        uc_resp_error(res, 404, "Backfill job %s not found", id);
+    int st = uq_db_job_get(app->db, id, j);
+    if (st == UQ_DB_NOTFOUND) {
+        uq_resp_error(res, 404, "Backfill job %s not found", id);
     } else if (api_db_failed(res, st) != 0) {
         /* written */
     } else if (cur < j->start_block) {
-        uc_resp_error(res, 400,
+        uq_resp_error(res, 400,
                       "current_block cannot be less than "
                       "start_block");
     } else if (cur > j->end_block) {
-        uc_resp_error(res, 400, "current_block cannot exceed end_block");
+        uq_resp_error(res, 400, "current_block cannot exceed end_block");
     } else {
         rc = 0;
     }
@@ -138,24 +138,24 @@ static int check_block(uc_app_t *app, const char *id, long long cur,
     return rc;
 }
 
-void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_backfill_progress(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    char id[UC_DB_UUID_LEN + 1];
+    char id[UQ_DB_UUID_LEN + 1];
     const char *qid = api_qparam(req, "job_id");
     json_t *body;
-    uc_db_job_progress_t p;
+    uq_db_job_progress_t p;
     long long cur = 0;
-    uc_db_job_t *j = NULL;
-    uc_stale_t *stale = NULL;
+    uq_db_job_t *j = NULL;
+    uq_stale_t *stale = NULL;
 
     if (qid == NULL) {
-        uc_resp_invalid(res, "query", "job_id", "missing", NULL, NULL,
+        uq_resp_invalid(res, "query", "job_id", "missing", NULL, NULL,
                         "Field required");
         return;
     }
-    if (uc_uuid_check(qid, id) != 0) {
+    if (uq_uuid_check(qid, id) != 0) {
         json_t *in = json_string(qid);
-        uc_resp_invalid(res, "query", "job_id", "uuid_parsing", in, NULL,
+        uq_resp_invalid(res, "query", "job_id", "uuid_parsing", in, NULL,
                         "Input should be a valid UUID");
         json_decref(in);
         return;
@@ -174,102 +174,102 @@ void api_h_backfill_progress(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         get_time(body, "estimated_completion", &p.estimated_completion, res) !=
             0 ||
         get_enum(body, "status", 0, JOB_STATUSES, &p.status, res) != 0 ||
-        get_str(body, "error_message", NULL, 0, 0, UC_DB_ERRMSG_MAX, 1,
+        get_str(body, "error_message", NULL, 0, 0, UQ_DB_ERRMSG_MAX, 1,
                 &p.error_message, res) != 0) {
         goto cleanup;
     }
     if (p.error_message != NULL && p.error_message[0] == '\0') {
         p.error_message = NULL;
     }
-    if (p.error_message != NULL && strlen(p.error_message) > UC_DB_ERRMSG_MAX) {
-        uc_resp_error(res, 413, "error_message: too large");
+    if (p.error_message != NULL && strlen(p.error_message) > UQ_DB_ERRMSG_MAX) {
+        uq_resp_error(res, 413, "error_message: too large");
         goto cleanup;
     }
     if (check_block(app, id, cur, res) != 0) {
         goto cleanup;
     }
     p.current_block = cur;
-    p.now = uc_now_us(app);
+    p.now = uq_now_us(app);
     j = malloc(sizeof(*j));
-    stale = uc_stale_new();
+    stale = uq_stale_new();
     const char *sf[1] = {id};
     const char *any[4] = {NULL, NULL, NULL, NULL};
     if (stale != NULL) {
-        (void)uc_stale_add(app, stale, UC_KS_BACKFILL_JOB, sf);
-        (void)uc_stale_add_tag(app, stale, UC_KS_BACKFILL_JOBS, 0, any);
+        (void)uq_stale_add(app, stale, UQ_KS_BACKFILL_JOB, sf);
+        (void)uq_stale_add_tag(app, stale, UQ_KS_BACKFILL_JOBS, 0, any);
     }
     if (j == NULL) {
-        uc_resp_error(res, 500, "out of memory");
+        uq_resp_error(res, 500, "out of memory");
         goto cleanup;
     }
     int st = STALE_WRITE(app, stale,
-                         uc_db_job_progress(app->db, id, &p, j, stale->inv,
+                         uq_db_job_progress(app->db, id, &p, j, stale->inv,
                                             stale->n, stale->ids));
-    if (st == UC_DB_NOTFOUND) {
-        uc_resp_error(res, 404, "Backfill job %s not found", id);
+    if (st == UQ_DB_NOTFOUND) {
+        uq_resp_error(res, 404, "Backfill job %s not found", id);
         goto cleanup;
     }
-    if (st == UC_DB_ECONSTRAINT) {
-        uc_resp_error(res, 422, "progress: rejected by a database constraint");
+    if (st == UQ_DB_ECONSTRAINT) {
+        uq_resp_error(res, 422, "progress: rejected by a database constraint");
         goto cleanup;
     }
     if (api_db_failed(res, st) != 0) {
         goto cleanup;
     }
-    uc_stale_apply(app, stale);
-    uc_resp_json(res, 200, job_json(j));
+    uq_stale_apply(app, stale);
+    uq_resp_json(res, 200, job_json(j));
     res->cache_control = CC_PRIVATE;
 cleanup:
     free(j);
-    uc_stale_free(stale);
+    uq_stale_free(stale);
     json_decref(body);
 }
 
-static json_t *build_job(uc_app_t *app, void *arg, int *st)
+static json_t *build_job(uq_app_t *app, void *arg, int *st)
 {
     /* On the heap: a row holds an error message of up to the body cap. */
-    uc_db_job_t *j = malloc(sizeof(*j));
+    uq_db_job_t *j = malloc(sizeof(*j));
     json_t *out = NULL;
     if (j == NULL) {
-        *st = UC_DB_ENOMEM;
+        *st = UQ_DB_ENOMEM;
         return NULL;
     }
-    *st = uc_db_job_get(app->db, arg, j);
-    if (*st == UC_DB_OK) {
+    *st = uq_db_job_get(app->db, arg, j);
+    if (*st == UQ_DB_OK) {
         out = job_json(j);
         if (out == NULL) {
-            *st = UC_DB_ENOMEM;
+            *st = UQ_DB_ENOMEM;
         }
     }
     free(j);
     return out;
 }
 
-void api_h_backfill_get(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_backfill_get(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    char id[UC_DB_UUID_LEN + 1];
-    if (uc_uuid_check(req->param, id) != 0) {
+    char id[UQ_DB_UUID_LEN + 1];
+    if (uq_uuid_check(req->param, id) != 0) {
         json_t *in = json_string(req->param);
-        uc_resp_invalid(res, "path", "job_id", "uuid_parsing", in, NULL,
+        uq_resp_invalid(res, "path", "job_id", "uuid_parsing", in, NULL,
                         "Input should be a valid UUID");
         json_decref(in);
         return;
     }
     const char *f[1] = {id};
-    api_serve_cached(app, UC_KS_BACKFILL_JOB, f, 1, res);
+    api_serve_cached(app, UQ_KS_BACKFILL_JOB, f, 1, res);
 }
 
 /* A page of the job list, filtered by status and job_type (NULL: any). */
-static json_t *build_jobs(uc_app_t *app, const char *status,
+static json_t *build_jobs(uq_app_t *app, const char *status,
                           const char *job_type, const page_t *pg, int *st)
 {
-    uc_db_job_t *rows = NULL;
+    uq_db_job_t *rows = NULL;
     size_t n = 0;
     int64_t total = 0;
 
-    *st = uc_db_job_list(app->db, status, job_type, (int)pg->limit,
+    *st = uq_db_job_list(app->db, status, job_type, (int)pg->limit,
                          (int)pg->offset, &rows, &n, &total);
-    if (*st != UC_DB_OK) {
+    if (*st != UQ_DB_OK) {
         return NULL;
     }
     (void)total;
@@ -277,17 +277,17 @@ static json_t *build_jobs(uc_app_t *app, const char *status,
     json_t *items = api_rows_json(rows, n, sizeof(*rows), job_json);
     free(rows);
     if (items == NULL) {
-        *st = UC_DB_ENOMEM;
+        *st = UQ_DB_ENOMEM;
     }
     return items;
 }
 
-void api_h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_backfill_list(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     const char *status;
     const char *job_type;
     page_t pg;
-    char st_f[24], ty_f[UC_DB_NAME_MAX + 2], lim[24], off[24];
+    char st_f[24], ty_f[UQ_DB_NAME_MAX + 2], lim[24], off[24];
     /* The original's Query(10, ge=1, le=100). A job_type longer than the
      * key field cap matches no job (the column takes 50 characters). */
     if (api_q_enum(req, "status", JOB_STATUSES, &status, res) != 0 ||
@@ -299,13 +299,13 @@ void api_h_backfill_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                         api_opt_field(ty_f, sizeof(ty_f), job_type),
                         api_dec(lim, sizeof(lim), pg.limit),
                         api_dec(off, sizeof(off), pg.offset)};
-    api_serve_cached(app, UC_KS_BACKFILL_JOBS, f, 4, res);
+    api_serve_cached(app, UQ_KS_BACKFILL_JOBS, f, 4, res);
 }
 
 int api_load_job(void *arg, const char *const *f, size_t n, char **val,
                  size_t *len)
 {
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
     json_t *j = n == 1 ? build_job(arg, (void *)f[0], &st) : NULL;
     return n == 1 ? api_load_json(j, st, val, len) : UC_EINVAL;
 }
@@ -314,7 +314,7 @@ int api_load_jobs(void *arg, const char *const *f, size_t n, char **val,
                   size_t *len)
 {
     page_t pg;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     if (n != 4 || api_page_fields(f[2], f[3], &pg) != 0) {
         return UC_EINVAL;

@@ -19,25 +19,25 @@
 
 /* ---- responses ----------------------------------------------------------- */
 
-/* uc_resp_json() and uc_resp_error() are in request.c. */
+/* uq_resp_json() and uq_resp_error() are in request.c. */
 
-void api_resp_db_error(uc_resp_t *res, int st)
+void api_resp_db_error(uq_resp_t *res, int st)
 {
-    if (st == UC_DB_EREADONLY) {
+    if (st == UQ_DB_EREADONLY) {
         /* Nothing was written: the transaction was refused or rolled back. */
-        uc_resp_error(res, 503,
+        uq_resp_error(res, 503,
                       "database cannot write (read-only, full, or its file "
                       "was removed); nothing was stored, retry later");
-    } else if (st == UC_DB_EUNAVAILABLE || st == UC_DB_EBUSY) {
-        uc_resp_error(res, 503, "database unavailable");
+    } else if (st == UQ_DB_EUNAVAILABLE || st == UQ_DB_EBUSY) {
+        uq_resp_error(res, 503, "database unavailable");
     } else {
-        uc_resp_error(res, 500, "internal error");
+        uq_resp_error(res, 500, "internal error");
     }
 }
 
-int api_db_failed(uc_resp_t *res, int st)
+int api_db_failed(uq_resp_t *res, int st)
 {
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         return 0;
     }
     api_resp_db_error(res, st);
@@ -52,10 +52,10 @@ int api_db_failed(uc_resp_t *res, int st)
 json_t *api_time_json(int64_t us)
 {
     char buf[40];
-    if (us == UC_DB_NULL_TIME) {
+    if (us == UQ_DB_NULL_TIME) {
         return json_null();
     }
-    uc_time_format_naive(us, buf, sizeof(buf));
+    uq_time_format_naive(us, buf, sizeof(buf));
     return json_string(buf);
 }
 
@@ -76,14 +76,14 @@ json_t *api_rows_json(const void *rows, size_t n, size_t size, row_json_fn conv)
 
 /* ---- input --------------------------------------------------------------- */
 
-const char *api_qparam(uc_req_t *req, const char *name)
+const char *api_qparam(uq_req_t *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-json_t *api_parse_body(uc_req_t *req, json_type want, uc_resp_t *res)
+json_t *api_parse_body(uq_req_t *req, json_type want, uq_resp_t *res)
 {
-    return uc__request_body(
+    return uq__request_body(
         req->body, req->body_len,
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                     MHD_HTTP_HEADER_CONTENT_TYPE),
@@ -91,13 +91,13 @@ json_t *api_parse_body(uc_req_t *req, json_type want, uc_resp_t *res)
 }
 
 /* A required query parameter that was not given, as FastAPI reports it. */
-static void q_missing(uc_resp_t *res, const char *name)
+static void q_missing(uq_resp_t *res, const char *name)
 {
-    uc_resp_invalid(res, "query", name, "missing", NULL, NULL,
+    uq_resp_invalid(res, "query", name, "missing", NULL, NULL,
                     "Field required");
 }
 
-int api_check_id(const char *name, const char *v, int required, uc_resp_t *res)
+int api_check_id(const char *name, const char *v, int required, uq_resp_t *res)
 {
     if (v == NULL) {
         if (required) {
@@ -109,21 +109,21 @@ int api_check_id(const char *name, const char *v, int required, uc_resp_t *res)
     json_t *in = json_string(v);
     int rc = 0;
     /* An id is a cache key field, whose cap is in bytes. */
-    if (strlen(v) > UC_DB_ID_MAX) {
-        uc_resp_invalid(res, "query", name, "string_too_long", in,
-                        json_pack("{s:i}", "max_length", UC_DB_ID_MAX),
-                        "String should have at most %d bytes", UC_DB_ID_MAX);
+    if (strlen(v) > UQ_DB_ID_MAX) {
+        uq_resp_invalid(res, "query", name, "string_too_long", in,
+                        json_pack("{s:i}", "max_length", UQ_DB_ID_MAX),
+                        "String should have at most %d bytes", UQ_DB_ID_MAX);
         rc = -1;
     } else {
-        rc = uc__check_text("query", name, in, v, strlen(v), 1, UC_DB_ID_MAX, 0,
+        rc = uq__check_text("query", name, in, v, strlen(v), 1, UQ_DB_ID_MAX, 0,
                             res);
     }
     json_decref(in);
     return rc;
 }
 
-int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
-               const char **out, uc_resp_t *res)
+int api_q_text(uq_req_t *req, const char *name, size_t max_bytes,
+               const char **out, uq_resp_t *res)
 {
     const char *v = api_qparam(req, name);
     *out = NULL;
@@ -133,12 +133,12 @@ int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
     json_t *in = json_string(v);
     int rc = 0;
     if (strlen(v) > max_bytes) {
-        uc_resp_invalid(res, "query", name, "string_too_long", in,
+        uq_resp_invalid(res, "query", name, "string_too_long", in,
                         json_pack("{s:I}", "max_length", (json_int_t)max_bytes),
                         "String should have at most %zu bytes", max_bytes);
         rc = -1;
     } else {
-        rc = uc__check_text("query", name, in, v, strlen(v), 1, max_bytes, 0,
+        rc = uq__check_text("query", name, in, v, strlen(v), 1, max_bytes, 0,
                             res);
     }
     json_decref(in);
@@ -148,8 +148,8 @@ int api_q_text(uc_req_t *req, const char *name, size_t max_bytes,
     return rc;
 }
 
-static int q_int(uc_req_t *req, const char *name, long long def, long long min,
-                 long long max, long long *out, uc_resp_t *res)
+static int q_int(uq_req_t *req, const char *name, long long def, long long min,
+                 long long max, long long *out, uq_resp_t *res)
 {
     const char *v = api_qparam(req, name);
     long long x;
@@ -158,15 +158,15 @@ static int q_int(uc_req_t *req, const char *name, long long def, long long min,
         return 0;
     }
     json_t *in = json_string(v);
-    if (uc_parse_int(v, LLONG_MIN, LLONG_MAX, &x) != 0) {
-        uc_resp_invalid(res, "query", name, "int_parsing", in, NULL,
+    if (uq_parse_int(v, LLONG_MIN, LLONG_MAX, &x) != 0) {
+        uq_resp_invalid(res, "query", name, "int_parsing", in, NULL,
                         "Input should be a valid integer, unable to parse "
                         "string as an integer");
         json_decref(in);
         return -1;
     }
     if (x < min || x > max) {
-        uc__resp_range(res, "query", name, in, x < min,
+        uq__resp_range(res, "query", name, in, x < min,
                        (double)(x < min ? min : max), 1);
         json_decref(in);
         return -1;
@@ -176,8 +176,8 @@ static int q_int(uc_req_t *req, const char *name, long long def, long long min,
     return 0;
 }
 
-int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
-               page_t *pg, uc_resp_t *res)
+int api_q_page(uq_req_t *req, long long def_limit, long long max_limit,
+               page_t *pg, uq_resp_t *res)
 {
     if (q_int(req, "limit", def_limit, 1, max_limit, &pg->limit, res) != 0 ||
         q_int(req, "offset", 0, 0, 1000000, &pg->offset, res) != 0) {
@@ -186,11 +186,11 @@ int api_q_page(uc_req_t *req, long long def_limit, long long max_limit,
     return 0;
 }
 
-int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
-                   uc_resp_t *res)
+int api_q_time_req(uq_req_t *req, const char *name, int required, int64_t *out,
+                   uq_resp_t *res)
 {
     const char *v = api_qparam(req, name);
-    *out = UC_DB_NULL_TIME;
+    *out = UQ_DB_NULL_TIME;
     if (v == NULL) {
         if (required) {
             q_missing(res, name);
@@ -198,10 +198,10 @@ int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
         }
         return 0;
     }
-    if (uc_time_parse(v, out) != 0) {
+    if (uq_time_parse(v, out) != 0) {
         json_t *in = json_string(v);
-        *out = UC_DB_NULL_TIME;
-        uc_resp_invalid(res, "query", name, "datetime_from_date_parsing", in,
+        *out = UQ_DB_NULL_TIME;
+        uq_resp_invalid(res, "query", name, "datetime_from_date_parsing", in,
                         NULL, "Input should be a valid datetime or date");
         json_decref(in);
         return -1;
@@ -209,13 +209,13 @@ int api_q_time_req(uc_req_t *req, const char *name, int required, int64_t *out,
     return 0;
 }
 
-int api_q_time(uc_req_t *req, const char *name, int64_t *out, uc_resp_t *res)
+int api_q_time(uq_req_t *req, const char *name, int64_t *out, uq_resp_t *res)
 {
     return api_q_time_req(req, name, 0, out, res);
 }
 
-int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
-               const char **out, uc_resp_t *res)
+int api_q_enum(uq_req_t *req, const char *name, const char *const *allowed,
+               const char **out, uq_resp_t *res)
 {
     const char *v = api_qparam(req, name);
     *out = NULL;
@@ -229,7 +229,7 @@ int api_q_enum(uc_req_t *req, const char *name, const char *const *allowed,
         }
     }
     json_t *in = json_string(v);
-    uc__resp_pattern(res, "query", name, in, allowed);
+    uq__resp_pattern(res, "query", name, in, allowed);
     json_decref(in);
     return -1;
 }
@@ -240,12 +240,12 @@ int api_load_json(json_t *j, int st, char **val, size_t *len)
 {
     char *s;
     if (j == NULL) {
-        if (st == UC_DB_NOTFOUND) {
+        if (st == UQ_DB_NOTFOUND) {
             /* "No such entity": the library may remember it. */
             return UC_MISS;
         }
-        return st == UC_DB_ENOMEM ? LOAD_NOMEM
-                                  : LOAD_DB(st < 0 ? st : UC_DB_EIO);
+        return st == UQ_DB_ENOMEM ? LOAD_NOMEM
+                                  : LOAD_DB(st < 0 ? st : UQ_DB_EIO);
     }
     s = json_dumps(j, DUMP_FLAGS);
     json_decref(j);
@@ -254,14 +254,14 @@ int api_load_json(json_t *j, int st, char **val, size_t *len)
     }
     *val = s;
     *len = strlen(s);
-    if (*len >= UC_GZIP_MIN) {
+    if (*len >= UQ_GZIP_MIN) {
         /* Kept compressed: a hit goes to a client that accepts gzip as
          * stored, with no compression per request, and the entry takes
          * less of Redis and of the near cache. The HTTP layer inflates it
          * for a client that does not accept gzip. */
         char *gz;
         size_t gzlen;
-        if (uc_gzip(s, *len, &gz, &gzlen) == 0) {
+        if (uq_gzip(s, *len, &gz, &gzlen) == 0) {
             free(s);
             *val = gz;
             *len = gzlen;
@@ -270,8 +270,8 @@ int api_load_json(json_t *j, int st, char **val, size_t *len)
     return UC_OK;
 }
 
-void api_serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
-                         size_t n, const char *cc, int etag, uc_resp_t *res)
+void api_serve_cached_as(uq_app_t *app, int ks, const char *const *fields,
+                         size_t n, const char *cc, int etag, uq_resp_t *res)
 {
     uc_load_opts_t opts = UC_LOAD_OPTS_INIT;
     uc_load_result_t r;
@@ -285,17 +285,17 @@ void api_serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
         res->body = r.data;
         res->len = r.len;
         res->body_free = uc_shared_release;
-        /* The library's value hash is the same FNV-1a as uc_hash64. */
+        /* The library's value hash is the same FNV-1a as uq_hash64. */
         res->has_hash = 1;
         res->body_hash = r.hash;
         res->produced_ms = r.produced_ms;
-        res->gzipped = uc_is_gzip(r.data, r.len);
+        res->gzipped = uq_is_gzip(r.data, r.len);
         res->cache_tier = r.tier == UC_TIER_NEAR    ? "near"
                           : r.tier == UC_TIER_REDIS ? "redis"
                                                     : NULL;
     }
     if (rc == UC_MISS) {
-        uc_resp_error(res, 404, "not found");
+        uq_resp_error(res, 404, "not found");
         return;
     }
     if (IS_LOAD_DB(rc)) {
@@ -303,22 +303,22 @@ void api_serve_cached_as(uc_app_t *app, int ks, const char *const *fields,
         return;
     }
     if (rc != UC_OK) {
-        uc_resp_error(res, rc == LOAD_NOMEM || rc == UC_ENOMEM ? 500 : 422,
+        uq_resp_error(res, rc == LOAD_NOMEM || rc == UC_ENOMEM ? 500 : 422,
                       "%s",
                       rc == UC_EINVAL ? "invalid key field" : "internal error");
         return;
     }
     res->status = 200;
-    res->cache = r.source == UC_FROM_CACHE    ? UC_CACHE_HIT
-                 : r.source == UC_FROM_BYPASS ? UC_CACHE_BYPASS
-                 : r.source == UC_FROM_STALE  ? UC_CACHE_STALE
-                                              : UC_CACHE_MISS;
+    res->cache = r.source == UC_FROM_CACHE    ? UQ_CACHE_HIT
+                 : r.source == UC_FROM_BYPASS ? UQ_CACHE_BYPASS
+                 : r.source == UC_FROM_STALE  ? UQ_CACHE_STALE
+                                              : UQ_CACHE_MISS;
     res->cache_control = cc;
     res->etag = etag;
 }
 
-void api_serve_cached(uc_app_t *app, int ks, const char *const *fields,
-                      size_t n, uc_resp_t *res)
+void api_serve_cached(uq_app_t *app, int ks, const char *const *fields,
+                      size_t n, uq_resp_t *res)
 {
     api_serve_cached_as(app, ks, fields, n, CC_PUBLIC, 1, res);
 }
@@ -346,7 +346,7 @@ const char *api_opt_value(const char *f)
 
 int api_field_ll(const char *s, long long *out)
 {
-    return uc_parse_int(s, LLONG_MIN / 1000000, LLONG_MAX / 1000000, out);
+    return uq_parse_int(s, LLONG_MIN / 1000000, LLONG_MAX / 1000000, out);
 }
 
 int api_page_fields(const char *lim, const char *off, page_t *pg)

@@ -13,7 +13,7 @@
 /* The original's FeedbackResponse: the answer of rate, comment and flag. */
 static json_t *feedback_json(const void *row)
 {
-    const uc_db_feedback_t *f = row;
+    const uq_db_feedback_t *f = row;
     return json_pack(
         "{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", f->id, "insight_id",
         f->insight_id, "user_id", f->user_id, "rating",
@@ -33,7 +33,7 @@ static json_t *feedback_json(const void *row)
  */
 static json_t *comment_item_json(const void *row)
 {
-    const uc_db_feedback_t *f = row;
+    const uq_db_feedback_t *f = row;
     return json_pack("{s:s,s:s,s:o,s:o,s:o}", "id", f->id, "user_id",
                      f->user_id, "comment",
                      api_str_or_null(f->has_comment, f->comment), "created_at",
@@ -44,7 +44,7 @@ static json_t *comment_item_json(const void *row)
 /* An item of a user's own page: the original's seven fields. */
 static json_t *user_item_json(const void *row)
 {
-    const uc_db_feedback_t *f = row;
+    const uq_db_feedback_t *f = row;
     return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o}", "id", f->id, "insight_id",
                      f->insight_id, "rating",
                      f->rating > 0 ? json_integer(f->rating) : json_null(),
@@ -60,22 +60,22 @@ static json_t *user_item_json(const void *row)
  * res. The id also has to fit one cache key field (UC_FIELD_MAX bytes), which
  * only 100 characters mostly beyond two bytes of UTF-8 each do not.
  */
-static int fb_check_id(const char *name, const char *v, uc_resp_t *res)
+static int fb_check_id(const char *name, const char *v, uq_resp_t *res)
 {
     if (v == NULL) {
-        uc_resp_error(res, 422, "%s: query parameter required", name);
+        uq_resp_error(res, 422, "%s: query parameter required", name);
         return -1;
     }
     size_t len = strlen(v);
-    if (uc_text_check(v, len, 1, UC_DB_FB_ID_CHARS, 0) != 0) {
-        uc_resp_error(res, 422,
+    if (uq_text_check(v, len, 1, UQ_DB_FB_ID_CHARS, 0) != 0) {
+        uq_resp_error(res, 422,
                       "%s: must be 1 to %d characters without control "
                       "characters",
-                      name, UC_DB_FB_ID_CHARS);
+                      name, UQ_DB_FB_ID_CHARS);
         return -1;
     }
     if (len > UC_FIELD_MAX) {
-        uc_resp_error(res, 422, "%s: at most %d bytes of UTF-8", name,
+        uq_resp_error(res, 422, "%s: at most %d bytes of UTF-8", name,
                       UC_FIELD_MAX);
         return -1;
     }
@@ -209,7 +209,7 @@ static int lax_int(json_t *v, long long *out)
  * A form lax_int() does not take goes through the shared reader, so its
  * messages stay the ones every other integer field gives.
  */
-static int get_rating(json_t *body, long long *out, uc_resp_t *res)
+static int get_rating(json_t *body, long long *out, uq_resp_t *res)
 {
     json_t *v = json_object_get(body, "rating");
     long long x;
@@ -218,7 +218,7 @@ static int get_rating(json_t *body, long long *out, uc_resp_t *res)
         return get_int(body, "rating", NULL, 1, 1, 5, out, NULL, res);
     }
     if (x < 1 || x > 5) {
-        uc_resp_error(res, 422, "rating: must be from 1 to 5");
+        uq_resp_error(res, 422, "rating: must be from 1 to 5");
         return -1;
     }
     *out = x;
@@ -230,15 +230,15 @@ static const char *const FLAG_TYPES[] = {"inaccurate", "misleading", "spam",
 
 /* ---- feedback ------------------------------------------------------------ */
 
-static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
+static void feedback_write(uq_app_t *app, uq_req_t *req, uq_resp_t *res,
                            unsigned kind)
 {
     json_t *body = api_parse_body(req, JSON_OBJECT, res);
-    uc_db_feedback_write_t w;
-    uc_db_feedback_t row;
+    uq_db_feedback_write_t w;
+    uq_db_feedback_t row;
     const char *s = NULL;
     long long rating = 0;
-    uc_stale_t *stale = NULL;
+    uq_stale_t *stale = NULL;
     int st;
 
     if (body == NULL) {
@@ -247,7 +247,7 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     memset(&w, 0, sizeof(w));
     w.fields = kind;
     w.user_id = req->user_id;
-    if (get_str(body, "insight_id", NULL, 1, 1, UC_DB_FB_ID_CHARS, 0,
+    if (get_str(body, "insight_id", NULL, 1, 1, UQ_DB_FB_ID_CHARS, 0,
                 &w.insight_id, res) != 0 ||
         fb_check_id("insight_id", w.insight_id, res) != 0) {
         goto cleanup;
@@ -256,7 +256,7 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
     if (fb_check_id("user_id", w.user_id, res) != 0) {
         goto cleanup;
     }
-    if (kind == UC_DB_FB_RATING) {
+    if (kind == UQ_DB_FB_RATING) {
         if (get_rating(body, &rating, res) != 0 ||
             get_str(body, "comment", NULL, 0, 0, 1000, 1, &s, res) != 0) {
             goto cleanup;
@@ -268,7 +268,7 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
          * (null where the original echoed ""). */
         w.has_comment = s != NULL;
         w.comment = s != NULL && s[0] != '\0' ? s : NULL;
-    } else if (kind == UC_DB_FB_COMMENT) {
+    } else if (kind == UQ_DB_FB_COMMENT) {
         if (get_str(body, "comment", NULL, 1, 1, 1000, 1, &s, res) != 0) {
             goto cleanup;
         }
@@ -284,58 +284,58 @@ static void feedback_write(uc_app_t *app, uc_req_t *req, uc_resp_t *res,
         w.has_flag_reason = s != NULL;
         w.flag_reason = s;
     }
-    w.now = uc_now_us(app);
-    stale = uc_stale_new();
+    w.now = uq_now_us(app);
+    stale = uq_stale_new();
     /* The insight's stats and comment pages, and the writer's own pages:
      * one tag each. */
     const char *sf[1] = {w.insight_id};
     const char *uf[3] = {w.user_id, NULL, NULL};
     if (stale != NULL &&
-        (uc_stale_add_tag(app, stale, UC_KS_FEEDBACK_STATS, 0, sf) != 0 ||
-         uc_stale_add_tag(app, stale, UC_KS_FEEDBACK_USER, 0, uf) != 0)) {
-        uc_resp_error(res, 422, "insight_id: not a valid key field");
+        (uq_stale_add_tag(app, stale, UQ_KS_FEEDBACK_STATS, 0, sf) != 0 ||
+         uq_stale_add_tag(app, stale, UQ_KS_FEEDBACK_USER, 0, uf) != 0)) {
+        uq_resp_error(res, 422, "insight_id: not a valid key field");
         goto cleanup;
     }
     st = STALE_WRITE(app, stale,
-                     uc_db_feedback_upsert(app->db, &w, &row, stale->inv,
+                     uq_db_feedback_upsert(app->db, &w, &row, stale->inv,
                                            stale->n, stale->ids));
-    if (st == UC_DB_ECONSTRAINT) {
-        uc_resp_error(res, 422, "feedback: rejected by a database constraint");
+    if (st == UQ_DB_ECONSTRAINT) {
+        uq_resp_error(res, 422, "feedback: rejected by a database constraint");
         goto cleanup;
     }
     if (api_db_failed(res, st) != 0) {
         goto cleanup;
     }
-    uc_stale_apply(app, stale);
-    uc_resp_json(res, 200, feedback_json(&row));
+    uq_stale_apply(app, stale);
+    uq_resp_json(res, 200, feedback_json(&row));
     res->cache_control = CC_PRIVATE;
 cleanup:
-    uc_stale_free(stale);
+    uq_stale_free(stale);
     json_decref(body);
 }
 
-void api_h_rate(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_rate(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    feedback_write(app, req, res, UC_DB_FB_RATING);
+    feedback_write(app, req, res, UQ_DB_FB_RATING);
 }
 
-void api_h_comment(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_comment(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    feedback_write(app, req, res, UC_DB_FB_COMMENT);
+    feedback_write(app, req, res, UQ_DB_FB_COMMENT);
 }
 
-void api_h_flag(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_flag(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    feedback_write(app, req, res, UC_DB_FB_FLAG);
+    feedback_write(app, req, res, UQ_DB_FB_FLAG);
 }
 
-static json_t *build_stats(uc_app_t *app, void *arg, int *st)
+static json_t *build_stats(uq_app_t *app, void *arg, int *st)
 {
     const char *insight_id = arg;
-    uc_db_feedback_stats_t s;
+    uq_db_feedback_stats_t s;
     json_t *flags;
-    *st = uc_db_feedback_stats(app->db, insight_id, &s);
-    if (*st != UC_DB_OK) {
+    *st = uq_db_feedback_stats(app->db, insight_id, &s);
+    if (*st != UQ_DB_OK) {
         return NULL;
     }
     flags = json_object();
@@ -363,7 +363,7 @@ static json_t *build_stats(uc_app_t *app, void *arg, int *st)
                      (json_int_t)s.total_flags, "flag_types", flags);
 }
 
-void api_h_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_stats(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     const char *id =
         req->param != NULL ? req->param : api_qparam(req, "insight_id");
@@ -371,7 +371,7 @@ void api_h_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         return;
     }
     const char *f[1] = {id};
-    api_serve_cached(app, UC_KS_FEEDBACK_STATS, f, 1, res);
+    api_serve_cached(app, UQ_KS_FEEDBACK_STATS, f, 1, res);
 }
 
 json_t *api_page_json(const char *list_name, json_t *items, int64_t total,
@@ -384,18 +384,18 @@ json_t *api_page_json(const char *list_name, json_t *items, int64_t total,
 
 /* A page of an insight's comments (user 0) or of a user's feedback
  * (user 1): {list, total, limit, offset, insight_id | user_id}. */
-static json_t *build_feedback_page(uc_app_t *app, int user, const char *id,
+static json_t *build_feedback_page(uq_app_t *app, int user, const char *id,
                                    const page_t *pg, int *st)
 {
-    uc_db_feedback_t *rows = NULL;
+    uq_db_feedback_t *rows = NULL;
     size_t n = 0;
     int64_t total = 0;
 
-    *st = user ? uc_db_feedback_by_user(app->db, id, (int)pg->limit,
+    *st = user ? uq_db_feedback_by_user(app->db, id, (int)pg->limit,
                                         (int)pg->offset, &rows, &n, &total)
-               : uc_db_feedback_comments(app->db, id, (int)pg->limit,
+               : uq_db_feedback_comments(app->db, id, (int)pg->limit,
                                          (int)pg->offset, &rows, &n, &total);
-    if (*st != UC_DB_OK) {
+    if (*st != UQ_DB_OK) {
         return NULL;
     }
     json_t *items = api_rows_json(rows, n, sizeof(*rows),
@@ -404,12 +404,12 @@ static json_t *build_feedback_page(uc_app_t *app, int user, const char *id,
     json_t *j = api_page_json(user ? "feedback" : "comments", items, total, pg);
     json_object_set_new(j, user ? "user_id" : "insight_id", json_string(id));
     if (j == NULL) {
-        *st = UC_DB_ENOMEM;
+        *st = UQ_DB_ENOMEM;
     }
     return j;
 }
 
-void api_h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_comments(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     const char *id = api_qparam(req, "insight_id");
     page_t pg;
@@ -421,10 +421,10 @@ void api_h_comments(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     }
     const char *f[3] = {id, api_dec(lim, sizeof(lim), pg.limit),
                         api_dec(off, sizeof(off), pg.offset)};
-    api_serve_cached(app, UC_KS_FEEDBACK_COMMENTS, f, 3, res);
+    api_serve_cached(app, UQ_KS_FEEDBACK_COMMENTS, f, 3, res);
 }
 
-void api_h_user_feedback(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_user_feedback(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     page_t pg;
     char lim[24], off[24];
@@ -434,13 +434,13 @@ void api_h_user_feedback(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     /* The user's own data: never stored by a client or a proxy. */
     const char *f[3] = {req->user_id, api_dec(lim, sizeof(lim), pg.limit),
                         api_dec(off, sizeof(off), pg.offset)};
-    api_serve_cached_as(app, UC_KS_FEEDBACK_USER, f, 3, CC_PRIVATE, 0, res);
+    api_serve_cached_as(app, UQ_KS_FEEDBACK_USER, f, 3, CC_PRIVATE, 0, res);
 }
 
 int api_load_stats(void *arg, const char *const *f, size_t n, char **val,
                    size_t *len)
 {
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
     json_t *j = n == 1 ? build_stats(arg, (void *)f[0], &st) : NULL;
     return n == 1 ? api_load_json(j, st, val, len) : UC_EINVAL;
 }
@@ -449,7 +449,7 @@ int api_load_comments(void *arg, const char *const *f, size_t n, char **val,
                       size_t *len)
 {
     page_t pg;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     if (n != 3 || api_page_fields(f[1], f[2], &pg) != 0) {
         return UC_EINVAL;
@@ -462,7 +462,7 @@ int api_load_user_feedback(void *arg, const char *const *f, size_t n,
                            char **val, size_t *len)
 {
     page_t pg;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     if (n != 3 || api_page_fields(f[1], f[2], &pg) != 0) {
         return UC_EINVAL;

@@ -13,7 +13,7 @@
 
 static json_t *metric_json(const void *row)
 {
-    const uc_db_metric_t *m = row;
+    const uq_db_metric_t *m = row;
     json_t *meta = json_null();
     if (m->metadata != NULL) {
         json_t *parsed = json_loads(m->metadata, JSON_DECODE_ANY, NULL);
@@ -31,7 +31,7 @@ static json_t *metric_json(const void *row)
 
 static json_t *bucket_json(const void *row)
 {
-    const uc_db_bucket_t *b = row;
+    const uq_db_bucket_t *b = row;
     return json_pack("{s:o,s:f,s:f,s:f,s:I}", "timestamp",
                      api_time_json(b->bucket), "avg_value", b->avg_value,
                      "min_value", b->min_value, "max_value", b->max_value,
@@ -71,8 +71,8 @@ static int has_nul_escape(const char *text)
 
 /* Validates one metric object; pfx prefixes field names ("[3]."), which
  * the 422 writes as the item's index in loc. */
-static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
-                            char **meta, uc_resp_t *res)
+static int metric_from_json(json_t *o, const char *pfx, uq_db_metric_new_t *m,
+                            char **meta, uq_resp_t *res)
 {
     char lab[5][48];
     snprintf(lab[0], sizeof(lab[0]), "%sservice_name", pfx);
@@ -85,7 +85,7 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
         /* An item of the batch that is not an object: "[3]." names it. */
         char item[24];
         snprintf(item, sizeof(item), "%.*s", (int)strcspn(pfx, "."), pfx);
-        uc_resp_invalid(res, "body", item[0] != '\0' ? item : NULL,
+        uq_resp_invalid(res, "body", item[0] != '\0' ? item : NULL,
                         "model_attributes_type", o, NULL,
                         "Input should be a valid dictionary or object to "
                         "extract fields from");
@@ -103,7 +103,7 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
     json_t *md = json_object_get(o, "metric_metadata");
     if (md != NULL && !json_is_null(md)) {
         if (!json_is_object(md)) {
-            uc_resp_invalid(res, "body", lab[4], "dict_type", md, NULL,
+            uq_resp_invalid(res, "body", lab[4], "dict_type", md, NULL,
                             "Input should be a valid dictionary");
             return -1;
         }
@@ -112,12 +112,12 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
             free(*meta);
             *meta = NULL;
             /* Not quoted back: the NUL it holds is what was refused. */
-            uc_resp_invalid(res, "body", lab[4], "value_error", NULL, NULL,
+            uq_resp_invalid(res, "body", lab[4], "value_error", NULL, NULL,
                             "Value error, strings must not contain \\u0000");
             return -1;
         }
         if (*meta == NULL) {
-            uc_resp_error(res, 500, "out of memory");
+            uq_resp_error(res, 500, "out of memory");
             return -1;
         }
     }
@@ -125,31 +125,31 @@ static int metric_from_json(json_t *o, const char *pfx, uc_db_metric_new_t *m,
     return 0;
 }
 
-void api_stale_series(uc_app_t *app, uc_stale_t *s, const char *svc,
+void api_stale_series(uq_app_t *app, uq_stale_t *s, const char *svc,
                       const char *typ)
 {
-    static const int family[] = {UC_KS_RECENT_METRICS, UC_KS_AGG_METRICS,
-                                 UC_KS_METRICS_WINDOW};
+    static const int family[] = {UQ_KS_RECENT_METRICS, UQ_KS_AGG_METRICS,
+                                 UQ_KS_METRICS_WINDOW};
     const char *f[6] = {svc, typ, NULL, NULL, NULL, NULL};
     const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
 
-    if (s->n + 1 + 3 < UC_STALE_MAX &&
-        uc_stale_add_tag(app, s, UC_KS_RECENT_METRICS, 0, f) == 0) {
+    if (s->n + 1 + 3 < UQ_STALE_MAX &&
+        uq_stale_add_tag(app, s, UQ_KS_RECENT_METRICS, 0, f) == 0) {
         return;
     }
     for (size_t i = 0; i < sizeof(family) / sizeof(family[0]); i++) {
-        (void)uc_stale_add(app, s, family[i], any);
+        (void)uq_stale_add(app, s, family[i], any);
     }
 }
 
-void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
+void api_metrics_post(uq_app_t *app, uq_req_t *req, uq_resp_t *res, int batch)
 {
     json_t *body = api_parse_body(req, batch ? JSON_ARRAY : JSON_OBJECT, res);
     size_t n;
-    uc_db_metric_new_t *in = NULL;
+    uq_db_metric_new_t *in = NULL;
     char **metas = NULL;
-    uc_db_metric_t *out = NULL;
-    uc_stale_t *stale = NULL;
+    uq_db_metric_t *out = NULL;
+    uq_stale_t *stale = NULL;
     int64_t now;
 
     if (body == NULL) {
@@ -158,12 +158,12 @@ void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
     n = batch ? json_array_size(body) : 1;
     if (n == 0) {
         /* The original stored nothing and answered the empty list. */
-        uc_resp_json(res, 200, json_array());
+        uq_resp_json(res, 200, json_array());
         res->cache_control = CC_PRIVATE;
         goto cleanup;
     }
     if (n > 1000) {
-        uc_resp_invalid(res, "body", NULL, "too_long", NULL,
+        uq_resp_invalid(res, "body", NULL, "too_long", NULL,
                         json_pack("{s:i}", "max_length", 1000),
                         "List should have at most 1000 items");
         goto cleanup;
@@ -172,10 +172,10 @@ void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
     metas = calloc(n, sizeof(*metas));
     out = calloc(n, sizeof(*out));
     if (in == NULL || metas == NULL || out == NULL) {
-        uc_resp_error(res, 500, "out of memory");
+        uq_resp_error(res, 500, "out of memory");
         goto cleanup;
     }
-    now = uc_now_us(app);
+    now = uq_now_us(app);
     for (size_t i = 0; i < n; i++) {
         char pfx[24] = "";
         if (batch) {
@@ -187,31 +187,31 @@ void api_metrics_post(uc_app_t *app, uc_req_t *req, uc_resp_t *res, int batch)
         }
         in[i].timestamp = now;
     }
-    stale = uc_stale_new();
+    stale = uq_stale_new();
     for (size_t i = 0; i < n && stale != NULL; i++) {
         api_stale_series(app, stale, in[i].service_name, in[i].metric_type);
     }
     int st = STALE_WRITE(app, stale,
-                         uc_db_metrics_insert(app->db, in, n, out, stale->inv,
+                         uq_db_metrics_insert(app->db, in, n, out, stale->inv,
                                               stale->n, stale->ids));
-    if (st == UC_DB_ECONSTRAINT) {
-        uc_resp_error(res, 422, "metrics: rejected by a database constraint");
+    if (st == UQ_DB_ECONSTRAINT) {
+        uq_resp_error(res, 422, "metrics: rejected by a database constraint");
         goto cleanup;
     }
     if (api_db_failed(res, st) != 0) {
         goto cleanup;
     }
-    uc_stale_apply(app, stale);
+    uq_stale_apply(app, stale);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(arr, metric_json(&out[i]));
     }
-    uc_db_metrics_free(out, n, 0);
+    uq_db_metrics_free(out, n, 0);
     /* 200, as the original's routes (no status_code) answered. */
     if (batch) {
-        uc_resp_json(res, 200, arr);
+        uq_resp_json(res, 200, arr);
     } else {
-        uc_resp_json(res, 200, json_incref(json_array_get(arr, 0)));
+        uq_resp_json(res, 200, json_incref(json_array_get(arr, 0)));
         json_decref(arr);
     }
     res->cache_control = CC_PRIVATE;
@@ -224,42 +224,42 @@ cleanup:
     free(metas);
     free(in);
     free(out);
-    uc_stale_free(stale);
+    uq_stale_free(stale);
     json_decref(body);
 }
 
-void api_h_metric(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_metric(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     api_metrics_post(app, req, res, 0);
 }
 
-void api_h_metric_batch(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_metric_batch(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     api_metrics_post(app, req, res, 1);
 }
 
 typedef struct {
-    uc_db_metric_filter_t f;
+    uq_db_metric_filter_t f;
     page_t pg;
 } metric_query_t;
 
 /* A page of metrics as the original's List[MetricResponse]: a bare array.
  * q->f.end is exclusive here; the handler turned the client's inclusive
  * end_time into end + 1 µs. */
-static json_t *build_metrics(uc_app_t *app, void *arg, int *st)
+static json_t *build_metrics(uq_app_t *app, void *arg, int *st)
 {
     metric_query_t *q = arg;
-    uc_db_metric_t *rows = NULL;
+    uq_db_metric_t *rows = NULL;
     size_t n = 0;
-    *st = uc_db_metrics_list(app->db, &q->f, (int)q->pg.limit,
+    *st = uq_db_metrics_list(app->db, &q->f, (int)q->pg.limit,
                              (int)q->pg.offset, &rows, &n);
-    if (*st != UC_DB_OK) {
+    if (*st != UQ_DB_OK) {
         return NULL;
     }
     json_t *items = api_rows_json(rows, n, sizeof(*rows), metric_json);
-    uc_db_metrics_free(rows, n, 1);
+    uq_db_metrics_free(rows, n, 1);
     if (items == NULL) {
-        *st = UC_DB_ENOMEM;
+        *st = UQ_DB_ENOMEM;
     }
     return items;
 }
@@ -295,14 +295,14 @@ static int series_fits_key(const char *svc, const char *typ)
  * Any other window of one series is an entry of its exact bounds. Both are
  * invalidated by the series' writes.
  */
-void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_metrics_list(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     metric_query_t q;
-    int64_t now = uc_now_us(app);
+    int64_t now = uq_now_us(app);
     memset(&q, 0, sizeof(q));
-    if (api_q_text(req, "service_name", UC_DB_NAME_MAX, &q.f.service_name,
+    if (api_q_text(req, "service_name", UQ_DB_NAME_MAX, &q.f.service_name,
                    res) != 0 ||
-        api_q_text(req, "metric_type", UC_DB_NAME_MAX, &q.f.metric_type, res) !=
+        api_q_text(req, "metric_type", UQ_DB_NAME_MAX, &q.f.metric_type, res) !=
             0 ||
         api_q_time_req(req, "start_time", 1, &q.f.start, res) != 0 ||
         api_q_time_req(req, "end_time", 1, &q.f.end, res) != 0 ||
@@ -323,7 +323,7 @@ void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                             api_dec(win, sizeof(win), (long long)sec),
                             api_dec(lim, sizeof(lim), q.pg.limit),
                             api_dec(off, sizeof(off), q.pg.offset)};
-        api_serve_cached(app, UC_KS_RECENT_METRICS, f, 5, res);
+        api_serve_cached(app, UQ_KS_RECENT_METRICS, f, 5, res);
         return;
     }
     if (series) {
@@ -334,17 +334,17 @@ void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                             api_dec(s2, sizeof(s2), q.f.end),
                             api_dec(lim, sizeof(lim), q.pg.limit),
                             api_dec(off, sizeof(off), q.pg.offset)};
-        api_serve_cached(app, UC_KS_METRICS_WINDOW, f, 6, res);
+        api_serve_cached(app, UQ_KS_METRICS_WINDOW, f, 6, res);
         return;
     }
     /* Not one series: any series' write changes it. */
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
     json_t *j = build_metrics(app, &q, &st);
     if (j == NULL) {
         api_resp_db_error(res, st);
         return;
     }
-    uc_resp_json(res, 200, j);
+    uq_resp_json(res, 200, j);
     res->cache_control = CC_PUBLIC;
     res->etag = 1;
 }
@@ -352,21 +352,21 @@ void api_h_metrics_list(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 typedef struct {
     const char *service;
     const char *type;
-    uc_db_interval_t iv;
+    uq_db_interval_t iv;
     const char *iv_name;
     int64_t start;
     int64_t end;
 } agg_query_t;
 
 /* q->start and q->end are the client's bounds, both inclusive. */
-static json_t *build_agg(uc_app_t *app, void *arg, int *st)
+static json_t *build_agg(uq_app_t *app, void *arg, int *st)
 {
     agg_query_t *q = arg;
-    uc_db_bucket_t *rows = NULL;
+    uq_db_bucket_t *rows = NULL;
     size_t n = 0;
-    *st = uc_db_metrics_aggregate(app->db, q->service, q->type, q->iv, q->start,
+    *st = uq_db_metrics_aggregate(app->db, q->service, q->type, q->iv, q->start,
                                   q->end + 1, &rows, &n);
-    if (*st != UC_DB_OK) {
+    if (*st != UQ_DB_OK) {
         return NULL;
     }
     json_t *data = api_rows_json(rows, n, sizeof(*rows), bucket_json);
@@ -385,7 +385,7 @@ static json_t *build_agg(uc_app_t *app, void *arg, int *st)
  * day, 30 days or 12 weeks before it; both rounded out to whole buckets),
  * which the original required.
  */
-void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_metrics_agg(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     static const char *const IVS[] = {"hour", "day", "week", NULL};
     static const int64_t DEFAULT_SPAN[] = {24, 30 * 24, 12 * 7 * 24};
@@ -406,15 +406,15 @@ void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     if (iv == NULL) {
         iv = "hour";
     }
-    q.iv = strcmp(iv, "day") == 0    ? UC_DB_DAY
-           : strcmp(iv, "week") == 0 ? UC_DB_WEEK
-                                     : UC_DB_HOUR;
+    q.iv = strcmp(iv, "day") == 0    ? UQ_DB_DAY
+           : strcmp(iv, "week") == 0 ? UQ_DB_WEEK
+                                     : UQ_DB_HOUR;
     q.iv_name = iv;
-    int64_t w = uc_db_interval_width_us(q.iv);
-    if (end == UC_DB_NULL_TIME) {
-        end = uc_now_us(app);
+    int64_t w = uq_db_interval_width_us(q.iv);
+    if (end == UQ_DB_NULL_TIME) {
+        end = uq_now_us(app);
     }
-    if (start == UC_DB_NULL_TIME) {
+    if (start == UQ_DB_NULL_TIME) {
         start = end - DEFAULT_SPAN[q.iv] * INT64_C(3600000000);
     }
     if (api_qparam(req, "start_time") == NULL &&
@@ -422,13 +422,13 @@ void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         /* This service's default window (the original required both):
          * rounded outwards to whole buckets, so that rolling requests
          * share one entry. */
-        int64_t o = uc_db_interval_origin_us(q.iv);
+        int64_t o = uq_db_interval_origin_us(q.iv);
         start = start < o ? o : o + ((start - o) / w) * w;
         end = o + ((end - o + w - 1) / w) * w - 1;
     }
     if (end > start && (end - start) / w > 10000) {
         json_t *in = json_string(api_qparam(req, "start_time"));
-        uc_resp_invalid(res, "query", "start_time", "value_error", in, NULL,
+        uq_resp_invalid(res, "query", "start_time", "value_error", in, NULL,
                         "Value error, at most 10000 %ss per query", iv);
         json_decref(in);
         return;
@@ -441,7 +441,7 @@ void api_h_metrics_agg(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     const char *f[5] = {q.service, q.type, iv,
                         api_dec(s1, sizeof(s1), (long long)q.start),
                         api_dec(s2, sizeof(s2), (long long)q.end)};
-    api_serve_cached(app, UC_KS_AGG_METRICS, f, 5, res);
+    api_serve_cached(app, UQ_KS_AGG_METRICS, f, 5, res);
 }
 
 int api_load_metrics(void *arg, const char *const *f, size_t n, char **val,
@@ -449,7 +449,7 @@ int api_load_metrics(void *arg, const char *const *f, size_t n, char **val,
 {
     metric_query_t q;
     long long win, lim, off;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     if (n != 5 || api_field_ll(f[2], &win) != 0 ||
         api_field_ll(f[3], &lim) != 0 || api_field_ll(f[4], &off) != 0) {
@@ -459,7 +459,7 @@ int api_load_metrics(void *arg, const char *const *f, size_t n, char **val,
     q.f.service_name = f[0];
     q.f.metric_type = f[1];
     q.f.start = (int64_t)win * 1000000;
-    q.f.end = UC_DB_NULL_TIME;
+    q.f.end = UQ_DB_NULL_TIME;
     q.pg.limit = lim;
     q.pg.offset = off;
     return api_load_json(build_metrics(arg, &q, &st), st, val, len);
@@ -470,11 +470,11 @@ int api_load_agg(void *arg, const char *const *f, size_t n, char **val,
 {
     agg_query_t q;
     long long s1, s2;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     /* µs since the epoch, as the handler wrote them. */
-    if (n != 5 || uc_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s1) != 0 ||
-        uc_parse_int(f[4], LLONG_MIN, LLONG_MAX, &s2) != 0) {
+    if (n != 5 || uq_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s1) != 0 ||
+        uq_parse_int(f[4], LLONG_MIN, LLONG_MAX, &s2) != 0) {
         return UC_EINVAL;
     }
     memset(&q, 0, sizeof(q));
@@ -482,11 +482,11 @@ int api_load_agg(void *arg, const char *const *f, size_t n, char **val,
     q.type = f[1];
     q.iv_name = f[2];
     if (strcmp(f[2], "day") == 0) {
-        q.iv = UC_DB_DAY;
+        q.iv = UQ_DB_DAY;
     } else if (strcmp(f[2], "week") == 0) {
-        q.iv = UC_DB_WEEK;
+        q.iv = UQ_DB_WEEK;
     } else if (strcmp(f[2], "hour") == 0) {
-        q.iv = UC_DB_HOUR;
+        q.iv = UQ_DB_HOUR;
     } else {
         return UC_EINVAL;
     }
@@ -500,21 +500,21 @@ int api_load_window(void *arg, const char *const *f, size_t n, char **val,
 {
     metric_query_t q;
     long long s1 = 0, s2 = 0;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     memset(&q, 0, sizeof(q));
-    /* µs since the epoch, as the handler wrote them (uc_time_parse). */
+    /* µs since the epoch, as the handler wrote them (uq_time_parse). */
     if (n != 6 ||
         (strcmp(f[2], "-") != 0 &&
-         uc_parse_int(f[2], LLONG_MIN, LLONG_MAX, &s1) != 0) ||
+         uq_parse_int(f[2], LLONG_MIN, LLONG_MAX, &s1) != 0) ||
         (strcmp(f[3], "-") != 0 &&
-         uc_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s2) != 0) ||
+         uq_parse_int(f[3], LLONG_MIN, LLONG_MAX, &s2) != 0) ||
         api_page_fields(f[4], f[5], &q.pg) != 0) {
         return UC_EINVAL;
     }
     q.f.service_name = f[0];
     q.f.metric_type = f[1];
-    q.f.start = strcmp(f[2], "-") == 0 ? UC_DB_NULL_TIME : (int64_t)s1;
-    q.f.end = strcmp(f[3], "-") == 0 ? UC_DB_NULL_TIME : (int64_t)s2;
+    q.f.start = strcmp(f[2], "-") == 0 ? UQ_DB_NULL_TIME : (int64_t)s1;
+    q.f.end = strcmp(f[3], "-") == 0 ? UQ_DB_NULL_TIME : (int64_t)s2;
     return api_load_json(build_metrics(arg, &q, &st), st, val, len);
 }

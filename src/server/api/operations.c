@@ -30,34 +30,34 @@ static double pct_of(uint64_t part, uint64_t whole)
 }
 
 /* The database's figures now, and the time they were read (naive ISO). */
-static void db_figures_now(uc_app_t *app, uc_db_figures_t *f, char *ts,
+static void db_figures_now(uq_app_t *app, uq_db_figures_t *f, char *ts,
                            size_t cap)
 {
-    uc_db_figures(app->db, f);
-    naive_iso(uc_now_us(app), ts, cap);
+    uq_db_figures(app->db, f);
+    naive_iso(uq_now_us(app), ts, cap);
 }
 
 /* Connections of the pool not held by a call. */
-static int pool_checked_in(const uc_db_figures_t *f)
+static int pool_checked_in(const uq_db_figures_t *f)
 {
     return f->pool_size > f->checked_out ? f->pool_size - f->checked_out : 0;
 }
 
 /* Seconds a call took on average. */
-static double avg_query_s(const uc_db_figures_t *f)
+static double avg_query_s(const uq_db_figures_t *f)
 {
     return f->queries > 0 ? (double)f->total_us / 1e6 / (double)f->queries
                           : 0.0;
 }
 
-void api_h_db_pool(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_db_pool(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    uc_db_figures_t f;
+    uq_db_figures_t f;
     char ts[40];
 
     (void)req;
     db_figures_now(app, &f, ts, sizeof(ts));
-    uc_resp_json(res, 200,
+    uq_resp_json(res, 200,
                  json_pack("{s:s,s:{s:i,s:i,s:i,s:i,s:i,s:s}}", "status",
                            "success", "metrics", "size", f.pool_size,
                            "checked_in", pool_checked_in(&f), "checked_out",
@@ -65,14 +65,14 @@ void api_h_db_pool(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                            f.pool_size, "timestamp", ts));
 }
 
-void api_h_db_queries(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_db_queries(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    uc_db_figures_t f;
+    uq_db_figures_t f;
     char ts[40];
 
     (void)req;
     db_figures_now(app, &f, ts, sizeof(ts));
-    uc_resp_json(res, 200,
+    uq_resp_json(res, 200,
                  json_pack("{s:s,s:{s:I,s:I,s:f,s:f,s:f,s:f,s:s}}", "status",
                            "success", "metrics", "total_queries",
                            (json_int_t)f.queries, "slow_queries",
@@ -80,14 +80,14 @@ void api_h_db_queries(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                            pct_of(f.slow, f.queries), "average_query_time",
                            avg_query_s(&f), "total_query_time",
                            (double)f.total_us / 1e6, "slow_query_threshold",
-                           UC_DB_SLOW_QUERY_US / 1e6, "timestamp", ts));
+                           UQ_DB_SLOW_QUERY_US / 1e6, "timestamp", ts));
 }
 
-void api_h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_db_publish(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
-    uc_db_figures_t f;
+    uq_db_figures_t f;
     (void)req;
-    uc_db_figures(app->db, &f);
+    uq_db_figures(app->db, &f);
     const struct {
         const char *type, *unit;
         double v;
@@ -103,10 +103,10 @@ void api_h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         {"average_query_time_ms", "ms", avg_query_s(&f) * 1e3},
     };
     enum { N = sizeof(m) / sizeof(m[0]) };
-    uc_db_metric_new_t in[N];
-    uc_db_metric_t out[N];
-    int64_t now = uc_now_us(app);
-    uc_stale_t *stale = uc_stale_new();
+    uq_db_metric_new_t in[N];
+    uq_db_metric_t out[N];
+    int64_t now = uq_now_us(app);
+    uq_stale_t *stale = uq_stale_new();
 
     memset(in, 0, sizeof(in));
     memset(out, 0, sizeof(out));
@@ -121,17 +121,17 @@ void api_h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         }
     }
     int st = STALE_WRITE(app, stale,
-                         uc_db_metrics_insert(app->db, in, N, out, stale->inv,
+                         uq_db_metrics_insert(app->db, in, N, out, stale->inv,
                                               stale->n, stale->ids));
     if (api_db_failed(res, st) == 0) {
-        uc_stale_apply(app, stale);
-        uc_db_metrics_free(out, N, 0);
-        uc_resp_json(res, 200,
+        uq_stale_apply(app, stale);
+        uq_db_metrics_free(out, N, 0);
+        uq_resp_json(res, 200,
                      json_pack("{s:s,s:s}", "status", "success", "message",
                                "Database metrics published"));
         res->cache_control = CC_PRIVATE;
     }
-    uc_stale_free(stale);
+    uq_stale_free(stale);
 }
 
 /* ---- retention ----------------------------------------------------------- */
@@ -145,7 +145,7 @@ void api_h_db_publish(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
 static json_t *naive_json(int64_t us)
 {
     char ts[40];
-    uc_time_format_naive(us, ts, sizeof(ts));
+    uq_time_format_naive(us, ts, sizeof(ts));
     return json_string(ts);
 }
 
@@ -165,14 +165,14 @@ static json_t *archived_json(int64_t deleted, int64_t cutoff)
  * and the 90-day archive step reports that it archived nothing. What the
  * run invalidated in the cache is added under "invalidation".
  */
-void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_retention(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     const int64_t day = INT64_C(86400000000);
-    int64_t now = uc_now_us(app);
-    uc_db_retention_cutoffs_t c = {now - JOBS_DAYS * day,
+    int64_t now = uq_now_us(app);
+    uq_db_retention_cutoffs_t c = {now - JOBS_DAYS * day,
                                    now - FEEDBACK_DAYS * day,
                                    now - METRICS_DELETE_DAYS * day};
-    uc_db_retention_t r;
+    uq_db_retention_t r;
     size_t failed = 0;
     (void)req;
 
@@ -180,22 +180,22 @@ void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
      * name every keyspace whole (a pattern each, which scans): a rare,
      * operator-run call that costs hits once and keeps the invalidation
      * durable. The only write of the service that scans. */
-    uc_stale_t *stale = uc_stale_new();
+    uq_stale_t *stale = uq_stale_new();
     const char *any[UC_KEYSPACE_FIELDS_MAX] = {NULL};
     if (stale != NULL) {
-        for (int k = 0; k < UC_KS_COUNT; k++) {
-            (void)uc_stale_add(app, stale, k, any);
+        for (int k = 0; k < UQ_KS_COUNT; k++) {
+            (void)uq_stale_add(app, stale, k, any);
         }
     }
     int st = STALE_WRITE(
         app, stale,
-        uc_db_retention_run(app->db, &c, &r, stale->inv, stale->n, stale->ids));
+        uq_db_retention_run(app->db, &c, &r, stale->inv, stale->n, stale->ids));
     if (api_db_failed(res, st) != 0) {
-        uc_stale_free(stale);
+        uq_stale_free(stale);
         return;
     }
-    failed = uc_stale_apply(app, stale);
-    uc_stale_free(stale);
+    failed = uq_stale_apply(app, stale);
+    uq_stale_free(stale);
     json_t *results = json_pack(
         "{s:o,s:o,s:o,s:{s:i,s:[],s:o},s:{s:I,s:o}}", "execution_time",
         naive_json(now), "backfill_jobs",
@@ -205,7 +205,7 @@ void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
         naive_json(now - METRICS_ARCHIVE_DAYS * day), "metrics_delete",
         "deleted_count", (json_int_t)r.metrics_deleted, "cutoff_date",
         naive_json(c.metrics_before));
-    uc_resp_json(
+    uq_resp_json(
         res, 200,
         json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I,s:I}}", "status", "success",
                   "message", "Retention policies executed successfully",
@@ -214,7 +214,7 @@ void api_h_retention(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                   (json_int_t)r.n_insight_ids, "metric_series",
                   (json_int_t)r.n_series, "failures", (json_int_t)failed));
     res->cache_control = CC_PRIVATE;
-    uc_db_retention_release(&r);
+    uq_db_retention_release(&r);
 }
 
 /* ---- operations ---------------------------------------------------------- */
@@ -269,7 +269,7 @@ static json_t *hot_json(const uc_keyspace_t *ks)
 }
 
 /* The near cache and its invalidation channel. */
-static json_t *near_json(uc_app_t *app)
+static json_t *near_json(uq_app_t *app)
 {
     static const char *const CHANNEL[] = {"none", "down", "connecting",
                                           "healthy"};
@@ -313,7 +313,7 @@ static json_t *near_json(uc_app_t *app)
  * object so that it stays there when INFO fails, which is when it is most
  * useful.
  */
-static json_t *topology_json(uc_app_t *app)
+static json_t *topology_json(uq_app_t *app)
 {
     static const char *const MODE[] = {"unknown", "standalone", "cluster"};
     static const char *const ROLE[] = {"unknown", "primary", "replica"};
@@ -366,7 +366,7 @@ static json_t *topology_json(uc_app_t *app)
         (json_int_t)t.unrouted, "nodes", arr);
 }
 
-void api_h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_cache_stats(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     int redis = strcmp(uc_cache_backend_name(app->cache), "redis") == 0;
     json_t *kss = json_object();
@@ -375,7 +375,7 @@ void api_h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
     uc_server_info_t si;
     (void)req;
 
-    for (int i = 0; i < UC_KS_COUNT; i++) {
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
         uc_stats_t s;
         uc_keyspace_stats(app->ks[i], &s);
         json_t *o = stats_json(&s);
@@ -435,70 +435,70 @@ void api_h_cache_stats(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
             json_object_set_new(j, "redis", json_null());
         }
     }
-    uc_resp_json(res, 200, j);
+    uq_resp_json(res, 200, j);
 }
 
-void api_h_cache_warm(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_cache_warm(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     int rc = uc_cache_warm(app->cache);
     (void)req;
 
     if (rc == UC_OK) {
-        uc_resp_json(res, 202, json_pack("{s:s}", "status", "queued"));
+        uq_resp_json(res, 202, json_pack("{s:s}", "status", "queued"));
     } else if (rc == UC_EUNAVAILABLE) {
-        uc_resp_error(res, 409, "a cache warm is queued or running already");
+        uq_resp_error(res, 409, "a cache warm is queued or running already");
     } else if (rc == UC_ENOTSUP) {
-        uc_resp_error(res, 409,
+        uq_resp_error(res, 409,
                       "cache warming is off (UTXOCACHE_WARM_TOP=0 or no "
                       "keyspace with a loader)");
     } else {
-        uc_resp_error(res, 500, "cache warm: %s", uc_strerror(rc));
+        uq_resp_error(res, 500, "cache warm: %s", uc_strerror(rc));
     }
     res->cache_control = CC_PRIVATE;
 }
 
-void api_h_healthz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_healthz(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)req;
-    uc_resp_json(
+    uq_resp_json(
         res, 200,
         json_pack("{s:s,s:I}", "status", "ok", "uptime_s",
-                  (json_int_t)((uc_now_us(app) - app->started_at) / 1000000)));
+                  (json_int_t)((uq_now_us(app) - app->started_at) / 1000000)));
 }
 
-void api_h_health(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_health(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     char ts[40];
 
     (void)req;
-    naive_iso(uc_now_us(app), ts, sizeof(ts));
-    uc_resp_json(res, 200,
+    naive_iso(uq_now_us(app), ts, sizeof(ts));
+    uq_resp_json(res, 200,
                  json_pack("{s:s,s:s,s:s}", "status", "healthy", "timestamp",
                            ts, "version", UC_VERSION_STRING));
 }
 
-void api_h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_readyz(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     uint64_t rtt = 0;
     (void)req;
-    int dbst = uc_db_ping(app->db);
-    int wst = dbst == UC_DB_OK ? uc_db_write_probe(app->db, 1000) : dbst;
+    int dbst = uq_db_ping(app->db);
+    int wst = dbst == UQ_DB_OK ? uq_db_write_probe(app->db, 1000) : dbst;
     int cst = uc_cache_ping(app->cache, &rtt);
     int draining = atomic_load(&app->draining);
-    int ready = dbst == UC_DB_OK && wst == UC_DB_OK && !draining;
-    const char *dbname = uc_db_backend_name(app->db);
+    int ready = dbst == UQ_DB_OK && wst == UQ_DB_OK && !draining;
+    const char *dbname = uq_db_backend_name(app->db);
     json_t *j = json_pack(
         "{s:s,s:{s:s,s:s,s:b},s:{s:s,s:s,s:I,s:s}}", "status",
         ready ? "ready" : "not ready", "database", "backend", dbname, "status",
-        wst == UC_DB_OK ? "ok" : uc_db_strerror(wst), "writable",
-        wst == UC_DB_OK, "cache", "backend", uc_cache_backend_name(app->cache),
+        wst == UQ_DB_OK ? "ok" : uq_db_strerror(wst), "writable",
+        wst == UQ_DB_OK, "cache", "backend", uc_cache_backend_name(app->cache),
         "status", cst == UC_OK ? "ok" : uc_strerror(cst), "rtt_us",
         (json_int_t)rtt, "scope", app->cache_local ? "process" : "shared");
     if (j != NULL && !ready) {
         char detail[160];
-        if (wst != UC_DB_OK) {
+        if (wst != UQ_DB_OK) {
             snprintf(detail, sizeof(detail), "database '%s': %s", dbname,
-                     uc_db_strerror(wst));
+                     uq_db_strerror(wst));
         } else {
             snprintf(detail, sizeof(detail), "draining");
         }
@@ -511,16 +511,16 @@ void api_h_readyz(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
                         "no entries and see each other's writes only through "
                         "the invalidation log, within its tail interval"));
     }
-    uc_resp_json(res, ready ? 200 : 503, j);
+    uq_resp_json(res, ready ? 200 : 503, j);
 }
 
-void api_h_prometheus(uc_app_t *app, uc_req_t *req, uc_resp_t *res)
+void api_h_prometheus(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     size_t len = 0;
-    char *text = uc_metrics_text(app, &len);
+    char *text = uq_metrics_text(app, &len);
     (void)req;
     if (text == NULL) {
-        uc_resp_error(res, 500, "out of memory");
+        uq_resp_error(res, 500, "out of memory");
         return;
     }
     res->status = 200;

@@ -6,10 +6,10 @@
 #include "../openapi.h"
 #include "api.h"
 
-static const uc_route_t routes[] = {
+static const uq_route_t routes[] = {
     {"POST",
      "/api/v1/feedback/rate",
-     UC_ROLE_USER,
+     UQ_ROLE_USER,
      api_h_rate,
      "feedback_rate",
      0,
@@ -18,14 +18,14 @@ static const uc_route_t routes[] = {
       "RateRequest", "Feedback"}},
     {"POST",
      "/api/v1/feedback/comment",
-     UC_ROLE_USER,
+     UQ_ROLE_USER,
      api_h_comment,
      "feedback_comment",
      0,
      {"feedback", "Comment on an insight", NULL, "CommentRequest", "Feedback"}},
     {"POST",
      "/api/v1/feedback/flag",
-     UC_ROLE_USER,
+     UQ_ROLE_USER,
      api_h_flag,
      "feedback_flag",
      0,
@@ -58,7 +58,7 @@ static const uc_route_t routes[] = {
       NULL, "CommentsPage"}},
     {"GET",
      "/api/v1/feedback/user",
-     UC_ROLE_USER,
+     UQ_ROLE_USER,
      api_h_user_feedback,
      "feedback_user",
      0,
@@ -68,7 +68,7 @@ static const uc_route_t routes[] = {
       NULL, "UserFeedbackPage"}},
     {"POST",
      "/api/v1/monitoring/backfill/start",
-     UC_ROLE_ADMIN,
+     UQ_ROLE_ADMIN,
      api_h_backfill_start,
      "backfill_start",
      0,
@@ -76,7 +76,7 @@ static const uc_route_t routes[] = {
       "BackfillJob"}},
     {"POST",
      "/api/v1/monitoring/backfill/progress",
-     UC_ROLE_SERVICE,
+     UQ_ROLE_SERVICE,
      api_h_backfill_progress,
      "backfill_progress",
      0,
@@ -104,17 +104,17 @@ static const uc_route_t routes[] = {
       "path job_id string required format=uuid", NULL, "BackfillJob"}},
     {"POST",
      "/api/v1/monitoring/metrics",
-     UC_ROLE_SERVICE,
+     UQ_ROLE_SERVICE,
      api_h_metric,
      "metrics_post",
      0,
      {"metrics", "Record one metric", NULL, "MetricCreate", "Metric"}},
     {"POST",
      "/api/v1/monitoring/metrics/batch",
-     UC_ROLE_SERVICE,
+     UQ_ROLE_SERVICE,
      api_h_metric_batch,
      "metrics_batch",
-     UC_API_BATCH_BODY_MAX,
+     UQ_API_BATCH_BODY_MAX,
      {"metrics", "Record metrics in one transaction", NULL, "[MetricCreate]",
       "[Metric]"}},
     {"GET",
@@ -144,7 +144,7 @@ static const uc_route_t routes[] = {
       NULL, "Aggregate"}},
     {"POST",
      "/api/v1/monitoring/retention/run",
-     UC_ROLE_ADMIN,
+     UQ_ROLE_ADMIN,
      api_h_retention,
      "retention_run",
      0,
@@ -158,7 +158,7 @@ static const uc_route_t routes[] = {
      {"operations", "The cache's statistics", NULL, NULL, NULL}},
     {"GET",
      "/api/v1/monitoring/database/pool",
-     UC_ROLE_ADMIN,
+     UQ_ROLE_ADMIN,
      api_h_db_pool,
      "database_pool",
      0,
@@ -166,7 +166,7 @@ static const uc_route_t routes[] = {
       "DatabaseFigures"}},
     {"GET",
      "/api/v1/monitoring/database/queries",
-     UC_ROLE_ADMIN,
+     UQ_ROLE_ADMIN,
      api_h_db_queries,
      "database_queries",
      0,
@@ -174,7 +174,7 @@ static const uc_route_t routes[] = {
       "DatabaseFigures"}},
     {"POST",
      "/api/v1/monitoring/database/publish-metrics",
-     UC_ROLE_SERVICE,
+     UQ_ROLE_SERVICE,
      api_h_db_publish,
      "database_publish",
      0,
@@ -182,7 +182,7 @@ static const uc_route_t routes[] = {
       NULL, NULL, "StatusMessage"}},
     {"POST",
      "/api/v1/monitoring/cache/warm",
-     UC_ROLE_ADMIN,
+     UQ_ROLE_ADMIN,
      api_h_cache_warm,
      "cache_warm",
      0,
@@ -191,7 +191,7 @@ static const uc_route_t routes[] = {
     {"GET",
      "/api/v1/monitoring/cache/history",
      0,
-     uc_history_handler,
+     uq_history_handler,
      "cache_history",
      0,
      {"operations", "The cache's hit-rate history (the dashboard's data)", NULL,
@@ -199,14 +199,14 @@ static const uc_route_t routes[] = {
     {"GET",
      "/dashboard",
      0,
-     uc_dashboard_page,
+     uq_dashboard_page,
      "dashboard",
      0,
      {"pages", "The cache dashboard", NULL, NULL, "html"}},
     {"GET",
      "/dashboard/{}",
      0,
-     uc_dashboard_file,
+     uq_dashboard_file,
      "dashboard_file",
      0,
      {"pages", "A file of the dashboard", "path file string required", NULL,
@@ -214,21 +214,21 @@ static const uc_route_t routes[] = {
     {"GET",
      "/openapi.json",
      0,
-     uc_openapi_handler,
+     uq_openapi_handler,
      "openapi",
      0,
      {"pages", "This document", NULL, NULL, NULL}},
     {"GET",
      "/docs",
      0,
-     uc_docs_page,
+     uq_docs_page,
      "docs",
      0,
      {"pages", "This document, rendered", NULL, NULL, "html"}},
     {"GET",
      "/docs/{}",
      0,
-     uc_docs_file,
+     uq_docs_file,
      "docs_file",
      0,
      {"pages", "A file of the rendered document", "path file string required",
@@ -264,7 +264,7 @@ static const uc_route_t routes[] = {
      {"health", "Prometheus exposition", NULL, NULL, "text"}},
 };
 
-const uc_route_t *uc_api_routes(size_t *n)
+const uq_route_t *uq_api_routes(size_t *n)
 {
     *n = sizeof(routes) / sizeof(routes[0]);
     return routes;
@@ -275,24 +275,24 @@ const uc_route_t *uc_api_routes(size_t *n)
 /* Each builds the answer of one entry from its key fields (as the handler
  * above wrote them) and nothing else; arg is the app. */
 
-uc_loader_fn uc_api_loader(int ks)
+uc_loader_fn uq_api_loader(int ks)
 {
     switch (ks) {
-    case UC_KS_FEEDBACK_STATS:
+    case UQ_KS_FEEDBACK_STATS:
         return api_load_stats;
-    case UC_KS_BACKFILL_JOB:
+    case UQ_KS_BACKFILL_JOB:
         return api_load_job;
-    case UC_KS_RECENT_METRICS:
+    case UQ_KS_RECENT_METRICS:
         return api_load_metrics;
-    case UC_KS_AGG_METRICS:
+    case UQ_KS_AGG_METRICS:
         return api_load_agg;
-    case UC_KS_FEEDBACK_COMMENTS:
+    case UQ_KS_FEEDBACK_COMMENTS:
         return api_load_comments;
-    case UC_KS_FEEDBACK_USER:
+    case UQ_KS_FEEDBACK_USER:
         return api_load_user_feedback;
-    case UC_KS_BACKFILL_JOBS:
+    case UQ_KS_BACKFILL_JOBS:
         return api_load_jobs;
-    case UC_KS_METRICS_WINDOW:
+    case UQ_KS_METRICS_WINDOW:
         return api_load_window;
     default:
         return NULL;

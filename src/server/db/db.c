@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The backend-neutral half of the database interface: choosing a backend
- * from a URL, building that URL from the environment, the uc_db_* wrappers
+ * from a URL, building that URL from the environment, the uq_db_* wrappers
  * that dispatch through a handle's method table, and the helpers that free
  * what the methods hand back.
  */
@@ -14,50 +14,50 @@
 #include <string.h>
 #include <time.h>
 
-const char *uc_db_strerror(int status)
+const char *uq_db_strerror(int status)
 {
     switch (status) {
-    case UC_DB_OK:
+    case UQ_DB_OK:
         return "success";
-    case UC_DB_NOTFOUND:
+    case UQ_DB_NOTFOUND:
         return "not found";
-    case UC_DB_ENOMEM:
+    case UQ_DB_ENOMEM:
         return "out of memory";
-    case UC_DB_EINVAL:
+    case UQ_DB_EINVAL:
         return "invalid argument";
-    case UC_DB_ECONSTRAINT:
+    case UQ_DB_ECONSTRAINT:
         return "constraint violated";
-    case UC_DB_EUNAVAILABLE:
+    case UQ_DB_EUNAVAILABLE:
         return "database unavailable";
-    case UC_DB_EBUSY:
+    case UQ_DB_EBUSY:
         return "database busy";
-    case UC_DB_EIO:
+    case UQ_DB_EIO:
         return "database error";
-    case UC_DB_ECONFIG:
+    case UQ_DB_ECONFIG:
         return "invalid database configuration";
-    case UC_DB_EREADONLY:
+    case UQ_DB_EREADONLY:
         return "database cannot write";
     default:
         return "unknown status";
     }
 }
 
-int64_t uc_db_interval_width_us(uc_db_interval_t iv)
+int64_t uq_db_interval_width_us(uq_db_interval_t iv)
 {
     switch (iv) {
-    case UC_DB_DAY:
+    case UQ_DB_DAY:
         return INT64_C(86400) * 1000000;
-    case UC_DB_WEEK:
+    case UQ_DB_WEEK:
         return INT64_C(604800) * 1000000;
-    case UC_DB_HOUR:
+    case UQ_DB_HOUR:
     default:
         return INT64_C(3600) * 1000000;
     }
 }
 
-int64_t uc_db_interval_origin_us(uc_db_interval_t iv)
+int64_t uq_db_interval_origin_us(uq_db_interval_t iv)
 {
-    return iv == UC_DB_WEEK ? INT64_C(345600) * 1000000 : 0;
+    return iv == UQ_DB_WEEK ? INT64_C(345600) * 1000000 : 0;
 }
 
 /* Appends s percent-encoded (all but unreserved bytes) to buf at *pos. */
@@ -95,22 +95,22 @@ static int put_raw(char *buf, size_t cap, size_t *pos, const char *s)
     return 0;
 }
 
-int uc_db_url_from_env(char *buf, size_t cap, const char *fallback)
+int uq_db_url_from_env(char *buf, size_t cap, const char *fallback)
 {
     const char *url = getenv("DATABASE_URL");
     const char *host = getenv("DB_HOST");
     size_t pos = 0;
 
     if (cap == 0) {
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
     buf[0] = '\0';
     if (url != NULL && url[0] != '\0') {
-        return put_raw(buf, cap, &pos, url) == 0 ? UC_DB_OK : UC_DB_ECONFIG;
+        return put_raw(buf, cap, &pos, url) == 0 ? UQ_DB_OK : UQ_DB_ECONFIG;
     }
     if (host == NULL || host[0] == '\0') {
-        return put_raw(buf, cap, &pos, fallback) == 0 ? UC_DB_OK
-                                                      : UC_DB_ECONFIG;
+        return put_raw(buf, cap, &pos, fallback) == 0 ? UQ_DB_OK
+                                                      : UQ_DB_ECONFIG;
     }
     const char *port = getenv("DB_PORT");
     const char *user = getenv("DB_USER");
@@ -134,9 +134,9 @@ int uc_db_url_from_env(char *buf, size_t cap, const char *fallback)
                        name != NULL && name[0] != '\0' ? name : "utxoiq");
     if (bad != 0) {
         buf[0] = '\0';
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /* Appends len bytes of s at *pos, cut to what cap leaves room for; buf
@@ -165,7 +165,7 @@ static void put_cut(char *buf, size_t cap, size_t *pos, const char *s,
  * '#' inside a password ends the userinfo early, as it would for any URL
  * reader; such a password must be percent-encoded.
  */
-void uc_db_url_describe(const char *url, char *buf, size_t cap)
+void uq_db_url_describe(const char *url, char *buf, size_t cap)
 {
     const char *auth = strstr(url, "://");
     const char *p = url;
@@ -259,14 +259,14 @@ static int ambiguous_userinfo(const char *url)
     return 0;
 }
 
-static int open_url(const uc_db_options_t *opt, uc_db_t **out, char *err,
+static int open_url(const uq_db_options_t *opt, uq_db_t **out, char *err,
                     size_t errlen)
 {
     const char *url = opt != NULL ? opt->url : NULL;
 
     if (url == NULL || url[0] == '\0') {
         snprintf(err, errlen, "open database: empty DATABASE_URL");
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
     if (has_prefix(url, "postgresql://") || has_prefix(url, "postgres://")) {
         if (ambiguous_userinfo(url)) {
@@ -274,48 +274,48 @@ static int open_url(const uc_db_options_t *opt, uc_db_t **out, char *err,
                      "open database: DATABASE_URL has '@' or '/' in its user "
                      "or password (or '@' in the database name); "
                      "percent-encode them as %%40 and %%2F");
-            return UC_DB_ECONFIG;
+            return UQ_DB_ECONFIG;
         }
 #ifdef UC_HAVE_PG
-        return uc_db_pg_open(opt, out, err, errlen);
+        return uq_db_pg_open(opt, out, err, errlen);
 #else
         snprintf(err, errlen,
                  "open database: this build has no PostgreSQL backend");
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
 #endif
     }
     if (has_prefix(url, "sqlite:") || strstr(url, "://") == NULL) {
-        return uc_db_sqlite_open(opt, out, err, errlen);
+        return uq_db_sqlite_open(opt, out, err, errlen);
     }
     snprintf(err, errlen, "open database: unknown scheme in DATABASE_URL");
-    return UC_DB_ECONFIG;
+    return UQ_DB_ECONFIG;
 }
 
-int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+int uq_db_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
                size_t errlen)
 {
     int st = open_url(opt, out, err, errlen);
 
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         /* Both backends' default when the option is 0. */
         (*out)->pool_size = opt->pool_size > 0 ? opt->pool_size : 8;
     }
     return st;
 }
 
-void uc_db_close(uc_db_t *db)
+void uq_db_close(uq_db_t *db)
 {
     if (db != NULL) {
         db->methods->close(db);
     }
 }
 
-const char *uc_db_backend_name(const uc_db_t *db)
+const char *uq_db_backend_name(const uq_db_t *db)
 {
     return db->methods->name;
 }
 
-int uc_db_migrate(uc_db_t *db, int *applied)
+int uq_db_migrate(uq_db_t *db, int *applied)
 {
     return db->methods->migrate(db, applied);
 }
@@ -327,13 +327,13 @@ int uc_db_migrate(uc_db_t *db, int *applied)
 
 static int64_t mono_us(void);
 
-static int64_t q_begin(uc_db_t *db)
+static int64_t q_begin(uq_db_t *db)
 {
     atomic_fetch_add_explicit(&db->q_inflight, 1, memory_order_relaxed);
     return mono_us();
 }
 
-static int q_end(uc_db_t *db, int64_t t0, int st)
+static int q_end(uq_db_t *db, int64_t t0, int st)
 {
     int64_t d = mono_us() - t0;
 
@@ -341,13 +341,13 @@ static int q_end(uc_db_t *db, int64_t t0, int st)
     atomic_fetch_add_explicit(&db->q_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&db->q_total_us, (uint64_t)(d > 0 ? d : 0),
                               memory_order_relaxed);
-    if (d > UC_DB_SLOW_QUERY_US) {
+    if (d > UQ_DB_SLOW_QUERY_US) {
         atomic_fetch_add_explicit(&db->q_slow, 1, memory_order_relaxed);
     }
     return st;
 }
 
-void uc_db_figures(uc_db_t *db, uc_db_figures_t *out)
+void uq_db_figures(uq_db_t *db, uq_db_figures_t *out)
 {
     out->pool_size = db->pool_size;
     out->checked_out =
@@ -357,7 +357,7 @@ void uc_db_figures(uc_db_t *db, uc_db_figures_t *out)
     out->total_us = atomic_load_explicit(&db->q_total_us, memory_order_relaxed);
 }
 
-int uc_db_ping(uc_db_t *db)
+int uq_db_ping(uq_db_t *db)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->ping(db));
@@ -377,7 +377,7 @@ static int64_t wall_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int uc_db_write_probe(uc_db_t *db, int max_age_ms)
+int uq_db_write_probe(uq_db_t *db, int max_age_ms)
 {
     int64_t now = mono_us();
     int64_t at = atomic_load(&db->probe_at_us);
@@ -398,16 +398,16 @@ int uc_db_write_probe(uc_db_t *db, int max_age_ms)
     return st;
 }
 
-int uc_db_write_probe_cached(uc_db_t *db)
+int uq_db_write_probe_cached(uq_db_t *db)
 {
     return atomic_load(&db->probe_status);
 }
 
 /* A write that found the database unable to write says so to readiness at
  * once, without waiting for the next probe. */
-static int noted(uc_db_t *db, int st)
+static int noted(uq_db_t *db, int st)
 {
-    if (st == UC_DB_EREADONLY) {
+    if (st == UQ_DB_EREADONLY) {
         atomic_store(&db->probe_status, st);
         atomic_store(&db->probe_at_us, mono_us());
     }
@@ -433,31 +433,31 @@ static int printable(const char *s, size_t max)
 /*
  * Checks the records a write or an append would insert, so that a bad one
  * is refused before any SQL runs (the schema's CHECKs are the second line).
- * Returns UC_DB_OK or UC_DB_EINVAL.
+ * Returns UQ_DB_OK or UQ_DB_EINVAL.
  */
-static int inval_check(const uc_db_inval_t *inv, size_t n)
+static int inval_check(const uq_db_inval_t *inv, size_t n)
 {
     if (n == 0) {
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
-    if (inv == NULL || n > UC_DB_INVAL_BATCH_MAX) {
-        return UC_DB_EINVAL;
+    if (inv == NULL || n > UQ_DB_INVAL_BATCH_MAX) {
+        return UQ_DB_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!printable(inv[i].keyspace, UC_DB_INVAL_KEYSPACE_MAX - 1) ||
-            !printable(inv[i].target, UC_DB_INVAL_TARGET_MAX - 1)) {
-            return UC_DB_EINVAL;
+        if (!printable(inv[i].keyspace, UQ_DB_INVAL_KEYSPACE_MAX - 1) ||
+            !printable(inv[i].target, UQ_DB_INVAL_TARGET_MAX - 1)) {
+            return UQ_DB_EINVAL;
         }
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                          uc_db_feedback_t *out, const uc_db_inval_t *inv,
+int uq_db_feedback_upsert(uq_db_t *db, const uq_db_feedback_write_t *w,
+                          uq_db_feedback_t *out, const uq_db_inval_t *inv,
                           size_t ninv, int64_t *inv_ids)
 {
     int st = inval_check(inv, ninv);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     int64_t q0 = q_begin(db);
@@ -466,15 +466,15 @@ int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
                                                         inv_ids)));
 }
 
-int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
-                         uc_db_feedback_stats_t *out)
+int uq_db_feedback_stats(uq_db_t *db, const char *insight_id,
+                         uq_db_feedback_stats_t *out)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->feedback_stats(db, insight_id, out));
 }
 
-int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
-                            int offset, uc_db_feedback_t **rows, size_t *n,
+int uq_db_feedback_comments(uq_db_t *db, const char *insight_id, int limit,
+                            int offset, uq_db_feedback_t **rows, size_t *n,
                             int64_t *total)
 {
     int64_t q0 = q_begin(db);
@@ -483,8 +483,8 @@ int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
                                                 rows, n, total));
 }
 
-int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
-                           int offset, uc_db_feedback_t **rows, size_t *n,
+int uq_db_feedback_by_user(uq_db_t *db, const char *user_id, int limit,
+                           int offset, uq_db_feedback_t **rows, size_t *n,
                            int64_t *total)
 {
     int64_t q0 = q_begin(db);
@@ -493,11 +493,11 @@ int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                                                n, total));
 }
 
-int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
-                     const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids)
+int uq_db_job_create(uq_db_t *db, const uq_db_job_t *job,
+                     const uq_db_inval_t *inv, size_t ninv, int64_t *inv_ids)
 {
     int st = inval_check(inv, ninv);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     int64_t q0 = q_begin(db);
@@ -506,12 +506,12 @@ int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
         noted(db, db->methods->job_create(db, job, inv, ninv, inv_ids)));
 }
 
-int uc_db_job_progress(uc_db_t *db, const char *job_id,
-                       const uc_db_job_progress_t *p, uc_db_job_t *out,
-                       const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids)
+int uq_db_job_progress(uq_db_t *db, const char *job_id,
+                       const uq_db_job_progress_t *p, uq_db_job_t *out,
+                       const uq_db_inval_t *inv, size_t ninv, int64_t *inv_ids)
 {
     int st = inval_check(inv, ninv);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     int64_t q0 = q_begin(db);
@@ -520,14 +520,14 @@ int uc_db_job_progress(uc_db_t *db, const char *job_id,
                                                      ninv, inv_ids)));
 }
 
-int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
+int uq_db_job_get(uq_db_t *db, const char *job_id, uq_db_job_t *out)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->job_get(db, job_id, out));
 }
 
-int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
-                   int limit, int offset, uc_db_job_t **rows, size_t *n,
+int uq_db_job_list(uq_db_t *db, const char *status, const char *job_type,
+                   int limit, int offset, uq_db_job_t **rows, size_t *n,
                    int64_t *total)
 {
     int64_t q0 = q_begin(db);
@@ -536,12 +536,12 @@ int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
                                        rows, n, total));
 }
 
-int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
-                         uc_db_metric_t *out, const uc_db_inval_t *inv,
+int uq_db_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in, size_t n,
+                         uq_db_metric_t *out, const uq_db_inval_t *inv,
                          size_t ninv, int64_t *inv_ids)
 {
     int st = inval_check(inv, ninv);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     int64_t q0 = q_begin(db);
@@ -550,17 +550,17 @@ int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
                                                        ninv, inv_ids)));
 }
 
-int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
-                       int offset, uc_db_metric_t **rows, size_t *n)
+int uq_db_metrics_list(uq_db_t *db, const uq_db_metric_filter_t *f, int limit,
+                       int offset, uq_db_metric_t **rows, size_t *n)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0,
                  db->methods->metrics_list(db, f, limit, offset, rows, n));
 }
 
-int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
-                            const char *metric_type, uc_db_interval_t iv,
-                            int64_t start, int64_t end, uc_db_bucket_t **rows,
+int uq_db_metrics_aggregate(uq_db_t *db, const char *service_name,
+                            const char *metric_type, uq_db_interval_t iv,
+                            int64_t start, int64_t end, uq_db_bucket_t **rows,
                             size_t *n)
 {
     int64_t q0 = q_begin(db);
@@ -569,12 +569,12 @@ int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
                                                 iv, start, end, rows, n));
 }
 
-int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                        uc_db_retention_t *out, const uc_db_inval_t *inv,
+int uq_db_retention_run(uq_db_t *db, const uq_db_retention_cutoffs_t *c,
+                        uq_db_retention_t *out, const uq_db_inval_t *inv,
                         size_t ninv, int64_t *inv_ids)
 {
     int st = inval_check(inv, ninv);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     int64_t q0 = q_begin(db);
@@ -583,38 +583,38 @@ int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
         noted(db, db->methods->retention_run(db, c, out, inv, ninv, inv_ids)));
 }
 
-int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
+int uq_db_api_key_create(uq_db_t *db, const uq_db_api_key_t *key)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0, noted(db, db->methods->api_key_create(db, key)));
 }
 
-int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out)
+int uq_db_api_key_lookup(uq_db_t *db, const char *prefix, uq_db_api_key_t *out)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->api_key_lookup(db, prefix, out));
 }
 
-int uc_db_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
-                              uc_db_api_key_t *out)
+int uq_db_api_key_lookup_hash(uq_db_t *db, const char *hash_hex,
+                              uq_db_api_key_t *out)
 {
-    if (hash_hex == NULL || strlen(hash_hex) != UC_DB_HASH_HEX_LEN) {
-        return UC_DB_EINVAL;
+    if (hash_hex == NULL || strlen(hash_hex) != UQ_DB_HASH_HEX_LEN) {
+        return UQ_DB_EINVAL;
     }
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->api_key_lookup_hash(db, hash_hex, out));
 }
 
-int uc_db_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
+int uq_db_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
 {
     if (rows == NULL || n == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->api_key_list(db, rows, n));
 }
 
-int uc_db_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+int uq_db_api_key_revoke(uq_db_t *db, int64_t id, int64_t now_us,
                          int64_t *revoked_at)
 {
     int64_t q0 = q_begin(db);
@@ -623,18 +623,18 @@ int uc_db_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
         noted(db, db->methods->api_key_revoke(db, id, now_us, revoked_at)));
 }
 
-int uc_db_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+int uq_db_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
                          size_t *failed_at)
 {
     if (keys == NULL && n > 0) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         if (keys[i].prefix[0] != '\0' || keys[i].origin_id[0] == '\0') {
             if (failed_at != NULL) {
                 *failed_at = i;
             }
-            return UC_DB_EINVAL;
+            return UQ_DB_EINVAL;
         }
     }
     int64_t q0 = q_begin(db);
@@ -642,80 +642,80 @@ int uc_db_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
         db, q0, noted(db, db->methods->api_key_import(db, keys, n, failed_at)));
 }
 
-int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+int uq_db_inval_after(uq_db_t *db, int64_t after_id, uq_db_inval_row_t *out,
                       size_t cap, size_t *n)
 {
     if (n == NULL || (out == NULL && cap > 0)) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     if (cap == 0) {
         *n = 0;
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->inval_after(db, after_id, out, cap, n));
 }
 
-int uc_db_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+int uq_db_inval_pending(uq_db_t *db, uq_db_inval_row_t *out, size_t cap,
                         size_t *n)
 {
     if (n == NULL || (out == NULL && cap > 0)) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     if (cap == 0) {
         *n = 0;
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->inval_pending(db, out, cap, n));
 }
 
-int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+int uq_db_inval_mark_applied(uq_db_t *db, const int64_t *ids, size_t n,
                              int64_t now_us)
 {
     if (n == 0) {
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     if (ids == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     /* Batches keep each statement's parameters bounded; the call is
      * idempotent, so a failure half way loses nothing on a retry. */
-    for (size_t off = 0; off < n; off += UC_DB_INVAL_BATCH_MAX) {
+    for (size_t off = 0; off < n; off += UQ_DB_INVAL_BATCH_MAX) {
         size_t k =
-            n - off < UC_DB_INVAL_BATCH_MAX ? n - off : UC_DB_INVAL_BATCH_MAX;
+            n - off < UQ_DB_INVAL_BATCH_MAX ? n - off : UQ_DB_INVAL_BATCH_MAX;
         int64_t q0 = q_begin(db);
         int st = q_end(db, q0,
                        noted(db, db->methods->inval_mark_applied(db, ids + off,
                                                                  k, now_us)));
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             return st;
         }
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-int uc_db_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
+int uq_db_inval_prune(uq_db_t *db, int64_t before_us, int64_t *removed)
 {
     int64_t q0 = q_begin(db);
     return q_end(db, q0,
                  noted(db, db->methods->inval_prune(db, before_us, removed)));
 }
 
-int uc_db_inval_last_id(uc_db_t *db, int64_t *id)
+int uq_db_inval_last_id(uq_db_t *db, int64_t *id)
 {
     if (id == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     int64_t q0 = q_begin(db);
     return q_end(db, q0, db->methods->inval_last_id(db, id));
 }
 
-int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+int uq_db_inval_append(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                        int64_t now_us, int64_t *ids)
 {
     int st = inval_check(inv, n);
-    if (st != UC_DB_OK || n == 0) {
+    if (st != UQ_DB_OK || n == 0) {
         return st;
     }
     int64_t q0 = q_begin(db);
@@ -723,7 +723,7 @@ int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
                  noted(db, db->methods->inval_append(db, inv, n, now_us, ids)));
 }
 
-void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array)
+void uq_db_metrics_free(uq_db_metric_t *rows, size_t n, int free_array)
 {
     if (rows == NULL) {
         return;
@@ -737,7 +737,7 @@ void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array)
     }
 }
 
-void uc_db_retention_release(uc_db_retention_t *r)
+void uq_db_retention_release(uq_db_retention_t *r)
 {
     if (r == NULL) {
         return;
@@ -748,7 +748,7 @@ void uc_db_retention_release(uc_db_retention_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-int uc_db_copy_field(char *dst, size_t cap, const char *src, size_t len)
+int uq_db_copy_field(char *dst, size_t cap, const char *src, size_t len)
 {
     if (cap == 0) {
         return -1;
@@ -762,7 +762,7 @@ int uc_db_copy_field(char *dst, size_t cap, const char *src, size_t len)
     return 0;
 }
 
-void uc__db_logf(const uc__db_logger_t *lg, int level, const char *fmt, ...)
+void uq__db_logf(const uq__db_logger_t *lg, int level, const char *fmt, ...)
 {
     /* Big enough for a libpq error with its context on one line. */
     char msg[768];

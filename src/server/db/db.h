@@ -4,14 +4,14 @@
  * function pointers (the shape of BIND's dns_dbmethods), with one backend
  * per file:
  *
- *   src/server/db/sqlite.c   SQLite (embedded default), uc_db_sqlite_open()
- *   src/server/db/pg.c       PostgreSQL through libpq, uc_db_pg_open(); it is
+ *   src/server/db/sqlite.c   SQLite (embedded default), uq_db_sqlite_open()
+ *   src/server/db/pg.c       PostgreSQL through libpq, uq_db_pg_open(); it is
  *                            compiled only when the build defines UC_HAVE_PG
  *                            (src/server/CMakeLists.txt, UC_SERVER_POSTGRES)
  *
- * uc_db_open() picks the backend from the URL: "sqlite:PATH" (or a bare
+ * uq_db_open() picks the backend from the URL: "sqlite:PATH" (or a bare
  * path) for SQLite, "postgresql://..." / "postgres://..." for PostgreSQL.
- * uc_db_url_from_env() builds that URL from DATABASE_URL or the existing
+ * uq_db_url_from_env() builds that URL from DATABASE_URL or the existing
  * service's DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME.
  *
  * Rows cross the interface as plain C structs with fixed-size, NUL-terminated
@@ -24,12 +24,12 @@
  * Ownership: arguments are borrowed for the call. Single rows are written into
  * caller-owned structs. Lists come back as a malloc()ed array through
  * `**rows` that the caller frees with free(), except metric rows (their
- * metadata is heap text), which are freed with uc_db_metrics_free(), and
- * retention results, released with uc_db_retention_release(). Outputs are
- * written only when a call returns UC_DB_OK.
+ * metadata is heap text), which are freed with uq_db_metrics_free(), and
+ * retention results, released with uq_db_retention_release(). Outputs are
+ * written only when a call returns UQ_DB_OK.
  *
- * Thread safety: a uc_db_t is thread-safe (each backend keeps a pool of
- * connections); any number of threads may share it. uc_db_close() must not
+ * Thread safety: a uq_db_t is thread-safe (each backend keeps a pool of
+ * connections); any number of threads may share it. uq_db_close() must not
  * race with other calls.
  *
  * Every value reaches SQL as a bound parameter; no backend ever splices input
@@ -40,11 +40,11 @@
  * cache_invalidations in the same transaction as the write, so a committed
  * write always leaves its records behind and a failed one never does, even
  * when the process dies before it could touch the cache. The cache library
- * tails the table (uc_db_inval_after / _pending), applies the records, marks
+ * tails the table (uq_db_inval_after / _pending), applies the records, marks
  * them applied and prunes them later.
  */
-#ifndef UC_SERVER_DB_H
-#define UC_SERVER_DB_H
+#ifndef UQ_SERVER_DB_H
+#define UQ_SERVER_DB_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -57,21 +57,21 @@ extern "C" {
 /* ---- status codes -------------------------------------------------------- */
 
 typedef enum {
-    UC_DB_OK = 0,
-    UC_DB_NOTFOUND = 1,      /* no such row: a normal outcome */
-    UC_DB_ENOMEM = -1,       /* out of memory */
-    UC_DB_EINVAL = -2,       /* bad argument (a programmer error upstream) */
-    UC_DB_ECONSTRAINT = -3,  /* a CHECK / NOT NULL / FK constraint refused */
-    UC_DB_EUNAVAILABLE = -4, /* cannot connect, or the connection broke */
-    UC_DB_EBUSY = -5,        /* lock or pool wait ran out of time */
-    UC_DB_EIO = -6,          /* any other database error (logged) */
-    UC_DB_ECONFIG = -7,      /* bad URL or options, unknown scheme */
-    UC_DB_EREADONLY = -8,    /* the database takes no writes: read-only,
+    UQ_DB_OK = 0,
+    UQ_DB_NOTFOUND = 1,      /* no such row: a normal outcome */
+    UQ_DB_ENOMEM = -1,       /* out of memory */
+    UQ_DB_EINVAL = -2,       /* bad argument (a programmer error upstream) */
+    UQ_DB_ECONSTRAINT = -3,  /* a CHECK / NOT NULL / FK constraint refused */
+    UQ_DB_EUNAVAILABLE = -4, /* cannot connect, or the connection broke */
+    UQ_DB_EBUSY = -5,        /* lock or pool wait ran out of time */
+    UQ_DB_EIO = -6,          /* any other database error (logged) */
+    UQ_DB_ECONFIG = -7,      /* bad URL or options, unknown scheme */
+    UQ_DB_EREADONLY = -8,    /* the database takes no writes: read-only,
                                 full, or its file deleted or replaced */
-} uc_db_status_t;
+} uq_db_status_t;
 
 /* Static message for a status; never NULL. */
-const char *uc_db_strerror(int status);
+const char *uq_db_strerror(int status);
 
 /* ---- limits shared by the service and the backends ----------------------- */
 
@@ -80,28 +80,28 @@ const char *uc_db_strerror(int status);
  * VARCHAR(n), which PostgreSQL counts in characters), a buffer holds n
  * characters of four bytes each.
  */
-#define UC_DB_ID_MAX 128 /* user_id of a key (bytes) */
+#define UQ_DB_ID_MAX 128 /* user_id of a key (bytes) */
 /* A feedback row's insight_id and user_id: at most 100 characters, as the
  * original's VARCHAR(100); the buffers hold 4 bytes of UTF-8 per character. */
-#define UC_DB_FB_ID_CHARS 100
-#define UC_DB_FB_ID_BYTES (4 * UC_DB_FB_ID_CHARS)
-#define UC_DB_CREATED_BY_MAX 400 /* a job's created_by: 100 characters */
-#define UC_DB_NAME_MAX                                                         \
+#define UQ_DB_FB_ID_CHARS 100
+#define UQ_DB_FB_ID_BYTES (4 * UQ_DB_FB_ID_CHARS)
+#define UQ_DB_CREATED_BY_MAX 400 /* a job's created_by: 100 characters */
+#define UQ_DB_NAME_MAX                                                         \
     400                        /* service_name (100 characters), metric_type   \
                                   and job_type (50 characters) */
-#define UC_DB_UNIT_MAX 80      /* metric unit: 20 characters */
-#define UC_DB_UUID_LEN 36      /* canonical UUID text */
-#define UC_DB_COMMENT_MAX 4000 /* bytes; the API allows 1000 characters */
-#define UC_DB_REASON_MAX 2000  /* bytes; the API allows 500 characters */
+#define UQ_DB_UNIT_MAX 80      /* metric unit: 20 characters */
+#define UQ_DB_UUID_LEN 36      /* canonical UUID text */
+#define UQ_DB_COMMENT_MAX 4000 /* bytes; the API allows 1000 characters */
+#define UQ_DB_REASON_MAX 2000  /* bytes; the API allows 500 characters */
 /* error_message and metric_metadata have no limit of their own (the
  * original's TEXT and JSONB): these are the request bodies' caps. */
-#define UC_DB_ERRMSG_MAX 65536
-#define UC_DB_METADATA_MAX 1048576
-#define UC_DB_KEY_PREFIX_MAX 16 /* api key lookup prefix */
-#define UC_DB_HASH_HEX_LEN 64   /* SHA-256 as lower-case hex */
+#define UQ_DB_ERRMSG_MAX 65536
+#define UQ_DB_METADATA_MAX 1048576
+#define UQ_DB_KEY_PREFIX_MAX 16 /* api key lookup prefix */
+#define UQ_DB_HASH_HEX_LEN 64   /* SHA-256 as lower-case hex */
 
 /* A timestamp that is absent (SQL NULL). */
-#define UC_DB_NULL_TIME INT64_MIN
+#define UQ_DB_NULL_TIME INT64_MIN
 
 /* ---- rows ---------------------------------------------------------------- */
 
@@ -111,33 +111,33 @@ const char *uc_db_strerror(int status);
  * inside the backends, where it orders ties and keys the pages.
  */
 typedef struct {
-    char id[UC_DB_UUID_LEN + 1];
-    char insight_id[UC_DB_FB_ID_BYTES + 1];
-    char user_id[UC_DB_FB_ID_BYTES + 1];
+    char id[UQ_DB_UUID_LEN + 1];
+    char insight_id[UQ_DB_FB_ID_BYTES + 1];
+    char user_id[UQ_DB_FB_ID_BYTES + 1];
     int rating; /* 1..5, 0: none */
     int has_comment;
-    char comment[UC_DB_COMMENT_MAX + 1];
+    char comment[UQ_DB_COMMENT_MAX + 1];
     char flag_type[16]; /* "inaccurate" | "misleading" | "spam" | "" */
     int has_flag_reason;
-    char flag_reason[UC_DB_REASON_MAX + 1];
+    char flag_reason[UQ_DB_REASON_MAX + 1];
     int64_t created_at; /* µs since epoch, UTC */
     int64_t updated_at;
-} uc_db_feedback_t;
+} uq_db_feedback_t;
 
 /* Which part of a feedback row a write sets. */
 enum {
-    UC_DB_FB_RATING = (1 << 0),  /* rating (and comment when has_comment) */
-    UC_DB_FB_COMMENT = (1 << 1), /* comment */
-    UC_DB_FB_FLAG = (1 << 2), /* flag_type and flag_reason (NULL if absent) */
+    UQ_DB_FB_RATING = (1 << 0),  /* rating (and comment when has_comment) */
+    UQ_DB_FB_COMMENT = (1 << 1), /* comment */
+    UQ_DB_FB_FLAG = (1 << 2), /* flag_type and flag_reason (NULL if absent) */
 };
 
 /*
  * One rate/comment/flag write. The upsert inserts the row for
  * (insight_id, user_id) or merges into it atomically (INSERT ... ON CONFLICT
  * DO UPDATE ... RETURNING): only the parts named in `fields` change;
- * UC_DB_FB_RATING also sets the comment when has_comment is set (a NULL
+ * UQ_DB_FB_RATING also sets the comment when has_comment is set (a NULL
  * comment then clears it), and keeps the old comment otherwise;
- * UC_DB_FB_FLAG sets flag_reason to NULL when has_flag_reason is 0.
+ * UQ_DB_FB_FLAG sets flag_reason to NULL when has_flag_reason is 0.
  * created_at is `now` on insert and kept on update; updated_at is `now`.
  * The backend gives a new row its UUID (uuid.h); an update keeps
  * the row's.
@@ -153,7 +153,7 @@ typedef struct {
     int has_flag_reason;
     const char *flag_reason;
     int64_t now;
-} uc_db_feedback_write_t;
+} uq_db_feedback_write_t;
 
 /*
  * Feedback statistics of one insight, computed by ONE SQL aggregate over
@@ -171,30 +171,30 @@ typedef struct {
     int64_t flag_inaccurate;
     int64_t flag_misleading;
     int64_t flag_spam;
-} uc_db_feedback_stats_t;
+} uq_db_feedback_stats_t;
 
 /* backfill_jobs. */
 typedef struct {
-    char id[UC_DB_UUID_LEN + 1];
-    char job_type[UC_DB_NAME_MAX + 1];
+    char id[UQ_DB_UUID_LEN + 1];
+    char job_type[UQ_DB_NAME_MAX + 1];
     int64_t start_block;
     int64_t end_block;
     int64_t current_block;
     char status[16]; /* running | completed | failed | paused */
     double progress_percentage;
-    int64_t estimated_completion; /* UC_DB_NULL_TIME when absent */
+    int64_t estimated_completion; /* UQ_DB_NULL_TIME when absent */
     int has_error_message;
-    char error_message[UC_DB_ERRMSG_MAX + 1];
+    char error_message[UQ_DB_ERRMSG_MAX + 1];
     int64_t started_at;
-    int64_t completed_at; /* UC_DB_NULL_TIME when absent */
+    int64_t completed_at; /* UQ_DB_NULL_TIME when absent */
     int has_created_by;
-    char created_by[UC_DB_CREATED_BY_MAX + 1];
-} uc_db_job_t;
+    char created_by[UQ_DB_CREATED_BY_MAX + 1];
+} uq_db_job_t;
 
 /*
  * A progress report. current_block and progress_percentage are always set;
  * status is NULL to keep the current one; estimated_completion is
- * UC_DB_NULL_TIME to keep the current one; error_message NULL keeps it.
+ * UQ_DB_NULL_TIME to keep the current one; error_message NULL keeps it.
  * A report with status "completed" sets completed_at to `now` (again, when
  * it was set); any other report leaves completed_at as it is, as the
  * original service did: "failed" does not set it, resuming does not clear
@@ -207,19 +207,19 @@ typedef struct {
     int64_t estimated_completion;
     const char *error_message;
     int64_t now;
-} uc_db_job_progress_t;
+} uq_db_job_progress_t;
 
 /* system_metrics. metadata is NULL or JSON text (owned by the row). id is
  * the row's public UUID, given by the backend on insert. */
 typedef struct {
-    char id[UC_DB_UUID_LEN + 1];
-    char service_name[UC_DB_NAME_MAX + 1];
-    char metric_type[UC_DB_NAME_MAX + 1];
+    char id[UQ_DB_UUID_LEN + 1];
+    char service_name[UQ_DB_NAME_MAX + 1];
+    char metric_type[UQ_DB_NAME_MAX + 1];
     double metric_value;
-    char unit[UC_DB_UNIT_MAX + 1];
+    char unit[UQ_DB_UNIT_MAX + 1];
     int64_t timestamp; /* set by the service, not the client */
     char *metadata;
-} uc_db_metric_t;
+} uq_db_metric_t;
 
 /* A metric to insert; metadata NULL or JSON text (borrowed). */
 typedef struct {
@@ -229,10 +229,10 @@ typedef struct {
     const char *unit;
     int64_t timestamp;
     const char *metadata;
-} uc_db_metric_new_t;
+} uq_db_metric_new_t;
 
 /*
- * Filter of a metrics list. NULL strings and UC_DB_NULL_TIME bounds do not
+ * Filter of a metrics list. NULL strings and UQ_DB_NULL_TIME bounds do not
  * filter. start is inclusive, end exclusive.
  */
 typedef struct {
@@ -240,13 +240,13 @@ typedef struct {
     const char *metric_type;
     int64_t start;
     int64_t end;
-} uc_db_metric_filter_t;
+} uq_db_metric_filter_t;
 
 typedef enum {
-    UC_DB_HOUR = 0,
-    UC_DB_DAY = 1,
-    UC_DB_WEEK = 2,
-} uc_db_interval_t;
+    UQ_DB_HOUR = 0,
+    UQ_DB_DAY = 1,
+    UQ_DB_WEEK = 2,
+} uq_db_interval_t;
 
 /*
  * One aggregate bucket. Buckets are computed in SQL on the microsecond
@@ -261,35 +261,35 @@ typedef struct {
     double min_value;
     double max_value;
     int64_t count;
-} uc_db_bucket_t;
+} uq_db_bucket_t;
 
 /* Width and origin of an interval in µs (the rule above). */
-int64_t uc_db_interval_width_us(uc_db_interval_t iv);
-int64_t uc_db_interval_origin_us(uc_db_interval_t iv);
+int64_t uq_db_interval_width_us(uq_db_interval_t iv);
+int64_t uq_db_interval_origin_us(uq_db_interval_t iv);
 
 /* A (service_name, metric_type) pair touched by retention. */
 typedef struct {
-    char service_name[UC_DB_NAME_MAX + 1];
-    char metric_type[UC_DB_NAME_MAX + 1];
-} uc_db_series_t;
+    char service_name[UQ_DB_NAME_MAX + 1];
+    char metric_type[UQ_DB_NAME_MAX + 1];
+} uq_db_series_t;
 
 /*
  * What a retention run deleted, so the service can invalidate exactly that:
  * the deleted jobs' ids, the distinct insight ids whose feedback went, and
  * the distinct series whose metrics went. Arrays are malloc()ed; release the
- * whole struct with uc_db_retention_release().
+ * whole struct with uq_db_retention_release().
  */
 typedef struct {
     int64_t jobs_deleted;
     int64_t feedback_deleted;
     int64_t metrics_deleted;
-    char (*job_ids)[UC_DB_UUID_LEN + 1];
+    char (*job_ids)[UQ_DB_UUID_LEN + 1];
     size_t n_job_ids;
-    char (*insight_ids)[UC_DB_FB_ID_BYTES + 1];
+    char (*insight_ids)[UQ_DB_FB_ID_BYTES + 1];
     size_t n_insight_ids;
-    uc_db_series_t *series;
+    uq_db_series_t *series;
     size_t n_series;
-} uc_db_retention_t;
+} uq_db_retention_t;
 
 /*
  * Retention cut-offs in µs: rows strictly older than these go.
@@ -300,10 +300,10 @@ typedef struct {
     int64_t jobs_before;
     int64_t feedback_before;
     int64_t metrics_before;
-} uc_db_retention_cutoffs_t;
+} uq_db_retention_cutoffs_t;
 
-#define UC_DB_KEY_NAME_MAX 400         /* bytes: the original's 100 chars */
-#define UC_DB_KEY_ORIGIN_PREFIX_MAX 20 /* the original's key_prefix column */
+#define UQ_DB_KEY_NAME_MAX 400         /* bytes: the original's 100 chars */
+#define UQ_DB_KEY_ORIGIN_PREFIX_MAX 20 /* the original's key_prefix column */
 
 /*
  * api_keys. A key of ours has a public lookup prefix and the SHA-256 of the
@@ -313,64 +313,64 @@ typedef struct {
  */
 typedef struct {
     int64_t id;
-    char prefix[UC_DB_KEY_PREFIX_MAX + 1]; /* "" for an imported key */
-    char hash_hex[UC_DB_HASH_HEX_LEN + 1];
-    char user_id[UC_DB_ID_MAX + 1];
+    char prefix[UQ_DB_KEY_PREFIX_MAX + 1]; /* "" for an imported key */
+    char hash_hex[UQ_DB_HASH_HEX_LEN + 1];
+    char user_id[UQ_DB_ID_MAX + 1];
     char role[16]; /* user | service | admin */
     int64_t created_at;
-    char name[UC_DB_KEY_NAME_MAX + 1];                   /* "" when none */
-    char origin_id[UC_DB_ID_MAX + 1];                    /* "" when ours */
-    char origin_prefix[UC_DB_KEY_ORIGIN_PREFIX_MAX + 1]; /* "" when none */
-    int64_t last_used_at; /* UC_DB_NULL_TIME when not recorded */
-    int64_t revoked_at;   /* UC_DB_NULL_TIME while the key is valid */
-} uc_db_api_key_t;
+    char name[UQ_DB_KEY_NAME_MAX + 1];                   /* "" when none */
+    char origin_id[UQ_DB_ID_MAX + 1];                    /* "" when ours */
+    char origin_prefix[UQ_DB_KEY_ORIGIN_PREFIX_MAX + 1]; /* "" when none */
+    int64_t last_used_at; /* UQ_DB_NULL_TIME when not recorded */
+    int64_t revoked_at;   /* UQ_DB_NULL_TIME while the key is valid */
+} uq_db_api_key_t;
 
 /* ---- cache invalidation log ---------------------------------------------- */
 
-#define UC_DB_INVAL_KEYSPACE_MAX 32 /* with NUL */
-#define UC_DB_INVAL_TARGET_MAX 1025 /* with NUL */
+#define UQ_DB_INVAL_KEYSPACE_MAX 32 /* with NUL */
+#define UQ_DB_INVAL_TARGET_MAX 1025 /* with NUL */
 /* Records one call may insert; a write that stales more wants a glob. */
-#define UC_DB_INVAL_BATCH_MAX 1024
-/* Rows one uc_db_inval_prune() call deletes at most, so that it never holds
+#define UQ_DB_INVAL_BATCH_MAX 1024
+/* Rows one uq_db_inval_prune() call deletes at most, so that it never holds
  * the table (or SQLite's single write lock) for long. */
-#define UC_DB_INVAL_PRUNE_MAX 10000
+#define UQ_DB_INVAL_PRUNE_MAX 10000
 
 /*
  * What one write makes stale: a cache keyspace and a key or glob in it.
  * keyspace is 1..31 bytes and target 1..1024 bytes, both printable ASCII
- * (0x20..0x7e); anything else is refused with UC_DB_EINVAL before any SQL
+ * (0x20..0x7e); anything else is refused with UQ_DB_EINVAL before any SQL
  * runs, and CHECK constraints hold the same lengths in the database.
  */
 typedef struct {
     const char *keyspace;
     const char *target;
-} uc_db_inval_t;
+} uq_db_inval_t;
 
 /* One record of the log as read back. */
 typedef struct {
     int64_t id;
-    char keyspace[UC_DB_INVAL_KEYSPACE_MAX];
-    char target[UC_DB_INVAL_TARGET_MAX];
+    char keyspace[UQ_DB_INVAL_KEYSPACE_MAX];
+    char target[UQ_DB_INVAL_TARGET_MAX];
     int64_t created_at; /* us since the epoch */
     int applied;        /* nonzero once applied_at is set */
-} uc_db_inval_row_t;
+} uq_db_inval_row_t;
 
 /* ---- the handle and its methods ------------------------------------------ */
 
-typedef struct uc_db uc_db_t;
+typedef struct uq_db uq_db_t;
 
-typedef void (*uc_db_log_fn)(void *arg, int level, const char *msg);
+typedef void (*uq_db_log_fn)(void *arg, int level, const char *msg);
 
 typedef struct {
     const char *url;  /* "sqlite:PATH" or "postgresql://..." */
     int pool_size;    /* connections; 0: 8 */
     int timeout_ms;   /* busy_timeout / statement and pool wait; 0: 5000 */
-    uc_db_log_fn log; /* may be NULL; levels as uc_log_level_t */
+    uq_db_log_fn log; /* may be NULL; levels as uc_log_level_t */
     void *log_arg;
-} uc_db_options_t;
+} uq_db_options_t;
 
 /*
- * The methods every backend implements. All return a uc_db_status_t.
+ * The methods every backend implements. All return a uq_db_status_t.
  * Paging: limit >= 1, offset >= 0 (validated by the service). Lists are
  * ordered newest first (ties broken by id descending), except the aggregate
  * (oldest bucket first).
@@ -378,18 +378,18 @@ typedef struct {
  * Writes take three trailing arguments: inv[0..ninv-1] are inserted into
  * the invalidation log in the write's own transaction (all or nothing: a
  * write that fails leaves no record, a record that fails rolls the write
- * back and its status is returned), and on UC_DB_OK inv_ids[i] receives the
+ * back and its status is returned), and on UQ_DB_OK inv_ids[i] receives the
  * id given to inv[i]. inv and inv_ids may be NULL when ninv is 0; inv_ids
  * may also be NULL when the caller does not need the ids. A record's
  * created_at is the write's own `now` where it has one (feedback, progress),
- * else the clock. ninv above UC_DB_INVAL_BATCH_MAX is UC_DB_EINVAL. The
+ * else the clock. ninv above UQ_DB_INVAL_BATCH_MAX is UQ_DB_EINVAL. The
  * wrappers validate the records before dispatching, so backends can rely on
  * valid records.
  */
-typedef struct uc_db_methods {
+typedef struct uq_db_methods {
     const char *name; /* "sqlite" | "postgresql" */
 
-    void (*close)(uc_db_t *db);
+    void (*close)(uq_db_t *db);
 
     /*
      * Applies the backend's versioned migrations not yet recorded in
@@ -398,144 +398,144 @@ typedef struct uc_db_methods {
      * Safe to run concurrently from two processes (the second waits or
      * finds nothing to do).
      */
-    int (*migrate)(uc_db_t *db, int *applied);
+    int (*migrate)(uq_db_t *db, int *applied);
 
     /* Round trip to the database (SELECT 1). */
-    int (*ping)(uc_db_t *db);
+    int (*ping)(uq_db_t *db);
 
     /* Rewrites the one row of service_probe (probed_at = now) in a
      * transaction of its own and commits: a write that really reaches the
-     * database. UC_DB_EREADONLY when the database takes no writes. */
-    int (*probe_write)(uc_db_t *db, int64_t now);
+     * database. UQ_DB_EREADONLY when the database takes no writes. */
+    int (*probe_write)(uq_db_t *db, int64_t now);
 
     /* Upserts one feedback row and returns the stored row in *out. */
-    int (*feedback_upsert)(uc_db_t *db, const uc_db_feedback_write_t *w,
-                           uc_db_feedback_t *out, const uc_db_inval_t *inv,
+    int (*feedback_upsert)(uq_db_t *db, const uq_db_feedback_write_t *w,
+                           uq_db_feedback_t *out, const uq_db_inval_t *inv,
                            size_t ninv, int64_t *inv_ids);
 
     /* Statistics of one insight (all zero when it has no feedback). */
-    int (*feedback_stats)(uc_db_t *db, const char *insight_id,
-                          uc_db_feedback_stats_t *out);
+    int (*feedback_stats)(uq_db_t *db, const char *insight_id,
+                          uq_db_feedback_stats_t *out);
 
     /*
      * Rows of one insight with a comment, newest created_at first (the
      * original's order), one page; *total counts all of that insight's rows
      * with a comment.
      */
-    int (*feedback_comments)(uc_db_t *db, const char *insight_id, int limit,
-                             int offset, uc_db_feedback_t **rows, size_t *n,
+    int (*feedback_comments)(uq_db_t *db, const char *insight_id, int limit,
+                             int offset, uq_db_feedback_t **rows, size_t *n,
                              int64_t *total);
 
     /* One user's rows, newest created_at first; *total counts them all. */
-    int (*feedback_by_user)(uc_db_t *db, const char *user_id, int limit,
-                            int offset, uc_db_feedback_t **rows, size_t *n,
+    int (*feedback_by_user)(uq_db_t *db, const char *user_id, int limit,
+                            int offset, uq_db_feedback_t **rows, size_t *n,
                             int64_t *total);
 
     /* Inserts a job as given (the service fills id, status, timestamps). */
-    int (*job_create)(uc_db_t *db, const uc_db_job_t *job,
-                      const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
+    int (*job_create)(uq_db_t *db, const uq_db_job_t *job,
+                      const uq_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
 
-    /* Applies a progress report; UC_DB_NOTFOUND for an unknown id (and then
+    /* Applies a progress report; UQ_DB_NOTFOUND for an unknown id (and then
      * no record is written either). */
-    int (*job_progress)(uc_db_t *db, const char *job_id,
-                        const uc_db_job_progress_t *p, uc_db_job_t *out,
-                        const uc_db_inval_t *inv, size_t ninv,
+    int (*job_progress)(uq_db_t *db, const char *job_id,
+                        const uq_db_job_progress_t *p, uq_db_job_t *out,
+                        const uq_db_inval_t *inv, size_t ninv,
                         int64_t *inv_ids);
 
-    int (*job_get)(uc_db_t *db, const char *job_id, uc_db_job_t *out);
+    int (*job_get)(uq_db_t *db, const char *job_id, uq_db_job_t *out);
 
     /* Jobs newest started_at first; status / job_type NULL: any. */
-    int (*job_list)(uc_db_t *db, const char *status, const char *job_type,
-                    int limit, int offset, uc_db_job_t **rows, size_t *n,
+    int (*job_list)(uq_db_t *db, const char *status, const char *job_type,
+                    int limit, int offset, uq_db_job_t **rows, size_t *n,
                     int64_t *total);
 
     /* Inserts n >= 1 metrics in ONE transaction (all or none); out[i] is
      * the stored row of in[i] (caller's array of n, filled only on success;
-     * release its metadata with uc_db_metrics_free(out, n, 0)). */
-    int (*metrics_insert)(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
-                          uc_db_metric_t *out, const uc_db_inval_t *inv,
+     * release its metadata with uq_db_metrics_free(out, n, 0)). */
+    int (*metrics_insert)(uq_db_t *db, const uq_db_metric_new_t *in, size_t n,
+                          uq_db_metric_t *out, const uq_db_inval_t *inv,
                           size_t ninv, int64_t *inv_ids);
 
     /* Metrics newest timestamp first, one page. */
-    int (*metrics_list)(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
-                        int offset, uc_db_metric_t **rows, size_t *n);
+    int (*metrics_list)(uq_db_t *db, const uq_db_metric_filter_t *f, int limit,
+                        int offset, uq_db_metric_t **rows, size_t *n);
 
     /* Buckets of one series in [start, end), oldest first; empty buckets
      * are absent. service_name and metric_type are required. */
-    int (*metrics_aggregate)(uc_db_t *db, const char *service_name,
-                             const char *metric_type, uc_db_interval_t iv,
-                             int64_t start, int64_t end, uc_db_bucket_t **rows,
+    int (*metrics_aggregate)(uq_db_t *db, const char *service_name,
+                             const char *metric_type, uq_db_interval_t iv,
+                             int64_t start, int64_t end, uq_db_bucket_t **rows,
                              size_t *n);
 
     /* Deletes rows past the cut-offs in one transaction (see above); the
      * records are inserted in it whether or not any row went. */
-    int (*retention_run)(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                         uc_db_retention_t *out, const uc_db_inval_t *inv,
+    int (*retention_run)(uq_db_t *db, const uq_db_retention_cutoffs_t *c,
+                         uq_db_retention_t *out, const uq_db_inval_t *inv,
                          size_t ninv, int64_t *inv_ids);
 
     /* Stores a key (prefix unique); key->id and created_at as given except
      * id, which the database assigns. */
-    int (*api_key_create)(uc_db_t *db, const uc_db_api_key_t *key);
+    int (*api_key_create)(uq_db_t *db, const uq_db_api_key_t *key);
 
-    /* The key with that prefix; UC_DB_NOTFOUND if none. The caller compares
+    /* The key with that prefix; UQ_DB_NOTFOUND if none. The caller compares
      * the hash in constant time and checks revoked_at. */
-    int (*api_key_lookup)(uc_db_t *db, const char *prefix,
-                          uc_db_api_key_t *out);
+    int (*api_key_lookup)(uq_db_t *db, const char *prefix,
+                          uq_db_api_key_t *out);
 
-    /* Contracts at the uc_db_api_key_* wrappers below. */
-    int (*api_key_lookup_hash)(uc_db_t *db, const char *hash_hex,
-                               uc_db_api_key_t *out);
-    int (*api_key_list)(uc_db_t *db, uc_db_api_key_t **rows, size_t *n);
-    int (*api_key_revoke)(uc_db_t *db, int64_t id, int64_t now_us,
+    /* Contracts at the uq_db_api_key_* wrappers below. */
+    int (*api_key_lookup_hash)(uq_db_t *db, const char *hash_hex,
+                               uq_db_api_key_t *out);
+    int (*api_key_list)(uq_db_t *db, uq_db_api_key_t **rows, size_t *n);
+    int (*api_key_revoke)(uq_db_t *db, int64_t id, int64_t now_us,
                           int64_t *revoked_at);
-    int (*api_key_import)(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+    int (*api_key_import)(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
                           size_t *failed_at);
 
-    /* The invalidation log; contracts at the uc_db_inval_* wrappers. */
-    int (*inval_after)(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+    /* The invalidation log; contracts at the uq_db_inval_* wrappers. */
+    int (*inval_after)(uq_db_t *db, int64_t after_id, uq_db_inval_row_t *out,
                        size_t cap, size_t *n);
-    int (*inval_pending)(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+    int (*inval_pending)(uq_db_t *db, uq_db_inval_row_t *out, size_t cap,
                          size_t *n);
-    int (*inval_mark_applied)(uc_db_t *db, const int64_t *ids, size_t n,
+    int (*inval_mark_applied)(uq_db_t *db, const int64_t *ids, size_t n,
                               int64_t now_us);
-    int (*inval_prune)(uc_db_t *db, int64_t before_us, int64_t *removed);
-    int (*inval_last_id)(uc_db_t *db, int64_t *id);
-    int (*inval_append)(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+    int (*inval_prune)(uq_db_t *db, int64_t before_us, int64_t *removed);
+    int (*inval_last_id)(uq_db_t *db, int64_t *id);
+    int (*inval_append)(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                         int64_t now_us, int64_t *ids);
-} uc_db_methods_t;
+} uq_db_methods_t;
 
 /*
  * The common head of every backend's handle: a backend defines
- * `struct uc_db_sqlite { uc_db_t base; ... }` with base first and sets
- * base.methods. The service only ever calls the uc_db_* wrappers below.
+ * `struct uq_db_sqlite { uq_db_t base; ... }` with base first and sets
+ * base.methods. The service only ever calls the uq_db_* wrappers below.
  */
-struct uc_db {
-    const uc_db_methods_t *methods;
-    /* The write probe's cached outcome (uc_db_write_probe); zero as the
+struct uq_db {
+    const uq_db_methods_t *methods;
+    /* The write probe's cached outcome (uq_db_write_probe); zero as the
      * backends calloc() their handle. */
     _Atomic int64_t probe_at_us; /* monotonic; 0: never probed */
     _Atomic int probe_status;
     _Atomic int probing;
-    /* uc_db_figures(): set by uc_db_open and the wrappers, not backends. */
+    /* uq_db_figures(): set by uq_db_open and the wrappers, not backends. */
     int pool_size;
     _Atomic int q_inflight;
     _Atomic uint64_t q_count, q_slow, q_total_us;
 };
 
 /* A call slower than this counts as slow (the original service's 200 ms). */
-#define UC_DB_SLOW_QUERY_US 200000
+#define UQ_DB_SLOW_QUERY_US 200000
 
 /* The pool and the calls, as the wrappers below count them. */
 typedef struct {
     int pool_size;     /* connections the pool may hold */
     int checked_out;   /* calls holding one now */
     uint64_t queries;  /* calls made (each one statement or transaction) */
-    uint64_t slow;     /* of them, over UC_DB_SLOW_QUERY_US */
+    uint64_t slow;     /* of them, over UQ_DB_SLOW_QUERY_US */
     uint64_t total_us; /* their time, summed */
-} uc_db_figures_t;
+} uq_db_figures_t;
 
 /* Lock-free; any thread. */
-void uc_db_figures(uc_db_t *db, uc_db_figures_t *out);
+void uq_db_figures(uq_db_t *db, uq_db_figures_t *out);
 
 /* ---- opening ------------------------------------------------------------- */
 
@@ -543,97 +543,97 @@ void uc_db_figures(uc_db_t *db, uc_db_figures_t *out);
  * Writes the database URL to use into buf: DATABASE_URL when set; else,
  * when DB_HOST is set, postgresql://DB_USER:DB_PASSWORD@DB_HOST:DB_PORT/DB_NAME
  * (user/password percent-encoded, port 5432 and name "utxoiq" by default);
- * else `fallback`. Returns UC_DB_OK or UC_DB_ECONFIG (too long).
+ * else `fallback`. Returns UQ_DB_OK or UQ_DB_ECONFIG (too long).
  */
-int uc_db_url_from_env(char *buf, size_t cap, const char *fallback);
+int uq_db_url_from_env(char *buf, size_t cap, const char *fallback);
 
 /* Copies url into buf with any password replaced by "***" (for logs): the
  * userinfo's (which ends at the last '@' before the query) and any
  * password= query parameter's. The copy is cut to cap, never unmasked. */
-void uc_db_url_describe(const char *url, char *buf, size_t cap);
+void uq_db_url_describe(const char *url, char *buf, size_t cap);
 
 /*
  * Opens the backend named by opt->url. No migration is run here. Returns
- * UC_DB_OK and *out, or UC_DB_ECONFIG / UC_DB_EUNAVAILABLE / UC_DB_ENOMEM
+ * UQ_DB_OK and *out, or UQ_DB_ECONFIG / UQ_DB_EUNAVAILABLE / UQ_DB_ENOMEM
  * with a one-line message in err (never containing a password).
  */
-int uc_db_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+int uq_db_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
                size_t errlen);
 
-/* Backend constructors (same contract as uc_db_open). */
-int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+/* Backend constructors (same contract as uq_db_open). */
+int uq_db_sqlite_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
                       size_t errlen);
 #ifdef UC_HAVE_PG
-int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+int uq_db_pg_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
                   size_t errlen);
 #endif
 
 /* ---- wrappers (dispatch through db->methods) ----------------------------- */
 
-void uc_db_close(uc_db_t *db); /* accepts NULL */
-const char *uc_db_backend_name(const uc_db_t *db);
-int uc_db_migrate(uc_db_t *db, int *applied);
-int uc_db_ping(uc_db_t *db);
+void uq_db_close(uq_db_t *db); /* accepts NULL */
+const char *uq_db_backend_name(const uq_db_t *db);
+int uq_db_migrate(uq_db_t *db, int *applied);
+int uq_db_ping(uq_db_t *db);
 
 /*
  * Whether the database takes writes, by a real write (probe_write), at most
  * once per max_age_ms: a later call within that time, or one made while
- * another thread's probe runs, returns the cached status. Returns UC_DB_OK,
- * UC_DB_EREADONLY, UC_DB_EUNAVAILABLE, ... A write of the service that
- * fails with UC_DB_EREADONLY updates the cached status at once.
+ * another thread's probe runs, returns the cached status. Returns UQ_DB_OK,
+ * UQ_DB_EREADONLY, UQ_DB_EUNAVAILABLE, ... A write of the service that
+ * fails with UQ_DB_EREADONLY updates the cached status at once.
  */
-int uc_db_write_probe(uc_db_t *db, int max_age_ms);
+int uq_db_write_probe(uq_db_t *db, int max_age_ms);
 
-/* The cached status alone, never probing (UC_DB_OK before any probe). */
-int uc_db_write_probe_cached(uc_db_t *db);
-int uc_db_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                          uc_db_feedback_t *out, const uc_db_inval_t *inv,
+/* The cached status alone, never probing (UQ_DB_OK before any probe). */
+int uq_db_write_probe_cached(uq_db_t *db);
+int uq_db_feedback_upsert(uq_db_t *db, const uq_db_feedback_write_t *w,
+                          uq_db_feedback_t *out, const uq_db_inval_t *inv,
                           size_t ninv, int64_t *inv_ids);
-int uc_db_feedback_stats(uc_db_t *db, const char *insight_id,
-                         uc_db_feedback_stats_t *out);
-int uc_db_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
-                            int offset, uc_db_feedback_t **rows, size_t *n,
+int uq_db_feedback_stats(uq_db_t *db, const char *insight_id,
+                         uq_db_feedback_stats_t *out);
+int uq_db_feedback_comments(uq_db_t *db, const char *insight_id, int limit,
+                            int offset, uq_db_feedback_t **rows, size_t *n,
                             int64_t *total);
-int uc_db_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
-                           int offset, uc_db_feedback_t **rows, size_t *n,
+int uq_db_feedback_by_user(uq_db_t *db, const char *user_id, int limit,
+                           int offset, uq_db_feedback_t **rows, size_t *n,
                            int64_t *total);
-int uc_db_job_create(uc_db_t *db, const uc_db_job_t *job,
-                     const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
-int uc_db_job_progress(uc_db_t *db, const char *job_id,
-                       const uc_db_job_progress_t *p, uc_db_job_t *out,
-                       const uc_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
-int uc_db_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out);
-int uc_db_job_list(uc_db_t *db, const char *status, const char *job_type,
-                   int limit, int offset, uc_db_job_t **rows, size_t *n,
+int uq_db_job_create(uq_db_t *db, const uq_db_job_t *job,
+                     const uq_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
+int uq_db_job_progress(uq_db_t *db, const char *job_id,
+                       const uq_db_job_progress_t *p, uq_db_job_t *out,
+                       const uq_db_inval_t *inv, size_t ninv, int64_t *inv_ids);
+int uq_db_job_get(uq_db_t *db, const char *job_id, uq_db_job_t *out);
+int uq_db_job_list(uq_db_t *db, const char *status, const char *job_type,
+                   int limit, int offset, uq_db_job_t **rows, size_t *n,
                    int64_t *total);
-int uc_db_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in, size_t n,
-                         uc_db_metric_t *out, const uc_db_inval_t *inv,
+int uq_db_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in, size_t n,
+                         uq_db_metric_t *out, const uq_db_inval_t *inv,
                          size_t ninv, int64_t *inv_ids);
-int uc_db_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f, int limit,
-                       int offset, uc_db_metric_t **rows, size_t *n);
-int uc_db_metrics_aggregate(uc_db_t *db, const char *service_name,
-                            const char *metric_type, uc_db_interval_t iv,
-                            int64_t start, int64_t end, uc_db_bucket_t **rows,
+int uq_db_metrics_list(uq_db_t *db, const uq_db_metric_filter_t *f, int limit,
+                       int offset, uq_db_metric_t **rows, size_t *n);
+int uq_db_metrics_aggregate(uq_db_t *db, const char *service_name,
+                            const char *metric_type, uq_db_interval_t iv,
+                            int64_t start, int64_t end, uq_db_bucket_t **rows,
                             size_t *n);
-int uc_db_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                        uc_db_retention_t *out, const uc_db_inval_t *inv,
+int uq_db_retention_run(uq_db_t *db, const uq_db_retention_cutoffs_t *c,
+                        uq_db_retention_t *out, const uq_db_inval_t *inv,
                         size_t ninv, int64_t *inv_ids);
-int uc_db_api_key_create(uc_db_t *db, const uc_db_api_key_t *key);
-int uc_db_api_key_lookup(uc_db_t *db, const char *prefix, uc_db_api_key_t *out);
+int uq_db_api_key_create(uq_db_t *db, const uq_db_api_key_t *key);
+int uq_db_api_key_lookup(uq_db_t *db, const char *prefix, uq_db_api_key_t *out);
 
 /* The imported key (no prefix) whose stored hash is hash_hex (64 lower-case
- * hex digits); UC_DB_NOTFOUND if none. Revoked keys are returned too. */
-int uc_db_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
-                              uc_db_api_key_t *out);
+ * hex digits); UQ_DB_NOTFOUND if none. Revoked keys are returned too. */
+int uq_db_api_key_lookup_hash(uq_db_t *db, const char *hash_hex,
+                              uq_db_api_key_t *out);
 
 /* Every key, by id, as a malloc()ed array the caller free()s (NULL and 0
- * when there is none); written only on UC_DB_OK. */
-int uc_db_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n);
+ * when there is none); written only on UQ_DB_OK. */
+int uq_db_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n);
 
 /* Sets revoked_at = now_us on key `id` unless it is revoked already, in
  * which case it keeps its first time; *revoked_at (may be NULL) gets the
- * time in effect. UC_DB_NOTFOUND when there is no such key. */
-int uc_db_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+ * time in effect. UQ_DB_NOTFOUND when there is no such key. */
+int uq_db_api_key_revoke(uq_db_t *db, int64_t id, int64_t now_us,
                          int64_t *revoked_at);
 
 /*
@@ -642,15 +642,15 @@ int uc_db_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
  * role, name, origin prefix, the later last use) and never un-revoked, so
  * importing the same rows again changes nothing. A row whose hash belongs
  * to another key, or whose origin_id is stored with another hash, gives
- * UC_DB_ECONSTRAINT; on any failure *failed_at (may be NULL) is the index of
+ * UQ_DB_ECONSTRAINT; on any failure *failed_at (may be NULL) is the index of
  * the row that failed, or n when the commit did.
  */
-int uc_db_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+int uq_db_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
                          size_t *failed_at);
 
 /*
  * The invalidation log. Reads fill the caller's out[0..cap-1] and *n, only
- * on UC_DB_OK; cap 0 gives *n = 0 without a query. Ids only grow: SQLite's
+ * on UQ_DB_OK; cap 0 gives *n = 0 without a query. Ids only grow: SQLite's
  * AUTOINCREMENT and PostgreSQL's identity never hand out an id twice, even
  * after the newest rows were pruned.
  */
@@ -665,33 +665,33 @@ int uc_db_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
  * and the pending query below catches whatever it still skips. SQLite has
  * one writer at a time, so there ids commit in order.
  */
-int uc_db_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+int uq_db_inval_after(uq_db_t *db, int64_t after_id, uq_db_inval_row_t *out,
                       size_t cap, size_t *n);
 
 /* Pending records (applied_at IS NULL), oldest first, at most cap; *n set.
  * A partial index holds only pending rows, so this stays cheap however
  * many applied rows the table keeps. */
-int uc_db_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+int uq_db_inval_pending(uq_db_t *db, uq_db_inval_row_t *out, size_t cap,
                         size_t *n);
 
 /* Sets applied_at = now_us on those of ids[0..n-1] still pending; applied
  * and unknown ids are left alone, so repeating a call is harmless. Any n
- * (ids are sent in batches of UC_DB_INVAL_BATCH_MAX). */
-int uc_db_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+ * (ids are sent in batches of UQ_DB_INVAL_BATCH_MAX). */
+int uq_db_inval_mark_applied(uq_db_t *db, const int64_t *ids, size_t n,
                              int64_t now_us);
 
-/* Deletes at most UC_DB_INVAL_PRUNE_MAX applied records with applied_at <
+/* Deletes at most UQ_DB_INVAL_PRUNE_MAX applied records with applied_at <
  * before_us (pending ones never); *removed (may be NULL) counts them. Call
  * again while it removes the maximum to catch up. */
-int uc_db_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed);
+int uq_db_inval_prune(uq_db_t *db, int64_t before_us, int64_t *removed);
 
 /* The highest id in the log, 0 when it is empty. */
-int uc_db_inval_last_id(uc_db_t *db, int64_t *id);
+int uq_db_inval_last_id(uq_db_t *db, int64_t *id);
 
-/* Appends inv[0..n-1] (n <= UC_DB_INVAL_BATCH_MAX) in a transaction of their
+/* Appends inv[0..n-1] (n <= UQ_DB_INVAL_BATCH_MAX) in a transaction of their
  * own, created_at = now_us; ids (may be NULL) receive their ids. For writes
  * that have no row of their own, and for tests. */
-int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+int uq_db_inval_append(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                        int64_t now_us, int64_t *ids);
 
 /* ---- helpers for backends and callers ------------------------------------ */
@@ -700,18 +700,18 @@ int uc_db_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
  * Frees the metadata of rows[0..n-1] and, when free_array is nonzero, the
  * array itself. Accepts NULL.
  */
-void uc_db_metrics_free(uc_db_metric_t *rows, size_t n, int free_array);
+void uq_db_metrics_free(uq_db_metric_t *rows, size_t n, int free_array);
 
 /* Frees the arrays of a retention result and zeroes it. Accepts NULL. */
-void uc_db_retention_release(uc_db_retention_t *r);
+void uq_db_retention_release(uq_db_retention_t *r);
 
 /*
  * Copies src into a fixed-size field of cap bytes (NUL included). Returns 0,
  * or -1 when it does not fit (dst then holds an empty string).
  */
-int uc_db_copy_field(char *dst, size_t cap, const char *src, size_t len);
+int uq_db_copy_field(char *dst, size_t cap, const char *src, size_t len);
 
 #ifdef __cplusplus
 }
 #endif
-#endif /* UC_SERVER_DB_H */
+#endif /* UQ_SERVER_DB_H */

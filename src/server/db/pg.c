@@ -202,7 +202,7 @@ typedef struct {
     const char *name;
     const char *const *sql;
     /* Optional: runs in the migration's transaction after sql, before
-     * after; UC_DB_OK or the failure that rolls the migration back. */
+     * after; UQ_DB_OK or the failure that rolls the migration back. */
     int (*fill)(sess_t *s);
     const char *const *after;
 } migration_t;
@@ -482,7 +482,7 @@ static const char SQL_KEY_IMPORT[] =
 enum { KW_MAX = 12 };
 
 typedef struct {
-    uc_db_t base;
+    uq_db_t base;
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* a connection came back or a slot freed */
@@ -498,7 +498,7 @@ typedef struct {
     char connect_s[16]; /* connect_timeout, seconds */
     char options[128];  /* -c statement_timeout=... */
     char where[256];    /* the URL with its password as "***" */
-    uc__db_logger_t log;
+    uq__db_logger_t log;
 } pg_db_t;
 
 /* libpq messages end in newlines and may span lines; a log wants one line. */
@@ -570,7 +570,7 @@ static void on_notice(void *arg, const PGresult *res)
     int level = sev != NULL && strcmp(sev, "WARNING") == 0 ? 2 : 0;
 
     one_line(PQresultErrorMessage(res), msg, sizeof(msg));
-    uc__db_logf(&d->log, level, "postgresql '%s': server says: %s", d->where,
+    uq__db_logf(&d->log, level, "postgresql '%s': server says: %s", d->where,
                 msg);
 }
 
@@ -665,8 +665,8 @@ static int idle_alive(PGconn *c)
 /*
  * Borrows a connection: an idle one when there is one, a new one when the
  * pool is below its size, else waits up to timeout_ms for one to come back.
- * Returns UC_DB_OK and *out, UC_DB_EBUSY when the wait ran out, or
- * UC_DB_EUNAVAILABLE when a new connection could not be made (logged).
+ * Returns UQ_DB_OK and *out, UQ_DB_EBUSY when the wait ran out, or
+ * UQ_DB_EUNAVAILABLE when a new connection could not be made (logged).
  */
 static int acquire(pg_db_t *d, PGconn **out)
 {
@@ -713,25 +713,25 @@ static int acquire(pg_db_t *d, PGconn **out)
     pthread_mutex_unlock(&d->mu);
     if (c != NULL) {
         *out = c;
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     if (!make) {
-        uc__db_logf(&d->log, 2,
+        uq__db_logf(&d->log, 2,
                     "postgresql '%s': no connection free within %d ms",
                     d->where, d->timeout_ms);
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     c = connect_one(d, err, sizeof(err));
     if (c == NULL) {
-        uc__db_logf(&d->log, 3, "%s", err);
+        uq__db_logf(&d->log, 3, "%s", err);
         pthread_mutex_lock(&d->mu);
         d->n_open--;
         pthread_cond_signal(&d->cv);
         pthread_mutex_unlock(&d->mu);
-        return UC_DB_EUNAVAILABLE;
+        return UQ_DB_EUNAVAILABLE;
     }
     *out = c;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -803,36 +803,36 @@ static void sess_close(sess_t *s)
 static int status_of_state(const char *state)
 {
     if (state == NULL || strlen(state) != 5) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     if (strncmp(state, "23", 2) == 0) {
-        return UC_DB_ECONSTRAINT; /* integrity constraint violation */
+        return UQ_DB_ECONSTRAINT; /* integrity constraint violation */
     }
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
         strcmp(state, "53300") == 0) {
-        return UC_DB_EUNAVAILABLE; /* connection, shutdown, too many */
+        return UQ_DB_EUNAVAILABLE; /* connection, shutdown, too many */
     }
     if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0 ||
         strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
-        return UC_DB_EBUSY; /* statement/lock timeout, serialization */
+        return UQ_DB_EBUSY; /* statement/lock timeout, serialization */
     }
     if (strncmp(state, "22", 2) == 0) {
-        return UC_DB_EINVAL; /* data exception: bad uuid, bad json, ... */
+        return UQ_DB_EINVAL; /* data exception: bad uuid, bad json, ... */
     }
     if (strcmp(state, "53200") == 0) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     if (strcmp(state, "25006") == 0 || strcmp(state, "53100") == 0) {
-        return UC_DB_EREADONLY; /* read-only transaction (a standby, or
+        return UQ_DB_EREADONLY; /* read-only transaction (a standby, or
                                    default_transaction_read_only), disk full */
     }
-    return UC_DB_EIO;
+    return UQ_DB_EIO;
 }
 
 /*
  * Runs one statement with text parameters and waits for its result until
- * timeout_ms plus a grace period. Returns UC_DB_OK with *res (the caller
+ * timeout_ms plus a grace period. Returns UQ_DB_OK with *res (the caller
  * PQclear()s it) when the statement succeeded, or a status after logging
  * what failed (`what` names the operation). A connection that broke or
  * timed out is marked broken and later closed: a late reply must never
@@ -863,7 +863,7 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
     int st;
 
     if (s->broken) {
-        return UC_DB_EUNAVAILABLE;
+        return UQ_DB_EUNAVAILABLE;
     }
     if (!(op == OP_PREPARE ? PQsendPrepare(s->c, name, sql, 0, NULL)
           : op == OP_PREPARED
@@ -918,7 +918,7 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
     if (PQresultStatus(keep) == PGRES_TUPLES_OK ||
         PQresultStatus(keep) == PGRES_COMMAND_OK) {
         *res = keep;
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     state = PQresultErrorField(keep, PG_DIAG_SQLSTATE);
     st = status_of_state(state);
@@ -929,9 +929,9 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
     }
     if (PQstatus(s->c) != CONNECTION_OK) {
         s->broken = 1;
-        st = UC_DB_EUNAVAILABLE;
+        st = UQ_DB_EUNAVAILABLE;
     }
-    if (st == UC_DB_EREADONLY) {
+    if (st == UQ_DB_EREADONLY) {
         /* A read-only session (a standby, or a database set to
          * default_transaction_read_only) stays so, and so do the idle ones
          * opened meanwhile: only fresh connections can find the server
@@ -939,23 +939,23 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
         s->broken = RELEASE_DROP_IDLE;
     }
     one_line(PQresultErrorMessage(keep), why, sizeof(why));
-    uc__db_logf(&d->log, st == UC_DB_ECONSTRAINT || st == UC_DB_EINVAL ? 1 : 3,
+    uq__db_logf(&d->log, st == UQ_DB_ECONSTRAINT || st == UQ_DB_EINVAL ? 1 : 3,
                 "postgresql %s: %s", what, why);
     PQclear(keep);
     return st;
 
 timed_out:
     s->broken = 1;
-    uc__db_logf(&d->log, 3, "postgresql %s on '%s': no reply within %d ms",
+    uq__db_logf(&d->log, 3, "postgresql %s on '%s': no reply within %d ms",
                 what, d->where, d->timeout_ms + PG_GRACE_MS);
-    return UC_DB_EUNAVAILABLE;
+    return UQ_DB_EUNAVAILABLE;
 
 conn_error:
     s->broken = 1;
     one_line(PQerrorMessage(s->c), why, sizeof(why));
-    uc__db_logf(&d->log, 3, "postgresql %s on '%s': %s", what, d->where,
+    uq__db_logf(&d->log, 3, "postgresql %s on '%s': %s", what, d->where,
                 why[0] != '\0' ? why : "connection lost");
-    return UC_DB_EUNAVAILABLE;
+    return UQ_DB_EUNAVAILABLE;
 }
 
 static int sess_exec(sess_t *s, const char *what, const char *sql, int n,
@@ -984,11 +984,11 @@ static int sess_exec_named(sess_t *s, const char *what, const char *name,
     }
     st = sess_send(s, what, OP_PREPARE, name, sql, 0, NULL, &r);
     PQclear(r);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     st = sess_send(s, what, OP_PREPARED, name, sql, n, vals, res);
-    return st == PG_NO_SUCH_STATEMENT ? UC_DB_EIO : st;
+    return st == PG_NO_SUCH_STATEMENT ? UQ_DB_EIO : st;
 }
 
 /* Runs a statement whose result is not needed. */
@@ -1006,7 +1006,7 @@ static int sess_run(sess_t *s, const char *what, const char *sql, int n,
 static void sess_rollback(sess_t *s)
 {
     if (!s->broken && PQtransactionStatus(s->c) != PQTRANS_IDLE &&
-        sess_run(s, "rollback", "ROLLBACK", 0, NULL) != UC_DB_OK) {
+        sess_run(s, "rollback", "ROLLBACK", 0, NULL) != UQ_DB_OK) {
         s->broken = 1;
     }
 }
@@ -1045,10 +1045,10 @@ static void p_bool(params_t *p, int b)
     p->v[p->n++] = b ? "t" : "f";
 }
 
-/* UC_DB_NULL_TIME becomes SQL NULL. */
+/* UQ_DB_NULL_TIME becomes SQL NULL. */
 static void p_time(params_t *p, int64_t t)
 {
-    if (t == UC_DB_NULL_TIME) {
+    if (t == UQ_DB_NULL_TIME) {
         p->v[p->n++] = NULL;
     } else {
         p_i64(p, t);
@@ -1089,13 +1089,13 @@ static int v_str(const PGresult *r, int row, int col, char *dst, size_t cap)
         dst[0] = '\0';
         return 0;
     }
-    return uc_db_copy_field(dst, cap, PQgetvalue(r, row, col),
+    return uq_db_copy_field(dst, cap, PQgetvalue(r, row, col),
                             (size_t)PQgetlength(r, row, col));
 }
 
 static int read_feedback(const PGresult *r, int row, void *dst)
 {
-    uc_db_feedback_t *f = dst;
+    uq_db_feedback_t *f = dst;
     int bad = 0;
 
     memset(f, 0, sizeof(*f));
@@ -1110,12 +1110,12 @@ static int read_feedback(const PGresult *r, int row, void *dst)
     bad |= v_str(r, row, 6, f->flag_reason, sizeof(f->flag_reason));
     f->created_at = v_i64(r, row, 7, 0);
     f->updated_at = v_i64(r, row, 8, 0);
-    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
 }
 
 static int read_job(const PGresult *r, int row, void *dst)
 {
-    uc_db_job_t *j = dst;
+    uq_db_job_t *j = dst;
     int bad = 0;
 
     memset(j, 0, sizeof(*j));
@@ -1126,20 +1126,20 @@ static int read_job(const PGresult *r, int row, void *dst)
     j->current_block = v_i64(r, row, 4, 0);
     bad |= v_str(r, row, 5, j->status, sizeof(j->status));
     j->progress_percentage = v_f64(r, row, 6);
-    j->estimated_completion = v_i64(r, row, 7, UC_DB_NULL_TIME);
+    j->estimated_completion = v_i64(r, row, 7, UQ_DB_NULL_TIME);
     j->has_error_message = !PQgetisnull(r, row, 8);
     bad |= v_str(r, row, 8, j->error_message, sizeof(j->error_message));
     j->started_at = v_i64(r, row, 9, 0);
-    j->completed_at = v_i64(r, row, 10, UC_DB_NULL_TIME);
+    j->completed_at = v_i64(r, row, 10, UQ_DB_NULL_TIME);
     j->has_created_by = !PQgetisnull(r, row, 11);
     bad |= v_str(r, row, 11, j->created_by, sizeof(j->created_by));
-    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
 }
 
-/* Reads a metric row; its metadata is heap text (UC_DB_ENOMEM if not). */
+/* Reads a metric row; its metadata is heap text (UQ_DB_ENOMEM if not). */
 static int read_metric(const PGresult *r, int row, void *dst)
 {
-    uc_db_metric_t *m = dst;
+    uq_db_metric_t *m = dst;
     int bad = 0;
 
     memset(m, 0, sizeof(*m));
@@ -1150,23 +1150,23 @@ static int read_metric(const PGresult *r, int row, void *dst)
     bad |= v_str(r, row, 4, m->unit, sizeof(m->unit));
     m->timestamp = v_i64(r, row, 5, 0);
     if (bad != 0) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     if (!PQgetisnull(r, row, 6)) {
         size_t len = (size_t)PQgetlength(r, row, 6);
         m->metadata = malloc(len + 1);
         if (m->metadata == NULL) {
-            return UC_DB_ENOMEM;
+            return UQ_DB_ENOMEM;
         }
         memcpy(m->metadata, PQgetvalue(r, row, 6), len);
         m->metadata[len] = '\0';
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int read_key(const PGresult *r, int row, void *dst)
 {
-    uc_db_api_key_t *k = dst;
+    uq_db_api_key_t *k = dst;
     int bad = 0;
 
     memset(k, 0, sizeof(*k));
@@ -1179,14 +1179,14 @@ static int read_key(const PGresult *r, int row, void *dst)
     bad |= v_str(r, row, 6, k->name, sizeof(k->name));
     bad |= v_str(r, row, 7, k->origin_id, sizeof(k->origin_id));
     bad |= v_str(r, row, 8, k->origin_prefix, sizeof(k->origin_prefix));
-    k->last_used_at = v_i64(r, row, 9, UC_DB_NULL_TIME);
-    k->revoked_at = v_i64(r, row, 10, UC_DB_NULL_TIME);
-    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+    k->last_used_at = v_i64(r, row, 9, UQ_DB_NULL_TIME);
+    k->revoked_at = v_i64(r, row, 10, UQ_DB_NULL_TIME);
+    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
 }
 
 static int read_stats(const PGresult *r, int row, void *dst)
 {
-    uc_db_feedback_stats_t *v = dst;
+    uq_db_feedback_stats_t *v = dst;
 
     memset(v, 0, sizeof(*v));
     v->total_ratings = v_i64(r, row, 0, 0);
@@ -1199,19 +1199,19 @@ static int read_stats(const PGresult *r, int row, void *dst)
     v->flag_inaccurate = v_i64(r, row, 9, 0);
     v->flag_misleading = v_i64(r, row, 10, 0);
     v->flag_spam = v_i64(r, row, 11, 0);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int read_bucket(const PGresult *r, int row, void *dst)
 {
-    uc_db_bucket_t *b = dst;
+    uq_db_bucket_t *b = dst;
 
     b->bucket = v_i64(r, row, 0, 0);
     b->avg_value = v_f64(r, row, 1);
     b->min_value = v_f64(r, row, 2);
     b->max_value = v_f64(r, row, 3);
     b->count = v_i64(r, row, 4, 0);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /* ---- queries ------------------------------------------------------------- */
@@ -1222,7 +1222,7 @@ typedef int (*row_reader_fn)(const PGresult *r, int row, void *dst);
 
 /*
  * Runs one statement on a borrowed connection, outside any transaction.
- * On UC_DB_OK *res is the result (the caller PQclear()s it); on failure
+ * On UQ_DB_OK *res is the result (the caller PQclear()s it); on failure
  * *res is untouched and the status says why (logged by sess_exec()).
  */
 static int query(pg_db_t *d, const char *what, const char *sql,
@@ -1231,7 +1231,7 @@ static int query(pg_db_t *d, const char *what, const char *sql,
     sess_t s;
     int st = sess_open(d, &s);
 
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     st = sess_exec(&s, what, sql, p->n, p->v, res);
@@ -1253,7 +1253,7 @@ static int query_run(pg_db_t *d, const char *what, const char *sql,
 /*
  * Runs a statement that returns at most one row and reads it into row
  * (which may be written even on failure: callers pass a local). No row
- * gives if_none: UC_DB_NOTFOUND for a lookup, UC_DB_EIO where a row is
+ * gives if_none: UQ_DB_NOTFOUND for a lookup, UQ_DB_EIO where a row is
  * certain (an aggregate, an upsert's RETURNING).
  */
 static int query_row(pg_db_t *d, const char *what, const char *sql,
@@ -1263,9 +1263,9 @@ static int query_row(pg_db_t *d, const char *what, const char *sql,
     PGresult *r = NULL;
     int st = query(d, what, sql, p, &r);
 
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         int nt = PQntuples(r);
-        st = nt == 0 ? if_none : nt != 1 ? UC_DB_EIO : read(r, 0, row);
+        st = nt == 0 ? if_none : nt != 1 ? UQ_DB_EIO : read(r, 0, row);
     }
     PQclear(r);
     return st;
@@ -1280,18 +1280,18 @@ static int query_row(pg_db_t *d, const char *what, const char *sql,
 static int read_rows(const PGresult *r, int nt, size_t sz, row_reader_fn read,
                      void **arr, size_t *count)
 {
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     *arr = NULL;
     *count = 0;
     if (nt <= 0) {
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     *arr = calloc((size_t)nt, sz);
     if (*arr == NULL) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
-    for (int i = 0; i < nt && st == UC_DB_OK; i++) {
+    for (int i = 0; i < nt && st == UQ_DB_OK; i++) {
         st = read(r, i, (char *)*arr + (size_t)i * sz);
         (*count)++;
     }
@@ -1304,7 +1304,7 @@ static int read_rows(const PGresult *r, int nt, size_t sz, row_reader_fn read,
  * NULLs, so the total still arrives) and hands back the page as a
  * malloc()ed array of sz-byte rows. Rows must own no heap memory, since a
  * failed page is released with free() alone. Outputs are written only on
- * UC_DB_OK.
+ * UQ_DB_OK.
  */
 static int paged_query(pg_db_t *d, const char *what, const char *sql,
                        const params_t *p, int ncols, size_t sz,
@@ -1317,24 +1317,24 @@ static int paged_query(pg_db_t *d, const char *what, const char *sql,
     int64_t tot = 0;
     int st = query(d, what, sql, p, &r);
 
-    if (st == UC_DB_OK && (PQntuples(r) < 1 || PQnfields(r) != ncols + 1)) {
-        st = UC_DB_EIO;
+    if (st == UQ_DB_OK && (PQntuples(r) < 1 || PQnfields(r) != ncols + 1)) {
+        st = UQ_DB_EIO;
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         tot = v_i64(r, 0, ncols, 0);
         if (!PQgetisnull(r, 0, 0)) {
             st = read_rows(r, PQntuples(r), sz, read, &arr, &count);
         }
     }
     PQclear(r);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         free(arr);
         return st;
     }
     *rows = arr;
     *n = count;
     *total = tot;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /* ---- invalidation records ------------------------------------------------ */
@@ -1361,7 +1361,7 @@ static void put_element(char *buf, size_t *pos, const char *s)
 }
 
 /* One array literal of field `target` (0: keyspace, 1: target) of inv. */
-static char *array_of(const uc_db_inval_t *inv, size_t n, int target)
+static char *array_of(const uq_db_inval_t *inv, size_t n, int target)
 {
     size_t cap = 3;
     size_t pos = 0;
@@ -1394,16 +1394,16 @@ static void inv_arrays_free(inv_arrays_t *a)
     a->tg = NULL;
 }
 
-/* Builds both arrays of n >= 1 records; UC_DB_ENOMEM leaves none. */
-static int inv_arrays(const uc_db_inval_t *inv, size_t n, inv_arrays_t *a)
+/* Builds both arrays of n >= 1 records; UQ_DB_ENOMEM leaves none. */
+static int inv_arrays(const uq_db_inval_t *inv, size_t n, inv_arrays_t *a)
 {
     a->ks = array_of(inv, n, 0);
     a->tg = array_of(inv, n, 1);
     if (a->ks == NULL || a->tg == NULL) {
         inv_arrays_free(a);
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -1446,12 +1446,12 @@ static int parse_ids(const char *text, size_t n, int64_t *ids)
  * kept prepared as inv_name) with the record arrays and created_at appended
  * to p. The write's row, if
  * read != NULL, goes through read into row (callers pass a local); no row
- * gives if_none. The ids, in column ncols, reach ids only on UC_DB_OK.
+ * gives if_none. The ids, in column ncols, reach ids only on UQ_DB_OK.
  */
 static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
                      const char *inv_name, const char *inv_sql, params_t *p,
                      row_reader_fn read, void *row, int if_none, int ncols,
-                     const uc_db_inval_t *inv, size_t n, int64_t created_at,
+                     const uq_db_inval_t *inv, size_t n, int64_t created_at,
                      int64_t *ids)
 {
     inv_arrays_t a = {NULL, NULL};
@@ -1466,32 +1466,32 @@ static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
         return query_row(d, what, plain_sql, p, read, row, if_none);
     }
     st = inv_arrays(inv, n, &a);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     p_str(p, a.ks);
     p_str(p, a.tg);
     p_i64(p, created_at);
     st = sess_open(d, &s);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = sess_exec_named(&s, what, inv_name, inv_sql, p->n, p->v, &r);
         sess_close(&s);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         int nt = PQntuples(r);
         if (nt == 0) {
             st = if_none;
         } else if (nt != 1 || PQnfields(r) != ncols + 1) {
-            st = UC_DB_EIO;
+            st = UQ_DB_EIO;
         } else {
-            st = read != NULL ? read(r, 0, row) : UC_DB_OK;
+            st = read != NULL ? read(r, 0, row) : UQ_DB_OK;
         }
-        if (st == UC_DB_OK &&
+        if (st == UQ_DB_OK &&
             parse_ids(PQgetvalue(r, 0, ncols), n, NULL) != 0) {
-            uc__db_logf(&d->log, 3, "postgresql %s: bad record ids", what);
-            st = UC_DB_EIO;
+            uq__db_logf(&d->log, 3, "postgresql %s: bad record ids", what);
+            st = UQ_DB_EIO;
         }
-        if (st == UC_DB_OK) {
+        if (st == UQ_DB_OK) {
             parse_ids(PQgetvalue(r, 0, ncols), n, ids);
         }
     }
@@ -1503,10 +1503,10 @@ static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
 /*
  * Inserts n records inside the session's open transaction (in_tx), or as a
  * prepared statement of their own outside one; their ids go to ids, which
- * may be NULL, only on UC_DB_OK. Nothing happens for n == 0.
+ * may be NULL, only on UQ_DB_OK. Nothing happens for n == 0.
  */
 static int sess_records(sess_t *s, const char *what, int in_tx,
-                        const uc_db_inval_t *inv, size_t n, int64_t created_at,
+                        const uq_db_inval_t *inv, size_t n, int64_t created_at,
                         int64_t *ids)
 {
     inv_arrays_t a = {NULL, NULL};
@@ -1515,24 +1515,24 @@ static int sess_records(sess_t *s, const char *what, int in_tx,
     int st;
 
     if (n == 0) {
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     st = inv_arrays(inv, n, &a);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     p_str(&p, a.ks);
     p_str(&p, a.tg);
     p_i64(&p, created_at);
     st = in_tx ? sess_exec(s, what, SQL_INV_APPEND, p.n, p.v, &r)
-               : sess_exec_named(s, what, "uc_inval_append", SQL_INV_APPEND,
+               : sess_exec_named(s, what, "uq_inval_append", SQL_INV_APPEND,
                                  p.n, p.v, &r);
-    if (st == UC_DB_OK &&
+    if (st == UQ_DB_OK &&
         (PQntuples(r) != 1 || parse_ids(PQgetvalue(r, 0, 0), n, NULL) != 0)) {
-        uc__db_logf(&s->d->log, 3, "postgresql %s: bad record ids", what);
-        st = UC_DB_EIO;
+        uq__db_logf(&s->d->log, 3, "postgresql %s: bad record ids", what);
+        st = UQ_DB_EIO;
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         parse_ids(PQgetvalue(r, 0, 0), n, ids);
     }
     PQclear(r);
@@ -1549,7 +1549,7 @@ static int64_t clock_us(void)
 
 /* ---- methods ------------------------------------------------------------- */
 
-static void pg_close(uc_db_t *db)
+static void pg_close(uq_db_t *db)
 {
     pg_db_t *d = (pg_db_t *)db;
 
@@ -1582,23 +1582,23 @@ static int fill_table(sess_t *s, const char *sel, const char *upd)
     /* "{" + FILL_BATCH times (20 digits or 36 characters, and a comma). */
     size_t cap_ids = 2 + FILL_BATCH * 21, cap_uuids = 2 + FILL_BATCH * 37;
     char *ids = malloc(cap_ids), *uuids = malloc(cap_uuids);
-    int st = ids != NULL && uuids != NULL ? UC_DB_OK : UC_DB_ENOMEM;
+    int st = ids != NULL && uuids != NULL ? UQ_DB_OK : UQ_DB_ENOMEM;
 
-    while (st == UC_DB_OK) {
+    while (st == UQ_DB_OK) {
         PGresult *r = NULL;
         size_t oi = 0, ou = 0;
         int n;
 
         st = sess_exec(s, "migrate", sel, 0, NULL, &r);
-        n = st == UC_DB_OK ? PQntuples(r) : 0;
+        n = st == UQ_DB_OK ? PQntuples(r) : 0;
         ids[oi++] = '{';
         uuids[ou++] = '{';
-        for (int i = 0; i < n && st == UC_DB_OK; i++) {
-            char id[UC_DB_UUID_LEN + 1];
+        for (int i = 0; i < n && st == UQ_DB_OK; i++) {
+            char id[UQ_DB_UUID_LEN + 1];
             const char *key = PQgetvalue(r, i, 0);
             size_t klen = strlen(key);
-            if (klen > 20 || uc_db_uuid_new(id) != 0) {
-                st = UC_DB_EIO;
+            if (klen > 20 || uq_db_uuid_new(id) != 0) {
+                st = UQ_DB_EIO;
                 break;
             }
             if (i > 0) {
@@ -1607,11 +1607,11 @@ static int fill_table(sess_t *s, const char *sel, const char *upd)
             }
             memcpy(ids + oi, key, klen);
             oi += klen;
-            memcpy(uuids + ou, id, UC_DB_UUID_LEN);
-            ou += UC_DB_UUID_LEN;
+            memcpy(uuids + ou, id, UQ_DB_UUID_LEN);
+            ou += UQ_DB_UUID_LEN;
         }
         PQclear(r);
-        if (st != UC_DB_OK || n == 0) {
+        if (st != UQ_DB_OK || n == 0) {
             break;
         }
         ids[oi++] = '}';
@@ -1634,7 +1634,7 @@ static int fill_public_ids(sess_t *s)
         " ORDER BY id LIMIT 500",
         "UPDATE insight_feedback AS t SET public_id = u.p FROM"
         " unnest($1::bigint[], $2::uuid[]) AS u(i, p) WHERE t.id = u.i");
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = fill_table(
             s,
             "SELECT id FROM system_metrics WHERE public_id IS NULL"
@@ -1650,7 +1650,7 @@ static int fill_public_ids(sess_t *s)
  * lock, so that two processes starting at once apply it exactly once: the
  * second waits for the lock, then finds the version recorded.
  */
-static int pg_migrate(uc_db_t *db, int *applied)
+static int pg_migrate(uq_db_t *db, int *applied)
 {
     pg_db_t *d = (pg_db_t *)db;
     size_t nmig = sizeof(migrations) / sizeof(migrations[0]);
@@ -1659,10 +1659,10 @@ static int pg_migrate(uc_db_t *db, int *applied)
     int st;
 
     st = sess_open(d, &s);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
-    for (size_t i = 0; i < nmig && st == UC_DB_OK; i++) {
+    for (size_t i = 0; i < nmig && st == UQ_DB_OK; i++) {
         const migration_t *m = &migrations[i];
         params_t p = {0};
         PGresult *r = NULL;
@@ -1670,18 +1670,18 @@ static int pg_migrate(uc_db_t *db, int *applied)
 
         p_i64(&p, m->version);
         st = sess_run(&s, "migrate", "BEGIN", 0, NULL);
-        if (st == UC_DB_OK) {
+        if (st == UQ_DB_OK) {
             st = sess_run(&s, "migrate",
                           "SELECT pg_advisory_xact_lock(x'" PG_MIGRATION_LOCK
                           "'::bigint)",
                           0, NULL);
         }
-        if (st == UC_DB_OK) {
+        if (st == UQ_DB_OK) {
             /* "already exists, skipping" on every start is noise. */
             st = sess_run(&s, "migrate",
                           "SET LOCAL client_min_messages = warning", 0, NULL);
         }
-        if (st == UC_DB_OK) {
+        if (st == UQ_DB_OK) {
             st = sess_run(&s, "migrate",
                           "CREATE TABLE IF NOT EXISTS schema_migrations ("
                           " version integer PRIMARY KEY,"
@@ -1689,62 +1689,62 @@ static int pg_migrate(uc_db_t *db, int *applied)
                           " applied_at timestamptz NOT NULL DEFAULT now())",
                           0, NULL);
         }
-        if (st == UC_DB_OK) {
+        if (st == UQ_DB_OK) {
             st = sess_exec(&s, "migrate",
                            "SELECT 1 FROM schema_migrations"
                            " WHERE version = $1",
                            p.n, p.v, &r);
         }
-        done = st == UC_DB_OK && PQntuples(r) > 0;
+        done = st == UQ_DB_OK && PQntuples(r) > 0;
         PQclear(r);
-        for (size_t k = 0; st == UC_DB_OK && !done && m->sql[k] != NULL; k++) {
+        for (size_t k = 0; st == UQ_DB_OK && !done && m->sql[k] != NULL; k++) {
             st = sess_run(&s, "migrate", m->sql[k], 0, NULL);
         }
-        if (st == UC_DB_OK && !done && m->fill != NULL) {
+        if (st == UQ_DB_OK && !done && m->fill != NULL) {
             st = m->fill(&s);
         }
         for (size_t k = 0;
-             st == UC_DB_OK && !done && m->after != NULL && m->after[k] != NULL;
+             st == UQ_DB_OK && !done && m->after != NULL && m->after[k] != NULL;
              k++) {
             st = sess_run(&s, "migrate", m->after[k], 0, NULL);
         }
-        if (st == UC_DB_OK && !done) {
+        if (st == UQ_DB_OK && !done) {
             p_str(&p, m->name);
             st = sess_run(&s, "migrate",
                           "INSERT INTO schema_migrations (version, name)"
                           " VALUES ($1, $2)",
                           p.n, p.v);
         }
-        if (st == UC_DB_OK) {
+        if (st == UQ_DB_OK) {
             st = sess_run(&s, "migrate", "COMMIT", 0, NULL);
         }
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             sess_rollback(&s);
-            uc__db_logf(&d->log, 3, "postgresql: migration %d (%s) failed: %s",
-                        m->version, m->name, uc_db_strerror(st));
+            uq__db_logf(&d->log, 3, "postgresql: migration %d (%s) failed: %s",
+                        m->version, m->name, uq_db_strerror(st));
             break;
         }
         if (!done) {
             count++;
-            uc__db_logf(&d->log, 1, "postgresql: applied migration %d (%s)",
+            uq__db_logf(&d->log, 1, "postgresql: applied migration %d (%s)",
                         m->version, m->name);
         }
     }
     sess_close(&s);
-    if (st == UC_DB_OK && applied != NULL) {
+    if (st == UQ_DB_OK && applied != NULL) {
         *applied = count;
     }
     return st;
 }
 
-static int pg_ping(uc_db_t *db)
+static int pg_ping(uq_db_t *db)
 {
     params_t p = {0};
 
     return query_run((pg_db_t *)db, "ping", "SELECT 1", &p);
 }
 
-static int pg_probe_write(uc_db_t *db, int64_t now)
+static int pg_probe_write(uq_db_t *db, int64_t now)
 {
     params_t p = {0};
 
@@ -1756,30 +1756,30 @@ static int pg_probe_write(uc_db_t *db, int64_t now)
                      &p);
 }
 
-static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                              uc_db_feedback_t *out, const uc_db_inval_t *inv,
+static int pg_feedback_upsert(uq_db_t *db, const uq_db_feedback_write_t *w,
+                              uq_db_feedback_t *out, const uq_db_inval_t *inv,
                               size_t ninv, int64_t *inv_ids)
 {
-    int set_rating = (w->fields & UC_DB_FB_RATING) != 0;
+    int set_rating = (w->fields & UQ_DB_FB_RATING) != 0;
     int set_comment =
-        (w->fields & UC_DB_FB_COMMENT) != 0 || (set_rating && w->has_comment);
-    int set_flag = (w->fields & UC_DB_FB_FLAG) != 0;
+        (w->fields & UQ_DB_FB_COMMENT) != 0 || (set_rating && w->has_comment);
+    int set_flag = (w->fields & UQ_DB_FB_FLAG) != 0;
     params_t p = {0};
-    uc_db_feedback_t row;
-    char id[UC_DB_UUID_LEN + 1];
+    uq_db_feedback_t row;
+    char id[UQ_DB_UUID_LEN + 1];
     int st;
 
     if (w->fields == 0 ||
-        (w->fields & ~(unsigned)(UC_DB_FB_RATING | UC_DB_FB_COMMENT |
-                                 UC_DB_FB_FLAG)) != 0 ||
+        (w->fields & ~(unsigned)(UQ_DB_FB_RATING | UQ_DB_FB_COMMENT |
+                                 UQ_DB_FB_FLAG)) != 0 ||
         w->insight_id == NULL || w->user_id == NULL ||
-        ((w->fields & UC_DB_FB_COMMENT) != 0 && w->comment == NULL) ||
+        ((w->fields & UQ_DB_FB_COMMENT) != 0 && w->comment == NULL) ||
         (set_flag && w->flag_type == NULL)) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     /* Used only when the row is new; an update keeps the row's id. */
-    if (uc_db_uuid_new(id) != 0) {
-        return UC_DB_EIO;
+    if (uq_db_uuid_new(id) != 0) {
+        return UQ_DB_EIO;
     }
     p_str(&p, w->insight_id);
     p_str(&p, w->user_id);
@@ -1798,29 +1798,29 @@ static int pg_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
     p_str(&p, id);
 
     st = run_write((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT,
-                   "uc_feedback_upsert_inval", SQL_FB_UPSERT_INV, &p,
-                   read_feedback, &row, UC_DB_EIO, FB_NCOLS, inv, ninv, w->now,
+                   "uq_feedback_upsert_inval", SQL_FB_UPSERT_INV, &p,
+                   read_feedback, &row, UQ_DB_EIO, FB_NCOLS, inv, ninv, w->now,
                    inv_ids);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int pg_feedback_stats(uc_db_t *db, const char *insight_id,
-                             uc_db_feedback_stats_t *out)
+static int pg_feedback_stats(uq_db_t *db, const char *insight_id,
+                             uq_db_feedback_stats_t *out)
 {
     params_t p = {0};
-    uc_db_feedback_stats_t row;
+    uq_db_feedback_stats_t row;
     int st;
 
     if (insight_id == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, insight_id);
     st = query_row((pg_db_t *)db, "feedback stats", SQL_FB_STATS, &p,
-                   read_stats, &row, UC_DB_EIO);
-    if (st == UC_DB_OK) {
+                   read_stats, &row, UQ_DB_EIO);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
@@ -1829,12 +1829,12 @@ static int pg_feedback_stats(uc_db_t *db, const char *insight_id,
 /* The two feedback pages differ only in their statement and key. */
 static int feedback_page(pg_db_t *d, const char *what, const char *sql,
                          const char *key, int limit, int offset,
-                         uc_db_feedback_t **rows, size_t *n, int64_t *total)
+                         uq_db_feedback_t **rows, size_t *n, int64_t *total)
 {
     params_t p = {0};
 
     if (key == NULL || limit < 1 || offset < 0) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, key);
     p_i64(&p, limit);
@@ -1843,24 +1843,24 @@ static int feedback_page(pg_db_t *d, const char *what, const char *sql,
                        read_feedback, (void **)rows, n, total);
 }
 
-static int pg_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
-                                int offset, uc_db_feedback_t **rows, size_t *n,
+static int pg_feedback_comments(uq_db_t *db, const char *insight_id, int limit,
+                                int offset, uq_db_feedback_t **rows, size_t *n,
                                 int64_t *total)
 {
     return feedback_page((pg_db_t *)db, "feedback comments", SQL_FB_COMMENTS,
                          insight_id, limit, offset, rows, n, total);
 }
 
-static int pg_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
-                               int offset, uc_db_feedback_t **rows, size_t *n,
+static int pg_feedback_by_user(uq_db_t *db, const char *user_id, int limit,
+                               int offset, uq_db_feedback_t **rows, size_t *n,
                                int64_t *total)
 {
     return feedback_page((pg_db_t *)db, "feedback by user", SQL_FB_USER,
                          user_id, limit, offset, rows, n, total);
 }
 
-static int pg_job_create(uc_db_t *db, const uc_db_job_t *j,
-                         const uc_db_inval_t *inv, size_t ninv,
+static int pg_job_create(uq_db_t *db, const uq_db_job_t *j,
+                         const uq_db_inval_t *inv, size_t ninv,
                          int64_t *inv_ids)
 {
     params_t p = {0};
@@ -1878,35 +1878,35 @@ static int pg_job_create(uc_db_t *db, const uc_db_job_t *j,
     p_time(&p, j->completed_at);
     p_str(&p, j->has_created_by ? j->created_by : NULL);
     return run_write((pg_db_t *)db, "job create", SQL_JOB_CREATE,
-                     "uc_job_create_inval", SQL_JOB_CREATE_INV, &p, NULL, NULL,
-                     UC_DB_EIO, 1, inv, ninv, ninv > 0 ? clock_us() : 0,
+                     "uq_job_create_inval", SQL_JOB_CREATE_INV, &p, NULL, NULL,
+                     UQ_DB_EIO, 1, inv, ninv, ninv > 0 ? clock_us() : 0,
                      inv_ids);
 }
 
 /* Runs a statement that returns zero or one job row. */
 static int job_one(pg_db_t *d, const char *what, const char *sql,
-                   const params_t *p, uc_db_job_t *out)
+                   const params_t *p, uq_db_job_t *out)
 {
-    uc_db_job_t row;
-    int st = query_row(d, what, sql, p, read_job, &row, UC_DB_NOTFOUND);
+    uq_db_job_t row;
+    int st = query_row(d, what, sql, p, read_job, &row, UQ_DB_NOTFOUND);
 
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int pg_job_progress(uc_db_t *db, const char *job_id,
-                           const uc_db_job_progress_t *pr, uc_db_job_t *out,
-                           const uc_db_inval_t *inv, size_t ninv,
+static int pg_job_progress(uq_db_t *db, const char *job_id,
+                           const uq_db_job_progress_t *pr, uq_db_job_t *out,
+                           const uq_db_inval_t *inv, size_t ninv,
                            int64_t *inv_ids)
 {
     params_t p = {0};
-    uc_db_job_t row;
+    uq_db_job_t row;
     int st;
 
     if (job_id == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, job_id);
     p_i64(&p, pr->current_block);
@@ -1917,33 +1917,33 @@ static int pg_job_progress(uc_db_t *db, const char *job_id,
     p_i64(&p, pr->now);
     st =
         run_write((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS,
-                  "uc_job_progress_inval", SQL_JOB_PROGRESS_INV, &p, read_job,
-                  &row, UC_DB_NOTFOUND, JOB_NCOLS, inv, ninv, pr->now, inv_ids);
-    if (st == UC_DB_OK) {
+                  "uq_job_progress_inval", SQL_JOB_PROGRESS_INV, &p, read_job,
+                  &row, UQ_DB_NOTFOUND, JOB_NCOLS, inv, ninv, pr->now, inv_ids);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int pg_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
+static int pg_job_get(uq_db_t *db, const char *job_id, uq_db_job_t *out)
 {
     params_t p = {0};
 
     if (job_id == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, job_id);
     return job_one((pg_db_t *)db, "job get", SQL_JOB_GET, &p, out);
 }
 
-static int pg_job_list(uc_db_t *db, const char *status, const char *job_type,
-                       int limit, int offset, uc_db_job_t **rows, size_t *n,
+static int pg_job_list(uq_db_t *db, const char *status, const char *job_type,
+                       int limit, int offset, uq_db_job_t **rows, size_t *n,
                        int64_t *total)
 {
     params_t p = {0};
 
     if (limit < 1 || offset < 0) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, status);
     p_str(&p, job_type);
@@ -1953,40 +1953,40 @@ static int pg_job_list(uc_db_t *db, const char *status, const char *job_type,
                        sizeof(**rows), read_job, (void **)rows, n, total);
 }
 
-static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
-                             size_t n, uc_db_metric_t *out,
-                             const uc_db_inval_t *inv, size_t ninv,
+static int pg_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in,
+                             size_t n, uq_db_metric_t *out,
+                             const uq_db_inval_t *inv, size_t ninv,
                              int64_t *inv_ids)
 {
-    uc_db_metric_t *tmp;
+    uq_db_metric_t *tmp;
     int64_t *ids;
     size_t done = 0;
     sess_t s;
     int st;
 
     if (n == 0 || in == NULL || out == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     tmp = calloc(n, sizeof(*tmp));
     ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
     if (tmp == NULL || ids == NULL) {
         free(tmp);
         free(ids);
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         free(tmp);
         free(ids);
         return st;
     }
     st = sess_run(&s, "metrics insert", "BEGIN", 0, NULL);
-    for (size_t i = 0; i < n && st == UC_DB_OK; i++) {
+    for (size_t i = 0; i < n && st == UQ_DB_OK; i++) {
         params_t p = {0};
         PGresult *r = NULL;
-        char id[UC_DB_UUID_LEN + 1];
-        if (uc_db_uuid_new(id) != 0) {
-            st = UC_DB_EIO;
+        char id[UQ_DB_UUID_LEN + 1];
+        if (uq_db_uuid_new(id) != 0) {
+            st = UQ_DB_EIO;
             break;
         }
         p_str(&p, in[i].service_name);
@@ -1997,24 +1997,24 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         p_str(&p, in[i].metadata);
         p_str(&p, id);
         st = sess_exec(&s, "metrics insert", SQL_METRIC_INSERT, p.n, p.v, &r);
-        if (st == UC_DB_OK) {
-            st = PQntuples(r) == 1 ? read_metric(r, 0, &tmp[i]) : UC_DB_EIO;
+        if (st == UQ_DB_OK) {
+            st = PQntuples(r) == 1 ? read_metric(r, 0, &tmp[i]) : UQ_DB_EIO;
             done = i + 1;
         }
         PQclear(r);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = sess_records(&s, "metrics insert", 1, inv, ninv, clock_us(), ids);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = sess_run(&s, "metrics insert", "COMMIT", 0, NULL);
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         sess_rollback(&s);
     }
     sess_close(&s);
-    if (st != UC_DB_OK) {
-        uc_db_metrics_free(tmp, done, 1);
+    if (st != UQ_DB_OK) {
+        uq_db_metrics_free(tmp, done, 1);
         free(ids);
         return st;
     }
@@ -2024,21 +2024,21 @@ static int pg_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
     }
     free(tmp);
     free(ids);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int pg_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
-                           int limit, int offset, uc_db_metric_t **rows,
+static int pg_metrics_list(uq_db_t *db, const uq_db_metric_filter_t *f,
+                           int limit, int offset, uq_db_metric_t **rows,
                            size_t *n)
 {
     params_t p = {0};
     PGresult *r = NULL;
-    uc_db_metric_t *arr = NULL;
+    uq_db_metric_t *arr = NULL;
     size_t count = 0;
     int st;
 
     if (f == NULL || limit < 1 || offset < 0) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, f->service_name);
     p_str(&p, f->metric_type);
@@ -2047,54 +2047,54 @@ static int pg_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
     p_i64(&p, limit);
     p_i64(&p, offset);
     st = query((pg_db_t *)db, "metrics list", SQL_METRIC_LIST, &p, &r);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = read_rows(r, PQntuples(r), sizeof(*arr), read_metric,
                        (void **)&arr, &count);
     }
     PQclear(r);
-    if (st != UC_DB_OK) {
-        uc_db_metrics_free(arr, count, 1);
+    if (st != UQ_DB_OK) {
+        uq_db_metrics_free(arr, count, 1);
         return st;
     }
     *rows = arr;
     *n = count;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int pg_metrics_aggregate(uc_db_t *db, const char *service_name,
-                                const char *metric_type, uc_db_interval_t iv,
+static int pg_metrics_aggregate(uq_db_t *db, const char *service_name,
+                                const char *metric_type, uq_db_interval_t iv,
                                 int64_t start, int64_t end,
-                                uc_db_bucket_t **rows, size_t *n)
+                                uq_db_bucket_t **rows, size_t *n)
 {
     params_t p = {0};
     PGresult *r = NULL;
-    uc_db_bucket_t *arr = NULL;
+    uq_db_bucket_t *arr = NULL;
     size_t count = 0;
     int st;
 
     if (service_name == NULL || metric_type == NULL ||
-        (iv != UC_DB_HOUR && iv != UC_DB_DAY && iv != UC_DB_WEEK)) {
-        return UC_DB_EINVAL;
+        (iv != UQ_DB_HOUR && iv != UQ_DB_DAY && iv != UQ_DB_WEEK)) {
+        return UQ_DB_EINVAL;
     }
     p_str(&p, service_name);
     p_str(&p, metric_type);
-    p_i64(&p, uc_db_interval_width_us(iv));
-    p_i64(&p, uc_db_interval_origin_us(iv));
+    p_i64(&p, uq_db_interval_width_us(iv));
+    p_i64(&p, uq_db_interval_origin_us(iv));
     p_i64(&p, start);
     p_i64(&p, end);
     st = query((pg_db_t *)db, "metrics aggregate", SQL_METRIC_AGG, &p, &r);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = read_rows(r, PQntuples(r), sizeof(*arr), read_bucket,
                        (void **)&arr, &count);
     }
     PQclear(r);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         free(arr);
         return st;
     }
     *rows = arr;
     *n = count;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /* Row readers of the retention statements: what each delete took away. A
@@ -2102,23 +2102,23 @@ static int pg_metrics_aggregate(uc_db_t *db, const char *service_name,
  * kept truncated rather than failing the run after the rows are gone. */
 static int read_job_id(const PGresult *r, int row, void *dst)
 {
-    v_str(r, row, 0, dst, UC_DB_UUID_LEN + 1);
-    return UC_DB_OK;
+    v_str(r, row, 0, dst, UQ_DB_UUID_LEN + 1);
+    return UQ_DB_OK;
 }
 
 static int read_insight_id(const PGresult *r, int row, void *dst)
 {
-    v_str(r, row, 0, dst, UC_DB_FB_ID_BYTES + 1);
-    return UC_DB_OK;
+    v_str(r, row, 0, dst, UQ_DB_FB_ID_BYTES + 1);
+    return UQ_DB_OK;
 }
 
 static int read_series(const PGresult *r, int row, void *dst)
 {
-    uc_db_series_t *se = dst;
+    uq_db_series_t *se = dst;
 
     v_str(r, row, 0, se->service_name, sizeof(se->service_name));
     v_str(r, row, 1, se->metric_type, sizeof(se->metric_type));
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -2138,11 +2138,11 @@ static int retention_step(sess_t *s, const char *what, const char *sql,
 
     p_i64(&p, before);
     st = sess_exec(s, what, sql, p.n, p.v, &r);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     st = read_rows(r, PQntuples(r), sz, read, arr, n);
-    for (int i = 0; st == UC_DB_OK && i < PQntuples(r); i++) {
+    for (int i = 0; st == UQ_DB_OK && i < PQntuples(r); i++) {
         *deleted += count_col < 0 ? 1 : v_i64(r, i, count_col, 0);
     }
     PQclear(r);
@@ -2150,20 +2150,20 @@ static int retention_step(sess_t *s, const char *what, const char *sql,
 }
 
 /* The three deletes of a retention run, inside the caller's transaction. */
-static int retention_steps(sess_t *s, const uc_db_retention_cutoffs_t *c,
-                           uc_db_retention_t *out)
+static int retention_steps(sess_t *s, const uq_db_retention_cutoffs_t *c,
+                           uq_db_retention_t *out)
 {
     int st = retention_step(s, "retention jobs", SQL_RET_JOBS, c->jobs_before,
                             sizeof(*out->job_ids), read_job_id,
                             (void **)&out->job_ids, &out->n_job_ids, -1,
                             &out->jobs_deleted);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = retention_step(s, "retention feedback", SQL_RET_FB,
                             c->feedback_before, sizeof(*out->insight_ids),
                             read_insight_id, (void **)&out->insight_ids,
                             &out->n_insight_ids, 1, &out->feedback_deleted);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = retention_step(s, "retention metrics", SQL_RET_METRICS,
                             c->metrics_before, sizeof(*out->series),
                             read_series, (void **)&out->series, &out->n_series,
@@ -2172,44 +2172,44 @@ static int retention_steps(sess_t *s, const uc_db_retention_cutoffs_t *c,
     return st;
 }
 
-static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
-                            uc_db_retention_t *out, const uc_db_inval_t *inv,
+static int pg_retention_run(uq_db_t *db, const uq_db_retention_cutoffs_t *c,
+                            uq_db_retention_t *out, const uq_db_inval_t *inv,
                             size_t ninv, int64_t *inv_ids)
 {
-    uc_db_retention_t res;
+    uq_db_retention_t res;
     int64_t *ids;
     sess_t s;
     int st;
 
     if (c == NULL || out == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
     if (ids == NULL) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     memset(&res, 0, sizeof(res));
     st = sess_open((pg_db_t *)db, &s);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         free(ids);
         return st;
     }
     st = sess_run(&s, "retention", "BEGIN", 0, NULL);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = retention_steps(&s, c, &res);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = sess_records(&s, "retention", 1, inv, ninv, clock_us(), ids);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = sess_run(&s, "retention", "COMMIT", 0, NULL);
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         sess_rollback(&s);
     }
     sess_close(&s);
-    if (st != UC_DB_OK) {
-        uc_db_retention_release(&res);
+    if (st != UQ_DB_OK) {
+        uq_db_retention_release(&res);
         free(ids);
         return st;
     }
@@ -2218,10 +2218,10 @@ static int pg_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *c,
         memcpy(inv_ids, ids, ninv * sizeof(*ids));
     }
     free(ids);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int pg_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
+static int pg_api_key_create(uq_db_t *db, const uq_db_api_key_t *key)
 {
     params_t p = {0};
 
@@ -2233,42 +2233,42 @@ static int pg_api_key_create(uc_db_t *db, const uc_db_api_key_t *key)
     return query_run((pg_db_t *)db, "api key create", SQL_KEY_CREATE, &p);
 }
 
-static int pg_api_key_lookup(uc_db_t *db, const char *prefix,
-                             uc_db_api_key_t *out)
+static int pg_api_key_lookup(uq_db_t *db, const char *prefix,
+                             uq_db_api_key_t *out)
 {
     params_t p = {0};
-    uc_db_api_key_t row;
+    uq_db_api_key_t row;
     int st;
 
     if (prefix == NULL) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     p_str(&p, prefix);
     st = query_row((pg_db_t *)db, "api key lookup", SQL_KEY_LOOKUP, &p,
-                   read_key, &row, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK) {
+                   read_key, &row, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int pg_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
-                                  uc_db_api_key_t *out)
+static int pg_api_key_lookup_hash(uq_db_t *db, const char *hash_hex,
+                                  uq_db_api_key_t *out)
 {
     params_t p = {0};
-    uc_db_api_key_t row;
+    uq_db_api_key_t row;
     int st;
 
     p_str(&p, hash_hex);
     st = query_row((pg_db_t *)db, "api key lookup", SQL_KEY_LOOKUP_HASH, &p,
-                   read_key, &row, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK) {
+                   read_key, &row, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int pg_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
+static int pg_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
 {
     params_t p = {0};
     PGresult *r = NULL;
@@ -2276,30 +2276,30 @@ static int pg_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
     size_t count = 0;
     int st = query((pg_db_t *)db, "api key list", SQL_KEY_LIST, &p, &r);
 
-    if (st == UC_DB_OK && PQnfields(r) != KEY_NCOLS) {
-        st = UC_DB_EIO;
+    if (st == UQ_DB_OK && PQnfields(r) != KEY_NCOLS) {
+        st = UQ_DB_EIO;
     }
-    if (st == UC_DB_OK) {
-        st = read_rows(r, PQntuples(r), sizeof(uc_db_api_key_t), read_key, &arr,
+    if (st == UQ_DB_OK) {
+        st = read_rows(r, PQntuples(r), sizeof(uq_db_api_key_t), read_key, &arr,
                        &count);
     }
     PQclear(r);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         free(arr);
         return st;
     }
     *rows = arr;
     *n = count;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int read_one_i64(const PGresult *r, int row, void *dst)
 {
     *(int64_t *)dst = v_i64(r, row, 0, 0);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int pg_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+static int pg_api_key_revoke(uq_db_t *db, int64_t id, int64_t now_us,
                              int64_t *revoked_at)
 {
     params_t p = {0};
@@ -2309,8 +2309,8 @@ static int pg_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
     p_i64(&p, id);
     p_i64(&p, now_us);
     st = query_row((pg_db_t *)db, "api key revoke", SQL_KEY_REVOKE, &p,
-                   read_one_i64, &at, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK && revoked_at != NULL) {
+                   read_one_i64, &at, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK && revoked_at != NULL) {
         *revoked_at = at;
     }
     return st;
@@ -2322,19 +2322,19 @@ static void p_opt_str(params_t *p, const char *s)
     p_str(p, s[0] != '\0' ? s : NULL);
 }
 
-static int pg_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+static int pg_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
                              size_t *failed_at)
 {
     sess_t s;
     size_t i = 0;
     int st = sess_open((pg_db_t *)db, &s);
 
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     st = sess_run(&s, "api key import", "BEGIN", 0, NULL);
-    for (; st == UC_DB_OK && i < n; i++) {
-        const uc_db_api_key_t *k = &keys[i];
+    for (; st == UQ_DB_OK && i < n; i++) {
+        const uq_db_api_key_t *k = &keys[i];
         params_t p = {0};
         PGresult *r = NULL;
 
@@ -2349,18 +2349,18 @@ static int pg_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
         p_time(&p, k->revoked_at);
         st = sess_exec(&s, "api key import", SQL_KEY_IMPORT, p.n, p.v, &r);
         /* No row back: the origin id is stored with another hash. */
-        if (st == UC_DB_OK && PQntuples(r) != 1) {
-            st = UC_DB_ECONSTRAINT;
+        if (st == UQ_DB_OK && PQntuples(r) != 1) {
+            st = UQ_DB_ECONSTRAINT;
         }
         PQclear(r);
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             break;
         }
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = sess_run(&s, "api key import", "COMMIT", 0, NULL);
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         sess_rollback(&s);
         if (failed_at != NULL) {
             *failed_at = i;
@@ -2374,7 +2374,7 @@ static int pg_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
 
 static int read_inval(const PGresult *r, int row, void *dst)
 {
-    uc_db_inval_row_t *v = dst;
+    uq_db_inval_row_t *v = dst;
     int bad = 0;
 
     memset(v, 0, sizeof(*v));
@@ -2383,13 +2383,13 @@ static int read_inval(const PGresult *r, int row, void *dst)
     bad |= v_str(r, row, 2, v->target, sizeof(v->target));
     v->created_at = v_i64(r, row, 3, 0);
     v->applied = strcmp(PQgetvalue(r, row, 4), "t") == 0;
-    return bad != 0 ? UC_DB_EIO : UC_DB_OK;
+    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
 }
 
 /* Runs a log read and copies its rows to out only when all of them were
  * read; more rows than cap (impossible with LIMIT) is an error. */
 static int inval_read(pg_db_t *d, const char *what, const char *sql,
-                      const params_t *p, uc_db_inval_row_t *out, size_t cap,
+                      const params_t *p, uq_db_inval_row_t *out, size_t cap,
                       size_t *n)
 {
     PGresult *r = NULL;
@@ -2397,15 +2397,15 @@ static int inval_read(pg_db_t *d, const char *what, const char *sql,
     size_t count = 0;
     int st = query(d, what, sql, p, &r);
 
-    if (st == UC_DB_OK &&
+    if (st == UQ_DB_OK &&
         (PQnfields(r) != INV_NCOLS || (size_t)PQntuples(r) > cap)) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = read_rows(r, PQntuples(r), sizeof(*out), read_inval, &arr, &count);
     }
     PQclear(r);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         if (count > 0) {
             memcpy(out, arr, count * sizeof(*out));
         }
@@ -2420,7 +2420,7 @@ static int64_t cap_limit(size_t cap)
     return cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap;
 }
 
-static int pg_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+static int pg_inval_after(uq_db_t *db, int64_t after_id, uq_db_inval_row_t *out,
                           size_t cap, size_t *n)
 {
     params_t p = {0};
@@ -2431,7 +2431,7 @@ static int pg_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
                       out, cap, n);
 }
 
-static int pg_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+static int pg_inval_pending(uq_db_t *db, uq_db_inval_row_t *out, size_t cap,
                             size_t *n)
 {
     params_t p = {0};
@@ -2441,7 +2441,7 @@ static int pg_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
                       &p, out, cap, n);
 }
 
-static int pg_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+static int pg_inval_mark_applied(uq_db_t *db, const int64_t *ids, size_t n,
                                  int64_t now)
 {
     /* "{" + n ids of at most 20 characters with a comma each + "}". */
@@ -2452,7 +2452,7 @@ static int pg_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
     int st;
 
     if (arr == NULL) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     arr[pos++] = '{';
     for (size_t i = 0; i < n; i++) {
@@ -2460,7 +2460,7 @@ static int pg_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
                          ids[i]);
         if (k < 0 || (size_t)k >= cap - pos) {
             free(arr);
-            return UC_DB_EINVAL;
+            return UQ_DB_EINVAL;
         }
         pos += (size_t)k;
     }
@@ -2473,16 +2473,16 @@ static int pg_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
     return st;
 }
 
-static int pg_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
+static int pg_inval_prune(uq_db_t *db, int64_t before_us, int64_t *removed)
 {
     params_t p = {0};
     PGresult *r = NULL;
     int st;
 
     p_i64(&p, before_us);
-    p_i64(&p, UC_DB_INVAL_PRUNE_MAX);
+    p_i64(&p, UQ_DB_INVAL_PRUNE_MAX);
     st = query((pg_db_t *)db, "invalidations prune", SQL_INV_PRUNE, &p, &r);
-    if (st == UC_DB_OK && removed != NULL) {
+    if (st == UQ_DB_OK && removed != NULL) {
         *removed = strtoll(PQcmdTuples(r), NULL, 10);
     }
     PQclear(r);
@@ -2492,29 +2492,29 @@ static int pg_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
 static int read_int64(const PGresult *r, int row, void *dst)
 {
     *(int64_t *)dst = v_i64(r, row, 0, 0);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int pg_inval_last_id(uc_db_t *db, int64_t *id)
+static int pg_inval_last_id(uq_db_t *db, int64_t *id)
 {
     params_t p = {0};
     int64_t v = 0;
     int st = query_row((pg_db_t *)db, "invalidations last id", SQL_INV_LAST, &p,
-                       read_int64, &v, UC_DB_EIO);
+                       read_int64, &v, UQ_DB_EIO);
 
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         *id = v;
     }
     return st;
 }
 
-static int pg_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int pg_inval_append(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                            int64_t now, int64_t *ids)
 {
     sess_t s;
     int st = sess_open((pg_db_t *)db, &s);
 
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     /* One statement, so autocommit makes it all or nothing. */
@@ -2523,7 +2523,7 @@ static int pg_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
     return st;
 }
 
-static const uc_db_methods_t pg_methods = {
+static const uq_db_methods_t pg_methods = {
     .name = "postgresql",
     .close = pg_close,
     .migrate = pg_migrate,
@@ -2629,7 +2629,7 @@ static int ports_valid(const PQconninfoOption *info)
     return 1;
 }
 
-int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+int uq_db_pg_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
                   size_t errlen)
 {
     PQconninfoOption *info = NULL;
@@ -2643,13 +2643,13 @@ int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
 
     if (opt == NULL || opt->url == NULL || out == NULL) {
         snprintf(err, errlen, "open postgresql: no URL");
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
-    uc_db_url_describe(opt->url, where, sizeof(where));
+    uq_db_url_describe(opt->url, where, sizeof(where));
     len = strlen(opt->url);
     if (len > 4096) {
         snprintf(err, errlen, "open postgresql: URL too long");
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
     /* Validate the URL up front; libpq's message may quote the URL, so
      * only our own, password-free description is reported. */
@@ -2659,12 +2659,12 @@ int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
         PQconninfoFree(info);
         snprintf(err, errlen, "open postgresql '%s': invalid connection URL",
                  where);
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
     PQconninfoFree(info);
     if (opt->pool_size < 0 || opt->pool_size > 1000 || opt->timeout_ms < 0) {
         snprintf(err, errlen, "open postgresql '%s': bad pool options", where);
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
 
     d = calloc(1, sizeof(*d));
@@ -2702,17 +2702,17 @@ int uc_db_pg_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     if (first == NULL) {
         snprintf(err, errlen, "%s", cerr);
         pg_close(&d->base);
-        return UC_DB_EUNAVAILABLE;
+        return UQ_DB_EUNAVAILABLE;
     }
     d->idle[d->n_idle++] = first;
     d->n_open = 1;
-    uc__db_logf(&d->log, 1,
+    uq__db_logf(&d->log, 1,
                 "postgresql: connected to '%s' (pool %d, timeout %d ms)",
                 d->where, d->max, d->timeout_ms);
     *out = &d->base;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 
 nomem:
     snprintf(err, errlen, "open postgresql '%s': out of memory", where);
-    return UC_DB_ENOMEM;
+    return UQ_DB_ENOMEM;
 }

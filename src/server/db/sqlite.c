@@ -146,7 +146,7 @@ static const migration_t migrations[] = {
      * strings. They go in a column beside the integer key rather than
      * replacing it: adding a column leaves the table in place (replacing a
      * primary key means copying every row into a new table), and the
-     * integer stays what ties are broken by. uc_uuid4() is the service's
+     * integer stays what ties are broken by. uq_uuid4() is the service's
      * generator registered on each connection (open_conn), so existing
      * rows get their ids from the same code as new ones. ALTER TABLE cannot
      * add a NOT NULL column without a constant default; every insert sets
@@ -155,12 +155,12 @@ static const migration_t migrations[] = {
     {5, "uuid ids for feedback and metrics",
      "ALTER TABLE insight_feedback ADD COLUMN public_id TEXT"
      " CHECK (public_id IS NULL OR length(public_id) = 36);"
-     "UPDATE insight_feedback SET public_id = uc_uuid4();"
+     "UPDATE insight_feedback SET public_id = uq_uuid4();"
      "CREATE UNIQUE INDEX insight_feedback_public_id ON insight_feedback"
      " (public_id);"
      "ALTER TABLE system_metrics ADD COLUMN public_id TEXT"
      " CHECK (public_id IS NULL OR length(public_id) = 36);"
-     "UPDATE system_metrics SET public_id = uc_uuid4();"
+     "UPDATE system_metrics SET public_id = uq_uuid4();"
      "CREATE UNIQUE INDEX system_metrics_public_id ON system_metrics"
      " (public_id);"
      "DROP INDEX insight_feedback_user;"
@@ -266,7 +266,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FB_RATE] =
         "INSERT INTO insight_feedback (public_id, insight_id, user_id, rating,"
         " comment, created_at, updated_at)"
-        " VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?5, ?5)"
+        " VALUES (uq_uuid4(), ?1, ?2, ?3, ?4, ?5, ?5)"
         " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
         " rating = excluded.rating,"
         " comment = CASE WHEN ?6 THEN excluded.comment"
@@ -274,14 +274,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         " updated_at = excluded.updated_at RETURNING " FB_COLS,
     [ST_FB_COMMENT] =
         "INSERT INTO insight_feedback (public_id, insight_id, user_id, comment,"
-        " created_at, updated_at) VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?4)"
+        " created_at, updated_at) VALUES (uq_uuid4(), ?1, ?2, ?3, ?4, ?4)"
         " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
         " comment = excluded.comment,"
         " updated_at = excluded.updated_at RETURNING " FB_COLS,
     [ST_FB_FLAG] =
         "INSERT INTO insight_feedback (public_id, insight_id, user_id,"
         " flag_type, flag_reason, created_at, updated_at)"
-        " VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?5, ?5)"
+        " VALUES (uq_uuid4(), ?1, ?2, ?3, ?4, ?5, ?5)"
         " ON CONFLICT (insight_id, user_id) DO UPDATE SET"
         " flag_type = excluded.flag_type,"
         " flag_reason = excluded.flag_reason,"
@@ -327,7 +327,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_METRIC_INSERT] =
         "INSERT INTO system_metrics (public_id, service_name, metric_type,"
         " metric_value, unit, timestamp, metric_metadata)"
-        " VALUES (uc_uuid4(), ?1, ?2, ?3, ?4, ?5, ?6)"
+        " VALUES (uq_uuid4(), ?1, ?2, ?3, ?4, ?5, ?6)"
         " RETURNING " METRIC_COLS,
     [ST_METRIC_LIST] = "SELECT " METRIC_COLS " FROM system_metrics"
                        " WHERE (?1 IS NULL OR service_name = ?1)"
@@ -403,10 +403,10 @@ typedef struct {
 } conn_t;
 
 typedef struct {
-    uc_db_t base;
+    uq_db_t base;
     char *path;
     int timeout_ms;
-    uc__db_logger_t log;
+    uq__db_logger_t log;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     conn_t *conns;
@@ -421,36 +421,36 @@ static int status_of(sqlite_db_t *d, conn_t *c, int rc, const char *what)
     case SQLITE_OK:
     case SQLITE_DONE:
     case SQLITE_ROW:
-        return UC_DB_OK;
+        return UQ_DB_OK;
     case SQLITE_CONSTRAINT:
         if (rc == SQLITE_CONSTRAINT_COMMITHOOK) {
             /* The commit hook refused: see on_commit(). */
-            uc__db_logf(&d->log, 3,
+            uq__db_logf(&d->log, 3,
                         "sqlite %s: '%s' was deleted or replaced since it "
                         "was opened; the write was rolled back",
                         what, d->path);
-            return UC_DB_EREADONLY;
+            return UQ_DB_EREADONLY;
         }
-        uc__db_logf(&d->log, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UC_DB_ECONSTRAINT;
+        uq__db_logf(&d->log, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UQ_DB_ECONSTRAINT;
     case SQLITE_READONLY:
     case SQLITE_FULL:
     case SQLITE_PERM:
-        uc__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UC_DB_EREADONLY;
+        uq__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UQ_DB_EREADONLY;
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
-        uc__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UC_DB_EUNAVAILABLE;
+        uq__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UQ_DB_EUNAVAILABLE;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        uc__db_logf(&d->log, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UC_DB_EBUSY;
+        uq__db_logf(&d->log, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UQ_DB_EBUSY;
     case SQLITE_NOMEM:
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     default:
-        uc__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UC_DB_EIO;
+        uq__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
+        return UQ_DB_EIO;
     }
 }
 
@@ -496,7 +496,7 @@ static conn_t *acquire(sqlite_db_t *d)
     }
     pthread_mutex_unlock(&d->mu);
     if (c == NULL) {
-        uc__db_logf(&d->log, 2, "sqlite: no connection free within %d ms",
+        uq__db_logf(&d->log, 2, "sqlite: no connection free within %d ms",
                     d->timeout_ms);
     }
     return c;
@@ -521,7 +521,7 @@ static sqlite3_stmt *stmt(sqlite_db_t *d, conn_t *c, int idx)
             sqlite3_prepare_v3(c->h, stmt_sql[idx], -1,
                                SQLITE_PREPARE_PERSISTENT, &c->st[idx], NULL);
         if (rc != SQLITE_OK) {
-            uc__db_logf(&d->log, 3, "sqlite prepare %d: %s", idx,
+            uq__db_logf(&d->log, 3, "sqlite prepare %d: %s", idx,
                         sqlite3_errmsg(c->h));
             c->st[idx] = NULL;
             return NULL;
@@ -548,7 +548,7 @@ static int bind_text(sqlite3_stmt *s, int i, const char *v)
 
 static int bind_time(sqlite3_stmt *s, int i, int64_t t)
 {
-    if (t == UC_DB_NULL_TIME) {
+    if (t == UQ_DB_NULL_TIME) {
         return sqlite3_bind_null(s, i);
     }
     return sqlite3_bind_int64(s, i, t);
@@ -578,12 +578,12 @@ static void col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
 static int64_t col_time(sqlite3_stmt *s, int i)
 {
     if (sqlite3_column_type(s, i) == SQLITE_NULL) {
-        return UC_DB_NULL_TIME;
+        return UQ_DB_NULL_TIME;
     }
     return sqlite3_column_int64(s, i);
 }
 
-static void read_feedback(sqlite3_stmt *s, uc_db_feedback_t *r)
+static void read_feedback(sqlite3_stmt *s, uq_db_feedback_t *r)
 {
     memset(r, 0, sizeof(*r));
     col_text(s, 0, r->id, sizeof(r->id));
@@ -599,7 +599,7 @@ static void read_feedback(sqlite3_stmt *s, uc_db_feedback_t *r)
     r->updated_at = sqlite3_column_int64(s, 8);
 }
 
-static void read_job(sqlite3_stmt *s, uc_db_job_t *j)
+static void read_job(sqlite3_stmt *s, uq_db_job_t *j)
 {
     memset(j, 0, sizeof(*j));
     col_text(s, 0, j->id, sizeof(j->id));
@@ -618,8 +618,8 @@ static void read_job(sqlite3_stmt *s, uc_db_job_t *j)
     col_text(s, 11, j->created_by, sizeof(j->created_by));
 }
 
-/* Reads a metric row; UC_DB_ENOMEM when its metadata cannot be copied. */
-static int read_metric(sqlite3_stmt *s, uc_db_metric_t *m)
+/* Reads a metric row; UQ_DB_ENOMEM when its metadata cannot be copied. */
+static int read_metric(sqlite3_stmt *s, uq_db_metric_t *m)
 {
     memset(m, 0, sizeof(*m));
     col_text(s, 0, m->id, sizeof(m->id));
@@ -633,12 +633,12 @@ static int read_metric(sqlite3_stmt *s, uc_db_metric_t *m)
         size_t len = (size_t)sqlite3_column_bytes(s, 6);
         m->metadata = malloc(len + 1);
         if (m->metadata == NULL) {
-            return UC_DB_ENOMEM;
+            return UQ_DB_ENOMEM;
         }
         memcpy(m->metadata, t, len);
         m->metadata[len] = '\0';
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /* Grows a row array to hold at least want elements of size sz. */
@@ -666,21 +666,21 @@ static int step_count(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s, int64_t *out)
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *out = sqlite3_column_int64(s, 0);
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
-    return rc == SQLITE_DONE ? UC_DB_EIO : status_of(d, c, rc, "count");
+    return rc == SQLITE_DONE ? UQ_DB_EIO : status_of(d, c, rc, "count");
 }
 
 /*
  * Copies the current row of s into the array element at row; returns a db
- * status (UC_DB_ENOMEM when the row holds heap text that cannot be copied).
+ * status (UQ_DB_ENOMEM when the row holds heap text that cannot be copied).
  * One reader per row type lets every list query share step_rows().
  */
 typedef int (*row_reader_fn)(sqlite3_stmt *s, void *row);
 
 /*
  * Steps s to its end, appending each row to *arr (elements of sz bytes,
- * capacity *cap, *cnt in use) through read. Returns UC_DB_OK at the end of
+ * capacity *cap, *cnt in use) through read. Returns UQ_DB_OK at the end of
  * the rows, else a status (`what` names the operation in the log). On
  * failure the rows read so far, a half-read one included, stay in *arr and
  * are counted in *cnt, so that the caller frees them as its row type needs.
@@ -693,18 +693,18 @@ static int step_rows(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s,
 
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (grow(arr, cap, *cnt + 1, sz) != 0) {
-            return UC_DB_ENOMEM;
+            return UQ_DB_ENOMEM;
         }
         int st = read(s, (char *)*arr + *cnt * sz);
         (*cnt)++;
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             return st;
         }
     }
     if (rc != SQLITE_DONE) {
         return status_of(d, c, rc, what);
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -717,7 +717,7 @@ typedef int (*filter_binder_fn)(sqlite3_stmt *s, const void *arg);
 /*
  * Runs a page statement and its count statement, both filtered by
  * bind(arg), in one read transaction so that the total matches the page.
- * On UC_DB_OK *rows (malloc()ed, the caller free()s it), *n and *total are
+ * On UQ_DB_OK *rows (malloc()ed, the caller free()s it), *n and *total are
  * written; on failure nothing is written and nothing leaks. Rows must own
  * no heap memory, since a failed page is released with free() alone.
  */
@@ -736,29 +736,29 @@ static int paged_query(sqlite_db_t *d, int page_idx, int count_idx,
     int st;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     st = exec(d, c, "BEGIN");
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         release(d, c);
         return st;
     }
     s = stmt(d, c, page_idx);
     cs = stmt(d, c, count_idx);
     if (s == NULL || cs == NULL) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
         goto cleanup;
     }
     int nfilter = bind(s, arg);
     sqlite3_bind_int(s, nfilter + 1, limit);
     sqlite3_bind_int(s, nfilter + 2, offset);
     st = step_rows(d, c, s, what, sz, read, &arr, &cap, &cnt);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         goto cleanup;
     }
     bind(cs, arg);
     st = step_count(d, c, cs, &tot);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         goto cleanup;
     }
     *rows = arr;
@@ -778,7 +778,7 @@ cleanup:
  * Runs statement idx once on connection c, bound by bind(arg).
  * With read == NULL the statement must finish without a row (a plain
  * write). Otherwise its first row goes through read into row, and no row
- * at all gives if_none (UC_DB_NOTFOUND, or UC_DB_EIO where a row is
+ * at all gives if_none (UQ_DB_NOTFOUND, or UQ_DB_EIO where a row is
  * certain). A write with RETURNING is stepped on to its end after the row,
  * because only that finishes, and so commits, the statement. Returns a db
  * status; row may be written even on failure, so callers pass a local.
@@ -788,20 +788,20 @@ static int step_one(sqlite_db_t *d, conn_t *c, int idx, const char *what,
                     void *row, int if_none)
 {
     sqlite3_stmt *s;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
     int rc;
 
     s = stmt(d, c, idx);
     if (s == NULL) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     bind(s, arg);
     rc = sqlite3_step(s);
     if (read == NULL) {
         if (rc != SQLITE_DONE) {
             st = status_of(d, c, rc, what);
-            if (st == UC_DB_OK) {
-                st = UC_DB_EIO;
+            if (st == UQ_DB_OK) {
+                st = UQ_DB_EIO;
             }
         }
     } else if (rc == SQLITE_DONE) {
@@ -810,7 +810,7 @@ static int step_one(sqlite_db_t *d, conn_t *c, int idx, const char *what,
         st = status_of(d, c, rc, what);
     } else {
         st = read(s, row);
-        if (st == UC_DB_OK && !sqlite3_stmt_readonly(s)) {
+        if (st == UQ_DB_OK && !sqlite3_stmt_readonly(s)) {
             rc = sqlite3_step(s);
             if (rc != SQLITE_DONE) {
                 st = status_of(d, c, rc, what);
@@ -830,7 +830,7 @@ static int run_one(sqlite_db_t *d, int idx, const char *what,
     int st;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     st = step_one(d, c, idx, what, bind, arg, read, row, if_none);
     release(d, c);
@@ -844,7 +844,7 @@ static int tx_step(sqlite_db_t *d, conn_t *c, int idx, const char *what)
     int st;
 
     if (s == NULL) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     st = status_of(d, c, sqlite3_step(s), what);
     done(s);
@@ -861,7 +861,7 @@ static void tx_rollback(conn_t *c)
 
 /* The invalidation records that ride along with one write. */
 typedef struct {
-    const uc_db_inval_t *inv;
+    const uq_db_inval_t *inv;
     size_t n;
     int64_t created_at;
     int64_t *ids; /* the caller's, may be NULL: written only on success */
@@ -878,11 +878,11 @@ static int insert_records(sqlite_db_t *d, conn_t *c, const inval_batch_t *b,
     sqlite3_stmt *s;
 
     if (b->n == 0) {
-        return UC_DB_OK;
+        return UQ_DB_OK;
     }
     s = stmt(d, c, ST_INV_INSERT);
     if (s == NULL) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     for (size_t i = 0; i < b->n; i++) {
         bind_text(s, 1, b->inv[i].keyspace);
@@ -892,19 +892,19 @@ static int insert_records(sqlite_db_t *d, conn_t *c, const inval_batch_t *b,
         if (rc != SQLITE_DONE) {
             int st = status_of(d, c, rc, "invalidation insert");
             done(s);
-            return st != UC_DB_OK ? st : UC_DB_EIO;
+            return st != UQ_DB_OK ? st : UQ_DB_EIO;
         }
         ids[i] = sqlite3_last_insert_rowid(c->h);
         done(s);
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
  * run_one() for a write that carries the records of b: the statement and
  * the record inserts in one IMMEDIATE transaction, committed only when all
  * succeeded. Without records it is run_one() itself, so that such writes
- * cost what they always did. The ids reach b->ids only on UC_DB_OK.
+ * cost what they always did. The ids reach b->ids only on UQ_DB_OK.
  */
 static int run_write(sqlite_db_t *d, int idx, const char *what,
                      filter_binder_fn bind, const void *arg, row_reader_fn read,
@@ -919,28 +919,28 @@ static int run_write(sqlite_db_t *d, int idx, const char *what,
     }
     ids = malloc(b->n * sizeof(*ids));
     if (ids == NULL) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     c = acquire(d);
     if (c == NULL) {
         free(ids);
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     st = tx_step(d, c, ST_BEGIN, what);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = step_one(d, c, idx, what, bind, arg, read, row, if_none);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = insert_records(d, c, b, ids);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = tx_step(d, c, ST_COMMIT, what);
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         tx_rollback(c);
     }
     release(d, c);
-    if (st == UC_DB_OK && b->ids != NULL) {
+    if (st == UQ_DB_OK && b->ids != NULL) {
         memcpy(b->ids, ids, b->n * sizeof(*ids));
     }
     free(ids);
@@ -962,11 +962,11 @@ static int list_query(sqlite_db_t *d, int idx, const char *what,
     int st;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     s = stmt(d, c, idx);
     if (s == NULL) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
     } else {
         bind(s, arg);
         st = step_rows(d, c, s, what, sz, read, arr, &cap, cnt);
@@ -981,13 +981,13 @@ static int list_query(sqlite_db_t *d, int idx, const char *what,
 static int feedback_row(sqlite3_stmt *s, void *row)
 {
     read_feedback(s, row);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int job_row(sqlite3_stmt *s, void *row)
 {
     read_job(s, row);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int metric_row(sqlite3_stmt *s, void *row)
@@ -997,33 +997,33 @@ static int metric_row(sqlite3_stmt *s, void *row)
 
 static int bucket_row(sqlite3_stmt *s, void *row)
 {
-    uc_db_bucket_t *b = row;
+    uq_db_bucket_t *b = row;
     b->bucket = sqlite3_column_int64(s, 0);
     b->avg_value = sqlite3_column_double(s, 1);
     b->min_value = sqlite3_column_double(s, 2);
     b->max_value = sqlite3_column_double(s, 3);
     b->count = sqlite3_column_int64(s, 4);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int job_id_row(sqlite3_stmt *s, void *row)
 {
-    col_text(s, 0, row, UC_DB_UUID_LEN + 1);
-    return UC_DB_OK;
+    col_text(s, 0, row, UQ_DB_UUID_LEN + 1);
+    return UQ_DB_OK;
 }
 
 static int insight_id_row(sqlite3_stmt *s, void *row)
 {
-    col_text(s, 0, row, UC_DB_FB_ID_BYTES + 1);
-    return UC_DB_OK;
+    col_text(s, 0, row, UQ_DB_FB_ID_BYTES + 1);
+    return UQ_DB_OK;
 }
 
 static int series_row(sqlite3_stmt *s, void *row)
 {
-    uc_db_series_t *se = row;
+    uq_db_series_t *se = row;
     col_text(s, 0, se->service_name, sizeof(se->service_name));
     col_text(s, 1, se->metric_type, sizeof(se->metric_type));
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int bind_key(sqlite3_stmt *s, const void *arg)
@@ -1047,7 +1047,7 @@ static int bind_job_filter(sqlite3_stmt *s, const void *arg)
 
 static int stats_row(sqlite3_stmt *s, void *row)
 {
-    uc_db_feedback_stats_t *r = row;
+    uq_db_feedback_stats_t *r = row;
     memset(r, 0, sizeof(*r));
     r->total_ratings = sqlite3_column_int64(s, 0);
     r->average_rating = sqlite3_column_double(s, 1);
@@ -1059,12 +1059,12 @@ static int stats_row(sqlite3_stmt *s, void *row)
     r->flag_inaccurate = sqlite3_column_int64(s, 9);
     r->flag_misleading = sqlite3_column_int64(s, 10);
     r->flag_spam = sqlite3_column_int64(s, 11);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int key_row(sqlite3_stmt *s, void *row)
 {
-    uc_db_api_key_t *k = row;
+    uq_db_api_key_t *k = row;
     memset(k, 0, sizeof(*k));
     k->id = sqlite3_column_int64(s, 0);
     col_text(s, 1, k->prefix, sizeof(k->prefix));
@@ -1077,7 +1077,7 @@ static int key_row(sqlite3_stmt *s, void *row)
     col_text(s, 8, k->origin_prefix, sizeof(k->origin_prefix));
     k->last_used_at = col_time(s, 9);
     k->revoked_at = col_time(s, 10);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -1086,16 +1086,16 @@ static int key_row(sqlite3_stmt *s, void *row)
  */
 static int bind_feedback_write(sqlite3_stmt *s, const void *arg)
 {
-    const uc_db_feedback_write_t *w = arg;
+    const uq_db_feedback_write_t *w = arg;
     int i = 3;
 
     bind_text(s, 1, w->insight_id);
     bind_text(s, 2, w->user_id);
-    if (w->fields == UC_DB_FB_RATING) {
+    if (w->fields == UQ_DB_FB_RATING) {
         sqlite3_bind_int(s, i++, w->rating);
         bind_text(s, i++, w->has_comment ? w->comment : NULL);
         sqlite3_bind_int(s, 6, w->has_comment != 0);
-    } else if (w->fields == UC_DB_FB_COMMENT) {
+    } else if (w->fields == UQ_DB_FB_COMMENT) {
         bind_text(s, i++, w->comment);
     } else {
         bind_text(s, i++, w->flag_type);
@@ -1107,7 +1107,7 @@ static int bind_feedback_write(sqlite3_stmt *s, const void *arg)
 
 static int bind_job(sqlite3_stmt *s, const void *arg)
 {
-    const uc_db_job_t *j = arg;
+    const uq_db_job_t *j = arg;
     bind_text(s, 1, j->id);
     bind_text(s, 2, j->job_type);
     sqlite3_bind_int64(s, 3, j->start_block);
@@ -1125,7 +1125,7 @@ static int bind_job(sqlite3_stmt *s, const void *arg)
 
 typedef struct {
     const char *job_id;
-    const uc_db_job_progress_t *p;
+    const uq_db_job_progress_t *p;
 } job_update_t;
 
 static int bind_progress(sqlite3_stmt *s, const void *arg)
@@ -1143,7 +1143,7 @@ static int bind_progress(sqlite3_stmt *s, const void *arg)
 
 static int bind_api_key(sqlite3_stmt *s, const void *arg)
 {
-    const uc_db_api_key_t *k = arg;
+    const uq_db_api_key_t *k = arg;
     bind_text(s, 1, k->prefix);
     bind_text(s, 2, k->hash_hex);
     bind_text(s, 3, k->user_id);
@@ -1160,7 +1160,7 @@ static int bind_opt_text(sqlite3_stmt *s, int i, const char *v)
 
 static int bind_key_import(sqlite3_stmt *s, const void *arg)
 {
-    const uc_db_api_key_t *k = arg;
+    const uq_db_api_key_t *k = arg;
     bind_text(s, 1, k->hash_hex);
     bind_text(s, 2, k->user_id);
     bind_text(s, 3, k->role);
@@ -1198,7 +1198,7 @@ static void close_conn(conn_t *c)
     c->h = NULL;
 }
 
-static void sq_close(uc_db_t *db)
+static void sq_close(uq_db_t *db)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     for (int i = 0; i < d->nconns; i++) {
@@ -1218,7 +1218,7 @@ static void sq_close(uc_db_t *db)
  * 200 and be gone at the next start. So each commit first asks SQLite
  * whether the file at the path is still the one it has open (one stat);
  * when it is not, the hook turns the COMMIT into a ROLLBACK, which the
- * statement reports as SQLITE_CONSTRAINT_COMMITHOOK (UC_DB_EREADONLY).
+ * statement reports as SQLITE_CONSTRAINT_COMMITHOOK (UQ_DB_EREADONLY).
  */
 static int on_commit(void *arg)
 {
@@ -1231,18 +1231,18 @@ static int on_commit(void *arg)
     return moved != 0;
 }
 
-/* SQL's uc_uuid4(): a new row id from the one generator (uc_db_uuid_new). */
+/* SQL's uq_uuid4(): a new row id from the one generator (uq_db_uuid_new). */
 static void sql_uuid4(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    char id[UC_DB_UUID_LEN + 1];
+    char id[UQ_DB_UUID_LEN + 1];
 
     (void)argc;
     (void)argv;
-    if (uc_db_uuid_new(id) != 0) {
-        sqlite3_result_error(ctx, "uc_uuid4: no randomness", -1);
+    if (uq_db_uuid_new(id) != 0) {
+        sqlite3_result_error(ctx, "uq_uuid4: no randomness", -1);
         return;
     }
-    sqlite3_result_text(ctx, id, UC_DB_UUID_LEN, SQLITE_TRANSIENT);
+    sqlite3_result_text(ctx, id, UQ_DB_UUID_LEN, SQLITE_TRANSIENT);
 }
 
 static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
@@ -1253,18 +1253,18 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "open sqlite '%s': %s", d->path,
                  c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
-        return UC_DB_EUNAVAILABLE;
+        return UQ_DB_EUNAVAILABLE;
     }
     sqlite3_busy_timeout(c->h, d->timeout_ms);
     sqlite3_extended_result_codes(c->h, 1);
     /* DIRECTONLY: only our statements call it, never a schema object. */
-    rc = sqlite3_create_function(c->h, "uc_uuid4", 0,
+    rc = sqlite3_create_function(c->h, "uq_uuid4", 0,
                                  SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL,
                                  sql_uuid4, NULL, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "configure sqlite '%s': %s", d->path,
                  sqlite3_errmsg(c->h));
-        return UC_DB_EUNAVAILABLE;
+        return UQ_DB_EUNAVAILABLE;
     }
     sqlite3_commit_hook(c->h, on_commit, c->h);
     /* WAL lets readers run beside the one writer; NORMAL sync is durable
@@ -1277,24 +1277,24 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "configure sqlite '%s': %s", d->path,
                  sqlite3_errmsg(c->h));
-        return UC_DB_EUNAVAILABLE;
+        return UQ_DB_EUNAVAILABLE;
     }
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /* ---- methods ------------------------------------------------------------- */
 
-static int sq_migrate(uc_db_t *db, int *applied)
+static int sq_migrate(uq_db_t *db, int *applied)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     conn_t *c = acquire(d);
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
     int count = 0;
     sqlite3_stmt *chk = NULL;
     sqlite3_stmt *rec = NULL;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
         const migration_t *m = &migrations[i];
@@ -1302,14 +1302,14 @@ static int sq_migrate(uc_db_t *db, int *applied)
         /* IMMEDIATE takes the write lock first, so two processes migrating
          * at once run one after the other and the second finds it done. */
         st = exec(d, c, "BEGIN IMMEDIATE");
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             goto cleanup;
         }
         st = exec(d, c,
                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
                   " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                   " applied_at INTEGER NOT NULL)");
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             goto rollback;
         }
         if (sqlite3_prepare_v2(c->h,
@@ -1325,7 +1325,7 @@ static int sq_migrate(uc_db_t *db, int *applied)
         chk = NULL;
         if (!present) {
             st = exec(d, c, m->sql);
-            if (st != UC_DB_OK) {
+            if (st != UQ_DB_OK) {
                 goto rollback;
             }
             if (sqlite3_prepare_v2(c->h,
@@ -1347,11 +1347,11 @@ static int sq_migrate(uc_db_t *db, int *applied)
                 goto rollback;
             }
             count++;
-            uc__db_logf(&d->log, 1, "sqlite: applied migration %d (%s)",
+            uq__db_logf(&d->log, 1, "sqlite: applied migration %d (%s)",
                         m->version, m->name);
         }
         st = exec(d, c, "COMMIT");
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             goto rollback;
         }
     }
@@ -1367,39 +1367,39 @@ cleanup:
     return st;
 }
 
-static int sq_ping(uc_db_t *db)
+static int sq_ping(uq_db_t *db)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     conn_t *c = acquire(d);
     sqlite3_stmt *s;
     int st;
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     s = stmt(d, c, ST_PING);
     if (s == NULL) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
     } else {
         int rc = sqlite3_step(s);
-        st = rc == SQLITE_ROW ? UC_DB_OK : status_of(d, c, rc, "ping");
+        st = rc == SQLITE_ROW ? UQ_DB_OK : status_of(d, c, rc, "ping");
     }
     done(s);
     release(d, c);
     return st;
 }
 
-static int sq_probe_write(uc_db_t *db, int64_t now)
+static int sq_probe_write(uq_db_t *db, int64_t now)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     conn_t *c = acquire(d);
     sqlite3_stmt *s;
     int st;
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     s = stmt(d, c, ST_PROBE);
     if (s == NULL) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
     } else {
         sqlite3_bind_int64(s, 1, now);
         st = status_of(d, c, sqlite3_step(s), "write probe");
@@ -1409,46 +1409,46 @@ static int sq_probe_write(uc_db_t *db, int64_t now)
     return st;
 }
 
-static int sq_feedback_upsert(uc_db_t *db, const uc_db_feedback_write_t *w,
-                              uc_db_feedback_t *out, const uc_db_inval_t *inv,
+static int sq_feedback_upsert(uq_db_t *db, const uq_db_feedback_write_t *w,
+                              uq_db_feedback_t *out, const uq_db_inval_t *inv,
                               size_t ninv, int64_t *inv_ids)
 {
     inval_batch_t b = {inv, ninv, w->now, inv_ids};
-    uc_db_feedback_t row;
+    uq_db_feedback_t row;
     int idx;
     int st;
 
-    if (w->fields == UC_DB_FB_RATING) {
+    if (w->fields == UQ_DB_FB_RATING) {
         idx = ST_FB_RATE;
-    } else if (w->fields == UC_DB_FB_COMMENT) {
+    } else if (w->fields == UQ_DB_FB_COMMENT) {
         idx = ST_FB_COMMENT;
-    } else if (w->fields == UC_DB_FB_FLAG) {
+    } else if (w->fields == UQ_DB_FB_FLAG) {
         idx = ST_FB_FLAG;
     } else {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     st = run_write((sqlite_db_t *)db, idx, "feedback upsert",
-                   bind_feedback_write, w, feedback_row, &row, UC_DB_EIO, &b);
-    if (st == UC_DB_OK) {
+                   bind_feedback_write, w, feedback_row, &row, UQ_DB_EIO, &b);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int sq_feedback_stats(uc_db_t *db, const char *insight_id,
-                             uc_db_feedback_stats_t *out)
+static int sq_feedback_stats(uq_db_t *db, const char *insight_id,
+                             uq_db_feedback_stats_t *out)
 {
-    uc_db_feedback_stats_t row;
+    uq_db_feedback_stats_t row;
     int st = run_one((sqlite_db_t *)db, ST_FB_STATS, "stats", bind_key,
-                     insight_id, stats_row, &row, UC_DB_EIO);
-    if (st == UC_DB_OK) {
+                     insight_id, stats_row, &row, UQ_DB_EIO);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int sq_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
-                                int offset, uc_db_feedback_t **rows, size_t *n,
+static int sq_feedback_comments(uq_db_t *db, const char *insight_id, int limit,
+                                int offset, uq_db_feedback_t **rows, size_t *n,
                                 int64_t *total)
 {
     return paged_query((sqlite_db_t *)db, ST_FB_COMMENTS, ST_FB_COMMENTS_COUNT,
@@ -1456,8 +1456,8 @@ static int sq_feedback_comments(uc_db_t *db, const char *insight_id, int limit,
                        sizeof(**rows), feedback_row, (void **)rows, n, total);
 }
 
-static int sq_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
-                               int offset, uc_db_feedback_t **rows, size_t *n,
+static int sq_feedback_by_user(uq_db_t *db, const char *user_id, int limit,
+                               int offset, uq_db_feedback_t **rows, size_t *n,
                                int64_t *total)
 {
     return paged_query((sqlite_db_t *)db, ST_FB_USER, ST_FB_USER_COUNT,
@@ -1465,44 +1465,44 @@ static int sq_feedback_by_user(uc_db_t *db, const char *user_id, int limit,
                        sizeof(**rows), feedback_row, (void **)rows, n, total);
 }
 
-static int sq_job_create(uc_db_t *db, const uc_db_job_t *j,
-                         const uc_db_inval_t *inv, size_t ninv,
+static int sq_job_create(uq_db_t *db, const uq_db_job_t *j,
+                         const uq_db_inval_t *inv, size_t ninv,
                          int64_t *inv_ids)
 {
     inval_batch_t b = {inv, ninv, ninv > 0 ? now_us() : 0, inv_ids};
     return run_write((sqlite_db_t *)db, ST_JOB_CREATE, "job create", bind_job,
-                     j, NULL, NULL, UC_DB_OK, &b);
+                     j, NULL, NULL, UQ_DB_OK, &b);
 }
 
-static int sq_job_progress(uc_db_t *db, const char *job_id,
-                           const uc_db_job_progress_t *p, uc_db_job_t *out,
-                           const uc_db_inval_t *inv, size_t ninv,
+static int sq_job_progress(uq_db_t *db, const char *job_id,
+                           const uq_db_job_progress_t *p, uq_db_job_t *out,
+                           const uq_db_inval_t *inv, size_t ninv,
                            int64_t *inv_ids)
 {
     inval_batch_t b = {inv, ninv, p->now, inv_ids};
     job_update_t u = {job_id, p};
-    uc_db_job_t row;
+    uq_db_job_t row;
     int st = run_write((sqlite_db_t *)db, ST_JOB_PROGRESS, "job progress",
-                       bind_progress, &u, job_row, &row, UC_DB_NOTFOUND, &b);
-    if (st == UC_DB_OK) {
+                       bind_progress, &u, job_row, &row, UQ_DB_NOTFOUND, &b);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int sq_job_get(uc_db_t *db, const char *job_id, uc_db_job_t *out)
+static int sq_job_get(uq_db_t *db, const char *job_id, uq_db_job_t *out)
 {
-    uc_db_job_t row;
+    uq_db_job_t row;
     int st = run_one((sqlite_db_t *)db, ST_JOB_GET, "job get", bind_key, job_id,
-                     job_row, &row, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK) {
+                     job_row, &row, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int sq_job_list(uc_db_t *db, const char *status, const char *job_type,
-                       int limit, int offset, uc_db_job_t **rows, size_t *n,
+static int sq_job_list(uq_db_t *db, const char *status, const char *job_type,
+                       int limit, int offset, uq_db_job_t **rows, size_t *n,
                        int64_t *total)
 {
     job_filter_t f = {status, job_type};
@@ -1511,43 +1511,43 @@ static int sq_job_list(uc_db_t *db, const char *status, const char *job_type,
                        job_row, (void **)rows, n, total);
 }
 
-static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
-                             size_t n, uc_db_metric_t *out,
-                             const uc_db_inval_t *inv, size_t ninv,
+static int sq_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in,
+                             size_t n, uq_db_metric_t *out,
+                             const uq_db_inval_t *inv, size_t ninv,
                              int64_t *inv_ids)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     inval_batch_t b = {inv, ninv, ninv > 0 ? now_us() : 0, inv_ids};
     conn_t *c;
     sqlite3_stmt *s = NULL;
-    uc_db_metric_t *tmp;
+    uq_db_metric_t *tmp;
     int64_t *ids = NULL;
     size_t got = 0;
     int st;
 
     if (n == 0) {
-        return UC_DB_EINVAL;
+        return UQ_DB_EINVAL;
     }
     tmp = calloc(n, sizeof(*tmp));
     ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
     if (tmp == NULL || ids == NULL) {
         free(tmp);
         free(ids);
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     c = acquire(d);
     if (c == NULL) {
         free(tmp);
         free(ids);
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     st = tx_step(d, c, ST_BEGIN, "metric insert");
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         goto cleanup;
     }
     s = stmt(d, c, ST_METRIC_INSERT);
     if (s == NULL) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
         goto rollback;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1560,14 +1560,14 @@ static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         int rc = sqlite3_step(s);
         if (rc != SQLITE_ROW) {
             st = status_of(d, c, rc, "metric insert");
-            if (st == UC_DB_OK) {
-                st = UC_DB_EIO;
+            if (st == UQ_DB_OK) {
+                st = UQ_DB_EIO;
             }
             goto rollback;
         }
         st = read_metric(s, &tmp[i]);
         got = i + 1;
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             goto rollback;
         }
         rc = sqlite3_step(s);
@@ -1578,11 +1578,11 @@ static int sq_metrics_insert(uc_db_t *db, const uc_db_metric_new_t *in,
         done(s);
     }
     st = insert_records(d, c, &b, ids);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         goto rollback;
     }
     st = tx_step(d, c, ST_COMMIT, "metric insert");
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         goto rollback;
     }
     memcpy(out, tmp, n * sizeof(*tmp));
@@ -1598,13 +1598,13 @@ rollback:
     tx_rollback(c);
 cleanup:
     release(d, c);
-    uc_db_metrics_free(tmp, got, 1);
+    uq_db_metrics_free(tmp, got, 1);
     free(ids);
     return st;
 }
 
 typedef struct {
-    const uc_db_metric_filter_t *f;
+    const uq_db_metric_filter_t *f;
     int limit;
     int offset;
 } metric_page_t;
@@ -1621,8 +1621,8 @@ static int bind_metric_page(sqlite3_stmt *s, const void *arg)
     return 6;
 }
 
-static int sq_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
-                           int limit, int offset, uc_db_metric_t **rows,
+static int sq_metrics_list(uq_db_t *db, const uq_db_metric_filter_t *f,
+                           int limit, int offset, uq_db_metric_t **rows,
                            size_t *n)
 {
     metric_page_t q = {f, limit, offset};
@@ -1631,19 +1631,19 @@ static int sq_metrics_list(uc_db_t *db, const uc_db_metric_filter_t *f,
     int st = list_query((sqlite_db_t *)db, ST_METRIC_LIST, "metrics list",
                         bind_metric_page, &q, sizeof(**rows), metric_row, &arr,
                         &cnt);
-    if (st != UC_DB_OK) {
-        uc_db_metrics_free(arr, cnt, 1);
+    if (st != UQ_DB_OK) {
+        uq_db_metrics_free(arr, cnt, 1);
         return st;
     }
     *rows = arr;
     *n = cnt;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 typedef struct {
     const char *service_name;
     const char *metric_type;
-    uc_db_interval_t iv;
+    uq_db_interval_t iv;
     int64_t start;
     int64_t end;
 } bucket_query_t;
@@ -1653,17 +1653,17 @@ static int bind_bucket_query(sqlite3_stmt *s, const void *arg)
     const bucket_query_t *q = arg;
     bind_text(s, 1, q->service_name);
     bind_text(s, 2, q->metric_type);
-    sqlite3_bind_int64(s, 3, uc_db_interval_origin_us(q->iv));
-    sqlite3_bind_int64(s, 4, uc_db_interval_width_us(q->iv));
+    sqlite3_bind_int64(s, 3, uq_db_interval_origin_us(q->iv));
+    sqlite3_bind_int64(s, 4, uq_db_interval_width_us(q->iv));
     sqlite3_bind_int64(s, 5, q->start);
     sqlite3_bind_int64(s, 6, q->end);
     return 6;
 }
 
-static int sq_metrics_aggregate(uc_db_t *db, const char *service_name,
-                                const char *metric_type, uc_db_interval_t iv,
+static int sq_metrics_aggregate(uq_db_t *db, const char *service_name,
+                                const char *metric_type, uq_db_interval_t iv,
                                 int64_t start, int64_t end,
-                                uc_db_bucket_t **rows, size_t *n)
+                                uq_db_bucket_t **rows, size_t *n)
 {
     bucket_query_t q = {service_name, metric_type, iv, start, end};
     void *arr = NULL;
@@ -1671,13 +1671,13 @@ static int sq_metrics_aggregate(uc_db_t *db, const char *service_name,
     int st = list_query((sqlite_db_t *)db, ST_METRIC_AGG, "metrics aggregate",
                         bind_bucket_query, &q, sizeof(**rows), bucket_row, &arr,
                         &cnt);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         free(arr);
         return st;
     }
     *rows = arr;
     *n = cnt;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -1694,7 +1694,7 @@ static int collect_before(sqlite_db_t *d, conn_t *c, int idx, int64_t before,
     int st;
 
     if (s == NULL) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     sqlite3_bind_int64(s, 1, before);
     st = step_rows(d, c, s, what, sz, read, arr, &cap, cnt);
@@ -1710,7 +1710,7 @@ static int delete_before(sqlite_db_t *d, conn_t *c, int idx, int64_t before,
     int rc;
 
     if (s == NULL) {
-        return UC_DB_EIO;
+        return UQ_DB_EIO;
     }
     sqlite3_bind_int64(s, 1, before);
     rc = sqlite3_step(s);
@@ -1719,7 +1719,7 @@ static int delete_before(sqlite_db_t *d, conn_t *c, int idx, int64_t before,
         return status_of(d, c, rc, what);
     }
     *deleted = sqlite3_changes64(c->h);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 /*
@@ -1728,15 +1728,15 @@ static int delete_before(sqlite_db_t *d, conn_t *c, int idx, int64_t before,
  * cache entries that described them.
  */
 static int retention_steps(sqlite_db_t *d, conn_t *c,
-                           const uc_db_retention_cutoffs_t *cut,
-                           uc_db_retention_t *r)
+                           const uq_db_retention_cutoffs_t *cut,
+                           uq_db_retention_t *r)
 {
     int st;
 
     st = collect_before(d, c, ST_RET_JOBS, cut->jobs_before, "retention jobs",
                         sizeof(*r->job_ids), job_id_row, (void **)&r->job_ids,
                         &r->n_job_ids);
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         return st;
     }
     r->jobs_deleted = (int64_t)r->n_job_ids;
@@ -1744,58 +1744,58 @@ static int retention_steps(sqlite_db_t *d, conn_t *c,
                         "retention feedback", sizeof(*r->insight_ids),
                         insight_id_row, (void **)&r->insight_ids,
                         &r->n_insight_ids);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = delete_before(d, c, ST_RET_FB_DEL, cut->feedback_before,
                            "retention feedback", &r->feedback_deleted);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = collect_before(d, c, ST_RET_METRIC_SERIES, cut->metrics_before,
                             "retention metrics", sizeof(*r->series), series_row,
                             (void **)&r->series, &r->n_series);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = delete_before(d, c, ST_RET_METRIC_DEL, cut->metrics_before,
                            "retention metrics", &r->metrics_deleted);
     }
     return st;
 }
 
-static int sq_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *cut,
-                            uc_db_retention_t *out, const uc_db_inval_t *inv,
+static int sq_retention_run(uq_db_t *db, const uq_db_retention_cutoffs_t *cut,
+                            uq_db_retention_t *out, const uq_db_inval_t *inv,
                             size_t ninv, int64_t *inv_ids)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     inval_batch_t b = {inv, ninv, ninv > 0 ? now_us() : 0, inv_ids};
     int64_t *ids = calloc(ninv > 0 ? ninv : 1, sizeof(*ids));
-    uc_db_retention_t r;
+    uq_db_retention_t r;
     conn_t *c;
     int st;
 
     if (ids == NULL) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     c = acquire(d);
     if (c == NULL) {
         free(ids);
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     memset(&r, 0, sizeof(r));
     st = tx_step(d, c, ST_BEGIN, "retention");
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         release(d, c);
         free(ids);
         return st;
     }
     st = retention_steps(d, c, cut, &r);
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = insert_records(d, c, &b, ids);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = tx_step(d, c, ST_COMMIT, "retention");
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         tx_rollback(c);
-        uc_db_retention_release(&r);
+        uq_db_retention_release(&r);
     } else {
         *out = r;
         if (inv_ids != NULL && ninv > 0) {
@@ -1807,31 +1807,31 @@ static int sq_retention_run(uc_db_t *db, const uc_db_retention_cutoffs_t *cut,
     return st;
 }
 
-static int sq_api_key_create(uc_db_t *db, const uc_db_api_key_t *k)
+static int sq_api_key_create(uq_db_t *db, const uq_db_api_key_t *k)
 {
     return run_one((sqlite_db_t *)db, ST_KEY_CREATE, "api key create",
-                   bind_api_key, k, NULL, NULL, UC_DB_OK);
+                   bind_api_key, k, NULL, NULL, UQ_DB_OK);
 }
 
-static int sq_api_key_lookup(uc_db_t *db, const char *prefix,
-                             uc_db_api_key_t *out)
+static int sq_api_key_lookup(uq_db_t *db, const char *prefix,
+                             uq_db_api_key_t *out)
 {
-    uc_db_api_key_t row;
+    uq_db_api_key_t row;
     int st = run_one((sqlite_db_t *)db, ST_KEY_LOOKUP, "api key lookup",
-                     bind_key, prefix, key_row, &row, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK) {
+                     bind_key, prefix, key_row, &row, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
 }
 
-static int sq_api_key_lookup_hash(uc_db_t *db, const char *hash_hex,
-                                  uc_db_api_key_t *out)
+static int sq_api_key_lookup_hash(uq_db_t *db, const char *hash_hex,
+                                  uq_db_api_key_t *out)
 {
-    uc_db_api_key_t row;
+    uq_db_api_key_t row;
     int st = run_one((sqlite_db_t *)db, ST_KEY_LOOKUP_HASH, "api key lookup",
-                     bind_key, hash_hex, key_row, &row, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK) {
+                     bind_key, hash_hex, key_row, &row, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK) {
         *out = row;
     }
     return st;
@@ -1844,42 +1844,42 @@ static int bind_nothing(sqlite3_stmt *s, const void *arg)
     return 0;
 }
 
-static int sq_api_key_list(uc_db_t *db, uc_db_api_key_t **rows, size_t *n)
+static int sq_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
 {
     void *arr = NULL;
     size_t cnt = 0;
     int st =
         list_query((sqlite_db_t *)db, ST_KEY_LIST, "api key list", bind_nothing,
-                   NULL, sizeof(uc_db_api_key_t), key_row, &arr, &cnt);
-    if (st != UC_DB_OK) {
+                   NULL, sizeof(uq_db_api_key_t), key_row, &arr, &cnt);
+    if (st != UQ_DB_OK) {
         free(arr);
         return st;
     }
     *rows = arr;
     *n = cnt;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 static int revoked_row(sqlite3_stmt *s, void *row)
 {
     *(int64_t *)row = sqlite3_column_int64(s, 0);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int sq_api_key_revoke(uc_db_t *db, int64_t id, int64_t now_us,
+static int sq_api_key_revoke(uq_db_t *db, int64_t id, int64_t now_us,
                              int64_t *revoked_at)
 {
     key_revoke_t r = {id, now_us};
     int64_t at = 0;
     int st = run_one((sqlite_db_t *)db, ST_KEY_REVOKE, "api key revoke",
-                     bind_key_revoke, &r, revoked_row, &at, UC_DB_NOTFOUND);
-    if (st == UC_DB_OK && revoked_at != NULL) {
+                     bind_key_revoke, &r, revoked_row, &at, UQ_DB_NOTFOUND);
+    if (st == UQ_DB_OK && revoked_at != NULL) {
         *revoked_at = at;
     }
     return st;
 }
 
-static int sq_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
+static int sq_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
                              size_t *failed_at)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
@@ -1888,22 +1888,22 @@ static int sq_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
     int st;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     st = tx_step(d, c, ST_BEGIN, "api key import");
-    for (; st == UC_DB_OK && i < n; i++) {
+    for (; st == UQ_DB_OK && i < n; i++) {
         int64_t id = 0;
         /* No row back: the origin id is stored with another hash. */
         st = step_one(d, c, ST_KEY_IMPORT, "api key import", bind_key_import,
-                      &keys[i], revoked_row, &id, UC_DB_ECONSTRAINT);
-        if (st != UC_DB_OK) {
+                      &keys[i], revoked_row, &id, UQ_DB_ECONSTRAINT);
+        if (st != UQ_DB_OK) {
             break;
         }
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = tx_step(d, c, ST_COMMIT, "api key import");
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         tx_rollback(c);
         if (failed_at != NULL) {
             *failed_at = i;
@@ -1917,13 +1917,13 @@ static int sq_api_key_import(uc_db_t *db, const uc_db_api_key_t *keys, size_t n,
 
 static int inval_row(sqlite3_stmt *s, void *row)
 {
-    uc_db_inval_row_t *r = row;
+    uq_db_inval_row_t *r = row;
     r->id = sqlite3_column_int64(s, 0);
     col_text(s, 1, r->keyspace, sizeof(r->keyspace));
     col_text(s, 2, r->target, sizeof(r->target));
     r->created_at = sqlite3_column_int64(s, 3);
     r->applied = sqlite3_column_int(s, 4) != 0;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
 typedef struct {
@@ -1950,7 +1950,7 @@ static int bind_inval_pending(sqlite3_stmt *s, const void *arg)
  * whole read succeeded. */
 static int inval_read(sqlite_db_t *d, int idx, const char *what,
                       filter_binder_fn bind, int64_t after,
-                      uc_db_inval_row_t *out, size_t cap, size_t *n)
+                      uq_db_inval_row_t *out, size_t cap, size_t *n)
 {
     inval_page_t q = {after,
                       cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap};
@@ -1959,7 +1959,7 @@ static int inval_read(sqlite_db_t *d, int idx, const char *what,
     int st =
         list_query(d, idx, what, bind, &q, sizeof(*out), inval_row, &arr, &cnt);
 
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         if (cnt > cap) {
             cnt = cap;
         }
@@ -1972,14 +1972,14 @@ static int inval_read(sqlite_db_t *d, int idx, const char *what,
     return st;
 }
 
-static int sq_inval_after(uc_db_t *db, int64_t after_id, uc_db_inval_row_t *out,
+static int sq_inval_after(uq_db_t *db, int64_t after_id, uq_db_inval_row_t *out,
                           size_t cap, size_t *n)
 {
     return inval_read((sqlite_db_t *)db, ST_INV_AFTER, "invalidations after",
                       bind_inval_after, after_id, out, cap, n);
 }
 
-static int sq_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
+static int sq_inval_pending(uq_db_t *db, uq_db_inval_row_t *out, size_t cap,
                             size_t *n)
 {
     return inval_read((sqlite_db_t *)db, ST_INV_PENDING,
@@ -1987,7 +1987,7 @@ static int sq_inval_pending(uc_db_t *db, uc_db_inval_row_t *out, size_t cap,
                       n);
 }
 
-static int sq_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
+static int sq_inval_mark_applied(uq_db_t *db, const int64_t *ids, size_t n,
                                  int64_t now)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
@@ -1996,31 +1996,31 @@ static int sq_inval_mark_applied(uc_db_t *db, const int64_t *ids, size_t n,
     int st;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     /* One transaction: one commit for the batch instead of one per id. */
     st = tx_step(d, c, ST_BEGIN, "invalidations applied");
-    s = st == UC_DB_OK ? stmt(d, c, ST_INV_MARK) : NULL;
-    if (st == UC_DB_OK && s == NULL) {
-        st = UC_DB_EIO;
+    s = st == UQ_DB_OK ? stmt(d, c, ST_INV_MARK) : NULL;
+    if (st == UQ_DB_OK && s == NULL) {
+        st = UQ_DB_EIO;
     }
-    for (size_t i = 0; st == UC_DB_OK && i < n; i++) {
+    for (size_t i = 0; st == UQ_DB_OK && i < n; i++) {
         sqlite3_bind_int64(s, 1, ids[i]);
         sqlite3_bind_int64(s, 2, now);
         st = status_of(d, c, sqlite3_step(s), "invalidations applied");
         done(s);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = tx_step(d, c, ST_COMMIT, "invalidations applied");
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         tx_rollback(c);
     }
     release(d, c);
     return st;
 }
 
-static int sq_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
+static int sq_inval_prune(uq_db_t *db, int64_t before_us, int64_t *removed)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
     conn_t *c = acquire(d);
@@ -2028,23 +2028,23 @@ static int sq_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
     int st;
 
     if (c == NULL) {
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     s = stmt(d, c, ST_INV_PRUNE);
     if (s == NULL) {
-        st = UC_DB_EIO;
+        st = UQ_DB_EIO;
     } else {
         sqlite3_bind_int64(s, 1, before_us);
-        sqlite3_bind_int64(s, 2, UC_DB_INVAL_PRUNE_MAX);
+        sqlite3_bind_int64(s, 2, UQ_DB_INVAL_PRUNE_MAX);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_DONE) {
-            st = UC_DB_OK;
+            st = UQ_DB_OK;
             if (removed != NULL) {
                 *removed = sqlite3_changes64(c->h);
             }
         } else {
             st = status_of(d, c, rc, "invalidations prune");
-            st = st != UC_DB_OK ? st : UC_DB_EIO;
+            st = st != UQ_DB_OK ? st : UQ_DB_EIO;
         }
     }
     done(s);
@@ -2055,21 +2055,21 @@ static int sq_inval_prune(uc_db_t *db, int64_t before_us, int64_t *removed)
 static int int64_row(sqlite3_stmt *s, void *row)
 {
     *(int64_t *)row = sqlite3_column_int64(s, 0);
-    return UC_DB_OK;
+    return UQ_DB_OK;
 }
 
-static int sq_inval_last_id(uc_db_t *db, int64_t *id)
+static int sq_inval_last_id(uq_db_t *db, int64_t *id)
 {
     int64_t v = 0;
     int st = run_one((sqlite_db_t *)db, ST_INV_LAST, "invalidations last id",
-                     bind_nothing, NULL, int64_row, &v, UC_DB_EIO);
-    if (st == UC_DB_OK) {
+                     bind_nothing, NULL, int64_row, &v, UQ_DB_EIO);
+    if (st == UQ_DB_OK) {
         *id = v;
     }
     return st;
 }
 
-static int sq_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
+static int sq_inval_append(uq_db_t *db, const uq_db_inval_t *inv, size_t n,
                            int64_t now, int64_t *ids)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
@@ -2079,32 +2079,32 @@ static int sq_inval_append(uc_db_t *db, const uc_db_inval_t *inv, size_t n,
     int st;
 
     if (tmp == NULL) {
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     c = acquire(d);
     if (c == NULL) {
         free(tmp);
-        return UC_DB_EBUSY;
+        return UQ_DB_EBUSY;
     }
     st = tx_step(d, c, ST_BEGIN, "invalidations append");
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = insert_records(d, c, &b, tmp);
     }
-    if (st == UC_DB_OK) {
+    if (st == UQ_DB_OK) {
         st = tx_step(d, c, ST_COMMIT, "invalidations append");
     }
-    if (st != UC_DB_OK) {
+    if (st != UQ_DB_OK) {
         tx_rollback(c);
     }
     release(d, c);
-    if (st == UC_DB_OK && ids != NULL) {
+    if (st == UQ_DB_OK && ids != NULL) {
         memcpy(ids, tmp, n * sizeof(*tmp));
     }
     free(tmp);
     return st;
 }
 
-static const uc_db_methods_t sqlite_methods = {
+static const uq_db_methods_t sqlite_methods = {
     .name = "sqlite",
     .close = sq_close,
     .migrate = sq_migrate,
@@ -2136,12 +2136,12 @@ static const uc_db_methods_t sqlite_methods = {
     .inval_append = sq_inval_append,
 };
 
-int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
+int uq_db_sqlite_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
                       size_t errlen)
 {
     const char *path = opt->url;
     sqlite_db_t *d;
-    int st = UC_DB_OK;
+    int st = UQ_DB_OK;
 
     if (strncmp(path, "sqlite:", 7) == 0) {
         path += 7;
@@ -2153,12 +2153,12 @@ int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     if (path[0] == '\0' || strcmp(path, ":memory:") == 0) {
         snprintf(err, errlen,
                  "open sqlite: a file path is required (pool of connections)");
-        return UC_DB_ECONFIG;
+        return UQ_DB_ECONFIG;
     }
     d = calloc(1, sizeof(*d));
     if (d == NULL) {
         snprintf(err, errlen, "open sqlite: out of memory");
-        return UC_DB_ENOMEM;
+        return UQ_DB_ENOMEM;
     }
     d->base.methods = &sqlite_methods;
     d->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 5000;
@@ -2171,17 +2171,17 @@ int uc_db_sqlite_open(const uc_db_options_t *opt, uc_db_t **out, char *err,
     pthread_cond_init(&d->cv, NULL);
     if (d->path == NULL || d->conns == NULL) {
         snprintf(err, errlen, "open sqlite: out of memory");
-        st = UC_DB_ENOMEM;
+        st = UQ_DB_ENOMEM;
         goto fail;
     }
     for (int i = 0; i < d->nconns; i++) {
         st = open_conn(d, &d->conns[i], err, errlen);
-        if (st != UC_DB_OK) {
+        if (st != UQ_DB_OK) {
             goto fail;
         }
     }
     *out = &d->base;
-    return UC_DB_OK;
+    return UQ_DB_OK;
 fail:
     if (d->conns == NULL) {
         d->nconns = 0;

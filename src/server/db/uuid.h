@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The one generator of the service's UUIDs: backfill job ids (through
- * uc_uuid_new() in util.c), feedback and metric row ids (the backends) and
+ * uq_uuid_new() in util.c), feedback and metric row ids (the backends) and
  * the ids the migration gives rows written before there were any. It is a
  * header so that each of those builds takes it without linking the others:
  * the database layer is compiled on its own into its tests, util.c on its
  * own into the fuzz targets.
  */
-#ifndef UC_SERVER_DB_UUID_H
-#define UC_SERVER_DB_UUID_H
+#ifndef UQ_SERVER_DB_UUID_H
+#define UQ_SERVER_DB_UUID_H
 
 #include <stddef.h>
 #include <sys/random.h>
@@ -21,7 +21,7 @@
  * Returns 0, or -1 when the system gives no randomness (out is then
  * untouched).
  */
-static inline int uc_db_uuid_new(char out[UC_DB_UUID_LEN + 1])
+static inline int uq_db_uuid_new(char out[UQ_DB_UUID_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
@@ -45,4 +45,4 @@ static inline int uc_db_uuid_new(char out[UC_DB_UUID_LEN + 1])
     return 0;
 }
 
-#endif /* UC_SERVER_DB_UUID_H */
+#endif /* UQ_SERVER_DB_UUID_H */
