@@ -97,6 +97,34 @@ static json_t *loc_json(const char *where, const char *label)
     return loc;
 }
 
+/* Whether a string anywhere in v holds a NUL (a \u0000 in the text). */
+static int holds_nul(json_t *v)
+{
+    const char *k;
+    json_t *x;
+    size_t i;
+
+    if (json_is_string(v)) {
+        return strlen(json_string_value(v)) != json_string_length(v);
+    }
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, x)
+        {
+            if (holds_nul(x)) {
+                return 1;
+            }
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            if (holds_nul(x)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static void resp_invalid_v(uq_resp_t *res, const char *where, const char *label,
                            const char *type, json_t *input, json_t *ctx,
                            const char *fmt, va_list ap)
@@ -104,10 +132,9 @@ static void resp_invalid_v(uq_resp_t *res, const char *where, const char *label,
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     resp_reset(res);
-    if (json_is_string(input) &&
-        strlen(json_string_value(input)) != json_string_length(input)) {
-        /* A value with NUL is not quoted: many JSON readers refuse a
-         * \u0000 and would lose the whole answer over it. */
+    if (holds_nul(input)) {
+        /* A value with NUL anywhere in it is not quoted: many JSON readers
+         * refuse a \u0000 and would lose the whole answer over it. */
         input = NULL;
     }
     json_t *err = json_pack("{s:s,s:o,s:s,s:O}", "type", type, "loc",

@@ -40,13 +40,14 @@ static void reset(uq_resp_t *res)
     memset(res, 0, sizeof(*res));
 }
 
-/* A refusal: the status is a client error and the body a {"detail": s}
- * whose message names label (when label is short enough to survive the
- * message cap). */
+/* A refusal: the status is a client error. A 422 carries FastAPI's list,
+ * {"detail": [{"loc": [...], "msg": s, "type": s}, ...]}, whose first
+ * item's loc ends with label (a plain field name); a 400 or 415 a
+ * {"detail": s} whose message names label (when label is short enough to
+ * survive the message cap). */
 static void check_refusal(uq_resp_t *res, int want_status, const char *label)
 {
-    json_t *j;
-    const char *detail;
+    json_t *j, *d;
 
     if (want_status != 0) {
         UC_FUZZ_CHECK(res->status == want_status);
@@ -56,10 +57,26 @@ static void check_refusal(uq_resp_t *res, int want_status, const char *label)
     UC_FUZZ_CHECK(res->body != NULL);
     j = json_loadb(res->body, res->len, 0, NULL);
     UC_FUZZ_CHECK(j != NULL && json_is_object(j));
-    detail = json_string_value(json_object_get(j, "detail"));
-    UC_FUZZ_CHECK(detail != NULL);
-    if (label != NULL && strlen(label) < 100) {
-        UC_FUZZ_CHECK(strncmp(detail, label, strlen(label)) == 0);
+    d = json_object_get(j, "detail");
+    if (res->status == 422) {
+        json_t *item = json_array_get(d, 0);
+        json_t *loc = json_object_get(item, "loc");
+        UC_FUZZ_CHECK(json_is_array(d) && json_is_object(item));
+        UC_FUZZ_CHECK(json_is_array(loc) && json_array_size(loc) >= 1);
+        UC_FUZZ_CHECK(json_is_string(json_object_get(item, "msg")));
+        UC_FUZZ_CHECK(json_is_string(json_object_get(item, "type")));
+        if (label != NULL && strchr(label, '.') == NULL &&
+            strchr(label, '[') == NULL) {
+            const char *last = json_string_value(
+                json_array_get(loc, json_array_size(loc) - 1));
+            UC_FUZZ_CHECK(last != NULL && strcmp(last, label) == 0);
+        }
+    } else {
+        const char *detail = json_string_value(d);
+        UC_FUZZ_CHECK(detail != NULL);
+        if (label != NULL && strlen(label) < 100) {
+            UC_FUZZ_CHECK(strncmp(detail, label, strlen(label)) == 0);
+        }
     }
     json_decref(j);
 }
