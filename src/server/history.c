@@ -28,7 +28,8 @@
 
 /* The request-duration buckets of prometheus.c (upper bounds, µs; the last
  * bucket is +Inf), which app.h does not export. */
-_Static_assert(UQ_LAT_BUCKETS == 17, "request buckets changed: see prometheus.c");
+_Static_assert(UQ_LAT_BUCKETS == 17,
+               "request buckets changed: see prometheus.c");
 static const uint64_t req_bounds_us[UQ_LAT_BUCKETS - 1] = {
     100,   250,    500,    1000,   2500,    5000,    10000,   25000,
     50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};

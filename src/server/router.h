@@ -24,8 +24,8 @@ int uq_route_find(const uq_route_t *rt, size_t n, const char *method,
 
 /* The methods path is served with, for a 405's Allow ("GET, HEAD, POST";
  * HEAD beside every GET), into buf of cap bytes. */
-void uq_route_allow(const uq_route_t *rt, size_t n, const char *path,
-                    char *buf, size_t cap);
+void uq_route_allow(const uq_route_t *rt, size_t n, const char *path, char *buf,
+                    size_t cap);
 
 /* Does If-None-Match (a list of entity tags, or "*") match etag? Weak
  * comparison, as RFC 9110 asks for If-None-Match. */
