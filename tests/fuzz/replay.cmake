@@ -43,6 +43,8 @@ uc_add_replay(TARGET fuzz_request_json
     INCLUDES ${uc_replay_server}
     LIBS PkgConfig::UC_REPLAY_JANSSON m)
 uc_add_replay(TARGET fuzz_db_url
-    SOURCES ${uc_replay_server}/db/db.c ${uc_replay_server}/db/sqlite.c
+    SOURCES ${uc_replay_server}/db/db.c ${uc_replay_server}/db/errors.c
+        ${uc_replay_server}/db/rows.c ${uc_replay_server}/db/pool.c
+        ${uc_replay_server}/db/sqlite.c
     INCLUDES ${uc_replay_server}/db
     LIBS PkgConfig::UC_REPLAY_SQLITE3 Threads::Threads)

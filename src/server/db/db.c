@@ -14,34 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-const char *uq_db_strerror(int status)
-{
-    switch (status) {
-    case UQ_DB_OK:
-        return "success";
-    case UQ_DB_NOTFOUND:
-        return "not found";
-    case UQ_DB_ENOMEM:
-        return "out of memory";
-    case UQ_DB_EINVAL:
-        return "invalid argument";
-    case UQ_DB_ECONSTRAINT:
-        return "constraint violated";
-    case UQ_DB_EUNAVAILABLE:
-        return "database unavailable";
-    case UQ_DB_EBUSY:
-        return "database busy";
-    case UQ_DB_EIO:
-        return "database error";
-    case UQ_DB_ECONFIG:
-        return "invalid database configuration";
-    case UQ_DB_EREADONLY:
-        return "database cannot write";
-    default:
-        return "unknown status";
-    }
-}
-
 int64_t uq_db_interval_width_us(uq_db_interval_t iv)
 {
     switch (iv) {
@@ -349,6 +321,17 @@ static int q_end(uq_db_t *db, int64_t t0, int st)
 
 void uq_db_figures(uq_db_t *db, uq_db_figures_t *out)
 {
+    uq__db_pool_figures_t pf;
+
+    uq__db_pool_figures(db->pool, &pf);
+    memset(out, 0, sizeof(*out));
+    out->open = pf.open;
+    out->idle = pf.idle;
+    out->connects = pf.connects;
+    out->connect_failures = pf.connect_failures;
+    out->dropped = pf.dropped;
+    out->waits = pf.waits;
+    out->timeouts = pf.timeouts;
     out->pool_size = db->pool_size;
     out->checked_out =
         atomic_load_explicit(&db->q_inflight, memory_order_relaxed);

@@ -516,6 +516,8 @@ struct uq_db {
     _Atomic int64_t probe_at_us; /* monotonic; 0: never probed */
     _Atomic int probe_status;
     _Atomic int probing;
+    /* The driver's connection pool (db_int.h), for uq_db_figures(). */
+    struct uq__db_pool *pool;
     /* uq_db_figures(): set by uq_db_open and the wrappers, not backends. */
     int pool_size;
     _Atomic int q_inflight;
@@ -525,16 +527,24 @@ struct uq_db {
 /* A call slower than this counts as slow (the original service's 200 ms). */
 #define UQ_DB_SLOW_QUERY_US 200000
 
-/* The pool and the calls, as the wrappers below count them. */
+/* The pool and the calls: the calls as the wrappers below count them, the
+ * connections as the pool itself holds them. */
 typedef struct {
     int pool_size;     /* connections the pool may hold */
     int checked_out;   /* calls holding one now */
     uint64_t queries;  /* calls made (each one statement or transaction) */
     uint64_t slow;     /* of them, over UQ_DB_SLOW_QUERY_US */
     uint64_t total_us; /* their time, summed */
+    int open;          /* connections open now (idle and lent) */
+    int idle;          /* of them, waiting to be lent */
+    uint64_t connects; /* connections made since open, the first excluded */
+    uint64_t connect_failures; /* attempts that failed */
+    uint64_t dropped;          /* connections closed as broken or dead */
+    uint64_t waits;            /* borrowers that had to wait for one */
+    uint64_t timeouts;         /* of them, that gave up (UQ_DB_EBUSY) */
 } uq_db_figures_t;
 
-/* Lock-free; any thread. */
+/* Any thread; takes the pool's lock for a moment. */
 void uq_db_figures(uq_db_t *db, uq_db_figures_t *out);
 
 /* ---- opening ------------------------------------------------------------- */

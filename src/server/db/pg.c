@@ -281,7 +281,8 @@ static const char SQL_INV_APPEND[] = "WITH i AS (" INV_ROWS(
     "1", "2", "3") " ORDER BY o RETURNING id)"
                    " SELECT array_agg(id ORDER BY id)::text FROM i";
 
-#define INV_COLS "id, keyspace, target, created_at, applied_at IS NOT NULL"
+#define INV_COLS                                                               \
+    "id, keyspace, target, created_at, (applied_at IS NOT NULL)::int"
 #define INV_NCOLS 5
 
 static const char SQL_INV_AFTER[] =
@@ -484,11 +485,7 @@ enum { KW_MAX = 12 };
 typedef struct {
     uq_db_t base;
 
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* a connection came back or a slot freed */
-    PGconn **idle;     /* max entries; idle[0..n_idle-1] are free to lend */
-    int n_idle;
-    int n_open; /* idle + lent + being connected; never above max */
+    uq__db_pool_t pool; /* of PGconn */
     int max;
 
     int timeout_ms;
@@ -498,6 +495,7 @@ typedef struct {
     char connect_s[16]; /* connect_timeout, seconds */
     char options[128];  /* -c statement_timeout=... */
     char where[256];    /* the URL with its password as "***" */
+    char what[280];     /* "postgresql 'where'", the pool's name in logs */
     uq__db_logger_t log;
 } pg_db_t;
 
@@ -662,76 +660,37 @@ static int idle_alive(PGconn *c)
     return 0; /* still chattering while idle: not to be trusted */
 }
 
-/*
- * Borrows a connection: an idle one when there is one, a new one when the
- * pool is below its size, else waits up to timeout_ms for one to come back.
- * Returns UQ_DB_OK and *out, UQ_DB_EBUSY when the wait ran out, or
- * UQ_DB_EUNAVAILABLE when a new connection could not be made (logged).
- */
+/* The pool's callbacks (pool.c) over libpq connections. */
+static void *pool_connect(void *arg, char *err, size_t errlen)
+{
+    return connect_one(arg, err, errlen);
+}
+
+static int pool_alive(void *arg, void *conn)
+{
+    (void)arg;
+    return idle_alive(conn);
+}
+
+static void pool_close(void *arg, void *conn)
+{
+    (void)arg;
+    PQfinish(conn);
+}
+
+static const uq__db_pool_ops_t pool_ops = {pool_connect, pool_alive,
+                                           pool_close};
+
+/* Borrows a connection from the pool (see uq__db_pool_acquire). */
 static int acquire(pg_db_t *d, PGconn **out)
 {
-    uint64_t deadline = mono_ms() + (uint64_t)d->timeout_ms;
-    struct timespec abs;
-    PGconn *c = NULL;
-    int make = 0;
-    char err[640];
+    void *c = NULL;
+    int st = uq__db_pool_acquire(&d->pool, &c);
 
-    clock_gettime(CLOCK_MONOTONIC, &abs);
-    abs.tv_sec += d->timeout_ms / 1000;
-    abs.tv_nsec += (long)(d->timeout_ms % 1000) * 1000000L;
-    if (abs.tv_nsec >= 1000000000L) {
-        abs.tv_sec++;
-        abs.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&d->mu);
-    for (;;) {
-        while (d->n_idle > 0) {
-            c = d->idle[--d->n_idle];
-            if (idle_alive(c)) {
-                break;
-            }
-            /* Dead: free its slot and look at the next one. */
-            PQfinish(c);
-            c = NULL;
-            d->n_open--;
-        }
-        if (c != NULL) {
-            break;
-        }
-        if (d->n_open < d->max) {
-            d->n_open++;
-            make = 1;
-            break;
-        }
-        if (pthread_cond_timedwait(&d->cv, &d->mu, &abs) == ETIMEDOUT ||
-            mono_ms() >= deadline) {
-            if (d->n_idle == 0 && d->n_open >= d->max) {
-                break;
-            }
-        }
-    }
-    pthread_mutex_unlock(&d->mu);
-    if (c != NULL) {
+    if (st == UQ_DB_OK) {
         *out = c;
-        return UQ_DB_OK;
     }
-    if (!make) {
-        uq__db_logf(&d->log, 2,
-                    "postgresql '%s': no connection free within %d ms",
-                    d->where, d->timeout_ms);
-        return UQ_DB_EBUSY;
-    }
-    c = connect_one(d, err, sizeof(err));
-    if (c == NULL) {
-        uq__db_logf(&d->log, 3, "%s", err);
-        pthread_mutex_lock(&d->mu);
-        d->n_open--;
-        pthread_cond_signal(&d->cv);
-        pthread_mutex_unlock(&d->mu);
-        return UQ_DB_EUNAVAILABLE;
-    }
-    *out = c;
-    return UQ_DB_OK;
+    return st;
 }
 
 /*
@@ -741,39 +700,17 @@ static int acquire(pg_db_t *d, PGconn **out)
  */
 /* How a session ends: broken drops its connection; RELEASE_DROP_IDLE also
  * drops every idle one, which is in the same state as the server. */
-#define RELEASE_DROP_IDLE 2
+#define RELEASE_DROP_IDLE UQ__DB_POOL_DROP_IDLE
 
 static void release(pg_db_t *d, PGconn *c, int broken)
 {
     int keep = !broken && PQstatus(c) == CONNECTION_OK &&
                PQtransactionStatus(c) == PQTRANS_IDLE;
-    PGconn **drop = NULL;
-    int ndrop = 0;
 
-    if (!keep) {
-        PQfinish(c);
-    }
-    if (broken == RELEASE_DROP_IDLE) {
-        drop = malloc((size_t)d->max * sizeof(*drop));
-    }
-    pthread_mutex_lock(&d->mu);
-    if (keep) {
-        d->idle[d->n_idle++] = c;
-    } else {
-        d->n_open--;
-    }
-    if (drop != NULL) {
-        ndrop = d->n_idle;
-        memcpy(drop, d->idle, (size_t)ndrop * sizeof(*drop));
-        d->n_idle = 0;
-        d->n_open -= ndrop;
-    }
-    pthread_cond_broadcast(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-    for (int i = 0; i < ndrop; i++) {
-        PQfinish(drop[i]);
-    }
-    free(drop);
+    uq__db_pool_release(&d->pool, c,
+                        keep                          ? UQ__DB_POOL_KEEP
+                        : broken == RELEASE_DROP_IDLE ? UQ__DB_POOL_DROP_IDLE
+                                                      : UQ__DB_POOL_DROP);
 }
 
 /* A borrowed connection for the length of one method call. */
@@ -797,37 +734,6 @@ static void sess_close(sess_t *s)
         release(s->d, s->c, s->broken);
         s->c = NULL;
     }
-}
-
-/* Maps a failed result to a status by its SQLSTATE class. */
-static int status_of_state(const char *state)
-{
-    if (state == NULL || strlen(state) != 5) {
-        return UQ_DB_EIO;
-    }
-    if (strncmp(state, "23", 2) == 0) {
-        return UQ_DB_ECONSTRAINT; /* integrity constraint violation */
-    }
-    if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
-        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
-        strcmp(state, "53300") == 0) {
-        return UQ_DB_EUNAVAILABLE; /* connection, shutdown, too many */
-    }
-    if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0 ||
-        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
-        return UQ_DB_EBUSY; /* statement/lock timeout, serialization */
-    }
-    if (strncmp(state, "22", 2) == 0) {
-        return UQ_DB_EINVAL; /* data exception: bad uuid, bad json, ... */
-    }
-    if (strcmp(state, "53200") == 0) {
-        return UQ_DB_ENOMEM;
-    }
-    if (strcmp(state, "25006") == 0 || strcmp(state, "53100") == 0) {
-        return UQ_DB_EREADONLY; /* read-only transaction (a standby, or
-                                   default_transaction_read_only), disk full */
-    }
-    return UQ_DB_EIO;
 }
 
 /*
@@ -921,7 +827,7 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
         return UQ_DB_OK;
     }
     state = PQresultErrorField(keep, PG_DIAG_SQLSTATE);
-    st = status_of_state(state);
+    st = uq__db_status_of_sqlstate(state);
     if (op == OP_PREPARED && PQstatus(s->c) == CONNECTION_OK && state != NULL &&
         strcmp(state, "26000") == 0) {
         PQclear(keep);
@@ -939,8 +845,7 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
         s->broken = RELEASE_DROP_IDLE;
     }
     one_line(PQresultErrorMessage(keep), why, sizeof(why));
-    uq__db_logf(&d->log, st == UQ_DB_ECONSTRAINT || st == UQ_DB_EINVAL ? 1 : 3,
-                "postgresql %s: %s", what, why);
+    uq__db_logf(&d->log, uq__db_log_level(st), "postgresql %s: %s", what, why);
     PQclear(keep);
     return st;
 
@@ -1081,144 +986,42 @@ static double v_f64(const PGresult *r, int row, int col)
     return strtod(PQgetvalue(r, row, col), NULL);
 }
 
-/* Copies a text value into a fixed field; NULL gives "". 0 or -1 (too long:
- * a schema/field mismatch, reported rather than truncated silently). */
-static int v_str(const PGresult *r, int row, int col, char *dst, size_t cap)
+/* Rows as the layer's row mapping reads them (rows.c). */
+static int row_is_null(const uq__db_row_t *x, int col)
 {
-    if (PQgetisnull(r, row, col)) {
-        dst[0] = '\0';
-        return 0;
-    }
-    return uq_db_copy_field(dst, cap, PQgetvalue(r, row, col),
-                            (size_t)PQgetlength(r, row, col));
+    return PQgetisnull(x->res, x->row, col);
 }
 
-static int read_feedback(const PGresult *r, int row, void *dst)
+static const char *row_text(const uq__db_row_t *x, int col, size_t *len)
 {
-    uq_db_feedback_t *f = dst;
-    int bad = 0;
-
-    memset(f, 0, sizeof(*f));
-    bad |= v_str(r, row, 0, f->id, sizeof(f->id));
-    bad |= v_str(r, row, 1, f->insight_id, sizeof(f->insight_id));
-    bad |= v_str(r, row, 2, f->user_id, sizeof(f->user_id));
-    f->rating = (int)v_i64(r, row, 3, 0);
-    f->has_comment = !PQgetisnull(r, row, 4);
-    bad |= v_str(r, row, 4, f->comment, sizeof(f->comment));
-    bad |= v_str(r, row, 5, f->flag_type, sizeof(f->flag_type));
-    f->has_flag_reason = !PQgetisnull(r, row, 6);
-    bad |= v_str(r, row, 6, f->flag_reason, sizeof(f->flag_reason));
-    f->created_at = v_i64(r, row, 7, 0);
-    f->updated_at = v_i64(r, row, 8, 0);
-    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
+    *len = (size_t)PQgetlength(x->res, x->row, col);
+    return PQgetvalue(x->res, x->row, col);
 }
 
-static int read_job(const PGresult *r, int row, void *dst)
+static int64_t row_i64(const uq__db_row_t *x, int col)
 {
-    uq_db_job_t *j = dst;
-    int bad = 0;
-
-    memset(j, 0, sizeof(*j));
-    bad |= v_str(r, row, 0, j->id, sizeof(j->id));
-    bad |= v_str(r, row, 1, j->job_type, sizeof(j->job_type));
-    j->start_block = v_i64(r, row, 2, 0);
-    j->end_block = v_i64(r, row, 3, 0);
-    j->current_block = v_i64(r, row, 4, 0);
-    bad |= v_str(r, row, 5, j->status, sizeof(j->status));
-    j->progress_percentage = v_f64(r, row, 6);
-    j->estimated_completion = v_i64(r, row, 7, UQ_DB_NULL_TIME);
-    j->has_error_message = !PQgetisnull(r, row, 8);
-    bad |= v_str(r, row, 8, j->error_message, sizeof(j->error_message));
-    j->started_at = v_i64(r, row, 9, 0);
-    j->completed_at = v_i64(r, row, 10, UQ_DB_NULL_TIME);
-    j->has_created_by = !PQgetisnull(r, row, 11);
-    bad |= v_str(r, row, 11, j->created_by, sizeof(j->created_by));
-    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
+    return v_i64(x->res, x->row, col, 0);
 }
 
-/* Reads a metric row; its metadata is heap text (UQ_DB_ENOMEM if not). */
-static int read_metric(const PGresult *r, int row, void *dst)
+static double row_f64(const uq__db_row_t *x, int col)
 {
-    uq_db_metric_t *m = dst;
-    int bad = 0;
-
-    memset(m, 0, sizeof(*m));
-    bad |= v_str(r, row, 0, m->id, sizeof(m->id));
-    bad |= v_str(r, row, 1, m->service_name, sizeof(m->service_name));
-    bad |= v_str(r, row, 2, m->metric_type, sizeof(m->metric_type));
-    m->metric_value = v_f64(r, row, 3);
-    bad |= v_str(r, row, 4, m->unit, sizeof(m->unit));
-    m->timestamp = v_i64(r, row, 5, 0);
-    if (bad != 0) {
-        return UQ_DB_EIO;
-    }
-    if (!PQgetisnull(r, row, 6)) {
-        size_t len = (size_t)PQgetlength(r, row, 6);
-        m->metadata = malloc(len + 1);
-        if (m->metadata == NULL) {
-            return UQ_DB_ENOMEM;
-        }
-        memcpy(m->metadata, PQgetvalue(r, row, 6), len);
-        m->metadata[len] = '\0';
-    }
-    return UQ_DB_OK;
+    return v_f64(x->res, x->row, col);
 }
 
-static int read_key(const PGresult *r, int row, void *dst)
+static const uq__db_row_ops_t row_ops = {row_is_null, row_text, row_i64,
+                                         row_f64};
+
+/* Row `row` of r, for a reader. */
+static uq__db_row_t row_at(const PGresult *r, int row)
 {
-    uq_db_api_key_t *k = dst;
-    int bad = 0;
-
-    memset(k, 0, sizeof(*k));
-    k->id = v_i64(r, row, 0, 0);
-    bad |= v_str(r, row, 1, k->prefix, sizeof(k->prefix));
-    bad |= v_str(r, row, 2, k->hash_hex, sizeof(k->hash_hex));
-    bad |= v_str(r, row, 3, k->user_id, sizeof(k->user_id));
-    bad |= v_str(r, row, 4, k->role, sizeof(k->role));
-    k->created_at = v_i64(r, row, 5, 0);
-    bad |= v_str(r, row, 6, k->name, sizeof(k->name));
-    bad |= v_str(r, row, 7, k->origin_id, sizeof(k->origin_id));
-    bad |= v_str(r, row, 8, k->origin_prefix, sizeof(k->origin_prefix));
-    k->last_used_at = v_i64(r, row, 9, UQ_DB_NULL_TIME);
-    k->revoked_at = v_i64(r, row, 10, UQ_DB_NULL_TIME);
-    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
-}
-
-static int read_stats(const PGresult *r, int row, void *dst)
-{
-    uq_db_feedback_stats_t *v = dst;
-
-    memset(v, 0, sizeof(*v));
-    v->total_ratings = v_i64(r, row, 0, 0);
-    v->average_rating = v_f64(r, row, 1);
-    for (int i = 0; i < 5; i++) {
-        v->rating_distribution[i] = v_i64(r, row, 2 + i, 0);
-    }
-    v->total_comments = v_i64(r, row, 7, 0);
-    v->total_flags = v_i64(r, row, 8, 0);
-    v->flag_inaccurate = v_i64(r, row, 9, 0);
-    v->flag_misleading = v_i64(r, row, 10, 0);
-    v->flag_spam = v_i64(r, row, 11, 0);
-    return UQ_DB_OK;
-}
-
-static int read_bucket(const PGresult *r, int row, void *dst)
-{
-    uq_db_bucket_t *b = dst;
-
-    b->bucket = v_i64(r, row, 0, 0);
-    b->avg_value = v_f64(r, row, 1);
-    b->min_value = v_f64(r, row, 2);
-    b->max_value = v_f64(r, row, 3);
-    b->count = v_i64(r, row, 4, 0);
-    return UQ_DB_OK;
+    uq__db_row_t x = {&row_ops, r, row};
+    return x;
 }
 
 /* ---- queries ------------------------------------------------------------- */
 
-/* Copies row `row` of r into dst; one type for every row so that the query
- * runners below serve all the methods. Returns a db status. */
-typedef int (*row_reader_fn)(const PGresult *r, int row, void *dst);
+/* The layer's row readers (rows.c) serve every method. */
+typedef uq__db_reader_fn row_reader_fn;
 
 /*
  * Runs one statement on a borrowed connection, outside any transaction.
@@ -1265,7 +1068,12 @@ static int query_row(pg_db_t *d, const char *what, const char *sql,
 
     if (st == UQ_DB_OK) {
         int nt = PQntuples(r);
-        st = nt == 0 ? if_none : nt != 1 ? UQ_DB_EIO : read(r, 0, row);
+        if (nt == 1) {
+            uq__db_row_t x = row_at(r, 0);
+            st = read(&x, row);
+        } else {
+            st = nt == 0 ? if_none : UQ_DB_EIO;
+        }
     }
     PQclear(r);
     return st;
@@ -1292,7 +1100,8 @@ static int read_rows(const PGresult *r, int nt, size_t sz, row_reader_fn read,
         return UQ_DB_ENOMEM;
     }
     for (int i = 0; i < nt && st == UQ_DB_OK; i++) {
-        st = read(r, i, (char *)*arr + (size_t)i * sz);
+        uq__db_row_t x = row_at(r, i);
+        st = read(&x, (char *)*arr + (size_t)i * sz);
         (*count)++;
     }
     return st;
@@ -1484,7 +1293,10 @@ static int run_write(pg_db_t *d, const char *what, const char *plain_sql,
         } else if (nt != 1 || PQnfields(r) != ncols + 1) {
             st = UQ_DB_EIO;
         } else {
-            st = read != NULL ? read(r, 0, row) : UQ_DB_OK;
+            if (read != NULL) {
+                uq__db_row_t x = row_at(r, 0);
+                st = read(&x, row);
+            }
         }
         if (st == UQ_DB_OK &&
             parse_ids(PQgetvalue(r, 0, ncols), n, NULL) != 0) {
@@ -1553,12 +1365,7 @@ static void pg_close(uq_db_t *db)
 {
     pg_db_t *d = (pg_db_t *)db;
 
-    for (int i = 0; i < d->n_idle; i++) {
-        PQfinish(d->idle[i]);
-    }
-    free(d->idle);
-    pthread_mutex_destroy(&d->mu);
-    pthread_cond_destroy(&d->cv);
+    uq__db_pool_destroy(&d->pool);
     if (d->url != NULL) {
         /* The URL holds the password: do not leave it in freed memory. */
         volatile char *p = d->url;
@@ -1799,8 +1606,8 @@ static int pg_feedback_upsert(uq_db_t *db, const uq_db_feedback_write_t *w,
 
     st = run_write((pg_db_t *)db, "feedback upsert", SQL_FB_UPSERT,
                    "uq_feedback_upsert_inval", SQL_FB_UPSERT_INV, &p,
-                   read_feedback, &row, UQ_DB_EIO, FB_NCOLS, inv, ninv, w->now,
-                   inv_ids);
+                   uq__db_read_feedback, &row, UQ_DB_EIO, FB_NCOLS, inv, ninv,
+                   w->now, inv_ids);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1819,7 +1626,7 @@ static int pg_feedback_stats(uq_db_t *db, const char *insight_id,
     }
     p_str(&p, insight_id);
     st = query_row((pg_db_t *)db, "feedback stats", SQL_FB_STATS, &p,
-                   read_stats, &row, UQ_DB_EIO);
+                   uq__db_read_feedback_stats, &row, UQ_DB_EIO);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1840,7 +1647,7 @@ static int feedback_page(pg_db_t *d, const char *what, const char *sql,
     p_i64(&p, limit);
     p_i64(&p, offset);
     return paged_query(d, what, sql, &p, FB_NCOLS, sizeof(**rows),
-                       read_feedback, (void **)rows, n, total);
+                       uq__db_read_feedback, (void **)rows, n, total);
 }
 
 static int pg_feedback_comments(uq_db_t *db, const char *insight_id, int limit,
@@ -1888,7 +1695,7 @@ static int job_one(pg_db_t *d, const char *what, const char *sql,
                    const params_t *p, uq_db_job_t *out)
 {
     uq_db_job_t row;
-    int st = query_row(d, what, sql, p, read_job, &row, UQ_DB_NOTFOUND);
+    int st = query_row(d, what, sql, p, uq__db_read_job, &row, UQ_DB_NOTFOUND);
 
     if (st == UQ_DB_OK) {
         *out = row;
@@ -1915,10 +1722,10 @@ static int pg_job_progress(uq_db_t *db, const char *job_id,
     p_time(&p, pr->estimated_completion);
     p_str(&p, pr->error_message);
     p_i64(&p, pr->now);
-    st =
-        run_write((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS,
-                  "uq_job_progress_inval", SQL_JOB_PROGRESS_INV, &p, read_job,
-                  &row, UQ_DB_NOTFOUND, JOB_NCOLS, inv, ninv, pr->now, inv_ids);
+    st = run_write((pg_db_t *)db, "job progress", SQL_JOB_PROGRESS,
+                   "uq_job_progress_inval", SQL_JOB_PROGRESS_INV, &p,
+                   uq__db_read_job, &row, UQ_DB_NOTFOUND, JOB_NCOLS, inv, ninv,
+                   pr->now, inv_ids);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1950,7 +1757,8 @@ static int pg_job_list(uq_db_t *db, const char *status, const char *job_type,
     p_i64(&p, limit);
     p_i64(&p, offset);
     return paged_query((pg_db_t *)db, "job list", SQL_JOB_LIST, &p, JOB_NCOLS,
-                       sizeof(**rows), read_job, (void **)rows, n, total);
+                       sizeof(**rows), uq__db_read_job, (void **)rows, n,
+                       total);
 }
 
 static int pg_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in,
@@ -1998,7 +1806,12 @@ static int pg_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in,
         p_str(&p, id);
         st = sess_exec(&s, "metrics insert", SQL_METRIC_INSERT, p.n, p.v, &r);
         if (st == UQ_DB_OK) {
-            st = PQntuples(r) == 1 ? read_metric(r, 0, &tmp[i]) : UQ_DB_EIO;
+            if (PQntuples(r) == 1) {
+                uq__db_row_t x = row_at(r, 0);
+                st = uq__db_read_metric(&x, &tmp[i]);
+            } else {
+                st = UQ_DB_EIO;
+            }
             done = i + 1;
         }
         PQclear(r);
@@ -2048,7 +1861,7 @@ static int pg_metrics_list(uq_db_t *db, const uq_db_metric_filter_t *f,
     p_i64(&p, offset);
     st = query((pg_db_t *)db, "metrics list", SQL_METRIC_LIST, &p, &r);
     if (st == UQ_DB_OK) {
-        st = read_rows(r, PQntuples(r), sizeof(*arr), read_metric,
+        st = read_rows(r, PQntuples(r), sizeof(*arr), uq__db_read_metric,
                        (void **)&arr, &count);
     }
     PQclear(r);
@@ -2084,7 +1897,7 @@ static int pg_metrics_aggregate(uq_db_t *db, const char *service_name,
     p_i64(&p, end);
     st = query((pg_db_t *)db, "metrics aggregate", SQL_METRIC_AGG, &p, &r);
     if (st == UQ_DB_OK) {
-        st = read_rows(r, PQntuples(r), sizeof(*arr), read_bucket,
+        st = read_rows(r, PQntuples(r), sizeof(*arr), uq__db_read_bucket,
                        (void **)&arr, &count);
     }
     PQclear(r);
@@ -2097,36 +1910,6 @@ static int pg_metrics_aggregate(uq_db_t *db, const char *service_name,
     return UQ_DB_OK;
 }
 
-/* Row readers of the retention statements: what each delete took away. A
- * value too long for its field cannot come from our own schema, so it is
- * kept truncated rather than failing the run after the rows are gone. */
-static int read_job_id(const PGresult *r, int row, void *dst)
-{
-    v_str(r, row, 0, dst, UQ_DB_UUID_LEN + 1);
-    return UQ_DB_OK;
-}
-
-static int read_insight_id(const PGresult *r, int row, void *dst)
-{
-    v_str(r, row, 0, dst, UQ_DB_FB_ID_BYTES + 1);
-    return UQ_DB_OK;
-}
-
-static int read_series(const PGresult *r, int row, void *dst)
-{
-    uq_db_series_t *se = dst;
-
-    v_str(r, row, 0, se->service_name, sizeof(se->service_name));
-    v_str(r, row, 1, se->metric_type, sizeof(se->metric_type));
-    return UQ_DB_OK;
-}
-
-/*
- * Runs one retention delete for the cutoff `before` inside the caller's
- * transaction and reads what it returns, one row per id or series gone,
- * into a new array at *arr. Column count_col of each row says how many
- * rows it stood for (summed into *deleted); count_col < 0 means one each.
- */
 static int retention_step(sess_t *s, const char *what, const char *sql,
                           int64_t before, size_t sz, row_reader_fn read,
                           void **arr, size_t *n, int count_col,
@@ -2154,20 +1937,20 @@ static int retention_steps(sess_t *s, const uq_db_retention_cutoffs_t *c,
                            uq_db_retention_t *out)
 {
     int st = retention_step(s, "retention jobs", SQL_RET_JOBS, c->jobs_before,
-                            sizeof(*out->job_ids), read_job_id,
+                            sizeof(*out->job_ids), uq__db_read_job_id,
                             (void **)&out->job_ids, &out->n_job_ids, -1,
                             &out->jobs_deleted);
     if (st == UQ_DB_OK) {
         st = retention_step(s, "retention feedback", SQL_RET_FB,
                             c->feedback_before, sizeof(*out->insight_ids),
-                            read_insight_id, (void **)&out->insight_ids,
+                            uq__db_read_insight_id, (void **)&out->insight_ids,
                             &out->n_insight_ids, 1, &out->feedback_deleted);
     }
     if (st == UQ_DB_OK) {
         st = retention_step(s, "retention metrics", SQL_RET_METRICS,
                             c->metrics_before, sizeof(*out->series),
-                            read_series, (void **)&out->series, &out->n_series,
-                            2, &out->metrics_deleted);
+                            uq__db_read_series, (void **)&out->series,
+                            &out->n_series, 2, &out->metrics_deleted);
     }
     return st;
 }
@@ -2245,7 +2028,7 @@ static int pg_api_key_lookup(uq_db_t *db, const char *prefix,
     }
     p_str(&p, prefix);
     st = query_row((pg_db_t *)db, "api key lookup", SQL_KEY_LOOKUP, &p,
-                   read_key, &row, UQ_DB_NOTFOUND);
+                   uq__db_read_api_key, &row, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -2261,7 +2044,7 @@ static int pg_api_key_lookup_hash(uq_db_t *db, const char *hash_hex,
 
     p_str(&p, hash_hex);
     st = query_row((pg_db_t *)db, "api key lookup", SQL_KEY_LOOKUP_HASH, &p,
-                   read_key, &row, UQ_DB_NOTFOUND);
+                   uq__db_read_api_key, &row, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -2280,8 +2063,8 @@ static int pg_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
         st = UQ_DB_EIO;
     }
     if (st == UQ_DB_OK) {
-        st = read_rows(r, PQntuples(r), sizeof(uq_db_api_key_t), read_key, &arr,
-                       &count);
+        st = read_rows(r, PQntuples(r), sizeof(uq_db_api_key_t),
+                       uq__db_read_api_key, &arr, &count);
     }
     PQclear(r);
     if (st != UQ_DB_OK) {
@@ -2290,12 +2073,6 @@ static int pg_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
     }
     *rows = arr;
     *n = count;
-    return UQ_DB_OK;
-}
-
-static int read_one_i64(const PGresult *r, int row, void *dst)
-{
-    *(int64_t *)dst = v_i64(r, row, 0, 0);
     return UQ_DB_OK;
 }
 
@@ -2309,7 +2086,7 @@ static int pg_api_key_revoke(uq_db_t *db, int64_t id, int64_t now_us,
     p_i64(&p, id);
     p_i64(&p, now_us);
     st = query_row((pg_db_t *)db, "api key revoke", SQL_KEY_REVOKE, &p,
-                   read_one_i64, &at, UQ_DB_NOTFOUND);
+                   uq__db_read_i64, &at, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK && revoked_at != NULL) {
         *revoked_at = at;
     }
@@ -2372,20 +2149,6 @@ static int pg_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
 
 /* ---- invalidation log ---------------------------------------------------- */
 
-static int read_inval(const PGresult *r, int row, void *dst)
-{
-    uq_db_inval_row_t *v = dst;
-    int bad = 0;
-
-    memset(v, 0, sizeof(*v));
-    v->id = v_i64(r, row, 0, 0);
-    bad |= v_str(r, row, 1, v->keyspace, sizeof(v->keyspace));
-    bad |= v_str(r, row, 2, v->target, sizeof(v->target));
-    v->created_at = v_i64(r, row, 3, 0);
-    v->applied = strcmp(PQgetvalue(r, row, 4), "t") == 0;
-    return bad != 0 ? UQ_DB_EIO : UQ_DB_OK;
-}
-
 /* Runs a log read and copies its rows to out only when all of them were
  * read; more rows than cap (impossible with LIMIT) is an error. */
 static int inval_read(pg_db_t *d, const char *what, const char *sql,
@@ -2402,7 +2165,8 @@ static int inval_read(pg_db_t *d, const char *what, const char *sql,
         st = UQ_DB_EIO;
     }
     if (st == UQ_DB_OK) {
-        st = read_rows(r, PQntuples(r), sizeof(*out), read_inval, &arr, &count);
+        st = read_rows(r, PQntuples(r), sizeof(*out), uq__db_read_inval, &arr,
+                       &count);
     }
     PQclear(r);
     if (st == UQ_DB_OK) {
@@ -2489,18 +2253,12 @@ static int pg_inval_prune(uq_db_t *db, int64_t before_us, int64_t *removed)
     return st;
 }
 
-static int read_int64(const PGresult *r, int row, void *dst)
-{
-    *(int64_t *)dst = v_i64(r, row, 0, 0);
-    return UQ_DB_OK;
-}
-
 static int pg_inval_last_id(uq_db_t *db, int64_t *id)
 {
     params_t p = {0};
     int64_t v = 0;
     int st = query_row((pg_db_t *)db, "invalidations last id", SQL_INV_LAST, &p,
-                       read_int64, &v, UQ_DB_EIO);
+                       uq__db_read_i64, &v, UQ_DB_EIO);
 
     if (st == UQ_DB_OK) {
         *id = v;
@@ -2638,7 +2396,6 @@ int uq_db_pg_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
     PGconn *first = NULL;
     char where[256];
     char cerr[640];
-    pthread_condattr_t ca;
     size_t len;
 
     if (opt == NULL || opt->url == NULL || out == NULL) {
@@ -2680,21 +2437,18 @@ int uq_db_pg_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
     d->log.fn = opt->log;
     d->log.arg = opt->log_arg;
     snprintf(d->where, sizeof(d->where), "%s", where);
+    snprintf(d->what, sizeof(d->what), "postgresql '%s'", where);
     d->url = malloc(len + 1);
-    d->idle = calloc((size_t)d->max, sizeof(*d->idle));
-    if (d->url == NULL || d->idle == NULL) {
+    if (d->url == NULL ||
+        uq__db_pool_init(&d->pool, d->max, d->timeout_ms, &pool_ops, d, &d->log,
+                         d->what) != UQ_DB_OK) {
         free(d->url);
-        free(d->idle);
         free(d);
         goto nomem;
     }
+    d->base.pool = &d->pool;
     memcpy(d->url, opt->url, len + 1);
     set_keywords(d);
-    pthread_mutex_init(&d->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->cv, &ca);
-    pthread_condattr_destroy(&ca);
 
     /* One connection now, so that a wrong host or password is reported at
      * start; it stays in the pool. Later outages are survived, not fatal. */
@@ -2704,8 +2458,7 @@ int uq_db_pg_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
         pg_close(&d->base);
         return UQ_DB_EUNAVAILABLE;
     }
-    d->idle[d->n_idle++] = first;
-    d->n_open = 1;
+    uq__db_pool_adopt(&d->pool, first);
     uq__db_logf(&d->log, 1,
                 "postgresql: connected to '%s' (pool %d, timeout %d ms)",
                 d->where, d->max, d->timeout_ms);

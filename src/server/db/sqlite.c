@@ -399,7 +399,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 typedef struct {
     sqlite3 *h;
     sqlite3_stmt *st[ST_COUNT];
-    int busy;
 } conn_t;
 
 typedef struct {
@@ -407,51 +406,30 @@ typedef struct {
     char *path;
     int timeout_ms;
     uq__db_logger_t log;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    conn_t *conns;
+    uq__db_pool_t pool; /* of conn_t */
     int nconns;
 } sqlite_db_t;
 
-/* Maps an SQLite result code to a db status, logging real errors. */
+/* Maps an SQLite result code to a db status (the layer's error table),
+ * logging real errors at the level the table gives them. */
 static int status_of(sqlite_db_t *d, conn_t *c, int rc, const char *what)
 {
-    int prim = rc & 0xff;
-    switch (prim) {
-    case SQLITE_OK:
-    case SQLITE_DONE:
-    case SQLITE_ROW:
-        return UQ_DB_OK;
-    case SQLITE_CONSTRAINT:
-        if (rc == SQLITE_CONSTRAINT_COMMITHOOK) {
-            /* The commit hook refused: see on_commit(). */
-            uq__db_logf(&d->log, 3,
-                        "sqlite %s: '%s' was deleted or replaced since it "
-                        "was opened; the write was rolled back",
-                        what, d->path);
-            return UQ_DB_EREADONLY;
-        }
-        uq__db_logf(&d->log, 1, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UQ_DB_ECONSTRAINT;
-    case SQLITE_READONLY:
-    case SQLITE_FULL:
-    case SQLITE_PERM:
-        uq__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UQ_DB_EREADONLY;
-    case SQLITE_IOERR:
-    case SQLITE_CANTOPEN:
-        uq__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UQ_DB_EUNAVAILABLE;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        uq__db_logf(&d->log, 2, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UQ_DB_EBUSY;
-    case SQLITE_NOMEM:
-        return UQ_DB_ENOMEM;
-    default:
-        uq__db_logf(&d->log, 3, "sqlite %s: %s", what, sqlite3_errmsg(c->h));
-        return UQ_DB_EIO;
+    int st = uq__db_status_of_sqlite(rc);
+
+    if (st == UQ_DB_OK || st == UQ_DB_ENOMEM) {
+        return st;
     }
+    if (rc == SQLITE_CONSTRAINT_COMMITHOOK) {
+        /* The commit hook refused: see on_commit(). */
+        uq__db_logf(&d->log, uq__db_log_level(st),
+                    "sqlite %s: '%s' was deleted or replaced since it "
+                    "was opened; the write was rolled back",
+                    what, d->path);
+        return st;
+    }
+    uq__db_logf(&d->log, uq__db_log_level(st), "sqlite %s: %s", what,
+                sqlite3_errmsg(c->h));
+    return st;
 }
 
 static int64_t now_us(void)
@@ -461,53 +439,49 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void wait_deadline(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
+static void close_conn(conn_t *c);
+static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen);
 
-/* Borrows a free connection, waiting at most timeout_ms; NULL on timeout. */
-static conn_t *acquire(sqlite_db_t *d)
+/* The pool's callbacks (pool.c) over heap conn_t. SQLite connections never
+ * go bad on their own (the file is local), so none is ever dropped, and
+ * every one is opened at start: the pool only lends them out. */
+static void *pool_connect(void *arg, char *err, size_t errlen)
 {
-    struct timespec dl;
-    conn_t *c = NULL;
-    wait_deadline(&dl, d->timeout_ms);
-    pthread_mutex_lock(&d->mu);
-    for (;;) {
-        for (int i = 0; i < d->nconns; i++) {
-            if (!d->conns[i].busy) {
-                c = &d->conns[i];
-                c->busy = 1;
-                break;
-            }
-        }
-        if (c != NULL) {
-            break;
-        }
-        if (pthread_cond_timedwait(&d->cv, &d->mu, &dl) == ETIMEDOUT) {
-            break;
-        }
-    }
-    pthread_mutex_unlock(&d->mu);
+    conn_t *c = calloc(1, sizeof(*c));
+
     if (c == NULL) {
-        uq__db_logf(&d->log, 2, "sqlite: no connection free within %d ms",
-                    d->timeout_ms);
+        snprintf(err, errlen, "open sqlite: out of memory");
+        return NULL;
+    }
+    if (open_conn(arg, c, err, errlen) != UQ_DB_OK) {
+        close_conn(c);
+        free(c);
+        return NULL;
     }
     return c;
 }
 
+static void pool_close(void *arg, void *conn)
+{
+    (void)arg;
+    close_conn(conn);
+    free(conn);
+}
+
+static const uq__db_pool_ops_t pool_ops = {pool_connect, NULL, pool_close};
+
+/* Borrows a free connection, waiting at most timeout_ms; NULL on timeout
+ * (logged by the pool). */
+static conn_t *acquire(sqlite_db_t *d)
+{
+    void *c = NULL;
+
+    return uq__db_pool_acquire(&d->pool, &c) == UQ_DB_OK ? c : NULL;
+}
+
 static void release(sqlite_db_t *d, conn_t *c)
 {
-    pthread_mutex_lock(&d->mu);
-    c->busy = 0;
-    pthread_cond_signal(&d->cv);
-    pthread_mutex_unlock(&d->mu);
+    uq__db_pool_release(&d->pool, c, UQ__DB_POOL_KEEP);
 }
 
 /*
@@ -560,85 +534,41 @@ static int exec(sqlite_db_t *d, conn_t *c, const char *sql)
     return status_of(d, c, rc, sql);
 }
 
-static void col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
+/* Rows as the layer's row mapping reads them (rows.c): the statement,
+ * stepped to the row. */
+static int row_is_null(const uq__db_row_t *x, int col)
 {
-    const unsigned char *t = sqlite3_column_text(s, i);
-    size_t len = (size_t)sqlite3_column_bytes(s, i);
-    if (t == NULL) {
-        dst[0] = '\0';
-        return;
-    }
-    if (len >= cap) {
-        len = cap - 1;
-    }
-    memcpy(dst, t, len);
-    dst[len] = '\0';
+    return sqlite3_column_type((sqlite3_stmt *)x->res, col) == SQLITE_NULL;
 }
 
-static int64_t col_time(sqlite3_stmt *s, int i)
+static const char *row_text(const uq__db_row_t *x, int col, size_t *len)
 {
-    if (sqlite3_column_type(s, i) == SQLITE_NULL) {
-        return UQ_DB_NULL_TIME;
-    }
-    return sqlite3_column_int64(s, i);
+    sqlite3_stmt *s = (sqlite3_stmt *)x->res;
+    /* text first, then bytes: the order SQLite documents for the length
+     * of the text just converted. */
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    *len = (size_t)sqlite3_column_bytes(s, col);
+    return t;
 }
 
-static void read_feedback(sqlite3_stmt *s, uq_db_feedback_t *r)
+static int64_t row_i64(const uq__db_row_t *x, int col)
 {
-    memset(r, 0, sizeof(*r));
-    col_text(s, 0, r->id, sizeof(r->id));
-    col_text(s, 1, r->insight_id, sizeof(r->insight_id));
-    col_text(s, 2, r->user_id, sizeof(r->user_id));
-    r->rating = sqlite3_column_int(s, 3);
-    r->has_comment = sqlite3_column_type(s, 4) != SQLITE_NULL;
-    col_text(s, 4, r->comment, sizeof(r->comment));
-    col_text(s, 5, r->flag_type, sizeof(r->flag_type));
-    r->has_flag_reason = sqlite3_column_type(s, 6) != SQLITE_NULL;
-    col_text(s, 6, r->flag_reason, sizeof(r->flag_reason));
-    r->created_at = sqlite3_column_int64(s, 7);
-    r->updated_at = sqlite3_column_int64(s, 8);
+    return sqlite3_column_int64((sqlite3_stmt *)x->res, col);
 }
 
-static void read_job(sqlite3_stmt *s, uq_db_job_t *j)
+static double row_f64(const uq__db_row_t *x, int col)
 {
-    memset(j, 0, sizeof(*j));
-    col_text(s, 0, j->id, sizeof(j->id));
-    col_text(s, 1, j->job_type, sizeof(j->job_type));
-    j->start_block = sqlite3_column_int64(s, 2);
-    j->end_block = sqlite3_column_int64(s, 3);
-    j->current_block = sqlite3_column_int64(s, 4);
-    col_text(s, 5, j->status, sizeof(j->status));
-    j->progress_percentage = sqlite3_column_double(s, 6);
-    j->estimated_completion = col_time(s, 7);
-    j->has_error_message = sqlite3_column_type(s, 8) != SQLITE_NULL;
-    col_text(s, 8, j->error_message, sizeof(j->error_message));
-    j->started_at = sqlite3_column_int64(s, 9);
-    j->completed_at = col_time(s, 10);
-    j->has_created_by = sqlite3_column_type(s, 11) != SQLITE_NULL;
-    col_text(s, 11, j->created_by, sizeof(j->created_by));
+    return sqlite3_column_double((sqlite3_stmt *)x->res, col);
 }
 
-/* Reads a metric row; UQ_DB_ENOMEM when its metadata cannot be copied. */
-static int read_metric(sqlite3_stmt *s, uq_db_metric_t *m)
+static const uq__db_row_ops_t row_ops = {row_is_null, row_text, row_i64,
+                                         row_f64};
+
+/* The row s is stepped to, for a reader. */
+static uq__db_row_t row_of(sqlite3_stmt *s)
 {
-    memset(m, 0, sizeof(*m));
-    col_text(s, 0, m->id, sizeof(m->id));
-    col_text(s, 1, m->service_name, sizeof(m->service_name));
-    col_text(s, 2, m->metric_type, sizeof(m->metric_type));
-    m->metric_value = sqlite3_column_double(s, 3);
-    col_text(s, 4, m->unit, sizeof(m->unit));
-    m->timestamp = sqlite3_column_int64(s, 5);
-    if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
-        const unsigned char *t = sqlite3_column_text(s, 6);
-        size_t len = (size_t)sqlite3_column_bytes(s, 6);
-        m->metadata = malloc(len + 1);
-        if (m->metadata == NULL) {
-            return UQ_DB_ENOMEM;
-        }
-        memcpy(m->metadata, t, len);
-        m->metadata[len] = '\0';
-    }
-    return UQ_DB_OK;
+    uq__db_row_t x = {&row_ops, s, 0};
+    return x;
 }
 
 /* Grows a row array to hold at least want elements of size sz. */
@@ -676,7 +606,7 @@ static int step_count(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s, int64_t *out)
  * status (UQ_DB_ENOMEM when the row holds heap text that cannot be copied).
  * One reader per row type lets every list query share step_rows().
  */
-typedef int (*row_reader_fn)(sqlite3_stmt *s, void *row);
+typedef uq__db_reader_fn row_reader_fn;
 
 /*
  * Steps s to its end, appending each row to *arr (elements of sz bytes,
@@ -695,7 +625,8 @@ static int step_rows(sqlite_db_t *d, conn_t *c, sqlite3_stmt *s,
         if (grow(arr, cap, *cnt + 1, sz) != 0) {
             return UQ_DB_ENOMEM;
         }
-        int st = read(s, (char *)*arr + *cnt * sz);
+        uq__db_row_t x = row_of(s);
+        int st = read(&x, (char *)*arr + *cnt * sz);
         (*cnt)++;
         if (st != UQ_DB_OK) {
             return st;
@@ -809,7 +740,8 @@ static int step_one(sqlite_db_t *d, conn_t *c, int idx, const char *what,
     } else if (rc != SQLITE_ROW) {
         st = status_of(d, c, rc, what);
     } else {
-        st = read(s, row);
+        uq__db_row_t x = row_of(s);
+        st = read(&x, row);
         if (st == UQ_DB_OK && !sqlite3_stmt_readonly(s)) {
             rc = sqlite3_step(s);
             if (rc != SQLITE_DONE) {
@@ -976,55 +908,7 @@ static int list_query(sqlite_db_t *d, int idx, const char *what,
     return st;
 }
 
-/* Row readers and filter binders for the queries above. */
-
-static int feedback_row(sqlite3_stmt *s, void *row)
-{
-    read_feedback(s, row);
-    return UQ_DB_OK;
-}
-
-static int job_row(sqlite3_stmt *s, void *row)
-{
-    read_job(s, row);
-    return UQ_DB_OK;
-}
-
-static int metric_row(sqlite3_stmt *s, void *row)
-{
-    return read_metric(s, row);
-}
-
-static int bucket_row(sqlite3_stmt *s, void *row)
-{
-    uq_db_bucket_t *b = row;
-    b->bucket = sqlite3_column_int64(s, 0);
-    b->avg_value = sqlite3_column_double(s, 1);
-    b->min_value = sqlite3_column_double(s, 2);
-    b->max_value = sqlite3_column_double(s, 3);
-    b->count = sqlite3_column_int64(s, 4);
-    return UQ_DB_OK;
-}
-
-static int job_id_row(sqlite3_stmt *s, void *row)
-{
-    col_text(s, 0, row, UQ_DB_UUID_LEN + 1);
-    return UQ_DB_OK;
-}
-
-static int insight_id_row(sqlite3_stmt *s, void *row)
-{
-    col_text(s, 0, row, UQ_DB_FB_ID_BYTES + 1);
-    return UQ_DB_OK;
-}
-
-static int series_row(sqlite3_stmt *s, void *row)
-{
-    uq_db_series_t *se = row;
-    col_text(s, 0, se->service_name, sizeof(se->service_name));
-    col_text(s, 1, se->metric_type, sizeof(se->metric_type));
-    return UQ_DB_OK;
-}
+/* Filter binders for the queries above. */
 
 static int bind_key(sqlite3_stmt *s, const void *arg)
 {
@@ -1043,41 +927,6 @@ static int bind_job_filter(sqlite3_stmt *s, const void *arg)
     bind_text(s, 1, f->status);
     bind_text(s, 2, f->job_type);
     return 2;
-}
-
-static int stats_row(sqlite3_stmt *s, void *row)
-{
-    uq_db_feedback_stats_t *r = row;
-    memset(r, 0, sizeof(*r));
-    r->total_ratings = sqlite3_column_int64(s, 0);
-    r->average_rating = sqlite3_column_double(s, 1);
-    for (int i = 0; i < 5; i++) {
-        r->rating_distribution[i] = sqlite3_column_int64(s, 2 + i);
-    }
-    r->total_comments = sqlite3_column_int64(s, 7);
-    r->total_flags = sqlite3_column_int64(s, 8);
-    r->flag_inaccurate = sqlite3_column_int64(s, 9);
-    r->flag_misleading = sqlite3_column_int64(s, 10);
-    r->flag_spam = sqlite3_column_int64(s, 11);
-    return UQ_DB_OK;
-}
-
-static int key_row(sqlite3_stmt *s, void *row)
-{
-    uq_db_api_key_t *k = row;
-    memset(k, 0, sizeof(*k));
-    k->id = sqlite3_column_int64(s, 0);
-    col_text(s, 1, k->prefix, sizeof(k->prefix));
-    col_text(s, 2, k->hash_hex, sizeof(k->hash_hex));
-    col_text(s, 3, k->user_id, sizeof(k->user_id));
-    col_text(s, 4, k->role, sizeof(k->role));
-    k->created_at = sqlite3_column_int64(s, 5);
-    col_text(s, 6, k->name, sizeof(k->name));
-    col_text(s, 7, k->origin_id, sizeof(k->origin_id));
-    col_text(s, 8, k->origin_prefix, sizeof(k->origin_prefix));
-    k->last_used_at = col_time(s, 9);
-    k->revoked_at = col_time(s, 10);
-    return UQ_DB_OK;
 }
 
 /*
@@ -1201,12 +1050,7 @@ static void close_conn(conn_t *c)
 static void sq_close(uq_db_t *db)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
-    for (int i = 0; i < d->nconns; i++) {
-        close_conn(&d->conns[i]);
-    }
-    free(d->conns);
-    pthread_mutex_destroy(&d->mu);
-    pthread_cond_destroy(&d->cv);
+    uq__db_pool_destroy(&d->pool);
     free(d->path);
     free(d);
 }
@@ -1428,7 +1272,8 @@ static int sq_feedback_upsert(uq_db_t *db, const uq_db_feedback_write_t *w,
         return UQ_DB_EINVAL;
     }
     st = run_write((sqlite_db_t *)db, idx, "feedback upsert",
-                   bind_feedback_write, w, feedback_row, &row, UQ_DB_EIO, &b);
+                   bind_feedback_write, w, uq__db_read_feedback, &row,
+                   UQ_DB_EIO, &b);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1440,7 +1285,7 @@ static int sq_feedback_stats(uq_db_t *db, const char *insight_id,
 {
     uq_db_feedback_stats_t row;
     int st = run_one((sqlite_db_t *)db, ST_FB_STATS, "stats", bind_key,
-                     insight_id, stats_row, &row, UQ_DB_EIO);
+                     insight_id, uq__db_read_feedback_stats, &row, UQ_DB_EIO);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1453,7 +1298,8 @@ static int sq_feedback_comments(uq_db_t *db, const char *insight_id, int limit,
 {
     return paged_query((sqlite_db_t *)db, ST_FB_COMMENTS, ST_FB_COMMENTS_COUNT,
                        "feedback page", bind_key, insight_id, limit, offset,
-                       sizeof(**rows), feedback_row, (void **)rows, n, total);
+                       sizeof(**rows), uq__db_read_feedback, (void **)rows, n,
+                       total);
 }
 
 static int sq_feedback_by_user(uq_db_t *db, const char *user_id, int limit,
@@ -1462,7 +1308,8 @@ static int sq_feedback_by_user(uq_db_t *db, const char *user_id, int limit,
 {
     return paged_query((sqlite_db_t *)db, ST_FB_USER, ST_FB_USER_COUNT,
                        "feedback page", bind_key, user_id, limit, offset,
-                       sizeof(**rows), feedback_row, (void **)rows, n, total);
+                       sizeof(**rows), uq__db_read_feedback, (void **)rows, n,
+                       total);
 }
 
 static int sq_job_create(uq_db_t *db, const uq_db_job_t *j,
@@ -1482,8 +1329,9 @@ static int sq_job_progress(uq_db_t *db, const char *job_id,
     inval_batch_t b = {inv, ninv, p->now, inv_ids};
     job_update_t u = {job_id, p};
     uq_db_job_t row;
-    int st = run_write((sqlite_db_t *)db, ST_JOB_PROGRESS, "job progress",
-                       bind_progress, &u, job_row, &row, UQ_DB_NOTFOUND, &b);
+    int st =
+        run_write((sqlite_db_t *)db, ST_JOB_PROGRESS, "job progress",
+                  bind_progress, &u, uq__db_read_job, &row, UQ_DB_NOTFOUND, &b);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1494,7 +1342,7 @@ static int sq_job_get(uq_db_t *db, const char *job_id, uq_db_job_t *out)
 {
     uq_db_job_t row;
     int st = run_one((sqlite_db_t *)db, ST_JOB_GET, "job get", bind_key, job_id,
-                     job_row, &row, UQ_DB_NOTFOUND);
+                     uq__db_read_job, &row, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1508,7 +1356,7 @@ static int sq_job_list(uq_db_t *db, const char *status, const char *job_type,
     job_filter_t f = {status, job_type};
     return paged_query((sqlite_db_t *)db, ST_JOB_LIST, ST_JOB_COUNT, "job list",
                        bind_job_filter, &f, limit, offset, sizeof(**rows),
-                       job_row, (void **)rows, n, total);
+                       uq__db_read_job, (void **)rows, n, total);
 }
 
 static int sq_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in,
@@ -1565,7 +1413,8 @@ static int sq_metrics_insert(uq_db_t *db, const uq_db_metric_new_t *in,
             }
             goto rollback;
         }
-        st = read_metric(s, &tmp[i]);
+        uq__db_row_t x = row_of(s);
+        st = uq__db_read_metric(&x, &tmp[i]);
         got = i + 1;
         if (st != UQ_DB_OK) {
             goto rollback;
@@ -1629,8 +1478,8 @@ static int sq_metrics_list(uq_db_t *db, const uq_db_metric_filter_t *f,
     void *arr = NULL;
     size_t cnt = 0;
     int st = list_query((sqlite_db_t *)db, ST_METRIC_LIST, "metrics list",
-                        bind_metric_page, &q, sizeof(**rows), metric_row, &arr,
-                        &cnt);
+                        bind_metric_page, &q, sizeof(**rows),
+                        uq__db_read_metric, &arr, &cnt);
     if (st != UQ_DB_OK) {
         uq_db_metrics_free(arr, cnt, 1);
         return st;
@@ -1669,8 +1518,8 @@ static int sq_metrics_aggregate(uq_db_t *db, const char *service_name,
     void *arr = NULL;
     size_t cnt = 0;
     int st = list_query((sqlite_db_t *)db, ST_METRIC_AGG, "metrics aggregate",
-                        bind_bucket_query, &q, sizeof(**rows), bucket_row, &arr,
-                        &cnt);
+                        bind_bucket_query, &q, sizeof(**rows),
+                        uq__db_read_bucket, &arr, &cnt);
     if (st != UQ_DB_OK) {
         free(arr);
         return st;
@@ -1734,15 +1583,15 @@ static int retention_steps(sqlite_db_t *d, conn_t *c,
     int st;
 
     st = collect_before(d, c, ST_RET_JOBS, cut->jobs_before, "retention jobs",
-                        sizeof(*r->job_ids), job_id_row, (void **)&r->job_ids,
-                        &r->n_job_ids);
+                        sizeof(*r->job_ids), uq__db_read_job_id,
+                        (void **)&r->job_ids, &r->n_job_ids);
     if (st != UQ_DB_OK) {
         return st;
     }
     r->jobs_deleted = (int64_t)r->n_job_ids;
     st = collect_before(d, c, ST_RET_FB_IDS, cut->feedback_before,
                         "retention feedback", sizeof(*r->insight_ids),
-                        insight_id_row, (void **)&r->insight_ids,
+                        uq__db_read_insight_id, (void **)&r->insight_ids,
                         &r->n_insight_ids);
     if (st == UQ_DB_OK) {
         st = delete_before(d, c, ST_RET_FB_DEL, cut->feedback_before,
@@ -1750,8 +1599,9 @@ static int retention_steps(sqlite_db_t *d, conn_t *c,
     }
     if (st == UQ_DB_OK) {
         st = collect_before(d, c, ST_RET_METRIC_SERIES, cut->metrics_before,
-                            "retention metrics", sizeof(*r->series), series_row,
-                            (void **)&r->series, &r->n_series);
+                            "retention metrics", sizeof(*r->series),
+                            uq__db_read_series, (void **)&r->series,
+                            &r->n_series);
     }
     if (st == UQ_DB_OK) {
         st = delete_before(d, c, ST_RET_METRIC_DEL, cut->metrics_before,
@@ -1817,8 +1667,9 @@ static int sq_api_key_lookup(uq_db_t *db, const char *prefix,
                              uq_db_api_key_t *out)
 {
     uq_db_api_key_t row;
-    int st = run_one((sqlite_db_t *)db, ST_KEY_LOOKUP, "api key lookup",
-                     bind_key, prefix, key_row, &row, UQ_DB_NOTFOUND);
+    int st =
+        run_one((sqlite_db_t *)db, ST_KEY_LOOKUP, "api key lookup", bind_key,
+                prefix, uq__db_read_api_key, &row, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1829,8 +1680,9 @@ static int sq_api_key_lookup_hash(uq_db_t *db, const char *hash_hex,
                                   uq_db_api_key_t *out)
 {
     uq_db_api_key_t row;
-    int st = run_one((sqlite_db_t *)db, ST_KEY_LOOKUP_HASH, "api key lookup",
-                     bind_key, hash_hex, key_row, &row, UQ_DB_NOTFOUND);
+    int st =
+        run_one((sqlite_db_t *)db, ST_KEY_LOOKUP_HASH, "api key lookup",
+                bind_key, hash_hex, uq__db_read_api_key, &row, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK) {
         *out = row;
     }
@@ -1848,9 +1700,9 @@ static int sq_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
 {
     void *arr = NULL;
     size_t cnt = 0;
-    int st =
-        list_query((sqlite_db_t *)db, ST_KEY_LIST, "api key list", bind_nothing,
-                   NULL, sizeof(uq_db_api_key_t), key_row, &arr, &cnt);
+    int st = list_query((sqlite_db_t *)db, ST_KEY_LIST, "api key list",
+                        bind_nothing, NULL, sizeof(uq_db_api_key_t),
+                        uq__db_read_api_key, &arr, &cnt);
     if (st != UQ_DB_OK) {
         free(arr);
         return st;
@@ -1860,19 +1712,13 @@ static int sq_api_key_list(uq_db_t *db, uq_db_api_key_t **rows, size_t *n)
     return UQ_DB_OK;
 }
 
-static int revoked_row(sqlite3_stmt *s, void *row)
-{
-    *(int64_t *)row = sqlite3_column_int64(s, 0);
-    return UQ_DB_OK;
-}
-
 static int sq_api_key_revoke(uq_db_t *db, int64_t id, int64_t now_us,
                              int64_t *revoked_at)
 {
     key_revoke_t r = {id, now_us};
     int64_t at = 0;
     int st = run_one((sqlite_db_t *)db, ST_KEY_REVOKE, "api key revoke",
-                     bind_key_revoke, &r, revoked_row, &at, UQ_DB_NOTFOUND);
+                     bind_key_revoke, &r, uq__db_read_i64, &at, UQ_DB_NOTFOUND);
     if (st == UQ_DB_OK && revoked_at != NULL) {
         *revoked_at = at;
     }
@@ -1895,7 +1741,7 @@ static int sq_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
         int64_t id = 0;
         /* No row back: the origin id is stored with another hash. */
         st = step_one(d, c, ST_KEY_IMPORT, "api key import", bind_key_import,
-                      &keys[i], revoked_row, &id, UQ_DB_ECONSTRAINT);
+                      &keys[i], uq__db_read_i64, &id, UQ_DB_ECONSTRAINT);
         if (st != UQ_DB_OK) {
             break;
         }
@@ -1914,17 +1760,6 @@ static int sq_api_key_import(uq_db_t *db, const uq_db_api_key_t *keys, size_t n,
 }
 
 /* ---- invalidation log ---------------------------------------------------- */
-
-static int inval_row(sqlite3_stmt *s, void *row)
-{
-    uq_db_inval_row_t *r = row;
-    r->id = sqlite3_column_int64(s, 0);
-    col_text(s, 1, r->keyspace, sizeof(r->keyspace));
-    col_text(s, 2, r->target, sizeof(r->target));
-    r->created_at = sqlite3_column_int64(s, 3);
-    r->applied = sqlite3_column_int(s, 4) != 0;
-    return UQ_DB_OK;
-}
 
 typedef struct {
     int64_t after;
@@ -1956,8 +1791,8 @@ static int inval_read(sqlite_db_t *d, int idx, const char *what,
                       cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap};
     void *arr = NULL;
     size_t cnt = 0;
-    int st =
-        list_query(d, idx, what, bind, &q, sizeof(*out), inval_row, &arr, &cnt);
+    int st = list_query(d, idx, what, bind, &q, sizeof(*out), uq__db_read_inval,
+                        &arr, &cnt);
 
     if (st == UQ_DB_OK) {
         if (cnt > cap) {
@@ -2052,17 +1887,11 @@ static int sq_inval_prune(uq_db_t *db, int64_t before_us, int64_t *removed)
     return st;
 }
 
-static int int64_row(sqlite3_stmt *s, void *row)
-{
-    *(int64_t *)row = sqlite3_column_int64(s, 0);
-    return UQ_DB_OK;
-}
-
 static int sq_inval_last_id(uq_db_t *db, int64_t *id)
 {
     int64_t v = 0;
     int st = run_one((sqlite_db_t *)db, ST_INV_LAST, "invalidations last id",
-                     bind_nothing, NULL, int64_row, &v, UQ_DB_EIO);
+                     bind_nothing, NULL, uq__db_read_i64, &v, UQ_DB_EIO);
     if (st == UQ_DB_OK) {
         *id = v;
     }
@@ -2166,26 +1995,27 @@ int uq_db_sqlite_open(const uq_db_options_t *opt, uq_db_t **out, char *err,
     d->log.arg = opt->log_arg;
     d->nconns = opt->pool_size > 0 ? opt->pool_size : 8;
     d->path = strdup(path);
-    d->conns = calloc((size_t)d->nconns, sizeof(*d->conns));
-    pthread_mutex_init(&d->mu, NULL);
-    pthread_cond_init(&d->cv, NULL);
-    if (d->path == NULL || d->conns == NULL) {
+    if (d->path == NULL ||
+        uq__db_pool_init(&d->pool, d->nconns, d->timeout_ms, &pool_ops, d,
+                         &d->log, "sqlite") != UQ_DB_OK) {
         snprintf(err, errlen, "open sqlite: out of memory");
         st = UQ_DB_ENOMEM;
         goto fail;
     }
+    d->base.pool = &d->pool;
+    /* Every connection now: a path that cannot be opened is reported at
+     * start, and no request ever waits for an open. */
     for (int i = 0; i < d->nconns; i++) {
-        st = open_conn(d, &d->conns[i], err, errlen);
-        if (st != UQ_DB_OK) {
+        conn_t *c = pool_connect(d, err, errlen);
+        if (c == NULL) {
+            st = UQ_DB_EUNAVAILABLE;
             goto fail;
         }
+        uq__db_pool_adopt(&d->pool, c);
     }
     *out = &d->base;
     return UQ_DB_OK;
 fail:
-    if (d->conns == NULL) {
-        d->nconns = 0;
-    }
     sq_close(&d->base);
     return st;
 }
