@@ -45,6 +45,7 @@ uc_add_replay(TARGET fuzz_request_json
 uc_add_replay(TARGET fuzz_db_url
     SOURCES ${uc_replay_server}/db/db.c ${uc_replay_server}/db/errors.c
         ${uc_replay_server}/db/rows.c ${uc_replay_server}/db/pool.c
+        ${uc_replay_server}/db/migrate.c
         ${uc_replay_server}/db/sqlite.c
     INCLUDES ${uc_replay_server}/db
     LIBS PkgConfig::UC_REPLAY_SQLITE3 Threads::Threads)

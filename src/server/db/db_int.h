@@ -155,6 +155,46 @@ typedef struct {
 int uq__db_rows_push(uq__db_rows_t *a, size_t sz, uq__db_reader_fn read,
                      const uq__db_row_t *row);
 
+/* ---- the migration runner (migrate.c) -------------------------------------
+ */
+
+/* One versioned migration of a driver's schema, in the driver's SQL. */
+typedef struct {
+    int version;
+    const char *name;
+    const char *const *sql; /* NULL-terminated statements */
+    /* Optional: runs after sql in the migration's transaction, on the
+     * runner's arg; UQ_DB_OK or the failure that rolls it back. */
+    int (*fill)(void *arg);
+    const char *const *after; /* NULL-terminated, may be NULL */
+} uq__db_migration_t;
+
+/* A driver's primitives for the runner, all on one borrowed connection
+ * (the runner's arg); each returns a status, failures logged by the
+ * driver. */
+typedef struct {
+    const char *backend; /* names the driver in log lines */
+    /* CREATE TABLE IF NOT EXISTS schema_migrations(version, name,
+     * applied_at) in the driver's SQL. */
+    const char *ledger_sql;
+    /* Begins one migration's transaction, holding the lock that serialises
+     * migrating processes until it ends. */
+    int (*begin)(void *arg);
+    int (*exec)(void *arg, const char *sql); /* no parameters */
+    /* *done = 1 when the version is in schema_migrations. */
+    int (*recorded)(void *arg, int version, int *done);
+    int (*record)(void *arg, int version, const char *name);
+    int (*commit)(void *arg);
+    void (*rollback)(void *arg); /* after a failure; never fails */
+} uq__db_migrator_t;
+
+/* Applies the migrations of list[0..n-1] (in version order) that are not
+ * recorded yet, each in its own transaction; *applied (may be NULL) counts
+ * them. Stops at the first failure, which it logs and returns. */
+int uq__db_migrate_run(const uq__db_migrator_t *m, void *arg,
+                       const uq__db_migration_t *list, size_t n,
+                       const uq__db_logger_t *log, int *applied);
+
 /* ---- the error table (errors.c) ------------------------------------------ */
 
 /* The status of a failed PostgreSQL statement by its SQLSTATE (NULL or

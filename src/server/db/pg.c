@@ -197,19 +197,9 @@ static const char *const migration_6[] = {
 
 typedef struct sess sess_t;
 
-typedef struct {
-    int version;
-    const char *name;
-    const char *const *sql;
-    /* Optional: runs in the migration's transaction after sql, before
-     * after; UQ_DB_OK or the failure that rolls the migration back. */
-    int (*fill)(sess_t *s);
-    const char *const *after;
-} migration_t;
+static int fill_public_ids(void *arg);
 
-static int fill_public_ids(sess_t *s);
-
-static const migration_t migrations[] = {
+static const uq__db_migration_t migrations[] = {
     {1, "initial schema", migration_1, NULL, NULL},
     {2, "cache invalidation log", migration_2, NULL, NULL},
     {3, "service write probe", migration_3, NULL, NULL},
@@ -1433,8 +1423,9 @@ static int fill_table(sess_t *s, const char *sel, const char *upd)
     return st;
 }
 
-static int fill_public_ids(sess_t *s)
+static int fill_public_ids(void *arg)
 {
+    sess_t *s = arg;
     int st = fill_table(
         s,
         "SELECT id FROM insight_feedback WHERE public_id IS NULL"
@@ -1452,95 +1443,97 @@ static int fill_public_ids(sess_t *s)
     return st;
 }
 
-/*
- * Each migration in its own transaction under a transaction-scoped advisory
- * lock, so that two processes starting at once apply it exactly once: the
- * second waits for the lock, then finds the version recorded.
- */
+/* The migration runner's primitives (migrate.c) on one session. Each
+ * migration's transaction holds a transaction-scoped advisory lock, so
+ * that two processes starting at once apply it exactly once. */
+static int mig_begin(void *arg)
+{
+    sess_t *s = arg;
+    int st = sess_run(s, "migrate", "BEGIN", 0, NULL);
+
+    if (st == UQ_DB_OK) {
+        st = sess_run(s, "migrate",
+                      "SELECT pg_advisory_xact_lock(x'" PG_MIGRATION_LOCK
+                      "'::bigint)",
+                      0, NULL);
+    }
+    if (st == UQ_DB_OK) {
+        /* "already exists, skipping" on every start is noise. */
+        st = sess_run(s, "migrate", "SET LOCAL client_min_messages = warning",
+                      0, NULL);
+    }
+    return st;
+}
+
+static int mig_exec(void *arg, const char *sql)
+{
+    return sess_run(arg, "migrate", sql, 0, NULL);
+}
+
+static int mig_recorded(void *arg, int version, int *done)
+{
+    params_t p = {0};
+    PGresult *r = NULL;
+    int st;
+
+    p_i64(&p, version);
+    st = sess_exec(arg, "migrate",
+                   "SELECT 1 FROM schema_migrations WHERE version = $1", p.n,
+                   p.v, &r);
+    *done = st == UQ_DB_OK && PQntuples(r) > 0;
+    PQclear(r);
+    return st;
+}
+
+static int mig_record(void *arg, int version, const char *name)
+{
+    params_t p = {0};
+
+    p_i64(&p, version);
+    p_str(&p, name);
+    return sess_run(arg, "migrate",
+                    "INSERT INTO schema_migrations (version, name)"
+                    " VALUES ($1, $2)",
+                    p.n, p.v);
+}
+
+static int mig_commit(void *arg)
+{
+    return sess_run(arg, "migrate", "COMMIT", 0, NULL);
+}
+
+static void mig_rollback(void *arg)
+{
+    sess_rollback(arg);
+}
+
+static const uq__db_migrator_t migrator = {
+    "postgresql",
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version integer PRIMARY KEY,"
+    " name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now())",
+    mig_begin,
+    mig_exec,
+    mig_recorded,
+    mig_record,
+    mig_commit,
+    mig_rollback,
+};
+
 static int pg_migrate(uq_db_t *db, int *applied)
 {
     pg_db_t *d = (pg_db_t *)db;
-    size_t nmig = sizeof(migrations) / sizeof(migrations[0]);
-    int count = 0;
     sess_t s;
-    int st;
+    int st = sess_open(d, &s);
 
-    st = sess_open(d, &s);
     if (st != UQ_DB_OK) {
         return st;
     }
-    for (size_t i = 0; i < nmig && st == UQ_DB_OK; i++) {
-        const migration_t *m = &migrations[i];
-        params_t p = {0};
-        PGresult *r = NULL;
-        int done;
-
-        p_i64(&p, m->version);
-        st = sess_run(&s, "migrate", "BEGIN", 0, NULL);
-        if (st == UQ_DB_OK) {
-            st = sess_run(&s, "migrate",
-                          "SELECT pg_advisory_xact_lock(x'" PG_MIGRATION_LOCK
-                          "'::bigint)",
-                          0, NULL);
-        }
-        if (st == UQ_DB_OK) {
-            /* "already exists, skipping" on every start is noise. */
-            st = sess_run(&s, "migrate",
-                          "SET LOCAL client_min_messages = warning", 0, NULL);
-        }
-        if (st == UQ_DB_OK) {
-            st = sess_run(&s, "migrate",
-                          "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                          " version integer PRIMARY KEY,"
-                          " name text NOT NULL,"
-                          " applied_at timestamptz NOT NULL DEFAULT now())",
-                          0, NULL);
-        }
-        if (st == UQ_DB_OK) {
-            st = sess_exec(&s, "migrate",
-                           "SELECT 1 FROM schema_migrations"
-                           " WHERE version = $1",
-                           p.n, p.v, &r);
-        }
-        done = st == UQ_DB_OK && PQntuples(r) > 0;
-        PQclear(r);
-        for (size_t k = 0; st == UQ_DB_OK && !done && m->sql[k] != NULL; k++) {
-            st = sess_run(&s, "migrate", m->sql[k], 0, NULL);
-        }
-        if (st == UQ_DB_OK && !done && m->fill != NULL) {
-            st = m->fill(&s);
-        }
-        for (size_t k = 0;
-             st == UQ_DB_OK && !done && m->after != NULL && m->after[k] != NULL;
-             k++) {
-            st = sess_run(&s, "migrate", m->after[k], 0, NULL);
-        }
-        if (st == UQ_DB_OK && !done) {
-            p_str(&p, m->name);
-            st = sess_run(&s, "migrate",
-                          "INSERT INTO schema_migrations (version, name)"
-                          " VALUES ($1, $2)",
-                          p.n, p.v);
-        }
-        if (st == UQ_DB_OK) {
-            st = sess_run(&s, "migrate", "COMMIT", 0, NULL);
-        }
-        if (st != UQ_DB_OK) {
-            sess_rollback(&s);
-            uq__db_logf(&d->log, 3, "postgresql: migration %d (%s) failed: %s",
-                        m->version, m->name, uq_db_strerror(st));
-            break;
-        }
-        if (!done) {
-            count++;
-            uq__db_logf(&d->log, 1, "postgresql: applied migration %d (%s)",
-                        m->version, m->name);
-        }
-    }
+    st = uq__db_migrate_run(&migrator, &s, migrations,
+                            sizeof(migrations) / sizeof(migrations[0]), &d->log,
+                            applied);
     sess_close(&s);
-    if (st == UQ_DB_OK && applied != NULL) {
-        *applied = count;
-    }
     return st;
 }
 

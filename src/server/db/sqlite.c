@@ -25,123 +25,130 @@
 
 /* ---- migrations ---------------------------------------------------------- */
 
-typedef struct {
-    int version;
-    const char *name;
-    const char *sql;
-} migration_t;
+/* Each migration is one script: SQLite runs its statements in turn. */
+#define SCRIPT(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-static const migration_t migrations[] = {
+static const uq__db_migration_t migrations[] = {
     {1, "initial schema",
-     "CREATE TABLE backfill_jobs ("
-     " id TEXT PRIMARY KEY CHECK (length(id) = 36),"
-     " job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
-     " start_block INTEGER NOT NULL CHECK (start_block >= 0),"
-     " end_block INTEGER NOT NULL CHECK (end_block >= start_block),"
-     " current_block INTEGER NOT NULL CHECK (current_block >= 0),"
-     " status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
-     "  ('running', 'completed', 'failed', 'paused')),"
-     " progress_percentage REAL NOT NULL DEFAULT 0"
-     "  CHECK (progress_percentage BETWEEN 0 AND 100),"
-     " estimated_completion INTEGER,"
-     " error_message TEXT CHECK (error_message IS NULL OR"
-     "  length(error_message) <= 1000),"
-     " started_at INTEGER NOT NULL,"
-     " completed_at INTEGER,"
-     " created_by TEXT CHECK (created_by IS NULL OR"
-     "  length(created_by) BETWEEN 1 AND 128));"
-     "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id);"
-     "CREATE INDEX backfill_jobs_status ON backfill_jobs (status, started_at);"
-     "CREATE TABLE insight_feedback ("
-     " id INTEGER PRIMARY KEY,"
-     " insight_id TEXT NOT NULL CHECK (length(insight_id) BETWEEN 1 AND 128),"
-     " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
-     " rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),"
-     " comment TEXT CHECK (comment IS NULL OR"
-     "  length(comment) BETWEEN 1 AND 1000),"
-     " flag_type TEXT CHECK (flag_type IS NULL OR flag_type IN"
-     "  ('inaccurate', 'misleading', 'spam')),"
-     " flag_reason TEXT CHECK (flag_reason IS NULL OR"
-     "  length(flag_reason) <= 500),"
-     " created_at INTEGER NOT NULL,"
-     " updated_at INTEGER NOT NULL,"
-     " UNIQUE (insight_id, user_id));"
-     "CREATE INDEX insight_feedback_user ON insight_feedback"
-     " (user_id, updated_at);"
-     "CREATE INDEX insight_feedback_updated ON insight_feedback (updated_at);"
-     "CREATE TABLE system_metrics ("
-     " id INTEGER PRIMARY KEY,"
-     " service_name TEXT NOT NULL CHECK (length(service_name)"
-     "  BETWEEN 1 AND 128),"
-     " metric_type TEXT NOT NULL CHECK (length(metric_type)"
-     "  BETWEEN 1 AND 128),"
-     " metric_value REAL NOT NULL,"
-     " unit TEXT NOT NULL CHECK (length(unit) BETWEEN 1 AND 32),"
-     " timestamp INTEGER NOT NULL,"
-     " metric_metadata TEXT CHECK (metric_metadata IS NULL OR"
-     "  json_valid(metric_metadata)));"
-     "CREATE INDEX system_metrics_series ON system_metrics"
-     " (service_name, metric_type, timestamp);"
-     "CREATE INDEX system_metrics_time ON system_metrics (timestamp);"
-     "CREATE TABLE api_keys ("
-     " id INTEGER PRIMARY KEY,"
-     " prefix TEXT NOT NULL UNIQUE,"
-     " key_hash TEXT NOT NULL CHECK (length(key_hash) = 64),"
-     " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
-     " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
-     " created_at INTEGER NOT NULL);"},
+     SCRIPT(
+         "CREATE TABLE backfill_jobs ("
+         " id TEXT PRIMARY KEY CHECK (length(id) = 36),"
+         " job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
+         " start_block INTEGER NOT NULL CHECK (start_block >= 0),"
+         " end_block INTEGER NOT NULL CHECK (end_block >= start_block),"
+         " current_block INTEGER NOT NULL CHECK (current_block >= 0),"
+         " status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
+         "  ('running', 'completed', 'failed', 'paused')),"
+         " progress_percentage REAL NOT NULL DEFAULT 0"
+         "  CHECK (progress_percentage BETWEEN 0 AND 100),"
+         " estimated_completion INTEGER,"
+         " error_message TEXT CHECK (error_message IS NULL OR"
+         "  length(error_message) <= 1000),"
+         " started_at INTEGER NOT NULL,"
+         " completed_at INTEGER,"
+         " created_by TEXT CHECK (created_by IS NULL OR"
+         "  length(created_by) BETWEEN 1 AND 128));"
+         "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id);"
+         "CREATE INDEX backfill_jobs_status ON backfill_jobs (status, "
+         "started_at);"
+         "CREATE TABLE insight_feedback ("
+         " id INTEGER PRIMARY KEY,"
+         " insight_id TEXT NOT NULL CHECK (length(insight_id) BETWEEN 1 AND "
+         "128),"
+         " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+         " rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),"
+         " comment TEXT CHECK (comment IS NULL OR"
+         "  length(comment) BETWEEN 1 AND 1000),"
+         " flag_type TEXT CHECK (flag_type IS NULL OR flag_type IN"
+         "  ('inaccurate', 'misleading', 'spam')),"
+         " flag_reason TEXT CHECK (flag_reason IS NULL OR"
+         "  length(flag_reason) <= 500),"
+         " created_at INTEGER NOT NULL,"
+         " updated_at INTEGER NOT NULL,"
+         " UNIQUE (insight_id, user_id));"
+         "CREATE INDEX insight_feedback_user ON insight_feedback"
+         " (user_id, updated_at);"
+         "CREATE INDEX insight_feedback_updated ON insight_feedback "
+         "(updated_at);"
+         "CREATE TABLE system_metrics ("
+         " id INTEGER PRIMARY KEY,"
+         " service_name TEXT NOT NULL CHECK (length(service_name)"
+         "  BETWEEN 1 AND 128),"
+         " metric_type TEXT NOT NULL CHECK (length(metric_type)"
+         "  BETWEEN 1 AND 128),"
+         " metric_value REAL NOT NULL,"
+         " unit TEXT NOT NULL CHECK (length(unit) BETWEEN 1 AND 32),"
+         " timestamp INTEGER NOT NULL,"
+         " metric_metadata TEXT CHECK (metric_metadata IS NULL OR"
+         "  json_valid(metric_metadata)));"
+         "CREATE INDEX system_metrics_series ON system_metrics"
+         " (service_name, metric_type, timestamp);"
+         "CREATE INDEX system_metrics_time ON system_metrics (timestamp);"
+         "CREATE TABLE api_keys ("
+         " id INTEGER PRIMARY KEY,"
+         " prefix TEXT NOT NULL UNIQUE,"
+         " key_hash TEXT NOT NULL CHECK (length(key_hash) = 64),"
+         " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+         " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+         " created_at INTEGER NOT NULL);"),
+     NULL, NULL},
     /* AUTOINCREMENT because readers tail by id: without it, pruning the
      * newest rows would let SQLite hand their ids out again. Lengths are
      * bytes (a BLOB's length), as db.h states them. The partial indexes
      * hold only pending rows and only applied rows, so the tail's pending
      * query and the pruner each read just what they need. */
     {2, "cache invalidation log",
-     "CREATE TABLE cache_invalidations ("
-     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-     " keyspace TEXT NOT NULL CHECK (length(CAST(keyspace AS BLOB))"
-     "  BETWEEN 1 AND 31),"
-     " target TEXT NOT NULL CHECK (length(CAST(target AS BLOB))"
-     "  BETWEEN 1 AND 1024),"
-     " created_at INTEGER NOT NULL,"
-     " applied_at INTEGER);"
-     "CREATE INDEX cache_invalidations_pending ON cache_invalidations (id)"
-     " WHERE applied_at IS NULL;"
-     "CREATE INDEX cache_invalidations_applied ON cache_invalidations"
-     " (applied_at) WHERE applied_at IS NOT NULL;"},
+     SCRIPT(
+         "CREATE TABLE cache_invalidations ("
+         " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+         " keyspace TEXT NOT NULL CHECK (length(CAST(keyspace AS BLOB))"
+         "  BETWEEN 1 AND 31),"
+         " target TEXT NOT NULL CHECK (length(CAST(target AS BLOB))"
+         "  BETWEEN 1 AND 1024),"
+         " created_at INTEGER NOT NULL,"
+         " applied_at INTEGER);"
+         "CREATE INDEX cache_invalidations_pending ON cache_invalidations (id)"
+         " WHERE applied_at IS NULL;"
+         "CREATE INDEX cache_invalidations_applied ON cache_invalidations"
+         " (applied_at) WHERE applied_at IS NOT NULL;"),
+     NULL, NULL},
     /* One row that the readiness probe rewrites: a real write, committed,
      * is the only check that the database can still take writes. */
     {3, "service write probe",
-     "CREATE TABLE service_probe ("
-     " id INTEGER PRIMARY KEY CHECK (id = 1),"
-     " probed_at INTEGER NOT NULL);"},
+     SCRIPT("CREATE TABLE service_probe ("
+            " id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " probed_at INTEGER NOT NULL);"),
+     NULL, NULL},
     /* Revocation, and keys imported from the original service: those have
      * no lookup prefix (it never stored one that could serve) and are found
      * by their hash, hence the unique hash. SQLite cannot drop NOT NULL in
      * place, so the table is rebuilt; ids are kept, so nothing that names a
      * key by id changes. */
     {4, "api key revocation and import",
-     "CREATE TABLE api_keys_v4 ("
-     " id INTEGER PRIMARY KEY,"
-     " prefix TEXT UNIQUE CHECK (prefix IS NULL OR"
-     "  length(prefix) BETWEEN 1 AND 16),"
-     " key_hash TEXT NOT NULL UNIQUE CHECK (length(key_hash) = 64),"
-     " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
-     " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
-     " created_at INTEGER NOT NULL,"
-     " name TEXT CHECK (name IS NULL OR"
-     "  length(CAST(name AS BLOB)) BETWEEN 1 AND 400),"
-     " origin_id TEXT UNIQUE CHECK (origin_id IS NULL OR"
-     "  length(origin_id) BETWEEN 1 AND 128),"
-     " origin_prefix TEXT CHECK (origin_prefix IS NULL OR"
-     "  length(origin_prefix) BETWEEN 1 AND 20),"
-     " last_used_at INTEGER,"
-     " revoked_at INTEGER,"
-     " CHECK ((prefix IS NULL) = (origin_id IS NOT NULL)));"
-     "INSERT INTO api_keys_v4 (id, prefix, key_hash, user_id, role,"
-     " created_at) SELECT id, prefix, key_hash, user_id, role, created_at"
-     " FROM api_keys;"
-     "DROP TABLE api_keys;"
-     "ALTER TABLE api_keys_v4 RENAME TO api_keys;"},
+     SCRIPT(
+         "CREATE TABLE api_keys_v4 ("
+         " id INTEGER PRIMARY KEY,"
+         " prefix TEXT UNIQUE CHECK (prefix IS NULL OR"
+         "  length(prefix) BETWEEN 1 AND 16),"
+         " key_hash TEXT NOT NULL UNIQUE CHECK (length(key_hash) = 64),"
+         " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+         " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+         " created_at INTEGER NOT NULL,"
+         " name TEXT CHECK (name IS NULL OR"
+         "  length(CAST(name AS BLOB)) BETWEEN 1 AND 400),"
+         " origin_id TEXT UNIQUE CHECK (origin_id IS NULL OR"
+         "  length(origin_id) BETWEEN 1 AND 128),"
+         " origin_prefix TEXT CHECK (origin_prefix IS NULL OR"
+         "  length(origin_prefix) BETWEEN 1 AND 20),"
+         " last_used_at INTEGER,"
+         " revoked_at INTEGER,"
+         " CHECK ((prefix IS NULL) = (origin_id IS NOT NULL)));"
+         "INSERT INTO api_keys_v4 (id, prefix, key_hash, user_id, role,"
+         " created_at) SELECT id, prefix, key_hash, user_id, role, created_at"
+         " FROM api_keys;"
+         "DROP TABLE api_keys;"
+         "ALTER TABLE api_keys_v4 RENAME TO api_keys;"),
+     NULL, NULL},
     /* The original service's clients see feedback and metric ids as UUID
      * strings. They go in a column beside the integer key rather than
      * replacing it: adding a column leaves the table in place (replacing a
@@ -153,49 +160,52 @@ static const migration_t migrations[] = {
      * the id, and the unique index keeps two rows from sharing one. The
      * user page now follows created_at, the original's order. */
     {5, "uuid ids for feedback and metrics",
-     "ALTER TABLE insight_feedback ADD COLUMN public_id TEXT"
-     " CHECK (public_id IS NULL OR length(public_id) = 36);"
-     "UPDATE insight_feedback SET public_id = uq_uuid4();"
-     "CREATE UNIQUE INDEX insight_feedback_public_id ON insight_feedback"
-     " (public_id);"
-     "ALTER TABLE system_metrics ADD COLUMN public_id TEXT"
-     " CHECK (public_id IS NULL OR length(public_id) = 36);"
-     "UPDATE system_metrics SET public_id = uq_uuid4();"
-     "CREATE UNIQUE INDEX system_metrics_public_id ON system_metrics"
-     " (public_id);"
-     "DROP INDEX insight_feedback_user;"
-     "CREATE INDEX insight_feedback_user ON insight_feedback"
-     " (user_id, created_at);"},
+     SCRIPT("ALTER TABLE insight_feedback ADD COLUMN public_id TEXT"
+            " CHECK (public_id IS NULL OR length(public_id) = 36);"
+            "UPDATE insight_feedback SET public_id = uq_uuid4();"
+            "CREATE UNIQUE INDEX insight_feedback_public_id ON insight_feedback"
+            " (public_id);"
+            "ALTER TABLE system_metrics ADD COLUMN public_id TEXT"
+            " CHECK (public_id IS NULL OR length(public_id) = 36);"
+            "UPDATE system_metrics SET public_id = uq_uuid4();"
+            "CREATE UNIQUE INDEX system_metrics_public_id ON system_metrics"
+            " (public_id);"
+            "DROP INDEX insight_feedback_user;"
+            "CREATE INDEX insight_feedback_user ON insight_feedback"
+            " (user_id, created_at);"),
+     NULL, NULL},
     /* The original's error_message is TEXT: a worker's long failure trace
      * must be recorded, not refused. SQLite cannot drop a CHECK, so the
      * table is built again without it, the same columns in the same order
      * (its own documented procedure: create, copy, drop, rename). */
     {6, "unbounded backfill error_message",
-     "CREATE TABLE backfill_jobs_new ("
-     " id TEXT PRIMARY KEY CHECK (length(id) = 36),"
-     " job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
-     " start_block INTEGER NOT NULL CHECK (start_block >= 0),"
-     " end_block INTEGER NOT NULL CHECK (end_block >= start_block),"
-     " current_block INTEGER NOT NULL CHECK (current_block >= 0),"
-     " status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
-     "  ('running', 'completed', 'failed', 'paused')),"
-     " progress_percentage REAL NOT NULL DEFAULT 0"
-     "  CHECK (progress_percentage BETWEEN 0 AND 100),"
-     " estimated_completion INTEGER,"
-     " error_message TEXT,"
-     " started_at INTEGER NOT NULL,"
-     " completed_at INTEGER,"
-     " created_by TEXT CHECK (created_by IS NULL OR"
-     "  length(created_by) BETWEEN 1 AND 128));"
-     "INSERT INTO backfill_jobs_new SELECT id, job_type, start_block,"
-     " end_block, current_block, status, progress_percentage,"
-     " estimated_completion, error_message, started_at, completed_at,"
-     " created_by FROM backfill_jobs;"
-     "DROP TABLE backfill_jobs;"
-     "ALTER TABLE backfill_jobs_new RENAME TO backfill_jobs;"
-     "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id);"
-     "CREATE INDEX backfill_jobs_status ON backfill_jobs"
-     " (status, started_at);"},
+     SCRIPT(
+         "CREATE TABLE backfill_jobs_new ("
+         " id TEXT PRIMARY KEY CHECK (length(id) = 36),"
+         " job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 128),"
+         " start_block INTEGER NOT NULL CHECK (start_block >= 0),"
+         " end_block INTEGER NOT NULL CHECK (end_block >= start_block),"
+         " current_block INTEGER NOT NULL CHECK (current_block >= 0),"
+         " status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
+         "  ('running', 'completed', 'failed', 'paused')),"
+         " progress_percentage REAL NOT NULL DEFAULT 0"
+         "  CHECK (progress_percentage BETWEEN 0 AND 100),"
+         " estimated_completion INTEGER,"
+         " error_message TEXT,"
+         " started_at INTEGER NOT NULL,"
+         " completed_at INTEGER,"
+         " created_by TEXT CHECK (created_by IS NULL OR"
+         "  length(created_by) BETWEEN 1 AND 128));"
+         "INSERT INTO backfill_jobs_new SELECT id, job_type, start_block,"
+         " end_block, current_block, status, progress_percentage,"
+         " estimated_completion, error_message, started_at, completed_at,"
+         " created_by FROM backfill_jobs;"
+         "DROP TABLE backfill_jobs;"
+         "ALTER TABLE backfill_jobs_new RENAME TO backfill_jobs;"
+         "CREATE INDEX backfill_jobs_started ON backfill_jobs (started_at, id);"
+         "CREATE INDEX backfill_jobs_status ON backfill_jobs"
+         " (status, started_at);"),
+     NULL, NULL},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -1128,86 +1138,107 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
 
 /* ---- methods ------------------------------------------------------------- */
 
+/* The migration runner's primitives (migrate.c) on one connection. Each
+ * migration's transaction is IMMEDIATE: it takes the write lock first, so
+ * two processes migrating at once run one after the other and the second
+ * finds the work done. */
+typedef struct {
+    sqlite_db_t *d;
+    conn_t *c;
+} mig_conn_t;
+
+static int mig_exec(void *arg, const char *sql)
+{
+    mig_conn_t *m = arg;
+    return exec(m->d, m->c, sql);
+}
+
+static int mig_begin(void *arg)
+{
+    return mig_exec(arg, "BEGIN IMMEDIATE");
+}
+
+static int mig_recorded(void *arg, int version, int *done)
+{
+    mig_conn_t *m = arg;
+    sqlite3_stmt *chk = NULL;
+    int rc = sqlite3_prepare_v2(
+        m->c->h, "SELECT 1 FROM schema_migrations WHERE version = ?1", -1, &chk,
+        NULL);
+
+    if (rc != SQLITE_OK) {
+        return status_of(m->d, m->c, rc, "migrate");
+    }
+    sqlite3_bind_int(chk, 1, version);
+    rc = sqlite3_step(chk);
+    sqlite3_finalize(chk);
+    *done = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? UQ_DB_OK
+               : status_of(m->d, m->c, rc, "migrate");
+}
+
+static int mig_record(void *arg, int version, const char *name)
+{
+    mig_conn_t *m = arg;
+    sqlite3_stmt *rec = NULL;
+    int rc = sqlite3_prepare_v2(m->c->h,
+                                "INSERT INTO schema_migrations"
+                                " (version, name, applied_at)"
+                                " VALUES (?1, ?2, ?3)",
+                                -1, &rec, NULL);
+
+    if (rc != SQLITE_OK) {
+        return status_of(m->d, m->c, rc, "record migration");
+    }
+    sqlite3_bind_int(rec, 1, version);
+    sqlite3_bind_text(rec, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(rec, 3, now_us());
+    rc = sqlite3_step(rec);
+    sqlite3_finalize(rec);
+    return rc == SQLITE_DONE ? UQ_DB_OK
+                             : status_of(m->d, m->c, rc, "record migration");
+}
+
+static int mig_commit(void *arg)
+{
+    return mig_exec(arg, "COMMIT");
+}
+
+static void mig_rollback(void *arg)
+{
+    mig_conn_t *m = arg;
+    if (!sqlite3_get_autocommit(m->c->h)) {
+        sqlite3_exec(m->c->h, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+static const uq__db_migrator_t migrator = {
+    "sqlite",
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    " applied_at INTEGER NOT NULL)",
+    mig_begin,
+    mig_exec,
+    mig_recorded,
+    mig_record,
+    mig_commit,
+    mig_rollback,
+};
+
 static int sq_migrate(uq_db_t *db, int *applied)
 {
     sqlite_db_t *d = (sqlite_db_t *)db;
-    conn_t *c = acquire(d);
-    int st = UQ_DB_OK;
-    int count = 0;
-    sqlite3_stmt *chk = NULL;
-    sqlite3_stmt *rec = NULL;
+    mig_conn_t m = {d, acquire(d)};
+    int st;
 
-    if (c == NULL) {
+    if (m.c == NULL) {
         return UQ_DB_EBUSY;
     }
-    for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
-        const migration_t *m = &migrations[i];
-        int present = 0;
-        /* IMMEDIATE takes the write lock first, so two processes migrating
-         * at once run one after the other and the second finds it done. */
-        st = exec(d, c, "BEGIN IMMEDIATE");
-        if (st != UQ_DB_OK) {
-            goto cleanup;
-        }
-        st = exec(d, c,
-                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                  " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                  " applied_at INTEGER NOT NULL)");
-        if (st != UQ_DB_OK) {
-            goto rollback;
-        }
-        if (sqlite3_prepare_v2(c->h,
-                               "SELECT 1 FROM schema_migrations"
-                               " WHERE version = ?1",
-                               -1, &chk, NULL) != SQLITE_OK) {
-            st = status_of(d, c, sqlite3_errcode(c->h), "migrate");
-            goto rollback;
-        }
-        sqlite3_bind_int(chk, 1, m->version);
-        present = sqlite3_step(chk) == SQLITE_ROW;
-        sqlite3_finalize(chk);
-        chk = NULL;
-        if (!present) {
-            st = exec(d, c, m->sql);
-            if (st != UQ_DB_OK) {
-                goto rollback;
-            }
-            if (sqlite3_prepare_v2(c->h,
-                                   "INSERT INTO schema_migrations"
-                                   " (version, name, applied_at)"
-                                   " VALUES (?1, ?2, ?3)",
-                                   -1, &rec, NULL) != SQLITE_OK) {
-                st = status_of(d, c, sqlite3_errcode(c->h), "migrate");
-                goto rollback;
-            }
-            sqlite3_bind_int(rec, 1, m->version);
-            sqlite3_bind_text(rec, 2, m->name, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(rec, 3, now_us());
-            int rc = sqlite3_step(rec);
-            sqlite3_finalize(rec);
-            rec = NULL;
-            if (rc != SQLITE_DONE) {
-                st = status_of(d, c, rc, "record migration");
-                goto rollback;
-            }
-            count++;
-            uq__db_logf(&d->log, 1, "sqlite: applied migration %d (%s)",
-                        m->version, m->name);
-        }
-        st = exec(d, c, "COMMIT");
-        if (st != UQ_DB_OK) {
-            goto rollback;
-        }
-    }
-    if (applied != NULL) {
-        *applied = count;
-    }
-    goto cleanup;
-
-rollback:
-    sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
-cleanup:
-    release(d, c);
+    st = uq__db_migrate_run(&migrator, &m, migrations,
+                            sizeof(migrations) / sizeof(migrations[0]), &d->log,
+                            applied);
+    release(d, m.c);
     return st;
 }
 
