@@ -37,10 +37,10 @@ static void db_figures_now(uq_app_t *app, uq_db_figures_t *f, char *ts,
     naive_iso(uq_now_us(app), ts, cap);
 }
 
-/* Connections of the pool not held by a call. */
+/* Connections of the pool open and not lent to a call. */
 static int pool_checked_in(const uq_db_figures_t *f)
 {
-    return f->pool_size > f->checked_out ? f->pool_size - f->checked_out : 0;
+    return f->idle;
 }
 
 /* Seconds a call took on average. */
@@ -58,11 +58,14 @@ void api_h_db_pool(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
     (void)req;
     db_figures_now(app, &f, ts, sizeof(ts));
     uq_resp_json(res, 200,
-                 json_pack("{s:s,s:{s:i,s:i,s:i,s:i,s:i,s:s}}", "status",
-                           "success", "metrics", "size", f.pool_size,
+                 json_pack("{s:s,s:{s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:s}}",
+                           "status", "success", "metrics", "size", f.pool_size,
                            "checked_in", pool_checked_in(&f), "checked_out",
                            f.checked_out, "overflow", 0, "total_connections",
-                           f.pool_size, "timestamp", ts));
+                           f.open, "waits", (json_int_t)f.waits,
+                           "wait_timeouts", (json_int_t)f.timeouts,
+                           "connect_failures", (json_int_t)f.connect_failures,
+                           "dropped", (json_int_t)f.dropped, "timestamp", ts));
 }
 
 void api_h_db_queries(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
@@ -96,7 +99,7 @@ void api_h_db_publish(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
         {"connection_pool_checked_in", "connections", pool_checked_in(&f)},
         {"connection_pool_checked_out", "connections", f.checked_out},
         {"connection_pool_overflow", "connections", 0},
-        {"connection_pool_total", "connections", f.pool_size},
+        {"connection_pool_total", "connections", f.open},
         {"query_count", "queries", (double)f.queries},
         {"slow_query_count", "queries", (double)f.slow},
         {"slow_query_percentage", "percent", pct_of(f.slow, f.queries)},

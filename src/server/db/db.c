@@ -333,8 +333,12 @@ void uq_db_figures(uq_db_t *db, uq_db_figures_t *out)
     out->waits = pf.waits;
     out->timeouts = pf.timeouts;
     out->pool_size = db->pool_size;
+    /* The pool's own count where there is one: a call waiting for a
+     * connection holds none yet. */
     out->checked_out =
-        atomic_load_explicit(&db->q_inflight, memory_order_relaxed);
+        db->pool != NULL
+            ? pf.lent
+            : atomic_load_explicit(&db->q_inflight, memory_order_relaxed);
     out->queries = atomic_load_explicit(&db->q_count, memory_order_relaxed);
     out->slow = atomic_load_explicit(&db->q_slow, memory_order_relaxed);
     out->total_us = atomic_load_explicit(&db->q_total_us, memory_order_relaxed);

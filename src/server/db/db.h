@@ -531,7 +531,7 @@ struct uq_db {
  * connections as the pool itself holds them. */
 typedef struct {
     int pool_size;     /* connections the pool may hold */
-    int checked_out;   /* calls holding one now */
+    int checked_out;   /* connections lent to a call now */
     uint64_t queries;  /* calls made (each one statement or transaction) */
     uint64_t slow;     /* of them, over UQ_DB_SLOW_QUERY_US */
     uint64_t total_us; /* their time, summed */
