@@ -1,13 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The database interface of utxoiq-api: one opaque handle and one table of
- * function pointers (the shape of BIND's dns_dbmethods), with one backend
- * per file:
+ * function pointers (the shape of BIND's dns_dbmethods). Under it, one
+ * database layer that both drivers share, and one driver per backend:
  *
- *   src/server/db/sqlite.c   SQLite (embedded default), uq_db_sqlite_open()
- *   src/server/db/pg.c       PostgreSQL through libpq, uq_db_pg_open(); it is
- *                            compiled only when the build defines UC_HAVE_PG
- *                            (src/server/CMakeLists.txt, UC_SERVER_POSTGRES)
+ *   src/server/db/db.c       this interface: choosing the driver, the
+ *                            wrappers, the call figures
+ *   src/server/db/pool.c     the connection pool (bounded waits, dead and
+ *                            broken connections dropped)
+ *   src/server/db/migrate.c  the migration runner (schema_migrations, one
+ *                            transaction per migration, a lock between
+ *                            processes)
+ *   src/server/db/rows.c     the row mapping: result rows to the structs
+ *                            below, one reader per row type
+ *   src/server/db/errors.c   the one error table: statuses, their messages
+ *                            and log levels, and both drivers' codes
+ *   src/server/db/sqlite.c   the SQLite driver (embedded default),
+ *                            uq_db_sqlite_open()
+ *   src/server/db/pg.c       the PostgreSQL driver through libpq,
+ *                            uq_db_pg_open(); compiled only when the build
+ *                            defines UC_HAVE_PG (src/server/CMakeLists.txt,
+ *                            UC_SERVER_POSTGRES)
+ *
+ * A driver holds what truly differs between the backends: connecting, running
+ * a statement, its SQL and its schema (as data for the runner), and how a
+ * write and its invalidation records share one transaction (one statement
+ * with CTEs, one round trip, on PostgreSQL; an IMMEDIATE transaction of a
+ * few local statements on SQLite). The layer's internal interface is
+ * db_int.h.
  *
  * uq_db_open() picks the backend from the URL: "sqlite:PATH" (or a bare
  * path) for SQLite, "postgresql://..." / "postgres://..." for PostgreSQL.

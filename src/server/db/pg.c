@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The PostgreSQL backend of the database interface (db.h), through libpq.
- * A bounded pool of connections: a caller borrows one for one method call,
- * waiting at most timeout_ms for a free slot; connections are made lazily,
- * so the service starts serving again on its own once the database is back.
- * A connection that failed, timed out or was left inside a transaction is
+ * The PostgreSQL driver of the database layer (db.h), through libpq. The
+ * layer's pool (pool.c) lends a connection to one method call, waiting at
+ * most timeout_ms for a free slot; connections are made lazily, so the
+ * service starts serving again on its own once the database is back. A
+ * connection that failed, timed out or was left inside a transaction is
  * closed instead of returned, and an idle one is checked for a hang-up from
  * the server before it is lent out (a restarted server closes every socket).
+ * Rows are read by the layer's row mapping (rows.c), SQLSTATEs mapped by its
+ * error table (errors.c), the schema applied by its runner (migrate.c).
  * Each query runs through the asynchronous libpq calls with a client-side
  * deadline, because statement_timeout cannot help when the server itself is
  * frozen. Every value is a bound parameter of PQsendQueryParams in text

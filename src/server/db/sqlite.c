@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The SQLite backend of the database interface (db.h): the embedded default.
+ * The SQLite driver of the database layer (db.h): the embedded default. The
+ * layer's pool, row mapping, error table and migration runner do the rest.
  * One file in WAL mode, shared by a small pool of connections so that readers
  * run in parallel while SQLite serialises writers (busy_timeout makes a
  * writer wait for the lock instead of failing). Each connection keeps its
