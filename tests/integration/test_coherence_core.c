@@ -17,7 +17,7 @@
  *
  * Interleavings are forced from inside the loader, which the library calls
  * without holding any lock. The log used here is a small in-memory one:
- * the service's SQLite and PostgreSQL logs are tested by test_db_pg and,
+ * the service's SQLite and PostgreSQL logs are tested by test_db and,
  * end to end, by test_coherence.
  */
 #include <pthread.h>

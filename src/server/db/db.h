@@ -405,6 +405,14 @@ typedef struct {
  * else the clock. ninv above UQ_DB_INVAL_BATCH_MAX is UQ_DB_EINVAL. The
  * wrappers validate the records before dispatching, so backends can rely on
  * valid records.
+ *
+ * Where a type of PostgreSQL refuses a value that SQLite keeps as text, the
+ * backends answer with different statuses; the service never sends such a
+ * value (it makes metadata with jansson and checks job ids are UUIDs).
+ * Metric metadata that is not JSON is UQ_DB_EINVAL on PostgreSQL (its json
+ * type) and UQ_DB_ECONSTRAINT on SQLite (a CHECK on json_valid()). A job
+ * id that is not a UUID is UQ_DB_EINVAL on PostgreSQL (its uuid type); on
+ * SQLite no job has it (UQ_DB_NOTFOUND).
  */
 typedef struct uq_db_methods {
     const char *name; /* "sqlite" | "postgresql" */
