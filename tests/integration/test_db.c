@@ -2312,6 +2312,8 @@ static void database_down_then_back(void **state)
     assert_int_equal(uq_db_feedback_upsert(g_db, &w, &row, NULL, 0, NULL),
                      UQ_DB_OK);
 
+    uq_db_figures_t f0, f1;
+    uq_db_figures(g_db, &f0);
     assert_int_equal(uc_test_pg_down(&g_pg), 0);
     assert_int_equal(uq_db_ping(g_db), UQ_DB_EUNAVAILABLE);
     assert_int_equal(uq_db_feedback_stats(g_db, "ins-outage", &s),
@@ -2323,6 +2325,13 @@ static void database_down_then_back(void **state)
         UQ_DB_EUNAVAILABLE);
     assert_true(log_contains("connect '"));
     assert_true(log_contains(":***@127.0.0.1"));
+    /* The pool's figures tell the outage: the connections to the stopped
+     * server were dropped, the new ones failed, and none is left lent. */
+    uq_db_figures(g_db, &f1);
+    assert_true(f1.connect_failures >= f0.connect_failures + 3);
+    assert_true(f1.dropped > f0.dropped);
+    assert_int_equal(f1.checked_out, 0);
+    assert_int_equal(f1.open, f1.idle);
 
     /* Same handle, no reopen: the very next calls work again. */
     assert_int_equal(uc_test_pg_up(&g_pg), 0);
