@@ -561,8 +561,9 @@ static void test_database_routes(void **state)
     long long out = jint(m, "checked_out");
     long long total = jint(m, "total_connections");
     assert_true(out >= 0 && out <= size);
-    /* The pool's own counts: SQLite opens every connection at start. */
-    assert_int_equal(total, size);
+    /* The pool's own counts. SQLite opens every connection at start,
+     * PostgreSQL one at start and the others as calls need them. */
+    assert_true(total >= 1 && total <= size);
     assert_int_equal(jint(m, "checked_in") + out, total);
     assert_int_equal(jint(m, "overflow"), 0);
     assert_int_equal(jint(m, "wait_timeouts"), 0);
