@@ -2597,6 +2597,104 @@ static void migration_upgrades_old_database(void **state)
     each_backend(migration_upgrades_old_database_on);
 }
 
+/*
+ * A database from before the key revocation migration (version 4) that
+ * already holds keys, the case of an operator upgrading a running service:
+ * the migration rebuilds (SQLite) or alters (PostgreSQL) the table, and
+ * every key must still be found by its prefix, unrevoked, with its hash,
+ * role and owner, and take a revocation. The old table is made by hand beside
+ * the interface, as version 1 created it.
+ */
+#define KEY_HASH_A                                                             \
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define KEY_HASH_B                                                             \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static const char SQ_KEYS_V1[] =
+    "DROP TABLE api_keys;"
+    "CREATE TABLE api_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " prefix TEXT NOT NULL UNIQUE,"
+    " key_hash TEXT NOT NULL CHECK (length(key_hash) = 64),"
+    " user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+    " role TEXT NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+    " created_at INTEGER NOT NULL);"
+    "INSERT INTO api_keys (prefix, key_hash, user_id, role, created_at)"
+    " VALUES ('oldkey01', '" KEY_HASH_A
+    "', 'u-old', 'admin', 1704067200000000),"
+    " ('oldkey02', '" KEY_HASH_B "', 'u-old2', 'user', 1704067201000000);"
+    "DELETE FROM schema_migrations WHERE version = 4;";
+
+static const char PG_KEYS_V1[] =
+    "DROP TABLE api_keys;"
+    "CREATE TABLE api_keys ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " prefix text NOT NULL UNIQUE,"
+    " key_hash text NOT NULL CHECK (key_hash ~ '^[0-9a-f]{64}$'),"
+    " user_id text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),"
+    " role text NOT NULL CHECK (role IN ('user', 'service', 'admin')),"
+    " created_at timestamptz NOT NULL);"
+    "INSERT INTO api_keys (prefix, key_hash, user_id, role, created_at)"
+    " VALUES ('oldkey01', '" KEY_HASH_A "', 'u-old', 'admin',"
+    "  timestamptz '2024-01-01 00:00:00Z'),"
+    " ('oldkey02', '" KEY_HASH_B "', 'u-old2', 'user',"
+    "  timestamptz '2024-01-01 00:00:01Z');"
+    "DELETE FROM schema_migrations WHERE version = 4;";
+
+static void keys_survive_upgrade_on(uq_db_t *db, const char *name)
+{
+    char url[320], err[512];
+    uq_db_t *fresh = NULL;
+    uq_db_api_key_t k, *rows = NULL;
+    size_t n = 0;
+    int applied = -1;
+    int64_t at = 0;
+
+    (void)db;
+    fresh_db(name, "k", url, sizeof(url));
+    assert_int_equal(open_db(url, 1, 5000, &fresh, err, sizeof(err)), UQ_DB_OK);
+    assert_int_equal(uq_db_migrate(fresh, NULL), UQ_DB_OK);
+    uq_db_close(fresh);
+    if (sql_run(url, is_pg(name) ? PG_KEYS_V1 : SQ_KEYS_V1, err, sizeof(err)) !=
+        0) {
+        fail_msg("%s downgrade: %s", name, err);
+    }
+    assert_int_equal(open_db(url, 1, 5000, &fresh, err, sizeof(err)), UQ_DB_OK);
+    assert_int_equal(uq_db_migrate(fresh, &applied), UQ_DB_OK);
+    assert_int_equal(applied, 1);
+
+    assert_int_equal(uq_db_api_key_lookup(fresh, "oldkey01", &k), UQ_DB_OK);
+    assert_string_equal(k.hash_hex, KEY_HASH_A);
+    assert_string_equal(k.user_id, "u-old");
+    assert_string_equal(k.role, "admin");
+    assert_true(k.created_at == T0);
+    assert_true(k.revoked_at == UQ_DB_NULL_TIME);
+    assert_int_equal(uq_db_api_key_lookup(fresh, "oldkey02", &k), UQ_DB_OK);
+    assert_string_equal(k.hash_hex, KEY_HASH_B);
+    assert_string_equal(k.role, "user");
+    /* Keys made here are not imported ones: the hash lookup (imports
+     * only) does not see them. */
+    assert_int_equal(uq_db_api_key_lookup_hash(fresh, KEY_HASH_B, &k),
+                     UQ_DB_NOTFOUND);
+    assert_int_equal(uq_db_api_key_lookup(fresh, "oldkey02", &k), UQ_DB_OK);
+    assert_int_equal(uq_db_api_key_list(fresh, &rows, &n), UQ_DB_OK);
+    assert_int_equal(n, 2);
+    free(rows);
+    /* The migrated table takes what version 4 added: revocation. */
+    assert_int_equal(uq_db_api_key_revoke(fresh, k.id, T0 + SEC, &at),
+                     UQ_DB_OK);
+    assert_true(at == T0 + SEC);
+    assert_int_equal(uq_db_api_key_lookup(fresh, "oldkey02", &k), UQ_DB_OK);
+    assert_true(k.revoked_at == T0 + SEC);
+    uq_db_close(fresh);
+}
+
+static void keys_survive_upgrade(void **state)
+{
+    (void)state;
+    each_backend(keys_survive_upgrade_on);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2616,6 +2714,7 @@ int main(void)
         cmocka_unit_test(write_probe_reaches_the_database),
         cmocka_unit_test(feedback_original_semantics),
         cmocka_unit_test(migration_upgrades_old_database),
+        cmocka_unit_test(keys_survive_upgrade),
         cmocka_unit_test(inval_records_ride_with_writes),
         cmocka_unit_test(inval_failed_writes_leave_nothing),
         cmocka_unit_test(inval_refuses_bad_records),
