@@ -1123,12 +1123,30 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
     }
     sqlite3_commit_hook(c->h, on_commit, c->h);
     /* WAL lets readers run beside the one writer; NORMAL sync is durable
-     * across application crashes, which is what a cache-fronted API needs. */
-    rc = sqlite3_exec(c->h,
-                      "PRAGMA journal_mode = WAL;"
-                      "PRAGMA synchronous = NORMAL;"
-                      "PRAGMA foreign_keys = ON;",
-                      NULL, NULL, NULL);
+     * across application crashes, which is what a cache-fronted API needs.
+     * Switching a fresh file to WAL takes a lock that SQLite may refuse at
+     * once, without its busy handler, while another connection (another
+     * process starting on the same file) holds one: that is retried until
+     * the timeout, never failed on the first refusal. */
+    struct timespec t0, now, pause = {0, 10 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        rc = sqlite3_exec(c->h,
+                          "PRAGMA journal_mode = WAL;"
+                          "PRAGMA synchronous = NORMAL;"
+                          "PRAGMA foreign_keys = ON;",
+                          NULL, NULL, NULL);
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - t0.tv_sec) * 1000 +
+                (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+            d->timeout_ms) {
+            break;
+        }
+        nanosleep(&pause, NULL);
+    }
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "configure sqlite '%s': %s", d->path,
                  sqlite3_errmsg(c->h));
