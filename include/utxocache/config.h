@@ -150,6 +150,9 @@ typedef struct uc_config {
                          so no warming */
     int hot_sample;   /* 8: one get-or-load in this many is counted
                          (rounded down to a power of two); 1: all */
+    int hot_sample_above; /* 20000: a keyspace read fewer times a second
+                             than this has every read counted, sampling
+                             starts above it; negative: always sample */
     /* Warm on write: after this process invalidates an entry (or a tag of
      * it) that is among the refill_top most read of its keyspace, the
      * warm thread loads it again through get-or-load (under the lease,
@@ -212,6 +215,7 @@ UC_EXPORT void uc_config_init(uc_config_t *cfg);
  *   UTXOCACHE_SOFT_TIMEOUT_MS
  *   UTXOCACHE_WARM_TOP (0: off) UTXOCACHE_WARM_RATE
  *   UTXOCACHE_HOT_CAPACITY (0: no record) UTXOCACHE_HOT_SAMPLE
+ *   UTXOCACHE_HOT_SAMPLE_ABOVE (0: always sample)
  *   UTXOCACHE_TTL_<KEYSPACE> (e.g. UTXOCACHE_TTL_FEEDBACK_STATS=600),
  *   UTXOCACHE_STALE_S_<KEYSPACE> and UTXOCACHE_NEAR_BYTES_<KEYSPACE> for
  *              each keyspace in `keyspace_names` (may be NULL, n = 0)

@@ -63,6 +63,7 @@ static void resolve_defaults(uc_config_t *c)
     DEF(warm_top, 1000);
     DEF(warm_rate, 100);
     DEF(hot_sample, 8);
+    DEF(hot_sample_above, 20000);
     DEF(refill_top, 1000);
     DEF(refill_rate, 1000);
     DEF(refill_wait_ms, 50);

@@ -556,6 +556,8 @@ int uc_config_from_lookup(uc_config_t *cfg, lookup_fn lookup, void *arg,
         {"UTXOCACHE_REFILL_WAIT_MS", offsetof(uc_config_t, refill_wait_ms),
          60000},
         {"UTXOCACHE_HOT_CAPACITY", offsetof(uc_config_t, hot_capacity), 262144},
+        {"UTXOCACHE_HOT_SAMPLE_ABOVE", offsetof(uc_config_t, hot_sample_above),
+         10000000},
         {"UTXOCACHE_PIPELINE_MAX", offsetof(uc_config_t, pipeline_max), 256},
     };
     for (size_t i = 0; i < sizeof(offable) / sizeof(offable[0]); i++) {

@@ -26,7 +26,11 @@
  * of the capacity, so a keyspace of few keys holds little.
  *
  * The read path pays a thread-local coin for most reads; one in `sample`
- * takes its shard's lock. Queries visit the shards one lock at a time and
+ * takes its shard's lock. With adaptive sampling every read takes it while
+ * the keyspace is read slowly (its cost is then small, and precision is
+ * what a slow stream lacks), and the coin comes back when the rate passes
+ * the setting; the counts are rescaled at each switch, so they stay in one
+ * unit. Queries visit the shards one lock at a time and
  * select with a heap, ranking by count - error (see before()).
  */
 #include "hot.h"
@@ -47,6 +51,8 @@
 /* Counted reads after which the k-th count of uc__hot_is_top() is
  * computed again. */
 #define THRESHOLD_EVERY 1024u
+/* The shortest span over which uc__hot_tune() measures the read rate. */
+#define TUNE_EVERY_US 1000000ull
 /* Keys are kept in buffers of a multiple of this many bytes. */
 #define KEY_ROUND 16u
 /* A shard's first allocation, in counters; it doubles up to its share of
@@ -97,7 +103,14 @@ typedef struct {
 struct uc__hot {
     shard_t shards[UC__HOT_SHARDS];
     uint64_t k0, k1;
-    uint32_t mask; /* sample - 1 */
+    /* The sampling rate in use, less one: 0 (every read) or sample_mask.
+     * Changed only by uc__hot_tune(), with the counts rescaled. */
+    _Atomic uint32_t mask;
+    uint32_t sample_mask; /* the configured rate, less one */
+    /* Adaptive sampling (uc__hot_adapt): reads a second above which the
+     * record samples; 0: it always does. The rest is uc__hot_tune()'s. */
+    uint64_t above;
+    uint64_t tune_at_us, tune_counted;
     size_t base_bytes;
     _Atomic uint64_t halvings;
     /* The k-th count, kept for uc__hot_is_top(). */
@@ -442,7 +455,8 @@ int uc__hot_create(size_t capacity, unsigned sample, uc__hot_t **out)
     while (sample >= 2 * p && p < (1u << 30)) {
         p *= 2;
     }
-    h->mask = p - 1;
+    h->sample_mask = p - 1;
+    atomic_init(&h->mask, p - 1);
     seed(h);
     if (pthread_mutex_init(&h->thr_mu, NULL) != 0) {
         free(h);
@@ -499,7 +513,8 @@ void uc__hot_mute(int on)
 
 unsigned uc__hot_sample(const uc__hot_t *h)
 {
-    return h != NULL ? h->mask + 1 : 1;
+    return h != NULL ? atomic_load_explicit(&h->mask, memory_order_relaxed) + 1
+                     : 1;
 }
 
 void uc__hot_record(uc__hot_t *h, const char *key, size_t klen)
@@ -507,7 +522,9 @@ void uc__hot_record(uc__hot_t *h, const char *key, size_t klen)
     if (h == NULL || muted) {
         return;
     }
-    if (h->mask != 0) {
+    uint32_t mask = atomic_load_explicit(&h->mask, memory_order_relaxed);
+
+    if (mask != 0) {
         /* xorshift64, seeded by the thread's own address */
         uint64_t x = coin_state;
         if (x == 0) {
@@ -517,7 +534,7 @@ void uc__hot_record(uc__hot_t *h, const char *key, size_t klen)
         x ^= x >> 7;
         x ^= x << 17;
         coin_state = x;
-        if (((uint32_t)(x >> 32) & h->mask) != 0) {
+        if (((uint32_t)(x >> 32) & mask) != 0) {
             return;
         }
     }
@@ -588,7 +605,8 @@ void uc__hot_add(uc__hot_t *h, const char *key, size_t klen)
 
 static uint64_t scaled(const uc__hot_t *h, uint64_t n)
 {
-    uint64_t f = (uint64_t)h->mask + 1;
+    uint64_t f =
+        (uint64_t)atomic_load_explicit(&h->mask, memory_order_relaxed) + 1;
     return n > UINT64_MAX / f ? UINT64_MAX : n * f;
 }
 
@@ -831,23 +849,27 @@ int uc__hot_is_top(uc__hot_t *h, const char *key, size_t klen, size_t k)
     return lower >= thr;
 }
 
-void uc__hot_halve(uc__hot_t *h)
+/*
+ * Divides every count and error by 2^down (counts rounded up, so a key held
+ * keeps a count of at least 1), or multiplies them by 2^up. Dividing keeps
+ * the order but may make neighbouring buckets equal, which are merged;
+ * multiplying keeps them distinct. Either way uc__hot_is_top() computes its
+ * k-th count again (the halvings counter moves).
+ */
+static void rescale(uc__hot_t *h, unsigned down, unsigned up)
 {
-    if (h == NULL) {
-        return;
-    }
     for (size_t i = 0; i < UC__HOT_SHARDS; i++) {
         shard_t *s = &h->shards[i];
         pthread_mutex_lock(&s->mu);
         for (uint32_t b = s->lo; b != NIL; b = s->bkt[b].next) {
-            s->bkt[b].count = (s->bkt[b].count + 1) / 2;
+            uint64_t n = s->bkt[b].count;
+            s->bkt[b].count = ((n + (1ull << down) - 1) >> down) << up;
         }
         for (uint32_t c = 0; c < s->used; c++) {
-            s->ctr[c].error /= 2;
+            s->ctr[c].error = (s->ctr[c].error >> down) << up;
         }
-        /* Halving keeps the order but may make neighbours equal. */
         uint32_t b = s->lo;
-        while (b != NIL && s->bkt[b].next != NIL) {
+        while (down > 0 && b != NIL && s->bkt[b].next != NIL) {
             uint32_t nb = s->bkt[b].next;
             if (s->bkt[nb].count != s->bkt[b].count) {
                 b = nb;
@@ -866,4 +888,71 @@ void uc__hot_halve(uc__hot_t *h)
         pthread_mutex_unlock(&s->mu);
     }
     atomic_fetch_add(&h->halvings, 1);
+}
+
+void uc__hot_halve(uc__hot_t *h)
+{
+    if (h != NULL) {
+        rescale(h, 1, 0);
+    }
+}
+
+void uc__hot_adapt(uc__hot_t *h, uint64_t above)
+{
+    if (h == NULL || h->sample_mask == 0) {
+        return;
+    }
+    h->above = above;
+    h->tune_at_us = 0;
+    /* Below the rate, to begin with: a new record has seen nothing, and
+     * precision is what it lacks. */
+    atomic_store(&h->mask, above > 0 ? 0u : h->sample_mask);
+}
+
+static unsigned log2u(uint32_t p)
+{
+    unsigned n = 0;
+
+    while (p > 1) {
+        p >>= 1;
+        n++;
+    }
+    return n;
+}
+
+int uc__hot_tune(uc__hot_t *h, uint64_t now_us)
+{
+    uint64_t n, dt, rate;
+    uint32_t mask;
+    int changed = 0;
+
+    if (h == NULL || h->above == 0) {
+        return 0;
+    }
+    n = counted(h);
+    if (h->tune_at_us == 0 || now_us < h->tune_at_us) {
+        h->tune_at_us = now_us;
+        h->tune_counted = n;
+        return 0;
+    }
+    dt = now_us - h->tune_at_us;
+    if (dt < TUNE_EVERY_US) {
+        return 0;
+    }
+    mask = atomic_load(&h->mask);
+    rate = (n - h->tune_counted) * ((uint64_t)mask + 1) * 1000000ull / dt;
+    if (mask == 0 && rate > h->above) {
+        /* Counts become sample units: one counted read stands for
+         * sample_mask + 1 reads from now on. */
+        rescale(h, log2u(h->sample_mask + 1), 0);
+        atomic_store(&h->mask, h->sample_mask);
+        changed = 1;
+    } else if (mask != 0 && rate < h->above / 2) {
+        rescale(h, 0, log2u(mask + 1));
+        atomic_store(&h->mask, 0u);
+        changed = 1;
+    }
+    h->tune_at_us = now_us;
+    h->tune_counted = counted(h);
+    return changed;
 }

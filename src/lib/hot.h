@@ -82,4 +82,23 @@ void uc__hot_halve(uc__hot_t *h);
 /* The sampling rate in use (1 when every read is counted). */
 unsigned uc__hot_sample(const uc__hot_t *h);
 
+/*
+ * Adaptive sampling: every read is counted while the record sees at most
+ * `above` reads a second, one in `sample` (uc__hot_create) above that, and
+ * every read again once the rate falls below above / 2. 0: always one in
+ * `sample` (the default of a new record). Does nothing on a record that
+ * counts every read anyway. Call before the first record, or from the one
+ * thread that calls uc__hot_tune().
+ */
+void uc__hot_adapt(uc__hot_t *h, uint64_t above);
+
+/*
+ * Measures the read rate since its last call (at least a second apart;
+ * earlier calls return at once) and switches the sampling as
+ * uc__hot_adapt() says, rescaling the counts so that they keep estimating
+ * reads: divided by the rate when sampling starts, multiplied when it
+ * stops. One thread at a time. 1 when it switched, else 0.
+ */
+int uc__hot_tune(uc__hot_t *h, uint64_t now_us);
+
 #endif

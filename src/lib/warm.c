@@ -942,8 +942,12 @@ int uc__warm_keyspace(uc_cache_t *c, uc_keyspace_t *ks)
     if (cfg->hot_capacity < 0) {
         return UC_OK;
     }
-    return uc__hot_create((size_t)cfg->hot_capacity, (unsigned)cfg->hot_sample,
-                          &ks->hot);
+    int rc = uc__hot_create((size_t)cfg->hot_capacity,
+                            (unsigned)cfg->hot_sample, &ks->hot);
+    if (rc == UC_OK && cfg->hot_sample_above > 0) {
+        uc__hot_adapt(ks->hot, (uint64_t)cfg->hot_sample_above);
+    }
+    return rc;
 }
 
 void uc__warm_request(uc_cache_t *c)
@@ -1102,6 +1106,9 @@ void uc__warm_tick(uc_cache_t *c, uint64_t now_us)
                 "them here",
                 seeded);
         uc__warm_request(c);
+    }
+    for (size_t i = 0; i < nks; i++) {
+        (void)uc__hot_tune(c->ks[i]->hot, now_us);
     }
     if (w->next_publish_us == 0) {
         w->next_publish_us = now_us + HOT_PUBLISH_US;

@@ -40,7 +40,7 @@ typedef struct {
     atomic_uint_fast64_t count;
 } uq_route_metrics_t;
 
-#define UQ_ROUTES_MAX 32
+#define UQ_ROUTES_MAX 48
 
 typedef struct uq_app {
     uq_db_t *db;

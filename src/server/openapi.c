@@ -167,6 +167,14 @@ static const char *const SCHEMAS[] = {
     "  'message': {'type': 'string'}}}",
     "'Health': {'type': 'object', 'required': ['status'],"
     " 'properties': {'status': {'type': 'string'}}}",
+    "'HotEntries': {'type': 'object',"
+    " 'required': ['keyspace', 'held', 'bytes', 'top'],"
+    " 'properties': {'keyspace': {'type': 'string'},"
+    "  'held': {'type': 'integer'}, 'bytes': {'type': 'integer'},"
+    "  'top': {'type': 'array', 'items': {'type': 'object',"
+    "   'required': ['key', 'reads', 'error'],"
+    "   'properties': {'key': {'type': 'string'},"
+    "    'reads': {'type': 'integer'}, 'error': {'type': 'integer'}}}}}}",
 };
 
 /* A schema reference by name, or for "[Name]" an array of it. */

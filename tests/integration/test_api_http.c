@@ -645,6 +645,87 @@ static void test_cache_stats(void **state)
     api_free(&r);
 }
 
+/* The record of the most read entries, as an admin reads it: every read
+ * counted while the keyspace is read slowly (the default), ranked. */
+static void test_cache_hot(void **state)
+{
+    api_res_t r;
+    char path[256], a[64], b[64], ka[96], kb[96];
+    long long ra = -1, rb = -1;
+    size_t ia = 0, ib = 0;
+    (void)state;
+    uniq(a, sizeof(a), "hota");
+    uniq(b, sizeof(b), "hotb");
+    for (int i = 0; i < 7; i++) {
+        fmt(path, sizeof(path), "/api/v1/feedback/stats/%s", i < 5 ? a : b);
+        api_req(&api, &r, "GET", path, NULL, NULL, NULL);
+        assert_status(&r, 200);
+        api_free(&r);
+    }
+    fmt(ka, sizeof(ka), "feedback:stats:%s", a);
+    fmt(kb, sizeof(kb), "feedback:stats:%s", b);
+
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/cache/hot?keyspace=feedback_stats", NULL, NULL,
+            NULL);
+    assert_status(&r, 401);
+    api_free(&r);
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/cache/hot?keyspace=feedback_stats", user_key,
+            NULL, NULL);
+    assert_status(&r, 403);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/hot", admin_key, NULL,
+            NULL);
+    assert_status(&r, 400);
+    api_free(&r);
+    api_req(&api, &r, "GET", "/api/v1/monitoring/cache/hot?keyspace=nope",
+            admin_key, NULL, NULL);
+    assert_status(&r, 422);
+    api_free(&r);
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/cache/hot?keyspace=feedback_stats&limit=0",
+            admin_key, NULL, NULL);
+    assert_status(&r, 422);
+    api_free(&r);
+
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/cache/hot?keyspace=feedback_stats&limit=10000",
+            admin_key, NULL, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(jstr(r.j, "keyspace"), "feedback_stats");
+    assert_true(jint(r.j, "bytes") > 0);
+    json_t *top = jget(r.j, "top");
+    assert_int_equal((long long)json_array_size(top), jint(r.j, "held"));
+    for (size_t i = 0; i < json_array_size(top); i++) {
+        json_t *e = json_array_get(top, i);
+        if (strcmp(jstr(e, "key"), ka) == 0) {
+            ra = jint(e, "reads");
+            ia = i;
+        } else if (strcmp(jstr(e, "key"), kb) == 0) {
+            rb = jint(e, "reads");
+            ib = i;
+        }
+        assert_true(jint(e, "error") <= jint(e, "reads"));
+    }
+    /* Counted exactly: a few reads a second are far below the rate at
+     * which the record starts sampling. */
+    assert_int_equal(ra, 5);
+    assert_int_equal(rb, 2);
+    assert_true(ia < ib);
+    long long held = jint(r.j, "held");
+    api_free(&r);
+
+    api_req(&api, &r, "GET",
+            "/api/v1/monitoring/cache/hot?keyspace=feedback_stats&limit=1&"
+            "offset=1",
+            admin_key, NULL, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(jint(r.j, "held"), held);
+    assert_int_equal((long long)json_array_size(jget(r.j, "top")), 1);
+    api_free(&r);
+}
+
 /* ---- routing and auth ---------------------------------------------------- */
 
 static void test_404_405(void **state)
@@ -2043,6 +2124,7 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_metrics_errors),
         cmocka_unit_test(test_cache_stats),
+        cmocka_unit_test(test_cache_hot),
         cmocka_unit_test(test_database_routes),
         cmocka_unit_test(test_openapi_served),
         cmocka_unit_test(test_gzip),

@@ -406,6 +406,81 @@ static void sampling_and_mute(void **state)
     uc__hot_destroy(h);
 }
 
+/* Adaptive sampling: every read counted while the stream is slow, one in
+ * 8 above the rate, every read again once it slows; the counts keep
+ * estimating reads across both switches, and the order holds. */
+static void adaptive_sampling(void **state)
+{
+    (void)state;
+    uc__hot_t *h = hot_new(64, 8);
+    uc_hot_entry_t out[2];
+    const uint64_t s = 1000000; /* a second, in microseconds */
+
+    uc__hot_adapt(h, 1000);
+    assert_int_equal(uc__hot_sample(h), 1);
+    assert_int_equal(uc__hot_tune(h, 10 * s), 0); /* the first call measures */
+    for (int i = 0; i < 700; i++) {
+        uc__hot_record(h, "a", 1);
+    }
+    for (int i = 0; i < 300; i++) {
+        uc__hot_record(h, "b", 1);
+    }
+    /* exact while unsampled */
+    assert_int_equal(uc__hot_top(h, out, 2), 2);
+    assert_int_equal(out[0].reads, 700);
+    assert_int_equal(out[1].reads, 300);
+    /* 1000 reads a second is not above 1000; less than a second is not
+     * measured at all */
+    assert_int_equal(uc__hot_tune(h, 10 * s + s / 2), 0);
+    assert_int_equal(uc__hot_tune(h, 11 * s), 0);
+    assert_int_equal(uc__hot_sample(h), 1);
+    /* 5000 reads in the next second: sampling starts */
+    for (int i = 0; i < 5000; i++) {
+        uc__hot_record(h, "a", 1);
+    }
+    assert_int_equal(uc__hot_tune(h, 12 * s), 1);
+    assert_int_equal(uc__hot_sample(h), 8);
+    assert_int_equal(uc__hot_top(h, out, 2), 2);
+    assert_string_equal(out[0].key, "a");
+    /* 5700 reads in sample units, rounded up, shown in reads again */
+    assert_int_equal(out[0].reads, 5704);
+    assert_int_equal(out[1].reads, 304);
+    /* sampled from now on: 8000 reads of b estimated within 12 % (4 sd) */
+    for (int i = 0; i < 8000; i++) {
+        uc__hot_record(h, "b", 1);
+    }
+    assert_int_equal(uc__hot_top(h, out, 2), 2);
+    assert_string_equal(out[0].key, "b");
+    assert_true(out[0].reads > 304 + 7040 && out[0].reads < 304 + 8960);
+    uint64_t b = out[0].reads;
+    /* still fast: 8000 a second stays sampled */
+    assert_int_equal(uc__hot_tune(h, 13 * s), 0);
+    assert_int_equal(uc__hot_sample(h), 8);
+    /* a quiet second: below half the rate, every read counted again, and
+     * the counts are the same reads */
+    assert_int_equal(uc__hot_tune(h, 14 * s), 1);
+    assert_int_equal(uc__hot_sample(h), 1);
+    assert_int_equal(uc__hot_top(h, out, 2), 2);
+    assert_string_equal(out[0].key, "b");
+    assert_int_equal(out[0].reads, b);
+    assert_int_equal(out[1].reads, 5704);
+    uc__hot_record(h, "a", 1);
+    assert_int_equal(uc__hot_top(h, out, 2), 2);
+    assert_int_equal(out[1].reads, 5705);
+    /* a clock that went back starts a new measurement */
+    assert_int_equal(uc__hot_tune(h, 1 * s), 0);
+    uc__hot_destroy(h);
+
+    /* 0: always sampled, never switched */
+    h = hot_new(64, 8);
+    uc__hot_adapt(h, 0);
+    assert_int_equal(uc__hot_sample(h), 8);
+    assert_int_equal(uc__hot_tune(h, s), 0);
+    assert_int_equal(uc__hot_tune(h, 3 * s), 0);
+    assert_int_equal(uc__hot_sample(h), 8);
+    uc__hot_destroy(h);
+}
+
 /* ---- threads --------------------------------------------------------------
  */
 
@@ -725,12 +800,15 @@ static void settings(void **state)
                          "5",
                          "UTXOCACHE_HOT_SAMPLE",
                          "1",
+                         "UTXOCACHE_HOT_SAMPLE_ABOVE",
+                         "0",
                          NULL};
     const char *bad[][2] = {{"UTXOCACHE_WARM_TOP", "65537"},
                             {"UTXOCACHE_WARM_TOP", "-1"},
                             {"UTXOCACHE_WARM_RATE", "0"},
                             {"UTXOCACHE_HOT_SAMPLE", "x"},
-                            {"UTXOCACHE_HOT_CAPACITY", "262145"}};
+                            {"UTXOCACHE_HOT_CAPACITY", "262145"},
+                            {"UTXOCACHE_HOT_SAMPLE_ABOVE", "-5"}};
     uc_config_t cfg;
     char err[160];
     uc_cache_t *c = NULL;
@@ -743,6 +821,7 @@ static void settings(void **state)
     assert_int_equal(cfg.hot_capacity, -1);
     assert_int_equal(cfg.warm_rate, 5);
     assert_int_equal(cfg.hot_sample, 1);
+    assert_int_equal(cfg.hot_sample_above, -1);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *kv[] = {bad[i][0], bad[i][1], NULL};
         uc_config_init(&cfg);
@@ -758,6 +837,7 @@ static void settings(void **state)
     assert_int_equal(c->env.cfg.warm_rate, 100);
     assert_int_equal(c->env.cfg.hot_capacity, 10000);
     assert_int_equal(c->env.cfg.hot_sample, 8);
+    assert_int_equal(c->env.cfg.hot_sample_above, 20000);
     uc_cache_destroy(c);
     uc_config_init(&cfg);
     cfg.warm_top = 50;
@@ -767,6 +847,18 @@ static void settings(void **state)
     /* No record: get-or-load still works, and nothing is known. */
     static const uc_keyspace_def_t def = {
         .name = "k", .pattern = "k:{id}", .ttl_s = 60};
+    /* A keyspace's record counts every read until its rate passes
+     * hot_sample_above; negative: it samples from the start. */
+    for (int adaptive = 1; adaptive >= 0; adaptive--) {
+        uc_config_init(&cfg);
+        cfg.hot_sample_above = adaptive ? 0 : -1;
+        assert_int_equal(uc_cache_create(&cfg, &c, err, sizeof(err)), UC_OK);
+        assert_int_equal(
+            uc_cache_add_keyspaces(c, &def, 1, err, sizeof(err)), UC_OK);
+        assert_int_equal(uc__hot_sample(uc_cache_keyspace(c, "k")->hot),
+                         adaptive ? 1 : 8);
+        uc_cache_destroy(c);
+    }
     uc_config_init(&cfg);
     cfg.hot_capacity = -1;
     assert_int_equal(uc_cache_create(&cfg, &c, err, sizeof(err)), UC_OK);
@@ -789,6 +881,7 @@ int main(void)
         cmocka_unit_test(sampling_and_mute),   cmocka_unit_test(threads_exact),
         cmocka_unit_test(threads_evicting),    cmocka_unit_test(record_cost),
         cmocka_unit_test(keys_parse_back),     cmocka_unit_test(settings),
+        cmocka_unit_test(adaptive_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

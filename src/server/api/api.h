@@ -256,6 +256,13 @@ void api_h_cache_stats(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
  */
 void api_h_cache_warm(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
+/*
+ * One keyspace's record of its most read entries (admin): ?keyspace= one of
+ * the keyspaces' names (required), limit 100 by default, at most 10000 (the
+ * record's capacity bounds it anyway). What warming and warm on write rank.
+ */
+void api_h_cache_hot(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
+
 void api_h_healthz(uq_app_t *app, uq_req_t *req, uq_resp_t *res);
 
 /* The original service's health check, for probes and monitors set up

@@ -460,6 +460,54 @@ void api_h_cache_warm(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
     res->cache_control = CC_PRIVATE;
 }
 
+void api_h_cache_hot(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
+{
+    const char *names[UQ_KS_COUNT + 1];
+    const char *name = NULL;
+    const uc_keyspace_t *ks = NULL;
+    page_t pg;
+
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
+        names[i] = uc_keyspace_name(app->ks[i]);
+    }
+    names[UQ_KS_COUNT] = NULL;
+    res->cache_control = CC_PRIVATE;
+    if (api_q_enum(req, "keyspace", names, &name, res) != 0 ||
+        api_q_page(req, 100, 10000, &pg, res) != 0) {
+        return;
+    }
+    if (name == NULL) {
+        uq_resp_error(res, 400, "keyspace is required: one of the names "
+                                "in /api/v1/monitoring/cache/stats");
+        return;
+    }
+    for (int i = 0; i < UQ_KS_COUNT; i++) {
+        if (names[i] == name) {
+            ks = app->ks[i];
+        }
+    }
+    size_t want = (size_t)(pg.limit + pg.offset);
+    uc_hot_entry_t *top = malloc(want * sizeof(*top));
+    if (top == NULL) {
+        uq_resp_error(res, 503, "out of memory");
+        return;
+    }
+    size_t held = uc_keyspace_hot(ks, top, want);
+    size_t n = held < want ? held : want;
+    json_t *arr = json_array();
+    for (size_t i = (size_t)pg.offset; i < n && arr != NULL; i++) {
+        json_array_append_new(
+            arr, json_pack("{s:s,s:I,s:I}", "key", top[i].key, "reads",
+                           (json_int_t)top[i].reads, "error",
+                           (json_int_t)top[i].error));
+    }
+    free(top);
+    uq_resp_json(res, 200,
+                 json_pack("{s:s,s:I,s:I,s:o}", "keyspace", name, "held",
+                           (json_int_t)held, "bytes",
+                           (json_int_t)uc_keyspace_hot_bytes(ks), "top", arr));
+}
+
 void api_h_healthz(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
 {
     (void)req;

@@ -189,6 +189,18 @@ static const uq_route_t routes[] = {
      {"operations", "Warm the cache with its most read entries", NULL, NULL,
       NULL}},
     {"GET",
+     "/api/v1/monitoring/cache/hot",
+     UQ_ROLE_ADMIN,
+     api_h_cache_hot,
+     "cache_hot",
+     0,
+     {"operations",
+      "A keyspace's most read entries, as warming and warm on write rank "
+      "them",
+      "query keyspace string required, query limit integer min=1 max=10000 "
+      "default=100, query offset integer min=0 max=1000000 default=0",
+      NULL, "HotEntries"}},
+    {"GET",
      "/api/v1/monitoring/cache/history",
      0,
      uq_history_handler,
@@ -263,6 +275,10 @@ static const uq_route_t routes[] = {
      0,
      {"health", "Prometheus exposition", NULL, NULL, "text"}},
 };
+
+/* Each route has its slot of request figures (app.h). */
+_Static_assert(sizeof(routes) / sizeof(routes[0]) <= UQ_ROUTES_MAX,
+               "the route table outgrew UQ_ROUTES_MAX");
 
 const uq_route_t *uq_api_routes(size_t *n)
 {
