@@ -230,7 +230,10 @@ UC_EXPORT int uc_cache_warm(uc_cache_t *cache);
                               "open, or the loader had failed 3 times in a "   \
                               "row (a pause of 1 s, doubling to 30 s)")        \
     X(refill_raced, "refills that found the entry filled already: a read or "  \
-                    "another instance loaded it first")
+                    "another instance loaded it first")                        \
+    X(refill_wait_timeouts, "writes that answered before their refill was "    \
+                            "stored (UTXOCACHE_REFILL_WAIT_MS passed; the "    \
+                            "refill went on in the background)")
 
 /* Counter slots the struct reserves: new counters are appended to the end of
  * UC_STATS_COUNTERS and take a slot, so the struct's size and every older

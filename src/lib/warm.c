@@ -839,6 +839,9 @@ void uc__refill_after(uc_cache_t *c, uc_keyspace_t *ks, const char *target)
 
         while (w->seq_done < seq && !w->stop) {
             if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT) {
+                if (w->seq_done < seq) {
+                    UC__COUNT2(c, tag ? NULL : ks, refill_wait_timeouts);
+                }
                 break;
             }
         }
