@@ -352,9 +352,10 @@ UC_EXPORT void uc_keyspace_near_usage(const uc_keyspace_t *ks,
 /*
  * Each keyspace keeps a record of its most read entries (the Space-Saving
  * heavy-hitters summary: a fixed number of counters, UTXOCACHE_HOT_CAPACITY,
- * whatever the number of distinct keys). It counts get-or-load calls, one
- * in UTXOCACHE_HOT_SAMPLE of them at random, and halves its counts every
- * 10 minutes so that it follows what is read now. Logical keys (without the
+ * whatever the number of distinct keys). It counts get-or-load calls: every
+ * one while the keyspace is read fewer than UTXOCACHE_HOT_SAMPLE_ABOVE
+ * times a second, one in UTXOCACHE_HOT_SAMPLE at random above that; and it
+ * halves its counts every 10 minutes so that it follows what is read now. Logical keys (without the
  * cache's prefix) of UC_HOT_KEY_MAX bytes or more are not recorded.
  */
 #define UC_HOT_KEY_MAX 256

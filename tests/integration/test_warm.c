@@ -51,6 +51,7 @@ typedef struct {
     _Atomic unsigned calls;
     _Atomic int fail;          /* nonzero: every load fails */
     _Atomic unsigned version;  /* in every value: a write bumps it */
+    _Atomic unsigned delay_ms; /* each load takes this long */
     uint64_t at_us[CALLS_MAX]; /* when each call came */
     pthread_mutex_t mu;
 } db_t;
@@ -75,6 +76,9 @@ static int load(void *arg, const char *const *fields, size_t nfields,
     if (atomic_load(&db->fail)) {
         return -1000;
     }
+    if (atomic_load(&db->delay_ms) > 0) {
+        uc_test_sleep_ms(atomic_load(&db->delay_ms));
+    }
     int w = snprintf(buf, sizeof(buf), "value of %s v%u", fields[0],
                      atomic_load(&db->version));
     *val = malloc((size_t)w + 1);
@@ -91,6 +95,7 @@ static void db_reset(db_t *db)
     pthread_mutex_lock(&db->mu);
     atomic_store(&db->calls, 0);
     atomic_store(&db->fail, 0);
+    atomic_store(&db->delay_ms, 0);
     pthread_mutex_unlock(&db->mu);
 }
 
@@ -195,6 +200,9 @@ static uc_cache_t *open_cache_refill(fx_t *fx, int top, int rate,
     cfg.hot_sample = 1;
     cfg.refill_top = refill_top;
     cfg.refill_rate = refill_rate;
+    /* Longer than the default's 50 ms, so that a busy machine does not
+     * turn a write that waits for its refill into one that does not. */
+    cfg.refill_wait_ms = 1000;
     fx->c = uc_test_open_cache(&cfg);
     assert_int_equal(uc_cache_add_keyspaces(fx->c, defs, 2, err, sizeof(err)),
                      UC_OK);
@@ -751,6 +759,44 @@ static void refill_held_back(void **state)
     assert_int_equal(s1.refills + s1.refill_skipped_cold, 0);
 }
 
+/* A write waits for its refill at most UTXOCACHE_REFILL_WAIT_MS (1 s
+ * here): past it, the write returns, counted, and the refill goes on. */
+static void refill_wait_bounded(void **state)
+{
+    fx_t *fx = *state;
+    uc_cache_t *c = open_cache_refill(fx, -1, 100, 10, 100);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "ws");
+    unsigned truth[NKEYS] = {0};
+    uc_source_t src = UC_FROM_FALLBACK;
+
+    zipf_mix(ks, 3000, truth);
+    wait_idle(c, 5000);
+    db_reset(&the_db);
+    uc_stats_t s0 = stats_of(ks);
+
+    /* A load of 2 s: the write cannot have waited for it. */
+    atomic_store(&the_db.delay_ms, 2000);
+    write_of(ks, "id-0");
+    uc_stats_t s1 = stats_of(ks);
+    assert_int_equal(s1.refill_wait_timeouts - s0.refill_wait_timeouts, 1);
+    assert_int_equal(s1.refills - s0.refills, 0);
+    wait_idle(c, 10000);
+    uc_stats_t s2 = stats_of(ks);
+    assert_int_equal(s2.refills - s0.refills, 1);
+    assert_int_equal(atomic_load(&the_db.calls), 1);
+
+    /* A quick load: the write waits for it, nothing timed out, and the
+     * read after the write is a hit. */
+    atomic_store(&the_db.delay_ms, 0);
+    write_of(ks, "id-0");
+    uc_stats_t s3 = stats_of(ks);
+    assert_int_equal(s3.refills - s2.refills, 1);
+    assert_int_equal(s3.refill_wait_timeouts, s2.refill_wait_timeouts);
+    assert_int_equal(read_src(ks, "id-0", &src), UC_OK);
+    assert_int_equal(src, UC_FROM_CACHE);
+    assert_int_equal(atomic_load(&the_db.calls), 2);
+}
+
 /* A second instance starting on the same Redis warms what the first read
  * most, from the list the first published: its record holds them, and
  * since they are in Redis already its warm loads nothing. */
@@ -879,6 +925,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(refill_rate_held, setup, teardown),
         cmocka_unit_test_setup_teardown(refill_held_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(refill_wait_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
