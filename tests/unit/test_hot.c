@@ -4,7 +4,8 @@
  * small stream; Space-Saving's bounds once keys replace each other (every
  * count an upper bound, count - error a lower one, the counts summing to
  * the stream's length); a Zipf stream's top entries found; memory bounded
- * whatever the number of distinct keys; halving; sampling; the "is it
+ * whatever the number of distinct keys; halving; sampling, fixed and
+ * adaptive (in a cache too, switched by its worker); the "is it
  * among the top k" question; threads recording while others query and
  * halve (also run under TSan); and keys parsed back into their fields
  * (src/lib/keyspace.c), which is how the warmer reads them. It also prints
@@ -481,6 +482,60 @@ static void adaptive_sampling(void **state)
     uc__hot_destroy(h);
 }
 
+static int load_one(void *arg, const char *const *fields, size_t nfields,
+                    char **val, size_t *len)
+{
+    (void)arg;
+    (void)fields;
+    (void)nfields;
+    *val = malloc(2);
+    if (*val == NULL) {
+        return UC_ENOMEM;
+    }
+    memcpy(*val, "v", 2);
+    *len = 1;
+    return UC_OK;
+}
+
+/* The library's worker measures each keyspace's read rate and switches
+ * its record to sampling once reads pass hot_sample_above a second. */
+static void adaptive_in_a_cache(void **state)
+{
+    (void)state;
+    static const uc_keyspace_def_t def = {.name = "k",
+                                          .pattern = "k:{id}",
+                                          .ttl_s = 60,
+                                          .loader = load_one};
+    uc_config_t cfg;
+    uc_cache_t *c = NULL;
+    char err[160];
+
+    uc_config_init(&cfg);
+    cfg.hot_sample_above = 100;
+    cfg.log_tail_ms = 20; /* the worker's tick */
+    assert_int_equal(uc_cache_create(&cfg, &c, err, sizeof(err)), UC_OK);
+    assert_int_equal(uc_cache_add_keyspaces(c, &def, 1, err, sizeof(err)),
+                     UC_OK);
+    uc_keyspace_t *ks = uc_cache_keyspace(c, "k");
+    assert_int_equal(uc__hot_sample(ks->hot), 1);
+    /* Reads, far more than 100 a second, until the worker has measured a
+     * second of them (bounded: 10 s). */
+    uint64_t until = (uint64_t)time(NULL) + 10;
+    while (uc__hot_sample(ks->hot) == 1 && (uint64_t)time(NULL) < until) {
+        for (int i = 0; i < 200; i++) {
+            const char *f[1] = {i % 2 ? "a" : "b"};
+            uc_load_result_t r;
+            assert_int_equal(uc_keyspace_get_or_load(ks, f, 1, NULL, &r),
+                             UC_OK);
+            uc_free(r.data);
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(uc__hot_sample(ks->hot), 8);
+    uc_cache_destroy(c);
+}
+
 /* ---- threads --------------------------------------------------------------
  */
 
@@ -882,6 +937,7 @@ int main(void)
         cmocka_unit_test(threads_evicting),    cmocka_unit_test(record_cost),
         cmocka_unit_test(keys_parse_back),     cmocka_unit_test(settings),
         cmocka_unit_test(adaptive_sampling),
+        cmocka_unit_test(adaptive_in_a_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
