@@ -50,7 +50,8 @@ static const uint64_t req_bounds_us[UQ_LAT_BUCKETS - 1] = {
     X(near_evictions)                                                          \
     X(near_bytes)                                                              \
     X(refills)                                                                 \
-    X(refill_hits)
+    X(refill_hits)                                                             \
+    X(refill_skipped)
 
 typedef struct {
 #define FIELD(name) uint64_t name;
@@ -290,6 +291,10 @@ static void counts_from(counts_t *c, const uc_stats_t *s,
     c->near_bytes = u->bytes;
     c->refills = s->refills;
     c->refill_hits = s->refill_hits;
+    /* One series for the dashboard; cache/stats has each cause. */
+    c->refill_skipped = s->refill_skipped_cold + s->refill_skipped_rate +
+                        s->refill_skipped_overflow +
+                        s->refill_skipped_breaker;
 }
 
 /* Builds the point of r against base (the newest stored point's

@@ -299,10 +299,16 @@
         defs.push({
             id: "refill", title: "Warm on write",
             help: "Per second: hot entries loaded again right after a " +
-                "write invalidated them, and reads those entries answered " +
-                "(hits that would have waited for the database).",
-            unit: "/s", series: ["refills", "reads answered by refills"],
-            cols: [delta(T.refills, t, true), delta(T.refill_hits, t, true)],
+                "write invalidated them, reads those entries answered " +
+                "(hits that would have waited for the database), and " +
+                "refills not made (the entry was cold, the refill rate " +
+                "was spent, the queue was full or a breaker open; each " +
+                "cause is in the cache statistics).",
+            unit: "/s",
+            series: ["refills", "reads answered by refills",
+                     "refills skipped"],
+            cols: [delta(T.refills, t, true), delta(T.refill_hits, t, true),
+                   delta(T.refill_skipped, t, true)],
         });
         defs.push({
             id: "state", title: "Breaker and channel state",
