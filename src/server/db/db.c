@@ -297,17 +297,15 @@ int uq_db_migrate(uq_db_t *db, int *applied)
  * the calls in flight are the pool's connections checked out, and their
  * durations are the database's answer times as this service saw them. */
 
-static int64_t mono_us(void);
-
 static int64_t q_begin(uq_db_t *db)
 {
     atomic_fetch_add_explicit(&db->q_inflight, 1, memory_order_relaxed);
-    return mono_us();
+    return (int64_t)uq__db_mono_us();
 }
 
 static int q_end(uq_db_t *db, int64_t t0, int st)
 {
-    int64_t d = mono_us() - t0;
+    int64_t d = (int64_t)uq__db_mono_us() - t0;
 
     atomic_fetch_sub_explicit(&db->q_inflight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&db->q_count, 1, memory_order_relaxed);
@@ -350,13 +348,6 @@ int uq_db_ping(uq_db_t *db)
     return q_end(db, q0, db->methods->ping(db));
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int64_t wall_us(void)
 {
     struct timespec ts;
@@ -366,7 +357,7 @@ static int64_t wall_us(void)
 
 int uq_db_write_probe(uq_db_t *db, int max_age_ms)
 {
-    int64_t now = mono_us();
+    int64_t now = (int64_t)uq__db_mono_us();
     int64_t at = atomic_load(&db->probe_at_us);
     int expect = 0;
 
@@ -380,7 +371,7 @@ int uq_db_write_probe(uq_db_t *db, int max_age_ms)
     int64_t q0 = q_begin(db);
     int st = q_end(db, q0, db->methods->probe_write(db, wall_us()));
     atomic_store(&db->probe_status, st);
-    atomic_store(&db->probe_at_us, mono_us());
+    atomic_store(&db->probe_at_us, (int64_t)uq__db_mono_us());
     atomic_store(&db->probing, 0);
     return st;
 }
@@ -396,7 +387,7 @@ static int noted(uq_db_t *db, int st)
 {
     if (st == UQ_DB_EREADONLY) {
         atomic_store(&db->probe_status, st);
-        atomic_store(&db->probe_at_us, mono_us());
+        atomic_store(&db->probe_at_us, (int64_t)uq__db_mono_us());
     }
     return st;
 }

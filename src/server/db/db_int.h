@@ -11,6 +11,21 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
+
+/* The monotonic clock, which bounds every wait of the layer: a wall clock
+ * stepped back must not stretch one. */
+static inline uint64_t uq__db_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline uint64_t uq__db_mono_ms(void)
+{
+    return uq__db_mono_us() / 1000u;
+}
 
 /* A backend handle's logging callback, as given in uq_db_options_t. */
 typedef struct {

@@ -515,13 +515,6 @@ static void one_line(const char *in, char *out, size_t cap)
     out[j] = '\0';
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * Waits until fd is ready for `events` or deadline (mono_ms) passes.
  * Returns 1 when ready, 0 on timeout, -1 on error.
@@ -529,7 +522,7 @@ static uint64_t mono_ms(void)
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = mono_ms();
+        uint64_t now = uq__db_mono_ms();
         struct pollfd p = {fd, events, 0};
         int rc;
         if (now >= deadline) {
@@ -571,7 +564,7 @@ static void on_notice(void *arg, const PGresult *res)
  */
 static PGconn *connect_one(pg_db_t *d, char *err, size_t errlen)
 {
-    uint64_t deadline = mono_ms() + (uint64_t)d->timeout_ms;
+    uint64_t deadline = uq__db_mono_ms() + (uint64_t)d->timeout_ms;
     PGconn *c = PQconnectStartParams(d->kw, d->val, 1);
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     char why[512];
@@ -753,7 +746,7 @@ static int sess_send(sess_t *s, const char *what, int op, const char *name,
 {
     pg_db_t *d = s->d;
     uint64_t deadline =
-        mono_ms() + (uint64_t)d->timeout_ms + (uint64_t)PG_GRACE_MS;
+        uq__db_mono_ms() + (uint64_t)d->timeout_ms + (uint64_t)PG_GRACE_MS;
     PGresult *keep = NULL;
     PGresult *r;
     const char *state;

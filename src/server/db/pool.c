@@ -16,13 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int uq__db_pool_init(uq__db_pool_t *p, int max, int timeout_ms,
                      const uq__db_pool_ops_t *ops, void *arg,
                      const uq__db_logger_t *log, const char *what)
@@ -83,7 +76,7 @@ int uq__db_pool_adopt(uq__db_pool_t *p, void *conn)
 
 int uq__db_pool_acquire(uq__db_pool_t *p, void **out)
 {
-    uint64_t deadline = mono_ms() + (uint64_t)p->timeout_ms;
+    uint64_t deadline = uq__db_mono_ms() + (uint64_t)p->timeout_ms;
     struct timespec abs;
     void *c = NULL;
     int make = 0, waited = 0;
@@ -98,19 +91,28 @@ int uq__db_pool_acquire(uq__db_pool_t *p, void **out)
     }
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->n_idle > 0) {
+        if (p->n_idle > 0) {
+            /* Lent while it is checked, outside the lock: a driver's check
+             * or close may take its time, and the other callers need not
+             * wait for it. */
             c = p->idle[--p->n_idle];
-            if (p->ops->alive == NULL || p->ops->alive(p->arg, c)) {
+            p->lent++;
+            pthread_mutex_unlock(&p->mu);
+            int alive = p->ops->alive == NULL || p->ops->alive(p->arg, c);
+            if (!alive) {
+                p->ops->close(p->arg, c);
+                c = NULL;
+            }
+            pthread_mutex_lock(&p->mu);
+            if (alive) {
                 break;
             }
-            /* Dead: free its slot and look at the next one. */
-            p->ops->close(p->arg, c);
-            c = NULL;
+            /* Dead: its slot is free, for this caller or a waiter. */
+            p->lent--;
             p->n_open--;
             p->dropped++;
-        }
-        if (c != NULL) {
-            break;
+            pthread_cond_signal(&p->cv);
+            continue;
         }
         if (p->n_open < p->max) {
             p->n_open++;
@@ -119,7 +121,7 @@ int uq__db_pool_acquire(uq__db_pool_t *p, void **out)
         }
         waited = 1;
         if (pthread_cond_timedwait(&p->cv, &p->mu, &abs) == ETIMEDOUT ||
-            mono_ms() >= deadline) {
+            uq__db_mono_ms() >= deadline) {
             if (p->n_idle == 0 && p->n_open >= p->max) {
                 break;
             }
@@ -131,8 +133,8 @@ int uq__db_pool_acquire(uq__db_pool_t *p, void **out)
     if (c == NULL && !make) {
         p->timeouts++;
     }
-    if (c != NULL || make) {
-        p->lent++;
+    if (make) {
+        p->lent++; /* a connection taken from idle was counted then */
     }
     pthread_mutex_unlock(&p->mu);
     if (c != NULL) {

@@ -1128,8 +1128,8 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
      * once, without its busy handler, while another connection (another
      * process starting on the same file) holds one: that is retried until
      * the timeout, never failed on the first refusal. */
-    struct timespec t0, now, pause = {0, 10 * 1000 * 1000};
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    uint64_t t0 = uq__db_mono_ms();
     for (;;) {
         rc = sqlite3_exec(c->h,
                           "PRAGMA journal_mode = WAL;"
@@ -1139,10 +1139,7 @@ static int open_conn(sqlite_db_t *d, conn_t *c, char *err, size_t errlen)
         if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
             break;
         }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - t0.tv_sec) * 1000 +
-                (now.tv_nsec - t0.tv_nsec) / 1000000 >=
-            d->timeout_ms) {
+        if (uq__db_mono_ms() - t0 >= (uint64_t)d->timeout_ms) {
             break;
         }
         nanosleep(&pause, NULL);
