@@ -101,6 +101,13 @@ typedef struct {
     uc_hot_entry_t *snap; /* its most read entries, for tags */
     size_t nsnap;
     uint64_t snap_at_us;
+    /* The tags of snap's entries, so that a write's tag finds its entry in
+     * one probe: open addressing (linear probing) over tag_mask + 1 slots,
+     * the tag text's hash and 1 + the index in snap of the most read entry
+     * carrying it (0: empty). Built with each snapshot. */
+    uint64_t *tag_hash;
+    uint32_t *tag_at;
+    uint32_t tag_mask;
 } refill_ks_t;
 
 /* The shared list of most read entries: written this often, kept this long
@@ -436,6 +443,76 @@ static void refill_key(uc_cache_t *c, uc_keyspace_t *ks, const char *key)
     refill_entry(c, ks, key, klen, fields);
 }
 
+/* A tag text's hash for the snapshot's index (FNV-1a: the texts are the
+ * library's own, from the process's own entries). */
+static uint64_t tag_hash(const char *text, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Fills r's tag index from r->snap, most read first, so that each tag
+ * keeps its hottest entry. Without memory for it, the index is empty and
+ * every tag reads as cold. */
+static void tag_index_build(uc_keyspace_t *ks, refill_ks_t *r)
+{
+    size_t want = 2 * (r->nsnap * ks->ntags + 1), slots = 16;
+
+    while (slots < want) {
+        slots *= 2;
+    }
+    if (r->tag_hash == NULL || (size_t)r->tag_mask + 1 < slots) {
+        free(r->tag_hash);
+        free(r->tag_at);
+        r->tag_hash = malloc(slots * sizeof(*r->tag_hash));
+        r->tag_at = malloc(slots * sizeof(*r->tag_at));
+        if (r->tag_hash == NULL || r->tag_at == NULL) {
+            free(r->tag_hash);
+            free(r->tag_at);
+            r->tag_hash = NULL;
+            r->tag_at = NULL;
+            r->tag_mask = 0;
+            return;
+        }
+        r->tag_mask = (uint32_t)(slots - 1);
+    }
+    memset(r->tag_at, 0, ((size_t)r->tag_mask + 1) * sizeof(*r->tag_at));
+    for (size_t j = 0; j < r->nsnap; j++) {
+        const char *fields[UC_KEYSPACE_FIELDS_MAX];
+        char buf[UC_HOT_KEY_MAX + UC_KEYSPACE_FIELDS_MAX + 1];
+        const char *key = r->snap[j].key;
+
+        if (uc__keyspace_parse(ks, key, strlen(key), buf, sizeof(buf),
+                               fields) != UC_OK) {
+            continue;
+        }
+        for (size_t t = 0; t < ks->ntags; t++) {
+            char text[UC_KEY_MAX + 1];
+            size_t len = 0;
+
+            if (uc__tag_build(ks, t, fields, ks->nfields, text, sizeof(text),
+                              &len) != UC_OK) {
+                continue;
+            }
+            uint64_t h = tag_hash(text, len);
+            uint32_t i = (uint32_t)h & r->tag_mask;
+            /* A hash seen already: a hotter entry carries the tag (two
+             * tags of one hash would lose the second's refill, no more). */
+            while (r->tag_at[i] != 0 && r->tag_hash[i] != h) {
+                i = (i + 1) & r->tag_mask;
+            }
+            if (r->tag_at[i] == 0) {
+                r->tag_hash[i] = h;
+                r->tag_at[i] = (uint32_t)j + 1;
+            }
+        }
+    }
+}
+
 /* The keyspace's most read entries, reused for REFILL_SNAPSHOT_US. */
 static void refill_snapshot(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
 {
@@ -457,6 +534,7 @@ static void refill_snapshot(uc_cache_t *c, uc_keyspace_t *ks, refill_ks_t *r)
         r->nsnap = top;
     }
     r->snap_at_us = now;
+    tag_index_build(ks, r);
 }
 
 /* Whether text has the shape of tag t of ks (its literals where they are,
@@ -513,17 +591,26 @@ static void refill_tag(uc_cache_t *c, const char *tag)
             continue;
         }
         refill_snapshot(c, ks, r);
-        for (size_t j = 0; j < r->nsnap; j++) {
+        uint64_t h = tag_hash(tag, tlen);
+        for (uint32_t at = (uint32_t)h & r->tag_mask;
+             r->tag_at != NULL && r->tag_at[at] != 0 && !found;
+             at = (at + 1) & r->tag_mask) {
             const char *fields[UC_KEYSPACE_FIELDS_MAX];
             char buf[UC_HOT_KEY_MAX + UC_KEYSPACE_FIELDS_MAX + 1];
-            const char *key = r->snap[j].key;
-            size_t klen = strlen(key);
+            const char *key;
+            size_t klen;
             int carries = 0;
 
+            if (r->tag_hash[at] != h) {
+                continue;
+            }
+            key = r->snap[r->tag_at[at] - 1].key;
+            klen = strlen(key);
             if (uc__keyspace_parse(ks, key, klen, buf, sizeof(buf), fields) !=
                 UC_OK) {
                 continue;
             }
+            /* The hash said so; the tag's own text decides. */
             for (size_t t = 0; t < ks->ntags && !carries; t++) {
                 char text[UC_KEY_MAX + 1];
                 size_t len = 0;
@@ -532,13 +619,13 @@ static void refill_tag(uc_cache_t *c, const char *tag)
                           len == tlen && memcmp(text, tag, tlen) == 0;
             }
             if (carries) {
-                /* The hottest entry carrying the tag only (the list is in
-                 * order): a tag spans pages of which one is read most, and
-                 * loading every page again on every write cost more loads
-                 * than the reads it saved (docs/library.md). */
+                /* The hottest entry carrying the tag only (the index keeps
+                 * the first in the list's order): a tag spans pages of
+                 * which one is read most, and loading every page again on
+                 * every write cost more loads than the reads it saved
+                 * (docs/library.md). */
                 found = 1;
                 refill_entry(c, ks, key, klen, fields);
-                break;
             }
         }
         if (!found) {
@@ -929,6 +1016,8 @@ void uc__warm_destroy(uc_cache_t *c)
     uc__warm_stop(c);
     for (size_t i = 0; i < UC__KEYSPACES_MAX; i++) {
         free(w->rks[i].snap);
+        free(w->rks[i].tag_hash);
+        free(w->rks[i].tag_at);
     }
     free(w->jobs);
     pthread_cond_destroy(&w->cv);
