@@ -1734,8 +1734,8 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
     env[0] = redis_env;
     env[1] = near_env;
     env[2] = "UTXOIQ_LOG_LEVEL=warn";
-    /* Refills are said either way: the tests' api_server.c turns them off
-     * unless the environment names them; on, the library's default. */
+    /* Refills are said either way, so that a run does not depend on the
+     * library's default (on, the top 1000). */
     env[3] =
         o->refill_off ? "UTXOCACHE_REFILL_TOP=0" : "UTXOCACHE_REFILL_TOP=1000";
     for (size_t i = 0; i < o->nsvc_env; i++) {
