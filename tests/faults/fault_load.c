@@ -32,7 +32,7 @@ typedef struct {
 struct uc_fault_load {
     uc_fault_opts_t o;
     uint64_t t0_us;
-    atomic_int stop; /* set when starting a thread failed */
+    atomic_int stop; /* a thread failed to start, or uc_fault_stop() */
     pthread_t *threads;
     worker_t *workers;
     int nthreads;
@@ -255,6 +255,11 @@ int uc_fault_start(uc_fault_load_t **out, const uc_fault_opts_t *o)
 fail:
     uc_fault_free(l);
     return -1;
+}
+
+void uc_fault_stop(uc_fault_load_t *l)
+{
+    atomic_store(&l->stop, 1);
 }
 
 void uc_fault_wait(uc_fault_load_t *l)

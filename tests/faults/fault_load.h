@@ -67,6 +67,11 @@ uint64_t uc_fault_now(const uc_fault_load_t *l);
 /* Waits for every thread (bounded by duration_ms plus one request each). */
 void uc_fault_wait(uc_fault_load_t *l);
 
+/* Asks the threads to start no more requests (before duration_ms, for a
+ * test whose own steps decide when the load has done its work); a request
+ * in flight ends as it would. Then uc_fault_wait(). */
+void uc_fault_stop(uc_fault_load_t *l);
+
 /* The records of all threads, in no particular order; valid until
  * uc_fault_free(). */
 const uc_fault_op_t *uc_fault_ops(const uc_fault_load_t *l, size_t *n);

@@ -105,9 +105,10 @@
 /* The near-cache fault run: four faults one after the other, each in a
  * window of its own, with NF_GAP_MS of healthy load before each and after
  * the last (reads there may lag by the invalidation lag, no more). Redis is
- * hung for NF_STOP_MS and down for NF_DOWN_MS; the load lasts NF_MS, the
- * sum of the windows and gaps plus NF_SLACK_MS for the commands that
- * inject the faults. */
+ * hung for NF_STOP_MS and down for NF_DOWN_MS; the writes are spread over
+ * NF_MS, the sum of the windows and gaps plus NF_SLACK_MS for the commands
+ * that inject the faults, and the load is stopped NF_TAIL_MS after the
+ * last window, however long the steps took. */
 #define NF_STOP_MS 400
 #if UC_FAULTS_LONG
 #define NF_GAP_MS 3000
@@ -123,6 +124,8 @@
 #define NF_KEYS_PER_WRITER 40
 #endif
 #define NF_SLACK_MS 1500
+/* Reads made after the last window, before the load is stopped. */
+#define NF_TAIL_MS 500
 #define NF_MS                                                                  \
     (5 * NF_GAP_MS + 4 * STALE_BOUND_MS + NF_STOP_MS + NF_DOWN_MS +            \
      2 * RECOVERY_MS + NF_SLACK_MS)
@@ -1151,6 +1154,9 @@ typedef struct {
     int readers, writers;
     size_t nkeys;
     unsigned ms, keys_per_writer;
+    /* The load's bound when the test stops it itself (uc_fault_stop());
+     * 0: ms. The writes are spread over ms either way. */
+    unsigned max_ms;
 } rw_plan_t;
 
 /*
@@ -1185,7 +1191,7 @@ static void rw_start(world_t *w, const rw_plan_t *plan, char (*keys)[128],
         .writers = plan->writers,
         .keys = kp,
         .nkeys = plan->nkeys,
-        .duration_ms = plan->ms,
+        .duration_ms = plan->max_ms > 0 ? plan->max_ms : plan->ms,
         .max_ops = RW_MAX_OPS,
         .read_gap_ms = 2,
         .write_gap_ms = plan->ms / plan->keys_per_writer,
@@ -1208,8 +1214,8 @@ static void test_randomized_two_instances(void **state)
     const char **kp = calloc(NKEYS, sizeof(*kp));
     uc_fault_load_t *l = NULL;
     uc_fault_check_t c;
-    const rw_plan_t plan = {"rw",  RW_READERS, RW_WRITERS,
-                            NKEYS, RW_MS,      RW_KEYS_PER_WRITER};
+    const rw_plan_t plan = {"rw",  RW_READERS,         RW_WRITERS, NKEYS,
+                            RW_MS, RW_KEYS_PER_WRITER, 0};
     int a, b;
     rw_start(w, &plan, keys, kp, id, sizeof(id), &a, &b, &l);
     until(l, RW_MS * RW_KILL_PCT / 100);
@@ -1387,8 +1393,11 @@ static void test_randomized_near_faults(void **state)
     long long hits_before[NWIN], flushes[NWIN];
     double last_stale_ms[NWIN];
     size_t acked[NWIN];
-    const rw_plan_t plan = {"nf",  NF_READERS, NF_WRITERS,
-                            NKEYS, NF_MS,      NF_KEYS_PER_WRITER};
+    /* The faults' steps decide when the load has done its work: on a busy
+     * machine they take longer than NF_MS planned for, and reads must go
+     * on past the last window. */
+    const rw_plan_t plan = {"nf",  NF_READERS, NF_WRITERS,        NKEYS,
+                            NF_MS, NF_KEYS_PER_WRITER, 3 * NF_MS};
     int a, b;
     rw_start(w, &plan, keys, kp, id, sizeof(id), &a, &b, &l);
     const uint64_t gap = (uint64_t)NF_GAP_MS * 1000u;
@@ -1445,6 +1454,8 @@ static void test_randomized_near_faults(void **state)
     until_us(l, win[3].to_us);
     post[3] = near_of(w, b);
     uint64_t t_last = uc_fault_now(l);
+    until_us(l, t_last + (uint64_t)NF_TAIL_MS * 1000u);
+    uc_fault_stop(l);
     uc_fault_wait(l);
 
     uc_fault_check(l, &c);
