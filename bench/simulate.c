@@ -290,7 +290,8 @@ typedef struct {
     samples_t hit_lat; /* statistics reads answered X-Cache: HIT */
     samples_t raw_lat; /* first reads of a hot insight after its write */
     uint64_t raw_xc[XC_COUNT];
-    samples_t rawl_lat; /* ... of one the library ranked hot (lib_hot_at_write) */
+    samples_t
+        rawl_lat; /* ... of one the library ranked hot (lib_hot_at_write) */
     uint64_t rawl_xc[XC_COUNT];
     uint64_t count[EP_COUNT];
     uint64_t errors[EP_COUNT];
@@ -1789,15 +1790,14 @@ static int run_mode(setup_t *s, int mode, const double *cdf,
     }
     if (mode != MODE_NOCACHE) {
         r->hot_since = calloc((size_t)o->insights, sizeof(*r->hot_since));
-        r->fb_hot_since =
-            calloc((size_t)o->insights, sizeof(*r->fb_hot_since));
+        r->fb_hot_since = calloc((size_t)o->insights, sizeof(*r->fb_hot_since));
         r->fb_write_ns = calloc((size_t)o->insights, sizeof(*r->fb_write_ns));
         hw.next = malloc((size_t)o->insights);
         hw.r = r;
         hw.hdr = hdr_list(s->admin_key, 0);
         if (r->hot_since == NULL || r->fb_hot_since == NULL ||
-            r->fb_write_ns == NULL || hw.next == NULL ||
-            hw.hdr == NULL || worker_init(&hw.w, r, 2000) != 0 ||
+            r->fb_write_ns == NULL || hw.next == NULL || hw.hdr == NULL ||
+            worker_init(&hw.w, r, 2000) != 0 ||
             pthread_create(&hth, NULL, hot_watch_main, &hw) != 0) {
             fprintf(stderr, "simulate: cannot watch the library's record\n");
             goto done;
@@ -2339,8 +2339,7 @@ static void print_tables(const mode_result_t *res, const opts_t *o)
                x->fb_writes, k->loads, fs_loads_per_write(x), pw, k->refills,
                k->refill_hits, k->refill_skipped_cold, k->refill_skipped_rate,
                k->refill_skipped_overflow, k->refill_skipped_breaker,
-               k->refill_raced,
-               all->refill_wait_timeouts);
+               k->refill_raced, all->refill_wait_timeouts);
     }
     printf("\n== first statistics read of a hot insight after its write "
            "==\n"
@@ -2352,8 +2351,8 @@ static void print_tables(const mode_result_t *res, const opts_t *o)
            "it or not, every such read\n",
            o->hot, o->hot);
     printf("%-11s %-5s %9s %9s %9s %9s %9s %12s %11s %7s\n", "mode", "hot",
-           "reads", "p50 ms", "p99 ms", "HIT", "MISS", "hit p99 ms",
-           "readings", "overlap");
+           "reads", "p50 ms", "p99 ms", "HIT", "MISS", "hit p99 ms", "readings",
+           "overlap");
     for (int m = 0; m < MODE_COUNT; m++) {
         const mode_result_t *x = &res[m];
         if (!x->ran) {
@@ -2845,8 +2844,9 @@ static int write_report(const char *path, const mode_result_t *res,
         }
         if (m != MODE_NOCACHE) {
             fprintf(f,
-                    "<tr><td class='l'>%s</td><td class='l'>library</td><td>%"
-                    PRIu64 "</td><td>%.3f</td><td>%.3f</td><td>%" PRIu64
+                    "<tr><td class='l'>%s</td><td "
+                    "class='l'>library</td><td>%" PRIu64
+                    "</td><td>%.3f</td><td>%.3f</td><td>%" PRIu64
                     "</td><td>%" PRIu64 "</td><td>%.3f</td></tr>\n",
                     MODE_NAME[m], x->rawl_n, x->rawl_p50 / 1000.0,
                     x->rawl_p99 / 1000.0, x->rawl_xc[XC_HIT],
@@ -3059,8 +3059,9 @@ static int sanity(const mode_result_t *res, const opts_t *o, const char *report)
              "%s: the library's record read %" PRIu64 " times, %" PRIu64
              " failed",
              MODE_NAME[m], x->hot_readings, x->hot_failures);
-        SANE(x->rawl_n > 0, "%s: no read after a write of an insight the "
-                            "library ranked hot",
+        SANE(x->rawl_n > 0,
+             "%s: no read after a write of an insight the "
+             "library ranked hot",
              MODE_NAME[m]);
     }
 #undef SANE

@@ -141,15 +141,15 @@ typedef struct uc_config {
     /* Warming: the most read entries of each keyspace that has its own
      * loader are loaded again in the background after a dataset was
      * dropped (a FLUSHALL, a restart, a failover) and on uc_cache_warm(). */
-    int warm_top;     /* 1000 entries per keyspace; negative: no warming */
-    int warm_rate;    /* 100: loads a second the warmer may make, at most
-                         (per handle; a burst of a tenth of that) */
-    int hot_capacity; /* counters of each keyspace's record of its most
-                         read entries: 10 x warm_top (10000), at least
-                         1024, at most 262144; negative: no record, and
-                         so no warming */
-    int hot_sample;   /* 8: one get-or-load in this many is counted
-                         (rounded down to a power of two); 1: all */
+    int warm_top;         /* 1000 entries per keyspace; negative: no warming */
+    int warm_rate;        /* 100: loads a second the warmer may make, at most
+                             (per handle; a burst of a tenth of that) */
+    int hot_capacity;     /* counters of each keyspace's record of its most
+                             read entries: 10 x warm_top (10000), at least
+                             1024, at most 262144; negative: no record, and
+                             so no warming */
+    int hot_sample;       /* 8: one get-or-load in this many is counted
+                             (rounded down to a power of two); 1: all */
     int hot_sample_above; /* 20000: a keyspace read fewer times a second
                              than this has every read counted, sampling
                              starts above it; negative: always sample */

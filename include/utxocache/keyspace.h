@@ -355,8 +355,9 @@ UC_EXPORT void uc_keyspace_near_usage(const uc_keyspace_t *ks,
  * whatever the number of distinct keys). It counts get-or-load calls: every
  * one while the keyspace is read fewer than UTXOCACHE_HOT_SAMPLE_ABOVE
  * times a second, one in UTXOCACHE_HOT_SAMPLE at random above that; and it
- * halves its counts every 10 minutes so that it follows what is read now. Logical keys (without the
- * cache's prefix) of UC_HOT_KEY_MAX bytes or more are not recorded.
+ * halves its counts every 10 minutes so that it follows what is read now.
+ * Logical keys (without the cache's prefix) of UC_HOT_KEY_MAX bytes or more are
+ * not recorded.
  */
 #define UC_HOT_KEY_MAX 256
 

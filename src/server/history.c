@@ -293,8 +293,7 @@ static void counts_from(counts_t *c, const uc_stats_t *s,
     c->refill_hits = s->refill_hits;
     /* One series for the dashboard; cache/stats has each cause. */
     c->refill_skipped = s->refill_skipped_cold + s->refill_skipped_rate +
-                        s->refill_skipped_overflow +
-                        s->refill_skipped_breaker;
+                        s->refill_skipped_overflow + s->refill_skipped_breaker;
 }
 
 /* Builds the point of r against base (the newest stored point's

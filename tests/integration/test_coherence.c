@@ -1396,7 +1396,7 @@ static void test_randomized_near_faults(void **state)
     /* The faults' steps decide when the load has done its work: on a busy
      * machine they take longer than NF_MS planned for, and reads must go
      * on past the last window. */
-    const rw_plan_t plan = {"nf",  NF_READERS, NF_WRITERS,        NKEYS,
+    const rw_plan_t plan = {"nf",  NF_READERS,         NF_WRITERS, NKEYS,
                             NF_MS, NF_KEYS_PER_WRITER, 3 * NF_MS};
     int a, b;
     rw_start(w, &plan, keys, kp, id, sizeof(id), &a, &b, &l);

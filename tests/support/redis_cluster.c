@@ -219,10 +219,9 @@ static void print_tail(const char *path)
     }
     if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0) {
         size_t n;
-        (void)fseek(f, size > (long)sizeof(buf) - 1
-                           ? size - (long)sizeof(buf) + 1
-                           : 0,
-                    SEEK_SET);
+        (void)fseek(
+            f, size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0,
+            SEEK_SET);
         n = fread(buf, 1, sizeof(buf) - 1, f);
         buf[n] = '\0';
         fprintf(stderr, "--- end of %s ---\n%s\n---\n", path, buf);

@@ -502,10 +502,8 @@ static int load_one(void *arg, const char *const *fields, size_t nfields,
 static void adaptive_in_a_cache(void **state)
 {
     (void)state;
-    static const uc_keyspace_def_t def = {.name = "k",
-                                          .pattern = "k:{id}",
-                                          .ttl_s = 60,
-                                          .loader = load_one};
+    static const uc_keyspace_def_t def = {
+        .name = "k", .pattern = "k:{id}", .ttl_s = 60, .loader = load_one};
     uc_config_t cfg;
     uc_cache_t *c = NULL;
     char err[160];
@@ -908,8 +906,8 @@ static void settings(void **state)
         uc_config_init(&cfg);
         cfg.hot_sample_above = adaptive ? 0 : -1;
         assert_int_equal(uc_cache_create(&cfg, &c, err, sizeof(err)), UC_OK);
-        assert_int_equal(
-            uc_cache_add_keyspaces(c, &def, 1, err, sizeof(err)), UC_OK);
+        assert_int_equal(uc_cache_add_keyspaces(c, &def, 1, err, sizeof(err)),
+                         UC_OK);
         assert_int_equal(uc__hot_sample(uc_cache_keyspace(c, "k")->hot),
                          adaptive ? 1 : 8);
         uc_cache_destroy(c);
@@ -930,12 +928,18 @@ static void settings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(exact_small_stream),  cmocka_unit_test(key_lengths),
-        cmocka_unit_test(space_saving_bounds), cmocka_unit_test(zipf_top_k),
-        cmocka_unit_test(memory_bounded),      cmocka_unit_test(halving),
-        cmocka_unit_test(sampling_and_mute),   cmocka_unit_test(threads_exact),
-        cmocka_unit_test(threads_evicting),    cmocka_unit_test(record_cost),
-        cmocka_unit_test(keys_parse_back),     cmocka_unit_test(settings),
+        cmocka_unit_test(exact_small_stream),
+        cmocka_unit_test(key_lengths),
+        cmocka_unit_test(space_saving_bounds),
+        cmocka_unit_test(zipf_top_k),
+        cmocka_unit_test(memory_bounded),
+        cmocka_unit_test(halving),
+        cmocka_unit_test(sampling_and_mute),
+        cmocka_unit_test(threads_exact),
+        cmocka_unit_test(threads_evicting),
+        cmocka_unit_test(record_cost),
+        cmocka_unit_test(keys_parse_back),
+        cmocka_unit_test(settings),
         cmocka_unit_test(adaptive_sampling),
         cmocka_unit_test(adaptive_in_a_cache),
     };

@@ -477,8 +477,9 @@ void api_h_cache_hot(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
         return;
     }
     if (name == NULL) {
-        uq_resp_error(res, 400, "keyspace is required: one of the names "
-                                "in /api/v1/monitoring/cache/stats");
+        uq_resp_error(res, 400,
+                      "keyspace is required: one of the names "
+                      "in /api/v1/monitoring/cache/stats");
         return;
     }
     for (int i = 0; i < UQ_KS_COUNT; i++) {
@@ -496,10 +497,10 @@ void api_h_cache_hot(uq_app_t *app, uq_req_t *req, uq_resp_t *res)
     size_t n = held < want ? held : want;
     json_t *arr = json_array();
     for (size_t i = (size_t)pg.offset; i < n && arr != NULL; i++) {
-        json_array_append_new(
-            arr, json_pack("{s:s,s:I,s:I}", "key", top[i].key, "reads",
-                           (json_int_t)top[i].reads, "error",
-                           (json_int_t)top[i].error));
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:I,s:I}", "key", top[i].key,
+                                        "reads", (json_int_t)top[i].reads,
+                                        "error", (json_int_t)top[i].error));
     }
     free(top);
     uq_resp_json(res, 200,
